@@ -1,0 +1,76 @@
+package etcdaas
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// DefaultVersion is the etcd minor version used when spec.version is empty: the version of
+// the etcd the project embeds and tests against.
+const DefaultVersion = "3.7"
+
+// Member labels. Every member (pod or embedded server) of an instance carries all three, and
+// status.selector selects exactly them.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+
+	// LabelNameValue is the value of LabelName on every member.
+	LabelNameValue = "etcd"
+	// LabelManagedByValue is the value of LabelManagedBy on every member.
+	LabelManagedByValue = "etcdaas"
+)
+
+// PreservedFieldsAnnotation holds, on v1alpha1 objects only, the fields that v1alpha1 cannot
+// express, so that an old client's read-modify-write loses nothing. It is never stored and
+// never shown in v1beta1.
+const PreservedFieldsAnnotation = "etcdaas.dev/v1beta1-fields"
+
+// MemberLabels returns the labels every member of the named instance carries.
+func MemberLabels(instanceName string) map[string]string {
+	return map[string]string{
+		LabelName:      LabelNameValue,
+		LabelInstance:  instanceName,
+		LabelManagedBy: LabelManagedByValue,
+	}
+}
+
+// MemberSelector returns the selector of the named instance's members in string form, as
+// status.selector and the scale subresource report it.
+func MemberSelector(instanceName string) string {
+	return labels.SelectorFromSet(MemberLabels(instanceName)).String()
+}
+
+// TLSEnabled reports whether the spec asks for TLS.
+func (s *ETCDInstanceSpec) TLSEnabled() bool {
+	return s.TLS != nil && s.TLS.Enabled
+}
+
+// FindCondition returns the condition of the given type, or nil.
+func FindCondition(conditions []metav1.Condition, conditionType string) *metav1.Condition {
+	for i := range conditions {
+		if conditions[i].Type == conditionType {
+			return &conditions[i]
+		}
+	}
+	return nil
+}
+
+// WithoutPreservedFields returns a copy of annotations without the PreservedFieldsAnnotation, nil
+// when nothing else is left of a map that had it; the input is never modified.
+func WithoutPreservedFields(annotations map[string]string) map[string]string {
+	if _, ok := annotations[PreservedFieldsAnnotation]; !ok {
+		return annotations
+	}
+	if len(annotations) == 1 {
+		return nil
+	}
+	out := make(map[string]string, len(annotations)-1)
+	for k, v := range annotations {
+		if k != PreservedFieldsAnnotation {
+			out[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,3 @@
+// Package openapi holds the OpenAPI definitions generated from the etcdaas.dev types (and the
+// Kubernetes types they refer to), served by the API server as OpenAPI v2 and v3.
+package openapi
