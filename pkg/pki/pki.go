@@ -1,0 +1,230 @@
+// Package pki creates the certificate authorities and certificates etcdaas needs: the
+// standalone server's CA, serving and admin certificates, a CA per TLS-enabled etcd instance
+// with its server, peer and client certificates, and the test harness's cluster PKI.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+)
+
+// DefaultValidity is how long issued certificates are valid unless a request says otherwise.
+const DefaultValidity = 365 * 24 * time.Hour
+
+// caValidity is how long a certificate authority is valid.
+const caValidity = 10 * 365 * 24 * time.Hour
+
+// CA is a certificate authority able to issue certificates.
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	// CertPEM is Cert in PEM form, for bundles and kubeconfigs.
+	CertPEM []byte
+}
+
+// KeyPair is an issued certificate and its private key, both in PEM form.
+type KeyPair struct {
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Usage says what an issued certificate is for.
+type Usage int
+
+// Certificate usages.
+const (
+	// ServerUsage is a TLS server certificate.
+	ServerUsage Usage = 1 << iota
+	// ClientUsage is a TLS client certificate.
+	ClientUsage
+)
+
+// Request describes a certificate to issue.
+type Request struct {
+	CommonName   string
+	Organization []string
+	DNSNames     []string
+	IPs          []net.IP
+	Usage        Usage
+	// Validity defaults to DefaultValidity.
+	Validity time.Duration
+}
+
+// NewCA creates a self-signed certificate authority with an ECDSA P-256 key.
+func NewCA(commonName string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	now := time.Now()
+	template := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(caValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("self-signing CA %q: %w", commonName, err)
+	}
+	parsed, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: parsed, Key: key, CertPEM: encodeCert(der)}, nil
+}
+
+// Issue signs a new certificate for req with a fresh ECDSA P-256 key.
+func (ca *CA) Issue(req Request) (*KeyPair, error) {
+	if req.Usage == 0 {
+		return nil, errors.New("pki: a certificate request needs a usage")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating key for %q: %w", req.CommonName, err)
+	}
+	validity := req.Validity
+	if validity == 0 {
+		validity = DefaultValidity
+	}
+	now := time.Now()
+	template := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		DNSNames:     req.DNSNames,
+		IPAddresses:  req.IPs,
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+	}
+	if req.Usage&ServerUsage != 0 {
+		template.ExtKeyUsage = append(template.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	}
+	if req.Usage&ClientUsage != 0 {
+		template.ExtKeyUsage = append(template.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signing certificate for %q: %w", req.CommonName, err)
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyPair{CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+}
+
+// KeyPEM returns the CA's private key in PEM form.
+func (ca *CA) KeyPEM() ([]byte, error) {
+	return keyutil.MarshalPrivateKeyToPEM(ca.Key)
+}
+
+// Write stores the CA as dir/name.crt and dir/name.key (mode 0600 for the key).
+func (ca *CA) Write(dir, name string) error {
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return err
+	}
+	return (&KeyPair{CertPEM: ca.CertPEM, KeyPEM: keyPEM}).Write(dir, name)
+}
+
+// Write stores the pair as dir/name.crt and dir/name.key (mode 0600 for the key).
+func (kp *KeyPair) Write(dir, name string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := cert.WriteCert(filepath.Join(dir, name+".crt"), kp.CertPEM); err != nil {
+		return err
+	}
+	return keyutil.WriteKey(filepath.Join(dir, name+".key"), kp.KeyPEM)
+}
+
+// LoadCA reads a CA written by (*CA).Write.
+func LoadCA(dir, name string) (*CA, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, name+".crt"))
+	if err != nil {
+		return nil, err
+	}
+	certs, err := cert.ParseCertsPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s.crt: %w", name, err)
+	}
+	key, err := keyutil.PrivateKeyFromFile(filepath.Join(dir, name+".key"))
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s.key is not a signing key", name)
+	}
+	return &CA{Cert: certs[0], Key: signer, CertPEM: certPEM}, nil
+}
+
+// LoadOrCreateCA loads the CA dir/name.{crt,key}, creating and writing it when absent, so a
+// restarted server keeps the CA its clients trust.
+func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
+	ca, err := LoadCA(dir, name)
+	if err == nil {
+		return ca, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ca, err = NewCA(commonName)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.Write(dir, name); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// LoadOrIssue returns dir/name.{crt,key} when both exist, else issues them from ca and writes
+// them.
+func (ca *CA) LoadOrIssue(dir, name string, req Request) (*KeyPair, error) {
+	certPEM, certErr := os.ReadFile(filepath.Join(dir, name+".crt"))
+	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, name+".key"))
+	if certErr == nil && keyErr == nil {
+		return &KeyPair{CertPEM: certPEM, KeyPEM: keyPEM}, nil
+	}
+	kp, err := ca.Issue(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := kp.Write(dir, name); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+func encodeCert(der []byte) []byte {
+	return pemBlock("CERTIFICATE", der)
+}
+
+func serial() *big.Int {
+	limit := new(big.Int).Lsh(big.NewInt(1), 127)
+	n, err := rand.Int(rand.Reader, limit)
+	if err != nil {
+		// crypto/rand never fails on Linux; a fixed serial would still be a valid certificate.
+		return big.NewInt(time.Now().UnixNano())
+	}
+	return n
+}

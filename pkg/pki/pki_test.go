@@ -1,0 +1,67 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"testing"
+)
+
+func TestIssuedCertificatesVerifyAgainstTheirCA(t *testing.T) {
+	ca, err := NewCA("test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ca.Issue(Request{CommonName: "server", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usage: ServerUsage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(server.CertPEM, server.KeyPEM)
+	if err != nil {
+		t.Fatalf("issued pair does not load: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.CertPEM)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Fatalf("server certificate does not verify: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Fatal("a server-only certificate verified for client auth")
+	}
+	other, _ := NewCA("other")
+	otherRoots := x509.NewCertPool()
+	otherRoots.AppendCertsFromPEM(other.CertPEM)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: otherRoots}); err == nil {
+		t.Fatal("certificate verified against an unrelated CA")
+	}
+}
+
+func TestLoadOrCreateCAReusesTheWrittenCA(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreateCA(dir, "ca", "reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadOrCreateCA(dir, "ca", "reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Cert.Equal(second.Cert) {
+		t.Fatal("a second LoadOrCreateCA made a new CA instead of loading the first")
+	}
+	client, err := second.LoadOrIssue(dir, "admin", Request{CommonName: "admin", Organization: []string{"system:masters"}, Usage: ClientUsage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := first.LoadOrIssue(dir, "admin", Request{CommonName: "someone-else", Usage: ClientUsage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(client.CertPEM) != string(again.CertPEM) {
+		t.Fatal("LoadOrIssue issued a new certificate although one was on disk")
+	}
+}
