@@ -26,13 +26,13 @@ type preservedFields struct {
 // a state maps back to the phase a v1alpha1 client most likely meant.
 var (
 	phaseToStateTable = map[etcdaas.Phase]State{
-		"":                       StateNone,
-		etcdaas.PhasePending:     StateNone,
-		etcdaas.PhaseDeploying:   StateDeploying,
-		etcdaas.PhaseScaling:     StateDeploying,
-		etcdaas.PhaseRunning:     StateRunning,
-		etcdaas.PhaseFailed:      StateFailed,
-		etcdaas.PhaseDeleting:    StateNone,
+		"":                     StateNone,
+		etcdaas.PhasePending:   StateNone,
+		etcdaas.PhaseDeploying: StateDeploying,
+		etcdaas.PhaseScaling:   StateDeploying,
+		etcdaas.PhaseRunning:   StateRunning,
+		etcdaas.PhaseFailed:    StateFailed,
+		etcdaas.PhaseDeleting:  StateNone,
 	}
 	stateToPhaseTable = map[State]etcdaas.Phase{
 		StateNone:      "",
@@ -129,17 +129,20 @@ func Convert_etcdaas_ETCDInstance_To_v1alpha1_ETCDInstance(in *etcdaas.ETCDInsta
 	if err != nil {
 		return err
 	}
-	annotations := etcdaas.WithoutPreservedFields(in.Annotations)
-	if preserved != nil {
-		data, err := json.Marshal(preserved)
-		if err != nil {
-			return fmt.Errorf("encoding annotation %s: %w", etcdaas.PreservedFieldsAnnotation, err)
-		}
-		if annotations == nil {
-			annotations = make(map[string]string, 1)
-		}
-		annotations[etcdaas.PreservedFieldsAnnotation] = string(data)
+	out.Annotations = etcdaas.WithoutPreservedFields(in.Annotations)
+	if preserved == nil {
+		return nil
 	}
+	data, err := json.Marshal(preserved)
+	if err != nil {
+		return fmt.Errorf("encoding annotation %s: %w", etcdaas.PreservedFieldsAnnotation, err)
+	}
+	// A new map: the input's annotations must not change under a conversion.
+	annotations := make(map[string]string, len(out.Annotations)+1)
+	for k, v := range out.Annotations {
+		annotations[k] = v
+	}
+	annotations[etcdaas.PreservedFieldsAnnotation] = string(data)
 	out.Annotations = annotations
 	return nil
 }

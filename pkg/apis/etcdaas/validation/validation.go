@@ -1,0 +1,179 @@
+// Package validation checks etcdaas.dev objects. It works on the internal types; errors carry
+// the internal field paths, which ForVersion rewrites into the paths of the version a client
+// sent.
+package validation
+
+import (
+	"fmt"
+	"regexp"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+)
+
+// Limits on an instance.
+const (
+	// MaxNameLength is the longest instance name: members and Services derive their names
+	// from it and must stay DNS labels.
+	MaxNameLength = 50
+	// MinReplicas and MaxReplicas bound spec.replicas.
+	MinReplicas = 1
+	MaxReplicas = 9
+)
+
+var (
+	versionPattern = regexp.MustCompile(`^3\.[0-9]+$`)
+
+	knownPhases = sets.New(etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
+		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting)
+)
+
+// ValidateName checks an instance name: a DNS-1035 label of at most MaxNameLength characters.
+func ValidateName(name string, prefix bool) []string {
+	var errs []string
+	if len(name) > MaxNameLength {
+		errs = append(errs, fmt.Sprintf("must be no more than %d characters", MaxNameLength))
+	}
+	return append(errs, apimachineryvalidation.NameIsDNS1035Label(name, prefix)...)
+}
+
+// ValidateETCDInstance checks a new instance.
+func ValidateETCDInstance(obj *etcdaas.ETCDInstance) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&obj.ObjectMeta, true, ValidateName, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateSpec(&obj.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateETCDInstanceUpdate checks an update of an instance's metadata and spec.
+func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newObj.ObjectMeta, &oldObj.ObjectMeta, field.NewPath("metadata"))
+	specPath := field.NewPath("spec")
+	allErrs = append(allErrs, validateSpec(&newObj.Spec, specPath)...)
+	if !apiequality.Semantic.DeepEqual(newObj.Spec.TLS, oldObj.Spec.TLS) {
+		allErrs = append(allErrs, field.Invalid(specPath.Child("tls"), tlsValue(newObj.Spec.TLS), "field is immutable: TLS cannot be turned on or off after creation"))
+	}
+	if !apiequality.Semantic.DeepEqual(newObj.Spec.Storage, oldObj.Spec.Storage) {
+		allErrs = append(allErrs, field.Forbidden(specPath.Child("storage"), "field is immutable after creation"))
+	}
+	return allErrs
+}
+
+// ValidateETCDInstanceStatusUpdate checks an update through the status subresource.
+func ValidateETCDInstanceStatusUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newObj.ObjectMeta, &oldObj.ObjectMeta, field.NewPath("metadata"))
+	return append(allErrs, validateStatus(&newObj.Status, field.NewPath("status"))...)
+}
+
+// ValidateScale checks a Scale sent to the scale subresource like spec.replicas is checked.
+func ValidateScale(scale *autoscalingv1.Scale) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&scale.ObjectMeta, true, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	return append(allErrs, validateReplicas(scale.Spec.Replicas, field.NewPath("spec", "replicas"))...)
+}
+
+// ReplicasWarnings returns the admission warnings for a replica count: an even number of
+// members tolerates no more failures than one member fewer.
+func ReplicasWarnings(replicas int32, path *field.Path) []string {
+	if replicas > 0 && replicas%2 == 0 {
+		return []string{fmt.Sprintf("%s: %d members tolerate no more failures than %d; prefer an odd number", path, replicas, replicas-1)}
+	}
+	return nil
+}
+
+func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorList {
+	allErrs := validateReplicas(spec.Replicas, path.Child("replicas"))
+	if spec.Version == "" {
+		allErrs = append(allErrs, field.Required(path.Child("version"), "the etcd minor version, such as \"3.7\""))
+	} else if !versionPattern.MatchString(spec.Version) {
+		allErrs = append(allErrs, field.Invalid(path.Child("version"), spec.Version, "must be an etcd 3 minor version such as \"3.7\""))
+	}
+	if storage := spec.Storage; storage != nil {
+		storagePath := path.Child("storage")
+		if storage.Size != nil && storage.Size.Sign() <= 0 {
+			allErrs = append(allErrs, field.Invalid(storagePath.Child("size"), storage.Size.String(), "must be greater than zero"))
+		}
+		if name := storage.StorageClassName; name != nil {
+			for _, msg := range validation.IsDNS1123Subdomain(*name) {
+				allErrs = append(allErrs, field.Invalid(storagePath.Child("storageClassName"), *name, msg))
+			}
+		}
+	}
+	return allErrs
+}
+
+func validateReplicas(replicas int32, path *field.Path) field.ErrorList {
+	if replicas < MinReplicas || replicas > MaxReplicas {
+		return field.ErrorList{field.Invalid(path, replicas, fmt.Sprintf("must be between %d and %d", MinReplicas, MaxReplicas))}
+	}
+	return nil
+}
+
+func validateStatus(status *etcdaas.ETCDInstanceStatus, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(status.ObservedGeneration, path.Child("observedGeneration"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(status.Replicas), path.Child("replicas"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(status.ReadyReplicas), path.Child("readyReplicas"))...)
+	if status.ReadyReplicas > status.Replicas {
+		allErrs = append(allErrs, field.Invalid(path.Child("readyReplicas"), status.ReadyReplicas, "cannot be greater than status.replicas"))
+	}
+	if status.Phase != "" && !knownPhases.Has(status.Phase) {
+		allErrs = append(allErrs, field.NotSupported(path.Child("phase"), status.Phase, sets.List(knownPhases)))
+	}
+	if status.Selector != "" {
+		if _, err := labels.Parse(status.Selector); err != nil {
+			allErrs = append(allErrs, field.Invalid(path.Child("selector"), status.Selector, err.Error()))
+		}
+	}
+	names := sets.New[string]()
+	for i, member := range status.Members {
+		memberPath := path.Child("members").Index(i)
+		if member.Name == "" {
+			allErrs = append(allErrs, field.Required(memberPath.Child("name"), ""))
+		} else if names.Has(member.Name) {
+			allErrs = append(allErrs, field.Duplicate(memberPath.Child("name"), member.Name))
+		}
+		names.Insert(member.Name)
+	}
+	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, path.Child("conditions"))...)
+	return allErrs
+}
+
+func tlsValue(tls *etcdaas.TLSSpec) any {
+	if tls == nil {
+		return "null"
+	}
+	return *tls
+}
+
+// v1alpha1Paths maps internal field paths to the v1alpha1 paths a client of that version
+// recognises. Paths v1alpha1 has no field for stay as they are: they come from the
+// preserved-fields annotation.
+var v1alpha1Paths = map[string]string{
+	"spec.tls":         "spec.with_tls_bundle",
+	"spec.tls.enabled": "spec.with_tls_bundle",
+	"status.phase":     "status.state",
+}
+
+// ForVersion rewrites the field paths of errs into those of the given API version ("v1alpha1"
+// or "v1beta1"), so that an error names the field the client actually sent.
+func ForVersion(errs field.ErrorList, version string) field.ErrorList {
+	if version != "v1alpha1" {
+		return errs
+	}
+	out := make(field.ErrorList, 0, len(errs))
+	for _, err := range errs {
+		rewritten := *err
+		if path, ok := v1alpha1Paths[err.Field]; ok {
+			rewritten.Field = path
+		}
+		out = append(out, &rewritten)
+	}
+	return out
+}
