@@ -1,0 +1,97 @@
+// Package backend defines how the controller runs the members of an etcd cluster. The
+// controller decides what status to report; a Backend makes one safe membership step at a
+// time toward the spec and reports what it observed.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+// Backend runs the members of etcd clusters.
+type Backend interface {
+	// Sync inspects the instance's members and, when they are all healthy, makes at most
+	// one membership change toward the spec (start the first member, add one learner and
+	// promote it, or remove one member). It is idempotent and resumes a change an earlier
+	// call (or an earlier controller) left half done. It returns a *PermanentError when
+	// retrying cannot help, such as an unsupported version.
+	Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*Result, error)
+	// Delete stops every member of the instance and removes what the backend created for it.
+	// It returns nil only when nothing is left.
+	Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error
+	// Close releases what the backend runs in this process (such as embedded members)
+	// without deleting any data, so that another backend on the same data resumes.
+	Close() error
+
+	etcdcluster.Dialer
+}
+
+// Result is what a Sync observed.
+type Result struct {
+	// Members are the members of the cluster, ordered by name.
+	Members []v1beta1.MemberStatus
+	// Converged is true when the membership matches spec.replicas, there is no learner and
+	// every member is ready.
+	Converged bool
+	// Step is a human readable description of the change under way or just made, empty
+	// when there is none; it becomes the Progressing condition's message.
+	Step string
+	// StepReason is the CamelCase reason matching Step, such as "AddingMember".
+	StepReason string
+	// Unhealthy explains why some member is not ready, empty when all are.
+	Unhealthy string
+}
+
+// Ready counts the ready members.
+func (r *Result) Ready() int32 {
+	var n int32
+	for _, m := range r.Members {
+		if m.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// PermanentError is an error that retrying with the same spec cannot fix.
+type PermanentError struct {
+	// Reason is a CamelCase reason for the Degraded condition.
+	Reason string
+	// Message explains the problem to the user.
+	Message string
+}
+
+// Error implements error.
+func (e *PermanentError) Error() string { return e.Message }
+
+// Permanent returns a PermanentError.
+func Permanent(reason, format string, args ...any) error {
+	return &PermanentError{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// IsPermanent reports whether err is or wraps a PermanentError, and returns it.
+func IsPermanent(err error) (*PermanentError, bool) {
+	var pe *PermanentError
+	if errors.As(err, &pe) {
+		return pe, true
+	}
+	return nil, false
+}
+
+// DesiredReplicas returns spec.replicas with the v1beta1 default applied.
+func DesiredReplicas(inst *v1beta1.ETCDInstance) int {
+	if inst.Spec.Replicas == nil {
+		return 3
+	}
+	return int(*inst.Spec.Replicas)
+}
+
+// TLSEnabled reports whether the instance asks for TLS.
+func TLSEnabled(inst *v1beta1.ETCDInstance) bool {
+	return inst.Spec.TLS != nil && inst.Spec.TLS.Enabled
+}

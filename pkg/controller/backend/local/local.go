@@ -1,0 +1,736 @@
+// Package local is the controller backend that runs every member of an etcd cluster as an
+// embedded etcd server (go.etcd.io/etcd/server/v3/embed) in the controller's process, on
+// free 127.0.0.1 ports, with data under DIR/instances/<namespace>/<name>/<member>. It is
+// what standalone mode and the tests use.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/version"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/klog/v2"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/pki"
+)
+
+// Options configure the local backend.
+type Options struct {
+	// Dir is the data directory; instances live under Dir/instances.
+	Dir string
+	// SnapshotCount is etcd's --snapshot-count (0: 10000).
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many raft entries a member keeps for slow followers
+	// after a snapshot (0: 5000).
+	SnapshotCatchUpEntries uint64
+	// QuotaBackendBytes is etcd's --quota-backend-bytes (0: etcd's default, 2 GiB).
+	QuotaBackendBytes int64
+	// LogLevel is the members' log level (default "error").
+	LogLevel string
+	// StepTimeout bounds one membership step such as starting a member or promoting a
+	// learner (default 60s).
+	StepTimeout time.Duration
+}
+
+// Backend runs members as embedded etcd servers. It is safe for concurrent use on different
+// instances; calls for one instance must not overlap (the controller's workqueue ensures it).
+type Backend struct {
+	Dialer
+	opts Options
+
+	mu      sync.Mutex
+	closed  bool
+	running map[string]*embed.Etcd // by data directory
+}
+
+var _ backend.Backend = &Backend{}
+
+// New returns a local backend storing instances under opts.Dir.
+func New(opts Options) (*Backend, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("local backend: a data directory is required")
+	}
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = abs
+	if opts.SnapshotCount == 0 {
+		opts.SnapshotCount = 10000
+	}
+	if opts.SnapshotCatchUpEntries == 0 {
+		opts.SnapshotCatchUpEntries = 5000
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "error"
+	}
+	if opts.StepTimeout == 0 {
+		opts.StepTimeout = 60 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
+		return nil, err
+	}
+	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}}, nil
+}
+
+// EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
+func EmbeddedVersion() string {
+	parts := strings.SplitN(version.Version, ".", 3)
+	if len(parts) < 2 {
+		return version.Version
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// checkVersion accepts an empty version and the embedded minor version (with or without a
+// leading "v" or a patch matching the embedded one).
+func checkVersion(v string) error {
+	want := EmbeddedVersion()
+	v = strings.TrimPrefix(v, "v")
+	if v == "" || v == want || v == version.Version {
+		return nil
+	}
+	return backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the local backend only runs the embedded etcd %s (spec.version %q or empty)", v, version.Version, want)
+}
+
+// Sync implements backend.Backend.
+func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	res, err := b.sync(ctx, inst)
+	if res != nil && len(res.Members) == 0 {
+		// A step was taken: report the members as they are after it.
+		if dir, derr := instanceDir(b.opts.Dir, inst.Namespace, inst.Name); derr == nil {
+			if st, lerr := loadState(dir); lerr == nil && len(st.Members) > 0 {
+				if access, aerr := accessFor(dir, st, true); aerr == nil {
+					if obs, _, _, oerr := b.observe(ctx, access, st); oerr == nil {
+						res.Members = obs.Members
+					}
+				}
+			}
+		}
+	}
+	return res, err
+}
+
+func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	if err := checkVersion(inst.Spec.Version); err != nil {
+		return nil, err
+	}
+	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil, backend.Permanent("InvalidName", "%v", err)
+	}
+	st, err := b.loadOrInit(dir, inst)
+	if err != nil {
+		return nil, err
+	}
+	if st.TLS {
+		if err := ensurePKI(dir, inst.Namespace, inst.Name); err != nil {
+			return nil, err
+		}
+	}
+
+	// The first member starts a new cluster.
+	if len(st.Members) == 0 || st.Members[0].ID == "" {
+		return b.startFirstMember(ctx, dir, st)
+	}
+
+	// Every recorded member that belongs to the cluster runs here.
+	if err := b.ensureRunning(ctx, dir, st); err != nil {
+		return nil, err
+	}
+
+	// Finish a change an earlier call left half done.
+	for i := range st.Members {
+		m := &st.Members[i]
+		switch m.Phase {
+		case phaseRemoving:
+			return b.finishRemove(ctx, dir, st, m.Name)
+		case phaseJoining, phaseLearner:
+			return b.finishJoin(ctx, dir, st, m.Name)
+		}
+	}
+
+	access, err := accessFor(dir, st, true)
+	if err != nil {
+		return nil, err
+	}
+	res, members, statuses, err := b.observe(ctx, access, st)
+	if err != nil {
+		return res, err
+	}
+	// Members of the cluster this backend does not know of (a join recorded elsewhere and
+	// lost) are removed so that they cannot hurt quorum.
+	for _, cm := range members {
+		known := false
+		for _, m := range st.Members {
+			if m.id() == cm.ID {
+				known = true
+			}
+		}
+		if !known {
+			if res.Unhealthy != "" {
+				return res, nil
+			}
+			res.Step, res.StepReason = fmt.Sprintf("removing unknown member %s", cm.IDString()), "RemovingMember"
+			cli, err := access.New()
+			if err != nil {
+				return res, err
+			}
+			defer func() { _ = cli.Close() }()
+			return res, etcdcluster.Remove(ctx, cli, cm.ID)
+		}
+	}
+	if res.Unhealthy != "" {
+		// Every member must be healthy before the next step.
+		return res, nil
+	}
+
+	desired := backend.DesiredReplicas(inst)
+	switch {
+	case len(st.Members) < desired:
+		m := memberState{Name: memberName(inst.Name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
+		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+			return res, err
+		}
+		st.NextOrdinal++
+		st.Members = append(st.Members, m)
+		if err := st.save(dir); err != nil {
+			return res, err
+		}
+		return b.finishJoin(ctx, dir, st, m.Name)
+	case len(st.Members) > desired:
+		victim := &st.Members[len(st.Members)-1] // highest ordinal
+		victim.Phase = phaseRemoving
+		if err := st.save(dir); err != nil {
+			return res, err
+		}
+		if err := etcdcluster.MoveLeaderAway(ctx, access, victim.id(), members, statuses); err != nil {
+			return res, err
+		}
+		return b.finishRemove(ctx, dir, st, victim.Name)
+	}
+	res.Converged = true
+	return res, nil
+}
+
+func memberName(instance string, ordinal int) string {
+	return instance + "-" + strconv.Itoa(ordinal)
+}
+
+func (b *Backend) loadOrInit(dir string, inst *v1beta1.ETCDInstance) (*instanceState, error) {
+	st, err := loadState(dir)
+	if err == nil && st.UID == string(inst.UID) {
+		return st, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err == nil {
+		// Left over from an older object with the same name: its members are not ours.
+		klog.InfoS("Removing the data of a previous instance with the same name", "dir", dir, "uid", st.UID)
+		b.stopInstance(dir, st)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	}
+	st = &instanceState{
+		UID:          string(inst.UID),
+		ClusterToken: fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
+		TLS:          backend.TLSEnabled(inst),
+	}
+	return st, st.save(dir)
+}
+
+// ensurePKI creates the instance's CA and its server, peer and client certificates.
+func ensurePKI(dir, namespace, name string) error {
+	p := filepath.Join(dir, pkiDir)
+	ca, err := pki.LoadOrCreateCA(p, caName, fmt.Sprintf("etcdaas %s/%s CA", namespace, name))
+	if err != nil {
+		return err
+	}
+	hosts := pki.Request{DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+	server := hosts
+	server.CommonName, server.Usage = name+"-server", pki.ServerUsage
+	if _, err := ca.LoadOrIssue(p, serverName, server); err != nil {
+		return err
+	}
+	peer := hosts
+	peer.CommonName, peer.Usage = name+"-peer", pki.ServerUsage|pki.ClientUsage
+	if _, err := ca.LoadOrIssue(p, peerName, peer); err != nil {
+		return err
+	}
+	_, err = ca.LoadOrIssue(p, clientName, pki.Request{CommonName: "root", Usage: pki.ClientUsage})
+	return err
+}
+
+func freePorts() (int, int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, 0, fmt.Errorf("finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports[0], ports[1], nil
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+func (b *Backend) stepContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.opts.StepTimeout)
+}
+
+// startFirstMember bootstraps a one-member cluster, or finishes bootstrapping one whose
+// member ID was never recorded.
+func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instanceState) (*backend.Result, error) {
+	if len(st.Members) == 0 {
+		m := memberState{Name: memberName(filepath.Base(dir), st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseVoting, ClusterState: "new"}
+		var err error
+		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+			return nil, err
+		}
+		m.InitialCluster = m.Name + "=" + m.peerURL(st.TLS)
+		st.NextOrdinal++
+		st.Members = append(st.Members, m)
+		if err := st.save(dir); err != nil {
+			return nil, err
+		}
+	}
+	m := &st.Members[0]
+	res := &backend.Result{Step: fmt.Sprintf("starting the first member %s", m.Name), StepReason: "Deploying"}
+	key := filepath.Join(dir, m.Name)
+	b.mu.Lock()
+	e := b.running[key]
+	b.mu.Unlock()
+	if e == nil {
+		if !portFree(m.PeerPort) || !portFree(m.ClientPort) {
+			p, c, err := freePorts()
+			if err != nil {
+				return res, err
+			}
+			m.PeerPort, m.ClientPort = p, c
+			m.InitialCluster = m.Name + "=" + m.peerURL(st.TLS)
+			if err := st.save(dir); err != nil {
+				return res, err
+			}
+		}
+		var err error
+		if e, err = b.start(dir, st, m); err != nil {
+			return res, err
+		}
+	}
+	sctx, cancel := b.stepContext(ctx)
+	defer cancel()
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-sctx.Done():
+		return res, fmt.Errorf("member %s did not become ready: %w", m.Name, sctx.Err())
+	}
+	m.ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
+	return res, st.save(dir)
+}
+
+// ensureRunning starts every recorded member with an ID that is not running in this
+// process, from its data. Members restarted together need each other for quorum, so this
+// does not wait for them to be ready: observe does.
+func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceState) error {
+	var moved []*memberState
+	for i := range st.Members {
+		m := &st.Members[i]
+		if m.ID == "" || m.Phase == phaseRemoving || b.isRunning(dir, m) {
+			continue
+		}
+		hadPeer := m.PeerPort
+		if !portFree(m.PeerPort) || !portFree(m.ClientPort) {
+			// Someone else took the recorded ports: re-advertise on new ones.
+			p, c, err := freePorts()
+			if err != nil {
+				return err
+			}
+			m.PeerPort, m.ClientPort = p, c
+			if err := st.save(dir); err != nil {
+				return err
+			}
+		}
+		if _, err := b.start(dir, st, m); err != nil {
+			return err
+		}
+		if m.PeerPort != hadPeer {
+			moved = append(moved, m)
+		}
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	access, err := accessFor(dir, st, true)
+	if err != nil {
+		return err
+	}
+	cli, err := access.New()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cli.Close() }()
+	for _, m := range moved {
+		if err := etcdcluster.UpdatePeerURL(ctx, cli, m.id(), m.peerURL(st.TLS)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Backend) isRunning(dir string, m *memberState) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.running[filepath.Join(dir, m.Name)]
+	if !ok {
+		return false
+	}
+	select {
+	case <-e.Server.StopNotify():
+		delete(b.running, filepath.Join(dir, m.Name))
+		e.Close()
+		return false
+	default:
+		return true
+	}
+}
+
+// start starts the embedded server of m. A member with data restarts from it; the initial
+// cluster settings only matter for an empty data directory.
+func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Name = m.Name
+	cfg.Dir = filepath.Join(dir, m.Name)
+	cfg.InitialClusterToken = st.ClusterToken
+	cfg.InitialCluster = m.InitialCluster
+	cfg.ClusterState = m.ClusterState
+	cfg.SnapshotCount = b.opts.SnapshotCount
+	cfg.SnapshotCatchUpEntries = b.opts.SnapshotCatchUpEntries
+	cfg.QuotaBackendBytes = b.opts.QuotaBackendBytes
+	cfg.LogLevel = b.opts.LogLevel
+	cfg.LogOutputs = []string{embed.StdErrLogOutput}
+	cfg.MaxLearners = 1
+	peer, err := url.Parse(m.peerURL(st.TLS))
+	if err != nil {
+		return nil, err
+	}
+	client, err := url.Parse(m.clientURL(st.TLS))
+	if err != nil {
+		return nil, err
+	}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	if st.TLS {
+		p := filepath.Join(dir, pkiDir)
+		ca := filepath.Join(p, caName+".crt")
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile: filepath.Join(p, serverName+".crt"), KeyFile: filepath.Join(p, serverName+".key"),
+			TrustedCAFile: ca, ClientCertAuth: true,
+		}
+		cfg.PeerTLSInfo = transport.TLSInfo{
+			CertFile: filepath.Join(p, peerName+".crt"), KeyFile: filepath.Join(p, peerName+".key"),
+			TrustedCAFile: ca, ClientCertAuth: true,
+		}
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, errors.New("local backend is closed")
+	}
+	b.mu.Unlock()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting member %s: %w", m.Name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		e.Close()
+		return nil, errors.New("local backend is closed")
+	}
+	b.running[cfg.Dir] = e
+	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
+	return e, nil
+}
+
+// stop stops the member's server if it runs here.
+func (b *Backend) stop(dir string, m *memberState) {
+	key := filepath.Join(dir, m.Name)
+	b.mu.Lock()
+	e, ok := b.running[key]
+	delete(b.running, key)
+	b.mu.Unlock()
+	if ok {
+		e.Close()
+		klog.V(2).InfoS("Stopped etcd member", "member", m.Name)
+	}
+}
+
+func (b *Backend) stopInstance(dir string, st *instanceState) {
+	var wg sync.WaitGroup
+	for i := range st.Members {
+		m := &st.Members[i]
+		wg.Go(func() { b.stop(dir, m) })
+	}
+	wg.Wait()
+}
+
+// observe lists the cluster's members and every member's health.
+func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, []etcdcluster.EndpointStatus, error) {
+	res := &backend.Result{}
+	endpoints := make([]string, len(st.Members))
+	for i := range st.Members {
+		endpoints[i] = st.Members[i].clientURL(st.TLS)
+	}
+	statuses := etcdcluster.StatusAll(ctx, access, endpoints)
+	var unhealthy []string
+	for i := range st.Members {
+		m := &st.Members[i]
+		s := statuses[i]
+		ms := v1beta1.MemberStatus{
+			Name: m.Name, ID: m.ID, PeerURL: m.peerURL(st.TLS), ClientURL: m.clientURL(st.TLS),
+			Ready: s.Healthy, Leader: s.IsLeader(), Learner: m.Phase == phaseLearner || m.Phase == phaseJoining,
+		}
+		if s.Healthy {
+			ms.Learner = s.IsLearner
+		} else {
+			unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", m.Name, s.Err))
+		}
+		res.Members = append(res.Members, ms)
+	}
+	sort.Slice(res.Members, func(i, j int) bool { return res.Members[i].Name < res.Members[j].Name })
+	if len(unhealthy) > 0 {
+		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+		return res, nil, statuses, nil
+	}
+	cli, err := access.New()
+	if err != nil {
+		return res, nil, statuses, err
+	}
+	defer func() { _ = cli.Close() }()
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil {
+		res.Unhealthy = err.Error()
+		return res, nil, statuses, nil
+	}
+	return res, members, statuses, nil
+}
+
+// finishJoin takes the member name from joining (recorded, maybe added) through learner
+// (added, started) to voting (promoted).
+func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState, name string) (*backend.Result, error) {
+	m := st.member(name)
+	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: "AddingMember"}
+	sctx, cancel := b.stepContext(ctx)
+	defer cancel()
+	voting := &instanceState{TLS: st.TLS}
+	for _, o := range st.Members {
+		if o.Phase == phaseVoting {
+			voting.Members = append(voting.Members, o)
+		}
+	}
+	access, err := accessFor(dir, voting, false)
+	if err != nil {
+		return res, err
+	}
+	cli, err := access.New()
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = cli.Close() }()
+	// Observe the voting members first: a change needs every one of them healthy.
+	obs, _, _, err := b.observe(sctx, access, voting)
+	if err != nil {
+		return res, err
+	}
+	if obs.Unhealthy != "" {
+		res.Members, res.Unhealthy = obs.Members, obs.Unhealthy
+		return res, nil
+	}
+	if m.Phase == phaseJoining {
+		members, err := etcdcluster.MemberList(sctx, cli)
+		if err != nil {
+			return res, err
+		}
+		var id uint64
+		for _, cm := range members {
+			for _, u := range cm.PeerURLs {
+				if u == m.peerURL(st.TLS) {
+					id = cm.ID // added by an earlier attempt whose result was lost
+				}
+			}
+		}
+		if id == 0 {
+			if id, members, err = etcdcluster.AddLearner(sctx, cli, m.peerURL(st.TLS)); err != nil {
+				return res, err
+			}
+		}
+		var initial []string
+		for _, cm := range members {
+			n := cm.Name
+			if cm.ID == id {
+				n = m.Name
+			}
+			if n == "" {
+				continue // another member that never started cannot be in the initial cluster
+			}
+			for _, u := range cm.PeerURLs {
+				initial = append(initial, n+"="+u)
+			}
+		}
+		m.ID, m.Phase, m.InitialCluster = etcdcluster.FormatID(id), phaseLearner, strings.Join(initial, ",")
+		if err := st.save(dir); err != nil {
+			return res, err
+		}
+	}
+	if !b.isRunning(dir, m) {
+		if _, err := b.start(dir, st, m); err != nil {
+			return res, err
+		}
+	}
+	if err := etcdcluster.Promote(sctx, cli, m.id()); err != nil {
+		return res, err
+	}
+	m.Phase = phaseVoting
+	if err := st.save(dir); err != nil {
+		return res, err
+	}
+	res.Step = fmt.Sprintf("added member %s", name)
+	return res, nil
+}
+
+// finishRemove removes the member name from the cluster, stops it and deletes its data.
+func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceState, name string) (*backend.Result, error) {
+	m := st.member(name)
+	res := &backend.Result{Step: fmt.Sprintf("removing member %s", name), StepReason: "RemovingMember"}
+	sctx, cancel := b.stepContext(ctx)
+	defer cancel()
+	if id := m.id(); id != 0 {
+		others := &instanceState{TLS: st.TLS}
+		for _, o := range st.Members {
+			if o.Name != name && o.Phase == phaseVoting {
+				others.Members = append(others.Members, o)
+			}
+		}
+		if len(others.Members) == 0 {
+			return res, backend.Permanent("LastMember", "refusing to remove %s, the last voting member", name)
+		}
+		access, err := accessFor(dir, others, false)
+		if err != nil {
+			return res, err
+		}
+		cli, err := access.New()
+		if err != nil {
+			return res, err
+		}
+		defer func() { _ = cli.Close() }()
+		if err := removeWithRetry(sctx, cli, id); err != nil {
+			return res, err
+		}
+	}
+	b.stop(dir, m)
+	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
+		return res, err
+	}
+	st.removeMember(name)
+	if err := st.save(dir); err != nil {
+		return res, err
+	}
+	res.Step = fmt.Sprintf("removed member %s", name)
+	return res, nil
+}
+
+// removeWithRetry retries MemberRemove while the cluster is briefly unable to take it (such
+// as right after a leadership transfer).
+func removeWithRetry(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	for {
+		err := etcdcluster.Remove(ctx, cli, id)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Delete implements backend.Backend: it stops the instance's members and removes its data.
+func (b *Backend) Delete(_ context.Context, inst *v1beta1.ETCDInstance) error {
+	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil // nothing can have been created for an invalid name
+	}
+	st, err := loadState(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case st.UID != "" && st.UID != string(inst.UID):
+		return nil // the directory belongs to a newer object with the same name
+	default:
+		b.stopInstance(dir, st)
+	}
+	return os.RemoveAll(dir)
+}
+
+// Close implements backend.Backend: it stops every member running here, keeping the data.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	running := b.running
+	b.running = map[string]*embed.Etcd{}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range running {
+		wg.Go(e.Close)
+	}
+	wg.Wait()
+	return nil
+}
+
+// Running returns the data directories of the members running in this process, for tests
+// and diagnostics.
+func (b *Backend) Running() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.running))
+	for dir := range b.running {
+		out = append(out, dir)
+	}
+	sort.Strings(out)
+	return out
+}

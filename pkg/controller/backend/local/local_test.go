@@ -1,0 +1,173 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+func newBackend(t *testing.T, dir string) *Backend {
+	t.Helper()
+	b, err := New(Options{Dir: dir, SnapshotCount: 1000, SnapshotCatchUpEntries: 100, StepTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func instance(name string, replicas int32, tlsOn bool) *v1beta1.ETCDInstance {
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name + "-uid")},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To(replicas)},
+	}
+	if tlsOn {
+		inst.Spec.TLS = &v1beta1.TLSSpec{Enabled: true}
+	}
+	return inst
+}
+
+// converge calls Sync until it reports convergence.
+func converge(t *testing.T, b backend.Backend, inst *v1beta1.ETCDInstance) *backend.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		res, err := b.Sync(ctx, inst)
+		if err != nil {
+			if _, ok := backend.IsPermanent(err); ok {
+				t.Fatalf("permanent error: %v", err)
+			}
+			last = err
+		} else if res.Converged {
+			return res
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("did not converge; last error: %v", last)
+	return nil
+}
+
+func TestScaleUpDownAndResume(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("scale", 1, false)
+	res := converge(t, b, inst)
+	if len(res.Members) != 1 || !res.Members[0].Ready || !res.Members[0].Leader {
+		t.Fatalf("members after 1: %+v", res.Members)
+	}
+	ctx := context.Background()
+	access, err := b.Access(ctx, "ns", "scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.Close()
+
+	inst.Spec.Replicas = ptr.To[int32](3)
+	res = converge(t, b, inst)
+	if len(res.Members) != 3 {
+		t.Fatalf("members after 3: %+v", res.Members)
+	}
+	for _, m := range res.Members {
+		if !m.Ready || m.Learner {
+			t.Fatalf("member not ready or learner: %+v", m)
+		}
+	}
+	// Restart: a new backend on the same directory resumes the cluster from its data.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = newBackend(t, dir)
+	inst.Spec.Replicas = ptr.To[int32](1)
+	res = converge(t, b, inst)
+	if len(res.Members) != 1 || res.Members[0].Name != "scale-0" {
+		t.Fatalf("members after 1: %+v", res.Members)
+	}
+	for _, gone := range []string{"scale-1", "scale-2"} {
+		if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "scale", gone)); !os.IsNotExist(err) {
+			t.Fatalf("data of removed member %s still there: %v", gone, err)
+		}
+	}
+	access, err = b.Access(ctx, "ns", "scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err = access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	got, err := cli.Get(ctx, "k")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "v" {
+		t.Fatalf("get after scaling: %v %v", got, err)
+	}
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil || len(members) != 1 {
+		t.Fatalf("member list: %v %v", members, err)
+	}
+	if err := b.Delete(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "scale")); !os.IsNotExist(err) {
+		t.Fatalf("instance data left after delete: %v", err)
+	}
+	if len(b.Running()) != 0 {
+		t.Fatalf("members still running after delete: %v", b.Running())
+	}
+}
+
+func TestTLSAndUnsupportedVersion(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("tls", 1, true)
+	res := converge(t, b, inst)
+	if got := res.Members[0].ClientURL; got[:8] != "https://" {
+		t.Fatalf("client URL %q is not https", got)
+	}
+	ctx := context.Background()
+	access, err := b.Access(ctx, "ns", "tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if access.TLS == nil {
+		t.Fatal("no client TLS for a TLS instance")
+	}
+	st := etcdcluster.Status(ctx, access, access.Endpoints[0])
+	if !st.Healthy {
+		t.Fatalf("TLS member unhealthy with the instance's client certificate: %v", st.Err)
+	}
+	plain := &etcdcluster.Access{Endpoints: access.Endpoints}
+	if st := etcdcluster.Status(ctx, plain, access.Endpoints[0]); st.Healthy {
+		t.Fatal("a client without the instance's certificate was served")
+	}
+
+	bad := instance("old", 1, false)
+	bad.Spec.Version = "3.4"
+	_, err = b.Sync(ctx, bad)
+	pe, ok := backend.IsPermanent(err)
+	if !ok || pe.Reason != "UnsupportedVersion" {
+		t.Fatalf("version 3.4: got %v", err)
+	}
+	if _, err := b.Access(ctx, "ns", "old"); err == nil {
+		t.Fatal("an instance with an unsupported version has members")
+	}
+}

@@ -1,0 +1,228 @@
+package local
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// Member phases recorded in the instance state.
+const (
+	// phaseJoining is recorded before the member is added to the cluster: it has an ordinal
+	// and ports but maybe no ID yet.
+	phaseJoining = "joining"
+	// phaseLearner is a member added as learner, not yet promoted.
+	phaseLearner = "learner"
+	// phaseVoting is a voting member.
+	phaseVoting = "voting"
+	// phaseRemoving is recorded before the member is removed from the cluster.
+	phaseRemoving = "removing"
+)
+
+const stateFile = "state.json"
+
+// instanceState is what the backend records on disk about one instance, so that any
+// backend on the same directory (such as one in a restarted controller) resumes.
+type instanceState struct {
+	// UID is the ETCDInstance's UID; a new object with the same name starts from scratch.
+	UID string `json:"uid"`
+	// ClusterToken is the initial cluster token, unique per instance.
+	ClusterToken string `json:"clusterToken"`
+	// TLS is true when members serve TLS with the instance's PKI.
+	TLS bool `json:"tls"`
+	// NextOrdinal is the ordinal of the next member: ordinals (and so member names and data
+	// directories) are never reused.
+	NextOrdinal int `json:"nextOrdinal"`
+	// Members are the members in ordinal order.
+	Members []memberState `json:"members"`
+}
+
+// memberState is one member's record.
+type memberState struct {
+	Name       string `json:"name"`
+	Ordinal    int    `json:"ordinal"`
+	ID         string `json:"id,omitempty"`
+	PeerPort   int    `json:"peerPort"`
+	ClientPort int    `json:"clientPort"`
+	Phase      string `json:"phase"`
+	// ClusterState is "new" for the first member, "existing" for members that join.
+	ClusterState string `json:"clusterState"`
+	// InitialCluster is the initial-cluster flag the member first started with.
+	InitialCluster string `json:"initialCluster,omitempty"`
+}
+
+func (m *memberState) scheme(tlsOn bool) string {
+	if tlsOn {
+		return "https"
+	}
+	return "http"
+}
+
+func (m *memberState) peerURL(tlsOn bool) string {
+	return m.scheme(tlsOn) + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.PeerPort))
+}
+
+func (m *memberState) clientURL(tlsOn bool) string {
+	return m.scheme(tlsOn) + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ClientPort))
+}
+
+func (m *memberState) id() uint64 {
+	if m.ID == "" {
+		return 0
+	}
+	id, err := etcdcluster.ParseID(m.ID)
+	if err != nil {
+		return 0
+	}
+	return id
+}
+
+// instanceDir returns DIR/instances/<namespace>/<name>, refusing names that are not a single
+// safe path element.
+func instanceDir(root, namespace, name string) (string, error) {
+	for _, part := range []string{namespace, name} {
+		if part == "" || part == "." || part == ".." || filepath.Base(part) != part || part != filepath.Clean(part) {
+			return "", fmt.Errorf("invalid namespace or name %q", part)
+		}
+	}
+	return filepath.Join(root, "instances", namespace, name), nil
+}
+
+func loadState(dir string) (*instanceState, error) {
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	st := &instanceState{}
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return st, nil
+}
+
+// save writes the state atomically (temporary file, fsync, rename).
+func (st *instanceState) save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, stateFile+".tmp*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, stateFile))
+}
+
+func (st *instanceState) member(name string) *memberState {
+	for i := range st.Members {
+		if st.Members[i].Name == name {
+			return &st.Members[i]
+		}
+	}
+	return nil
+}
+
+func (st *instanceState) removeMember(name string) {
+	out := st.Members[:0]
+	for _, m := range st.Members {
+		if m.Name != name {
+			out = append(out, m)
+		}
+	}
+	st.Members = out
+}
+
+// PKI file names under DIR/instances/<namespace>/<name>/pki.
+const (
+	pkiDir     = "pki"
+	caName     = "ca"
+	serverName = "server"
+	peerName   = "peer"
+	clientName = "client"
+)
+
+// Dialer gives the API server (or anyone on the same machine) access to the members of local
+// instances, from the state the backend keeps on disk.
+type Dialer struct {
+	// Dir is the backend's data directory.
+	Dir string
+}
+
+// Access implements etcdcluster.Dialer: the client URLs of the instance's voting members
+// and, for TLS instances, a client certificate signed by the instance's CA.
+func (d Dialer) Access(_ context.Context, namespace, name string) (*etcdcluster.Access, error) {
+	dir, err := instanceDir(d.Dir, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadState(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: instance %s/%s has not been deployed", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return accessFor(dir, st, false)
+}
+
+// accessFor builds the Access for the members of st; with learners, learners are included.
+func accessFor(dir string, st *instanceState, learners bool) (*etcdcluster.Access, error) {
+	access := &etcdcluster.Access{}
+	for _, m := range st.Members {
+		if m.Phase == phaseVoting || (learners && m.Phase == phaseLearner) {
+			access.Endpoints = append(access.Endpoints, m.clientURL(st.TLS))
+		}
+	}
+	if len(access.Endpoints) == 0 {
+		return nil, fmt.Errorf("%w: no voting member is recorded", etcdcluster.ErrNoMembers)
+	}
+	if st.TLS {
+		cfg, err := clientTLS(dir)
+		if err != nil {
+			return nil, err
+		}
+		access.TLS = cfg
+	}
+	return access, nil
+}
+
+func clientTLS(dir string) (*tls.Config, error) {
+	p := filepath.Join(dir, pkiDir)
+	info := transport.TLSInfo{
+		CertFile:      filepath.Join(p, clientName+".crt"),
+		KeyFile:       filepath.Join(p, clientName+".key"),
+		TrustedCAFile: filepath.Join(p, caName+".crt"),
+	}
+	cfg, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the instance's client certificate: %w", err)
+	}
+	return cfg, nil
+}

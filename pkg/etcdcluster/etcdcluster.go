@@ -1,0 +1,384 @@
+// Package etcdcluster manages the membership of a running etcd cluster through the etcd v3
+// API and streams snapshots from its members. It is shared by the controller's backends and
+// the API server's backup subresource; it knows nothing about how members are run.
+package etcdcluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout bounds a single unary etcd call made by this package.
+const DefaultTimeout = 5 * time.Second
+
+// ErrNoMembers is returned when an instance has no member that could be reached.
+var ErrNoMembers = errors.New("the instance has no members")
+
+// ErrNoHealthyMember is returned when no member of an instance answers health checks.
+var ErrNoHealthyMember = errors.New("no member of the instance is healthy")
+
+// Access says how to reach the members of one etcd cluster.
+type Access struct {
+	// Endpoints are the client URLs of the members, such as "https://127.0.0.1:32379".
+	Endpoints []string
+	// TLS is the client TLS configuration; nil for plaintext clusters.
+	TLS *tls.Config
+}
+
+// Dialer gives the Access of a named instance. Backends implement it so that the API
+// server's backup subresource can reach members without knowing how they run.
+type Dialer interface {
+	// Access returns how to reach the members of the instance namespace/name. It returns an
+	// error wrapping ErrNoMembers when the instance has no members (yet, or any more).
+	Access(ctx context.Context, namespace, name string) (*Access, error)
+}
+
+// Config returns a clientv3 configuration for the given endpoints of the cluster.
+func (a *Access) Config(endpoints ...string) clientv3.Config {
+	if len(endpoints) == 0 {
+		endpoints = a.Endpoints
+	}
+	cfg := clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          DefaultTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: DefaultTimeout,
+		Logger:               zap.NewNop(),
+	}
+	if a.TLS != nil {
+		cfg.TLS = a.TLS.Clone()
+	}
+	return cfg
+}
+
+// New opens a client to the given endpoints (all of the cluster's when none are given).
+func (a *Access) New(endpoints ...string) (*clientv3.Client, error) {
+	if len(a.Endpoints) == 0 && len(endpoints) == 0 {
+		return nil, ErrNoMembers
+	}
+	return clientv3.New(a.Config(endpoints...))
+}
+
+// Member is one member of the cluster as MemberList reports it.
+type Member struct {
+	ID         uint64
+	Name       string
+	PeerURLs   []string
+	ClientURLs []string
+	IsLearner  bool
+}
+
+// IDString formats the member ID in hexadecimal, as etcdctl prints it.
+func (m Member) IDString() string { return FormatID(m.ID) }
+
+// FormatID formats a member ID in hexadecimal, as etcdctl prints it.
+func FormatID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// ParseID parses a member ID printed by FormatID.
+func ParseID(s string) (uint64, error) { return strconv.ParseUint(s, 16, 64) }
+
+// MemberList lists the members of the cluster cli is connected to (linearizable).
+func MemberList(ctx context.Context, cli *clientv3.Client) ([]Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing members: %w", err)
+	}
+	return convertMembers(resp.Members), nil
+}
+
+func convertMembers[T interface {
+	GetID() uint64
+	GetName() string
+	GetPeerURLs() []string
+	GetClientURLs() []string
+	GetIsLearner() bool
+}](in []T) []Member {
+	out := make([]Member, 0, len(in))
+	for _, m := range in {
+		out = append(out, Member{ID: m.GetID(), Name: m.GetName(), PeerURLs: m.GetPeerURLs(), ClientURLs: m.GetClientURLs(), IsLearner: m.GetIsLearner()})
+	}
+	return out
+}
+
+// AddLearner adds a non-voting learner with the given peer URL. It returns the new member's
+// ID and the membership after the change, from which the new member's initial cluster is built.
+func AddLearner(ctx context.Context, cli *clientv3.Client, peerURL string) (uint64, []Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+	if err != nil {
+		return 0, nil, fmt.Errorf("adding learner %s: %w", peerURL, err)
+	}
+	return resp.Member.ID, convertMembers(resp.Members), nil
+}
+
+// Promote promotes a learner to a voting member, retrying while etcd answers that the
+// learner is not yet in sync with the leader, until ctx ends.
+func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+		_, err := cli.MemberPromote(callCtx, id)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, rpctypes.ErrMemberNotLearner) || isRPCError(err, rpctypes.ErrGRPCMemberNotLearner):
+			return nil // promoted by an earlier attempt whose answer was lost
+		case errors.Is(err, rpctypes.ErrMemberLearnerNotReady) || isRPCError(err, rpctypes.ErrGRPCLearnerNotReady):
+		default:
+			return fmt.Errorf("promoting member %s: %w", FormatID(id), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promoting member %s: learner still not in sync: %w", FormatID(id), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func isRPCError(err, want error) bool {
+	return rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(want)
+}
+
+// Remove removes a member; removing a member that is already gone is not an error.
+func Remove(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	_, err := cli.MemberRemove(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) && !isRPCError(err, rpctypes.ErrGRPCMemberNotFound) {
+		return fmt.Errorf("removing member %s: %w", FormatID(id), err)
+	}
+	return nil
+}
+
+// UpdatePeerURL changes the advertised peer URL of a member.
+func UpdatePeerURL(ctx context.Context, cli *clientv3.Client, id uint64, peerURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	if _, err := cli.MemberUpdate(ctx, id, []string{peerURL}); err != nil {
+		return fmt.Errorf("updating the peer URL of member %s: %w", FormatID(id), err)
+	}
+	return nil
+}
+
+// EndpointStatus is the health and position of one member as its own endpoint reports it.
+type EndpointStatus struct {
+	Endpoint string
+	// Healthy is true when the member answered Status and serves a linearizable read.
+	Healthy bool
+	// Err is why the member is not healthy.
+	Err       error
+	MemberID  uint64
+	Leader    uint64
+	Revision  int64
+	RaftIndex uint64
+	// RaftAppliedIndex is the index the member has applied.
+	RaftAppliedIndex uint64
+	IsLearner        bool
+	DBSize           int64
+}
+
+// IsLeader reports whether the member is the raft leader.
+func (s EndpointStatus) IsLeader() bool { return s.Healthy && s.MemberID != 0 && s.MemberID == s.Leader }
+
+// Status asks one endpoint for its status. A member is healthy when it answers, has a leader
+// and reports no errors; voting members must also serve a linearizable read.
+func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus {
+	st := EndpointStatus{Endpoint: endpoint}
+	cli, err := access.New(endpoint)
+	if err != nil {
+		st.Err = err
+		return st
+	}
+	defer func() { _ = cli.Close() }()
+	callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := cli.Status(callCtx, endpoint)
+	if err != nil {
+		st.Err = err
+		return st
+	}
+	st.MemberID = resp.Header.GetMemberId()
+	st.Leader = resp.Leader
+	st.Revision = resp.Header.GetRevision()
+	st.RaftIndex = resp.RaftIndex
+	st.RaftAppliedIndex = resp.RaftAppliedIndex
+	st.IsLearner = resp.IsLearner
+	st.DBSize = resp.DbSize
+	switch {
+	case len(resp.Errors) > 0:
+		st.Err = fmt.Errorf("member reports errors: %v", resp.Errors)
+	case resp.Leader == 0:
+		st.Err = errors.New("member has no leader")
+	case !resp.IsLearner:
+		// A linearizable read proves the member can reach quorum.
+		if _, err := cli.Get(callCtx, "health", clientv3.WithCountOnly()); err != nil {
+			st.Err = fmt.Errorf("linearizable read failed: %w", err)
+		} else {
+			st.Healthy = true
+		}
+	default:
+		st.Healthy = true
+	}
+	return st
+}
+
+// StatusAll asks every endpoint for its status concurrently, in the order of endpoints.
+func StatusAll(ctx context.Context, access *Access, endpoints []string) []EndpointStatus {
+	out := make([]EndpointStatus, len(endpoints))
+	done := make(chan struct{}, len(endpoints))
+	for i, ep := range endpoints {
+		go func() {
+			out[i] = Status(ctx, access, ep)
+			done <- struct{}{}
+		}()
+	}
+	for range endpoints {
+		<-done
+	}
+	return out
+}
+
+// MoveLeaderAway transfers leadership from the member with ID from to another voting member
+// when from is the leader; it does nothing otherwise. statuses are the current endpoint
+// statuses of the cluster (see StatusAll) and members its membership.
+func MoveLeaderAway(ctx context.Context, access *Access, from uint64, members []Member, statuses []EndpointStatus) error {
+	var leaderEndpoint string
+	for _, st := range statuses {
+		if st.IsLeader() {
+			leaderEndpoint = st.Endpoint
+			if st.MemberID != from {
+				return nil
+			}
+		}
+	}
+	if leaderEndpoint == "" {
+		return errors.New("the cluster has no leader to move")
+	}
+	healthy := map[uint64]bool{}
+	for _, st := range statuses {
+		if st.Healthy {
+			healthy[st.MemberID] = true
+		}
+	}
+	var transferee uint64
+	for _, m := range members {
+		if m.ID != from && !m.IsLearner && healthy[m.ID] {
+			transferee = m.ID
+			break
+		}
+	}
+	if transferee == 0 {
+		return errors.New("no healthy voting member can take over leadership")
+	}
+	cli, err := access.New(leaderEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cli.Close() }()
+	callCtx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	if _, err := cli.MoveLeader(callCtx, transferee); err != nil {
+		return fmt.Errorf("moving leadership from %s to %s: %w", FormatID(from), FormatID(transferee), err)
+	}
+	return nil
+}
+
+// BestSnapshotSource returns the status of the healthy member with the highest revision
+// (ties broken by raft index, then by endpoint order), or an error wrapping
+// ErrNoHealthyMember with every member's reason.
+func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, error) {
+	if len(access.Endpoints) == 0 {
+		return EndpointStatus{}, ErrNoMembers
+	}
+	statuses := StatusAll(ctx, access, access.Endpoints)
+	var healthy []EndpointStatus
+	var reasons []error
+	for _, st := range statuses {
+		if st.Healthy {
+			healthy = append(healthy, st)
+		} else {
+			reasons = append(reasons, fmt.Errorf("%s: %w", st.Endpoint, st.Err))
+		}
+	}
+	if len(healthy) == 0 {
+		return EndpointStatus{}, fmt.Errorf("%w: %w", ErrNoHealthyMember, errors.Join(reasons...))
+	}
+	sort.SliceStable(healthy, func(i, j int) bool {
+		if healthy[i].Revision != healthy[j].Revision {
+			return healthy[i].Revision > healthy[j].Revision
+		}
+		return healthy[i].RaftAppliedIndex > healthy[j].RaftAppliedIndex
+	})
+	return healthy[0], nil
+}
+
+// Snapshot is an open snapshot stream from one member. Read it to the end and close it; the
+// data is never held in memory beyond gRPC's flow-control window.
+type Snapshot struct {
+	io.Reader
+	// Endpoint is the member the snapshot comes from.
+	Endpoint string
+	// Revision is the store revision the snapshot was taken at.
+	Revision int64
+	// Version is the etcd version of the member that took it.
+	Version string
+
+	closers []func() error
+}
+
+// Close ends the stream and closes the client.
+func (s *Snapshot) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// OpenSnapshot starts streaming a snapshot from endpoint. Cancelling ctx aborts the stream.
+// Errors from the member surface here, before any byte is read.
+func OpenSnapshot(ctx context.Context, access *Access, endpoint string) (*Snapshot, error) {
+	cli, err := access.New(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cli.SnapshotWithVersion(ctx)
+	if err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("starting a snapshot on %s: %w", endpoint, err)
+	}
+	var rev int64
+	if resp.Header != nil {
+		rev = resp.Header.Revision
+	}
+	return &Snapshot{
+		Reader:   resp.Snapshot,
+		Endpoint: endpoint,
+		Revision: rev,
+		Version:  resp.Version,
+		closers:  []func() error{resp.Snapshot.Close, cli.Close},
+	}, nil
+}
+
+// OpenBestSnapshot picks the healthy member with the highest revision and starts streaming a
+// snapshot from it.
+func OpenBestSnapshot(ctx context.Context, access *Access) (*Snapshot, error) {
+	best, err := BestSnapshotSource(ctx, access)
+	if err != nil {
+		return nil, err
+	}
+	return OpenSnapshot(ctx, access, best.Endpoint)
+}
