@@ -191,7 +191,9 @@ type EndpointStatus struct {
 }
 
 // IsLeader reports whether the member is the raft leader.
-func (s EndpointStatus) IsLeader() bool { return s.Healthy && s.MemberID != 0 && s.MemberID == s.Leader }
+func (s EndpointStatus) IsLeader() bool {
+	return s.Healthy && s.MemberID != 0 && s.MemberID == s.Leader
+}
 
 // Status asks one endpoint for its status. A member is healthy when it answers, has a leader
 // and reports no errors; voting members must also serve a linearizable read.
