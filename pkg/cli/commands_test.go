@@ -1,0 +1,401 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+func instance(ns, name string, replicas int32) *v1beta1.ETCDInstance {
+	return &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns,
+			CreationTimestamp: metav1.NewTime(time.Now().Add(-2 * time.Hour)),
+			ManagedFields:     []metav1.ManagedFieldsEntry{{Manager: "kubectl-etcdaas", Operation: metav1.ManagedFieldsOperationUpdate}},
+		},
+		Spec: v1beta1.ETCDInstanceSpec{Replicas: int32p(replicas), Version: "3.7"},
+		Status: v1beta1.ETCDInstanceStatus{
+			Phase: v1beta1.PhaseRunning, Replicas: replicas, ReadyReplicas: replicas,
+			Selector: "app.kubernetes.io/instance=" + name,
+			Members: []v1beta1.MemberStatus{
+				{Name: name + "-0", Ready: true, Leader: true},
+			},
+		},
+	}
+}
+
+func expectCode(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	}
+}
+
+func TestCreate(t *testing.T) {
+	s := newFakeServer(t)
+	r := s.run(t, "create", "my-etcd", "--replicas", "5", "--tls", "--version", "3.6")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/my-etcd created\n" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	got := s.get("team", "my-etcd")
+	if got == nil {
+		t.Fatal("not created in the kubeconfig's namespace team")
+	}
+	if *got.Spec.Replicas != 5 || got.Spec.TLS == nil || !got.Spec.TLS.Enabled || got.Spec.Version != "3.6" {
+		t.Errorf("spec %+v", got.Spec)
+	}
+	reqs := s.recorded()
+	if last := reqs[len(reqs)-1]; !strings.Contains(last.Query, "fieldManager=kubectl-etcdaas") {
+		t.Errorf("create without fieldManager: %+v", last)
+	}
+
+	// Without flags the server's defaults apply: replicas and tls are not sent.
+	r = s.run(t, "create", "plain", "-n", "dev")
+	expectCode(t, r, 0)
+	reqs = s.recorded()
+	body := reqs[len(reqs)-1].Body
+	if strings.Contains(body, "replicas") || strings.Contains(body, "tls") || strings.Contains(body, "version") {
+		t.Errorf("defaults sent explicitly: %s", body)
+	}
+	if s.get("dev", "plain") == nil {
+		t.Error("-n dev ignored")
+	}
+
+	// A server warning (even replicas) goes to stderr, once.
+	r = s.run(t, "create", "even", "--replicas", "4")
+	expectCode(t, r, 0)
+	if !strings.Contains(r.stderr, "Warning: spec.replicas: an even number") {
+		t.Errorf("warning not shown: %q", r.stderr)
+	}
+
+	// --dry-run asks the server and stores nothing.
+	r = s.run(t, "create", "dry", "--dry-run")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/dry created (server dry run)\n" || s.get("team", "dry") != nil {
+		t.Errorf("dry run: %q", r.stdout)
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	s := newFakeServer(t)
+	s.add(instance("team", "taken", 3))
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"exists", []string{"create", "taken"}, "Error from server (AlreadyExists): etcdinstances.etcdaas.dev \"taken\" already exists\n"},
+		{"invalid", []string{"create", "big", "--replicas", "12"}, "The ETCDInstance \"big\" is invalid: spec.replicas: Invalid value: 12: must be between 1 and 9, inclusive\n"},
+		{"no name", []string{"create"}, "error: exactly one NAME is required, got 0\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+		{"two names", []string{"create", "a", "b"}, "error: exactly one NAME is required, got 2\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+		{"bad flag value", []string{"create", "x", "--replicas", "three"}, "error: invalid argument \"three\" for \"--replicas\" flag: must be an integer\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+		{"unknown flag", []string{"create", "x", "--replica", "3"}, "error: unknown flag: --replica\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(t, tc.args...)
+			expectCode(t, r, 1)
+			if r.stderr != tc.stderr {
+				t.Errorf("stderr\n got %q\nwant %q", r.stderr, tc.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestGet(t *testing.T) {
+	s := newFakeServer(t)
+	in := instance("team", "my-etcd", 3)
+	in.Spec.TLS = &v1beta1.TLSSpec{Enabled: true}
+	in.Status.ReadyReplicas = 2
+	s.add(in)
+
+	r := s.run(t, "get", "my-etcd")
+	expectCode(t, r, 0)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("table %q", r.stdout)
+	}
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME REPLICAS READY PHASE VERSION AGE" {
+		t.Errorf("header %q", lines[0])
+	}
+	if got := strings.Fields(lines[1]); strings.Join(got, " ") != "my-etcd 3 2/3 Running 3.7 120m" {
+		t.Errorf("row %q", lines[1])
+	}
+
+	r = s.run(t, "get", "my-etcd", "-o", "wide")
+	expectCode(t, r, 0)
+	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if got := strings.Join(strings.Fields(lines[0]), " "); got != "NAME REPLICAS READY PHASE VERSION AGE TLS MEMBERS LEADER" {
+		t.Errorf("wide header %q", got)
+	}
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "my-etcd 3 2/3 Running 3.7 120m true 1 my-etcd-0" {
+		t.Errorf("wide row %q", got)
+	}
+
+	for _, format := range []string{"yaml", "json"} {
+		r = s.run(t, "get", "my-etcd", "-o", format)
+		expectCode(t, r, 0)
+		var got v1beta1.ETCDInstance
+		var err error
+		if format == "json" {
+			err = json.Unmarshal([]byte(r.stdout), &got)
+		} else {
+			err = yaml.UnmarshalStrict([]byte(r.stdout), &got)
+		}
+		if err != nil {
+			t.Fatalf("-o %s: %v\n%s", format, err, r.stdout)
+		}
+		if got.APIVersion != "etcdaas.dev/v1beta1" || got.Kind != "ETCDInstance" {
+			t.Errorf("-o %s: type %q %q", format, got.APIVersion, got.Kind)
+		}
+		if got.Name != "my-etcd" || got.Namespace != "team" || *got.Spec.Replicas != 3 || !got.Spec.TLS.Enabled || got.Status.Members[0].Name != "my-etcd-0" {
+			t.Errorf("-o %s: %+v", format, got)
+		}
+		if len(got.ManagedFields) != 0 {
+			t.Errorf("-o %s shows managedFields", format)
+		}
+	}
+
+	r = s.run(t, "get", "my-etcd", "-o", "name")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/my-etcd\n" {
+		t.Errorf("-o name %q", r.stdout)
+	}
+
+	// The context namespace is used, and --context switches it.
+	r = s.run(t, "get", "my-etcd", "--context", "other")
+	expectCode(t, r, 1)
+	if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"my-etcd\" not found\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	reqs := s.recorded()
+	if got := reqs[len(reqs)-1].Path; got != "/apis/etcdaas.dev/v1beta1/namespaces/other-ns/etcdinstances/my-etcd" {
+		t.Errorf("--context: path %s", got)
+	}
+}
+
+func TestGetErrors(t *testing.T) {
+	s := newFakeServer(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"not found", []string{"get", "x"}, "Error from server (NotFound): etcdinstances.etcdaas.dev \"x\" not found\n"},
+		{"bad output", []string{"get", "x", "-o", "xml"}, "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: json,name,wide,yaml\n"},
+		{"no name", []string{"get"}, "error: exactly one NAME is required, got 0\nSee 'kubectl etcdaas get -h' for help and examples\n"},
+		{"unknown command", []string{"frobnicate"}, "error: unknown command \"frobnicate\" for \"kubectl etcdaas\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(t, tc.args...)
+			expectCode(t, r, 1)
+			if r.stderr != tc.stderr {
+				t.Errorf("stderr\n got %q\nwant %q", r.stderr, tc.stderr)
+			}
+		})
+	}
+
+	// No server at all: kubectl's connection message.
+	r := runPlugin(t, "", false, "get", "x", "--server", "http://127.0.0.1:1")
+	expectCode(t, r, 1)
+	if r.stderr != "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	// A kubeconfig that does not exist.
+	r = runPlugin(t, "", false, "get", "x", "--kubeconfig", t.TempDir()+"/missing")
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: stat ") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+func TestList(t *testing.T) {
+	s := newFakeServer(t)
+
+	r := s.run(t, "list")
+	expectCode(t, r, 0)
+	if r.stdout != "" || r.stderr != "No resources found in team namespace.\n" {
+		t.Errorf("empty list: %q %q", r.stdout, r.stderr)
+	}
+
+	s.add(instance("team", "a", 1))
+	s.add(instance("team", "b", 3))
+	s.add(instance("elsewhere", "c", 5))
+
+	r = s.run(t, "list")
+	expectCode(t, r, 0)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "a ") || !strings.HasPrefix(lines[2], "b ") {
+		t.Errorf("list %q", r.stdout)
+	}
+
+	r = s.run(t, "list", "-A")
+	expectCode(t, r, 0)
+	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAMESPACE ") || strings.Join(strings.Fields(lines[1]), " ") != "elsewhere c 5 5/5 Running 3.7 120m" {
+		t.Errorf("list -A %q", r.stdout)
+	}
+
+	r = s.run(t, "list", "-o", "name", "-n", "elsewhere")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/c\n" {
+		t.Errorf("-o name %q", r.stdout)
+	}
+
+	r = s.run(t, "list", "-o", "json")
+	expectCode(t, r, 0)
+	var got v1beta1.ETCDInstanceList
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != "ETCDInstanceList" || len(got.Items) != 2 || got.Items[0].Kind != "ETCDInstance" || got.Items[1].Name != "b" {
+		t.Errorf("-o json %+v", got)
+	}
+
+	r = s.run(t, "list", "-l", "team=storage")
+	expectCode(t, r, 0)
+	reqs := s.recorded()
+	if q := reqs[len(reqs)-1].Query; !strings.Contains(q, "labelSelector=team%3Dstorage") {
+		t.Errorf("selector not sent: %q", q)
+	}
+
+	r = s.run(t, "list", "extra")
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: unknown command \"extra\"") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	s := newFakeServer(t)
+	s.add(instance("team", "a", 1))
+	s.add(instance("team", "b", 1))
+	s.deleteDelay = 2 // the finalizer keeps it two more GETs
+
+	r := s.run(t, "delete", "a", "b")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev \"a\" deleted\netcdinstance.etcdaas.dev \"b\" deleted\n" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	if s.get("team", "a") != nil || s.get("team", "b") != nil {
+		t.Error("returned before the instances were gone")
+	}
+	var uidPrecondition bool
+	for _, req := range s.recorded() {
+		if req.Method == "DELETE" && strings.Contains(req.Body, `"uid":"uid-1"`) {
+			uidPrecondition = true
+		}
+	}
+	if !uidPrecondition {
+		t.Error("delete without a UID precondition")
+	}
+
+	r = s.run(t, "delete", "a")
+	expectCode(t, r, 1)
+	if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"a\" not found\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	r = s.run(t, "delete", "a", "--ignore-not-found")
+	expectCode(t, r, 0)
+
+	// --wait=false returns while the finalizer is still at work.
+	s.add(instance("team", "c", 1))
+	s.deleteDelay = 100
+	r = s.run(t, "delete", "c", "--wait=false")
+	expectCode(t, r, 0)
+	if s.get("team", "c") == nil {
+		t.Error("gone already?")
+	}
+	// A timeout while waiting is an error.
+	s.add(instance("team", "d", 1))
+	r = s.run(t, "delete", "d", "--timeout", "1s")
+	expectCode(t, r, 1)
+	if !strings.Contains(r.stderr, `error: timed out waiting for etcdinstance.etcdaas.dev "d" to be deleted`) {
+		t.Errorf("stderr %q", r.stderr)
+	}
+
+	r = s.run(t, "delete")
+	expectCode(t, r, 1)
+	if r.stderr != "error: at least one NAME is required\nSee 'kubectl etcdaas delete -h' for help and examples\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+func TestScale(t *testing.T) {
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 3))
+
+	r := s.run(t, "scale", "my-etcd", "--replicas", "5")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/my-etcd scaled\n" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	if got := *s.get("team", "my-etcd").Spec.Replicas; got != 5 {
+		t.Errorf("replicas %d", got)
+	}
+	var viaScale bool
+	for _, req := range s.recorded() {
+		if req.Method == "PUT" && strings.HasSuffix(req.Path, "/etcdinstances/my-etcd/scale") && strings.Contains(req.Body, `"spec":{"replicas":5}`) {
+			viaScale = true
+		}
+		if req.Method == "PUT" && strings.HasSuffix(req.Path, "/etcdinstances/my-etcd") {
+			t.Error("scaled by updating the main resource")
+		}
+	}
+	if !viaScale {
+		t.Error("no PUT to the scale subresource")
+	}
+
+	// Conflicts are retried with a fresh read.
+	s.conflicts = 2
+	r = s.run(t, "scale", "my-etcd", "--replicas", "3")
+	expectCode(t, r, 0)
+	if got := *s.get("team", "my-etcd").Spec.Replicas; got != 3 {
+		t.Errorf("after conflicts: replicas %d", got)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"no replicas", []string{"scale", "my-etcd"}, "error: The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0\nSee 'kubectl etcdaas scale -h' for help and examples\n"},
+		{"invalid", []string{"scale", "my-etcd", "--replicas", "0"}, "The ETCDInstance \"my-etcd\" is invalid: spec.replicas: Invalid value: 0: must be between 1 and 9, inclusive\n"},
+		{"not found", []string{"scale", "nope", "--replicas", "1"}, "Error from server (NotFound): etcdinstances.etcdaas.dev \"nope\" not found\n"},
+		{"precondition", []string{"scale", "my-etcd", "--current-replicas", "5", "--replicas", "1"}, "error: expected replicas to be 5, was 3\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(t, tc.args...)
+			expectCode(t, r, 1)
+			if r.stderr != tc.stderr {
+				t.Errorf("stderr\n got %q\nwant %q", r.stderr, tc.stderr)
+			}
+		})
+	}
+	if got := *s.get("team", "my-etcd").Spec.Replicas; got != 3 {
+		t.Errorf("a failed scale changed replicas to %d", got)
+	}
+	r = s.run(t, "scale", "my-etcd", "--current-replicas", "3", "--replicas", "1")
+	expectCode(t, r, 0)
+}
+
+func TestHelp(t *testing.T) {
+	r := runPlugin(t, "", false, "--help")
+	expectCode(t, r, 0)
+	for _, want := range []string{"kubectl etcdaas [command]", "backup", "convert", "create", "--kubeconfig", "--context", "-n, --namespace"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	r = runPlugin(t, "", false)
+	expectCode(t, r, 0)
+}

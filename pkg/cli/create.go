@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+// createOptions are the flags of `create`.
+type createOptions struct {
+	replicas int32
+	tls      bool
+	version  string
+	dryRun   bool
+}
+
+func newCreateCommand(f *Factory) *cobra.Command {
+	o := &createOptions{}
+	cmd := &cobra.Command{
+		Use:   "create NAME [--replicas N] [--tls] [--version V]",
+		Short: "Create an ETCDInstance",
+		Long: `Create an ETCDInstance: the controller then starts an etcd cluster of --replicas members.
+
+Without --replicas the server's default applies (3 members); without --version, the
+controller's default etcd version.`,
+		Example: `  # A three-member cluster with client and peer TLS
+  kubectl etcdaas create my-etcd --replicas 3 --tls
+
+  # A single member in namespace dev
+  kubectl etcdaas create scratch -n dev --replicas 1`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, f, args[0])
+		},
+	}
+	cmd.Flags().Int32Var(&o.replicas, "replicas", 0, "Number of etcd members, 1 to 9 (default: the server's, 3).")
+	cmd.Flags().BoolVar(&o.tls, "tls", false, "Enable client and peer TLS with a CA generated for the instance.")
+	cmd.Flags().StringVar(&o.version, "version", "", "etcd minor version to run, such as 3.7 (default: the controller's).")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "Ask the server to validate and default the object without persisting it.")
+	return cmd
+}
+
+func (o *createOptions) run(cmd *cobra.Command, f *Factory, name string) error {
+	instance := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if cmd.Flags().Changed("replicas") {
+		replicas := o.replicas
+		instance.Spec.Replicas = &replicas
+	}
+	if o.tls {
+		instance.Spec.TLS = &v1beta1.TLSSpec{Enabled: true}
+	}
+	instance.Spec.Version = o.version
+
+	ns, err := f.Namespace()
+	if err != nil {
+		return err
+	}
+	client, err := f.Clientset()
+	if err != nil {
+		return err
+	}
+	opts := metav1.CreateOptions{FieldManager: "kubectl-etcdaas"}
+	suffix := "created"
+	if o.dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+		suffix = "created (server dry run)"
+	}
+	created, err := client.EtcdaasV1beta1().ETCDInstances(ns).Create(cmd.Context(), instance, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s %s\n", qualifiedResource, created.Name, suffix)
+	return nil
+}
