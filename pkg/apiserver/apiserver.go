@@ -1,0 +1,149 @@
+// Package apiserver assembles the etcdaas API server: the scheme, the codecs and the
+// etcdaas.dev API group with both served versions, following Config -> Complete() -> New().
+package apiserver
+
+import (
+	"fmt"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/install"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	etcdinstancestorage "github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
+)
+
+// ComponentName is the name of the server in logs, metrics and the effective version registry.
+const ComponentName = "etcdaas-apiserver"
+
+var (
+	// Scheme holds every type the server encodes or decodes: the etcdaas.dev group in all
+	// versions, autoscaling/v1 Scale for the scale subresource and the meta types.
+	Scheme = runtime.NewScheme()
+	// Codecs are the serializers of Scheme.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+// autoscalingInternal is the hub version the request machinery converts a Scale to. There is
+// no internal Scale type here, so autoscaling/v1 Scale is registered as its own hub: decoding a
+// Scale then needs no conversion.
+var autoscalingInternal = schema.GroupVersion{Group: autoscalingv1.GroupName, Version: runtime.APIVersionInternal}
+
+func init() {
+	install.Install(Scheme)
+	Scheme.AddKnownTypes(autoscalingv1.SchemeGroupVersion, &autoscalingv1.Scale{})
+	Scheme.AddKnownTypes(autoscalingInternal, &autoscalingv1.Scale{})
+
+	// The options types (ListOptions, GetOptions, ...) are decoded as v1 query parameters.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// ExtraConfig is the etcdaas-specific configuration.
+type ExtraConfig struct {
+	// PostStartHooks run once the server serves, with a loopback client configuration
+	// (the standalone mode starts its in-process controller this way).
+	PostStartHooks map[string]genericapiserver.PostStartHookFunc
+}
+
+// Config is the configuration of the server: the generic server's and ours.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig is a Config with every default filled in; only Complete makes one.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Server is the etcdaas API server.
+type Server struct {
+	// GenericAPIServer serves the API group, discovery, OpenAPI and health endpoints.
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+// Complete fills in the defaults of the generic configuration.
+func (cfg *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{
+		GenericConfig: cfg.GenericConfig.Complete(),
+		ExtraConfig:   &cfg.ExtraConfig,
+	}}
+}
+
+// New builds the server: etcdaas.dev with v1beta1 (preferred, storage) and v1alpha1.
+func (c CompletedConfig) New() (*Server, error) {
+	genericServer, err := c.GenericConfig.New(ComponentName, genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
+	storage, err := etcdinstancestorage.NewStorageMap(Scheme, c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
+	}
+	for _, gv := range []schema.GroupVersion{v1beta1.SchemeGroupVersion, v1alpha1.SchemeGroupVersion} {
+		versionStorage := make(map[string]rest.Storage, len(storage))
+		for path, s := range storage {
+			versionStorage[path] = s
+		}
+		apiGroupInfo.VersionedResourcesStorageMap[gv.Version] = versionStorage
+	}
+	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
+		return nil, err
+	}
+
+	for name, hook := range c.ExtraConfig.PostStartHooks {
+		if err := genericServer.AddPostStartHook(name, hook); err != nil {
+			return nil, err
+		}
+	}
+	return &Server{GenericAPIServer: genericServer}, nil
+}
+
+// WithoutProtobuf returns ns without its protobuf serializer. The etcdaas types have no
+// protobuf encoding; without this, a client accepting "application/vnd.kubernetes.protobuf,
+// application/json" (the namespace controller, the garbage collector) would be answered with
+// protobuf it cannot get. Negotiation now falls back to JSON, and a client accepting only
+// protobuf gets 406 Not Acceptable.
+func WithoutProtobuf(ns runtime.NegotiatedSerializer) runtime.NegotiatedSerializer {
+	return withoutProtobuf{ns}
+}
+
+type withoutProtobuf struct {
+	runtime.NegotiatedSerializer
+}
+
+// SupportedMediaTypes lists the wrapped serializer's media types except protobuf.
+func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	all := w.NegotiatedSerializer.SupportedMediaTypes()
+	out := make([]runtime.SerializerInfo, 0, len(all))
+	for _, info := range all {
+		if info.MediaType == runtime.ContentTypeProtobuf {
+			continue
+		}
+		out = append(out, info)
+	}
+	return out
+}

@@ -1,0 +1,193 @@
+// Package server holds the options and the start-up of etcdaas-apiserver, in both serving
+// modes: aggregated (behind kube-apiserver, delegated authentication and authorization, an
+// etcd cluster of its own) and standalone (one process with embedded etcd and its own PKI).
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	netutils "k8s.io/utils/net"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
+)
+
+// DefaultEtcdPathPrefix is the prefix of every key the server writes to etcd.
+const DefaultEtcdPathPrefix = "/registry/etcdaas.dev"
+
+// DefaultSecurePort is the port the server listens on unless --secure-port says otherwise.
+const DefaultSecurePort = 6443
+
+// Options are the command-line options of etcdaas-apiserver.
+type Options struct {
+	// RecommendedOptions are the generic API server options: etcd, secure serving, delegated
+	// authentication and authorization, audit, admission, features.
+	RecommendedOptions *genericoptions.RecommendedOptions
+	// Standalone selects the standalone mode: embedded etcd, own PKI, loopback only.
+	Standalone StandaloneOptions
+	// AlternateDNS are extra names for the self-signed serving certificate of the aggregated
+	// mode (used only when no certificate is given).
+	AlternateDNS []string
+
+	// bindAddressSet records that --bind-address was given explicitly.
+	bindAddressSet bool
+}
+
+// NewOptions returns the default options.
+func NewOptions() *Options {
+	o := &Options{
+		RecommendedOptions: genericoptions.NewRecommendedOptions(
+			DefaultEtcdPathPrefix,
+			apiserver.Codecs.LegacyCodec(v1beta1.SchemeGroupVersion),
+		),
+		Standalone: StandaloneOptions{
+			EtcdClientPort: DefaultStandaloneEtcdClientPort,
+			EtcdPeerPort:   DefaultStandaloneEtcdPeerPort,
+		},
+	}
+	o.RecommendedOptions.SecureServing.BindPort = DefaultSecurePort
+	// Objects are stored as v1beta1 JSON: the types have no protobuf encoding.
+	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
+		v1beta1.SchemeGroupVersion, schema.GroupKind{Group: etcdaas.GroupName})
+	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeJSON
+	return o
+}
+
+// AddFlags registers the options' flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.RecommendedOptions.AddFlags(fs)
+	utilfeature.DefaultMutableFeatureGate.AddFlag(fs)
+	o.Standalone.AddFlags(fs)
+	fs.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
+		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
+}
+
+// Complete fills in what the flags leave open.
+func (o *Options) Complete(fs *pflag.FlagSet) error {
+	if fs != nil {
+		if f := fs.Lookup("bind-address"); f != nil && f.Changed {
+			o.bindAddressSet = true
+		}
+	}
+	if o.Standalone.Enabled {
+		return o.completeStandalone()
+	}
+	return nil
+}
+
+// Validate reports every invalid option.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Standalone.Enabled {
+		errs = append(errs, o.validateStandalone()...)
+	} else {
+		errs = append(errs, o.RecommendedOptions.Validate()...)
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// genericConfig returns the generic configuration common to both modes, before the
+// recommended options are applied: OpenAPI v2 and v3, effective version, feature gate.
+func genericConfig() *genericapiserver.RecommendedConfig {
+	c := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+
+	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIConfig.Info.Title = "etcdaas"
+	c.OpenAPIConfig.Info.Version = "v1beta1"
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(etcdaasopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIV3Config.Info.Title = "etcdaas"
+	c.OpenAPIV3Config.Info.Version = "v1beta1"
+
+	c.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
+	c.FeatureGate = utilfeature.DefaultFeatureGate
+	return c
+}
+
+// Config returns the server configuration of the aggregated mode.
+func (o *Options) Config() (*apiserver.Config, error) {
+	if err := o.RecommendedOptions.SecureServing.MaybeDefaultWithSelfSignedCerts(
+		"localhost", o.AlternateDNS, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
+	}
+	c := genericConfig()
+	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	return &apiserver.Config{GenericConfig: c}, nil
+}
+
+// RunAggregated runs the aggregated mode until ctx is done.
+func (o *Options) RunAggregated(ctx context.Context) error {
+	config, err := o.Config()
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	if informers := config.GenericConfig.SharedInformerFactory; informers != nil {
+		server.GenericAPIServer.AddPostStartHookOrDie("start-etcdaas-apiserver-informers", func(hookCtx genericapiserver.PostStartHookContext) error {
+			informers.Start(hookCtx.Done())
+			return nil
+		})
+	}
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// NewCommand returns the etcdaas-apiserver command.
+func NewCommand(ctx context.Context, out, errOut io.Writer) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "etcdaas-apiserver",
+		Short: "Serve the etcdaas.dev API (ETCDInstance) as an aggregated or standalone API server",
+		Long: `etcdaas-apiserver serves etcdaas.dev/v1beta1 and etcdaas.dev/v1alpha1 ETCDInstances.
+
+Aggregated mode (default): runs behind kube-apiserver through APIServices, with delegated
+authentication and authorization and its own etcd (--etcd-servers).
+
+Standalone mode (--standalone --data-dir DIR): one process, no cluster. Embedded etcd in
+DIR/etcd, a CA and certificates in DIR/pki, and DIR/kubeconfig for an admin
+(group system:masters). Listens on 127.0.0.1 only:
+
+  etcdaas-apiserver --standalone --data-dir _output/standalone
+  kubectl --kubeconfig _output/standalone/kubeconfig get etcd`,
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if err := o.Complete(c.Flags()); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if o.Standalone.Enabled {
+				return o.RunStandalone(c.Context(), out)
+			}
+			return o.RunAggregated(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	cmd.SetOut(out)
+	cmd.SetErr(errOut)
+	o.AddFlags(cmd.Flags())
+	return cmd
+}

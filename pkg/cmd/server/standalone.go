@@ -1,0 +1,512 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/server/v3/embed"
+	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/apiserver/pkg/authentication/request/anonymous"
+	"k8s.io/apiserver/pkg/authentication/request/union"
+	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	"k8s.io/apiserver/pkg/authorization/path"
+	authzunion "k8s.io/apiserver/pkg/authorization/union"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	"github.com/etcdaas/etcdaas/pkg/pki"
+)
+
+// Defaults of the standalone mode. Port 0 means a free port chosen at every start: the
+// embedded storage etcd is reached only by this process, so its ports need not be stable.
+const (
+	DefaultStandaloneEtcdClientPort = 0
+	DefaultStandaloneEtcdPeerPort   = 0
+
+	// StandaloneAdminUser and StandaloneAdminGroup are the identity in the admin client
+	// certificate written to the kubeconfig.
+	StandaloneAdminUser  = "admin"
+	StandaloneAdminGroup = "system:masters"
+
+	standaloneEtcdName = "etcdaas-storage"
+	standaloneContext  = "etcdaas-standalone"
+	readyTimeout       = 2 * time.Minute
+)
+
+// StandaloneOptions configure the standalone mode.
+type StandaloneOptions struct {
+	// Enabled selects the standalone mode.
+	Enabled bool
+	// DataDir holds the embedded etcd's data (DataDir/etcd), the PKI (DataDir/pki) and the
+	// admin kubeconfig (DataDir/kubeconfig). Everything in it is reused on restart.
+	DataDir string
+	// EtcdClientPort and EtcdPeerPort are the embedded etcd's ports on 127.0.0.1; 0 picks a
+	// free port.
+	EtcdClientPort int
+	EtcdPeerPort   int
+	// PostStartHooks run once the server serves, each with a loopback client configuration
+	// authorized as system:masters. The in-process controller starts here. A hook that
+	// returns an error stops the server.
+	PostStartHooks []PostStartHook
+}
+
+// PostStartHook is a function run once the standalone server serves.
+type PostStartHook struct {
+	// Name identifies the hook in /healthz/poststarthook/<name>.
+	Name string
+	// Run is called with a context cancelled when the server stops, and a privileged
+	// loopback client configuration. It must not block: start goroutines and return.
+	Run func(ctx context.Context, config *rest.Config) error
+}
+
+// AddFlags registers the standalone flags.
+func (s *StandaloneOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&s.Enabled, "standalone", s.Enabled,
+		"Run standalone: embedded etcd under --data-dir, a generated CA and certificates, a kubeconfig for an admin, listening on loopback only. No kube-apiserver needed.")
+	fs.StringVar(&s.DataDir, "data-dir", s.DataDir,
+		"Standalone mode: directory for the embedded etcd data, the PKI and the admin kubeconfig; reused across restarts.")
+	fs.IntVar(&s.EtcdClientPort, "standalone-etcd-client-port", s.EtcdClientPort,
+		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
+	fs.IntVar(&s.EtcdPeerPort, "standalone-etcd-peer-port", s.EtcdPeerPort,
+		"Standalone mode: peer port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
+}
+
+// completeStandalone defaults the bind address to 127.0.0.1 unless one was given.
+func (o *Options) completeStandalone() error {
+	if !o.bindAddressSet {
+		o.RecommendedOptions.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
+	}
+	return nil
+}
+
+// validateStandalone checks the options that matter in standalone mode.
+func (o *Options) validateStandalone() []error {
+	var errs []error
+	if o.Standalone.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required with --standalone"))
+	}
+	if ip := o.RecommendedOptions.SecureServing.BindAddress; ip == nil || !ip.IsLoopback() {
+		errs = append(errs, fmt.Errorf("--bind-address %v is not a loopback address: standalone mode authorizes every holder of its admin certificate and listens on loopback only (use 127.0.0.1 or ::1, or run the aggregated mode)", ip))
+	}
+	for name, port := range map[string]int{
+		"--standalone-etcd-client-port": o.Standalone.EtcdClientPort,
+		"--standalone-etcd-peer-port":   o.Standalone.EtcdPeerPort,
+	} {
+		if port < 0 || port > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d is not a port", name, port))
+		}
+	}
+	if o.Standalone.EtcdClientPort != 0 && o.Standalone.EtcdClientPort == o.Standalone.EtcdPeerPort {
+		errs = append(errs, errors.New("--standalone-etcd-client-port and --standalone-etcd-peer-port must differ"))
+	}
+	errs = append(errs, o.RecommendedOptions.SecureServing.Validate()...)
+	errs = append(errs, o.RecommendedOptions.Audit.Validate()...)
+	errs = append(errs, o.RecommendedOptions.Features.Validate()...)
+	return errs
+}
+
+// Standalone is a running standalone server.
+type Standalone struct {
+	// DataDir is the server's data directory.
+	DataDir string
+	// KubeconfigPath is the admin kubeconfig, DataDir/kubeconfig.
+	KubeconfigPath string
+	// URL is the server's address, such as https://127.0.0.1:6443.
+	URL string
+	// AdminConfig is a client configuration for the admin (system:masters).
+	AdminConfig *rest.Config
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Done is closed when the server has stopped and the embedded etcd is closed.
+func (s *Standalone) Done() <-chan struct{} { return s.done }
+
+// Err is why the server stopped; nil after a clean stop. Valid once Done is closed.
+func (s *Standalone) Err() error { return s.err }
+
+// Stop shuts the server down, closes the embedded etcd and waits for both.
+func (s *Standalone) Stop() error {
+	s.cancel()
+	<-s.done
+	return s.err
+}
+
+// RunStandalone runs the standalone mode until ctx is done, then stops cleanly.
+func (o *Options) RunStandalone(ctx context.Context, out io.Writer) error {
+	start := time.Now()
+	s, err := o.StartStandalone(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "etcdaas-apiserver ready at %s in %s\nkubeconfig: %s\n  kubectl --kubeconfig %s get etcd\n",
+		s.URL, time.Since(start).Round(time.Millisecond), s.KubeconfigPath, s.KubeconfigPath)
+	select {
+	case <-ctx.Done():
+	case <-s.Done():
+	}
+	return s.Stop()
+}
+
+// StartStandalone starts the standalone mode and returns once /readyz succeeds. The server
+// runs until ctx is done or Stop is called. Options must have been completed and validated
+// (Complete, Validate); StartStandalone does both for options built in code.
+func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
+	o.Standalone.Enabled = true
+	if err := o.completeStandalone(); err != nil {
+		return nil, err
+	}
+	if errs := o.validateStandalone(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	dataDir, err := filepath.Abs(o.Standalone.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+
+	bindIP := o.RecommendedOptions.SecureServing.BindAddress
+	creds, err := standalonePKI(filepath.Join(dataDir, "pki"), bindIP)
+	if err != nil {
+		return nil, err
+	}
+
+	etcd, err := startEmbeddedEtcd(filepath.Join(dataDir, "etcd"), o.Standalone.EtcdClientPort, o.Standalone.EtcdPeerPort)
+	if err != nil {
+		return nil, err
+	}
+	// From here on, etcd must be closed on every path.
+	runCtx, cancel := context.WithCancel(ctx)
+	s := &Standalone{DataDir: dataDir, KubeconfigPath: filepath.Join(dataDir, "kubeconfig"), cancel: cancel, done: make(chan struct{})}
+	fail := func(err error) (*Standalone, error) {
+		cancel()
+		etcd.Close()
+		return nil, err
+	}
+
+	config, err := o.standaloneConfig(etcd, creds)
+	if err != nil {
+		return fail(err)
+	}
+	port := o.RecommendedOptions.SecureServing.BindPort
+	s.URL = "https://" + net.JoinHostPort(bindIP.String(), strconv.Itoa(port))
+	s.AdminConfig = &rest.Config{
+		Host: s.URL,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   creds.ca.CertPEM,
+			CertData: creds.admin.CertPEM,
+			KeyData:  creds.admin.KeyPEM,
+		},
+	}
+	if err := writeKubeconfig(s.KubeconfigPath, s.AdminConfig); err != nil {
+		return fail(err)
+	}
+
+	server, err := config.Complete().New()
+	if err != nil {
+		return fail(err)
+	}
+	prepared := server.GenericAPIServer.PrepareRun()
+
+	go func() {
+		defer close(s.done)
+		runErr := make(chan error, 1)
+		go func() { runErr <- prepared.RunWithContext(runCtx) }()
+		select {
+		case err := <-runErr:
+			s.err = err
+		case err := <-etcd.Err():
+			s.err = fmt.Errorf("embedded etcd failed: %w", err)
+			cancel()
+			<-runErr
+		}
+		etcd.Close()
+	}()
+
+	if err := waitReady(runCtx, s); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// standaloneCreds is the PKI of the standalone mode.
+type standaloneCreds struct {
+	ca      *pki.CA
+	serving *pki.KeyPair
+	admin   *pki.KeyPair
+	dir     string
+}
+
+// standalonePKI loads or creates the CA, the serving certificate and the admin client
+// certificate under dir. The serving certificate is reissued when it does not cover bindIP.
+func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
+	ca, err := pki.LoadOrCreateCA(dir, "ca", "etcdaas-standalone-ca")
+	if err != nil {
+		return nil, fmt.Errorf("loading the standalone CA: %w", err)
+	}
+	servingReq := pki.Request{
+		CommonName: "localhost",
+		DNSNames:   []string{"localhost"},
+		IPs:        []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
+		Usage:      pki.ServerUsage,
+	}
+	if bindIP != nil && !bindIP.Equal(net.ParseIP("127.0.0.1")) && !bindIP.Equal(net.IPv6loopback) {
+		servingReq.IPs = append(servingReq.IPs, bindIP)
+	}
+	serving, err := ca.LoadOrIssue(dir, "serving", servingReq)
+	if err != nil {
+		return nil, fmt.Errorf("loading the serving certificate: %w", err)
+	}
+	if !covers(serving.CertPEM, bindIP) {
+		if serving, err = ca.Issue(servingReq); err != nil {
+			return nil, err
+		}
+		if err := serving.Write(dir, "serving"); err != nil {
+			return nil, err
+		}
+	}
+	admin, err := ca.LoadOrIssue(dir, "admin", pki.Request{
+		CommonName:   StandaloneAdminUser,
+		Organization: []string{StandaloneAdminGroup},
+		Usage:        pki.ClientUsage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading the admin certificate: %w", err)
+	}
+	return &standaloneCreds{ca: ca, serving: serving, admin: admin, dir: dir}, nil
+}
+
+// covers reports whether the certificate in certPEM is valid for ip.
+func covers(certPEM []byte, ip net.IP) bool {
+	certs, err := certutil.ParseCertsPEM(certPEM)
+	if err != nil || len(certs) == 0 {
+		return false
+	}
+	return certs[0].VerifyHostname(ip.String()) == nil
+}
+
+// startEmbeddedEtcd starts a single-member etcd in dir on 127.0.0.1 and waits until it serves.
+func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error) {
+	var err error
+	if clientPort == 0 {
+		if clientPort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	if peerPort == 0 {
+		if peerPort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = standaloneEtcdName
+	cfg.Dir = dir
+	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
+	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	cfg.ListenClientUrls = []url.URL{clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{clientURL}
+	cfg.ListenPeerUrls = []url.URL{peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.Logger = "zap"
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{"stderr"}
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting embedded etcd in %s: %w", dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
+	case <-time.After(readyTimeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s was not ready within %s", dir, readyTimeout)
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// standaloneConfig is the server configuration of the standalone mode: storage in the
+// embedded etcd, client certificates from the standalone CA, system:masters authorized, no
+// core API, no admission plugins that need one, no priority and fairness.
+func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*apiserver.Config, error) {
+	ro := o.RecommendedOptions
+	ro.Etcd.StorageConfig.Transport.ServerList = []string{"http://" + etcd.Clients[0].Addr().String()}
+	ro.SecureServing.ServerCert.CertKey.CertFile = filepath.Join(creds.dir, "serving.crt")
+	ro.SecureServing.ServerCert.CertKey.KeyFile = filepath.Join(creds.dir, "serving.key")
+	if ro.SecureServing.BindPort == 0 && ro.SecureServing.Listener == nil {
+		l, err := net.Listen("tcp", net.JoinHostPort(ro.SecureServing.BindAddress.String(), "0"))
+		if err != nil {
+			return nil, err
+		}
+		ro.SecureServing.Listener = l
+	}
+	ro.Authentication = nil
+	ro.Authorization = nil
+	ro.CoreAPI = nil
+	ro.Admission = nil
+	ro.Features.EnablePriorityAndFairness = false
+
+	c := genericConfig()
+	if err := ro.ApplyTo(c); err != nil {
+		return nil, err
+	}
+
+	clientCA, err := dynamiccertificates.NewStaticCAContent("etcdaas-standalone-ca", creds.ca.CertPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Authentication.ApplyClientCert(clientCA, c.SecureServing); err != nil {
+		return nil, err
+	}
+	verifyOpts := x509request.DefaultVerifyOptions()
+	verifyOpts.Roots = x509.NewCertPool()
+	verifyOpts.Roots.AddCert(creds.ca.Cert)
+	c.Authentication.Authenticator = union.New(
+		x509request.New(verifyOpts, x509request.CommonNameUserConversion),
+		// Anonymous only for the health and version endpoints.
+		anonymous.NewAuthenticator(anonymousPaths()),
+	)
+	c.Authorization.Authorizer, err = standaloneAuthorizer()
+	if err != nil {
+		return nil, err
+	}
+	return &apiserver.Config{
+		GenericConfig: c,
+		ExtraConfig:   apiserver.ExtraConfig{PostStartHooks: wrapHooks(o.Standalone.PostStartHooks)},
+	}, nil
+}
+
+// publicPaths are served to anyone, as kube-apiserver's system:public-info-viewer does.
+var publicPaths = []string{"/healthz", "/livez", "/readyz", "/version", "/livez/*", "/readyz/*", "/healthz/*"}
+
+func anonymousPaths() []apiserverapi.AnonymousAuthCondition {
+	out := make([]apiserverapi.AnonymousAuthCondition, 0, len(publicPaths))
+	for _, p := range publicPaths {
+		out = append(out, apiserverapi.AnonymousAuthCondition{Path: p})
+	}
+	return out
+}
+
+// standaloneAuthorizer allows the public paths to anyone and everything to system:masters.
+func standaloneAuthorizer() (authorizer.Authorizer, error) {
+	public, err := path.NewAuthorizer(publicPaths)
+	if err != nil {
+		return nil, err
+	}
+	return authzunion.New(
+		authzunion.NamedAuthorizer{AuthorizerName: "public-paths", Authorizer: public},
+		authzunion.NamedAuthorizer{AuthorizerName: "system-masters", Authorizer: authorizerfactory.NewPrivilegedGroups(StandaloneAdminGroup)},
+	)
+}
+
+// wrapHooks adapts PostStartHooks to the generic server's post-start hooks.
+func wrapHooks(hooks []PostStartHook) map[string]genericapiserver.PostStartHookFunc {
+	out := make(map[string]genericapiserver.PostStartHookFunc, len(hooks))
+	for _, h := range hooks {
+		run := h.Run
+		out[h.Name] = func(hookCtx genericapiserver.PostStartHookContext) error {
+			return run(hookCtx, rest.CopyConfig(hookCtx.LoopbackClientConfig))
+		}
+	}
+	return out
+}
+
+// writeKubeconfig writes a kubeconfig for config (client certificate and CA inline).
+func writeKubeconfig(path string, config *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters[standaloneContext] = &clientcmdapi.Cluster{
+		Server:                   config.Host,
+		CertificateAuthorityData: config.CAData,
+	}
+	kc.AuthInfos[StandaloneAdminUser] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: config.CertData,
+		ClientKeyData:         config.KeyData,
+	}
+	kc.Contexts[standaloneContext] = &clientcmdapi.Context{
+		Cluster:   standaloneContext,
+		AuthInfo:  StandaloneAdminUser,
+		Namespace: "default",
+	}
+	kc.CurrentContext = standaloneContext
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+// waitReady polls /readyz until it answers 200, the server stops, or the timeout passes.
+func waitReady(ctx context.Context, s *Standalone) error {
+	client, err := rest.HTTPClientFor(s.AdminConfig)
+	if err != nil {
+		return err
+	}
+	client.Timeout = 5 * time.Second
+	deadline := time.Now().Add(readyTimeout)
+	var last string
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-s.Done():
+			if s.Err() != nil {
+				return fmt.Errorf("server stopped before it was ready: %w", s.Err())
+			}
+			return errors.New("server stopped before it was ready")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			klog.Errorf("standalone server not ready: %s", last)
+			return fmt.Errorf("server not ready within %s: %s", readyTimeout, last)
+		}
+	}
+}

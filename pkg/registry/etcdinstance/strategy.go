@@ -1,0 +1,241 @@
+// Package etcdinstance is the registry of etcdinstances: the strategies that decide what a
+// create, an update, a status update and a scale may change, and the REST storage built on
+// them.
+package etcdinstance
+
+import (
+	"context"
+	"fmt"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/registry/rest"
+	apistorage "k8s.io/apiserver/pkg/storage"
+	"k8s.io/apiserver/pkg/storage/names"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/validation"
+)
+
+// servedVersions are the API versions reset fields are declared for, in the
+// fieldpath.APIVersion form ("group/version").
+var servedVersions = []fieldpath.APIVersion{
+	fieldpath.APIVersion(v1beta1.SchemeGroupVersion.String()),
+	fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()),
+}
+
+// Strategy is the logic of creates and updates of the main resource.
+type Strategy struct {
+	runtime.ObjectTyper
+	names.NameGenerator
+}
+
+// NewStrategy returns the main-resource strategy for a scheme holding the etcdaas types.
+func NewStrategy(typer runtime.ObjectTyper) Strategy {
+	return Strategy{ObjectTyper: typer, NameGenerator: names.SimpleNameGenerator}
+}
+
+var (
+	_ rest.RESTCreateStrategy  = Strategy{}
+	_ rest.RESTUpdateStrategy  = Strategy{}
+	_ rest.RESTDeleteStrategy  = Strategy{}
+	_ rest.ResetFieldsStrategy = Strategy{}
+)
+
+// NamespaceScoped is true: instances live in namespaces.
+func (Strategy) NamespaceScoped() bool { return true }
+
+// GetResetFields declares that the main resource ignores status, in every served version.
+func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	out := make(map[fieldpath.APIVersion]*fieldpath.Set, len(servedVersions))
+	for _, v := range servedVersions {
+		out[v] = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
+	}
+	return out
+}
+
+// PrepareForCreate clears status, starts the generation at 1 and fills spec.version with the
+// default when the client did not (or, in v1alpha1, could not) send it.
+func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
+	instance, ok := obj.(*etcdaas.ETCDInstance)
+	if !ok {
+		return
+	}
+	instance.Status = etcdaas.ETCDInstanceStatus{}
+	instance.Generation = 1
+	if instance.Spec.Version == "" {
+		instance.Spec.Version = etcdaas.DefaultVersion
+	}
+}
+
+// PrepareForUpdate keeps the stored status and bumps the generation when the spec changes.
+// A v1alpha1 client that dropped the preserved-fields annotation cannot express version and
+// storage; they are kept from the stored object rather than wiped.
+func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
+	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
+	if !ok1 || !ok2 {
+		return
+	}
+	newObj.Status = oldObj.Status
+	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version {
+		if newObj.Spec.Version == "" {
+			newObj.Spec.Version = oldObj.Spec.Version
+		}
+		if newObj.Spec.Storage == nil {
+			newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
+		}
+	}
+	if newObj.Spec.Version == "" {
+		newObj.Spec.Version = oldObj.Spec.Version
+	}
+	if !apiequality.Semantic.DeepEqual(newObj.Spec, oldObj.Spec) {
+		newObj.Generation = oldObj.Generation + 1
+	}
+}
+
+// Validate checks a new instance, reporting field paths of the version the client sent.
+func (Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	instance, ok := obj.(*etcdaas.ETCDInstance)
+	if !ok {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected object %T", obj))}
+	}
+	return validation.ForVersion(validation.ValidateETCDInstance(instance), requestVersion(ctx))
+}
+
+// ValidateUpdate checks an update, reporting field paths of the version the client sent.
+func (Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
+	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
+	if !ok1 || !ok2 {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected objects %T, %T", obj, old))}
+	}
+	return validation.ForVersion(validation.ValidateETCDInstanceUpdate(newObj, oldObj), requestVersion(ctx))
+}
+
+// WarningsOnCreate warns about an even number of replicas.
+func (Strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
+	instance, ok := obj.(*etcdaas.ETCDInstance)
+	if !ok {
+		return nil
+	}
+	return validation.ReplicasWarnings(instance.Spec.Replicas, field.NewPath("spec", "replicas"))
+}
+
+// WarningsOnUpdate warns about an even number of replicas when the update changes replicas.
+func (Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
+	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
+	if !ok1 || !ok2 || newObj.Spec.Replicas == oldObj.Spec.Replicas {
+		return nil
+	}
+	return validation.ReplicasWarnings(newObj.Spec.Replicas, field.NewPath("spec", "replicas"))
+}
+
+// Canonicalize does nothing: the internal form is canonical.
+func (Strategy) Canonicalize(obj runtime.Object) {}
+
+// AllowCreateOnUpdate is false: a PUT of a missing instance is a 404.
+func (Strategy) AllowCreateOnUpdate(ctx context.Context) bool { return false }
+
+// AllowUnconditionalUpdate is true: a PUT without resourceVersion overwrites, as for built-in
+// resources.
+func (Strategy) AllowUnconditionalUpdate(ctx context.Context) bool { return true }
+
+// StatusStrategy is the logic of updates through the status subresource: only status (and
+// the metadata a controller may legitimately touch) changes.
+type StatusStrategy struct {
+	Strategy
+}
+
+// NewStatusStrategy returns the status strategy for a scheme holding the etcdaas types.
+func NewStatusStrategy(typer runtime.ObjectTyper) StatusStrategy {
+	return StatusStrategy{Strategy: NewStrategy(typer)}
+}
+
+// GetResetFields declares that the status subresource ignores spec and the metadata it does
+// not let through, in every served version.
+func (StatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	out := make(map[fieldpath.APIVersion]*fieldpath.Set, len(servedVersions))
+	for _, v := range servedVersions {
+		out[v] = fieldpath.NewSet(
+			fieldpath.MakePathOrDie("spec"),
+			fieldpath.MakePathOrDie("metadata", "finalizers"),
+			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
+		)
+	}
+	return out
+}
+
+// PrepareForUpdate keeps the stored spec and every metadata field except labels and
+// annotations (and the managedFields and resourceVersion the request machinery maintains);
+// the generation does not move.
+func (StatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
+	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
+	if !ok1 || !ok2 {
+		return
+	}
+	newObj.Spec = oldObj.Spec
+	meta := *oldObj.ObjectMeta.DeepCopy()
+	meta.Labels = newObj.Labels
+	meta.Annotations = newObj.Annotations
+	meta.ManagedFields = newObj.ManagedFields
+	meta.ResourceVersion = newObj.ResourceVersion
+	newObj.ObjectMeta = meta
+}
+
+// ValidateUpdate checks a status update, reporting field paths of the version the client sent.
+func (StatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
+	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
+	if !ok1 || !ok2 {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected objects %T, %T", obj, old))}
+	}
+	return validation.ForVersion(validation.ValidateETCDInstanceStatusUpdate(newObj, oldObj), requestVersion(ctx))
+}
+
+// WarningsOnUpdate returns nothing: a status writer cannot act on spec warnings.
+func (StatusStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	return nil
+}
+
+// requestVersion is the API version of the request in ctx ("v1alpha1", "v1beta1"), or "".
+func requestVersion(ctx context.Context) string {
+	if info, ok := genericapirequest.RequestInfoFrom(ctx); ok {
+		return info.APIVersion
+	}
+	return ""
+}
+
+// SelectableFields returns the fields field selectors can use: metadata.name and
+// metadata.namespace.
+func SelectableFields(obj *etcdaas.ETCDInstance) fields.Set {
+	return generic.ObjectMetaFieldsSet(&obj.ObjectMeta, true)
+}
+
+// GetAttrs returns the labels and selectable fields of an instance.
+func GetAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
+	instance, ok := obj.(*etcdaas.ETCDInstance)
+	if !ok {
+		return nil, nil, fmt.Errorf("not an ETCDInstance: %T", obj)
+	}
+	return instance.Labels, SelectableFields(instance), nil
+}
+
+// MatchETCDInstance is the filter for list and watch with label and field selectors.
+func MatchETCDInstance(label labels.Selector, field fields.Selector) apistorage.SelectionPredicate {
+	return apistorage.SelectionPredicate{
+		Label:    label,
+		Field:    field,
+		GetAttrs: GetAttrs,
+	}
+}

@@ -1,0 +1,93 @@
+package etcdinstance
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+)
+
+// TableConvertor renders instances as the table `kubectl get` prints: NAME, REPLICAS, READY,
+// PHASE, VERSION, AGE.
+type TableConvertor struct{}
+
+var _ rest.TableConvertor = TableConvertor{}
+
+var swaggerMetadataDescriptions = metav1.ObjectMeta{}.SwaggerDoc()
+
+// columns are the table's column definitions.
+var columns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: swaggerMetadataDescriptions["name"]},
+	{Name: "Replicas", Type: "integer", Description: "The number of members asked for (spec.replicas)."},
+	{Name: "Ready", Type: "string", Description: "Ready members out of existing members (status.readyReplicas/status.replicas)."},
+	{Name: "Phase", Type: "string", Description: "The lifecycle phase (status.phase)."},
+	{Name: "Version", Type: "string", Description: "The etcd minor version (spec.version)."},
+	{Name: "Age", Type: "string", Description: swaggerMetadataDescriptions["creationTimestamp"]},
+}
+
+// ConvertToTable renders one instance or a list of them.
+func (TableConvertor) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
+	table := &metav1.Table{}
+	if opts, ok := tableOptions.(*metav1.TableOptions); !ok || !opts.NoHeaders {
+		table.ColumnDefinitions = columns
+	}
+
+	switch obj := object.(type) {
+	case *etcdaas.ETCDInstance:
+		table.Rows = []metav1.TableRow{row(obj)}
+	case *etcdaas.ETCDInstanceList:
+		table.Rows = make([]metav1.TableRow, 0, len(obj.Items))
+		for i := range obj.Items {
+			table.Rows = append(table.Rows, row(&obj.Items[i]))
+		}
+	default:
+		return nil, fmt.Errorf("cannot render %T as a table of etcdinstances", object)
+	}
+
+	if list, err := meta.ListAccessor(object); err == nil {
+		table.ResourceVersion = list.GetResourceVersion()
+		table.Continue = list.GetContinue()
+		table.RemainingItemCount = list.GetRemainingItemCount()
+	} else if m, err := meta.CommonAccessor(object); err == nil {
+		table.ResourceVersion = m.GetResourceVersion()
+	}
+	return table, nil
+}
+
+// row is the table row of one instance.
+func row(instance *etcdaas.ETCDInstance) metav1.TableRow {
+	phase := string(instance.Status.Phase)
+	if phase == "" {
+		phase = string(etcdaas.PhasePending)
+	}
+	if instance.DeletionTimestamp != nil {
+		phase = string(etcdaas.PhaseDeleting)
+	}
+	return metav1.TableRow{
+		Object: runtime.RawExtension{Object: instance},
+		Cells: []interface{}{
+			instance.Name,
+			int64(instance.Spec.Replicas),
+			strconv.Itoa(int(instance.Status.ReadyReplicas)) + "/" + strconv.Itoa(int(instance.Status.Replicas)),
+			phase,
+			instance.Spec.Version,
+			age(instance.CreationTimestamp),
+		},
+	}
+}
+
+// age renders a timestamp the way kubectl does ("5m", "3d"), or "<unknown>".
+func age(t metav1.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(time.Since(t.Time))
+}
