@@ -1,0 +1,531 @@
+package framework
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Names of etcdaas in the test cluster, the same as in deploy/.
+const (
+	Namespace         = "etcdaas-system"
+	ServiceName       = "etcdaas-apiserver"
+	APIServerSA       = "etcdaas-apiserver"
+	ControllerSA      = "etcdaas-controller"
+	Group             = "etcdaas.dev"
+	ServiceClusterIPs = "10.0.0.0/24"
+)
+
+// APIServiceNames are the APIServices registering etcdaas, one per served version.
+var APIServiceNames = []string{"v1beta1.etcdaas.dev", "v1alpha1.etcdaas.dev"}
+
+// APIServiceGVR is the resource of APIServices.
+var APIServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+
+// Cluster is a running test control plane with etcdaas registered in it.
+type Cluster struct {
+	// Dir is the run's work directory: PKI, kubeconfigs, data and logs.
+	Dir string
+	// LogDir holds one log file per process.
+	LogDir string
+	// RepoRoot is the module root (for deploy/).
+	RepoRoot string
+	// Tools maps tool names to the pinned binaries.
+	Tools map[string]string
+	// OurBin is the directory holding the freshly built etcdaas commands.
+	OurBin string
+	// PKI is the cluster's certificates.
+	PKI *PKI
+	// Server is kube-apiserver's URL.
+	Server string
+	// AdminKubeconfig authenticates as a member of system:masters.
+	AdminKubeconfig string
+	// AdminConfig is the rest config of AdminKubeconfig.
+	AdminConfig *rest.Config
+	// Kube is a clientset for the admin.
+	Kube kubernetes.Interface
+	// Dynamic is a dynamic client for the admin.
+	Dynamic dynamic.Interface
+	// EtcdaasPort is the secure port etcdaas-apiserver listens on.
+	EtcdaasPort int
+	// APIServerKubeconfig is the etcdaas-apiserver service account's kubeconfig.
+	APIServerKubeconfig string
+	// ControllerKubeconfig is the etcdaas-controller service account's kubeconfig.
+	ControllerKubeconfig string
+
+	t               testing.TB
+	etcdaasEtcdPort int
+	mu              sync.Mutex
+	procs           map[string]*Process
+	order           []string
+	serverArgs      []string
+	controlArgs     []string
+}
+
+// StartCluster starts the whole control plane and registers etcdaas; everything is
+// stopped when t ends. On failure the work directory is kept and the tail of every log is
+// printed.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	start := time.Now()
+	c := StartControlPlane(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c.OurBin = BuildCommands(t)
+	c.serverArgs = c.etcdaasAPIServerArgs()
+	c.StartEtcdaasAPIServer()
+	c.controlArgs = c.etcdaasControllerArgs()
+	c.StartEtcdaasController()
+	if err := c.WaitForAPIServicesAvailable(ctx, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("control plane with etcdaas registered and Available after %s", time.Since(start).Round(100*time.Millisecond))
+	return c
+}
+
+// StartControlPlane starts etcd, kube-apiserver, kube-controller-manager and the etcd of
+// etcdaas, applies the RBAC, Service and APIServices of deploy/ (adapted to loopback) and
+// writes the service accounts' kubeconfigs; etcdaas itself is not started.
+func StartControlPlane(t testing.TB) *Cluster {
+	t.Helper()
+	start := time.Now()
+	tools := RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "etcdaas-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{
+		Dir: dir, LogDir: filepath.Join(dir, "logs"), RepoRoot: root, Tools: tools,
+		t: t, procs: map[string]*Process{},
+	}
+	// Registered first, so it runs last: after every process has been stopped.
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.DumpLogs(80)
+			t.Logf("work directory kept for inspection: %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if c.PKI, err = NewPKI(filepath.Join(dir, "pki"), Namespace, ServiceName); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	ports, err := FreePorts(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeEtcdClient, kubeEtcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	c.etcdaasEtcdPort = ports[4]
+	etcdaasEtcdPeer := ports[5]
+	c.EtcdaasPort = ports[6]
+
+	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
+	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
+	c.waitEtcd(ctx, kubeEtcd, kubeEtcdClient)
+
+	c.Server = "https://" + HostPort(apiPort)
+	c.startKubeAPIServer(apiPort, kubeEtcdClient)
+	if c.AdminKubeconfig, err = c.PKI.ClientKubeconfig(c.Server, "e2e-admin", "system:masters"); err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminConfig, err = clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	c.AdminConfig.QPS, c.AdminConfig.Burst = 100, 200
+	c.Kube = kubernetes.NewForConfigOrDie(c.AdminConfig)
+	c.Dynamic = dynamic.NewForConfigOrDie(c.AdminConfig)
+	c.waitKubeAPIServer(ctx)
+	t.Logf("kube-apiserver ready at %s after %s", c.Server, time.Since(start).Round(100*time.Millisecond))
+
+	c.startKubeControllerManager(kcmPort)
+	c.waitEtcd(ctx, ourEtcd, c.etcdaasEtcdPort)
+
+	// The RBAC of deploy/ and the Service and APIServices, patched for loopback.
+	c.ApplyDeployOverlay(ctx)
+
+	if c.APIServerKubeconfig, err = c.ServiceAccountKubeconfig(ctx, APIServerSA); err != nil {
+		t.Fatal(err)
+	}
+	if c.ControllerKubeconfig, err = c.ServiceAccountKubeconfig(ctx, ControllerSA); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// start runs a process and stops it when the test ends; a process that must be stopped
+// by force fails the test.
+func (c *Cluster) start(name, bin string, args ...string) *Process {
+	c.t.Helper()
+	p, err := StartProcess(name, c.LogDir, bin, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	if _, seen := c.procs[name]; !seen {
+		c.order = append(c.order, name)
+	}
+	c.procs[name] = p
+	c.mu.Unlock()
+	c.t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			c.t.Errorf("stopping %s: %v", name, err)
+		}
+	})
+	return p
+}
+
+// Process returns the running process called name (etcd-kube, kube-apiserver,
+// kube-controller-manager, etcd-etcdaas, etcdaas-apiserver, etcdaas-controller).
+func (c *Cluster) Process(name string) *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[name]
+}
+
+// DumpLogs logs the last n lines of every process's log.
+func (c *Cluster) DumpLogs(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range c.order {
+		p := c.procs[name]
+		c.t.Logf("===== last %d lines of %s (%s) =====\n%s", n, name, p.LogPath, p.Tail(n))
+	}
+}
+
+func (c *Cluster) startEtcd(name string, clientPort, peerPort int) *Process {
+	client := "http://" + HostPort(clientPort)
+	peer := "http://" + HostPort(peerPort)
+	return c.start(name, c.Tools[Etcd],
+		"--name="+name,
+		"--data-dir="+filepath.Join(c.Dir, name),
+		"--listen-client-urls="+client,
+		"--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer,
+		"--initial-advertise-peer-urls="+peer,
+		"--initial-cluster="+name+"="+peer,
+		"--initial-cluster-state=new",
+		"--unsafe-no-fsync",
+		"--log-level=warn",
+	)
+}
+
+func (c *Cluster) waitEtcd(ctx context.Context, p *Process, clientPort int) {
+	c.t.Helper()
+	url := "http://" + HostPort(clientPort) + "/health"
+	err := Poll(ctx, 100*time.Millisecond, time.Minute, p.Name+" healthy", func(ctx context.Context) (bool, error) {
+		if exited, err := p.Exited(); exited {
+			return false, fmt.Errorf("%w: %v", ErrExited, err)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		c.t.Fatalf("%v\n%s", err, p.Tail(40))
+	}
+}
+
+func (c *Cluster) startKubeAPIServer(port, etcdPort int) {
+	p := c.PKI.Path
+	c.start("kube-apiserver", c.Tools[KubeAPIServer],
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(c.Dir, "kube-apiserver-certs"),
+		"--tls-cert-file="+p("kube-apiserver.crt"),
+		"--tls-private-key-file="+p("kube-apiserver.key"),
+		"--client-ca-file="+p("ca.crt"),
+		"--etcd-servers=http://"+HostPort(etcdPort),
+		"--authorization-mode=Node,RBAC",
+		"--service-cluster-ip-range="+ServiceClusterIPs,
+		"--service-account-key-file="+p("sa.pub"),
+		"--service-account-signing-key-file="+p("sa.key"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--requestheader-client-ca-file="+p("front-proxy-ca.crt"),
+		"--requestheader-allowed-names="+FrontProxyClientName,
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-username-headers=X-Remote-User",
+		"--proxy-client-cert-file="+p("front-proxy-client.crt"),
+		"--proxy-client-key-file="+p("front-proxy-client.key"),
+		// The Service of etcdaas is an ExternalName to localhost: kube-apiserver refuses
+		// Endpoints on loopback, so aggregator routing to endpoints stays off.
+		"--enable-aggregator-routing=false",
+		// No kubernetes Service endpoints on loopback either.
+		"--endpoint-reconciler-type=none",
+		"--shutdown-watch-termination-grace-period=2s",
+		"--shutdown-delay-duration=0s",
+		"--profiling=false",
+		"--v=1",
+	)
+}
+
+func (c *Cluster) waitKubeAPIServer(ctx context.Context) {
+	c.t.Helper()
+	p := c.Process("kube-apiserver")
+	err := Poll(ctx, 200*time.Millisecond, 2*time.Minute, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+		if exited, err := p.Exited(); exited {
+			return false, fmt.Errorf("%w: %v", ErrExited, err)
+		}
+		body, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return false, fmt.Errorf("%v: %s", err, body)
+		}
+		return true, nil
+	})
+	if err != nil {
+		c.t.Fatalf("%v\n%s", err, p.Tail(40))
+	}
+}
+
+func (c *Cluster) startKubeControllerManager(port int) {
+	c.t.Helper()
+	// With --use-service-account-credentials=false every controller uses this identity;
+	// the namespace controller deletes every kind of object, so it is a cluster admin.
+	kubeconfig, err := c.PKI.ClientKubeconfig(c.Server, "system:kube-controller-manager", "system:masters")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p := c.PKI.Path
+	c.start("kube-controller-manager", c.Tools[KubeControllerManager],
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig,
+		"--authorization-kubeconfig="+kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(c.Dir, "kube-controller-manager-certs"),
+		"--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,clusterrole-aggregation-controller",
+		"--service-account-private-key-file="+p("sa.key"),
+		"--root-ca-file="+p("ca.crt"),
+		"--use-service-account-credentials=false",
+		"--leader-elect=false",
+		"--concurrent-namespace-syncs=2",
+		"--v=1",
+	)
+}
+
+// ApplyDeployOverlay applies deploy/aggregated/rbac and deploy/aggregated/apiservice
+// through a kustomize overlay that only adapts them to loopback: the Service becomes an
+// ExternalName to localhost and the APIServices get the test serving CA and port.
+func (c *Cluster) ApplyDeployOverlay(ctx context.Context) {
+	c.t.Helper()
+	overlay := filepath.Join(c.Dir, "deploy-overlay")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	// kustomize takes resource directories relative to the kustomization only.
+	deployDir, err := filepath.Rel(overlay, filepath.Join(c.RepoRoot, "deploy"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	caBundle := base64.StdEncoding.EncodeToString(c.PKI.ServingCA.CertPEM)
+	port := strconv.Itoa(c.EtcdaasPort)
+	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %[1]s/aggregated/rbac
+- %[1]s/aggregated/apiservice
+patches:
+- target:
+    kind: Service
+    name: %[2]s
+  patch: |-
+    - op: replace
+      path: /spec/type
+      value: ExternalName
+    - op: add
+      path: /spec/externalName
+      value: localhost
+    - op: remove
+      path: /spec/selector
+    - op: replace
+      path: /spec/ports/0/port
+      value: %[3]s
+- target:
+    kind: APIService
+  patch: |-
+    - op: replace
+      path: /spec/caBundle
+      value: %[4]s
+    - op: replace
+      path: /spec/service/port
+      value: %[3]s
+`, deployDir, ServiceName, port, caBundle)
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	k := c.AdminKubectl()
+	built := k.Run(ctx, "", "kustomize", overlay)
+	if built.Err != nil {
+		c.t.Fatalf("%s", built)
+	}
+	if strings.Contains(built.Stdout, "insecureSkipTLSVerify") {
+		c.t.Fatalf("the deploy manifests skip TLS verification:\n%s", built.Stdout)
+	}
+	if r := k.Run(ctx, built.Stdout, "apply", "--server-side", "--field-manager=etcdaas-e2e", "-f", "-"); r.Err != nil {
+		c.t.Fatalf("%s", r)
+	}
+}
+
+// ServiceAccountKubeconfig requests a token for the service account name in Namespace and
+// writes a kubeconfig using it.
+func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, name string) (string, error) {
+	expiration := int64(4 * 3600)
+	tr, err := c.Kube.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiration},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for %s/%s: %w", Namespace, name, err)
+	}
+	return c.PKI.TokenKubeconfig(c.Server, "sa-"+name, tr.Status.Token)
+}
+
+// AdminKubectl returns the pinned kubectl for the admin.
+func (c *Cluster) AdminKubectl() KubectlClient {
+	return KubectlClient{Path: c.Tools[Kubectl], Kubeconfig: c.AdminKubeconfig}
+}
+
+// UserKubeconfig issues a client certificate for user in groups and returns a kubeconfig.
+func (c *Cluster) UserKubeconfig(user string, groups ...string) string {
+	c.t.Helper()
+	path, err := c.PKI.ClientKubeconfig(c.Server, user, groups...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+func (c *Cluster) etcdaasAPIServerArgs() []string {
+	p := c.PKI.Path
+	return []string{
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.EtcdaasPort),
+		"--tls-cert-file=" + p("etcdaas-apiserver.crt"),
+		"--tls-private-key-file=" + p("etcdaas-apiserver.key"),
+		"--etcd-servers=http://" + HostPort(c.etcdaasEtcdPort),
+		"--kubeconfig=" + c.APIServerKubeconfig,
+		"--authentication-kubeconfig=" + c.APIServerKubeconfig,
+		"--authorization-kubeconfig=" + c.APIServerKubeconfig,
+		"--v=1",
+	}
+}
+
+func (c *Cluster) etcdaasControllerArgs() []string {
+	return []string{
+		"--kubeconfig=" + c.ControllerKubeconfig,
+		"--backend=local",
+		"--data-dir=" + filepath.Join(c.Dir, "controller"),
+		"--v=1",
+	}
+}
+
+// StartEtcdaasAPIServer starts etcdaas-apiserver in aggregated mode (again, after
+// StopEtcdaasAPIServer) with the same flags and port.
+func (c *Cluster) StartEtcdaasAPIServer() {
+	c.t.Helper()
+	c.start("etcdaas-apiserver", filepath.Join(c.OurBin, APIServerCommand), c.serverArgs...)
+}
+
+// StopEtcdaasAPIServer stops etcdaas-apiserver gracefully; the test fails if it has to be
+// killed.
+func (c *Cluster) StopEtcdaasAPIServer() {
+	c.t.Helper()
+	if err := c.Process("etcdaas-apiserver").Stop(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// StartEtcdaasController starts etcdaas-controller with the local backend.
+func (c *Cluster) StartEtcdaasController() {
+	c.t.Helper()
+	c.start("etcdaas-controller", filepath.Join(c.OurBin, ControllerCommand), c.controlArgs...)
+}
+
+// APIServiceAvailable returns whether the APIService name is Available, with the
+// condition's reason and message otherwise.
+func (c *Cluster) APIServiceAvailable(ctx context.Context, name string) (bool, string, error) {
+	u, err := c.Dynamic.Resource(APIServiceGVR).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, "", err
+	}
+	conds, _, _ := unstructuredSlice(u.Object, "status", "conditions")
+	for _, cond := range conds {
+		m, ok := cond.(map[string]any)
+		if !ok || m["type"] != "Available" {
+			continue
+		}
+		return m["status"] == "True", fmt.Sprintf("%v: %v", m["reason"], m["message"]), nil
+	}
+	return false, "no Available condition yet", nil
+}
+
+// WaitForAPIServicesAvailable waits until every APIService of etcdaas is Available,
+// failing fast when etcdaas-apiserver exits.
+func (c *Cluster) WaitForAPIServicesAvailable(ctx context.Context, timeout time.Duration) error {
+	for _, name := range APIServiceNames {
+		err := Poll(ctx, 200*time.Millisecond, timeout, "APIService "+name+" Available", func(ctx context.Context) (bool, error) {
+			if p := c.Process("etcdaas-apiserver"); p != nil {
+				if exited, err := p.Exited(); exited {
+					return false, fmt.Errorf("etcdaas-apiserver %w: %v\n%s", ErrExited, err, p.Tail(40))
+				}
+			}
+			ok, why, err := c.APIServiceAvailable(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				return false, fmt.Errorf("%s", why)
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error) {
+	var cur any = obj
+	for _, f := range fields {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false, fmt.Errorf("%s is not an object", f)
+		}
+		if cur, ok = m[f]; !ok {
+			return nil, false, nil
+		}
+	}
+	s, ok := cur.([]any)
+	return s, ok, nil
+}

@@ -1,0 +1,79 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// KubectlTimeout bounds every kubectl invocation.
+const KubectlTimeout = 2 * time.Minute
+
+// KubectlClient runs one kubectl binary with one kubeconfig.
+type KubectlClient struct {
+	// Path is the kubectl binary.
+	Path string
+	// Kubeconfig is passed with --kubeconfig.
+	Kubeconfig string
+	// Env is added to the environment (such as KUBECTL_EXTERNAL_DIFF or EDITOR).
+	Env []string
+}
+
+// Result is the outcome of one kubectl run.
+type Result struct {
+	Args   []string
+	Stdout string
+	Stderr string
+	Err    error
+}
+
+// String describes the run for failure messages.
+func (r Result) String() string {
+	return fmt.Sprintf("kubectl %s: err=%v\nstdout:\n%s\nstderr:\n%s", strings.Join(r.Args, " "), r.Err, r.Stdout, r.Stderr)
+}
+
+// Run runs kubectl with args, stdin as its input (may be empty).
+func (k KubectlClient) Run(ctx context.Context, stdin string, args ...string) Result {
+	ctx, cancel := context.WithTimeout(ctx, KubectlTimeout)
+	defer cancel()
+	full := append([]string{"--kubeconfig=" + k.Kubeconfig}, args...)
+	cmd := exec.CommandContext(ctx, k.Path, full...)
+	// A clean environment apart from what kubectl needs: no user kubeconfig, and a home
+	// (hence a discovery cache) of its own per kubeconfig.
+	home := k.Kubeconfig + ".home"
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return Result{Args: args, Err: err}
+	}
+	cmd.Env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + home,
+		"KUBECONFIG=" + k.Kubeconfig,
+	}, k.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return Result{Args: args, Stdout: stdout.String(), Stderr: stderr.String(), Err: err}
+}
+
+// Version returns the client's gitVersion, such as v1.37.2.
+func (k KubectlClient) Version(ctx context.Context) (string, error) {
+	r := k.Run(ctx, "", "version", "--client", "-o", "json")
+	if r.Err != nil {
+		return "", fmt.Errorf("%s", r)
+	}
+	const key = `"gitVersion": "`
+	i := strings.Index(r.Stdout, key)
+	if i < 0 {
+		return "", fmt.Errorf("no gitVersion in %q", r.Stdout)
+	}
+	rest := r.Stdout[i+len(key):]
+	return rest[:strings.IndexByte(rest, '"')], nil
+}
