@@ -333,7 +333,9 @@ type Snapshot struct {
 	io.Reader
 	// Endpoint is the member the snapshot comes from.
 	Endpoint string
-	// Revision is the store revision the snapshot was taken at.
+	// Revision is the store revision the snapshot was taken at, as the stream's header
+	// reports it or, for members that leave it out, the revision the member reported just
+	// before the snapshot began (the snapshot holds at least that revision).
 	Revision int64
 	// Version is the etcd version of the member that took it.
 	Version string
@@ -382,5 +384,12 @@ func OpenBestSnapshot(ctx context.Context, access *Access) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return OpenSnapshot(ctx, access, best.Endpoint)
+	snap, err := OpenSnapshot(ctx, access, best.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if snap.Revision == 0 {
+		snap.Revision = best.Revision
+	}
+	return snap, nil
 }

@@ -33,6 +33,8 @@ const backupCopyBuffer = 64 * 1024
 type BackupREST struct {
 	getter rest.Getter
 	dialer etcdcluster.Dialer
+	// streamEnded, when set, is told how each stream ended (for tests).
+	streamEnded func(bytes int64, err error)
 }
 
 var (
@@ -131,6 +133,9 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	start := time.Now()
 	n, err := io.CopyBuffer(flushWriter{w}, snap, make([]byte, backupCopyBuffer))
+	if h.rest.streamEnded != nil {
+		h.rest.streamEnded(n, err)
+	}
 	if err != nil {
 		// The status line is gone: all that is left is cutting the stream short, which a
 		// client notices as a truncated body that fails the snapshot's integrity check.

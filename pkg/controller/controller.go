@@ -1,0 +1,362 @@
+// Package controller runs ETCDInstances: a workqueue reconciler over the generated informers
+// that drives a Backend one safe membership step at a time and reports status through the
+// status subresource.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+	"github.com/etcdaas/etcdaas/pkg/generated/informers/externalversions"
+	listers "github.com/etcdaas/etcdaas/pkg/generated/listers/etcdaas/v1beta1"
+)
+
+// Finalizer is set on every ETCDInstance the controller runs, and removed once its members are
+// stopped and their data removed.
+const Finalizer = "etcdaas.dev/members"
+
+// Options configure a Controller.
+type Options struct {
+	// Client talks to the etcdaas API.
+	Client versioned.Interface
+	// Backend runs the members.
+	Backend backend.Backend
+	// Namespace restricts the controller to one namespace; empty means all.
+	Namespace string
+	// Workers is the number of instances reconciled in parallel (default 2).
+	Workers int
+	// ResyncPeriod is the informer resync period (default 10 minutes).
+	ResyncPeriod time.Duration
+	// StepInterval is the delay before the next step while a change is under way (default 200ms).
+	StepInterval time.Duration
+	// HealthInterval is how often a converged instance's members are checked (default 15s).
+	HealthInterval time.Duration
+	// LeaderElection, when set, makes the controller act only while it holds a Lease.
+	LeaderElection *LeaderElection
+}
+
+// LeaderElection configures leader election with a coordination.k8s.io Lease.
+type LeaderElection struct {
+	// Client talks to the cluster holding the Lease.
+	Client kubernetes.Interface
+	// Namespace and Name identify the Lease.
+	Namespace, Name string
+	// Identity is this controller's identity, unique among its replicas (such as the pod name).
+	Identity string
+	// LeaseDuration, RenewDeadline and RetryPeriod default to 15s, 10s and 2s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// Controller reconciles ETCDInstances.
+type Controller struct {
+	opts     Options
+	factory  externalversions.SharedInformerFactory
+	informer cache.SharedIndexInformer
+	lister   listers.ETCDInstanceLister
+	queue    workqueue.TypedRateLimitingInterface[string]
+	now      func() metav1.Time
+}
+
+// New builds a controller; Run starts it.
+func New(opts Options) (*Controller, error) {
+	if opts.Client == nil || opts.Backend == nil {
+		return nil, errors.New("controller: a client and a backend are required")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.ResyncPeriod == 0 {
+		opts.ResyncPeriod = 10 * time.Minute
+	}
+	if opts.StepInterval == 0 {
+		opts.StepInterval = 200 * time.Millisecond
+	}
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = 15 * time.Second
+	}
+	factory := externalversions.NewSharedInformerFactoryWithOptions(opts.Client, opts.ResyncPeriod, externalversions.WithNamespace(opts.Namespace))
+	inf := factory.Etcdaas().V1beta1().ETCDInstances()
+	c := &Controller{
+		opts:     opts,
+		factory:  factory,
+		informer: inf.Informer(),
+		lister:   inf.Lister(),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcdinstances"}),
+		now: metav1.Now,
+	}
+	// Handlers only enqueue keys: all the work happens in the workers.
+	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.Add(key)
+}
+
+// HasSynced reports whether the informer cache has synced, for readiness checks.
+func (c *Controller) HasSynced() bool { return c.informer.HasSynced() }
+
+// Run runs the controller until ctx ends, under leader election when configured. It returns
+// once the workers have stopped; it does not close the backend.
+func (c *Controller) Run(ctx context.Context) error {
+	le := c.opts.LeaderElection
+	if le == nil {
+		return c.run(ctx)
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
+		Client:     le.Client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+	}
+	dur := func(d, def time.Duration) time.Duration {
+		if d == 0 {
+			return def
+		}
+		return d
+	}
+	var runErr error
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   dur(le.LeaseDuration, 15*time.Second),
+		RenewDeadline:   dur(le.RenewDeadline, 10*time.Second),
+		RetryPeriod:     dur(le.RetryPeriod, 2*time.Second),
+		ReleaseOnCancel: true,
+		Name:            le.Name,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leCtx context.Context) {
+				klog.InfoS("Became leader", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
+				runErr = c.run(leCtx)
+			},
+			OnStoppedLeading: func() {
+				klog.InfoS("Stopped leading", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	elector.Run(ctx)
+	if runErr == nil && ctx.Err() == nil {
+		return errors.New("lost leadership")
+	}
+	return runErr
+}
+
+func (c *Controller) run(ctx context.Context) error {
+	defer utilruntime.HandleCrash()
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
+		c.queue.ShutDown()
+		return fmt.Errorf("waiting for the ETCDInstance cache: %w", ctx.Err())
+	}
+	klog.InfoS("Controller started", "workers", c.opts.Workers)
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	klog.InfoS("Controller stopped")
+	return nil
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	requeueAfter, err := c.reconcile(ctx, key)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling ETCDInstance", "key", key)
+		c.queue.AddRateLimited(key)
+	case err != nil:
+	default:
+		c.queue.Forget(key)
+		if requeueAfter > 0 {
+			c.queue.AddAfter(key, requeueAfter)
+		}
+	}
+	return true
+}
+
+// reconcile handles one instance; it returns when to look at it again.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil // an unusable key cannot get better
+	}
+	cached, err := c.lister.ETCDInstances(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	inst := cached.DeepCopy()
+	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(namespace)
+
+	if inst.DeletionTimestamp != nil {
+		if !slices.Contains(inst.Finalizers, Finalizer) {
+			return 0, nil
+		}
+		if inst.Status.Phase != v1beta1.PhaseDeleting {
+			if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+				return deletingStatus(latest, c.now())
+			}); err != nil && !apierrors.IsNotFound(err) {
+				klog.V(2).InfoS("Could not report the Deleting phase", "key", key, "err", err)
+			}
+		}
+		if err := c.opts.Backend.Delete(ctx, inst); err != nil {
+			return 0, fmt.Errorf("deleting the members of %s: %w", key, err)
+		}
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			latest, err := client.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if latest.UID != inst.UID || !slices.Contains(latest.Finalizers, Finalizer) {
+				return nil
+			}
+			latest.Finalizers = slices.DeleteFunc(latest.Finalizers, func(f string) bool { return f == Finalizer })
+			_, err = client.Update(ctx, latest, metav1.UpdateOptions{})
+			return err
+		})
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		if err == nil {
+			klog.InfoS("Deleted the members of ETCDInstance", "key", key)
+		}
+		return 0, err
+	}
+
+	if !slices.Contains(inst.Finalizers, Finalizer) {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			latest, err := client.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if latest.UID != inst.UID || latest.DeletionTimestamp != nil {
+				return nil
+			}
+			if !slices.Contains(latest.Finalizers, Finalizer) {
+				latest.Finalizers = append(latest.Finalizers, Finalizer)
+				if latest, err = client.Update(ctx, latest, metav1.UpdateOptions{}); err != nil {
+					return err
+				}
+			}
+			inst = latest
+			return nil
+		})
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("adding the finalizer to %s: %w", key, err)
+		}
+		if inst.DeletionTimestamp != nil || !slices.Contains(inst.Finalizers, Finalizer) {
+			return 0, nil // deleted meanwhile: the next event handles it
+		}
+	}
+
+	res, syncErr := c.opts.Backend.Sync(ctx, inst)
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+		// Status describes the generation acted on, with the latest conditions as the base.
+		acted := latest.DeepCopy()
+		acted.Generation = inst.Generation
+		acted.Spec = inst.Spec
+		return computeStatus(acted, res, syncErr, c.now())
+	}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("updating the status of %s: %w", key, err)
+	}
+	if _, ok := backend.IsPermanent(syncErr); ok {
+		klog.InfoS("ETCDInstance cannot be reconciled until its spec changes", "key", key, "err", syncErr)
+		return 0, nil
+	}
+	if syncErr != nil {
+		return 0, syncErr
+	}
+	if res != nil && res.Converged {
+		return c.opts.HealthInterval, nil
+	}
+	return c.opts.StepInterval, nil
+}
+
+// writeStatus writes the status computed from the latest object through the status
+// subresource, re-reading and retrying on conflicts; it skips the write when nothing changed.
+func (c *Controller) writeStatus(ctx context.Context, inst *v1beta1.ETCDInstance, compute func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
+	latest := inst
+	first := true
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			var err error
+			if latest, err = client.Get(ctx, inst.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+			if latest.UID != inst.UID {
+				return apierrors.NewNotFound(v1beta1.Resource("etcdinstances"), inst.Name)
+			}
+		}
+		first = false
+		status := compute(latest)
+		if statusEqual(latest.Status, status) {
+			return nil
+		}
+		updated := latest.DeepCopy()
+		updated.Status = status
+		_, err := client.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// statusEqual compares statuses ignoring condition transition times of unchanged conditions,
+// which SetStatusCondition already preserves.
+func statusEqual(a, b v1beta1.ETCDInstanceStatus) bool {
+	return apiequality.Semantic.DeepEqual(a, b)
+}

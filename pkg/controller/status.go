@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// Condition reasons the controller sets.
+const (
+	ReasonMembersReady      = "MembersReady"
+	ReasonMembersNotReady   = "MembersNotReady"
+	ReasonConverged         = "Converged"
+	ReasonReconciling       = "Reconciling"
+	ReasonAsExpected        = "AsExpected"
+	ReasonMemberUnhealthy   = "MemberUnhealthy"
+	ReasonReconcileError    = "ReconcileError"
+	ReasonDeleting          = "Deleting"
+	reasonDefaultPermanent  = "CannotReconcile"
+	maxConditionMessageSize = 32 * 1024
+)
+
+// computeStatus returns the status to write for inst after a Sync that returned res and
+// syncErr. It starts from inst's current status so that unchanged conditions keep their
+// lastTransitionTime; inst is not modified.
+func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr error, now metav1.Time) v1beta1.ETCDInstanceStatus {
+	status := *inst.Status.DeepCopy()
+	gen := inst.Generation
+	status.ObservedGeneration = gen
+	status.Selector = etcdaas.MemberSelector(inst.Name)
+	desired := backend.DesiredReplicas(inst)
+	if res != nil {
+		status.Members = res.Members
+		status.Replicas = int32(len(res.Members))
+		status.ReadyReplicas = res.Ready()
+	}
+	readyMsg := fmt.Sprintf("%d/%d members ready", status.ReadyReplicas, desired)
+	set := func(condType string, st metav1.ConditionStatus, reason, msg string) {
+		if len(msg) > maxConditionMessageSize {
+			msg = msg[:maxConditionMessageSize]
+		}
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+			Type: condType, Status: st, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: now,
+		})
+	}
+
+	if pe, ok := backend.IsPermanent(syncErr); ok {
+		reason := pe.Reason
+		if reason == "" {
+			reason = reasonDefaultPermanent
+		}
+		status.Phase = v1beta1.PhaseFailed
+		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
+		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, "the controller cannot make progress until the spec changes")
+		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
+		return status
+	}
+
+	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
+	if res != nil && res.Converged && syncErr == nil {
+		status.Phase = v1beta1.PhaseRunning
+		set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMsg)
+		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, fmt.Sprintf("%d members as requested", desired))
+		set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
+		return status
+	}
+
+	switch {
+	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
+		status.Phase = v1beta1.PhaseDeploying
+	case int(status.Replicas) != desired || (res != nil && (res.StepReason == "AddingMember" || res.StepReason == "RemovingMember")):
+		status.Phase = v1beta1.PhaseScaling
+	default:
+		status.Phase = v1beta1.PhaseDeploying
+	}
+	if allReady {
+		set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMsg)
+	} else {
+		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, readyMsg)
+	}
+	progressReason, progressMsg := ReasonReconciling, fmt.Sprintf("moving to %d members", desired)
+	if res != nil && res.Step != "" {
+		progressMsg = res.Step
+		if res.StepReason != "" {
+			progressReason = res.StepReason
+		}
+	}
+	set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)
+	switch {
+	case syncErr != nil:
+		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
+	case res != nil && res.Unhealthy != "":
+		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
+	default:
+		set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
+	}
+	return status
+}
+
+// deletingStatus is the status written while the members of inst are being removed.
+func deletingStatus(inst *v1beta1.ETCDInstance, now metav1.Time) v1beta1.ETCDInstanceStatus {
+	status := *inst.Status.DeepCopy()
+	status.Phase = v1beta1.PhaseDeleting
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: etcdaas.ConditionProgressing, Status: metav1.ConditionTrue, Reason: ReasonDeleting,
+		Message: "stopping the members and removing their data", ObservedGeneration: inst.Generation, LastTransitionTime: now,
+	})
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: etcdaas.ConditionAvailable, Status: metav1.ConditionFalse, Reason: ReasonDeleting,
+		Message: "the instance is being deleted", ObservedGeneration: inst.Generation, LastTransitionTime: now,
+	})
+	return status
+}
