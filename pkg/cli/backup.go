@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.uber.org/zap"
 )
 
 // backupOptions are the flags of `backup`.
@@ -80,7 +79,7 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 		bar = newProgressBar(f.IOStreams.ErrOut, fmt.Sprintf("%s/%s", ns, name))
 		progress = bar
 	}
-	result, err := saveSnapshot(ctx, stream, o.output, progress)
+	result, err := saveSnapshot(ctx, stream, o.output, progress, f.verifySnapshot)
 	if bar != nil {
 		bar.finish(err == nil)
 	}
@@ -105,9 +104,9 @@ type savedSnapshot struct {
 	status snapshot.Status
 }
 
-// saveSnapshot copies src to path+".part", checks it and renames it to path. On any error
+// saveSnapshot copies src to path+".part", checks it with verify and renames it to path. On any error
 // the .part file is removed and path is left as it was.
-func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.Writer) (result savedSnapshot, err error) {
+func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.Writer, verify verifyFunc) (result savedSnapshot, err error) {
 	part := path + ".part"
 	file, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -140,7 +139,7 @@ func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.W
 		}
 		result.checksummed = true
 	}
-	if result.status, err = snapshotStatus(part); err != nil {
+	if result.status, err = verify(ctx, part); err != nil {
 		return result, fmt.Errorf("snapshot integrity check failed: %w", err)
 	}
 	if err = os.Rename(part, path); err != nil {
@@ -154,17 +153,6 @@ func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.W
 // Maintenance.Snapshot appends the 32-byte digest.
 func hasChecksum(n int64) bool {
 	return n%512 == sha256.Size
-}
-
-// snapshotStatus runs etcdutl's snapshot status on path: a bbolt consistency check, then a
-// walk over every key. A panic from a malformed file becomes an error.
-func snapshotStatus(path string) (status snapshot.Status, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("not a valid etcd snapshot: %v", r)
-		}
-	}()
-	return snapshot.NewV3(zap.NewNop()).Status(path)
 }
 
 // trailerDigest hashes everything written to it except the last sha256.Size bytes, which it

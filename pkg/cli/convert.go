@@ -9,10 +9,12 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/conversion"
 )
 
@@ -145,20 +147,40 @@ func convertStream(c *conversion.Converter, data []byte, gv schema.GroupVersion)
 func convertDocument(c *conversion.Converter, doc []byte, gv schema.GroupVersion) ([]byte, error) {
 	var meta typeMeta
 	if err := json.Unmarshal(doc, &meta); err != nil {
-		return nil, fmt.Errorf("not an object: %w", err)
+		return nil, errors.New("not a YAML or JSON object")
 	}
 	if meta.Kind != "List" || meta.APIVersion != "v1" {
-		return c.ConvertDocument(doc, gv, true)
+		return convertObject(c, doc, gv)
 	}
 	items := make([]json.RawMessage, 0, len(meta.Items))
 	for i, item := range meta.Items {
-		converted, err := c.ConvertDocument(item, gv, true)
+		converted, err := convertObject(c, item, gv)
 		if err != nil {
 			return nil, fmt.Errorf("items[%d]: %w", i, err)
 		}
 		items = append(items, json.RawMessage(converted))
 	}
 	return json.Marshal(list(items))
+}
+
+// convertObject converts one ETCDInstance (or ETCDInstanceList) document to JSON in gv,
+// first rejecting, in words a user understands, what is not an etcdaas.dev object.
+func convertObject(c *conversion.Converter, doc []byte, gv schema.GroupVersion) ([]byte, error) {
+	var meta metav1.TypeMeta
+	if err := json.Unmarshal(doc, &meta); err != nil {
+		return nil, errors.New("not a YAML or JSON object")
+	}
+	if meta.APIVersion == "" || meta.Kind == "" {
+		return nil, errors.New("apiVersion and kind are required")
+	}
+	from, err := schema.ParseGroupVersion(meta.APIVersion)
+	if err != nil {
+		return nil, err
+	}
+	if from.Group != etcdaas.GroupName {
+		return nil, fmt.Errorf("%s %s is not an %s object: convert handles ETCDInstance", meta.APIVersion, meta.Kind, etcdaas.GroupName)
+	}
+	return c.ConvertDocument(doc, gv, true)
 }
 
 // list returns a v1 List holding items.

@@ -368,6 +368,7 @@ func runPlugin(t *testing.T, stdin string, terminal bool, args ...string) result
 	var out, errOut bytes.Buffer
 	f := NewFactory(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
 	f.isTerminal = func(io.Writer) bool { return terminal }
+	f.verifySnapshot = verifyInChildProcess
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code := run(ctx, f, args)
@@ -381,3 +382,12 @@ func (s *fakeServer) run(t *testing.T, args ...string) result {
 }
 
 func int32p(v int32) *int32 { return &v }
+
+// TestMain makes the test binary serve as the snapshot verifier child, as the real
+// executable does, so that tests exercise the child-process check.
+func TestMain(m *testing.M) {
+	if path, ok := os.LookupEnv(snapshotVerifierEnv); ok {
+		os.Exit(runSnapshotVerifier(path, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}

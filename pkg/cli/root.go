@@ -35,14 +35,20 @@ type Factory struct {
 
 	// isTerminal reports whether w is an interactive terminal; replaced in tests.
 	isTerminal func(w io.Writer) bool
+	// verifySnapshot checks a downloaded snapshot file.
+	verifySnapshot verifyFunc
 }
+
+// IOStreams are the standard streams a command reads and writes.
+type IOStreams = genericiooptions.IOStreams
 
 // NewFactory returns a Factory with fresh kubeconfig flags writing to streams.
 func NewFactory(streams genericiooptions.IOStreams) *Factory {
 	return &Factory{
-		ConfigFlags: genericclioptions.NewConfigFlags(true),
-		IOStreams:   streams,
-		isTerminal:  fileIsTerminal,
+		ConfigFlags:    genericclioptions.NewConfigFlags(true),
+		IOStreams:      streams,
+		isTerminal:     fileIsTerminal,
+		verifySnapshot: verifyInProcess,
 	}
 }
 
@@ -118,7 +124,8 @@ instance's data, and convert manifests between the v1alpha1 and v1beta1 API vers
 }
 
 // Run executes the plugin with args (without the program name) and returns the exit code:
-// 0 on success, 1 on any error, which is printed to stderr as kubectl prints it.
+// 0 on success, 1 on any error, which is printed to stderr as kubectl prints it. Unlike Main
+// it checks snapshots in this process, for programs (such as tests) that embed the plugin.
 func Run(ctx context.Context, streams genericiooptions.IOStreams, args []string) int {
 	return run(ctx, NewFactory(streams), args)
 }

@@ -1,0 +1,413 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+var (
+	snapshotOnce sync.Once
+	snapshotData []byte
+	snapshotErr  error
+)
+
+// testSnapshot returns a real snapshot, taken once per test binary with clientv3's
+// Maintenance API from an embedded etcd on 127.0.0.1 holding 100 keys.
+func testSnapshot(t *testing.T) []byte {
+	t.Helper()
+	snapshotOnce.Do(func() { snapshotData, snapshotErr = takeSnapshot() })
+	if snapshotErr != nil {
+		t.Fatalf("taking a test snapshot: %v", snapshotErr)
+	}
+	return snapshotData
+}
+
+func freeURL() (*url.URL, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return url.Parse("http://" + l.Addr().String())
+}
+
+func takeSnapshot() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "cli-snapshot-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	peer, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	client, err := freeURL()
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "snap"
+	cfg.Dir = filepath.Join(dir, "data")
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("embedded etcd not ready")
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 100 {
+		if _, err := c.Put(ctx, fmt.Sprintf("/key/%03d", i), strings.Repeat("v", 100)); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := c.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// serveBytes makes the fake server stream data as the backup, in small chunks.
+func serveBytes(data []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="team-my-etcd-101.db"`)
+		w.WriteHeader(http.StatusOK)
+		for off := 0; off < len(data); off += 8192 {
+			end := min(off+8192, len(data))
+			if _, err := w.Write(data[off:end]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}
+}
+
+// expectNoFiles fails if FILE or FILE.part exist.
+func expectNoFiles(t *testing.T, file string) {
+	t.Helper()
+	for _, p := range []string{file, file + ".part"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s exists after a failed backup (err=%v)", p, err)
+		}
+	}
+}
+
+func TestBackup(t *testing.T) {
+	snap := testSnapshot(t)
+	if !hasChecksum(int64(len(snap))) {
+		t.Fatalf("a clientv3 snapshot of %d bytes has no checksum trailer?", len(snap))
+	}
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+
+	r := s.run(t, "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 0)
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, snap) {
+		t.Errorf("saved %d bytes, want the %d streamed", len(got), len(snap))
+	}
+	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
+		t.Errorf(".part left behind: %v", err)
+	}
+	if info, _ := os.Stat(file); info.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600: a snapshot holds all the data", info.Mode().Perm())
+	}
+	// 100 keys were put; etcdutl's status reads them back.
+	if !strings.HasPrefix(r.stdout, "Snapshot of team/my-etcd saved to "+file+" (") || !strings.Contains(r.stdout, ", 100 keys, hash ") {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	// Not a terminal: no progress bar, nothing on stderr.
+	if r.stderr != "" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	reqs := s.recorded()
+	if last := reqs[len(reqs)-1]; last.Method != "GET" || last.Path != "/apis/etcdaas.dev/v1beta1/namespaces/team/etcdinstances/my-etcd/backup" {
+		t.Errorf("request %+v", last)
+	}
+
+	// An existing FILE is replaced by a good snapshot.
+	if err := os.WriteFile(file, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 0)
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, snap) {
+		t.Error("existing file not replaced")
+	}
+}
+
+func TestBackupProgressOnTerminal(t *testing.T) {
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(testSnapshot(t))
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+	r := runPlugin(t, "", true, "--kubeconfig", s.kubeconfig(t, "team"), "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 0)
+	if !strings.HasPrefix(r.stderr, "\rbackup team/my-etcd [") || !strings.Contains(r.stderr, "MB/s") ||
+		!strings.Contains(r.stderr, "kB") || !strings.HasSuffix(r.stderr, " done\n") {
+		t.Errorf("progress %q", r.stderr)
+	}
+}
+
+func TestBackupFailures(t *testing.T) {
+	snap := testSnapshot(t)
+	flipped := bytes.Clone(snap)
+	flipped[len(flipped)/2] ^= 0xff
+	// A snapshot whose checksum matches but whose database is damaged: only the bbolt
+	// check can tell.
+	damaged := bytes.Clone(snap[:len(snap)-sha256.Size])
+	for i := 4096; i < 8192 && i < len(damaged); i++ {
+		damaged[i] = 0xAA
+	}
+	sum := sha256.Sum256(damaged)
+	damaged = append(damaged, sum[:]...)
+
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		stderr  string // prefix
+	}{
+		{"flipped byte", serveBytes(flipped), "error: backup of team/my-etcd: snapshot integrity check failed: the sha256 checksum at its end does not match"},
+		{"damaged database", serveBytes(damaged), "error: backup of team/my-etcd: snapshot integrity check failed: "},
+		{"truncated", serveBytes(snap[:len(snap)/2]), "error: backup of team/my-etcd: snapshot integrity check failed: "},
+		{"not a snapshot", serveBytes([]byte("this is a placeholder, not a snapshot\n")), "error: backup of team/my-etcd: snapshot integrity check failed: "},
+		{"empty", serveBytes(nil), "error: backup of team/my-etcd: the server sent an empty snapshot"},
+		{"connection cut", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(len(snap)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(snap[:len(snap)/3])
+			w.(http.Flusher).Flush()
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, "error: backup of team/my-etcd: receiving the snapshot (after "},
+		{"no member", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no healthy member of team/my-etcd can serve a snapshot","reason":"ServiceUnavailable","code":503}`)
+		}, "Error from server (ServiceUnavailable): no healthy member of team/my-etcd can serve a snapshot\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t)
+			s.add(instance("team", "my-etcd", 1))
+			s.backup = tc.handler
+			file := filepath.Join(t.TempDir(), "my-etcd.db")
+			r := s.run(t, "backup", "my-etcd", "-o", file)
+			expectCode(t, r, 1)
+			t.Logf("stderr: %s", r.stderr)
+			if !strings.HasPrefix(r.stderr, tc.stderr) {
+				t.Errorf("stderr\n got %q\nwant prefix %q", r.stderr, tc.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q", r.stdout)
+			}
+			expectNoFiles(t, file)
+		})
+	}
+
+	t.Run("existing file kept", func(t *testing.T) {
+		s := newFakeServer(t)
+		s.add(instance("team", "my-etcd", 1))
+		s.backup = serveBytes(flipped)
+		file := filepath.Join(t.TempDir(), "my-etcd.db")
+		if err := os.WriteFile(file, []byte("previous backup"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := s.run(t, "backup", "my-etcd", "-o", file)
+		expectCode(t, r, 1)
+		if got, _ := os.ReadFile(file); string(got) != "previous backup" {
+			t.Errorf("a failed backup replaced FILE: %q", got)
+		}
+		if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
+			t.Errorf(".part left: %v", err)
+		}
+	})
+
+	t.Run("not found", func(t *testing.T) {
+		s := newFakeServer(t)
+		file := filepath.Join(t.TempDir(), "x.db")
+		r := s.run(t, "backup", "x", "-o", file)
+		expectCode(t, r, 1)
+		if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"x\" not found\n" {
+			t.Errorf("stderr %q", r.stderr)
+		}
+		expectNoFiles(t, file)
+	})
+
+	t.Run("usage", func(t *testing.T) {
+		s := newFakeServer(t)
+		r := s.run(t, "backup", "x")
+		expectCode(t, r, 1)
+		if r.stderr != "error: --output (-o) FILE is required\nSee 'kubectl etcdaas backup -h' for help and examples\n" {
+			t.Errorf("stderr %q", r.stderr)
+		}
+		r = s.run(t, "backup", "x", "-o", "-")
+		expectCode(t, r, 1)
+		if len(s.recorded()) != 0 {
+			t.Error("usage errors reached the server")
+		}
+	})
+
+	t.Run("unwritable", func(t *testing.T) {
+		s := newFakeServer(t)
+		s.add(instance("team", "my-etcd", 1))
+		s.backup = serveBytes(snap)
+		file := filepath.Join(t.TempDir(), "no-such-dir", "x.db")
+		r := s.run(t, "backup", "my-etcd", "-o", file)
+		expectCode(t, r, 1)
+		if !strings.HasPrefix(r.stderr, "error: backup of team/my-etcd: open ") {
+			t.Errorf("stderr %q", r.stderr)
+		}
+	})
+}
+
+func TestBackupWithoutChecksum(t *testing.T) {
+	snap := testSnapshot(t)
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap[:len(snap)-sha256.Size])
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+	r := s.run(t, "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 0)
+	if !strings.Contains(r.stderr, "Warning: the snapshot carries no sha256 checksum") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+func TestBackupInterrupted(t *testing.T) {
+	snap := testSnapshot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls int
+	src := readerFunc(func(p []byte) (int, error) {
+		calls++
+		if calls == 3 {
+			cancel()
+		}
+		n := copy(p, snap[:1024])
+		return n, nil
+	})
+	file := filepath.Join(t.TempDir(), "x.db")
+	_, err := saveSnapshot(ctx, src, file, io.Discard, verifyInChildProcess)
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("err %v", err)
+	}
+	expectNoFiles(t, file)
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func TestTrailerDigest(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 100)
+	sum := sha256.Sum256(data)
+	full := append(bytes.Clone(data), sum[:]...)
+	// Any split of the writes gives the same answer.
+	for _, chunk := range []int{1, 7, 31, 32, 33, 100, len(full)} {
+		d := newTrailerDigest()
+		for off := 0; off < len(full); off += chunk {
+			d.Write(full[off:min(off+chunk, len(full))])
+		}
+		if !d.matches() {
+			t.Errorf("chunk %d: no match", chunk)
+		}
+		d = newTrailerDigest()
+		d.Write(full[:len(full)-1])
+		d.Write([]byte{full[len(full)-1] ^ 1})
+		if d.matches() {
+			t.Errorf("chunk %d: a changed trailer matches", chunk)
+		}
+	}
+	if newTrailerDigest().matches() {
+		t.Error("empty input matches")
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 1_500_000: "1.5 MB", 2_000_000_000: "2.0 GB", 5_000_000_000_000_000: "5000.0 TB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestVerifyInProcess(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	if err := os.WriteFile(good, testSnapshot(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status, err := verifyInProcess(context.Background(), good)
+	if err != nil || status.TotalKey != 100 || status.Revision < 101 {
+		t.Errorf("status %+v, err %v", status, err)
+	}
+	// The same answer from the child.
+	child, err := verifyInChildProcess(context.Background(), good)
+	if err != nil || child != status {
+		t.Errorf("child %+v, err %v", child, err)
+	}
+	bad := filepath.Join(dir, "bad.db")
+	if err := os.WriteFile(bad, []byte("not a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyInProcess(context.Background(), bad); err == nil {
+		t.Error("garbage verified")
+	}
+	if _, err := verifyInChildProcess(context.Background(), filepath.Join(dir, "missing.db")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestChildFailure(t *testing.T) {
+	for _, tc := range []struct {
+		stderr string
+		code   int
+		want   string
+	}{
+		{"panic: assertion failed: page 3\n\ngoroutine 7 [running]:\n...", 2, "not a valid etcd snapshot: assertion failed: page 3"},
+		{"invalid database\n", 1, "invalid database"},
+		{"", 9, "the snapshot check exited with code 9"},
+	} {
+		if got := childFailure(tc.stderr, tc.code); got != tc.want {
+			t.Errorf("childFailure(%q) = %q, want %q", tc.stderr, got, tc.want)
+		}
+	}
+}
