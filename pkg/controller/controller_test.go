@@ -1,0 +1,250 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
+)
+
+func members(n, ready int) []v1beta1.MemberStatus {
+	var out []v1beta1.MemberStatus
+	for i := range n {
+		out = append(out, v1beta1.MemberStatus{Name: "m-" + string(rune('0'+i)), Ready: i < ready})
+	}
+	return out
+}
+
+func cond(t *testing.T, st v1beta1.ETCDInstanceStatus, typ string) metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(st.Conditions, typ)
+	if c == nil {
+		t.Fatalf("no %s condition in %+v", typ, st.Conditions)
+	}
+	return *c
+}
+
+func TestComputeStatus(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 4},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+	}
+
+	// First step of a deployment.
+	st := computeStatus(inst, &backend.Result{Members: members(1, 0), Step: "starting the first member db-0", StepReason: "Deploying"}, nil, t0)
+	if st.Phase != v1beta1.PhaseDeploying || st.ObservedGeneration != 4 || st.Replicas != 1 || st.ReadyReplicas != 0 {
+		t.Fatalf("deploying: %+v", st)
+	}
+	if st.Selector != etcdaas.MemberSelector("db") {
+		t.Fatalf("selector %q", st.Selector)
+	}
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "0/3 members ready" {
+		t.Fatalf("available while deploying: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "Deploying" || c.Message != "starting the first member db-0" {
+		t.Fatalf("progressing while deploying: %+v", c)
+	}
+
+	// Converged.
+	inst.Status = st
+	st = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t1)
+	if st.Phase != v1beta1.PhaseRunning || st.ReadyReplicas != 3 {
+		t.Fatalf("running: %+v", st)
+	}
+	avail := cond(t, st, etcdaas.ConditionAvailable)
+	if avail.Status != metav1.ConditionTrue || avail.Message != "3/3 members ready" || !avail.LastTransitionTime.Equal(&t1) {
+		t.Fatalf("available when running: %+v", avail)
+	}
+	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionFalse {
+		t.Fatalf("degraded when running: %+v", c)
+	}
+
+	// Scaling to 5 from a running cluster: still available, progressing, phase Scaling; the
+	// Available condition keeps its transition time.
+	inst.Status = st
+	inst.Spec.Replicas = ptr.To[int32](5)
+	inst.Generation = 5
+	t2 := metav1.NewTime(t1.Add(time.Minute))
+	st = computeStatus(inst, &backend.Result{Members: members(4, 4), Step: "added member db-3", StepReason: "AddingMember"}, nil, t2)
+	if st.Phase != v1beta1.PhaseScaling || st.ObservedGeneration != 5 {
+		t.Fatalf("scaling: %+v", st)
+	}
+	avail = cond(t, st, etcdaas.ConditionAvailable)
+	if avail.Status != metav1.ConditionTrue || avail.Message != "4/5 members ready" || !avail.LastTransitionTime.Equal(&t1) {
+		t.Fatalf("available while scaling: %+v", avail)
+	}
+
+	// A member fails: degraded, not available.
+	inst.Status = st
+	st = computeStatus(inst, &backend.Result{Members: members(4, 3), Unhealthy: "unhealthy members: db-2: connection refused"}, nil, t2)
+	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy {
+		t.Fatalf("degraded with an unhealthy member: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "3/5 members ready" {
+		t.Fatalf("available with an unhealthy member: %+v", c)
+	}
+
+	// A transient error keeps the last observed members.
+	inst.Status = st
+	st = computeStatus(inst, nil, errors.New("boom"), t2)
+	if st.Replicas != 4 || len(st.Members) != 4 {
+		t.Fatalf("members lost on a transient error: %+v", st)
+	}
+	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconcileError || c.Message != "boom" {
+		t.Fatalf("degraded on error: %+v", c)
+	}
+
+	// A permanent error fails the instance with the reason as the Available message.
+	inst.Status = st
+	st = computeStatus(inst, nil, backend.Permanent("UnsupportedVersion", "etcd version %q is not available", "3.4"), t2)
+	if st.Phase != v1beta1.PhaseFailed {
+		t.Fatalf("failed: %+v", st)
+	}
+	for _, typ := range []string{etcdaas.ConditionAvailable, etcdaas.ConditionDegraded} {
+		if c := cond(t, st, typ); c.Reason != "UnsupportedVersion" || c.Message != `etcd version "3.4" is not available` {
+			t.Fatalf("%s when failed: %+v", typ, c)
+		}
+	}
+	if inst.Status.Phase == v1beta1.PhaseFailed {
+		t.Fatal("computeStatus modified its input")
+	}
+}
+
+// fakeBackend converges after a number of steps and records deletions.
+type fakeBackend struct {
+	mu      sync.Mutex
+	steps   int
+	deleted []string
+}
+
+func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if inst.Spec.Version == "3.4" {
+		return nil, backend.Permanent("UnsupportedVersion", "etcd 3.4 is not available")
+	}
+	f.steps++
+	n := min(f.steps, backend.DesiredReplicas(inst))
+	res := &backend.Result{Members: members(n, n)}
+	if n == backend.DesiredReplicas(inst) {
+		res.Converged = true
+	} else {
+		res.Step, res.StepReason = "adding a member", "AddingMember"
+	}
+	return res, nil
+}
+
+func (f *fakeBackend) Delete(_ context.Context, inst *v1beta1.ETCDInstance) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, inst.Name)
+	return nil
+}
+
+func (f *fakeBackend) Close() error { return nil }
+
+func (f *fakeBackend) Access(context.Context, string, string) (*etcdcluster.Access, error) {
+	return nil, etcdcluster.ErrNoMembers
+}
+
+func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(&v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+	}, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "old", Namespace: "ns", UID: "uid-2", Finalizers: []string{Finalizer}, DeletionTimestamp: ptr.To(metav1.Now())},
+	}, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "ns", UID: "uid-3", Generation: 2},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), Version: "3.4"},
+	})
+	be := &fakeBackend{}
+	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+
+	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := instances.Get(ctx, "db", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Phase == v1beta1.PhaseRunning {
+			if !slices.Contains(got.Finalizers, Finalizer) {
+				t.Fatalf("running without the finalizer: %v", got.Finalizers)
+			}
+			if got.Status.ObservedGeneration != 1 || got.Status.ReadyReplicas != 3 || len(got.Status.Members) != 3 {
+				t.Fatalf("status: %+v", got.Status)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never Running: %+v", got.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		got, err := instances.Get(ctx, "old", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Finalizers) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("finalizer never removed: %v", got.Finalizers)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	be.mu.Lock()
+	deleted := slices.Clone(be.deleted)
+	be.mu.Unlock()
+	if !slices.Equal(deleted, []string{"old"}) {
+		t.Fatalf("backend deletions %v, want [old]", deleted)
+	}
+	// A permanent error fails the instance; status writes go through /status.
+	bad, err := instances.Get(ctx, "bad", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad.Status.Phase != v1beta1.PhaseFailed || bad.Status.ObservedGeneration != 2 {
+		t.Fatalf("bad instance status: %+v", bad.Status)
+	}
+	statusWrites := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+			statusWrites++
+		}
+	}
+	if statusWrites < 3 {
+		t.Fatalf("%d status subresource writes, want at least 3", statusWrites)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the controller did not stop")
+	}
+}
