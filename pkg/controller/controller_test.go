@@ -218,8 +218,9 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	be.mu.Lock()
 	deleted := slices.Clone(be.deleted)
 	be.mu.Unlock()
-	if !slices.Equal(deleted, []string{"old"}) {
-		t.Fatalf("backend deletions %v, want [old]", deleted)
+	// Delete is idempotent and may run again for events queued before the finalizer went.
+	if len(deleted) == 0 || slices.ContainsFunc(deleted, func(n string) bool { return n != "old" }) {
+		t.Fatalf("backend deletions %v, want only old", deleted)
 	}
 	// A permanent error fails the instance; status writes go through /status.
 	bad, err := instances.Get(ctx, "bad", metav1.GetOptions{})
