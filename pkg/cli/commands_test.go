@@ -81,6 +81,38 @@ func TestCreate(t *testing.T) {
 	if r.stdout != "etcdinstance.etcdaas.dev/dry created (server dry run)\n" || s.get("team", "dry") != nil {
 		t.Errorf("dry run: %q", r.stdout)
 	}
+	reqs = s.recorded()
+	if q := reqs[len(reqs)-1].Query; !strings.Contains(q, "dryRun=All") {
+		t.Errorf("server dry run sent %q", q)
+	}
+
+	// --dry-run=client -o yaml writes a manifest without a request.
+	before := len(s.recorded())
+	r = s.run(t, "create", "manifest", "--replicas", "5", "--dry-run=client", "-o", "yaml")
+	expectCode(t, r, 0)
+	want := "apiVersion: etcdaas.dev/v1beta1\nkind: ETCDInstance\nmetadata:\n  name: manifest\n  namespace: team\nspec:\n  replicas: 5\nstatus: {}\n"
+	if r.stdout != want {
+		t.Errorf("manifest\n got %q\nwant %q", r.stdout, want)
+	}
+	if len(s.recorded()) != before {
+		t.Error("client dry run sent a request")
+	}
+	r = s.run(t, "create", "x", "--dry-run=client")
+	expectCode(t, r, 0)
+	if r.stdout != "etcdinstance.etcdaas.dev/x created (dry run)\n" {
+		t.Errorf("client dry run: %q", r.stdout)
+	}
+
+	// -o json prints what the server returned, defaults included.
+	r = s.run(t, "create", "printed", "-o", "json")
+	expectCode(t, r, 0)
+	var printed v1beta1.ETCDInstance
+	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
+		t.Fatal(err)
+	}
+	if printed.UID == "" || *printed.Spec.Replicas != 3 || printed.Spec.Version != "3.7" {
+		t.Errorf("printed %+v", printed)
+	}
 }
 
 func TestCreateErrors(t *testing.T) {
@@ -97,6 +129,8 @@ func TestCreateErrors(t *testing.T) {
 		{"two names", []string{"create", "a", "b"}, "error: exactly one NAME is required, got 2\nSee 'kubectl etcdaas create -h' for help and examples\n"},
 		{"bad flag value", []string{"create", "x", "--replicas", "three"}, "error: invalid argument \"three\" for \"--replicas\" flag: must be an integer\nSee 'kubectl etcdaas create -h' for help and examples\n"},
 		{"unknown flag", []string{"create", "x", "--replica", "3"}, "error: unknown flag: --replica\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+		{"bad dry run", []string{"create", "x", "--dry-run=maybe"}, "error: Invalid dry-run value (maybe). Must be \"none\", \"server\", or \"client\".\nSee 'kubectl etcdaas create -h' for help and examples\n"},
+		{"bad output", []string{"create", "x", "-o", "wide"}, "error: unable to match a printer suitable for the output format \"wide\", allowed formats are: json,name,yaml\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.run(t, tc.args...)
