@@ -17,6 +17,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/install"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	etcdinstancestorage "github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
 )
 
@@ -58,6 +59,9 @@ type ExtraConfig struct {
 	// PostStartHooks run once the server serves, with a loopback client configuration
 	// (the standalone mode starts its in-process controller this way).
 	PostStartHooks map[string]genericapiserver.PostStartHookFunc
+	// BackupDialer reaches the members of instances for the backup subresource (the
+	// controller's backend provides one); nil makes every backup answer 503.
+	BackupDialer etcdcluster.Dialer
 }
 
 // Config is the configuration of the server: the generic server's and ours.
@@ -99,7 +103,7 @@ func (c CompletedConfig) New() (*Server, error) {
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
-	storage, err := etcdinstancestorage.NewStorageMap(Scheme, c.GenericConfig.RESTOptionsGetter)
+	storage, err := etcdinstancestorage.NewStorageMap(Scheme, c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.BackupDialer)
 	if err != nil {
 		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/validation"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // Resource paths of the storage map, as APIGroupInfo.VersionedResourcesStorageMap keys them.
@@ -31,8 +32,9 @@ const (
 
 // NewStorageMap builds the storage of etcdinstances and its subresources, keyed by resource
 // path, for every served version. One store backs them all, so there is one watch cache.
-// Adding a subresource is one more entry here.
-func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
+// Adding a subresource is one more entry here. dialer reaches the members of instances for
+// the backup subresource; nil makes every backup answer 503.
+func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, dialer etcdcluster.Dialer) (map[string]rest.Storage, error) {
 	main, status, err := NewREST(scheme, optsGetter)
 	if err != nil {
 		return nil, err
@@ -41,6 +43,7 @@ func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter)
 		ResourcePath:       main,
 		StatusResourcePath: status,
 		ScaleResourcePath:  NewScaleREST(main.Store),
+		BackupResourcePath: NewBackupREST(main.Store, dialer),
 	}, nil
 }
 
