@@ -111,8 +111,12 @@ func (o *deleteOptions) waitGone(ctx context.Context, client versioned.Interface
 		switch {
 		case apierrors.IsNotFound(err):
 			return true, nil
-		case err != nil:
+		case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 			return false, err
+		case err != nil:
+			// Transient (a timeout, the client's rate limiter near the deadline, a
+			// restarting server): keep waiting until the timeout.
+			return false, nil
 		default:
 			return current.UID != uid, nil
 		}
