@@ -333,8 +333,9 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.Logger = "zap"
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{"stderr"}
+	// etcd logs expected shutdown noise at error level; keep its log next to its data.
+	cfg.LogLevel = "warn"
+	cfg.LogOutputs = []string{dir + ".log"}
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

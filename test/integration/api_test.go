@@ -1,0 +1,475 @@
+package integration
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/discovery"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+func TestDiscovery(t *testing.T) {
+	dc, err := discovery.NewDiscoveryClientForConfig(shared.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := dc.ServerGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var group *metav1.APIGroup
+	for i := range groups.Groups {
+		if groups.Groups[i].Name == etcdaas.GroupName {
+			group = &groups.Groups[i]
+		}
+	}
+	if group == nil {
+		t.Fatalf("group %s not discovered: %+v", etcdaas.GroupName, groups)
+	}
+	var versions []string
+	for _, v := range group.Versions {
+		versions = append(versions, v.Version)
+	}
+	if !slices.Equal(versions, []string{"v1beta1", "v1alpha1"}) {
+		t.Errorf("versions = %v, want [v1beta1 v1alpha1]", versions)
+	}
+	if group.PreferredVersion.Version != "v1beta1" {
+		t.Errorf("preferred version = %q, want v1beta1", group.PreferredVersion.Version)
+	}
+
+	for _, gv := range []schema.GroupVersion{v1beta1.SchemeGroupVersion, v1alpha1.SchemeGroupVersion} {
+		t.Run(gv.Version, func(t *testing.T) {
+			list, err := dc.ServerResourcesForGroupVersion(gv.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]metav1.APIResource{}
+			for _, r := range list.APIResources {
+				byName[r.Name] = r
+			}
+			main, ok := byName["etcdinstances"]
+			if !ok {
+				t.Fatalf("etcdinstances missing: %+v", list.APIResources)
+			}
+			if !main.Namespaced || main.Kind != "ETCDInstance" || main.SingularName != "etcdinstance" {
+				t.Errorf("etcdinstances = %+v", main)
+			}
+			if !slices.Equal(main.ShortNames, []string{"etcd"}) {
+				t.Errorf("short names = %v, want [etcd]", main.ShortNames)
+			}
+			if !slices.Equal(main.Categories, []string{"all", "etcdaas"}) {
+				t.Errorf("categories = %v, want [all etcdaas]", main.Categories)
+			}
+			for _, verb := range []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"} {
+				if !slices.Contains(main.Verbs, verb) {
+					t.Errorf("etcdinstances verbs %v lack %s", main.Verbs, verb)
+				}
+			}
+			status, ok := byName["etcdinstances/status"]
+			if !ok || status.Kind != "ETCDInstance" || !slices.Contains(status.Verbs, "update") || !slices.Contains(status.Verbs, "patch") {
+				t.Errorf("etcdinstances/status = %+v (present %v)", status, ok)
+			}
+			scale, ok := byName["etcdinstances/scale"]
+			if !ok {
+				t.Fatalf("etcdinstances/scale missing")
+			}
+			if scale.Group != "autoscaling" || scale.Version != "v1" || scale.Kind != "Scale" {
+				t.Errorf("etcdinstances/scale is %s/%s %s, want autoscaling/v1 Scale", scale.Group, scale.Version, scale.Kind)
+			}
+			for _, verb := range []string{"get", "patch", "update"} {
+				if !slices.Contains(scale.Verbs, verb) {
+					t.Errorf("scale verbs %v lack %s", scale.Verbs, verb)
+				}
+			}
+		})
+	}
+}
+
+func TestCRUDV1beta1(t *testing.T) {
+	ctx := testContext(t)
+	cs, warnings := clientsWithWarnings(t)
+	ns := namespace(t)
+	client := cs.EtcdaasV1beta1().ETCDInstances(ns)
+
+	w, err := client.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	created, err := client.Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "crud"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](4)},
+		Status:     v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRunning, Replicas: 4},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := warnings.take(); len(got) != 1 || !strings.Contains(got[0], "spec.replicas") {
+		t.Errorf("warnings on creating 4 replicas = %q, want one about spec.replicas", got)
+	}
+	if created.Generation != 1 || created.Spec.Version != etcdaas.DefaultVersion || created.Status.Phase != "" || created.Status.Replicas != 0 {
+		t.Errorf("created: generation %d, version %q, status %+v; want 1, %q, empty", created.Generation, created.Spec.Version, created.Status, etcdaas.DefaultVersion)
+	}
+
+	defaulted, err := client.Create(ctx, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "defaulted"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Deref(defaulted.Spec.Replicas, 0) != 3 {
+		t.Errorf("v1beta1 default replicas = %v, want 3", defaulted.Spec.Replicas)
+	}
+
+	got, err := client.Get(ctx, "crud", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.Replicas = ptr.To[int32](5)
+	updated, err := client.Update(ctx, got, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.Generation != 2 || *updated.Spec.Replicas != 5 {
+		t.Errorf("after update: generation %d replicas %d, want 2, 5", updated.Generation, *updated.Spec.Replicas)
+	}
+	if got := warnings.take(); len(got) != 0 {
+		t.Errorf("warnings on updating to 5 replicas = %q, want none", got)
+	}
+
+	list, err := client.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 2 {
+		t.Errorf("list has %d items, want 2", len(list.Items))
+	}
+	selected, err := client.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "crud").String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(selected.Items) != 1 || selected.Items[0].Name != "crud" {
+		t.Errorf("field selector metadata.name=crud returned %d items", len(selected.Items))
+	}
+	if _, err := client.List(ctx, metav1.ListOptions{FieldSelector: "spec.replicas=3"}); !apierrors.IsBadRequest(err) {
+		t.Errorf("unsupported field selector: err = %v, want 400", err)
+	}
+
+	if err := client.Delete(ctx, "crud", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Get(ctx, "crud", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("get after delete: err = %v, want 404", err)
+	}
+
+	expect := []struct {
+		typ  watch.EventType
+		name string
+	}{{watch.Added, "crud"}, {watch.Added, "defaulted"}, {watch.Modified, "crud"}, {watch.Deleted, "crud"}}
+	for _, e := range expect {
+		select {
+		case ev := <-w.ResultChan():
+			obj, ok := ev.Object.(*v1beta1.ETCDInstance)
+			if !ok || ev.Type != e.typ || obj.Name != e.name {
+				t.Errorf("watch event %s %T, want %s %s", ev.Type, ev.Object, e.typ, e.name)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no watch event %s %s", e.typ, e.name)
+		}
+	}
+}
+
+func TestCRUDV1alpha1(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	client := cs.EtcdaasV1alpha1().ETCDInstances(ns)
+
+	w, err := client.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	created, err := client.Create(ctx, &v1alpha1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "old-client"},
+		Spec:       v1alpha1.ETCDInstanceSpec{WithTLSBundle: true},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Deref(created.Spec.Replicas, 0) != 1 || !created.Spec.WithTLSBundle {
+		t.Errorf("created %+v, want replicas 1 (v1alpha1 default) and with_tls_bundle", created.Spec)
+	}
+	if _, leaked := created.Annotations[etcdaas.PreservedFieldsAnnotation]; !leaked {
+		t.Errorf("v1alpha1 object lacks the preserved-fields annotation carrying spec.version: %v", created.Annotations)
+	}
+
+	created.Spec.Replicas = ptr.To[int32](3)
+	updated, err := client.Update(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updated.Spec.Replicas != 3 || updated.Generation != 2 {
+		t.Errorf("updated: replicas %d generation %d, want 3, 2", *updated.Spec.Replicas, updated.Generation)
+	}
+	list, err := client.List(ctx, metav1.ListOptions{FieldSelector: "metadata.namespace=" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Errorf("list has %d items, want 1", len(list.Items))
+	}
+	if err := client.Delete(ctx, "old-client", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []watch.EventType{watch.Added, watch.Modified, watch.Deleted} {
+		select {
+		case ev := <-w.ResultChan():
+			if _, ok := ev.Object.(*v1alpha1.ETCDInstance); !ok || ev.Type != want {
+				t.Errorf("watch event %s %T, want %s *v1alpha1.ETCDInstance", ev.Type, ev.Object, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no watch event %s", want)
+		}
+	}
+}
+
+func TestDynamicClient(t *testing.T) {
+	ctx := testContext(t)
+	_, dyn := clients(t)
+	ns := namespace(t)
+	for _, version := range []string{"v1alpha1", "v1beta1"} {
+		t.Run(version, func(t *testing.T) {
+			gvr := schema.GroupVersionResource{Group: etcdaas.GroupName, Version: version, Resource: "etcdinstances"}
+			client := dyn.Resource(gvr).Namespace(ns)
+			name := "dyn-" + version
+			obj := &unstructured.Unstructured{Object: map[string]interface{}{
+				"apiVersion": gvr.GroupVersion().String(),
+				"kind":       "ETCDInstance",
+				"metadata":   map[string]interface{}{"name": name},
+				"spec":       map[string]interface{}{"replicas": int64(3)},
+			}}
+			created, err := client.Create(ctx, obj, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if created.GetAPIVersion() != gvr.GroupVersion().String() {
+				t.Errorf("apiVersion = %s", created.GetAPIVersion())
+			}
+			if err := unstructured.SetNestedField(created.Object, int64(5), "spec", "replicas"); err != nil {
+				t.Fatal(err)
+			}
+			updated, err := client.Update(ctx, created, metav1.UpdateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, _, _ := unstructured.NestedInt64(updated.Object, "spec", "replicas"); r != 5 {
+				t.Errorf("replicas = %d, want 5", r)
+			}
+			list, err := client.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list.Items) != 1 {
+				t.Errorf("list by name has %d items", len(list.Items))
+			}
+			if err := client.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestCrossVersionPreservation(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	beta := cs.EtcdaasV1beta1().ETCDInstances(ns)
+	alpha := cs.EtcdaasV1alpha1().ETCDInstances(ns)
+
+	t.Run("v1beta1 fields survive a v1alpha1 read-modify-write", func(t *testing.T) {
+		size := resource.MustParse("2Gi")
+		created, err := beta.Create(ctx, &v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "beta-first", Labels: map[string]string{"team": "a"}},
+			Spec: v1beta1.ETCDInstanceSpec{
+				Replicas: ptr.To[int32](3),
+				Version:  "3.6",
+				TLS:      &v1beta1.TLSSpec{Enabled: true},
+				Storage:  &v1beta1.StorageSpec{Size: &size, StorageClassName: ptr.To("fast")},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := alpha.Get(ctx, "beta-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !old.Spec.WithTLSBundle || *old.Spec.Replicas != 3 {
+			t.Errorf("v1alpha1 view %+v", old.Spec)
+		}
+		old.Spec.Replicas = ptr.To[int32](5)
+		if _, err := alpha.Update(ctx, old, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := beta.Get(ctx, "beta-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *after.Spec.Replicas != 5 || after.Spec.Version != "3.6" || after.Spec.TLS == nil || !after.Spec.TLS.Enabled ||
+			after.Spec.Storage == nil || after.Spec.Storage.Size.Cmp(size) != 0 || ptr.Deref(after.Spec.Storage.StorageClassName, "") != "fast" {
+			t.Errorf("v1beta1 view after v1alpha1 update lost fields: %+v (storage %+v)", after.Spec, after.Spec.Storage)
+		}
+		if after.Labels["team"] != "a" || after.Generation != created.Generation+1 {
+			t.Errorf("labels %v generation %d", after.Labels, after.Generation)
+		}
+		if _, ok := after.Annotations[etcdaas.PreservedFieldsAnnotation]; ok {
+			t.Errorf("v1beta1 view shows the preserved-fields annotation: %v", after.Annotations)
+		}
+
+		// An old client that builds the object from scratch (no annotation) keeps version and
+		// storage too: v1alpha1 cannot express them.
+		fresh, err := alpha.Get(ctx, "beta-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Annotations = nil
+		fresh.Spec.Replicas = ptr.To[int32](3)
+		if _, err := alpha.Update(ctx, fresh, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after, err = beta.Get(ctx, "beta-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *after.Spec.Replicas != 3 || after.Spec.Version != "3.6" || after.Spec.Storage == nil {
+			t.Errorf("v1alpha1 update without the annotation lost fields: %+v", after.Spec)
+		}
+	})
+
+	t.Run("v1alpha1 fields survive a v1beta1 read-modify-write", func(t *testing.T) {
+		if _, err := alpha.Create(ctx, &v1alpha1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "alpha-first"},
+			Spec:       v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), WithTLSBundle: true},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		old, err := alpha.Get(ctx, "alpha-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.Status = v1alpha1.ETCDInstanceStatus{State: v1alpha1.StateRunning, Message: "deployment successful"}
+		if _, err := alpha.UpdateStatus(ctx, old, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+
+		current, err := beta.Get(ctx, "alpha-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if current.Status.Phase != v1beta1.PhaseRunning {
+			t.Errorf("v1beta1 phase = %q, want Running", current.Status.Phase)
+		}
+		current.Spec.Replicas = ptr.To[int32](3)
+		if _, err := beta.Update(ctx, current, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := alpha.Get(ctx, "alpha-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *after.Spec.Replicas != 3 || !after.Spec.WithTLSBundle ||
+			after.Status.State != v1alpha1.StateRunning || after.Status.Message != "deployment successful" {
+			t.Errorf("v1alpha1 view after v1beta1 update: spec %+v status %+v", after.Spec, after.Status)
+		}
+	})
+}
+
+func TestStatusSpecSeparation(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	client := cs.EtcdaasV1beta1().ETCDInstances(ns)
+
+	created, err := client.Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "separate"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The main resource ignores status, and a metadata-only change keeps the generation.
+	created.Status.Phase = v1beta1.PhaseRunning
+	created.Labels = map[string]string{"x": "y"}
+	updated, err := client.Update(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.Status.Phase != "" || updated.Generation != 1 || updated.Labels["x"] != "y" {
+		t.Errorf("main update: phase %q generation %d labels %v; want status ignored, generation 1, label set", updated.Status.Phase, updated.Generation, updated.Labels)
+	}
+
+	// The status subresource ignores spec and does not move the generation.
+	updated.Spec.Replicas = ptr.To[int32](7)
+	updated.Status = v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRunning, Replicas: 3, ReadyReplicas: 3, ObservedGeneration: 1}
+	updated.Annotations = map[string]string{"controller": "was-here"}
+	status, err := client.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *status.Spec.Replicas != 3 || status.Status.Phase != v1beta1.PhaseRunning || status.Status.ReadyReplicas != 3 ||
+		status.Generation != 1 || status.Annotations["controller"] != "was-here" {
+		t.Errorf("status update: replicas %d phase %q ready %d generation %d annotations %v",
+			*status.Spec.Replicas, status.Status.Phase, status.Status.ReadyReplicas, status.Generation, status.Annotations)
+	}
+
+	// A spec change moves the generation and keeps the status.
+	status.Spec.Replicas = ptr.To[int32](5)
+	spec, err := client.Update(ctx, status, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Generation != 2 || spec.Status.Phase != v1beta1.PhaseRunning {
+		t.Errorf("spec update: generation %d phase %q, want 2, Running", spec.Generation, spec.Status.Phase)
+	}
+
+	// Invalid status is refused with its field path.
+	spec.Status.ReadyReplicas = 9
+	_, err = client.UpdateStatus(ctx, spec, metav1.UpdateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "status.readyReplicas") {
+		t.Errorf("ready > replicas: err = %v, want 422 naming status.readyReplicas", err)
+	}
+
+	// v1alpha1 clients write the status through state.
+	alpha := cs.EtcdaasV1alpha1().ETCDInstances(ns)
+	old, err := alpha.Get(ctx, "separate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Status.State = v1alpha1.StateFailed
+	old.Spec.WithTLSBundle = true
+	if _, err := alpha.UpdateStatus(ctx, old, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	final, err := client.Get(ctx, "separate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Status.Phase != v1beta1.PhaseFailed || final.Spec.TLS != nil || final.Generation != 2 {
+		t.Errorf("after v1alpha1 status update: phase %q tls %+v generation %d", final.Status.Phase, final.Spec.TLS, final.Generation)
+	}
+}

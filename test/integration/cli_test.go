@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/yaml"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/cli"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+	"github.com/etcdaas/etcdaas/test/integration/framework"
+)
+
+// pluginResult is what one kubectl-etcdaas invocation printed and returned.
+type pluginResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// pluginRunner runs kubectl-etcdaas in-process against a standalone server, through its
+// admin kubeconfig, exactly as `kubectl etcdaas ARGS` would.
+type pluginRunner struct {
+	server *framework.Server
+}
+
+// run runs the plugin with args in namespace ns.
+func (p pluginRunner) run(t *testing.T, ns string, args ...string) pluginResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"--kubeconfig", p.server.KubeconfigPath, "-n", ns}, args...)
+	code := cli.Run(ctx, cli.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, full)
+	t.Logf("kubectl etcdaas %s -> %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	return pluginResult{stdout: out.String(), stderr: errOut.String(), code: code}
+}
+
+func expectPlugin(t *testing.T, r pluginResult, code int, stdout, stderrPrefix string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d; stderr: %s", r.code, code, r.stderr)
+	}
+	if stdout != "" && r.stdout != stdout {
+		t.Errorf("stdout %q, want %q", r.stdout, stdout)
+	}
+	if !strings.HasPrefix(r.stderr, stderrPrefix) {
+		t.Errorf("stderr %q, want prefix %q", r.stderr, stderrPrefix)
+	}
+}
+
+func TestCLILifecycle(t *testing.T) {
+	server := framework.StartT(t, framework.Options{})
+	plugin := pluginRunner{server: server}
+	runPlugin := plugin.run
+	ns := "cli-" + rand.String(6)
+	cs, err := versioned.NewForConfig(server.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	expectPlugin(t, runPlugin(t, ns, "create", "one", "--replicas", "1"), 0, "etcdinstance.etcdaas.dev/one created\n", "")
+	expectPlugin(t, runPlugin(t, ns, "create", "three", "--replicas", "3", "--tls", "--version", "3.7"), 0, "etcdinstance.etcdaas.dev/three created\n", "")
+	expectPlugin(t, runPlugin(t, ns, "create", "defaulted"), 0, "etcdinstance.etcdaas.dev/defaulted created\n", "")
+
+	got, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, "three", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Spec.Replicas != 3 || got.Spec.TLS == nil || !got.Spec.TLS.Enabled || got.Spec.Version != "3.7" {
+		t.Errorf("created spec %+v", got.Spec)
+	}
+	got, err = cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, "defaulted", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Spec.Replicas != v1beta1.DefaultReplicas {
+		t.Errorf("server default not applied: %+v", got.Spec)
+	}
+
+	// The server's admission warning for an even member count reaches stderr.
+	expectPlugin(t, runPlugin(t, ns, "create", "even", "--replicas", "2", "--dry-run=server"), 0,
+		"etcdinstance.etcdaas.dev/even created (server dry run)\n", "Warning: ")
+
+	// Errors carry the server's Status, formatted as kubectl formats them.
+	expectPlugin(t, runPlugin(t, ns, "create", "one"), 1, "",
+		"Error from server (AlreadyExists): etcdinstances.etcdaas.dev \"one\" already exists\n")
+	expectPlugin(t, runPlugin(t, ns, "create", "big", "--replicas", "12"), 1, "",
+		"The ETCDInstance \"big\" is invalid: spec.replicas: ")
+	expectPlugin(t, runPlugin(t, ns, "create", "Not_A_Name"), 1, "", "The ETCDInstance \"Not_A_Name\" is invalid: ")
+	expectPlugin(t, runPlugin(t, ns, "get", "missing"), 1, "",
+		"Error from server (NotFound): etcdinstances.etcdaas.dev \"missing\" not found\n")
+
+	// list: a table of the three, and nothing from other namespaces.
+	r := runPlugin(t, ns, "list")
+	expectPlugin(t, r, 0, "", "")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME ") {
+		t.Fatalf("list:\n%s", r.stdout)
+	}
+	for i, name := range []string{"defaulted", "one", "three"} {
+		if fields := strings.Fields(lines[i+1]); fields[0] != name {
+			t.Errorf("row %d: %q, want %s", i+1, lines[i+1], name)
+		}
+	}
+	expectPlugin(t, runPlugin(t, ns, "list", "-o", "name"), 0,
+		"etcdinstance.etcdaas.dev/defaulted\netcdinstance.etcdaas.dev/one\netcdinstance.etcdaas.dev/three\n", "")
+	expectPlugin(t, runPlugin(t, "cli-empty-"+rand.String(4), "list"), 0, "", "No resources found in cli-empty-")
+
+	// get in every format.
+	r = runPlugin(t, ns, "get", "three", "-o", "wide")
+	expectPlugin(t, r, 0, "", "")
+	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); len(fields) < 9 || fields[0] != "three" || fields[1] != "3" || fields[6] != "true" {
+		t.Errorf("get -o wide:\n%s", r.stdout)
+	}
+	for _, format := range []string{"json", "yaml"} {
+		r = runPlugin(t, ns, "get", "three", "-o", format)
+		expectPlugin(t, r, 0, "", "")
+		var obj v1beta1.ETCDInstance
+		if format == "json" {
+			err = json.Unmarshal([]byte(r.stdout), &obj)
+		} else {
+			err = yaml.Unmarshal([]byte(r.stdout), &obj)
+		}
+		if err != nil {
+			t.Fatalf("-o %s: %v", format, err)
+		}
+		if obj.Kind != "ETCDInstance" || obj.APIVersion != "etcdaas.dev/v1beta1" || obj.Name != "three" || obj.Namespace != ns || obj.UID == "" {
+			t.Errorf("-o %s: %+v", format, obj.ObjectMeta)
+		}
+		if len(obj.ManagedFields) != 0 {
+			t.Errorf("-o %s shows managedFields", format)
+		}
+	}
+
+	// scale through the scale subresource.
+	expectPlugin(t, runPlugin(t, ns, "scale", "one", "--replicas", "3"), 0, "etcdinstance.etcdaas.dev/one scaled\n", "")
+	scale, err := cs.EtcdaasV1beta1().ETCDInstances(ns).GetScale(ctx, "one", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scale.Spec.Replicas != 3 {
+		t.Errorf("scale.spec.replicas %d after scaling to 3", scale.Spec.Replicas)
+	}
+	expectPlugin(t, runPlugin(t, ns, "scale", "one", "--replicas", "10"), 1, "", "The ")
+	expectPlugin(t, runPlugin(t, ns, "scale", "one", "--current-replicas", "1", "--replicas", "5"), 1, "",
+		"error: expected replicas to be 1, was 3\n")
+	expectPlugin(t, runPlugin(t, ns, "scale", "missing", "--replicas", "1"), 1, "",
+		"Error from server (NotFound): etcdinstances.etcdaas.dev \"missing\" not found\n")
+
+	// delete waits until the instances are gone (a controller's finalizer included).
+	expectPlugin(t, runPlugin(t, ns, "delete", "one", "three", "defaulted", "--timeout", "90s"), 0,
+		"etcdinstance.etcdaas.dev \"one\" deleted\netcdinstance.etcdaas.dev \"three\" deleted\netcdinstance.etcdaas.dev \"defaulted\" deleted\n", "")
+	list, err := cs.EtcdaasV1beta1().ETCDInstances(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("%d instances left after delete", len(list.Items))
+	}
+	expectPlugin(t, runPlugin(t, ns, "delete", "one"), 1, "",
+		"Error from server (NotFound): etcdinstances.etcdaas.dev \"one\" not found\n")
+}
