@@ -3,9 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
