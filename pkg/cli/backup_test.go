@@ -411,3 +411,30 @@ func TestChildFailure(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	var out bytes.Buffer
+	b := newProgressBar(&out, "team/my-etcd")
+	now := b.start
+	b.now = func() time.Time { return now }
+	chunk := make([]byte, 1_000_000)
+	for range 10 {
+		now = now.Add(100 * time.Millisecond)
+		b.Write(chunk)
+	}
+	// 10 MB in one second: redrawn every 200ms, five times.
+	if n := strings.Count(out.String(), "\r"); n != 5 {
+		t.Errorf("%d redraws in %q", n, out.String())
+	}
+	b.finish(true)
+	lines := strings.Split(out.String(), "\r")
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, "10.0 MB  10.0 MB/s  1s done\n") || !strings.HasPrefix(last, "backup team/my-etcd [====") {
+		t.Errorf("final line %q", last)
+	}
+	out.Reset()
+	b.finish(false)
+	if !strings.HasSuffix(out.String(), " failed\n") {
+		t.Errorf("failure line %q", out.String())
+	}
+}

@@ -433,3 +433,11 @@ func TestHelp(t *testing.T) {
 	r = runPlugin(t, "", false)
 	expectCode(t, r, 0)
 }
+
+func TestMainEntryPoint(t *testing.T) {
+	var out, errOut strings.Builder
+	code := Main(t.Context(), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, []string{"convert", "-f", "-", "--output-version", "v9"})
+	if code != 1 || errOut.String() != "error: unknown version \"v9\": served versions are etcdaas.dev/v1beta1 and etcdaas.dev/v1alpha1\n" {
+		t.Errorf("code %d, stderr %q", code, errOut.String())
+	}
+}
