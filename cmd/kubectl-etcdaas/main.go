@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"syscall"
 
-
 	"github.com/etcdaas/etcdaas/pkg/cli"
 )
 
