@@ -1,0 +1,127 @@
+// Command etcdaas-controller runs ETCDInstances: it watches them through the etcdaas API and
+// runs their members with the local backend (embedded etcd servers in this process) or the
+// kubernetes backend (StatefulSets).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/controller"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+)
+
+type flags struct {
+	kubeconfig          string
+	backend             string
+	dataDir             string
+	namespace           string
+	workers             int
+	leaderElect         bool
+	leaseNamespace      string
+	leaseName           string
+	etcdImageRepository string
+	snapshotCount       uint64
+	quotaBackendBytes   int64
+}
+
+func main() {
+	f := flags{}
+	fs := pflag.NewFlagSet("etcdaas-controller", pflag.ContinueOnError)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig for the etcdaas API (and, with --backend=kubernetes or --leader-elect, the cluster). Empty: in-cluster configuration.")
+	fs.StringVar(&f.backend, "backend", "kubernetes", "Where members run: kubernetes (StatefulSets) or local (embedded etcd servers in this process).")
+	fs.StringVar(&f.dataDir, "data-dir", "", "Local backend: directory for the members' data (DIR/instances/<namespace>/<name>/<member>).")
+	fs.StringVar(&f.namespace, "namespace", "", "Only reconcile ETCDInstances in this namespace (default: all).")
+	fs.IntVar(&f.workers, "workers", 2, "Instances reconciled in parallel.")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Act only while holding a coordination.k8s.io Lease, so that several replicas can run. Needs a cluster: turn it off against a standalone server.")
+	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "etcdaas-system", "Namespace of the leader election Lease.")
+	fs.StringVar(&f.leaseName, "leader-elect-name", "etcdaas-controller", "Name of the leader election Lease.")
+	fs.StringVar(&f.etcdImageRepository, "etcd-image-repository", kubebackend.DefaultImageRepository, "Kubernetes backend: image repository of etcd; the tag derives from spec.version.")
+	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
+	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
+	klogFlags := goFlagSet()
+	fs.AddGoFlagSet(klogFlags)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f); err != nil {
+		klog.ErrorS(err, "etcdaas-controller failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(ctx context.Context, f flags) error {
+	// An empty --kubeconfig means the in-cluster configuration.
+	config, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the client configuration: %w", err)
+	}
+	config.UserAgent = "etcdaas-controller"
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	var b backend.Backend
+	var kube kubernetes.Interface
+	if f.backend == "kubernetes" || f.leaderElect {
+		if kube, err = kubernetes.NewForConfig(config); err != nil {
+			return err
+		}
+	}
+	switch f.backend {
+	case "local":
+		if f.dataDir == "" {
+			return errors.New("--data-dir is required with --backend=local")
+		}
+		b, err = local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes})
+	case "kubernetes":
+		b, err = kubebackend.New(kubebackend.Options{Client: kube, ImageRepository: f.etcdImageRepository})
+	default:
+		return fmt.Errorf("--backend %q: want local or kubernetes", f.backend)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			klog.ErrorS(err, "Closing the backend")
+		}
+	}()
+	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers}
+	if f.leaderElect {
+		host, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		opts.LeaderElection = &controller.LeaderElection{
+			Client: kube, Namespace: f.leaseNamespace, Name: f.leaseName,
+			Identity: fmt.Sprintf("%s_%d_%d", host, os.Getpid(), time.Now().UnixNano()),
+		}
+	}
+	c, err := controller.New(opts)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}

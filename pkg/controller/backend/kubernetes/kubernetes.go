@@ -1,0 +1,441 @@
+// Package kubernetes is the controller backend that runs the members of an etcd cluster in a
+// Kubernetes cluster: per instance a StatefulSet, a headless Service for the members' DNS
+// names, a client Service, a PodDisruptionBudget keeping quorum and, with TLS, a Secret with
+// the instance's certificates. Every object is owned by the ETCDInstance. Membership changes
+// go through the etcd API one member at a time, as with the local backend.
+package kubernetes
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/pki"
+)
+
+// Options configure the kubernetes backend.
+type Options struct {
+	// Client talks to the cluster the members run in.
+	Client kubernetes.Interface
+	// ImageRepository is the etcd image repository (default DefaultImageRepository).
+	ImageRepository string
+	// ImageTags maps etcd minor versions to image tags (default DefaultImageTags).
+	ImageTags map[string]string
+	// ClusterDomain is the cluster's DNS domain (default DefaultClusterDomain).
+	ClusterDomain string
+}
+
+// Backend runs members as StatefulSet pods.
+type Backend struct {
+	opts Options
+}
+
+var _ backend.Backend = &Backend{}
+
+// New returns a kubernetes backend.
+func New(opts Options) (*Backend, error) {
+	if opts.Client == nil {
+		return nil, errors.New("kubernetes backend: a client is required")
+	}
+	if opts.ImageRepository == "" {
+		opts.ImageRepository = DefaultImageRepository
+	}
+	if opts.ImageTags == nil {
+		opts.ImageTags = DefaultImageTags
+	}
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = DefaultClusterDomain
+	}
+	return &Backend{opts: opts}, nil
+}
+
+// Close implements backend.Backend; nothing runs in this process.
+func (b *Backend) Close() error { return nil }
+
+// Sync implements backend.Backend.
+func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	image, err := b.Image(inst)
+	if err != nil {
+		return nil, err
+	}
+	var secretData map[string][]byte
+	if backend.TLSEnabled(inst) {
+		if secretData, err = b.ensureTLSSecret(ctx, inst); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.ensureService(ctx, peerService(inst)); err != nil {
+		return nil, err
+	}
+	if err := b.ensureService(ctx, clientService(inst)); err != nil {
+		return nil, err
+	}
+	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
+	sts, err := stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		// The first member starts a new cluster on its own.
+		mc := memberConfig{
+			replicas:       1,
+			initialCluster: memberName(inst, 0) + "=" + b.peerURL(inst, 0),
+			clusterState:   "new",
+			token:          fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
+		}
+		if _, err := stsClient.Create(ctx, b.statefulSet(inst, image, mc), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+		if err := b.ensurePDB(ctx, inst, 1); err != nil {
+			return nil, err
+		}
+		return &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: "Deploying"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !metav1.IsControlledBy(sts, inst) {
+		return nil, backend.Permanent("NameConflict", "StatefulSet %s/%s exists and is not owned by this instance", sts.Namespace, sts.Name)
+	}
+	replicas := int(ptr.Deref(sts.Spec.Replicas, 1))
+	res := &backend.Result{}
+	for i := range replicas {
+		res.Members = append(res.Members, v1beta1.MemberStatus{Name: memberName(inst, i), PeerURL: b.peerURL(inst, i), ClientURL: b.clientURL(inst, i)})
+	}
+	if sts.Status.ReadyReplicas == 0 {
+		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), "Deploying"
+		return res, nil
+	}
+
+	access := &etcdcluster.Access{}
+	for i := range replicas {
+		access.Endpoints = append(access.Endpoints, b.clientURL(inst, i))
+	}
+	if secretData != nil {
+		if access.TLS, err = clientTLS(secretData); err != nil {
+			return res, err
+		}
+	}
+	cli, err := access.New()
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = cli.Close() }()
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil {
+		res.Unhealthy = err.Error()
+		return res, nil
+	}
+	ordinal := func(m etcdcluster.Member) int {
+		for i := range max(replicas, len(members)) + 1 {
+			for _, u := range m.PeerURLs {
+				if u == b.peerURL(inst, i) {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	sort.Slice(members, func(i, j int) bool { return ordinal(members[i]) < ordinal(members[j]) })
+	statuses := etcdcluster.StatusAll(ctx, access, access.Endpoints)
+	res.Members = nil
+	var unhealthy []string
+	for _, m := range members {
+		o := ordinal(m)
+		ms := v1beta1.MemberStatus{Name: memberName(inst, o), ID: m.IDString(), PeerURL: b.peerURL(inst, o), ClientURL: b.clientURL(inst, o), Learner: m.IsLearner}
+		if o >= 0 && o < len(statuses) {
+			st := statuses[o]
+			ms.Ready, ms.Leader = st.Healthy, st.IsLeader()
+			if !st.Healthy {
+				unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", ms.Name, st.Err))
+			}
+		} else {
+			unhealthy = append(unhealthy, fmt.Sprintf("%s: no pod yet", ms.Name))
+		}
+		res.Members = append(res.Members, ms)
+	}
+	if len(unhealthy) > 0 {
+		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+	}
+
+	// Resume a change: a member added to etcd whose pod is not there yet, or a member
+	// removed from etcd whose pod still is.
+	switch {
+	case len(members) > replicas:
+		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(inst, replicas)), "AddingMember"
+		return res, b.setMembers(ctx, sts, inst, image, members, len(members))
+	case len(members) < replicas:
+		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(inst, replicas-1)), "RemovingMember"
+		if err := b.setMembers(ctx, sts, inst, image, members, len(members)); err != nil {
+			return res, err
+		}
+		return res, b.deleteVolume(ctx, inst, replicas-1)
+	}
+	for _, m := range members {
+		if m.IsLearner {
+			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(inst, ordinal(m))), "AddingMember"
+			if res.Unhealthy != "" {
+				return res, nil // the learner's pod is still starting
+			}
+			return res, etcdcluster.Promote(ctx, cli, m.ID)
+		}
+	}
+	if res.Unhealthy != "" {
+		return res, nil
+	}
+
+	desired := backend.DesiredReplicas(inst)
+	switch {
+	case len(members) < desired:
+		next := len(members)
+		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(inst, next)), "AddingMember"
+		id, after, err := etcdcluster.AddLearner(ctx, cli, b.peerURL(inst, next))
+		if err != nil {
+			return res, err
+		}
+		for i := range after {
+			if after[i].ID == id {
+				after[i].Name = memberName(inst, next)
+			}
+		}
+		return res, b.setMembers(ctx, sts, inst, image, after, len(after))
+	case len(members) > desired:
+		victim := members[len(members)-1] // highest ordinal
+		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(inst, ordinal(victim))), "RemovingMember"
+		if err := etcdcluster.MoveLeaderAway(ctx, access, victim.ID, members, statuses); err != nil {
+			return res, err
+		}
+		if err := etcdcluster.Remove(ctx, cli, victim.ID); err != nil {
+			return res, err
+		}
+		if err := b.setMembers(ctx, sts, inst, image, members[:len(members)-1], len(members)-1); err != nil {
+			return res, err
+		}
+		return res, b.deleteVolume(ctx, inst, ordinal(victim))
+	}
+	if err := b.ensurePDB(ctx, inst, len(members)); err != nil {
+		return res, err
+	}
+	res.Converged = int(sts.Status.ReadyReplicas) == len(members)
+	return res, nil
+}
+
+// setMembers sets the StatefulSet's replicas and the initial cluster the next new member
+// starts with, and the PodDisruptionBudget's quorum.
+func (b *Backend) setMembers(ctx context.Context, sts *appsv1.StatefulSet, inst *v1beta1.ETCDInstance, image string, members []etcdcluster.Member, replicas int) error {
+	var initial []string
+	for _, m := range members {
+		if m.Name == "" {
+			continue
+		}
+		for _, u := range m.PeerURLs {
+			initial = append(initial, m.Name+"="+u)
+		}
+	}
+	mc := memberConfig{replicas: int32(replicas), initialCluster: strings.Join(initial, ","), clusterState: "existing", token: sts.Annotations[annotationClusterToken]}
+	want := b.statefulSet(inst, image, mc)
+	updated := sts.DeepCopy()
+	updated.Spec.Replicas = want.Spec.Replicas
+	updated.Spec.Template = want.Spec.Template
+	if _, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	return b.ensurePDB(ctx, inst, replicas)
+}
+
+// deleteVolume deletes the volume of a removed member so that a later member with the same
+// ordinal never starts from its data.
+func (b *Backend) deleteVolume(ctx context.Context, inst *v1beta1.ETCDInstance, ordinal int) error {
+	name := dataVolume + "-" + memberName(inst, ordinal)
+	err := b.opts.Client.CoreV1().PersistentVolumeClaims(inst.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (b *Backend) ensureService(ctx context.Context, want *corev1.Service) error {
+	client := b.opts.Client.CoreV1().Services(want.Namespace)
+	_, err := client.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = client.Create(ctx, want, metav1.CreateOptions{})
+	}
+	return err
+}
+
+func (b *Backend) ensurePDB(ctx context.Context, inst *v1beta1.ETCDInstance, members int) error {
+	want := podDisruptionBudget(inst, members)
+	client := b.opts.Client.PolicyV1().PodDisruptionBudgets(inst.Namespace)
+	got, err := client.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = client.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if got.Spec.MinAvailable != nil && *got.Spec.MinAvailable == *want.Spec.MinAvailable {
+		return nil
+	}
+	got = got.DeepCopy()
+	got.Spec.MinAvailable = want.Spec.MinAvailable
+	_, err = client.Update(ctx, got, metav1.UpdateOptions{})
+	return err
+}
+
+// ensureTLSSecret returns the instance's TLS Secret data, creating the Secret with a new CA
+// and certificates when missing. The CA key is not kept: the certificates cover every
+// member name, so no new certificate is ever needed.
+func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
+	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
+	got, err := client.Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
+	if err == nil {
+		return got.Data, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	data, err := b.issueTLS(inst)
+	if err != nil {
+		return nil, err
+	}
+	created, err := client.Create(ctx, tlsSecret(inst, data), metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return created.Data, nil
+}
+
+// issueTLS creates a CA and the server, peer and client certificates of an instance.
+func (b *Backend) issueTLS(inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
+	ca, err := pki.NewCA(fmt.Sprintf("etcdaas %s/%s CA", inst.Namespace, inst.Name))
+	if err != nil {
+		return nil, err
+	}
+	peers := PeerServiceName(inst) + "." + inst.Namespace + ".svc"
+	dns := []string{
+		"*." + peers, "*." + peers + "." + b.opts.ClusterDomain,
+		ClientServiceName(inst), ClientServiceName(inst) + "." + inst.Namespace,
+		ClientServiceName(inst) + "." + inst.Namespace + ".svc", ClientServiceName(inst) + "." + inst.Namespace + ".svc." + b.opts.ClusterDomain,
+		"localhost",
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	server, err := ca.Issue(pki.Request{CommonName: inst.Name + "-server", DNSNames: dns, IPs: ips, Usage: pki.ServerUsage})
+	if err != nil {
+		return nil, err
+	}
+	peer, err := ca.Issue(pki.Request{CommonName: inst.Name + "-peer", DNSNames: dns, IPs: ips, Usage: pki.ServerUsage | pki.ClientUsage})
+	if err != nil {
+		return nil, err
+	}
+	client, err := ca.Issue(pki.Request{CommonName: "root", Usage: pki.ClientUsage})
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{
+		SecretCACert:     ca.CertPEM,
+		SecretServerCert: server.CertPEM, SecretServerKey: server.KeyPEM,
+		SecretPeerCert: peer.CertPEM, SecretPeerKey: peer.KeyPEM,
+		SecretClientCert: client.CertPEM, SecretClientKey: client.KeyPEM,
+	}, nil
+}
+
+func clientTLS(data map[string][]byte) (*tls.Config, error) {
+	pair, err := tls.X509KeyPair(data[SecretClientCert], data[SecretClientKey])
+	if err != nil {
+		return nil, fmt.Errorf("loading the instance's client certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(data[SecretCACert]) {
+		return nil, errors.New("the instance's TLS Secret has no CA certificate")
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Access implements etcdcluster.Dialer: the members' client URLs through the headless
+// Service and, for TLS instances, the client certificate from the instance's Secret.
+func (b *Backend) Access(ctx context.Context, namespace, name string) (*etcdcluster.Access, error) {
+	sts, err := b.opts.Client.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("%w: instance %s/%s has no StatefulSet", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	access := &etcdcluster.Access{}
+	secret, err := b.opts.Client.CoreV1().Secrets(namespace).Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
+	switch {
+	case err == nil && ownedBySame(secret, sts):
+		inst.Spec.TLS = &v1beta1.TLSSpec{Enabled: true}
+		if access.TLS, err = clientTLS(secret.Data); err != nil {
+			return nil, err
+		}
+	case err != nil && !apierrors.IsNotFound(err):
+		return nil, err
+	}
+	for i := range int(ptr.Deref(sts.Spec.Replicas, 0)) {
+		access.Endpoints = append(access.Endpoints, b.clientURL(inst, i))
+	}
+	if len(access.Endpoints) == 0 {
+		return nil, fmt.Errorf("%w: instance %s/%s has no members", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	return access, nil
+}
+
+// ownedBySame reports whether two objects have the same controller.
+func ownedBySame(a, b metav1.Object) bool {
+	ca, cb := metav1.GetControllerOf(a), metav1.GetControllerOf(b)
+	return ca != nil && cb != nil && ca.UID == cb.UID
+}
+
+// Delete implements backend.Backend: it deletes every object of the instance (owner
+// references would too, once the instance is gone; the finalizer makes it explicit).
+func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error {
+	c := b.opts.Client
+	ns := inst.Namespace
+	propagation := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}
+	deletes := []func() error{
+		func() error { return c.AppsV1().StatefulSets(ns).Delete(ctx, statefulSetName(inst), propagation) },
+		func() error { return c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, pdbName(inst), metav1.DeleteOptions{}) },
+		func() error { return c.CoreV1().Services(ns).Delete(ctx, ClientServiceName(inst), metav1.DeleteOptions{}) },
+		func() error { return c.CoreV1().Services(ns).Delete(ctx, PeerServiceName(inst), metav1.DeleteOptions{}) },
+		func() error { return c.CoreV1().Secrets(ns).Delete(ctx, TLSSecretName(inst), metav1.DeleteOptions{}) },
+	}
+	var errs []error
+	for _, del := range deletes {
+		if err := del(); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	pvcs, err := c.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + inst.Name + ",app.kubernetes.io/managed-by=etcdaas"})
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, pvc := range pvcs.Items {
+			if !strings.HasPrefix(pvc.Name, dataVolume+"-"+inst.Name+"-") {
+				continue
+			}
+			if _, err := strconv.Atoi(strings.TrimPrefix(pvc.Name, dataVolume+"-"+inst.Name+"-")); err != nil {
+				continue
+			}
+			if err := c.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, pvc.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,243 @@
+package kubernetes
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+func testInstance() *v1beta1.ETCDInstance {
+	return &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: types.UID("uid-1")},
+		Spec: v1beta1.ETCDInstanceSpec{
+			Replicas: ptr.To[int32](3),
+			TLS:      &v1beta1.TLSSpec{Enabled: true},
+			Storage:  &v1beta1.StorageSpec{Size: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("fast")},
+		},
+	}
+}
+
+func env(t *testing.T, c corev1.Container, name string) string {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	t.Fatalf("no env %s in %v", name, c.Env)
+	return ""
+}
+
+func checkOwned(t *testing.T, obj metav1.Object, inst *v1beta1.ETCDInstance) {
+	t.Helper()
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.UID != inst.UID || ref.Kind != "ETCDInstance" || ref.APIVersion != "etcdaas.dev/v1beta1" {
+		t.Fatalf("%s is not controlled by the instance: %+v", obj.GetName(), obj.GetOwnerReferences())
+	}
+	for k, v := range etcdaas.MemberLabels(inst.Name) {
+		if obj.GetLabels()[k] != v {
+			t.Fatalf("%s lacks label %s=%s: %v", obj.GetName(), k, v, obj.GetLabels())
+		}
+	}
+}
+
+func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	b, err := New(Options{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testInstance()
+	res, err := b.Sync(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Converged || res.StepReason != "Deploying" {
+		t.Fatalf("first sync: %+v", res)
+	}
+
+	sts, err := client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, sts, inst)
+	if *sts.Spec.Replicas != 1 {
+		t.Fatalf("the first StatefulSet has %d replicas, want 1 (members are added one at a time)", *sts.Spec.Replicas)
+	}
+	if sts.Spec.ServiceName != "db-peers" || sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+		t.Fatalf("serviceName %q, update strategy %q", sts.Spec.ServiceName, sts.Spec.UpdateStrategy.Type)
+	}
+	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || p.WhenScaled != appsv1.DeletePersistentVolumeClaimRetentionPolicyType || p.WhenDeleted != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+		t.Fatalf("PVC retention %+v: a removed member's data must go", p)
+	}
+	c := sts.Spec.Template.Spec.Containers[0]
+	if c.Image != "gcr.io/etcd-development/etcd:v3.7.3" {
+		t.Fatalf("image %q", c.Image)
+	}
+	if got := env(t, c, "ETCD_INITIAL_CLUSTER"); got != "db-0=https://db-0.db-peers.ns.svc.cluster.local:2380" {
+		t.Fatalf("initial cluster %q", got)
+	}
+	if env(t, c, "ETCD_INITIAL_CLUSTER_STATE") != "new" || env(t, c, "ETCD_CLIENT_CERT_AUTH") != "true" || env(t, c, "ETCD_PEER_CLIENT_CERT_AUTH") != "true" {
+		t.Fatal("first member must start a new cluster with client and peer certificate auth")
+	}
+	if env(t, c, "ETCD_INITIAL_CLUSTER_TOKEN") != "ns-db-uid-1" {
+		t.Fatalf("token %q", env(t, c, "ETCD_INITIAL_CLUSTER_TOKEN"))
+	}
+	if v := sts.Spec.Template.Spec.Volumes; len(v) != 1 || v[0].Secret == nil || v[0].Secret.SecretName != "db-tls" {
+		t.Fatalf("volumes %+v", v)
+	}
+	pvc := sts.Spec.VolumeClaimTemplates[0]
+	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "5Gi" || ptr.Deref(pvc.Spec.StorageClassName, "") != "fast" {
+		t.Fatalf("volume claim %+v", pvc.Spec)
+	}
+	if sts.Spec.Template.Labels[etcdaas.LabelInstance] != "db" {
+		t.Fatalf("pod labels %v", sts.Spec.Template.Labels)
+	}
+
+	peers, err := client.CoreV1().Services("ns").Get(ctx, "db-peers", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, peers, inst)
+	if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses || len(peers.Spec.Ports) != 2 {
+		t.Fatalf("headless service %+v", peers.Spec)
+	}
+	svc, err := client.CoreV1().Services("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, svc, inst)
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.Ports[0].Port != ClientPort || svc.Spec.Selector[etcdaas.LabelInstance] != "db" {
+		t.Fatalf("client service %+v", svc.Spec)
+	}
+	pdb, err := client.PolicyV1().PodDisruptionBudgets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, pdb, inst)
+	if pdb.Spec.MinAvailable.IntValue() != 1 {
+		t.Fatalf("PDB minAvailable %v for one member", pdb.Spec.MinAvailable)
+	}
+
+	secret, err := client.CoreV1().Secrets("ns").Get(ctx, "db-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, secret, inst)
+	if _, ok := secret.Data["ca.key"]; ok {
+		t.Fatal("the Secret holds the CA key")
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(secret.Data[SecretCACert]) {
+		t.Fatal("no CA in the Secret")
+	}
+	for _, tc := range []struct {
+		key   string
+		host  string
+		usage x509.ExtKeyUsage
+	}{
+		{SecretServerCert, "db-2.db-peers.ns.svc.cluster.local", x509.ExtKeyUsageServerAuth},
+		{SecretServerCert, "db.ns.svc", x509.ExtKeyUsageServerAuth},
+		{SecretPeerCert, "db-4.db-peers.ns.svc", x509.ExtKeyUsageClientAuth},
+		{SecretClientCert, "", x509.ExtKeyUsageClientAuth},
+	} {
+		block, _ := pem.Decode(secret.Data[tc.key])
+		if block == nil {
+			t.Fatalf("%s is not PEM", tc.key)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: tc.host, KeyUsages: []x509.ExtKeyUsage{tc.usage}}); err != nil {
+			t.Fatalf("%s for %q: %v", tc.key, tc.host, err)
+		}
+	}
+
+	// The pods are not ready yet: the next sync waits without touching etcd.
+	res, err = b.Sync(ctx, inst)
+	if err != nil || res.Converged || len(res.Members) != 1 || res.Members[0].ClientURL != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
+		t.Fatalf("second sync: %+v, %v", res, err)
+	}
+
+	access, err := b.Access(ctx, "ns", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if access.TLS == nil || len(access.Endpoints) != 1 || access.Endpoints[0] != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
+		t.Fatalf("access %+v", access)
+	}
+
+	if err := b.Delete(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := client.AppsV1().StatefulSets("ns").List(ctx, metav1.ListOptions{}); len(list.Items) != 0 {
+		t.Fatal("StatefulSet left after delete")
+	}
+	if list, _ := client.CoreV1().Services("ns").List(ctx, metav1.ListOptions{}); len(list.Items) != 0 {
+		t.Fatal("Services left after delete")
+	}
+	if list, _ := client.CoreV1().Secrets("ns").List(ctx, metav1.ListOptions{}); len(list.Items) != 0 {
+		t.Fatal("Secret left after delete")
+	}
+	if _, err := b.Access(ctx, "ns", "db"); err == nil {
+		t.Fatal("access to a deleted instance")
+	}
+}
+
+func TestImagesAndQuorum(t *testing.T) {
+	b, err := New(Options{Client: fake.NewClientset(), ImageRepository: "registry.example/etcd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testInstance()
+	for version, want := range map[string]string{"": "registry.example/etcd:v3.7.3", "3.6": "registry.example/etcd:v3.6.5", "v3.5": "registry.example/etcd:v3.5.21"} {
+		inst.Spec.Version = version
+		got, err := b.Image(inst)
+		if err != nil || got != want {
+			t.Fatalf("version %q: %q, %v; want %q", version, got, err, want)
+		}
+	}
+	inst.Spec.Version = "3.4"
+	if _, err := b.Image(inst); err == nil {
+		t.Fatal("3.4 has an image")
+	} else if pe, ok := backend.IsPermanent(err); !ok || pe.Reason != "UnsupportedVersion" {
+		t.Fatalf("3.4: %v", err)
+	}
+	if _, err := b.Sync(context.Background(), inst); err == nil {
+		t.Fatal("sync of an unsupported version succeeded")
+	}
+	for members, want := range map[int]int{1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 9: 5} {
+		if got := podDisruptionBudget(inst, members).Spec.MinAvailable.IntValue(); got != want {
+			t.Fatalf("minAvailable for %d members: %d, want %d", members, got, want)
+		}
+	}
+	plain := testInstance()
+	plain.Spec.TLS = nil
+	plain.Spec.Storage = nil
+	sts := b.statefulSet(plain, "img", memberConfig{replicas: 2, initialCluster: "x", clusterState: "existing", token: "t"})
+	c := sts.Spec.Template.Spec.Containers[0]
+	if len(sts.Spec.Template.Spec.Volumes) != 0 || env(t, c, "ETCD_LISTEN_CLIENT_URLS") != "http://0.0.0.0:2379" {
+		t.Fatalf("plaintext members: volumes %v", sts.Spec.Template.Spec.Volumes)
+	}
+	if q := sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != DefaultStorageSize {
+		t.Fatalf("default volume size %s", q.String())
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Port.IntValue() != MetricsPort {
+		t.Fatalf("readiness probe %+v", c.ReadinessProbe)
+	}
+}

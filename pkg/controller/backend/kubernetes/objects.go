@@ -1,0 +1,314 @@
+package kubernetes
+
+import (
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// Ports and paths inside member pods.
+const (
+	ClientPort  = 2379
+	PeerPort    = 2380
+	MetricsPort = 2381
+
+	dataVolume = "data"
+	dataDir    = "/var/lib/etcd"
+	tlsVolume  = "tls"
+	tlsDir     = "/etc/etcd/tls"
+
+	// DefaultImageRepository is where etcd release images come from.
+	DefaultImageRepository = "gcr.io/etcd-development/etcd"
+	// DefaultStorageSize is each member's volume size when spec.storage.size is not set.
+	DefaultStorageSize = "1Gi"
+	// DefaultClusterDomain is the cluster's DNS domain.
+	DefaultClusterDomain = "cluster.local"
+
+	// Annotations on the StatefulSet recording the cluster token and membership state.
+	annotationClusterToken = "etcdaas.dev/cluster-token"
+)
+
+// DefaultImageTags maps the etcd minor versions the kubernetes backend runs to release tags.
+var DefaultImageTags = map[string]string{
+	"3.5": "v3.5.21",
+	"3.6": "v3.6.5",
+	"3.7": "v3.7.3",
+}
+
+// Secret keys of the TLS Secret.
+const (
+	SecretCACert     = "ca.crt"
+	SecretServerCert = "server.crt"
+	SecretServerKey  = "server.key"
+	SecretPeerCert   = "peer.crt"
+	SecretPeerKey    = "peer.key"
+	SecretClientCert = "client.crt"
+	SecretClientKey  = "client.key"
+)
+
+// Names of the objects of an instance.
+func statefulSetName(inst *v1beta1.ETCDInstance) string { return inst.Name }
+
+// PeerServiceName is the headless Service giving members stable DNS names.
+func PeerServiceName(inst *v1beta1.ETCDInstance) string { return inst.Name + "-peers" }
+
+// ClientServiceName is the Service clients use.
+func ClientServiceName(inst *v1beta1.ETCDInstance) string { return inst.Name }
+
+// TLSSecretName is the Secret holding the instance's CA and certificates.
+func TLSSecretName(inst *v1beta1.ETCDInstance) string { return inst.Name + "-tls" }
+
+func pdbName(inst *v1beta1.ETCDInstance) string { return inst.Name }
+
+func memberName(inst *v1beta1.ETCDInstance, ordinal int) string {
+	return inst.Name + "-" + strconv.Itoa(ordinal)
+}
+
+func (b *Backend) scheme(inst *v1beta1.ETCDInstance) string {
+	if backend.TLSEnabled(inst) {
+		return "https"
+	}
+	return "http"
+}
+
+// memberHost is the DNS name of a member's pod through the headless Service.
+func (b *Backend) memberHost(inst *v1beta1.ETCDInstance, ordinal int) string {
+	return fmt.Sprintf("%s.%s.%s.svc.%s", memberName(inst, ordinal), PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain)
+}
+
+func (b *Backend) peerURL(inst *v1beta1.ETCDInstance, ordinal int) string {
+	return fmt.Sprintf("%s://%s:%d", b.scheme(inst), b.memberHost(inst, ordinal), PeerPort)
+}
+
+func (b *Backend) clientURL(inst *v1beta1.ETCDInstance, ordinal int) string {
+	return fmt.Sprintf("%s://%s:%d", b.scheme(inst), b.memberHost(inst, ordinal), ClientPort)
+}
+
+// Image returns the etcd image for spec.version, or a PermanentError for versions without one.
+func (b *Backend) Image(inst *v1beta1.ETCDInstance) (string, error) {
+	v := strings.TrimPrefix(inst.Spec.Version, "v")
+	if v == "" {
+		v = etcdaas.DefaultVersion
+	}
+	tag, ok := b.opts.ImageTags[v]
+	if !ok {
+		known := make([]string, 0, len(b.opts.ImageTags))
+		for k := range b.opts.ImageTags {
+			known = append(known, k)
+		}
+		sort.Strings(known)
+		return "", backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the kubernetes backend runs %s", inst.Spec.Version, strings.Join(known, ", "))
+	}
+	return b.opts.ImageRepository + ":" + tag, nil
+}
+
+func ownerRefs(inst *v1beta1.ETCDInstance) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(inst, v1beta1.SchemeGroupVersion.WithKind("ETCDInstance"))}
+}
+
+func objectMeta(inst *v1beta1.ETCDInstance, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            name,
+		Namespace:       inst.Namespace,
+		Labels:          etcdaas.MemberLabels(inst.Name),
+		OwnerReferences: ownerRefs(inst),
+	}
+}
+
+// quorum is the number of voting members a cluster of n needs.
+func quorum(n int) int { return n/2 + 1 }
+
+// peerService is the headless Service that gives every member a DNS name, published before
+// the member is ready so that peers find each other while the cluster forms.
+func peerService(inst *v1beta1.ETCDInstance) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: objectMeta(inst, PeerServiceName(inst)),
+		Spec: corev1.ServiceSpec{
+			ClusterIP:                corev1.ClusterIPNone,
+			PublishNotReadyAddresses: true,
+			Selector:                 etcdaas.MemberLabels(inst.Name),
+			Ports: []corev1.ServicePort{
+				{Name: "client", Port: ClientPort, TargetPort: intstr.FromInt32(ClientPort), Protocol: corev1.ProtocolTCP},
+				{Name: "peer", Port: PeerPort, TargetPort: intstr.FromInt32(PeerPort), Protocol: corev1.ProtocolTCP},
+			},
+		},
+	}
+}
+
+// clientService load-balances clients over the ready members.
+func clientService(inst *v1beta1.ETCDInstance) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: objectMeta(inst, ClientServiceName(inst)),
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: etcdaas.MemberLabels(inst.Name),
+			Ports: []corev1.ServicePort{
+				{Name: "client", Port: ClientPort, TargetPort: intstr.FromInt32(ClientPort), Protocol: corev1.ProtocolTCP},
+			},
+		},
+	}
+}
+
+// podDisruptionBudget keeps a quorum of the members through voluntary disruptions.
+func podDisruptionBudget(inst *v1beta1.ETCDInstance, members int) *policyv1.PodDisruptionBudget {
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: objectMeta(inst, pdbName(inst)),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(int32(quorum(members)))),
+			Selector:     &metav1.LabelSelector{MatchLabels: etcdaas.MemberLabels(inst.Name)},
+		},
+	}
+}
+
+// tlsSecret holds the instance's CA certificate (not its key) and the server, peer and
+// client certificates.
+func tlsSecret(inst *v1beta1.ETCDInstance, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(inst, TLSSecretName(inst)),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       maps.Clone(data),
+	}
+}
+
+// memberConfig is what a member pod needs to know about the cluster when it starts with an
+// empty data directory. Members with data ignore it, which is why changing it only affects
+// members created afterwards (the StatefulSet uses the OnDelete update strategy).
+type memberConfig struct {
+	replicas       int32
+	initialCluster string
+	clusterState   string
+	token          string
+}
+
+// statefulSet runs the members.
+func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc memberConfig) *appsv1.StatefulSet {
+	labels := etcdaas.MemberLabels(inst.Name)
+	size := resource.MustParse(DefaultStorageSize)
+	var storageClass *string
+	if s := inst.Spec.Storage; s != nil {
+		if s.Size != nil {
+			size = *s.Size
+		}
+		storageClass = s.StorageClassName
+	}
+	scheme := b.scheme(inst)
+	env := []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "ETCD_NAME", Value: "$(POD_NAME)"},
+		{Name: "ETCD_DATA_DIR", Value: dataDir + "/data"},
+		{Name: "ETCD_LISTEN_PEER_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, PeerPort)},
+		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, ClientPort)},
+		{Name: "ETCD_LISTEN_METRICS_URLS", Value: fmt.Sprintf("http://0.0.0.0:%d", MetricsPort)},
+		{Name: "ETCD_INITIAL_ADVERTISE_PEER_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, PeerPort)},
+		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, ClientPort)},
+		{Name: "ETCD_INITIAL_CLUSTER", Value: mc.initialCluster},
+		{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: mc.clusterState},
+		{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: mc.token},
+		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
+	}
+	mounts := []corev1.VolumeMount{{Name: dataVolume, MountPath: dataDir}}
+	var volumes []corev1.Volume
+	if backend.TLSEnabled(inst) {
+		env = append(env,
+			corev1.EnvVar{Name: "ETCD_CERT_FILE", Value: tlsDir + "/" + SecretServerCert},
+			corev1.EnvVar{Name: "ETCD_KEY_FILE", Value: tlsDir + "/" + SecretServerKey},
+			corev1.EnvVar{Name: "ETCD_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
+			corev1.EnvVar{Name: "ETCD_CLIENT_CERT_AUTH", Value: "true"},
+			corev1.EnvVar{Name: "ETCD_PEER_CERT_FILE", Value: tlsDir + "/" + SecretPeerCert},
+			corev1.EnvVar{Name: "ETCD_PEER_KEY_FILE", Value: tlsDir + "/" + SecretPeerKey},
+			corev1.EnvVar{Name: "ETCD_PEER_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
+			corev1.EnvVar{Name: "ETCD_PEER_CLIENT_CERT_AUTH", Value: "true"},
+		)
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o400)},
+		}})
+	}
+	probe := func(failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/health?serializable=true", Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
+			}},
+			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
+		}
+	}
+	meta := objectMeta(inst, statefulSetName(inst))
+	meta.Annotations = map[string]string{annotationClusterToken: mc.token}
+	return &appsv1.StatefulSet{
+		ObjectMeta: meta,
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To(mc.replicas),
+			ServiceName:         PeerServiceName(inst),
+			Selector:            &metav1.LabelSelector{MatchLabels: labels},
+			PodManagementPolicy: appsv1.OrderedReadyPodManagement,
+			// Template changes (the initial cluster of the next member) never restart
+			// running members: members change one at a time through the etcd API.
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+			// A removed member's volume goes with it: its data is never reused.
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:    "etcd",
+						Image:   image,
+						Command: []string{"etcd"},
+						Env:     env,
+						Ports: []corev1.ContainerPort{
+							{Name: "client", ContainerPort: ClientPort},
+							{Name: "peer", ContainerPort: PeerPort},
+							{Name: "metrics", ContainerPort: MetricsPort},
+						},
+						VolumeMounts:   mounts,
+						ReadinessProbe: probe(3),
+						LivenessProbe:  probe(8),
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+							corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
+						}},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+					Volumes: volumes,
+					// Spread members over nodes when possible.
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+							Weight: 100,
+							PodAffinityTerm: corev1.PodAffinityTerm{
+								LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+								TopologyKey:   corev1.LabelHostname,
+							},
+						}},
+					}},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: dataVolume, Labels: labels},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: storageClass,
+					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+				},
+			}},
+		},
+	}
+}

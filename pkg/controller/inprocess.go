@@ -1,0 +1,45 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+)
+
+// StartLocal starts a controller with the local backend in this process, as the standalone
+// server's post-start hook does: members run as embedded etcd servers with data under
+// opts.Dir. It returns once the controller is started; the controller runs until ctx ends,
+// then stops the members (keeping their data). The returned channel is closed when
+// everything has stopped.
+func StartLocal(ctx context.Context, config *rest.Config, opts local.Options) (<-chan struct{}, error) {
+	b, err := local.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("building the controller's client: %w", err)
+	}
+	c, err := New(Options{Client: client, Backend: b})
+	if err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.Run(ctx); err != nil {
+			klog.ErrorS(err, "In-process controller stopped")
+		}
+		if err := b.Close(); err != nil {
+			klog.ErrorS(err, "Stopping the local members")
+		}
+	}()
+	return done, nil
+}
