@@ -410,9 +410,15 @@ func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error 
 	propagation := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}
 	deletes := []func() error{
 		func() error { return c.AppsV1().StatefulSets(ns).Delete(ctx, statefulSetName(inst), propagation) },
-		func() error { return c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, pdbName(inst), metav1.DeleteOptions{}) },
-		func() error { return c.CoreV1().Services(ns).Delete(ctx, ClientServiceName(inst), metav1.DeleteOptions{}) },
-		func() error { return c.CoreV1().Services(ns).Delete(ctx, PeerServiceName(inst), metav1.DeleteOptions{}) },
+		func() error {
+			return c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, pdbName(inst), metav1.DeleteOptions{})
+		},
+		func() error {
+			return c.CoreV1().Services(ns).Delete(ctx, ClientServiceName(inst), metav1.DeleteOptions{})
+		},
+		func() error {
+			return c.CoreV1().Services(ns).Delete(ctx, PeerServiceName(inst), metav1.DeleteOptions{})
+		},
 		func() error { return c.CoreV1().Secrets(ns).Delete(ctx, TLSSecretName(inst), metav1.DeleteOptions{}) },
 	}
 	var errs []error
