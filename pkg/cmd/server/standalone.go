@@ -33,6 +33,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	"github.com/etcdaas/etcdaas/pkg/controller"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -67,6 +69,10 @@ type StandaloneOptions struct {
 	// authorized as system:masters. The in-process controller starts here. A hook that
 	// returns an error stops the server.
 	PostStartHooks []PostStartHook
+	// Controller runs the controller in-process with the local backend: members are embedded
+	// etcd servers with data under DataDir/instances. The --controller flag defaults it to
+	// true; options built in code (tests) leave it off unless they ask.
+	Controller bool
 }
 
 // PostStartHook is a function run once the standalone server serves.
@@ -84,6 +90,8 @@ func (s *StandaloneOptions) AddFlags(fs *pflag.FlagSet) {
 		"Run standalone: embedded etcd under --data-dir, a generated CA and certificates, a kubeconfig for an admin, listening on loopback only. No kube-apiserver needed.")
 	fs.StringVar(&s.DataDir, "data-dir", s.DataDir,
 		"Standalone mode: directory for the embedded etcd data, the PKI and the admin kubeconfig; reused across restarts.")
+	fs.BoolVar(&s.Controller, "controller", true,
+		"Standalone mode: run the controller in-process, members as embedded etcd servers under --data-dir/instances.")
 	fs.IntVar(&s.EtcdClientPort, "standalone-etcd-client-port", s.EtcdClientPort,
 		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
 	fs.IntVar(&s.EtcdPeerPort, "standalone-etcd-peer-port", s.EtcdPeerPort,
@@ -409,9 +417,22 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	if err != nil {
 		return nil, err
 	}
+	// The backup subresource reaches the local backend's members from its state on disk,
+	// whether the controller runs here or in another process on the same data directory.
+	dataDir, err := filepath.Abs(o.Standalone.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	hooks := o.Standalone.PostStartHooks
+	if o.Standalone.Controller {
+		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
+			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir})
+			return err
+		}})
+	}
 	return &apiserver.Config{
 		GenericConfig: c,
-		ExtraConfig:   apiserver.ExtraConfig{PostStartHooks: wrapHooks(o.Standalone.PostStartHooks)},
+		ExtraConfig:   apiserver.ExtraConfig{PostStartHooks: wrapHooks(hooks), BackupDialer: local.Dialer{Dir: dataDir}},
 	}, nil
 }
 
