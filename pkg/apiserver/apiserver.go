@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
@@ -52,6 +53,17 @@ func init() {
 		&metav1.APIGroup{},
 		&metav1.APIResourceList{},
 	)
+}
+
+// OpenAPIDefinitionNamer names OpenAPI definitions and sets their
+// x-kubernetes-group-version-kind from the served types. It reads a scheme like Scheme but
+// without the autoscaling internal alias, so that Scale is advertised as autoscaling/v1 only.
+func OpenAPIDefinitionNamer() *openapi.DefinitionNamer {
+	s := runtime.NewScheme()
+	install.Install(s)
+	s.AddKnownTypes(autoscalingv1.SchemeGroupVersion, &autoscalingv1.Scale{})
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return openapi.NewDefinitionNamer(s)
 }
 
 // ExtraConfig is the etcdaas-specific configuration.

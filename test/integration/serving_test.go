@@ -9,6 +9,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -107,6 +109,8 @@ func TestOpenAPIV2(t *testing.T) {
 	}
 	if _, def := findKind(doc.Definitions, "autoscaling", "v1", "Scale"); def == nil {
 		t.Errorf("/openapi/v2 has no autoscaling/v1 Scale")
+	} else if len(def.GVK) != 1 {
+		t.Errorf("Scale has x-kubernetes-group-version-kind %+v, want only autoscaling/v1", def.GVK)
 	}
 }
 
@@ -373,8 +377,13 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Errorf("/livez?verbose: %d %s", code, body)
 	}
 	code, body = get("/version")
-	if code != http.StatusOK || !strings.Contains(body, "gitVersion") {
-		t.Errorf("/version: %d %s", code, body)
+	var info version.Info
+	if err := json.Unmarshal([]byte(body), &info); code != http.StatusOK || err != nil {
+		t.Errorf("/version: %d %v %s", code, err, body)
+	}
+	// kubectl version parses gitVersion as semver.
+	if v, err := utilversion.ParseSemantic(info.GitVersion); err != nil || v.Major() != 1 || info.Major != "1" {
+		t.Errorf("/version gitVersion %q: %v", info.GitVersion, err)
 	}
 	if code, _ := get("/apis/etcdaas.dev/v1beta1/etcdinstances"); code != http.StatusForbidden && code != http.StatusUnauthorized {
 		t.Errorf("anonymous list: %d, want 401 or 403", code)

@@ -15,11 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
-	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	netutils "k8s.io/utils/net"
 
@@ -108,7 +106,7 @@ func (o *Options) Validate() error {
 func genericConfig() *genericapiserver.RecommendedConfig {
 	c := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
 
-	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	namer := apiserver.OpenAPIDefinitionNamer()
 	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitions, namer)
 	c.OpenAPIConfig.Info.Title = "etcdaas"
 	c.OpenAPIConfig.Info.Version = "v1beta1"
@@ -119,7 +117,7 @@ func genericConfig() *genericapiserver.RecommendedConfig {
 	// A backup streams a whole snapshot: it must not be cut by the request timeout.
 	c.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("backup"))
 
-	c.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
+	c.EffectiveVersion = apiserver.EffectiveVersion()
 	c.FeatureGate = utilfeature.DefaultFeatureGate
 	return c
 }
