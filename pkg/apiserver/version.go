@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"runtime/debug"
 	"strings"
 
@@ -39,7 +40,7 @@ func (v effectiveVersion) Info() *apimachineryversion.Info {
 		return &out
 	}
 	bin := v.BinaryVersion()
-	base := "v" + version.Itoa(bin.Major()) + "." + version.Itoa(bin.Minor()) + "." + version.Itoa(bin.Patch())
+	base := fmt.Sprintf("v%d.%d.%d", bin.Major(), bin.Minor(), bin.Patch())
 	var revision, buildTime string
 	dirty := false
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -47,7 +48,7 @@ func (v effectiveVersion) Info() *apimachineryversion.Info {
 			// k8s.io/apiserver v0.X.Y is Kubernetes 1.X.Y.
 			if dep.Path == "k8s.io/apiserver" {
 				if sv, err := version.ParseSemantic(dep.Version); err == nil && sv.Major() == 0 {
-					base = "v1." + version.Itoa(sv.Minor()) + "." + version.Itoa(sv.Patch())
+					base = fmt.Sprintf("v1.%d.%d", sv.Minor(), sv.Patch())
 				}
 			}
 		}
