@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -485,24 +486,33 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 	return e, nil
 }
 
-// stop stops the member's server if it runs here.
-func (b *Backend) stop(dir string, m *memberState) {
+// stop stops the member's server if it runs here. A hard stop skips the leadership
+// transfer a graceful stop attempts, which only delays stopping a whole cluster.
+func (b *Backend) stop(dir string, m *memberState, hard bool) {
 	key := filepath.Join(dir, m.Name)
 	b.mu.Lock()
 	e, ok := b.running[key]
 	delete(b.running, key)
 	b.mu.Unlock()
 	if ok {
-		e.Close()
+		closeEtcd(e, hard)
 		klog.V(2).InfoS("Stopped etcd member", "member", m.Name)
 	}
 }
 
+func closeEtcd(e *embed.Etcd, hard bool) {
+	if hard {
+		e.Server.HardStop()
+	}
+	e.Close()
+}
+
+// stopInstance stops every member of an instance at once.
 func (b *Backend) stopInstance(dir string, st *instanceState) {
 	var wg sync.WaitGroup
 	for i := range st.Members {
 		m := &st.Members[i]
-		wg.Go(func() { b.stop(dir, m) })
+		wg.Go(func() { b.stop(dir, m, true) })
 	}
 	wg.Wait()
 }
@@ -594,6 +604,12 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		}
 		if id == 0 {
 			if id, members, err = etcdcluster.AddLearner(sctx, cli, m.peerURL(st.TLS)); err != nil {
+				if errors.Is(err, rpctypes.ErrUnhealthy) {
+					// etcd accepts a new member only once every voting member has been
+					// connected for a while (strict reconfiguration check): try again soon.
+					res.Step = fmt.Sprintf("waiting for the cluster to settle before adding member %s", name)
+					return res, nil
+				}
 				return res, err
 			}
 		}
@@ -660,7 +676,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 			return res, err
 		}
 	}
-	b.stop(dir, m)
+	b.stop(dir, m, false)
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
 		return res, err
 	}
@@ -716,7 +732,7 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, e := range running {
-		wg.Go(e.Close)
+		wg.Go(func() { closeEtcd(e, true) })
 	}
 	wg.Wait()
 	return nil
