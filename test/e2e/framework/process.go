@@ -12,8 +12,13 @@ import (
 	"time"
 )
 
-// StopTimeout is how long Stop waits after SIGTERM before it kills the process group.
+// StopTimeout is how long Stop waits after SIGTERM before it kills the process group,
+// unless the process's GracePeriod says otherwise.
 const StopTimeout = 15 * time.Second
+
+// ErrKilled is returned by Stop when the process did not end within its grace period after
+// SIGTERM and was killed.
+var ErrKilled = errors.New("killed after the grace period")
 
 // Process is a child process in a process group of its own, logging to a file.
 type Process struct {
@@ -21,6 +26,8 @@ type Process struct {
 	Name string
 	// LogPath is the file receiving the process's stdout and stderr.
 	LogPath string
+	// GracePeriod is how long Stop waits after SIGTERM; zero means StopTimeout.
+	GracePeriod time.Duration
 
 	cmd     *exec.Cmd
 	logFile *os.File
@@ -75,7 +82,7 @@ func (p *Process) Exited() (bool, error) {
 	}
 }
 
-// Stop sends SIGTERM to the process group, waits up to StopTimeout, then sends SIGKILL. It
+// Stop sends SIGTERM to the process group, waits up to its grace period, then sends SIGKILL. It
 // returns an error when the process had to be killed or ended with a failure before Stop.
 // Calling it again is a no-op.
 func (p *Process) Stop() error {
@@ -94,12 +101,16 @@ func (p *Process) Stop() error {
 		}
 		return nil
 	}
+	grace := p.GracePeriod
+	if grace == 0 {
+		grace = StopTimeout
+	}
 	pgid := -p.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(StopTimeout):
+	case <-time.After(grace):
 	}
 	_ = syscall.Kill(pgid, syscall.SIGKILL)
 	select {
@@ -107,7 +118,7 @@ func (p *Process) Stop() error {
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("%s (pid %d) survived SIGKILL", p.Name, p.cmd.Process.Pid)
 	}
-	return fmt.Errorf("%s did not stop within %s of SIGTERM and was killed", p.Name, StopTimeout)
+	return fmt.Errorf("%s did not stop within %s of SIGTERM: %w", p.Name, grace, ErrKilled)
 }
 
 // Kill sends SIGKILL to the process group and waits for the process to end.
