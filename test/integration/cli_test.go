@@ -4,16 +4,29 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/cli"
+	"github.com/etcdaas/etcdaas/pkg/cmd/server"
+	"github.com/etcdaas/etcdaas/pkg/controller"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 	"github.com/etcdaas/etcdaas/test/integration/framework"
 )
@@ -167,4 +180,131 @@ func TestCLILifecycle(t *testing.T) {
 	}
 	expectPlugin(t, runPlugin(t, ns, "delete", "one"), 1, "",
 		"Error from server (NotFound): etcdinstances.etcdaas.dev \"one\" not found\n")
+}
+
+// TestCLIWithController drives real etcd members: the in-process controller runs them with the
+// local backend, and backup streams a snapshot from them.
+func TestCLIWithController(t *testing.T) {
+	dir := t.TempDir()
+	var (
+		mu             sync.Mutex
+		controllerDone <-chan struct{}
+	)
+	// Cleanups run last-registered first: the server stops (and with it the controller's
+	// context), then this waits for the controller, then the data directory goes.
+	t.Cleanup(func() {
+		mu.Lock()
+		done := controllerDone
+		mu.Unlock()
+		if done != nil {
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Error("the controller did not stop")
+			}
+		}
+	})
+	srv := framework.StartT(t, framework.Options{DataDir: dir, PostStartHooks: []server.PostStartHook{{
+		Name: "cli-test-controller",
+		Run: func(ctx context.Context, config *rest.Config) error {
+			done, err := controller.StartLocal(ctx, config, local.Options{Dir: dir})
+			mu.Lock()
+			controllerDone = done
+			mu.Unlock()
+			return err
+		},
+	}}})
+	plugin := pluginRunner{server: srv}
+	runPlugin := plugin.run
+	cs, err := versioned.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "cli-" + rand.String(6)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	waitRunning := func(name string, replicas int32) *v1beta1.ETCDInstance {
+		t.Helper()
+		var last *v1beta1.ETCDInstance
+		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			in, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			last = in
+			return in.Status.Phase == v1beta1.PhaseRunning && in.Status.ReadyReplicas == replicas &&
+				in.Status.ObservedGeneration == in.Generation, nil
+		})
+		if err != nil {
+			t.Fatalf("%s not Running with %d ready members: %v; last status %+v", name, replicas, err, last)
+		}
+		return last
+	}
+
+	start := time.Now()
+	expectPlugin(t, runPlugin(t, ns, "create", "db", "--replicas", "1"), 0, "etcdinstance.etcdaas.dev/db created\n", "")
+	in := waitRunning("db", 1)
+	t.Logf("create to Running (1 member): %s", time.Since(start).Round(time.Millisecond))
+
+	r := runPlugin(t, ns, "get", "db", "-o", "wide")
+	expectPlugin(t, r, 0, "", "")
+	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); len(fields) < 9 || fields[2] != "1/1" || fields[3] != "Running" || fields[8] != "db-0" {
+		t.Errorf("get -o wide:\n%s", r.stdout)
+	}
+
+	// Write keys to the member, then back it up.
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{in.Status.Members[0].ClientURL}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const keys = 500
+	for i := range keys {
+		if _, err := client.Put(ctx, fmt.Sprintf("/cli/%04d", i), strings.Repeat("x", 256)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "db.snapshot")
+	r = runPlugin(t, ns, "backup", "db", "-o", file)
+	expectPlugin(t, r, 0, "", "")
+	if !strings.HasPrefix(r.stdout, "Snapshot of "+ns+"/db saved to "+file) || !strings.Contains(r.stdout, fmt.Sprintf(", %d keys, ", keys)) {
+		t.Errorf("backup: %q", r.stdout)
+	}
+	status, err := snapshot.NewV3(zap.NewNop()).Status(file)
+	if err != nil {
+		t.Fatalf("etcdutl snapshot status on the backup: %v", err)
+	}
+	if status.TotalKey != keys {
+		t.Errorf("the backup holds %d keys, want %d", status.TotalKey, keys)
+	}
+	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
+		t.Errorf("%s.part left behind: %v", file, err)
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing.snapshot")
+	expectPlugin(t, runPlugin(t, ns, "backup", "nope", "-o", missing), 1, "",
+		"Error from server (NotFound): etcdinstances.etcdaas.dev \"nope\" not found\n")
+	for _, p := range []string{missing, missing + ".part"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s exists after a failed backup", p)
+		}
+	}
+
+	// Scale through the plugin; the controller adds members one at a time.
+	start = time.Now()
+	expectPlugin(t, runPlugin(t, ns, "scale", "db", "--replicas", "3"), 0, "etcdinstance.etcdaas.dev/db scaled\n", "")
+	waitRunning("db", 3)
+	t.Logf("scale 1 -> 3: %s", time.Since(start).Round(time.Millisecond))
+	r = runPlugin(t, ns, "list")
+	expectPlugin(t, r, 0, "", "")
+	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); fields[0] != "db" || fields[1] != "3" || fields[2] != "3/3" || fields[3] != "Running" {
+		t.Errorf("list:\n%s", r.stdout)
+	}
+
+	// delete waits for the controller to stop the members and clear its finalizer.
+	expectPlugin(t, runPlugin(t, ns, "delete", "db", "--timeout", "2m"), 0, "etcdinstance.etcdaas.dev \"db\" deleted\n", "")
+	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, "db", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after delete: %v", err)
+	}
 }

@@ -136,7 +136,7 @@ func TestStandalonePostStartHook(t *testing.T) {
 	}
 }
 
-func TestStandaloneRefusesNonLoopback(t *testing.T) {
+func TestStandaloneRefusesBadOptions(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0", "10.1.2.3", "::"} {
 		var out, errOut bytes.Buffer
 		cmd := server.NewCommand(context.Background(), &out, &errOut)
@@ -146,10 +146,18 @@ func TestStandaloneRefusesNonLoopback(t *testing.T) {
 			t.Errorf("--bind-address %s: err = %v, want a loopback error", addr, err)
 		}
 	}
-	var out, errOut bytes.Buffer
-	cmd := server.NewCommand(context.Background(), &out, &errOut)
-	cmd.SetArgs([]string{"--standalone"})
-	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
-		t.Errorf("--standalone without --data-dir: err = %v", err)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--standalone"}, "--data-dir is required"},
+		{[]string{"--standalone", "--data-dir", t.TempDir(), "--etcd-servers", "http://127.0.0.1:2379"}, "cannot be used with --standalone"},
+	} {
+		var out, errOut bytes.Buffer
+		cmd := server.NewCommand(context.Background(), &out, &errOut)
+		cmd.SetArgs(c.args)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: err = %v, want %q", c.args, err, c.want)
+		}
 	}
 }

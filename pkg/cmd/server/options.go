@@ -154,9 +154,15 @@ func (o *Options) RunAggregated(ctx context.Context) error {
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
 
-// NewCommand returns the etcdaas-apiserver command.
+// NewCommand returns the etcdaas-apiserver command with the default options.
 func NewCommand(ctx context.Context, out, errOut io.Writer) *cobra.Command {
-	o := NewOptions()
+	return NewCommandWithOptions(ctx, NewOptions(), out, errOut)
+}
+
+// NewCommandWithOptions returns the etcdaas-apiserver command over o, so that a caller can
+// preset options the flags do not cover, such as Standalone.PostStartHooks (the in-process
+// controller), and add its own flags to the command.
+func NewCommandWithOptions(ctx context.Context, o *Options, out, errOut io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "etcdaas-apiserver",
 		Short: "Serve the etcdaas.dev API (ETCDInstance) as an aggregated or standalone API server",

@@ -123,6 +123,9 @@ func (o *Options) validateStandalone() []error {
 			errs = append(errs, fmt.Errorf("%s %d is not a port", name, port))
 		}
 	}
+	if servers := o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList; len(servers) > 0 {
+		errs = append(errs, fmt.Errorf("--etcd-servers %v cannot be used with --standalone: standalone mode stores objects in its embedded etcd under --data-dir", servers))
+	}
 	if o.Standalone.EtcdClientPort != 0 && o.Standalone.EtcdClientPort == o.Standalone.EtcdPeerPort {
 		errs = append(errs, errors.New("--standalone-etcd-client-port and --standalone-etcd-peer-port must differ"))
 	}
