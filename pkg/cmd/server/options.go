@@ -19,11 +19,13 @@ import (
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
 	netutils "k8s.io/utils/net"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
 )
 
@@ -132,7 +134,20 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
-	return &apiserver.Config{GenericConfig: c}, nil
+	config := &apiserver.Config{GenericConfig: c}
+	// Backups reach the members the kubernetes backend runs (StatefulSet pods, TLS Secret).
+	if c.ClientConfig != nil {
+		kube, err := kubernetes.NewForConfig(c.ClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		dialer, err := kubebackend.New(kubebackend.Options{Client: kube})
+		if err != nil {
+			return nil, err
+		}
+		config.ExtraConfig.BackupDialer = dialer
+	}
+	return config, nil
 }
 
 // RunAggregated runs the aggregated mode until ctx is done.
