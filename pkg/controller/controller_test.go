@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -247,5 +248,67 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the controller did not stop")
+	}
+}
+
+func (f *fakeBackend) syncs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.steps
+}
+
+func TestLeaderElectionHandsOver(t *testing.T) {
+	kube := kubefake.NewClientset()
+	client := fake.NewClientset(&v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+	})
+	start := func(identity string, be *fakeBackend) (context.CancelFunc, chan error) {
+		c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
+			LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: identity,
+				LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return cancel, done
+	}
+	waitSyncs := func(be *fakeBackend) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for be.syncs() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the leader never reconciled")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	first, second := &fakeBackend{}, &fakeBackend{}
+	cancelFirst, firstDone := start("first", first)
+	waitSyncs(first)
+	cancelSecond, secondDone := start("second", second)
+	defer cancelSecond()
+	time.Sleep(time.Second)
+	if n := second.syncs(); n != 0 {
+		t.Fatalf("the standby reconciled %d times while the leader held the lease", n)
+	}
+	lease, err := kube.CoordinationV1().Leases("etcdaas-system").Get(context.Background(), "etcdaas-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Deref(lease.Spec.HolderIdentity, "") != "first" {
+		t.Fatalf("lease holder %v", lease.Spec.HolderIdentity)
+	}
+	// The leader stops and releases the lease: the standby takes over.
+	cancelFirst()
+	if err := <-firstDone; err != nil {
+		t.Fatalf("leader stopped with %v", err)
+	}
+	waitSyncs(second)
+	cancelSecond()
+	if err := <-secondDone; err != nil {
+		t.Fatalf("second leader stopped with %v", err)
 	}
 }
