@@ -21,8 +21,12 @@ var Version = "dev"
 // "v1.37.2+etcdaas.dev" and the VCS revision of the build when known. Without this, a binary
 // built without Kubernetes' ldflags reports "v0.0.0-master+$Format:%H$", which kubectl version
 // cannot parse.
-func EffectiveVersion() basecompatibility.EffectiveVersion {
-	return effectiveVersion{EffectiveVersion: utilcompatibility.DefaultBuildEffectiveVersion()}
+// base is the version to wrap; nil means the default build version.
+func EffectiveVersion(base basecompatibility.EffectiveVersion) basecompatibility.EffectiveVersion {
+	if base == nil {
+		base = utilcompatibility.DefaultBuildEffectiveVersion()
+	}
+	return effectiveVersion{EffectiveVersion: base}
 }
 
 type effectiveVersion struct {

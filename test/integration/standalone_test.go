@@ -59,10 +59,23 @@ func TestStandaloneRestartKeepsObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An open watch (kubectl get -w, an informer) must not hold the stop for the request
+	// timeout.
+	w, err := cs.EtcdaasV1beta1().ETCDInstances("").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	stopStart := time.Now()
 	if err := first.Stop(); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}
 	stopped = true
+	if took := time.Since(stopStart); took > 15*time.Second {
+		t.Errorf("stop with an open watch took %s", took)
+	} else {
+		t.Logf("stopped with an open watch in %s", took.Round(time.Millisecond))
+	}
 	if _, err := cs.EtcdaasV1beta1().ETCDInstances("default").Get(ctx, "kept", metav1.GetOptions{}); err == nil {
 		t.Fatal("server still answers after Stop")
 	}

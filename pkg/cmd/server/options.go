@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,7 +19,6 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
-	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	netutils "k8s.io/utils/net"
 
@@ -35,11 +35,18 @@ const DefaultEtcdPathPrefix = "/registry/etcdaas.dev"
 // DefaultSecurePort is the port the server listens on unless --secure-port says otherwise.
 const DefaultSecurePort = 6443
 
+// DefaultShutdownWatchTerminationGracePeriod is how long a stopping server lets open watches
+// drain before it closes them.
+const DefaultShutdownWatchTerminationGracePeriod = 2 * time.Second
+
 // Options are the command-line options of etcdaas-apiserver.
 type Options struct {
 	// RecommendedOptions are the generic API server options: etcd, secure serving, delegated
 	// authentication and authorization, audit, admission, features.
 	RecommendedOptions *genericoptions.RecommendedOptions
+	// ServerRun are the generic request and shutdown options (timeouts, in-flight limits,
+	// shutdown delays, the watch termination grace period).
+	ServerRun *genericoptions.ServerRunOptions
 	// Standalone selects the standalone mode: embedded etcd, own PKI, loopback only.
 	Standalone StandaloneOptions
 	// AlternateDNS are extra names for the self-signed serving certificate of the aggregated
@@ -57,12 +64,16 @@ func NewOptions() *Options {
 			DefaultEtcdPathPrefix,
 			apiserver.Codecs.LegacyCodec(v1beta1.SchemeGroupVersion),
 		),
+		ServerRun: genericoptions.NewServerRunOptions(),
 		Standalone: StandaloneOptions{
 			EtcdClientPort: DefaultStandaloneEtcdClientPort,
 			EtcdPeerPort:   DefaultStandaloneEtcdPeerPort,
 		},
 	}
 	o.RecommendedOptions.SecureServing.BindPort = DefaultSecurePort
+	// Open watches (kubectl get -w, informers, the garbage collector's) would otherwise hold a
+	// SIGTERM for the whole request timeout.
+	o.ServerRun.ShutdownWatchTerminationGracePeriod = DefaultShutdownWatchTerminationGracePeriod
 	// Objects are stored as v1beta1 JSON: the types have no protobuf encoding.
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1beta1.SchemeGroupVersion, schema.GroupKind{Group: etcdaas.GroupName})
@@ -73,7 +84,7 @@ func NewOptions() *Options {
 // AddFlags registers the options' flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.RecommendedOptions.AddFlags(fs)
-	utilfeature.DefaultMutableFeatureGate.AddFlag(fs)
+	o.ServerRun.AddUniversalFlags(fs)
 	o.Standalone.AddFlags(fs)
 	fs.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
 		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
@@ -85,6 +96,10 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 		if f := fs.Lookup("bind-address"); f != nil && f.Changed {
 			o.bindAddressSet = true
 		}
+	}
+	// Applies --feature-gates and --emulated-version.
+	if err := o.ServerRun.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
 	}
 	if o.Standalone.Enabled {
 		return o.completeStandalone()
@@ -99,14 +114,19 @@ func (o *Options) Validate() error {
 		errs = append(errs, o.validateStandalone()...)
 	} else {
 		errs = append(errs, o.RecommendedOptions.Validate()...)
+		errs = append(errs, o.ServerRun.Validate()...)
 	}
 	return utilerrors.NewAggregate(errs)
 }
 
 // genericConfig returns the generic configuration common to both modes, before the
-// recommended options are applied: OpenAPI v2 and v3, effective version, feature gate.
-func genericConfig() *genericapiserver.RecommendedConfig {
+// recommended options are applied: request and shutdown options, OpenAPI v2 and v3,
+// effective version, feature gate.
+func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 	c := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	if err := o.ServerRun.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
 
 	namer := apiserver.OpenAPIDefinitionNamer()
 	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitions, namer)
@@ -119,9 +139,10 @@ func genericConfig() *genericapiserver.RecommendedConfig {
 	// A backup streams a whole snapshot: it must not be cut by the request timeout.
 	c.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("backup"))
 
-	c.EffectiveVersion = apiserver.EffectiveVersion()
-	c.FeatureGate = utilfeature.DefaultFeatureGate
-	return c
+	// ServerRun set the effective version and feature gate from --emulated-version and
+	// --feature-gates; /version reports it with a gitVersion kubectl can parse.
+	c.EffectiveVersion = apiserver.EffectiveVersion(c.EffectiveVersion)
+	return c, nil
 }
 
 // Config returns the server configuration of the aggregated mode.
@@ -130,7 +151,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		"localhost", o.AlternateDNS, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
 	}
-	c := genericConfig()
+	c, err := o.genericConfig()
+	if err != nil {
+		return nil, err
+	}
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}

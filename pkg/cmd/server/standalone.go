@@ -132,6 +132,7 @@ func (o *Options) validateStandalone() []error {
 	errs = append(errs, o.RecommendedOptions.SecureServing.Validate()...)
 	errs = append(errs, o.RecommendedOptions.Audit.Validate()...)
 	errs = append(errs, o.RecommendedOptions.Features.Validate()...)
+	errs = append(errs, o.ServerRun.Validate()...)
 	return errs
 }
 
@@ -396,7 +397,10 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	ro.Admission = nil
 	ro.Features.EnablePriorityAndFairness = false
 
-	c := genericConfig()
+	c, err := o.genericConfig()
+	if err != nil {
+		return nil, err
+	}
 	if err := ro.ApplyTo(c); err != nil {
 		return nil, err
 	}
