@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,7 +102,13 @@ func New(opts Options) (*Controller, error) {
 		informer: inf.Informer(),
 		lister:   inf.Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.NewTypedMaxOfRateLimiter(
+				// Per instance: 100ms doubling up to 30s, so that a broken member is
+				// retried promptly but not in a hot loop.
+				workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+				// Overall: 10 qps with bursts of 100, as client-go's default.
+				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcdinstances"}),
 		now: metav1.Now,
 	}
@@ -205,6 +212,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	defer c.queue.Done(key)
 	requeueAfter, err := c.reconcile(ctx, key)
 	switch {
+	case errors.Is(err, errWaiting):
+		// Unhealthy members: look again with a growing delay.
+		c.queue.AddRateLimited(key)
 	case err != nil && ctx.Err() == nil:
 		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling ETCDInstance", "key", key)
 		c.queue.AddRateLimited(key)
@@ -324,8 +334,15 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if res != nil && res.Converged {
 		return c.opts.HealthInterval, nil
 	}
+	if res != nil && res.Unhealthy != "" && res.Step == "" {
+		return 0, errWaiting
+	}
 	return c.opts.StepInterval, nil
 }
+
+// errWaiting means the instance waits for its members to be healthy; it is retried with
+// backoff and not logged as an error.
+var errWaiting = errors.New("waiting for members to be healthy")
 
 // writeStatus writes the status computed from the latest object through the status
 // subresource, re-reading and retrying on conflicts; it skips the write when nothing changed.
