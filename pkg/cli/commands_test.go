@@ -244,6 +244,12 @@ func TestGetErrors(t *testing.T) {
 	if r.stderr != "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?\n" {
 		t.Errorf("stderr %q", r.stderr)
 	}
+	// A context the kubeconfig does not have.
+	r = s.run(t, "get", "x", "--context", "nope")
+	expectCode(t, r, 1)
+	if r.stderr != "Error in configuration: invalid configuration: context was not found for specified context: nope\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
 	// A kubeconfig that does not exist.
 	r = runPlugin(t, "", false, "get", "x", "--kubeconfig", t.TempDir()+"/missing")
 	expectCode(t, r, 1)
