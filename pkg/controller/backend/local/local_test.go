@@ -171,3 +171,73 @@ func TestTLSAndUnsupportedVersion(t *testing.T) {
 		t.Fatal("an instance with an unsupported version has members")
 	}
 }
+
+// TestResumesHalfDoneChanges simulates a controller that died right after adding a learner
+// (before recording its ID) and right after deciding to remove a member (before removing it).
+func TestResumesHalfDoneChanges(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("resume", 1, false)
+	converge(t, b, inst)
+	ctx := context.Background()
+	idir := filepath.Join(dir, "instances", "ns", "resume")
+
+	// Died after MemberAddAsLearner: the member is recorded as joining without an ID.
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := memberState{Name: memberName("resume", st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
+	if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+		t.Fatal(err)
+	}
+	st.NextOrdinal++
+	st.Members = append(st.Members, m)
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	access, err := b.Access(ctx, "ns", "resume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	addedID, _, err := etcdcluster.AddLearner(ctx, cli, m.peerURL(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Spec.Replicas = ptr.To[int32](2)
+	res := converge(t, b, inst)
+	if len(res.Members) != 2 || res.Members[1].ID != etcdcluster.FormatID(addedID) {
+		t.Fatalf("the learner added before the crash was not adopted: %+v", res.Members)
+	}
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil || len(members) != 2 {
+		t.Fatalf("members %+v, %v", members, err)
+	}
+
+	// Died after recording the removal, before MemberRemove.
+	st, err = loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Members[1].Phase = phaseRemoving
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	inst.Spec.Replicas = ptr.To[int32](1)
+	res = converge(t, b, inst)
+	if len(res.Members) != 1 || res.Members[0].Name != "resume-0" {
+		t.Fatalf("members after the resumed removal: %+v", res.Members)
+	}
+	if members, err = etcdcluster.MemberList(ctx, cli); err != nil || len(members) != 1 {
+		t.Fatalf("members %+v, %v", members, err)
+	}
+	if _, err := os.Stat(filepath.Join(idir, "resume-1")); !os.IsNotExist(err) {
+		t.Fatalf("data of the removed member left: %v", err)
+	}
+}
