@@ -98,8 +98,10 @@ type Server struct {
 	GenericAPIServer *genericapiserver.GenericAPIServer
 }
 
-// Complete fills in the defaults of the generic configuration.
+// Complete fills in the defaults of the generic configuration, and makes requests that present
+// a client certificate wait (briefly) for the client CAs to load.
 func (cfg *Config) Complete() CompletedConfig {
+	holdUntilClientCAsLoaded(&cfg.GenericConfig.Config)
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
