@@ -203,9 +203,16 @@ func TestDeployManifests(t *testing.T) {
 				}
 			}
 		}
-		for _, rule := range role.Rules {
-			if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") || slices.Contains(rule.Resources, "secrets") {
-				t.Errorf("etcdaas-apiserver is granted more than it needs: %+v", rule)
+		backup := r.clusterRoles["etcdaas-apiserver:backup"]
+		if !grants(backup.Rules, "apps", "statefulsets", "get") || !grants(backup.Rules, "", "secrets", "get") {
+			t.Errorf("etcdaas-apiserver cannot find members for backups: %+v", backup.Rules)
+		}
+		for _, rule := range append(role.Rules, backup.Rules...) {
+			if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") {
+				t.Errorf("etcdaas-apiserver is granted a wildcard: %+v", rule)
+			}
+			if slices.Contains(rule.Resources, "secrets") && !slices.Equal(rule.Verbs, []string{"get"}) {
+				t.Errorf("etcdaas-apiserver may do more than get Secrets: %+v", rule)
 			}
 		}
 	})

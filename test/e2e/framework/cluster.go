@@ -68,6 +68,11 @@ type Cluster struct {
 	Dynamic dynamic.Interface
 	// EtcdaasPort is the secure port etcdaas-apiserver listens on.
 	EtcdaasPort int
+	// ServicePort is the port of the Service and the APIServices: a ReadinessProxy to
+	// EtcdaasPort, so that kube-apiserver reaches the server only while it is ready.
+	ServicePort int
+	// Proxy forwards ServicePort to EtcdaasPort while etcdaas-apiserver is ready.
+	Proxy *ReadinessProxy
 	// APIServerKubeconfig is the etcdaas-apiserver service account's kubeconfig.
 	APIServerKubeconfig string
 	// ControllerKubeconfig is the etcdaas-controller service account's kubeconfig.
@@ -97,6 +102,12 @@ func StartCluster(t testing.TB) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c.OurBin = BuildCommands(t)
+	proxy, err := StartReadinessProxy(HostPort(c.ServicePort), HostPort(c.EtcdaasPort), c.PKI.ServingCA.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Proxy = proxy
+	t.Cleanup(proxy.Close)
 	c.serverArgs = c.etcdaasAPIServerArgs()
 	if err := c.StartEtcdaasAPIServer(); err != nil {
 		t.Fatal(err)
@@ -149,7 +160,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	ports, err := FreePorts(7)
+	ports, err := FreePorts(8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +168,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	c.etcdaasEtcdPort = ports[4]
 	etcdaasEtcdPeer := ports[5]
 	c.EtcdaasPort = ports[6]
+	c.ServicePort = ports[7]
 
 	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
 	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
@@ -383,7 +395,7 @@ func (c *Cluster) ApplyDeployOverlay(ctx context.Context) {
 		c.t.Fatal(err)
 	}
 	caBundle := base64.StdEncoding.EncodeToString(c.PKI.ServingCA.CertPEM)
-	port := strconv.Itoa(c.EtcdaasPort)
+	port := strconv.Itoa(c.ServicePort)
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:

@@ -17,7 +17,8 @@ const KubectlTimeout = 2 * time.Minute
 type KubectlClient struct {
 	// Path is the kubectl binary.
 	Path string
-	// Kubeconfig is passed with --kubeconfig.
+	// Kubeconfig is passed in $KUBECONFIG (not --kubeconfig: kubectl refuses flags before a
+	// plugin's name).
 	Kubeconfig string
 	// Env is added to the environment (such as KUBECTL_EXTERNAL_DIFF or EDITOR).
 	Env []string
@@ -40,8 +41,7 @@ func (r Result) String() string {
 func (k KubectlClient) Run(ctx context.Context, stdin string, args ...string) Result {
 	ctx, cancel := context.WithTimeout(ctx, KubectlTimeout)
 	defer cancel()
-	full := append([]string{"--kubeconfig=" + k.Kubeconfig}, args...)
-	cmd := exec.CommandContext(ctx, k.Path, full...)
+	cmd := exec.CommandContext(ctx, k.Path, args...)
 	// A clean environment apart from what kubectl needs: no user kubeconfig, and a home
 	// (hence a discovery cache) of its own per kubeconfig.
 	home := k.Kubeconfig + ".home"
