@@ -676,7 +676,8 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 			return res, err
 		}
 	}
-	b.stop(dir, m, false)
+	// The member is out of the cluster: nothing to hand over, stop it at once.
+	b.stop(dir, m, true)
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
 		return res, err
 	}
