@@ -14,7 +14,8 @@ import (
 const authCAWaitTimeout = 10 * time.Second
 
 // withClientCAsLoaded holds requests that present a client certificate until the CA bundles
-// that verify such certificates have content, for at most authCAWaitTimeout.
+// that verify such certificates have content, for at most authCAWaitTimeout once: after that
+// it stops waiting.
 //
 // In aggregated mode the request-header CA (kube-apiserver's front proxy) and the client CA
 // come from the kube-system/extension-apiserver-authentication ConfigMap through informers
@@ -54,7 +55,9 @@ func withClientCAsLoaded(handler http.Handler, providers []dynamiccertificates.C
 			case <-r.Context().Done():
 				return
 			case <-deadline.C:
-				klog.Warningf("client CA bundles still empty after %s; serving %s %s without them", authCAWaitTimeout, r.Method, r.URL.Path)
+				// A cluster without these CAs would otherwise delay every request: stop waiting.
+				klog.Warningf("client CA bundles still empty after %s; serving requests without waiting for them", authCAWaitTimeout)
+				loaded.Store(true)
 				handler.ServeHTTP(w, r)
 				return
 			case <-tick.C:
