@@ -98,10 +98,14 @@ type Cluster struct {
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	start := time.Now()
+	// Our commands build while the control plane starts.
+	RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
+	go func() { _, _ = buildCommands() }()
 	c := StartControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c.OurBin = BuildCommands(t)
+	t.Logf("our commands built in %s (concurrently with the control plane)", BuildTime().Round(100*time.Millisecond))
 	proxy, err := StartReadinessProxy(HostPort(c.ServicePort), HostPort(c.EtcdaasPort), c.PKI.ServingCA.CertPEM)
 	if err != nil {
 		t.Fatal(err)

@@ -107,6 +107,7 @@ var (
 	buildOnce sync.Once
 	buildDir  string
 	buildErr  error
+	buildTime time.Duration
 )
 
 // BuildCommands builds etcdaas-apiserver, etcdaas-controller and kubectl-etcdaas once per
@@ -114,6 +115,16 @@ var (
 // makes a rebuild of unchanged sources quick.
 func BuildCommands(t testing.TB) string {
 	t.Helper()
+	dir, err := buildCommands()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// buildCommands is BuildCommands without a test, so that it can start in the background;
+// concurrent callers wait for the one build.
+func buildCommands() (string, error) {
 	buildOnce.Do(func() {
 		root, err := RepoRoot()
 		if err != nil {
@@ -134,16 +145,18 @@ func BuildCommands(t testing.TB) string {
 			buildErr = fmt.Errorf("go build of our commands: %v\n%s", err, out)
 			return
 		}
-		t.Logf("built our commands in %s", time.Since(start).Round(100*time.Millisecond))
+		buildTime = time.Since(start)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
+	return buildDir, buildErr
 }
 
-// CleanupBuild removes the directory BuildCommands built into; call it from TestMain.
+// BuildTime is how long BuildCommands took (zero before it ran).
+func BuildTime() time.Duration { return buildTime }
+
+// CleanupBuild removes the directory BuildCommands built into, after waiting for a build
+// under way; call it from TestMain.
 func CleanupBuild() {
+	buildOnce.Do(func() {})
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
