@@ -210,7 +210,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(key)
+	start := time.Now()
 	requeueAfter, err := c.reconcile(ctx, key)
+	klog.V(4).InfoS("Reconciled ETCDInstance", "key", key, "duration", time.Since(start), "requeueAfter", requeueAfter, "err", err)
 	switch {
 	case errors.Is(err, errWaiting):
 		// Unhealthy members: look again with a growing delay.
