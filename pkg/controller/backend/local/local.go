@@ -364,21 +364,20 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 
 // ensureRunning starts every recorded member with an ID that is not running in this
 // process, from its data. Members restarted together need each other for quorum, so this
-// does not wait for them to be ready: observe does.
+// does not wait for them to be ready: observe does. A member whose recorded ports were taken
+// meanwhile moves to new ones, and the cluster is told its new peer URL.
 func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceState) error {
-	var moved []*memberState
 	for i := range st.Members {
 		m := &st.Members[i]
 		if m.ID == "" || m.Phase == phaseRemoving || b.isRunning(dir, m) {
 			continue
 		}
-		hadPeer := m.PeerPort
 		if !portFree(m.PeerPort) || !portFree(m.ClientPort) {
-			// Someone else took the recorded ports: re-advertise on new ones.
 			p, c, err := freePorts()
 			if err != nil {
 				return err
 			}
+			klog.InfoS("Recorded ports of an etcd member are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
 			m.PeerPort, m.ClientPort = p, c
 			if err := st.save(dir); err != nil {
 				return err
@@ -387,25 +386,39 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 		if _, err := b.start(dir, st, m); err != nil {
 			return err
 		}
-		if m.PeerPort != hadPeer {
-			moved = append(moved, m)
-		}
 	}
-	if len(moved) == 0 {
-		return nil
-	}
+	return b.readvertise(ctx, dir, st)
+}
+
+// readvertise updates the peer URL the cluster has for members that moved to new ports. It
+// needs quorum; without it, it does nothing and a later call retries.
+func (b *Backend) readvertise(ctx context.Context, dir string, st *instanceState) error {
 	access, err := accessFor(dir, st, true)
 	if err != nil {
-		return err
+		return nil // no member to ask
 	}
 	cli, err := access.New()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = cli.Close() }()
-	for _, m := range moved {
-		if err := etcdcluster.UpdatePeerURL(ctx, cli, m.id(), m.peerURL(st.TLS)); err != nil {
-			return err
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	members, err := etcdcluster.MemberList(lctx, cli)
+	if err != nil {
+		return nil // no quorum yet: observe reports the members as unhealthy
+	}
+	for _, cm := range members {
+		for i := range st.Members {
+			m := &st.Members[i]
+			if m.id() != cm.ID || m.Phase == phaseRemoving || len(cm.PeerURLs) == 0 {
+				continue
+			}
+			if want := m.peerURL(st.TLS); len(cm.PeerURLs) != 1 || cm.PeerURLs[0] != want {
+				if err := etcdcluster.UpdatePeerURL(ctx, cli, cm.ID, want); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -2,8 +2,10 @@ package local
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -51,6 +53,8 @@ func converge(t *testing.T, b backend.Backend, inst *v1beta1.ETCDInstance) *back
 			last = err
 		} else if res.Converged {
 			return res
+		} else {
+			t.Logf("sync: step %q unhealthy %q", res.Step, res.Unhealthy)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -239,5 +243,62 @@ func TestResumesHalfDoneChanges(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(idir, "resume-1")); !os.IsNotExist(err) {
 		t.Fatalf("data of the removed member left: %v", err)
+	}
+}
+
+// TestReadvertisesWhenPortsAreTaken restarts a cluster whose recorded ports were taken
+// meanwhile: the members move to new ports and the cluster learns the new peer URL.
+func TestReadvertisesWhenPortsAreTaken(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("ports", 3, false)
+	converge(t, b, inst)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	idir := filepath.Join(dir, "instances", "ns", "ports")
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := st.Members[2]
+	for _, port := range []int{moved.PeerPort, moved.ClientPort} {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("occupying port %d: %v", port, err)
+		}
+		defer func() { _ = l.Close() }()
+	}
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	restarted := time.Now()
+	res := converge(t, b, inst)
+	t.Logf("restarted cluster converged in %s", time.Since(restarted))
+	var got *v1beta1.MemberStatus
+	for i := range res.Members {
+		if res.Members[i].Name == moved.Name {
+			got = &res.Members[i]
+		}
+	}
+	if got == nil || got.PeerURL == moved.peerURL(false) || got.ClientURL == moved.clientURL(false) || !got.Ready {
+		t.Fatalf("member %s did not move off its taken ports: %+v", moved.Name, got)
+	}
+	access, err := b.Access(context.Background(), "ns", "ports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	members, err := etcdcluster.MemberList(context.Background(), cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.Name == moved.Name && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != got.PeerURL) {
+			t.Fatalf("the cluster still has peer URLs %v for %s, want %s", m.PeerURLs, m.Name, got.PeerURL)
+		}
 	}
 }
