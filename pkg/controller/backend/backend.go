@@ -33,7 +33,7 @@ type Backend interface {
 
 // Result is what a Sync observed.
 type Result struct {
-	// Members are the members of the cluster, ordered by name.
+	// Members are the members of the cluster, in ordinal order.
 	Members []v1beta1.MemberStatus
 	// Converged is true when the membership matches spec.replicas, there is no learner and
 	// every member is ready.

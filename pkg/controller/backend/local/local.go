@@ -553,7 +553,6 @@ func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *i
 		}
 		res.Members = append(res.Members, ms)
 	}
-	sort.Slice(res.Members, func(i, j int) bool { return res.Members[i].Name < res.Members[j].Name })
 	if len(unhealthy) > 0 {
 		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
 		return res, nil, statuses, nil
