@@ -1,0 +1,133 @@
+package etcdcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startMember starts a one-member cluster and returns its client URL.
+func startMember(t *testing.T) string {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir, cfg.LogLevel = "m", t.TempDir(), "error"
+	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.InitialCluster = "m=" + peer.String()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("member not ready")
+	}
+	return client.String()
+}
+
+func TestMembershipAndSnapshots(t *testing.T) {
+	ctx := context.Background()
+	endpoint := startMember(t)
+	access := &Access{Endpoints: []string{endpoint}}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	members, err := MemberList(ctx, cli)
+	if err != nil || len(members) != 1 || members[0].Name != "m" || members[0].IsLearner {
+		t.Fatalf("members %+v, %v", members, err)
+	}
+	if id, err := ParseID(members[0].IDString()); err != nil || id != members[0].ID {
+		t.Fatalf("ID round trip: %v %v", id, err)
+	}
+
+	// A learner that never starts cannot be promoted; Promote retries until its context ends.
+	learnerPeer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	id, after, err := AddLearner(ctx, cli, learnerPeer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 2 {
+		t.Fatalf("membership after adding a learner: %+v", after)
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err = Promote(pctx, cli, id)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "not in sync") {
+		t.Fatalf("promoting a learner that never started: %v", err)
+	}
+	if err := Remove(ctx, cli, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(ctx, cli, id); err != nil {
+		t.Fatalf("removing a member twice: %v", err)
+	}
+
+	statuses := StatusAll(ctx, access, access.Endpoints)
+	if !statuses[0].Healthy || !statuses[0].IsLeader() || statuses[0].Revision < 2 {
+		t.Fatalf("status %+v", statuses[0])
+	}
+	if err := MoveLeaderAway(ctx, access, members[0].ID, members, statuses); err == nil {
+		t.Fatal("moved leadership away from the only member")
+	}
+	if err := MoveLeaderAway(ctx, access, members[0].ID+1, members, statuses); err != nil {
+		t.Fatalf("moving leadership away from a follower is a no-op: %v", err)
+	}
+
+	// The snapshot source skips unreachable members; with none reachable, it says why.
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	mixed := &Access{Endpoints: []string{dead, endpoint}}
+	best, err := BestSnapshotSource(ctx, mixed)
+	if err != nil || best.Endpoint != endpoint {
+		t.Fatalf("best source %+v, %v", best, err)
+	}
+	if _, err := BestSnapshotSource(ctx, &Access{Endpoints: []string{dead}}); !errors.Is(err, ErrNoHealthyMember) || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("no healthy member: %v", err)
+	}
+	if _, err := BestSnapshotSource(ctx, &Access{}); !errors.Is(err, ErrNoMembers) {
+		t.Fatalf("no members: %v", err)
+	}
+
+	snap, err := OpenBestSnapshot(ctx, mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, snap)
+	if err != nil || n < 4096 {
+		t.Fatalf("snapshot: %d bytes, %v", n, err)
+	}
+	if snap.Revision != best.Revision || snap.Endpoint != endpoint || snap.Version == "" {
+		t.Fatalf("snapshot metadata %+v", snap)
+	}
+	if err := snap.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+}
