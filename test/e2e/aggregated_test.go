@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
@@ -405,6 +407,25 @@ func testNamespaceDeletion(t *testing.T, c *framework.Cluster) {
 	k := c.AdminKubectl()
 	mustRun(t, k, scenarioAlpha+"---\n"+strings.Replace(scenarioBeta, "size: 1Gi", "size: 2Gi", 1), "apply", "-n", ns, "-f", "-")
 	inst := waitRunning(t, c, ns, "current", 2*time.Minute)
+	// What the namespace controller and the garbage collector send: protobuf first, JSON
+	// as the fallback. The answer must be a 200 in one of them, never a 406.
+	httpClient, err := rest.HTTPClientFor(c.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/apis/etcdaas.dev/v1beta1", "/apis/etcdaas.dev/v1beta1/namespaces/" + ns + "/etcdinstances"} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, c.Server+path, nil)
+		req.Header.Set("Accept", "application/vnd.kubernetes.protobuf, */*")
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s asking for protobuf: %s", path, resp.Status)
+		}
+		t.Logf("GET %s asking for protobuf: %s, %s", path, resp.Status, resp.Header.Get("Content-Type"))
+	}
 	if !slices.Contains(inst.Finalizers, "etcdaas.dev/members") {
 		t.Logf("finalizers of a running instance: %v", inst.Finalizers)
 	}
