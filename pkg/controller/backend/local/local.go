@@ -42,8 +42,11 @@ type Options struct {
 	SnapshotCatchUpEntries uint64
 	// QuotaBackendBytes is etcd's --quota-backend-bytes (0: etcd's default, 2 GiB).
 	QuotaBackendBytes int64
-	// LogLevel is the members' log level (default "error").
+	// LogLevel is the members' log level (default "warn").
 	LogLevel string
+	// LogToStderr sends the members' logs to stderr instead of a file per member,
+	// DIR/instances/<namespace>/<name>/<member>.log.
+	LogToStderr bool
 	// StepTimeout bounds one membership step such as starting a member or promoting a
 	// learner (default 60s).
 	StepTimeout time.Duration
@@ -79,7 +82,7 @@ func New(opts Options) (*Backend, error) {
 		opts.SnapshotCatchUpEntries = 5000
 	}
 	if opts.LogLevel == "" {
-		opts.LogLevel = "error"
+		opts.LogLevel = "warn"
 	}
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 60 * time.Second
@@ -228,6 +231,11 @@ func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	}
 	res.Converged = true
 	return res, nil
+}
+
+// memberLog is the log file of a member.
+func memberLog(dir, member string) string {
+	return filepath.Join(dir, member+".log")
 }
 
 func memberName(instance string, ordinal int) string {
@@ -454,7 +462,12 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 	cfg.SnapshotCatchUpEntries = b.opts.SnapshotCatchUpEntries
 	cfg.QuotaBackendBytes = b.opts.QuotaBackendBytes
 	cfg.LogLevel = b.opts.LogLevel
-	cfg.LogOutputs = []string{embed.StdErrLogOutput}
+	// etcd logs expected events (a stopping member's closed listeners) as errors: by default
+	// each member logs to a file next to its data rather than into the controller's log.
+	cfg.LogOutputs = []string{memberLog(dir, m.Name)}
+	if b.opts.LogToStderr {
+		cfg.LogOutputs = []string{embed.StdErrLogOutput}
+	}
 	cfg.MaxLearners = 1
 	peer, err := url.Parse(m.peerURL(st.TLS))
 	if err != nil {
@@ -691,6 +704,9 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	// The member is out of the cluster: nothing to hand over, stop it at once.
 	b.stop(dir, m, true)
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
+		return res, err
+	}
+	if err := os.Remove(memberLog(dir, m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return res, err
 	}
 	st.removeMember(name)
