@@ -226,6 +226,20 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	// Back to one member so the controller does not keep five embedded members busy.
 	mustRun(t, k, "", "scale", "etcdinstance", "current", n, "--replicas=1")
 
+	// edit as an old client would, in v1alpha1, with a scripted editor.
+	editor := writeTemp(t, "editor.sh", "#!/bin/sh\nsed -i 's/^  replicas: 1$/  replicas: 3/' \"$1\"\n")
+	if err := os.Chmod(editor, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ke := k
+	ke.Env = []string{"KUBE_EDITOR=" + editor, "EDITOR=" + editor}
+	if out := mustRun(t, ke, "", "edit", "etcdinstances.v1alpha1.etcdaas.dev", "legacy", n); !strings.Contains(out, "edited") {
+		t.Errorf("edit: %q", out)
+	}
+	if out := mustRun(t, k, "", "get", "etcd", "legacy", n, "-o", "jsonpath={.spec.replicas}"); out != "3" {
+		t.Errorf("replicas after a v1alpha1 edit, seen in v1beta1: %q", out)
+	}
+
 	// explain in both versions, from the aggregated OpenAPI v3 (it follows Available by
 	// about a second).
 	pollKubectl(t, k, 60*time.Second, contains("ETCDInstanceSpec", "replicas", "Replicas is the number of etcd members", "tls", "storage"),
