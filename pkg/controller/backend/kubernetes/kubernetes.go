@@ -176,6 +176,12 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	switch {
 	case len(members) > replicas:
 		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(inst, replicas)), "AddingMember"
+		// A member that never started has no name yet; its pod's name is its ordinal's.
+		for i := range members {
+			if members[i].Name == "" && ordinal(members[i]) >= 0 {
+				members[i].Name = memberName(inst, ordinal(members[i]))
+			}
+		}
 		return res, b.setMembers(ctx, sts, inst, image, members, len(members))
 	case len(members) < replicas:
 		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(inst, replicas-1)), "RemovingMember"
