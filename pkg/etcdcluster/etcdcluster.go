@@ -298,7 +298,7 @@ func MoveLeaderAway(ctx context.Context, access *Access, from uint64, members []
 	return nil
 }
 
-// BestSnapshotSource returns the status of the healthy member with the highest revision
+// BestSnapshotSource returns the status of the healthy voting member with the highest revision
 // (ties broken by raft index, then by endpoint order), or an error wrapping
 // ErrNoHealthyMember with every member's reason.
 func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, error) {
@@ -309,9 +309,13 @@ func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, er
 	var healthy []EndpointStatus
 	var reasons []error
 	for _, st := range statuses {
-		if st.Healthy {
+		switch {
+		case st.Healthy && st.IsLearner:
+			// A learner may lag behind: never back up from one.
+			reasons = append(reasons, fmt.Errorf("%s: is a learner", st.Endpoint))
+		case st.Healthy:
 			healthy = append(healthy, st)
-		} else {
+		default:
 			reasons = append(reasons, fmt.Errorf("%s: %w", st.Endpoint, st.Err))
 		}
 	}
