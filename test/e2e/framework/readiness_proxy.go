@@ -62,8 +62,14 @@ func (p *ReadinessProxy) Close() {
 	p.wg.Wait()
 }
 
+// failureThreshold is how many failed probes in a row make a ready server unready, as a
+// readinessProbe's failureThreshold does: one slow answer on a loaded machine is not an
+// outage.
+const failureThreshold = 3
+
 func (p *ReadinessProxy) probe(ctx context.Context) {
 	defer p.wg.Done()
+	failures := 0
 	for {
 		ok := false
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+p.target+"/readyz", nil)
@@ -71,7 +77,12 @@ func (p *ReadinessProxy) probe(ctx context.Context) {
 			ok = resp.StatusCode == http.StatusOK
 			resp.Body.Close()
 		}
-		p.ready.Store(ok)
+		if ok {
+			failures = 0
+			p.ready.Store(true)
+		} else if failures++; failures >= failureThreshold {
+			p.ready.Store(false)
+		}
 		select {
 		case <-ctx.Done():
 			return
