@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,7 +175,7 @@ func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil {
 		return nil, err
 	}
-	res, members, statuses, err := b.observe(ctx, access, st)
+	res, members, _, err := b.observe(ctx, access, st)
 	if err != nil {
 		return res, err
 	}
@@ -222,9 +223,6 @@ func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		victim := &st.Members[len(st.Members)-1] // highest ordinal
 		victim.Phase = phaseRemoving
 		if err := st.save(dir); err != nil {
-			return res, err
-		}
-		if err := etcdcluster.MoveLeaderAway(ctx, access, victim.id(), members, statuses); err != nil {
 			return res, err
 		}
 		return b.finishRemove(ctx, dir, st, victim.Name)
@@ -697,6 +695,30 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 			return res, err
 		}
 		defer func() { _ = cli.Close() }()
+		// Leadership moves away first, also when resuming a removal.
+		voting := &instanceState{TLS: st.TLS}
+		for _, o := range st.Members {
+			if o.Name == name {
+				o.Phase = phaseVoting // still voting until removed
+			}
+			if o.Phase == phaseVoting {
+				voting.Members = append(voting.Members, o)
+			}
+		}
+		all, err := accessFor(dir, voting, false)
+		if err != nil {
+			return res, err
+		}
+		members, err := etcdcluster.MemberList(sctx, cli)
+		if err != nil {
+			return res, err
+		}
+		if slices.ContainsFunc(members, func(cm etcdcluster.Member) bool { return cm.ID == id }) {
+			statuses := etcdcluster.StatusAll(sctx, all, all.Endpoints)
+			if err := etcdcluster.MoveLeaderAway(sctx, all, id, members, statuses); err != nil {
+				return res, err
+			}
+		}
 		if err := removeWithRetry(sctx, cli, id); err != nil {
 			return res, err
 		}
