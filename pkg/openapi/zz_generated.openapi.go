@@ -229,7 +229,7 @@ func schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceSpec(ref common.ReferenceCallb
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "ETCDInstanceSpec is the etcd cluster you ask for.",
+				Description: "ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running members to match it.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"replicas": {
@@ -257,7 +257,7 @@ func schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceStatus(ref common.ReferenceCal
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "ETCDInstanceStatus is the etcd cluster as the controller last observed it.",
+				Description: "ETCDInstanceStatus is written only by the controller, through the status subresource; changes sent with the main resource are ignored.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"state": {
@@ -410,7 +410,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref common.ReferenceCallba
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "ETCDInstanceSpec is the etcd cluster you ask for.",
+				Description: "ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running members to match it.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"replicas": {
@@ -451,7 +451,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "ETCDInstanceStatus is the etcd cluster as the controller last observed it.",
+				Description: "ETCDInstanceStatus is written only by the controller, through the status subresource; changes sent with the main resource are ignored.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"observedGeneration": {
@@ -544,7 +544,7 @@ func schema_pkg_apis_etcdaas_v1beta1_MemberStatus(ref common.ReferenceCallback) 
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "MemberStatus is the observed state of one etcd member.",
+				Description: "MemberStatus describes one etcd member as the controller last saw it.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"name": {
@@ -608,7 +608,7 @@ func schema_pkg_apis_etcdaas_v1beta1_StorageSpec(ref common.ReferenceCallback) c
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "StorageSpec configures the persistent volume of every member.",
+				Description: "StorageSpec is the PersistentVolumeClaim template of every member.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"size": {
@@ -636,7 +636,7 @@ func schema_pkg_apis_etcdaas_v1beta1_TLSSpec(ref common.ReferenceCallback) commo
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "TLSSpec configures TLS for an etcd cluster.",
+				Description: "TLSSpec holds the TLS settings of a cluster.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"enabled": {

@@ -27,7 +27,8 @@ type ETCDInstance struct {
 	Status ETCDInstanceStatus `json:"status,omitempty"`
 }
 
-// ETCDInstanceSpec is the etcd cluster you ask for.
+// ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running
+// members to match it.
 type ETCDInstanceSpec struct {
 	// Replicas is the number of etcd members, from 1 to 9. Defaults to 1.
 	// +optional
@@ -54,7 +55,8 @@ const (
 	StateFailed State = "failed"
 )
 
-// ETCDInstanceStatus is the etcd cluster as the controller last observed it.
+// ETCDInstanceStatus is written only by the controller, through the status subresource;
+// changes sent with the main resource are ignored.
 type ETCDInstanceStatus struct {
 	// State is "" (not acted on yet, or being deleted), deploying (members are being started,
 	// added or removed), running or failed.

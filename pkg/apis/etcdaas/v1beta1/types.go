@@ -28,7 +28,8 @@ type ETCDInstance struct {
 	Status ETCDInstanceStatus `json:"status,omitempty"`
 }
 
-// ETCDInstanceSpec is the etcd cluster you ask for.
+// ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running
+// members to match it.
 type ETCDInstanceSpec struct {
 	// Replicas is the number of etcd members, from 1 to 9. Defaults to 3. Odd numbers are
 	// recommended: an even number tolerates no more failures than the odd number below it.
@@ -48,7 +49,7 @@ type ETCDInstanceSpec struct {
 	Storage *StorageSpec `json:"storage,omitempty"`
 }
 
-// TLSSpec configures TLS for an etcd cluster.
+// TLSSpec holds the TLS settings of a cluster.
 type TLSSpec struct {
 	// Enabled turns on client and peer TLS with a certificate authority generated for this
 	// instance. Clients then need a certificate signed by that CA.
@@ -56,7 +57,7 @@ type TLSSpec struct {
 	Enabled bool `json:"enabled,omitempty"`
 }
 
-// StorageSpec configures the persistent volume of every member.
+// StorageSpec is the PersistentVolumeClaim template of every member.
 type StorageSpec struct {
 	// Size is the capacity requested for each member's volume, such as "1Gi".
 	// +optional
@@ -87,7 +88,8 @@ const (
 	PhaseDeleting Phase = "Deleting"
 )
 
-// ETCDInstanceStatus is the etcd cluster as the controller last observed it.
+// ETCDInstanceStatus is written only by the controller, through the status subresource;
+// changes sent with the main resource are ignored.
 type ETCDInstanceStatus struct {
 	// ObservedGeneration is the metadata.generation the controller last acted on. When it
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
@@ -119,7 +121,7 @@ type ETCDInstanceStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// MemberStatus is the observed state of one etcd member.
+// MemberStatus describes one etcd member as the controller last saw it.
 type MemberStatus struct {
 	// Name is the member's name, "<instance>-<ordinal>".
 	Name string `json:"name"`

@@ -21,7 +21,8 @@ package v1alpha1
 // ETCDInstanceSpecApplyConfiguration represents a declarative configuration of the ETCDInstanceSpec type for use
 // with apply.
 //
-// ETCDInstanceSpec is the etcd cluster you ask for.
+// ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running
+// members to match it.
 type ETCDInstanceSpecApplyConfiguration struct {
 	// Replicas is the number of etcd members, from 1 to 9. Defaults to 1.
 	Replicas *int32 `json:"replicas,omitempty"`

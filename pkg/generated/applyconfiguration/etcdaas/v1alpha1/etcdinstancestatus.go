@@ -25,7 +25,8 @@ import (
 // ETCDInstanceStatusApplyConfiguration represents a declarative configuration of the ETCDInstanceStatus type for use
 // with apply.
 //
-// ETCDInstanceStatus is the etcd cluster as the controller last observed it.
+// ETCDInstanceStatus is written only by the controller, through the status subresource;
+// changes sent with the main resource are ignored.
 type ETCDInstanceStatusApplyConfiguration struct {
 	// State is "" (not acted on yet, or being deleted), deploying (members are being started,
 	// added or removed), running or failed.

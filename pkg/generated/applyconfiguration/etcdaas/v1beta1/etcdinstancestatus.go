@@ -26,7 +26,8 @@ import (
 // ETCDInstanceStatusApplyConfiguration represents a declarative configuration of the ETCDInstanceStatus type for use
 // with apply.
 //
-// ETCDInstanceStatus is the etcd cluster as the controller last observed it.
+// ETCDInstanceStatus is written only by the controller, through the status subresource;
+// changes sent with the main resource are ignored.
 type ETCDInstanceStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the controller last acted on. When it
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.

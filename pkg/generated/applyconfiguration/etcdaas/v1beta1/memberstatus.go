@@ -21,7 +21,7 @@ package v1beta1
 // MemberStatusApplyConfiguration represents a declarative configuration of the MemberStatus type for use
 // with apply.
 //
-// MemberStatus is the observed state of one etcd member.
+// MemberStatus describes one etcd member as the controller last saw it.
 type MemberStatusApplyConfiguration struct {
 	// Name is the member's name, "<instance>-<ordinal>".
 	Name *string `json:"name,omitempty"`

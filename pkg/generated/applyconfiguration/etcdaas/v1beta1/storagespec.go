@@ -25,7 +25,7 @@ import (
 // StorageSpecApplyConfiguration represents a declarative configuration of the StorageSpec type for use
 // with apply.
 //
-// StorageSpec configures the persistent volume of every member.
+// StorageSpec is the PersistentVolumeClaim template of every member.
 type StorageSpecApplyConfiguration struct {
 	// Size is the capacity requested for each member's volume, such as "1Gi".
 	Size *resource.Quantity `json:"size,omitempty"`

@@ -21,7 +21,7 @@ package v1beta1
 // TLSSpecApplyConfiguration represents a declarative configuration of the TLSSpec type for use
 // with apply.
 //
-// TLSSpec configures TLS for an etcd cluster.
+// TLSSpec holds the TLS settings of a cluster.
 type TLSSpecApplyConfiguration struct {
 	// Enabled turns on client and peer TLS with a certificate authority generated for this
 	// instance. Clients then need a certificate signed by that CA.
