@@ -42,23 +42,27 @@ func TestValidateETCDInstance(t *testing.T) {
 		mutate func(*etcdaas.ETCDInstance)
 		want   []string
 	}{
-		"valid":                  {func(*etcdaas.ETCDInstance) {}, nil},
-		"name of 50 characters":  {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 49) }, nil},
-		"name of 51 characters":  {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 50) }, []string{"FieldValueInvalid metadata.name"}},
-		"name with a dot":        {func(o *etcdaas.ETCDInstance) { o.Name = "my.etcd" }, []string{"FieldValueInvalid metadata.name"}},
-		"name starting with 0":   {func(o *etcdaas.ETCDInstance) { o.Name = "0etcd" }, []string{"FieldValueInvalid metadata.name"}},
-		"name with upper case":   {func(o *etcdaas.ETCDInstance) { o.Name = "MyEtcd" }, []string{"FieldValueInvalid metadata.name"}},
-		"missing namespace":      {func(o *etcdaas.ETCDInstance) { o.Namespace = "" }, []string{"FieldValueRequired metadata.namespace"}},
-		"replicas 0":             {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 0 }, []string{"FieldValueInvalid spec.replicas"}},
-		"replicas 1":             {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
-		"replicas 9":             {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 9 }, nil},
-		"replicas 10":            {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 10 }, []string{"FieldValueInvalid spec.replicas"}},
-		"negative replicas":      {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = -1 }, []string{"FieldValueInvalid spec.replicas"}},
-		"missing version":        {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "" }, []string{"FieldValueRequired spec.version"}},
-		"version 2.3":            {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "2.3" }, []string{"FieldValueInvalid spec.version"}},
-		"patch version":          {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3" }, []string{"FieldValueInvalid spec.version"}},
-		"zero storage size":      {func(o *etcdaas.ETCDInstance) { o.Spec.Storage = &etcdaas.StorageSpec{Size: resource.NewQuantity(0, resource.BinarySI)} }, []string{"FieldValueInvalid spec.storage.size"}},
-		"bad storage class name": {func(o *etcdaas.ETCDInstance) { o.Spec.Storage = &etcdaas.StorageSpec{StorageClassName: ptr.To("Fast SSD")} }, []string{"FieldValueInvalid spec.storage.storageClassName"}},
+		"valid":                 {func(*etcdaas.ETCDInstance) {}, nil},
+		"name of 50 characters": {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 49) }, nil},
+		"name of 51 characters": {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 50) }, []string{"FieldValueInvalid metadata.name"}},
+		"name with a dot":       {func(o *etcdaas.ETCDInstance) { o.Name = "my.etcd" }, []string{"FieldValueInvalid metadata.name"}},
+		"name starting with 0":  {func(o *etcdaas.ETCDInstance) { o.Name = "0etcd" }, []string{"FieldValueInvalid metadata.name"}},
+		"name with upper case":  {func(o *etcdaas.ETCDInstance) { o.Name = "MyEtcd" }, []string{"FieldValueInvalid metadata.name"}},
+		"missing namespace":     {func(o *etcdaas.ETCDInstance) { o.Namespace = "" }, []string{"FieldValueRequired metadata.namespace"}},
+		"replicas 0":            {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 0 }, []string{"FieldValueInvalid spec.replicas"}},
+		"replicas 1":            {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
+		"replicas 9":            {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 9 }, nil},
+		"replicas 10":           {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 10 }, []string{"FieldValueInvalid spec.replicas"}},
+		"negative replicas":     {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = -1 }, []string{"FieldValueInvalid spec.replicas"}},
+		"missing version":       {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "" }, []string{"FieldValueRequired spec.version"}},
+		"version 2.3":           {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "2.3" }, []string{"FieldValueInvalid spec.version"}},
+		"patch version":         {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3" }, []string{"FieldValueInvalid spec.version"}},
+		"zero storage size": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Storage = &etcdaas.StorageSpec{Size: resource.NewQuantity(0, resource.BinarySI)}
+		}, []string{"FieldValueInvalid spec.storage.size"}},
+		"bad storage class name": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Storage = &etcdaas.StorageSpec{StorageClassName: ptr.To("Fast SSD")}
+		}, []string{"FieldValueInvalid spec.storage.storageClassName"}},
 		"good storage": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
 		}, nil},
@@ -83,9 +87,13 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 		"turn tls off": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.TLS.Enabled = false },
 			[]string{"FieldValueInvalid spec.tls"}},
 		"keep tls": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
-		"change storage": {func(o *etcdaas.ETCDInstance) { o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))} },
+		"change storage": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
+		},
 			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.Size = ptr.To(resource.MustParse("2Gi")) }, []string{"FieldValueForbidden spec.storage"}},
-		"same storage written differently": {func(o *etcdaas.ETCDInstance) { o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))} },
+		"same storage written differently": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
+		},
 			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.Size = ptr.To(resource.MustParse("1024Mi")) }, nil},
 		"rename": {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Name = "other" }, []string{"FieldValueInvalid metadata.name"}},
 	} {
