@@ -26,6 +26,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
 )
 
@@ -52,6 +53,10 @@ type Options struct {
 	// AlternateDNS are extra names for the self-signed serving certificate of the aggregated
 	// mode (used only when no certificate is given).
 	AlternateDNS []string
+	// BackupLocalDataDir, when set, serves backups from the members of an
+	// `etcdaas-controller --backend=local --data-dir DIR` on this machine instead of the
+	// kubernetes backend's StatefulSets (aggregated mode).
+	BackupLocalDataDir string
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
@@ -88,6 +93,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Standalone.AddFlags(fs)
 	fs.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
 		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
+	fs.StringVar(&o.BackupLocalDataDir, "backup-local-data-dir", o.BackupLocalDataDir,
+		"Serve etcdinstances/backup from the members of an etcdaas-controller running --backend=local with this --data-dir "+
+			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode).")
 }
 
 // Complete fills in what the flags leave open.
@@ -159,8 +167,12 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	config := &apiserver.Config{GenericConfig: c}
-	// Backups reach the members the kubernetes backend runs (StatefulSet pods, TLS Secret).
-	if c.ClientConfig != nil {
+	switch {
+	case o.BackupLocalDataDir != "":
+		// Backups reach the members a local-backend controller runs on this machine.
+		config.ExtraConfig.BackupDialer = local.Dialer{Dir: o.BackupLocalDataDir}
+	case c.ClientConfig != nil:
+		// Backups reach the members the kubernetes backend runs (StatefulSet pods, TLS Secret).
 		kube, err := kubernetes.NewForConfig(c.ClientConfig)
 		if err != nil {
 			return nil, err

@@ -132,7 +132,7 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	start := time.Now()
-	n, err := io.CopyBuffer(&flushWriter{w: w}, snap, make([]byte, backupCopyBuffer))
+	n, err := io.CopyBuffer(&flushWriter{w: w, rc: http.NewResponseController(w)}, snap, make([]byte, backupCopyBuffer))
 	if h.rest.streamEnded != nil {
 		h.rest.streamEnded(n, err)
 	}
@@ -152,13 +152,23 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // for a client's progress bar, rarely enough not to cost throughput.
 const flushEvery = 1 << 20
 
-// flushWriter flushes the response every flushEvery bytes so that the client sees progress.
+// stalledClientTimeout is how long one write of a backup may wait for a client that stopped
+// reading. A stalled client would otherwise hold the member's snapshot (a read transaction of
+// its database) open for ever, and with it the member's shutdown.
+const stalledClientTimeout = time.Minute
+
+// flushWriter flushes the response every flushEvery bytes so that the client sees progress,
+// and gives every write a deadline so that a client that stops reading ends the stream.
 type flushWriter struct {
 	w       http.ResponseWriter
+	rc      *http.ResponseController
 	pending int
 }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
+	// Not every ResponseWriter in a filter chain supports deadlines; without one the request
+	// context still ends the stream when the connection closes.
+	_ = f.rc.SetWriteDeadline(time.Now().Add(stalledClientTimeout))
 	n, err := f.w.Write(p)
 	f.pending += n
 	if err == nil && f.pending >= flushEvery {

@@ -497,6 +497,8 @@ func (c *Cluster) etcdaasAPIServerArgs() []string {
 		"--tls-cert-file=" + p("etcdaas-apiserver.crt"),
 		"--tls-private-key-file=" + p("etcdaas-apiserver.key"),
 		"--etcd-servers=http://" + HostPort(c.etcdaasEtcdPort),
+		// The controller runs the local backend: backups come from its members.
+		"--backup-local-data-dir=" + filepath.Join(c.Dir, "controller"),
 		"--kubeconfig=" + c.APIServerKubeconfig,
 		"--authentication-kubeconfig=" + c.APIServerKubeconfig,
 		"--authorization-kubeconfig=" + c.APIServerKubeconfig,

@@ -524,11 +524,25 @@ func (b *Backend) stop(dir string, m *memberState, hard bool) {
 	}
 }
 
+// closeTimeout bounds how long stopping one member may take. etcd waits for open read
+// transactions (a snapshot a stalled client is not reading) before it closes its database;
+// past this the member is left to finish on its own rather than blocking every other stop.
+const closeTimeout = 30 * time.Second
+
 func closeEtcd(e *embed.Etcd, hard bool) {
-	if hard {
-		e.Server.HardStop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if hard {
+			e.Server.HardStop()
+		}
+		e.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeTimeout):
+		klog.InfoS("An etcd member did not stop in time; leaving it to finish in the background", "member", e.Config().Name, "timeout", closeTimeout)
 	}
-	e.Close()
 }
 
 // stopInstance stops every member of an instance at once.
