@@ -86,13 +86,8 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 		return
 	}
 	newObj.Status = oldObj.Status
-	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version {
-		if newObj.Spec.Version == "" {
-			newObj.Spec.Version = oldObj.Spec.Version
-		}
-		if newObj.Spec.Storage == nil {
-			newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
-		}
+	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version && newObj.Spec.Storage == nil {
+		newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
 	}
 	if newObj.Spec.Version == "" {
 		newObj.Spec.Version = oldObj.Spec.Version
