@@ -75,6 +75,11 @@ func TestKubectl(t *testing.T) {
 			if strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE" {
 				t.Errorf("get etcd header %q", header)
 			}
+			r = k.must("get", "etcd", "alpha-one", "-o", "wide")
+			if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE TLS MEMBERS LEADER" {
+				t.Errorf("get etcd -o wide header %q", header)
+			}
+			r.contains(t, "true") // alpha-one has with_tls_bundle: true
 			k.must("get", "etcdaas").contains(t, "alpha-one", "beta-one")
 
 			r = k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "beta-one", "-o", "yaml")

@@ -189,7 +189,9 @@ func TestGetAttrs(t *testing.T) {
 func TestTable(t *testing.T) {
 	obj := instance()
 	obj.CreationTimestamp = metav1.Now()
-	obj.Status = etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRunning, Replicas: 3, ReadyReplicas: 2}
+	obj.Spec.TLS = &etcdaas.TLSSpec{Enabled: true}
+	obj.Status = etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRunning, Replicas: 3, ReadyReplicas: 2,
+		Members: []etcdaas.MemberStatus{{Name: "db-0"}, {Name: "db-1", Leader: true}, {Name: "db-2"}}}
 	table, err := TableConvertor{}.ConvertToTable(context.Background(), &etcdaas.ETCDInstanceList{
 		ListMeta: metav1.ListMeta{ResourceVersion: "42"},
 		Items:    []etcdaas.ETCDInstance{*obj, *instance()},
@@ -197,14 +199,22 @@ func TestTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(table.ColumnDefinitions) != 6 || table.ResourceVersion != "42" || len(table.Rows) != 2 {
+	if len(table.ColumnDefinitions) != 9 || table.ResourceVersion != "42" || len(table.Rows) != 2 {
 		t.Fatalf("table %+v", table)
 	}
 	cells := table.Rows[0].Cells
 	if cells[0] != "db" || cells[1] != int64(3) || cells[2] != "2/3" || cells[3] != "Running" || cells[4] != "3.7" {
 		t.Errorf("row %v", cells)
 	}
-	if table.Rows[1].Cells[3] != "Pending" || table.Rows[1].Cells[5] != "<unknown>" {
+	if cells[6] != true || cells[7] != "db-0,db-1,db-2" || cells[8] != "db-1" {
+		t.Errorf("wide cells %v", cells[6:])
+	}
+	for i, c := range table.ColumnDefinitions {
+		if wide := i >= 6; wide != (c.Priority == 1) {
+			t.Errorf("column %s has priority %d", c.Name, c.Priority)
+		}
+	}
+	if table.Rows[1].Cells[3] != "Pending" || table.Rows[1].Cells[5] != "<unknown>" || table.Rows[1].Cells[8] != "<none>" {
 		t.Errorf("row without status %v", table.Rows[1].Cells)
 	}
 	noHeaders, err := TableConvertor{}.ConvertToTable(context.Background(), obj, &metav1.TableOptions{NoHeaders: true})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,7 +17,7 @@ import (
 )
 
 // TableConvertor renders instances as the table `kubectl get` prints: NAME, REPLICAS, READY,
-// PHASE, VERSION, AGE.
+// PHASE, VERSION, AGE, and with -o wide also TLS, MEMBERS and LEADER.
 type TableConvertor struct{}
 
 var _ rest.TableConvertor = TableConvertor{}
@@ -31,6 +32,9 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Phase", Type: "string", Description: "The lifecycle phase (status.phase)."},
 	{Name: "Version", Type: "string", Description: "The etcd minor version (spec.version)."},
 	{Name: "Age", Type: "string", Description: swaggerMetadataDescriptions["creationTimestamp"]},
+	{Name: "TLS", Type: "boolean", Priority: 1, Description: "Whether client and peer TLS are on (spec.tls.enabled)."},
+	{Name: "Members", Type: "string", Priority: 1, Description: "The members' names (status.members)."},
+	{Name: "Leader", Type: "string", Priority: 1, Description: "The member that is the raft leader."},
 }
 
 // ConvertToTable renders one instance or a list of them.
@@ -71,6 +75,17 @@ func row(instance *etcdaas.ETCDInstance) metav1.TableRow {
 	if instance.DeletionTimestamp != nil {
 		phase = string(etcdaas.PhaseDeleting)
 	}
+	memberNames := make([]string, 0, len(instance.Status.Members))
+	leader := "<none>"
+	for _, m := range instance.Status.Members {
+		memberNames = append(memberNames, m.Name)
+		if m.Leader {
+			leader = m.Name
+		}
+	}
+	if len(memberNames) == 0 {
+		memberNames = append(memberNames, "<none>")
+	}
 	return metav1.TableRow{
 		Object: runtime.RawExtension{Object: instance},
 		Cells: []interface{}{
@@ -80,6 +95,9 @@ func row(instance *etcdaas.ETCDInstance) metav1.TableRow {
 			phase,
 			instance.Spec.Version,
 			age(instance.CreationTimestamp),
+			instance.Spec.TLSEnabled(),
+			strings.Join(memberNames, ","),
+			leader,
 		},
 	}
 }
