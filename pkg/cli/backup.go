@@ -53,11 +53,7 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.output == "-" {
 		return usageErrorf(cmd, "the snapshot is verified in a file before it is kept: -o needs a file name, not -")
 	}
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	client, err := f.Clientset()
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}

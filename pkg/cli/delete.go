@@ -51,11 +51,7 @@ the object goes away; by default the command waits until it has (--wait=false re
 }
 
 func (o *deleteOptions) run(cmd *cobra.Command, f *Factory, names []string) error {
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	client, err := f.Clientset()
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}

@@ -35,11 +35,7 @@ func (o *getOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if err := validateOutput(o.output); err != nil {
 		return err
 	}
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	client, err := f.Clientset()
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}

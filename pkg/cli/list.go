@@ -40,16 +40,12 @@ func (o *listOptions) run(cmd *cobra.Command, f *Factory) error {
 	if err := validateOutput(o.output); err != nil {
 		return err
 	}
-	ns, err := f.Namespace()
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}
 	if o.allNamespaces {
 		ns = metav1.NamespaceAll
-	}
-	client, err := f.Clientset()
-	if err != nil {
-		return err
 	}
 	list, err := client.EtcdaasV1beta1().ETCDInstances(ns).List(cmd.Context(), metav1.ListOptions{LabelSelector: o.selector})
 	if err != nil {

@@ -86,6 +86,20 @@ func (f *Factory) Namespace() (string, error) {
 	return ns, err
 }
 
+// NamespacedClient returns the namespace (as Namespace does) and the clientset, what every
+// command that talks to the server starts with.
+func (f *Factory) NamespacedClient() (string, versioned.Interface, error) {
+	ns, err := f.Namespace()
+	if err != nil {
+		return "", nil, err
+	}
+	client, err := f.Clientset()
+	if err != nil {
+		return "", nil, err
+	}
+	return ns, client, nil
+}
+
 // NewRootCommand returns the kubectl-etcdaas command with every subcommand.
 func NewRootCommand(f *Factory) *cobra.Command {
 	root := &cobra.Command{

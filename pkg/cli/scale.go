@@ -42,11 +42,7 @@ func (o *scaleOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.replicas < 0 {
 		return usageErrorf(cmd, "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
 	}
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	client, err := f.Clientset()
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}
