@@ -321,12 +321,16 @@ func TestProtobufAndTableRequests(t *testing.T) {
 		if err := json.Unmarshal(res.body, &table); err != nil || res.code != http.StatusOK {
 			t.Fatalf("%s table: %d %v %s", version, res.code, err, res.body)
 		}
-		var names []string
+		var names, wide []string
 		for _, c := range table.ColumnDefinitions {
-			names = append(names, c.Name)
+			if c.Priority == 0 {
+				names = append(names, c.Name)
+			} else {
+				wide = append(wide, c.Name) // shown by kubectl get -o wide
+			}
 		}
-		if strings.Join(names, ",") != "Name,Replicas,Ready,Phase,Version,Age" {
-			t.Errorf("%s table columns %v", version, names)
+		if strings.Join(names, ",") != "Name,Replicas,Ready,Phase,Version,Age" || strings.Join(wide, ",") != "TLS,Members,Leader" {
+			t.Errorf("%s table columns %v, wide %v", version, names, wide)
 		}
 		if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "meta" || table.Rows[0].Cells[1] != float64(3) || table.Rows[0].Cells[4] != "3.7" {
 			t.Errorf("%s table rows %+v", version, table.Rows)
