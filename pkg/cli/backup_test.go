@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
 var (
@@ -39,12 +40,11 @@ func testSnapshot(t *testing.T) []byte {
 }
 
 func freeURL() (*url.URL, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	defer l.Close()
-	return url.Parse("http://" + l.Addr().String())
+	return url.Parse("http://" + loopback.HostPort(port))
 }
 
 func takeSnapshot() ([]byte, error) {

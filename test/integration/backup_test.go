@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +28,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
 var filenameRE = regexp.MustCompile(`^attachment; filename="([a-z0-9-]+)-([a-z0-9-]+)-([0-9]+)\.db"$`)
@@ -137,12 +137,11 @@ func TestBackupAndRestore(t *testing.T) {
 
 func freeTestPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // vmRSS returns this process's resident set size in bytes, from /proc/self/status.

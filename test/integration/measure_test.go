@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,12 +118,7 @@ func TestMeasureStandalone(t *testing.T) {
 // startProcess runs the binary standalone on a free port and waits for /readyz.
 func startProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, time.Duration) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freeTestPort(t)
 	logFile, err := os.Create(filepath.Join(dataDir, fmt.Sprintf("apiserver-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -323,15 +324,16 @@ func covers(certPEM []byte, ip net.IP) bool {
 
 // startEmbeddedEtcd starts a single-member etcd in dir on 127.0.0.1 and waits until it serves.
 func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error) {
-	var err error
-	if clientPort == 0 {
-		if clientPort, err = freePort(); err != nil {
+	if clientPort == 0 || peerPort == 0 {
+		free, err := loopback.FreePorts(2)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if peerPort == 0 {
-		if peerPort, err = freePort(); err != nil {
-			return nil, err
+		if clientPort == 0 {
+			clientPort = free[0]
+		}
+		if peerPort == 0 {
+			peerPort = free[1]
 		}
 	}
 	cfg := embed.NewConfig()
@@ -364,16 +366,6 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s was not ready within %s", dir, readyTimeout)
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // standaloneConfig is the server configuration of the standalone mode: storage in the

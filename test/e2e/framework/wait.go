@@ -3,45 +3,16 @@ package framework
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // FreePorts returns n distinct free ports on 127.0.0.1.
-func FreePorts(n int) ([]int, error) {
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func FreePorts(n int) ([]int, error) { return loopback.FreePorts(n) }
 
 // HostPort joins 127.0.0.1 and port.
-func HostPort(port int) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-}
+func HostPort(port int) string { return loopback.HostPort(port) }
 
 // Poll calls cond every interval until it returns true or timeout passes. An error from cond
 // means "not yet" (the thing waited for may still be starting); the timeout error carries

@@ -29,6 +29,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -286,32 +287,13 @@ func ensurePKI(dir, namespace, name string) error {
 	return err
 }
 
-func freePorts() (int, int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+// freePorts returns a free peer port and a free client port on 127.0.0.1.
+func freePorts() (peer, client int, err error) {
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		return 0, 0, err
 	}
 	return ports[0], ports[1], nil
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	_ = l.Close()
-	return true
 }
 
 func (b *Backend) stepContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -341,7 +323,7 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 	e := b.running[key]
 	b.mu.Unlock()
 	if e == nil {
-		if !portFree(m.PeerPort) || !portFree(m.ClientPort) {
+		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
 			p, c, err := freePorts()
 			if err != nil {
 				return res, err
@@ -378,7 +360,7 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 		if m.ID == "" || m.Phase == phaseRemoving || b.isRunning(dir, m) {
 			continue
 		}
-		if !portFree(m.PeerPort) || !portFree(m.ClientPort) {
+		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
 			p, c, err := freePorts()
 			if err != nil {
 				return err
