@@ -584,12 +584,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: "AddingMember"}
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
-	voting := &instanceState{TLS: st.TLS}
-	for _, o := range st.Members {
-		if o.Phase == phaseVoting {
-			voting.Members = append(voting.Members, o)
-		}
-	}
+	voting := st.votingMembers(func(o memberState) bool { return o.Phase == phaseVoting })
 	access, err := accessFor(dir, voting, false)
 	if err != nil {
 		return res, err
@@ -673,12 +668,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
 	if id := m.id(); id != 0 {
-		others := &instanceState{TLS: st.TLS}
-		for _, o := range st.Members {
-			if o.Name != name && o.Phase == phaseVoting {
-				others.Members = append(others.Members, o)
-			}
-		}
+		others := st.votingMembers(func(o memberState) bool { return o.Name != name && o.Phase == phaseVoting })
 		if len(others.Members) == 0 {
 			return res, backend.Permanent("LastMember", "refusing to remove %s, the last voting member", name)
 		}
@@ -692,15 +682,8 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 		}
 		defer func() { _ = cli.Close() }()
 		// Leadership moves away first, also when resuming a removal.
-		voting := &instanceState{TLS: st.TLS}
-		for _, o := range st.Members {
-			if o.Name == name {
-				o.Phase = phaseVoting // still voting until removed
-			}
-			if o.Phase == phaseVoting {
-				voting.Members = append(voting.Members, o)
-			}
-		}
+		// The member being removed still votes until the removal.
+		voting := st.votingMembers(func(o memberState) bool { return o.Name == name || o.Phase == phaseVoting })
 		all, err := accessFor(dir, voting, false)
 		if err != nil {
 			return res, err

@@ -47,6 +47,19 @@ type instanceState struct {
 	Members []memberState `json:"members"`
 }
 
+// votingMembers returns a state holding only the members keep selects, each marked voting,
+// for talking to (or observing) exactly those members.
+func (st *instanceState) votingMembers(keep func(memberState) bool) *instanceState {
+	out := &instanceState{TLS: st.TLS}
+	for _, m := range st.Members {
+		if keep(m) {
+			m.Phase = phaseVoting
+			out.Members = append(out.Members, m)
+		}
+	}
+	return out
+}
+
 // memberState is one member's record.
 type memberState struct {
 	Name       string `json:"name"`
