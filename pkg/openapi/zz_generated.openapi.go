@@ -39,11 +39,20 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ETCDInstanceList{}.OpenAPIModelName():           schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceList(ref),
 		v1alpha1.ETCDInstanceSpec{}.OpenAPIModelName():           schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceSpec(ref),
 		v1alpha1.ETCDInstanceStatus{}.OpenAPIModelName():         schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceStatus(ref),
+		v1beta1.BackupDestination{}.OpenAPIModelName():           schema_pkg_apis_etcdaas_v1beta1_BackupDestination(ref),
+		v1beta1.BackupInfo{}.OpenAPIModelName():                  schema_pkg_apis_etcdaas_v1beta1_BackupInfo(ref),
+		v1beta1.BackupSpec{}.OpenAPIModelName():                  schema_pkg_apis_etcdaas_v1beta1_BackupSpec(ref),
+		v1beta1.BackupStatus{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_BackupStatus(ref),
 		v1beta1.ETCDInstance{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_ETCDInstance(ref),
+		v1beta1.ETCDInstanceBackupList{}.OpenAPIModelName():      schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceBackupList(ref),
 		v1beta1.ETCDInstanceList{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceList(ref),
 		v1beta1.ETCDInstanceSpec{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref),
 		v1beta1.ETCDInstanceStatus{}.OpenAPIModelName():          schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref),
+		v1beta1.LocalDestination{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_LocalDestination(ref),
 		v1beta1.MemberStatus{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_MemberStatus(ref),
+		v1beta1.RestoreSource{}.OpenAPIModelName():               schema_pkg_apis_etcdaas_v1beta1_RestoreSource(ref),
+		v1beta1.S3Destination{}.OpenAPIModelName():               schema_pkg_apis_etcdaas_v1beta1_S3Destination(ref),
+		v1beta1.SecretReference{}.OpenAPIModelName():             schema_pkg_apis_etcdaas_v1beta1_SecretReference(ref),
 		v1beta1.StorageSpec{}.OpenAPIModelName():                 schema_pkg_apis_etcdaas_v1beta1_StorageSpec(ref),
 		v1beta1.TLSSpec{}.OpenAPIModelName():                     schema_pkg_apis_etcdaas_v1beta1_TLSSpec(ref),
 		v1.ContainerResourceMetricSource{}.OpenAPIModelName():    schema_k8sio_api_autoscaling_v1_ContainerResourceMetricSource(ref),
@@ -262,7 +271,7 @@ func schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceStatus(ref common.ReferenceCal
 				Properties: map[string]spec.Schema{
 					"state": {
 						SchemaProps: spec.SchemaProps{
-							Description: "State is \"\" (not acted on yet, or being deleted), deploying (members are being started, added or removed), running or failed.\n\nPossible enum values:\n - `\"\"` means the controller has not acted on the instance yet.\n - `\"deploying\"` means members are being started, added or removed.\n - `\"failed\"` means the controller could not reach the spec; see message.\n - `\"running\"` means every member is healthy and the spec is satisfied.",
+							Description: "State is \"\" (not acted on yet, or being deleted), deploying (members are being started, added, removed or restored), running or failed.\n\nPossible enum values:\n - `\"\"` means the controller has not acted on the instance yet.\n - `\"deploying\"` means members are being started, added or removed.\n - `\"failed\"` means the controller could not reach the spec; see message.\n - `\"running\"` means every member is healthy and the spec is satisfied.",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"", "deploying", "failed", "running"},
@@ -303,6 +312,169 @@ func schema_pkg_apis_etcdaas_v1alpha1_preservedFields(ref common.ReferenceCallba
 		},
 		Dependencies: []string{
 			v1beta1.ETCDInstanceSpec{}.OpenAPIModelName(), v1beta1.ETCDInstanceStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_BackupDestination(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BackupDestination is exactly one place backups are written to.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"s3": {
+						SchemaProps: spec.SchemaProps{
+							Description: "S3 writes backups to a bucket of any S3-compatible object store.",
+							Ref:         ref(v1beta1.S3Destination{}.OpenAPIModelName()),
+						},
+					},
+					"local": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Local writes backups to the server's backup directory, under <backup-dir>/<namespace>/<name>/ (standalone mode and the local backend).",
+							Ref:         ref(v1beta1.LocalDestination{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1beta1.LocalDestination{}.OpenAPIModelName(), v1beta1.S3Destination{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_BackupInfo(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BackupInfo describes one backup in a destination and its provenance.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key is the backup's name in its destination: the object key for s3, the file name for local. Keys of one instance sort by time.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"revision": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Revision is the etcd revision the snapshot was taken at.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"sizeBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SizeBytes is the size of the snapshot in bytes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"sha256": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SHA256 is the hex-encoded SHA-256 of the snapshot; a restore checks it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"etcdVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "EtcdVersion is the version of the etcd member the snapshot was taken from.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"completionTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CompletionTime is when the backup was complete in its destination.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"instanceUID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "InstanceUID is the metadata.uid of the instance the backup was taken of.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"key"},
+			},
+		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_BackupSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BackupSpec schedules backups and says where they go and how many are kept.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"schedule": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Schedule is when backups run: a cron expression of five fields (minute hour day-of-month month day-of-week), such as \"0 */6 * * *\", or a descriptor such as \"@daily\". Always evaluated in UTC. A backup missed while the controller was down runs once when it returns.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"keep": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Keep is how many of the newest backups the destination keeps, from 1 to 1000. Older ones are deleted only after a new backup succeeded. Defaults to 7.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"destination": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Destination is where backups are written: exactly one of s3 or local.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1beta1.BackupDestination{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"schedule", "destination"},
+			},
+		},
+		Dependencies: []string{
+			v1beta1.BackupDestination{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_BackupStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BackupStatus reports the last attempt and the last success of the scheduled backups.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"lastScheduleTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastScheduleTime is when the latest scheduled backup was started, successful or not.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastSuccessfulTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastSuccessfulTime is when the latest successful backup completed.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastBackup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastBackup describes the latest successful backup.",
+							Ref:         ref(v1beta1.BackupInfo{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1beta1.BackupInfo{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -353,6 +525,56 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstance(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1beta1.ETCDInstanceSpec{}.OpenAPIModelName(), v1beta1.ETCDInstanceStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceBackupList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ETCDInstanceBackupList is what GET etcdinstances/NAME/backups returns: the backups of the instance that its destination holds, newest first, read from the destination itself.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard list metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(metav1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Items are the backups, newest first.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1beta1.BackupInfo{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1beta1.BackupInfo{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -439,11 +661,23 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref common.ReferenceCallba
 							Ref:         ref(v1beta1.StorageSpec{}.OpenAPIModelName()),
 						},
 					},
+					"backup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Backup schedules backups of the cluster's data to a destination. Absent means no scheduled backups (the backup subresource still streams one on demand).",
+							Ref:         ref(v1beta1.BackupSpec{}.OpenAPIModelName()),
+						},
+					},
+					"restoreFrom": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RestoreFrom makes a new cluster start from a backup of another instance instead of empty. Set at creation only; immutable.",
+							Ref:         ref(v1beta1.RestoreSource{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
+			v1beta1.BackupSpec{}.OpenAPIModelName(), v1beta1.RestoreSource{}.OpenAPIModelName(), v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
 	}
 }
 
@@ -463,10 +697,10 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed or Deleting.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Running\"` means every member is healthy and the spec is satisfied.\n - `\"Scaling\"` means members are being added or removed.",
+							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting or Restoring.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means every member is healthy and the spec is satisfied.\n - `\"Scaling\"` means members are being added or removed.",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Running", "Scaling"},
+							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Restoring", "Running", "Scaling"},
 						},
 					},
 					"replicas": {
@@ -521,7 +755,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions are the latest observations: Available (serving with every member healthy), Progressing (a change is under way) and Degraded (a member is unhealthy or a change failed).",
+							Description: "Conditions are the latest observations: Available (serving with every member healthy), Progressing (a change is under way), Degraded (a member is unhealthy or a change failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -532,11 +766,28 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 							},
 						},
 					},
+					"backup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Backup reports the scheduled backups: the last attempt and the last success.",
+							Ref:         ref(v1beta1.BackupStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1beta1.MemberStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName()},
+			v1beta1.BackupStatus{}.OpenAPIModelName(), v1beta1.MemberStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_LocalDestination(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "LocalDestination writes backups to the server's backup directory. It has no settings: a user never chooses a path on the server.",
+				Type:        []string{"object"},
+			},
+		},
 	}
 }
 
@@ -594,6 +845,116 @@ func schema_pkg_apis_etcdaas_v1beta1_MemberStatus(ref common.ReferenceCallback) 
 						SchemaProps: spec.SchemaProps{
 							Description: "Learner is true while the member is a non-voting learner catching up with the leader.",
 							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_RestoreSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RestoreSource names a backup of an instance in the same namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"instance": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Instance is the name of the ETCDInstance whose backup destination holds the backup. That instance's spec.backup.destination is read; the instance must exist.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key is the backup's key in that destination, as the backups subresource lists it. Empty means the newest backup.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"instance"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_S3Destination(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "S3Destination is a bucket of an S3-compatible object store. Each backup is one object whose key starts with the prefix and sorts by time; its user metadata records the instance UID, etcd revision, etcd version, SHA-256 and completion time.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"endpoint": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Endpoint is the URL of the object store, such as \"https://s3.example.com\" or \"http://127.0.0.1:8333\". Only the scheme, host and port are used.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"bucket": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Bucket is the bucket backups are written to. It must exist.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"prefix": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Prefix is prepended to every key. Defaults to \"<namespace>/<name>/\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"region": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Region is the bucket's region. Empty lets the client use the store's default.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"credentialsSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CredentialsSecretRef names a Secret in the instance's namespace with the keys accessKeyID and secretAccessKey. Required when the controller runs in a Kubernetes cluster; in standalone mode the server's own credentials are used instead.",
+							Ref:         ref(v1beta1.SecretReference{}.OpenAPIModelName()),
+						},
+					},
+					"caBundle": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CABundle holds PEM-encoded certificates that verify the endpoint's serving certificate. Empty means the system's trusted roots.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"endpoint", "bucket"},
+			},
+		},
+		Dependencies: []string{
+			v1beta1.SecretReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_SecretReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretReference names a Secret in the same namespace as the ETCDInstance.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name is the name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
 							Format:      "",
 						},
 					},

@@ -27,6 +27,10 @@ type ETCDInstanceSpec struct {
 	TLS *TLSSpec
 	// Storage configures the members' volumes (kubernetes backend); nil means the backend default.
 	Storage *StorageSpec
+	// Backup schedules backups to a destination; nil means no scheduled backups.
+	Backup *BackupSpec
+	// RestoreFrom names the backup a new cluster starts from; set at creation only.
+	RestoreFrom *RestoreSource
 }
 
 // TLSSpec configures TLS for an etcd cluster.
@@ -43,6 +47,60 @@ type StorageSpec struct {
 	StorageClassName *string
 }
 
+// BackupSpec schedules backups of an instance and says where they go and how many are kept.
+type BackupSpec struct {
+	// Schedule is a cron expression of five fields (or a descriptor such as "@daily"), in UTC.
+	Schedule string
+	// Keep is how many of the newest backups the destination keeps.
+	Keep int32
+	// Destination is where backups are written.
+	Destination BackupDestination
+}
+
+// BackupDestination is exactly one place backups are written to.
+type BackupDestination struct {
+	// S3 is a bucket of an S3-compatible object store.
+	S3 *S3Destination
+	// Local is a directory of the server, <backup dir>/<namespace>/<name>/.
+	Local *LocalDestination
+}
+
+// S3Destination is a bucket of an S3-compatible object store.
+type S3Destination struct {
+	// Endpoint is the store's URL, such as "https://s3.example.com".
+	Endpoint string
+	// Bucket is the bucket backups are written to; it must exist.
+	Bucket string
+	// Prefix is prepended to every key; empty means "<namespace>/<name>/".
+	Prefix string
+	// Region is the bucket's region; empty lets the client use its default.
+	Region string
+	// CredentialsSecretRef names a Secret in the instance's namespace holding accessKeyID and
+	// secretAccessKey; nil means the server's own credentials (standalone mode).
+	CredentialsSecretRef *SecretReference
+	// CABundle is PEM certificates that verify the endpoint's serving certificate; empty
+	// means the system's roots.
+	CABundle string
+}
+
+// LocalDestination is the server's backup directory; it has no settings, so that a user never
+// chooses a path on the server.
+type LocalDestination struct{}
+
+// SecretReference names a Secret in the same namespace.
+type SecretReference struct {
+	// Name is the Secret's name.
+	Name string
+}
+
+// RestoreSource names a backup of another instance of the same namespace.
+type RestoreSource struct {
+	// Instance is the name of the instance whose backup destination holds the backup.
+	Instance string
+	// Key is the backup's key in that destination; empty means the newest.
+	Key string
+}
+
 // Phase is a coarse summary of where an instance is in its lifecycle.
 type Phase string
 
@@ -54,6 +112,7 @@ const (
 	PhaseRunning   Phase = "Running"
 	PhaseFailed    Phase = "Failed"
 	PhaseDeleting  Phase = "Deleting"
+	PhaseRestoring Phase = "Restoring"
 )
 
 // Condition types reported in status.conditions.
@@ -64,6 +123,8 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionDegraded is True when some member is unhealthy or a change failed.
 	ConditionDegraded = "Degraded"
+	// ConditionBackupSucceeded is True when the latest scheduled backup succeeded.
+	ConditionBackupSucceeded = "BackupSucceeded"
 )
 
 // ETCDInstanceStatus is the observed state of an etcd cluster.
@@ -80,8 +141,38 @@ type ETCDInstanceStatus struct {
 	Selector string
 	// Members lists the members of the cluster.
 	Members []MemberStatus
-	// Conditions are the Available, Progressing and Degraded conditions.
+	// Conditions are the Available, Progressing, Degraded and BackupSucceeded conditions.
 	Conditions []metav1.Condition
+	// Backup reports the scheduled backups; nil when none ever ran.
+	Backup *BackupStatus
+}
+
+// BackupStatus reports the last attempt and the last success of the scheduled backups.
+type BackupStatus struct {
+	// LastScheduleTime is when the latest scheduled backup was started.
+	LastScheduleTime *metav1.Time
+	// LastSuccessfulTime is when the latest successful backup completed.
+	LastSuccessfulTime *metav1.Time
+	// LastBackup describes the latest successful backup.
+	LastBackup *BackupInfo
+}
+
+// BackupInfo describes one backup in a destination: where it is and what it holds.
+type BackupInfo struct {
+	// Key is the backup's name in its destination.
+	Key string
+	// Revision is the etcd revision the snapshot was taken at.
+	Revision int64
+	// SizeBytes is the size of the snapshot.
+	SizeBytes int64
+	// SHA256 is the hex SHA-256 of the snapshot.
+	SHA256 string
+	// EtcdVersion is the version of the etcd member the snapshot was taken from.
+	EtcdVersion string
+	// CompletionTime is when the backup was complete in the destination.
+	CompletionTime metav1.Time
+	// InstanceUID is the UID of the instance the backup was taken of.
+	InstanceUID string
 }
 
 // MemberStatus is the observed state of one etcd member.
@@ -110,4 +201,15 @@ type ETCDInstanceList struct {
 	metav1.ListMeta
 
 	Items []ETCDInstance
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ETCDInstanceBackupList lists the backups of an instance that its destination holds, newest
+// first: what the backups subresource returns.
+type ETCDInstanceBackupList struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+
+	Items []BackupInfo
 }

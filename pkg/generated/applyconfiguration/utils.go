@@ -42,6 +42,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &etcdaasv1alpha1.ETCDInstanceStatusApplyConfiguration{}
 
 		// Group=etcdaas.dev, Version=v1beta1
+	case v1beta1.SchemeGroupVersion.WithKind("BackupDestination"):
+		return &etcdaasv1beta1.BackupDestinationApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("BackupInfo"):
+		return &etcdaasv1beta1.BackupInfoApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("BackupSpec"):
+		return &etcdaasv1beta1.BackupSpecApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("BackupStatus"):
+		return &etcdaasv1beta1.BackupStatusApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ETCDInstance"):
 		return &etcdaasv1beta1.ETCDInstanceApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceSpec"):
@@ -50,6 +58,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &etcdaasv1beta1.ETCDInstanceStatusApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("MemberStatus"):
 		return &etcdaasv1beta1.MemberStatusApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("RestoreSource"):
+		return &etcdaasv1beta1.RestoreSourceApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("S3Destination"):
+		return &etcdaasv1beta1.S3DestinationApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("SecretReference"):
+		return &etcdaasv1beta1.SecretReferenceApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("StorageSpec"):
 		return &etcdaasv1beta1.StorageSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("TLSSpec"):

@@ -33,6 +33,7 @@ var (
 		etcdaas.PhaseRunning:   StateRunning,
 		etcdaas.PhaseFailed:    StateFailed,
 		etcdaas.PhaseDeleting:  StateNone,
+		etcdaas.PhaseRestoring: StateDeploying,
 	}
 	stateToPhaseTable = map[State]etcdaas.Phase{
 		StateNone:      "",
@@ -206,6 +207,8 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 		}
 		out.Spec.Version = spec.Version
 		out.Spec.Storage = spec.Storage
+		out.Spec.Backup = spec.Backup
+		out.Spec.RestoreFrom = spec.RestoreFrom
 		if spec.TLS != nil {
 			tls := *spec.TLS
 			tls.Enabled = in.Spec.WithTLSBundle
@@ -227,6 +230,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 		out.Status.ReadyReplicas = status.ReadyReplicas
 		out.Status.Selector = status.Selector
 		out.Status.Members = status.Members
+		out.Status.Backup = status.Backup
 		conditions = status.Conditions
 	}
 	if conditions == nil {
@@ -243,7 +247,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 func isZeroStatus(status *v1beta1.ETCDInstanceStatus) bool {
 	return status.ObservedGeneration == 0 && status.Phase == "" && status.Replicas == 0 &&
 		status.ReadyReplicas == 0 && status.Selector == "" && len(status.Members) == 0 &&
-		len(status.Conditions) == 0
+		len(status.Conditions) == 0 && status.Backup == nil
 }
 
 func conditionsEqual(a, b []metav1.Condition) bool {

@@ -59,7 +59,7 @@ const (
 // changes sent with the main resource are ignored.
 type ETCDInstanceStatus struct {
 	// State is "" (not acted on yet, or being deleted), deploying (members are being started,
-	// added or removed), running or failed.
+	// added, removed or restored), running or failed.
 	// +optional
 	State State `json:"state,omitempty"`
 	// Message is a human-readable explanation of the state.

@@ -157,6 +157,8 @@ func autoConvert_etcdaas_ETCDInstanceSpec_To_v1alpha1_ETCDInstanceSpec(in *etcda
 	// WARNING: in.Version requires manual conversion: does not exist in peer-type
 	// WARNING: in.TLS requires manual conversion: does not exist in peer-type
 	// WARNING: in.Storage requires manual conversion: does not exist in peer-type
+	// WARNING: in.Backup requires manual conversion: does not exist in peer-type
+	// WARNING: in.RestoreFrom requires manual conversion: does not exist in peer-type
 	return nil
 }
 
@@ -174,5 +176,6 @@ func autoConvert_etcdaas_ETCDInstanceStatus_To_v1alpha1_ETCDInstanceStatus(in *e
 	// WARNING: in.Selector requires manual conversion: does not exist in peer-type
 	// WARNING: in.Members requires manual conversion: does not exist in peer-type
 	// WARNING: in.Conditions requires manual conversion: does not exist in peer-type
+	// WARNING: in.Backup requires manual conversion: does not exist in peer-type
 	return nil
 }

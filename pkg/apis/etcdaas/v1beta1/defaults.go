@@ -9,6 +9,10 @@ import (
 // is not set: the smallest cluster that survives the loss of one member.
 const DefaultReplicas int32 = 3
 
+// DefaultBackupKeep is how many backups a destination keeps when spec.backup.keep is not set:
+// a week of daily backups.
+const DefaultBackupKeep int32 = 7
+
 func addDefaultingFuncs(scheme *runtime.Scheme) error {
 	return RegisterDefaults(scheme)
 }
@@ -21,5 +25,13 @@ func SetDefaults_ETCDInstanceSpec(obj *ETCDInstanceSpec) {
 	}
 	if obj.Version == "" {
 		obj.Version = etcdaas.DefaultVersion
+	}
+}
+
+// SetDefaults_BackupSpec fills the unset fields of a v1beta1 backup spec.
+func SetDefaults_BackupSpec(obj *BackupSpec) {
+	if obj.Keep == nil {
+		keep := DefaultBackupKeep
+		obj.Keep = &keep
 	}
 }

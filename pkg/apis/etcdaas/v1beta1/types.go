@@ -8,6 +8,7 @@ import (
 // +genclient
 // +genclient:method=GetScale,verb=get,subresource=scale,result=k8s.io/api/autoscaling/v1.Scale
 // +genclient:method=UpdateScale,verb=update,subresource=scale,input=k8s.io/api/autoscaling/v1.Scale,result=k8s.io/api/autoscaling/v1.Scale
+// +genclient:method=ListBackups,verb=get,subresource=backups,result=github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1.ETCDInstanceBackupList
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // ETCDInstance is an etcd cluster run for you by etcdaas. Create one and the controller
@@ -47,6 +48,87 @@ type ETCDInstanceSpec struct {
 	// Immutable after creation.
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
+	// Backup schedules backups of the cluster's data to a destination. Absent means no
+	// scheduled backups (the backup subresource still streams one on demand).
+	// +optional
+	Backup *BackupSpec `json:"backup,omitempty"`
+	// RestoreFrom makes a new cluster start from a backup of another instance instead of
+	// empty. Set at creation only; immutable.
+	// +optional
+	RestoreFrom *RestoreSource `json:"restoreFrom,omitempty"`
+}
+
+// BackupSpec schedules backups and says where they go and how many are kept.
+type BackupSpec struct {
+	// Schedule is when backups run: a cron expression of five fields (minute hour
+	// day-of-month month day-of-week), such as "0 */6 * * *", or a descriptor such as
+	// "@daily". Always evaluated in UTC. A backup missed while the controller was down runs
+	// once when it returns.
+	Schedule string `json:"schedule"`
+	// Keep is how many of the newest backups the destination keeps, from 1 to 1000.
+	// Older ones are deleted only after a new backup succeeded. Defaults to 7.
+	// +optional
+	Keep *int32 `json:"keep,omitempty"`
+	// Destination is where backups are written: exactly one of s3 or local.
+	Destination BackupDestination `json:"destination"`
+}
+
+// BackupDestination is exactly one place backups are written to.
+type BackupDestination struct {
+	// S3 writes backups to a bucket of any S3-compatible object store.
+	// +optional
+	S3 *S3Destination `json:"s3,omitempty"`
+	// Local writes backups to the server's backup directory, under
+	// <backup-dir>/<namespace>/<name>/ (standalone mode and the local backend).
+	// +optional
+	Local *LocalDestination `json:"local,omitempty"`
+}
+
+// S3Destination is a bucket of an S3-compatible object store. Each backup is one object
+// whose key starts with the prefix and sorts by time; its user metadata records the
+// instance UID, etcd revision, etcd version, SHA-256 and completion time.
+type S3Destination struct {
+	// Endpoint is the URL of the object store, such as "https://s3.example.com" or
+	// "http://127.0.0.1:8333". Only the scheme, host and port are used.
+	Endpoint string `json:"endpoint"`
+	// Bucket is the bucket backups are written to. It must exist.
+	Bucket string `json:"bucket"`
+	// Prefix is prepended to every key. Defaults to "<namespace>/<name>/".
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// Region is the bucket's region. Empty lets the client use the store's default.
+	// +optional
+	Region string `json:"region,omitempty"`
+	// CredentialsSecretRef names a Secret in the instance's namespace with the keys
+	// accessKeyID and secretAccessKey. Required when the controller runs in a Kubernetes
+	// cluster; in standalone mode the server's own credentials are used instead.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+	// CABundle holds PEM-encoded certificates that verify the endpoint's serving
+	// certificate. Empty means the system's trusted roots.
+	// +optional
+	CABundle string `json:"caBundle,omitempty"`
+}
+
+// LocalDestination writes backups to the server's backup directory. It has no settings: a
+// user never chooses a path on the server.
+type LocalDestination struct{}
+
+// SecretReference names a Secret in the same namespace as the ETCDInstance.
+type SecretReference struct {
+	// Name is the name of the Secret.
+	Name string `json:"name"`
+}
+
+// RestoreSource names a backup of an instance in the same namespace.
+type RestoreSource struct {
+	// Instance is the name of the ETCDInstance whose backup destination holds the backup.
+	// That instance's spec.backup.destination is read; the instance must exist.
+	Instance string `json:"instance"`
+	// Key is the backup's key in that destination, as the backups subresource lists it.
+	// Empty means the newest backup.
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // TLSSpec holds the TLS settings of a cluster.
@@ -86,6 +168,8 @@ const (
 	PhaseFailed Phase = "Failed"
 	// PhaseDeleting means the members are being stopped and their data removed.
 	PhaseDeleting Phase = "Deleting"
+	// PhaseRestoring means every member is being restored from a snapshot.
+	PhaseRestoring Phase = "Restoring"
 )
 
 // ETCDInstanceStatus is written only by the controller, through the status subresource;
@@ -95,7 +179,8 @@ type ETCDInstanceStatus struct {
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed or Deleting.
+	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting
+	// or Restoring.
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 	// Replicas is the number of members that exist, ready or not.
@@ -114,11 +199,53 @@ type ETCDInstanceStatus struct {
 	// +listMapKey=name
 	Members []MemberStatus `json:"members,omitempty"`
 	// Conditions are the latest observations: Available (serving with every member healthy),
-	// Progressing (a change is under way) and Degraded (a member is unhealthy or a change failed).
+	// Progressing (a change is under way), Degraded (a member is unhealthy or a change failed)
+	// and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Backup reports the scheduled backups: the last attempt and the last success.
+	// +optional
+	Backup *BackupStatus `json:"backup,omitempty"`
+}
+
+// BackupStatus reports the last attempt and the last success of the scheduled backups.
+type BackupStatus struct {
+	// LastScheduleTime is when the latest scheduled backup was started, successful or not.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+	// LastSuccessfulTime is when the latest successful backup completed.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+	// LastBackup describes the latest successful backup.
+	// +optional
+	LastBackup *BackupInfo `json:"lastBackup,omitempty"`
+}
+
+// BackupInfo describes one backup in a destination and its provenance.
+type BackupInfo struct {
+	// Key is the backup's name in its destination: the object key for s3, the file name
+	// for local. Keys of one instance sort by time.
+	Key string `json:"key"`
+	// Revision is the etcd revision the snapshot was taken at.
+	// +optional
+	Revision int64 `json:"revision,omitempty"`
+	// SizeBytes is the size of the snapshot in bytes.
+	// +optional
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// SHA256 is the hex-encoded SHA-256 of the snapshot; a restore checks it.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+	// EtcdVersion is the version of the etcd member the snapshot was taken from.
+	// +optional
+	EtcdVersion string `json:"etcdVersion,omitempty"`
+	// CompletionTime is when the backup was complete in its destination.
+	// +optional
+	CompletionTime metav1.Time `json:"completionTime,omitempty"`
+	// InstanceUID is the metadata.uid of the instance the backup was taken of.
+	// +optional
+	InstanceUID string `json:"instanceUID,omitempty"`
 }
 
 // MemberStatus describes one etcd member as the controller last saw it.
@@ -156,4 +283,18 @@ type ETCDInstanceList struct {
 
 	// Items are the ETCDInstances.
 	Items []ETCDInstance `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ETCDInstanceBackupList is what GET etcdinstances/NAME/backups returns: the backups of the
+// instance that its destination holds, newest first, read from the destination itself.
+type ETCDInstanceBackupList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Items are the backups, newest first.
+	Items []BackupInfo `json:"items"`
 }

@@ -37,8 +37,58 @@ func init() {
 // RegisterConversions adds conversion functions to the given scheme.
 // Public to allow building arbitrary schemes.
 func RegisterConversions(s *runtime.Scheme) error {
+	if err := s.AddGeneratedConversionFunc((*BackupDestination)(nil), (*etcdaas.BackupDestination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_BackupDestination_To_etcdaas_BackupDestination(a.(*BackupDestination), b.(*etcdaas.BackupDestination), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.BackupDestination)(nil), (*BackupDestination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(a.(*etcdaas.BackupDestination), b.(*BackupDestination), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*BackupInfo)(nil), (*etcdaas.BackupInfo)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_BackupInfo_To_etcdaas_BackupInfo(a.(*BackupInfo), b.(*etcdaas.BackupInfo), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.BackupInfo)(nil), (*BackupInfo)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_BackupInfo_To_v1beta1_BackupInfo(a.(*etcdaas.BackupInfo), b.(*BackupInfo), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*BackupSpec)(nil), (*etcdaas.BackupSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_BackupSpec_To_etcdaas_BackupSpec(a.(*BackupSpec), b.(*etcdaas.BackupSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.BackupSpec)(nil), (*BackupSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_BackupSpec_To_v1beta1_BackupSpec(a.(*etcdaas.BackupSpec), b.(*BackupSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*BackupStatus)(nil), (*etcdaas.BackupStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_BackupStatus_To_etcdaas_BackupStatus(a.(*BackupStatus), b.(*etcdaas.BackupStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.BackupStatus)(nil), (*BackupStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_BackupStatus_To_v1beta1_BackupStatus(a.(*etcdaas.BackupStatus), b.(*BackupStatus), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*etcdaas.ETCDInstance)(nil), (*ETCDInstance)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_etcdaas_ETCDInstance_To_v1beta1_ETCDInstance(a.(*etcdaas.ETCDInstance), b.(*ETCDInstance), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*ETCDInstanceBackupList)(nil), (*etcdaas.ETCDInstanceBackupList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_ETCDInstanceBackupList_To_etcdaas_ETCDInstanceBackupList(a.(*ETCDInstanceBackupList), b.(*etcdaas.ETCDInstanceBackupList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.ETCDInstanceBackupList)(nil), (*ETCDInstanceBackupList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_ETCDInstanceBackupList_To_v1beta1_ETCDInstanceBackupList(a.(*etcdaas.ETCDInstanceBackupList), b.(*ETCDInstanceBackupList), scope)
 	}); err != nil {
 		return err
 	}
@@ -72,6 +122,16 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*LocalDestination)(nil), (*etcdaas.LocalDestination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_LocalDestination_To_etcdaas_LocalDestination(a.(*LocalDestination), b.(*etcdaas.LocalDestination), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.LocalDestination)(nil), (*LocalDestination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_LocalDestination_To_v1beta1_LocalDestination(a.(*etcdaas.LocalDestination), b.(*LocalDestination), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*MemberStatus)(nil), (*etcdaas.MemberStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1beta1_MemberStatus_To_etcdaas_MemberStatus(a.(*MemberStatus), b.(*etcdaas.MemberStatus), scope)
 	}); err != nil {
@@ -79,6 +139,36 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}
 	if err := s.AddGeneratedConversionFunc((*etcdaas.MemberStatus)(nil), (*MemberStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_etcdaas_MemberStatus_To_v1beta1_MemberStatus(a.(*etcdaas.MemberStatus), b.(*MemberStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*RestoreSource)(nil), (*etcdaas.RestoreSource)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_RestoreSource_To_etcdaas_RestoreSource(a.(*RestoreSource), b.(*etcdaas.RestoreSource), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.RestoreSource)(nil), (*RestoreSource)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_RestoreSource_To_v1beta1_RestoreSource(a.(*etcdaas.RestoreSource), b.(*RestoreSource), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*S3Destination)(nil), (*etcdaas.S3Destination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_S3Destination_To_etcdaas_S3Destination(a.(*S3Destination), b.(*etcdaas.S3Destination), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.S3Destination)(nil), (*S3Destination)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_S3Destination_To_v1beta1_S3Destination(a.(*etcdaas.S3Destination), b.(*S3Destination), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*SecretReference)(nil), (*etcdaas.SecretReference)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1beta1_SecretReference_To_etcdaas_SecretReference(a.(*SecretReference), b.(*etcdaas.SecretReference), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*etcdaas.SecretReference)(nil), (*SecretReference)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_etcdaas_SecretReference_To_v1beta1_SecretReference(a.(*etcdaas.SecretReference), b.(*SecretReference), scope)
 	}); err != nil {
 		return err
 	}
@@ -110,6 +200,98 @@ func RegisterConversions(s *runtime.Scheme) error {
 	return nil
 }
 
+func autoConvert_v1beta1_BackupDestination_To_etcdaas_BackupDestination(in *BackupDestination, out *etcdaas.BackupDestination, s conversion.Scope) error {
+	*out = *(*etcdaas.BackupDestination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_BackupDestination_To_etcdaas_BackupDestination is an autogenerated conversion function.
+func Convert_v1beta1_BackupDestination_To_etcdaas_BackupDestination(in *BackupDestination, out *etcdaas.BackupDestination, s conversion.Scope) error {
+	return autoConvert_v1beta1_BackupDestination_To_etcdaas_BackupDestination(in, out, s)
+}
+
+func autoConvert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(in *etcdaas.BackupDestination, out *BackupDestination, s conversion.Scope) error {
+	*out = *(*BackupDestination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination is an autogenerated conversion function.
+func Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(in *etcdaas.BackupDestination, out *BackupDestination, s conversion.Scope) error {
+	return autoConvert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(in, out, s)
+}
+
+func autoConvert_v1beta1_BackupInfo_To_etcdaas_BackupInfo(in *BackupInfo, out *etcdaas.BackupInfo, s conversion.Scope) error {
+	*out = *(*etcdaas.BackupInfo)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_BackupInfo_To_etcdaas_BackupInfo is an autogenerated conversion function.
+func Convert_v1beta1_BackupInfo_To_etcdaas_BackupInfo(in *BackupInfo, out *etcdaas.BackupInfo, s conversion.Scope) error {
+	return autoConvert_v1beta1_BackupInfo_To_etcdaas_BackupInfo(in, out, s)
+}
+
+func autoConvert_etcdaas_BackupInfo_To_v1beta1_BackupInfo(in *etcdaas.BackupInfo, out *BackupInfo, s conversion.Scope) error {
+	*out = *(*BackupInfo)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_BackupInfo_To_v1beta1_BackupInfo is an autogenerated conversion function.
+func Convert_etcdaas_BackupInfo_To_v1beta1_BackupInfo(in *etcdaas.BackupInfo, out *BackupInfo, s conversion.Scope) error {
+	return autoConvert_etcdaas_BackupInfo_To_v1beta1_BackupInfo(in, out, s)
+}
+
+func autoConvert_v1beta1_BackupSpec_To_etcdaas_BackupSpec(in *BackupSpec, out *etcdaas.BackupSpec, s conversion.Scope) error {
+	out.Schedule = in.Schedule
+	if err := v1.Convert_Pointer_int32_To_int32(&in.Keep, &out.Keep, s); err != nil {
+		return err
+	}
+	if err := Convert_v1beta1_BackupDestination_To_etcdaas_BackupDestination(&in.Destination, &out.Destination, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_v1beta1_BackupSpec_To_etcdaas_BackupSpec is an autogenerated conversion function.
+func Convert_v1beta1_BackupSpec_To_etcdaas_BackupSpec(in *BackupSpec, out *etcdaas.BackupSpec, s conversion.Scope) error {
+	return autoConvert_v1beta1_BackupSpec_To_etcdaas_BackupSpec(in, out, s)
+}
+
+func autoConvert_etcdaas_BackupSpec_To_v1beta1_BackupSpec(in *etcdaas.BackupSpec, out *BackupSpec, s conversion.Scope) error {
+	out.Schedule = in.Schedule
+	if err := v1.Convert_int32_To_Pointer_int32(&in.Keep, &out.Keep, s); err != nil {
+		return err
+	}
+	if err := Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(&in.Destination, &out.Destination, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_etcdaas_BackupSpec_To_v1beta1_BackupSpec is an autogenerated conversion function.
+func Convert_etcdaas_BackupSpec_To_v1beta1_BackupSpec(in *etcdaas.BackupSpec, out *BackupSpec, s conversion.Scope) error {
+	return autoConvert_etcdaas_BackupSpec_To_v1beta1_BackupSpec(in, out, s)
+}
+
+func autoConvert_v1beta1_BackupStatus_To_etcdaas_BackupStatus(in *BackupStatus, out *etcdaas.BackupStatus, s conversion.Scope) error {
+	*out = *(*etcdaas.BackupStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_BackupStatus_To_etcdaas_BackupStatus is an autogenerated conversion function.
+func Convert_v1beta1_BackupStatus_To_etcdaas_BackupStatus(in *BackupStatus, out *etcdaas.BackupStatus, s conversion.Scope) error {
+	return autoConvert_v1beta1_BackupStatus_To_etcdaas_BackupStatus(in, out, s)
+}
+
+func autoConvert_etcdaas_BackupStatus_To_v1beta1_BackupStatus(in *etcdaas.BackupStatus, out *BackupStatus, s conversion.Scope) error {
+	*out = *(*BackupStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_BackupStatus_To_v1beta1_BackupStatus is an autogenerated conversion function.
+func Convert_etcdaas_BackupStatus_To_v1beta1_BackupStatus(in *etcdaas.BackupStatus, out *BackupStatus, s conversion.Scope) error {
+	return autoConvert_etcdaas_BackupStatus_To_v1beta1_BackupStatus(in, out, s)
+}
+
 func autoConvert_v1beta1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out *etcdaas.ETCDInstance, s conversion.Scope) error {
 	out.ObjectMeta = in.ObjectMeta
 	if err := Convert_v1beta1_ETCDInstanceSpec_To_etcdaas_ETCDInstanceSpec(&in.Spec, &out.Spec, s); err != nil {
@@ -135,6 +317,28 @@ func autoConvert_etcdaas_ETCDInstance_To_v1beta1_ETCDInstance(in *etcdaas.ETCDIn
 // Convert_etcdaas_ETCDInstance_To_v1beta1_ETCDInstance is an autogenerated conversion function.
 func Convert_etcdaas_ETCDInstance_To_v1beta1_ETCDInstance(in *etcdaas.ETCDInstance, out *ETCDInstance, s conversion.Scope) error {
 	return autoConvert_etcdaas_ETCDInstance_To_v1beta1_ETCDInstance(in, out, s)
+}
+
+func autoConvert_v1beta1_ETCDInstanceBackupList_To_etcdaas_ETCDInstanceBackupList(in *ETCDInstanceBackupList, out *etcdaas.ETCDInstanceBackupList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]etcdaas.BackupInfo)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_v1beta1_ETCDInstanceBackupList_To_etcdaas_ETCDInstanceBackupList is an autogenerated conversion function.
+func Convert_v1beta1_ETCDInstanceBackupList_To_etcdaas_ETCDInstanceBackupList(in *ETCDInstanceBackupList, out *etcdaas.ETCDInstanceBackupList, s conversion.Scope) error {
+	return autoConvert_v1beta1_ETCDInstanceBackupList_To_etcdaas_ETCDInstanceBackupList(in, out, s)
+}
+
+func autoConvert_etcdaas_ETCDInstanceBackupList_To_v1beta1_ETCDInstanceBackupList(in *etcdaas.ETCDInstanceBackupList, out *ETCDInstanceBackupList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]BackupInfo)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_etcdaas_ETCDInstanceBackupList_To_v1beta1_ETCDInstanceBackupList is an autogenerated conversion function.
+func Convert_etcdaas_ETCDInstanceBackupList_To_v1beta1_ETCDInstanceBackupList(in *etcdaas.ETCDInstanceBackupList, out *ETCDInstanceBackupList, s conversion.Scope) error {
+	return autoConvert_etcdaas_ETCDInstanceBackupList_To_v1beta1_ETCDInstanceBackupList(in, out, s)
 }
 
 func autoConvert_v1beta1_ETCDInstanceList_To_etcdaas_ETCDInstanceList(in *ETCDInstanceList, out *etcdaas.ETCDInstanceList, s conversion.Scope) error {
@@ -186,6 +390,16 @@ func autoConvert_v1beta1_ETCDInstanceSpec_To_etcdaas_ETCDInstanceSpec(in *ETCDIn
 	out.Version = in.Version
 	out.TLS = (*etcdaas.TLSSpec)(unsafe.Pointer(in.TLS))
 	out.Storage = (*etcdaas.StorageSpec)(unsafe.Pointer(in.Storage))
+	if in.Backup != nil {
+		in, out := &in.Backup, &out.Backup
+		*out = new(etcdaas.BackupSpec)
+		if err := Convert_v1beta1_BackupSpec_To_etcdaas_BackupSpec(*in, *out, s); err != nil {
+			return err
+		}
+	} else {
+		out.Backup = nil
+	}
+	out.RestoreFrom = (*etcdaas.RestoreSource)(unsafe.Pointer(in.RestoreFrom))
 	return nil
 }
 
@@ -201,6 +415,16 @@ func autoConvert_etcdaas_ETCDInstanceSpec_To_v1beta1_ETCDInstanceSpec(in *etcdaa
 	out.Version = in.Version
 	out.TLS = (*TLSSpec)(unsafe.Pointer(in.TLS))
 	out.Storage = (*StorageSpec)(unsafe.Pointer(in.Storage))
+	if in.Backup != nil {
+		in, out := &in.Backup, &out.Backup
+		*out = new(BackupSpec)
+		if err := Convert_etcdaas_BackupSpec_To_v1beta1_BackupSpec(*in, *out, s); err != nil {
+			return err
+		}
+	} else {
+		out.Backup = nil
+	}
+	out.RestoreFrom = (*RestoreSource)(unsafe.Pointer(in.RestoreFrom))
 	return nil
 }
 
@@ -229,6 +453,26 @@ func Convert_etcdaas_ETCDInstanceStatus_To_v1beta1_ETCDInstanceStatus(in *etcdaa
 	return autoConvert_etcdaas_ETCDInstanceStatus_To_v1beta1_ETCDInstanceStatus(in, out, s)
 }
 
+func autoConvert_v1beta1_LocalDestination_To_etcdaas_LocalDestination(in *LocalDestination, out *etcdaas.LocalDestination, s conversion.Scope) error {
+	*out = *(*etcdaas.LocalDestination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_LocalDestination_To_etcdaas_LocalDestination is an autogenerated conversion function.
+func Convert_v1beta1_LocalDestination_To_etcdaas_LocalDestination(in *LocalDestination, out *etcdaas.LocalDestination, s conversion.Scope) error {
+	return autoConvert_v1beta1_LocalDestination_To_etcdaas_LocalDestination(in, out, s)
+}
+
+func autoConvert_etcdaas_LocalDestination_To_v1beta1_LocalDestination(in *etcdaas.LocalDestination, out *LocalDestination, s conversion.Scope) error {
+	*out = *(*LocalDestination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_LocalDestination_To_v1beta1_LocalDestination is an autogenerated conversion function.
+func Convert_etcdaas_LocalDestination_To_v1beta1_LocalDestination(in *etcdaas.LocalDestination, out *LocalDestination, s conversion.Scope) error {
+	return autoConvert_etcdaas_LocalDestination_To_v1beta1_LocalDestination(in, out, s)
+}
+
 func autoConvert_v1beta1_MemberStatus_To_etcdaas_MemberStatus(in *MemberStatus, out *etcdaas.MemberStatus, s conversion.Scope) error {
 	*out = *(*etcdaas.MemberStatus)(unsafe.Pointer(in))
 	return nil
@@ -247,6 +491,66 @@ func autoConvert_etcdaas_MemberStatus_To_v1beta1_MemberStatus(in *etcdaas.Member
 // Convert_etcdaas_MemberStatus_To_v1beta1_MemberStatus is an autogenerated conversion function.
 func Convert_etcdaas_MemberStatus_To_v1beta1_MemberStatus(in *etcdaas.MemberStatus, out *MemberStatus, s conversion.Scope) error {
 	return autoConvert_etcdaas_MemberStatus_To_v1beta1_MemberStatus(in, out, s)
+}
+
+func autoConvert_v1beta1_RestoreSource_To_etcdaas_RestoreSource(in *RestoreSource, out *etcdaas.RestoreSource, s conversion.Scope) error {
+	*out = *(*etcdaas.RestoreSource)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_RestoreSource_To_etcdaas_RestoreSource is an autogenerated conversion function.
+func Convert_v1beta1_RestoreSource_To_etcdaas_RestoreSource(in *RestoreSource, out *etcdaas.RestoreSource, s conversion.Scope) error {
+	return autoConvert_v1beta1_RestoreSource_To_etcdaas_RestoreSource(in, out, s)
+}
+
+func autoConvert_etcdaas_RestoreSource_To_v1beta1_RestoreSource(in *etcdaas.RestoreSource, out *RestoreSource, s conversion.Scope) error {
+	*out = *(*RestoreSource)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_RestoreSource_To_v1beta1_RestoreSource is an autogenerated conversion function.
+func Convert_etcdaas_RestoreSource_To_v1beta1_RestoreSource(in *etcdaas.RestoreSource, out *RestoreSource, s conversion.Scope) error {
+	return autoConvert_etcdaas_RestoreSource_To_v1beta1_RestoreSource(in, out, s)
+}
+
+func autoConvert_v1beta1_S3Destination_To_etcdaas_S3Destination(in *S3Destination, out *etcdaas.S3Destination, s conversion.Scope) error {
+	*out = *(*etcdaas.S3Destination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_S3Destination_To_etcdaas_S3Destination is an autogenerated conversion function.
+func Convert_v1beta1_S3Destination_To_etcdaas_S3Destination(in *S3Destination, out *etcdaas.S3Destination, s conversion.Scope) error {
+	return autoConvert_v1beta1_S3Destination_To_etcdaas_S3Destination(in, out, s)
+}
+
+func autoConvert_etcdaas_S3Destination_To_v1beta1_S3Destination(in *etcdaas.S3Destination, out *S3Destination, s conversion.Scope) error {
+	*out = *(*S3Destination)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_S3Destination_To_v1beta1_S3Destination is an autogenerated conversion function.
+func Convert_etcdaas_S3Destination_To_v1beta1_S3Destination(in *etcdaas.S3Destination, out *S3Destination, s conversion.Scope) error {
+	return autoConvert_etcdaas_S3Destination_To_v1beta1_S3Destination(in, out, s)
+}
+
+func autoConvert_v1beta1_SecretReference_To_etcdaas_SecretReference(in *SecretReference, out *etcdaas.SecretReference, s conversion.Scope) error {
+	*out = *(*etcdaas.SecretReference)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1beta1_SecretReference_To_etcdaas_SecretReference is an autogenerated conversion function.
+func Convert_v1beta1_SecretReference_To_etcdaas_SecretReference(in *SecretReference, out *etcdaas.SecretReference, s conversion.Scope) error {
+	return autoConvert_v1beta1_SecretReference_To_etcdaas_SecretReference(in, out, s)
+}
+
+func autoConvert_etcdaas_SecretReference_To_v1beta1_SecretReference(in *etcdaas.SecretReference, out *SecretReference, s conversion.Scope) error {
+	*out = *(*SecretReference)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_etcdaas_SecretReference_To_v1beta1_SecretReference is an autogenerated conversion function.
+func Convert_etcdaas_SecretReference_To_v1beta1_SecretReference(in *etcdaas.SecretReference, out *SecretReference, s conversion.Scope) error {
+	return autoConvert_etcdaas_SecretReference_To_v1beta1_SecretReference(in, out, s)
 }
 
 func autoConvert_v1beta1_StorageSpec_To_etcdaas_StorageSpec(in *StorageSpec, out *etcdaas.StorageSpec, s conversion.Scope) error {

@@ -36,6 +36,9 @@ func RegisterDefaults(scheme *runtime.Scheme) error {
 
 func SetObjectDefaults_ETCDInstance(in *ETCDInstance) {
 	SetDefaults_ETCDInstanceSpec(&in.Spec)
+	if in.Spec.Backup != nil {
+		SetDefaults_BackupSpec(in.Spec.Backup)
+	}
 }
 
 func SetObjectDefaults_ETCDInstanceList(in *ETCDInstanceList) {

@@ -22,8 +22,33 @@ limitations under the License.
 package v1beta1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupDestination) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.BackupDestination"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupInfo) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.BackupInfo"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupSpec) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.BackupSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in BackupStatus) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.BackupStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ETCDInstance) OpenAPIModelName() string {
 	return "dev.etcdaas.v1beta1.ETCDInstance"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ETCDInstanceBackupList) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.ETCDInstanceBackupList"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -42,8 +67,28 @@ func (in ETCDInstanceStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in LocalDestination) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.LocalDestination"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in MemberStatus) OpenAPIModelName() string {
 	return "dev.etcdaas.v1beta1.MemberStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RestoreSource) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.RestoreSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in S3Destination) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.S3Destination"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretReference) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.SecretReference"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

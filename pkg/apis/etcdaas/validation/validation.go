@@ -4,8 +4,12 @@
 package validation
 
 import (
+	"crypto/x509"
 	"fmt"
+	"net/url"
+	"path"
 	"regexp"
+	"strings"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -17,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/backup/schedule"
 )
 
 // Limits on an instance.
@@ -27,13 +32,24 @@ const (
 	// MinReplicas and MaxReplicas bound spec.replicas.
 	MinReplicas = 1
 	MaxReplicas = 9
+	// MinBackupKeep and MaxBackupKeep bound spec.backup.keep.
+	MinBackupKeep = 1
+	MaxBackupKeep = 1000
+	// MaxBackupKeyLength bounds spec.restoreFrom.key and the S3 prefix: S3 keys are at most
+	// 1024 bytes.
+	MaxBackupKeyLength = 1024
 )
 
 var (
 	versionPattern = regexp.MustCompile(`^3\.[0-9]+$`)
 
 	knownPhases = sets.New(etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
-		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting)
+		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring)
+
+	// bucketPattern is the S3 bucket naming rule: 3 to 63 lower-case letters, digits, dots and
+	// hyphens, starting and ending with a letter or digit.
+	bucketPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // ValidateName checks an instance name: a DNS-1035 label of at most MaxNameLength characters.
@@ -62,6 +78,9 @@ func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.Erro
 	}
 	if !apiequality.Semantic.DeepEqual(newObj.Spec.Storage, oldObj.Spec.Storage) {
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("storage"), "field is immutable after creation"))
+	}
+	if !apiequality.Semantic.DeepEqual(newObj.Spec.RestoreFrom, oldObj.Spec.RestoreFrom) {
+		allErrs = append(allErrs, field.Forbidden(specPath.Child("restoreFrom"), "field is immutable: a cluster starts from a backup at creation only"))
 	}
 	return allErrs
 }
@@ -105,6 +124,121 @@ func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorL
 			}
 		}
 	}
+	if spec.Backup != nil {
+		allErrs = append(allErrs, validateBackup(spec.Backup, path.Child("backup"))...)
+	}
+	if spec.RestoreFrom != nil {
+		allErrs = append(allErrs, validateRestoreFrom(spec.RestoreFrom, path.Child("restoreFrom"))...)
+	}
+	return allErrs
+}
+
+func validateBackup(backup *etcdaas.BackupSpec, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if _, err := schedule.Parse(backup.Schedule); err != nil {
+		allErrs = append(allErrs, field.Invalid(path.Child("schedule"), backup.Schedule, err.Error()))
+	}
+	if backup.Keep < MinBackupKeep || backup.Keep > MaxBackupKeep {
+		allErrs = append(allErrs, field.Invalid(path.Child("keep"), backup.Keep, fmt.Sprintf("must be between %d and %d", MinBackupKeep, MaxBackupKeep)))
+	}
+	destPath := path.Child("destination")
+	dest := &backup.Destination
+	switch {
+	case dest.S3 == nil && dest.Local == nil:
+		allErrs = append(allErrs, field.Required(destPath, "exactly one of s3 or local"))
+	case dest.S3 != nil && dest.Local != nil:
+		allErrs = append(allErrs, field.Forbidden(destPath.Child("local"), "exactly one of s3 or local may be set"))
+	case dest.S3 != nil:
+		allErrs = append(allErrs, validateS3(dest.S3, destPath.Child("s3"))...)
+	}
+	return allErrs
+}
+
+func validateS3(s3 *etcdaas.S3Destination, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if s3.Endpoint == "" {
+		allErrs = append(allErrs, field.Required(path.Child("endpoint"), "the URL of the object store, such as https://s3.example.com"))
+	} else if msg := endpointProblem(s3.Endpoint); msg != "" {
+		allErrs = append(allErrs, field.Invalid(path.Child("endpoint"), s3.Endpoint, msg))
+	}
+	if s3.Bucket == "" {
+		allErrs = append(allErrs, field.Required(path.Child("bucket"), ""))
+	} else if !bucketPattern.MatchString(s3.Bucket) || strings.Contains(s3.Bucket, "..") {
+		allErrs = append(allErrs, field.Invalid(path.Child("bucket"), s3.Bucket, "must be an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit"))
+	}
+	if s3.Prefix != "" {
+		if msg := keyProblem(s3.Prefix); msg != "" {
+			allErrs = append(allErrs, field.Invalid(path.Child("prefix"), s3.Prefix, msg))
+		}
+	}
+	if ref := s3.CredentialsSecretRef; ref != nil {
+		for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+			allErrs = append(allErrs, field.Invalid(path.Child("credentialsSecretRef", "name"), ref.Name, msg))
+		}
+	}
+	if s3.CABundle != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(s3.CABundle)) {
+		allErrs = append(allErrs, field.Invalid(path.Child("caBundle"), "<PEM>", "must hold at least one PEM-encoded certificate"))
+	}
+	return allErrs
+}
+
+// endpointProblem says what is wrong with an S3 endpoint, or "" when it is an http or https
+// URL with a host and nothing beyond it.
+func endpointProblem(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "must be a URL such as https://s3.example.com: " + err.Error()
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an http or https URL such as https://s3.example.com"
+	case u.Host == "" || u.Hostname() == "":
+		return "must name a host, such as https://s3.example.com"
+	case u.User != nil:
+		return "must not carry credentials; use credentialsSecretRef"
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return "must be only scheme, host and port: put the bucket in bucket and the key prefix in prefix"
+	}
+	return ""
+}
+
+// keyProblem says what is wrong with an object key or key prefix, or "" when it is fine: it
+// must be relative and may not climb out of its directory, because the local destination
+// maps keys to files.
+func keyProblem(key string) string {
+	switch {
+	case len(key) > MaxBackupKeyLength:
+		return fmt.Sprintf("must be no more than %d characters", MaxBackupKeyLength)
+	case strings.HasPrefix(key, "/"):
+		return "must not start with /"
+	case strings.ContainsAny(key, "\x00\\"):
+		return "must not contain NUL or backslash characters"
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == ".." || part == "." {
+			return "must not contain . or .. path segments"
+		}
+	}
+	if path.Clean("/"+key) == "/" {
+		return "must name something below the destination"
+	}
+	return ""
+}
+
+func validateRestoreFrom(from *etcdaas.RestoreSource, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if from.Instance == "" {
+		allErrs = append(allErrs, field.Required(path.Child("instance"), "the name of an ETCDInstance in the same namespace"))
+	} else {
+		for _, msg := range ValidateName(from.Instance, false) {
+			allErrs = append(allErrs, field.Invalid(path.Child("instance"), from.Instance, msg))
+		}
+	}
+	if from.Key != "" {
+		if msg := keyProblem(from.Key); msg != "" {
+			allErrs = append(allErrs, field.Invalid(path.Child("key"), from.Key, msg))
+		}
+	}
 	return allErrs
 }
 
@@ -142,6 +276,22 @@ func validateStatus(status *etcdaas.ETCDInstanceStatus, path *field.Path) field.
 		names.Insert(member.Name)
 	}
 	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, path.Child("conditions"))...)
+	if backup := status.Backup; backup != nil && backup.LastBackup != nil {
+		allErrs = append(allErrs, validateBackupInfo(backup.LastBackup, path.Child("backup", "lastBackup"))...)
+	}
+	return allErrs
+}
+
+func validateBackupInfo(info *etcdaas.BackupInfo, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if info.Key == "" {
+		allErrs = append(allErrs, field.Required(path.Child("key"), ""))
+	}
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(info.Revision, path.Child("revision"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(info.SizeBytes, path.Child("sizeBytes"))...)
+	if info.SHA256 != "" && !sha256Pattern.MatchString(info.SHA256) {
+		allErrs = append(allErrs, field.Invalid(path.Child("sha256"), info.SHA256, "must be 64 lower-case hexadecimal digits"))
+	}
 	return allErrs
 }
 

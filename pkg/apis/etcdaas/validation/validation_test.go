@@ -66,12 +66,64 @@ func TestValidateETCDInstance(t *testing.T) {
 		"good storage": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
 		}, nil},
+		"backup to s3": {withBackup(func(*etcdaas.BackupSpec) {}), nil},
+		"backup to local": {withBackup(func(b *etcdaas.BackupSpec) {
+			b.Destination = etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}}
+		}), nil},
+		"backup @daily":             {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "@daily" }), nil},
+		"backup @every 1h":          {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "@every 1h" }), nil},
+		"backup @every 10s":         {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "@every 10s" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup cron of six fields": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup cron minute 60":     {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "60 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup empty schedule":     {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup with a time zone":   {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "CRON_TZ=Europe/Paris 0 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup keep 0":             {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 0 }), []string{"FieldValueInvalid spec.backup.keep"}},
+		"backup keep 1":             {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 1 }), nil},
+		"backup keep 1000":          {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 1000 }), nil},
+		"backup keep 1001":          {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 1001 }), []string{"FieldValueInvalid spec.backup.keep"}},
+		"backup without destination": {withBackup(func(b *etcdaas.BackupSpec) { b.Destination = etcdaas.BackupDestination{} }),
+			[]string{"FieldValueRequired spec.backup.destination"}},
+		"backup to both destinations": {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.Local = &etcdaas.LocalDestination{} }),
+			[]string{"FieldValueForbidden spec.backup.destination.local"}},
+		"s3 endpoint not a URL":   {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "s3.example.com" }), []string{"FieldValueInvalid spec.backup.destination.s3.endpoint"}},
+		"s3 endpoint ftp":         {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "ftp://s3.example.com" }), []string{"FieldValueInvalid spec.backup.destination.s3.endpoint"}},
+		"s3 endpoint with a path": {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "https://s3.example.com/bucket" }), []string{"FieldValueInvalid spec.backup.destination.s3.endpoint"}},
+		"s3 endpoint with user":   {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "https://key:secret@s3.example.com" }), []string{"FieldValueInvalid spec.backup.destination.s3.endpoint"}},
+		"s3 endpoint with port":   {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "http://127.0.0.1:8333/" }), nil},
+		"s3 without endpoint":     {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Endpoint = "" }), []string{"FieldValueRequired spec.backup.destination.s3.endpoint"}},
+		"s3 without bucket":       {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Bucket = "" }), []string{"FieldValueRequired spec.backup.destination.s3.bucket"}},
+		"s3 bucket upper case":    {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Bucket = "Backups" }), []string{"FieldValueInvalid spec.backup.destination.s3.bucket"}},
+		"s3 prefix absolute":      {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Prefix = "/etcd/" }), []string{"FieldValueInvalid spec.backup.destination.s3.prefix"}},
+		"s3 prefix climbing":      {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Prefix = "etcd/../other/" }), []string{"FieldValueInvalid spec.backup.destination.s3.prefix"}},
+		"s3 prefix nested":        {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Prefix = "team-a/etcd/" }), nil},
+		"s3 bad secret name":      {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.CredentialsSecretRef.Name = "S3 creds" }), []string{"FieldValueInvalid spec.backup.destination.s3.credentialsSecretRef.name"}},
+		"s3 caBundle not PEM":     {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.CABundle = "not a certificate" }), []string{"FieldValueInvalid spec.backup.destination.s3.caBundle"}},
+		"restore from the newest": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} }, nil},
+		"restore from a key": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "default/old-etcd/x.db"}
+		}, nil},
+		"restore without instance": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Key: "x.db"} }, []string{"FieldValueRequired spec.restoreFrom.instance"}},
+		"restore from a bad name":  {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "Old.etcd"} }, []string{"FieldValueInvalid spec.restoreFrom.instance"}},
+		"restore from a climbing key": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "../x.db"}
+		},
+			[]string{"FieldValueInvalid spec.restoreFrom.key"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			obj := validInstance()
 			tc.mutate(obj)
 			expect(t, ValidateETCDInstance(obj), tc.want...)
 		})
+	}
+}
+
+// withBackup returns a mutation that gives the instance a valid S3 backup spec changed by f.
+func withBackup(f func(*etcdaas.BackupSpec)) func(*etcdaas.ETCDInstance) {
+	return func(o *etcdaas.ETCDInstance) {
+		o.Spec.Backup = &etcdaas.BackupSpec{Schedule: "0 */6 * * *", Keep: 7, Destination: etcdaas.BackupDestination{S3: &etcdaas.S3Destination{
+			Endpoint: "https://s3.example.com", Bucket: "backups", CredentialsSecretRef: &etcdaas.SecretReference{Name: "s3-creds"},
+		}}}
+		f(o.Spec.Backup)
 	}
 }
 
@@ -95,7 +147,17 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
 		},
 			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.Size = ptr.To(resource.MustParse("1024Mi")) }, nil},
-		"rename": {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Name = "other" }, []string{"FieldValueInvalid metadata.name"}},
+		"rename":                {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Name = "other" }, []string{"FieldValueInvalid metadata.name"}},
+		"add a backup schedule": {func(*etcdaas.ETCDInstance) {}, withBackup(func(*etcdaas.BackupSpec) {}), nil},
+		"change the keep":       {withBackup(func(*etcdaas.BackupSpec) {}), func(o *etcdaas.ETCDInstance) { o.Spec.Backup.Keep = 3 }, nil},
+		"add restoreFrom": {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
+			[]string{"FieldValueForbidden spec.restoreFrom"}},
+		"change restoreFrom": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
+			func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom.Key = "x.db" }, []string{"FieldValueForbidden spec.restoreFrom"}},
+		"remove restoreFrom": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
+			func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = nil }, []string{"FieldValueForbidden spec.restoreFrom"}},
+		"keep restoreFrom": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
+			func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			oldObj := validInstance()
@@ -123,6 +185,13 @@ func TestValidateETCDInstanceStatusUpdate(t *testing.T) {
 		"duplicate member":           {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{Name: "a"}, {Name: "a"}}}, []string{"FieldValueDuplicate status.members[1].name"}},
 		"unnamed member":             {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{ID: "1"}}}, []string{"FieldValueRequired status.members[0].name"}},
 		"condition without a reason": {etcdaas.ETCDInstanceStatus{Conditions: []metav1.Condition{{Type: "Available", Status: "True", LastTransitionTime: metav1.Unix(1, 0)}}}, []string{"FieldValueRequired status.conditions[0].reason"}},
+		"restoring":                  {etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRestoring}, nil},
+		"last backup": {etcdaas.ETCDInstanceStatus{Backup: &etcdaas.BackupStatus{LastBackup: &etcdaas.BackupInfo{
+			Key: "k", Revision: 5, SizeBytes: 20480, SHA256: strings.Repeat("ab", 32)}}}, nil},
+		"last backup with a bad sha256": {etcdaas.ETCDInstanceStatus{Backup: &etcdaas.BackupStatus{LastBackup: &etcdaas.BackupInfo{Key: "k", SHA256: "XYZ"}}},
+			[]string{"FieldValueInvalid status.backup.lastBackup.sha256"}},
+		"last backup without key": {etcdaas.ETCDInstanceStatus{Backup: &etcdaas.BackupStatus{LastBackup: &etcdaas.BackupInfo{SizeBytes: -1}}},
+			[]string{"FieldValueRequired status.backup.lastBackup.key", "FieldValueInvalid status.backup.lastBackup.sizeBytes"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			oldObj := validInstance()

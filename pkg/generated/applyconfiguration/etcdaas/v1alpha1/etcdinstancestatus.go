@@ -29,7 +29,7 @@ import (
 // changes sent with the main resource are ignored.
 type ETCDInstanceStatusApplyConfiguration struct {
 	// State is "" (not acted on yet, or being deleted), deploying (members are being started,
-	// added or removed), running or failed.
+	// added, removed or restored), running or failed.
 	State *etcdaasv1alpha1.State `json:"state,omitempty"`
 	// Message is a human-readable explanation of the state.
 	Message *string `json:"message,omitempty"`

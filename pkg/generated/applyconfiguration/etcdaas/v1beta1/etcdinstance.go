@@ -90,6 +90,12 @@ func ExtractETCDInstance(eTCDInstance *etcdaasv1beta1.ETCDInstance, fieldManager
 	return ExtractETCDInstanceFrom(eTCDInstance, fieldManager, "")
 }
 
+// ExtractETCDInstanceBackups extracts the applied configuration owned by fieldManager from
+// eTCDInstance for the backups subresource.
+func ExtractETCDInstanceBackups(eTCDInstance *etcdaasv1beta1.ETCDInstance, fieldManager string) (*ETCDInstanceApplyConfiguration, error) {
+	return ExtractETCDInstanceFrom(eTCDInstance, fieldManager, "backups")
+}
+
 // ExtractETCDInstanceScale extracts the applied configuration owned by fieldManager from
 // eTCDInstance for the scale subresource.
 func ExtractETCDInstanceScale(eTCDInstance *etcdaasv1beta1.ETCDInstance, fieldManager string) (*ETCDInstanceApplyConfiguration, error) {

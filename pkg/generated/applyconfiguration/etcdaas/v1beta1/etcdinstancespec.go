@@ -36,6 +36,12 @@ type ETCDInstanceSpecApplyConfiguration struct {
 	// Storage configures each member's persistent volume on the kubernetes backend.
 	// Immutable after creation.
 	Storage *StorageSpecApplyConfiguration `json:"storage,omitempty"`
+	// Backup schedules backups of the cluster's data to a destination. Absent means no
+	// scheduled backups (the backup subresource still streams one on demand).
+	Backup *BackupSpecApplyConfiguration `json:"backup,omitempty"`
+	// RestoreFrom makes a new cluster start from a backup of another instance instead of
+	// empty. Set at creation only; immutable.
+	RestoreFrom *RestoreSourceApplyConfiguration `json:"restoreFrom,omitempty"`
 }
 
 // ETCDInstanceSpecApplyConfiguration constructs a declarative configuration of the ETCDInstanceSpec type for use with
@@ -73,5 +79,21 @@ func (b *ETCDInstanceSpecApplyConfiguration) WithTLS(value *TLSSpecApplyConfigur
 // If called multiple times, the Storage field is set to the value of the last call.
 func (b *ETCDInstanceSpecApplyConfiguration) WithStorage(value *StorageSpecApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
 	b.Storage = value
+	return b
+}
+
+// WithBackup sets the Backup field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Backup field is set to the value of the last call.
+func (b *ETCDInstanceSpecApplyConfiguration) WithBackup(value *BackupSpecApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
+	b.Backup = value
+	return b
+}
+
+// WithRestoreFrom sets the RestoreFrom field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the RestoreFrom field is set to the value of the last call.
+func (b *ETCDInstanceSpecApplyConfiguration) WithRestoreFrom(value *RestoreSourceApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
+	b.RestoreFrom = value
 	return b
 }

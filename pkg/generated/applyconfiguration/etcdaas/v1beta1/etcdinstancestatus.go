@@ -32,7 +32,8 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the controller last acted on. When it
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
-	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed or Deleting.
+	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting
+	// or Restoring.
 	Phase *etcdaasv1beta1.Phase `json:"phase,omitempty"`
 	// Replicas is the number of members that exist, ready or not.
 	Replicas *int32 `json:"replicas,omitempty"`
@@ -44,8 +45,11 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	// Members lists every member of the cluster with its URLs and role.
 	Members []MemberStatusApplyConfiguration `json:"members,omitempty"`
 	// Conditions are the latest observations: Available (serving with every member healthy),
-	// Progressing (a change is under way) and Degraded (a member is unhealthy or a change failed).
+	// Progressing (a change is under way), Degraded (a member is unhealthy or a change failed)
+	// and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
+	// Backup reports the scheduled backups: the last attempt and the last success.
+	Backup *BackupStatusApplyConfiguration `json:"backup,omitempty"`
 }
 
 // ETCDInstanceStatusApplyConfiguration constructs a declarative configuration of the ETCDInstanceStatus type for use with
@@ -117,5 +121,13 @@ func (b *ETCDInstanceStatusApplyConfiguration) WithConditions(values ...*v1.Cond
 		}
 		b.Conditions = append(b.Conditions, *values[i])
 	}
+	return b
+}
+
+// WithBackup sets the Backup field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Backup field is set to the value of the last call.
+func (b *ETCDInstanceStatusApplyConfiguration) WithBackup(value *BackupStatusApplyConfiguration) *ETCDInstanceStatusApplyConfiguration {
+	b.Backup = value
 	return b
 }

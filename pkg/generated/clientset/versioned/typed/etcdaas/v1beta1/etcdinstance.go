@@ -54,6 +54,7 @@ type ETCDInstanceInterface interface {
 	ApplyStatus(ctx context.Context, eTCDInstance *applyconfigurationetcdaasv1beta1.ETCDInstanceApplyConfiguration, opts v1.ApplyOptions) (result *etcdaasv1beta1.ETCDInstance, err error)
 	GetScale(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (*autoscalingv1.Scale, error)
 	UpdateScale(ctx context.Context, eTCDInstanceName string, scale *autoscalingv1.Scale, opts v1.UpdateOptions) (*autoscalingv1.Scale, error)
+	ListBackups(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (*etcdaasv1beta1.ETCDInstanceBackupList, error)
 
 	ETCDInstanceExpansion
 }
@@ -101,6 +102,20 @@ func (c *eTCDInstances) UpdateScale(ctx context.Context, eTCDInstanceName string
 		SubResource("scale").
 		VersionedParams(&opts, scheme.ParameterCodec).
 		Body(scale).
+		Do(ctx).
+		Into(result)
+	return
+}
+
+// ListBackups takes name of the eTCDInstance, and returns the corresponding etcdaasv1beta1.ETCDInstanceBackupList object, and an error if there is any.
+func (c *eTCDInstances) ListBackups(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (result *etcdaasv1beta1.ETCDInstanceBackupList, err error) {
+	result = &etcdaasv1beta1.ETCDInstanceBackupList{}
+	err = c.GetClient().Get().
+		Namespace(c.GetNamespace()).
+		Resource("etcdinstances").
+		Name(eTCDInstanceName).
+		SubResource("backups").
+		VersionedParams(&options, scheme.ParameterCodec).
 		Do(ctx).
 		Into(result)
 	return

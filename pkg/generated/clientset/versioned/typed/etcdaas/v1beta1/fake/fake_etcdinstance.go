@@ -80,3 +80,15 @@ func (c *fakeETCDInstances) UpdateScale(ctx context.Context, eTCDInstanceName st
 	}
 	return obj.(*autoscalingv1.Scale), err
 }
+
+// ListBackups takes name of the eTCDInstance, and returns the corresponding eTCDInstanceBackupList object, and an error if there is any.
+func (c *fakeETCDInstances) ListBackups(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (result *v1beta1.ETCDInstanceBackupList, err error) {
+	emptyResult := &v1beta1.ETCDInstanceBackupList{}
+	obj, err := c.Fake.
+		Invokes(testing.NewGetSubresourceActionWithOptions(c.Resource(), c.Namespace(), "backups", eTCDInstanceName, options), emptyResult)
+
+	if obj == nil {
+		return emptyResult, err
+	}
+	return obj.(*v1beta1.ETCDInstanceBackupList), err
+}
