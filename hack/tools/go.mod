@@ -1,6 +1,7 @@
 // Module that pins the real control plane used by test/e2e and local
 // development: kube-apiserver, kube-controller-manager and kubectl from
-// k8s.io/kubernetes, and etcd + etcdutl from go.etcd.io/etcd.
+// k8s.io/kubernetes, and etcd + etcdutl from go.etcd.io/etcd. The etcd image of
+// `make images` (hack/images) holds etcd, etcdctl and etcdutl from these versions.
 //
 // Build them with hack/tools/build.sh (binaries land in _output/bin).
 // To bump Kubernetes: change the k8s.io/kubernetes version below AND every
@@ -11,6 +12,7 @@ module github.com/etcdaas/etcdaas/hack/tools
 go 1.26.0
 
 require (
+	go.etcd.io/etcd/etcdctl/v3 v3.7.3
 	go.etcd.io/etcd/etcdutl/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
 	k8s.io/kubernetes v1.37.2
@@ -24,12 +26,15 @@ require (
 	github.com/MakeNowJust/heredoc v1.0.0 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/NYTimes/gziphandler v1.1.1 // indirect
+	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/bgentry/speakeasy v0.2.0 // indirect
 	github.com/blang/semver/v4 v4.0.0 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chai2010/gettext-go v1.0.2 // indirect
+	github.com/cheggaaa/pb/v3 v3.1.7 // indirect
 	github.com/clipperhouse/displaywidth v0.11.0 // indirect
 	github.com/clipperhouse/uax29/v2 v2.7.0 // indirect
 	github.com/container-storage-interface/spec v1.12.1-0.20260720052920-cd9e7ad1ae09 // indirect
