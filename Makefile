@@ -12,7 +12,7 @@ export ETCDAAS_TOOLS_BIN ?= $(BIN)
 GO_TEST_FLAGS ?= -count=1
 COMMANDS := etcdaas-apiserver etcdaas-controller kubectl-etcdaas
 
-.PHONY: all build run tools generate verify verify-codegen verify-gofmt vet \
+.PHONY: all build run tools images generate verify verify-codegen verify-gofmt vet \
 	test test-unit test-integration test-e2e bench clean
 
 all: build
@@ -31,6 +31,12 @@ run: build
 ## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl (pinned; built once)
 tools:
 	hack/tools/build.sh
+
+## images: OCI images without Docker (etcdaas and etcd, linux/amd64 + linux/arm64) into
+## _output/images; prints the digests. IMAGE_PLATFORMS and IMAGE_TAG override the defaults.
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+images:
+	$(GO) run ./hack/images project --platform $(IMAGE_PLATFORMS) $(if $(IMAGE_TAG),--tag $(IMAGE_TAG))
 
 ## generate: regenerate every generated file
 generate:
