@@ -21,7 +21,9 @@ type GoPackage struct {
 }
 
 // GoBuild builds static Go binaries the way images need them: CGO_ENABLED=0, -trimpath,
-// stripped, for a given platform, with the module and VCS information of Dir.
+// stripped, for a given platform, with the module information of Dir. VCS stamping is off:
+// it records whether the checkout has untracked files, which would make two builds of one
+// commit differ; stamp versions with LDFlags (-X) instead.
 type GoBuild struct {
 	// Dir is the directory go build runs in: a module (its go.mod pins the versions). go.work
 	// files are ignored.
@@ -70,8 +72,8 @@ func (g GoBuild) Build(ctx context.Context, platform v1.Platform, dir string, pa
 }
 
 // goEnv is the environment of a static build for platform. Settings that change the code
-// generated (GOAMD64, GOARM64, GOARM) are fixed, so that the environment of whoever builds
-// does not change the digest.
+// generated (GOAMD64, GOARM64, GOARM, GOFLAGS, GOEXPERIMENT) are fixed, so that the
+// environment of whoever builds does not change the digest.
 func goEnv(p v1.Platform) ([]string, error) {
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -81,7 +83,7 @@ func goEnv(p v1.Platform) ([]string, error) {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly", "GOOS="+p.OS, "GOARCH="+p.Architecture)
+	env = append(env, "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false", "GOOS="+p.OS, "GOARCH="+p.Architecture)
 	switch p.Architecture {
 	case "amd64":
 		env = append(env, "GOAMD64=v1")
