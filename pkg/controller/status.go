@@ -73,7 +73,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	switch {
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying
-	case int(status.Replicas) != desired || (res != nil && (res.StepReason == "AddingMember" || res.StepReason == "RemovingMember")):
+	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
 		status.Phase = v1beta1.PhaseScaling
 	default:
 		status.Phase = v1beta1.PhaseDeploying
@@ -87,7 +87,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	if res != nil && res.Step != "" {
 		progressMsg = res.Step
 		if res.StepReason != "" {
-			progressReason = res.StepReason
+			progressReason = string(res.StepReason)
 		}
 	}
 	set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)

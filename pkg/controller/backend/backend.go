@@ -41,10 +41,29 @@ type Result struct {
 	// Step is a human readable description of the change under way or just made, empty
 	// when there is none; it becomes the Progressing condition's message.
 	Step string
-	// StepReason is the CamelCase reason matching Step, such as "AddingMember".
-	StepReason string
+	// StepReason is the reason matching Step; it becomes the Progressing condition's reason.
+	StepReason StepReason
 	// Unhealthy explains why some member is not ready, empty when all are.
 	Unhealthy string
+}
+
+// StepReason names the kind of step a Sync is taking, in CamelCase as a condition reason.
+type StepReason string
+
+// The steps a backend takes.
+const (
+	// StepDeploying starts the first member or waits for it to start.
+	StepDeploying StepReason = "Deploying"
+	// StepAddingMember adds, starts or promotes a member.
+	StepAddingMember StepReason = "AddingMember"
+	// StepRemovingMember removes a member from the cluster, stops it or deletes its data.
+	StepRemovingMember StepReason = "RemovingMember"
+)
+
+// ChangesMembership reports whether the step adds or removes a member, which makes an
+// instance that is already deployed Scaling.
+func (r StepReason) ChangesMembership() bool {
+	return r == StepAddingMember || r == StepRemovingMember
 }
 
 // Ready counts the ready members.

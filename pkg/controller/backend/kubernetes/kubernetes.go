@@ -102,7 +102,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		if err := b.ensurePDB(ctx, inst, 1); err != nil {
 			return nil, err
 		}
-		return &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: "Deploying"}, nil
+		return &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: backend.StepDeploying}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		res.Members = append(res.Members, v1beta1.MemberStatus{Name: memberName(inst, i), PeerURL: b.peerURL(inst, i), ClientURL: b.clientURL(inst, i)})
 	}
 	if sts.Status.ReadyReplicas == 0 {
-		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), "Deploying"
+		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), backend.StepDeploying
 		return res, nil
 	}
 
@@ -175,7 +175,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	// removed from etcd whose pod still is.
 	switch {
 	case len(members) > replicas:
-		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(inst, replicas)), "AddingMember"
+		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(inst, replicas)), backend.StepAddingMember
 		// A member that never started has no name yet; its pod's name is its ordinal's.
 		for i := range members {
 			if members[i].Name == "" && ordinal(members[i]) >= 0 {
@@ -184,7 +184,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		}
 		return res, b.setMembers(ctx, sts, inst, image, members, len(members))
 	case len(members) < replicas:
-		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(inst, replicas-1)), "RemovingMember"
+		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(inst, replicas-1)), backend.StepRemovingMember
 		if err := b.setMembers(ctx, sts, inst, image, members, len(members)); err != nil {
 			return res, err
 		}
@@ -192,7 +192,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	}
 	for _, m := range members {
 		if m.IsLearner {
-			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(inst, ordinal(m))), "AddingMember"
+			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(inst, ordinal(m))), backend.StepAddingMember
 			if res.Unhealthy != "" {
 				return res, nil // the learner's pod is still starting
 			}
@@ -207,7 +207,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	switch {
 	case len(members) < desired:
 		next := len(members)
-		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(inst, next)), "AddingMember"
+		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(inst, next)), backend.StepAddingMember
 		id, after, err := etcdcluster.AddLearner(ctx, cli, b.peerURL(inst, next))
 		if err != nil {
 			return res, err
@@ -220,7 +220,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return res, b.setMembers(ctx, sts, inst, image, after, len(after))
 	case len(members) > desired:
 		victim := members[len(members)-1] // highest ordinal
-		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(inst, ordinal(victim))), "RemovingMember"
+		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(inst, ordinal(victim))), backend.StepRemovingMember
 		if err := etcdcluster.MoveLeaderAway(ctx, access, victim.ID, members, statuses); err != nil {
 			return res, err
 		}

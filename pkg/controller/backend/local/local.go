@@ -193,7 +193,7 @@ func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 			if res.Unhealthy != "" {
 				return res, nil
 			}
-			res.Step, res.StepReason = fmt.Sprintf("removing unknown member %s", cm.IDString()), "RemovingMember"
+			res.Step, res.StepReason = fmt.Sprintf("removing unknown member %s", cm.IDString()), backend.StepRemovingMember
 			cli, err := access.New()
 			if err != nil {
 				return res, err
@@ -317,7 +317,7 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 		}
 	}
 	m := &st.Members[0]
-	res := &backend.Result{Step: fmt.Sprintf("starting the first member %s", m.Name), StepReason: "Deploying"}
+	res := &backend.Result{Step: fmt.Sprintf("starting the first member %s", m.Name), StepReason: backend.StepDeploying}
 	key := filepath.Join(dir, m.Name)
 	b.mu.Lock()
 	e := b.running[key]
@@ -581,7 +581,7 @@ func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *i
 // (added, started) to voting (promoted).
 func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState, name string) (*backend.Result, error) {
 	m := st.member(name)
-	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: "AddingMember"}
+	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: backend.StepAddingMember}
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
 	voting := st.votingMembers(func(o memberState) bool { return o.Phase == phaseVoting })
@@ -664,7 +664,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 // finishRemove removes the member name from the cluster, stops it and deletes its data.
 func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceState, name string) (*backend.Result, error) {
 	m := st.member(name)
-	res := &backend.Result{Step: fmt.Sprintf("removing member %s", name), StepReason: "RemovingMember"}
+	res := &backend.Result{Step: fmt.Sprintf("removing member %s", name), StepReason: backend.StepRemovingMember}
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
 	if id := m.id(); id != 0 {
