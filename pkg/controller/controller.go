@@ -244,72 +244,95 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, err
 	}
 	inst := cached.DeepCopy()
-	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(namespace)
-
 	if inst.DeletionTimestamp != nil {
-		if !slices.Contains(inst.Finalizers, Finalizer) {
-			return 0, nil
-		}
-		if inst.Status.Phase != v1beta1.PhaseDeleting {
-			if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
-				return deletingStatus(latest, c.now())
-			}); err != nil && !apierrors.IsNotFound(err) {
-				klog.V(2).InfoS("Could not report the Deleting phase", "key", key, "err", err)
-			}
-		}
-		if err := c.opts.Backend.Delete(ctx, inst); err != nil {
-			return 0, fmt.Errorf("deleting the members of %s: %w", key, err)
-		}
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			latest, err := client.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if latest.UID != inst.UID || !slices.Contains(latest.Finalizers, Finalizer) {
-				return nil
-			}
-			latest.Finalizers = slices.DeleteFunc(latest.Finalizers, func(f string) bool { return f == Finalizer })
-			_, err = client.Update(ctx, latest, metav1.UpdateOptions{})
-			return err
-		})
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		if err == nil {
-			klog.InfoS("Deleted the members of ETCDInstance", "key", key)
-		}
+		return 0, c.reconcileDelete(ctx, inst)
+	}
+	inst, err = c.ensureFinalizer(ctx, inst)
+	if err != nil || inst == nil {
 		return 0, err
 	}
+	return c.syncAndReport(ctx, inst)
+}
 
+// reconcileDelete reports the Deleting phase, has the backend delete the members and then
+// removes the finalizer. Without the finalizer there is nothing left to do.
+func (c *Controller) reconcileDelete(ctx context.Context, inst *v1beta1.ETCDInstance) error {
 	if !slices.Contains(inst.Finalizers, Finalizer) {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			latest, err := client.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if latest.UID != inst.UID || latest.DeletionTimestamp != nil {
-				return nil
-			}
-			if !slices.Contains(latest.Finalizers, Finalizer) {
-				latest.Finalizers = append(latest.Finalizers, Finalizer)
-				if latest, err = client.Update(ctx, latest, metav1.UpdateOptions{}); err != nil {
-					return err
-				}
-			}
-			inst = latest
-			return nil
-		})
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("adding the finalizer to %s: %w", key, err)
-		}
-		if inst.DeletionTimestamp != nil || !slices.Contains(inst.Finalizers, Finalizer) {
-			return 0, nil // deleted meanwhile: the next event handles it
+		return nil
+	}
+	key := cache.MetaObjectToName(inst).String()
+	if inst.Status.Phase != v1beta1.PhaseDeleting {
+		if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+			return deletingStatus(latest, c.now())
+		}); err != nil && !apierrors.IsNotFound(err) {
+			klog.V(2).InfoS("Could not report the Deleting phase", "key", key, "err", err)
 		}
 	}
+	if err := c.opts.Backend.Delete(ctx, inst); err != nil {
+		return fmt.Errorf("deleting the members of %s: %w", key, err)
+	}
+	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := client.Get(ctx, inst.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if latest.UID != inst.UID || !slices.Contains(latest.Finalizers, Finalizer) {
+			return nil
+		}
+		latest.Finalizers = slices.DeleteFunc(latest.Finalizers, func(f string) bool { return f == Finalizer })
+		_, err = client.Update(ctx, latest, metav1.UpdateOptions{})
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		klog.InfoS("Deleted the members of ETCDInstance", "key", key)
+	}
+	return err
+}
 
+// ensureFinalizer adds the finalizer to inst unless it has it, and returns the instance to
+// sync: inst itself, or the updated object. It returns nil when the instance is gone or
+// being deleted meanwhile: the next event handles it.
+func (c *Controller) ensureFinalizer(ctx context.Context, inst *v1beta1.ETCDInstance) (*v1beta1.ETCDInstance, error) {
+	if slices.Contains(inst.Finalizers, Finalizer) {
+		return inst, nil
+	}
+	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := client.Get(ctx, inst.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if latest.UID != inst.UID || latest.DeletionTimestamp != nil {
+			return nil
+		}
+		if !slices.Contains(latest.Finalizers, Finalizer) {
+			latest.Finalizers = append(latest.Finalizers, Finalizer)
+			if latest, err = client.Update(ctx, latest, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+		}
+		inst = latest
+		return nil
+	})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("adding the finalizer to %s: %w", cache.MetaObjectToName(inst), err)
+	}
+	if inst.DeletionTimestamp != nil || !slices.Contains(inst.Finalizers, Finalizer) {
+		return nil, nil
+	}
+	return inst, nil
+}
+
+// syncAndReport has the backend take one step, writes the status it leads to and returns
+// when to look at the instance again.
+func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstance) (time.Duration, error) {
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
@@ -324,10 +347,20 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if apierrors.IsNotFound(err) {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("updating the status of %s: %w", key, err)
+		return 0, fmt.Errorf("updating the status of %s: %w", cache.MetaObjectToName(inst), err)
 	}
 	if _, ok := backend.IsPermanent(syncErr); ok {
-		klog.InfoS("ETCDInstance cannot be reconciled until its spec changes", "key", key, "err", syncErr)
+		klog.InfoS("ETCDInstance cannot be reconciled until its spec changes", "key", cache.MetaObjectToName(inst).String(), "err", syncErr)
+	}
+	return c.requeueAfter(res, syncErr)
+}
+
+// requeueAfter chooses when to look at an instance again after a Sync that returned res and
+// syncErr: never after a permanent error (a spec change brings it back), with backoff after
+// an error or while members are unhealthy and no step is under way, after HealthInterval
+// once converged and after StepInterval while a change is under way.
+func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
+	if _, ok := backend.IsPermanent(syncErr); ok {
 		return 0, nil
 	}
 	if syncErr != nil {

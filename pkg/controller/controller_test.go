@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -310,5 +311,31 @@ func TestLeaderElectionHandsOver(t *testing.T) {
 	cancelSecond()
 	if err := <-secondDone; err != nil {
 		t.Fatalf("second leader stopped with %v", err)
+	}
+}
+
+func TestRequeueAfter(t *testing.T) {
+	c := &Controller{opts: Options{StepInterval: time.Second, HealthInterval: time.Minute}}
+	transient := errors.New("connection refused")
+	for _, tc := range []struct {
+		name    string
+		res     *backend.Result
+		syncErr error
+		after   time.Duration
+		err     error
+	}{
+		{"converged: health check later", &backend.Result{Converged: true}, nil, time.Minute, nil},
+		{"step under way: next step soon", &backend.Result{Step: "adding member db-1", StepReason: backend.StepAddingMember}, nil, time.Second, nil},
+		{"step under way with an unhealthy member", &backend.Result{Step: "promoting member db-1", Unhealthy: "db-1: starting"}, nil, time.Second, nil},
+		{"unhealthy and no step: back off", &backend.Result{Unhealthy: "db-0: connection refused"}, nil, 0, errWaiting},
+		{"no result and no error: next step soon", nil, nil, time.Second, nil},
+		{"transient error: back off", nil, transient, 0, transient},
+		{"permanent error: wait for a spec change", nil, backend.Permanent("UnsupportedVersion", "no"), 0, nil},
+		{"wrapped permanent error", nil, fmt.Errorf("sync: %w", backend.Permanent("NameConflict", "taken")), 0, nil},
+	} {
+		after, err := c.requeueAfter(tc.res, tc.syncErr)
+		if after != tc.after || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+			t.Errorf("%s: requeueAfter = %v, %v; want %v, %v", tc.name, after, err, tc.after, tc.err)
+		}
 	}
 }
