@@ -105,12 +105,7 @@ func IsPermanent(err error) (*PermanentError, bool) {
 // DesiredReplicas returns spec.replicas with the v1beta1 default applied.
 func DesiredReplicas(inst *v1beta1.ETCDInstance) int {
 	if inst.Spec.Replicas == nil {
-		return 3
+		return int(v1beta1.DefaultReplicas)
 	}
 	return int(*inst.Spec.Replicas)
-}
-
-// TLSEnabled reports whether the instance asks for TLS.
-func TLSEnabled(inst *v1beta1.ETCDInstance) bool {
-	return inst.Spec.TLS != nil && inst.Spec.TLS.Enabled
 }

@@ -75,7 +75,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return nil, err
 	}
 	var secretData map[string][]byte
-	if backend.TLSEnabled(inst) {
+	if inst.Spec.TLSEnabled() {
 		if secretData, err = b.ensureTLSSecret(ctx, inst); err != nil {
 			return nil, err
 		}

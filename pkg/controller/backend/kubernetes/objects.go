@@ -79,7 +79,7 @@ func memberName(inst *v1beta1.ETCDInstance, ordinal int) string {
 }
 
 func (b *Backend) scheme(inst *v1beta1.ETCDInstance) string {
-	if backend.TLSEnabled(inst) {
+	if inst.Spec.TLSEnabled() {
 		return "https"
 	}
 	return "http"
@@ -222,7 +222,7 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 	}
 	mounts := []corev1.VolumeMount{{Name: dataVolume, MountPath: dataDir}}
 	var volumes []corev1.Volume
-	if backend.TLSEnabled(inst) {
+	if inst.Spec.TLSEnabled() {
 		env = append(env,
 			corev1.EnvVar{Name: "ETCD_CERT_FILE", Value: tlsDir + "/" + SecretServerCert},
 			corev1.EnvVar{Name: "ETCD_KEY_FILE", Value: tlsDir + "/" + SecretServerKey},

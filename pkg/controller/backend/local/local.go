@@ -260,7 +260,7 @@ func (b *Backend) loadOrInit(dir string, inst *v1beta1.ETCDInstance) (*instanceS
 	st = &instanceState{
 		UID:          string(inst.UID),
 		ClusterToken: fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
-		TLS:          backend.TLSEnabled(inst),
+		TLS:          inst.Spec.TLSEnabled(),
 	}
 	return st, st.save(dir)
 }
