@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,8 @@ type Options struct {
 // Backend runs members as StatefulSet pods.
 type Backend struct {
 	opts Options
+	// connect opens the etcd cluster of an instance; tests replace it with a fake.
+	connect func(access *etcdcluster.Access) (membership, error)
 }
 
 var _ backend.Backend = &Backend{}
@@ -62,34 +65,114 @@ func New(opts Options) (*Backend, error) {
 	if opts.ClusterDomain == "" {
 		opts.ClusterDomain = DefaultClusterDomain
 	}
-	return &Backend{opts: opts}, nil
+	return &Backend{opts: opts, connect: connectMembership}, nil
 }
 
 // Close implements backend.Backend; nothing runs in this process.
 func (b *Backend) Close() error { return nil }
 
-// Sync implements backend.Backend.
+// Sync implements backend.Backend: it makes sure the instance's objects exist, observes the
+// members, then either resumes a change an earlier step left half done or takes the next
+// step toward the spec.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	v, started, err := b.ensureObjects(ctx, inst)
+	if err != nil || started != nil {
+		return started, err
+	}
+	res := &backend.Result{Members: v.podMembers()}
+	if v.sts.Status.ReadyReplicas == 0 {
+		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), backend.StepDeploying
+		return res, nil
+	}
+	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
+	if v.tlsData != nil {
+		if access.TLS, err = clientTLS(v.tlsData); err != nil {
+			return res, err
+		}
+	}
+	cluster, err := b.connect(access)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = cluster.Close() }()
+	obs, err := v.observe(ctx, cluster)
+	if err != nil {
+		res.Unhealthy = err.Error()
+		return res, nil
+	}
+	if resumed, err := b.resumeChange(ctx, v, cluster, obs); resumed || err != nil {
+		return obs.result, err
+	}
+	if obs.result.Unhealthy != "" {
+		return obs.result, nil // every member must be healthy before the next step
+	}
+	return obs.result, b.stepTowardSpec(ctx, v, cluster, obs)
+}
+
+// instanceView is what a Sync works from: the instance, its etcd image, its StatefulSet and,
+// with TLS, the data of its TLS Secret.
+type instanceView struct {
+	b       *Backend
+	inst    *v1beta1.ETCDInstance
+	image   string
+	sts     *appsv1.StatefulSet
+	tlsData map[string][]byte
+}
+
+// replicas is the StatefulSet's replica count: the members that have (or will have) a pod.
+func (v *instanceView) replicas() int { return int(ptr.Deref(v.sts.Spec.Replicas, 1)) }
+
+// podMembers describes the members that have a pod, before etcd is asked about them.
+func (v *instanceView) podMembers() []v1beta1.MemberStatus {
+	var out []v1beta1.MemberStatus
+	for i := range v.replicas() {
+		out = append(out, v1beta1.MemberStatus{Name: memberName(v.inst, i), PeerURL: v.b.peerURL(v.inst, i), ClientURL: v.b.clientURL(v.inst, i)})
+	}
+	return out
+}
+
+// clientURLs are the client URLs of the members that have a pod, in ordinal order.
+func (v *instanceView) clientURLs() []string {
+	var out []string
+	for i := range v.replicas() {
+		out = append(out, v.b.clientURL(v.inst, i))
+	}
+	return out
+}
+
+// ordinal is the ordinal of the pod whose peer URL the member has, -1 for none.
+func (v *instanceView) ordinal(m etcdcluster.Member, members int) int {
+	for i := range max(v.replicas(), members) + 1 {
+		if slices.Contains(m.PeerURLs, v.b.peerURL(v.inst, i)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// ensureObjects makes sure the instance's TLS Secret (with TLS), Services and StatefulSet
+// exist. When the StatefulSet is missing it creates it with the first member, which starts
+// a new cluster on its own, and returns that step's result instead of a view.
+func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance) (*instanceView, *backend.Result, error) {
 	image, err := b.Image(inst)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var secretData map[string][]byte
+	v := &instanceView{b: b, inst: inst, image: image}
 	if inst.Spec.TLSEnabled() {
-		if secretData, err = b.ensureTLSSecret(ctx, inst); err != nil {
-			return nil, err
+		if v.tlsData, err = b.ensureTLSSecret(ctx, inst); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := b.ensureService(ctx, peerService(inst)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := b.ensureService(ctx, clientService(inst)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
-	sts, err := stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
+	v.sts, err = stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		// The first member starts a new cluster on its own.
 		mc := memberConfig{
 			replicas:       1,
 			initialCluster: memberName(inst, 0) + "=" + b.peerURL(inst, 0),
@@ -97,67 +180,46 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 			token:          fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
 		}
 		if _, err := stsClient.Create(ctx, b.statefulSet(inst, image, mc), metav1.CreateOptions{}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := b.ensurePDB(ctx, inst, 1); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: backend.StepDeploying}, nil
+		return nil, &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: backend.StepDeploying}, nil
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !metav1.IsControlledBy(v.sts, inst) {
+		return nil, nil, backend.Permanent("NameConflict", "StatefulSet %s/%s exists and is not owned by this instance", v.sts.Namespace, v.sts.Name)
+	}
+	return v, nil, nil
+}
+
+// observation is what the members reported: the cluster's membership in ordinal order, the
+// health of every pod's member, and the Result describing them.
+type observation struct {
+	members  []etcdcluster.Member
+	statuses []etcdcluster.EndpointStatus
+	result   *backend.Result
+}
+
+// observe lists the members and asks each pod's member for its health. It fails when the
+// membership cannot be listed.
+func (v *instanceView) observe(ctx context.Context, cluster membership) (*observation, error) {
+	members, err := cluster.MemberList(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !metav1.IsControlledBy(sts, inst) {
-		return nil, backend.Permanent("NameConflict", "StatefulSet %s/%s exists and is not owned by this instance", sts.Namespace, sts.Name)
-	}
-	replicas := int(ptr.Deref(sts.Spec.Replicas, 1))
-	res := &backend.Result{}
-	for i := range replicas {
-		res.Members = append(res.Members, v1beta1.MemberStatus{Name: memberName(inst, i), PeerURL: b.peerURL(inst, i), ClientURL: b.clientURL(inst, i)})
-	}
-	if sts.Status.ReadyReplicas == 0 {
-		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), backend.StepDeploying
-		return res, nil
-	}
-
-	access := &etcdcluster.Access{}
-	for i := range replicas {
-		access.Endpoints = append(access.Endpoints, b.clientURL(inst, i))
-	}
-	if secretData != nil {
-		if access.TLS, err = clientTLS(secretData); err != nil {
-			return res, err
-		}
-	}
-	cli, err := access.New()
-	if err != nil {
-		return res, err
-	}
-	defer func() { _ = cli.Close() }()
-	members, err := etcdcluster.MemberList(ctx, cli)
-	if err != nil {
-		res.Unhealthy = err.Error()
-		return res, nil
-	}
-	ordinal := func(m etcdcluster.Member) int {
-		for i := range max(replicas, len(members)) + 1 {
-			for _, u := range m.PeerURLs {
-				if u == b.peerURL(inst, i) {
-					return i
-				}
-			}
-		}
-		return -1
-	}
+	ordinal := func(m etcdcluster.Member) int { return v.ordinal(m, len(members)) }
 	sort.Slice(members, func(i, j int) bool { return ordinal(members[i]) < ordinal(members[j]) })
-	statuses := etcdcluster.StatusAll(ctx, access, access.Endpoints)
-	res.Members = nil
+	obs := &observation{members: members, statuses: cluster.Statuses(ctx), result: &backend.Result{}}
 	var unhealthy []string
 	for _, m := range members {
 		o := ordinal(m)
-		ms := v1beta1.MemberStatus{Name: memberName(inst, o), ID: m.IDString(), PeerURL: b.peerURL(inst, o), ClientURL: b.clientURL(inst, o), Learner: m.IsLearner}
-		if o >= 0 && o < len(statuses) {
-			st := statuses[o]
+		ms := v1beta1.MemberStatus{Name: memberName(v.inst, o), ID: m.IDString(), PeerURL: v.b.peerURL(v.inst, o), ClientURL: v.b.clientURL(v.inst, o), Learner: m.IsLearner}
+		if o >= 0 && o < len(obs.statuses) {
+			st := obs.statuses[o]
 			ms.Ready, ms.Leader = st.Healthy, st.IsLeader()
 			if !st.Healthy {
 				unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", ms.Name, st.Err))
@@ -165,83 +227,94 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		} else {
 			unhealthy = append(unhealthy, fmt.Sprintf("%s: no pod yet", ms.Name))
 		}
-		res.Members = append(res.Members, ms)
+		obs.result.Members = append(obs.result.Members, ms)
 	}
 	if len(unhealthy) > 0 {
-		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+		obs.result.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
 	}
+	return obs, nil
+}
 
-	// Resume a change: a member added to etcd whose pod is not there yet, or a member
-	// removed from etcd whose pod still is.
+// resumeChange finishes a change an earlier step left half done: a member added to etcd
+// whose pod is not there yet, a member removed from etcd whose pod still is, or a learner
+// not yet promoted. It reports whether there was such a change.
+func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
+	res, members, replicas := obs.result, obs.members, v.replicas()
 	switch {
 	case len(members) > replicas:
-		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(inst, replicas)), backend.StepAddingMember
+		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(v.inst, replicas)), backend.StepAddingMember
 		// A member that never started has no name yet; its pod's name is its ordinal's.
 		for i := range members {
-			if members[i].Name == "" && ordinal(members[i]) >= 0 {
-				members[i].Name = memberName(inst, ordinal(members[i]))
+			if o := v.ordinal(members[i], len(members)); members[i].Name == "" && o >= 0 {
+				members[i].Name = memberName(v.inst, o)
 			}
 		}
-		return res, b.setMembers(ctx, sts, inst, image, members, len(members))
+		return true, b.setMembers(ctx, v, members)
 	case len(members) < replicas:
-		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(inst, replicas-1)), backend.StepRemovingMember
-		if err := b.setMembers(ctx, sts, inst, image, members, len(members)); err != nil {
-			return res, err
+		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(v.inst, replicas-1)), backend.StepRemovingMember
+		if err := b.setMembers(ctx, v, members); err != nil {
+			return true, err
 		}
-		return res, b.deleteVolume(ctx, inst, replicas-1)
+		return true, b.deleteVolume(ctx, v.inst, replicas-1)
 	}
 	for _, m := range members {
 		if m.IsLearner {
-			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(inst, ordinal(m))), backend.StepAddingMember
+			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(v.inst, v.ordinal(m, len(members)))), backend.StepAddingMember
 			if res.Unhealthy != "" {
-				return res, nil // the learner's pod is still starting
+				return true, nil // the learner's pod is still starting
 			}
-			return res, etcdcluster.Promote(ctx, cli, m.ID)
+			return true, cluster.Promote(ctx, m.ID)
 		}
 	}
-	if res.Unhealthy != "" {
-		return res, nil
-	}
+	return false, nil
+}
 
-	desired := backend.DesiredReplicas(inst)
+// stepTowardSpec takes the next step toward spec.replicas on a healthy cluster with no change
+// under way: add a learner, or move leadership away from the member with the highest
+// ordinal and remove it. With the membership as requested, it reports convergence.
+func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster membership, obs *observation) error {
+	res, members := obs.result, obs.members
+	desired := backend.DesiredReplicas(v.inst)
 	switch {
 	case len(members) < desired:
 		next := len(members)
-		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(inst, next)), backend.StepAddingMember
-		id, after, err := etcdcluster.AddLearner(ctx, cli, b.peerURL(inst, next))
+		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(v.inst, next)), backend.StepAddingMember
+		id, after, err := cluster.AddLearner(ctx, b.peerURL(v.inst, next))
 		if err != nil {
-			return res, err
+			return err
 		}
 		for i := range after {
 			if after[i].ID == id {
-				after[i].Name = memberName(inst, next)
+				after[i].Name = memberName(v.inst, next)
 			}
 		}
-		return res, b.setMembers(ctx, sts, inst, image, after, len(after))
+		return b.setMembers(ctx, v, after)
 	case len(members) > desired:
 		victim := members[len(members)-1] // highest ordinal
-		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(inst, ordinal(victim))), backend.StepRemovingMember
-		if err := etcdcluster.MoveLeaderAway(ctx, access, victim.ID, members, statuses); err != nil {
-			return res, err
+		ordinal := v.ordinal(victim, len(members))
+		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(v.inst, ordinal)), backend.StepRemovingMember
+		if err := cluster.MoveLeaderAway(ctx, victim.ID, members, obs.statuses); err != nil {
+			return err
 		}
-		if err := etcdcluster.Remove(ctx, cli, victim.ID); err != nil {
-			return res, err
+		if err := cluster.Remove(ctx, victim.ID); err != nil {
+			return err
 		}
-		if err := b.setMembers(ctx, sts, inst, image, members[:len(members)-1], len(members)-1); err != nil {
-			return res, err
+		if err := b.setMembers(ctx, v, members[:len(members)-1]); err != nil {
+			return err
 		}
-		return res, b.deleteVolume(ctx, inst, ordinal(victim))
+		return b.deleteVolume(ctx, v.inst, ordinal)
 	}
-	if err := b.ensurePDB(ctx, inst, len(members)); err != nil {
-		return res, err
+	if err := b.ensurePDB(ctx, v.inst, len(members)); err != nil {
+		return err
 	}
-	res.Converged = int(sts.Status.ReadyReplicas) == len(members)
-	return res, nil
+	res.Converged = int(v.sts.Status.ReadyReplicas) == len(members)
+	return nil
 }
 
-// setMembers sets the StatefulSet's replicas and the initial cluster the next new member
-// starts with, and the PodDisruptionBudget's quorum.
-func (b *Backend) setMembers(ctx context.Context, sts *appsv1.StatefulSet, inst *v1beta1.ETCDInstance, image string, members []etcdcluster.Member, replicas int) error {
+// setMembers sets the StatefulSet's replicas to one pod per member and the initial cluster
+// the next new member starts with, and the PodDisruptionBudget's quorum.
+func (b *Backend) setMembers(ctx context.Context, v *instanceView, members []etcdcluster.Member) error {
+	inst, sts, replicas := v.inst, v.sts, len(members)
 	var initial []string
 	for _, m := range members {
 		if m.Name == "" {
@@ -252,7 +325,7 @@ func (b *Backend) setMembers(ctx context.Context, sts *appsv1.StatefulSet, inst 
 		}
 	}
 	mc := memberConfig{replicas: int32(replicas), initialCluster: strings.Join(initial, ","), clusterState: "existing", token: sts.Annotations[annotationClusterToken]}
-	want := b.statefulSet(inst, image, mc)
+	want := b.statefulSet(inst, v.image, mc)
 	updated := sts.DeepCopy()
 	updated.Spec.Replicas = want.Spec.Replicas
 	updated.Spec.Template = want.Spec.Template
