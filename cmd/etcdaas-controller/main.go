@@ -25,35 +25,22 @@ import (
 )
 
 type flags struct {
-	kubeconfig          string
-	backend             string
-	dataDir             string
-	namespace           string
-	workers             int
-	leaderElect         bool
-	leaseNamespace      string
-	leaseName           string
-	etcdImageRepository string
-	snapshotCount       uint64
-	quotaBackendBytes   int64
+	kubeconfig        string
+	backend           string
+	dataDir           string
+	namespace         string
+	workers           int
+	leaderElect       bool
+	leaseNamespace    string
+	leaseName         string
+	etcdImage         string
+	snapshotCount     uint64
+	quotaBackendBytes int64
 }
 
 func main() {
 	f := flags{}
-	fs := pflag.NewFlagSet("etcdaas-controller", pflag.ContinueOnError)
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig for the etcdaas API (and, with --backend=kubernetes or --leader-elect, the cluster). Empty: in-cluster configuration.")
-	fs.StringVar(&f.backend, "backend", "kubernetes", "Where members run: kubernetes (StatefulSets) or local (embedded etcd servers in this process).")
-	fs.StringVar(&f.dataDir, "data-dir", "", "Local backend: directory for the members' data (DIR/instances/<namespace>/<name>/<member>).")
-	fs.StringVar(&f.namespace, "namespace", "", "Only reconcile ETCDInstances in this namespace (default: all).")
-	fs.IntVar(&f.workers, "workers", 2, "Instances reconciled in parallel.")
-	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Act only while holding a coordination.k8s.io Lease, so that several replicas can run. Needs a cluster: turn it off against a standalone server.")
-	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "etcdaas-system", "Namespace of the leader election Lease.")
-	fs.StringVar(&f.leaseName, "leader-elect-name", "etcdaas-controller", "Name of the leader election Lease.")
-	fs.StringVar(&f.etcdImageRepository, "etcd-image-repository", kubebackend.DefaultImageRepository, "Kubernetes backend: image repository of etcd; the tag derives from spec.version.")
-	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
-	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
-	klogFlags := goFlagSet()
-	fs.AddGoFlagSet(klogFlags)
+	fs := newFlagSet(&f)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			os.Exit(0)
@@ -69,6 +56,24 @@ func main() {
 		os.Exit(1)
 	}
 	klog.Flush()
+}
+
+// newFlagSet registers the command's flags into f.
+func newFlagSet(f *flags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("etcdaas-controller", pflag.ContinueOnError)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig for the etcdaas API (and, with --backend=kubernetes or --leader-elect, the cluster). Empty: in-cluster configuration.")
+	fs.StringVar(&f.backend, "backend", "kubernetes", "Where members run: kubernetes (StatefulSets) or local (embedded etcd servers in this process).")
+	fs.StringVar(&f.dataDir, "data-dir", "", "Local backend: directory for the members' data (DIR/instances/<namespace>/<name>/<member>).")
+	fs.StringVar(&f.namespace, "namespace", "", "Only reconcile ETCDInstances in this namespace (default: all).")
+	fs.IntVar(&f.workers, "workers", 2, "Instances reconciled in parallel.")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Act only while holding a coordination.k8s.io Lease, so that several replicas can run. Needs a cluster: turn it off against a standalone server.")
+	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "etcdaas-system", "Namespace of the leader election Lease.")
+	fs.StringVar(&f.leaseName, "leader-elect-name", "etcdaas-controller", "Name of the leader election Lease.")
+	fs.StringVar(&f.etcdImage, "etcd-image", kubebackend.DefaultImage, "Kubernetes backend: the etcd image of members. A repository (members of etcd 3.7 run REPOSITORY:v3.7.3, the release tag of spec.version), or REPOSITORY:TAG where {tag} in TAG stands for that release tag (e.g. registry.internal/etcd:{tag}-mirror). Without internet access, point it at a registry of your own.")
+	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
+	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
+	fs.AddGoFlagSet(goFlagSet())
+	return fs
 }
 
 func run(ctx context.Context, f flags) error {
@@ -89,18 +94,7 @@ func run(ctx context.Context, f flags) error {
 			return err
 		}
 	}
-	switch f.backend {
-	case "local":
-		if f.dataDir == "" {
-			return errors.New("--data-dir is required with --backend=local")
-		}
-		b, err = local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes})
-	case "kubernetes":
-		b, err = kubebackend.New(kubebackend.Options{Client: kube, ImageRepository: f.etcdImageRepository})
-	default:
-		return fmt.Errorf("--backend %q: want local or kubernetes", f.backend)
-	}
-	if err != nil {
+	if b, err = newBackend(f, kube); err != nil {
 		return err
 	}
 	defer func() {
@@ -124,4 +118,23 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	return c.Run(ctx)
+}
+
+// newBackend is the backend f asks for; kube is the cluster of the kubernetes backend.
+func newBackend(f flags, kube kubernetes.Interface) (backend.Backend, error) {
+	switch f.backend {
+	case "local":
+		if f.dataDir == "" {
+			return nil, errors.New("--data-dir is required with --backend=local")
+		}
+		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes})
+	case "kubernetes":
+		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage})
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-image: %w", err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("--backend %q: want local or kubernetes", f.backend)
+	}
 }

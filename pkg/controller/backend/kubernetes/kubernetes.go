@@ -34,8 +34,10 @@ import (
 type Options struct {
 	// Client talks to the cluster the members run in.
 	Client kubernetes.Interface
-	// ImageRepository is the etcd image repository (default DefaultImageRepository).
-	ImageRepository string
+	// Image is the etcd image of members: a repository (REPOSITORY:<release tag>) or
+	// REPOSITORY:TAG with TagPlaceholder in TAG (default DefaultImage). The release tag is
+	// ImageTags of the instance's etcd version.
+	Image string
 	// ImageTags maps etcd minor versions to image tags (default DefaultImageTags).
 	ImageTags map[string]string
 	// ClusterDomain is the cluster's DNS domain (default DefaultClusterDomain).
@@ -44,7 +46,8 @@ type Options struct {
 
 // Backend runs members as StatefulSet pods.
 type Backend struct {
-	opts Options
+	opts  Options
+	image imageTemplate
 	// connect opens the etcd cluster of an instance; tests replace it with a fake.
 	connect func(access *etcdcluster.Access) (membership, error)
 }
@@ -56,8 +59,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.Client == nil {
 		return nil, errors.New("kubernetes backend: a client is required")
 	}
-	if opts.ImageRepository == "" {
-		opts.ImageRepository = DefaultImageRepository
+	if opts.Image == "" {
+		opts.Image = DefaultImage
 	}
 	if opts.ImageTags == nil {
 		opts.ImageTags = DefaultImageTags
@@ -65,7 +68,11 @@ func New(opts Options) (*Backend, error) {
 	if opts.ClusterDomain == "" {
 		opts.ClusterDomain = DefaultClusterDomain
 	}
-	return &Backend{opts: opts, connect: connectMembership}, nil
+	image, err := parseImage(opts.Image, opts.ImageTags)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes backend: %w", err)
+	}
+	return &Backend{opts: opts, image: image, connect: connectMembership}, nil
 }
 
 // Close implements backend.Backend; nothing runs in this process.

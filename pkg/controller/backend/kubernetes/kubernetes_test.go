@@ -200,7 +200,7 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 }
 
 func TestImagesAndQuorum(t *testing.T) {
-	b, err := New(Options{Client: fake.NewClientset(), ImageRepository: "registry.example/etcd"})
+	b, err := New(Options{Client: fake.NewClientset(), Image: "registry.example/etcd"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,6 @@ const (
 	tlsVolume  = "tls"
 	tlsDir     = "/etc/etcd/tls"
 
-	// DefaultImageRepository is where etcd release images come from.
-	DefaultImageRepository = "gcr.io/etcd-development/etcd"
 	// DefaultStorageSize is each member's volume size when spec.storage.size is not set.
 	DefaultStorageSize = "1Gi"
 	// DefaultClusterDomain is the cluster's DNS domain.
@@ -113,7 +111,7 @@ func (b *Backend) Image(inst *v1beta1.ETCDInstance) (string, error) {
 		sort.Strings(known)
 		return "", backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the kubernetes backend runs %s", inst.Spec.Version, strings.Join(known, ", "))
 	}
-	return b.opts.ImageRepository + ":" + tag, nil
+	return b.image.image(tag), nil
 }
 
 func ownerRefs(inst *v1beta1.ETCDInstance) []metav1.OwnerReference {
