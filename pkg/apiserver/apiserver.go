@@ -20,6 +20,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	etcdinstancestorage "github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
+	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 )
 
 // ComponentName is the name of the server in logs, metrics and the effective version registry.
@@ -74,6 +75,9 @@ type ExtraConfig struct {
 	// BackupDialer reaches the members of instances for the backup subresource (the
 	// controller's backend provides one); nil makes every backup answer 503.
 	BackupDialer etcdcluster.Dialer
+	// WatchBufferSize is how many events each watch may fall behind the watch cache before
+	// the cache's own limit (about ten events) applies; 0 leaves only the cache's limit.
+	WatchBufferSize int
 }
 
 // Config is the configuration of the server: the generic server's and ours.
@@ -117,7 +121,8 @@ func (c CompletedConfig) New() (*Server, error) {
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
-	storage, err := etcdinstancestorage.NewStorageMap(Scheme, c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.BackupDialer)
+	restOptions := watchbuffer.RESTOptionsGetter(c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.WatchBufferSize)
+	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer)
 	if err != nil {
 		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
 	}

@@ -28,6 +28,7 @@ import (
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
+	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 )
 
 // DefaultEtcdPathPrefix is the prefix of every key the server writes to etcd.
@@ -57,6 +58,9 @@ type Options struct {
 	// `etcdaas-controller --backend=local --data-dir DIR` on this machine instead of the
 	// kubernetes backend's StatefulSets (aggregated mode).
 	BackupLocalDataDir string
+	// WatchBufferSize is how many events each watch may fall behind before the watch cache
+	// closes it as unresponsive (--watch-buffer-size).
+	WatchBufferSize int
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
@@ -74,6 +78,7 @@ func NewOptions() *Options {
 			EtcdClientPort: DefaultStandaloneEtcdClientPort,
 			EtcdPeerPort:   DefaultStandaloneEtcdPeerPort,
 		},
+		WatchBufferSize: watchbuffer.DefaultSize,
 	}
 	o.RecommendedOptions.SecureServing.BindPort = DefaultSecurePort
 	// Open watches (kubectl get -w, informers, the garbage collector's) would otherwise hold a
@@ -96,6 +101,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.BackupLocalDataDir, "backup-local-data-dir", o.BackupLocalDataDir,
 		"Serve etcdinstances/backup from the members of an etcdaas-controller running --backend=local with this --data-dir "+
 			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode).")
+	fs.IntVar(&o.WatchBufferSize, "watch-buffer-size", o.WatchBufferSize,
+		"Events each watch may fall behind before the watch cache closes it as unresponsive. The watch cache alone "+
+			"allows about ten, so a burst of writes closes watches whose HTTP/2 stream stalls for a moment and their "+
+			"clients re-list all at once. 0 keeps only the watch cache's limit.")
 }
 
 // Complete fills in what the flags leave open.
@@ -123,8 +132,17 @@ func (o *Options) Validate() error {
 	} else {
 		errs = append(errs, o.RecommendedOptions.Validate()...)
 		errs = append(errs, o.ServerRun.Validate()...)
+		errs = append(errs, o.validateWatchBuffer()...)
 	}
 	return utilerrors.NewAggregate(errs)
+}
+
+// validateWatchBuffer checks --watch-buffer-size (both modes).
+func (o *Options) validateWatchBuffer() []error {
+	if o.WatchBufferSize < 0 {
+		return []error{fmt.Errorf("--watch-buffer-size %d must not be negative (0 keeps only the watch cache's limit)", o.WatchBufferSize)}
+	}
+	return nil
 }
 
 // genericConfig returns the generic configuration common to both modes, before the
@@ -166,7 +184,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
-	config := &apiserver.Config{GenericConfig: c}
+	config := &apiserver.Config{GenericConfig: c, ExtraConfig: apiserver.ExtraConfig{WatchBufferSize: o.WatchBufferSize}}
 	switch {
 	case o.BackupLocalDataDir != "":
 		// Backups reach the members a local-backend controller runs on this machine.

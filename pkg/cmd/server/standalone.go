@@ -134,6 +134,7 @@ func (o *Options) validateStandalone() []error {
 	errs = append(errs, o.RecommendedOptions.Audit.Validate()...)
 	errs = append(errs, o.RecommendedOptions.Features.Validate()...)
 	errs = append(errs, o.ServerRun.Validate()...)
+	errs = append(errs, o.validateWatchBuffer()...)
 	return errs
 }
 
@@ -431,7 +432,11 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	}
 	return &apiserver.Config{
 		GenericConfig: c,
-		ExtraConfig:   apiserver.ExtraConfig{PostStartHooks: wrapHooks(hooks), BackupDialer: local.Dialer{Dir: dataDir}},
+		ExtraConfig: apiserver.ExtraConfig{
+			PostStartHooks:  wrapHooks(hooks),
+			BackupDialer:    local.Dialer{Dir: dataDir},
+			WatchBufferSize: o.WatchBufferSize,
+		},
 	}, nil
 }
 
