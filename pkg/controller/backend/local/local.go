@@ -115,25 +115,10 @@ func checkVersion(v string) error {
 	return backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the local backend only runs the embedded etcd %s (spec.version %q or empty)", v, version.Version, want)
 }
 
-// Sync implements backend.Backend.
+// Sync implements backend.Backend: it starts the first member, resumes a change an earlier
+// call left half done, or, once every member is healthy, takes the next step toward the
+// spec. After a step it reports the members as they are after it.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
-	res, err := b.sync(ctx, inst)
-	if res != nil && len(res.Members) == 0 {
-		// A step was taken: report the members as they are after it.
-		if dir, derr := instanceDir(b.opts.Dir, inst.Namespace, inst.Name); derr == nil {
-			if st, lerr := loadState(dir); lerr == nil && len(st.Members) > 0 {
-				if access, aerr := accessFor(dir, st, true); aerr == nil {
-					if obs, _, _, oerr := b.observe(ctx, access, st); oerr == nil {
-						res.Members = obs.Members
-					}
-				}
-			}
-		}
-	}
-	return res, err
-}
-
-func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
 	if err := checkVersion(inst.Spec.Version); err != nil {
 		return nil, err
 	}
@@ -150,86 +135,121 @@ func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 			return nil, err
 		}
 	}
-
-	// The first member starts a new cluster.
 	if len(st.Members) == 0 || st.Members[0].ID == "" {
-		return b.startFirstMember(ctx, dir, st)
+		res, err := b.startFirstMember(ctx, dir, st)
+		return b.withMembers(ctx, dir, st, res), err
 	}
-
 	// Every recorded member that belongs to the cluster runs here.
 	if err := b.ensureRunning(ctx, dir, st); err != nil {
 		return nil, err
 	}
-
-	// Finish a change an earlier call left half done.
-	for i := range st.Members {
-		m := &st.Members[i]
-		switch m.Phase {
-		case phaseRemoving:
-			return b.finishRemove(ctx, dir, st, m.Name)
-		case phaseJoining, phaseLearner:
-			return b.finishJoin(ctx, dir, st, m.Name)
-		}
+	if res, resumed, err := b.resumeChange(ctx, dir, st); resumed {
+		return b.withMembers(ctx, dir, st, res), err
 	}
-
 	access, err := accessFor(dir, st, true)
 	if err != nil {
 		return nil, err
 	}
-	res, members, _, err := b.observe(ctx, access, st)
+	observed, members, err := b.observe(ctx, access, st)
+	if err != nil || observed.Unhealthy != "" {
+		// Every member must be healthy before the next step.
+		return observed, err
+	}
+	if unknown, ok := st.unknownMember(members); ok {
+		res, err := b.removeUnknown(ctx, access, unknown)
+		return b.withMembers(ctx, dir, st, res), err
+	}
+	if res, stepped, err := b.stepTowardSpec(ctx, dir, st, inst); stepped {
+		return b.withMembers(ctx, dir, st, res), err
+	}
+	observed.Converged = true
+	return observed, nil
+}
+
+// withMembers adds the members as they are after a step to the step's result, unless the
+// step already observed them (a step that waits for unhealthy members does). The result is
+// about the step: failing to observe leaves the members out.
+func (b *Backend) withMembers(ctx context.Context, dir string, st *instanceState, res *backend.Result) *backend.Result {
+	if res == nil || res.Members != nil || len(st.Members) == 0 {
+		return res
+	}
+	access, err := accessFor(dir, st, true)
+	if err != nil {
+		return res
+	}
+	if observed, _, err := b.observe(ctx, access, st); err == nil {
+		res.Members = observed.Members
+	}
+	return res
+}
+
+// resumeChange finishes a join or a removal an earlier call recorded but did not finish. It
+// reports whether there was one.
+func (b *Backend) resumeChange(ctx context.Context, dir string, st *instanceState) (*backend.Result, bool, error) {
+	for _, m := range st.Members {
+		switch m.Phase {
+		case phaseRemoving:
+			res, err := b.finishRemove(ctx, dir, st, m.Name)
+			return res, true, err
+		case phaseJoining, phaseLearner:
+			res, err := b.finishJoin(ctx, dir, st, m.Name)
+			return res, true, err
+		}
+	}
+	return nil, false, nil
+}
+
+// unknownMember returns a member of the cluster this backend has no record of (a join
+// recorded elsewhere and lost).
+func (st *instanceState) unknownMember(members []etcdcluster.Member) (etcdcluster.Member, bool) {
+	for _, cm := range members {
+		if !slices.ContainsFunc(st.Members, func(m memberState) bool { return m.id() == cm.ID }) {
+			return cm, true
+		}
+	}
+	return etcdcluster.Member{}, false
+}
+
+// removeUnknown removes a member this backend has no record of, so that it cannot hurt quorum.
+func (b *Backend) removeUnknown(ctx context.Context, access *etcdcluster.Access, unknown etcdcluster.Member) (*backend.Result, error) {
+	res := &backend.Result{Step: fmt.Sprintf("removing unknown member %s", unknown.IDString()), StepReason: backend.StepRemovingMember}
+	cli, err := access.New()
 	if err != nil {
 		return res, err
 	}
-	// Members of the cluster this backend does not know of (a join recorded elsewhere and
-	// lost) are removed so that they cannot hurt quorum.
-	for _, cm := range members {
-		known := false
-		for _, m := range st.Members {
-			if m.id() == cm.ID {
-				known = true
-			}
-		}
-		if !known {
-			if res.Unhealthy != "" {
-				return res, nil
-			}
-			res.Step, res.StepReason = fmt.Sprintf("removing unknown member %s", cm.IDString()), backend.StepRemovingMember
-			cli, err := access.New()
-			if err != nil {
-				return res, err
-			}
-			defer func() { _ = cli.Close() }()
-			return res, etcdcluster.Remove(ctx, cli, cm.ID)
-		}
-	}
-	if res.Unhealthy != "" {
-		// Every member must be healthy before the next step.
-		return res, nil
-	}
+	defer func() { _ = cli.Close() }()
+	return res, etcdcluster.Remove(ctx, cli, unknown.ID)
+}
 
+// stepTowardSpec records and takes the next step toward spec.replicas on a healthy cluster:
+// join a member with the next ordinal, or remove the one with the highest. It reports
+// whether there was a step to take.
+func (b *Backend) stepTowardSpec(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance) (*backend.Result, bool, error) {
 	desired := backend.DesiredReplicas(inst)
 	switch {
 	case len(st.Members) < desired:
 		m := memberState{Name: memberName(inst.Name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
+		var err error
 		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
-			return res, err
+			return nil, true, err
 		}
 		st.NextOrdinal++
 		st.Members = append(st.Members, m)
 		if err := st.save(dir); err != nil {
-			return res, err
+			return nil, true, err
 		}
-		return b.finishJoin(ctx, dir, st, m.Name)
+		res, err := b.finishJoin(ctx, dir, st, m.Name)
+		return res, true, err
 	case len(st.Members) > desired:
 		victim := &st.Members[len(st.Members)-1] // highest ordinal
 		victim.Phase = phaseRemoving
 		if err := st.save(dir); err != nil {
-			return res, err
+			return nil, true, err
 		}
-		return b.finishRemove(ctx, dir, st, victim.Name)
+		res, err := b.finishRemove(ctx, dir, st, victim.Name)
+		return res, true, err
 	}
-	res.Converged = true
-	return res, nil
+	return nil, false, nil
 }
 
 // memberLog is the log file of a member.
@@ -537,8 +557,9 @@ func (b *Backend) stopInstance(dir string, st *instanceState) {
 	wg.Wait()
 }
 
-// observe lists the cluster's members and every member's health.
-func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, []etcdcluster.EndpointStatus, error) {
+// observe asks every member of st for its health and, when all are healthy, lists the
+// cluster's members. Members that cannot be reached make the result Unhealthy, not an error.
+func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, error) {
 	res := &backend.Result{}
 	endpoints := make([]string, len(st.Members))
 	for i := range st.Members {
@@ -562,19 +583,19 @@ func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *i
 	}
 	if len(unhealthy) > 0 {
 		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
-		return res, nil, statuses, nil
+		return res, nil, nil
 	}
 	cli, err := access.New()
 	if err != nil {
-		return res, nil, statuses, err
+		return res, nil, err
 	}
 	defer func() { _ = cli.Close() }()
 	members, err := etcdcluster.MemberList(ctx, cli)
 	if err != nil {
 		res.Unhealthy = err.Error()
-		return res, nil, statuses, nil
+		return res, nil, nil
 	}
-	return res, members, statuses, nil
+	return res, members, nil
 }
 
 // finishJoin takes the member name from joining (recorded, maybe added) through learner
@@ -595,7 +616,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	}
 	defer func() { _ = cli.Close() }()
 	// Observe the voting members first: a change needs every one of them healthy.
-	obs, _, _, err := b.observe(sctx, access, voting)
+	obs, _, err := b.observe(sctx, access, voting)
 	if err != nil {
 		return res, err
 	}
