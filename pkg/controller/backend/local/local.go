@@ -625,45 +625,13 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		return res, nil
 	}
 	if m.Phase == phaseJoining {
-		members, err := etcdcluster.MemberList(sctx, cli)
+		added, err := b.addLearner(sctx, cli, dir, st, m)
 		if err != nil {
 			return res, err
 		}
-		var id uint64
-		for _, cm := range members {
-			for _, u := range cm.PeerURLs {
-				if u == m.peerURL(st.TLS) {
-					id = cm.ID // added by an earlier attempt whose result was lost
-				}
-			}
-		}
-		if id == 0 {
-			if id, members, err = etcdcluster.AddLearner(sctx, cli, m.peerURL(st.TLS)); err != nil {
-				if errors.Is(err, rpctypes.ErrUnhealthy) {
-					// etcd accepts a new member only once every voting member has been
-					// connected for a while (strict reconfiguration check): try again soon.
-					res.Step = fmt.Sprintf("waiting for the cluster to settle before adding member %s", name)
-					return res, nil
-				}
-				return res, err
-			}
-		}
-		var initial []string
-		for _, cm := range members {
-			n := cm.Name
-			if cm.ID == id {
-				n = m.Name
-			}
-			if n == "" {
-				continue // another member that never started cannot be in the initial cluster
-			}
-			for _, u := range cm.PeerURLs {
-				initial = append(initial, n+"="+u)
-			}
-		}
-		m.ID, m.Phase, m.InitialCluster = etcdcluster.FormatID(id), phaseLearner, strings.Join(initial, ",")
-		if err := st.save(dir); err != nil {
-			return res, err
+		if !added {
+			res.Step = fmt.Sprintf("waiting for the cluster to settle before adding member %s", name)
+			return res, nil
 		}
 	}
 	if !b.isRunning(dir, m) {
@@ -680,6 +648,47 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	}
 	res.Step = fmt.Sprintf("added member %s", name)
 	return res, nil
+}
+
+// addLearner adds the joining member m to the cluster as a learner (unless an earlier attempt
+// whose answer was lost did) and records it as a learner with the initial cluster it starts
+// with. It reports false, without error, when the cluster is not ready to take a member yet.
+func (b *Backend) addLearner(ctx context.Context, cli *clientv3.Client, dir string, st *instanceState, m *memberState) (bool, error) {
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil {
+		return false, err
+	}
+	var id uint64
+	for _, cm := range members {
+		if slices.Contains(cm.PeerURLs, m.peerURL(st.TLS)) {
+			id = cm.ID // added by an earlier attempt whose result was lost
+		}
+	}
+	if id == 0 {
+		if id, members, err = etcdcluster.AddLearner(ctx, cli, m.peerURL(st.TLS)); err != nil {
+			if errors.Is(err, rpctypes.ErrUnhealthy) {
+				// etcd accepts a new member only once every voting member has been
+				// connected for a while (strict reconfiguration check): try again soon.
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	var initial []string
+	for _, cm := range members {
+		n := cm.Name
+		if cm.ID == id {
+			n = m.Name
+		}
+		if n == "" {
+			continue // another member that never started cannot be in the initial cluster
+		}
+		for _, u := range cm.PeerURLs {
+			initial = append(initial, n+"="+u)
+		}
+	}
+	m.ID, m.Phase, m.InitialCluster = etcdcluster.FormatID(id), phaseLearner, strings.Join(initial, ",")
+	return true, st.save(dir)
 }
 
 // finishRemove removes the member name from the cluster, stops it and deletes its data.
