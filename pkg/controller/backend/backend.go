@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 
@@ -100,6 +101,12 @@ func IsPermanent(err error) (*PermanentError, bool) {
 		return pe, true
 	}
 	return nil, false
+}
+
+// MemberName is the name of an instance's member with the given ordinal, such as "db-0". Both
+// backends name members (and so pods, data directories and volumes) this way.
+func MemberName(instance string, ordinal int) string {
+	return instance + "-" + strconv.Itoa(ordinal)
 }
 
 // DesiredReplicas returns spec.replicas with the v1beta1 default applied.

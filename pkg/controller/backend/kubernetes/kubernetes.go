@@ -88,7 +88,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	}
 	res := &backend.Result{Members: v.podMembers()}
 	if v.sts.Status.ReadyReplicas == 0 {
-		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", memberName(inst, 0)), backend.StepDeploying
+		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying
 		return res, nil
 	}
 	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
@@ -133,7 +133,7 @@ func (v *instanceView) replicas() int { return int(ptr.Deref(v.sts.Spec.Replicas
 func (v *instanceView) podMembers() []v1beta1.MemberStatus {
 	var out []v1beta1.MemberStatus
 	for i := range v.replicas() {
-		out = append(out, v1beta1.MemberStatus{Name: memberName(v.inst, i), PeerURL: v.b.peerURL(v.inst, i), ClientURL: v.b.clientURL(v.inst, i)})
+		out = append(out, v1beta1.MemberStatus{Name: backend.MemberName(v.inst.Name, i), PeerURL: v.b.peerURL(v.inst, i), ClientURL: v.b.clientURL(v.inst, i)})
 	}
 	return out
 }
@@ -182,7 +182,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 	if apierrors.IsNotFound(err) {
 		mc := memberConfig{
 			replicas:       1,
-			initialCluster: memberName(inst, 0) + "=" + b.peerURL(inst, 0),
+			initialCluster: backend.MemberName(inst.Name, 0) + "=" + b.peerURL(inst, 0),
 			clusterState:   "new",
 			token:          fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
 		}
@@ -192,7 +192,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		if err := b.ensurePDB(ctx, inst, 1); err != nil {
 			return nil, nil, err
 		}
-		return nil, &backend.Result{Step: fmt.Sprintf("starting the first member %s", memberName(inst, 0)), StepReason: backend.StepDeploying}, nil
+		return nil, &backend.Result{Step: fmt.Sprintf("starting the first member %s", backend.MemberName(inst.Name, 0)), StepReason: backend.StepDeploying}, nil
 	}
 	if err != nil {
 		return nil, nil, err
@@ -224,7 +224,7 @@ func (v *instanceView) observe(ctx context.Context, cluster membership) (*observ
 	var unhealthy []string
 	for _, m := range members {
 		o := ordinal(m)
-		ms := v1beta1.MemberStatus{Name: memberName(v.inst, o), ID: m.IDString(), PeerURL: v.b.peerURL(v.inst, o), ClientURL: v.b.clientURL(v.inst, o), Learner: m.IsLearner}
+		ms := v1beta1.MemberStatus{Name: backend.MemberName(v.inst.Name, o), ID: m.IDString(), PeerURL: v.b.peerURL(v.inst, o), ClientURL: v.b.clientURL(v.inst, o), Learner: m.IsLearner}
 		if o >= 0 && o < len(obs.statuses) {
 			st := obs.statuses[o]
 			ms.Ready, ms.Leader = st.Healthy, st.IsLeader()
@@ -249,16 +249,16 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 	res, members, replicas := obs.result, obs.members, v.replicas()
 	switch {
 	case len(members) > replicas:
-		res.Step, res.StepReason = fmt.Sprintf("starting member %s", memberName(v.inst, replicas)), backend.StepAddingMember
+		res.Step, res.StepReason = fmt.Sprintf("starting member %s", backend.MemberName(v.inst.Name, replicas)), backend.StepAddingMember
 		// A member that never started has no name yet; its pod's name is its ordinal's.
 		for i := range members {
 			if o := v.ordinal(members[i], len(members)); members[i].Name == "" && o >= 0 {
-				members[i].Name = memberName(v.inst, o)
+				members[i].Name = backend.MemberName(v.inst.Name, o)
 			}
 		}
 		return true, b.setMembers(ctx, v, members)
 	case len(members) < replicas:
-		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", memberName(v.inst, replicas-1)), backend.StepRemovingMember
+		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", backend.MemberName(v.inst.Name, replicas-1)), backend.StepRemovingMember
 		if err := b.setMembers(ctx, v, members); err != nil {
 			return true, err
 		}
@@ -266,7 +266,7 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 	}
 	for _, m := range members {
 		if m.IsLearner {
-			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", memberName(v.inst, v.ordinal(m, len(members)))), backend.StepAddingMember
+			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", backend.MemberName(v.inst.Name, v.ordinal(m, len(members)))), backend.StepAddingMember
 			if res.Unhealthy != "" {
 				return true, nil // the learner's pod is still starting
 			}
@@ -285,21 +285,21 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 	switch {
 	case len(members) < desired:
 		next := len(members)
-		res.Step, res.StepReason = fmt.Sprintf("adding member %s", memberName(v.inst, next)), backend.StepAddingMember
+		res.Step, res.StepReason = fmt.Sprintf("adding member %s", backend.MemberName(v.inst.Name, next)), backend.StepAddingMember
 		id, after, err := cluster.AddLearner(ctx, b.peerURL(v.inst, next))
 		if err != nil {
 			return err
 		}
 		for i := range after {
 			if after[i].ID == id {
-				after[i].Name = memberName(v.inst, next)
+				after[i].Name = backend.MemberName(v.inst.Name, next)
 			}
 		}
 		return b.setMembers(ctx, v, after)
 	case len(members) > desired:
 		victim := members[len(members)-1] // highest ordinal
 		ordinal := v.ordinal(victim, len(members))
-		res.Step, res.StepReason = fmt.Sprintf("removing member %s", memberName(v.inst, ordinal)), backend.StepRemovingMember
+		res.Step, res.StepReason = fmt.Sprintf("removing member %s", backend.MemberName(v.inst.Name, ordinal)), backend.StepRemovingMember
 		if err := cluster.MoveLeaderAway(ctx, victim.ID, members, obs.statuses); err != nil {
 			return err
 		}
@@ -345,7 +345,7 @@ func (b *Backend) setMembers(ctx context.Context, v *instanceView, members []etc
 // deleteVolume deletes the volume of a removed member so that a later member with the same
 // ordinal never starts from its data.
 func (b *Backend) deleteVolume(ctx context.Context, inst *v1beta1.ETCDInstance, ordinal int) error {
-	name := dataVolume + "-" + memberName(inst, ordinal)
+	name := dataVolume + "-" + backend.MemberName(inst.Name, ordinal)
 	err := b.opts.Client.CoreV1().PersistentVolumeClaims(inst.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"sort"
-	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -72,10 +71,6 @@ func TLSSecretName(inst *v1beta1.ETCDInstance) string { return inst.Name + "-tls
 
 func pdbName(inst *v1beta1.ETCDInstance) string { return inst.Name }
 
-func memberName(inst *v1beta1.ETCDInstance, ordinal int) string {
-	return inst.Name + "-" + strconv.Itoa(ordinal)
-}
-
 func (b *Backend) scheme(inst *v1beta1.ETCDInstance) string {
 	if inst.Spec.TLSEnabled() {
 		return "https"
@@ -85,7 +80,7 @@ func (b *Backend) scheme(inst *v1beta1.ETCDInstance) string {
 
 // memberHost is the DNS name of a member's pod through the headless Service.
 func (b *Backend) memberHost(inst *v1beta1.ETCDInstance, ordinal int) string {
-	return fmt.Sprintf("%s.%s.%s.svc.%s", memberName(inst, ordinal), PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain)
+	return fmt.Sprintf("%s.%s.%s.svc.%s", backend.MemberName(inst.Name, ordinal), PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain)
 }
 
 func (b *Backend) peerURL(inst *v1beta1.ETCDInstance, ordinal int) string {

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -228,7 +227,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, dir string, st *instanceSt
 	desired := backend.DesiredReplicas(inst)
 	switch {
 	case len(st.Members) < desired:
-		m := memberState{Name: memberName(inst.Name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
+		m := memberState{Name: backend.MemberName(inst.Name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
 		var err error
 		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
 			return nil, true, err
@@ -255,10 +254,6 @@ func (b *Backend) stepTowardSpec(ctx context.Context, dir string, st *instanceSt
 // memberLog is the log file of a member.
 func memberLog(dir, member string) string {
 	return filepath.Join(dir, member+".log")
-}
-
-func memberName(instance string, ordinal int) string {
-	return instance + "-" + strconv.Itoa(ordinal)
 }
 
 func (b *Backend) loadOrInit(dir string, inst *v1beta1.ETCDInstance) (*instanceState, error) {
@@ -324,7 +319,7 @@ func (b *Backend) stepContext(ctx context.Context) (context.Context, context.Can
 // member ID was never recorded.
 func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instanceState) (*backend.Result, error) {
 	if len(st.Members) == 0 {
-		m := memberState{Name: memberName(filepath.Base(dir), st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseVoting, ClusterState: "new"}
+		m := memberState{Name: backend.MemberName(filepath.Base(dir), st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseVoting, ClusterState: "new"}
 		var err error
 		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
 			return nil, err

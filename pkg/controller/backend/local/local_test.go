@@ -192,7 +192,7 @@ func TestResumesHalfDoneChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := memberState{Name: memberName("resume", st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
+	m := memberState{Name: backend.MemberName("resume", st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
 	if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
 		t.Fatal(err)
 	}
