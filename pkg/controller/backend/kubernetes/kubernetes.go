@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -513,7 +514,7 @@ func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error 
 			errs = append(errs, err)
 		}
 	}
-	pvcs, err := c.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + inst.Name + ",app.kubernetes.io/managed-by=etcdaas"})
+	pvcs, err := c.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(inst.Name)})
 	if err != nil {
 		errs = append(errs, err)
 	} else {
