@@ -340,8 +340,8 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error
 	cfg := embed.NewConfig()
 	cfg.Name = standaloneEtcdName
 	cfg.Dir = dir
-	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
-	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	clientURL := url.URL{Scheme: "http", Host: loopback.HostPort(clientPort)}
+	peerURL := url.URL{Scheme: "http", Host: loopback.HostPort(peerPort)}
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
 	cfg.ListenPeerUrls = []url.URL{peerURL}

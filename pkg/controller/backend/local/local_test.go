@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
 func newBackend(t *testing.T, dir string) *Backend {
@@ -263,7 +263,7 @@ func TestReadvertisesWhenPortsAreTaken(t *testing.T) {
 	}
 	moved := st.Members[2]
 	for _, port := range []int{moved.PeerPort, moved.ClientPort} {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l, err := net.Listen("tcp", loopback.HostPort(port))
 		if err != nil {
 			t.Fatalf("occupying port %d: %v", port, err)
 		}

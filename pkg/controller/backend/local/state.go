@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
 // Member phases recorded in the instance state.
@@ -82,11 +81,11 @@ func (m *memberState) scheme(tlsOn bool) string {
 }
 
 func (m *memberState) peerURL(tlsOn bool) string {
-	return m.scheme(tlsOn) + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.PeerPort))
+	return m.scheme(tlsOn) + "://" + loopback.HostPort(m.PeerPort)
 }
 
 func (m *memberState) clientURL(tlsOn bool) string {
-	return m.scheme(tlsOn) + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ClientPort))
+	return m.scheme(tlsOn) + "://" + loopback.HostPort(m.ClientPort)
 }
 
 func (m *memberState) id() uint64 {
