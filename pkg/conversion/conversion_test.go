@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -89,7 +90,7 @@ func TestOriginalV1alpha1DocumentInV1beta1(t *testing.T) {
 	if beta.Status.Phase != v1beta1.PhaseRunning {
 		t.Errorf("status.phase = %q, want Running", beta.Status.Phase)
 	}
-	available := etcdaas.FindCondition(beta.Status.Conditions, etcdaas.ConditionAvailable)
+	available := meta.FindStatusCondition(beta.Status.Conditions, etcdaas.ConditionAvailable)
 	if available == nil || available.Message != "deployment successful" || available.Status != metav1.ConditionTrue {
 		t.Errorf("Available condition = %+v, want True with the v1alpha1 message", available)
 	}
@@ -136,7 +137,7 @@ func TestV1alpha1FieldWinsOverTheAnnotation(t *testing.T) {
 	if got.Status.Phase != v1beta1.PhaseFailed {
 		t.Errorf("phase = %q, want Failed (the v1alpha1 state wins over the annotation's Scaling)", got.Status.Phase)
 	}
-	if c := etcdaas.FindCondition(got.Status.Conditions, etcdaas.ConditionAvailable); c == nil || c.Message != "member 2 lost" || c.Reason != "MembersReady" {
+	if c := meta.FindStatusCondition(got.Status.Conditions, etcdaas.ConditionAvailable); c == nil || c.Message != "member 2 lost" || c.Reason != "MembersReady" {
 		t.Errorf("Available = %+v, want the old client's message on the preserved condition", c)
 	}
 }

@@ -1,7 +1,6 @@
 package etcdaas
 
 import (
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -45,16 +44,6 @@ func MemberSelector(instanceName string) string {
 // TLSEnabled reports whether the spec asks for TLS.
 func (s *ETCDInstanceSpec) TLSEnabled() bool {
 	return s.TLS != nil && s.TLS.Enabled
-}
-
-// FindCondition returns the condition of the given type, or nil.
-func FindCondition(conditions []metav1.Condition, conditionType string) *metav1.Condition {
-	for i := range conditions {
-		if conditions[i].Type == conditionType {
-			return &conditions[i]
-		}
-	}
-	return nil
 }
 
 // WithoutPreservedFields returns a copy of annotations without the PreservedFieldsAnnotation, nil

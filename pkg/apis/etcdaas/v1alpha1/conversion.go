@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/utils/ptr"
@@ -107,7 +108,7 @@ func Convert_v1alpha1_ETCDInstanceSpec_To_etcdaas_ETCDInstanceSpec(in *ETCDInsta
 func Convert_etcdaas_ETCDInstanceStatus_To_v1alpha1_ETCDInstanceStatus(in *etcdaas.ETCDInstanceStatus, out *ETCDInstanceStatus, s conversion.Scope) error {
 	out.State = phaseToState(in.Phase)
 	out.Message = ""
-	if available := etcdaas.FindCondition(in.Conditions, etcdaas.ConditionAvailable); available != nil {
+	if available := meta.FindStatusCondition(in.Conditions, etcdaas.ConditionAvailable); available != nil {
 		out.Message = available.Message
 	}
 	return nil
@@ -235,7 +236,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 	}
 	if conditions == nil {
 		conditions = conditionsFromMessage(in.Status.State, in.Status.Message, in.CreationTimestamp)
-	} else if available := etcdaas.FindCondition(conditions, etcdaas.ConditionAvailable); available != nil {
+	} else if available := meta.FindStatusCondition(conditions, etcdaas.ConditionAvailable); available != nil {
 		available.Message = in.Status.Message
 	} else if in.Status.Message != "" {
 		conditions = append(conditions, conditionsFromMessage(in.Status.State, in.Status.Message, in.CreationTimestamp)...)
