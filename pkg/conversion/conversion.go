@@ -40,9 +40,6 @@ func New() *Converter {
 	}
 }
 
-// Scheme returns the scheme the converter uses.
-func (c *Converter) Scheme() *runtime.Scheme { return c.scheme }
-
 // ParseVersion accepts "v1alpha1", "etcdaas.dev/v1alpha1" and the like, and returns the
 // served group version it names.
 func ParseVersion(version string) (schema.GroupVersion, error) {

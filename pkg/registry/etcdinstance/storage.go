@@ -94,9 +94,6 @@ func (r *REST) ShortNames() []string { return []string{"etcd"} }
 // Categories returns "all" and "etcdaas", so that `kubectl get all` lists instances.
 func (r *REST) Categories() []string { return []string{"all", "etcdaas"} }
 
-// GetSingularName returns "etcdinstance".
-func (r *REST) GetSingularName() string { return "etcdinstance" }
-
 // StatusREST is the storage of the status subresource.
 type StatusREST struct {
 	store *genericregistry.Store
