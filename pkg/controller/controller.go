@@ -407,8 +407,9 @@ func (c *Controller) writeStatus(ctx context.Context, inst *v1beta1.ETCDInstance
 	})
 }
 
-// statusEqual compares statuses ignoring condition transition times of unchanged conditions,
-// which SetStatusCondition already preserves.
+// statusEqual compares statuses semantically, transition times included: computeStatus keeps
+// the lastTransitionTime of unchanged conditions (SetStatusCondition does), so a status that
+// changed nothing else compares equal and is not written.
 func statusEqual(a, b v1beta1.ETCDInstanceStatus) bool {
 	return apiequality.Semantic.DeepEqual(a, b)
 }

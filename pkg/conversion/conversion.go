@@ -1,6 +1,6 @@
 // Package conversion converts etcdaas.dev objects between any two served versions through
 // the internal hub, with the same scheme, defaulting and conversion functions the API server
-// uses. The CLI's offline convert, a CRD-mode conversion webhook and the benchmarks use it.
+// uses. The CLI's offline convert and the benchmarks use it.
 package conversion
 
 import (

@@ -299,7 +299,7 @@ func MoveLeaderAway(ctx context.Context, access *Access, from uint64, members []
 }
 
 // BestSnapshotSource returns the status of the healthy voting member with the highest revision
-// (ties broken by raft index, then by endpoint order), or an error wrapping
+// (ties broken by the highest applied raft index, then by endpoint order), or an error wrapping
 // ErrNoHealthyMember with every member's reason.
 func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, error) {
 	if len(access.Endpoints) == 0 {

@@ -35,7 +35,8 @@ const (
 	// DefaultClusterDomain is the cluster's DNS domain.
 	DefaultClusterDomain = "cluster.local"
 
-	// Annotations on the StatefulSet recording the cluster token and membership state.
+	// annotationClusterToken on the StatefulSet records the initial cluster token, which
+	// members created later must start with.
 	annotationClusterToken = "etcdaas.dev/cluster-token"
 )
 
