@@ -191,55 +191,6 @@ type memberConfig struct {
 // statefulSet runs the members.
 func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc memberConfig) *appsv1.StatefulSet {
 	labels := etcdaas.MemberLabels(inst.Name)
-	size := resource.MustParse(DefaultStorageSize)
-	var storageClass *string
-	if s := inst.Spec.Storage; s != nil {
-		if s.Size != nil {
-			size = *s.Size
-		}
-		storageClass = s.StorageClassName
-	}
-	scheme := b.scheme(inst)
-	env := []corev1.EnvVar{
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-		{Name: "ETCD_NAME", Value: "$(POD_NAME)"},
-		{Name: "ETCD_DATA_DIR", Value: dataDir + "/data"},
-		{Name: "ETCD_LISTEN_PEER_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, PeerPort)},
-		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, ClientPort)},
-		{Name: "ETCD_LISTEN_METRICS_URLS", Value: fmt.Sprintf("http://0.0.0.0:%d", MetricsPort)},
-		{Name: "ETCD_INITIAL_ADVERTISE_PEER_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, PeerPort)},
-		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, ClientPort)},
-		{Name: "ETCD_INITIAL_CLUSTER", Value: mc.initialCluster},
-		{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: mc.clusterState},
-		{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: mc.token},
-		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
-	}
-	mounts := []corev1.VolumeMount{{Name: dataVolume, MountPath: dataDir}}
-	var volumes []corev1.Volume
-	if inst.Spec.TLSEnabled() {
-		env = append(env,
-			corev1.EnvVar{Name: "ETCD_CERT_FILE", Value: tlsDir + "/" + SecretServerCert},
-			corev1.EnvVar{Name: "ETCD_KEY_FILE", Value: tlsDir + "/" + SecretServerKey},
-			corev1.EnvVar{Name: "ETCD_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
-			corev1.EnvVar{Name: "ETCD_CLIENT_CERT_AUTH", Value: "true"},
-			corev1.EnvVar{Name: "ETCD_PEER_CERT_FILE", Value: tlsDir + "/" + SecretPeerCert},
-			corev1.EnvVar{Name: "ETCD_PEER_KEY_FILE", Value: tlsDir + "/" + SecretPeerKey},
-			corev1.EnvVar{Name: "ETCD_PEER_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
-			corev1.EnvVar{Name: "ETCD_PEER_CLIENT_CERT_AUTH", Value: "true"},
-		)
-		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o400)},
-		}})
-	}
-	probe := func(failures int32) *corev1.Probe {
-		return &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/health?serializable=true", Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
-			}},
-			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
-		}
-	}
 	meta := objectMeta(inst, statefulSetName(inst))
 	meta.Annotations = map[string]string{annotationClusterToken: mc.token}
 	return &appsv1.StatefulSet{
@@ -259,50 +210,123 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{
-						Name:    "etcd",
-						Image:   image,
-						Command: []string{"etcd"},
-						Env:     env,
-						Ports: []corev1.ContainerPort{
-							{Name: "client", ContainerPort: ClientPort},
-							{Name: "peer", ContainerPort: PeerPort},
-							{Name: "metrics", ContainerPort: MetricsPort},
-						},
-						VolumeMounts:   mounts,
-						ReadinessProbe: probe(3),
-						LivenessProbe:  probe(8),
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-							corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
-						}},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
-					Volumes: volumes,
-					// Spread members over nodes when possible.
-					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
-							Weight: 100,
-							PodAffinityTerm: corev1.PodAffinityTerm{
-								LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
-								TopologyKey:   corev1.LabelHostname,
-							},
-						}},
-					}},
-				},
+				Spec:       b.memberPodSpec(inst, image, mc),
 			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				ObjectMeta: metav1.ObjectMeta{Name: dataVolume, Labels: labels},
-				Spec: corev1.PersistentVolumeClaimSpec{
-					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: storageClass,
-					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{dataVolumeClaim(inst)},
+		},
+	}
+}
+
+// memberPodSpec is the pod of one member: etcd configured through its environment, its data
+// volume and, with TLS, the instance's certificates.
+func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc memberConfig) corev1.PodSpec {
+	env := b.memberEnv(inst, mc)
+	mounts := []corev1.VolumeMount{{Name: dataVolume, MountPath: dataDir}}
+	var volumes []corev1.Volume
+	if inst.Spec.TLSEnabled() {
+		env = append(env, memberTLSEnv()...)
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o400)},
+		}})
+	}
+	probe := func(failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/health?serializable=true", Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
+			}},
+			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
+		}
+	}
+	return corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name:    "etcd",
+			Image:   image,
+			Command: []string{"etcd"},
+			Env:     env,
+			Ports: []corev1.ContainerPort{
+				{Name: "client", ContainerPort: ClientPort},
+				{Name: "peer", ContainerPort: PeerPort},
+				{Name: "metrics", ContainerPort: MetricsPort},
+			},
+			VolumeMounts:   mounts,
+			ReadinessProbe: probe(3),
+			LivenessProbe:  probe(8),
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
+			}},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		}},
+		Volumes: volumes,
+		// Spread members over nodes when possible.
+		Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 100,
+				PodAffinityTerm: corev1.PodAffinityTerm{
+					LabelSelector: &metav1.LabelSelector{MatchLabels: etcdaas.MemberLabels(inst.Name)},
+					TopologyKey:   corev1.LabelHostname,
 				},
 			}},
+		}},
+	}
+}
+
+// memberEnv configures etcd: its name is the pod's, it advertises the pod's DNS name through
+// the headless Service, and it starts with mc when its data directory is empty.
+func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev1.EnvVar {
+	scheme := b.scheme(inst)
+	return []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "ETCD_NAME", Value: "$(POD_NAME)"},
+		{Name: "ETCD_DATA_DIR", Value: dataDir + "/data"},
+		{Name: "ETCD_LISTEN_PEER_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, PeerPort)},
+		{Name: "ETCD_LISTEN_CLIENT_URLS", Value: fmt.Sprintf("%s://0.0.0.0:%d", scheme, ClientPort)},
+		{Name: "ETCD_LISTEN_METRICS_URLS", Value: fmt.Sprintf("http://0.0.0.0:%d", MetricsPort)},
+		{Name: "ETCD_INITIAL_ADVERTISE_PEER_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, PeerPort)},
+		{Name: "ETCD_ADVERTISE_CLIENT_URLS", Value: fmt.Sprintf("%s://$(POD_NAME).%s.%s.svc.%s:%d", scheme, PeerServiceName(inst), inst.Namespace, b.opts.ClusterDomain, ClientPort)},
+		{Name: "ETCD_INITIAL_CLUSTER", Value: mc.initialCluster},
+		{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: mc.clusterState},
+		{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: mc.token},
+		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
+	}
+}
+
+// memberTLSEnv turns on client and peer TLS with certificate authentication, with the
+// certificates of the instance's TLS Secret.
+func memberTLSEnv() []corev1.EnvVar {
+	return []corev1.EnvVar{
+		{Name: "ETCD_CERT_FILE", Value: tlsDir + "/" + SecretServerCert},
+		{Name: "ETCD_KEY_FILE", Value: tlsDir + "/" + SecretServerKey},
+		{Name: "ETCD_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
+		{Name: "ETCD_CLIENT_CERT_AUTH", Value: "true"},
+		{Name: "ETCD_PEER_CERT_FILE", Value: tlsDir + "/" + SecretPeerCert},
+		{Name: "ETCD_PEER_KEY_FILE", Value: tlsDir + "/" + SecretPeerKey},
+		{Name: "ETCD_PEER_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
+		{Name: "ETCD_PEER_CLIENT_CERT_AUTH", Value: "true"},
+	}
+}
+
+// dataVolumeClaim is the template of each member's data volume: spec.storage's size and
+// class, or DefaultStorageSize on the default class.
+func dataVolumeClaim(inst *v1beta1.ETCDInstance) corev1.PersistentVolumeClaim {
+	size := resource.MustParse(DefaultStorageSize)
+	var storageClass *string
+	if s := inst.Spec.Storage; s != nil {
+		if s.Size != nil {
+			size = *s.Size
+		}
+		storageClass = s.StorageClassName
+	}
+	return corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: dataVolume, Labels: etcdaas.MemberLabels(inst.Name)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: storageClass,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
 		},
 	}
 }
