@@ -292,3 +292,25 @@ func imageFromArchive(t *testing.T, archive string) v1.Image {
 	}
 	return img
 }
+
+// The project command refuses unknown images and platforms before building anything.
+func TestProjectCommandErrors(t *testing.T) {
+	out := t.TempDir()
+	for _, args := range [][]string{
+		{"--only", "etcdaas,bogus", "--output", out},
+		{"--platform", "linux", "--output", out},
+		{"--platform", "", "--output", out},
+		{"--output", out, "extra-argument"},
+	} {
+		cmd := projectCommand()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.ExecuteContext(context.Background()); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	if entries, err := os.ReadDir(out); err != nil || len(entries) != 0 {
+		t.Fatalf("the output directory after errors: %v (%v)", entries, err)
+	}
+}
