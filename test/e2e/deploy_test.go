@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // apiService mirrors the apiregistration.k8s.io/v1 APIService fields deploy/ sets (the
@@ -136,7 +137,7 @@ func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 // aggregated server needs, and the Deployments use flags our binaries have.
 func TestDeployManifests(t *testing.T) {
 	tools := framework.RequireTools(t, framework.Kubectl)
-	root, err := framework.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
-	"github.com/etcdaas/etcdaas/test/integration/framework"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // TestMeasureStandalone builds etcdaas-apiserver, runs it standalone (without the in-process
@@ -44,7 +44,11 @@ func TestMeasureStandalone(t *testing.T) {
 	}
 	bin := filepath.Join(t.TempDir(), "etcdaas-apiserver")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/etcdaas-apiserver")
-	build.Dir = framework.RepoRoot()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

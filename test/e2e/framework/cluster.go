@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // Names of etcdaas in the test cluster, the same as in deploy/.
@@ -134,7 +136,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	t.Helper()
 	start := time.Now()
 	tools := RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@
 package framework
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // ToolsBinEnv names the environment variable that points at the directory of the pinned
@@ -37,42 +38,17 @@ const (
 	PluginCommand     = "kubectl-etcdaas"
 )
 
-// RepoRoot returns the directory holding the module's go.mod, searched upward from the
-// working directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // ToolsBin returns the directory of the pinned control-plane binaries: $ETCDAAS_TOOLS_BIN,
 // else <repo>/_output/bin.
 func ToolsBin() (string, error) {
 	if dir := os.Getenv(ToolsBinEnv); dir != "" {
 		return filepath.Abs(dir)
 	}
-	root, err := RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, "_output", "bin"), nil
-}
-
-// InCI reports whether the tests run in CI (CI=true), where a missing tool is a failure
-// rather than a reason to skip.
-func InCI() bool {
-	return strings.EqualFold(os.Getenv("CI"), "true")
 }
 
 // RequireTools returns the paths of the named tools. When one is missing the test fails in
@@ -95,7 +71,7 @@ func RequireTools(t testing.TB, names ...string) map[string]string {
 	}
 	if len(missing) > 0 {
 		msg := fmt.Sprintf("missing %s in %s (set %s or run `make tools`)", strings.Join(missing, ", "), dir, ToolsBinEnv)
-		if InCI() {
+		if testenv.InCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -126,7 +102,7 @@ func BuildCommands(t testing.TB) string {
 // concurrent callers wait for the one build.
 func buildCommands() (string, error) {
 	buildOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			buildErr = err
 			return

@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/rest"
 
 	"github.com/etcdaas/etcdaas/pkg/cmd/server"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // Server is a standalone etcdaas-apiserver running in this process.
@@ -77,15 +77,6 @@ func (s *Server) Config() *rest.Config {
 	return rest.CopyConfig(s.AdminConfig)
 }
 
-// RepoRoot is the root of the repository this package is in.
-func RepoRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-}
-
 // KubectlBinaries returns the kubectl binaries to test with: $KUBECTL (default
 // <repo>/_output/bin/kubectl, the pinned v1.37 built by hack/tools/build.sh) and
 // /usr/bin/kubectl when present. When the pinned one is missing, the test fails under CI=true
@@ -95,11 +86,15 @@ func KubectlBinaries(t testing.TB) map[string]string {
 	out := map[string]string{}
 	pinned := os.Getenv("KUBECTL")
 	if pinned == "" {
-		pinned = filepath.Join(RepoRoot(), "_output", "bin", "kubectl")
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pinned = filepath.Join(root, "_output", "bin", "kubectl")
 	}
 	if _, err := os.Stat(pinned); err == nil {
 		out["pinned"] = pinned
-	} else if os.Getenv("CI") == "true" {
+	} else if testenv.InCI() {
 		t.Fatalf("kubectl not found at %s (build it with hack/tools/build.sh kubectl or set KUBECTL): %v", pinned, err)
 	} else {
 		t.Logf("kubectl not found at %s (build it with hack/tools/build.sh kubectl or set KUBECTL); not testing it", pinned)
