@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -187,7 +190,14 @@ type EndpointStatus struct {
 	// RaftAppliedIndex is the index the member has applied.
 	RaftAppliedIndex uint64
 	IsLearner        bool
-	DBSize           int64
+	// Version is the etcd server version the member runs, such as "3.6.5".
+	Version string
+	// DBSize is the size of the member's database file in bytes.
+	DBSize int64
+	// DBSizeInUse is the part of DBSize that holds data; the rest a defragmentation frees.
+	DBSizeInUse int64
+	// Alarms are the alarms raised on this member (such as "NOSPACE"), sorted.
+	Alarms []string
 }
 
 // IsLeader reports whether the member is the raft leader.
@@ -209,7 +219,7 @@ func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus
 	defer cancel()
 	resp, err := cli.Status(callCtx, endpoint)
 	if err != nil {
-		st.Err = err
+		st.Err = fmt.Errorf("not answering: %w", err)
 		return st
 	}
 	st.MemberID = resp.Header.GetMemberId()
@@ -218,8 +228,16 @@ func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus
 	st.RaftIndex = resp.RaftIndex
 	st.RaftAppliedIndex = resp.RaftAppliedIndex
 	st.IsLearner = resp.IsLearner
+	st.Version = resp.Version
 	st.DBSize = resp.DbSize
+	st.DBSizeInUse = resp.DbSizeInUse
+	if len(resp.Errors) > 0 {
+		// Errors hold the cluster's alarms (and "no leader"): the member's own come from AlarmList.
+		st.Alarms = memberAlarms(callCtx, cli, st.MemberID)
+	}
 	switch {
+	case len(st.Alarms) > 0:
+		st.Err = fmt.Errorf("alarm %s raised", strings.Join(st.Alarms, ", "))
 	case len(resp.Errors) > 0:
 		st.Err = fmt.Errorf("member reports errors: %v", resp.Errors)
 	case resp.Leader == 0:
@@ -235,6 +253,23 @@ func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus
 		st.Healthy = true
 	}
 	return st
+}
+
+// memberAlarms lists the alarms raised on the member id, sorted; nil when there are none or
+// the list cannot be read (the member then reports the errors Status returned).
+func memberAlarms(ctx context.Context, cli *clientv3.Client, id uint64) []string {
+	resp, err := cli.AlarmList(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range resp.Alarms {
+		if a.MemberID == id && a.Alarm != etcdserverpb.AlarmType_NONE && !slices.Contains(out, a.Alarm.String()) {
+			out = append(out, a.Alarm.String())
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // StatusAll asks every endpoint for its status concurrently, in the order of endpoints.

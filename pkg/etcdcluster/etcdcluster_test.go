@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -27,6 +29,12 @@ func freePort(t *testing.T) int {
 // startMember starts a one-member cluster and returns its client URL.
 func startMember(t *testing.T) string {
 	t.Helper()
+	return startMemberWith(t, func(*embed.Config) {})
+}
+
+// startMemberWith starts a one-member cluster with configure applied and returns its client URL.
+func startMemberWith(t *testing.T, configure func(*embed.Config)) string {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir, cfg.LogLevel = "m", t.TempDir(), "error"
 	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
@@ -34,6 +42,7 @@ func startMember(t *testing.T) string {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.InitialCluster = "m=" + peer.String()
+	configure(cfg)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -130,4 +139,37 @@ func TestMembershipAndSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 
+}
+
+func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
+	ctx := context.Background()
+	endpoint := startMemberWith(t, func(cfg *embed.Config) { cfg.QuotaBackendBytes = 1 << 20 })
+	access := &Access{Endpoints: []string{endpoint}}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+
+	st := Status(ctx, access, endpoint)
+	if !st.Healthy || st.Version != version.Version || st.DBSize <= 0 || st.DBSizeInUse <= 0 || st.DBSizeInUse > st.DBSize || len(st.Alarms) != 0 {
+		t.Fatalf("status of a fresh member: %+v", st)
+	}
+
+	// Writing past the 1 MiB quota raises NOSPACE on the member.
+	value := strings.Repeat("x", 64*1024)
+	var putErr error
+	for i := 0; i < 64 && putErr == nil; i++ {
+		_, putErr = cli.Put(ctx, fmt.Sprintf("k%d", i), value)
+	}
+	if putErr == nil {
+		t.Fatal("4 MiB of writes fit in a 1 MiB quota")
+	}
+	st = Status(ctx, access, endpoint)
+	if st.Healthy || !slices.Equal(st.Alarms, []string{"NOSPACE"}) || st.Err == nil || !strings.Contains(st.Err.Error(), "NOSPACE") {
+		t.Fatalf("status of a member out of space: %+v", st)
+	}
+	if st.Revision < 2 {
+		t.Fatalf("revision %d after writes", st.Revision)
+	}
 }

@@ -697,10 +697,10 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting or Restoring.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means every member is healthy and the spec is satisfied.\n - `\"Scaling\"` means members are being added or removed.",
+							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting, Restoring or Recovering.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Recovering\"` means the cluster is being rebuilt from one surviving member after quorum was lost, as requested through the recover subresource.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means every member is healthy and the spec is satisfied.\n - `\"Scaling\"` means members are being added or removed.",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Restoring", "Running", "Scaling"},
+							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Recovering", "Restoring", "Running", "Scaling"},
 						},
 					},
 					"replicas": {
@@ -846,6 +846,53 @@ func schema_pkg_apis_etcdaas_v1beta1_MemberStatus(ref common.ReferenceCallback) 
 							Description: "Learner is true while the member is a non-voting learner catching up with the leader.",
 							Type:        []string{"boolean"},
 							Format:      "",
+						},
+					},
+					"version": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Version is the etcd server version the member reports, such as \"3.6.5\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"dbSize": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DBSize is the size in bytes of the member's backend database file, including space freed by compaction that only a defragmentation returns.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"dbSizeInUse": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DBSizeInUse is the number of bytes of the database file that hold data; dbSize minus dbSizeInUse is what a defragmentation would free.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"revision": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Revision is the latest key-value store revision the member has applied.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"alarms": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Alarms are the alarms raised on the member, such as NOSPACE or CORRUPT.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
 						},
 					},
 				},

@@ -106,13 +106,14 @@ type Phase string
 
 // The phases an instance moves through.
 const (
-	PhasePending   Phase = "Pending"
-	PhaseDeploying Phase = "Deploying"
-	PhaseScaling   Phase = "Scaling"
-	PhaseRunning   Phase = "Running"
-	PhaseFailed    Phase = "Failed"
-	PhaseDeleting  Phase = "Deleting"
-	PhaseRestoring Phase = "Restoring"
+	PhasePending    Phase = "Pending"
+	PhaseDeploying  Phase = "Deploying"
+	PhaseScaling    Phase = "Scaling"
+	PhaseRunning    Phase = "Running"
+	PhaseFailed     Phase = "Failed"
+	PhaseDeleting   Phase = "Deleting"
+	PhaseRestoring  Phase = "Restoring"
+	PhaseRecovering Phase = "Recovering"
 )
 
 // Condition types reported in status.conditions.
@@ -191,6 +192,16 @@ type MemberStatus struct {
 	Leader bool
 	// Learner is true while the member is a non-voting learner.
 	Learner bool
+	// Version is the etcd server version the member reports.
+	Version string
+	// DBSize is the size in bytes of the member's database file.
+	DBSize int64
+	// DBSizeInUse is the number of bytes of the database file that hold data.
+	DBSizeInUse int64
+	// Revision is the latest revision the member has applied.
+	Revision int64
+	// Alarms are the alarms raised on the member (NOSPACE, CORRUPT).
+	Alarms []string
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

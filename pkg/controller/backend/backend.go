@@ -67,6 +67,17 @@ func (r StepReason) ChangesMembership() bool {
 	return r == StepAddingMember || r == StepRemovingMember
 }
 
+// WithEndpointStatus returns ms with what its member reported about itself: etcd version,
+// database sizes, revision and alarms. Members that did not answer keep ms as it is.
+func WithEndpointStatus(ms v1beta1.MemberStatus, st etcdcluster.EndpointStatus) v1beta1.MemberStatus {
+	if st.MemberID == 0 {
+		return ms
+	}
+	ms.Version, ms.DBSize, ms.DBSizeInUse, ms.Revision = st.Version, st.DBSize, st.DBSizeInUse, st.Revision
+	ms.Alarms = st.Alarms
+	return ms
+}
+
 // Ready counts the ready members.
 func (r *Result) Ready() int32 {
 	var n int32

@@ -13,7 +13,8 @@ import (
 )
 
 var phases = []etcdaas.Phase{"", etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
-	etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring}
+	etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring,
+	etcdaas.PhaseRecovering}
 
 // Funcs returns the fuzz functions of the etcdaas.dev API group.
 var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {

@@ -27,14 +27,15 @@ type preservedFields struct {
 // a state maps back to the phase a v1alpha1 client most likely meant.
 var (
 	phaseToStateTable = map[etcdaas.Phase]State{
-		"":                     StateNone,
-		etcdaas.PhasePending:   StateNone,
-		etcdaas.PhaseDeploying: StateDeploying,
-		etcdaas.PhaseScaling:   StateDeploying,
-		etcdaas.PhaseRunning:   StateRunning,
-		etcdaas.PhaseFailed:    StateFailed,
-		etcdaas.PhaseDeleting:  StateNone,
-		etcdaas.PhaseRestoring: StateDeploying,
+		"":                      StateNone,
+		etcdaas.PhasePending:    StateNone,
+		etcdaas.PhaseDeploying:  StateDeploying,
+		etcdaas.PhaseScaling:    StateDeploying,
+		etcdaas.PhaseRunning:    StateRunning,
+		etcdaas.PhaseFailed:     StateFailed,
+		etcdaas.PhaseDeleting:   StateNone,
+		etcdaas.PhaseRestoring:  StateDeploying,
+		etcdaas.PhaseRecovering: StateDeploying,
 	}
 	stateToPhaseTable = map[State]etcdaas.Phase{
 		StateNone:      "",

@@ -170,6 +170,9 @@ const (
 	PhaseDeleting Phase = "Deleting"
 	// PhaseRestoring means every member is being restored from a snapshot.
 	PhaseRestoring Phase = "Restoring"
+	// PhaseRecovering means the cluster is being rebuilt from one surviving member after
+	// quorum was lost, as requested through the recover subresource.
+	PhaseRecovering Phase = "Recovering"
 )
 
 // ETCDInstanceStatus is written only by the controller, through the status subresource;
@@ -179,8 +182,8 @@ type ETCDInstanceStatus struct {
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting
-	// or Restoring.
+	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting,
+	// Restoring or Recovering.
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 	// Replicas is the number of members that exist, ready or not.
@@ -270,6 +273,24 @@ type MemberStatus struct {
 	// Learner is true while the member is a non-voting learner catching up with the leader.
 	// +optional
 	Learner bool `json:"learner,omitempty"`
+	// Version is the etcd server version the member reports, such as "3.6.5".
+	// +optional
+	Version string `json:"version,omitempty"`
+	// DBSize is the size in bytes of the member's backend database file, including space
+	// freed by compaction that only a defragmentation returns.
+	// +optional
+	DBSize int64 `json:"dbSize,omitempty"`
+	// DBSizeInUse is the number of bytes of the database file that hold data; dbSize minus
+	// dbSizeInUse is what a defragmentation would free.
+	// +optional
+	DBSizeInUse int64 `json:"dbSizeInUse,omitempty"`
+	// Revision is the latest key-value store revision the member has applied.
+	// +optional
+	Revision int64 `json:"revision,omitempty"`
+	// Alarms are the alarms raised on the member, such as NOSPACE or CORRUPT.
+	// +optional
+	// +listType=set
+	Alarms []string `json:"alarms,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -44,7 +44,8 @@ var (
 	versionPattern = regexp.MustCompile(`^3\.[0-9]+$`)
 
 	knownPhases = sets.New(etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
-		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring)
+		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring,
+		etcdaas.PhaseRecovering)
 
 	// bucketPattern is the S3 bucket naming rule: 3 to 63 lower-case letters, digits, dots and
 	// hyphens, starting and ending with a letter or digit.
@@ -274,10 +275,28 @@ func validateStatus(status *etcdaas.ETCDInstanceStatus, path *field.Path) field.
 			allErrs = append(allErrs, field.Duplicate(memberPath.Child("name"), member.Name))
 		}
 		names.Insert(member.Name)
+		allErrs = append(allErrs, validateMemberCounters(&member, memberPath)...)
 	}
 	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, path.Child("conditions"))...)
 	if backup := status.Backup; backup != nil && backup.LastBackup != nil {
 		allErrs = append(allErrs, validateBackupInfo(backup.LastBackup, path.Child("backup", "lastBackup"))...)
+	}
+	return allErrs
+}
+
+// validateMemberCounters checks what the controller read from a member: sizes and revision
+// are never negative and every alarm appears once.
+func validateMemberCounters(member *etcdaas.MemberStatus, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(member.DBSize, path.Child("dbSize"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(member.DBSizeInUse, path.Child("dbSizeInUse"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(member.Revision, path.Child("revision"))...)
+	alarms := sets.New[string]()
+	for i, alarm := range member.Alarms {
+		if alarms.Has(alarm) {
+			allErrs = append(allErrs, field.Duplicate(path.Child("alarms").Index(i), alarm))
+		}
+		alarms.Insert(alarm)
 	}
 	return allErrs
 }

@@ -186,6 +186,13 @@ func TestValidateETCDInstanceStatusUpdate(t *testing.T) {
 		"unnamed member":             {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{ID: "1"}}}, []string{"FieldValueRequired status.members[0].name"}},
 		"condition without a reason": {etcdaas.ETCDInstanceStatus{Conditions: []metav1.Condition{{Type: "Available", Status: "True", LastTransitionTime: metav1.Unix(1, 0)}}}, []string{"FieldValueRequired status.conditions[0].reason"}},
 		"restoring":                  {etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRestoring}, nil},
+		"recovering":                 {etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRecovering}, nil},
+		"member counters": {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{Name: "a", Version: "3.6.5",
+			DBSize: 4096, DBSizeInUse: 2048, Revision: 7, Alarms: []string{"NOSPACE"}}}}, nil},
+		"negative member counters": {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{Name: "a", DBSize: -1, DBSizeInUse: -1, Revision: -1}}},
+			[]string{"FieldValueInvalid status.members[0].dbSize", "FieldValueInvalid status.members[0].dbSizeInUse", "FieldValueInvalid status.members[0].revision"}},
+		"duplicate alarm": {etcdaas.ETCDInstanceStatus{Members: []etcdaas.MemberStatus{{Name: "a", Alarms: []string{"NOSPACE", "NOSPACE"}}}},
+			[]string{"FieldValueDuplicate status.members[0].alarms[1]"}},
 		"last backup": {etcdaas.ETCDInstanceStatus{Backup: &etcdaas.BackupStatus{LastBackup: &etcdaas.BackupInfo{
 			Key: "k", Revision: 5, SizeBytes: 20480, SHA256: strings.Repeat("ab", 32)}}}, nil},
 		"last backup with a bad sha256": {etcdaas.ETCDInstanceStatus{Backup: &etcdaas.BackupStatus{LastBackup: &etcdaas.BackupInfo{Key: "k", SHA256: "XYZ"}}},

@@ -228,6 +228,7 @@ func (v *instanceView) observe(ctx context.Context, cluster membership) (*observ
 		ms := v1beta1.MemberStatus{Name: backend.MemberName(v.inst.Name, o), ID: m.IDString(), PeerURL: v.b.peerURL(v.inst, o), ClientURL: v.b.clientURL(v.inst, o), Learner: m.IsLearner}
 		if o >= 0 && o < len(obs.statuses) {
 			st := obs.statuses[o]
+			ms = backend.WithEndpointStatus(ms, st)
 			ms.Ready, ms.Leader = st.Healthy, st.IsLeader()
 			if !st.Healthy {
 				unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", ms.Name, st.Err))

@@ -178,7 +178,9 @@ func (f *stepsFixture) minAvailable(t *testing.T) int {
 
 func TestObserveOrdersMembersByOrdinalAndReportsHealth(t *testing.T) {
 	cluster := healthyCluster(3)
-	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	cluster.statuses[0].Version, cluster.statuses[0].DBSize, cluster.statuses[0].DBSizeInUse, cluster.statuses[0].Revision = "3.6.5", 8192, 4096, 9
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	cluster.statuses[2] = etcdcluster.EndpointStatus{MemberID: 102, Leader: 100, Version: "3.6.5", Alarms: []string{"NOSPACE"}, Err: errors.New("alarm NOSPACE raised")}
 	// db-3 was added to etcd but has no pod yet; MemberList answers in ID order, not ordinals.
 	cluster.members = append(cluster.members, etcdcluster.Member{ID: 50, PeerURLs: []string{fmt.Sprintf(peerURLFormat, 3)}, IsLearner: true})
 	f := newStepsFixture(t, 4, 3, 2, cluster)
@@ -194,10 +196,16 @@ func TestObserveOrdersMembersByOrdinalAndReportsHealth(t *testing.T) {
 	if !m0.Ready || !m0.Leader || m0.ID != "64" || m0.ClientURL != "http://db-0.db-peers.ns.svc.cluster.local:2379" {
 		t.Fatalf("db-0: %+v", m0)
 	}
-	if m1.Ready || m1.Leader || !m3.Learner || m3.Ready {
+	if m0.Version != "3.6.5" || m0.DBSize != 8192 || m0.DBSizeInUse != 4096 || m0.Revision != 9 || m0.Alarms != nil {
+		t.Fatalf("db-0 does not carry what it reported: %+v", m0)
+	}
+	if m1.Ready || m1.Leader || m1.Version != "" || !m3.Learner || m3.Ready {
 		t.Fatalf("db-1 %+v, db-3 %+v", m1, m3)
 	}
-	if want := "unhealthy members: db-1: connection refused; db-3: no pod yet"; obs.result.Unhealthy != want {
+	if m2 := obs.result.Members[2]; m2.Ready || !slices.Equal(m2.Alarms, []string{"NOSPACE"}) {
+		t.Fatalf("db-2 with an alarm: %+v", m2)
+	}
+	if want := "unhealthy members: db-1: not answering: connection refused; db-2: alarm NOSPACE raised; db-3: no pod yet"; obs.result.Unhealthy != want {
 		t.Fatalf("unhealthy %q, want %q", obs.result.Unhealthy, want)
 	}
 	if obs.members[3].ID != 50 {
@@ -334,7 +342,9 @@ func TestStepTowardSpec(t *testing.T) {
 func TestSyncStepsOnlyOnAHealthyCluster(t *testing.T) {
 	ctx := context.Background()
 	cluster := healthyCluster(2)
-	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	cluster.statuses[0].Version, cluster.statuses[0].DBSize, cluster.statuses[0].DBSizeInUse, cluster.statuses[0].Revision = "3.6.5", 8192, 4096, 9
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	cluster.statuses[2] = etcdcluster.EndpointStatus{MemberID: 102, Leader: 100, Version: "3.6.5", Alarms: []string{"NOSPACE"}, Err: errors.New("alarm NOSPACE raised")}
 	f := newStepsFixture(t, 3, 2, 1, cluster)
 	res, err := f.b.Sync(ctx, f.inst)
 	if err != nil || res.Unhealthy == "" || res.Step != "" || len(cluster.added) != 0 {

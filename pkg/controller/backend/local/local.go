@@ -569,6 +569,7 @@ func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *i
 			Name: m.Name, ID: m.ID, PeerURL: m.peerURL(st.TLS), ClientURL: m.clientURL(st.TLS),
 			Ready: s.Healthy, Leader: s.IsLeader(), Learner: m.Phase == phaseLearner || m.Phase == phaseJoining,
 		}
+		ms = backend.WithEndpointStatus(ms, s)
 		if s.Healthy {
 			ms.Learner = s.IsLearner
 		} else {

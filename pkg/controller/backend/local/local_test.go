@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/version"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -93,6 +94,10 @@ func TestScaleUpDownAndResume(t *testing.T) {
 	for _, m := range res.Members {
 		if !m.Ready || m.Learner {
 			t.Fatalf("member not ready or learner: %+v", m)
+		}
+		// What each member reports about itself is in its status.
+		if m.Version != version.Version || m.DBSize <= 0 || m.DBSizeInUse <= 0 || m.Revision < 2 || len(m.Alarms) != 0 {
+			t.Fatalf("member status without what the member reported: %+v", m)
 		}
 	}
 	// Restart: a new backend on the same directory resumes the cluster from its data.

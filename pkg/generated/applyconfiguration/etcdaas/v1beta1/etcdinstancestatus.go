@@ -32,8 +32,8 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the controller last acted on. When it
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
-	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting
-	// or Restoring.
+	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting,
+	// Restoring or Recovering.
 	Phase *etcdaasv1beta1.Phase `json:"phase,omitempty"`
 	// Replicas is the number of members that exist, ready or not.
 	Replicas *int32 `json:"replicas,omitempty"`

@@ -37,6 +37,18 @@ type MemberStatusApplyConfiguration struct {
 	Leader *bool `json:"leader,omitempty"`
 	// Learner is true while the member is a non-voting learner catching up with the leader.
 	Learner *bool `json:"learner,omitempty"`
+	// Version is the etcd server version the member reports, such as "3.6.5".
+	Version *string `json:"version,omitempty"`
+	// DBSize is the size in bytes of the member's backend database file, including space
+	// freed by compaction that only a defragmentation returns.
+	DBSize *int64 `json:"dbSize,omitempty"`
+	// DBSizeInUse is the number of bytes of the database file that hold data; dbSize minus
+	// dbSizeInUse is what a defragmentation would free.
+	DBSizeInUse *int64 `json:"dbSizeInUse,omitempty"`
+	// Revision is the latest key-value store revision the member has applied.
+	Revision *int64 `json:"revision,omitempty"`
+	// Alarms are the alarms raised on the member, such as NOSPACE or CORRUPT.
+	Alarms []string `json:"alarms,omitempty"`
 }
 
 // MemberStatusApplyConfiguration constructs a declarative configuration of the MemberStatus type for use with
@@ -98,5 +110,47 @@ func (b *MemberStatusApplyConfiguration) WithLeader(value bool) *MemberStatusApp
 // If called multiple times, the Learner field is set to the value of the last call.
 func (b *MemberStatusApplyConfiguration) WithLearner(value bool) *MemberStatusApplyConfiguration {
 	b.Learner = &value
+	return b
+}
+
+// WithVersion sets the Version field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Version field is set to the value of the last call.
+func (b *MemberStatusApplyConfiguration) WithVersion(value string) *MemberStatusApplyConfiguration {
+	b.Version = &value
+	return b
+}
+
+// WithDBSize sets the DBSize field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DBSize field is set to the value of the last call.
+func (b *MemberStatusApplyConfiguration) WithDBSize(value int64) *MemberStatusApplyConfiguration {
+	b.DBSize = &value
+	return b
+}
+
+// WithDBSizeInUse sets the DBSizeInUse field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DBSizeInUse field is set to the value of the last call.
+func (b *MemberStatusApplyConfiguration) WithDBSizeInUse(value int64) *MemberStatusApplyConfiguration {
+	b.DBSizeInUse = &value
+	return b
+}
+
+// WithRevision sets the Revision field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Revision field is set to the value of the last call.
+func (b *MemberStatusApplyConfiguration) WithRevision(value int64) *MemberStatusApplyConfiguration {
+	b.Revision = &value
+	return b
+}
+
+// WithAlarms adds the given value to the Alarms field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Alarms field.
+func (b *MemberStatusApplyConfiguration) WithAlarms(values ...string) *MemberStatusApplyConfiguration {
+	for i := range values {
+		b.Alarms = append(b.Alarms, values[i])
+	}
 	return b
 }
