@@ -88,11 +88,11 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	var b backend.Backend
-	var kube kubernetes.Interface
-	if f.backend == "kubernetes" || f.leaderElect {
-		if kube, err = kubernetes.NewForConfig(config); err != nil {
-			return err
-		}
+	// The cluster (or the standalone server) holds the Events, and with the kubernetes
+	// backend or leader election the members' objects and the Lease.
+	kube, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
 	}
 	if b, err = newBackend(f, kube); err != nil {
 		return err
@@ -102,7 +102,9 @@ func run(ctx context.Context, f flags) error {
 			klog.ErrorS(err, "Closing the backend")
 		}
 	}()
-	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers}
+	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
+	defer stopEvents()
+	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder}
 	if f.leaderElect {
 		host, err := os.Hostname()
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
@@ -53,6 +54,9 @@ type Options struct {
 	HealthInterval time.Duration
 	// LeaderElection, when set, makes the controller act only while it holds a Lease.
 	LeaderElection *LeaderElection
+	// Events, when set, records what each step did as Events on the instance (see
+	// NewEventRecorder).
+	Events events.EventRecorder
 }
 
 // LeaderElection configures leader election with a coordination.k8s.io Lease.
@@ -334,6 +338,7 @@ func (c *Controller) ensureFinalizer(ctx context.Context, inst *v1beta1.ETCDInst
 // when to look at the instance again.
 func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstance) (time.Duration, error) {
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
+	c.recordEvents(inst, res)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}

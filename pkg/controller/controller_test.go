@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -146,6 +147,7 @@ func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*back
 		res.Converged = true
 	} else {
 		res.Step, res.StepReason = "adding a member", "AddingMember"
+		res.Record(backend.ReasonMemberAdded, "Added member %s-%d", inst.Name, n)
 	}
 	return res, nil
 }
@@ -176,7 +178,9 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), Version: "3.4"},
 	})
 	be := &fakeBackend{}
-	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond})
+	recorder := events.NewFakeRecorder(100)
+	recorder.Verbose = true
+	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +244,18 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	}
 	if statusWrites < 3 {
 		t.Fatalf("%d status subresource writes, want at least 3", statusWrites)
+	}
+	// Every step's events are recorded on the instance, in order, once each.
+	var recorded []string
+	for len(recorder.Events) > 0 {
+		recorded = append(recorded, <-recorder.Events)
+	}
+	want := []string{
+		"Normal MemberAdded AddMember Added member db-1",
+		"Normal MemberAdded AddMember Added member db-2",
+	}
+	if !slices.Equal(recorded, want) {
+		t.Fatalf("events %q, want %q", recorded, want)
 	}
 	cancel()
 	select {

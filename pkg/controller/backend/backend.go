@@ -46,6 +46,9 @@ type Result struct {
 	StepReason StepReason
 	// Unhealthy explains why some member is not ready, empty when all are.
 	Unhealthy string
+	// Events are what this Sync did (a member added, promoted, removed, ...), in order;
+	// add them with Record. The controller records each as an Event on the instance.
+	Events []Event
 }
 
 // StepReason names the kind of step a Sync is taking, in CamelCase as a condition reason.

@@ -272,7 +272,12 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 			if res.Unhealthy != "" {
 				return true, nil // the learner's pod is still starting
 			}
-			return true, cluster.Promote(ctx, m.ID)
+			name := backend.MemberName(v.inst.Name, v.ordinal(m, len(members)))
+			if err := cluster.Promote(ctx, m.ID); err != nil {
+				return true, err
+			}
+			res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
+			return true, nil
 		}
 	}
 	return false, nil
@@ -297,6 +302,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 				after[i].Name = backend.MemberName(v.inst.Name, next)
 			}
 		}
+		res.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner", backend.MemberName(v.inst.Name, next), etcdcluster.FormatID(id))
 		return b.setMembers(ctx, v, after)
 	case len(members) > desired:
 		victim := members[len(members)-1] // highest ordinal
@@ -308,6 +314,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 		if err := cluster.Remove(ctx, victim.ID); err != nil {
 			return err
 		}
+		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s); its volume is deleted with its pod", backend.MemberName(v.inst.Name, ordinal), victim.IDString())
 		if err := b.setMembers(ctx, v, members[:len(members)-1]); err != nil {
 			return err
 		}

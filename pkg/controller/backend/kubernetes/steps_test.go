@@ -260,6 +260,7 @@ func TestResumeChange(t *testing.T) {
 		if err != nil || !resumed || obs.result.Step != "promoting member db-2" || !slices.Equal(cluster.promoted, []uint64{102}) {
 			t.Fatalf("resumed %v, %v: %+v, promoted %v", resumed, err, obs.result, cluster.promoted)
 		}
+		wantEvents(t, obs.result, backend.Event{Reason: backend.ReasonMemberPromoted, Note: "Promoted member db-2 (ID 66) to a voting member"})
 	})
 	t.Run("a learner whose pod is starting waits", func(t *testing.T) {
 		cluster := healthyCluster(3)
@@ -271,6 +272,7 @@ func TestResumeChange(t *testing.T) {
 		if err != nil || !resumed || len(cluster.promoted) != 0 {
 			t.Fatalf("resumed %v, %v, promoted %v", resumed, err, cluster.promoted)
 		}
+		wantEvents(t, obs.result)
 	})
 	t.Run("nothing half done", func(t *testing.T) {
 		cluster := healthyCluster(3)
@@ -295,6 +297,7 @@ func TestStepTowardSpec(t *testing.T) {
 		if !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) || obs.result.Step != "adding member db-1" || obs.result.Converged {
 			t.Fatalf("added %v: %+v", cluster.added, obs.result)
 		}
+		wantEvents(t, obs.result, backend.Event{Reason: backend.ReasonMemberAdded, Note: fmt.Sprintf("Added member db-1 (ID %x) as a learner", cluster.members[1].ID)})
 		replicas, initial := f.statefulSet(t)
 		want := "db-0=" + fmt.Sprintf(peerURLFormat, 0) + ",db-1=" + fmt.Sprintf(peerURLFormat, 1)
 		if replicas != 2 || initial != want {
@@ -314,6 +317,7 @@ func TestStepTowardSpec(t *testing.T) {
 		if !slices.Equal(cluster.movedOff, []uint64{102}) || !slices.Equal(cluster.removed, []uint64{102}) || obs.result.StepReason != backend.StepRemovingMember {
 			t.Fatalf("moved leadership off %v, removed %v: %+v", cluster.movedOff, cluster.removed, obs.result)
 		}
+		wantEvents(t, obs.result, backend.Event{Reason: backend.ReasonMemberRemoved, Note: "Removed member db-2 (ID 66); its volume is deleted with its pod"})
 		if replicas, _ := f.statefulSet(t); replicas != 2 {
 			t.Fatalf("StatefulSet replicas %d, want 2", replicas)
 		}
@@ -360,5 +364,13 @@ func TestSyncStepsOnlyOnAHealthyCluster(t *testing.T) {
 	res, err = f.b.Sync(ctx, f.inst)
 	if err != nil || res.Unhealthy != cluster.listErr.Error() || len(res.Members) != 3 || res.Step != "" {
 		t.Fatalf("sync without quorum: %+v, %v", res, err)
+	}
+}
+
+// wantEvents fails the test unless the result reports exactly the events want, in order.
+func wantEvents(t *testing.T, res *backend.Result, want ...backend.Event) {
+	t.Helper()
+	if !slices.Equal(res.Events, want) {
+		t.Fatalf("events %+v, want %+v", res.Events, want)
 	}
 }

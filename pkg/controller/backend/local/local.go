@@ -217,7 +217,11 @@ func (b *Backend) removeUnknown(ctx context.Context, access *etcdcluster.Access,
 		return res, err
 	}
 	defer func() { _ = cli.Close() }()
-	return res, etcdcluster.Remove(ctx, cli, unknown.ID)
+	if err := etcdcluster.Remove(ctx, cli, unknown.ID); err != nil {
+		return res, err
+	}
+	res.Record(backend.ReasonMemberRemoved, "Removed member %s, unknown to the controller", unknown.IDString())
+	return res, nil
 }
 
 // stepTowardSpec records and takes the next step toward spec.replicas on a healthy cluster:
@@ -362,7 +366,11 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 		return res, fmt.Errorf("member %s did not become ready: %w", m.Name, sctx.Err())
 	}
 	m.ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
-	return res, st.save(dir)
+	if err := st.save(dir); err != nil {
+		return res, err
+	}
+	res.Record(backend.ReasonMemberAdded, "Started the first member %s (ID %s), a new cluster", m.Name, m.ID)
+	return res, nil
 }
 
 // ensureRunning starts every recorded member with an ID that is not running in this
@@ -629,6 +637,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 			res.Step = fmt.Sprintf("waiting for the cluster to settle before adding member %s", name)
 			return res, nil
 		}
+		res.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner", name, m.ID)
 	}
 	if !b.isRunning(dir, m) {
 		if _, err := b.start(dir, st, m); err != nil {
@@ -642,6 +651,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	if err := st.save(dir); err != nil {
 		return res, err
 	}
+	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, m.ID)
 	res.Step = fmt.Sprintf("added member %s", name)
 	return res, nil
 }
@@ -741,6 +751,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 		return res, err
 	}
 	res.Step = fmt.Sprintf("removed member %s", name)
+	res.Record(backend.ReasonMemberRemoved, "Removed member %s and deleted its data", name)
 	return res, nil
 }
 

@@ -1,0 +1,58 @@
+package controller
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// Component is the controller's name as the reporting controller of its Events.
+const Component = "etcdaas-controller"
+
+// eventScheme resolves the involved object of an Event: the ETCDInstance and the built-in
+// kinds.
+var eventScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1beta1.AddToScheme(s))
+	return s
+}()
+
+// NewEventRecorder returns a recorder of Events on ETCDInstances and a function that stops
+// it. It records events.k8s.io/v1 Events when the server serves that API (a Kubernetes
+// cluster), and core/v1 Events otherwise: the standalone server serves only those, which is
+// what `kubectl describe` lists in both cases.
+func NewEventRecorder(ctx context.Context, client kubernetes.Interface) (events.EventRecorder, func()) {
+	if _, err := client.Discovery().ServerResourcesForGroupVersion(eventsv1.SchemeGroupVersion.String()); err == nil {
+		b := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+		if err := b.StartRecordingToSinkWithContext(ctx); err == nil {
+			return b.NewRecorder(eventScheme, Component), b.Shutdown
+		}
+		b.Shutdown()
+	}
+	b := record.NewBroadcaster(record.WithContext(ctx))
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	legacy := b.NewRecorder(eventScheme, corev1.EventSource{Component: Component})
+	return record.NewEventRecorderAdapter(legacy), b.Shutdown
+}
+
+// recordEvents records what a Sync reported it did as Events on the instance.
+func (c *Controller) recordEvents(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if c.opts.Events == nil || res == nil {
+		return
+	}
+	for _, e := range res.Events {
+		c.opts.Events.Eventf(inst, nil, e.Type(), string(e.Reason), e.Action(), "%s", e.Note)
+	}
+}

@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// TestNewEventRecorderUsesTheServedAPI records a step's event through a server with
+// events.k8s.io/v1 and through one with only core/v1, as the standalone server is.
+func TestNewEventRecorderUsesTheServedAPI(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}
+	res := &backend.Result{}
+	res.Record(backend.ReasonMemberRemoved, "Removed member %s", "db-2")
+	record := func(t *testing.T, client kubernetes.Interface) {
+		ctx, cancel := context.WithCancel(context.Background())
+		recorder, stop := NewEventRecorder(ctx, client)
+		t.Cleanup(func() { stop(); cancel() })
+		c := &Controller{opts: Options{Events: recorder}}
+		c.recordEvents(inst, res)
+	}
+	wait := func(t *testing.T, list func() (int, error)) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := list()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no event recorded")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	t.Run("events.k8s.io/v1", func(t *testing.T) {
+		client := kubefake.NewClientset()
+		client.Resources = []*metav1.APIResourceList{{GroupVersion: eventsv1.SchemeGroupVersion.String(), APIResources: []metav1.APIResource{{Name: "events", Namespaced: true, Kind: "Event"}}}}
+		var got []eventsv1.Event
+		record(t, client)
+		wait(t, func() (int, error) {
+			l, err := client.EventsV1().Events("ns").List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			got = l.Items
+			return len(got), nil
+		})
+		e := got[0]
+		if e.Type != "Normal" || e.Reason != "MemberRemoved" || e.Action != "RemoveMember" || e.Note != "Removed member db-2" || e.ReportingController != Component {
+			t.Fatalf("event %+v", e)
+		}
+		if r := e.Regarding; r.Kind != "ETCDInstance" || r.APIVersion != v1beta1.SchemeGroupVersion.String() || r.Name != "db" || r.Namespace != "ns" || r.UID != "uid-1" {
+			t.Fatalf("regarding %+v", r)
+		}
+	})
+	t.Run("core/v1 only", func(t *testing.T) {
+		client := kubefake.NewClientset()
+		var got []corev1.Event
+		record(t, client)
+		wait(t, func() (int, error) {
+			l, err := client.CoreV1().Events("ns").List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			got = l.Items
+			return len(got), nil
+		})
+		e := got[0]
+		if e.Type != "Normal" || e.Reason != "MemberRemoved" || e.Message != "Removed member db-2" || e.Source.Component != Component {
+			t.Fatalf("event %+v", e)
+		}
+		if r := e.InvolvedObject; r.Kind != "ETCDInstance" || r.Name != "db" || r.Namespace != "ns" || r.UID != "uid-1" {
+			t.Fatalf("involved object %+v", r)
+		}
+	})
+}
