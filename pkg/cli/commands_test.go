@@ -165,13 +165,18 @@ func TestGet(t *testing.T) {
 		t.Errorf("row %q", lines[1])
 	}
 
+	// The table is the server's, the one kubectl get prints.
+	if reqs := s.recorded(); !strings.Contains(reqs[len(reqs)-1].Accept, "as=Table;v=v1;g=meta.k8s.io") {
+		t.Errorf("get asked for %q, not the server's table", reqs[len(reqs)-1].Accept)
+	}
+
 	r = s.run(t, "get", "my-etcd", "-o", "wide")
 	expectCode(t, r, 0)
 	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if got := strings.Join(strings.Fields(lines[0]), " "); got != "NAME REPLICAS READY PHASE VERSION AGE TLS MEMBERS LEADER" {
 		t.Errorf("wide header %q", got)
 	}
-	if got := strings.Join(strings.Fields(lines[1]), " "); got != "my-etcd 3 2/3 Running 3.7 120m true 1 my-etcd-0" {
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "my-etcd 3 2/3 Running 3.7 120m true my-etcd-0 my-etcd-0" {
 		t.Errorf("wide row %q", got)
 	}
 

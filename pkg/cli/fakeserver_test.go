@@ -18,14 +18,18 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/install"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
 )
 
 // fakeServer is a small in-memory API server for ETCDInstances: enough of the REST
@@ -51,6 +55,7 @@ type recordedRequest struct {
 	Path   string
 	Query  string
 	Body   string
+	Accept string
 }
 
 var etcdinstancesResource = schema.GroupResource{Group: etcdaas.GroupName, Resource: "etcdinstances"}
@@ -106,7 +111,7 @@ func (s *fakeServer) writeJSON(w http.ResponseWriter, code int, obj any) {
 func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
-	s.requests = append(s.requests, recordedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body)})
+	s.requests = append(s.requests, recordedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Accept: r.Header.Get("Accept")})
 	s.mu.Unlock()
 
 	const prefix = "/apis/etcdaas.dev/v1beta1/"
@@ -117,7 +122,7 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix), "/")
 	// etcdinstances | namespaces/NS/etcdinstances[/NAME[/SUB]]
 	if len(parts) == 1 && parts[0] == "etcdinstances" && r.Method == http.MethodGet {
-		s.list(w, "")
+		s.list(w, r, "")
 		return
 	}
 	if len(parts) < 3 || parts[0] != "namespaces" || parts[2] != "etcdinstances" {
@@ -127,11 +132,11 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	ns := parts[1]
 	switch {
 	case len(parts) == 3 && r.Method == http.MethodGet:
-		s.list(w, ns)
+		s.list(w, r, ns)
 	case len(parts) == 3 && r.Method == http.MethodPost:
 		s.create(w, r, ns, body)
 	case len(parts) == 4 && r.Method == http.MethodGet:
-		s.getOne(w, ns, parts[3])
+		s.getOne(w, r, ns, parts[3])
 	case len(parts) == 4 && r.Method == http.MethodDelete:
 		s.delete(w, ns, parts[3], body)
 	case len(parts) == 5 && parts[4] == "scale":
@@ -151,7 +156,7 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *fakeServer) list(w http.ResponseWriter, ns string) {
+func (s *fakeServer) list(w http.ResponseWriter, r *http.Request, ns string) {
 	s.mu.Lock()
 	list := &v1beta1.ETCDInstanceList{TypeMeta: metav1.TypeMeta{APIVersion: "etcdaas.dev/v1beta1", Kind: "ETCDInstanceList"}}
 	list.ResourceVersion = strconv.Itoa(s.rv)
@@ -162,7 +167,7 @@ func (s *fakeServer) list(w http.ResponseWriter, ns string) {
 		}
 	}
 	s.mu.Unlock()
-	s.writeJSON(w, http.StatusOK, list)
+	s.writeObject(w, r, list)
 }
 
 func sortedKeys(m map[string]*v1beta1.ETCDInstance) []string {
@@ -228,7 +233,7 @@ func (s *fakeServer) create(w http.ResponseWriter, r *http.Request, ns string, b
 	s.writeJSON(w, http.StatusCreated, in)
 }
 
-func (s *fakeServer) getOne(w http.ResponseWriter, ns, name string) {
+func (s *fakeServer) getOne(w http.ResponseWriter, r *http.Request, ns, name string) {
 	s.mu.Lock()
 	in, ok := s.objects[ns+"/"+name]
 	if ok {
@@ -249,7 +254,54 @@ func (s *fakeServer) getOne(w http.ResponseWriter, ns, name string) {
 	}
 	out := in.DeepCopy()
 	out.APIVersion, out.Kind = "etcdaas.dev/v1beta1", "ETCDInstance"
-	s.writeJSON(w, http.StatusOK, out)
+	s.writeObject(w, r, out)
+}
+
+// tableScheme converts the stored v1beta1 objects to the internal type the server's table
+// convertor renders.
+var tableScheme = func() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	return scheme
+}()
+
+// writeObject answers with obj or, when the client asks for as=Table, with the table the
+// real server renders for it, each row carrying its object's metadata (includeObject=Metadata,
+// the server's default for tables).
+func (s *fakeServer) writeObject(w http.ResponseWriter, r *http.Request, obj runtime.Object) {
+	if !strings.Contains(r.Header.Get("Accept"), "as=Table") {
+		s.writeJSON(w, http.StatusOK, obj)
+		return
+	}
+	internal, err := tableScheme.ConvertToVersion(obj, etcdaas.SchemeGroupVersion)
+	if err != nil {
+		s.writeStatus(w, apierrors.NewInternalError(err))
+		return
+	}
+	table, err := etcdinstance.TableConvertor{}.ConvertToTable(r.Context(), internal, &metav1.TableOptions{})
+	if err != nil {
+		s.writeStatus(w, apierrors.NewInternalError(err))
+		return
+	}
+	table.APIVersion, table.Kind = "meta.k8s.io/v1", "Table"
+	for i := range table.Rows {
+		m, err := meta.Accessor(table.Rows[i].Object.Object)
+		if err != nil {
+			s.writeStatus(w, apierrors.NewInternalError(err))
+			return
+		}
+		partial := &metav1.PartialObjectMetadata{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "meta.k8s.io/v1", Kind: "PartialObjectMetadata"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: m.GetNamespace(), Name: m.GetName(), UID: m.GetUID(), CreationTimestamp: m.GetCreationTimestamp()},
+		}
+		raw, err := json.Marshal(partial)
+		if err != nil {
+			s.writeStatus(w, apierrors.NewInternalError(err))
+			return
+		}
+		table.Rows[i].Object = runtime.RawExtension{Raw: raw}
+	}
+	s.writeJSON(w, http.StatusOK, table)
 }
 
 func (s *fakeServer) delete(w http.ResponseWriter, ns, name string, body []byte) {

@@ -27,7 +27,7 @@ func newGetCommand(f *Factory) *cobra.Command {
 			return o.run(cmd, f, args[0])
 		},
 	}
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: a table).")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: the server's table, as kubectl get prints it).")
 	return cmd
 }
 
@@ -38,6 +38,13 @@ func (o *getOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
+	}
+	if isTable(o.output) {
+		table, err := getTable(cmd.Context(), client, ns, name, "")
+		if err != nil {
+			return err
+		}
+		return printTable(f.IOStreams.Out, table, o.output, false)
 	}
 	instance, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(cmd.Context(), name, metav1.GetOptions{})
 	if err != nil {

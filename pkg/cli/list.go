@@ -23,14 +23,14 @@ func newListCommand(f *Factory) *cobra.Command {
 		Example: `  # Instances in the current namespace
   kubectl etcdaas list
 
-  # Instances in every namespace, with TLS, member count and leader
+  # Instances in every namespace, with TLS, members and leader (the server's table, as kubectl get)
   kubectl etcdaas list -A -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, f)
 		},
 	}
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: a table).")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: the server's table, as kubectl get prints it).")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "List instances in every namespace.")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "Label selector to filter on, such as team=storage.")
 	return cmd
@@ -47,19 +47,26 @@ func (o *listOptions) run(cmd *cobra.Command, f *Factory) error {
 	if o.allNamespaces {
 		ns = metav1.NamespaceAll
 	}
+	if isTable(o.output) {
+		table, err := getTable(cmd.Context(), client, ns, "", o.selector)
+		if err != nil {
+			return err
+		}
+		if len(table.Rows) == 0 {
+			// kubectl says so on stderr, so that scripts reading stdout see nothing.
+			if o.allNamespaces {
+				fmt.Fprintln(f.IOStreams.ErrOut, "No resources found")
+			} else {
+				fmt.Fprintf(f.IOStreams.ErrOut, "No resources found in %s namespace.\n", ns)
+			}
+			return nil
+		}
+		return printTable(f.IOStreams.Out, table, o.output, o.allNamespaces)
+	}
 	list, err := client.EtcdaasV1beta1().ETCDInstances(ns).List(cmd.Context(), metav1.ListOptions{LabelSelector: o.selector})
 	if err != nil {
 		return err
 	}
-	p := &instancePrinter{format: o.output, allNamespaces: o.allNamespaces}
-	if len(list.Items) == 0 && (o.output == outputTable || o.output == outputWide) {
-		// kubectl says so on stderr, so that scripts reading stdout see nothing.
-		if o.allNamespaces {
-			fmt.Fprintln(f.IOStreams.ErrOut, "No resources found")
-		} else {
-			fmt.Fprintf(f.IOStreams.ErrOut, "No resources found in %s namespace.\n", ns)
-		}
-		return nil
-	}
+	p := &instancePrinter{format: o.output}
 	return p.print(f.IOStreams.Out, list.Items, true)
 }

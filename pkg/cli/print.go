@@ -1,18 +1,17 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 )
 
 // qualifiedResource is how kubectl names the resource in messages: "etcdinstance.etcdaas.dev".
@@ -36,11 +35,13 @@ func validateOutput(format string) error {
 	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,name,wide,yaml", format)
 }
 
-// instancePrinter writes ETCDInstances in one output format.
+// isTable reports whether the output format is the server's table (the default and wide).
+func isTable(format string) bool { return format == outputTable || format == outputWide }
+
+// instancePrinter writes ETCDInstances as objects: yaml, json or name. Tables come from the
+// server (getTable, printTable).
 type instancePrinter struct {
-	format        string
-	allNamespaces bool
-	now           func() time.Time
+	format string
 }
 
 // print writes the instances to w. With printList, yaml and json write one list object
@@ -74,7 +75,7 @@ func (p *instancePrinter) print(w io.Writer, items []v1beta1.ETCDInstance, print
 		}
 		return nil
 	default:
-		return p.printTable(w, items)
+		return fmt.Errorf("output format %q is a table, which the server renders", p.format)
 	}
 }
 
@@ -87,72 +88,54 @@ func forOutput(in *v1beta1.ETCDInstance) *v1beta1.ETCDInstance {
 	return out
 }
 
-// printTable writes the human-readable table: NAME REPLICAS READY PHASE VERSION AGE (READY
-// is ready members over desired replicas), with
-// TLS, MEMBERS and LEADER added by -o wide and NAMESPACE first with --all-namespaces.
-func (p *instancePrinter) printTable(w io.Writer, items []v1beta1.ETCDInstance) error {
-	tw := printers.GetNewTabWriter(w)
-	var header []string
-	if p.allNamespaces {
-		header = append(header, "NAMESPACE")
+// tableAccept asks for the table the server renders for `kubectl get` (meta.k8s.io/v1 Table,
+// rows carrying their object's metadata), falling back to JSON as kubectl does.
+const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+// getTable asks the server for the table of the instance name in namespace, or of every
+// instance there matching selector when name is empty; an empty namespace means all.
+func getTable(ctx context.Context, client versioned.Interface, namespace, name, selector string) (*metav1.Table, error) {
+	req := client.EtcdaasV1beta1().RESTClient().Get().
+		NamespaceIfScoped(namespace, namespace != "").
+		Resource("etcdinstances").
+		SetHeader("Accept", tableAccept)
+	if name != "" {
+		req = req.Name(name)
 	}
-	header = append(header, "NAME", "REPLICAS", "READY", "PHASE", "VERSION", "AGE")
-	if p.format == outputWide {
-		header = append(header, "TLS", "MEMBERS", "LEADER")
+	if selector != "" {
+		req = req.Param("labelSelector", selector)
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	now := time.Now
-	if p.now != nil {
-		now = p.now
+	res := req.Do(ctx)
+	if err := res.Error(); err != nil {
+		return nil, err // the server's Status, as kubectl prints it
 	}
-	for i := range items {
-		in := &items[i]
-		var row []string
-		if p.allNamespaces {
-			row = append(row, in.Namespace)
-		}
-		replicas := "<unset>"
-		if in.Spec.Replicas != nil {
-			replicas = strconv.Itoa(int(*in.Spec.Replicas))
-		}
-		row = append(row,
-			in.Name,
-			replicas,
-			fmt.Sprintf("%d/%s", in.Status.ReadyReplicas, replicas),
-			orNone(string(in.Status.Phase)),
-			orNone(in.Spec.Version),
-			age(in.CreationTimestamp, now()),
-		)
-		if p.format == outputWide {
-			tls := "false"
-			if in.Spec.TLS != nil && in.Spec.TLS.Enabled {
-				tls = "true"
+	data, err := res.Raw()
+	if err != nil {
+		return nil, err
+	}
+	table := &metav1.Table{}
+	if err := json.Unmarshal(data, table); err != nil {
+		return nil, fmt.Errorf("decoding the server's table: %w", err)
+	}
+	if table.Kind != "Table" {
+		return nil, fmt.Errorf("the server answered with %q instead of a Table", table.Kind)
+	}
+	// The printer reads each row's namespace from its object's metadata.
+	for i := range table.Rows {
+		if raw := table.Rows[i].Object.Raw; len(raw) > 0 {
+			m := &metav1.PartialObjectMetadata{}
+			if err := json.Unmarshal(raw, m); err != nil {
+				return nil, fmt.Errorf("decoding row %d of the server's table: %w", i, err)
 			}
-			leader := ""
-			for _, m := range in.Status.Members {
-				if m.Leader {
-					leader = m.Name
-				}
-			}
-			row = append(row, tls, strconv.Itoa(len(in.Status.Members)), orNone(leader))
+			table.Rows[i].Object.Object = m
 		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	return tw.Flush()
+	return table, nil
 }
 
-// orNone returns s, or "<none>" when it is empty, as kubectl tables do.
-func orNone(s string) string {
-	if s == "" {
-		return "<none>"
-	}
-	return s
-}
-
-// age is kubectl's AGE column: "<unknown>" without a creation time, else a short duration.
-func age(created metav1.Time, now time.Time) string {
-	if created.IsZero() {
-		return "<unknown>"
-	}
-	return duration.HumanDuration(now.Sub(created.Time))
+// printTable writes the server's table as kubectl get does: the priority-0 columns, and every
+// column with -o wide; with allNamespaces, NAMESPACE first.
+func printTable(w io.Writer, table *metav1.Table, format string, allNamespaces bool) error {
+	p := printers.NewTablePrinter(printers.PrintOptions{Wide: format == outputWide, WithNamespace: allNamespaces})
+	return p.PrintObj(table, w)
 }
