@@ -12,8 +12,8 @@ export ETCDAAS_TOOLS_BIN ?= $(BIN)
 GO_TEST_FLAGS ?= -count=1
 COMMANDS := etcdaas-apiserver etcdaas-controller kubectl-etcdaas
 
-.PHONY: all build run tools images generate verify verify-codegen verify-gofmt vet \
-	test test-unit test-integration test-e2e bench clean
+.PHONY: all build run tools tools-node images generate verify verify-codegen verify-gofmt vet \
+	test test-unit test-integration test-e2e test-cluster bench clean
 
 all: build
 
@@ -31,6 +31,12 @@ run: build
 ## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl (pinned; built once)
 tools:
 	hack/tools/build.sh
+
+## tools-node: the cluster tier's node: kubelet, kube-proxy, kube-scheduler, etcdctl, containerd,
+## CoreDNS (pinned; built once), runc, CNI plugins and nft (Debian packages unpacked into _output/root)
+tools-node:
+	hack/tools/build.sh --node
+	hack/tools/debs.sh
 
 ## images: OCI images without Docker (etcdaas and etcd, linux/amd64 + linux/arm64) into
 ## _output/images; prints the digests. IMAGE_PLATFORMS and IMAGE_TAG override the defaults.
@@ -55,9 +61,14 @@ verify-gofmt:
 vet:
 	$(GO) vet ./...
 
-## test: everything — verify, unit, integration and e2e
-test: verify tools
-	$(GO) test $(GO_TEST_FLAGS) -timeout 60m ./...
+# Every package but the cluster tier, which runs alone afterwards: on 2 cores, a kubelet
+# and its pods next to the e2e tier's control planes would starve both.
+NON_CLUSTER_PACKAGES = $$($(GO) list ./... | grep -v '/test/cluster')
+
+## test: everything — verify, unit, integration and e2e, then the cluster tier
+test: verify tools tools-node
+	$(GO) test $(GO_TEST_FLAGS) -timeout 60m $(NON_CLUSTER_PACKAGES)
+	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
 
 ## test-unit: the packages under pkg/ and cmd/
 test-unit:
@@ -70,6 +81,10 @@ test-integration: tools
 ## test-e2e: real kube-apiserver and etcd, the aggregator, real kubectl
 test-e2e: tools build
 	$(GO) test $(GO_TEST_FLAGS) -timeout 30m ./test/e2e/...
+
+## test-cluster: deploy/aggregated on a real node (kubelet, containerd, kube-proxy, CoreDNS); as root
+test-cluster: tools tools-node
+	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
 
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
 bench:

@@ -40,8 +40,15 @@ func (p *PKI) Path(name string) string { return filepath.Join(p.Dir, name) }
 
 // NewPKI creates the cluster CA, kube-apiserver's serving certificate, the front-proxy CA
 // and client certificate, the service-account signing key pair, and the serving CA and
-// certificate of etcdaas-apiserver for service serviceName in namespace.
+// certificate of etcdaas-apiserver for service serviceName in namespace. kube-apiserver's
+// certificate names 127.0.0.1 and the first address of ServiceClusterIPs.
 func NewPKI(dir, namespace, serviceName string) (*PKI, error) {
+	return NewPKIWithAPIServerIPs(dir, namespace, serviceName, net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1"))
+}
+
+// NewPKIWithAPIServerIPs is NewPKI for a kube-apiserver reached at apiServerIPs (such as
+// the address it binds to and the kubernetes Service's ClusterIP).
+func NewPKIWithAPIServerIPs(dir, namespace, serviceName string, apiServerIPs ...net.IP) (*PKI, error) {
 	p := &PKI{Dir: dir}
 	var err error
 	if p.ClusterCA, err = pki.NewCA("etcdaas-e2e-cluster-ca"); err != nil {
@@ -50,10 +57,10 @@ func NewPKI(dir, namespace, serviceName string) (*PKI, error) {
 	if err := p.ClusterCA.Write(dir, "ca"); err != nil {
 		return nil, err
 	}
-	if err := p.issue(p.ClusterCA, "kube-apiserver", pki.Request{
+	if err := p.Issue(p.ClusterCA, "kube-apiserver", pki.Request{
 		CommonName: "kube-apiserver",
 		DNSNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPs:        []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+		IPs:        apiServerIPs,
 		Usage:      pki.ServerUsage,
 	}); err != nil {
 		return nil, err
@@ -66,7 +73,7 @@ func NewPKI(dir, namespace, serviceName string) (*PKI, error) {
 	if err := p.FrontProxyCA.Write(dir, "front-proxy-ca"); err != nil {
 		return nil, err
 	}
-	if err := p.issue(p.FrontProxyCA, "front-proxy-client", pki.Request{
+	if err := p.Issue(p.FrontProxyCA, "front-proxy-client", pki.Request{
 		CommonName: FrontProxyClientName,
 		Usage:      pki.ClientUsage,
 	}); err != nil {
@@ -78,7 +85,7 @@ func NewPKI(dir, namespace, serviceName string) (*PKI, error) {
 	if err := p.ServingCA.Write(dir, "serving-ca"); err != nil {
 		return nil, err
 	}
-	if err := p.issue(p.ServingCA, "etcdaas-apiserver", pki.Request{
+	if err := p.Issue(p.ServingCA, "etcdaas-apiserver", pki.Request{
 		CommonName: serviceName + "." + namespace + ".svc",
 		DNSNames: []string{
 			serviceName + "." + namespace + ".svc",
@@ -96,7 +103,8 @@ func NewPKI(dir, namespace, serviceName string) (*PKI, error) {
 	return p, nil
 }
 
-func (p *PKI) issue(ca *pki.CA, name string, req pki.Request) error {
+// Issue issues a certificate from ca and writes it as name.crt and name.key in Dir.
+func (p *PKI) Issue(ca *pki.CA, name string, req pki.Request) error {
 	kp, err := ca.Issue(req)
 	if err != nil {
 		return err

@@ -41,6 +41,11 @@ type Process struct {
 // StartProcess starts bin with args in its own process group, appending its output to
 // logDir/name.log. The process is killed if the test binary dies.
 func StartProcess(name, logDir, bin string, args ...string) (*Process, error) {
+	return StartProcessWithEnv(name, logDir, nil, bin, args...)
+}
+
+// StartProcessWithEnv is StartProcess with env (KEY=value) added to the environment.
+func StartProcessWithEnv(name, logDir string, env []string, bin string, args ...string) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -48,6 +53,9 @@ func StartProcess(name, logDir, bin string, args ...string) (*Process, error) {
 	}
 	fmt.Fprintf(f, "==== %s %s %q\n", time.Now().UTC().Format(time.RFC3339), bin, args)
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

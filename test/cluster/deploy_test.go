@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/test/cluster/node"
+	"github.com/etcdaas/etcdaas/test/e2e/framework"
+)
+
+// etcdaasInstall is etcdaas installed from deploy/aggregated.
+type etcdaasInstall struct {
+	c *node.Cluster
+	// plugin is the directory holding kubectl-etcdaas, put on kubectl's PATH.
+	plugin string
+}
+
+// deployOverlay is the kustomization the tier applies: the whole of deploy/aggregated plus
+// its two per-cluster inputs (the serving certificate Secret and the APIServices'
+// caBundle) and the run's images: etcdaas from this checkout, and the etcd image built
+// from the pinned module for both the storage etcd and the members (--etcd-image-repository).
+const deployOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %[1]s/aggregated
+- serving-cert.yaml
+images:
+- name: ghcr.io/etcdaas/etcdaas
+  newTag: %[2]s
+- name: quay.io/coreos/etcd
+  newName: %[3]s
+  newTag: %[4]s
+patches:
+- target:
+    kind: APIService
+  patch: |-
+    - op: replace
+      path: /spec/caBundle
+      value: %[5]s
+- target:
+    kind: Deployment
+    name: etcdaas-controller
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/0/command/-
+      value: --etcd-image-repository=%[3]s
+`
+
+const servingCertSecret = `apiVersion: v1
+kind: Secret
+metadata:
+  name: etcdaas-apiserver-serving-cert
+  namespace: etcdaas-system
+type: kubernetes.io/tls
+data:
+  tls.crt: %s
+  tls.key: %s
+`
+
+// installEtcdaas applies deploy/aggregated and waits until its workloads are ready and both
+// APIServices are Available through the real Service.
+func installEtcdaas(t *testing.T, c *node.Cluster) *etcdaasInstall {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	overlay := filepath.Join(c.Dir, "deploy-overlay")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deployDir, err := filepath.Rel(overlay, filepath.Join(c.RepoRoot, "deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, tag, ok := strings.Cut(c.Images.Etcd, ":")
+	if !ok {
+		t.Fatalf("etcd image %q has no tag", c.Images.Etcd)
+	}
+	_, etcdaasTag, _ := strings.Cut(c.Images.Etcdaas, ":")
+	b64 := func(name string) string {
+		data, err := os.ReadFile(c.PKI.Path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(data)
+	}
+	files := map[string]string{
+		"kustomization.yaml": fmt.Sprintf(deployOverlay, deployDir, etcdaasTag, repo, tag, b64("serving-ca.crt")),
+		"serving-cert.yaml":  fmt.Sprintf(servingCertSecret, b64("etcdaas-apiserver.crt"), b64("etcdaas-apiserver.key")),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(overlay, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := c.AdminKubectl()
+	built := k.Run(ctx, "", "kustomize", overlay)
+	if built.Err != nil {
+		t.Fatalf("%s", built)
+	}
+	if err := c.Apply(ctx, built.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"etcdaas-apiserver", "etcdaas-controller"} {
+		if err := c.WaitDeploymentReady(ctx, node.EtcdaasNamespace, d, 4*time.Minute); err != nil {
+			dumpNamespace(t, c, node.EtcdaasNamespace)
+			t.Fatal(err)
+		}
+	}
+	for _, name := range framework.APIServiceNames {
+		if err := waitAPIServiceAvailable(ctx, c, name); err != nil {
+			dumpNamespace(t, c, node.EtcdaasNamespace)
+			t.Fatal(err)
+		}
+	}
+	t.Logf("deploy/aggregated applied: storage etcd, 2 etcdaas-apiservers and 2 controllers ready, APIServices Available after %s",
+		time.Since(start).Round(100*time.Millisecond))
+	return &etcdaasInstall{c: c, plugin: framework.BuildCommands(t)}
+}
+
+func waitAPIServiceAvailable(ctx context.Context, c *node.Cluster, name string) error {
+	return framework.Poll(ctx, 500*time.Millisecond, 2*time.Minute, "APIService "+name+" Available", func(ctx context.Context) (bool, error) {
+		r := c.AdminKubectl().Run(ctx, "", "get", "apiservice", name, "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Available")].message}`)
+		if r.Err != nil {
+			return false, fmt.Errorf("%s", r)
+		}
+		if strings.HasPrefix(r.Stdout, "True") {
+			return true, nil
+		}
+		return false, fmt.Errorf("%s", r.Stdout)
+	})
+}
+
+// dumpNamespace logs the pods, events and logs of a namespace, for failures.
+func dumpNamespace(t *testing.T, c *node.Cluster, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := c.AdminKubectl()
+	for _, args := range [][]string{
+		{"get", "pods,pvc,statefulsets,deployments", "-n", ns, "-o", "wide"},
+		{"get", "events", "-n", ns, "--sort-by=.lastTimestamp"},
+	} {
+		t.Logf("%s", k.Run(ctx, "", args...))
+	}
+	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		t.Logf("%s", k.Run(ctx, "", "logs", "-n", ns, p.Name, "--all-containers", "--tail=30"))
+	}
+}
+
+// kubectl returns the kubectl at path for the admin, with kubectl-etcdaas on its PATH.
+func (e *etcdaasInstall) kubectl(path string) framework.KubectlClient {
+	return framework.KubectlClient{
+		Path: path, Kubeconfig: e.c.AdminKubeconfig,
+		Env: []string{"PATH=" + e.plugin + string(os.PathListSeparator) + os.Getenv("PATH")},
+	}
+}
