@@ -35,6 +35,9 @@ const (
 	// DefaultClusterDomain is the cluster's DNS domain.
 	DefaultClusterDomain = "cluster.local"
 
+	// MemberUID is the user and group members run as (and own their volumes with).
+	MemberUID int64 = 65532
+
 	// annotationClusterToken on the StatefulSet records the initial cluster token, which
 	// members created later must start with.
 	annotationClusterToken = "etcdaas.dev/cluster-token"
@@ -227,7 +230,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 		env = append(env, memberTLSEnv()...)
 		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true})
 		volumes = append(volumes, corev1.Volume{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o400)},
+			// Readable by the members' group (fsGroup), never by others.
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o440)},
 		}})
 	}
 	probe := func(failures int32) *corev1.Probe {
@@ -262,6 +266,15 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			},
 		}},
 		Volumes: volumes,
+		// An unprivileged user whatever the image's default, with the data volume and the
+		// TLS Secret owned by its group.
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsUser:      ptr.To(MemberUID),
+			RunAsGroup:     ptr.To(MemberUID),
+			FSGroup:        ptr.To(MemberUID),
+			RunAsNonRoot:   ptr.To(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		// Spread members over nodes when possible.
 		Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
