@@ -34,7 +34,10 @@ func testControllerKilled(t *testing.T, e *etcdaasInstall, ns, name string, figs
 		if err != nil {
 			return false, err
 		}
-		return len(inst.Status.Members) > 3, fmt.Errorf("%s", describe(inst))
+		if len(inst.Status.Members) > 3 {
+			return true, nil
+		}
+		return false, fmt.Errorf("%s", describe(inst))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +111,11 @@ func testTLS(t *testing.T, e *etcdaasInstall) {
 	endpoint := fmt.Sprintf("--endpoints=https://%s.%s.svc.cluster.local:2379", name, ns)
 	secret := name + "-tls"
 	withCert := []string{endpoint, "--cacert=/certs/ca.crt", "--cert=/certs/client.crt", "--key=/certs/client.key"}
-	e.mustClient(t, ns, "with-cert", secret, append(withCert, "put", "/tls", "ok")...)
+	const value = "served-only-with-the-client-certificate"
+	e.mustClient(t, ns, "with-cert", secret, append(withCert, "put", "/tls", value)...)
+	if got := e.mustClient(t, ns, "with-cert-get", secret, append(withCert, "get", "/tls", "--print-value-only")...); got != value {
+		t.Errorf("with the client certificate, /tls = %q, want %q", got, value)
+	}
 	for _, c := range []struct {
 		pod  string
 		args []string
@@ -120,7 +127,7 @@ func testTLS(t *testing.T, e *etcdaasInstall) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok || strings.Contains(out, "ok") {
+		if ok || strings.Contains(out, value) {
 			t.Errorf("%s: a client without the instance's certificate was served:\n%s", c.pod, out)
 		}
 	}

@@ -142,7 +142,10 @@ func (e *etcdaasInstall) clientPod(ctx context.Context, ns, name, tlsSecret stri
 			return false, err
 		}
 		phase = p.Status.Phase
-		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, fmt.Errorf("phase %s", phase)
+		if phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+			return true, nil
+		}
+		return false, fmt.Errorf("phase %s", phase)
 	})
 	if err != nil {
 		return "", false, err

@@ -84,28 +84,36 @@ func testInstanceLifecycle(t *testing.T, e *etcdaasInstall, figs *figures) {
 	t.Run("delete", func(t *testing.T) { testDelete(t, e, ns, name) })
 }
 
-// checkPodsReady checks that the instance's pods 0..n-1 exist and are Ready.
+// checkPodsReady checks that the instance's pods are exactly 0..n-1, all Ready, once the
+// pods of removed members have terminated.
 func (e *etcdaasInstall) checkPodsReady(t *testing.T, ns, name string, n int) {
 	t.Helper()
-	pods, err := e.c.Kube.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := map[string]bool{}
-	for _, p := range pods.Items {
-		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" && c.Status == "True" {
-				ready[p.Name] = true
+	err := framework.Poll(t.Context(), 250*time.Millisecond, time.Minute, fmt.Sprintf("pods %s-0..%d Ready, no other", name, n-1), func(ctx context.Context) (bool, error) {
+		pods, err := e.c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + name})
+		if err != nil {
+			return false, err
+		}
+		ready := map[string]bool{}
+		for _, p := range pods.Items {
+			ready[p.Name] = false
+			for _, c := range p.Status.Conditions {
+				if c.Type == "Ready" && c.Status == "True" {
+					ready[p.Name] = true
+				}
 			}
 		}
-	}
-	for i := range n {
-		if !ready[fmt.Sprintf("%s-%d", name, i)] {
-			t.Errorf("pod %s-%d is not Ready (ready: %v)", name, i, ready)
+		for i := range n {
+			if !ready[fmt.Sprintf("%s-%d", name, i)] {
+				return false, fmt.Errorf("pod %s-%d is not Ready (pods: %v)", name, i, ready)
+			}
 		}
-	}
-	if len(pods.Items) != n {
-		t.Errorf("%d pods, want %d", len(pods.Items), n)
+		if len(ready) != n {
+			return false, fmt.Errorf("%d pods, want %d: %v", len(ready), n, ready)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 

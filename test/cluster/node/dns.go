@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -96,7 +97,26 @@ func (c *Cluster) deployCoreDNS(ctx context.Context) error {
 	if err := c.Apply(ctx, fmt.Sprintf(coreDNSManifest, ClusterDomain, DNSServiceIP, CoreDNSImage)); err != nil {
 		return err
 	}
-	return c.WaitDeploymentReady(ctx, "kube-system", "coredns", 2*time.Minute)
+	if err := c.WaitDeploymentReady(ctx, "kube-system", "coredns", 2*time.Minute); err != nil {
+		return err
+	}
+	// Ready is not yet reachable: kube-proxy programs the Service's endpoint after the
+	// readiness probe passes.
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, net.JoinHostPort(DNSServiceIP, "53"))
+	}}
+	name := "kubernetes.default.svc." + ClusterDomain
+	return framework.Poll(ctx, 250*time.Millisecond, time.Minute, "CoreDNS answering through its ClusterIP", func(ctx context.Context) (bool, error) {
+		addrs, err := resolver.LookupHost(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		if len(addrs) != 1 || addrs[0] != KubernetesServiceIP {
+			return false, fmt.Errorf("%s resolves to %v, want %s", name, addrs, KubernetesServiceIP)
+		}
+		return true, nil
+	})
 }
 
 // Apply applies manifests with the pinned kubectl (server-side, as the harness).

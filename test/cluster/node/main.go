@@ -43,10 +43,12 @@ func Main(m *testing.M, cleanups ...func()) {
 	if os.Getenv(inNamespaceEnv) == "" {
 		os.Exit(rerunInMountNamespace())
 	}
-	if err := isolateResolver(); err != nil {
+	resolvDir, err := isolateResolver()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "cluster tier: %v\n", err)
 		exit(1)
 	}
+	cleanups = append(cleanups, func() { _ = os.RemoveAll(resolvDir) })
 	exit(m.Run())
 }
 
@@ -87,23 +89,23 @@ func rerunInMountNamespace() int {
 }
 
 // isolateResolver bind-mounts, in this mount namespace only, a resolv.conf naming only the
-// cluster's DNS Service over /etc/resolv.conf.
-func isolateResolver() error {
+// cluster's DNS Service over /etc/resolv.conf; it returns the directory of that file.
+func isolateResolver() (string, error) {
 	dir, err := os.MkdirTemp("", "etcdaas-cluster-resolv-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	conf := filepath.Join(dir, "resolv.conf")
 	content := "# cluster tier: only the cluster's DNS; nothing is forwarded off the machine\nnameserver " + DNSServiceIP + "\noptions timeout:1 attempts:1\n"
 	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-		return err
+		return dir, err
 	}
 	target, err := filepath.EvalSymlinks("/etc/resolv.conf")
 	if err != nil {
-		return err
+		return dir, err
 	}
 	if err := syscall.Mount(conf, target, "", syscall.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind-mounting %s over %s: %w", conf, target, err)
+		return dir, fmt.Errorf("bind-mounting %s over %s: %w", conf, target, err)
 	}
-	return nil
+	return dir, nil
 }
