@@ -26,7 +26,7 @@ type etcdaasInstall struct {
 // deployOverlay is the kustomization the tier applies: the whole of deploy/aggregated plus
 // its two per-cluster inputs (the serving certificate Secret and the APIServices'
 // caBundle) and the run's images: etcdaas from this checkout, and the etcd image built
-// from the pinned module for both the storage etcd and the members (--etcd-image-repository).
+// from the pinned module for both the storage etcd and the members (--etcd-image).
 const deployOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -51,7 +51,7 @@ patches:
   patch: |-
     - op: add
       path: /spec/template/spec/containers/0/command/-
-      value: --etcd-image-repository=%[3]s
+      value: --etcd-image=%[3]s
 `
 
 const servingCertSecret = `apiVersion: v1
