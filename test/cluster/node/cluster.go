@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // Names of the node's tools, as hack/tools/build.sh writes them.
@@ -90,14 +91,14 @@ func Start(t testing.TB) *Cluster {
 	}
 	start := time.Now()
 	tools := framework.RequireTools(t, nodeTools...)
-	root, err := framework.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	debRoot := filepath.Join(root, "_output", "root")
 	if _, err := os.Stat(filepath.Join(debRoot, "usr", "sbin", "runc")); err != nil {
 		msg := fmt.Sprintf("runc, CNI plugins and nft are not unpacked in %s (run hack/tools/debs.sh)", debRoot)
-		if framework.InCI() {
+		if testenv.InCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
