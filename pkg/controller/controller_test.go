@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,19 @@ func TestComputeStatus(t *testing.T) {
 	}
 	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "3/5 members ready" {
 		t.Fatalf("available with an unhealthy member: %+v", c)
+	}
+
+	// Quorum lost: Failed, and the conditions say so and what a person can do.
+	lost := computeStatus(inst, &backend.Result{Members: members(3, 0), Unhealthy: "unhealthy members: m-1: not answering",
+		QuorumLost: "quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"}, nil, t2)
+	if lost.Phase != v1beta1.PhaseFailed {
+		t.Fatalf("phase after quorum loss: %+v", lost)
+	}
+	if c := cond(t, lost, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumLost || !strings.Contains(c.Message, "(m-1, m-2)") || !strings.Contains(c.Message, "m-1: not answering") {
+		t.Fatalf("degraded after quorum loss: %+v", c)
+	}
+	if c := cond(t, lost, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "etcdinstances/db/recover") {
+		t.Fatalf("progressing after quorum loss: %+v", c)
 	}
 
 	// A transient error keeps the last observed members.

@@ -13,12 +13,14 @@ import (
 
 // Condition reasons the controller sets.
 const (
-	ReasonMembersReady      = "MembersReady"
-	ReasonMembersNotReady   = "MembersNotReady"
-	ReasonConverged         = "Converged"
-	ReasonReconciling       = "Reconciling"
-	ReasonAsExpected        = "AsExpected"
-	ReasonMemberUnhealthy   = "MemberUnhealthy"
+	ReasonMembersReady    = "MembersReady"
+	ReasonMembersNotReady = "MembersNotReady"
+	ReasonConverged       = "Converged"
+	ReasonReconciling     = "Reconciling"
+	ReasonAsExpected      = "AsExpected"
+	ReasonMemberUnhealthy = "MemberUnhealthy"
+	// ReasonQuorumLost means fewer than a majority of the voting members answer.
+	ReasonQuorumLost        = "QuorumLost"
 	ReasonReconcileError    = "ReconcileError"
 	ReasonDeleting          = "Deleting"
 	reasonDefaultPermanent  = "CannotReconcile"
@@ -58,6 +60,16 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
 		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, "the controller cannot make progress until the spec changes")
 		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
+		return status
+	}
+
+	if res != nil && res.QuorumLost != "" {
+		// Nothing is automatic after a quorum loss: a person decides to recover.
+		status.Phase = v1beta1.PhaseFailed
+		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonQuorumLost, res.QuorumLost)
+		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonQuorumLost,
+			fmt.Sprintf("nothing is done automatically: POST etcdinstances/%s/recover rebuilds the cluster from the most advanced surviving member", inst.Name))
+		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonQuorumLost, res.QuorumLost+"; "+res.Unhealthy)
 		return status
 	}
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 
@@ -49,6 +50,23 @@ type Result struct {
 	// Events are what this Sync did (a member added, promoted, removed, ...), in order;
 	// add them with Record. The controller records each as an Event on the instance.
 	Events []Event
+	// QuorumLost explains that fewer than a majority of the voting members answer, so the
+	// cluster cannot serve nor change until a person recovers it; empty otherwise.
+	QuorumLost string
+}
+
+// Quorum is the number of voting members a cluster of n voting members needs to serve.
+func Quorum(n int) int { return n/2 + 1 }
+
+// QuorumLoss explains the loss of quorum of a cluster with the given voting members of which
+// down do not answer at all, or returns "" while a majority answers. Members that answer
+// without a leader are electing one and still count.
+func QuorumLoss(voting, down []string) string {
+	if len(voting) == 0 || len(voting)-len(down) >= Quorum(len(voting)) {
+		return ""
+	}
+	return fmt.Sprintf("quorum lost: %d of %d voting members do not answer (%s); %d are needed",
+		len(down), len(voting), strings.Join(down, ", "), Quorum(len(voting)))
 }
 
 // StepReason names the kind of step a Sync is taking, in CamelCase as a condition reason.

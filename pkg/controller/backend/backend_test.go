@@ -32,3 +32,21 @@ func TestEventReasonsHaveATypeAndAnAction(t *testing.T) {
 		t.Errorf("recorded %+v", res.Events)
 	}
 }
+
+func TestQuorumLoss(t *testing.T) {
+	for _, tc := range []struct {
+		voting, down []string
+		want         string
+	}{
+		{nil, nil, ""},
+		{[]string{"a"}, nil, ""},
+		{[]string{"a", "b", "c"}, []string{"b"}, ""},
+		{[]string{"a", "b", "c"}, []string{"b", "c"}, "quorum lost: 2 of 3 voting members do not answer (b, c); 2 are needed"},
+		{[]string{"a", "b"}, []string{"a"}, "quorum lost: 1 of 2 voting members do not answer (a); 2 are needed"},
+		{[]string{"a"}, []string{"a"}, "quorum lost: 1 of 1 voting members do not answer (a); 1 are needed"},
+	} {
+		if got := QuorumLoss(tc.voting, tc.down); got != tc.want {
+			t.Errorf("QuorumLoss(%v, %v) = %q, want %q", tc.voting, tc.down, got, tc.want)
+		}
+	}
+}

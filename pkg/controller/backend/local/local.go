@@ -62,6 +62,29 @@ type Backend struct {
 	mu      sync.Mutex
 	closed  bool
 	running map[string]*embed.Etcd // by data directory
+	// startErrs are why members could not start, by data directory.
+	startErrs map[string]error
+}
+
+// errClosed is returned for work asked of a closed backend.
+var errClosed = errors.New("local backend is closed")
+
+// setStartError records why the member m could not start (nil: it started).
+func (b *Backend) setStartError(dir string, m *memberState, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		delete(b.startErrs, filepath.Join(dir, m.Name))
+	} else {
+		b.startErrs[filepath.Join(dir, m.Name)] = err
+	}
+}
+
+// startError is why the member m last failed to start, nil when it did not fail.
+func (b *Backend) startError(dir string, m *memberState) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.startErrs[filepath.Join(dir, m.Name)]
 }
 
 var _ backend.Backend = &Backend{}
@@ -91,7 +114,7 @@ func New(opts Options) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
 		return nil, err
 	}
-	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}}, nil
+	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}, startErrs: map[string]error{}}, nil
 }
 
 // EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
@@ -149,7 +172,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil {
 		return nil, err
 	}
-	observed, members, err := b.observe(ctx, access, st)
+	observed, members, err := b.observe(ctx, dir, access, st)
 	if err != nil || observed.Unhealthy != "" {
 		// Every member must be healthy before the next step.
 		return observed, err
@@ -176,7 +199,7 @@ func (b *Backend) withMembers(ctx context.Context, dir string, st *instanceState
 	if err != nil {
 		return res
 	}
-	if observed, _, err := b.observe(ctx, access, st); err == nil {
+	if observed, _, err := b.observe(ctx, dir, access, st); err == nil {
 		res.Members = observed.Members
 	}
 	return res
@@ -395,8 +418,16 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 			}
 		}
 		if _, err := b.start(dir, st, m); err != nil {
-			return err
+			if errors.Is(err, errClosed) {
+				return err
+			}
+			// A member that cannot start (its data is lost or corrupt) is reported by observe
+			// with this error; the others still start.
+			klog.InfoS("An etcd member cannot start", "member", m.Name, "err", err)
+			b.setStartError(dir, m, err)
+			continue
 		}
+		b.setStartError(dir, m, nil)
 	}
 	return b.readvertise(ctx, dir, st)
 }
@@ -497,7 +528,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return nil, errors.New("local backend is closed")
+		return nil, errClosed
 	}
 	b.mu.Unlock()
 	e, err := embed.StartEtcd(cfg)
@@ -508,7 +539,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 	defer b.mu.Unlock()
 	if b.closed {
 		e.Close()
-		return nil, errors.New("local backend is closed")
+		return nil, errClosed
 	}
 	b.running[cfg.Dir] = e
 	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
@@ -562,17 +593,26 @@ func (b *Backend) stopInstance(dir string, st *instanceState) {
 
 // observe asks every member of st for its health and, when all are healthy, lists the
 // cluster's members. Members that cannot be reached make the result Unhealthy, not an error.
-func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, error) {
+func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, error) {
 	res := &backend.Result{}
 	endpoints := make([]string, len(st.Members))
 	for i := range st.Members {
 		endpoints[i] = st.Members[i].clientURL(st.TLS)
 	}
 	statuses := etcdcluster.StatusAll(ctx, access, endpoints)
-	var unhealthy []string
+	var unhealthy, voting, down []string
 	for i := range st.Members {
 		m := &st.Members[i]
 		s := statuses[i]
+		if err := b.startError(dir, m); err != nil && !s.Healthy {
+			s.Err = fmt.Errorf("cannot start: %w", err)
+		}
+		if m.Phase == phaseVoting {
+			voting = append(voting, m.Name)
+			if s.MemberID == 0 {
+				down = append(down, m.Name)
+			}
+		}
 		ms := v1beta1.MemberStatus{
 			Name: m.Name, ID: m.ID, PeerURL: m.peerURL(st.TLS), ClientURL: m.clientURL(st.TLS),
 			Ready: s.Healthy, Leader: s.IsLeader(), Learner: m.Phase == phaseLearner || m.Phase == phaseJoining,
@@ -587,6 +627,7 @@ func (b *Backend) observe(ctx context.Context, access *etcdcluster.Access, st *i
 	}
 	if len(unhealthy) > 0 {
 		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+		res.QuorumLost = backend.QuorumLoss(voting, down)
 		return res, nil, nil
 	}
 	cli, err := access.New()
@@ -620,7 +661,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	}
 	defer func() { _ = cli.Close() }()
 	// Observe the voting members first: a change needs every one of them healthy.
-	obs, _, err := b.observe(sctx, access, voting)
+	obs, _, err := b.observe(sctx, dir, access, voting)
 	if err != nil {
 		return res, err
 	}

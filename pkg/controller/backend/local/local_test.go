@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,5 +306,57 @@ func TestReadvertisesWhenPortsAreTaken(t *testing.T) {
 		if m.Name == moved.Name && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != got.PeerURL) {
 			t.Fatalf("the cluster still has peer URLs %v for %s, want %s", m.PeerURLs, m.Name, got.PeerURL)
 		}
+	}
+}
+
+// loseMember stops the member name and puts a file where its data directory was, so that
+// it cannot start again: a member whose disk is gone.
+func loseMember(t *testing.T, b *Backend, idir, name string) {
+	t.Helper()
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.stop(idir, st.member(name), true)
+	data := filepath.Join(idir, name)
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, []byte("lost"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLostMembersAndQuorumLoss(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("q", 3, false)
+	converge(t, b, inst)
+	idir := filepath.Join(dir, "instances", "ns", "q")
+	ctx := context.Background()
+
+	// One member of three lost: unhealthy with the reason, quorum holds.
+	loseMember(t, b, idir, "q-2")
+	res, err := b.Sync(ctx, inst)
+	if err != nil || res.Converged || res.QuorumLost != "" || !strings.Contains(res.Unhealthy, "q-2: cannot start") {
+		t.Fatalf("sync with one member lost: %+v, %v", res, err)
+	}
+
+	// Two of three lost: quorum lost, and nothing changes.
+	loseMember(t, b, idir, "q-1")
+	res, err = b.Sync(ctx, inst)
+	if err != nil || res.Converged || res.Step != "" {
+		t.Fatalf("sync with two members lost: %+v, %v", res, err)
+	}
+	if want := "quorum lost: 2 of 3 voting members do not answer (q-1, q-2); 2 are needed"; res.QuorumLost != want {
+		t.Fatalf("quorum lost %q, want %q", res.QuorumLost, want)
+	}
+	st, err := loadState(idir)
+	if err != nil || len(st.Members) != 3 || st.NextOrdinal != 3 {
+		t.Fatalf("membership changed after quorum loss: %+v, %v", st, err)
+	}
+	if running := b.Running(); len(running) != 1 || filepath.Base(running[0]) != "q-0" {
+		t.Fatalf("running after quorum loss: %v", running)
 	}
 }
