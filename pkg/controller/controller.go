@@ -338,6 +338,7 @@ func (c *Controller) ensureFinalizer(ctx context.Context, inst *v1beta1.ETCDInst
 // when to look at the instance again.
 func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstance) (time.Duration, error) {
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
+	noteQuorumLoss(inst, res)
 	c.recordEvents(inst, res)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
@@ -55,4 +57,16 @@ func (c *Controller) recordEvents(inst *v1beta1.ETCDInstance, res *backend.Resul
 	for _, e := range res.Events {
 		c.opts.Events.Eventf(inst, nil, e.Type(), string(e.Reason), e.Action(), "%s", e.Note)
 	}
+}
+
+// noteQuorumLoss adds a QuorumLost event to res when the instance has just lost quorum: the
+// status did not say so yet. Later syncs of the same loss record nothing more.
+func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if res == nil || res.QuorumLost == "" {
+		return
+	}
+	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Reason == ReasonQuorumLost {
+		return
+	}
+	res.Record(backend.ReasonQuorumLost, "%s", res.QuorumLost)
 }

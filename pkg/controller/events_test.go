@@ -88,3 +88,23 @@ func TestNewEventRecorderUsesTheServedAPI(t *testing.T) {
 		}
 	})
 }
+
+func TestNoteQuorumLossOnlyOnTheTransition(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{}
+	res := &backend.Result{QuorumLost: "quorum lost: 2 of 3 voting members do not answer (a, b); 2 are needed"}
+	noteQuorumLoss(inst, res)
+	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonQuorumLost || res.Events[0].Note != res.QuorumLost || res.Events[0].Type() != backend.EventTypeWarning {
+		t.Fatalf("events on losing quorum: %+v", res.Events)
+	}
+	inst.Status = computeStatus(inst, res, nil, metav1.Now())
+	again := &backend.Result{QuorumLost: res.QuorumLost}
+	noteQuorumLoss(inst, again)
+	if len(again.Events) != 0 {
+		t.Fatalf("events while quorum stays lost: %+v", again.Events)
+	}
+	healthy := &backend.Result{Converged: true}
+	noteQuorumLoss(inst, healthy)
+	if len(healthy.Events) != 0 {
+		t.Fatalf("events on a healthy cluster: %+v", healthy.Events)
+	}
+}
