@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 )
 
@@ -36,6 +38,7 @@ type flags struct {
 	etcdImage         string
 	snapshotCount     uint64
 	quotaBackendBytes int64
+	metricsAddress    string
 }
 
 func main() {
@@ -72,6 +75,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.etcdImage, "etcd-image", kubebackend.DefaultImage, "Kubernetes backend: the etcd image of members. A repository (members of etcd 3.7 run REPOSITORY:v3.7.3, the release tag of spec.version), or REPOSITORY:TAG where {tag} in TAG stands for that release tag (e.g. registry.internal/etcd:{tag}-mirror). Without internet access, point it at a registry of your own.")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
+	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
 	fs.AddGoFlagSet(goFlagSet())
 	return fs
 }
@@ -102,6 +106,17 @@ func run(ctx context.Context, f flags) error {
 			klog.ErrorS(err, "Closing the backend")
 		}
 	}()
+	if f.metricsAddress != "0" {
+		l, err := net.Listen("tcp", f.metricsAddress)
+		if err != nil {
+			return fmt.Errorf("serving metrics: %w", err)
+		}
+		go func() {
+			if err := metrics.Serve(ctx, l); err != nil {
+				klog.ErrorS(err, "Serving metrics")
+			}
+		}()
+	}
 	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
 	defer stopEvents()
 	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder}

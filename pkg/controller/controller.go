@@ -27,6 +27,7 @@ import (
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 	"github.com/etcdaas/etcdaas/pkg/generated/informers/externalversions"
 	listers "github.com/etcdaas/etcdaas/pkg/generated/listers/etcdaas/v1beta1"
@@ -98,6 +99,7 @@ func New(opts Options) (*Controller, error) {
 	if opts.HealthInterval == 0 {
 		opts.HealthInterval = 15 * time.Second
 	}
+	metrics.Register()
 	factory := externalversions.NewSharedInformerFactoryWithOptions(opts.Client, opts.ResyncPeriod, externalversions.WithNamespace(opts.Namespace))
 	inf := factory.Etcdaas().V1beta1().ETCDInstances()
 	c := &Controller{
@@ -220,12 +222,15 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	switch {
 	case errors.Is(err, errWaiting):
 		// Unhealthy members: look again with a growing delay.
+		metrics.ObserveReconcile(metrics.ResultWaiting, time.Since(start))
 		c.queue.AddRateLimited(key)
 	case err != nil && ctx.Err() == nil:
+		metrics.ObserveReconcile(metrics.ResultError, time.Since(start))
 		utilruntime.HandleErrorWithContext(ctx, err, "Reconciling ETCDInstance", "key", key)
 		c.queue.AddRateLimited(key)
 	case err != nil:
 	default:
+		metrics.ObserveReconcile(metrics.ResultSuccess, time.Since(start))
 		c.queue.Forget(key)
 		if requeueAfter > 0 {
 			c.queue.AddAfter(key, requeueAfter)
@@ -242,6 +247,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	cached, err := c.lister.ETCDInstances(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
+		metrics.ForgetInstance(namespace, name)
 		return 0, nil
 	}
 	if err != nil {
@@ -292,6 +298,7 @@ func (c *Controller) reconcileDelete(ctx context.Context, inst *v1beta1.ETCDInst
 		return nil
 	}
 	if err == nil {
+		metrics.ForgetInstance(inst.Namespace, inst.Name)
 		klog.InfoS("Deleted the members of ETCDInstance", "key", key)
 	}
 	return err
@@ -340,6 +347,9 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
 	noteQuorumLoss(inst, res)
 	c.recordEvents(inst, res)
+	if res != nil {
+		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members)
+	}
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
@@ -39,6 +41,20 @@ type apiService struct {
 			Namespace string `json:"namespace"`
 			Port      int32  `json:"port"`
 		} `json:"service"`
+	} `json:"spec"`
+}
+
+// serviceMonitor is the part of a monitoring.coreos.com/v1 ServiceMonitor deploy/ uses.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
 	} `json:"spec"`
 }
 
@@ -91,6 +107,8 @@ func renderDeploy(t *testing.T, kubectl, dir string) *rendered {
 			obj = &networkingv1.NetworkPolicy{}
 		case "APIService":
 			obj = &apiService{}
+		case "ServiceMonitor":
+			obj = &serviceMonitor{}
 		default:
 			t.Errorf("unexpected kind %s (%s)", meta.Kind, meta.Name)
 			continue
@@ -342,6 +360,61 @@ func checkFlags(t *testing.T, bin string, args []string) {
 		known := regexp.MustCompile(`(?m)(^|[\s,])` + regexp.QuoteMeta(name) + `([\s=\[]|$)`)
 		if !known.Match(help) {
 			t.Errorf("%s has no flag %s (used in deploy/)", filepath.Base(bin), name)
+		}
+	}
+}
+
+// TestMonitoringComponent builds deploy/aggregated with the optional monitoring component, as
+// an overlay of a user would, and checks that the ServiceMonitor reaches the controller's
+// metrics port. (It is not applied: the monitoring CRDs are not in the test cluster.)
+func TestMonitoringComponent(t *testing.T) {
+	tools := framework.RequireTools(t, framework.Kubectl)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := t.TempDir()
+	rel, err := filepath.Rel(overlay, root) // kustomize takes only relative paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\ncomponents:\n- %s\n",
+		filepath.Join(rel, "deploy", "aggregated"), filepath.Join(rel, "deploy", "components", "monitoring"))
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := renderDeploy(t, tools[framework.Kubectl], overlay)
+	ns := framework.Namespace
+	sm, ok := r.objects["ServiceMonitor/"+ns+"/etcdaas-controller"].(*serviceMonitor)
+	if !ok {
+		t.Fatal("no ServiceMonitor etcdaas-controller")
+	}
+	svc, ok := r.objects["Service/"+ns+"/etcdaas-controller-metrics"].(*corev1.Service)
+	if !ok {
+		t.Fatal("no Service etcdaas-controller-metrics")
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+	if err != nil || !selector.Matches(labels.Set(svc.Labels)) || len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Fatalf("ServiceMonitor %+v does not select Service %s's metrics port (%v)", sm.Spec, svc.Name, err)
+	}
+	controller := r.deployments["etcdaas-controller"]
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(controller.Spec.Template.Labels)) {
+		t.Fatalf("Service selector %v does not select the controller pods %v", svc.Spec.Selector, controller.Spec.Template.Labels)
+	}
+	c := controller.Spec.Template.Spec.Containers[0]
+	port := 0
+	for _, p := range c.Ports {
+		if p.Name == svc.Spec.Ports[0].TargetPort.StrVal {
+			port = int(p.ContainerPort)
+		}
+	}
+	if port == 0 || !slices.Contains(c.Command, fmt.Sprintf("--metrics-bind-address=:%d", port)) {
+		t.Fatalf("the controller does not serve metrics on its %q port: ports %v, command %v", svc.Spec.Ports[0].TargetPort.StrVal, c.Ports, c.Command)
+	}
+	// Without the component, deploy/aggregated has no ServiceMonitor (its CRD may be absent).
+	for key := range renderDeploy(t, tools[framework.Kubectl], filepath.Join(root, "deploy", "aggregated")).objects {
+		if strings.HasPrefix(key, "ServiceMonitor/") {
+			t.Fatalf("deploy/aggregated includes %s", key)
 		}
 	}
 }

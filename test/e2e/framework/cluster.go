@@ -70,6 +70,8 @@ type Cluster struct {
 	Dynamic dynamic.Interface
 	// EtcdaasPort is the secure port etcdaas-apiserver listens on.
 	EtcdaasPort int
+	// ControllerMetricsPort is the port etcdaas-controller serves /metrics on.
+	ControllerMetricsPort int
 	// ServicePort is the port of the Service and the APIServices: a ReadinessProxy to
 	// EtcdaasPort, so that kube-apiserver reaches the server only while it is ready.
 	ServicePort int
@@ -166,7 +168,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	ports, err := FreePorts(8)
+	ports, err := FreePorts(9)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +177,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	etcdaasEtcdPeer := ports[5]
 	c.EtcdaasPort = ports[6]
 	c.ServicePort = ports[7]
+	c.ControllerMetricsPort = ports[8]
 
 	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
 	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
@@ -516,6 +519,7 @@ func (c *Cluster) etcdaasControllerArgs() []string {
 		// Leader election as in deploy/: the Lease RBAC of deploy/ is exercised too.
 		"--leader-elect=true",
 		"--leader-elect-namespace=" + Namespace,
+		"--metrics-bind-address=" + HostPort(c.ControllerMetricsPort),
 		"--v=1",
 	}
 }

@@ -1,0 +1,184 @@
+// Package metrics holds the controller's Prometheus metrics: reconciles, the workqueue (through
+// client-go's metrics provider), and per instance its members, ready members, leader changes,
+// each member's database size and the last backup. They live in component-base's global
+// registry, so that etcdaas-controller's /metrics and, in standalone mode, the server's own
+// /metrics (one process) expose them; a process that runs no controller exposes none.
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/component-base/metrics/legacyregistry"
+
+	// Workqueue metrics (workqueue_depth, workqueue_adds_total, ...) of every named queue.
+	_ "k8s.io/component-base/metrics/prometheus/workqueue"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+// Namespace prefixes every metric of this package.
+const Namespace = "etcdaas"
+
+// Reconcile results, the values of the result label.
+const (
+	// ResultSuccess: the reconcile finished; the instance is looked at again later or not.
+	ResultSuccess = "success"
+	// ResultWaiting: members are unhealthy; the instance is retried with backoff.
+	ResultWaiting = "waiting"
+	// ResultError: the reconcile failed and is retried with backoff.
+	ResultError = "error"
+)
+
+var (
+	reconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "controller", Name: "reconcile_total",
+		Help: "Reconciles of ETCDInstances by result (success, waiting, error).",
+	}, []string{"result"})
+	reconcileDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: "controller", Name: "reconcile_duration_seconds",
+		Help:    "Duration of reconciles of ETCDInstances by result.",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"result"})
+
+	instanceLabels = []string{"namespace", "name"}
+	members        = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "instance", Name: "members",
+		Help: "Members of the instance's etcd cluster, learners included.",
+	}, instanceLabels)
+	readyMembers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "instance", Name: "ready_members",
+		Help: "Members of the instance's etcd cluster that answer health checks.",
+	}, instanceLabels)
+	leaderChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "instance", Name: "leader_changes_total",
+		Help: "Changes of the raft leader the controller observed (another member became leader).",
+	}, instanceLabels)
+	dbSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "member", Name: "db_size_bytes",
+		Help: "Size of the member's backend database file, including space only a defragmentation frees.",
+	}, []string{"namespace", "name", "member"})
+	dbSizeInUse = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "member", Name: "db_size_in_use_bytes",
+		Help: "Bytes of the member's backend database file that hold data.",
+	}, []string{"namespace", "name", "member"})
+	backupTime = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "backup", Name: "last_success_timestamp_seconds",
+		Help: "Unix time the instance's last successful backup finished.",
+	}, instanceLabels)
+	backupDuration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "backup", Name: "last_duration_seconds",
+		Help: "How long the instance's last successful backup took.",
+	}, instanceLabels)
+	backupBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "backup", Name: "last_size_bytes",
+		Help: "Size of the instance's last successful backup.",
+	}, instanceLabels)
+	backupFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "backup", Name: "failures_total",
+		Help: "Backups of the instance that failed.",
+	}, instanceLabels)
+
+	instanceVecs = []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{members, readyMembers, leaderChanges, dbSize, dbSizeInUse, backupTime, backupDuration, backupBytes, backupFailures}
+
+	registerOnce sync.Once
+
+	// states is what the last sync of each instance observed.
+	stateMu sync.Mutex
+	states  = map[instanceKey]*instanceState{}
+)
+
+type instanceKey struct{ namespace, name string }
+
+// instanceState is the members and the leader last observed in an instance.
+type instanceState struct {
+	members map[string]bool
+	leader  string
+}
+
+// Register adds the metrics to component-base's global registry. Every controller calls it;
+// only the first call registers.
+func Register() {
+	registerOnce.Do(func() {
+		legacyregistry.Registerer().MustRegister(reconciles, reconcileDuration, members, readyMembers,
+			leaderChanges, dbSize, dbSizeInUse, backupTime, backupDuration, backupBytes, backupFailures)
+	})
+}
+
+// ObserveReconcile counts a reconcile with its result and duration.
+func ObserveReconcile(result string, d time.Duration) {
+	reconciles.WithLabelValues(result).Inc()
+	reconcileDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// ObserveMembers records the members a sync of the instance observed: their number, how many
+// are ready, each one's database size, and a leader change when another member than the last
+// observed one leads. Members that are gone lose their series.
+func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
+	var ready int
+	leader := ""
+	current := map[string]bool{}
+	for _, m := range observed {
+		current[m.Name] = true
+		if m.Ready {
+			ready++
+		}
+		if m.Leader {
+			leader = m.Name
+		}
+		if m.DBSize > 0 {
+			dbSize.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSize))
+			dbSizeInUse.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSizeInUse))
+		}
+	}
+	members.WithLabelValues(namespace, name).Set(float64(len(observed)))
+	readyMembers.WithLabelValues(namespace, name).Set(float64(ready))
+	changes := leaderChanges.WithLabelValues(namespace, name) // the series exists from the first sync
+
+	key := instanceKey{namespace, name}
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	last := states[key]
+	if last != nil {
+		for m := range last.members {
+			if !current[m] {
+				dbSize.DeleteLabelValues(namespace, name, m)
+				dbSizeInUse.DeleteLabelValues(namespace, name, m)
+			}
+		}
+		if leader != "" && last.leader != "" && leader != last.leader {
+			changes.Inc()
+		}
+	}
+	next := &instanceState{members: current, leader: leader}
+	if leader == "" && last != nil {
+		next.leader = last.leader // no leader seen this time: compare with the last one seen
+	}
+	states[key] = next
+}
+
+// ObserveBackupSuccess records the instance's last successful backup: when it finished, how
+// long it took and its size. The backup step calls it.
+func ObserveBackupSuccess(namespace, name string, finished time.Time, took time.Duration, bytes int64) {
+	backupTime.WithLabelValues(namespace, name).Set(float64(finished.UnixNano()) / 1e9)
+	backupDuration.WithLabelValues(namespace, name).Set(took.Seconds())
+	backupBytes.WithLabelValues(namespace, name).Set(float64(bytes))
+}
+
+// ObserveBackupFailure counts a failed backup of the instance. The backup step calls it.
+func ObserveBackupFailure(namespace, name string) {
+	backupFailures.WithLabelValues(namespace, name).Inc()
+}
+
+// ForgetInstance deletes every series of a deleted instance.
+func ForgetInstance(namespace, name string) {
+	for _, vec := range instanceVecs {
+		vec.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "name": name})
+	}
+	stateMu.Lock()
+	delete(states, instanceKey{namespace, name})
+	stateMu.Unlock()
+}

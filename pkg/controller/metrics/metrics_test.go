@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/component-base/metrics/legacyregistry"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+func member(name string, ready, leader bool, size int64) v1beta1.MemberStatus {
+	return v1beta1.MemberStatus{Name: name, Ready: ready, Leader: leader, DBSize: size, DBSizeInUse: size / 2}
+}
+
+func TestObserveMembers(t *testing.T) {
+	ObserveMembers("ns", "db", []v1beta1.MemberStatus{member("db-0", true, true, 100), member("db-1", true, false, 200), member("db-2", false, false, 300)})
+	if got := testutil.ToFloat64(members.WithLabelValues("ns", "db")); got != 3 {
+		t.Errorf("members %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(readyMembers.WithLabelValues("ns", "db")); got != 2 {
+		t.Errorf("ready members %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(dbSize.WithLabelValues("ns", "db", "db-2")); got != 300 {
+		t.Errorf("db size of db-2 %v, want 300", got)
+	}
+	if got := testutil.ToFloat64(dbSizeInUse.WithLabelValues("ns", "db", "db-1")); got != 100 {
+		t.Errorf("db size in use of db-1 %v, want 100", got)
+	}
+
+	// The same leader, then none seen, then another: one change.
+	ObserveMembers("ns", "db", []v1beta1.MemberStatus{member("db-0", true, true, 100), member("db-1", true, false, 200), member("db-2", true, false, 300)})
+	ObserveMembers("ns", "db", []v1beta1.MemberStatus{member("db-0", false, false, 0), member("db-1", true, false, 200), member("db-2", true, false, 300)})
+	ObserveMembers("ns", "db", []v1beta1.MemberStatus{member("db-0", true, false, 100), member("db-1", true, true, 200)})
+	if got := testutil.ToFloat64(leaderChanges.WithLabelValues("ns", "db")); got != 1 {
+		t.Errorf("leader changes %v, want 1", got)
+	}
+	// db-2 was removed: its series are gone; the other instance's are not touched.
+	ObserveMembers("ns", "other", []v1beta1.MemberStatus{member("other-0", true, true, 10)})
+	if n := testutil.CollectAndCount(dbSize); n != 3 {
+		t.Errorf("%d db size series, want 3 (db-0, db-1, other-0)", n)
+	}
+
+	ForgetInstance("ns", "db")
+	if n := testutil.CollectAndCount(dbSize); n != 1 {
+		t.Errorf("%d db size series after deleting db, want 1", n)
+	}
+	if n := testutil.CollectAndCount(members); n != 1 {
+		t.Errorf("%d members series after deleting db, want 1", n)
+	}
+	ForgetInstance("ns", "other")
+}
+
+func TestBackupAndReconcileMetricsAreExposed(t *testing.T) {
+	Register()
+	Register() // idempotent
+	ObserveBackupSuccess("ns", "db", time.Unix(1700000000, 500000000), 1500*time.Millisecond, 4096)
+	ObserveBackupFailure("ns", "db")
+	ObserveReconcile(ResultSuccess, 20*time.Millisecond)
+	defer ForgetInstance("ns", "db")
+	want := `
+# HELP etcdaas_backup_last_size_bytes Size of the instance's last successful backup.
+# TYPE etcdaas_backup_last_size_bytes gauge
+etcdaas_backup_last_size_bytes{name="db",namespace="ns"} 4096
+# HELP etcdaas_backup_last_success_timestamp_seconds Unix time the instance's last successful backup finished.
+# TYPE etcdaas_backup_last_success_timestamp_seconds gauge
+etcdaas_backup_last_success_timestamp_seconds{name="db",namespace="ns"} 1.7000000005e+09
+# HELP etcdaas_backup_last_duration_seconds How long the instance's last successful backup took.
+# TYPE etcdaas_backup_last_duration_seconds gauge
+etcdaas_backup_last_duration_seconds{name="db",namespace="ns"} 1.5
+# HELP etcdaas_backup_failures_total Backups of the instance that failed.
+# TYPE etcdaas_backup_failures_total counter
+etcdaas_backup_failures_total{name="db",namespace="ns"} 1
+`
+	if err := testutil.GatherAndCompare(legacyregistry.DefaultGatherer, strings.NewReader(want),
+		"etcdaas_backup_last_size_bytes", "etcdaas_backup_last_success_timestamp_seconds",
+		"etcdaas_backup_last_duration_seconds", "etcdaas_backup_failures_total"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := testutil.GatherAndCount(legacyregistry.DefaultGatherer, "etcdaas_controller_reconcile_total", "etcdaas_controller_reconcile_duration_seconds")
+	if err != nil || n != 2 {
+		t.Fatalf("%d reconcile series (%v), want 2", n, err)
+	}
+}
