@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+)
+
+// scrape reads the server's /metrics, as Prometheus would, and parses it.
+func (e *ctlEnv) scrape() map[string]*dto.MetricFamily {
+	e.t.Helper()
+	kube, err := kubernetes.NewForConfig(e.srv.Config())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	body, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatalf("parsing /metrics: %v", err)
+	}
+	return families
+}
+
+// sample returns the value of the family's series with the labels, and whether there is one.
+func sample(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	f := families[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		match := true
+		for k, v := range labels {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// TestStandaloneMetricsIncludeTheController creates an instance and scales it to 3, then reads
+// the standalone server's own /metrics (server and controller in one process): the
+// controller's series are there with the values the status reports.
+func TestStandaloneMetricsIncludeTheController(t *testing.T) {
+	e := ctlStart(t, local.Options{})
+	e.create("metrics", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
+	e.running("metrics", "db", time.Minute)
+	e.scale("metrics", "db", 3)
+	e.running("metrics", "db", 2*time.Minute)
+
+	inst := map[string]string{"namespace": "metrics", "name": "db"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		families := e.scrape()
+		members, _ := sample(families, "etcdaas_instance_members", inst)
+		ready, _ := sample(families, "etcdaas_instance_ready_members", inst)
+		if members == 3 && ready == 3 {
+			for _, series := range []struct {
+				name   string
+				labels map[string]string
+			}{
+				{"etcdaas_controller_reconcile_total", map[string]string{"result": "success"}},
+				{"etcdaas_controller_reconcile_duration_seconds", map[string]string{"result": "success"}},
+				{"workqueue_adds_total", map[string]string{"name": "etcdinstances"}},
+				{"etcdaas_member_db_size_bytes", map[string]string{"namespace": "metrics", "name": "db", "member": "db-2"}},
+				// The server's own series stay.
+				{"apiserver_request_total", map[string]string{"resource": "etcdinstances"}},
+			} {
+				if v, ok := sample(families, series.name, series.labels); !ok || v <= 0 {
+					t.Errorf("%s%v = %v (present %v), want > 0", series.name, series.labels, v, ok)
+				}
+			}
+			if _, ok := sample(families, "etcdaas_instance_leader_changes_total", inst); !ok {
+				t.Error("no etcdaas_instance_leader_changes_total for the instance")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics say %v members, %v ready; want 3 and 3", members, ready)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A deleted instance's series go.
+	if err := e.client.EtcdaasV1beta1().ETCDInstances("metrics").Delete(context.Background(), "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, ok := sample(e.scrape(), "etcdaas_instance_members", inst); !ok {
+			break
+		}
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatal("the deleted instance still has series")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
