@@ -101,6 +101,18 @@ type Cluster struct {
 // printed.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, true)
+}
+
+// StartClusterWithoutController is StartCluster without etcdaas-controller: objects are
+// stored and served but nothing acts on them (benchmarks of the API alone).
+func StartClusterWithoutController(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, false)
+}
+
+func startCluster(t testing.TB, withController bool) *Cluster {
+	t.Helper()
 	start := time.Now()
 	// Our commands build while the control plane starts.
 	RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
@@ -121,8 +133,10 @@ func StartCluster(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	c.controlArgs = c.etcdaasControllerArgs()
-	if err := c.StartEtcdaasController(); err != nil {
-		t.Fatal(err)
+	if withController {
+		if err := c.StartEtcdaasController(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.WaitForAPIServicesAvailable(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
