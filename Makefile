@@ -87,8 +87,9 @@ test-cluster: tools tools-node
 	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
 
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_WATCHERS sizes the watch fan-out)
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 clean:
 	rm -rf $(OUTPUT)
