@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,22 +27,64 @@ const WatchersEnv = "ETCDAAS_BENCH_WATCHERS"
 
 // fanoutRow is one line of the watch fan-out figures.
 type fanoutRow struct {
-	name      string
-	res       fanout.Result
-	forced    float64
-	rssMiB    float64
-	serverPID int
+	name   string
+	res    fanout.Result
+	forced float64
+	rssMiB float64
 }
 
-// BenchmarkWatchFanOut opens N watches (ETCDAAS_BENCH_WATCHERS, default 1000) on one
-// namespace through one client, creates 200 ETCDInstances there from 8 clients, and reports
+// The watch fan-out benchmarks open N watches (ETCDAAS_BENCH_WATCHERS, default 1000) on one
+// namespace through one client, create 200 ETCDInstances there from 8 clients, and report
 // the watchers that received every event, the watchers the server force-closed and the
-// server's RSS while the watches are open. Peers in the same run:
-//   - standalone etcdaas-apiserver reached directly, with --watch-buffer-size=0 (only the
-//     watch cache's own buffer, as before the per-watch queue) and with the default;
-//   - aggregated etcdaas-apiserver (the e2e control plane, no controller) reached directly
-//     and through kube-apiserver's aggregator.
-func BenchmarkWatchFanOut(b *testing.B) {
+// server's RSS while the watches are open.
+
+// BenchmarkWatchFanOutStandalone runs the scenario against etcdaas-apiserver --standalone
+// reached directly, with --watch-buffer-size=0 (only the watch cache's own buffer, as before
+// the per-watch queue) and with the default, one after the other in the same run.
+func BenchmarkWatchFanOutStandalone(b *testing.B) {
+	scenario := fanoutScenario(b)
+	bin := framework.BuildCommands(b)
+	var rows []fanoutRow
+	for _, size := range []int{0, watchbuffer.DefaultSize} {
+		proc, config := startStandalone(b, bin, size)
+		name := fmt.Sprintf("standalone-direct/watch-buffer-size=%d", size)
+		rows = append(rows, benchFanOut(b, name, proc.Pid(), scenario, config, config, config, nil))
+		if err := proc.Stop(); err != nil {
+			b.Error(err)
+		}
+	}
+	if err := writeFanOutFigures("standalone", rows, scenario.Watchers); err != nil {
+		b.Error(err)
+	}
+}
+
+// BenchmarkWatchFanOutAggregated runs the scenario against the aggregated etcdaas-apiserver
+// of the e2e control plane (without the controller), reached directly and through
+// kube-apiserver's aggregator.
+func BenchmarkWatchFanOutAggregated(b *testing.B) {
+	scenario := fanoutScenario(b)
+	c := framework.StartClusterWithoutController(b)
+	direct := rest.CopyConfig(c.AdminConfig)
+	direct.Host = "https://" + framework.HostPort(c.EtcdaasPort)
+	direct.CAData, direct.CAFile = c.PKI.ServingCA.CertPEM, ""
+	direct.ServerName = "localhost"
+	pid := c.Process("etcdaas-apiserver").Pid()
+	createNamespace := func(ctx context.Context, name string) error {
+		_, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		return err
+	}
+	rows := []fanoutRow{
+		benchFanOut(b, "aggregated-direct", pid, scenario, direct, direct, direct, createNamespace),
+		benchFanOut(b, "aggregated-through-kube-apiserver", pid, scenario, c.AdminConfig, c.AdminConfig, direct, createNamespace),
+	}
+	if err := writeFanOutFigures("aggregated", rows, scenario.Watchers); err != nil {
+		b.Error(err)
+	}
+}
+
+// fanoutScenario is the scenario with ETCDAAS_BENCH_WATCHERS watchers.
+func fanoutScenario(b *testing.B) fanout.Scenario {
+	b.Helper()
 	watchers := 1000
 	if v := os.Getenv(WatchersEnv); v != "" {
 		n, err := strconv.Atoi(v)
@@ -49,59 +93,47 @@ func BenchmarkWatchFanOut(b *testing.B) {
 		}
 		watchers = n
 	}
-	scenario := fanout.Scenario{Watchers: watchers, Objects: 200, Creators: 8, Deadline: 5 * time.Minute}
-	var rows []fanoutRow
-	run := func(name string, pid int, watchConfig, createConfig, metricsConfig *rest.Config) {
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				row := runFanOut(b, name, pid, scenario, watchConfig, createConfig, metricsConfig)
-				rows = append(rows, row)
-				b.ReportMetric(float64(row.res.Complete), "watchers-complete")
-				b.ReportMetric(row.forced, "forced-closes")
-				b.ReportMetric(row.rssMiB, "server-RSS-MiB")
-			}
-		})
-	}
+	return fanout.Scenario{Watchers: watchers, Objects: 200, Creators: 8, Deadline: 5 * time.Minute}
+}
 
-	bin := framework.BuildCommands(b)
-	for _, size := range []int{0, watchbuffer.DefaultSize} {
-		proc, config := startStandalone(b, bin, size)
-		run(fmt.Sprintf("standalone-direct/watch-buffer-size=%d", size), proc.Pid(), config, config, config)
-		if err := proc.Stop(); err != nil {
-			b.Error(err)
+// benchFanOut runs the scenario as the sub-benchmark name and reports its figures.
+func benchFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchConfig, createConfig, metricsConfig *rest.Config,
+	createNamespace func(ctx context.Context, name string) error) fanoutRow {
+	var row fanoutRow
+	b.Run(name, func(b *testing.B) {
+		for b.Loop() {
+			row = runFanOut(b, name, pid, s, watchConfig, createConfig, metricsConfig, createNamespace)
 		}
-	}
-
-	c := framework.StartClusterWithoutController(b)
-	direct := rest.CopyConfig(c.AdminConfig)
-	direct.Host = "https://" + framework.HostPort(c.EtcdaasPort)
-	direct.CAData, direct.CAFile = c.PKI.ServingCA.CertPEM, ""
-	direct.ServerName = "localhost"
-	pid := c.Process("etcdaas-apiserver").Pid()
-	run("aggregated-direct", pid, direct, direct, direct)
-	run("aggregated-through-kube-apiserver", pid, c.AdminConfig, c.AdminConfig, direct)
-
-	if err := writeFanOutFigures(rows, watchers); err != nil {
-		b.Error(err)
-	}
+		b.ReportMetric(float64(row.res.Complete), "watchers-complete")
+		b.ReportMetric(row.forced, "forced-closes")
+		b.ReportMetric(row.rssMiB, "server-RSS-MiB")
+	})
+	return row
 }
 
 // runFanOut runs the scenario once in a fresh namespace.
-func runFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchConfig, createConfig, metricsConfig *rest.Config) fanoutRow {
+func runFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchConfig, createConfig, metricsConfig *rest.Config,
+	createNamespace func(ctx context.Context, name string) error) fanoutRow {
 	b.Helper()
 	ctx := b.Context()
+	namespace := "fanout-" + rand.String(6)
+	if createNamespace != nil {
+		if err := createNamespace(ctx, namespace); err != nil {
+			b.Fatal(err)
+		}
+	}
 	before, err := fanout.TerminatedWatchers(ctx, metricsConfig)
 	if err != nil {
 		b.Fatal(err)
 	}
-	row := fanoutRow{name: name, serverPID: pid}
+	row := fanoutRow{name: name}
 	s.WhileOpen = func(context.Context) {
 		row.rssMiB, err = rssMiB(pid)
 		if err != nil {
 			b.Error(err)
 		}
 	}
-	row.res, err = fanout.Run(ctx, watchConfig, createConfig, "fanout-"+rand.String(6), s)
+	row.res, err = fanout.Run(ctx, watchConfig, createConfig, namespace, s)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -169,8 +201,8 @@ func rssMiB(pid int) (float64, error) {
 	return float64(st.ResidentMemory()) / (1 << 20), nil
 }
 
-// writeFanOutFigures writes the rows to _output/bench/watch-fanout-<watchers>.txt.
-func writeFanOutFigures(rows []fanoutRow, watchers int) error {
+// writeFanOutFigures writes the rows to _output/bench/watch-fanout-<kind>-<watchers>.txt.
+func writeFanOutFigures(kind string, rows []fanoutRow, watchers int) error {
 	root, err := framework.RepoRoot()
 	if err != nil {
 		return err
@@ -186,7 +218,7 @@ func writeFanOutFigures(rows []fanoutRow, watchers int) error {
 		fmt.Fprintf(&sb, "%-48s %18s %14.0f %14d %12.0f %14s\n", r.name,
 			fmt.Sprintf("%d/%d", r.res.Complete, r.res.Watchers), r.forced, r.res.MedianEvents, r.rssMiB, r.res.DeliveryTime.Round(100*time.Millisecond))
 	}
-	path := filepath.Join(dir, fmt.Sprintf("watch-fanout-%d.txt", watchers))
+	path := filepath.Join(dir, fmt.Sprintf("watch-fanout-%s-%d.txt", kind, watchers))
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
 		return err
 	}
