@@ -31,6 +31,7 @@ type fanoutRow struct {
 	res    fanout.Result
 	forced float64
 	rssMiB float64
+	cpu    float64
 }
 
 // The watch fan-out benchmarks open N watches (ETCDAAS_BENCH_WATCHERS, default 1000) on one
@@ -107,6 +108,7 @@ func benchFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchCon
 		b.ReportMetric(float64(row.res.Complete), "watchers-complete")
 		b.ReportMetric(row.forced, "forced-closes")
 		b.ReportMetric(row.rssMiB, "server-RSS-MiB")
+		b.ReportMetric(row.cpu, "server-CPU-s")
 	})
 	return row
 }
@@ -127,6 +129,10 @@ func runFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchConfi
 		b.Fatal(err)
 	}
 	row := fanoutRow{name: name}
+	cpuBefore, err := cpuSeconds(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
 	s.WhileOpen = func(context.Context) {
 		row.rssMiB, err = rssMiB(pid)
 		if err != nil {
@@ -142,7 +148,12 @@ func runFanOut(b *testing.B, name string, pid int, s fanout.Scenario, watchConfi
 		b.Fatal(err)
 	}
 	row.forced = after - before
-	b.Logf("%s: %s; server force-closed %v; server RSS %.0f MiB with the watches open", name, row.res, row.forced, row.rssMiB)
+	cpuAfter, err := cpuSeconds(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	row.cpu = cpuAfter - cpuBefore
+	b.Logf("%s: %s; server force-closed %v; server RSS %.0f MiB with the watches open; server CPU %.1f s", name, row.res, row.forced, row.rssMiB, row.cpu)
 	return row
 }
 
@@ -201,6 +212,19 @@ func rssMiB(pid int) (float64, error) {
 	return float64(st.ResidentMemory()) / (1 << 20), nil
 }
 
+// cpuSeconds is the user and system CPU time process pid has used.
+func cpuSeconds(pid int) (float64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.CPUTime(), nil
+}
+
 // writeFanOutFigures writes the rows to _output/bench/watch-fanout-<kind>-<watchers>.txt.
 func writeFanOutFigures(kind string, rows []fanoutRow, watchers int) error {
 	root, err := framework.RepoRoot()
@@ -213,10 +237,10 @@ func writeFanOutFigures(kind string, rows []fanoutRow, watchers int) error {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# watch fan-out, %s: %d watchers, 200 creates by 8 clients\n", time.Now().UTC().Format(time.RFC3339), watchers)
-	fmt.Fprintf(&sb, "%-48s %18s %14s %14s %12s %14s\n", "server", "every-event", "forced-closes", "median-events", "RSS-MiB", "delivered-in")
+	fmt.Fprintf(&sb, "%-48s %18s %14s %14s %12s %12s %14s\n", "server", "every-event", "forced-closes", "median-events", "RSS-MiB", "CPU-s", "delivered-in")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "%-48s %18s %14.0f %14d %12.0f %14s\n", r.name,
-			fmt.Sprintf("%d/%d", r.res.Complete, r.res.Watchers), r.forced, r.res.MedianEvents, r.rssMiB, r.res.DeliveryTime.Round(100*time.Millisecond))
+		fmt.Fprintf(&sb, "%-48s %18s %14.0f %14d %12.0f %12.1f %14s\n", r.name,
+			fmt.Sprintf("%d/%d", r.res.Complete, r.res.Watchers), r.forced, r.res.MedianEvents, r.rssMiB, r.cpu, r.res.DeliveryTime.Round(100*time.Millisecond))
 	}
 	path := filepath.Join(dir, fmt.Sprintf("watch-fanout-%s-%d.txt", kind, watchers))
 	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
