@@ -20,6 +20,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 	"github.com/etcdaas/etcdaas/test/fanout"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // WatchersEnv sets the number of watchers of BenchmarkWatchFanOut (default 1000).
@@ -227,7 +228,7 @@ func cpuSeconds(pid int) (float64, error) {
 
 // writeFanOutFigures writes the rows to _output/bench/watch-fanout-<kind>-<watchers>.txt.
 func writeFanOutFigures(kind string, rows []fanoutRow, watchers int) error {
-	root, err := framework.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
 	}
