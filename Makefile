@@ -10,10 +10,12 @@ export KUBECTL ?= $(BIN)/kubectl
 export ETCDAAS_TOOLS_BIN ?= $(BIN)
 
 GO_TEST_FLAGS ?= -count=1
+# FUZZTIME is how long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10s
 COMMANDS := etcdaas-apiserver etcdaas-controller kubectl-etcdaas
 
 .PHONY: all build run tools tools-node images generate verify verify-codegen verify-gofmt vet \
-	test test-unit test-integration test-e2e test-cluster bench clean
+	test test-unit test-integration test-e2e test-cluster bench fuzz clean
 
 all: build
 
@@ -90,6 +92,15 @@ test-cluster: tools tools-node
 ## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_WATCHERS sizes the watch fan-out)
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+## fuzz: every Fuzz target under pkg/, one after another, each for FUZZTIME (seeds also run in test)
+fuzz:
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg | xargs -n1 dirname | sort -u); do \
+		for target in $$($(GO) test -list '^Fuzz' ./$$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test ./$$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -parallel 2; \
+		done; \
+	done
 
 clean:
 	rm -rf $(OUTPUT)
