@@ -20,5 +20,6 @@ func TestCluster(t *testing.T) {
 	figs := &figures{}
 	t.Run("instance lifecycle", func(t *testing.T) { testInstanceLifecycle(t, e, figs) })
 	t.Run("TLS instance", func(t *testing.T) { testTLS(t, e) })
+	t.Run("unbound claim in the status", func(t *testing.T) { testUnboundClaim(t, e) })
 	t.Logf("figures:\n%s", strings.Join(figs.lines, "\n"))
 }

@@ -194,3 +194,30 @@ func ownedObjects(ctx context.Context, c *node.Cluster, ns, name string, uid typ
 	}
 	return left, nil
 }
+
+// testUnboundClaim creates an instance whose storage class has no provisioner: its status
+// must say that the member's claim is Pending, not merely that it waits.
+func testUnboundClaim(t *testing.T, e *etcdaasInstall) {
+	const ns, name = "unbound", "stuck"
+	e.createNamespace(t, ns)
+	manifest := fmt.Sprintf(instanceManifest, name, ns, 1, false) + "  storage:\n    storageClassName: no-such-class\n"
+	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), manifest, "apply", "-f", "-")
+	want := "volume claim data-" + name + "-0 is Pending"
+	err := framework.Poll(t.Context(), 500*time.Millisecond, 2*time.Minute, "the status to name the Pending claim", func(ctx context.Context) (bool, error) {
+		inst, err := e.getInstance(ctx, ns, name)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range inst.Status.Conditions {
+			if strings.Contains(c.Message, want) {
+				t.Logf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%s", describe(inst))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), "", "delete", "etcdinstances.etcdaas.dev", name, "-n", ns, "--wait=true", "--timeout=2m")
+}

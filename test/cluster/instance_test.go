@@ -156,7 +156,11 @@ func testScale(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures) 
 			dumpNamespace(t, e.c, ns)
 			t.Fatal(err)
 		}
-		figs.add(t, fmt.Sprintf("scale %d -> %d (%s)", from, step.to, filepath.Base(step.kubectl)), time.Since(start))
+		version, err := k.Version(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		figs.add(t, fmt.Sprintf("scale %d -> %d (kubectl %s)", from, step.to, version), time.Since(start))
 		if o.maxLearner > 1 {
 			t.Errorf("scale %d -> %d: %d learners at once, want one at a time", from, step.to, o.maxLearner)
 		}

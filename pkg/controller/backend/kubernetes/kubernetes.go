@@ -90,7 +90,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	res := &backend.Result{Members: v.podMembers()}
 	if v.sts.Status.ReadyReplicas == 0 {
 		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying
-		return res, nil
+		return res, b.explainUnready(ctx, inst, res, []int{0})
 	}
 	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
 	if v.tlsData != nil {
@@ -107,6 +107,11 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil {
 		res.Unhealthy = err.Error()
 		return res, nil
+	}
+	if obs.result.Unhealthy != "" {
+		if err := b.explainUnready(ctx, inst, obs.result, unreadyOrdinals(inst, obs.result)); err != nil {
+			return obs.result, err
+		}
 	}
 	if resumed, err := b.resumeChange(ctx, v, cluster, obs); resumed || err != nil {
 		return obs.result, err

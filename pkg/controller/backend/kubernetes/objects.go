@@ -248,6 +248,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			Image:   image,
 			Command: []string{"etcd"},
 			Env:     env,
+			// etcd logs its fatal error last: the status quotes it when the member crashes.
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			Ports: []corev1.ContainerPort{
 				{Name: "client", ContainerPort: ClientPort},
 				{Name: "peer", ContainerPort: PeerPort},
