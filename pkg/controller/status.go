@@ -83,6 +83,8 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	}
 
 	switch {
+	case res != nil && res.StepReason == backend.ReasonRestoring:
+		status.Phase = v1beta1.PhaseRestoring
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-semver/semver"
 	etcdutlsnapshot "go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -276,3 +277,20 @@ func syncDir(dir string) error {
 	defer func() { _ = d.Close() }()
 	return d.Sync()
 }
+
+// Staged is a verified snapshot handed to the backend that runs an instance, to restore every
+// member of the instance from.
+type Staged struct {
+	// ID identifies this restore; every member restored for it records it.
+	ID string `json:"id"`
+	// InstanceUID is the UID of the instance the restore is for: a newer instance with the
+	// same name never picks it up.
+	InstanceUID string `json:"instanceUID"`
+	// Info is what verifying the snapshot found.
+	Info Info `json:"info"`
+	// RequestedAt is when the snapshot was accepted.
+	RequestedAt time.Time `json:"requestedAt"`
+}
+
+// ErrRestorePending is returned when an instance already has a restore that has not finished.
+var ErrRestorePending = errors.New("a restore of the instance is already under way")

@@ -33,6 +33,10 @@ type Backend interface {
 	etcdcluster.Dialer
 }
 
+// ReasonRestoring is the StepReason of a Result while the members are being restored from a
+// snapshot.
+const ReasonRestoring = "Restoring"
+
 // Result is what a Sync observed.
 type Result struct {
 	// Members are the members of the cluster, in ordinal order.

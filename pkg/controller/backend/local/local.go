@@ -157,6 +157,10 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 			return nil, err
 		}
 	}
+	// A restore replaces the cluster: nothing else happens until it is done.
+	if res, restoring, err := b.pendingRestoreStep(ctx, dir, st); restoring {
+		return b.withMembers(ctx, dir, st, res), err
+	}
 	if len(st.Members) == 0 || st.Members[0].ID == "" {
 		res, err := b.startFirstMember(ctx, dir, st)
 		return b.withMembers(ctx, dir, st, res), err

@@ -44,6 +44,8 @@ type instanceState struct {
 	NextOrdinal int `json:"nextOrdinal"`
 	// Members are the members in ordinal order.
 	Members []memberState `json:"members"`
+	// Restore is the restore from a snapshot under way, nil when there is none.
+	Restore *restoreState `json:"restore,omitempty"`
 }
 
 // votingMembers returns a state holding only the members keep selects, each marked voting,

@@ -1,0 +1,334 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+)
+
+// The hand-off of a restore, under DIR/instances/<namespace>/<name>/restore: the API server
+// receives the snapshot into a spool file there (same filesystem as the members' data),
+// verifies it, renames it to pending-<id>.db and then links pending.json into place, which
+// makes the restore pending at once and only once. The backend restores from it, and removes
+// both once every member runs from the restored data.
+const (
+	restoreDir     = "restore"
+	pendingRequest = "pending.json"
+)
+
+// fallbackRevisionBump raises the revision of a restored cluster when the revision of the
+// cluster it replaces cannot be read: far above anything a cluster reaches in practice, as
+// etcd's own restore documentation suggests.
+const fallbackRevisionBump = 1_000_000_000
+
+// restoreState is a restore under way, recorded before the first member is stopped.
+type restoreState struct {
+	// ID is the Staged.ID being restored.
+	ID string `json:"id"`
+	// RevisionBump is added to the snapshot's revision, so that the restored cluster's
+	// revision is above the replaced cluster's.
+	RevisionBump uint64 `json:"revisionBump"`
+	// Restored lists the members whose data directory has been rebuilt from the snapshot.
+	Restored []string `json:"restored,omitempty"`
+}
+
+// Stager hands verified snapshots from the API server to the local backend through the
+// instance's directory, for an API server sharing the backend's data directory (standalone
+// mode, or the aggregated mode with --backup-local-data-dir).
+type Stager struct {
+	// Dir is the backend's data directory.
+	Dir string
+}
+
+// SpoolDir returns the directory to receive a snapshot for the instance in. The instance must
+// have been deployed by the backend (a member with an ID), as this UID.
+func (s Stager) SpoolDir(_ context.Context, namespace, name string, uid types.UID) (string, error) {
+	dir, err := instanceDir(s.Dir, namespace, name)
+	if err != nil {
+		return "", err
+	}
+	st, err := loadState(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	if err != nil {
+		return "", err
+	}
+	if st.UID != string(uid) || !slices.ContainsFunc(st.Members, func(m memberState) bool { return m.ID != "" }) {
+		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	spool := filepath.Join(dir, restoreDir)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return "", err
+	}
+	return spool, nil
+}
+
+// Stage makes the verified snapshot at path the pending restore of the instance, taking the
+// file over. It returns snapshot.ErrRestorePending when one is pending already.
+func (s Stager) Stage(_ context.Context, namespace, name string, staged *snapshot.Staged, path string) error {
+	dir, err := instanceDir(s.Dir, namespace, name)
+	if err != nil {
+		return err
+	}
+	spool := filepath.Join(dir, restoreDir)
+	if _, err := os.Stat(filepath.Join(spool, pendingRequest)); err == nil {
+		_ = os.Remove(path)
+		return snapshot.ErrRestorePending
+	}
+	snapPath := pendingSnapshot(spool, staged.ID)
+	if err := os.Rename(path, snapPath); err != nil {
+		return err
+	}
+	data, err := json.Marshal(staged)
+	if err != nil {
+		return err
+	}
+	tmp, err := writeSynced(spool, data)
+	if err != nil {
+		_ = os.Remove(snapPath)
+		return err
+	}
+	defer func() { _ = os.Remove(tmp) }()
+	// A link never replaces an existing file: of two concurrent restores, one wins.
+	if err := os.Link(tmp, filepath.Join(spool, pendingRequest)); err != nil {
+		_ = os.Remove(snapPath)
+		if errors.Is(err, os.ErrExist) {
+			return snapshot.ErrRestorePending
+		}
+		return err
+	}
+	return syncDirectory(spool)
+}
+
+func pendingSnapshot(spool, id string) string {
+	return filepath.Join(spool, "pending-"+id+".db")
+}
+
+// writeSynced writes data to a new temporary file in dir and flushes it to disk.
+func writeSynced(dir string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "request-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func syncDirectory(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
+}
+
+// pendingRestore returns the restore staged for the instance in dir and its snapshot file,
+// or nil when there is none.
+func pendingRestore(dir string) (*snapshot.Staged, string, error) {
+	spool := filepath.Join(dir, restoreDir)
+	data, err := os.ReadFile(filepath.Join(spool, pendingRequest))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	staged := &snapshot.Staged{}
+	if err := json.Unmarshal(data, staged); err != nil {
+		return nil, "", fmt.Errorf("reading the pending restore: %w", err)
+	}
+	return staged, pendingSnapshot(spool, staged.ID), nil
+}
+
+// pendingRestoreStep runs the restore staged for this instance, if any; restoring is false
+// when there is none. A restore staged for an older instance with the same name is dropped.
+func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instanceState) (res *backend.Result, restoring bool, err error) {
+	staged, snapPath, err := pendingRestore(dir)
+	if err != nil {
+		return nil, true, err
+	}
+	if staged == nil {
+		return nil, false, nil
+	}
+	if staged.InstanceUID != st.UID {
+		return nil, false, clearRestore(dir)
+	}
+	res, err = b.restore(ctx, dir, st, staged, snapPath)
+	return res, true, err
+}
+
+// clearRestore removes the pending restore and every spool file.
+func clearRestore(dir string) error {
+	return os.RemoveAll(filepath.Join(dir, restoreDir))
+}
+
+// restore replaces the instance's cluster by a new one of the same members restored from the
+// staged snapshot. Each part is recorded before the next, so that a restarted controller
+// resumes where this one stopped: the plan (new cluster token, members, revision bump) before
+// any member stops, every restored member, and the end.
+func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, staged *snapshot.Staged, snapPath string) (*backend.Result, error) {
+	res := &backend.Result{
+		Step:       fmt.Sprintf("restoring the snapshot of revision %d (%d keys) into every member", staged.Info.Revision, staged.Info.TotalKeys),
+		StepReason: backend.ReasonRestoring,
+	}
+	if st.Restore == nil || st.Restore.ID != staged.ID {
+		if err := b.planRestore(ctx, dir, st, staged); err != nil {
+			return res, err
+		}
+	}
+	cluster := make([]snapshot.Member, len(st.Members))
+	for i := range st.Members {
+		cluster[i] = snapshot.Member{Name: st.Members[i].Name, PeerURL: st.Members[i].peerURL(st.TLS)}
+	}
+	for i := range st.Members {
+		m := &st.Members[i]
+		if slices.Contains(st.Restore.Restored, m.Name) {
+			continue
+		}
+		b.stop(dir, m, true)
+		data := filepath.Join(dir, m.Name)
+		if err := os.RemoveAll(data); err != nil {
+			return res, err
+		}
+		start := time.Now()
+		if err := snapshot.Restore(snapshot.RestoreConfig{
+			Snapshot: snapPath, DataDir: data, Member: cluster[i], Cluster: cluster,
+			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump,
+		}, nil); err != nil {
+			return res, err
+		}
+		klog.InfoS("Restored etcd member from a snapshot", "member", m.Name, "revision", staged.Info.Revision, "duration", time.Since(start))
+		st.Restore.Restored = append(st.Restore.Restored, m.Name)
+		if err := st.save(dir); err != nil {
+			return res, err
+		}
+	}
+	if err := b.startRestored(ctx, dir, st); err != nil {
+		return res, err
+	}
+	st.Restore = nil
+	if err := st.save(dir); err != nil {
+		return res, err
+	}
+	if err := clearRestore(dir); err != nil {
+		return res, err
+	}
+	res.Step = fmt.Sprintf("restored the snapshot of revision %d into %d members", staged.Info.Revision, len(st.Members))
+	return res, nil
+}
+
+// planRestore records the new cluster: the members of the old one keep their names (members
+// still joining or being removed are dropped with their data), on free ports, with a new
+// cluster token. The old cluster's revision, read before its members stop, sets the bump.
+func (b *Backend) planRestore(ctx context.Context, dir string, st *instanceState, staged *snapshot.Staged) error {
+	bump := b.revisionBump(ctx, dir, st, staged.Info.Revision)
+	b.stopInstance(dir, st)
+	var keep []memberState
+	for _, m := range st.Members {
+		if m.ID != "" && (m.Phase == phaseVoting || m.Phase == phaseLearner) {
+			keep = append(keep, m)
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
+			return err
+		}
+	}
+	if len(keep) == 0 {
+		return backend.Permanent("NothingToRestore", "the instance has no member to restore")
+	}
+	for i := range keep {
+		m := &keep[i]
+		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
+			p, c, err := freePorts()
+			if err != nil {
+				return err
+			}
+			m.PeerPort, m.ClientPort = p, c
+		}
+		m.ID, m.Phase, m.ClusterState = "", phaseVoting, "new"
+	}
+	cluster := make([]snapshot.Member, len(keep))
+	for i := range keep {
+		cluster[i] = snapshot.Member{Name: keep[i].Name, PeerURL: keep[i].peerURL(st.TLS)}
+	}
+	for i := range keep {
+		keep[i].InitialCluster = snapshot.InitialCluster(cluster)
+	}
+	st.Members = keep
+	st.ClusterToken = fmt.Sprintf("%s-restore-%s", st.UID, staged.ID)
+	st.Restore = &restoreState{ID: staged.ID, RevisionBump: bump}
+	klog.InfoS("Restoring an instance from a snapshot", "dir", dir, "members", len(keep), "revision", staged.Info.Revision, "revisionBump", bump)
+	return st.save(dir)
+}
+
+// revisionBump returns how far to raise the restored cluster's revision above the snapshot's
+// so that it passes the running cluster's.
+func (b *Backend) revisionBump(ctx context.Context, dir string, st *instanceState, snapRevision int64) uint64 {
+	access, err := accessFor(dir, st, false)
+	if err != nil {
+		return fallbackRevisionBump
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	best, err := etcdcluster.BestSnapshotSource(sctx, access)
+	if err != nil {
+		return fallbackRevisionBump
+	}
+	// A margin covers writes the old cluster takes between this read and its stop.
+	return uint64(max(best.Revision-snapRevision, 0)) + 10_000
+}
+
+// startRestored starts every member of the restored cluster and waits until each serves, then
+// records their new IDs.
+func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceState) error {
+	servers := make([]*embed.Etcd, len(st.Members))
+	for i := range st.Members {
+		m := &st.Members[i]
+		b.mu.Lock()
+		e := b.running[filepath.Join(dir, m.Name)]
+		b.mu.Unlock()
+		if e == nil {
+			var err error
+			if e, err = b.start(dir, st, m); err != nil {
+				return err
+			}
+		}
+		servers[i] = e
+	}
+	sctx, cancel := b.stepContext(ctx)
+	defer cancel()
+	for i, e := range servers {
+		select {
+		case <-e.Server.ReadyNotify():
+		case <-sctx.Done():
+			return fmt.Errorf("restored member %s did not become ready: %w", st.Members[i].Name, sctx.Err())
+		}
+		st.Members[i].ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
+	}
+	return nil
+}

@@ -1,0 +1,251 @@
+package local
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+)
+
+// client opens a client to the instance's members.
+func client(t *testing.T, d etcdcluster.Dialer, name string) *clientv3.Client {
+	t.Helper()
+	access, err := d.Access(context.Background(), "ns", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// saveSnapshot streams a snapshot of the instance to a file and verifies it.
+func saveSnapshot(t *testing.T, d etcdcluster.Dialer, name, path string) *snapshot.Info {
+	t.Helper()
+	ctx := context.Background()
+	access, err := d.Access(ctx, "ns", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := etcdcluster.OpenBestSnapshot(ctx, access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = snap.Close() }()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := snapshot.Verify(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// stage hands the snapshot at path to the backend as the API server does.
+func stage(t *testing.T, dir string, inst *v1beta1.ETCDInstance, path, id string, info *snapshot.Info) error {
+	t.Helper()
+	ctx := context.Background()
+	stager := Stager{Dir: dir}
+	spool, err := stager.SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(spool, "upload-"+id)
+	if err := os.WriteFile(copyPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return stager.Stage(ctx, inst.Namespace, inst.Name, &snapshot.Staged{ID: id, InstanceUID: string(inst.UID), Info: *info, RequestedAt: time.Now()}, copyPath)
+}
+
+func values(t *testing.T, cli *clientv3.Client) (map[string]string, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "k", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out, resp.Header.Revision
+}
+
+func TestRestoreRollsBackEveryMember(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("rb", 3, true)
+	converge(t, b, inst)
+	ctx := context.Background()
+	cli := client(t, b, "rb")
+	for _, k := range []string{"k1", "k2"} {
+		if _, err := cli.Put(ctx, k, "before"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapPath := filepath.Join(t.TempDir(), "snap.db")
+	info := saveSnapshot(t, b, "rb", snapPath)
+	if _, err := cli.Put(ctx, "k1", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k3", "after"); err != nil {
+		t.Fatal(err)
+	}
+	_, revBefore := values(t, cli)
+
+	if err := stage(t, dir, inst, snapPath, "one", info); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(t, dir, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) {
+		t.Fatalf("a second restore while one is pending: want ErrRestorePending, got %v", err)
+	}
+	res, err := b.Sync(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StepReason != backend.ReasonRestoring {
+		t.Fatalf("step reason %q, want %q", res.StepReason, backend.ReasonRestoring)
+	}
+	res = converge(t, b, inst)
+	if len(res.Members) != 3 {
+		t.Fatalf("members after the restore: %+v", res.Members)
+	}
+	cli = client(t, b, "rb")
+	got, rev := values(t, cli)
+	if len(got) != 2 || got["k1"] != "before" || got["k2"] != "before" {
+		t.Fatalf("after the restore: %v, want k1 and k2 as before", got)
+	}
+	if rev <= revBefore {
+		t.Errorf("revision went back from %d to %d", revBefore, rev)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "rb", restoreDir)); !os.IsNotExist(err) {
+		t.Errorf("the staged snapshot is left after the restore: %v", err)
+	}
+	// Every member serves the restored data.
+	for _, m := range res.Members {
+		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}, TLS: cliTLS(t, dir, "rb")}).New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := values(t, one)
+		_ = one.Close()
+		if got["k1"] != "before" || len(got) != 2 {
+			t.Errorf("member %s serves %v", m.Name, got)
+		}
+	}
+}
+
+func cliTLS(t *testing.T, dir, name string) *tls.Config {
+	t.Helper()
+	cfg, err := clientTLS(filepath.Join(dir, "instances", "ns", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRestoreResumesAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("resume", 3, false)
+	converge(t, b, inst)
+	ctx := context.Background()
+	cli := client(t, b, "resume")
+	if _, err := cli.Put(ctx, "k", "snap"); err != nil {
+		t.Fatal(err)
+	}
+	snapPath := filepath.Join(t.TempDir(), "snap.db")
+	info := saveSnapshot(t, b, "resume", snapPath)
+	if _, err := cli.Put(ctx, "k", "later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(t, dir, inst, snapPath, "r1", info); err != nil {
+		t.Fatal(err)
+	}
+
+	// The controller stops after planning and restoring the first member only.
+	idir := filepath.Join(dir, "instances", "ns", "resume")
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, path, err := pendingRestore(idir)
+	if err != nil || staged == nil {
+		t.Fatalf("pending restore: %v %v", staged, err)
+	}
+	if err := b.planRestore(ctx, idir, st, staged); err != nil {
+		t.Fatal(err)
+	}
+	m := st.Members[0]
+	cluster := []snapshot.Member{}
+	for _, o := range st.Members {
+		cluster = append(cluster, snapshot.Member{Name: o.Name, PeerURL: o.peerURL(false)})
+	}
+	if err := os.RemoveAll(filepath.Join(idir, m.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: filepath.Join(idir, m.Name), Member: cluster[0], Cluster: cluster, ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Restore.Restored = []string{m.Name}
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	converge(t, b, inst)
+	got, _ := values(t, client(t, b, "resume"))
+	if got["k"] != "snap" {
+		t.Fatalf("after the resumed restore k = %q, want %q", got["k"], "snap")
+	}
+	st, err = loadState(idir)
+	if err != nil || st.Restore != nil {
+		t.Fatalf("the restore is still recorded: %+v, %v", st.Restore, err)
+	}
+}
+
+func TestStagerRefusesUndeployedInstances(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), "ns", "none", "uid"); !errors.Is(err, etcdcluster.ErrNoMembers) {
+		t.Fatalf("an instance never deployed: want ErrNoMembers, got %v", err)
+	}
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("other", 1, false)
+	converge(t, b, inst)
+	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), "ns", "other", "a-newer-uid"); !errors.Is(err, etcdcluster.ErrNoMembers) {
+		t.Fatalf("another instance's data: want ErrNoMembers, got %v", err)
+	}
+}
