@@ -78,6 +78,9 @@ type ExtraConfig struct {
 	// WatchBufferSize is how many events each watch may fall behind the watch cache before
 	// the cache's own limit (about ten events) applies; 0 leaves only the cache's limit.
 	WatchBufferSize int
+	// Restore configures the restore subresource: how accepted snapshots reach the
+	// controller's backend, and the largest snapshot accepted.
+	Restore etcdinstancestorage.RestoreOptions
 }
 
 // Config is the configuration of the server: the generic server's and ours.
@@ -122,7 +125,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
 	restOptions := watchbuffer.RESTOptionsGetter(c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.WatchBufferSize)
-	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer)
+	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer, c.ExtraConfig.Restore)
 	if err != nil {
 		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
 	}

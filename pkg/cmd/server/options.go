@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -61,6 +62,9 @@ type Options struct {
 	// WatchBufferSize is how many events each watch may fall behind before the watch cache
 	// closes it as unresponsive (--watch-buffer-size).
 	WatchBufferSize int
+	// MaxRestoreSize is the largest snapshot the restore subresource accepts, as a quantity
+	// such as "8Gi"; larger ones are refused with 413.
+	MaxRestoreSize string
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
@@ -73,7 +77,8 @@ func NewOptions() *Options {
 			DefaultEtcdPathPrefix,
 			apiserver.Codecs.LegacyCodec(v1beta1.SchemeGroupVersion),
 		),
-		ServerRun: genericoptions.NewServerRunOptions(),
+		ServerRun:      genericoptions.NewServerRunOptions(),
+		MaxRestoreSize: "8Gi",
 		Standalone: StandaloneOptions{
 			EtcdClientPort: DefaultStandaloneEtcdClientPort,
 			EtcdPeerPort:   DefaultStandaloneEtcdPeerPort,
@@ -100,11 +105,23 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
 	fs.StringVar(&o.BackupLocalDataDir, "backup-local-data-dir", o.BackupLocalDataDir,
 		"Serve etcdinstances/backup from the members of an etcdaas-controller running --backend=local with this --data-dir "+
-			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode).")
+			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode); restores are then handed to that controller "+
+			"through the same directory.")
 	fs.IntVar(&o.WatchBufferSize, "watch-buffer-size", o.WatchBufferSize,
 		"Events each watch may fall behind before the watch cache closes it as unresponsive. The watch cache alone "+
 			"allows about ten, so a burst of writes closes watches whose HTTP/2 stream stalls for a moment and their "+
 			"clients re-list all at once. 0 keeps only the watch cache's limit.")
+	fs.StringVar(&o.MaxRestoreSize, "max-restore-size", o.MaxRestoreSize,
+		"The largest etcd snapshot etcdinstances/restore accepts (a quantity such as 8Gi); larger uploads are refused with 413 before they reach the disk.")
+}
+
+// maxRestoreBytes parses --max-restore-size.
+func (o *Options) maxRestoreBytes() (int64, error) {
+	q, err := resource.ParseQuantity(o.MaxRestoreSize)
+	if err != nil || q.Sign() <= 0 {
+		return 0, fmt.Errorf("--max-restore-size %q is not a positive quantity such as 8Gi", o.MaxRestoreSize)
+	}
+	return q.Value(), nil
 }
 
 // Complete fills in what the flags leave open.
@@ -127,6 +144,9 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 // Validate reports every invalid option.
 func (o *Options) Validate() error {
 	var errs []error
+	if _, err := o.maxRestoreBytes(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Standalone.Enabled {
 		errs = append(errs, o.validateStandalone()...)
 	} else {
@@ -162,8 +182,8 @@ func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 	c.OpenAPIV3Config.Info.Title = "etcdaas"
 	c.OpenAPIV3Config.Info.Version = "v1beta1"
 
-	// A backup streams a whole snapshot: it must not be cut by the request timeout.
-	c.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("backup"))
+	// A backup or a restore streams a whole snapshot: it must not be cut by the request timeout.
+	c.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("backup", "restore"))
 
 	// ServerRun set the effective version and feature gate from --emulated-version and
 	// --feature-gates; /version reports it with a gitVersion kubectl can parse.
@@ -184,11 +204,18 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
+	maxRestore, err := o.maxRestoreBytes()
+	if err != nil {
+		return nil, err
+	}
 	config := &apiserver.Config{GenericConfig: c, ExtraConfig: apiserver.ExtraConfig{WatchBufferSize: o.WatchBufferSize}}
+	config.ExtraConfig.Restore.MaxBytes = maxRestore
 	switch {
 	case o.BackupLocalDataDir != "":
-		// Backups reach the members a local-backend controller runs on this machine.
+		// Backups reach the members a local-backend controller runs on this machine, and
+		// restores reach that controller through its data directory.
 		config.ExtraConfig.BackupDialer = local.Dialer{Dir: o.BackupLocalDataDir}
+		config.ExtraConfig.Restore.Stager = local.Stager{Dir: o.BackupLocalDataDir}
 	case c.ClientConfig != nil:
 		// Backups reach the members the kubernetes backend runs (StatefulSet pods, TLS Secret).
 		kube, err := kubernetes.NewForConfig(c.ClientConfig)

@@ -37,6 +37,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
+	"github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
 )
 
 // Defaults of the standalone mode. Port 0 means a free port chosen at every start: the
@@ -423,6 +424,10 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	if err != nil {
 		return nil, err
 	}
+	maxRestore, err := o.maxRestoreBytes()
+	if err != nil {
+		return nil, err
+	}
 	hooks := o.Standalone.PostStartHooks
 	if o.Standalone.Controller {
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
@@ -436,6 +441,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 			PostStartHooks:  wrapHooks(hooks),
 			BackupDialer:    local.Dialer{Dir: dataDir},
 			WatchBufferSize: o.WatchBufferSize,
+			Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
 		},
 	}, nil
 }

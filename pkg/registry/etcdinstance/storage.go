@@ -33,17 +33,19 @@ const (
 // NewStorageMap builds the storage of etcdinstances and its subresources, keyed by resource
 // path, for every served version. One store backs them all, so there is one watch cache.
 // Adding a subresource is one more entry here. dialer reaches the members of instances for
-// the backup subresource; nil makes every backup answer 503.
-func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, dialer etcdcluster.Dialer) (map[string]rest.Storage, error) {
+// the backup subresource; nil makes every backup answer 503. restore configures the restore
+// subresource.
+func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, dialer etcdcluster.Dialer, restore RestoreOptions) (map[string]rest.Storage, error) {
 	main, status, err := NewREST(scheme, optsGetter)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]rest.Storage{
-		ResourcePath:       main,
-		StatusResourcePath: status,
-		ScaleResourcePath:  NewScaleREST(main.Store),
-		BackupResourcePath: NewBackupREST(main.Store, dialer),
+		ResourcePath:        main,
+		StatusResourcePath:  status,
+		ScaleResourcePath:   NewScaleREST(main.Store),
+		BackupResourcePath:  NewBackupREST(main.Store, dialer),
+		RestoreResourcePath: NewRestoreREST(status.store, restore),
 	}, nil
 }
 
