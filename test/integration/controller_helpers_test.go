@@ -39,8 +39,16 @@ type ctlEnv struct {
 // ctlStart starts a server and a controller. Members use small etcd settings.
 func ctlStart(t *testing.T, opts local.Options) *ctlEnv {
 	t.Helper()
+	return ctlStartWith(t, opts, framework.Options{})
+}
+
+// ctlStartWith starts a server with the given options (its data directory is the test's) and
+// a controller.
+func ctlStartWith(t *testing.T, opts local.Options, serverOpts framework.Options) *ctlEnv {
+	t.Helper()
 	dir := t.TempDir()
-	srv := framework.StartT(t, framework.Options{DataDir: dir})
+	serverOpts.DataDir = dir
+	srv := framework.StartT(t, serverOpts)
 	client, err := versioned.NewForConfig(srv.Config())
 	if err != nil {
 		t.Fatal(err)

@@ -101,8 +101,9 @@ func (r *RestoreREST) ProducesMIMETypes(verb string) []string {
 	return []string{"application/json", "application/yaml"}
 }
 
-// ProducesObject returns the documented response type: the instance, phase Restoring.
-func (r *RestoreREST) ProducesObject(verb string) interface{} { return etcdaas.ETCDInstance{} }
+// ProducesObject returns nil: OpenAPI documents connect answers per method, not per version,
+// so it cannot name the instance of the version requested (which is what the answer is).
+func (r *RestoreREST) ProducesObject(verb string) interface{} { return nil }
 
 // Connect checks that the instance exists and returns the handler that receives the snapshot.
 func (r *RestoreREST) Connect(ctx context.Context, name string, _ runtime.Object, responder rest.Responder) (http.Handler, error) {
@@ -232,6 +233,7 @@ func (h *restoreHandler) reportRequested(ctx context.Context, staged *snapshot.S
 		})
 		return inst, nil
 	}
+	ctx = genericapirequest.WithNamespace(ctx, h.namespace)
 	obj, _, err := h.rest.status.Update(ctx, h.instance.Name, rest.DefaultUpdatedObjectInfo(nil, transform),
 		rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
 	return obj, err

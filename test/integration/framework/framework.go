@@ -29,6 +29,8 @@ type Options struct {
 	// PostStartHooks run once the server serves (the controller engineer starts the
 	// controller here).
 	PostStartHooks []server.PostStartHook
+	// MaxRestoreSize is the server's --max-restore-size; empty keeps the default.
+	MaxRestoreSize string
 }
 
 // Start starts a standalone server on free ports and returns once /readyz succeeds. It runs
@@ -40,6 +42,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	o := server.NewOptions()
 	o.Standalone.DataDir = opts.DataDir
 	o.Standalone.PostStartHooks = opts.PostStartHooks
+	if opts.MaxRestoreSize != "" {
+		o.MaxRestoreSize = opts.MaxRestoreSize
+	}
 	// 0 makes the standalone mode listen on a free port.
 	o.RecommendedOptions.SecureServing.BindPort = 0
 	o.Standalone.EtcdClientPort = 0

@@ -1,0 +1,345 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
+	"github.com/etcdaas/etcdaas/test/integration/framework"
+)
+
+// restoreResponse is the answer to a POST of the restore subresource.
+type restoreResponse struct {
+	code     int
+	body     []byte
+	instance *v1beta1.ETCDInstance
+}
+
+// postRestore POSTs body to the restore subresource; a negative size sends it chunked.
+func (e *ctlEnv) postRestore(ns, name string, body io.Reader, size int64) restoreResponse {
+	e.t.Helper()
+	cfg := e.srv.Config()
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	url := fmt.Sprintf("%s/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances/%s/restore", cfg.Host, ns, name)
+	req, err := http.NewRequest(http.MethodPost, url, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.ContentLength = size
+	if size < 0 {
+		req.ContentLength = -1
+		req.TransferEncoding = []string{"chunked"}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out := restoreResponse{code: resp.StatusCode}
+	if out.body, err = io.ReadAll(resp.Body); err != nil {
+		e.t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		out.instance = &v1beta1.ETCDInstance{}
+		if err := json.Unmarshal(out.body, out.instance); err != nil {
+			e.t.Fatalf("decoding the answer %q: %v", out.body, err)
+		}
+	}
+	return out
+}
+
+// postRestoreFile POSTs the file at path with its size.
+func (e *ctlEnv) postRestoreFile(ns, name, path string) restoreResponse {
+	e.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	st, err := f.Stat()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.postRestore(ns, name, f, st.Size())
+}
+
+// keyValues reads every key under prefix.
+func keyValues(t *testing.T, cli *clientv3.Client, prefix string) (map[string]string, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out, resp.Header.Revision
+}
+
+// restoredAndRunning waits until the controller has restored the instance (the Progressing
+// condition said Restoring) and it runs again.
+func (e *ctlEnv) restoredAndRunning(ns, name string, timeout time.Duration) *v1beta1.ETCDInstance {
+	e.t.Helper()
+	seen := false
+	return e.waitFor(ns, name, timeout, "restored and Running", func(i *v1beta1.ETCDInstance) bool {
+		if c := meta.FindStatusCondition(i.Status.Conditions, etcdaas.ConditionProgressing); c != nil && c.Reason == "Restoring" {
+			seen = true
+		}
+		return seen && i.Status.Phase == v1beta1.PhaseRunning && i.Status.ReadyReplicas == *i.Spec.Replicas
+	})
+}
+
+// TestRestoreRollsBackAndRefusesBadSnapshots restores a 3-member instance from a snapshot
+// taken through the backup subresource after refusing a corrupt, a newer-version and an
+// oversize snapshot, each with the running cluster left exactly as it was.
+func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
+	e := ctlStartWith(t, local.Options{}, framework.Options{MaxRestoreSize: "2Mi"})
+	ns, name := "restore", "db"
+	ctx := context.Background()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
+	e.running(ns, name, 2*time.Minute)
+	cli := e.etcdClient(ns, name)
+	for i := range 20 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/data/%02d", i), "before"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, _, _ := e.backupToFile(ns, name)
+	for i := range 10 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/data/%02d", i), "after"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Put(ctx, "/data/new", "after"); err != nil {
+		t.Fatal(err)
+	}
+	current, revBefore := keyValues(t, cli, "/data/")
+
+	dir := t.TempDir()
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(raw)
+	corrupt[len(corrupt)/3] ^= 0x55
+	newer := filepath.Join(dir, "newer.db")
+	snapshottest.WithStorageVersion(t, good, newer, "3.99.0")
+	newerData, err := os.ReadFile(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oversize := bytes.Repeat([]byte("x"), 3<<20)
+
+	unchanged := func(what string) {
+		t.Helper()
+		got, _ := keyValues(t, e.etcdClient(ns, name), "/data/")
+		if len(got) != len(current) || got["/data/00"] != "after" || got["/data/new"] != "after" {
+			t.Fatalf("after the refused %s the data changed: %v", what, got)
+		}
+		inst, err := e.instances(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || inst.Status.Phase != v1beta1.PhaseRunning {
+			t.Fatalf("after the refused %s: phase %q, %v", what, inst.Status.Phase, err)
+		}
+		if _, err := os.Stat(filepath.Join(e.dir, "instances", ns, name, "restore", "pending.json")); !os.IsNotExist(err) {
+			t.Fatalf("after the refused %s a restore is pending: %v", what, err)
+		}
+	}
+	for _, tc := range []struct {
+		what    string
+		body    []byte
+		chunked bool
+		code    int
+		message string
+	}{
+		{"corrupt snapshot", corrupt, false, http.StatusUnprocessableEntity, "integrity hash does not match"},
+		{"newer-version snapshot", newerData, false, http.StatusUnprocessableEntity, "newer than the etcd 3.7"},
+		{"oversize snapshot", oversize, false, http.StatusRequestEntityTooLarge, "at most 2097152"},
+		{"oversize snapshot sent chunked", oversize, true, http.StatusRequestEntityTooLarge, "larger than the 2097152 bytes"},
+		{"empty body", nil, false, http.StatusUnprocessableEntity, "no body"},
+	} {
+		size := int64(len(tc.body))
+		if tc.chunked {
+			size = -1
+		}
+		resp := e.postRestore(ns, name, bytes.NewReader(tc.body), size)
+		if resp.code != tc.code || !strings.Contains(string(resp.body), tc.message) {
+			t.Fatalf("%s: got %d %s, want %d with %q", tc.what, resp.code, resp.body, tc.code, tc.message)
+		}
+		status := metav1.Status{}
+		if err := json.Unmarshal(resp.body, &status); err != nil || status.Kind != "Status" || status.Code != int32(tc.code) {
+			t.Fatalf("%s: the answer is not a Status: %s (%v)", tc.what, resp.body, err)
+		}
+		unchanged(tc.what)
+	}
+
+	start := time.Now()
+	resp := e.postRestoreFile(ns, name, good)
+	if resp.code != http.StatusAccepted {
+		t.Fatalf("restore: %d %s", resp.code, resp.body)
+	}
+	if resp.instance.Status.Phase != v1beta1.PhaseRestoring {
+		t.Fatalf("the answer's phase is %q, want Restoring", resp.instance.Status.Phase)
+	}
+	e.restoredAndRunning(ns, name, 2*time.Minute)
+	t.Logf("FIGURE restore of a %d-byte snapshot into 3 members: Running again after %s", len(raw), time.Since(start).Round(time.Millisecond))
+
+	got, rev := keyValues(t, e.etcdClient(ns, name), "/data/")
+	if len(got) != 20 || got["/data/00"] != "before" || got["/data/new"] != "" {
+		t.Fatalf("after the restore: %v, want the 20 keys of the snapshot, all \"before\"", got)
+	}
+	if rev <= revBefore {
+		t.Errorf("the revision went back from %d to %d: watchers of the old cluster would miss events", revBefore, rev)
+	}
+}
+
+// TestRestoreOfAMissingOrUndeployedInstance: 404 for an instance that does not exist, 409 for
+// one without members (a version the local backend does not run keeps it from deploying).
+func TestRestoreOfAMissingOrUndeployedInstance(t *testing.T) {
+	e := ctlStart(t, local.Options{})
+	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"})
+	if resp := e.postRestoreFile("restore", "nope", snap); resp.code != http.StatusNotFound {
+		t.Fatalf("missing instance: %d %s", resp.code, resp.body)
+	}
+	e.create("restore", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "pending"}, Spec: v1beta1.ETCDInstanceSpec{Version: "3.5"}})
+	e.waitFor("restore", "pending", time.Minute, "Failed", func(i *v1beta1.ETCDInstance) bool { return i.Status.Phase == v1beta1.PhaseFailed })
+	if resp := e.postRestoreFile("restore", "pending", snap); resp.code != http.StatusConflict || !strings.Contains(string(resp.body), "no running cluster") {
+		t.Fatalf("undeployed instance: %d %s", resp.code, resp.body)
+	}
+}
+
+// rssParts returns this process's anonymous and file-backed resident memory in bytes.
+func rssParts(t *testing.T) (anon, file int64) {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	parse := func(rest string) int64 {
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kb * 1024
+	}
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
+			anon = parse(rest)
+		}
+		if rest, ok := strings.CutPrefix(sc.Text(), "RssFile:"); ok {
+			file = parse(rest)
+		}
+	}
+	return anon, file
+}
+
+// TestRestoreOfALargeSnapshot restores a snapshot of more than 200 MiB and reports how long it
+// takes and how the process's memory moves. The API server (upload and verification) must not
+// hold the snapshot: the anonymous memory of the process grows by less than 32 MiB while the
+// request is served. The process also runs the members and the controller, whose restored
+// databases are memory-mapped files (file-backed RSS), reported separately.
+func TestRestoreOfALargeSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 200 MiB")
+	}
+	e := ctlStart(t, local.Options{SnapshotCount: 40, SnapshotCatchUpEntries: 20, QuotaBackendBytes: 1 << 30})
+	ns, name := "bigrestore", "db"
+	ctx := context.Background()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
+	e.running(ns, name, time.Minute)
+	cli := e.etcdClient(ns, name)
+	value := strings.Repeat("v", 512*1024)
+	const total = 210 << 20
+	n := 0
+	for ; n*len(value) < total; n++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/big/%04d", n), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, size, _ := e.backupToFile(ns, name)
+	if _, err := cli.Put(ctx, "/big/after", "x"); err != nil {
+		t.Fatal(err)
+	}
+
+	// As in the backup measurement: a soft memory limit removes the GC's slack, not live memory.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	prevLimit := debug.SetMemoryLimit(int64(ms.Sys-ms.HeapReleased) + 16<<20)
+	defer debug.SetMemoryLimit(prevLimit)
+
+	baseAnon, baseFile := rssParts(t)
+	var mu sync.Mutex
+	peakAnon, peakFile := baseAnon, baseFile
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			a, f := rssParts(t)
+			mu.Lock()
+			peakAnon, peakFile = max(peakAnon, a), max(peakFile, f)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	resp := e.postRestoreFile(ns, name, path)
+	accepted := time.Since(start)
+	mu.Lock()
+	requestAnon := peakAnon
+	mu.Unlock()
+	if resp.code != http.StatusAccepted {
+		t.Fatalf("restore: %d %s", resp.code, resp.body)
+	}
+	e.restoredAndRunning(ns, name, 5*time.Minute)
+	done := time.Since(start)
+	close(stop)
+	<-sampled
+
+	count, err := e.etcdClient(ns, name).Get(ctx, "/big/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || count.Count != int64(n) {
+		t.Fatalf("after the restore: %v keys (%v), want %d", count, err, n)
+	}
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("FIGURE restore of a %.0f MiB snapshot (1 member): accepted (uploaded and verified) in %s, Running again after %s; "+
+		"anonymous RSS %.0f MiB -> %.0f MiB during the request (+%.1f MiB), peak %.0f MiB until Running; file-backed RSS %.0f -> peak %.0f MiB",
+		mib(size), accepted.Round(time.Millisecond), done.Round(time.Millisecond),
+		mib(baseAnon), mib(requestAnon), mib(requestAnon-baseAnon), mib(peakAnon), mib(baseFile), mib(peakFile))
+	if growth := requestAnon - baseAnon; growth >= 32<<20 {
+		t.Fatalf("anonymous RSS grew by %.1f MiB while the server received and verified the snapshot, want < 32 MiB", mib(growth))
+	}
+}
