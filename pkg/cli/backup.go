@@ -199,11 +199,15 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// progressBar draws one self-overwriting line on a terminal: bytes received, the average
-// rate in MB/s and the elapsed time.
+// progressBar draws one self-overwriting line on a terminal: bytes transferred (of total
+// when known), the average rate in MB/s and the elapsed time.
 type progressBar struct {
-	w        io.Writer
-	label    string
+	w     io.Writer
+	label string
+	// verb names the transfer, "backup" unless set.
+	verb string
+	// total is the number of bytes expected, 0 when unknown (an indeterminate bar).
+	total    int64
 	start    time.Time
 	last     time.Time
 	written  int64
@@ -214,7 +218,7 @@ type progressBar struct {
 
 func newProgressBar(w io.Writer, label string) *progressBar {
 	now := time.Now()
-	return &progressBar{w: w, label: label, start: now, last: now, now: time.Now, interval: 200 * time.Millisecond}
+	return &progressBar{w: w, label: label, verb: "backup", start: now, last: now, now: time.Now, interval: 200 * time.Millisecond}
 }
 
 // Write implements io.Writer: it counts bytes and redraws at most every interval.
@@ -243,23 +247,36 @@ func (b *progressBar) draw(now time.Time, suffix string) {
 	if elapsed > 0 {
 		rate = float64(b.written) / elapsed.Seconds() / 1e6
 	}
-	// An indeterminate bar: the size of a snapshot is not known until it ends.
 	const cells = 20
-	pos := int(elapsed/(100*time.Millisecond)) % cells
 	bar := make([]byte, cells)
 	for i := range bar {
 		bar[i] = ' '
 	}
-	bar[pos] = '='
-	if pos+1 < cells {
-		bar[pos+1] = '>'
-	}
-	if suffix != "" {
+	amount := formatBytes(b.written)
+	switch {
+	case suffix != "":
 		for i := range bar {
 			bar[i] = '='
 		}
+	case b.total > 0:
+		// A determinate bar: the size is known (an upload).
+		done := int(min(b.written, b.total) * cells / b.total)
+		for i := range done {
+			bar[i] = '='
+		}
+		if done < cells {
+			bar[done] = '>'
+		}
+		amount = fmt.Sprintf("%s/%s", amount, formatBytes(b.total))
+	default:
+		// An indeterminate bar: the size of a snapshot is not known until it ends.
+		pos := int(elapsed/(100*time.Millisecond)) % cells
+		bar[pos] = '='
+		if pos+1 < cells {
+			bar[pos+1] = '>'
+		}
 	}
-	line := fmt.Sprintf("backup %s [%s] %s  %.1f MB/s  %s%s", b.label, bar, formatBytes(b.written), rate, elapsed.Truncate(100*time.Millisecond), suffix)
+	line := fmt.Sprintf("%s %s [%s] %s  %.1f MB/s  %s%s", b.verb, b.label, bar, amount, rate, elapsed.Truncate(100*time.Millisecond), suffix)
 	pad := ""
 	if len(line) < b.width {
 		pad = string(bytes.Repeat([]byte{' '}, b.width-len(line)))

@@ -438,3 +438,16 @@ func TestProgressBar(t *testing.T) {
 		t.Errorf("failure line %q", out.String())
 	}
 }
+
+func TestProgressBarWithTotal(t *testing.T) {
+	var out bytes.Buffer
+	b := newProgressBar(&out, "team/my-etcd")
+	b.verb, b.total = "restore", 4_000_000
+	now := b.start
+	b.now = func() time.Time { return now }
+	now = now.Add(time.Second)
+	b.Write(make([]byte, 1_000_000))
+	if got := out.String(); !strings.Contains(got, "restore team/my-etcd [=====>              ] 1.0 MB/4.0 MB  1.0 MB/s") {
+		t.Errorf("a quarter of the upload drawn as %q", got)
+	}
+}

@@ -1,5 +1,6 @@
 // Package cli implements kubectl-etcdaas, the kubectl plugin for etcdaas.dev ETCDInstances:
-// create, list, get, delete, scale, backup and an offline convert between API versions.
+// create, list, get, delete, scale, backup, restore and an offline convert between API
+// versions.
 //
 // Every command reads the usual kubeconfig flags (--kubeconfig, --context, -n/--namespace, …)
 // and reports errors the way kubectl does: one line on stderr and exit code 1.
@@ -108,7 +109,8 @@ func NewRootCommand(f *Factory) *cobra.Command {
 		Long: `Manage etcdaas.dev ETCDInstances, etcd clusters run for you by etcdaas.
 
 Create, list, inspect, scale and delete instances, download a verified snapshot of an
-instance's data, and convert manifests between the v1alpha1 and v1beta1 API versions.`,
+instance's data or restore one, and convert manifests between the v1alpha1 and v1beta1 API
+versions.`,
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: displayName,
 		},
@@ -132,6 +134,7 @@ instance's data, and convert manifests between the v1alpha1 and v1beta1 API vers
 		newDeleteCommand(f),
 		newScaleCommand(f),
 		newBackupCommand(f),
+		newRestoreCommand(f),
 		newConvertCommand(f),
 	)
 	return root

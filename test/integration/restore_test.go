@@ -343,3 +343,46 @@ func TestRestoreOfALargeSnapshot(t *testing.T) {
 		t.Fatalf("anonymous RSS grew by %.1f MiB while the server received and verified the snapshot, want < 32 MiB", mib(growth))
 	}
 }
+
+// TestPluginRestore backs an instance up and restores it with the plugin, which waits until
+// the instance runs again; a corrupt file is refused with the server's reason.
+func TestPluginRestore(t *testing.T) {
+	e := ctlStart(t, local.Options{})
+	plugin := pluginRunner{server: e.srv}
+	ns, name := "pluginrestore", "db"
+	ctx := context.Background()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
+	e.running(ns, name, time.Minute)
+	cli := e.etcdClient(ns, name)
+	if _, err := cli.Put(ctx, "/k", "backed-up"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "db.snap")
+	expectPlugin(t, plugin.run(t, ns, "backup", name, "-o", file), 0, "", "")
+	if _, err := cli.Put(ctx, "/k", "later"); err != nil {
+		t.Fatal(err)
+	}
+
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(t.TempDir(), "corrupt.snap")
+	raw[100] ^= 1
+	if err := os.WriteFile(corrupt, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := plugin.run(t, ns, "restore", name, "-f", corrupt)
+	expectPlugin(t, r, 1, "", `The etcdinstances "db" is invalid: body: the snapshot's integrity hash does not match`)
+
+	r = plugin.run(t, ns, "restore", name, "-f", file)
+	expectPlugin(t, r, 0, "", "")
+	if !strings.Contains(r.stdout, "restore accepted: restore ") || !strings.HasSuffix(r.stdout, "etcdinstance.etcdaas.dev/db restored: 1/1 members ready\n") {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	got, _ := keyValues(t, e.etcdClient(ns, name), "/k")
+	if got["/k"] != "backed-up" {
+		t.Fatalf("after the plugin's restore /k = %q, want backed-up", got["/k"])
+	}
+	expectPlugin(t, plugin.run(t, ns, "restore", name), 1, "", "error: --filename (-f) FILE is required")
+}

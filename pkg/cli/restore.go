@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+)
+
+// restoreOptions are the flags of `restore`.
+type restoreOptions struct {
+	file    string
+	wait    bool
+	timeout time.Duration
+}
+
+func newRestoreCommand(f *Factory) *cobra.Command {
+	o := &restoreOptions{wait: true, timeout: 10 * time.Minute}
+	cmd := &cobra.Command{
+		Use:   "restore NAME -f FILE",
+		Short: "Replace the data of an ETCDInstance with an etcd snapshot",
+		Long: `Upload an etcd snapshot (from 'kubectl etcdaas backup', 'etcdctl snapshot save' or the
+etcd snapshot API) to the restore subresource of an ETCDInstance. The server checks it
+first (its sha256, the database's integrity, an etcd version no newer than the instance
+runs) and refuses it with nothing changed if any check fails. Then every member is stopped
+and restored from it as a new cluster of the same size: all data written since the
+snapshot is lost. Needs the etcdinstances/restore permission (the admin role).
+
+On a terminal, a progress bar shows the upload. The command then waits until the instance
+runs again (phase Running) unless --wait=false.`,
+		Example: `  # Roll my-etcd back to a backup
+  kubectl etcdaas restore my-etcd -f my-etcd.db
+
+  # Start the restore and return at once
+  kubectl etcdaas restore my-etcd -f my-etcd.db --wait=false`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, f, args[0])
+		},
+	}
+	cmd.Flags().StringVarP(&o.file, "filename", "f", "", "The snapshot file to restore (required).")
+	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until the instance runs again from the restored data.")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait for the instance to run again (with --wait).")
+	return cmd
+}
+
+func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error {
+	if o.file == "" {
+		return usageErrorf(cmd, "--filename (-f) FILE is required")
+	}
+	file, err := os.Open(o.file)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = file.Close() }()
+	st, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", o.file)
+	}
+	ns, err := f.Namespace()
+	if err != nil {
+		return err
+	}
+	config, err := f.RESTConfig()
+	if err != nil {
+		return err
+	}
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+
+	var body io.Reader = file
+	var bar *progressBar
+	if f.isTerminal != nil && f.isTerminal(f.IOStreams.ErrOut) {
+		bar = newProgressBar(f.IOStreams.ErrOut, fmt.Sprintf("%s/%s", ns, name))
+		bar.verb, bar.total = "restore", st.Size()
+		body = io.TeeReader(file, bar)
+	}
+	accepted, err := postRestore(ctx, config, client, ns, name, body, st.Size())
+	if bar != nil {
+		bar.finish(err == nil)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s restore accepted: %s\n", qualifiedResource, name, progressingMessage(accepted))
+	if !o.wait {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	done, err := waitRestored(wctx, client, accepted)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) {
+			return fmt.Errorf("%s/%s did not run again within %s: the restore goes on, see 'kubectl etcdaas get %s'", ns, name, o.timeout, name)
+		}
+		return err
+	}
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s restored: %d/%d members ready\n", qualifiedResource, name, done.Status.ReadyReplicas, done.Status.Replicas)
+	return nil
+}
+
+// postRestore uploads the snapshot with its length, so that the server can refuse one above
+// its size limit before it is sent, and returns the instance as the server answered.
+func postRestore(ctx context.Context, config *rest.Config, client versioned.Interface, ns, name string, body io.Reader, size int64) (*v1beta1.ETCDInstance, error) {
+	url := client.EtcdaasV1beta1().RESTClient().Post().Namespace(ns).Resource("etcdinstances").Name(name).SubResource("restore").URL()
+	httpClient, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url.String(), contextReader{ctx: ctx, r: body})
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Accept", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return nil, responseError(resp.StatusCode, answer)
+	}
+	inst := &v1beta1.ETCDInstance{}
+	if err := json.Unmarshal(answer, inst); err != nil {
+		return nil, fmt.Errorf("reading the server's answer: %w", err)
+	}
+	return inst, nil
+}
+
+// responseError turns an error answer into the API error it carries.
+func responseError(code int, body []byte) error {
+	status := metav1.Status{}
+	if err := json.Unmarshal(body, &status); err == nil && status.Kind == "Status" {
+		return &apierrors.StatusError{ErrStatus: status}
+	}
+	return apierrors.NewGenericServerResponse(code, http.MethodPost, etcdaas.Resource("etcdinstances/restore"), "", string(body), 0, true)
+}
+
+// progressingMessage is the Progressing condition's message, or the phase.
+func progressingMessage(inst *v1beta1.ETCDInstance) string {
+	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); c != nil && c.Message != "" {
+		return c.Message
+	}
+	return "phase " + string(inst.Status.Phase)
+}
+
+// waitRestored watches the instance from the accepted restore on until the controller has
+// restored it (its Progressing condition said Restoring) and it runs again. A Failed phase
+// ends the wait with the Degraded condition's message.
+func waitRestored(ctx context.Context, client versioned.Interface, accepted *v1beta1.ETCDInstance) (*v1beta1.ETCDInstance, error) {
+	instances := client.EtcdaasV1beta1().ETCDInstances(accepted.Namespace)
+	selector := fields.OneTermEqualSelector("metadata.name", accepted.Name).String()
+	lw := &cache.ListWatch{WatchFunc: func(opts metav1.ListOptions) (watch.Interface, error) {
+		opts.FieldSelector = selector
+		return instances.Watch(ctx, opts)
+	}}
+	restoring := false
+	var last *v1beta1.ETCDInstance
+	_, err := watchtools.Until(ctx, accepted.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
+		inst, ok := ev.Object.(*v1beta1.ETCDInstance)
+		if !ok {
+			return false, nil
+		}
+		if ev.Type == watch.Deleted {
+			return false, fmt.Errorf("%s/%s was deleted during the restore", inst.Namespace, inst.Name)
+		}
+		if inst.UID != accepted.UID {
+			return false, nil
+		}
+		last = inst
+		if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); c != nil && c.Reason == "Restoring" {
+			restoring = true
+		}
+		switch {
+		case inst.Status.Phase == v1beta1.PhaseFailed:
+			msg := "the restore failed"
+			if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); c != nil {
+				msg = c.Message
+			}
+			return false, fmt.Errorf("%s/%s failed: %s", inst.Namespace, inst.Name, msg)
+		case restoring && inst.Status.Phase == v1beta1.PhaseRunning:
+			return true, nil
+		}
+		return false, nil
+	})
+	return last, err
+}
