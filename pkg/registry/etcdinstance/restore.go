@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -146,7 +145,9 @@ func (h *restoreHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h.responder.Object(http.StatusAccepted, updated)
 }
 
-// accept runs every check in order, cheapest first, and stages the snapshot once all pass.
+// accept runs every check in order, cheapest first, and stages the snapshot once all pass. The
+// body's Content-Type is not checked (kubectl create --raw sends its own): the body is
+// checked as a snapshot, which anything else fails.
 func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	ctx := req.Context()
 	name := h.instance.Name
@@ -160,12 +161,6 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, tooLarge(name, req.ContentLength, limit)
 	case req.ContentLength == 0:
 		return nil, invalidSnapshot(name, "the request has no body: send the snapshot as application/octet-stream")
-	}
-	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/octet-stream") {
-		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
-			Message: fmt.Sprintf("restore of %q: the body must be an etcd snapshot sent as application/octet-stream, not %s", name, ct),
-		}}
 	}
 	spool, err := h.rest.opts.Stager.SpoolDir(ctx, h.namespace, name, h.instance.UID)
 	if errors.Is(err, etcdcluster.ErrNoMembers) {
