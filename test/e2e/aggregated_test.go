@@ -328,7 +328,9 @@ func testAuth(t *testing.T, c *framework.Cluster) {
 			t.Errorf("%s can-i create etcdinstances/restore: %s", who, r)
 		}
 	}
+	// The admin's backup outlives its subtest: the restore subtest restores it.
 	var pluginBackup string
+	backupDir := t.TempDir()
 
 	t.Run("NoRBAC", func(t *testing.T) {
 		nobody := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-nobody")}
@@ -414,7 +416,7 @@ func testAuth(t *testing.T, c *framework.Cluster) {
 		t.Logf("backup through the aggregator: %d bytes, etcdutl: %s", len(snapshot), strings.TrimSpace(report))
 		// The same through the plugin, which verifies the snapshot before keeping it.
 		nsAdmin.Env = []string{"PATH=" + c.OurBin + string(os.PathListSeparator) + os.Getenv("PATH")}
-		file := filepath.Join(t.TempDir(), "plugin.db")
+		file := filepath.Join(backupDir, "plugin.db")
 		mustRun(t, nsAdmin, "", "etcdaas", "backup", "guarded", "-n", ns, "-o", file)
 		snapshotStatus(t, c, file)
 		pluginBackup = file
