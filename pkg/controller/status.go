@@ -83,7 +83,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	}
 
 	switch {
-	case res != nil && res.StepReason == backend.ReasonRestoring:
+	case res != nil && res.StepReason == backend.StepRestoring:
 		status.Phase = v1beta1.PhaseRestoring
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying

@@ -33,10 +33,6 @@ type Backend interface {
 	etcdcluster.Dialer
 }
 
-// ReasonRestoring is the StepReason of a Result while the members are being restored from a
-// snapshot.
-const ReasonRestoring = "Restoring"
-
 // Result is what a Sync observed.
 type Result struct {
 	// Members are the members of the cluster, in ordinal order.
@@ -84,6 +80,9 @@ const (
 	StepAddingMember StepReason = "AddingMember"
 	// StepRemovingMember removes a member from the cluster, stops it or deletes its data.
 	StepRemovingMember StepReason = "RemovingMember"
+	// StepRestoring stops every member and restores it from a snapshot as a new cluster,
+	// which makes the instance Restoring.
+	StepRestoring StepReason = "Restoring"
 )
 
 // ChangesMembership reports whether the step adds or removes a member, which makes an

@@ -194,7 +194,7 @@ func clearRestore(dir string) error {
 func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, staged *snapshot.Staged, snapPath string) (*backend.Result, error) {
 	res := &backend.Result{
 		Step:       fmt.Sprintf("restoring the snapshot of revision %d (%d keys) into every member", staged.Info.Revision, staged.Info.TotalKeys),
-		StepReason: backend.ReasonRestoring,
+		StepReason: backend.StepRestoring,
 	}
 	if st.Restore == nil || st.Restore.ID != staged.ID {
 		if err := b.planRestore(ctx, dir, st, staged); err != nil {

@@ -131,8 +131,8 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.StepReason != backend.ReasonRestoring {
-		t.Fatalf("step reason %q, want %q", res.StepReason, backend.ReasonRestoring)
+	if res.StepReason != backend.StepRestoring {
+		t.Fatalf("step reason %q, want %q", res.StepReason, backend.StepRestoring)
 	}
 	res = converge(t, b, inst)
 	if len(res.Members) != 3 {
