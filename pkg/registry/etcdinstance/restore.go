@@ -156,7 +156,8 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	case h.instance.DeletionTimestamp != nil:
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, errors.New("the instance is being deleted"))
 	case h.rest.opts.Stager == nil:
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("restore of %q: this server cannot hand snapshots to the controller's backend", name))
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("restore of %q: this server cannot hand snapshots to the controller's backend: "+
+			"restores are served with the local backend (standalone mode, or --backup-local-data-dir); restoring the kubernetes backend's members is not available yet", name))
 	case req.ContentLength > limit:
 		return nil, tooLarge(name, req.ContentLength, limit)
 	case req.ContentLength == 0:
