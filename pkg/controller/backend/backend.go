@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,26 @@ type Backend interface {
 	Close() error
 
 	etcdcluster.Dialer
+}
+
+// RestoreSource opens the backup an instance's spec.restoreFrom names: a new cluster starts
+// from it instead of empty.
+type RestoreSource interface {
+	// OpenRestoreSource opens the backup of spec.restoreFrom (the newest of the source
+	// instance's destination when no key is given) and returns it with its provenance, whose
+	// SHA256 the backend checks before using it. It returns a *PermanentError when the spec
+	// names something that cannot be restored from (no such instance, no destination).
+	OpenRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (io.ReadCloser, *BackupProvenance, error)
+}
+
+// BackupProvenance is what a backup's destination records about it.
+type BackupProvenance struct {
+	// Key is the backup's key in its destination.
+	Key string
+	// SHA256 is the hex sha256 of the snapshot file.
+	SHA256 string
+	// Revision is the etcd revision the snapshot was taken at.
+	Revision int64
 }
 
 // Result is what a Sync observed.

@@ -51,6 +51,9 @@ type Options struct {
 	// StepTimeout bounds one membership step such as starting a member or promoting a
 	// learner (default 60s).
 	StepTimeout time.Duration
+	// RestoreSource opens the backups spec.restoreFrom names; nil makes an instance with
+	// spec.restoreFrom fail permanently.
+	RestoreSource backend.RestoreSource
 }
 
 // Backend runs members as embedded etcd servers. It is safe for concurrent use on different
@@ -162,7 +165,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	if len(st.Members) == 0 || st.Members[0].ID == "" {
-		res, err := b.startFirstMember(ctx, dir, st)
+		res, err := b.startFirstMember(ctx, dir, st, inst)
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	// Every recorded member that belongs to the cluster runs here.
@@ -347,8 +350,8 @@ func (b *Backend) stepContext(ctx context.Context) (context.Context, context.Can
 }
 
 // startFirstMember bootstraps a one-member cluster, or finishes bootstrapping one whose
-// member ID was never recorded.
-func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instanceState) (*backend.Result, error) {
+// member ID was never recorded. With spec.restoreFrom, the member starts from that backup.
+func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
 	if len(st.Members) == 0 {
 		m := memberState{Name: backend.MemberName(filepath.Base(dir), st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseVoting, ClusterState: "new"}
 		var err error
@@ -377,6 +380,13 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 			m.PeerPort, m.ClientPort = p, c
 			m.InitialCluster = m.Name + "=" + m.peerURL(st.TLS)
 			if err := st.save(dir); err != nil {
+				return res, err
+			}
+		}
+		if inst.Spec.RestoreFrom != nil {
+			res.StepReason = backend.StepRestoring
+			res.Step = fmt.Sprintf("starting the first member %s from a backup of %s", m.Name, inst.Spec.RestoreFrom.Instance)
+			if err := b.seedFromBackup(ctx, dir, st, m, inst); err != nil {
 				return res, err
 			}
 		}

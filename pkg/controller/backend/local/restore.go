@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -330,5 +331,54 @@ func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceSta
 		}
 		st.Members[i].ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
 	}
+	return nil
+}
+
+// seedFromBackup builds the first member's data directory from the backup spec.restoreFrom
+// names, checked against the sha256 its provenance records and verified as a snapshot. A
+// data directory that exists was seeded (or started) before: it is kept.
+func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceState, m *memberState, inst *v1beta1.ETCDInstance) error {
+	data := filepath.Join(dir, m.Name)
+	if _, err := os.Stat(data); err == nil {
+		return nil
+	}
+	if b.opts.RestoreSource == nil {
+		return backend.Permanent("RestoreUnavailable", "spec.restoreFrom is set, but this controller has no access to backups")
+	}
+	body, prov, err := b.opts.RestoreSource.OpenRestoreSource(ctx, inst)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = body.Close() }()
+	spool := filepath.Join(dir, restoreDir)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return err
+	}
+	defer func() { _ = clearRestore(dir) }()
+	path, _, err := snapshot.Receive(body, spool, 0)
+	if err != nil {
+		return fmt.Errorf("reading backup %s of %s: %w", prov.Key, inst.Spec.RestoreFrom.Instance, err)
+	}
+	info, err := snapshot.Verify(ctx, path)
+	if snapshot.IsInvalid(err) {
+		return backend.Permanent("InvalidBackup", "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
+	}
+	if err != nil {
+		return err
+	}
+	if info.SHA256 != prov.SHA256 {
+		return backend.Permanent("InvalidBackup", "backup %s of %s has sha256 %s, but its provenance records %s: it changed after it was taken",
+			prov.Key, inst.Spec.RestoreFrom.Instance, info.SHA256, prov.SHA256)
+	}
+	if err := snapshot.CheckVersion(info, EmbeddedVersion()); err != nil {
+		return backend.Permanent("InvalidBackup", "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
+	}
+	member := snapshot.Member{Name: m.Name, PeerURL: m.peerURL(st.TLS)}
+	if err := snapshot.Restore(snapshot.RestoreConfig{
+		Snapshot: path, DataDir: data, Member: member, Cluster: []snapshot.Member{member}, ClusterToken: st.ClusterToken,
+	}, nil); err != nil {
+		return err
+	}
+	klog.InfoS("Seeded the first member from a backup", "member", m.Name, "source", inst.Spec.RestoreFrom.Instance, "key", prov.Key, "revision", info.Revision, "keys", info.TotalKeys)
 	return nil
 }

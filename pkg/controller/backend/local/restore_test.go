@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 )
 
 // client opens a client to the instance's members.
@@ -247,5 +249,73 @@ func TestStagerRefusesUndeployedInstances(t *testing.T) {
 	converge(t, b, inst)
 	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), "ns", "other", "a-newer-uid"); !errors.Is(err, etcdcluster.ErrNoMembers) {
 		t.Fatalf("another instance's data: want ErrNoMembers, got %v", err)
+	}
+}
+
+// fileSource serves one snapshot file as the backup every restoreFrom names.
+type fileSource struct {
+	path, sha256 string
+}
+
+func (f fileSource) OpenRestoreSource(_ context.Context, inst *v1beta1.ETCDInstance) (io.ReadCloser, *backend.BackupProvenance, error) {
+	file, err := os.Open(f.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return file, &backend.BackupProvenance{Key: "k1.db", SHA256: f.sha256}, nil
+}
+
+func TestRestoreFromStartsTheNewClusterFromTheBackup(t *testing.T) {
+	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k1": "from-backup", "k2": "from-backup"})
+	info, err := snapshot.Verify(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	b, err := New(Options{Dir: dir, SnapshotCount: 1000, SnapshotCatchUpEntries: 100, StepTimeout: 30 * time.Second, RestoreSource: fileSource{path: snap, sha256: info.SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	inst := instance("fresh", 3, false)
+	inst.Spec.RestoreFrom = &v1beta1.RestoreSource{Instance: "old"}
+	res, err := b.Sync(context.Background(), inst)
+	if err != nil || res.StepReason != backend.StepRestoring {
+		t.Fatalf("first sync: %+v, %v; want the Restoring step", res, err)
+	}
+	res = converge(t, b, inst)
+	for _, m := range res.Members {
+		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := values(t, one)
+		_ = one.Close()
+		if len(got) != 2 || got["k1"] != "from-backup" {
+			t.Errorf("member %s serves %v, want the backup's two keys", m.Name, got)
+		}
+	}
+}
+
+func TestRestoreFromRefusesABackupThatChanged(t *testing.T) {
+	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"})
+	dir := t.TempDir()
+	b, err := New(Options{Dir: dir, RestoreSource: fileSource{path: snap, sha256: strings.Repeat("0", 64)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	inst := instance("tampered", 1, false)
+	inst.Spec.RestoreFrom = &v1beta1.RestoreSource{Instance: "old"}
+	_, err = b.Sync(context.Background(), inst)
+	pe, ok := backend.IsPermanent(err)
+	if !ok || pe.Reason != "InvalidBackup" || !strings.Contains(pe.Message, "provenance records") {
+		t.Fatalf("want a permanent InvalidBackup error, got %v", err)
+	}
+	if len(b.Running()) != 0 {
+		t.Fatalf("a member runs from a refused backup: %v", b.Running())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "tampered", "tampered-0")); !os.IsNotExist(err) {
+		t.Fatalf("the refused backup left a data directory: %v", err)
 	}
 }
