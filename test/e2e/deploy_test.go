@@ -253,6 +253,15 @@ func TestDeployManifests(t *testing.T) {
 		if grants(byLabel["view"], framework.Group, "etcdinstances/backup", "get") {
 			t.Error("view grants etcdinstances/backup: reading an instance must not grant its data")
 		}
+		// Replacing an instance's data is admin only.
+		for _, role := range []string{"view", "edit"} {
+			if grants(byLabel[role], framework.Group, "etcdinstances/restore", "create") {
+				t.Errorf("%s grants etcdinstances/restore", role)
+			}
+		}
+		if !grants(byLabel["admin"], framework.Group, "etcdinstances/restore", "create") {
+			t.Error("admin cannot restore")
+		}
 		for _, role := range []string{"edit", "admin"} {
 			if !grants(byLabel[role], framework.Group, "etcdinstances/backup", "get") {
 				t.Errorf("%s cannot take backups", role)
