@@ -177,7 +177,10 @@ func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instan
 		return nil, false, nil
 	}
 	if staged.InstanceUID != st.UID {
-		return nil, false, clearRestore(dir)
+		if err := clearRestore(dir); err != nil {
+			return nil, true, err
+		}
+		return nil, false, nil
 	}
 	res, err = b.restore(ctx, dir, st, staged, snapPath)
 	return res, true, err
