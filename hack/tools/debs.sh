@@ -24,10 +24,14 @@ PACKAGES=(runc containernetworking-plugins nftables libnftables1 libnftnl11)
 now_ms() { date +%s%3N; }
 start=$(now_ms)
 
-# package=version for every package, as apt would fetch them now.
+# package=version for every package, as apt would fetch them now (one apt-cache call).
+declare -A candidate=()
+while read -r pkg version; do
+  candidate["${pkg}"]="${version}"
+done < <(apt-cache policy "${PACKAGES[@]}" | awk '/^[^ ].*:$/ {pkg = substr($0, 1, length($0) - 1)} /Candidate:/ {print pkg, $2}')
 pinned=()
 for pkg in "${PACKAGES[@]}"; do
-  version="$(apt-cache policy "${pkg}" | awk '/Candidate:/ {print $2}')"
+  version="${candidate[${pkg}]:-}"
   if [[ -z "${version}" || "${version}" == "(none)" ]]; then
     echo "debs: no candidate for ${pkg} in the apt sources (run apt-get update?)" >&2
     exit 1
