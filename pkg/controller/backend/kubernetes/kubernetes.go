@@ -83,6 +83,11 @@ func (b *Backend) Close() error { return nil }
 // members, then either resumes a change an earlier step left half done or takes the next
 // step toward the spec.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	if inst.Spec.RestoreFrom != nil {
+		// Starting empty would silently ignore what the user asked for.
+		return nil, backend.Permanent("RestoreUnavailable",
+			"spec.restoreFrom is not available with the kubernetes backend yet: nothing was created; create the instance without it, or run it with the local backend")
+	}
 	v, started, err := b.ensureObjects(ctx, inst)
 	if err != nil || started != nil {
 		return started, err

@@ -267,3 +267,22 @@ func TestMembersRunUnprivilegedAndCanReadTheirSecret(t *testing.T) {
 		t.Fatalf("TLS Secret mode %o, want 0440 (readable by the fsGroup)", secretMode)
 	}
 }
+
+// TestRestoreFromIsRefusedNotIgnored: the kubernetes backend cannot seed members from a
+// backup yet, so an instance asking for it fails with the reason and nothing is created.
+func TestRestoreFromIsRefusedNotIgnored(t *testing.T) {
+	client := fake.NewClientset()
+	b, err := New(Options{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testInstance()
+	inst.Spec.RestoreFrom = &v1beta1.RestoreSource{Instance: "old"}
+	_, err = b.Sync(context.Background(), inst)
+	if pe, ok := backend.IsPermanent(err); !ok || pe.Reason != "RestoreUnavailable" {
+		t.Fatalf("want a permanent RestoreUnavailable error, got %v", err)
+	}
+	if n := len(client.Actions()); n != 0 {
+		t.Fatalf("%d API calls for an instance that cannot be created: %v", n, client.Actions())
+	}
+}
