@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +34,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 	"github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
@@ -338,36 +338,29 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error
 			peerPort = free[1]
 		}
 	}
-	cfg := embed.NewConfig()
-	cfg.Name = standaloneEtcdName
-	cfg.Dir = dir
-	clientURL := url.URL{Scheme: "http", Host: loopback.HostPort(clientPort)}
-	peerURL := url.URL{Scheme: "http", Host: loopback.HostPort(peerPort)}
-	cfg.ListenClientUrls = []url.URL{clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{clientURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.Logger = "zap"
-	// etcd logs expected shutdown noise at error level; keep its log next to its data.
-	cfg.LogLevel = "warn"
-	cfg.LogOutputs = []string{dir + ".log"}
-
-	e, err := embed.StartEtcd(cfg)
+	m := embedetcd.Member{
+		Name:      standaloneEtcdName,
+		Dir:       dir,
+		PeerURL:   "http://" + loopback.HostPort(peerPort),
+		ClientURL: "http://" + loopback.HostPort(clientPort),
+		// etcd logs expected shutdown noise at error level; keep its log next to its data.
+		LogOutput: dir + ".log",
+	}
+	e, err := embedetcd.Start(m)
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded etcd in %s: %w", dir, err)
 	}
-	select {
-	case <-e.Server.ReadyNotify():
-		return e, nil
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
-	case <-time.After(readyTimeout):
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if err := embedetcd.WaitReady(ctx, e); err != nil {
 		e.Server.Stop()
 		e.Close()
-		return nil, fmt.Errorf("embedded etcd in %s was not ready within %s", dir, readyTimeout)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("embedded etcd in %s was not ready within %s", dir, readyTimeout)
+		}
+		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
 	}
+	return e, nil
 }
 
 // standaloneConfig is the server configuration of the standalone mode: storage in the

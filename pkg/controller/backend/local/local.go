@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +26,7 @@ import (
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
@@ -397,10 +397,8 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 	}
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-sctx.Done():
-		return res, fmt.Errorf("member %s did not become ready: %w", m.Name, sctx.Err())
+	if err := embedetcd.WaitReady(sctx, e); err != nil {
+		return res, fmt.Errorf("member %s did not become ready: %w", m.Name, err)
 	}
 	m.ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
 	if err := st.save(dir); err != nil {
@@ -500,41 +498,34 @@ func (b *Backend) isRunning(dir string, m *memberState) bool {
 // start starts the embedded server of m. A member with data restarts from it; the initial
 // cluster settings only matter for an empty data directory.
 func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.Etcd, error) {
-	cfg := embed.NewConfig()
-	cfg.Name = m.Name
-	cfg.Dir = filepath.Join(dir, m.Name)
-	cfg.InitialClusterToken = st.ClusterToken
-	cfg.InitialCluster = m.InitialCluster
-	cfg.ClusterState = m.ClusterState
-	cfg.SnapshotCount = b.opts.SnapshotCount
-	cfg.SnapshotCatchUpEntries = b.opts.SnapshotCatchUpEntries
-	cfg.QuotaBackendBytes = b.opts.QuotaBackendBytes
-	cfg.LogLevel = b.opts.LogLevel
-	// etcd logs expected events (a stopping member's closed listeners) as errors: by default
-	// each member logs to a file next to its data rather than into the controller's log.
-	cfg.LogOutputs = []string{memberLog(dir, m.Name)}
+	member := embedetcd.Member{
+		Name:                   m.Name,
+		Dir:                    filepath.Join(dir, m.Name),
+		PeerURL:                m.peerURL(st.TLS),
+		ClientURL:              m.clientURL(st.TLS),
+		InitialCluster:         m.InitialCluster,
+		ClusterState:           m.ClusterState,
+		InitialClusterToken:    st.ClusterToken,
+		SnapshotCount:          b.opts.SnapshotCount,
+		SnapshotCatchUpEntries: b.opts.SnapshotCatchUpEntries,
+		QuotaBackendBytes:      b.opts.QuotaBackendBytes,
+		MaxLearners:            1,
+		LogLevel:               b.opts.LogLevel,
+		// By default each member logs to a file next to its data rather than into the
+		// controller's log.
+		LogOutput: memberLog(dir, m.Name),
+	}
 	if b.opts.LogToStderr {
-		cfg.LogOutputs = []string{embed.StdErrLogOutput}
+		member.LogOutput = embed.StdErrLogOutput
 	}
-	cfg.MaxLearners = 1
-	peer, err := url.Parse(m.peerURL(st.TLS))
-	if err != nil {
-		return nil, err
-	}
-	client, err := url.Parse(m.clientURL(st.TLS))
-	if err != nil {
-		return nil, err
-	}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	if st.TLS {
 		p := filepath.Join(dir, pkiDir)
 		ca := filepath.Join(p, caName+".crt")
-		cfg.ClientTLSInfo = transport.TLSInfo{
+		member.ClientTLS = &transport.TLSInfo{
 			CertFile: filepath.Join(p, serverName+".crt"), KeyFile: filepath.Join(p, serverName+".key"),
 			TrustedCAFile: ca, ClientCertAuth: true,
 		}
-		cfg.PeerTLSInfo = transport.TLSInfo{
+		member.PeerTLS = &transport.TLSInfo{
 			CertFile: filepath.Join(p, peerName+".crt"), KeyFile: filepath.Join(p, peerName+".key"),
 			TrustedCAFile: ca, ClientCertAuth: true,
 		}
@@ -545,7 +536,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 		return nil, errClosed
 	}
 	b.mu.Unlock()
-	e, err := embed.StartEtcd(cfg)
+	e, err := embedetcd.Start(member)
 	if err != nil {
 		return nil, fmt.Errorf("starting member %s: %w", m.Name, err)
 	}
@@ -555,7 +546,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 		e.Close()
 		return nil, errClosed
 	}
-	b.running[cfg.Dir] = e
+	b.running[member.Dir] = e
 	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
 	return e, nil
 }
