@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -75,12 +76,18 @@ func (e *ctlEnv) scale(ns, name string, replicas int32) {
 	e.t.Helper()
 	ctx := context.Background()
 	c := e.client.EtcdaasV1beta1().ETCDInstances(ns)
-	sc, err := c.GetScale(ctx, name, metav1.GetOptions{})
+	// The controller writes status meanwhile, which moves the resourceVersion the Scale
+	// carries as a precondition: read again and retry on a conflict, as a client should.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sc, err := c.GetScale(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		sc.Spec.Replicas = replicas
+		_, err = c.UpdateScale(ctx, name, &autoscalingv1.Scale{ObjectMeta: sc.ObjectMeta, Spec: sc.Spec}, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		e.t.Fatal(err)
-	}
-	sc.Spec.Replicas = replicas
-	if _, err := c.UpdateScale(ctx, name, &autoscalingv1.Scale{ObjectMeta: sc.ObjectMeta, Spec: sc.Spec}, metav1.UpdateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
 }
