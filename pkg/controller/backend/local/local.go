@@ -656,11 +656,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
 	voting := st.votingMembers(func(o memberState) bool { return o.Phase == phaseVoting })
-	access, err := accessFor(dir, voting, false)
-	if err != nil {
-		return res, err
-	}
-	cli, err := access.New()
+	access, cli, err := connect(dir, voting)
 	if err != nil {
 		return res, err
 	}
@@ -754,11 +750,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 		if len(others.Members) == 0 {
 			return res, backend.Permanent("LastMember", "refusing to remove %s, the last voting member", name)
 		}
-		access, err := accessFor(dir, others, false)
-		if err != nil {
-			return res, err
-		}
-		cli, err := access.New()
+		_, cli, err := connect(dir, others)
 		if err != nil {
 			return res, err
 		}
@@ -799,6 +791,19 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	res.Step = fmt.Sprintf("removed member %s", name)
 	res.Record(backend.ReasonMemberRemoved, "Removed member %s and deleted its data", name)
 	return res, nil
+}
+
+// connect opens a client to the voting members of st and returns their Access with it.
+func connect(dir string, st *instanceState) (*etcdcluster.Access, *clientv3.Client, error) {
+	access, err := accessFor(dir, st, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := access.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	return access, cli, nil
 }
 
 // removeWithRetry retries MemberRemove while the cluster is briefly unable to take it (such

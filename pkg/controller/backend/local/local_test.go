@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/version"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -38,6 +39,22 @@ func instance(name string, replicas int32, tlsOn bool) *v1beta1.ETCDInstance {
 		inst.Spec.TLS = &v1beta1.TLSSpec{Enabled: true}
 	}
 	return inst
+}
+
+// memberClient opens a client to the voting members of the instance ns/name through the
+// backend's Dialer; it is closed when the test ends.
+func memberClient(t *testing.T, b *Backend, name string) *clientv3.Client {
+	t.Helper()
+	access, err := b.Access(context.Background(), "ns", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
 
 // converge calls Sync until it reports convergence.
@@ -74,14 +91,7 @@ func TestScaleUpDownAndResume(t *testing.T) {
 		t.Fatalf("members after 1: %+v", res.Members)
 	}
 	ctx := context.Background()
-	access, err := b.Access(ctx, "ns", "scale")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := memberClient(t, b, "scale")
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
 		t.Fatal(err)
 	}
@@ -116,15 +126,7 @@ func TestScaleUpDownAndResume(t *testing.T) {
 			t.Fatalf("data of removed member %s still there: %v", gone, err)
 		}
 	}
-	access, err = b.Access(ctx, "ns", "scale")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err = access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	cli = memberClient(t, b, "scale")
 	got, err := cli.Get(ctx, "k")
 	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "v" {
 		t.Fatalf("get after scaling: %v %v", got, err)
@@ -207,15 +209,7 @@ func TestResumesHalfDoneChanges(t *testing.T) {
 	if err := st.save(idir); err != nil {
 		t.Fatal(err)
 	}
-	access, err := b.Access(ctx, "ns", "resume")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	cli := memberClient(t, b, "resume")
 	addedID, _, err := etcdcluster.AddLearner(ctx, cli, m.peerURL(false))
 	if err != nil {
 		t.Fatal(err)
@@ -289,15 +283,7 @@ func TestReadvertisesWhenPortsAreTaken(t *testing.T) {
 	if got == nil || got.PeerURL == moved.peerURL(false) || got.ClientURL == moved.clientURL(false) || !got.Ready {
 		t.Fatalf("member %s did not move off its taken ports: %+v", moved.Name, got)
 	}
-	access, err := b.Access(context.Background(), "ns", "ports")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	cli := memberClient(t, b, "ports")
 	members, err := etcdcluster.MemberList(context.Background(), cli)
 	if err != nil {
 		t.Fatal(err)
