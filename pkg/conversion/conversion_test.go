@@ -71,16 +71,7 @@ func TestOriginalV1alpha1DocumentKeepsItsWireFormat(t *testing.T) {
 }
 
 func TestOriginalV1alpha1DocumentInV1beta1(t *testing.T) {
-	c := New()
-	obj, err := c.Decode([]byte(originalV1alpha1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := c.Convert(obj, v1beta1.SchemeGroupVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	beta := out.(*v1beta1.ETCDInstance)
+	beta := decodeToV1beta1(t, New(), originalV1alpha1)
 	if got := ptr.Deref(beta.Spec.Replicas, 0); got != 2 {
 		t.Errorf("spec.replicas = %d, want 2", got)
 	}
@@ -151,28 +142,30 @@ func TestDefaultsPerVersion(t *testing.T) {
 		{`{"apiVersion":"etcdaas.dev/v1alpha1","kind":"ETCDInstance","metadata":{"name":"a"}}`, 1},
 		{`{"apiVersion":"etcdaas.dev/v1beta1","kind":"ETCDInstance","metadata":{"name":"b"}}`, 3},
 	} {
-		obj, err := c.Decode([]byte(tc.doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := c.Convert(obj, v1beta1.SchemeGroupVersion)
-		if err != nil {
-			t.Fatal(err)
-		}
-		beta := out.(*v1beta1.ETCDInstance)
+		beta := decodeToV1beta1(t, c, tc.doc)
 		if got := ptr.Deref(beta.Spec.Replicas, 0); got != tc.wantReplicas {
 			t.Errorf("%s: replicas = %d, want %d", tc.doc, got, tc.wantReplicas)
 		}
 	}
 	// v1beta1 also defaults the etcd version; v1alpha1 cannot express one.
-	obj, _ := c.Decode([]byte(`{"apiVersion":"etcdaas.dev/v1beta1","kind":"ETCDInstance","metadata":{"name":"b"},"spec":{"replicas":5}}`))
+	if beta := decodeToV1beta1(t, c, `{"apiVersion":"etcdaas.dev/v1beta1","kind":"ETCDInstance","metadata":{"name":"b"},"spec":{"replicas":5}}`); beta.Spec.Version != etcdaas.DefaultVersion || *beta.Spec.Replicas != 5 {
+		t.Errorf("spec = %+v, want version %s and the replicas given", beta.Spec, etcdaas.DefaultVersion)
+	}
+}
+
+// decodeToV1beta1 decodes a document of any served version, defaulted as the server would,
+// and converts it to v1beta1.
+func decodeToV1beta1(t *testing.T, c *Converter, doc string) *v1beta1.ETCDInstance {
+	t.Helper()
+	obj, err := c.Decode([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := c.Convert(obj, v1beta1.SchemeGroupVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if beta := out.(*v1beta1.ETCDInstance); beta.Spec.Version != etcdaas.DefaultVersion || *beta.Spec.Replicas != 5 {
-		t.Errorf("spec = %+v, want version %s and the replicas given", beta.Spec, etcdaas.DefaultVersion)
-	}
+	return out.(*v1beta1.ETCDInstance)
 }
 
 func TestBadInput(t *testing.T) {
