@@ -6,11 +6,14 @@ import (
 	"fmt"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
+	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	etcdinstancestorage "github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
+	"github.com/etcdaas/etcdaas/pkg/registry/event"
 	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 )
 
@@ -43,6 +47,7 @@ func init() {
 	install.Install(Scheme)
 	Scheme.AddKnownTypes(autoscalingv1.SchemeGroupVersion, &autoscalingv1.Scale{})
 	Scheme.AddKnownTypes(autoscalingInternal, &autoscalingv1.Scale{})
+	utilruntime.Must(event.AddToScheme(Scheme))
 
 	// The options types (ListOptions, GetOptions, ...) are decoded as v1 query parameters.
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
@@ -75,6 +80,10 @@ type ExtraConfig struct {
 	// BackupDialer reaches the members of instances for the backup subresource (the
 	// controller's backend provides one); nil makes every backup answer 503.
 	BackupDialer etcdcluster.Dialer
+	// ServeEvents serves core/v1 Events under /api/v1 (the standalone server, which has no
+	// Kubernetes API next to it): the controller records its steps there and kubectl describe
+	// finds them. They are left out of the OpenAPI documents, which describe etcdaas.dev.
+	ServeEvents bool
 	// WatchBufferSize is how many events each watch may fall behind the watch cache before
 	// the cache's own limit (about ten events) applies; 0 leaves only the cache's limit.
 	WatchBufferSize int
@@ -109,6 +118,15 @@ type Server struct {
 // a client certificate wait (briefly) for the client CAs to load.
 func (cfg *Config) Complete() CompletedConfig {
 	holdUntilClientCAsLoaded(&cfg.GenericConfig.Config)
+	if cfg.ExtraConfig.ServeEvents {
+		legacy := genericapiserver.DefaultLegacyAPIPrefix + "/"
+		if c := cfg.GenericConfig.OpenAPIConfig; c != nil {
+			c.IgnorePrefixes = append(c.IgnorePrefixes, legacy)
+		}
+		if c := cfg.GenericConfig.OpenAPIV3Config; c != nil {
+			c.IgnorePrefixes = append(c.IgnorePrefixes, legacy)
+		}
+	}
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
@@ -138,6 +156,12 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
+	}
+
+	if c.ExtraConfig.ServeEvents {
+		if err := installEvents(genericServer, restOptions); err != nil {
+			return nil, fmt.Errorf("installing events: %w", err)
+		}
 	}
 
 	for name, hook := range c.ExtraConfig.PostStartHooks {
@@ -172,4 +196,34 @@ func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// installEvents serves core/v1 Events under /api/v1, stored as v1 JSON.
+func installEvents(s *genericapiserver.GenericAPIServer, getter generic.RESTOptionsGetter) error {
+	store, err := event.NewREST(Scheme, coreV1Storage{getter})
+	if err != nil {
+		return err
+	}
+	info := genericapiserver.NewDefaultAPIGroupInfo(corev1.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	info.VersionedResourcesStorageMap[corev1.SchemeGroupVersion.Version] = map[string]rest.Storage{event.ResourcePath: store}
+	return s.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &info)
+}
+
+// coreV1Storage stores core/v1 objects as v1 JSON; the configured storage codec encodes only
+// the etcdaas.dev group.
+type coreV1Storage struct {
+	generic.RESTOptionsGetter
+}
+
+// GetRESTOptions implements generic.RESTOptionsGetter.
+func (g coreV1Storage) GetRESTOptions(resource schema.GroupResource, example runtime.Object) (generic.RESTOptions, error) {
+	opts, err := g.RESTOptionsGetter.GetRESTOptions(resource, example)
+	if err != nil {
+		return opts, err
+	}
+	cfg := *opts.StorageConfig
+	cfg.Codec = Codecs.LegacyCodec(corev1.SchemeGroupVersion)
+	cfg.EncodeVersioner = corev1.SchemeGroupVersion
+	opts.StorageConfig = &cfg
+	return opts, nil
 }

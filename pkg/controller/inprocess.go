@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -26,14 +27,22 @@ func StartLocal(ctx context.Context, config *rest.Config, opts local.Options) (<
 		_ = b.Close()
 		return nil, fmt.Errorf("building the controller's client: %w", err)
 	}
-	c, err := New(Options{Client: client, Backend: b})
+	kube, err := kubernetes.NewForConfig(config)
 	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("building the controller's events client: %w", err)
+	}
+	recorder, stopEvents := NewEventRecorder(ctx, kube)
+	c, err := New(Options{Client: client, Backend: b, Events: recorder})
+	if err != nil {
+		stopEvents()
 		_ = b.Close()
 		return nil, err
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer stopEvents()
 		if err := c.Run(ctx); err != nil {
 			klog.ErrorS(err, "In-process controller stopped")
 		}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -74,14 +75,21 @@ func (e *ctlEnv) startController() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	c, err := controller.New(controller.Options{Client: e.client, Backend: b, StepInterval: 50 * time.Millisecond, HealthInterval: 2 * time.Second})
+	kube, err := kubernetes.NewForConfig(e.srv.Config())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
+	c, err := controller.New(controller.Options{Client: e.client, Backend: b, StepInterval: 50 * time.Millisecond, HealthInterval: 2 * time.Second, Events: recorder})
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer stopEvents()
 		if err := c.Run(ctx); err != nil {
 			e.t.Errorf("controller: %v", err)
 		}

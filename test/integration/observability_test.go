@@ -3,18 +3,23 @@ package integration
 import (
 	"bytes"
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/test/integration/framework"
 )
 
 // scrape reads the server's /metrics, as Prometheus would, and parses it.
@@ -123,5 +128,81 @@ func TestStandaloneMetricsIncludeTheController(t *testing.T) {
 			t.Fatal("the deleted instance still has series")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStandaloneEventsAndDescribe creates an instance and scales it to 3: every member added
+// and promoted is a core/v1 Event on the instance in the standalone server, found with the
+// field selector kubectl describe uses, and `kubectl describe etcd` (every kubectl tested)
+// shows them.
+func TestStandaloneEventsAndDescribe(t *testing.T) {
+	e := ctlStart(t, local.Options{})
+	created := e.create("events", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
+	e.running("events", "db", time.Minute)
+	e.scale("events", "db", 3)
+	e.running("events", "db", 2*time.Minute)
+
+	kube, err := kubernetes.NewForConfig(e.srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	selector := fields.Set{
+		"involvedObject.kind":      "ETCDInstance",
+		"involvedObject.namespace": "events",
+		"involvedObject.name":      "db",
+		"involvedObject.uid":       string(created.UID),
+	}.AsSelector().String()
+	want := []string{
+		"MemberAdded Started the first member db-0",
+		"MemberAdded Added member db-1",
+		"MemberPromoted Promoted member db-1",
+		"MemberAdded Added member db-2",
+		"MemberPromoted Promoted member db-2",
+	}
+	var got []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: selector})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, ev := range list.Items {
+			if ev.Type != "Normal" || ev.Source.Component != "etcdaas-controller" || ev.InvolvedObject.APIVersion != v1beta1.SchemeGroupVersion.String() {
+				t.Fatalf("event %+v", ev)
+			}
+			got = append(got, ev.Reason+" "+ev.Message)
+		}
+		if len(got) >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events %q, want %d", got, len(want))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
+			t.Errorf("no event %q in %q", w, got)
+		}
+	}
+	// Another instance's events are not selected.
+	other, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=other"})
+	if err != nil || len(other.Items) != 0 {
+		t.Errorf("events of another name: %v (%v)", other, err)
+	}
+	// An unknown field is refused, as kube-apiserver does.
+	if _, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nope=x"}); !apierrors.IsBadRequest(err) {
+		t.Errorf("unknown field selector: %v, want 400", err)
+	}
+
+	for label, bin := range framework.KubectlBinaries(t) {
+		t.Run(label, func(t *testing.T) {
+			k := newKubectl(t, bin)
+			k.ns = "events"
+			k.env = append(k.env, "KUBECONFIG="+e.srv.KubeconfigPath)
+			r := k.must("describe", "etcd", "db")
+			r.contains(t, "Events:", "MemberAdded", "MemberPromoted", "Promoted member db-2", "etcdaas-controller")
+		})
 	}
 }

@@ -432,6 +432,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 		GenericConfig: c,
 		ExtraConfig: apiserver.ExtraConfig{
 			PostStartHooks:  wrapHooks(hooks),
+			ServeEvents:     true,
 			BackupDialer:    local.Dialer{Dir: dataDir},
 			WatchBufferSize: o.WatchBufferSize,
 			Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
