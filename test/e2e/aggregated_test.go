@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -50,6 +52,7 @@ func TestAggregated(t *testing.T) {
 		}
 	})
 	t.Run("Plugin", func(t *testing.T) { testPlugin(t, c) })
+	t.Run("Observability", func(t *testing.T) { testObservability(t, c, kubectls) })
 	t.Run("Auth", func(t *testing.T) { testAuth(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })
@@ -303,6 +306,63 @@ func testPlugin(t *testing.T, c *framework.Cluster) {
 	}
 	mustRun(t, k, "", "etcdaas", "delete", "plugged", "-n", ns)
 	waitGone(t, c, ns, "plugged", 2*time.Minute)
+}
+
+// testObservability checks that the controller's steps are events.k8s.io Events in the
+// cluster that kubectl describe (every kubectl tested) shows through the aggregator, and that
+// the controller's /metrics reports the instance.
+func testObservability(t *testing.T, c *framework.Cluster, kubectls []namedKubectl) {
+	const ns = "e2e-observability"
+	createNamespace(t, c, ns)
+	k := c.AdminKubectl()
+	mustRun(t, k, "apiVersion: etcdaas.dev/v1beta1\nkind: ETCDInstance\nmetadata:\n  name: watched\nspec:\n  replicas: 1\n", "apply", "-n", ns, "-f", "-")
+	waitRunning(t, c, ns, "watched", 2*time.Minute)
+
+	events, err := c.Kube.EventsV1().Events(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range events.Items {
+		if e.Reason == "MemberAdded" && e.Action == "AddMember" && e.ReportingController == "etcdaas-controller" && e.Regarding.Kind == "ETCDInstance" && e.Regarding.Name == "watched" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no events.k8s.io/v1 MemberAdded Event regarding watched: %+v", events.Items)
+	}
+	for _, nk := range kubectls {
+		t.Run("kubectl-"+nk.Version, func(t *testing.T) {
+			k := framework.KubectlClient{Path: nk.Path, Kubeconfig: c.AdminKubeconfig}
+			pollKubectl(t, k, 30*time.Second, contains("Events:", "MemberAdded", "Started the first member watched-0", "etcdaas-controller"),
+				"describe", "etcd", "watched", "-n", ns)
+		})
+	}
+
+	resp, err := http.Get("http://" + framework.HostPort(c.ControllerMetricsPort) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := -1.0
+	for _, m := range families["etcdaas_instance_members"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["namespace"] == ns && labels["name"] == "watched" {
+			members = m.GetGauge().GetValue()
+		}
+	}
+	if members != 1 {
+		t.Errorf("etcdaas_instance_members of watched = %v, want 1", members)
+	}
+	mustRun(t, k, "", "delete", "etcd", "watched", "-n", ns, "--timeout=120s")
 }
 
 // testAuth checks delegated authorization with real users: no RBAC, view, and admin.
