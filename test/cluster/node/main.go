@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,12 +44,10 @@ func Main(m *testing.M, cleanups ...func()) {
 	if os.Getenv(inNamespaceEnv) == "" {
 		os.Exit(rerunInMountNamespace())
 	}
-	resolvDir, err := isolateResolver()
-	if err != nil {
+	if err := isolateResolver(); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster tier: %v\n", err)
 		exit(1)
 	}
-	cleanups = append(cleanups, func() { _ = os.RemoveAll(resolvDir) })
 	exit(m.Run())
 }
 
@@ -88,24 +87,34 @@ func rerunInMountNamespace() int {
 	return 0
 }
 
+// resolvPath is the resolv.conf of the tier's mount namespace. It is replaced (written
+// aside, then renamed) rather than rewritten, so that a run's bind mount keeps its file.
+const resolvPath = "/run/etcdaas-cluster-tier.resolv.conf"
+
 // isolateResolver bind-mounts, in this mount namespace only, a resolv.conf naming only the
-// cluster's DNS Service over /etc/resolv.conf; it returns the directory of that file.
-func isolateResolver() (string, error) {
-	dir, err := os.MkdirTemp("", "etcdaas-cluster-resolv-")
-	if err != nil {
-		return "", err
-	}
-	conf := filepath.Join(dir, "resolv.conf")
+// cluster's DNS Service over /etc/resolv.conf.
+func isolateResolver() error {
 	content := "# cluster tier: only the cluster's DNS; nothing is forwarded off the machine\nnameserver " + DNSServiceIP + "\noptions timeout:1 attempts:1\n"
-	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-		return dir, err
+	tmp, err := os.CreateTemp(filepath.Dir(resolvPath), filepath.Base(resolvPath)+".")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.WriteString(content)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644)); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), resolvPath); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
 	}
 	target, err := filepath.EvalSymlinks("/etc/resolv.conf")
 	if err != nil {
-		return dir, err
+		return err
 	}
-	if err := syscall.Mount(conf, target, "", syscall.MS_BIND, ""); err != nil {
-		return dir, fmt.Errorf("bind-mounting %s over %s: %w", conf, target, err)
+	if err := syscall.Mount(resolvPath, target, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s over %s: %w", resolvPath, target, err)
 	}
-	return dir, nil
+	return nil
 }

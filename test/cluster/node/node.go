@@ -215,8 +215,7 @@ serializeImagePulls: false
 		p(kubeletServing+".crt"), p(kubeletServing+".key"), p("ca.crt"))
 }
 
-// startKubelet starts the kubelet, waits for its health endpoint, then puts back the host
-// sysctls it set.
+// startKubelet starts the kubelet and waits for its health endpoint.
 func (c *Cluster) startKubelet(ctx context.Context) error {
 	if err := os.WriteFile(c.path("resolv.conf"), []byte("nameserver "+DNSServiceIP+"\n"), 0o644); err != nil {
 		return err
@@ -248,12 +247,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
 	})
-	if err != nil {
-		return err
-	}
-	// The kubelet sets vm.overcommit_memory, kernel.panic and kernel.panic_on_oops as it
-	// starts (before /healthz answers).
-	return c.state.restoreSysctls()
+	return err
 }
 
 // startKubeProxy starts kube-proxy in nftables mode: Services on the bridge only, no
@@ -273,9 +267,10 @@ func (c *Cluster) startKubeProxy() error {
 	return err
 }
 
-// waitNodeReady waits for the node to be Ready, with its pod CIDR and without taints.
+// waitNodeReady waits for the node to be Ready, with its pod CIDR and without taints, then
+// restores the host sysctls the kubelet set.
 func (c *Cluster) waitNodeReady(ctx context.Context) error {
-	return framework.Poll(ctx, 250*time.Millisecond, 2*time.Minute, "node Ready and untainted", func(ctx context.Context) (bool, error) {
+	err := framework.Poll(ctx, 250*time.Millisecond, 2*time.Minute, "node Ready and untainted", func(ctx context.Context) (bool, error) {
 		if exited, err := c.Process(Kubelet).Exited(); exited {
 			return false, fmt.Errorf("kubelet %w: %v", framework.ErrExited, err)
 		}
@@ -299,6 +294,12 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 		}
 		return false, errors.New("no Ready condition yet")
 	})
+	if err != nil {
+		return err
+	}
+	// The kubelet's container manager sets vm.overcommit_memory, kernel.panic and
+	// kernel.panic_on_oops as it starts, which is done once the node is Ready: put them back.
+	return c.state.restoreSysctls()
 }
 
 // drainWorkloads deletes every namespace's workloads and pods so that the kubelet unmounts
