@@ -1,0 +1,114 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/test/testenv"
+)
+
+// fuzzSeeds returns the []byte inputs of the checked-in seeds of one fuzz target.
+func fuzzSeeds(t *testing.T, target string) map[string][]byte {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "pkg", "apis", "etcdaas", "install", "testdata", "fuzz", target)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := map[string][]byte{}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := bufio.NewScanner(bytes.NewReader(data))
+		s.Buffer(nil, 1<<20)
+		for s.Scan() {
+			line := s.Text()
+			if strings.HasPrefix(line, "[]byte(") && strings.HasSuffix(line, ")") {
+				body, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(line, "[]byte("), ")"))
+				if err != nil {
+					t.Fatalf("%s/%s: %v", target, e.Name(), err)
+				}
+				seeds[e.Name()] = []byte(body)
+			}
+		}
+	}
+	if len(seeds) == 0 {
+		t.Fatalf("no seeds for %s", target)
+	}
+	return seeds
+}
+
+// TestBodiesGetStatusNever5xx sends the fuzz targets' seeds and malformed bodies to the
+// server as creates and updates in both versions and formats: each is accepted or refused
+// with a 4xx Status naming the same code, never a 5xx.
+func TestBodiesGetStatusNever5xx(t *testing.T) {
+	ns := namespace(t)
+	malformed := map[string][]byte{
+		"empty":       {},
+		"null":        []byte("null"),
+		"array":       []byte("[]"),
+		"truncated":   []byte(`{"metadata":{"name":"x"`),
+		"wrong kind":  []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`),
+		"other group": []byte(`{"apiVersion":"etcdaas.dev/v9","kind":"ETCDInstance","metadata":{"name":"x"}}`),
+		"deep":        []byte(strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000)),
+		"bad types":   []byte(`{"metadata":{"name":"x"},"spec":{"replicas":"three","tls":true,"storage":{"size":"lots"}}}`),
+		"huge number": []byte(`{"metadata":{"name":"x"},"spec":{"replicas":1e400}}`),
+		"bad annotation": []byte(`{"apiVersion":"etcdaas.dev/v1alpha1","kind":"ETCDInstance","metadata":{"name":"x",` +
+			`"annotations":{"etcdaas.dev/v1beta1-fields":"{\"spec\":{\"tls\":7}}"}},"spec":{"replicas":1}}`),
+	}
+	codes := map[int]int{}
+	for _, version := range []string{"v1alpha1", "v1beta1"} {
+		for _, format := range []string{"JSON", "YAML"} {
+			bodies := fuzzSeeds(t, "FuzzDecode"+strings.ToUpper(version[:1])+version[1:]+format)
+			for name, body := range malformed {
+				bodies[name] = body
+			}
+			contentType := "application/json"
+			if format == "YAML" {
+				contentType = "application/yaml"
+			}
+			for name, body := range bodies {
+				for _, req := range []struct{ method, path string }{
+					{http.MethodPost, fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances", version, ns)},
+					{http.MethodPut, fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances/x", version, ns)},
+				} {
+					res := do(t, req.method, req.path, body, "Content-Type", contentType)
+					codes[res.code]++
+					what := fmt.Sprintf("%s %s %s %s", req.method, version, format, name)
+					if res.code >= 500 {
+						t.Errorf("%s: %d %s", what, res.code, res.body)
+						continue
+					}
+					if res.code < 400 {
+						continue
+					}
+					var status metav1.Status
+					if err := json.Unmarshal(res.body, &status); err != nil || status.Kind != "Status" || int(status.Code) != res.code {
+						t.Errorf("%s: %d without a matching Status: %s", what, res.code, res.body)
+					}
+				}
+			}
+		}
+	}
+	// The valid seeds are created (201); the rest are refused with a Status.
+	if codes[http.StatusCreated] == 0 || codes[http.StatusBadRequest] == 0 {
+		t.Errorf("answers by code %v: want both creates and 400s", codes)
+	}
+	t.Logf("answers by code: %v", codes)
+}
