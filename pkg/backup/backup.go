@@ -1,0 +1,178 @@
+// Package backup writes etcd snapshots of an instance to a destination (an S3-compatible
+// bucket or the server's backup directory), records their provenance next to them, lists
+// them and applies retention. A backup is streamed from the member straight into the
+// destination, never held in memory, and becomes visible under its key only once it is
+// complete, so that a reader never sees half a snapshot.
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Info describes one backup: where it is and its provenance.
+type Info struct {
+	// Key is the backup's name in its destination, relative to the destination's root for
+	// the instance; keys of one instance sort by time.
+	Key string
+	// InstanceUID is the UID of the instance the snapshot was taken of.
+	InstanceUID string
+	// Revision is the etcd revision the snapshot was taken at.
+	Revision int64
+	// EtcdVersion is the version of the member that took the snapshot.
+	EtcdVersion string
+	// SHA256 is the hex SHA-256 of the snapshot bytes.
+	SHA256 string
+	// Size is the size of the snapshot in bytes.
+	Size int64
+	// Time is when the backup was complete.
+	Time time.Time
+}
+
+// Destination is where the backups of one instance live.
+type Destination interface {
+	// Write streams body to a place that is not yet visible under key. The caller then
+	// either commits the upload with the backup's provenance or aborts it.
+	Write(ctx context.Context, key string, body io.Reader) (Upload, error)
+	// List returns the complete backups, newest first.
+	List(ctx context.Context) ([]Info, error)
+	// Open returns the snapshot stored under key and its provenance.
+	Open(ctx context.Context, key string) (io.ReadCloser, Info, error)
+	// Delete removes the backup stored under key.
+	Delete(ctx context.Context, key string) error
+	// String names the destination for messages, without credentials.
+	String() string
+}
+
+// Upload is a written but not yet visible backup.
+type Upload interface {
+	// Commit records info as the backup's provenance and makes it visible under its key.
+	Commit(ctx context.Context, info Info) error
+	// Abort removes what was written.
+	Abort(ctx context.Context) error
+}
+
+// ErrNotFound is returned by Open for a key the destination does not hold.
+var ErrNotFound = errors.New("no such backup")
+
+// keyTimeLayout names backups so that keys sort by time: UTC, fixed width, milliseconds.
+const keyTimeLayout = "20060102T150405.000Z"
+
+// keySuffix ends every backup key; it also tells backups from anything else in a bucket.
+const keySuffix = ".db"
+
+// Key returns the key of a backup taken at t of the given revision, such as
+// "20261129T030512.123Z-r4711.db".
+func Key(t time.Time, revision int64) string {
+	return t.UTC().Format(keyTimeLayout) + "-r" + strconv.FormatInt(revision, 10) + keySuffix
+}
+
+// IsKey reports whether name is a key Key returns.
+func IsKey(name string) bool {
+	stamp, rest, ok := strings.Cut(name, "-r")
+	if !ok || !strings.HasSuffix(rest, keySuffix) {
+		return false
+	}
+	if _, err := time.Parse(keyTimeLayout, stamp); err != nil {
+		return false
+	}
+	_, err := strconv.ParseInt(strings.TrimSuffix(rest, keySuffix), 10, 64)
+	return err == nil
+}
+
+// Snapshot is an open snapshot stream and what is known about it before it is read.
+type Snapshot struct {
+	io.Reader
+	// Revision is the revision the snapshot was taken at.
+	Revision int64
+	// EtcdVersion is the version of the member that takes it.
+	EtcdVersion string
+}
+
+// Take streams snap into dest under a new key and commits it with its provenance. On any
+// error nothing becomes visible and what was written is removed.
+func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID string, now func() time.Time) (Info, error) {
+	key := Key(now(), snap.Revision)
+	body := &hashingReader{r: snap.Reader, h: sha256.New()}
+	upload, err := dest.Write(ctx, key, body)
+	if err != nil {
+		return Info{}, fmt.Errorf("writing %s to %s: %w", key, dest, err)
+	}
+	info := Info{
+		Key:         key,
+		InstanceUID: instanceUID,
+		Revision:    snap.Revision,
+		EtcdVersion: snap.EtcdVersion,
+		SHA256:      hex.EncodeToString(body.h.Sum(nil)),
+		Size:        body.n,
+		Time:        now().UTC().Truncate(time.Second),
+	}
+	if err := upload.Commit(ctx, info); err != nil {
+		// A fresh context: the abort must happen even when ctx is what failed the commit.
+		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		return Info{}, errors.Join(fmt.Errorf("completing %s in %s: %w", key, dest, err), upload.Abort(abortCtx))
+	}
+	return info, nil
+}
+
+// Prune deletes all but the newest keep backups of dest and returns the deleted keys. It is
+// meant to run only after a new backup succeeded, so that a failing schedule never eats
+// into the backups that exist.
+func Prune(ctx context.Context, dest Destination, keep int) ([]string, error) {
+	if keep < 1 {
+		return nil, fmt.Errorf("keep must be at least 1, not %d", keep)
+	}
+	backups, err := dest.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	for _, old := range backups[min(keep, len(backups)):] {
+		if err := dest.Delete(ctx, old.Key); err != nil {
+			return deleted, fmt.Errorf("deleting %s from %s: %w", old.Key, dest, err)
+		}
+		deleted = append(deleted, old.Key)
+	}
+	return deleted, nil
+}
+
+// Newest returns the newest backup of dest, or ErrNotFound when it holds none.
+func Newest(ctx context.Context, dest Destination) (Info, error) {
+	backups, err := dest.List(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	if len(backups) == 0 {
+		return Info{}, fmt.Errorf("%s holds no backup: %w", dest, ErrNotFound)
+	}
+	return backups[0], nil
+}
+
+// sortNewestFirst orders backups by key, newest first: keys sort by time.
+func sortNewestFirst(backups []Info) {
+	sort.Slice(backups, func(i, j int) bool { return backups[i].Key > backups[j].Key })
+}
+
+// hashingReader hashes and counts what is read through it.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}

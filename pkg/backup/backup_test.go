@@ -1,0 +1,168 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clock returns a time that moves one minute per call, so that keys differ and sort.
+func clock(start time.Time) func() time.Time {
+	t := start
+	return func() time.Time {
+		t = t.Add(time.Minute)
+		return t
+	}
+}
+
+func payload(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestKeysSortByTime(t *testing.T) {
+	base := time.Date(2026, 11, 29, 3, 5, 9, 0, time.UTC)
+	a := Key(base, 999)
+	b := Key(base.Add(time.Millisecond), 5)
+	c := Key(base.Add(24*time.Hour), 1)
+	if !(a < b && b < c) {
+		t.Fatalf("keys do not sort by time: %s %s %s", a, b, c)
+	}
+	for _, k := range []string{a, b, c} {
+		if !IsKey(k) {
+			t.Errorf("IsKey(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"", "x.db", "20261129T030509.000Z-r12.db.json", "../20261129T030509.000Z-r12.db", "20261129T030509.000Z-rx.db"} {
+		if IsKey(k) {
+			t.Errorf("IsKey(%q) = true", k)
+		}
+	}
+}
+
+// testDestination runs the behaviour every destination shares.
+func testDestination(t *testing.T, dest Destination) {
+	ctx := context.Background()
+	now := clock(time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC))
+
+	if got, err := dest.List(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("empty destination lists %v, %v", got, err)
+	}
+	if _, err := Newest(ctx, dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Newest of an empty destination: %v, want ErrNotFound", err)
+	}
+
+	// Three backups, one larger than an S3 part so that the upload is multipart.
+	var taken []Info
+	var bodies [][]byte
+	for i, size := range []int{4096, S3PartSize + 12345, 1} {
+		body := payload(size, int64(i))
+		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(body), Revision: int64(100 + i), EtcdVersion: "3.7.3"}, "uid-1", now)
+		if err != nil {
+			t.Fatalf("backup %d: %v", i, err)
+		}
+		if info.SHA256 != sum(body) || info.Size != int64(size) || info.Revision != int64(100+i) {
+			t.Fatalf("backup %d: info %+v does not describe what was written", i, info)
+		}
+		taken = append(taken, info)
+		bodies = append(bodies, body)
+	}
+
+	// A failing stream leaves nothing behind.
+	broken := io.MultiReader(bytes.NewReader(payload(1000, 9)), &failingReader{})
+	if _, err := Take(ctx, dest, Snapshot{Reader: broken, Revision: 7}, "uid-1", now); err == nil {
+		t.Fatal("a broken stream made a backup")
+	}
+
+	listed, err := dest.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 3 {
+		t.Fatalf("listed %d backups, want 3: %+v", len(listed), listed)
+	}
+	for i, got := range listed {
+		want := taken[len(taken)-1-i] // newest first
+		if got.Key != want.Key || got.SHA256 != want.SHA256 || got.Size != want.Size || got.Revision != want.Revision ||
+			got.InstanceUID != "uid-1" || got.EtcdVersion != "3.7.3" || !got.Time.Equal(want.Time) {
+			t.Errorf("listed[%d] = %+v, want %+v", i, got, want)
+		}
+	}
+
+	r, info, err := dest.Open(ctx, taken[1].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(r)
+	_ = r.Close()
+	if err != nil || !bytes.Equal(data, bodies[1]) || info.SHA256 != sum(data) {
+		t.Fatalf("reading back %s: %d bytes, %v; sha %s", taken[1].Key, len(data), err, info.SHA256)
+	}
+	if _, _, err := dest.Open(ctx, Key(time.Now(), 1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("opening a missing key: %v, want ErrNotFound", err)
+	}
+
+	deleted, err := Prune(ctx, dest, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != 1 || deleted[0] != taken[0].Key {
+		t.Fatalf("pruned %v, want the oldest %s", deleted, taken[0].Key)
+	}
+	newest, err := Newest(ctx, dest)
+	if err != nil || newest.Key != taken[2].Key {
+		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
+	}
+	if _, err := Prune(ctx, dest, 0); err == nil {
+		t.Fatal("Prune with keep 0 deleted everything")
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("member went away") }
+
+func TestLocal(t *testing.T) {
+	root := t.TempDir()
+	dir, err := LocalDir(root, "default", "my-etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testDestination(t, NewLocal(dir))
+
+	// Only complete backups and their sidecars remain: no temporary file survives.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+	if len(entries) != 4 {
+		t.Errorf("directory holds %d files, want 2 backups and 2 sidecars", len(entries))
+	}
+}
+
+func TestLocalDirRefusesPaths(t *testing.T) {
+	for _, bad := range [][2]string{{"", "x"}, {"default", ".."}, {"a/b", "x"}, {"default", `x\y`}} {
+		if _, err := LocalDir("/backups", bad[0], bad[1]); err == nil {
+			t.Errorf("LocalDir accepted namespace %q name %q", bad[0], bad[1])
+		}
+	}
+}

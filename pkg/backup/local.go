@@ -1,0 +1,222 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// metaSuffix names the sidecar file that holds a local backup's provenance.
+const metaSuffix = ".json"
+
+// Local keeps backups as files in one directory of the server: <dir>/<key> with the
+// provenance in <dir>/<key>.json. A backup is written under a temporary name, synced, and
+// renamed into place after its sidecar, so that a key that exists is always complete.
+type Local struct {
+	dir string
+}
+
+// LocalDir returns the directory of one instance's backups below the server's backup
+// directory: <root>/<namespace>/<name>. Namespace and name are API object names, which can
+// neither be empty nor hold a path separator.
+func LocalDir(root, namespace, name string) (string, error) {
+	for _, part := range []string{namespace, name} {
+		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, `/\`) {
+			return "", fmt.Errorf("%q is not a namespace or instance name", part)
+		}
+	}
+	return filepath.Join(root, namespace, name), nil
+}
+
+// NewLocal returns the destination in dir, which is created when a backup is written.
+func NewLocal(dir string) *Local { return &Local{dir: dir} }
+
+// String names the directory.
+func (l *Local) String() string { return "local directory " + l.dir }
+
+func (l *Local) path(key string) (string, error) {
+	if !IsKey(key) {
+		return "", fmt.Errorf("%q: %w", key, ErrNotFound)
+	}
+	return filepath.Join(l.dir, key), nil
+}
+
+// Write streams body into a temporary file of the directory and syncs it.
+func (l *Local) Write(ctx context.Context, key string, body io.Reader) (Upload, error) {
+	final, err := l.path(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(l.dir, "."+key+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	up := &localUpload{dest: l, final: final, tmp: f.Name()}
+	_, err = io.Copy(f, &contextReader{ctx: ctx, r: body})
+	if err == nil {
+		err = f.Sync()
+	}
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return nil, errors.Join(err, up.Abort(ctx))
+	}
+	return up, nil
+}
+
+type localUpload struct {
+	dest       *Local
+	final, tmp string
+}
+
+// Commit writes the sidecar, then renames the snapshot into place and syncs the directory.
+func (u *localUpload) Commit(ctx context.Context, info Info) error {
+	data, err := json.MarshalIndent(info.metadata(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(u.final+metaSuffix, data); err != nil {
+		return err
+	}
+	if err := os.Rename(u.tmp, u.final); err != nil {
+		return errors.Join(err, os.Remove(u.final+metaSuffix))
+	}
+	return syncDir(u.dest.dir)
+}
+
+// Abort removes the temporary file.
+func (u *localUpload) Abort(context.Context) error {
+	if err := os.Remove(u.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// List reads the directory: every key with its sidecar, newest first. Temporary files and
+// anything else are skipped.
+func (l *Local) List(ctx context.Context) ([]Info, error) {
+	entries, err := os.ReadDir(l.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !IsKey(e.Name()) {
+			continue
+		}
+		info, err := l.stat(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	sortNewestFirst(out)
+	return out, nil
+}
+
+func (l *Local) stat(key string) (Info, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return Info{}, err
+	}
+	st, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("%s in %s: %w", key, l, ErrNotFound)
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	data, err := os.ReadFile(p + metaSuffix)
+	if err != nil {
+		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
+	}
+	var meta map[string]string
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
+	}
+	return infoFromMetadata(key, meta, st.Size())
+}
+
+// Open opens the snapshot under key.
+func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	info, err := l.stat(key)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	f, err := os.Open(filepath.Join(l.dir, key))
+	if err != nil {
+		return nil, Info{}, err
+	}
+	return f, info, nil
+}
+
+// Delete removes the snapshot, then its sidecar: a snapshot never lives without provenance.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	p, err := l.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(p + metaSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(l.dir)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
+}
+
+// contextReader ends a copy when ctx is done.
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

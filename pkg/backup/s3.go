@@ -1,0 +1,214 @@
+package backup
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3PartSize is the size of one part of a multipart upload, and so the memory one backup to
+// S3 holds: the snapshot is streamed part by part, never held whole.
+const S3PartSize = 16 << 20
+
+// maxCopySize is the largest object a single server-side copy may produce; larger backups
+// are committed with a multipart copy.
+const maxCopySize = 5 << 30
+
+// incompletePrefix holds uploads that are not committed yet, below the instance's prefix: a
+// listing of the prefix does not descend into it.
+const incompletePrefix = "incomplete/"
+
+// S3Config says how to reach one instance's backups in an S3-compatible bucket.
+type S3Config struct {
+	// Endpoint is the store's URL, http or https, such as "https://s3.example.com".
+	Endpoint string
+	// Bucket is the bucket; it must exist.
+	Bucket string
+	// Prefix is prepended to every key; it ends with "/" unless empty.
+	Prefix string
+	// Region is the bucket's region; empty lets the client find it.
+	Region string
+	// AccessKeyID and SecretAccessKey sign the requests.
+	AccessKeyID, SecretAccessKey string
+	// CABundle is PEM certificates that verify the endpoint; empty means the system roots.
+	CABundle string
+}
+
+// S3 keeps backups as objects of an S3-compatible bucket, each with its provenance as user
+// metadata. A backup is uploaded (multipart, streamed) below <prefix>incomplete/ and copied
+// to its key with its metadata once its hash is known; the incomplete object is then deleted.
+type S3 struct {
+	client *minio.Client
+	cfg    S3Config
+}
+
+// NewS3 returns the destination described by cfg. It does not contact the store.
+func NewS3(cfg S3Config) (*S3, error) {
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("S3 endpoint %q is not an http or https URL", cfg.Endpoint)
+	}
+	if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
+		return nil, errors.New("S3 credentials are missing: both an access key ID and a secret access key are needed")
+	}
+	secure := u.Scheme == "https"
+	transport, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CABundle != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CABundle)) {
+			return nil, errors.New("the S3 caBundle holds no PEM certificate")
+		}
+		transport.TLSClientConfig.RootCAs = pool
+	}
+	client, err := minio.New(u.Host, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKeyID, cfg.SecretAccessKey, ""),
+		Secure:    secure,
+		Region:    cfg.Region,
+		Transport: transport,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Prefix != "" && !strings.HasSuffix(cfg.Prefix, "/") {
+		cfg.Prefix += "/"
+	}
+	return &S3{client: client, cfg: cfg}, nil
+}
+
+// String names the bucket and prefix.
+func (s *S3) String() string {
+	return fmt.Sprintf("s3 bucket %q at %s, prefix %q", s.cfg.Bucket, s.cfg.Endpoint, s.cfg.Prefix)
+}
+
+// Write uploads body below the incomplete prefix, part by part.
+func (s *S3) Write(ctx context.Context, key string, body io.Reader) (Upload, error) {
+	if !IsKey(key) {
+		return nil, fmt.Errorf("%q is not a backup key", key)
+	}
+	tmp := s.cfg.Prefix + incompletePrefix + key
+	_, err := s.client.PutObject(ctx, s.cfg.Bucket, tmp, body, -1, minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+		PartSize:    S3PartSize,
+		NumThreads:  1,
+	})
+	if err != nil {
+		return nil, explainS3(err)
+	}
+	return &s3Upload{dest: s, tmp: tmp, final: s.cfg.Prefix + key}, nil
+}
+
+type s3Upload struct {
+	dest       *S3
+	tmp, final string
+}
+
+// Commit copies the upload to its key with the provenance as metadata, then deletes it.
+func (u *s3Upload) Commit(ctx context.Context, info Info) error {
+	c := u.dest.client
+	dst := minio.CopyDestOptions{Bucket: u.dest.cfg.Bucket, Object: u.final, ReplaceMetadata: true, UserMetadata: info.metadata()}
+	src := minio.CopySrcOptions{Bucket: u.dest.cfg.Bucket, Object: u.tmp}
+	var err error
+	if info.Size > maxCopySize {
+		_, err = c.ComposeObject(ctx, dst, src)
+	} else {
+		_, err = c.CopyObject(ctx, dst, src)
+	}
+	if err != nil {
+		return explainS3(err)
+	}
+	return u.Abort(ctx)
+}
+
+// Abort deletes the incomplete object.
+func (u *s3Upload) Abort(ctx context.Context) error {
+	return explainS3(u.dest.client.RemoveObject(ctx, u.dest.cfg.Bucket, u.tmp, minio.RemoveObjectOptions{}))
+}
+
+// List lists the keys directly below the prefix and reads each one's provenance.
+func (s *S3) List(ctx context.Context) ([]Info, error) {
+	var out []Info
+	for obj := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: s.cfg.Prefix}) {
+		if obj.Err != nil {
+			return nil, explainS3(obj.Err)
+		}
+		key := strings.TrimPrefix(obj.Key, s.cfg.Prefix)
+		if !IsKey(key) {
+			continue
+		}
+		info, err := s.stat(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	sortNewestFirst(out)
+	return out, nil
+}
+
+func (s *S3) stat(ctx context.Context, key string) (Info, error) {
+	obj, err := s.client.StatObject(ctx, s.cfg.Bucket, s.cfg.Prefix+key, minio.StatObjectOptions{})
+	if err != nil {
+		return Info{}, explainS3(err)
+	}
+	return infoFromMetadata(key, obj.UserMetadata, obj.Size)
+}
+
+// Open streams the object under key.
+func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	if !IsKey(key) {
+		return nil, Info{}, fmt.Errorf("%q: %w", key, ErrNotFound)
+	}
+	info, err := s.stat(ctx, key)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, s.cfg.Prefix+key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, Info{}, explainS3(err)
+	}
+	return obj, info, nil
+}
+
+// Delete deletes the object under key.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if !IsKey(key) {
+		return fmt.Errorf("%q: %w", key, ErrNotFound)
+	}
+	return explainS3(s.client.RemoveObject(ctx, s.cfg.Bucket, s.cfg.Prefix+key, minio.RemoveObjectOptions{}))
+}
+
+// explainS3 turns the store's error codes a user can act on into sentences, keeping the code;
+// a missing object becomes ErrNotFound.
+func explainS3(err error) error {
+	if err == nil {
+		return nil
+	}
+	resp := minio.ToErrorResponse(err)
+	switch resp.Code {
+	case "NoSuchKey":
+		return fmt.Errorf("%w: %s", ErrNotFound, resp.Message)
+	case "InvalidAccessKeyId":
+		return fmt.Errorf("the S3 access key ID is not known to the store (%s): %w", resp.Code, err)
+	case "SignatureDoesNotMatch":
+		return fmt.Errorf("the S3 secret access key is wrong (%s): %w", resp.Code, err)
+	case "AccessDenied":
+		return fmt.Errorf("the S3 credentials may not do this (%s): %w", resp.Code, err)
+	case "NoSuchBucket":
+		return fmt.Errorf("the S3 bucket does not exist (%s): %w", resp.Code, err)
+	}
+	if resp.StatusCode == http.StatusNotFound && resp.Code == "" {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}
