@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
@@ -30,6 +32,7 @@ type flags struct {
 	kubeconfig        string
 	backend           string
 	dataDir           string
+	backupDir         string
 	namespace         string
 	workers           int
 	leaderElect       bool
@@ -67,6 +70,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig for the etcdaas API (and, with --backend=kubernetes or --leader-elect, the cluster). Empty: in-cluster configuration.")
 	fs.StringVar(&f.backend, "backend", "kubernetes", "Where members run: kubernetes (StatefulSets) or local (embedded etcd servers in this process).")
 	fs.StringVar(&f.dataDir, "data-dir", "", "Local backend: directory for the members' data (DIR/instances/<namespace>/<name>/<member>).")
+	fs.StringVar(&f.backupDir, "backup-dir", "", "Directory of the backups of spec.backup.destination.local (DIR/<namespace>/<name>/). Default with --backend=local: DATA_DIR/backups; else local destinations are refused.")
 	fs.StringVar(&f.namespace, "namespace", "", "Only reconcile ETCDInstances in this namespace (default: all).")
 	fs.IntVar(&f.workers, "workers", 2, "Instances reconciled in parallel.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "Act only while holding a coordination.k8s.io Lease, so that several replicas can run. Needs a cluster: turn it off against a standalone server.")
@@ -119,7 +123,8 @@ func run(ctx context.Context, f flags) error {
 	}
 	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
 	defer stopEvents()
-	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder}
+	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder,
+		Backups: backupOptions(f, b, kube)}
 	if f.leaderElect {
 		host, err := os.Hostname()
 		if err != nil {
@@ -135,6 +140,26 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	return c.Run(ctx)
+}
+
+// backupOptions configures scheduled backups: members are reached like the backup
+// subresource reaches them; S3 credentials come from the Secret an instance names when the
+// controller talks to a cluster, else (against a standalone server) from its environment.
+func backupOptions(f flags, b backend.Backend, kube kubernetes.Interface) controller.BackupOptions {
+	opts := controller.BackupOptions{Resolver: backup.Resolver{LocalRoot: f.backupDir, Credentials: backup.EnvCredentials{}}}
+	if kube != nil {
+		opts.Resolver.Credentials = backup.SecretCredentials{Client: kube}
+	}
+	switch b := b.(type) {
+	case *kubebackend.Backend:
+		opts.Dialer = b
+	default:
+		opts.Dialer = local.Dialer{Dir: f.dataDir}
+		if opts.Resolver.LocalRoot == "" {
+			opts.Resolver.LocalRoot = filepath.Join(f.dataDir, "backups")
+		}
+	}
+	return opts
 }
 
 // newBackend is the backend f asks for; kube is the cluster of the kubernetes backend.

@@ -58,6 +58,8 @@ type Options struct {
 	// Events, when set, records what each step did as Events on the instance (see
 	// NewEventRecorder).
 	Events events.EventRecorder
+	// Backups configures the scheduled backups of spec.backup; without a Dialer none run.
+	Backups BackupOptions
 }
 
 // LeaderElection configures leader election with a coordination.k8s.io Lease.
@@ -80,6 +82,7 @@ type Controller struct {
 	lister   listers.ETCDInstanceLister
 	queue    workqueue.TypedRateLimitingInterface[string]
 	now      func() metav1.Time
+	backups  *backups
 }
 
 // New builds a controller; Run starts it.
@@ -118,6 +121,9 @@ func New(opts Options) (*Controller, error) {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcdinstances"}),
 		now: metav1.Now,
 	}
+	c.backups = newBackups(opts.Backups)
+	c.backups.writeStatus = c.writeStatus
+	c.backups.enqueue = c.queue.Add
 	// Handlers only enqueue keys: all the work happens in the workers.
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
@@ -206,6 +212,7 @@ func (c *Controller) run(ctx context.Context) error {
 	<-ctx.Done()
 	c.queue.ShutDown()
 	wg.Wait()
+	c.backups.wait()
 	klog.InfoS("Controller stopped")
 	return nil
 }
@@ -255,13 +262,27 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	inst := cached.DeepCopy()
 	if inst.DeletionTimestamp != nil {
+		c.backups.forget(inst.UID)
 		return 0, c.reconcileDelete(ctx, inst)
 	}
 	inst, err = c.ensureFinalizer(ctx, inst)
 	if err != nil || inst == nil {
 		return 0, err
 	}
-	return c.syncAndReport(ctx, inst)
+	after, err := c.syncAndReport(ctx, inst)
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	return earliest(after, c.backups.step(ctx, inst)), err
+}
+
+// earliest is when to look at an instance again given the reconcile's choice and the next
+// scheduled backup; zero means "no need" for either.
+func earliest(after, backupDue time.Duration) time.Duration {
+	if backupDue > 0 && (after == 0 || backupDue < after) {
+		return backupDue
+	}
+	return after
 }
 
 // reconcileDelete reports the Deleting phase, has the backend delete the members and then

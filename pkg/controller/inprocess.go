@@ -8,16 +8,19 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 )
 
 // StartLocal starts a controller with the local backend in this process, as the standalone
 // server's post-start hook does: members run as embedded etcd servers with data under
-// opts.Dir. It returns once the controller is started; the controller runs until ctx ends,
-// then stops the members (keeping their data). The returned channel is closed when
-// everything has stopped.
-func StartLocal(ctx context.Context, config *rest.Config, opts local.Options) (<-chan struct{}, error) {
+// opts.Dir. Scheduled backups go to backupDir (local destinations) or to S3 with the
+// credentials of the process's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): a
+// standalone server has no Secrets. It returns once the controller is started; the
+// controller runs until ctx ends, then stops the members (keeping their data). The returned
+// channel is closed when everything has stopped.
+func StartLocal(ctx context.Context, config *rest.Config, opts local.Options, backupDir string) (<-chan struct{}, error) {
 	b, err := local.New(opts)
 	if err != nil {
 		return nil, err
@@ -33,7 +36,10 @@ func StartLocal(ctx context.Context, config *rest.Config, opts local.Options) (<
 		return nil, fmt.Errorf("building the controller's events client: %w", err)
 	}
 	recorder, stopEvents := NewEventRecorder(ctx, kube)
-	c, err := New(Options{Client: client, Backend: b, Events: recorder})
+	c, err := New(Options{Client: client, Backend: b, Events: recorder, Backups: BackupOptions{
+		Dialer:   local.Dialer{Dir: opts.Dir},
+		Resolver: backup.Resolver{LocalRoot: backupDir, Credentials: backup.EnvCredentials{}},
+	}})
 	if err != nil {
 		stopEvents()
 		_ = b.Close()

@@ -207,7 +207,7 @@ func TestCLIWithController(t *testing.T) {
 	srv := framework.StartT(t, framework.Options{DataDir: dir, PostStartHooks: []server.PostStartHook{{
 		Name: "cli-test-controller",
 		Run: func(ctx context.Context, config *rest.Config) error {
-			done, err := controller.StartLocal(ctx, config, local.Options{Dir: dir})
+			done, err := controller.StartLocal(ctx, config, local.Options{Dir: dir}, "")
 			mu.Lock()
 			controllerDone = done
 			mu.Unlock()

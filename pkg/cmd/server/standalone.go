@@ -77,6 +77,10 @@ type StandaloneOptions struct {
 	Controller bool
 }
 
+// StandaloneBackupDir is where a standalone server keeps the backups of local destinations:
+// DataDir/backups/<namespace>/<name>/.
+func StandaloneBackupDir(dataDir string) string { return filepath.Join(dataDir, "backups") }
+
 // PostStartHook is a function run once the standalone server serves.
 type PostStartHook struct {
 	// Name identifies the hook in /healthz/poststarthook/<name>.
@@ -424,7 +428,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	hooks := o.Standalone.PostStartHooks
 	if o.Standalone.Controller {
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
-			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir})
+			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir}, StandaloneBackupDir(dataDir))
 			return err
 		}})
 	}

@@ -1,0 +1,130 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+)
+
+// The keys of a credentials Secret (spec.backup.destination.s3.credentialsSecretRef).
+const (
+	SecretAccessKeyIDKey     = "accessKeyID"
+	SecretSecretAccessKeyKey = "secretAccessKey"
+)
+
+// The environment variables the standalone server reads S3 credentials from, as every S3
+// client does.
+const (
+	EnvAccessKeyID     = "AWS_ACCESS_KEY_ID"
+	EnvSecretAccessKey = "AWS_SECRET_ACCESS_KEY"
+)
+
+// ErrCredentials marks errors about missing or unusable S3 credentials.
+var ErrCredentials = errors.New("S3 credentials")
+
+// Credentials finds the S3 credentials of an instance's destination.
+type Credentials interface {
+	// S3Credentials returns the access key ID and secret access key for a destination of an
+	// instance in namespace; ref is the destination's credentialsSecretRef.
+	S3Credentials(ctx context.Context, namespace string, ref *v1beta1.SecretReference) (accessKeyID, secretAccessKey string, err error)
+}
+
+// SecretCredentials reads the credentials from the Secret the destination names, in the
+// instance's namespace (a controller in a Kubernetes cluster).
+type SecretCredentials struct {
+	Client kubernetes.Interface
+}
+
+// S3Credentials reads the keys accessKeyID and secretAccessKey of the named Secret.
+func (s SecretCredentials) S3Credentials(ctx context.Context, namespace string, ref *v1beta1.SecretReference) (string, string, error) {
+	if ref == nil || ref.Name == "" {
+		return "", "", fmt.Errorf("%w: spec.backup.destination.s3.credentialsSecretRef is not set; name a Secret with the keys %s and %s", ErrCredentials, SecretAccessKeyIDKey, SecretSecretAccessKeyKey)
+	}
+	secret, err := s.Client.CoreV1().Secrets(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", "", fmt.Errorf("%w: Secret %s/%s does not exist", ErrCredentials, namespace, ref.Name)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("%w: reading Secret %s/%s: %v", ErrCredentials, namespace, ref.Name, err)
+	}
+	id, secretKey := string(secret.Data[SecretAccessKeyIDKey]), string(secret.Data[SecretSecretAccessKeyKey])
+	if id == "" || secretKey == "" {
+		return "", "", fmt.Errorf("%w: Secret %s/%s needs both keys %s and %s", ErrCredentials, namespace, ref.Name, SecretAccessKeyIDKey, SecretSecretAccessKeyKey)
+	}
+	return id, secretKey, nil
+}
+
+// EnvCredentials reads the credentials from the server's environment (standalone mode, which
+// has no Secrets): AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+type EnvCredentials struct {
+	// Lookup reads a variable; nil means os.LookupEnv.
+	Lookup func(string) (string, bool)
+}
+
+// S3Credentials reads the two variables; a credentialsSecretRef cannot be honoured here.
+func (e EnvCredentials) S3Credentials(_ context.Context, _ string, ref *v1beta1.SecretReference) (string, string, error) {
+	if ref != nil {
+		return "", "", fmt.Errorf("%w: the standalone server has no Secrets, so credentialsSecretRef %q cannot be read; remove it and set %s and %s in the server's environment",
+			ErrCredentials, ref.Name, EnvAccessKeyID, EnvSecretAccessKey)
+	}
+	lookup := e.Lookup
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	id, _ := lookup(EnvAccessKeyID)
+	secret, _ := lookup(EnvSecretAccessKey)
+	if id == "" || secret == "" {
+		return "", "", fmt.Errorf("%w: %s and %s are not both set in the server's environment", ErrCredentials, EnvAccessKeyID, EnvSecretAccessKey)
+	}
+	return id, secret, nil
+}
+
+// Resolver builds the destination an instance's spec.backup.destination names.
+type Resolver struct {
+	// LocalRoot is the server's backup directory (--backup-dir); empty refuses local
+	// destinations.
+	LocalRoot string
+	// Credentials finds S3 credentials; nil refuses S3 destinations.
+	Credentials Credentials
+}
+
+// ErrNoDestination marks destinations this server cannot write to.
+var ErrNoDestination = errors.New("backup destination unavailable")
+
+// Destination returns the destination of the instance namespace/name.
+func (r Resolver) Destination(ctx context.Context, namespace, name string, dest v1beta1.BackupDestination) (Destination, error) {
+	switch {
+	case dest.Local != nil:
+		if r.LocalRoot == "" {
+			return nil, fmt.Errorf("%w: this server has no backup directory (--backup-dir) for local backups", ErrNoDestination)
+		}
+		dir, err := LocalDir(r.LocalRoot, namespace, name)
+		if err != nil {
+			return nil, err
+		}
+		return NewLocal(dir), nil
+	case dest.S3 != nil:
+		if r.Credentials == nil {
+			return nil, fmt.Errorf("%w: this server has no source of S3 credentials", ErrNoDestination)
+		}
+		s3 := dest.S3
+		id, secret, err := r.Credentials.S3Credentials(ctx, namespace, s3.CredentialsSecretRef)
+		if err != nil {
+			return nil, err
+		}
+		prefix := s3.Prefix
+		if prefix == "" {
+			prefix = namespace + "/" + name + "/"
+		}
+		return NewS3(S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket, Prefix: prefix, Region: s3.Region,
+			AccessKeyID: id, SecretAccessKey: secret, CABundle: s3.CABundle})
+	}
+	return nil, fmt.Errorf("%w: spec.backup.destination names neither s3 nor local", ErrNoDestination)
+}

@@ -1,0 +1,249 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/backup/schedule"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// Reasons of the BackupSucceeded condition.
+const (
+	ReasonBackupCompleted        = "BackupCompleted"
+	ReasonBackupFailed           = "BackupFailed"
+	ReasonCredentialsUnavailable = "CredentialsUnavailable"
+	ReasonDestinationUnavailable = "DestinationUnavailable"
+	ReasonInvalidSchedule        = "InvalidSchedule"
+)
+
+// BackupOptions configure scheduled backups (spec.backup).
+type BackupOptions struct {
+	// Dialer reaches the members of an instance; nil turns scheduled backups off.
+	Dialer etcdcluster.Dialer
+	// Resolver builds an instance's destination.
+	Resolver backup.Resolver
+	// Retry is the backoff after a failed backup (default schedule.DefaultRetry).
+	Retry schedule.Retry
+	// Timeout bounds one backup (default one hour).
+	Timeout time.Duration
+	// MaxConcurrent bounds the backups running at once, and with them the memory their
+	// uploads hold (default 2).
+	MaxConcurrent int
+}
+
+// backups runs the scheduled backups of instances, each in a goroutine of its own so that
+// a long snapshot never holds a reconcile worker.
+type backups struct {
+	opts        BackupOptions
+	now         func() time.Time
+	writeStatus func(ctx context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error
+	enqueue     func(key string)
+	slots       chan struct{}
+
+	mu       sync.Mutex
+	running  map[types.UID]bool
+	failures map[types.UID]int
+	// attempted and succeeded remember what this controller did, for when its informer
+	// cache does not show its own status writes yet.
+	attempted, succeeded map[types.UID]time.Time
+	wg                   sync.WaitGroup
+}
+
+func newBackups(opts BackupOptions) *backups {
+	if opts.Retry == (schedule.Retry{}) {
+		opts.Retry = schedule.DefaultRetry
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Hour
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 2
+	}
+	return &backups{opts: opts, now: time.Now, slots: make(chan struct{}, opts.MaxConcurrent),
+		running: map[types.UID]bool{}, failures: map[types.UID]int{},
+		attempted: map[types.UID]time.Time{}, succeeded: map[types.UID]time.Time{}}
+}
+
+// step starts inst's backup when it is due and returns how long until the next one is;
+// zero means nothing is scheduled.
+func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Duration {
+	spec := inst.Spec.Backup
+	if spec == nil || b.opts.Dialer == nil || inst.DeletionTimestamp != nil {
+		return 0
+	}
+	sched, err := schedule.Parse(spec.Schedule)
+	if err != nil {
+		// Validation refuses such schedules; one stored before it did is reported, not run.
+		b.report(ctx, inst, nil, metav1.ConditionFalse, ReasonInvalidSchedule, err.Error())
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running[inst.UID] {
+		return 0 // the backup's end enqueues the instance
+	}
+	now := b.now()
+	due := schedule.Next(sched, b.state(inst), b.opts.Retry)
+	if due.After(now) {
+		return due.Sub(now)
+	}
+	b.running[inst.UID] = true
+	b.attempted[inst.UID] = now
+	b.wg.Go(func() {
+		b.run(ctx, inst.DeepCopy(), now)
+	})
+	return 0
+}
+
+// state is what schedule.Next needs. A scheduled attempt newer than the last success
+// counts as failed, so that a backup cut short by a controller restart is retried.
+func (b *backups) state(inst *v1beta1.ETCDInstance) schedule.State {
+	st := schedule.State{Created: inst.CreationTimestamp.Time, Failures: b.failures[inst.UID], LastAttempt: b.attempted[inst.UID]}
+	succeeded := b.succeeded[inst.UID]
+	if status := inst.Status.Backup; status != nil {
+		if t := status.LastScheduleTime; t != nil && t.After(st.LastAttempt) {
+			st.LastAttempt = t.Time
+		}
+		if t := status.LastSuccessfulTime; t != nil && t.After(succeeded) {
+			succeeded = t.Time
+		}
+	}
+	if st.Failures == 0 && !st.LastAttempt.IsZero() && succeeded.Before(st.LastAttempt) {
+		st.Failures = 1
+	}
+	return st
+}
+
+// run takes one backup and reports it, then prunes old ones after a success.
+func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started time.Time) {
+	key := inst.Namespace + "/" + inst.Name
+	defer func() {
+		b.mu.Lock()
+		delete(b.running, inst.UID)
+		b.mu.Unlock()
+		b.enqueue(key)
+	}()
+	startedAt := metav1.NewTime(started)
+	b.report(ctx, inst, func(s *v1beta1.BackupStatus) { s.LastScheduleTime = &startedAt }, "", "", "")
+
+	select {
+	case b.slots <- struct{}{}:
+		defer func() { <-b.slots }()
+	case <-ctx.Done():
+		return
+	}
+	info, dest, reason, err := b.take(ctx, inst)
+	if ctx.Err() != nil {
+		return // stopping: the next controller retries it
+	}
+	b.mu.Lock()
+	if err != nil {
+		b.failures[inst.UID]++
+	} else {
+		delete(b.failures, inst.UID)
+		b.succeeded[inst.UID] = b.now()
+	}
+	failures := b.failures[inst.UID]
+	b.mu.Unlock()
+
+	if err != nil {
+		klog.InfoS("Backup failed", "instance", key, "failures", failures, "err", err)
+		b.report(ctx, inst, nil, metav1.ConditionFalse, reason, fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v",
+			started.UTC().Format(time.RFC3339), failures, err))
+		return
+	}
+	msg := fmt.Sprintf("%s: %d bytes at revision %d in %s", info.Key, info.Size, info.Revision, dest)
+	keep := int(v1beta1.DefaultBackupKeep)
+	if inst.Spec.Backup.Keep != nil {
+		keep = int(*inst.Spec.Backup.Keep)
+	}
+	deleted, pruneErr := backup.Prune(ctx, dest, keep)
+	if pruneErr != nil {
+		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
+	}
+	klog.InfoS("Backup completed", "instance", key, "key", info.Key, "bytes", info.Size, "revision", info.Revision, "deleted", deleted, "pruneErr", pruneErr)
+	completed := metav1.NewTime(info.Time)
+	b.report(ctx, inst, func(s *v1beta1.BackupStatus) {
+		s.LastSuccessfulTime = &completed
+		s.LastBackup = &v1beta1.BackupInfo{Key: info.Key, Revision: info.Revision, SizeBytes: info.Size, SHA256: info.SHA256,
+			EtcdVersion: info.EtcdVersion, CompletionTime: completed, InstanceUID: info.InstanceUID}
+	}, metav1.ConditionTrue, ReasonBackupCompleted, msg)
+}
+
+// take streams a snapshot of the best member into the instance's destination.
+func (b *backups) take(ctx context.Context, inst *v1beta1.ETCDInstance) (backup.Info, backup.Destination, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	dest, err := b.opts.Resolver.Destination(ctx, inst.Namespace, inst.Name, inst.Spec.Backup.Destination)
+	if err != nil {
+		reason := ReasonDestinationUnavailable
+		if errors.Is(err, backup.ErrCredentials) {
+			reason = ReasonCredentialsUnavailable
+		}
+		return backup.Info{}, nil, reason, err
+	}
+	access, err := b.opts.Dialer.Access(ctx, inst.Namespace, inst.Name)
+	if err != nil {
+		return backup.Info{}, dest, ReasonBackupFailed, fmt.Errorf("reaching the members: %w", err)
+	}
+	snap, err := etcdcluster.OpenBestSnapshot(ctx, access)
+	if err != nil {
+		return backup.Info{}, dest, ReasonBackupFailed, fmt.Errorf("no member can take a snapshot: %w", err)
+	}
+	defer func() { _ = snap.Close() }()
+	info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: snap, Revision: snap.Revision, EtcdVersion: snap.Version}, string(inst.UID), b.now)
+	if err != nil {
+		return backup.Info{}, dest, ReasonBackupFailed, err
+	}
+	return info, dest, "", nil
+}
+
+// report updates status.backup with update (when not nil) and, when reason is set, the
+// BackupSucceeded condition.
+func (b *backups) report(ctx context.Context, inst *v1beta1.ETCDInstance, update func(*v1beta1.BackupStatus), st metav1.ConditionStatus, reason, msg string) {
+	if len(msg) > maxConditionMessageSize {
+		msg = msg[:maxConditionMessageSize]
+	}
+	now := metav1.NewTime(b.now())
+	err := b.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+		status := *latest.Status.DeepCopy()
+		if update != nil {
+			if status.Backup == nil {
+				status.Backup = &v1beta1.BackupStatus{}
+			}
+			update(status.Backup)
+		}
+		if reason != "" {
+			meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: etcdaas.ConditionBackupSucceeded, Status: st,
+				Reason: reason, Message: msg, ObservedGeneration: latest.Generation, LastTransitionTime: now})
+		}
+		return status
+	})
+	if err != nil && ctx.Err() == nil {
+		klog.InfoS("Could not report a backup in the status", "instance", inst.Namespace+"/"+inst.Name, "err", err)
+	}
+}
+
+// forget drops what is remembered of a deleted instance.
+func (b *backups) forget(uid types.UID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.failures, uid)
+	delete(b.attempted, uid)
+	delete(b.succeeded, uid)
+}
+
+// wait waits for the running backups to end (they end with the context they run under).
+func (b *backups) wait() { b.wg.Wait() }
