@@ -21,6 +21,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/install"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	etcdinstancestorage "github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
 	"github.com/etcdaas/etcdaas/pkg/registry/event"
@@ -90,6 +91,9 @@ type ExtraConfig struct {
 	// Restore configures the restore subresource: how accepted snapshots reach the
 	// controller's backend, and the largest snapshot accepted.
 	Restore etcdinstancestorage.RestoreOptions
+	// BackupResolver reads instances' backup destinations for the backups subresource; nil
+	// makes every listing answer 503.
+	BackupResolver *backup.Resolver
 }
 
 // Config is the configuration of the server: the generic server's and ours.
@@ -151,6 +155,14 @@ func (c CompletedConfig) New() (*Server, error) {
 		versionStorage := make(map[string]rest.Storage, len(storage))
 		for path, s := range storage {
 			versionStorage[path] = s
+		}
+		if gv == v1beta1.SchemeGroupVersion {
+			// v1alpha1 is frozen: the backup list exists in v1beta1 only.
+			main, ok := storage[etcdinstancestorage.ResourcePath].(rest.Getter)
+			if !ok {
+				return nil, fmt.Errorf("the etcdinstances storage cannot get")
+			}
+			versionStorage[etcdinstancestorage.BackupsResourcePath] = etcdinstancestorage.NewBackupsREST(main, c.ExtraConfig.BackupResolver)
 		}
 		apiGroupInfo.VersionedResourcesStorageMap[gv.Version] = versionStorage
 	}

@@ -135,6 +135,7 @@ versions.`,
 		newScaleCommand(f),
 		newBackupCommand(f),
 		newRestoreCommand(f),
+		newBackupsCommand(f),
 		newConvertCommand(f),
 	)
 	return root

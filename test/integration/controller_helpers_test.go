@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/cmd/server"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -35,6 +36,8 @@ type ctlEnv struct {
 	backend *local.Backend
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// backups configures scheduled backups; its Dialer defaults to the local members.
+	backups controller.BackupOptions
 }
 
 // ctlStart starts a server and a controller. Members use small etcd settings.
@@ -46,6 +49,18 @@ func ctlStart(t *testing.T, opts local.Options) *ctlEnv {
 // ctlStartWith starts a server with the given options (its data directory is the test's) and
 // a controller.
 func ctlStartWith(t *testing.T, opts local.Options, serverOpts framework.Options) *ctlEnv {
+	t.Helper()
+	return ctlStartFull(t, opts, serverOpts, controller.BackupOptions{})
+}
+
+// ctlStartWithBackups is ctlStart with scheduled backups configured by backups.
+func ctlStartWithBackups(t *testing.T, opts local.Options, backups controller.BackupOptions) *ctlEnv {
+	t.Helper()
+	return ctlStartFull(t, opts, framework.Options{}, backups)
+}
+
+// ctlStartFull starts a server with serverOpts and a controller with opts and backups.
+func ctlStartFull(t *testing.T, opts local.Options, serverOpts framework.Options, backups controller.BackupOptions) *ctlEnv {
 	t.Helper()
 	dir := t.TempDir()
 	serverOpts.DataDir = dir
@@ -62,7 +77,14 @@ func ctlStartWith(t *testing.T, opts local.Options, serverOpts framework.Options
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 30 * time.Second
 	}
-	e := &ctlEnv{t: t, srv: srv, dir: dir, client: client, opts: opts}
+	if backups.Dialer == nil {
+		backups.Dialer = local.Dialer{Dir: dir}
+	}
+	if backups.Resolver.LocalRoot == "" {
+		// Where the standalone server's backups subresource looks, as its own controller.
+		backups.Resolver.LocalRoot = server.StandaloneBackupDir(dir)
+	}
+	e := &ctlEnv{t: t, srv: srv, dir: dir, client: client, opts: opts, backups: backups}
 	e.startController()
 	// Registered after StartT's cleanup, so this runs first: members stop before the server.
 	t.Cleanup(e.stopController)
@@ -81,7 +103,7 @@ func (e *ctlEnv) startController() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
-	c, err := controller.New(controller.Options{Client: e.client, Backend: b, StepInterval: 50 * time.Millisecond, HealthInterval: 2 * time.Second, Events: recorder})
+	c, err := controller.New(controller.Options{Client: e.client, Backend: b, StepInterval: 50 * time.Millisecond, HealthInterval: 2 * time.Second, Events: recorder, Backups: e.backups})
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
@@ -65,6 +67,10 @@ type Options struct {
 	// MaxRestoreSize is the largest snapshot the restore subresource accepts, as a quantity
 	// such as "8Gi"; larger ones are refused with 413.
 	MaxRestoreSize string
+	// BackupDir is the directory of local backup destinations (<dir>/<namespace>/<name>/) the
+	// backups subresource lists, the controller's --backup-dir (aggregated mode). Empty with
+	// BackupLocalDataDir set means BackupLocalDataDir/backups, as the controller defaults.
+	BackupDir string
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
@@ -103,6 +109,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Standalone.AddFlags(fs)
 	fs.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
 		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
+	fs.StringVar(&o.BackupDir, "backup-dir", o.BackupDir,
+		"Directory of the local backup destinations (DIR/<namespace>/<name>/) that etcdinstances/backups lists: the controller's --backup-dir "+
+			"(aggregated mode; default with --backup-local-data-dir: that directory's backups/).")
 	fs.StringVar(&o.BackupLocalDataDir, "backup-local-data-dir", o.BackupLocalDataDir,
 		"Serve etcdinstances/backup from the members of an etcdaas-controller running --backend=local with this --data-dir "+
 			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode); restores are then handed to that controller "+
@@ -210,18 +219,27 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	config := &apiserver.Config{GenericConfig: c, ExtraConfig: apiserver.ExtraConfig{WatchBufferSize: o.WatchBufferSize}}
 	config.ExtraConfig.Restore.MaxBytes = maxRestore
+	resolver := &backup.Resolver{LocalRoot: o.BackupDir}
+	if resolver.LocalRoot == "" && o.BackupLocalDataDir != "" {
+		resolver.LocalRoot = filepath.Join(o.BackupLocalDataDir, "backups")
+	}
+	config.ExtraConfig.BackupResolver = resolver
+	var kube kubernetes.Interface
+	if c.ClientConfig != nil {
+		if kube, err = kubernetes.NewForConfig(c.ClientConfig); err != nil {
+			return nil, err
+		}
+		// S3 destinations are read with the credentials in the Secret each instance names.
+		resolver.Credentials = backup.SecretCredentials{Client: kube}
+	}
 	switch {
 	case o.BackupLocalDataDir != "":
 		// Backups reach the members a local-backend controller runs on this machine, and
 		// restores reach that controller through its data directory.
 		config.ExtraConfig.BackupDialer = local.Dialer{Dir: o.BackupLocalDataDir}
 		config.ExtraConfig.Restore.Stager = local.Stager{Dir: o.BackupLocalDataDir}
-	case c.ClientConfig != nil:
+	case kube != nil:
 		// Backups reach the members the kubernetes backend runs (StatefulSet pods, TLS Secret).
-		kube, err := kubernetes.NewForConfig(c.ClientConfig)
-		if err != nil {
-			return nil, err
-		}
 		dialer, err := kubebackend.New(kubebackend.Options{Client: kube})
 		if err != nil {
 			return nil, err

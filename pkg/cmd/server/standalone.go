@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
@@ -440,6 +441,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 			BackupDialer:    local.Dialer{Dir: dataDir},
 			WatchBufferSize: o.WatchBufferSize,
 			Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
+			BackupResolver:  &backup.Resolver{LocalRoot: StandaloneBackupDir(dataDir), Credentials: backup.EnvCredentials{}},
 		},
 	}, nil
 }
