@@ -16,6 +16,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/backup/schedule"
+	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
@@ -144,7 +145,9 @@ func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started t
 	case <-ctx.Done():
 		return
 	}
+	takeStart := time.Now()
 	info, dest, reason, err := b.take(ctx, inst)
+	took := time.Since(takeStart)
 	if ctx.Err() != nil {
 		return // stopping: the next controller retries it
 	}
@@ -159,11 +162,13 @@ func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started t
 	b.mu.Unlock()
 
 	if err != nil {
+		metrics.ObserveBackupFailure(inst.Namespace, inst.Name)
 		klog.InfoS("Backup failed", "instance", key, "failures", failures, "err", err)
 		b.report(ctx, inst, nil, metav1.ConditionFalse, reason, fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v",
 			started.UTC().Format(time.RFC3339), failures, err))
 		return
 	}
+	metrics.ObserveBackupSuccess(inst.Namespace, inst.Name, info.Time, took, info.Size)
 	msg := fmt.Sprintf("%s: %d bytes at revision %d in %s", info.Key, info.Size, info.Revision, dest)
 	keep := int(v1beta1.DefaultBackupKeep)
 	if inst.Spec.Backup.Keep != nil {
