@@ -270,6 +270,15 @@ func TestDeployManifests(t *testing.T) {
 				t.Errorf("%s cannot create and scale", role)
 			}
 		}
+		// Recovering from quorum loss discards the members that did not survive: admin only.
+		if !grants(byLabel["admin"], framework.Group, "etcdinstances/recover", "create") {
+			t.Error("admin cannot recover an instance that lost quorum")
+		}
+		for _, role := range []string{"view", "edit"} {
+			if grants(byLabel[role], framework.Group, "etcdinstances/recover", "create") {
+				t.Errorf("%s may recover an instance that lost quorum: that is for admin only", role)
+			}
+		}
 	})
 
 	t.Run("ControllerRBAC", func(t *testing.T) {

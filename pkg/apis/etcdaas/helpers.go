@@ -21,6 +21,12 @@ const (
 	LabelManagedByValue = "etcdaas"
 )
 
+// RecoverRequestedAnnotation records a recovery from quorum loss that a person requested
+// through the recover subresource; the controller performs it and removes the annotation.
+// Its value names the member to rebuild from, empty for the most advanced survivor. Only the
+// recover subresource and the status subresource (the controller) may set or change it.
+const RecoverRequestedAnnotation = "etcdaas.dev/recover-requested"
+
 // PreservedFieldsAnnotation holds, on v1alpha1 objects only, the fields that v1alpha1 cannot
 // express, so that an old client's read-modify-write loses nothing. It is never stored and
 // never shown in v1beta1.

@@ -46,6 +46,7 @@ func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter,
 		ScaleResourcePath:   NewScaleREST(main.Store),
 		BackupResourcePath:  NewBackupREST(main.Store, dialer),
 		RestoreResourcePath: NewRestoreREST(status.store, restore),
+		RecoverResourcePath: NewRecoverREST(status),
 	}, nil
 }
 

@@ -71,6 +71,7 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	}
 	instance.Status = etcdaas.ETCDInstanceStatus{}
 	instance.Generation = 1
+	keepRecoverRequest(instance, nil)
 	if instance.Spec.Version == "" {
 		instance.Spec.Version = etcdaas.DefaultVersion
 	}
@@ -86,6 +87,7 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 		return
 	}
 	newObj.Status = oldObj.Status
+	keepRecoverRequest(newObj, oldObj)
 	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version && newObj.Spec.Storage == nil {
 		newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
 	}
@@ -94,6 +96,26 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	}
 	if !apiequality.Semantic.DeepEqual(newObj.Spec, oldObj.Spec) {
 		newObj.Generation = oldObj.Generation + 1
+	}
+}
+
+// keepRecoverRequest gives obj the recover request of old (none when old is nil): through the
+// main resource nobody requests (or cancels) a recovery, which needs the recover subresource.
+func keepRecoverRequest(obj, old *etcdaas.ETCDInstance) {
+	value, requested := "", false
+	if old != nil {
+		value, requested = old.Annotations[etcdaas.RecoverRequestedAnnotation]
+	}
+	if requested {
+		if obj.Annotations == nil {
+			obj.Annotations = map[string]string{}
+		}
+		obj.Annotations[etcdaas.RecoverRequestedAnnotation] = value
+	} else if _, ok := obj.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
+		delete(obj.Annotations, etcdaas.RecoverRequestedAnnotation)
+		if len(obj.Annotations) == 0 {
+			obj.Annotations = nil
+		}
 	}
 }
 
