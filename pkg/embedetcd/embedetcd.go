@@ -33,6 +33,9 @@ type Member struct {
 	// embed.StdErrLogOutput. etcd logs expected events (such as a stopping member's closed
 	// listeners) as errors, which is why it gets a file of its own by default.
 	LogLevel, LogOutput string
+	// ForceNewCluster restarts a member with data as the only member of a new cluster that
+	// keeps its data and member ID: etcd's --force-new-cluster, for recovering from quorum loss.
+	ForceNewCluster bool
 }
 
 // Config returns the embed configuration that runs m.
@@ -78,6 +81,7 @@ func (m Member) Config() (*embed.Config, error) {
 	if m.MaxLearners != 0 {
 		cfg.MaxLearners = m.MaxLearners
 	}
+	cfg.ForceNewCluster = m.ForceNewCluster
 	cfg.LogLevel = m.LogLevel
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "warn"

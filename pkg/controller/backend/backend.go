@@ -24,6 +24,12 @@ type Backend interface {
 	// call (or an earlier controller) left half done. It returns a *PermanentError when
 	// retrying cannot help, such as an unsupported version.
 	Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*Result, error)
+	// Recover rebuilds a cluster that lost quorum from one surviving voting member (member,
+	// or the most advanced one when empty) with force-new-cluster, discarding the others'
+	// data; later Syncs add members back as learners up to spec.replicas. It resumes a
+	// recovery an earlier call left half done. It returns an error wrapping ErrCannotRecover
+	// when the request cannot be carried out, such as when quorum is not lost.
+	Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*Result, error)
 	// Delete stops every member of the instance and removes what the backend created for it.
 	// It returns nil only when nothing is left.
 	Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error
@@ -76,6 +82,10 @@ type Result struct {
 	QuorumLost string
 }
 
+// ErrCannotRecover wraps why a requested recovery cannot be carried out; asking again with
+// the same request cannot help.
+var ErrCannotRecover = errors.New("cannot recover")
+
 // Quorum is the number of voting members a cluster of n voting members needs to serve.
 func Quorum(n int) int { return n/2 + 1 }
 
@@ -104,6 +114,8 @@ const (
 	// StepRestoring stops every member and restores it from a snapshot as a new cluster,
 	// which makes the instance Restoring.
 	StepRestoring StepReason = "Restoring"
+	// StepRecovering rebuilds a cluster that lost quorum from one surviving member.
+	StepRecovering StepReason = "Recovering"
 )
 
 // ChangesMembership reports whether the step adds or removes a member, which makes an

@@ -164,6 +164,11 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if res, restoring, err := b.pendingRestoreStep(ctx, dir, st); restoring {
 		return b.withMembers(ctx, dir, st, res), err
 	}
+	// So does a recovery from quorum loss under way.
+	if st.Recovery != nil {
+		res, err := b.finishRecovery(ctx, dir, st)
+		return b.withMembers(ctx, dir, st, res), err
+	}
 	if len(st.Members) == 0 || st.Members[0].ID == "" {
 		res, err := b.startFirstMember(ctx, dir, st, inst)
 		return b.withMembers(ctx, dir, st, res), err
@@ -518,6 +523,8 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 	if b.opts.LogToStderr {
 		member.LogOutput = embed.StdErrLogOutput
 	}
+	// The survivor of a recovery restarts as the only member of a new cluster, keeping its data.
+	member.ForceNewCluster = st.Recovery != nil && st.Recovery.Survivor == m.Name
 	if st.TLS {
 		p := filepath.Join(dir, pkiDir)
 		ca := filepath.Join(p, caName+".crt")

@@ -2,9 +2,12 @@ package local
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,6 +324,23 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	converge(t, b, inst)
 	idir := filepath.Join(dir, "instances", "ns", "q")
 	ctx := context.Background()
+	access, err := b.Access(ctx, "ns", "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = cli.Close()
+	if _, err := b.Recover(ctx, inst, ""); !errors.Is(err, backend.ErrCannotRecover) {
+		t.Fatalf("recover with quorum: %v", err)
+	}
 
 	// One member of three lost: unhealthy with the reason, quorum holds.
 	loseMember(t, b, idir, "q-2")
@@ -344,5 +364,36 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	}
 	if running := b.Running(); len(running) != 1 || filepath.Base(running[0]) != "q-0" {
 		t.Fatalf("running after quorum loss: %v", running)
+	}
+
+	// Recovery from a named member that is lost fails; from the survivor it rebuilds the
+	// cluster, and Syncs add members back with new ordinals.
+	if _, err := b.Recover(ctx, inst, "q-1"); !errors.Is(err, backend.ErrCannotRecover) {
+		t.Fatalf("recover from a lost member: %v", err)
+	}
+	recovering := time.Now()
+	res, err = b.Recover(ctx, inst, "")
+	if err != nil || len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRecovered || !strings.Contains(res.Events[0].Note, "q-0") {
+		t.Fatalf("recover: %+v, %v", res, err)
+	}
+	res = converge(t, b, inst)
+	t.Logf("FIGURE local backend: quorum loss recovered to 3 members in %s", time.Since(recovering).Round(time.Millisecond))
+	var names []string
+	for _, m := range res.Members {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{"q-0", "q-3", "q-4"}) {
+		t.Fatalf("members after recovery: %v", names)
+	}
+	if access, err = b.Access(ctx, "ns", "q"); err != nil {
+		t.Fatal(err)
+	}
+	if cli, err = access.New(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	got, err := cli.Get(ctx, "k", clientv3.WithPrefix())
+	if err != nil || len(got.Kvs) != 50 {
+		t.Fatalf("keys after recovery: %v, %v", got, err)
 	}
 }

@@ -46,6 +46,17 @@ type instanceState struct {
 	Members []memberState `json:"members"`
 	// Restore is the restore from a snapshot under way, nil when there is none.
 	Restore *restoreState `json:"restore,omitempty"`
+	// Recovery is a recovery from quorum loss under way, nil when there is none.
+	Recovery *recoveryState `json:"recovery,omitempty"`
+}
+
+// recoveryState is a recovery from quorum loss: recorded before anything is stopped, so that
+// a restarted backend finishes it.
+type recoveryState struct {
+	// Survivor is the member the cluster is rebuilt from, with force-new-cluster.
+	Survivor string `json:"survivor"`
+	// Discard are the other members, whose data is deleted.
+	Discard []string `json:"discard,omitempty"`
 }
 
 // votingMembers returns a state holding only the members keep selects, each marked voting,

@@ -1,0 +1,141 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// Recover implements backend.Backend. It checks that quorum is lost, chooses the survivor
+// and records the recovery before changing anything; finishRecovery does the rest.
+func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*backend.Result, error) {
+	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", backend.ErrCannotRecover, err)
+	}
+	st, err := loadState(dir)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && st.UID != string(inst.UID)) {
+		return nil, fmt.Errorf("%w: the instance has no members", backend.ErrCannotRecover)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st.Recovery == nil {
+		if err := b.ensureRunning(ctx, dir, st); err != nil {
+			return nil, err
+		}
+		access, err := accessFor(dir, st, true)
+		if err != nil {
+			return nil, err
+		}
+		observed, _, err := b.observe(ctx, dir, access, st)
+		if err != nil {
+			return observed, err
+		}
+		if observed.QuorumLost == "" {
+			return observed, fmt.Errorf("%w: quorum is not lost", backend.ErrCannotRecover)
+		}
+		survivor, err := chooseSurvivor(ctx, access, st, member)
+		if err != nil {
+			return observed, err
+		}
+		rec := &recoveryState{Survivor: survivor.Name}
+		for _, m := range st.Members {
+			if m.Name != survivor.Name {
+				rec.Discard = append(rec.Discard, m.Name)
+			}
+		}
+		survivor.Phase = phaseVoting
+		st.Recovery, st.Members = rec, []memberState{survivor}
+		if err := st.save(dir); err != nil {
+			return observed, err
+		}
+	}
+	return b.finishRecovery(ctx, dir, st)
+}
+
+// chooseSurvivor returns the voting member to rebuild from: member when named, else the one
+// with the highest revision (then applied index) among those that answer.
+func chooseSurvivor(ctx context.Context, access *etcdcluster.Access, st *instanceState, member string) (memberState, error) {
+	type candidate struct {
+		m  memberState
+		st etcdcluster.EndpointStatus
+	}
+	var candidates []candidate
+	for _, m := range st.Members {
+		if m.Phase != phaseVoting {
+			continue
+		}
+		s := etcdcluster.Status(ctx, access, m.clientURL(st.TLS))
+		if s.MemberID != 0 {
+			candidates = append(candidates, candidate{m, s})
+		}
+	}
+	if member != "" {
+		for _, c := range candidates {
+			if c.m.Name == member {
+				return c.m, nil
+			}
+		}
+		return memberState{}, fmt.Errorf("%w: member %s is not a voting member that answers", backend.ErrCannotRecover, member)
+	}
+	if len(candidates) == 0 {
+		return memberState{}, fmt.Errorf("%w: no voting member answers; restore from a backup instead", backend.ErrCannotRecover)
+	}
+	sort.SliceStable(candidates, func(i, j int) bool {
+		if candidates[i].st.Revision != candidates[j].st.Revision {
+			return candidates[i].st.Revision > candidates[j].st.Revision
+		}
+		return candidates[i].st.RaftAppliedIndex > candidates[j].st.RaftAppliedIndex
+	})
+	return candidates[0].m, nil
+}
+
+// finishRecovery stops every member, deletes the data of all but the survivor, restarts the
+// survivor as a one-member cluster with force-new-cluster and clears the record. Each part
+// is idempotent, so a recovery interrupted anywhere finishes on the next call.
+func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceState) (*backend.Result, error) {
+	rec := st.Recovery
+	res := &backend.Result{Step: fmt.Sprintf("recovering from member %s", rec.Survivor), StepReason: backend.StepRecovering}
+	survivor := st.member(rec.Survivor)
+	if survivor == nil {
+		return res, fmt.Errorf("recovery survivor %s is not recorded", rec.Survivor)
+	}
+	b.stop(dir, survivor, true)
+	for _, name := range rec.Discard {
+		b.stop(dir, &memberState{Name: name}, true)
+		b.setStartError(dir, &memberState{Name: name}, nil)
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return res, err
+		}
+		if err := os.Remove(memberLog(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return res, err
+		}
+	}
+	e, err := b.start(dir, st, survivor)
+	if err != nil {
+		return res, err
+	}
+	sctx, cancel := b.stepContext(ctx)
+	defer cancel()
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-sctx.Done():
+		return res, fmt.Errorf("survivor %s did not become ready: %w", survivor.Name, sctx.Err())
+	}
+	st.Recovery = nil
+	if err := st.save(dir); err != nil {
+		return res, err
+	}
+	res.Step = fmt.Sprintf("recovered from member %s", rec.Survivor)
+	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d) with force-new-cluster; discarded %v; members are added back as learners",
+		rec.Survivor, e.Server.KV().Rev(), rec.Discard)
+	return res, nil
+}
