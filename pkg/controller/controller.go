@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
@@ -365,6 +366,12 @@ func (c *Controller) ensureFinalizer(ctx context.Context, inst *v1beta1.ETCDInst
 // syncAndReport has the backend take one step, writes the status it leads to and returns
 // when to look at the instance again.
 func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstance) (time.Duration, error) {
+	if _, requested := inst.Annotations[etcdaas.RecoverRequestedAnnotation]; requested {
+		if err := c.recoverAndReport(ctx, inst); err != nil {
+			return 0, err
+		}
+		return c.opts.StepInterval, nil
+	}
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
 	noteQuorumLoss(inst, res)
 	c.recordEvents(inst, res)

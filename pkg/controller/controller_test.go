@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
@@ -143,9 +144,23 @@ func TestComputeStatus(t *testing.T) {
 
 // fakeBackend converges after a number of steps and records deletions.
 type fakeBackend struct {
-	mu      sync.Mutex
-	steps   int
-	deleted []string
+	mu        sync.Mutex
+	steps     int
+	deleted   []string
+	recovered []string
+}
+
+// Recover records the request; it refuses the member "lost".
+func (f *fakeBackend) Recover(_ context.Context, inst *v1beta1.ETCDInstance, member string) (*backend.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recovered = append(f.recovered, inst.Name+"/"+member)
+	if member == "lost" {
+		return nil, fmt.Errorf("%w: member lost does not answer", backend.ErrCannotRecover)
+	}
+	res := &backend.Result{Members: members(1, 1), Step: "recovered from member " + member, StepReason: backend.StepRecovering}
+	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s", member)
+	return res, nil
 }
 
 func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
@@ -367,5 +382,67 @@ func TestRequeueAfter(t *testing.T) {
 		if after != tc.after || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 			t.Errorf("%s: requeueAfter = %v, %v; want %v, %v", tc.name, after, err, tc.after, tc.err)
 		}
+	}
+}
+
+func TestRecoverRequestsAreCarriedOutOnceAndConsumed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	request := func(name, member string) *v1beta1.ETCDInstance {
+		return &v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Generation: 1, UID: types.UID(name), Finalizers: []string{Finalizer},
+				Annotations: map[string]string{etcdaas.RecoverRequestedAnnotation: member}},
+			Spec:   v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+			Status: v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseFailed},
+		}
+	}
+	client := fake.NewClientset(request("db", "db-1"), request("other", "lost"))
+	be := &fakeBackend{steps: -1000} // never converges: the phase after the recovery stays
+	recorder := events.NewFakeRecorder(100)
+	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range []string{"db", "other"} {
+		for {
+			got, err := instances.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := got.Annotations[etcdaas.RecoverRequestedAnnotation]; !ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("recover request on %s never consumed", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if got, _ := instances.Get(ctx, "db", metav1.GetOptions{}); got.Status.Phase != v1beta1.PhaseRecovering {
+		t.Fatalf("phase after recovery: %+v", got.Status)
+	}
+	cancel()
+	<-done
+	be.mu.Lock()
+	recovered := slices.Clone(be.recovered)
+	be.mu.Unlock()
+	slices.Sort(recovered)
+	if !slices.Equal(recovered, []string{"db/db-1", "other/lost"}) {
+		t.Fatalf("recoveries %v, want each request once", recovered)
+	}
+	var recorded []string
+	for len(recorder.Events) > 0 {
+		if e := <-recorder.Events; strings.Contains(e, "Recover") {
+			recorded = append(recorded, e)
+		}
+	}
+	slices.Sort(recorded)
+	want := []string{"Normal Recovered Rebuilt the cluster from member db-1", "Warning RecoveryFailed Recovery not carried out: cannot recover: member lost does not answer"}
+	if !slices.Equal(recorded, want) {
+		t.Fatalf("events %q, want %q", recorded, want)
 	}
 }

@@ -85,6 +85,9 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	switch {
 	case res != nil && res.StepReason == backend.StepRestoring:
 		status.Phase = v1beta1.PhaseRestoring
+	case res != nil && res.StepReason == backend.StepRecovering, status.Phase == v1beta1.PhaseRecovering:
+		// Rebuilt from a survivor: recovering until the members are back.
+		status.Phase = v1beta1.PhaseRecovering
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):

@@ -82,6 +82,9 @@ func TestDiscovery(t *testing.T) {
 			if !ok || status.Kind != "ETCDInstance" || !slices.Contains(status.Verbs, "update") || !slices.Contains(status.Verbs, "patch") {
 				t.Errorf("etcdinstances/status = %+v (present %v)", status, ok)
 			}
+			if recover, ok := byName["etcdinstances/recover"]; !ok || !slices.Equal(recover.Verbs, []string{"create"}) {
+				t.Errorf("etcdinstances/recover = %+v (present %v), want verb create only", recover, ok)
+			}
 			scale, ok := byName["etcdinstances/scale"]
 			if !ok {
 				t.Fatalf("etcdinstances/scale missing")

@@ -483,6 +483,16 @@ func (b *Backend) readvertise(ctx context.Context, dir string, st *instanceState
 	return nil
 }
 
+// embedded returns the server of m when it runs in this process, nil otherwise.
+func (b *Backend) embedded(dir string, m *memberState) *embed.Etcd {
+	if !b.isRunning(dir, m) {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running[filepath.Join(dir, m.Name)]
+}
+
 func (b *Backend) isRunning(dir string, m *memberState) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -620,8 +630,10 @@ func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.A
 			s.Err = fmt.Errorf("cannot start: %w", err)
 		}
 		if m.Phase == phaseVoting {
+			// A restarted member serves clients only once it reaches quorum: whether it
+			// runs here says whether it is up.
 			voting = append(voting, m.Name)
-			if s.MemberID == 0 {
+			if b.embedded(dir, m) == nil {
 				down = append(down, m.Name)
 			}
 		}

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
-	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // Recover implements backend.Backend. It checks that quorum is lost, chooses the survivor
@@ -42,7 +40,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 		if observed.QuorumLost == "" {
 			return observed, fmt.Errorf("%w: quorum is not lost", backend.ErrCannotRecover)
 		}
-		survivor, err := chooseSurvivor(ctx, access, st, member)
+		survivor, err := b.chooseSurvivor(dir, st, member)
 		if err != nil {
 			return observed, err
 		}
@@ -58,44 +56,41 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 			return observed, err
 		}
 	}
-	return b.finishRecovery(ctx, dir, st)
+	res, err := b.finishRecovery(ctx, dir, st)
+	return b.withMembers(ctx, dir, st, res), err
 }
 
 // chooseSurvivor returns the voting member to rebuild from: member when named, else the one
-// with the highest revision (then applied index) among those that answer.
-func chooseSurvivor(ctx context.Context, access *etcdcluster.Access, st *instanceState, member string) (memberState, error) {
-	type candidate struct {
-		m  memberState
-		st etcdcluster.EndpointStatus
-	}
-	var candidates []candidate
+// with the highest revision (then applied index) among those running here. Without quorum
+// a member does not serve clients, so its embedded server is asked directly.
+func (b *Backend) chooseSurvivor(dir string, st *instanceState, member string) (memberState, error) {
+	var best memberState
+	var bestRev int64
+	var bestIndex uint64
+	found := false
 	for _, m := range st.Members {
-		if m.Phase != phaseVoting {
+		e := b.embedded(dir, &m)
+		if m.Phase != phaseVoting || e == nil {
 			continue
 		}
-		s := etcdcluster.Status(ctx, access, m.clientURL(st.TLS))
-		if s.MemberID != 0 {
-			candidates = append(candidates, candidate{m, s})
-		}
-	}
-	if member != "" {
-		for _, c := range candidates {
-			if c.m.Name == member {
-				return c.m, nil
+		if member != "" {
+			if m.Name == member {
+				return m, nil
 			}
+			continue
 		}
-		return memberState{}, fmt.Errorf("%w: member %s is not a voting member that answers", backend.ErrCannotRecover, member)
-	}
-	if len(candidates) == 0 {
-		return memberState{}, fmt.Errorf("%w: no voting member answers; restore from a backup instead", backend.ErrCannotRecover)
-	}
-	sort.SliceStable(candidates, func(i, j int) bool {
-		if candidates[i].st.Revision != candidates[j].st.Revision {
-			return candidates[i].st.Revision > candidates[j].st.Revision
+		rev, index := e.Server.KV().Rev(), e.Server.AppliedIndex()
+		if !found || rev > bestRev || (rev == bestRev && index > bestIndex) {
+			best, bestRev, bestIndex, found = m, rev, index, true
 		}
-		return candidates[i].st.RaftAppliedIndex > candidates[j].st.RaftAppliedIndex
-	})
-	return candidates[0].m, nil
+	}
+	switch {
+	case member != "":
+		return memberState{}, fmt.Errorf("%w: member %s is not a voting member that runs", backend.ErrCannotRecover, member)
+	case !found:
+		return memberState{}, fmt.Errorf("%w: no voting member runs; restore from a backup instead", backend.ErrCannotRecover)
+	}
+	return best, nil
 }
 
 // finishRecovery stops every member, deletes the data of all but the survivor, restarts the

@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+)
+
+// postRecover POSTs the recover subresource and returns the status code and body.
+func (e *ctlEnv) postRecover(ns, name, query string) (int, string) {
+	e.t.Helper()
+	cfg := e.srv.Config()
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	url := fmt.Sprintf("%s/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances/%s/recover%s", cfg.Host, ns, name, query)
+	resp, err := hc.Post(url, "application/json", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestQuorumLossAndRecovery loses two of three members for good: the instance reports
+// QuorumLost and nothing happens until a person POSTs recover, which rebuilds it from the
+// survivor with every key.
+func TestQuorumLossAndRecovery(t *testing.T) {
+	e := ctlStart(t, local.Options{})
+	ns, name := "recover", "db"
+	ctx := context.Background()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
+	e.running(ns, name, 2*time.Minute)
+	cli := e.etcdClient(ns, name)
+	for i := range 100 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/k/%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := e.postRecover(ns, name, ""); code != http.StatusConflict || !strings.Contains(body, "quorum is not lost") {
+		t.Fatalf("recover with quorum: %d %s", code, body)
+	}
+
+	// Members 1 and 2 lose their disks while the controller is down.
+	e.stopController()
+	for _, member := range []string{"db-1", "db-2"} {
+		data := filepath.Join(e.dir, "instances", ns, name, member)
+		if err := os.RemoveAll(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(data, []byte("lost"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startController()
+	lost := e.waitFor(ns, name, time.Minute, "QuorumLost", func(i *v1beta1.ETCDInstance) bool {
+		c := meta.FindStatusCondition(i.Status.Conditions, etcdaas.ConditionDegraded)
+		return i.Status.Phase == v1beta1.PhaseFailed && c != nil && c.Reason == "QuorumLost"
+	})
+	if c := meta.FindStatusCondition(lost.Status.Conditions, etcdaas.ConditionDegraded); !strings.Contains(c.Message, "db-1, db-2") {
+		t.Fatalf("Degraded does not name the lost members: %+v", c)
+	}
+	if code, body := e.postRecover(ns, name, "?member=db-9"); code != http.StatusBadRequest {
+		t.Fatalf("recover from an unknown member: %d %s", code, body)
+	}
+
+	start := time.Now()
+	if code, body := e.postRecover(ns, name, ""); code != http.StatusAccepted {
+		t.Fatalf("recover: %d %s", code, body)
+	}
+	e.waitFor(ns, name, time.Minute, "Recovering", func(i *v1beta1.ETCDInstance) bool {
+		return i.Status.Phase == v1beta1.PhaseRecovering || i.Status.Phase == v1beta1.PhaseRunning
+	})
+	inst := e.running(ns, name, 2*time.Minute)
+	t.Logf("FIGURE recovery from quorum loss (recover POST to Running, 3 members): %s", time.Since(start).Round(time.Millisecond))
+	if _, ok := inst.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
+		t.Fatal("the recover request is still recorded after the recovery")
+	}
+	var names []string
+	for _, m := range inst.Status.Members {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, ",") != "db-0,db-3,db-4" {
+		t.Fatalf("members after recovery: %v", names)
+	}
+	cli = e.etcdClient(ns, name)
+	got, err := cli.Get(ctx, "/k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || got.Count != 100 {
+		t.Fatalf("keys after recovery: %v, %v", got, err)
+	}
+}
