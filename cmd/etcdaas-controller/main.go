@@ -102,7 +102,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	if b, err = newBackend(f, kube); err != nil {
+	if b, err = newBackend(f, kube, client); err != nil {
 		return err
 	}
 	defer func() {
@@ -162,14 +162,18 @@ func backupOptions(f flags, b backend.Backend, kube kubernetes.Interface) contro
 	return opts
 }
 
-// newBackend is the backend f asks for; kube is the cluster of the kubernetes backend.
-func newBackend(f flags, kube kubernetes.Interface) (backend.Backend, error) {
+// newBackend is the backend f asks for; kube is the cluster of the kubernetes backend, client
+// reads the source instances of spec.restoreFrom for the local backend.
+func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface) (backend.Backend, error) {
 	switch f.backend {
 	case "local":
 		if f.dataDir == "" {
 			return nil, errors.New("--data-dir is required with --backend=local")
 		}
-		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes})
+		// The backups spec.restoreFrom names are found as the backup step finds them.
+		restore := controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, kube).Resolver}
+		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
+			RestoreSource: restore})
 	case "kubernetes":
 		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage})
 		if err != nil {

@@ -18,7 +18,7 @@ func backendFor(t *testing.T, args ...string) (*kubebackend.Backend, error) {
 	if err := newFlagSet(&f).Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBackend(f, fake.NewClientset())
+	b, err := newBackend(f, fake.NewClientset(), nil)
 	if err != nil {
 		return nil, err
 	}

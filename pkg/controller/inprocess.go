@@ -17,18 +17,22 @@ import (
 // server's post-start hook does: members run as embedded etcd servers with data under
 // opts.Dir. Scheduled backups go to backupDir (local destinations) or to S3 with the
 // credentials of the process's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): a
-// standalone server has no Secrets. It returns once the controller is started; the
-// controller runs until ctx ends, then stops the members (keeping their data). The returned
-// channel is closed when everything has stopped.
+// standalone server has no Secrets; spec.restoreFrom reads the source instance's backups
+// from the same places. It returns once the controller is started; the controller runs
+// until ctx ends, then stops the members (keeping their data). The returned channel is
+// closed when everything has stopped.
 func StartLocal(ctx context.Context, config *rest.Config, opts local.Options, backupDir string) (<-chan struct{}, error) {
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("building the controller's client: %w", err)
+	}
+	resolver := backup.Resolver{LocalRoot: backupDir, Credentials: backup.EnvCredentials{}}
+	if opts.RestoreSource == nil {
+		opts.RestoreSource = BackupRestoreSource{Client: client, Resolver: resolver}
+	}
 	b, err := local.New(opts)
 	if err != nil {
 		return nil, err
-	}
-	client, err := versioned.NewForConfig(config)
-	if err != nil {
-		_ = b.Close()
-		return nil, fmt.Errorf("building the controller's client: %w", err)
 	}
 	kube, err := kubernetes.NewForConfig(config)
 	if err != nil {
@@ -38,7 +42,7 @@ func StartLocal(ctx context.Context, config *rest.Config, opts local.Options, ba
 	recorder, stopEvents := NewEventRecorder(ctx, kube)
 	c, err := New(Options{Client: client, Backend: b, Events: recorder, Backups: BackupOptions{
 		Dialer:   local.Dialer{Dir: opts.Dir},
-		Resolver: backup.Resolver{LocalRoot: backupDir, Credentials: backup.EnvCredentials{}},
+		Resolver: resolver,
 	}})
 	if err != nil {
 		stopEvents()
