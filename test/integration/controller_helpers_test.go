@@ -93,7 +93,12 @@ func ctlStartFull(t *testing.T, opts local.Options, serverOpts framework.Options
 
 func (e *ctlEnv) startController() {
 	e.t.Helper()
-	b, err := local.New(e.opts)
+	opts := e.opts
+	if opts.RestoreSource == nil {
+		// As the controllers wire it: spec.restoreFrom reads where the backups are written.
+		opts.RestoreSource = controller.BackupRestoreSource{Client: e.client, Resolver: e.backups.Resolver}
+	}
+	b, err := local.New(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+)
+
+// Reasons of the Degraded condition when spec.restoreFrom cannot be honoured.
+const (
+	ReasonRestoreSourceNotFound      = "RestoreSourceNotFound"
+	ReasonRestoreSourceNoDestination = "RestoreSourceNoDestination"
+	ReasonRestoreSourceUnavailable   = "RestoreSourceUnavailable"
+	ReasonNoBackups                  = "NoBackups"
+	ReasonBackupNotFound             = "BackupNotFound"
+)
+
+// BackupRestoreSource opens the backups spec.restoreFrom names from the destination of the
+// source instance's spec.backup, resolved as the backup step resolves it (same backup
+// directory, same source of S3 credentials).
+type BackupRestoreSource struct {
+	// Client reads the source instance.
+	Client versioned.Interface
+	// Resolver builds the source instance's destination.
+	Resolver backup.Resolver
+}
+
+var _ backend.RestoreSource = BackupRestoreSource{}
+
+// OpenRestoreSource opens spec.restoreFrom.key of the source instance's destination, or its
+// newest backup when no key is given.
+func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (io.ReadCloser, *backend.BackupProvenance, error) {
+	from := inst.Spec.RestoreFrom
+	if from == nil {
+		return nil, nil, errors.New("spec.restoreFrom is not set")
+	}
+	dest, err := s.destination(ctx, inst.Namespace, from.Instance)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := from.Key
+	if key == "" {
+		newest, err := backup.Newest(ctx, dest)
+		if errors.Is(err, backup.ErrNotFound) {
+			return nil, nil, backend.Permanent(ReasonNoBackups, "spec.restoreFrom: instance %s has no backup yet in %s", from.Instance, dest)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing the backups of %s: %w", from.Instance, err)
+		}
+		key = newest.Key
+	}
+	body, info, err := dest.Open(ctx, key)
+	if errors.Is(err, backup.ErrNotFound) {
+		return nil, nil, backend.Permanent(ReasonBackupNotFound, "spec.restoreFrom.key: instance %s has no backup %q in %s", from.Instance, key, dest)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening backup %s of %s: %w", key, from.Instance, err)
+	}
+	return body, &backend.BackupProvenance{Key: info.Key, SHA256: info.SHA256, Revision: info.Revision}, nil
+}
+
+// destination resolves the backup destination of the instance namespace/name.
+func (s BackupRestoreSource) destination(ctx context.Context, namespace, name string) (backup.Destination, error) {
+	source, err := s.Client.EtcdaasV1beta1().ETCDInstances(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, backend.Permanent(ReasonRestoreSourceNotFound, "spec.restoreFrom.instance: instance %s/%s does not exist", namespace, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading instance %s/%s: %w", namespace, name, err)
+	}
+	if source.Spec.Backup == nil {
+		return nil, backend.Permanent(ReasonRestoreSourceNoDestination, "spec.restoreFrom.instance: instance %s/%s has no spec.backup, so it has no backups to restore from", namespace, name)
+	}
+	dest, err := s.Resolver.Destination(ctx, namespace, name, source.Spec.Backup.Destination)
+	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
+		return nil, backend.Permanent(ReasonRestoreSourceUnavailable, "spec.restoreFrom: the backups of %s/%s cannot be read: %v", namespace, name, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return dest, nil
+}
