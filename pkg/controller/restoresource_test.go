@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
+)
+
+func restoreInstance(ns, name string, spec v1beta1.ETCDInstanceSpec) *v1beta1.ETCDInstance {
+	return &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+}
+
+// TestBackupRestoreSource opens the newest or the named backup of the source instance with
+// its provenance, and explains each source it cannot restore from with its own reason.
+func TestBackupRestoreSource(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	localBackup := &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
+	s3Backup := &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{S3: &v1beta1.S3Destination{
+		Endpoint: "https://127.0.0.1:1", Bucket: "b"}}}
+	client := fake.NewClientset(
+		restoreInstance("ns", "old", v1beta1.ETCDInstanceSpec{Backup: localBackup}),
+		restoreInstance("ns", "empty", v1beta1.ETCDInstanceSpec{Backup: localBackup}),
+		restoreInstance("ns", "plain", v1beta1.ETCDInstanceSpec{}),
+		restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3Backup}),
+	)
+	dir, err := backup.LocalDir(root, "ns", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := backup.NewLocal(dir)
+	start := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	var taken []backup.Info
+	for i, body := range []string{"first", "second"} {
+		now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
+		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "uid", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken = append(taken, info)
+	}
+	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{LocalRoot: root, Credentials: backup.EnvCredentials{Lookup: func(string) (string, bool) { return "", false }}}}
+
+	open := func(from v1beta1.RestoreSource) (string, *backend.BackupProvenance, error) {
+		body, prov, err := src.OpenRestoreSource(ctx, restoreInstance("ns", "new", v1beta1.ETCDInstanceSpec{RestoreFrom: &from}))
+		if err != nil {
+			return "", nil, err
+		}
+		defer func() { _ = body.Close() }()
+		b, err := io.ReadAll(body)
+		return string(b), prov, err
+	}
+	for _, c := range []struct {
+		key, body string
+		want      backup.Info
+	}{{"", "second", taken[1]}, {taken[0].Key, "first", taken[0]}} {
+		body, prov, err := open(v1beta1.RestoreSource{Instance: "old", Key: c.key})
+		if err != nil {
+			t.Fatalf("key %q: %v", c.key, err)
+		}
+		if body != c.body || prov.Key != c.want.Key || prov.SHA256 != c.want.SHA256 || prov.Revision != c.want.Revision {
+			t.Errorf("key %q: %q %+v, want %q %+v", c.key, body, prov, c.body, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		from   v1beta1.RestoreSource
+		reason string
+	}{
+		{v1beta1.RestoreSource{Instance: "old", Key: "20000101T000000.000Z-r1.db"}, ReasonBackupNotFound},
+		{v1beta1.RestoreSource{Instance: "gone"}, ReasonRestoreSourceNotFound},
+		{v1beta1.RestoreSource{Instance: "plain"}, ReasonRestoreSourceNoDestination},
+		{v1beta1.RestoreSource{Instance: "empty"}, ReasonNoBackups},
+		{v1beta1.RestoreSource{Instance: "s3"}, ReasonRestoreSourceUnavailable},
+	} {
+		_, _, err := open(c.from)
+		pe, ok := backend.IsPermanent(err)
+		if !ok || pe.Reason != c.reason || !strings.Contains(pe.Message, c.from.Instance) {
+			t.Errorf("%+v: %v, want a permanent %s naming the source", c.from, err, c.reason)
+		}
+	}
+}
