@@ -143,7 +143,12 @@ func TestMembershipAndSnapshots(t *testing.T) {
 
 func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	ctx := context.Background()
-	endpoint := startMemberWith(t, func(cfg *embed.Config) { cfg.QuotaBackendBytes = 1 << 20 })
+	endpoint := startMemberWith(t, func(cfg *embed.Config) {
+		cfg.QuotaBackendBytes = 1 << 20
+		// The quota is checked against the database file, which grows only when the backend
+		// commits; commit after every write so that fast writes cannot all land in one batch.
+		cfg.BackendBatchLimit = 1
+	})
 	access := &Access{Endpoints: []string{endpoint}}
 	cli, err := access.New()
 	if err != nil {
@@ -159,11 +164,11 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	// Writing past the 1 MiB quota raises NOSPACE on the member.
 	value := strings.Repeat("x", 64*1024)
 	var putErr error
-	for i := 0; i < 64 && putErr == nil; i++ {
+	for i := 0; i < 256 && putErr == nil; i++ {
 		_, putErr = cli.Put(ctx, fmt.Sprintf("k%d", i), value)
 	}
 	if putErr == nil {
-		t.Fatal("4 MiB of writes fit in a 1 MiB quota")
+		t.Fatal("16 MiB of writes fit in a 1 MiB quota")
 	}
 	st = Status(ctx, access, endpoint)
 	if st.Healthy || !slices.Equal(st.Alarms, []string{"NOSPACE"}) || st.Err == nil || !strings.Contains(st.Err.Error(), "NOSPACE") {
