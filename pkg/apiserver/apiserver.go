@@ -94,6 +94,9 @@ type ExtraConfig struct {
 	// BackupResolver reads instances' backup destinations for the backups subresource; nil
 	// makes every listing answer 503.
 	BackupResolver *backup.Resolver
+	// Versions restricts the etcd versions instances may ask for (the standalone server's
+	// local backend runs only its embedded etcd); the zero value accepts every version.
+	Versions etcdinstancestorage.VersionPolicy
 }
 
 // Config is the configuration of the server: the generic server's and ours.
@@ -147,7 +150,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
 	restOptions := watchbuffer.RESTOptionsGetter(c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.WatchBufferSize)
-	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer, c.ExtraConfig.Restore)
+	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer, c.ExtraConfig.Restore, c.ExtraConfig.Versions)
 	if err != nil {
 		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
 	}

@@ -98,7 +98,7 @@ func (s *StandaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.DataDir, "data-dir", s.DataDir,
 		"Standalone mode: directory for the embedded etcd data, the PKI and the admin kubeconfig; reused across restarts.")
 	fs.BoolVar(&s.Controller, "controller", true,
-		"Standalone mode: run the controller in-process, members as embedded etcd servers under --data-dir/instances.")
+		"Standalone mode: run the controller in-process, members as embedded etcd servers under --data-dir/instances; instances must then ask for the embedded etcd version (others are refused at admission).")
 	fs.IntVar(&s.EtcdClientPort, "standalone-etcd-client-port", s.EtcdClientPort,
 		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
 	fs.IntVar(&s.EtcdPeerPort, "standalone-etcd-peer-port", s.EtcdPeerPort,
@@ -427,7 +427,11 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 		return nil, err
 	}
 	hooks := o.Standalone.PostStartHooks
+	// Without the in-process controller another controller (and backend) runs the
+	// instances, so every version the API allows is accepted.
+	var versions etcdinstance.VersionPolicy
 	if o.Standalone.Controller {
+		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion()}, Reason: "standalone, local backend"}
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
 			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir}, StandaloneBackupDir(dataDir))
 			return err
@@ -442,6 +446,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 			WatchBufferSize: o.WatchBufferSize,
 			Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
 			BackupResolver:  &backup.Resolver{LocalRoot: StandaloneBackupDir(dataDir), Credentials: backup.EnvCredentials{}},
+			Versions:        versions,
 		},
 	}, nil
 }

@@ -34,9 +34,9 @@ const (
 // path, for every served version. One store backs them all, so there is one watch cache.
 // Adding a subresource is one more entry here. dialer reaches the members of instances for
 // the backup subresource; nil makes every backup answer 503. restore configures the restore
-// subresource.
-func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, dialer etcdcluster.Dialer, restore RestoreOptions) (map[string]rest.Storage, error) {
-	main, status, err := NewREST(scheme, optsGetter)
+// subresource. versions restricts the spec.version creates and updates may set.
+func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, dialer etcdcluster.Dialer, restore RestoreOptions, versions VersionPolicy) (map[string]rest.Storage, error) {
+	main, status, err := NewREST(scheme, optsGetter, versions)
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +62,10 @@ var (
 )
 
 // NewREST returns the storage of the main resource and of the status subresource, sharing
-// one underlying store.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *StatusREST, error) {
+// one underlying store; versions restricts the spec.version of the main resource.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, versions VersionPolicy) (*REST, *StatusREST, error) {
 	strategy := NewStrategy(scheme)
+	strategy.Versions = versions
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &etcdaas.ETCDInstance{} },
 		NewListFunc:               func() runtime.Object { return &etcdaas.ETCDInstanceList{} },

@@ -36,6 +36,8 @@ var servedVersions = []fieldpath.APIVersion{
 type Strategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
+	// Versions restricts the spec.version a create, or an update that changes it, may set.
+	Versions VersionPolicy
 }
 
 // NewStrategy returns the main-resource strategy for a scheme holding the etcdaas types.
@@ -120,22 +122,29 @@ func keepRecoverRequest(obj, old *etcdaas.ETCDInstance) {
 }
 
 // Validate checks a new instance, reporting field paths of the version the client sent.
-func (Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
 	instance, ok := obj.(*etcdaas.ETCDInstance)
 	if !ok {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected object %T", obj))}
 	}
-	return validation.ForVersion(validation.ValidateETCDInstance(instance), requestVersion(ctx))
+	errs := s.Versions.restrictVersion(validation.ValidateETCDInstance(instance), instance.Spec.Version)
+	return validation.ForVersion(errs, requestVersion(ctx))
 }
 
-// ValidateUpdate checks an update, reporting field paths of the version the client sent.
-func (Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+// ValidateUpdate checks an update, reporting field paths of the version the client sent. The
+// version policy applies only when the update changes spec.version, so that an instance
+// stored before the policy can still be edited and deleted.
+func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
 	if !ok1 || !ok2 {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected objects %T, %T", obj, old))}
 	}
-	return validation.ForVersion(validation.ValidateETCDInstanceUpdate(newObj, oldObj), requestVersion(ctx))
+	errs := validation.ValidateETCDInstanceUpdate(newObj, oldObj)
+	if newObj.Spec.Version != oldObj.Spec.Version {
+		errs = s.Versions.restrictVersion(errs, newObj.Spec.Version)
+	}
+	return validation.ForVersion(errs, requestVersion(ctx))
 }
 
 // WarningsOnCreate warns about an even number of replicas.

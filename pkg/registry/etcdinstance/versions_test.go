@@ -1,0 +1,81 @@
+package etcdinstance
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func restrictedStrategy() Strategy {
+	s := NewStrategy(testScheme())
+	s.Versions = VersionPolicy{Supported: []string{"3.7"}, Reason: "standalone, local backend"}
+	return s
+}
+
+func TestVersionPolicyOnCreate(t *testing.T) {
+	s := restrictedStrategy()
+	for _, apiVersion := range []string{"v1beta1", "v1alpha1"} {
+		other := instance()
+		other.Spec.Version = "3.6"
+		errs := s.Validate(ctxFor(apiVersion), other)
+		if len(errs) != 1 || errs[0].Type != field.ErrorTypeNotSupported || errs[0].Field != "spec.version" {
+			t.Fatalf("%s, version 3.6: %v; want one NotSupported on spec.version", apiVersion, errs)
+		}
+		want := `spec.version: Unsupported value: "3.6": this server runs etcd 3.7 members only (standalone, local backend)`
+		if got := errs[0].Error(); got != want {
+			t.Errorf("%s message:\n got %s\nwant %s", apiVersion, got, want)
+		}
+		if errs := s.Validate(ctxFor(apiVersion), instance()); len(errs) != 0 {
+			t.Errorf("%s, version 3.7: %v", apiVersion, errs)
+		}
+	}
+
+	malformed := instance()
+	malformed.Spec.Version = "banana"
+	if errs := s.Validate(ctxFor("v1beta1"), malformed); len(errs) != 1 || errs[0].Type != field.ErrorTypeInvalid {
+		t.Errorf("malformed version: %v; want only the format error", errs)
+	}
+
+	unrestricted := NewStrategy(testScheme())
+	other := instance()
+	other.Spec.Version = "3.6"
+	if errs := unrestricted.Validate(ctxFor("v1beta1"), other); len(errs) != 0 {
+		t.Errorf("no policy (aggregated mode), version 3.6: %v", errs)
+	}
+}
+
+func TestVersionPolicyOnUpdate(t *testing.T) {
+	s := restrictedStrategy()
+	old := instance()
+	changed := old.DeepCopy()
+	changed.Spec.Version = "3.8"
+	errs := s.ValidateUpdate(ctxFor("v1beta1"), changed, old)
+	if len(errs) != 1 || errs[0].Type != field.ErrorTypeNotSupported || errs[0].BadValue != "3.8" {
+		t.Errorf("update 3.7 -> 3.8: %v", errs)
+	}
+
+	// An instance stored with another version (before the policy) stays editable.
+	stored := instance()
+	stored.Spec.Version = "3.6"
+	scaled := stored.DeepCopy()
+	scaled.Spec.Replicas = 5
+	if errs := s.ValidateUpdate(ctxFor("v1beta1"), scaled, stored); len(errs) != 0 {
+		t.Errorf("update keeping version 3.6: %v", errs)
+	}
+	back := stored.DeepCopy()
+	back.Spec.Version = "3.7"
+	if errs := s.ValidateUpdate(ctxFor("v1beta1"), back, stored); len(errs) != 0 {
+		t.Errorf("update 3.6 -> 3.7: %v", errs)
+	}
+}
+
+func TestVersionPolicyListsEverySupportedVersion(t *testing.T) {
+	p := VersionPolicy{Supported: []string{"3.6", "3.7"}}
+	if err := p.check("3.6", field.NewPath("spec", "version")); err != nil {
+		t.Errorf("3.6 supported: %v", err)
+	}
+	err := p.check("3.5", field.NewPath("spec", "version"))
+	if err == nil || err.Detail != "this server runs etcd 3.6, 3.7 members only" {
+		t.Errorf("3.5: %v", err)
+	}
+}
