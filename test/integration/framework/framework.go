@@ -31,6 +31,9 @@ type Options struct {
 	PostStartHooks []server.PostStartHook
 	// MaxRestoreSize is the server's --max-restore-size; empty keeps the default.
 	MaxRestoreSize string
+	// Controller runs the in-process local-backend controller, as the --controller flag
+	// does by default (and with it, the admission of the embedded etcd version only).
+	Controller bool
 }
 
 // Start starts a standalone server on free ports and returns once /readyz succeeds. It runs
@@ -42,6 +45,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	o := server.NewOptions()
 	o.Standalone.DataDir = opts.DataDir
 	o.Standalone.PostStartHooks = opts.PostStartHooks
+	o.Standalone.Controller = opts.Controller
 	if opts.MaxRestoreSize != "" {
 		o.MaxRestoreSize = opts.MaxRestoreSize
 	}
