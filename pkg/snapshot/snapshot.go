@@ -40,6 +40,30 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("the snapshot is larger than the %d bytes this server accepts", e.Limit)
 }
 
+// ReadError is a failure to read the stream Receive copies: the client's side of a request
+// (a body cut off or timed out), as opposed to the server failing to write its spool file.
+type ReadError struct {
+	// Err is the reader's error.
+	Err error
+}
+
+// Error implements error.
+func (e *ReadError) Error() string { return "reading the snapshot: " + e.Err.Error() }
+
+// Unwrap returns the reader's error.
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// sourceReader marks the errors of the stream being received as *ReadError.
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &ReadError{Err: err}
+	}
+	return n, err
+}
+
 // InvalidError means the file is not a usable snapshot: corrupt, truncated, without or with a
 // wrong integrity hash, or from an etcd newer than the one that would run it.
 type InvalidError struct {
@@ -62,6 +86,7 @@ func IsInvalid(err error) bool {
 
 // Receive copies r into a new file in dir, refusing (with a *TooLargeError) more than limit
 // bytes when limit > 0. It returns the file's path and size; on any error the file is removed.
+// A failure to read r is a *ReadError; any other error is the server's (the spool file).
 func Receive(r io.Reader, dir string, limit int64) (string, int64, error) {
 	f, err := os.CreateTemp(dir, "snapshot-*.part")
 	if err != nil {
@@ -72,10 +97,10 @@ func Receive(r io.Reader, dir string, limit int64) (string, int64, error) {
 		_ = os.Remove(f.Name())
 		return "", 0, err
 	}
-	src := r
+	var src io.Reader = sourceReader{r: r}
 	if limit > 0 {
 		// One byte more than the limit tells a stream at the limit from one above it.
-		src = io.LimitReader(r, limit+1)
+		src = io.LimitReader(src, limit+1)
 	}
 	n, err := io.CopyBuffer(f, src, make([]byte, copyBuffer))
 	if err != nil {

@@ -60,6 +60,34 @@ func TestReceive(t *testing.T) {
 	}
 }
 
+// failingReader yields some bytes, then fails as a cut-off request body does.
+type failingReader struct{ sent bool }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if !f.sent {
+		f.sent = true
+		return copy(p, "partial"), nil
+	}
+	return 0, errors.New("unexpected EOF from the client")
+}
+
+func TestReceiveTellsClientFromServerFailures(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := snapshot.Receive(&failingReader{}, dir, 1000)
+	var re *snapshot.ReadError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "unexpected EOF from the client") {
+		t.Fatalf("a failing body: want a ReadError naming the cause, got %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("the failed stream left %d files behind", len(entries))
+	}
+
+	_, _, err = snapshot.Receive(bytes.NewReader([]byte("data")), filepath.Join(dir, "missing"), 1000)
+	if err == nil || errors.As(err, &re) {
+		t.Fatalf("an unwritable spool directory: want a server error that is not a ReadError, got %v", err)
+	}
+}
+
 func TestVerify(t *testing.T) {
 	dir := t.TempDir()
 	good := snapshottest.Make(t, dir, "good.db", map[string]string{"a": "1", "b": "2", "c": "3"})

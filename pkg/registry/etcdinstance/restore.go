@@ -173,11 +173,15 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	start := time.Now()
 	path, size, err := snapshot.Receive(req.Body, spool, limit)
 	var tl *snapshot.TooLargeError
+	var re *snapshot.ReadError
 	switch {
 	case errors.As(err, &tl):
 		return nil, tooLarge(name, -1, limit)
-	case err != nil:
+	case errors.As(err, &re):
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("restore of %q: %v", name, err))
+	case err != nil:
+		// The server could not spool the body (a full or unwritable disk): not the client's fault.
+		return nil, apierrors.NewInternalError(fmt.Errorf("restore of %q: %w", name, err))
 	}
 	defer func() { _ = os.Remove(path) }() // a no-op once staged: the stager moved it
 	received := time.Since(start)
