@@ -125,19 +125,27 @@ func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID stri
 	return info, nil
 }
 
-// Prune deletes all but the newest keep backups of dest and returns the deleted keys. It is
-// meant to run only after a new backup succeeded, so that a failing schedule never eats
-// into the backups that exist.
-func Prune(ctx context.Context, dest Destination, keep int) ([]string, error) {
+// Prune deletes all but the newest keep backups that the instance instanceUID took in dest and
+// returns the deleted keys. Backups another instance wrote (two instances sharing a bucket and
+// prefix, or an earlier instance of the same name) are never deleted nor counted. It is meant
+// to run only after a new backup succeeded, so that a failing schedule never eats into the
+// backups that exist.
+func Prune(ctx context.Context, dest Destination, instanceUID string, keep int) ([]string, error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("keep must be at least 1, not %d", keep)
 	}
-	backups, err := dest.List(ctx)
+	listed, err := dest.List(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var own []Info
+	for _, b := range listed {
+		if b.InstanceUID == instanceUID {
+			own = append(own, b)
+		}
+	}
 	var deleted []string
-	for _, old := range backups[min(keep, len(backups)):] {
+	for _, old := range own[min(keep, len(own)):] {
 		if err := dest.Delete(ctx, old.Key); err != nil {
 			return deleted, fmt.Errorf("deleting %s from %s: %w", old.Key, dest, err)
 		}

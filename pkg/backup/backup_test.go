@@ -116,7 +116,7 @@ func testDestination(t *testing.T, dest Destination) {
 		t.Fatalf("opening a missing key: %v, want ErrNotFound", err)
 	}
 
-	deleted, err := Prune(ctx, dest, 2)
+	deleted, err := Prune(ctx, dest, "uid-1", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +127,25 @@ func testDestination(t *testing.T, dest Destination) {
 	if err != nil || newest.Key != taken[2].Key {
 		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
 	}
-	if _, err := Prune(ctx, dest, 0); err == nil {
+	if _, err := Prune(ctx, dest, "uid-1", 0); err == nil {
 		t.Fatal("Prune with keep 0 deleted everything")
+	}
+
+	// Another instance sharing the destination: its backup is neither counted nor deleted.
+	foreign, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(10, 7)), Revision: 5, EtcdVersion: "3.7.3"}, "uid-other", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err = Prune(ctx, dest, "uid-1", 1)
+	if err != nil || len(deleted) != 1 || deleted[0] != taken[1].Key {
+		t.Fatalf("pruned %v, %v; want only %s", deleted, err, taken[1].Key)
+	}
+	if _, err := Prune(ctx, dest, "uid-other", 1); err != nil {
+		t.Fatal(err)
+	}
+	left, err := dest.List(ctx)
+	if err != nil || len(left) != 2 || left[0].Key != foreign.Key || left[1].Key != taken[2].Key {
+		t.Fatalf("after pruning each instance to 1: %+v, %v; want %s and %s", left, err, foreign.Key, taken[2].Key)
 	}
 }
 

@@ -174,7 +174,7 @@ func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started t
 	if inst.Spec.Backup.Keep != nil {
 		keep = int(*inst.Spec.Backup.Keep)
 	}
-	deleted, pruneErr := backup.Prune(ctx, dest, keep)
+	deleted, pruneErr := backup.Prune(ctx, dest, string(inst.UID), keep)
 	if pruneErr != nil {
 		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
 	}
