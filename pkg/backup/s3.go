@@ -12,6 +12,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"k8s.io/klog/v2"
 )
 
 // S3PartSize is the size of one part of a multipart upload, and so the memory one backup to
@@ -127,7 +128,13 @@ func (u *s3Upload) Commit(ctx context.Context, info Info) error {
 	if err != nil {
 		return explainS3(err)
 	}
-	return u.Abort(ctx)
+	// The backup is complete and visible under its key: failing to delete the incomplete copy
+	// must not report it as failed (that would skip retention and take it again). What is left
+	// under the incomplete prefix is never listed as a backup.
+	if err := u.Abort(ctx); err != nil {
+		klog.InfoS("Could not delete the incomplete copy of a completed backup", "object", u.tmp, "err", err)
+	}
+	return nil
 }
 
 // Abort deletes the incomplete object.
