@@ -43,38 +43,18 @@ var (
 	}, []string{"result"})
 
 	instanceLabels = []string{"namespace", "name"}
-	members        = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "instance", Name: "members",
-		Help: "Members of the instance's etcd cluster, learners included.",
-	}, instanceLabels)
-	readyMembers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "instance", Name: "ready_members",
-		Help: "Members of the instance's etcd cluster that answer health checks.",
-	}, instanceLabels)
-	leaderChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+	memberLabels   = []string{"namespace", "name", "member"}
+	members        = gauge("instance", "members", "Members of the instance's etcd cluster, learners included.", instanceLabels)
+	readyMembers   = gauge("instance", "ready_members", "Members of the instance's etcd cluster that answer health checks.", instanceLabels)
+	leaderChanges  = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "instance", Name: "leader_changes_total",
 		Help: "Changes of the raft leader the controller observed (another member became leader).",
 	}, instanceLabels)
-	dbSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "member", Name: "db_size_bytes",
-		Help: "Size of the member's backend database file, including space only a defragmentation frees.",
-	}, []string{"namespace", "name", "member"})
-	dbSizeInUse = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "member", Name: "db_size_in_use_bytes",
-		Help: "Bytes of the member's backend database file that hold data.",
-	}, []string{"namespace", "name", "member"})
-	backupTime = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "backup", Name: "last_success_timestamp_seconds",
-		Help: "Unix time the instance's last successful backup finished.",
-	}, instanceLabels)
-	backupDuration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "backup", Name: "last_duration_seconds",
-		Help: "How long the instance's last successful backup took.",
-	}, instanceLabels)
-	backupBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "backup", Name: "last_size_bytes",
-		Help: "Size of the instance's last successful backup.",
-	}, instanceLabels)
+	dbSize         = gauge("member", "db_size_bytes", "Size of the member's backend database file, including space only a defragmentation frees.", memberLabels)
+	dbSizeInUse    = gauge("member", "db_size_in_use_bytes", "Bytes of the member's backend database file that hold data.", memberLabels)
+	backupTime     = gauge("backup", "last_success_timestamp_seconds", "Unix time the instance's last successful backup finished.", instanceLabels)
+	backupDuration = gauge("backup", "last_duration_seconds", "How long the instance's last successful backup took.", instanceLabels)
+	backupBytes    = gauge("backup", "last_size_bytes", "Size of the instance's last successful backup.", instanceLabels)
 	backupFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "backup", Name: "failures_total",
 		Help: "Backups of the instance that failed.",
@@ -181,4 +161,9 @@ func ForgetInstance(namespace, name string) {
 	stateMu.Lock()
 	delete(states, instanceKey{namespace, name})
 	stateMu.Unlock()
+}
+
+// gauge is a gauge vector of this package's namespace.
+func gauge(subsystem, name, help string, labels []string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: subsystem, Name: name, Help: help}, labels)
 }
