@@ -53,8 +53,12 @@ type backups struct {
 	enqueue     func(key string)
 	slots       chan struct{}
 
-	mu       sync.Mutex
-	running  map[types.UID]bool
+	mu sync.Mutex
+	// running holds the backup in progress of each instance; uids the UID each instance
+	// key was last scheduled under, so that a deletion seen only as "not found" (or a new
+	// instance of the same name) still stops the old instance's schedule.
+	running  map[types.UID]*runningBackup
+	uids     map[string]types.UID
 	failures map[types.UID]int
 	// attempted and succeeded remember what this controller did, for when its informer
 	// cache does not show its own status writes yet.
@@ -73,7 +77,7 @@ func newBackups(opts BackupOptions) *backups {
 		opts.MaxConcurrent = 2
 	}
 	return &backups{opts: opts, now: time.Now, slots: make(chan struct{}, opts.MaxConcurrent),
-		running: map[types.UID]bool{}, failures: map[types.UID]int{},
+		running: map[types.UID]*runningBackup{}, uids: map[string]types.UID{}, failures: map[types.UID]int{},
 		attempted: map[types.UID]time.Time{}, succeeded: map[types.UID]time.Time{}}
 }
 
@@ -92,7 +96,12 @@ func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Dur
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.running[inst.UID] {
+	key := instanceKey(inst)
+	if old, ok := b.uids[key]; ok && old != inst.UID {
+		b.forgetLocked(old) // an earlier instance of this name, deleted meanwhile
+	}
+	b.uids[key] = inst.UID
+	if b.running[inst.UID] != nil {
 		return 0 // the backup's end enqueues the instance
 	}
 	now := b.now()
@@ -100,13 +109,23 @@ func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Dur
 	if due.After(now) {
 		return due.Sub(now)
 	}
-	b.running[inst.UID] = true
+	runCtx, cancel := context.WithCancel(ctx)
+	current := &runningBackup{cancel: cancel}
+	b.running[inst.UID] = current
 	b.attempted[inst.UID] = now
 	b.wg.Go(func() {
-		b.run(ctx, inst.DeepCopy(), now)
+		defer cancel()
+		b.run(runCtx, current, inst.DeepCopy(), now)
 	})
 	return 0
 }
+
+// runningBackup is a backup in progress; cancel stops it when its instance goes away.
+type runningBackup struct {
+	cancel context.CancelFunc
+}
+
+func instanceKey(inst *v1beta1.ETCDInstance) string { return inst.Namespace + "/" + inst.Name }
 
 // state is what schedule.Next needs. A scheduled attempt newer than the last success
 // counts as failed, so that a backup cut short by a controller restart is retried.
@@ -127,14 +146,20 @@ func (b *backups) state(inst *v1beta1.ETCDInstance) schedule.State {
 	return st
 }
 
-// run takes one backup and reports it, then prunes old ones after a success.
-func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started time.Time) {
-	key := inst.Namespace + "/" + inst.Name
+// run takes one backup and reports it, then prunes old ones after a success. It stops,
+// reporting nothing more, when ctx ends: the controller stops or the instance was forgotten.
+func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1.ETCDInstance, started time.Time) {
+	key := instanceKey(inst)
 	defer func() {
 		b.mu.Lock()
-		delete(b.running, inst.UID)
+		forgotten := b.running[inst.UID] != current
+		if !forgotten {
+			delete(b.running, inst.UID)
+		}
 		b.mu.Unlock()
-		b.enqueue(key)
+		if !forgotten {
+			b.enqueue(key)
+		}
 	}()
 	startedAt := metav1.NewTime(started)
 	b.report(ctx, inst, func(s *v1beta1.BackupStatus) { s.LastScheduleTime = &startedAt }, "", "", "")
@@ -149,9 +174,13 @@ func (b *backups) run(ctx context.Context, inst *v1beta1.ETCDInstance, started t
 	info, dest, reason, err := b.take(ctx, inst)
 	took := time.Since(takeStart)
 	if ctx.Err() != nil {
-		return // stopping: the next controller retries it
+		return // stopping (the next controller retries it) or the instance is gone
 	}
 	b.mu.Lock()
+	if b.running[inst.UID] != current {
+		b.mu.Unlock()
+		return // forgotten while it ended: nothing of it may be remembered or reported
+	}
 	if err != nil {
 		b.failures[inst.UID]++
 	} else {
@@ -241,10 +270,24 @@ func (b *backups) report(ctx context.Context, inst *v1beta1.ETCDInstance, update
 	}
 }
 
-// forget drops what is remembered of a deleted instance.
-func (b *backups) forget(uid types.UID) {
+// forget stops the schedule of the instance namespace/name (deleted, or being deleted): its
+// running backup is cancelled and what is remembered of it dropped, so that an instance
+// created later under the same name starts a schedule of its own.
+func (b *backups) forget(key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if uid, ok := b.uids[key]; ok {
+		b.forgetLocked(uid)
+		delete(b.uids, key)
+	}
+}
+
+// forgetLocked cancels the running backup of uid and drops its state; b.mu is held.
+func (b *backups) forgetLocked(uid types.UID) {
+	if r := b.running[uid]; r != nil {
+		r.cancel()
+		delete(b.running, uid)
+	}
 	delete(b.failures, uid)
 	delete(b.attempted, uid)
 	delete(b.succeeded, uid)

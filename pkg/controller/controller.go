@@ -255,6 +255,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	cached, err := c.lister.ETCDInstances(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.backups.forget(key)
 		metrics.ForgetInstance(namespace, name)
 		return 0, nil
 	}
@@ -263,7 +264,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	inst := cached.DeepCopy()
 	if inst.DeletionTimestamp != nil {
-		c.backups.forget(inst.UID)
+		c.backups.forget(key)
 		return 0, c.reconcileDelete(ctx, inst)
 	}
 	inst, err = c.ensureFinalizer(ctx, inst)
