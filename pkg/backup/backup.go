@@ -154,16 +154,23 @@ func Prune(ctx context.Context, dest Destination, instanceUID string, keep int) 
 	return deleted, nil
 }
 
-// Newest returns the newest backup of dest, or ErrNotFound when it holds none.
-func Newest(ctx context.Context, dest Destination) (Info, error) {
+// Newest returns the newest backup the instance instanceUID took in dest (by its provenance,
+// as Prune counts them: backups of another instance sharing the bucket and prefix, or of an
+// earlier instance of the same name, are not its own), or ErrNotFound when it took none.
+func Newest(ctx context.Context, dest Destination, instanceUID string) (Info, error) {
 	backups, err := dest.List(ctx)
 	if err != nil {
 		return Info{}, err
 	}
-	if len(backups) == 0 {
-		return Info{}, fmt.Errorf("%s holds no backup: %w", dest, ErrNotFound)
+	for _, b := range backups {
+		if b.InstanceUID == instanceUID {
+			return b, nil
+		}
 	}
-	return backups[0], nil
+	if len(backups) > 0 {
+		return Info{}, fmt.Errorf("none of the %d backups in %s is of instance UID %s: %w", len(backups), dest, instanceUID, ErrNotFound)
+	}
+	return Info{}, fmt.Errorf("%s holds no backup: %w", dest, ErrNotFound)
 }
 
 // sortNewestFirst orders backups by key, newest first: keys sort by time.

@@ -62,7 +62,7 @@ func testDestination(t *testing.T, dest Destination) {
 	if got, err := dest.List(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("empty destination lists %v, %v", got, err)
 	}
-	if _, err := Newest(ctx, dest); !errors.Is(err, ErrNotFound) {
+	if _, err := Newest(ctx, dest, "uid-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Newest of an empty destination: %v, want ErrNotFound", err)
 	}
 
@@ -123,7 +123,7 @@ func testDestination(t *testing.T, dest Destination) {
 	if len(deleted) != 1 || deleted[0] != taken[0].Key {
 		t.Fatalf("pruned %v, want the oldest %s", deleted, taken[0].Key)
 	}
-	newest, err := Newest(ctx, dest)
+	newest, err := Newest(ctx, dest, "uid-1")
 	if err != nil || newest.Key != taken[2].Key {
 		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
 	}
@@ -146,6 +146,13 @@ func testDestination(t *testing.T, dest Destination) {
 	left, err := dest.List(ctx)
 	if err != nil || len(left) != 2 || left[0].Key != foreign.Key || left[1].Key != taken[2].Key {
 		t.Fatalf("after pruning each instance to 1: %+v, %v; want %s and %s", left, err, foreign.Key, taken[2].Key)
+	}
+	// The newest backup of an instance is its own, even when another's is newer.
+	if newest, err := Newest(ctx, dest, "uid-1"); err != nil || newest.Key != taken[2].Key {
+		t.Fatalf("newest of uid-1 next to a newer foreign backup: %+v, %v; want %s", newest, err, taken[2].Key)
+	}
+	if _, err := Newest(ctx, dest, "uid-never"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "uid-never") {
+		t.Fatalf("newest of an instance without backups: %v, want ErrNotFound naming its UID", err)
 	}
 }
 

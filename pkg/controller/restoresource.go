@@ -43,15 +43,18 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 	if from == nil {
 		return nil, nil, errors.New("spec.restoreFrom is not set")
 	}
-	dest, err := s.destination(ctx, inst.Namespace, from.Instance)
+	source, dest, err := s.destination(ctx, inst.Namespace, from.Instance)
 	if err != nil {
 		return nil, nil, err
 	}
 	key := from.Key
 	if key == "" {
-		newest, err := backup.Newest(ctx, dest)
+		// The newest backup the source itself took: a bucket and prefix may also hold the
+		// backups of another instance, or of an earlier instance of the same name.
+		newest, err := backup.Newest(ctx, dest, string(source.UID))
 		if errors.Is(err, backup.ErrNotFound) {
-			return nil, nil, backend.Permanent(ReasonNoBackups, "spec.restoreFrom: instance %s has no backup yet in %s", from.Instance, dest)
+			return nil, nil, backend.Permanent(ReasonNoBackups, "spec.restoreFrom: instance %s (UID %s) has no backup of its own yet in %s (%v); name one in spec.restoreFrom.key or wait for its first scheduled backup",
+				from.Instance, source.UID, dest, err)
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("listing the backups of %s: %w", from.Instance, err)
@@ -68,24 +71,24 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 	return body, &backend.BackupProvenance{Key: info.Key, SHA256: info.SHA256, Revision: info.Revision}, nil
 }
 
-// destination resolves the backup destination of the instance namespace/name.
-func (s BackupRestoreSource) destination(ctx context.Context, namespace, name string) (backup.Destination, error) {
+// destination reads the instance namespace/name and resolves its backup destination.
+func (s BackupRestoreSource) destination(ctx context.Context, namespace, name string) (*v1beta1.ETCDInstance, backup.Destination, error) {
 	source, err := s.Client.EtcdaasV1beta1().ETCDInstances(namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, backend.Permanent(ReasonRestoreSourceNotFound, "spec.restoreFrom.instance: instance %s/%s does not exist", namespace, name)
+		return nil, nil, backend.Permanent(ReasonRestoreSourceNotFound, "spec.restoreFrom.instance: instance %s/%s does not exist", namespace, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading instance %s/%s: %w", namespace, name, err)
+		return nil, nil, fmt.Errorf("reading instance %s/%s: %w", namespace, name, err)
 	}
 	if source.Spec.Backup == nil {
-		return nil, backend.Permanent(ReasonRestoreSourceNoDestination, "spec.restoreFrom.instance: instance %s/%s has no spec.backup, so it has no backups to restore from", namespace, name)
+		return nil, nil, backend.Permanent(ReasonRestoreSourceNoDestination, "spec.restoreFrom.instance: instance %s/%s has no spec.backup, so it has no backups to restore from", namespace, name)
 	}
 	dest, err := s.Resolver.Destination(ctx, namespace, name, source.Spec.Backup.Destination)
 	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
-		return nil, backend.Permanent(ReasonRestoreSourceUnavailable, "spec.restoreFrom: the backups of %s/%s cannot be read: %v", namespace, name, err)
+		return nil, nil, backend.Permanent(ReasonRestoreSourceUnavailable, "spec.restoreFrom: the backups of %s/%s cannot be read: %v", namespace, name, err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return dest, nil
+	return source, dest, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
@@ -15,8 +16,9 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
 )
 
+// restoreInstance is an instance whose UID is its name followed by "-uid".
 func restoreInstance(ns, name string, spec v1beta1.ETCDInstanceSpec) *v1beta1.ETCDInstance {
-	return &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+	return &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(name + "-uid")}, Spec: spec}
 }
 
 // TestBackupRestoreSource opens the newest or the named backup of the source instance with
@@ -32,6 +34,7 @@ func TestBackupRestoreSource(t *testing.T) {
 		restoreInstance("ns", "empty", v1beta1.ETCDInstanceSpec{Backup: localBackup}),
 		restoreInstance("ns", "plain", v1beta1.ETCDInstanceSpec{}),
 		restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3Backup}),
+		restoreInstance("ns", "reborn", v1beta1.ETCDInstanceSpec{Backup: localBackup}),
 	)
 	dir, err := backup.LocalDir(root, "ns", "old")
 	if err != nil {
@@ -42,11 +45,25 @@ func TestBackupRestoreSource(t *testing.T) {
 	var taken []backup.Info
 	for i, body := range []string{"first", "second"} {
 		now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
-		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "uid", now)
+		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "old-uid", now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		taken = append(taken, info)
+	}
+	// A newer backup in the same place that another instance (sharing the destination) took:
+	// the newest backup of "old" is still its own.
+	later := func() time.Time { return start.Add(time.Hour) }
+	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader("foreign"), Revision: 99}, "other-uid", later); err != nil {
+		t.Fatal(err)
+	}
+	// "reborn" replaced an earlier instance of its name, whose backups are still there.
+	rebornDir, err := backup.LocalDir(root, "ns", "reborn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Take(ctx, backup.NewLocal(rebornDir), backup.Snapshot{Reader: strings.NewReader("earlier"), Revision: 3}, "earlier-uid", later); err != nil {
+		t.Fatal(err)
 	}
 	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{LocalRoot: root, Credentials: backup.EnvCredentials{Lookup: func(string) (string, bool) { return "", false }}}}
 
@@ -80,6 +97,7 @@ func TestBackupRestoreSource(t *testing.T) {
 		{v1beta1.RestoreSource{Instance: "gone"}, ReasonRestoreSourceNotFound},
 		{v1beta1.RestoreSource{Instance: "plain"}, ReasonRestoreSourceNoDestination},
 		{v1beta1.RestoreSource{Instance: "empty"}, ReasonNoBackups},
+		{v1beta1.RestoreSource{Instance: "reborn"}, ReasonNoBackups},
 		{v1beta1.RestoreSource{Instance: "s3"}, ReasonRestoreSourceUnavailable},
 	} {
 		_, _, err := open(c.from)
