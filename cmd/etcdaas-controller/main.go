@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -42,6 +45,7 @@ type flags struct {
 	snapshotCount     uint64
 	quotaBackendBytes int64
 	metricsAddress    string
+	s3CredsFile       string
 }
 
 func main() {
@@ -80,6 +84,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
+	fs.StringVar(&f.s3CredsFile, "s3-credentials-file", "", "Against a server without Secrets (a standalone etcdaas-apiserver): the S3 credentials of spec.backup.destination.s3, as an AWS shared credentials file (profile default: aws_access_key_id, aws_secret_access_key). Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment. Against a cluster, credentials always come from the Secret credentialsSecretRef names.")
 	fs.AddGoFlagSet(goFlagSet())
 	return fs
 }
@@ -102,7 +107,11 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	if b, err = newBackend(f, kube, client); err != nil {
+	creds, err := s3Credentials(f, kube)
+	if err != nil {
+		return err
+	}
+	if b, err = newBackend(f, kube, client, creds); err != nil {
 		return err
 	}
 	defer func() {
@@ -124,7 +133,7 @@ func run(ctx context.Context, f flags) error {
 	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
 	defer stopEvents()
 	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder,
-		Backups: backupOptions(f, b, kube)}
+		Backups: backupOptions(f, b, creds)}
 	if f.leaderElect {
 		host, err := os.Hostname()
 		if err != nil {
@@ -143,13 +152,9 @@ func run(ctx context.Context, f flags) error {
 }
 
 // backupOptions configures scheduled backups: members are reached like the backup
-// subresource reaches them; S3 credentials come from the Secret an instance names when the
-// controller talks to a cluster, else (against a standalone server) from its environment.
-func backupOptions(f flags, b backend.Backend, kube kubernetes.Interface) controller.BackupOptions {
-	opts := controller.BackupOptions{Resolver: backup.Resolver{LocalRoot: f.backupDir, Credentials: backup.EnvCredentials{}}}
-	if kube != nil {
-		opts.Resolver.Credentials = backup.SecretCredentials{Client: kube}
-	}
+// subresource reaches them; S3 credentials come from creds (see s3Credentials).
+func backupOptions(f flags, b backend.Backend, creds backup.Credentials) controller.BackupOptions {
+	opts := controller.BackupOptions{Resolver: backup.Resolver{LocalRoot: f.backupDir, Credentials: creds}}
 	switch b := b.(type) {
 	case *kubebackend.Backend:
 		opts.Dialer = b
@@ -162,16 +167,50 @@ func backupOptions(f flags, b backend.Backend, kube kubernetes.Interface) contro
 	return opts
 }
 
+// s3Credentials decides where S3 credentials come from. A controller whose API serves
+// Secrets (a cluster, whatever the backend) reads the Secret an instance's
+// credentialsSecretRef names; one against a server without Secrets (a standalone
+// etcdaas-apiserver, with the local backend) uses the server's own: --s3-credentials-file
+// when given, else the environment.
+func s3Credentials(f flags, kube kubernetes.Interface) (backup.Credentials, error) {
+	secrets, err := servesSecrets(kube)
+	if err != nil {
+		return nil, fmt.Errorf("finding out whether the server serves Secrets (for S3 credentials): %w", err)
+	}
+	switch {
+	case secrets && f.s3CredsFile != "":
+		return nil, errors.New("--s3-credentials-file: the server serves Secrets, so S3 credentials come from the Secret each instance's credentialsSecretRef names; drop the flag")
+	case secrets:
+		return backup.SecretCredentials{Client: kube}, nil
+	case f.s3CredsFile != "":
+		return backup.FileCredentials{Path: f.s3CredsFile}, nil
+	default:
+		return backup.EnvCredentials{}, nil
+	}
+}
+
+// servesSecrets reports whether the server kube talks to serves core/v1 Secrets.
+func servesSecrets(kube kubernetes.Interface) (bool, error) {
+	resources, err := kube.Discovery().ServerResourcesForGroupVersion("v1")
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == "secrets" }), nil
+}
+
 // newBackend is the backend f asks for; kube is the cluster of the kubernetes backend, client
-// reads the source instances of spec.restoreFrom for the local backend.
-func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface) (backend.Backend, error) {
+// reads the source instances of spec.restoreFrom for the local backend, with creds.
+func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, creds backup.Credentials) (backend.Backend, error) {
 	switch f.backend {
 	case "local":
 		if f.dataDir == "" {
 			return nil, errors.New("--data-dir is required with --backend=local")
 		}
 		// The backups spec.restoreFrom names are found as the backup step finds them.
-		restore := controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, kube).Resolver}
+		restore := controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver}
 		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
 			RestoreSource: restore})
 	case "kubernetes":

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -18,7 +19,7 @@ func backendFor(t *testing.T, args ...string) (*kubebackend.Backend, error) {
 	if err := newFlagSet(&f).Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBackend(f, fake.NewClientset(), nil)
+	b, err := newBackend(f, fake.NewClientset(), nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -50,5 +51,47 @@ func TestEtcdImageFlag(t *testing.T) {
 	}
 	if _, err := backendFor(t, "--etcd-image=registry.internal/etcd:v3.6.5"); err == nil || !strings.Contains(err.Error(), "--etcd-image") {
 		t.Errorf("a fixed tag: %v", err)
+	}
+}
+
+// S3 credentials come from Secrets whenever the server serves them (a cluster, whatever the
+// backend), else from the server's own: --s3-credentials-file, or the environment.
+func TestS3CredentialsPerMode(t *testing.T) {
+	cluster := fake.NewClientset()
+	cluster.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "events"}, {Name: "secrets"}}}}
+	standalone := fake.NewClientset()
+	standalone.Resources = []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "events"}}}}
+	noCore := fake.NewClientset() // serves no core/v1 at all
+	for _, tc := range []struct {
+		name string
+		kube *fake.Clientset
+		args []string
+		want string // type of the credentials; empty: an error naming the flag
+	}{
+		{"cluster, local backend", cluster, []string{"--backend=local", "--data-dir=/d"}, "backup.SecretCredentials"},
+		{"cluster, kubernetes backend", cluster, nil, "backup.SecretCredentials"},
+		{"cluster with a credentials file", cluster, []string{"--backend=local", "--data-dir=/d", "--s3-credentials-file=/c"}, ""},
+		{"standalone", standalone, []string{"--backend=local", "--data-dir=/d"}, "backup.EnvCredentials"},
+		{"standalone with a credentials file", standalone, []string{"--backend=local", "--data-dir=/d", "--s3-credentials-file=/c"}, "backup.FileCredentials"},
+		{"no core API", noCore, []string{"--backend=local", "--data-dir=/d"}, "backup.EnvCredentials"},
+	} {
+		f := flags{}
+		if err := newFlagSet(&f).Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		creds, err := s3Credentials(f, tc.kube)
+		if tc.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "--s3-credentials-file") {
+				t.Errorf("%s: %T, %v; want an error naming --s3-credentials-file", tc.name, creds, err)
+			}
+			continue
+		}
+		if got := fmt.Sprintf("%T", creds); err != nil || got != tc.want {
+			t.Errorf("%s: %s, %v; want %s", tc.name, got, err, tc.want)
+		}
+		// The backups and restoreFrom of the local backend use the same credentials.
+		if got := fmt.Sprintf("%T", backupOptions(f, nil, creds).Resolver.Credentials); got != tc.want {
+			t.Errorf("%s: backups use %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

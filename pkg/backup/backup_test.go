@@ -9,9 +9,12 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // clock returns a time that moves one minute per call, so that keys differ and sort.
@@ -188,5 +191,44 @@ func TestLocalDirRefusesPaths(t *testing.T) {
 		if _, err := LocalDir("/backups", bad[0], bad[1]); err == nil {
 			t.Errorf("LocalDir accepted namespace %q name %q", bad[0], bad[1])
 		}
+	}
+}
+
+// The credentials file is an AWS shared credentials file; its default profile counts.
+func TestFileCredentials(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "credentials")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creds := FileCredentials{Path: path}
+	write("# keys\n[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[default]\naws_access_key_id = AKID\r\naws_secret_access_key=s3cr=t\n")
+	if id, secret, err := creds.S3Credentials(ctx, "ns", nil); err != nil || id != "AKID" || secret != "s3cr=t" {
+		t.Fatalf("got %q %q %v, want the default profile's keys", id, secret, err)
+	}
+	// Rotating the file takes effect at the next use.
+	write("aws_access_key_id = NEW\naws_secret_access_key = key\n[other]\naws_access_key_id = x\n")
+	if id, secret, err := creds.S3Credentials(ctx, "ns", nil); err != nil || id != "NEW" || secret != "key" {
+		t.Fatalf("after rotation got %q %q %v", id, secret, err)
+	}
+	for _, c := range []struct {
+		name, content string
+		ref           *v1beta1.SecretReference
+		want          string
+	}{
+		{"only another profile", "[other]\naws_access_key_id = a\naws_secret_access_key = b\n", nil, "[default]"},
+		{"no secret key", "[default]\naws_access_key_id = a\n", nil, "aws_secret_access_key"},
+		{"a Secret named", "[default]\naws_access_key_id = a\naws_secret_access_key = b\n", &v1beta1.SecretReference{Name: "s3"}, "credentialsSecretRef"},
+	} {
+		write(c.content)
+		if _, _, err := creds.S3Credentials(ctx, "ns", c.ref); !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrCredentials mentioning %s", c.name, err, c.want)
+		}
+	}
+	missing := FileCredentials{Path: filepath.Join(t.TempDir(), "absent")}
+	if _, _, err := missing.S3Credentials(ctx, "ns", nil); !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), "absent") {
+		t.Errorf("missing file: %v, want ErrCredentials naming it", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,6 +85,59 @@ func (e EnvCredentials) S3Credentials(_ context.Context, _ string, ref *v1beta1.
 		return "", "", fmt.Errorf("%w: %s and %s are not both set in the server's environment", ErrCredentials, EnvAccessKeyID, EnvSecretAccessKey)
 	}
 	return id, secret, nil
+}
+
+// FileCredentials reads the credentials from a file in the format of the AWS shared
+// credentials file (the server's own file: standalone mode or a controller against a server
+// without Secrets), profile "default":
+//
+//	[default]
+//	aws_access_key_id = AKIA…
+//	aws_secret_access_key = …
+//
+// The file is read at each use, so that replacing it rotates the keys without a restart.
+type FileCredentials struct {
+	// Path is the file's path.
+	Path string
+}
+
+// S3Credentials reads the default profile's two keys; a credentialsSecretRef cannot be
+// honoured here.
+func (f FileCredentials) S3Credentials(_ context.Context, _ string, ref *v1beta1.SecretReference) (string, string, error) {
+	if ref != nil {
+		return "", "", fmt.Errorf("%w: this server has no Secrets, so credentialsSecretRef %q cannot be read; remove it: the server's credentials file %s is used",
+			ErrCredentials, ref.Name, f.Path)
+	}
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: reading the server's credentials file: %v", ErrCredentials, err)
+	}
+	keys := defaultProfile(string(data))
+	id, secret := keys["aws_access_key_id"], keys["aws_secret_access_key"]
+	if id == "" || secret == "" {
+		return "", "", fmt.Errorf("%w: the server's credentials file %s needs aws_access_key_id and aws_secret_access_key in its [default] profile", ErrCredentials, f.Path)
+	}
+	return id, secret, nil
+}
+
+// defaultProfile returns the keys of the [default] section of a shared credentials file;
+// keys before any section count as default too.
+func defaultProfile(data string) map[string]string {
+	keys := map[string]string{}
+	inDefault := true
+	for line := range strings.Lines(data) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			inDefault = strings.TrimSpace(line[1:len(line)-1]) == "default"
+		case inDefault:
+			if k, v, ok := strings.Cut(line, "="); ok {
+				keys[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return keys
 }
 
 // Resolver builds the destination an instance's spec.backup.destination names.
