@@ -54,6 +54,8 @@ func TestAggregated(t *testing.T) {
 	t.Run("Plugin", func(t *testing.T) { testPlugin(t, c) })
 	t.Run("Observability", func(t *testing.T) { testObservability(t, c, kubectls) })
 	t.Run("Auth", func(t *testing.T) { testAuth(t, c) })
+	t.Run("AuthorizationMatrix", func(t *testing.T) { testAuthorizationMatrix(t, c) })
+	t.Run("Transport", func(t *testing.T) { testTransport(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })
 	t.Run("RestartAPIServer", func(t *testing.T) { testRestartAPIServer(t, c) })

@@ -38,6 +38,10 @@ const (
 	FieldManager = "etcdaas-e2e"
 )
 
+// MaxRestoreBytes is etcdaas-apiserver's --max-restore-size in the test cluster, small
+// enough that a test can send a snapshot one byte over it.
+const MaxRestoreBytes = 16 << 20
+
 // APIServiceNames are the APIServices registering etcdaas, one per served version.
 var APIServiceNames = []string{"v1beta1.etcdaas.dev", "v1alpha1.etcdaas.dev"}
 
@@ -518,6 +522,7 @@ func (c *Cluster) etcdaasAPIServerArgs() []string {
 		"--etcd-servers=http://" + HostPort(c.etcdaasEtcdPort),
 		// The controller runs the local backend: backups come from its members.
 		"--backup-local-data-dir=" + filepath.Join(c.Dir, "controller"),
+		"--max-restore-size=" + strconv.Itoa(MaxRestoreBytes),
 		"--kubeconfig=" + c.APIServerKubeconfig,
 		"--authentication-kubeconfig=" + c.APIServerKubeconfig,
 		"--authorization-kubeconfig=" + c.APIServerKubeconfig,
