@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
-	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
 
@@ -65,7 +64,7 @@ type RestoreOptions struct {
 // cluster. Nothing about the running cluster changes on any refusal. RBAC authorizes it as the
 // etcdinstances/restore subresource.
 type RestoreREST struct {
-	status *genericregistry.Store
+	status statusStore
 	opts   RestoreOptions
 }
 
@@ -76,7 +75,7 @@ var (
 
 // NewRestoreREST returns the restore subresource; status is the status subresource's store,
 // through which an accepted restore is reported.
-func NewRestoreREST(status *genericregistry.Store, opts RestoreOptions) *RestoreREST {
+func NewRestoreREST(status statusStore, opts RestoreOptions) *RestoreREST {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxRestoreBytes
 	}
