@@ -123,6 +123,9 @@ const (
 	credBadToken      = "bad-token"
 	credClientCert    = "client-cert"
 	credUnknownCACert = "unknown-ca-cert"
+	// credFrontProxyOtherName is a certificate of the front-proxy CA whose name is not in
+	// --requestheader-allowed-names.
+	credFrontProxyOtherName = "front-proxy-ca-cert-other-name"
 )
 
 // matrixIdentity is one column: how a caller authenticates and what it may do.
@@ -158,13 +161,14 @@ var matrixIdentities = []matrixIdentity{
 	{Name: "X-Remote-User, no cert", Credential: credNone, SpoofHeaders: true, ForbiddenAs: anonymousUser},
 	{Name: "X-Remote-User + cluster CA cert", Credential: credClientCert, ClientCert: matrixSpoofer, SpoofHeaders: true, ForbiddenAs: matrixSpoofer},
 	{Name: "X-Remote-User + unknown CA cert", Credential: credUnknownCACert, SpoofHeaders: true},
+	{Name: "X-Remote-User + front-proxy CA cert, name not allowed", Credential: credFrontProxyOtherName, SpoofHeaders: true},
 }
 
 // expected is the status the identity gets for the request: 401 when it cannot be
 // authenticated, 403 when its role lacks the grant, the request's authorized status otherwise.
 func expected(r matrixRequest, id matrixIdentity) int {
 	switch {
-	case id.Credential == credBadToken || id.Credential == credUnknownCACert:
+	case id.Credential == credBadToken || id.Credential == credUnknownCACert || id.Credential == credFrontProxyOtherName:
 		return http.StatusUnauthorized
 	case id.Role == "*" || slices.Contains(roleGrants[id.Role], grant(r.Verb, r.rbacResource())):
 		return r.Authorized

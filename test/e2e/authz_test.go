@@ -98,6 +98,10 @@ func newMatrixFixture(t *testing.T, c *framework.Cluster) *matrixFixture {
 	if f.certs[credUnknownCACert], err = unknownCA.Issue(pki.Request{CommonName: framework.FrontProxyClientName, Usage: pki.ClientUsage}); err != nil {
 		t.Fatal(err)
 	}
+	// A certificate of the front-proxy CA for a name kube-apiserver does not proxy as.
+	if f.certs[credFrontProxyOtherName], err = c.PKI.FrontProxyCA.Issue(pki.Request{CommonName: "not-the-front-proxy", Usage: pki.ClientUsage}); err != nil {
+		t.Fatal(err)
+	}
 	bindClusterRole(t, c, matrixNamespace, matrixViewer, "view")
 	bindClusterRole(t, c, matrixNamespace, matrixEditor, "edit")
 	bindClusterRole(t, c, matrixNamespace, matrixAdmin, "admin")
@@ -191,8 +195,8 @@ func (f *matrixFixture) config(base *rest.Config, id matrixIdentity) *rest.Confi
 		cfg.BearerToken = "not-a-token-anyone-issued"
 	case credClientCert:
 		cfg.CertData, cfg.KeyData = f.certs[id.ClientCert].CertPEM, f.certs[id.ClientCert].KeyPEM
-	case credUnknownCACert:
-		cfg.CertData, cfg.KeyData = f.certs[credUnknownCACert].CertPEM, f.certs[credUnknownCACert].KeyPEM
+	case credUnknownCACert, credFrontProxyOtherName:
+		cfg.CertData, cfg.KeyData = f.certs[id.Credential].CertPEM, f.certs[id.Credential].KeyPEM
 	}
 	cfg.Impersonate.UserName = id.Impersonate
 	if id.SpoofHeaders {
