@@ -42,7 +42,7 @@ controller's default etcd version.`,
 	}
 	cmd.Flags().Int32Var(&o.replicas, "replicas", 0, "Number of etcd members, 1 to 9 (default: the server's, 3).")
 	cmd.Flags().BoolVar(&o.tls, "tls", false, "Enable client and peer TLS with a CA generated for the instance.")
-	cmd.Flags().StringVar(&o.version, "version", "", "etcd minor version to run, such as 3.7 (default: the controller's).")
+	cmd.Flags().StringVar(&o.version, "version", "", "etcd version to run: a minor version such as 3.7 or a release such as 3.7.3 (default: the controller's).")
 	cmd.Flags().StringVar(&o.dryRun, "dry-run", "none", `Must be "none", "server", or "client". With "client", only print the object; with "server", have the server validate and default it without persisting it.`)
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Print the created object as yaml, json or name instead of a message.")

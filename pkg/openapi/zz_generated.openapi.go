@@ -644,7 +644,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref common.ReferenceCallba
 					},
 					"version": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Version is the etcd minor version to run, such as \"3.7\". Defaults to the version the controller runs by default.",
+							Description: "Version is the etcd version to run: a minor version such as \"3.7\" (the release the controller runs for it) or a release such as \"3.7.3\". Defaults to the version the controller runs by default. A change rolls the members one at a time, the leader last, and may only go to the same or the next minor version of the lowest version the members report; downgrades are refused.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

@@ -27,9 +27,9 @@ func TestStandaloneRefusesOtherEtcdVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	embedded := local.EmbeddedVersion()
-	wantMessage := `spec.version: Unsupported value: "3.6": this server runs etcd ` + embedded + ` members only (standalone, local backend)`
-	checkRefused := func(what string, err error) {
+	checkRefused := func(what, version string, err error) {
 		t.Helper()
+		wantMessage := `spec.version: Unsupported value: "` + version + `": this server runs etcd ` + embedded + `, ` + local.EmbeddedRelease() + ` members only (standalone, local backend)`
 		if !apierrors.IsInvalid(err) {
 			t.Fatalf("%s: got %v, want 422 Invalid", what, err)
 		}
@@ -47,14 +47,14 @@ func TestStandaloneRefusesOtherEtcdVersions(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "old-etcd"},
 		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), Version: "3.6"},
 	}, metav1.CreateOptions{})
-	checkRefused("v1beta1 create with version 3.6", err)
+	checkRefused("v1beta1 create with version 3.6", "3.6", err)
 
 	alpha := cs.EtcdaasV1alpha1().ETCDInstances("default")
 	_, err = alpha.Create(ctx, &v1alpha1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{
 		Name:        "old-etcd-alpha",
 		Annotations: map[string]string{etcdaas.PreservedFieldsAnnotation: `{"spec":{"version":"3.6"}}`},
 	}}, metav1.CreateOptions{})
-	checkRefused("v1alpha1 create with version 3.6 in its preserved fields", err)
+	checkRefused("v1alpha1 create with version 3.6 in its preserved fields", "3.6", err)
 
 	for _, name := range []string{"old-etcd", "old-etcd-alpha"} {
 		if _, err := beta.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -78,7 +78,8 @@ func TestStandaloneRefusesOtherEtcdVersions(t *testing.T) {
 
 	// Unconditional, so that a status write by the controller cannot turn it into a 409.
 	created.ResourceVersion = ""
-	created.Spec.Version = "3.6"
+	// The next minor passes the upgrade rule (one minor at a time) but not the local backend.
+	created.Spec.Version = "3.8"
 	_, err = beta.Update(ctx, created, metav1.UpdateOptions{})
-	checkRefused("v1beta1 update to version 3.6", err)
+	checkRefused("v1beta1 update to version 3.8", "3.8", err)
 }

@@ -21,7 +21,7 @@ type ETCDInstance struct {
 type ETCDInstanceSpec struct {
 	// Replicas is the number of etcd members.
 	Replicas int32
-	// Version is the etcd minor version, such as "3.7".
+	// Version is the etcd version: a minor version such as "3.7" or a release such as "3.7.3".
 	Version string
 	// TLS configures client and peer TLS; nil means plaintext.
 	TLS *TLSSpec

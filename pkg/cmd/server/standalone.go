@@ -431,7 +431,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	// instances, so every version the API allows is accepted.
 	var versions etcdinstance.VersionPolicy
 	if o.Standalone.Controller {
-		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion()}, Reason: "standalone, local backend"}
+		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion(), local.EmbeddedRelease()}, Reason: "standalone, local backend"}
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
 			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir}, StandaloneBackupDir(dataDir))
 			return err

@@ -238,7 +238,7 @@ func (h *restoreHandler) reportRequested(ctx context.Context, staged *snapshot.S
 	return obj, err
 }
 
-// runningVersion is the etcd minor version the instance runs.
+// runningVersion is the etcd version the instance runs (spec.version or the default).
 func runningVersion(instance *etcdaas.ETCDInstance) string {
 	if instance.Spec.Version != "" {
 		return instance.Spec.Version

@@ -30,7 +30,7 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Replicas", Type: "integer", Description: "The number of members asked for (spec.replicas)."},
 	{Name: "Ready", Type: "string", Description: "Ready members out of existing members (status.readyReplicas/status.replicas)."},
 	{Name: "Phase", Type: "string", Description: "The lifecycle phase (status.phase)."},
-	{Name: "Version", Type: "string", Description: "The etcd minor version (spec.version)."},
+	{Name: "Version", Type: "string", Description: "The etcd version (spec.version)."},
 	{Name: "Age", Type: "string", Description: swaggerMetadataDescriptions["creationTimestamp"]},
 	{Name: "TLS", Type: "boolean", Priority: 1, Description: "Whether client and peer TLS are on (spec.tls.enabled)."},
 	{Name: "Members", Type: "string", Priority: 1, Description: "The members' names (status.members)."},

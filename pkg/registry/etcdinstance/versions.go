@@ -11,7 +11,7 @@ import (
 // VersionPolicy restricts spec.version to the etcd versions the server's backend runs, so
 // that an instance it could never start is refused at admission rather than failing later.
 type VersionPolicy struct {
-	// Supported lists the accepted etcd minor versions, such as "3.7"; empty accepts every
+	// Supported lists the accepted etcd versions, such as "3.7" and "3.7.3"; empty accepts every
 	// version validation allows (the kubernetes backend picks among its images at sync time).
 	Supported []string
 	// Reason says in the error what imposes the restriction, such as

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 )
 
 func restrictedStrategy() Strategy {
@@ -77,5 +79,29 @@ func TestVersionPolicyListsEverySupportedVersion(t *testing.T) {
 	err := p.check("3.5", field.NewPath("spec", "version"))
 	if err == nil || err.Detail != "this server runs etcd 3.6, 3.7 members only" {
 		t.Errorf("3.5: %v", err)
+	}
+}
+
+// TestVersionChangeFollowsTheMembers: without a version policy (aggregated mode, kubernetes
+// backend) a spec.version change is checked against the lowest version the members report:
+// a downgrade or a skipped minor is a Forbidden error on spec.version, the next minor is not.
+func TestVersionChangeFollowsTheMembers(t *testing.T) {
+	s := NewStrategy(testScheme())
+	old := instance()
+	old.Spec.Version = "3.6"
+	old.Status.Members = []etcdaas.MemberStatus{{Name: "db-0", Version: "3.6.5"}, {Name: "db-1", Version: "3.5.21"}}
+	for version, wantErr := range map[string]bool{"3.5": true, "3.6": false, "3.6.6": false, "3.7": true, "3.5.21": true} {
+		changed := old.DeepCopy()
+		changed.Spec.Version = version
+		errs := s.ValidateUpdate(ctxFor("v1beta1"), changed, old)
+		if !wantErr {
+			if len(errs) != 0 {
+				t.Errorf("3.6 (members 3.6.5, 3.5.21) -> %s: %v", version, errs)
+			}
+			continue
+		}
+		if len(errs) != 1 || errs[0].Type != field.ErrorTypeForbidden || errs[0].Field != "spec.version" {
+			t.Errorf("3.6 (members 3.6.5, 3.5.21) -> %s: %v; want one Forbidden on spec.version", version, errs)
+		}
 	}
 }

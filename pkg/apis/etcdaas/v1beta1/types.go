@@ -37,8 +37,11 @@ type ETCDInstanceSpec struct {
 	// Changed one member at a time; also set through the scale subresource.
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
-	// Version is the etcd minor version to run, such as "3.7". Defaults to the version the
-	// controller runs by default.
+	// Version is the etcd version to run: a minor version such as "3.7" (the release the
+	// controller runs for it) or a release such as "3.7.3". Defaults to the version the
+	// controller runs by default. A change rolls the members one at a time, the leader last,
+	// and may only go to the same or the next minor version of the lowest version the
+	// members report; downgrades are refused.
 	// +optional
 	Version string `json:"version,omitempty"`
 	// TLS turns on client and peer TLS. Absent means plaintext. Immutable after creation.

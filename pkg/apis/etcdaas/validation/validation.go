@@ -41,7 +41,7 @@ const (
 )
 
 var (
-	versionPattern = regexp.MustCompile(`^3\.[0-9]+$`)
+	versionPattern = regexp.MustCompile(`^3\.[0-9]+(\.[0-9]+)?$`)
 
 	knownPhases = sets.New(etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
 		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring,
@@ -74,6 +74,7 @@ func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.Erro
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newObj.ObjectMeta, &oldObj.ObjectMeta, field.NewPath("metadata"))
 	specPath := field.NewPath("spec")
 	allErrs = append(allErrs, validateSpec(&newObj.Spec, specPath)...)
+	allErrs = append(allErrs, validateVersionChange(newObj, oldObj, specPath.Child("version"))...)
 	if !apiequality.Semantic.DeepEqual(newObj.Spec.TLS, oldObj.Spec.TLS) {
 		allErrs = append(allErrs, field.Invalid(specPath.Child("tls"), tlsValue(newObj.Spec.TLS), "field is immutable: TLS cannot be turned on or off after creation"))
 	}
@@ -110,9 +111,9 @@ func ReplicasWarnings(replicas int32, path *field.Path) []string {
 func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorList {
 	allErrs := validateReplicas(spec.Replicas, path.Child("replicas"))
 	if spec.Version == "" {
-		allErrs = append(allErrs, field.Required(path.Child("version"), "the etcd minor version, such as \"3.7\""))
+		allErrs = append(allErrs, field.Required(path.Child("version"), "the etcd version, such as \"3.7\" or \"3.7.3\""))
 	} else if !versionPattern.MatchString(spec.Version) {
-		allErrs = append(allErrs, field.Invalid(path.Child("version"), spec.Version, "must be an etcd 3 minor version such as \"3.7\""))
+		allErrs = append(allErrs, field.Invalid(path.Child("version"), spec.Version, "must be an etcd 3 minor version such as \"3.7\", or a release such as \"3.7.3\""))
 	}
 	if storage := spec.Storage; storage != nil {
 		storagePath := path.Child("storage")

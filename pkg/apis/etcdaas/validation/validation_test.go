@@ -56,7 +56,10 @@ func TestValidateETCDInstance(t *testing.T) {
 		"negative replicas":     {func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = -1 }, []string{"FieldValueInvalid spec.replicas"}},
 		"missing version":       {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "" }, []string{"FieldValueRequired spec.version"}},
 		"version 2.3":           {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "2.3" }, []string{"FieldValueInvalid spec.version"}},
-		"patch version":         {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3" }, []string{"FieldValueInvalid spec.version"}},
+		"release version":       {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3" }, nil},
+		"four numbers":          {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3.1" }, []string{"FieldValueInvalid spec.version"}},
+		"leading v":             {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "v3.7.3" }, []string{"FieldValueInvalid spec.version"}},
+		"pre-release":           {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3-rc.0" }, []string{"FieldValueInvalid spec.version"}},
 		"zero storage size": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{Size: resource.NewQuantity(0, resource.BinarySI)}
 		}, []string{"FieldValueInvalid spec.storage.size"}},

@@ -129,6 +129,9 @@ func EmbeddedVersion() string {
 	return parts[0] + "." + parts[1]
 }
 
+// EmbeddedRelease is the etcd release the local backend runs, such as "3.7.3".
+func EmbeddedRelease() string { return version.Version }
+
 // checkVersion accepts an empty version and the embedded minor version (with or without a
 // leading "v" or a patch matching the embedded one).
 func checkVersion(v string) error {

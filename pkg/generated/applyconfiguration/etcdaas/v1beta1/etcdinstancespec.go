@@ -28,8 +28,11 @@ type ETCDInstanceSpecApplyConfiguration struct {
 	// recommended: an even number tolerates no more failures than the odd number below it.
 	// Changed one member at a time; also set through the scale subresource.
 	Replicas *int32 `json:"replicas,omitempty"`
-	// Version is the etcd minor version to run, such as "3.7". Defaults to the version the
-	// controller runs by default.
+	// Version is the etcd version to run: a minor version such as "3.7" (the release the
+	// controller runs for it) or a release such as "3.7.3". Defaults to the version the
+	// controller runs by default. A change rolls the members one at a time, the leader last,
+	// and may only go to the same or the next minor version of the lowest version the
+	// members report; downgrades are refused.
 	Version *string `json:"version,omitempty"`
 	// TLS turns on client and peer TLS. Absent means plaintext. Immutable after creation.
 	TLS *TLSSpecApplyConfiguration `json:"tls,omitempty"`
