@@ -42,6 +42,7 @@ type flags struct {
 	leaseNamespace    string
 	leaseName         string
 	etcdImage         string
+	upgradeTimeout    time.Duration
 	snapshotCount     uint64
 	quotaBackendBytes int64
 	metricsAddress    string
@@ -81,6 +82,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "etcdaas-system", "Namespace of the leader election Lease.")
 	fs.StringVar(&f.leaseName, "leader-elect-name", "etcdaas-controller", "Name of the leader election Lease.")
 	fs.StringVar(&f.etcdImage, "etcd-image", kubebackend.DefaultImage, "Kubernetes backend: the etcd image of members. A repository (members of etcd 3.7 run REPOSITORY:v3.7.3, the release tag of spec.version), or REPOSITORY:TAG where {tag} in TAG stands for that release tag (e.g. registry.internal/etcd:{tag}-mirror). Without internet access, point it at a registry of your own.")
+	fs.DurationVar(&f.upgradeTimeout, "upgrade-step-timeout", kubebackend.DefaultUpgradeStepTimeout, "Kubernetes backend: how long a member a version upgrade restarted has to become healthy on its new image before the upgrade stops (condition Degraded, reason UpgradeFailed).")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
@@ -214,7 +216,7 @@ func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, 
 		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
 			RestoreSource: restore})
 	case "kubernetes":
-		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage})
+		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("--etcd-image: %w", err)
 		}

@@ -402,7 +402,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 
 // requeueAfter chooses when to look at an instance again after a Sync that returned res and
 // syncErr: never after a permanent error (a spec change brings it back), with backoff after
-// an error or while members are unhealthy and no step is under way, after HealthInterval
+// an error, while work is stalled or while members are unhealthy and no step is under way, after HealthInterval
 // once converged and after StepInterval while a change is under way.
 func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
 	if _, ok := backend.IsPermanent(syncErr); ok {
@@ -414,7 +414,7 @@ func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Dura
 	if res != nil && res.Converged {
 		return c.opts.HealthInterval, nil
 	}
-	if res != nil && res.Unhealthy != "" && res.Step == "" {
+	if res != nil && (res.Stalled != "" || (res.Unhealthy != "" && res.Step == "")) {
 		return 0, errWaiting
 	}
 	return c.opts.StepInterval, nil

@@ -103,6 +103,26 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatalf("available with an unhealthy member: %+v", c)
 	}
 
+	// A version roll: Running (members restart one at a time, the cluster serves),
+	// progressing with the roll's progress.
+	rolling := computeStatus(inst, &backend.Result{Members: members(5, 4), Step: "upgrading to etcd 3.7.3: 1 of 5 members upgraded; restarting member db-3",
+		StepReason: backend.StepUpgrading}, nil, t2)
+	if rolling.Phase != v1beta1.PhaseRunning {
+		t.Fatalf("phase while upgrading: %+v", rolling)
+	}
+	if c := cond(t, rolling, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "Upgrading" || !strings.Contains(c.Message, "1 of 5 members upgraded") {
+		t.Fatalf("progressing while upgrading: %+v", c)
+	}
+	// A roll that stopped: degraded with the reason and the member, no longer progressing.
+	stopped := computeStatus(inst, &backend.Result{Members: members(5, 4), Step: "upgrading to etcd 3.7.3; waiting for member db-3", StepReason: backend.StepUpgrading,
+		Unhealthy: "unhealthy members: db-3: connection refused", Stalled: "the upgrade stopped: member db-3 is not up to date 5m0s after its restart", StalledReason: "UpgradeFailed"}, nil, t2)
+	if c := cond(t, stopped, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != "UpgradeFailed" || !strings.Contains(c.Message, "member db-3") {
+		t.Fatalf("degraded after a failed upgrade step: %+v", c)
+	}
+	if c := cond(t, stopped, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != "UpgradeFailed" {
+		t.Fatalf("progressing after a failed upgrade step: %+v", c)
+	}
+
 	// Quorum lost: Failed, and the conditions say so and what a person can do.
 	lost := computeStatus(inst, &backend.Result{Members: members(3, 0), Unhealthy: "unhealthy members: m-1: not answering",
 		QuorumLost: "quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"}, nil, t2)
@@ -373,6 +393,8 @@ func TestRequeueAfter(t *testing.T) {
 		{"step under way: next step soon", &backend.Result{Step: "adding member db-1", StepReason: backend.StepAddingMember}, nil, time.Second, nil},
 		{"step under way with an unhealthy member", &backend.Result{Step: "promoting member db-1", Unhealthy: "db-1: starting"}, nil, time.Second, nil},
 		{"unhealthy and no step: back off", &backend.Result{Unhealthy: "db-0: connection refused"}, nil, 0, errWaiting},
+		{"stalled roll: back off", &backend.Result{Step: "waiting for member db-2", StepReason: backend.StepUpgrading,
+			Stalled: "member db-2 is not up to date", StalledReason: "UpgradeFailed"}, nil, 0, errWaiting},
 		{"no result and no error: next step soon", nil, nil, time.Second, nil},
 		{"transient error: back off", nil, transient, 0, transient},
 		{"permanent error: wait for a spec change", nil, backend.Permanent("UnsupportedVersion", "no"), 0, nil},

@@ -88,6 +88,9 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	case res != nil && res.StepReason == backend.StepRecovering, status.Phase == v1beta1.PhaseRecovering:
 		// Rebuilt from a survivor: recovering until the members are back.
 		status.Phase = v1beta1.PhaseRecovering
+	case res != nil && res.StepReason == backend.StepUpgrading:
+		// A version roll restarts one member at a time: the cluster keeps serving.
+		status.Phase = v1beta1.PhaseRunning
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
@@ -109,6 +112,9 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	}
 	set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)
 	switch {
+	case res != nil && res.Stalled != "":
+		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, res.StalledReason, progressMsg)
+		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
 		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
 	case res != nil && res.Unhealthy != "":

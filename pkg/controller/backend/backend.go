@@ -77,6 +77,10 @@ type Result struct {
 	// Events are what this Sync did (a member added, promoted, removed, ...), in order;
 	// add them with Record. The controller records each as an Event on the instance.
 	Events []Event
+	// Stalled explains why the work under way stopped and will not go on by itself, such as
+	// a version roll whose restarted member did not become healthy in time, naming the
+	// member and why; StalledReason is its CamelCase reason. Empty otherwise.
+	Stalled, StalledReason string
 	// QuorumLost explains that fewer than a majority of the voting members answer, so the
 	// cluster cannot serve nor change until a person recovers it; empty otherwise.
 	QuorumLost string
@@ -116,6 +120,9 @@ const (
 	StepRestoring StepReason = "Restoring"
 	// StepRecovering rebuilds a cluster that lost quorum from one surviving member.
 	StepRecovering StepReason = "Recovering"
+	// StepUpgrading restarts one member on the image of another etcd version (a version
+	// roll), or waits until the member it restarted is healthy on it.
+	StepUpgrading StepReason = "Upgrading"
 )
 
 // ChangesMembership reports whether the step adds or removes a member, which makes an

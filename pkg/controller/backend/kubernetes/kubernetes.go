@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,9 @@ type Options struct {
 	ImageTags map[string]string
 	// ClusterDomain is the cluster's DNS domain (default DefaultClusterDomain).
 	ClusterDomain string
+	// UpgradeStepTimeout is how long a member a version roll restarted has to become healthy
+	// on its new image before the roll stops (default DefaultUpgradeStepTimeout).
+	UpgradeStepTimeout time.Duration
 }
 
 // Backend runs members as StatefulSet pods.
@@ -51,6 +55,8 @@ type Backend struct {
 	image imageTemplate
 	// connect opens the etcd cluster of an instance; tests replace it with a fake.
 	connect func(access *etcdcluster.Access) (membership, error)
+	// now is the clock of step timeouts; tests replace it.
+	now func() time.Time
 }
 
 var _ backend.Backend = &Backend{}
@@ -69,11 +75,14 @@ func New(opts Options) (*Backend, error) {
 	if opts.ClusterDomain == "" {
 		opts.ClusterDomain = DefaultClusterDomain
 	}
+	if opts.UpgradeStepTimeout <= 0 {
+		opts.UpgradeStepTimeout = DefaultUpgradeStepTimeout
+	}
 	image, err := parseImage(opts.Image, opts.ImageTags)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes backend: %w", err)
 	}
-	return &Backend{opts: opts, image: image, connect: connectMembership}, nil
+	return &Backend{opts: opts, image: image, connect: connectMembership, now: time.Now}, nil
 }
 
 // Close implements backend.Backend; nothing runs in this process.
@@ -125,6 +134,9 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		}
 	}
 	if resumed, err := b.resumeChange(ctx, v, cluster, obs); resumed || err != nil {
+		return obs.result, err
+	}
+	if rolling, err := b.rollVersion(ctx, v, cluster, obs); rolling || err != nil {
 		return obs.result, err
 	}
 	if obs.result.Unhealthy != "" {

@@ -97,9 +97,36 @@ func (b *Backend) clientURL(inst *v1beta1.ETCDInstance, ordinal int) string {
 
 // Image returns the etcd image for spec.version, or a PermanentError for versions without one.
 func (b *Backend) Image(inst *v1beta1.ETCDInstance) (string, error) {
+	tag, err := b.releaseTag(inst)
+	if err != nil {
+		return "", err
+	}
+	return b.image.image(tag), nil
+}
+
+// Release returns the etcd release the members of inst run once rolled, such as "3.7.3", as
+// they report it; "" when the image's release tag does not name one.
+func (b *Backend) Release(inst *v1beta1.ETCDInstance) (string, error) {
+	tag, err := b.releaseTag(inst)
+	if err != nil {
+		return "", err
+	}
+	release := strings.TrimPrefix(tag, "v")
+	if parts := strings.Split(release, "."); len(parts) != 3 {
+		return "", nil
+	}
+	return release, nil
+}
+
+// releaseTag is the release tag of spec.version: a release (3.7.2) names its own (v3.7.2),
+// a minor version (3.7) the one ImageTags maps it to.
+func (b *Backend) releaseTag(inst *v1beta1.ETCDInstance) (string, error) {
 	v := strings.TrimPrefix(inst.Spec.Version, "v")
 	if v == "" {
 		v = etcdaas.DefaultVersion
+	}
+	if strings.Count(v, ".") == 2 {
+		return "v" + v, nil
 	}
 	tag, ok := b.opts.ImageTags[v]
 	if !ok {
@@ -108,9 +135,9 @@ func (b *Backend) Image(inst *v1beta1.ETCDInstance) (string, error) {
 			known = append(known, k)
 		}
 		sort.Strings(known)
-		return "", backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the kubernetes backend runs %s", inst.Spec.Version, strings.Join(known, ", "))
+		return "", backend.Permanent("UnsupportedVersion", "etcd version %q is not available: the kubernetes backend runs %s, or a release such as 3.7.3", inst.Spec.Version, strings.Join(known, ", "))
 	}
-	return b.image.image(tag), nil
+	return tag, nil
 }
 
 func ownerRefs(inst *v1beta1.ETCDInstance) []metav1.OwnerReference {

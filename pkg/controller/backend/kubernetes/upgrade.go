@@ -1,0 +1,340 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// DefaultUpgradeStepTimeout is how long a member a version roll restarted has to become
+// healthy on its new image before the roll stops with UpgradeFailed.
+const DefaultUpgradeStepTimeout = 5 * time.Minute
+
+// annotationRollStep on the StatefulSet records the member a version roll restarted last
+// (a JSON rollStep). It is written before the member's pod is deleted and removed once the
+// member is healthy on its new image, so that every later Sync, in this controller or the
+// next, checks that member before restarting another.
+const annotationRollStep = "etcdaas.dev/upgrade-step"
+
+// rollStep is the restart of one member by a version roll.
+type rollStep struct {
+	// Member is the member whose pod was deleted.
+	Member string `json:"member"`
+	// From is the etcd version the member reported before its restart.
+	From string `json:"from,omitempty"`
+	// Image is the image its new pod runs.
+	Image string `json:"image"`
+	// Started is when its pod was deleted.
+	Started metav1.Time `json:"started"`
+	// Failed is set once the step has been reported as failed (Event UpgradeFailed), so
+	// that it is reported once.
+	Failed bool `json:"failed,omitempty"`
+}
+
+// roll is what a version roll works from: the image and release every member must run, the
+// members' pods by name and the member the roll restarted last, if it is not done.
+type roll struct {
+	v       *instanceView
+	obs     *observation
+	release string
+	pods    map[string]*corev1.Pod
+	step    *rollStep
+}
+
+// rollVersion rolls the members onto the image of spec.version, one member at a time: it
+// records the restart of a member, deletes its pod (the StatefulSet's OnDelete strategy
+// recreates it from the updated template on the same volume) and restarts the next only
+// once that member is healthy on the new image and reports its release, and every voting
+// member is healthy. Followers go first, the leader last after moving leadership away. A
+// member that does not become healthy within the step timeout stops the roll (Stalled,
+// UpgradeFailed) until it does or the spec changes. It reports whether it took or awaits a
+// roll step, in which case no other step is taken.
+func (b *Backend) rollVersion(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
+	if err := b.setTemplateImage(ctx, v); err != nil {
+		return true, err
+	}
+	r, err := b.observeRoll(ctx, v, obs)
+	if err != nil {
+		return true, err
+	}
+	if r.step != nil {
+		done, err := b.checkRollStep(ctx, r)
+		if !done || err != nil {
+			return true, err
+		}
+	}
+	outdated := r.outdated()
+	if len(outdated) == 0 {
+		return false, nil
+	}
+	next, ok := r.next(outdated)
+	if !ok {
+		// Another member is unhealthy: the roll waits, and other steps (or a person) act.
+		return false, nil
+	}
+	return true, b.restartMember(ctx, r, cluster, next, len(outdated))
+}
+
+// observeRoll reads the instance's member pods and the recorded roll step.
+func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observation) (*roll, error) {
+	release, err := b.Release(v.inst)
+	if err != nil {
+		return nil, err
+	}
+	r := &roll{v: v, obs: obs, release: release, pods: map[string]*corev1.Pod{}}
+	pods, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(v.inst.Name)})
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		r.pods[pods.Items[i].Name] = &pods.Items[i]
+	}
+	if s, ok := v.sts.Annotations[annotationRollStep]; ok {
+		r.step = &rollStep{}
+		if err := json.Unmarshal([]byte(s), r.step); err != nil {
+			return nil, fmt.Errorf("StatefulSet %s/%s: annotation %s: %w", v.sts.Namespace, v.sts.Name, annotationRollStep, err)
+		}
+	}
+	return r, nil
+}
+
+// setTemplateImage makes new member pods run the image of spec.version. Running pods keep
+// theirs (OnDelete): the roll restarts them one at a time.
+func (b *Backend) setTemplateImage(ctx context.Context, v *instanceView) error {
+	i := slices.IndexFunc(v.sts.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
+	if i < 0 || v.sts.Spec.Template.Spec.Containers[i].Image == v.image {
+		return nil
+	}
+	updated := v.sts.DeepCopy()
+	updated.Spec.Template.Spec.Containers[i].Image = v.image
+	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	v.sts = sts
+	return nil
+}
+
+// podImage is the image of a member pod's etcd container, "" when it has none.
+func podImage(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "etcd" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// member returns the status of the member named name and its index in the observation.
+func (r *roll) member(name string) (v1beta1.MemberStatus, int) {
+	for i, m := range r.obs.result.Members {
+		if m.Name == name {
+			return m, i
+		}
+	}
+	return v1beta1.MemberStatus{Name: name}, -1
+}
+
+// upToDate reports whether member name runs the roll's image, is healthy, and reports the
+// roll's release (when the release is known). A healthy voting member has served a
+// linearizable read, so it has applied every entry the cluster had committed when it asked:
+// it is caught up.
+func (r *roll) upToDate(name string) (bool, string) {
+	pod := r.pods[name]
+	ms, _ := r.member(name)
+	switch {
+	case pod == nil || pod.DeletionTimestamp != nil:
+		return false, "its pod is being recreated"
+	case podImage(pod) != r.v.image:
+		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
+	case !ms.Ready:
+		return false, "it is not healthy yet"
+	case r.release != "" && ms.Version != r.release:
+		return false, fmt.Sprintf("it reports etcd %s", ms.Version)
+	}
+	return true, ""
+}
+
+// outdated are the indexes (in the observation) of the members whose pods run another
+// image than the roll's.
+func (r *roll) outdated() []int {
+	var out []int
+	for i, m := range r.obs.result.Members {
+		if pod := r.pods[m.Name]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// next chooses the outdated member to restart, or false while the roll must wait: every
+// voting member must be healthy, except one outdated member that is not (it serves nothing,
+// and restarting it is what may bring it back), which then goes first. Otherwise followers
+// go first, highest ordinal first, and the leader last.
+func (r *roll) next(outdated []int) (int, bool) {
+	members := r.obs.result.Members
+	var unhealthy []int
+	for i, m := range members {
+		if !m.Ready {
+			unhealthy = append(unhealthy, i)
+		}
+	}
+	switch {
+	case len(unhealthy) == 1 && slices.Contains(outdated, unhealthy[0]):
+		return unhealthy[0], true
+	case len(unhealthy) > 0:
+		return 0, false
+	}
+	order := slices.Clone(outdated)
+	slices.SortStableFunc(order, func(a, b int) int {
+		if members[a].Leader != members[b].Leader {
+			if members[a].Leader {
+				return 1
+			}
+			return -1
+		}
+		return b - a
+	})
+	return order[0], true
+}
+
+// votingMembers counts the voting members.
+func (r *roll) votingMembers() int {
+	n := 0
+	for _, m := range r.obs.members {
+		if !m.IsLearner {
+			n++
+		}
+	}
+	return n
+}
+
+// progress describes the roll for the Progressing condition.
+func (r *roll) progress(outdated int) string {
+	target := r.release
+	if target == "" {
+		target = r.v.image
+	}
+	total := len(r.obs.result.Members)
+	return fmt.Sprintf("upgrading to etcd %s (image %s): %d of %d members upgraded", target, r.v.image, total-outdated, total)
+}
+
+// restartMember restarts member index i of the observation on the roll's image: leadership
+// moves away from it first, the step is recorded, then its pod is deleted.
+func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership, i, outdated int) error {
+	res, ms := r.obs.result, r.obs.result.Members[i]
+	res.StepReason = backend.StepUpgrading
+	res.Step = fmt.Sprintf("%s; restarting member %s", r.progress(outdated), ms.Name)
+	if ms.Leader && r.votingMembers() > 1 {
+		m := r.obs.members[i]
+		if err := cluster.MoveLeaderAway(ctx, m.ID, r.obs.members, r.obs.statuses); err != nil {
+			return fmt.Errorf("moving leadership away from %s before restarting it: %w", ms.Name, err)
+		}
+	}
+	pod := r.pods[ms.Name]
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Started: metav1.NewTime(b.now())}
+	if err := b.writeRollStep(ctx, r.v, step); err != nil {
+		return err
+	}
+	return b.deletePod(ctx, pod)
+}
+
+// deletePod deletes a member pod, only that very pod (not one the StatefulSet recreated).
+func (b *Backend) deletePod(ctx context.Context, pod *corev1.Pod) error {
+	err := b.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// checkRollStep follows the member the roll restarted last. It reports done once the member
+// is up to date (recording MemberUpgraded and clearing the step); until then the step is
+// under way, and past the step timeout it has failed: the roll stops, Stalled says which
+// member and why, and UpgradeFailed is recorded once.
+func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
+	step, res := r.step, r.obs.result
+	if step.Image != r.v.image {
+		// spec.version changed since: the roll starts over toward the new image.
+		return true, b.writeRollStep(ctx, r.v, nil)
+	}
+	if pod := r.pods[step.Member]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image && pod.CreationTimestamp.Before(&step.Started) {
+		// Recorded, but the controller stopped before deleting the pod.
+		res.StepReason, res.Step = backend.StepUpgrading, fmt.Sprintf("%s; restarting member %s", r.progress(len(r.outdated())), step.Member)
+		return false, b.deletePod(ctx, pod)
+	}
+	ok, why := r.upToDate(step.Member)
+	if ok {
+		ms, _ := r.member(step.Member)
+		from := step.From
+		if from == "" {
+			from = "an unknown version"
+		}
+		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s", step.Member, ms.Version, from, r.v.image)
+		return true, b.writeRollStep(ctx, r.v, nil)
+	}
+	res.StepReason = backend.StepUpgrading
+	res.Step = fmt.Sprintf("%s; waiting for member %s: %s", r.progress(len(r.outdated())), step.Member, why)
+	waited := b.now().Sub(step.Started.Time)
+	if waited < b.opts.UpgradeStepTimeout {
+		return false, nil
+	}
+	if problem, err := b.memberPodProblem(ctx, r.v.inst, ordinalOf(r.v.inst, step.Member)); err == nil && problem != "" {
+		why += ": " + problem
+	}
+	res.StalledReason = string(backend.ReasonUpgradeFailed)
+	res.Stalled = fmt.Sprintf("the upgrade to image %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version changes",
+		r.v.image, step.Member, waited.Round(time.Second), why)
+	if step.Failed {
+		return false, nil
+	}
+	res.Record(backend.ReasonUpgradeFailed, "%s", res.Stalled)
+	failed := *step
+	failed.Failed = true
+	return false, b.writeRollStep(ctx, r.v, &failed)
+}
+
+// ordinalOf is the ordinal in a member name of the instance, -1 for another name.
+func ordinalOf(inst *v1beta1.ETCDInstance, member string) int {
+	suffix, ok := strings.CutPrefix(member, inst.Name+"-")
+	o, err := strconv.Atoi(suffix)
+	if !ok || err != nil || o < 0 {
+		return -1
+	}
+	return o
+}
+
+// writeRollStep records step on the StatefulSet, or removes the record when step is nil.
+func (b *Backend) writeRollStep(ctx context.Context, v *instanceView, step *rollStep) error {
+	updated := v.sts.DeepCopy()
+	if step == nil {
+		delete(updated.Annotations, annotationRollStep)
+	} else {
+		data, err := json.Marshal(step)
+		if err != nil {
+			return err
+		}
+		if updated.Annotations == nil {
+			updated.Annotations = map[string]string{}
+		}
+		updated.Annotations[annotationRollStep] = string(data)
+	}
+	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	v.sts = sts
+	return nil
+}
