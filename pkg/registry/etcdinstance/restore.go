@@ -43,7 +43,8 @@ const verifyTimeout = 10 * time.Minute
 type RestoreStager interface {
 	// SpoolDir returns the directory to receive a snapshot for the instance in, on the
 	// filesystem Stage keeps it on. It returns an error wrapping etcdcluster.ErrNoMembers when
-	// the instance (this UID) has no members to restore yet.
+	// the instance (this UID) has no members to restore yet, and snapshot.ErrRestorePending
+	// when a restore of it is pending already: refused before the body is read.
 	SpoolDir(ctx context.Context, namespace, name string, uid types.UID) (string, error)
 	// Stage makes the verified snapshot file at path the pending restore of the instance and
 	// takes the file over. It returns snapshot.ErrRestorePending when one is pending already.
@@ -165,6 +166,9 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	spool, err := h.rest.opts.Stager.SpoolDir(ctx, h.namespace, name, h.instance.UID)
 	if errors.Is(err, etcdcluster.ErrNoMembers) {
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, fmt.Errorf("there is no running cluster to restore yet: %w", err))
+	}
+	if errors.Is(err, snapshot.ErrRestorePending) {
+		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)

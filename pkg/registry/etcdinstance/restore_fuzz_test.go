@@ -22,7 +22,8 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 )
 
-// fakeStager spools into one directory and keeps the one snapshot staged.
+// fakeStager spools into one directory and keeps the one snapshot staged; like the local
+// backend's stager, it refuses a second one before (SpoolDir) and when (Stage) it is staged.
 type fakeStager struct {
 	dir    string
 	staged *snapshot.Staged
@@ -30,6 +31,9 @@ type fakeStager struct {
 }
 
 func (s *fakeStager) SpoolDir(context.Context, string, string, types.UID) (string, error) {
+	if s.staged != nil {
+		return "", snapshot.ErrRestorePending
+	}
 	return s.dir, nil
 }
 

@@ -56,7 +56,8 @@ type Stager struct {
 }
 
 // SpoolDir returns the directory to receive a snapshot for the instance in. The instance must
-// have been deployed by the backend (a member with an ID), as this UID.
+// have been deployed by the backend (a member with an ID), as this UID, and have no restore
+// pending (snapshot.ErrRestorePending), so that a second restore is refused before its upload.
 func (s Stager) SpoolDir(_ context.Context, namespace, name string, uid types.UID) (string, error) {
 	dir, err := instanceDir(s.Dir, namespace, name)
 	if err != nil {
@@ -71,6 +72,13 @@ func (s Stager) SpoolDir(_ context.Context, namespace, name string, uid types.UI
 	}
 	if st.UID != string(uid) || !slices.ContainsFunc(st.Members, func(m memberState) bool { return m.ID != "" }) {
 		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	staged, _, err := pendingRestore(dir)
+	if err != nil {
+		return "", err
+	}
+	if staged != nil && staged.InstanceUID == string(uid) {
+		return "", snapshot.ErrRestorePending // Stage checks again: two uploads may race past this
 	}
 	spool := filepath.Join(dir, restoreDir)
 	if err := os.MkdirAll(spool, 0o700); err != nil {

@@ -68,12 +68,18 @@ func saveSnapshot(t *testing.T, d etcdcluster.Dialer, name, path string) *snapsh
 // stage hands the snapshot at path to the backend as the API server does.
 func stage(t *testing.T, dir string, inst *v1beta1.ETCDInstance, path, id string, info *snapshot.Info) error {
 	t.Helper()
-	ctx := context.Background()
-	stager := Stager{Dir: dir}
-	spool, err := stager.SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID)
+	spool, err := Stager{Dir: dir}.SpoolDir(context.Background(), inst.Namespace, inst.Name, inst.UID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stageFrom(t, dir, spool, inst, path, id, info)
+}
+
+// stageFrom uploads the snapshot at path into spool and stages it.
+func stageFrom(t *testing.T, dir, spool string, inst *v1beta1.ETCDInstance, path, id string, info *snapshot.Info) error {
+	t.Helper()
+	ctx := context.Background()
+	stager := Stager{Dir: dir}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -123,10 +129,19 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	_, revBefore := values(t, cli)
 
-	if err := stage(t, dir, inst, snapPath, "one", info); err != nil {
+	spool, err := Stager{Dir: dir}.SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stage(t, dir, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) {
+	if err := stageFrom(t, dir, spool, inst, snapPath, "one", info); err != nil {
+		t.Fatal(err)
+	}
+	// A second restore is refused before its upload, and when staged should it have been
+	// uploaded before the first was staged.
+	if _, err := (Stager{Dir: dir}).SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID); !errors.Is(err, snapshot.ErrRestorePending) {
+		t.Fatalf("a second upload while a restore is pending: want ErrRestorePending, got %v", err)
+	}
+	if err := stageFrom(t, dir, spool, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) {
 		t.Fatalf("a second restore while one is pending: want ErrRestorePending, got %v", err)
 	}
 	res, err := b.Sync(ctx, inst)

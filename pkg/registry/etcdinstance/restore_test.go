@@ -1,0 +1,73 @@
+package etcdinstance
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
+)
+
+// countingReader counts the bytes read from it and calls atEOF (when set) once it is read.
+type countingReader struct {
+	r     io.Reader
+	n     int
+	atEOF func()
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	if err == io.EOF && c.atEOF != nil {
+		c.atEOF()
+		c.atEOF = nil
+	}
+	return n, err
+}
+
+// TestRestoreWhileOneIsPending: a second restore is a 409 before a byte of its body is read,
+// and still a 409 when another was staged while it uploaded; its spool file goes.
+func TestRestoreWhileOneIsPending(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"}}
+	accept := func(stager *fakeStager, body *countingReader) error {
+		h := &restoreHandler{rest: NewRestoreREST(nil, RestoreOptions{Stager: stager}), namespace: "ns", instance: inst}
+		req, err := http.NewRequest(http.MethodPost, "/restore", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(len(snap))
+		_, err = h.accept(req)
+		return err
+	}
+
+	stager := &fakeStager{dir: t.TempDir()}
+	if err := accept(stager, &countingReader{r: bytes.NewReader(snap)}); err != nil {
+		t.Fatalf("first restore: %v", err)
+	}
+	second := &countingReader{r: bytes.NewReader(snap)}
+	if err := accept(stager, second); !apierrors.IsConflict(err) || second.n != 0 {
+		t.Fatalf("second restore while one is pending: %v after reading %d bytes, want 409 before reading any", err, second.n)
+	}
+
+	// Another restore is staged while this one uploads: refused once uploaded.
+	raced := &fakeStager{dir: t.TempDir()}
+	body := &countingReader{r: bytes.NewReader(snap), atEOF: func() { raced.staged = &snapshot.Staged{ID: "other"} }}
+	if err := accept(raced, body); !apierrors.IsConflict(err) || body.n != len(snap) {
+		t.Fatalf("restore that raced another: %v after %d bytes, want 409 after the upload", err, body.n)
+	}
+	if left, err := filepath.Glob(filepath.Join(raced.dir, "*")); err != nil || len(left) != 0 {
+		t.Errorf("spool files left behind: %v %v", left, err)
+	}
+}
