@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,52 @@ func TestLocal(t *testing.T) {
 	}
 	if len(entries) != 4 {
 		t.Errorf("directory holds %d files, want 2 backups and 2 sidecars", len(entries))
+	}
+}
+
+// TestLocalRemovesInterruptedWrites: what a writer killed mid-backup leaves (a temporary
+// snapshot, a temporary sidecar, a sidecar without its backup) is gone once the next backup
+// is written; complete backups and files that are not the destination's stay.
+func TestLocalRemovesInterruptedWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := NewLocal(dir)
+	kept := Key(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7)
+	up, err := l.Write(ctx, kept, strings.NewReader("complete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Commit(ctx, Info{Key: kept, Revision: 7, Size: 8, Time: time.Now(), InstanceUID: "uid"}); err != nil {
+		t.Fatal(err)
+	}
+	orphan := Key(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 8)
+	leftovers := []string{"." + orphan + ".123.tmp", "." + orphan + metaSuffix + ".456.tmp", orphan + metaSuffix}
+	for _, name := range append([]string{"notes.txt"}, leftovers...) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	next := Key(time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), 9)
+	up, err = l.Write(ctx, next, strings.NewReader("next"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Commit(ctx, Info{Key: next, Revision: 9, Size: 4, Time: time.Now(), InstanceUID: "uid"}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{next, next + metaSuffix, kept, kept + metaSuffix, "notes.txt"}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("directory holds %v, want %v", names, want)
 	}
 }
 

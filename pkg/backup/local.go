@@ -47,13 +47,17 @@ func (l *Local) path(key string) (string, error) {
 	return filepath.Join(l.dir, key), nil
 }
 
-// Write streams body into a temporary file of the directory and syncs it.
+// Write streams body into a temporary file of the directory and syncs it. It first deletes
+// what earlier writes cut short by a crash left behind (see removeInterrupted).
 func (l *Local) Write(ctx context.Context, key string, body io.Reader) (Upload, error) {
 	final, err := l.path(key)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := l.removeInterrupted(); err != nil {
 		return nil, err
 	}
 	f, err := os.CreateTemp(l.dir, "."+key+".*.tmp")
@@ -72,6 +76,35 @@ func (l *Local) Write(ctx context.Context, key string, body io.Reader) (Upload, 
 		return nil, errors.Join(err, up.Abort(ctx))
 	}
 	return up, nil
+}
+
+// removeInterrupted deletes the temporary files of writes that never finished, and sidecars
+// whose backup was never renamed into place (or was deleted before them): what a process
+// killed in the middle of Write, Commit or Delete leaves. One backup of an instance is
+// written at a time (the controller takes them one per instance, under leader election),
+// so when a write starts, nothing else is being written to the directory.
+func (l *Local) removeInterrupted() error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		orphan := false
+		if key, ok := strings.CutSuffix(name, metaSuffix); ok && IsKey(key) {
+			_, err := os.Lstat(filepath.Join(l.dir, key))
+			orphan = errors.Is(err, fs.ErrNotExist)
+		}
+		temporary := strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp")
+		if !e.Type().IsRegular() || !(temporary || orphan) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type localUpload struct {
