@@ -9,6 +9,10 @@
 //   - ghcr.io/etcdaas/etcd:<etcd version>: etcd, etcdctl and etcdutl in /usr/local/bin, built
 //     from the version hack/tools/go.mod pins.
 //
+// `--only etcd-previous` also builds ghcr.io/etcdaas/etcd:<previous etcd version>, the etcd
+// server alone of the release hack/tools/etcd-previous/go.mod pins: the cluster tier rolls an
+// instance from it to the current one.
+//
 // For each it writes, under --output (default _output/images):
 //
 //	<name>.oci.tar                  OCI image layout, the multi-platform index, named in index.json:
@@ -94,14 +98,18 @@ func projectCommand() *cobra.Command {
 				switch name {
 				case "etcdaas":
 					images = append(images, etcdaasImage(src, repository, tag))
-				case "etcd":
-					pi, err := etcdImage(ctx, src.Root, etcdRepository)
+				case "etcd", "etcd-previous":
+					build := etcdImage
+					if name == "etcd-previous" {
+						build = etcdPreviousImage
+					}
+					pi, err := build(ctx, src.Root, etcdRepository)
 					if err != nil {
 						return err
 					}
 					images = append(images, pi)
 				default:
-					return fmt.Errorf("--only %q: want etcdaas or etcd", name)
+					return fmt.Errorf("--only %q: want etcdaas, etcd or etcd-previous", name)
 				}
 			}
 			for _, pi := range images {
@@ -120,7 +128,7 @@ func projectCommand() *cobra.Command {
 	f.StringVar(&repository, "repository", DefaultRepository, "Repository of the etcdaas image.")
 	f.StringVar(&tag, "tag", "", "Tag of the etcdaas image (default: the version derived from git).")
 	f.StringVar(&etcdRepository, "etcd-repository", DefaultEtcdRepository, "Repository of the etcd image; its tag is the etcd version.")
-	f.StringSliceVar(&only, "only", []string{"etcdaas", "etcd"}, "Images to build: etcdaas, etcd.")
+	f.StringSliceVar(&only, "only", []string{"etcdaas", "etcd"}, "Images to build: etcdaas, etcd, and etcd-previous (the etcd server of the previous patch release, hack/tools/etcd-previous, for the cluster tier's upgrade test).")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -312,5 +313,41 @@ func TestProjectCommandErrors(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(out); err != nil || len(entries) != 0 {
 		t.Fatalf("the output directory after errors: %v (%v)", entries, err)
+	}
+}
+
+// The previous etcd image is the same etcd minor as the current one, an earlier patch: the
+// cluster tier rolls instances from it to the current one, which the upgrade rules allow.
+func TestEtcdPreviousIsAnEarlierPatch(t *testing.T) {
+	ctx := context.Background()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := gitSource(ctx, wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := etcdImage(ctx, src.Root, DefaultEtcdRepository)
+	if err != nil {
+		t.Fatal(err)
+	}
+	previous, err := etcdPreviousImage(ctx, src.Root, DefaultEtcdRepository)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := strings.TrimPrefix(current.Ref, DefaultEtcdRepository+":v")
+	prev := strings.TrimPrefix(previous.Ref, DefaultEtcdRepository+":v")
+	cp, pp := strings.Split(cur, "."), strings.Split(prev, ".")
+	if len(cp) != 3 || len(pp) != 3 || cp[0] != pp[0] || cp[1] != pp[1] {
+		t.Fatalf("current %s and previous %s are not releases of one minor", current.Ref, previous.Ref)
+	}
+	cpatch, err1 := strconv.Atoi(cp[2])
+	ppatch, err2 := strconv.Atoi(pp[2])
+	if err1 != nil || err2 != nil || ppatch >= cpatch {
+		t.Fatalf("previous %s is not an earlier patch than %s", previous.Ref, current.Ref)
+	}
+	if previous.Short != "etcd-previous" || current.Short != "etcd" {
+		t.Fatalf("archive names %q, %q", current.Short, previous.Short)
 	}
 }

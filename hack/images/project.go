@@ -70,7 +70,23 @@ func etcdaasImage(src source, repository, tag string) projectImage {
 // 65532 with /var/lib/etcd writable. Its creation time is the time of that etcd version, so
 // it changes only with the version (and the Go toolchain).
 func etcdImage(ctx context.Context, root, repository string) (projectImage, error) {
-	toolsDir := filepath.Join(root, "hack", "tools")
+	return etcdImageOf(ctx, filepath.Join(root, "hack", "tools"), repository, "etcd",
+		imagebuild.GoPackage{Package: etcdModule, Name: "etcd"},
+		imagebuild.GoPackage{Package: "go.etcd.io/etcd/etcdctl/v3", Name: "etcdctl"},
+		imagebuild.GoPackage{Package: "go.etcd.io/etcd/etcdutl/v3", Name: "etcdutl"})
+}
+
+// etcdPreviousImage is the etcd image of the previous patch release, which
+// hack/tools/etcd-previous/go.mod pins: the release the cluster tier upgrades instances from.
+// It is laid out as etcdImage but holds the etcd server only, to keep its build small.
+func etcdPreviousImage(ctx context.Context, root, repository string) (projectImage, error) {
+	return etcdImageOf(ctx, filepath.Join(root, "hack", "tools", "etcd-previous"), repository, "etcd-previous",
+		imagebuild.GoPackage{Package: etcdModule, Name: "etcd"})
+}
+
+// etcdImageOf is the etcd image of the etcd version the module in toolsDir pins, tagged
+// with that version, holding the binaries of pkgs (the etcd server first) in /usr/local/bin.
+func etcdImageOf(ctx context.Context, toolsDir, repository, short string, pkgs ...imagebuild.GoPackage) (projectImage, error) {
 	version, created, err := goModuleInfo(ctx, toolsDir, etcdModule)
 	if err != nil {
 		return projectImage{}, err
@@ -85,22 +101,19 @@ func etcdImage(ctx context.Context, root, repository string) (projectImage, erro
 	}
 	gb := imagebuild.GoBuild{Dir: toolsDir}
 	return projectImage{
-		Short: "etcd", Ref: repository + ":" + version, Index: labels,
+		Short: short, Ref: repository + ":" + version, Index: labels,
 		Build: func(ctx context.Context, p v1.Platform, dir string) (imagebuild.Spec, error) {
-			bins, err := gb.Build(ctx, p, dir,
-				imagebuild.GoPackage{Package: etcdModule, Name: "etcd"},
-				imagebuild.GoPackage{Package: "go.etcd.io/etcd/etcdctl/v3", Name: "etcdctl"},
-				imagebuild.GoPackage{Package: "go.etcd.io/etcd/etcdutl/v3", Name: "etcdutl"})
+			bins, err := gb.Build(ctx, p, dir, pkgs...)
 			if err != nil {
 				return imagebuild.Spec{}, err
 			}
+			var files []imagebuild.File
+			for i, pkg := range pkgs {
+				files = append(files, imagebuild.File{Path: "/usr/local/bin/" + pkg.Name, Source: bins[i]})
+			}
 			return imagebuild.Spec{
 				Platform: p, Created: created,
-				Files: []imagebuild.File{
-					{Path: "/usr/local/bin/etcd", Source: bins[0]},
-					{Path: "/usr/local/bin/etcdctl", Source: bins[1]},
-					{Path: "/usr/local/bin/etcdutl", Source: bins[2]},
-				},
+				Files:       files,
 				Directories: []imagebuild.Directory{{Path: "/var/lib/etcd", Mode: 0o700, UID: imagebuild.Nonroot, GID: imagebuild.Nonroot}},
 				Config: imagebuild.Config{
 					Cmd: []string{"/usr/local/bin/etcd"}, WorkingDir: "/var/lib/etcd", Labels: labels,

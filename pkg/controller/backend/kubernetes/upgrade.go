@@ -36,6 +36,8 @@ type rollStep struct {
 	From string `json:"from,omitempty"`
 	// Image is the image its new pod runs.
 	Image string `json:"image"`
+	// Leader is set when the member led the cluster (leadership was moved away first).
+	Leader bool `json:"leader,omitempty"`
 	// Started is when its pod was deleted.
 	Started metav1.Time `json:"started"`
 	// Failed is set once the step has been reported as failed (Event UpgradeFailed), so
@@ -244,7 +246,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
@@ -282,7 +284,11 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		if from == "" {
 			from = "an unknown version"
 		}
-		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s", step.Member, ms.Version, from, r.v.image)
+		member := step.Member
+		if step.Leader {
+			member += " (the leader; leadership moved away first)"
+		}
+		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s", member, ms.Version, from, r.v.image)
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
 	res.StepReason = backend.StepUpgrading

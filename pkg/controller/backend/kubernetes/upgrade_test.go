@@ -163,7 +163,7 @@ func TestRollRestartsOneMemberAtATimeLeaderLast(t *testing.T) {
 	f.moveLeader(0)
 	f.answer(1, "3.7.3")
 	res = f.sync(t)
-	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-1 runs etcd 3.7.3 (was 3.7.2) on image " + newImage})
+	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-1 (the leader; leadership moved away first) runs etcd 3.7.3 (was 3.7.2) on image " + newImage})
 	if !res.Converged || res.Unhealthy != "" || f.rollRecord(t) != "" {
 		t.Fatalf("after the roll: %+v, record %q", res, f.rollRecord(t))
 	}
