@@ -135,8 +135,10 @@ type matrixIdentity struct {
 	// Credential is one of the cred* constants; ClientCert names the certificate's user.
 	Credential string
 	ClientCert string
-	// Impersonate is the user the caller asks to act as (Impersonate-User), if any.
-	Impersonate string
+	// Impersonate is the user the caller asks to act as (Impersonate-User), if any, and
+	// ImpersonateGroups the groups (Impersonate-Group).
+	Impersonate       string
+	ImpersonateGroups []string
 	// SpoofHeaders sends X-Remote-User: matrixAdmin and X-Remote-Group: system:masters, the
 	// front proxy's headers, without being the front proxy.
 	SpoofHeaders bool
@@ -157,6 +159,7 @@ var matrixIdentities = []matrixIdentity{
 	{Name: "admin", Credential: credClientCert, ClientCert: matrixAdmin, Role: "admin", ForbiddenAs: matrixAdmin},
 	{Name: "system:masters", Credential: credClientCert, ClientCert: matrixMaster, Role: "*"},
 	{Name: "impersonates admin", Credential: credClientCert, ClientCert: matrixImpersonat, Impersonate: matrixAdmin, Role: "admin", ForbiddenAs: matrixAdmin},
+	{Name: "impersonates admin in system:masters", Credential: credClientCert, ClientCert: matrixImpersonat, Impersonate: matrixAdmin, ImpersonateGroups: []string{"system:masters"}, ForbiddenAs: matrixImpersonat},
 	{Name: "impersonation not allowed", Credential: credClientCert, ClientCert: matrixImpostor, Impersonate: matrixAdmin, ForbiddenAs: matrixImpostor},
 	{Name: "X-Remote-User, no cert", Credential: credNone, SpoofHeaders: true, ForbiddenAs: anonymousUser},
 	{Name: "X-Remote-User + cluster CA cert", Credential: credClientCert, ClientCert: matrixSpoofer, SpoofHeaders: true, ForbiddenAs: matrixSpoofer},

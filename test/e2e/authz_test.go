@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ type matrixFixture struct {
 // each answer against the declaration: the exact status, a Status body for 401 and 403, and
 // for 403 the user the server took the caller for. The instance is unchanged afterwards.
 func testAuthorizationMatrix(t *testing.T, c *framework.Cluster) {
+	checkEverySubresourceDeclared(t, c)
 	f := newMatrixFixture(t, c)
 	bases := []struct {
 		name string
@@ -71,6 +73,28 @@ func testAuthorizationMatrix(t *testing.T, c *framework.Cluster) {
 		})
 	}
 	f.checkUnchanged(t)
+}
+
+// checkEverySubresourceDeclared fails when discovery lists a subresource of etcdinstances, in
+// either version, that the matrix has no request for: a new subresource must be declared.
+func checkEverySubresourceDeclared(t *testing.T, c *framework.Cluster) {
+	t.Helper()
+	for _, version := range []string{"v1beta1", "v1alpha1"} {
+		list, err := c.Kube.Discovery().ServerResourcesForGroupVersion(framework.Group + "/" + version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range list.APIResources {
+			sub, ok := strings.CutPrefix(r.Name, "etcdinstances/")
+			if !ok {
+				continue
+			}
+			declared := slices.ContainsFunc(matrixRequests, func(m matrixRequest) bool { return m.Subresource == sub })
+			if !declared {
+				t.Errorf("%s serves %s, which the authorization matrix does not declare", version, r.Name)
+			}
+		}
+	}
 }
 
 func newMatrixFixture(t *testing.T, c *framework.Cluster) *matrixFixture {
@@ -198,7 +222,7 @@ func (f *matrixFixture) config(base *rest.Config, id matrixIdentity) *rest.Confi
 	case credUnknownCACert, credFrontProxyOtherName:
 		cfg.CertData, cfg.KeyData = f.certs[id.Credential].CertPEM, f.certs[id.Credential].KeyPEM
 	}
-	cfg.Impersonate.UserName = id.Impersonate
+	cfg.Impersonate.UserName, cfg.Impersonate.Groups = id.Impersonate, id.ImpersonateGroups
 	if id.SpoofHeaders {
 		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return spoofingTransport{next: rt} }
 	}
