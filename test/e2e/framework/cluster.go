@@ -521,7 +521,7 @@ func (c *Cluster) etcdaasAPIServerArgs() []string {
 		"--tls-private-key-file=" + p("etcdaas-apiserver.key"),
 		"--etcd-servers=http://" + HostPort(c.etcdaasEtcdPort),
 		// The controller runs the local backend: backups come from its members.
-		"--backup-local-data-dir=" + filepath.Join(c.Dir, "controller"),
+		"--backup-local-data-dir=" + c.ControllerDataDir(),
 		"--max-restore-size=" + strconv.Itoa(MaxRestoreBytes),
 		"--kubeconfig=" + c.APIServerKubeconfig,
 		"--authentication-kubeconfig=" + c.APIServerKubeconfig,
@@ -530,11 +530,15 @@ func (c *Cluster) etcdaasAPIServerArgs() []string {
 	}, extra...)
 }
 
+// ControllerDataDir is etcdaas-controller's --data-dir: the local backend's members and
+// state under instances/<namespace>/<name>/, the local backups under backups/<namespace>/<name>/.
+func (c *Cluster) ControllerDataDir() string { return filepath.Join(c.Dir, "controller") }
+
 func (c *Cluster) etcdaasControllerArgs() []string {
 	return []string{
 		"--kubeconfig=" + c.ControllerKubeconfig,
 		"--backend=local",
-		"--data-dir=" + filepath.Join(c.Dir, "controller"),
+		"--data-dir=" + c.ControllerDataDir(),
 		// Leader election as in deploy/: the Lease RBAC of deploy/ is exercised too.
 		"--leader-elect=true",
 		"--leader-elect-namespace=" + Namespace,

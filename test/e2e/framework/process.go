@@ -138,6 +138,11 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Signal sends sig to the process group: SIGSTOP freezes it, SIGCONT lets it go on.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
 // Tail returns the last n lines of the process's log.
 func (p *Process) Tail(n int) string {
 	return TailFile(p.LogPath, n)
