@@ -4,6 +4,7 @@ package apiserver
 
 import (
 	"fmt"
+	"slices"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -140,6 +141,15 @@ func (cfg *Config) Complete() CompletedConfig {
 	}}
 }
 
+// v1beta1OnlySubresources are the storage paths of the subresources added after v1alpha1 was
+// frozen: like every v1beta1-only field, they are not part of v1alpha1. It keeps the
+// subresources of the original API, status, scale and backup.
+var v1beta1OnlySubresources = []string{
+	etcdinstancestorage.BackupsResourcePath,
+	etcdinstancestorage.RestoreResourcePath,
+	etcdinstancestorage.RecoverResourcePath,
+}
+
 // New builds the server: etcdaas.dev with v1beta1 (preferred, storage) and v1alpha1.
 func (c CompletedConfig) New() (*Server, error) {
 	genericServer, err := c.GenericConfig.New(ComponentName, genericapiserver.NewEmptyDelegate())
@@ -154,18 +164,18 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building etcdinstances storage: %w", err)
 	}
+	main, ok := storage[etcdinstancestorage.ResourcePath].(rest.Getter)
+	if !ok {
+		return nil, fmt.Errorf("the etcdinstances storage cannot get")
+	}
+	storage[etcdinstancestorage.BackupsResourcePath] = etcdinstancestorage.NewBackupsREST(main, c.ExtraConfig.BackupResolver)
 	for _, gv := range []schema.GroupVersion{v1beta1.SchemeGroupVersion, v1alpha1.SchemeGroupVersion} {
 		versionStorage := make(map[string]rest.Storage, len(storage))
 		for path, s := range storage {
-			versionStorage[path] = s
-		}
-		if gv == v1beta1.SchemeGroupVersion {
-			// v1alpha1 is frozen: the backup list exists in v1beta1 only.
-			main, ok := storage[etcdinstancestorage.ResourcePath].(rest.Getter)
-			if !ok {
-				return nil, fmt.Errorf("the etcdinstances storage cannot get")
+			if gv == v1alpha1.SchemeGroupVersion && slices.Contains(v1beta1OnlySubresources, path) {
+				continue
 			}
-			versionStorage[etcdinstancestorage.BackupsResourcePath] = etcdinstancestorage.NewBackupsREST(main, c.ExtraConfig.BackupResolver)
+			versionStorage[path] = s
 		}
 		apiGroupInfo.VersionedResourcesStorageMap[gv.Version] = versionStorage
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -82,8 +84,25 @@ func TestDiscovery(t *testing.T) {
 			if !ok || status.Kind != "ETCDInstance" || !slices.Contains(status.Verbs, "update") || !slices.Contains(status.Verbs, "patch") {
 				t.Errorf("etcdinstances/status = %+v (present %v)", status, ok)
 			}
-			if recover, ok := byName["etcdinstances/recover"]; !ok || !slices.Equal(recover.Verbs, []string{"create"}) {
-				t.Errorf("etcdinstances/recover = %+v (present %v), want verb create only", recover, ok)
+			// v1alpha1 keeps the original subresources; those added since are v1beta1's, like
+			// every v1beta1-only field.
+			var names []string
+			for name := range byName {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			want := []string{"etcdinstances", "etcdinstances/backup", "etcdinstances/scale", "etcdinstances/status"}
+			if gv == v1beta1.SchemeGroupVersion {
+				want = []string{"etcdinstances", "etcdinstances/backup", "etcdinstances/backups", "etcdinstances/recover",
+					"etcdinstances/restore", "etcdinstances/scale", "etcdinstances/status"}
+				for _, post := range []string{"etcdinstances/recover", "etcdinstances/restore"} {
+					if r := byName[post]; !slices.Equal(r.Verbs, []string{"create"}) {
+						t.Errorf("%s verbs %v, want create only", post, r.Verbs)
+					}
+				}
+			}
+			if !slices.Equal(names, want) {
+				t.Errorf("resources %v, want %v", names, want)
 			}
 			scale, ok := byName["etcdinstances/scale"]
 			if !ok {
@@ -474,5 +493,31 @@ func TestStatusSpecSeparation(t *testing.T) {
 	}
 	if final.Status.Phase != v1beta1.PhaseFailed || final.Spec.TLS != nil || final.Generation != 2 {
 		t.Errorf("after v1alpha1 status update: phase %q tls %+v generation %d", final.Status.Phase, final.Spec.TLS, final.Generation)
+	}
+}
+
+// TestV1beta1OnlySubresources: restore, recover and backups are not served in v1alpha1 (404
+// for an instance that exists), and are in v1beta1.
+func TestV1beta1OnlySubresources(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "subresources"}}
+	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Create(ctx, inst, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []struct{ name, verb string }{{"restore", "POST"}, {"recover", "POST"}, {"backups", "GET"}} {
+		for _, c := range []struct {
+			version string
+			client  rest.Interface
+			served  bool
+		}{{"v1alpha1", cs.EtcdaasV1alpha1().RESTClient(), false}, {"v1beta1", cs.EtcdaasV1beta1().RESTClient(), true}} {
+			var code int
+			c.client.Verb(sub.verb).Namespace(ns).Resource("etcdinstances").Name(inst.Name).SubResource(sub.name).
+				Body([]byte{}).Do(ctx).StatusCode(&code)
+			if (code == http.StatusNotFound) == c.served {
+				t.Errorf("%s %s in %s: %d, want it served: %v", sub.verb, sub.name, c.version, code, c.served)
+			}
+		}
 	}
 }
