@@ -74,6 +74,8 @@ type Result struct {
 	StepReason StepReason
 	// Unhealthy explains why some member is not ready, empty when all are.
 	Unhealthy string
+	// MemberProblems says why each member that is not ready is not, by member name.
+	MemberProblems map[string]string
 	// Events are what this Sync did (a member added, promoted, removed, ...), in order;
 	// add them with Record. The controller records each as an Event on the instance.
 	Events []Event

@@ -1,0 +1,79 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestChooseReplacement(t *testing.T) {
+	grace := time.Minute
+	ok := func(name string) MemberHealth { return MemberHealth{Name: name, Healthy: true} }
+	bad := func(name string, d time.Duration) MemberHealth {
+		return MemberHealth{Name: name, UnhealthyFor: d, Problem: "cannot start: " + name + " is corrupt"}
+	}
+	for _, tc := range []struct {
+		name    string
+		voting  []MemberHealth
+		grace   time.Duration
+		want    string
+		blocked string
+	}{
+		{name: "all healthy", voting: []MemberHealth{ok("a"), ok("b"), ok("c")}, grace: grace},
+		{name: "within the grace period", voting: []MemberHealth{ok("a"), bad("b", 59*time.Second), ok("c")}, grace: grace},
+		{name: "past the grace period", voting: []MemberHealth{ok("a"), bad("b", 61*time.Second), ok("c")}, grace: grace, want: "b"},
+		{name: "the longest unhealthy first", voting: []MemberHealth{bad("a", 2*time.Minute), ok("b"), bad("c", 3*time.Minute), ok("d"), ok("e")}, grace: grace, want: "c"},
+		{name: "removal would lose quorum", voting: []MemberHealth{ok("a"), bad("b", time.Hour), bad("c", time.Hour)}, grace: grace, blocked: "fewer than a quorum"},
+		{name: "a lone member is never removed", voting: []MemberHealth{bad("a", time.Hour)}, grace: grace, blocked: "fewer than a quorum"},
+		{name: "two of four healthy keep a quorum of three", voting: []MemberHealth{ok("a"), ok("b"), bad("c", time.Hour), bad("d", time.Hour)}, grace: grace, want: "c"},
+		{name: "repair off", voting: []MemberHealth{ok("a"), bad("b", time.Hour), ok("c")}, grace: -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, blocked := ChooseReplacement(tc.voting, tc.grace)
+			got := ""
+			if r != nil {
+				got = r.Member.Name
+				if !strings.Contains(r.Why, "is corrupt") || !strings.Contains(r.Why, tc.grace.String()) {
+					t.Errorf("why %q does not say what is wrong and the grace period", r.Why)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("replacement %q, want %q", got, tc.want)
+			}
+			if (blocked == "") != (tc.blocked == "") || !strings.Contains(blocked, tc.blocked) {
+				t.Errorf("blocked %q, want %q", blocked, tc.blocked)
+			}
+		})
+	}
+}
+
+func TestHealthClockKeepsCountingThroughACrashLoop(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := &HealthClock{Grace: time.Minute, Now: func() time.Time { return now }}
+	c.Healthy("m") // never unhealthy: nothing to remember
+	if d := c.Unhealthy("m"); d != 0 {
+		t.Fatalf("first unhealthy observation: %s", d)
+	}
+	// Up again briefly between crashes: the clock keeps running.
+	for range 5 {
+		now = now.Add(10 * time.Second)
+		c.Healthy("m")
+		now = now.Add(5 * time.Second)
+		c.Unhealthy("m")
+	}
+	if d := c.Unhealthy("m"); d != 75*time.Second {
+		t.Fatalf("unhealthy for %s after a crash loop, want 75s", d)
+	}
+	// Healthy for the settle time (30s, shorter than the grace period): forgiven.
+	c.Healthy("m")
+	now = now.Add(30 * time.Second)
+	c.Healthy("m")
+	if d := c.Unhealthy("m"); d != 0 {
+		t.Fatalf("a member healthy for 30s still counts %s", d)
+	}
+	now = now.Add(time.Second)
+	c.Forget("m")
+	if d := c.Unhealthy("m"); d != 0 {
+		t.Fatalf("a forgotten member counts %s", d)
+	}
+}
