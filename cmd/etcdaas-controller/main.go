@@ -47,6 +47,7 @@ type flags struct {
 	quotaBackendBytes int64
 	metricsAddress    string
 	s3CredsFile       string
+	repairGrace       time.Duration
 }
 
 func main() {
@@ -87,6 +88,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
 	fs.StringVar(&f.s3CredsFile, "s3-credentials-file", "", "Against a server without Secrets (a standalone etcdaas-apiserver): the S3 credentials of spec.backup.destination.s3, as an AWS shared credentials file (profile default: aws_access_key_id, aws_secret_access_key). Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment. Against a cluster, credentials always come from the Secret credentialsSecretRef names.")
+	fs.DurationVar(&f.repairGrace, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod, "How long a voting member may stay unhealthy before it is replaced by a new member (removed, its data discarded, a new member added as a learner and promoted), one at a time and only while quorum holds. Local backend: its embedded server keeps dying or its data is lost or corrupt; kubernetes backend: its pod is not Ready or its volume is gone. 0 turns repair off.")
 	fs.AddGoFlagSet(goFlagSet())
 	return fs
 }
@@ -112,6 +114,9 @@ func run(ctx context.Context, f flags) error {
 	creds, err := s3Credentials(f, kube)
 	if err != nil {
 		return err
+	}
+	if f.repairGrace < 0 {
+		return fmt.Errorf("--member-repair-grace-period %s is negative", f.repairGrace)
 	}
 	if b, err = newBackend(f, kube, client, creds); err != nil {
 		return err
@@ -203,6 +208,15 @@ func servesSecrets(kube kubernetes.Interface) (bool, error) {
 	return slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == "secrets" }), nil
 }
 
+// repairGraceOption is the backends' grace period for --member-repair-grace-period, on which 0
+// turns repair off.
+func (f flags) repairGraceOption() time.Duration {
+	if f.repairGrace == 0 {
+		return -1
+	}
+	return f.repairGrace
+}
+
 // newBackend is the backend f asks for; kube is the cluster of the kubernetes backend, client
 // reads the source instances of spec.restoreFrom for the local backend, with creds.
 func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, creds backup.Credentials) (backend.Backend, error) {
@@ -214,7 +228,7 @@ func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, 
 		// The backups spec.restoreFrom names are found as the backup step finds them.
 		restore := controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver}
 		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
-			RestoreSource: restore})
+			RestoreSource: restore, MemberRepairGracePeriod: f.repairGraceOption()})
 	case "kubernetes":
 		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout})
 		if err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -76,6 +77,18 @@ type StandaloneOptions struct {
 	// etcd servers with data under DataDir/instances. The --controller flag defaults it to
 	// true; options built in code (tests) leave it off unless they ask.
 	Controller bool
+	// MemberRepairGracePeriod is how long the in-process controller lets a voting member
+	// stay unhealthy before it replaces it; 0 turns repair off.
+	MemberRepairGracePeriod time.Duration
+}
+
+// repairGrace is the backend's grace period for a --member-repair-grace-period flag, on
+// which 0 turns repair off.
+func repairGrace(flag time.Duration) time.Duration {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
 
 // StandaloneBackupDir is where a standalone server keeps the backups of local destinations:
@@ -103,6 +116,8 @@ func (s *StandaloneOptions) AddFlags(fs *pflag.FlagSet) {
 		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
 	fs.IntVar(&s.EtcdPeerPort, "standalone-etcd-peer-port", s.EtcdPeerPort,
 		"Standalone mode: peer port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
+	fs.DurationVar(&s.MemberRepairGracePeriod, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod,
+		"Standalone mode, in-process controller: how long a voting member may stay unhealthy (its embedded server keeps dying, or its data is lost or corrupt) before it is replaced by a new member while quorum holds; 0 turns repair off.")
 }
 
 // completeStandalone defaults the bind address to 127.0.0.1 unless one was given.
@@ -129,6 +144,9 @@ func (o *Options) validateStandalone() []error {
 		if port < 0 || port > 65535 {
 			errs = append(errs, fmt.Errorf("%s %d is not a port", name, port))
 		}
+	}
+	if o.Standalone.MemberRepairGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("--member-repair-grace-period %s is negative", o.Standalone.MemberRepairGracePeriod))
 	}
 	if servers := o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList; len(servers) > 0 {
 		errs = append(errs, fmt.Errorf("--etcd-servers %v cannot be used with --standalone: standalone mode stores objects in its embedded etcd under --data-dir", servers))
@@ -433,7 +451,7 @@ func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*a
 	if o.Standalone.Controller {
 		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion(), local.EmbeddedRelease()}, Reason: "standalone, local backend"}
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
-			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir}, StandaloneBackupDir(dataDir))
+			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir, MemberRepairGracePeriod: repairGrace(o.Standalone.MemberRepairGracePeriod)}, StandaloneBackupDir(dataDir))
 			return err
 		}})
 	}

@@ -54,6 +54,11 @@ type Options struct {
 	// RestoreSource opens the backups spec.restoreFrom names; nil makes an instance with
 	// spec.restoreFrom fail permanently.
 	RestoreSource backend.RestoreSource
+	// MemberRepairGracePeriod is how long a voting member may stay unhealthy (its embedded
+	// server keeps dying, or its data directory is lost or corrupt so that it cannot start)
+	// before it is replaced by a new member (0: backend.DefaultMemberRepairGracePeriod;
+	// negative: never).
+	MemberRepairGracePeriod time.Duration
 }
 
 // Backend runs members as embedded etcd servers. It is safe for concurrent use on different
@@ -67,6 +72,11 @@ type Backend struct {
 	running map[string]*embed.Etcd // by data directory
 	// startErrs are why members could not start, by data directory.
 	startErrs map[string]error
+	// died are the members whose server stopped on its own, by data directory, until
+	// ensureRunning restarts them.
+	died map[string]bool
+	// health is since when members have been unhealthy, by data directory.
+	health *backend.HealthClock
 }
 
 // errClosed is returned for work asked of a closed backend.
@@ -114,10 +124,14 @@ func New(opts Options) (*Backend, error) {
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 60 * time.Second
 	}
+	if opts.MemberRepairGracePeriod == 0 {
+		opts.MemberRepairGracePeriod = backend.DefaultMemberRepairGracePeriod
+	}
 	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
 		return nil, err
 	}
-	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}, startErrs: map[string]error{}}, nil
+	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}, startErrs: map[string]error{},
+		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}}, nil
 }
 
 // EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
@@ -187,10 +201,20 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil {
 		return nil, err
 	}
+	if err := b.settleReplacement(dir, st, inst); err != nil {
+		return nil, err
+	}
 	observed, members, err := b.observe(ctx, dir, access, st)
-	if err != nil || observed.Unhealthy != "" {
-		// Every member must be healthy before the next step.
+	if err != nil {
 		return observed, err
+	}
+	health := b.noteHealth(dir, st, observed)
+	if observed.Unhealthy != "" {
+		// Every member must be healthy before the next step, but for replacing one.
+		if res, stepped, err := b.repairStep(ctx, dir, st, inst, observed, health); stepped {
+			return b.withMembers(ctx, dir, st, res), err
+		}
+		return observed, nil
 	}
 	if unknown, ok := st.unknownMember(members); ok {
 		res, err := b.removeUnknown(ctx, access, unknown)
@@ -426,6 +450,17 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 		if m.ID == "" || m.Phase == phaseRemoving || b.isRunning(dir, m) {
 			continue
 		}
+		if b.takeDied(dir, m) {
+			// A crash counts against the member even when it restarts fine.
+			b.health.Unhealthy(filepath.Join(dir, m.Name))
+		}
+		if m.hasData() {
+			if err := checkData(filepath.Join(dir, m.Name)); err != nil {
+				klog.InfoS("An etcd member cannot start", "member", m.Name, "err", err)
+				b.setStartError(dir, m, err)
+				continue
+			}
+		}
 		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
 			p, c, err := freePorts()
 			if err != nil {
@@ -437,6 +472,7 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 				return err
 			}
 		}
+		started := m.Started
 		if _, err := b.start(dir, st, m); err != nil {
 			if errors.Is(err, errClosed) {
 				return err
@@ -448,6 +484,11 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 			continue
 		}
 		b.setStartError(dir, m, nil)
+		if !started {
+			if err := st.save(dir); err != nil {
+				return err
+			}
+		}
 	}
 	return b.readvertise(ctx, dir, st)
 }
@@ -505,7 +546,9 @@ func (b *Backend) isRunning(dir string, m *memberState) bool {
 	}
 	select {
 	case <-e.Server.StopNotify():
+		// Stopped on its own: b.stop removes a member from running before stopping it.
 		delete(b.running, filepath.Join(dir, m.Name))
+		b.died[filepath.Join(dir, m.Name)] = true
 		e.Close()
 		return false
 	default:
@@ -567,6 +610,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.E
 		return nil, errClosed
 	}
 	b.running[member.Dir] = e
+	m.Started = true
 	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
 	return e, nil
 }
@@ -649,6 +693,10 @@ func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.A
 			ms.Learner = s.IsLearner
 		} else {
 			unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", m.Name, s.Err))
+			if res.MemberProblems == nil {
+				res.MemberProblems = map[string]string{}
+			}
+			res.MemberProblems[m.Name] = fmt.Sprint(s.Err)
 		}
 		res.Members = append(res.Members, ms)
 	}
@@ -688,7 +736,9 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	if err != nil {
 		return res, err
 	}
-	if obs.Unhealthy != "" {
+	// The successor of a replaced member joins while a quorum is healthy: another
+	// unhealthy member waits for its own replacement.
+	if obs.Unhealthy != "" && (st.Replacement == nil || obs.QuorumLost != "") {
 		res.Members, res.Unhealthy = obs.Members, obs.Unhealthy
 		return res, nil
 	}
@@ -707,15 +757,25 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		if _, err := b.start(dir, st, m); err != nil {
 			return res, err
 		}
+		if err := st.save(dir); err != nil {
+			return res, err
+		}
 	}
 	if err := etcdcluster.Promote(sctx, cli, m.id()); err != nil {
 		return res, err
 	}
 	m.Phase = phaseVoting
+	replaced := st.Replacement
+	if replaced != nil && replaced.New == name {
+		st.Replacement = nil
+	}
 	if err := st.save(dir); err != nil {
 		return res, err
 	}
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, m.ID)
+	if replaced != nil && replaced.New == name {
+		res.Record(backend.ReasonMemberReplaced, "Replaced member %s with %s (ID %s), in sync and voting; %s was %s", replaced.Old, name, m.ID, replaced.Old, replaced.Why)
+	}
 	res.Step = fmt.Sprintf("added member %s", name)
 	return res, nil
 }
@@ -800,6 +860,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	}
 	// The member is out of the cluster: nothing to hand over, stop it at once.
 	b.stop(dir, m, true)
+	b.health.Forget(filepath.Join(dir, m.Name))
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
 		return res, err
 	}

@@ -51,7 +51,8 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 			}
 		}
 		survivor.Phase = phaseVoting
-		st.Recovery, st.Members = rec, []memberState{survivor}
+		// A replacement under way is moot: every other member goes.
+		st.Recovery, st.Members, st.Replacement = rec, []memberState{survivor}, nil
 		if err := st.save(dir); err != nil {
 			return observed, err
 		}
@@ -107,6 +108,7 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 	for _, name := range rec.Discard {
 		b.stop(dir, &memberState{Name: name}, true)
 		b.setStartError(dir, &memberState{Name: name}, nil)
+		b.health.Forget(filepath.Join(dir, name))
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return res, err
 		}

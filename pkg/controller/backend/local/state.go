@@ -48,6 +48,18 @@ type instanceState struct {
 	Restore *restoreState `json:"restore,omitempty"`
 	// Recovery is a recovery from quorum loss under way, nil when there is none.
 	Recovery *recoveryState `json:"recovery,omitempty"`
+	// Replacement is the replacement of an unhealthy member under way, nil when there is
+	// none: recorded before the member is removed, cleared once its successor votes.
+	Replacement *replacementState `json:"replacement,omitempty"`
+}
+
+// replacementState is the replacement of an unhealthy voting member by a new one.
+type replacementState struct {
+	// Old is the member replaced; New is the member that replaces it.
+	Old string `json:"old"`
+	New string `json:"new"`
+	// Why says why Old is replaced.
+	Why string `json:"why"`
 }
 
 // recoveryState is a recovery from quorum loss: recorded before anything is stopped, so that
@@ -84,7 +96,14 @@ type memberState struct {
 	ClusterState string `json:"clusterState"`
 	// InitialCluster is the initial-cluster flag the member first started with.
 	InitialCluster string `json:"initialCluster,omitempty"`
+	// Started is true once the member has started: from then on it has data, and starting
+	// it without (a lost data directory) would rejoin the cluster with nothing it promised.
+	// Voting members have started.
+	Started bool `json:"started,omitempty"`
 }
+
+// hasData reports whether the member must have a data directory to start from.
+func (m *memberState) hasData() bool { return m.Started || m.Phase == phaseVoting }
 
 func (m *memberState) scheme(tlsOn bool) string {
 	if tlsOn {
