@@ -44,6 +44,7 @@ type fakeServer struct {
 	rv        int
 	requests  []recordedRequest
 	backup    http.HandlerFunc // serves .../backup when set
+	recover   http.HandlerFunc // serves POST .../recover when set
 	conflicts int              // UpdateScale answers 409 this many times first
 	// deleteDelay is how many GETs a deleted object survives (a finalizer at work).
 	deleteDelay int
@@ -151,6 +152,8 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.backup(w, r)
+	case len(parts) == 5 && parts[4] == "recover" && r.Method == http.MethodPost && s.recover != nil:
+		s.recover(w, r)
 	default:
 		s.writeStatus(w, apierrors.NewMethodNotSupported(etcdinstancesResource, r.Method))
 	}

@@ -1,6 +1,6 @@
 // Package cli implements kubectl-etcdaas, the kubectl plugin for etcdaas.dev ETCDInstances:
-// create, list, get, delete, scale, backup, restore and an offline convert between API
-// versions.
+// create, list, get, delete, scale, backup, restore, recover and an offline convert between
+// API versions.
 //
 // Every command reads the usual kubeconfig flags (--kubeconfig, --context, -n/--namespace, …)
 // and reports errors the way kubectl does: one line on stderr and exit code 1.
@@ -109,7 +109,7 @@ func NewRootCommand(f *Factory) *cobra.Command {
 		Long: `Manage etcdaas.dev ETCDInstances, etcd clusters run for you by etcdaas.
 
 Create, list, inspect, scale and delete instances, download a verified snapshot of an
-instance's data or restore one, and convert manifests between the v1alpha1 and v1beta1 API
+instance's data or restore one, rebuild one that lost quorum, and convert manifests between the v1alpha1 and v1beta1 API
 versions.`,
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: displayName,
@@ -135,6 +135,7 @@ versions.`,
 		newScaleCommand(f),
 		newBackupCommand(f),
 		newRestoreCommand(f),
+		newRecoverCommand(f),
 		newBackupsCommand(f),
 		newConvertCommand(f),
 	)
