@@ -192,7 +192,8 @@ func TestMemberRepairReplacesCorruptMembersOneAtATime(t *testing.T) {
 	e.runningWith(ns, name, "db-0,db-2,db-4,db-5,db-6", 3*time.Minute)
 	t.Logf("FIGURE local backend: two corrupt members of five to two healthy replacements, grace period %s: %s", repairGrace, time.Since(start).Round(time.Millisecond))
 	check()
-	events := e.waitForEvent(ns, inst, "MemberReplaced Replaced member db-3 with db-6")
+	e.waitForEvent(ns, inst, "MemberReplaced Replaced member db-1 with db-")
+	events := e.waitForEvent(ns, inst, "MemberReplaced Replaced member db-3 with db-")
 	var order []string
 	for _, ev := range events {
 		for _, p := range []string{"MemberUnhealthy Replacing member", "MemberRemoved Removed member", "MemberPromoted Promoted member", "MemberReplaced Replaced member"} {
@@ -201,19 +202,29 @@ func TestMemberRepairReplacesCorruptMembersOneAtATime(t *testing.T) {
 			}
 		}
 	}
+	// The first five members join; then the corrupt members are replaced one after the
+	// other (either first: both became unhealthy together), by db-5 and then db-6.
+	first, second := "db-1", "db-3"
+	if slices.Index(order, "MemberUnhealthy db-3") < slices.Index(order, "MemberUnhealthy db-1") {
+		first, second = second, first
+	}
 	want := []string{
-		// The first five members joining, then db-1 (corrupt database) and db-3
-		// (corrupt write-ahead log) one after the other.
 		"MemberPromoted db-1", "MemberPromoted db-2", "MemberPromoted db-3", "MemberPromoted db-4",
-		"MemberUnhealthy db-1", "MemberRemoved db-1", "MemberPromoted db-5", "MemberReplaced db-1",
-		"MemberUnhealthy db-3", "MemberRemoved db-3", "MemberPromoted db-6", "MemberReplaced db-3",
+		"MemberUnhealthy " + first, "MemberRemoved " + first, "MemberPromoted db-5", "MemberReplaced " + first,
+		"MemberUnhealthy " + second, "MemberRemoved " + second, "MemberPromoted db-6", "MemberReplaced " + second,
 	}
 	if strings.Join(order, ", ") != strings.Join(want, ", ") {
 		t.Fatalf("events in order:\n%s\nwant\n%s\nall: %q", strings.Join(order, ", "), strings.Join(want, ", "), events)
 	}
 	for _, ev := range events {
+		if strings.HasPrefix(ev, "MemberReplaced Replaced member "+first) && !strings.Contains(ev, "with db-5") ||
+			strings.HasPrefix(ev, "MemberReplaced Replaced member "+second) && !strings.Contains(ev, "with db-6") {
+			t.Errorf("unexpected successor: %s", ev)
+		}
+	}
+	for _, ev := range events {
 		if strings.HasPrefix(ev, "MemberUnhealthy Replacing member db-1") && !strings.Contains(ev, "corrupt: opening the database") ||
-			strings.HasPrefix(ev, "MemberUnhealthy Replacing member db-3") && !strings.Contains(ev, "corrupt") {
+			strings.HasPrefix(ev, "MemberUnhealthy Replacing member db-3") && !strings.Contains(ev, "corrupt: reading the write-ahead log") {
 			t.Errorf("the event does not say what is wrong: %s", ev)
 		}
 	}
