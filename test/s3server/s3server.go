@@ -1,18 +1,17 @@
-// Package s3server runs a real S3-compatible object store for the integration and e2e tests:
-// SeaweedFS ("weed mini", pinned in hack/tools/seaweedfs and built into the tools directory
-// by hack/tools/build.sh), listening on 127.0.0.1 only, with one identity and one bucket.
-// It is a separate process, not an in-process fake, so that the backups go through a real
-// store's multipart uploads, copies, listings and signatures.
+// Package s3server runs a real S3-compatible object store for the unit, integration and e2e
+// tests: the Versity S3 Gateway ("versitygw" with its posix backend, pinned in
+// hack/tools/versitygw and built into the tools directory by hack/tools/build.sh), listening
+// on 127.0.0.1 only, with one identity and one bucket. It is a separate process, not an
+// in-process fake, so that the backups go through a real store's multipart uploads, copies,
+// listings and signatures.
 package s3server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,8 +22,8 @@ import (
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
-// Weed is the tool name of the SeaweedFS binary in the tools directory.
-const Weed = "weed"
+// Versitygw is the tool name of the S3 gateway binary in the tools directory.
+const Versitygw = "versitygw"
 
 // Server is a running object store.
 type Server struct {
@@ -38,23 +37,11 @@ type Server struct {
 	proc *framework.Process
 }
 
-// identity is the store's S3 configuration: one identity allowed everything.
-type identity struct {
-	Name        string       `json:"name"`
-	Credentials []credential `json:"credentials"`
-	Actions     []string     `json:"actions"`
-}
-
-type credential struct {
-	AccessKey string `json:"accessKey"`
-	SecretKey string `json:"secretKey"`
-}
-
 // Start starts a store in a directory of the test and stops it when the test ends. It skips
-// the test (fails it in CI) when the weed binary is missing.
+// the test (fails it in CI) when the versitygw binary is missing.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := framework.RequireTools(t, Weed)[Weed]
+	bin := framework.RequireTools(t, Versitygw)[Versitygw]
 	dir := t.TempDir()
 	s, err := start(bin, dir)
 	if err != nil {
@@ -70,43 +57,30 @@ func Start(t testing.TB) *Server {
 
 func start(bin, dir string) (*Server, error) {
 	s := &Server{AccessKeyID: "etcdaas-test", SecretAccessKey: "etcdaas-test-secret-key", Bucket: "backups"}
-	cfg, err := json.Marshal(map[string]any{"identities": []identity{{
-		Name:        "tests",
-		Credentials: []credential{{AccessKey: s.AccessKeyID, SecretKey: s.SecretAccessKey}},
-		Actions:     []string{"Admin", "Read", "Write", "List", "Tagging"},
-	}}})
+	// The gateway serves the directories of root as buckets; their owners, ACLs and the
+	// objects' metadata go to the sidecar directory (no extended attributes needed).
+	root, sidecar, iam := filepath.Join(dir, "data"), filepath.Join(dir, "meta"), filepath.Join(dir, "iam")
+	for _, d := range []string{root, sidecar, iam} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	ports, err := loopback.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(dir, "s3.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
-		return nil, err
-	}
-	dataDir := filepath.Join(dir, "data")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	ports, err := loopback.FreePorts(8)
-	if err != nil {
-		return nil, err
-	}
-	port := func(i int) string { return strconv.Itoa(ports[i]) }
 	s.Endpoint = "http://" + loopback.HostPort(ports[0])
-	args := []string{"mini",
-		"-dir=" + dataDir,
-		"-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-		"-s3.port=" + port(0), "-s3.port.grpc=" + port(1),
-		"-master.port=" + port(2), "-master.port.grpc=" + port(3),
-		"-volume.port=" + port(4), "-volume.port.grpc=" + port(5),
-		"-filer.port=" + port(6), "-filer.port.grpc=" + port(7),
-		"-s3.port.iceberg=0", "-s3.port.lance=0",
-		"-webdav=false", "-admin.ui=false",
-		// Nothing leaves the machine: no anonymous statistics.
-		"-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:1/",
-		"-s3.config=" + cfgPath,
-		"-bucket=" + s.Bucket,
+	// The only identity is the gateway's root account; the flags win over any ROOT_* or VGW_*
+	// variables in the environment. The (empty) file-based IAM answers an unknown access key
+	// with S3's InvalidAccessKeyId, as AWS does; without it the gateway's single-account mode
+	// answers with a code of its own (XAdminUserNotFound).
+	args := []string{
+		"--port", loopback.HostPort(ports[0]),
+		"--access", s.AccessKeyID, "--secret", s.SecretAccessKey,
+		"--iam-dir", iam,
+		"posix", "--sidecar", sidecar, root,
 	}
-	s.proc, err = framework.StartProcess("seaweedfs", dir, bin, args...)
+	s.proc, err = framework.StartProcess("versitygw", dir, bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +92,8 @@ func start(bin, dir string) (*Server, error) {
 	return s, nil
 }
 
-// waitReady waits until the bucket exists for the store's identity: the gateway then serves
-// signed requests and the startup bucket is created.
+// waitReady waits until the gateway serves signed requests, then creates the bucket through
+// the S3 API, as a user would.
 func (s *Server) waitReady(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -129,21 +103,24 @@ func (s *Server) waitReady(timeout time.Duration) error {
 	}
 	for {
 		if exited, err := s.proc.Exited(); exited {
-			return fmt.Errorf("weed exited: %v", err)
+			return fmt.Errorf("versitygw exited: %v", err)
 		}
 		callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)
-		var exists bool
-		exists, err = client.BucketExists(callCtx, s.Bucket)
+		_, err = client.ListBuckets(callCtx)
 		callCancel()
-		if err == nil && exists {
-			return nil
+		if err == nil {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the S3 endpoint %s did not serve bucket %q within %s (last: exists=%v, %v)", s.Endpoint, s.Bucket, timeout, exists, err)
+			return fmt.Errorf("the S3 endpoint %s did not answer within %s (last: %v)", s.Endpoint, timeout, err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+	if err := client.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
+		return fmt.Errorf("creating bucket %q: %w", s.Bucket, err)
+	}
+	return nil
 }
 
 // Client returns an S3 client of the store's identity, for tests that look at the bucket.

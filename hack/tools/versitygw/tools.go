@@ -5,5 +5,5 @@
 package tools
 
 import (
-	_ "github.com/seaweedfs/seaweedfs/weed"
+	_ "github.com/versity/versitygw/cmd/versitygw"
 )
