@@ -43,6 +43,7 @@ type flags struct {
 	leaseName         string
 	etcdImage         string
 	upgradeTimeout    time.Duration
+	toolsImage        string
 	snapshotCount     uint64
 	quotaBackendBytes int64
 	metricsAddress    string
@@ -51,6 +52,20 @@ type flags struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == SeedMemberCommand {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := seedMember(ctx, os.Args[2:], os.Getenv)
+		stop()
+		if err != nil {
+			klog.ErrorS(err, "Seeding the member failed")
+			klog.Flush()
+			// The last line is the pod's termination message, which the controller quotes.
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		klog.Flush()
+		return
+	}
 	f := flags{}
 	fs := newFlagSet(&f)
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -84,6 +99,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.leaseName, "leader-elect-name", "etcdaas-controller", "Name of the leader election Lease.")
 	fs.StringVar(&f.etcdImage, "etcd-image", kubebackend.DefaultImage, "Kubernetes backend: the etcd image of members. A repository (members of etcd 3.7 run REPOSITORY:v3.7.3, the release tag of spec.version), or REPOSITORY:TAG where {tag} in TAG stands for that release tag (e.g. registry.internal/etcd:{tag}-mirror). Without internet access, point it at a registry of your own.")
 	fs.DurationVar(&f.upgradeTimeout, "upgrade-step-timeout", kubebackend.DefaultUpgradeStepTimeout, "Kubernetes backend: how long a member a version upgrade restarted has to become healthy on its new image before the upgrade stops (condition Degraded, reason UpgradeFailed).")
+	fs.StringVar(&f.toolsImage, "tools-image", "", "Kubernetes backend: the etcdaas image, whose seed-member step restores member data from a backup (spec.restoreFrom, the restore subresource) as an init container. Default: this pod's own image ($POD_NAMESPACE/$POD_NAME); without either, restores are refused.")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
@@ -117,6 +133,9 @@ func run(ctx context.Context, f flags) error {
 	}
 	if f.repairGrace < 0 {
 		return fmt.Errorf("--member-repair-grace-period %s is negative", f.repairGrace)
+	}
+	if f.backend == "kubernetes" && f.toolsImage == "" {
+		f.toolsImage = ownImage(ctx, kube, os.Getenv)
 	}
 	if b, err = newBackend(f, kube, client, creds); err != nil {
 		return err
@@ -230,7 +249,8 @@ func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, 
 		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
 			RestoreSource: restore, MemberRepairGracePeriod: f.repairGraceOption()})
 	case "kubernetes":
-		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout})
+		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout, ToolsImage: f.toolsImage,
+			RestoreSource: controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver}})
 		if err != nil {
 			return nil, fmt.Errorf("--etcd-image: %w", err)
 		}

@@ -140,6 +140,10 @@ func defaultProfile(data string) map[string]string {
 	return keys
 }
 
+// DefaultPrefix is the S3 prefix of the backups of the instance namespace/name when its
+// destination sets none.
+func DefaultPrefix(namespace, name string) string { return namespace + "/" + name + "/" }
+
 // Resolver builds the destination an instance's spec.backup.destination names.
 type Resolver struct {
 	// LocalRoot is the server's backup directory (--backup-dir); empty refuses local
@@ -175,7 +179,7 @@ func (r Resolver) Destination(ctx context.Context, namespace, name string, dest 
 		}
 		prefix := s3.Prefix
 		if prefix == "" {
-			prefix = namespace + "/" + name + "/"
+			prefix = DefaultPrefix(namespace, name)
 		}
 		return NewS3(S3Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket, Prefix: prefix, Region: s3.Region,
 			AccessKeyID: id, SecretAccessKey: secret, CABundle: s3.CABundle})

@@ -22,6 +22,9 @@ const (
 	ReasonRestoreSourceUnavailable   = "RestoreSourceUnavailable"
 	ReasonNoBackups                  = "NoBackups"
 	ReasonBackupNotFound             = "BackupNotFound"
+	// ReasonRestoreSourceUnreachable: the members cannot read the source's destination
+	// themselves (the kubernetes backend's pods and a server's local backup directory).
+	ReasonRestoreSourceUnreachable = "RestoreSourceUnreachable"
 )
 
 // BackupRestoreSource opens the backups spec.restoreFrom names from the destination of the
@@ -34,7 +37,7 @@ type BackupRestoreSource struct {
 	Resolver backup.Resolver
 }
 
-var _ backend.RestoreSource = BackupRestoreSource{}
+var _ backend.RemoteRestoreSource = BackupRestoreSource{}
 
 // OpenRestoreSource opens spec.restoreFrom.key of the source instance's destination, or its
 // newest backup when no key is given.
@@ -69,6 +72,29 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 		return nil, nil, fmt.Errorf("opening backup %s of %s: %w", key, from.Instance, err)
 	}
 	return body, &backend.BackupProvenance{Key: info.Key, SHA256: info.SHA256, Revision: info.Revision}, nil
+}
+
+// LocateRestoreSource finds spec.restoreFrom's backup (as OpenRestoreSource picks it) in the
+// source instance's S3 destination, for members that read it themselves.
+func (s BackupRestoreSource) LocateRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.RemoteBackup, error) {
+	from := inst.Spec.RestoreFrom
+	if from == nil {
+		return nil, errors.New("spec.restoreFrom is not set")
+	}
+	source, err := s.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace).Get(ctx, from.Instance, metav1.GetOptions{})
+	if err == nil && source.Spec.Backup != nil && source.Spec.Backup.Destination.S3 == nil {
+		return nil, backend.Permanent(ReasonRestoreSourceUnreachable, "spec.restoreFrom.instance: the backups of %s/%s are in a server's local backup directory, which member pods cannot read; restore from an S3 destination", inst.Namespace, from.Instance)
+	}
+	body, prov, err := s.OpenRestoreSource(ctx, inst) // the same checks, with their reasons
+	if err != nil {
+		return nil, err
+	}
+	_ = body.Close()
+	located := &backend.RemoteBackup{S3: *source.Spec.Backup.Destination.S3.DeepCopy(), Provenance: *prov}
+	if located.S3.Prefix == "" {
+		located.S3.Prefix = backup.DefaultPrefix(inst.Namespace, from.Instance)
+	}
+	return located, nil
 }
 
 // destination reads the instance namespace/name and resolves its backup destination.

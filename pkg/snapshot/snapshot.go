@@ -317,5 +317,10 @@ type Staged struct {
 	RequestedAt time.Time `json:"requestedAt"`
 }
 
+// ErrCannotStage wraps why a verified snapshot cannot be handed to an instance's members for
+// a reason the user can change, such as a missing backup destination or unreadable
+// credentials.
+var ErrCannotStage = errors.New("the snapshot cannot be handed to the instance's members")
+
 // ErrRestorePending is returned when an instance already has a restore that has not finished.
 var ErrRestorePending = errors.New("a restore of the instance is already under way")

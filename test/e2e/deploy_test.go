@@ -226,6 +226,10 @@ func TestDeployManifests(t *testing.T) {
 		if !grants(backup.Rules, "apps", "statefulsets", "get") || !grants(backup.Rules, "", "secrets", "get") {
 			t.Errorf("etcdaas-apiserver cannot find members for backups: %+v", backup.Rules)
 		}
+		// A restore on the kubernetes backend is recorded on the instance's StatefulSet.
+		if !grants(backup.Rules, "apps", "statefulsets", "update") {
+			t.Errorf("etcdaas-apiserver cannot record restores on StatefulSets: %+v", backup.Rules)
+		}
 		for _, rule := range append(role.Rules, backup.Rules...) {
 			if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") {
 				t.Errorf("etcdaas-apiserver is granted a wildcard: %+v", rule)
@@ -293,6 +297,8 @@ func TestDeployManifests(t *testing.T) {
 			{"", "secrets", "create"},
 			{"policy", "poddisruptionbudgets", "create"},
 			{"", "events", "create"},
+			// A restore restarts member 0 through its seed init container.
+			{"", "pods", "delete"},
 		} {
 			if !grants(role.Rules, want.group, want.resource, want.verb) {
 				t.Errorf("etcdaas-controller cannot %s %s.%s", want.verb, want.resource, want.group)

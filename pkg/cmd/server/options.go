@@ -245,6 +245,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			return nil, err
 		}
 		config.ExtraConfig.BackupDialer = dialer
+		// Restored snapshots reach the member pods through the instance's S3 destination.
+		config.ExtraConfig.Restore.Stager = kubebackend.Stager{Client: kube, Resolver: resolver}
 	}
 	return config, nil
 }

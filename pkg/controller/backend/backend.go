@@ -50,6 +50,25 @@ type RestoreSource interface {
 	OpenRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (io.ReadCloser, *BackupProvenance, error)
 }
 
+// RemoteRestoreSource is a RestoreSource that also tells where the backup is, for a backend
+// whose members read it themselves (the kubernetes backend's member pods).
+type RemoteRestoreSource interface {
+	RestoreSource
+	// LocateRestoreSource finds the backup of spec.restoreFrom without reading it. It returns
+	// a *PermanentError when the backup cannot be read by members, such as one in the
+	// server's local backup directory.
+	LocateRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (*RemoteBackup, error)
+}
+
+// RemoteBackup is a backup in an S3-compatible destination.
+type RemoteBackup struct {
+	// S3 is the destination, with its prefix resolved; its credentialsSecretRef names the
+	// Secret, in the instance's namespace, members read it with.
+	S3 v1beta1.S3Destination
+	// Provenance is the backup's, with its key below S3.Prefix.
+	Provenance BackupProvenance
+}
+
 // BackupProvenance is what a backup's destination records about it.
 type BackupProvenance struct {
 	// Key is the backup's key in its destination.

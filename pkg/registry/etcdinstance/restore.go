@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -43,12 +42,13 @@ const verifyTimeout = 10 * time.Minute
 type RestoreStager interface {
 	// SpoolDir returns the directory to receive a snapshot for the instance in, on the
 	// filesystem Stage keeps it on. It returns an error wrapping etcdcluster.ErrNoMembers when
-	// the instance (this UID) has no members to restore yet, and snapshot.ErrRestorePending
-	// when a restore of it is pending already: refused before the body is read.
-	SpoolDir(ctx context.Context, namespace, name string, uid types.UID) (string, error)
+	// the instance (this UID) has no members to restore yet, snapshot.ErrRestorePending when
+	// a restore is pending already, and one wrapping snapshot.ErrCannotStage when the instance
+	// cannot be restored as it is configured.
+	SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error)
 	// Stage makes the verified snapshot file at path the pending restore of the instance and
 	// takes the file over. It returns snapshot.ErrRestorePending when one is pending already.
-	Stage(ctx context.Context, namespace, name string, staged *snapshot.Staged, path string) error
+	Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error
 }
 
 // RestoreOptions configure the restore subresource.
@@ -157,20 +157,19 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, errors.New("the instance is being deleted"))
 	case h.rest.opts.Stager == nil:
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("restore of %q: this server cannot hand snapshots to the controller's backend: "+
-			"restores are served with the local backend (standalone mode, or --backup-local-data-dir); restoring the kubernetes backend's members is not available yet", name))
+			"it needs the local backend's data directory (standalone mode, or --backup-local-data-dir) or a cluster whose StatefulSets it reads", name))
 	case req.ContentLength > limit:
 		return nil, tooLarge(name, req.ContentLength, limit)
 	case req.ContentLength == 0:
 		return nil, invalidSnapshot(name, "the request has no body: send the snapshot as application/octet-stream")
 	}
-	spool, err := h.rest.opts.Stager.SpoolDir(ctx, h.namespace, name, h.instance.UID)
-	if errors.Is(err, etcdcluster.ErrNoMembers) {
+	spool, err := h.rest.opts.Stager.SpoolDir(ctx, h.instance)
+	switch {
+	case errors.Is(err, etcdcluster.ErrNoMembers):
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, fmt.Errorf("there is no running cluster to restore yet: %w", err))
-	}
-	if errors.Is(err, snapshot.ErrRestorePending) {
+	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage):
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, apierrors.NewInternalError(err)
 	}
 	start := time.Now()
@@ -202,8 +201,8 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, invalidSnapshot(name, err.Error())
 	}
 	staged := &snapshot.Staged{ID: string(uuid.NewUUID()), InstanceUID: string(h.instance.UID), Info: *info, RequestedAt: time.Now().UTC()}
-	err = h.rest.opts.Stager.Stage(ctx, h.namespace, name, staged, path)
-	if errors.Is(err, snapshot.ErrRestorePending) {
+	err = h.rest.opts.Stager.Stage(ctx, h.instance, staged, path)
+	if errors.Is(err, snapshot.ErrRestorePending) || errors.Is(err, snapshot.ErrCannotStage) || errors.Is(err, etcdcluster.ErrNoMembers) {
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
 	}
 	if err != nil {

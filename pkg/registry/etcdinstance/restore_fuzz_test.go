@@ -15,7 +15,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
@@ -30,14 +29,14 @@ type fakeStager struct {
 	path   string
 }
 
-func (s *fakeStager) SpoolDir(context.Context, string, string, types.UID) (string, error) {
+func (s *fakeStager) SpoolDir(context.Context, *etcdaas.ETCDInstance) (string, error) {
 	if s.staged != nil {
 		return "", snapshot.ErrRestorePending
 	}
 	return s.dir, nil
 }
 
-func (s *fakeStager) Stage(_ context.Context, _, _ string, staged *snapshot.Staged, path string) error {
+func (s *fakeStager) Stage(_ context.Context, _ *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
 	if s.staged != nil {
 		return snapshot.ErrRestorePending
 	}

@@ -47,6 +47,12 @@ type Options struct {
 	// UpgradeStepTimeout is how long a member a version roll restarted has to become healthy
 	// on its new image before the roll stops (default DefaultUpgradeStepTimeout).
 	UpgradeStepTimeout time.Duration
+	// ToolsImage is the etcdaas image, whose etcdaas-controller seed-member step seeds a
+	// member from a snapshot as an init container. Empty refuses spec.restoreFrom and
+	// restores.
+	ToolsImage string
+	// RestoreSource locates the backups spec.restoreFrom names; nil refuses spec.restoreFrom.
+	RestoreSource backend.RemoteRestoreSource
 }
 
 // Backend runs members as StatefulSet pods.
@@ -98,14 +104,12 @@ func (b *Backend) Recover(context.Context, *v1beta1.ETCDInstance, string) (*back
 // members, then either resumes a change an earlier step left half done or takes the next
 // step toward the spec.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
-	if inst.Spec.RestoreFrom != nil {
-		// Starting empty would silently ignore what the user asked for.
-		return nil, backend.Permanent("RestoreUnavailable",
-			"spec.restoreFrom is not available with the kubernetes backend yet: nothing was created; create the instance without it, or run it with the local backend")
-	}
 	v, started, err := b.ensureObjects(ctx, inst)
 	if err != nil || started != nil {
 		return started, err
+	}
+	if res, seeding, err := b.restoreStep(ctx, v); seeding || err != nil {
+		return res, err
 	}
 	res := &backend.Result{Members: v.podMembers()}
 	if v.sts.Status.ReadyReplicas == 0 {
@@ -195,6 +199,19 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		return nil, nil, err
 	}
 	v := &instanceView{b: b, inst: inst, image: image}
+	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
+	var restoreFrom *seed
+	if inst.Spec.RestoreFrom != nil {
+		// Nothing is created for a backup that cannot be restored from.
+		_, err := stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			if restoreFrom, err = b.restoreFromSeed(ctx, inst); err != nil {
+				return nil, nil, err
+			}
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
 	if inst.Spec.TLSEnabled() {
 		if v.tlsData, err = b.ensureTLSSecret(ctx, inst); err != nil {
 			return nil, nil, err
@@ -206,14 +223,21 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 	if err := b.ensureService(ctx, clientService(inst)); err != nil {
 		return nil, nil, err
 	}
-	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
 	v.sts, err = stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		mc := memberConfig{
 			replicas:       1,
 			initialCluster: backend.MemberName(inst.Name, 0) + "=" + b.peerURL(inst, 0),
 			clusterState:   "new",
-			token:          fmt.Sprintf("%s-%s-%s", inst.Namespace, inst.Name, inst.UID),
+			token:          clusterToken(inst),
+		}
+		step := fmt.Sprintf("starting the first member %s", backend.MemberName(inst.Name, 0))
+		if inst.Spec.RestoreFrom != nil {
+			// Starting empty would silently ignore what the user asked for.
+			if mc.seed = restoreFrom; mc.seed == nil {
+				return nil, nil, fmt.Errorf("the StatefulSet of %s/%s appeared while its backup was located; retrying", inst.Namespace, inst.Name)
+			}
+			step = fmt.Sprintf("starting the first member %s from backup %s of %s", backend.MemberName(inst.Name, 0), mc.seed.Key, inst.Spec.RestoreFrom.Instance)
 		}
 		if _, err := stsClient.Create(ctx, b.statefulSet(inst, image, mc), metav1.CreateOptions{}); err != nil {
 			return nil, nil, err
@@ -221,7 +245,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		if err := b.ensurePDB(ctx, inst, 1); err != nil {
 			return nil, nil, err
 		}
-		return nil, &backend.Result{Step: fmt.Sprintf("starting the first member %s", backend.MemberName(inst.Name, 0)), StepReason: backend.StepDeploying}, nil
+		return nil, &backend.Result{Step: step, StepReason: backend.StepDeploying}, nil
 	}
 	if err != nil {
 		return nil, nil, err

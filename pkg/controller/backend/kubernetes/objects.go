@@ -216,6 +216,8 @@ type memberConfig struct {
 	initialCluster string
 	clusterState   string
 	token          string
+	// seed, when set, builds member 0's data from a snapshot before etcd starts.
+	seed *seed
 }
 
 // statefulSet runs the members.
@@ -223,6 +225,13 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 	labels := etcdaas.MemberLabels(inst.Name)
 	meta := objectMeta(inst, statefulSetName(inst))
 	meta.Annotations = map[string]string{annotationClusterToken: mc.token}
+	template := metav1.ObjectMeta{Labels: labels}
+	spec := b.memberPodSpec(inst, image, mc)
+	if mc.seed != nil {
+		meta.Annotations[annotationSeed] = mc.seed.annotation()
+		template.Annotations = map[string]string{annotationPodSeed: mc.seed.ID}
+		spec.InitContainers = []corev1.Container{b.seedInitContainer(inst, mc)}
+	}
 	return &appsv1.StatefulSet{
 		ObjectMeta: meta,
 		Spec: appsv1.StatefulSetSpec{
@@ -238,10 +247,7 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 				WhenDeleted: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
 				WhenScaled:  appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
 			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       b.memberPodSpec(inst, image, mc),
-			},
+			Template:             corev1.PodTemplateSpec{ObjectMeta: template, Spec: spec},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{dataVolumeClaim(inst)},
 		},
 	}

@@ -55,7 +55,9 @@ func podProblem(pod *corev1.Pod) string {
 			return fmt.Sprintf("member %s cannot be scheduled: %s", pod.Name, c.Message)
 		}
 	}
-	for _, cs := range pod.Status.ContainerStatuses {
+	// An init container (the seed step of a restore) runs first.
+	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	for _, cs := range statuses {
 		w := cs.State.Waiting
 		if w == nil || !containerStuck[w.Reason] {
 			continue

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -58,7 +58,8 @@ type Stager struct {
 // SpoolDir returns the directory to receive a snapshot for the instance in. The instance must
 // have been deployed by the backend (a member with an ID), as this UID, and have no restore
 // pending (snapshot.ErrRestorePending), so that a second restore is refused before its upload.
-func (s Stager) SpoolDir(_ context.Context, namespace, name string, uid types.UID) (string, error) {
+func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (string, error) {
+	namespace, name, uid := instance.Namespace, instance.Name, instance.UID
 	dir, err := instanceDir(s.Dir, namespace, name)
 	if err != nil {
 		return "", err
@@ -89,8 +90,8 @@ func (s Stager) SpoolDir(_ context.Context, namespace, name string, uid types.UI
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the
 // file over. It returns snapshot.ErrRestorePending when one is pending already.
-func (s Stager) Stage(_ context.Context, namespace, name string, staged *snapshot.Staged, path string) error {
-	dir, err := instanceDir(s.Dir, namespace, name)
+func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
+	dir, err := instanceDir(s.Dir, instance.Namespace, instance.Name)
 	if err != nil {
 		return err
 	}

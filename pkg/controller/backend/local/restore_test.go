@@ -12,7 +12,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -68,7 +71,8 @@ func saveSnapshot(t *testing.T, d etcdcluster.Dialer, name, path string) *snapsh
 // stage hands the snapshot at path to the backend as the API server does.
 func stage(t *testing.T, dir string, inst *v1beta1.ETCDInstance, path, id string, info *snapshot.Info) error {
 	t.Helper()
-	spool, err := Stager{Dir: dir}.SpoolDir(context.Background(), inst.Namespace, inst.Name, inst.UID)
+	internal := internalInstance(inst.Namespace, inst.Name, inst.UID)
+	spool, err := Stager{Dir: dir}.SpoolDir(context.Background(), internal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +92,7 @@ func stageFrom(t *testing.T, dir, spool string, inst *v1beta1.ETCDInstance, path
 	if err := os.WriteFile(copyPath, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return stager.Stage(ctx, inst.Namespace, inst.Name, &snapshot.Staged{ID: id, InstanceUID: string(inst.UID), Info: *info, RequestedAt: time.Now()}, copyPath)
+	return stager.Stage(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID), &snapshot.Staged{ID: id, InstanceUID: string(inst.UID), Info: *info, RequestedAt: time.Now()}, copyPath)
 }
 
 func values(t *testing.T, cli *clientv3.Client) (map[string]string, int64) {
@@ -129,7 +133,7 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	_, revBefore := values(t, cli)
 
-	spool, err := Stager{Dir: dir}.SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID)
+	spool, err := Stager{Dir: dir}.SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,7 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	// A second restore is refused before its upload, and when staged should it have been
 	// uploaded before the first was staged.
-	if _, err := (Stager{Dir: dir}).SpoolDir(ctx, inst.Namespace, inst.Name, inst.UID); !errors.Is(err, snapshot.ErrRestorePending) {
+	if _, err := (Stager{Dir: dir}).SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID)); !errors.Is(err, snapshot.ErrRestorePending) {
 		t.Fatalf("a second upload while a restore is pending: want ErrRestorePending, got %v", err)
 	}
 	if err := stageFrom(t, dir, spool, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) {
@@ -255,16 +259,21 @@ func TestRestoreResumesAfterARestart(t *testing.T) {
 
 func TestStagerRefusesUndeployedInstances(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), "ns", "none", "uid"); !errors.Is(err, etcdcluster.ErrNoMembers) {
+	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), internalInstance("ns", "none", "uid")); !errors.Is(err, etcdcluster.ErrNoMembers) {
 		t.Fatalf("an instance never deployed: want ErrNoMembers, got %v", err)
 	}
 	b := newBackend(t, dir)
 	defer func() { _ = b.Close() }()
 	inst := instance("other", 1, false)
 	converge(t, b, inst)
-	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), "ns", "other", "a-newer-uid"); !errors.Is(err, etcdcluster.ErrNoMembers) {
+	if _, err := (Stager{Dir: dir}).SpoolDir(context.Background(), internalInstance("ns", "other", "a-newer-uid")); !errors.Is(err, etcdcluster.ErrNoMembers) {
 		t.Fatalf("another instance's data: want ErrNoMembers, got %v", err)
 	}
+}
+
+// internalInstance is the instance as the API server's restore subresource hands it over.
+func internalInstance(namespace, name string, uid types.UID) *etcdaas.ETCDInstance {
+	return &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: uid}}
 }
 
 // fileSource serves one snapshot file as the backup every restoreFrom names.

@@ -1,0 +1,178 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+)
+
+// RestoresPrefix is the staging area of accepted restores below an instance's S3 prefix. A
+// listing of the instance's backups does not descend into it, so staged snapshots are never
+// listed, pruned or restored from as backups.
+const RestoresPrefix = "restores/"
+
+// Stager hands the snapshots the API server accepted for the kubernetes backend's instances to
+// their member pods: it uploads each to the instance's S3 destination, below RestoresPrefix,
+// with its provenance, and records the request on the instance's StatefulSet
+// (annotationRestoreRequest), where the controller finds it. The API server's replicas share
+// nothing but the cluster and the store, so the snapshot travels through the store the
+// instance already writes its backups to.
+type Stager struct {
+	// Client reads and annotates the instances' StatefulSets.
+	Client kubernetes.Interface
+	// Resolver opens the instances' destinations with the credentials their Secrets hold.
+	Resolver *backup.Resolver
+	// Dir receives snapshots before they are checked (default: the system's temporary
+	// directory).
+	Dir string
+}
+
+// SpoolDir checks that the instance can be restored (it runs members, it has an S3
+// destination, no restore is pending) and returns the directory to receive the snapshot in.
+func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error) {
+	if _, err := s.destination(ctx, instance); err != nil {
+		return "", err
+	}
+	sts, err := s.Client.AppsV1().StatefulSets(instance.Namespace).Get(ctx, instance.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, instance.Namespace, instance.Name)
+	}
+	if err != nil {
+		return "", err
+	}
+	if !ownedByUID(sts, instance) || ptr.Deref(sts.Spec.Replicas, 0) == 0 {
+		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, instance.Namespace, instance.Name)
+	}
+	if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
+		return "", snapshot.ErrRestorePending
+	}
+	dir := s.Dir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "etcdaas-restores")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// Stage uploads the verified snapshot at path to the staging area of the instance's
+// destination and records the restore request on its StatefulSet. Of two concurrent
+// requests, one is recorded; the other's upload is deleted and it gets
+// snapshot.ErrRestorePending.
+func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
+	dest, err := s.destination(ctx, instance)
+	if err != nil {
+		return err
+	}
+	staging, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: dest})
+	if err != nil {
+		return err
+	}
+	key := backup.Key(staged.RequestedAt, staged.Info.Revision)
+	if err := upload(ctx, staging, key, staged, path); err != nil {
+		return fmt.Errorf("staging the snapshot in %s: %w", staging, err)
+	}
+	req := RestoreRequest{Staged: *staged, S3: *dest, Key: key}
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sts, err := s.Client.AppsV1().StatefulSets(instance.Namespace).Get(ctx, instance.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
+			return snapshot.ErrRestorePending
+		}
+		if !ownedByUID(sts, instance) {
+			return fmt.Errorf("%w: instance %s/%s was replaced", etcdcluster.ErrNoMembers, instance.Namespace, instance.Name)
+		}
+		sts = sts.DeepCopy()
+		if sts.Annotations == nil {
+			sts.Annotations = map[string]string{}
+		}
+		sts.Annotations[annotationRestoreRequest] = string(data)
+		_, err = s.Client.AppsV1().StatefulSets(instance.Namespace).Update(ctx, sts, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		if derr := staging.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			klog.ErrorS(derr, "Deleting a staged snapshot that was not requested", "destination", staging.String(), "key", key)
+		}
+		return err
+	}
+	return os.Remove(path)
+}
+
+// upload writes the snapshot file under key with its provenance.
+func upload(ctx context.Context, dest backup.Destination, key string, staged *snapshot.Staged, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	up, err := dest.Write(ctx, key, f)
+	if err != nil {
+		return err
+	}
+	return up.Commit(ctx, backup.Info{
+		Key: key, InstanceUID: staged.InstanceUID, Revision: staged.Info.Revision, EtcdVersion: staged.Info.StorageVersion,
+		SHA256: staged.Info.SHA256, Size: staged.Info.Size, Time: staged.RequestedAt,
+	})
+}
+
+// destination is the staging area of the instance: its S3 destination with the prefix
+// resolved and RestoresPrefix below it.
+func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance) (*v1beta1.S3Destination, error) {
+	if instance.Spec.Backup == nil || instance.Spec.Backup.Destination.S3 == nil {
+		return nil, fmt.Errorf("%w: the instance has no S3 backup destination: the kubernetes backend's members read a restored snapshot from it (spec.backup.destination.s3)", snapshot.ErrCannotStage)
+	}
+	var dest v1beta1.BackupDestination
+	if err := v1beta1.Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(&instance.Spec.Backup.Destination, &dest, nil); err != nil {
+		return nil, err
+	}
+	s3 := dest.S3
+	if s3.Prefix == "" {
+		s3.Prefix = backup.DefaultPrefix(instance.Namespace, instance.Name)
+	}
+	if s3.Prefix[len(s3.Prefix)-1] != '/' {
+		s3.Prefix += "/"
+	}
+	s3.Prefix += RestoresPrefix
+	// The credentials must be readable now: a request the members could not read would stop
+	// the cluster for nothing.
+	_, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: s3})
+	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
+		return nil, fmt.Errorf("%w: %w", snapshot.ErrCannotStage, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s3, nil
+}
+
+// ownedByUID reports whether the StatefulSet belongs to this instance (not to an earlier one
+// of the same name).
+func ownedByUID(sts metav1.Object, instance *etcdaas.ETCDInstance) bool {
+	ref := metav1.GetControllerOf(sts)
+	return ref != nil && ref.UID == instance.UID
+}

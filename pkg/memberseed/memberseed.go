@@ -1,0 +1,209 @@
+// Package memberseed builds the data directory of one etcd member from a backup before etcd
+// starts: the kubernetes backend runs it as an init container of a member pod (the etcdaas
+// image's etcdaas-controller seed-member) when the instance is created from a backup
+// (spec.restoreFrom) or restored from a snapshot (the restore subresource). It downloads the
+// snapshot next to the data directory, checks it against the sha256 the controller expects
+// and as a snapshot (integrity hash, database check, etcd version), and only then replaces
+// the member's data with etcdutl's restore. Seeding the same request twice does nothing:
+// the member may have started from it already.
+package memberseed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+)
+
+// markerName is the file, next to the data directory, recording the ID of the seed the data
+// directory was last built from.
+const markerName = "seeded"
+
+// Source opens a backup by key; backup.Destination implements it.
+type Source interface {
+	// Open returns the snapshot stored under key and its provenance.
+	Open(ctx context.Context, key string) (io.ReadCloser, backup.Info, error)
+}
+
+// Config says which snapshot seeds which member.
+type Config struct {
+	// ID identifies this seed; a data directory seeded with it is kept as it is.
+	ID string
+	// Source holds the snapshot under Key.
+	Source Source
+	Key    string
+	// SHA256 is the hex sha256 the snapshot file must have.
+	SHA256 string
+	// EtcdVersion is the etcd minor the member runs, such as "3.6": a snapshot written by a
+	// newer etcd is refused.
+	EtcdVersion string
+	// DataDir is the member's etcd data directory; its parent is on the member's volume.
+	DataDir string
+	// Member is the member to build; Cluster every member of the new cluster.
+	Member  snapshot.Member
+	Cluster []snapshot.Member
+	// ClusterToken is the new cluster's initial cluster token.
+	ClusterToken string
+	// RevisionBump raises the restored revision above the replaced cluster's.
+	RevisionBump uint64
+}
+
+// Result says what Seed did.
+type Result struct {
+	// AlreadySeeded is true when the data directory was built from this seed before.
+	AlreadySeeded bool
+	// Info describes the snapshot restored.
+	Info *snapshot.Info
+	// Downloaded, Verified and Restored are how long each part took.
+	Downloaded, Verified, Restored time.Duration
+}
+
+// Seed builds cfg.DataDir from the snapshot, unless it was built from this seed already. The
+// existing data directory is removed only once the snapshot has passed every check; a refused
+// snapshot (an *snapshot.InvalidError) leaves it as it was.
+func Seed(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.ID == "" || cfg.Key == "" || cfg.SHA256 == "" || cfg.DataDir == "" || cfg.Member.Name == "" || len(cfg.Cluster) == 0 {
+		return nil, errors.New("seeding a member needs an ID, a key, a sha256, a data directory, the member and the cluster")
+	}
+	volume := filepath.Dir(filepath.Clean(cfg.DataDir))
+	marker := filepath.Join(volume, markerName)
+	if done, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(done)) == cfg.ID {
+		return &Result{AlreadySeeded: true}, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	res := &Result{}
+	start := time.Now()
+	path, err := download(ctx, cfg, volume)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.Remove(path) }()
+	res.Downloaded = time.Since(start)
+	start = time.Now()
+	if res.Info, err = verify(ctx, cfg, path); err != nil {
+		return nil, err
+	}
+	res.Verified = time.Since(start)
+	start = time.Now()
+	if err := replace(cfg, path); err != nil {
+		return nil, err
+	}
+	if err := writeMarker(marker, cfg.ID); err != nil {
+		return nil, err
+	}
+	res.Restored = time.Since(start)
+	return res, nil
+}
+
+// download copies the snapshot into a file on the member's volume.
+func download(ctx context.Context, cfg Config, volume string) (string, error) {
+	body, _, err := cfg.Source.Open(ctx, cfg.Key)
+	if err != nil {
+		return "", fmt.Errorf("opening %s: %w", cfg.Key, err)
+	}
+	defer func() { _ = body.Close() }()
+	path, _, err := snapshot.Receive(body, volume, 0)
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w", cfg.Key, err)
+	}
+	return path, nil
+}
+
+// verify checks the file's sha256 against the expected one, then the snapshot itself.
+func verify(ctx context.Context, cfg Config, path string) (*snapshot.Info, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, err
+	}
+	if sum != cfg.SHA256 {
+		return nil, &snapshot.InvalidError{Reason: fmt.Sprintf("snapshot %s has sha256 %s, but %s was expected: it changed after it was accepted", cfg.Key, sum, cfg.SHA256)}
+	}
+	info, err := snapshot.Verify(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", cfg.Key, err)
+	}
+	if cfg.EtcdVersion != "" {
+		if err := snapshot.CheckVersion(info, cfg.EtcdVersion); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", cfg.Key, err)
+		}
+	}
+	return info, nil
+}
+
+// replace restores the snapshot next to the data directory, then swaps it in: a crash at
+// any point leaves either the old data, or the restored data without the marker (seeded
+// again on the next start, from the same snapshot).
+func replace(cfg Config, path string) error {
+	next := cfg.DataDir + ".seed"
+	if err := os.RemoveAll(next); err != nil {
+		return err
+	}
+	if err := snapshot.Restore(snapshot.RestoreConfig{
+		Snapshot: path, DataDir: next, Member: cfg.Member, Cluster: cfg.Cluster,
+		ClusterToken: cfg.ClusterToken, RevisionBump: cfg.RevisionBump,
+	}, nil); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		return err
+	}
+	if err := os.Rename(next, cfg.DataDir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(cfg.DataDir))
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 256*1024)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writeMarker records id durably.
+func writeMarker(path, id string) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(id + "\n"); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
+}

@@ -1,0 +1,151 @@
+package memberseed
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
+)
+
+// store puts the snapshot at path into a local backup destination in dir, as a backup, and
+// returns the destination and its provenance.
+func store(t *testing.T, dir, path string) (*backup.Local, backup.Info) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	dest := backup.NewLocal(dir)
+	taken, err := backup.Take(ctx, dest, backup.Snapshot{Reader: f, Revision: 4, EtcdVersion: "3.7.0"}, "uid", time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dest, taken
+}
+
+// oldData is a data directory with a file that tells it from a restored one.
+func oldData(t *testing.T, volume string) string {
+	t.Helper()
+	data := filepath.Join(volume, "data")
+	if err := os.MkdirAll(filepath.Join(data, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "old"), []byte("old data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func config(dest Source, key, sum, data string) Config {
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	return Config{ID: "seed-1", Source: dest, Key: key, SHA256: sum, EtcdVersion: "3.7", DataDir: data,
+		Member: m, Cluster: []snapshot.Member{m}, ClusterToken: "token", RevisionBump: 5000}
+}
+
+func TestSeedReplacesTheDataOnceAndOnlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	kvs := map[string]string{"a": "1", "b": "2", "c": "3"}
+	dest, info := store(t, filepath.Join(dir, "backups"), snapshottest.Make(t, dir, "snap.db", kvs))
+	volume := filepath.Join(dir, "volume")
+	data := oldData(t, volume)
+	cfg := config(dest, info.Key, info.SHA256, data)
+
+	res, err := Seed(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AlreadySeeded || res.Info == nil || res.Info.TotalKeys < len(kvs) {
+		t.Fatalf("result = %+v, want a restore of at least %d keys", res, len(kvs))
+	}
+	if _, err := os.Stat(filepath.Join(data, "old")); !os.IsNotExist(err) {
+		t.Fatalf("the old data directory is still there: %v", err)
+	}
+	st, err := snapshot.Status(context.Background(), filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TotalKey < len(kvs) || st.Revision < 5000 {
+		t.Fatalf("restored database: %d keys at revision %d, want %d keys and a revision above the bump 5000", st.TotalKey, st.Revision, len(kvs))
+	}
+	leftovers, err := filepath.Glob(filepath.Join(volume, "snapshot-*"))
+	if err != nil || len(leftovers) != 0 {
+		t.Fatalf("the downloaded snapshot was left on the volume: %v %v", leftovers, err)
+	}
+
+	// The member started and wrote: seeding again with the same ID must not touch it.
+	if err := os.WriteFile(filepath.Join(data, "since"), []byte("written after the seed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Seed(context.Background(), cfg)
+	if err != nil || !res.AlreadySeeded {
+		t.Fatalf("seeding again: %+v, %v; want AlreadySeeded", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "since")); err != nil {
+		t.Fatalf("seeding again touched the data: %v", err)
+	}
+	// A new seed (another restore) replaces it.
+	cfg.ID = "seed-2"
+	if res, err := Seed(context.Background(), cfg); err != nil || res.AlreadySeeded {
+		t.Fatalf("a new seed: %+v, %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "since")); !os.IsNotExist(err) {
+		t.Fatalf("a new seed kept the data: %v", err)
+	}
+}
+
+func TestSeedRefusesAndLeavesTheDataAlone(t *testing.T) {
+	dir := t.TempDir()
+	good := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
+	corrupt := filepath.Join(dir, "corrupt.db")
+	snapshottest.WithCorruptPage(t, good, corrupt)
+	newer := filepath.Join(dir, "newer.db")
+	snapshottest.WithStorageVersion(t, good, newer, "3.9.0")
+	goodDest, goodInfo := store(t, filepath.Join(dir, "good"), good)
+	corruptDest, corruptInfo := store(t, filepath.Join(dir, "corrupt"), corrupt)
+	newerDest, newerInfo := store(t, filepath.Join(dir, "newer"), newer)
+
+	for name, cfg := range map[string]func(data string) Config{
+		"a sha256 other than expected": func(data string) Config {
+			return config(goodDest, goodInfo.Key, corruptInfo.SHA256, data)
+		},
+		"a corrupt database": func(data string) Config {
+			return config(corruptDest, corruptInfo.Key, corruptInfo.SHA256, data)
+		},
+		"a newer etcd's snapshot": func(data string) Config {
+			return config(newerDest, newerInfo.Key, newerInfo.SHA256, data)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			volume := t.TempDir()
+			data := oldData(t, volume)
+			_, err := Seed(context.Background(), cfg(data))
+			if !snapshot.IsInvalid(err) {
+				t.Fatalf("Seed = %v, want an InvalidError", err)
+			}
+			if got, err := os.ReadFile(filepath.Join(data, "old")); err != nil || string(got) != "old data" {
+				t.Fatalf("the old data was touched: %q %v", got, err)
+			}
+			if _, err := os.Stat(filepath.Join(volume, markerName)); !os.IsNotExist(err) {
+				t.Fatalf("a refused seed left its marker: %v", err)
+			}
+		})
+	}
+	t.Run("a missing key", func(t *testing.T) {
+		volume := t.TempDir()
+		data := oldData(t, volume)
+		_, err := Seed(context.Background(), config(goodDest, "20260101T000000.000Z-r1.db", goodInfo.SHA256, data))
+		if err == nil {
+			t.Fatal("Seed of a missing key succeeded")
+		}
+		if _, err := os.Stat(filepath.Join(data, "old")); err != nil {
+			t.Fatalf("the old data was touched: %v", err)
+		}
+	})
+}
