@@ -107,3 +107,44 @@ func TestBackupRestoreSource(t *testing.T) {
 		}
 	}
 }
+
+// TestLocateRestoreSource: a source in a server's local directory is refused for members that
+// read the backup themselves, and the other refusals keep their reasons. (The cluster tier
+// restores from a real S3 destination.)
+func TestLocateRestoreSource(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s3 := &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{S3: &v1beta1.S3Destination{
+		Endpoint: "https://127.0.0.1:1", Bucket: "b", CredentialsSecretRef: &v1beta1.SecretReference{Name: "creds"}}}}
+	local := &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
+	client := fake.NewClientset(
+		restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3}),
+		restoreInstance("ns", "local", v1beta1.ETCDInstanceSpec{Backup: local}),
+	)
+	dir, err := backup.LocalDir(root, "ns", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Take(ctx, backup.NewLocal(dir), backup.Snapshot{Reader: strings.NewReader("x"), Revision: 1}, "local-uid", time.Now); err != nil {
+		t.Fatal(err)
+	}
+	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{LocalRoot: root}}
+	locate := func(from string) (*backend.RemoteBackup, error) {
+		return src.LocateRestoreSource(ctx, restoreInstance("ns", "new", v1beta1.ETCDInstanceSpec{RestoreFrom: &v1beta1.RestoreSource{Instance: from}}))
+	}
+	if _, err := locate("local"); !isPermanent(err, ReasonRestoreSourceUnreachable) {
+		t.Errorf("a local source: %v, want %s", err, ReasonRestoreSourceUnreachable)
+	}
+	if _, err := locate("gone"); !isPermanent(err, ReasonRestoreSourceNotFound) {
+		t.Errorf("a missing source: %v, want %s", err, ReasonRestoreSourceNotFound)
+	}
+	// The S3 destination cannot be read without credentials: the open's reason stands.
+	if _, err := locate("s3"); !isPermanent(err, ReasonRestoreSourceUnavailable) {
+		t.Errorf("an unreadable S3 source: %v, want %s", err, ReasonRestoreSourceUnavailable)
+	}
+}
+
+func isPermanent(err error, reason string) bool {
+	pe, ok := backend.IsPermanent(err)
+	return ok && pe.Reason == reason
+}
