@@ -19,6 +19,7 @@ func TestCluster(t *testing.T) {
 	}
 	figs := &figures{}
 	t.Run("instance lifecycle", func(t *testing.T) { testInstanceLifecycle(t, e, figs) })
+	t.Run("rolling upgrade", func(t *testing.T) { testRollingUpgrade(t, e, figs) })
 	t.Run("TLS instance", func(t *testing.T) { testTLS(t, e) })
 	t.Run("unbound claim in the status", func(t *testing.T) { testUnboundClaim(t, e) })
 	t.Logf("figures:\n%s", strings.Join(figs.lines, "\n"))

@@ -85,3 +85,33 @@ func goCommand(ctx context.Context, dir string, args ...string) error {
 	}
 	return nil
 }
+
+// BuildPreviousEtcdImage builds the etcd image of the previous patch release
+// (hack/tools/etcd-previous, the etcd server only) with the project's image builder, imports
+// it into the node's containerd and returns its name, in the repository of Images.Etcd. It is
+// built on demand, by the scenario that upgrades from it, outside the node's startup.
+func (c *Cluster) BuildPreviousEtcdImage(ctx context.Context) (string, error) {
+	dir := c.path("images")
+	builder := filepath.Join(dir, "images-builder")
+	out := filepath.Join(dir, "etcd-previous")
+	cmd := exec.CommandContext(ctx, builder, "project", "--platform", "linux/"+runtime.GOARCH, "--only", "etcd-previous", "--output", out)
+	cmd.Dir = c.RepoRoot
+	printed, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("images project --only etcd-previous: %v\n%s", err, printed)
+	}
+	fields := strings.Fields(string(printed))
+	if len(fields) == 0 {
+		return "", fmt.Errorf("images project --only etcd-previous printed nothing")
+	}
+	ref, _, _ := strings.Cut(fields[0], "@")
+	repo, _, _ := strings.Cut(c.Images.Etcd, ":")
+	if !strings.HasPrefix(ref, repo+":") || ref == c.Images.Etcd {
+		return "", fmt.Errorf("images project --only etcd-previous built %q, want another tag of %s:\n%s", ref, repo, printed)
+	}
+	archive := filepath.Join(out, "etcd-previous-linux-"+runtime.GOARCH+".tar")
+	if err := c.ImportImages(ctx, archive); err != nil {
+		return "", err
+	}
+	return ref, nil
+}
