@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -105,8 +106,12 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 	}
 	if s, ok := v.sts.Annotations[annotationRollStep]; ok {
 		r.step = &rollStep{}
-		if err := json.Unmarshal([]byte(s), r.step); err != nil {
-			return nil, fmt.Errorf("StatefulSet %s/%s: annotation %s: %w", v.sts.Namespace, v.sts.Name, annotationRollStep, err)
+		if err := json.Unmarshal([]byte(s), r.step); err != nil || r.step.Member == "" {
+			// Not written by this controller (edited by hand?): the roll goes on from what
+			// the members and pods show, gated as always.
+			klog.InfoS("Dropping an unreadable upgrade step record", "statefulSet", klog.KObj(v.sts), "annotation", annotationRollStep, "err", err)
+			r.step = nil
+			return r, b.writeRollStep(ctx, v, nil)
 		}
 	}
 	return r, nil

@@ -304,3 +304,20 @@ func TestReleaseOfSpecVersion(t *testing.T) {
 		t.Error("3.4 has an image")
 	}
 }
+
+// An upgrade step record that cannot be read is dropped; the roll goes on from what the
+// members and pods show.
+func TestRollDropsAnUnreadableRecord(t *testing.T) {
+	f := newRollFixture(t)
+	ctx := context.Background()
+	v := f.view(t)
+	sts := v.sts.DeepCopy()
+	sts.Annotations[annotationRollStep] = "{not json"
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-2"}) || !strings.Contains(f.rollRecord(t), `"member":"db-2"`) {
+		t.Fatalf("after an unreadable record: restarted %v, record %q, %+v", f.deleted, f.rollRecord(t), res)
+	}
+}
