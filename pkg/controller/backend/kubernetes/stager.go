@@ -150,7 +150,8 @@ func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance)
 	if err := v1beta1.Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(&instance.Spec.Backup.Destination, &dest, nil); err != nil {
 		return nil, err
 	}
-	s3 := dest.S3
+	// The conversion shares memory with the instance, which must not change.
+	s3 := dest.S3.DeepCopy()
 	if s3.Prefix == "" {
 		s3.Prefix = backup.DefaultPrefix(instance.Namespace, instance.Name)
 	}
