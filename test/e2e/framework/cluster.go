@@ -530,6 +530,10 @@ func (c *Cluster) etcdaasAPIServerArgs() []string {
 	}, extra...)
 }
 
+// EtcdaasEtcdEndpoint is the client URL of the etcd that etcdaas-apiserver stores its
+// objects in (plaintext loopback).
+func (c *Cluster) EtcdaasEtcdEndpoint() string { return "http://" + HostPort(c.etcdaasEtcdPort) }
+
 // ControllerDataDir is etcdaas-controller's --data-dir: the local backend's members and
 // state under instances/<namespace>/<name>/, the local backups under backups/<namespace>/<name>/.
 func (c *Cluster) ControllerDataDir() string { return filepath.Join(c.Dir, "controller") }

@@ -1,0 +1,492 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/conversion"
+	"github.com/etcdaas/etcdaas/test/e2e/framework"
+)
+
+// Settings of BenchmarkAPI (environment variables).
+const (
+	// ObjectsEnv is the number of objects created by 32 clients per repetition, target and
+	// version, and so the size of each LIST (default 1000); 1 client creates a fifth of it.
+	ObjectsEnv = "ETCDAAS_BENCH_OBJECTS"
+	// RepetitionsEnv is the number of repetitions of every scenario (default 3, at least 3).
+	RepetitionsEnv = "ETCDAAS_BENCH_REPETITIONS"
+)
+
+// The names of the subjects and peers in the report.
+const (
+	viaAggregator = "etcdaas via kube-apiserver"
+	direct        = "etcdaas direct"
+	plainCRD      = "CRD"
+	webhookCRD    = "CRD + conversion webhook"
+	rawEtcd       = "raw etcd (clientv3)"
+)
+
+// versions are the served versions; v1beta1 is the storage version of every target.
+var versions = []string{v1beta1.SchemeGroupVersion.Version, v1alpha1.SchemeGroupVersion.Version}
+
+// apiSettings sizes one run of the API scenarios.
+type apiSettings struct {
+	objects, repetitions, gets, lists int
+	// deadline bounds every timed loop.
+	deadline time.Duration
+}
+
+func apiSettingsFromEnv(b *testing.B) apiSettings {
+	b.Helper()
+	s := apiSettings{objects: 1000, repetitions: 3, gets: 200, lists: 10, deadline: 5 * time.Minute}
+	for env, v := range map[string]*int{ObjectsEnv: &s.objects, RepetitionsEnv: &s.repetitions} {
+		if value := os.Getenv(env); value != "" {
+			n, err := strconv.Atoi(value)
+			if err != nil || n <= 0 {
+				b.Fatalf("%s=%q is not a positive number", env, value)
+			}
+			*v = n
+		}
+	}
+	if s.repetitions < 3 {
+		b.Fatalf("%s must be at least 3: the report gives medians with min and max", RepetitionsEnv)
+	}
+	return s
+}
+
+// apiEnv is the control plane with its four targets and raw etcd.
+type apiEnv struct {
+	cluster *framework.Cluster
+	targets []target
+	etcd    *clientv3.Client
+	// objects are the ETCDInstance to create, per version (apiVersion set per target).
+	objects map[string]map[string]any
+	// rawValue is the value of the raw etcd peer (see storedValue).
+	rawValue string
+}
+
+// BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver
+// (aggregated mode, no controller) through kube-apiserver's aggregator and directly, next
+// to a CRD of the same objects without conversion, the same CRD with a conversion webhook
+// served by pkg/conversion, and raw etcd puts, gets and ranges of the same size, all in one
+// control plane and one run. It writes _output/bench/api.md and api.json.
+func BenchmarkAPI(b *testing.B) {
+	s := apiSettingsFromEnv(b)
+	env := startAPIEnv(b)
+	var r *report
+	for b.Loop() {
+		r = env.run(b, s)
+	}
+	dir, err := benchDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	md, err := r.write(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Print(md)
+	fmt.Printf("written to %s/%s.{md,json}\n", dir, r.Name)
+}
+
+// startAPIEnv starts the control plane, the webhook and the two CRDs.
+func startAPIEnv(b testing.TB) *apiEnv {
+	b.Helper()
+	c := framework.StartClusterWithoutController(b)
+	ctx := b.Context()
+	webhook, stop, err := startConversionWebhook(ctx, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stop)
+	for _, crd := range []struct {
+		group string
+		hook  bool
+	}{{plainCRDGroup, false}, {webhookCRDGroup, true}} {
+		cfg := webhook
+		if !crd.hook {
+			cfg = nil
+		}
+		if err := createCRD(ctx, c, peerCRD(crd.group, cfg)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// One unthrottled client per target; its concurrent requests share one HTTP/2 connection.
+	unthrottled := func(config *rest.Config) dynamic.Interface {
+		config = rest.CopyConfig(config)
+		config.QPS, config.Burst = -1, 0
+		return dynamic.NewForConfigOrDie(config)
+	}
+	directConfig := rest.CopyConfig(c.AdminConfig)
+	directConfig.Host = "https://" + framework.HostPort(c.EtcdaasPort)
+	directConfig.CAData, directConfig.CAFile, directConfig.ServerName = c.PKI.ServingCA.CertPEM, "", "localhost"
+	env := &apiEnv{cluster: c, targets: []target{
+		{name: viaAggregator, prefix: "agg", group: framework.Group, client: unthrottled(c.AdminConfig)},
+		{name: direct, prefix: "dir", group: framework.Group, client: unthrottled(directConfig)},
+		{name: plainCRD, prefix: "crd", group: plainCRDGroup, client: unthrottled(c.AdminConfig)},
+		{name: webhookCRD, prefix: "hook", group: webhookCRDGroup, client: unthrottled(c.AdminConfig)},
+	}}
+	env.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdaasEtcdEndpoint()}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.etcd.Close() })
+	if env.objects, err = benchObjects(); err != nil {
+		b.Fatal(err)
+	}
+	return env
+}
+
+// benchObjects is a three-member ETCDInstance with TLS in each served version, as a user
+// would create it.
+func benchObjects() (map[string]map[string]any, error) {
+	beta := &v1beta1.ETCDInstance{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "ETCDInstance"},
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "shop", "tier": "backend"}},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3), Version: "3.7", TLS: &v1beta1.TLSSpec{Enabled: true}},
+	}
+	alpha, err := conversion.New().Convert(beta, v1alpha1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]any{}
+	for version, obj := range map[string]runtime.Object{"v1beta1": beta, "v1alpha1": alpha} {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return nil, err
+		}
+		delete(u, "status")
+		out[version] = u
+	}
+	return out, nil
+}
+
+// object is the ETCDInstance name in namespace for target t in version.
+func (e *apiEnv) object(t target, version, namespace, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(e.objects[version])}
+	u.SetAPIVersion(t.group + "/" + version)
+	u.SetNamespace(namespace)
+	u.SetName(name)
+	return u
+}
+
+// namespaceOf is where target t creates its objects of one create scenario.
+func namespaceOf(t target, version string, clients, rep int) string {
+	return fmt.Sprintf("%s-%s-c%d-r%d", t.prefix, version, clients, rep)
+}
+
+func objectName(i int) string { return fmt.Sprintf("instance-%05d", i) }
+
+// measurements collects the samples of every (scenario, version, subject).
+type measurements map[[3]string][]float64
+
+func (m measurements) add(scenario, version, subject string, v float64) {
+	k := [3]string{scenario, version, subject}
+	m[k] = append(m[k], v)
+}
+
+func (m measurements) figure(scenario, version, subject string) figure {
+	samples := m[[3]string{scenario, version, subject}]
+	if len(samples) == 0 {
+		return figure{}
+	}
+	return summarize(samples)
+}
+
+// run measures every scenario s.repetitions times; the targets take turns in a rotating
+// order so that none is always first or last.
+func (e *apiEnv) run(b testing.TB, s apiSettings) *report {
+	b.Helper()
+	m := measurements{}
+	for rep := range s.repetitions {
+		order := slices.Clone(e.targets)
+		for range rep % len(order) {
+			order = append(order[1:], order[0])
+		}
+		for _, clients := range []int{1, 32} {
+			count := createCount(s, clients)
+			for _, version := range versions {
+				for _, t := range order {
+					rate, err := e.create(b.Context(), s, t, version, clients, rep, count)
+					if err != nil {
+						b.Fatalf("%s: create in %s with %d clients: %v", t.name, version, clients, err)
+					}
+					m.add(createScenario(clients), version, t.name, rate)
+				}
+			}
+			rate, err := e.putRaw(b.Context(), s, clients, rep, count)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.add(createScenario(clients), "", rawEtcd, rate)
+		}
+		if err := e.reads(b.Context(), s, order, rep, m); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("repetition %d of %d done", rep+1, s.repetitions)
+	}
+	return e.report(s, m)
+}
+
+func createCount(s apiSettings, clients int) int {
+	if clients == 1 {
+		return max(s.objects/5, 1)
+	}
+	return s.objects
+}
+
+func createScenario(clients int) string {
+	if clients == 1 {
+		return "create, 1 client"
+	}
+	return fmt.Sprintf("create, %d clients", clients)
+}
+
+// create makes count objects for target t from clients clients in a new namespace and
+// returns the objects created per second.
+func (e *apiEnv) create(ctx context.Context, s apiSettings, t target, version string, clients, rep, count int) (float64, error) {
+	namespace := namespaceOf(t, version, clients, rep)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if _, err := e.cluster.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	resource := t.resource(version).Namespace(namespace)
+	return perSecond(ctx, s.deadline, clients, count, func(ctx context.Context, i int) error {
+		_, err := resource.Create(ctx, e.object(t, version, namespace, objectName(i)), metav1.CreateOptions{})
+		return err
+	})
+}
+
+// rawKey is the etcd key of raw object i of one create scenario.
+func rawKey(clients, rep, i int) string {
+	return fmt.Sprintf("/bench-raw/c%d-r%d/%s", clients, rep, objectName(i))
+}
+
+// putRaw puts count values of the size of a stored ETCDInstance into etcd from clients
+// goroutines sharing one clientv3 client, and returns the puts per second.
+func (e *apiEnv) putRaw(ctx context.Context, s apiSettings, clients, rep, count int) (float64, error) {
+	value, err := e.storedValue(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return perSecond(ctx, s.deadline, clients, count, func(ctx context.Context, i int) error {
+		_, err := e.etcd.Put(ctx, rawKey(clients, rep, i), value)
+		return err
+	})
+}
+
+// storedValue is the JSON of an ETCDInstance created in etcdaas, read back with its
+// metadata: the value, and so the data size, of the raw etcd peer.
+func (e *apiEnv) storedValue(ctx context.Context) (string, error) {
+	if e.rawValue != "" {
+		return e.rawValue, nil
+	}
+	t := e.targets[1]
+	namespace := namespaceOf(t, versions[0], 1, 0)
+	obj, err := t.resource(versions[0]).Namespace(namespace).Get(ctx, objectName(0), metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return "", err
+	}
+	e.rawValue = string(data)
+	return e.rawValue, nil
+}
+
+// perSecond runs op(i) for i in [0, count) from clients goroutines and returns the
+// operations per second; the first error stops it, and so does the deadline.
+func perSecond(ctx context.Context, deadline time.Duration, clients, count int, op func(ctx context.Context, i int) error) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start := time.Now()
+	for range clients {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < count; i = int(next.Add(1) - 1) {
+				if err := ctx.Err(); err != nil { // the deadline, or another client failed
+					errs <- err
+					return
+				}
+				if err := op(ctx, i); err != nil {
+					errs <- fmt.Errorf("operation %d: %w", i, err)
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(count) / elapsed.Seconds(), nil
+}
+
+// medianMillis runs op n times one after the other and returns the median duration in
+// milliseconds; the deadline bounds the whole loop.
+func medianMillis(ctx context.Context, deadline time.Duration, n int, op func(ctx context.Context) error) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	durations := make([]float64, 0, n)
+	for range n {
+		start := time.Now()
+		if err := op(ctx); err != nil {
+			return 0, err
+		}
+		durations = append(durations, float64(time.Since(start).Microseconds())/1000)
+	}
+	return summarize(durations).Median, nil
+}
+
+// The read scenarios: a GET with resourceVersion "" is served from etcd, with "0" from the
+// watch cache; a LIST with "0" from the watch cache, with "" (a consistent list) from the
+// watch cache once it has caught up with etcd's current revision.
+var readScenarios = []struct{ get, list, rv string }{
+	{`GET rv="" (etcd)`, `LIST rv="" (consistent)`, ""},
+	{`GET rv="0" (watch cache)`, `LIST rv="0" (watch cache)`, "0"},
+}
+
+// reads measures GET of one object and LIST of the namespace of the 32-client creates of
+// repetition rep (s.objects objects, stored in v1beta1) in each version, and the raw etcd
+// get of one key and range of as many keys.
+func (e *apiEnv) reads(ctx context.Context, s apiSettings, order []target, rep int, m measurements) error {
+	for _, version := range versions {
+		for _, t := range order {
+			resource := t.resource(version).Namespace(namespaceOf(t, versions[0], 32, rep))
+			for _, sc := range readScenarios {
+				get, err := medianMillis(ctx, s.deadline, s.gets, func(ctx context.Context) error {
+					_, err := resource.Get(ctx, objectName(0), metav1.GetOptions{ResourceVersion: sc.rv})
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("%s: %s in %s: %w", t.name, sc.get, version, err)
+				}
+				m.add(sc.get, version, t.name, get)
+				list, err := medianMillis(ctx, s.deadline, s.lists, func(ctx context.Context) error {
+					l, err := resource.List(ctx, metav1.ListOptions{ResourceVersion: sc.rv})
+					if err == nil && len(l.Items) != s.objects {
+						err = fmt.Errorf("listed %d objects, want %d", len(l.Items), s.objects)
+					}
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("%s: %s in %s: %w", t.name, sc.list, version, err)
+				}
+				m.add(sc.list, version, t.name, list)
+			}
+		}
+	}
+	return e.rawReads(ctx, s, rep, m)
+}
+
+// rawReads measures the raw etcd peers of the read scenarios: etcd has no cache, so each
+// scenario's peer is a plain get of one key, or a range of s.objects keys, measured anew.
+func (e *apiEnv) rawReads(ctx context.Context, s apiSettings, rep int, m measurements) error {
+	prefix := rawKey(32, rep, 0)
+	prefix = prefix[:len(prefix)-len(objectName(0))]
+	for _, sc := range readScenarios {
+		get, err := medianMillis(ctx, s.deadline, s.gets, func(ctx context.Context) error {
+			resp, err := e.etcd.Get(ctx, rawKey(32, rep, 0))
+			if err == nil && len(resp.Kvs) != 1 {
+				err = fmt.Errorf("got %d keys, want 1", len(resp.Kvs))
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("raw etcd get: %w", err)
+		}
+		m.add(sc.get, "", rawEtcd, get)
+		list, err := medianMillis(ctx, s.deadline, s.lists, func(ctx context.Context) error {
+			resp, err := e.etcd.Get(ctx, prefix, clientv3.WithPrefix())
+			if err == nil && len(resp.Kvs) != s.objects {
+				err = fmt.Errorf("ranged %d keys, want %d", len(resp.Kvs), s.objects)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("raw etcd range: %w", err)
+		}
+		m.add(sc.list, "", rawEtcd, list)
+	}
+	return nil
+}
+
+// report sets every figure next to its peers, with the issue's goals as ratios.
+func (e *apiEnv) report(s apiSettings, m measurements) *report {
+	r := &report{Name: "api", Time: time.Now(), Repetitions: s.repetitions, Settings: map[string]string{
+		"objects per create scenario (32 clients; LIST size)":  strconv.Itoa(s.objects),
+		"objects per create scenario (1 client)":               strconv.Itoa(createCount(s, 1)),
+		"GETs and LISTs per repetition (figure: their median)": fmt.Sprintf("%d and %d", s.gets, s.lists),
+		"raw etcd value (JSON of a stored ETCDInstance)":       fmt.Sprintf("%d bytes", len(e.rawValue)),
+		"storage version": versions[0],
+		"CPUs":            strconv.Itoa(goruntime.NumCPU()),
+	}}
+	add := func(scenario, version, unit, subject, peer string, g *goal) {
+		peerVersion := version
+		if peer == rawEtcd {
+			peerVersion = ""
+		}
+		r.Comparisons = append(r.Comparisons, compare(scenario, version, unit, subject, m.figure(scenario, version, subject),
+			peer, m.figure(scenario, peerVersion, peer), g))
+	}
+	for _, clients := range []int{1, 32} {
+		var throughAggregator, directToCRD, directToEtcd *goal
+		if clients == 32 {
+			throughAggregator, directToCRD, directToEtcd = &goal{true, 1.5}, &goal{true, 2.5}, &goal{true, 0.15}
+		}
+		for _, version := range versions {
+			sc := createScenario(clients)
+			add(sc, version, "objects/s", viaAggregator, plainCRD, throughAggregator)
+			add(sc, version, "objects/s", viaAggregator, webhookCRD, nil)
+			add(sc, version, "objects/s", direct, plainCRD, directToCRD)
+			add(sc, version, "objects/s", direct, rawEtcd, directToEtcd)
+		}
+	}
+	for _, list := range []bool{false, true} {
+		for _, sc := range readScenarios {
+			for _, version := range versions {
+				scenario, g := sc.get, (*goal)(nil)
+				switch {
+				case !list && sc.rv == "0":
+					g = &goal{false, 1.5} // GET from the watch cache through the aggregator
+				case list:
+					scenario = sc.list
+					if version != versions[0] {
+						g = &goal{false, 0.2} // LIST in the non-storage version
+					}
+				}
+				add(scenario, version, "ms", viaAggregator, plainCRD, g)
+				add(scenario, version, "ms", viaAggregator, webhookCRD, nil)
+				add(scenario, version, "ms", direct, plainCRD, nil)
+				add(scenario, version, "ms", direct, rawEtcd, nil)
+			}
+		}
+	}
+	return r
+}

@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestAPIHarness runs every scenario of BenchmarkAPI once per repetition at a tiny size
+// (make test): the control plane, both CRDs and the conversion webhook answer, every figure
+// and every peer is measured, and the report is written.
+func TestAPIHarness(t *testing.T) {
+	env := startAPIEnv(t)
+	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, deadline: time.Minute}
+	r := env.run(t, s)
+	if len(r.Comparisons) != 2*2*4+2*2*2*4 {
+		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers", len(r.Comparisons))
+	}
+	for _, c := range r.Comparisons {
+		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Of.Min <= 0 || c.PeerOf.Min <= 0 || c.Ratio <= 0 {
+			t.Errorf("%s %s, %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Version, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
+		}
+	}
+	dir := t.TempDir()
+	md, err := r.write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md, `| create, 32 clients | v1alpha1 | etcdaas via kube-apiserver |`) {
+		t.Errorf("the markdown lacks the create row through the aggregator:\n%s", md)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "api.json")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSummarizeAndCompare(t *testing.T) {
+	f := summarize([]float64{5, 1, 3, 9})
+	if f.Median != 4 || f.Min != 1 || f.Max != 9 {
+		t.Fatalf("summarize = %+v, want median 4 of an even count, min 1, max 9", f)
+	}
+	peer := summarize([]float64{2, 2, 2})
+	c := compare("create", "v1beta1", "objects/s", "a", f, "b", peer, &goal{AtLeast: true, Value: 1.5})
+	if c.Ratio != 2 || c.Verdict != "met" {
+		t.Fatalf("ratio %v verdict %q, want 2 and met", c.Ratio, c.Verdict)
+	}
+	c = compare("GET", "v1beta1", "ms", "a", f, "b", peer, &goal{AtLeast: false, Value: 1.5})
+	if c.Verdict != "not met" {
+		t.Fatalf("verdict %q, want not met for 2 ≤ 1.5", c.Verdict)
+	}
+	if c = compare("GET", "", "ms", "a", f, "b", figure{}, nil); c.Verdict != "no peer figure" || c.Ratio != 0 {
+		t.Fatalf("a missing peer gave ratio %v verdict %q", c.Ratio, c.Verdict)
+	}
+}
+
+func TestPerSecondRunsEachOperationOnceAndStopsAtTheFirstError(t *testing.T) {
+	var seen [100]atomic.Int32
+	rate, err := perSecond(t.Context(), time.Minute, 8, len(seen), func(_ context.Context, i int) error {
+		seen[i].Add(1)
+		return nil
+	})
+	if err != nil || rate <= 0 {
+		t.Fatalf("rate %v, err %v", rate, err)
+	}
+	for i := range seen {
+		if n := seen[i].Load(); n != 1 {
+			t.Fatalf("operation %d ran %d times", i, n)
+		}
+	}
+	// Four clients take operations 0 to 3; 3 fails while the others wait: nothing more runs.
+	boom := errors.New("boom")
+	var ran atomic.Int32
+	_, err = perSecond(t.Context(), time.Minute, 4, 1000, func(ctx context.Context, i int) error {
+		ran.Add(1)
+		if i == 3 {
+			return boom
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the failed operation's error", err)
+	}
+	if n := ran.Load(); n != 4 {
+		t.Fatalf("%d operations ran, want the 4 started before the error", n)
+	}
+}
