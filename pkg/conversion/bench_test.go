@@ -1,8 +1,14 @@
 package conversion
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"testing"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -79,4 +85,62 @@ func BenchmarkConvert(b *testing.B) {
 			b.ReportMetric(nsPerOp/peerNsPerOp, "x-peer")
 		})
 	}
+}
+
+// BenchmarkConvertPerObject converts a LIST of 1000 objects from the storage version to
+// v1alpha1 the way etcdaas-apiserver does (in process, through the hub) and the way a CRD
+// with this package's conversion webhook does (one ConversionReview over HTTP for the list,
+// JSON both ways), and reports each per object ("ns/object") and the webhook's cost as a
+// ratio to the in-process conversion ("x-in-process").
+func BenchmarkConvertPerObject(b *testing.B) {
+	const objects = 1000
+	c := New()
+	beta := benchObject()
+	beta.SetGroupVersionKind(v1beta1.SchemeGroupVersion.WithKind("ETCDInstance"))
+	raw, err := json.Marshal(beta)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte(`"apiVersion":"etcdaas.dev/v1beta1"`), []byte(`"apiVersion":"`+peerGroup+`/v1beta1"`), 1)
+	review, err := json.Marshal(apiextensionsv1.ConversionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "ConversionReview"},
+		Request: &apiextensionsv1.ConversionRequest{UID: "u", DesiredAPIVersion: peerGroup + "/v1alpha1",
+			Objects: slices.Repeat([]runtime.RawExtension{{Raw: raw}}, objects)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(NewWebhook(peerGroup))
+	defer srv.Close()
+	var inProcess float64
+	b.Run("in-process", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for range objects {
+				if _, err := c.Convert(beta, v1alpha1.SchemeGroupVersion); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		inProcess = float64(b.Elapsed().Nanoseconds()) / float64(b.N*objects)
+		b.ReportMetric(inProcess, "ns/object")
+	})
+	b.Run("webhook", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(review))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var out apiextensionsv1.ConversionReview
+			err = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if err != nil || out.Response == nil || len(out.Response.ConvertedObjects) != objects {
+				b.Fatalf("review answered %v: %+v", err, out.Response)
+			}
+		}
+		perObject := float64(b.Elapsed().Nanoseconds()) / float64(b.N*objects)
+		b.ReportMetric(perObject, "ns/object")
+		b.ReportMetric(perObject/inProcess, "x-in-process")
+	})
 }

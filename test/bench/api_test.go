@@ -218,6 +218,10 @@ func (m measurements) figure(scenario, version, subject string) figure {
 func (e *apiEnv) run(b testing.TB, s apiSettings) *report {
 	b.Helper()
 	m := measurements{}
+	rss, err := newRSSGrowth(e.cluster)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for rep := range s.repetitions {
 		order := slices.Clone(e.targets)
 		for range rep % len(order) {
@@ -240,6 +244,14 @@ func (e *apiEnv) run(b testing.TB, s apiSettings) *report {
 			}
 			m.add(createScenario(clients), "", rawEtcd, rate)
 		}
+		// Each server stores as many objects: two targets, both versions, both create scenarios.
+		stored := (rep + 1) * 2 * len(versions) * (createCount(s, 1) + createCount(s, 32))
+		perObject, err := rss.perObject(stored)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.add(rssScenario, "", etcdaasServer, perObject[0])
+		m.add(rssScenario, "", kubeServer, perObject[1])
 		if err := e.reads(b.Context(), s, order, rep, m); err != nil {
 			b.Fatal(err)
 		}
@@ -468,6 +480,7 @@ func (e *apiEnv) report(s apiSettings, m measurements) *report {
 			add(sc, version, "objects/s", direct, rawEtcd, directToEtcd)
 		}
 	}
+	add(rssScenario, "", "KiB", etcdaasServer, kubeServer, nil)
 	for _, list := range []bool{false, true} {
 		for _, sc := range readScenarios {
 			for _, version := range versions {
@@ -489,4 +502,43 @@ func (e *apiEnv) report(s apiSettings, m measurements) *report {
 		}
 	}
 	return r
+}
+
+// The RSS scenario: the growth of each server's resident memory since before the first
+// create, divided by the objects it stores (etcdaas-apiserver: those created through the
+// aggregator and directly; kube-apiserver: those of the two CRDs, as many).
+const (
+	rssScenario   = "RSS growth per stored object"
+	etcdaasServer = "etcdaas-apiserver"
+	kubeServer    = "kube-apiserver (CRs)"
+)
+
+// rssGrowth measures the RSS growth of etcdaas-apiserver and kube-apiserver.
+type rssGrowth struct {
+	pids [2]int
+	base [2]float64
+}
+
+func newRSSGrowth(c *framework.Cluster) (*rssGrowth, error) {
+	g := &rssGrowth{pids: [2]int{c.Process("etcdaas-apiserver").Pid(), c.Process("kube-apiserver").Pid()}}
+	for i, pid := range g.pids {
+		var err error
+		if g.base[i], err = rssMiB(pid); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// perObject is each server's RSS growth in KiB divided by objects.
+func (g *rssGrowth) perObject(objects int) ([2]float64, error) {
+	var out [2]float64
+	for i, pid := range g.pids {
+		now, err := rssMiB(pid)
+		if err != nil {
+			return out, err
+		}
+		out[i] = (now - g.base[i]) * 1024 / float64(objects)
+	}
+	return out, nil
 }

@@ -18,10 +18,16 @@ func TestAPIHarness(t *testing.T) {
 	env := startAPIEnv(t)
 	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, deadline: time.Minute}
 	r := env.run(t, s)
-	if len(r.Comparisons) != 2*2*4+2*2*2*4 {
-		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers", len(r.Comparisons))
+	if len(r.Comparisons) != 2*2*4+1+2*2*2*4 {
+		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers, and RSS", len(r.Comparisons))
 	}
 	for _, c := range r.Comparisons {
+		if c.Scenario == rssScenario { // a few objects need not grow the RSS at all
+			if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions {
+				t.Errorf("RSS figures %+v and %+v", c.Of, c.PeerOf)
+			}
+			continue
+		}
 		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Of.Min <= 0 || c.PeerOf.Min <= 0 || c.Ratio <= 0 {
 			t.Errorf("%s %s, %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Version, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
 		}
