@@ -91,7 +91,8 @@ test-cluster: tools tools-node
 	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
 
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
-## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_WATCHERS sizes the watch fan-out)
+## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_OBJECTS sizes the create/GET/LIST
+## scenarios, ETCDAAS_BENCH_REPETITIONS repeats them, ETCDAAS_BENCH_WATCHERS sizes the watch fan-out)
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 

@@ -83,6 +83,8 @@ type apiEnv struct {
 	objects map[string]map[string]any
 	// rawValue is the value of the raw etcd peer (see storedValue).
 	rawValue string
+	// watchCache is false when both servers run with --watch-cache=false.
+	watchCache bool
 }
 
 // BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver
@@ -91,8 +93,19 @@ type apiEnv struct {
 // served by pkg/conversion, and raw etcd puts, gets and ranges of the same size, all in one
 // control plane and one run. It writes _output/bench/api.md and api.json.
 func BenchmarkAPI(b *testing.B) {
+	benchAPI(b, true)
+}
+
+// BenchmarkAPIWithoutWatchCache is BenchmarkAPI with kube-apiserver and etcdaas-apiserver
+// both run with --watch-cache=false: every GET and LIST reads etcd. It writes
+// _output/bench/api-without-watch-cache.{md,json}.
+func BenchmarkAPIWithoutWatchCache(b *testing.B) {
+	benchAPI(b, false)
+}
+
+func benchAPI(b *testing.B, watchCache bool) {
 	s := apiSettingsFromEnv(b)
-	env := startAPIEnv(b)
+	env := startAPIEnv(b, watchCache)
 	var r *report
 	for b.Loop() {
 		r = env.run(b, s)
@@ -110,9 +123,14 @@ func BenchmarkAPI(b *testing.B) {
 }
 
 // startAPIEnv starts the control plane, the webhook and the two CRDs.
-func startAPIEnv(b testing.TB) *apiEnv {
+func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 	b.Helper()
-	c := framework.StartClusterWithoutController(b)
+	opts := framework.ClusterOptions{}
+	if !watchCache {
+		opts.KubeAPIServerArgs = []string{"--watch-cache=false"}
+		opts.EtcdaasAPIServerArgs = []string{"--watch-cache=false"}
+	}
+	c := framework.StartClusterWith(b, opts)
 	ctx := b.Context()
 	webhook, stop, err := startConversionWebhook(ctx, c)
 	if err != nil {
@@ -140,7 +158,7 @@ func startAPIEnv(b testing.TB) *apiEnv {
 	directConfig := rest.CopyConfig(c.AdminConfig)
 	directConfig.Host = "https://" + framework.HostPort(c.EtcdaasPort)
 	directConfig.CAData, directConfig.CAFile, directConfig.ServerName = c.PKI.ServingCA.CertPEM, "", "localhost"
-	env := &apiEnv{cluster: c, targets: []target{
+	env := &apiEnv{cluster: c, watchCache: watchCache, targets: []target{
 		{name: viaAggregator, prefix: "agg", group: framework.Group, client: unthrottled(c.AdminConfig)},
 		{name: direct, prefix: "dir", group: framework.Group, client: unthrottled(directConfig)},
 		{name: plainCRD, prefix: "crd", group: plainCRDGroup, client: unthrottled(c.AdminConfig)},
@@ -376,12 +394,21 @@ func medianMillis(ctx context.Context, deadline time.Duration, n int, op func(ct
 	return summarize(durations).Median, nil
 }
 
-// The read scenarios: a GET with resourceVersion "" is served from etcd, with "0" from the
-// watch cache; a LIST with "0" from the watch cache, with "" (a consistent list) from the
-// watch cache once it has caught up with etcd's current revision.
-var readScenarios = []struct{ get, list, rv string }{
-	{`GET rv="" (etcd)`, `LIST rv="" (consistent)`, ""},
-	{`GET rv="0" (watch cache)`, `LIST rv="0" (watch cache)`, "0"},
+// readScenario is a GET and a LIST with one resourceVersion.
+type readScenario struct{ get, list, rv string }
+
+// readScenarios are the reads: with the watch cache, a GET with resourceVersion "" is
+// served from etcd, with "0" from the watch cache; a LIST with "0" from the watch cache,
+// with "" (a consistent list) from the watch cache once it has caught up with etcd's
+// current revision. Without it, every read is served from etcd.
+func (e *apiEnv) readScenarios() []readScenario {
+	if !e.watchCache {
+		return []readScenario{{`GET rv=""`, `LIST rv=""`, ""}, {`GET rv="0"`, `LIST rv="0"`, "0"}}
+	}
+	return []readScenario{
+		{`GET rv="" (etcd)`, `LIST rv="" (consistent)`, ""},
+		{`GET rv="0" (watch cache)`, `LIST rv="0" (watch cache)`, "0"},
+	}
 }
 
 // reads measures GET of one object and LIST of the namespace of the 32-client creates of
@@ -391,7 +418,7 @@ func (e *apiEnv) reads(ctx context.Context, s apiSettings, order []target, rep i
 	for _, version := range versions {
 		for _, t := range order {
 			resource := t.resource(version).Namespace(namespaceOf(t, versions[0], 32, rep))
-			for _, sc := range readScenarios {
+			for _, sc := range e.readScenarios() {
 				get, err := medianMillis(ctx, s.deadline, s.gets, func(ctx context.Context) error {
 					_, err := resource.Get(ctx, objectName(0), metav1.GetOptions{ResourceVersion: sc.rv})
 					return err
@@ -422,7 +449,7 @@ func (e *apiEnv) reads(ctx context.Context, s apiSettings, order []target, rep i
 func (e *apiEnv) rawReads(ctx context.Context, s apiSettings, rep int, m measurements) error {
 	prefix := rawKey(32, rep, 0)
 	prefix = prefix[:len(prefix)-len(objectName(0))]
-	for _, sc := range readScenarios {
+	for _, sc := range e.readScenarios() {
 		get, err := medianMillis(ctx, s.deadline, s.gets, func(ctx context.Context) error {
 			resp, err := e.etcd.Get(ctx, rawKey(32, rep, 0))
 			if err == nil && len(resp.Kvs) != 1 {
@@ -451,13 +478,18 @@ func (e *apiEnv) rawReads(ctx context.Context, s apiSettings, rep int, m measure
 
 // report sets every figure next to its peers, with the issue's goals as ratios.
 func (e *apiEnv) report(s apiSettings, m measurements) *report {
-	r := &report{Name: "api", Time: time.Now(), Repetitions: s.repetitions, Settings: map[string]string{
+	name := "api"
+	if !e.watchCache {
+		name = "api-without-watch-cache"
+	}
+	r := &report{Name: name, Time: time.Now(), Repetitions: s.repetitions, Settings: map[string]string{
 		"objects per create scenario (32 clients; LIST size)":  strconv.Itoa(s.objects),
 		"objects per create scenario (1 client)":               strconv.Itoa(createCount(s, 1)),
 		"GETs and LISTs per repetition (figure: their median)": fmt.Sprintf("%d and %d", s.gets, s.lists),
 		"raw etcd value (JSON of a stored ETCDInstance)":       fmt.Sprintf("%d bytes", len(e.rawValue)),
 		"storage version": versions[0],
 		"CPUs":            strconv.Itoa(goruntime.NumCPU()),
+		"watch cache":     strconv.FormatBool(e.watchCache),
 	}}
 	add := func(scenario, version, unit, subject, peer string, g *goal) {
 		peerVersion := version
@@ -482,20 +514,23 @@ func (e *apiEnv) report(s apiSettings, m measurements) *report {
 	}
 	add(rssScenario, "", "KiB", etcdaasServer, kubeServer, nil)
 	for _, list := range []bool{false, true} {
-		for _, sc := range readScenarios {
+		for _, sc := range e.readScenarios() {
 			for _, version := range versions {
-				scenario, g := sc.get, (*goal)(nil)
+				scenario, g, hookGoal := sc.get, (*goal)(nil), (*goal)(nil)
 				switch {
-				case !list && sc.rv == "0":
+				case !list && sc.rv == "0" && e.watchCache:
 					g = &goal{false, 1.5} // GET from the watch cache through the aggregator
 				case list:
 					scenario = sc.list
 					if version != versions[0] {
 						g = &goal{false, 0.2} // LIST in the non-storage version
+						if !e.watchCache {
+							hookGoal = &goal{false, 0.02}
+						}
 					}
 				}
 				add(scenario, version, "ms", viaAggregator, plainCRD, g)
-				add(scenario, version, "ms", viaAggregator, webhookCRD, nil)
+				add(scenario, version, "ms", viaAggregator, webhookCRD, hookGoal)
 				add(scenario, version, "ms", direct, plainCRD, nil)
 				add(scenario, version, "ms", direct, rawEtcd, nil)
 			}

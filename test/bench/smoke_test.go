@@ -15,7 +15,7 @@ import (
 // (make test): the control plane, both CRDs and the conversion webhook answer, every figure
 // and every peer is measured, and the report is written.
 func TestAPIHarness(t *testing.T) {
-	env := startAPIEnv(t)
+	env := startAPIEnv(t, true)
 	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, deadline: time.Minute}
 	r := env.run(t, s)
 	if len(r.Comparisons) != 2*2*4+1+2*2*2*4 {

@@ -105,23 +105,34 @@ type Cluster struct {
 // printed.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
-	return startCluster(t, true)
+	return StartClusterWith(t, ClusterOptions{Controller: true})
 }
 
 // StartClusterWithoutController is StartCluster without etcdaas-controller: objects are
 // stored and served but nothing acts on them (benchmarks of the API alone).
 func StartClusterWithoutController(t testing.TB) *Cluster {
 	t.Helper()
-	return startCluster(t, false)
+	return StartClusterWith(t, ClusterOptions{})
 }
 
-func startCluster(t testing.TB, withController bool) *Cluster {
+// ClusterOptions shape the control plane of StartClusterWith.
+type ClusterOptions struct {
+	// Controller starts etcdaas-controller too.
+	Controller bool
+	// KubeAPIServerArgs are appended to kube-apiserver's flags.
+	KubeAPIServerArgs []string
+	// EtcdaasAPIServerArgs are appended to etcdaas-apiserver's flags.
+	EtcdaasAPIServerArgs []string
+}
+
+// StartClusterWith is StartCluster shaped by opts.
+func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 	t.Helper()
 	start := time.Now()
 	// Our commands build while the control plane starts.
 	RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
 	go func() { _, _ = buildCommands() }()
-	c := StartControlPlane(t)
+	c := startControlPlane(t, opts.KubeAPIServerArgs)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c.OurBin = BuildCommands(t)
@@ -132,12 +143,12 @@ func startCluster(t testing.TB, withController bool) *Cluster {
 	}
 	c.Proxy = proxy
 	t.Cleanup(proxy.Close)
-	c.serverArgs = c.etcdaasAPIServerArgs()
+	c.serverArgs = append(c.etcdaasAPIServerArgs(), opts.EtcdaasAPIServerArgs...)
 	if err := c.StartEtcdaasAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	c.controlArgs = c.etcdaasControllerArgs()
-	if withController {
+	if opts.Controller {
 		if err := c.StartEtcdaasController(); err != nil {
 			t.Fatal(err)
 		}
@@ -153,6 +164,11 @@ func startCluster(t testing.TB, withController bool) *Cluster {
 // etcdaas, applies the RBAC, Service and APIServices of deploy/ (adapted to loopback) and
 // writes the service accounts' kubeconfigs; etcdaas itself is not started.
 func StartControlPlane(t testing.TB) *Cluster {
+	t.Helper()
+	return startControlPlane(t, nil)
+}
+
+func startControlPlane(t testing.TB, kubeAPIServerArgs []string) *Cluster {
 	t.Helper()
 	start := time.Now()
 	tools := RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
@@ -202,7 +218,7 @@ func StartControlPlane(t testing.TB) *Cluster {
 	c.waitEtcd(ctx, kubeEtcd, kubeEtcdClient)
 
 	c.Server = "https://" + HostPort(apiPort)
-	c.startKubeAPIServer(apiPort, kubeEtcdClient)
+	c.startKubeAPIServer(apiPort, kubeEtcdClient, kubeAPIServerArgs...)
 	if c.AdminKubeconfig, err = c.PKI.ClientKubeconfig(c.Server, "e2e-admin", "system:masters"); err != nil {
 		t.Fatal(err)
 	}
@@ -328,29 +344,29 @@ func (c *Cluster) waitEtcd(ctx context.Context, p *Process, clientPort int) {
 	}
 }
 
-func (c *Cluster) startKubeAPIServer(port, etcdPort int) {
+func (c *Cluster) startKubeAPIServer(port, etcdPort int, extra ...string) {
 	p := c.PKI.Path
-	c.mustStart("kube-apiserver", c.Tools[KubeAPIServer],
+	c.mustStart("kube-apiserver", c.Tools[KubeAPIServer], append([]string{
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+filepath.Join(c.Dir, "kube-apiserver-certs"),
-		"--tls-cert-file="+p("kube-apiserver.crt"),
-		"--tls-private-key-file="+p("kube-apiserver.key"),
-		"--client-ca-file="+p("ca.crt"),
-		"--etcd-servers=http://"+HostPort(etcdPort),
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(c.Dir, "kube-apiserver-certs"),
+		"--tls-cert-file=" + p("kube-apiserver.crt"),
+		"--tls-private-key-file=" + p("kube-apiserver.key"),
+		"--client-ca-file=" + p("ca.crt"),
+		"--etcd-servers=http://" + HostPort(etcdPort),
 		"--authorization-mode=Node,RBAC",
-		"--service-cluster-ip-range="+ServiceClusterIPs,
-		"--service-account-key-file="+p("sa.pub"),
-		"--service-account-signing-key-file="+p("sa.key"),
+		"--service-cluster-ip-range=" + ServiceClusterIPs,
+		"--service-account-key-file=" + p("sa.pub"),
+		"--service-account-signing-key-file=" + p("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--requestheader-client-ca-file="+p("front-proxy-ca.crt"),
-		"--requestheader-allowed-names="+FrontProxyClientName,
+		"--requestheader-client-ca-file=" + p("front-proxy-ca.crt"),
+		"--requestheader-allowed-names=" + FrontProxyClientName,
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--requestheader-group-headers=X-Remote-Group",
 		"--requestheader-username-headers=X-Remote-User",
-		"--proxy-client-cert-file="+p("front-proxy-client.crt"),
-		"--proxy-client-key-file="+p("front-proxy-client.key"),
+		"--proxy-client-cert-file=" + p("front-proxy-client.crt"),
+		"--proxy-client-key-file=" + p("front-proxy-client.key"),
 		// The Service of etcdaas is an ExternalName to localhost: kube-apiserver refuses
 		// Endpoints on loopback, so aggregator routing to endpoints stays off.
 		"--enable-aggregator-routing=false",
@@ -360,7 +376,7 @@ func (c *Cluster) startKubeAPIServer(port, etcdPort int) {
 		"--shutdown-delay-duration=0s",
 		"--profiling=false",
 		"--v=1",
-	)
+	}, extra...)...)
 }
 
 func (c *Cluster) waitKubeAPIServer(ctx context.Context) {
