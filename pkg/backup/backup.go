@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // Info describes one backup: where it is and its provenance.
@@ -40,9 +42,10 @@ type Info struct {
 
 // Destination is where the backups of one instance live.
 type Destination interface {
-	// Write streams body to a place that is not yet visible under key. The caller then
-	// either commits the upload with the backup's provenance or aborts it.
-	Write(ctx context.Context, key string, body io.Reader) (Upload, error)
+	// Write streams body, a backup of the instance instanceUID, to a place that is not yet
+	// visible under key. The caller then either commits the upload with the backup's
+	// provenance or aborts it.
+	Write(ctx context.Context, key, instanceUID string, body io.Reader) (Upload, error)
 	// List returns the complete backups, newest first.
 	List(ctx context.Context) ([]Info, error)
 	// Open returns the snapshot stored under key and its provenance.
@@ -59,6 +62,18 @@ type Upload interface {
 	Commit(ctx context.Context, info Info) error
 	// Abort removes what was written.
 	Abort(ctx context.Context) error
+}
+
+// OrphanAge is how old what an interrupted upload left must be before Take deletes it. One
+// backup of an instance is taken at a time (one controller holds the lease; it runs one per
+// instance), so nothing of the instance's own is being written when Take starts: the age only
+// spares the upload of a previous leader still finishing after losing its lease.
+const OrphanAge = time.Hour
+
+// sweeper is a destination that deletes what the interrupted uploads of an instance left
+// behind (started before the given time) and returns what it deleted.
+type sweeper interface {
+	sweep(ctx context.Context, instanceUID string, before time.Time) ([]string, error)
 }
 
 // ErrNotFound is returned by Open for a key the destination does not hold.
@@ -102,8 +117,18 @@ type Snapshot struct {
 // error nothing becomes visible and what was written is removed.
 func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID string, now func() time.Time) (Info, error) {
 	key := Key(now(), snap.Revision)
+	if sw, ok := dest.(sweeper); ok {
+		// What the instance's earlier uploads left when the process writing them died. A
+		// failure to delete it is no reason to skip this backup.
+		swept, err := sw.sweep(ctx, instanceUID, now().Add(-OrphanAge))
+		if err != nil {
+			klog.InfoS("Could not delete interrupted backup uploads", "destination", dest.String(), "instanceUID", instanceUID, "deleted", swept, "err", err)
+		} else if len(swept) > 0 {
+			klog.InfoS("Deleted interrupted backup uploads", "destination", dest.String(), "instanceUID", instanceUID, "deleted", swept)
+		}
+	}
 	body := &hashingReader{r: snap.Reader, h: sha256.New()}
-	upload, err := dest.Write(ctx, key, body)
+	upload, err := dest.Write(ctx, key, instanceUID, body)
 	if err != nil {
 		return Info{}, fmt.Errorf("writing %s to %s: %w", key, dest, err)
 	}

@@ -195,7 +195,7 @@ func TestLocalRemovesInterruptedWrites(t *testing.T) {
 	dir := t.TempDir()
 	l := NewLocal(dir)
 	kept := Key(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7)
-	up, err := l.Write(ctx, kept, strings.NewReader("complete"))
+	up, err := l.Write(ctx, kept, "uid", strings.NewReader("complete"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestLocalRemovesInterruptedWrites(t *testing.T) {
 	}
 
 	next := Key(time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), 9)
-	up, err = l.Write(ctx, next, strings.NewReader("next"))
+	up, err = l.Write(ctx, next, "uid", strings.NewReader("next"))
 	if err != nil {
 		t.Fatal(err)
 	}

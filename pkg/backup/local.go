@@ -49,7 +49,7 @@ func (l *Local) path(key string) (string, error) {
 
 // Write streams body into a temporary file of the directory and syncs it. It first deletes
 // what earlier writes cut short by a crash left behind (see removeInterrupted).
-func (l *Local) Write(ctx context.Context, key string, body io.Reader) (Upload, error) {
+func (l *Local) Write(ctx context.Context, key, _ string, body io.Reader) (Upload, error) {
 	final, err := l.path(key)
 	if err != nil {
 		return nil, err

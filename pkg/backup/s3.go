@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -92,12 +93,13 @@ func (s *S3) String() string {
 	return fmt.Sprintf("s3 bucket %q at %s, prefix %q", s.cfg.Bucket, s.cfg.Endpoint, s.cfg.Prefix)
 }
 
-// Write uploads body below the incomplete prefix, part by part.
-func (s *S3) Write(ctx context.Context, key string, body io.Reader) (Upload, error) {
+// Write uploads body below the incomplete prefix of the instance
+// (<prefix>incomplete/<instance UID>/<key>), part by part.
+func (s *S3) Write(ctx context.Context, key, instanceUID string, body io.Reader) (Upload, error) {
 	if !IsKey(key) {
 		return nil, fmt.Errorf("%q is not a backup key", key)
 	}
-	tmp := s.cfg.Prefix + incompletePrefix + key
+	tmp := s.incomplete(instanceUID) + key
 	_, err := s.client.PutObject(ctx, s.cfg.Bucket, tmp, body, -1, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
 		PartSize:    S3PartSize,
@@ -135,6 +137,47 @@ func (u *s3Upload) Commit(ctx context.Context, info Info) error {
 		klog.InfoS("Could not delete the incomplete copy of a completed backup", "object", u.tmp, "err", err)
 	}
 	return nil
+}
+
+// incomplete is where the uploads of the instance instanceUID are written until committed.
+func (s *S3) incomplete(instanceUID string) string {
+	return s.cfg.Prefix + incompletePrefix + url.PathEscape(instanceUID) + "/"
+}
+
+// sweep deletes the incomplete objects of the instance's uploads last modified before before,
+// and the multipart uploads below them initiated before it, which a process killed during
+// Write or Commit leaves. Those of other instances sharing the prefix are left alone.
+func (s *S3) sweep(ctx context.Context, instanceUID string, before time.Time) ([]string, error) {
+	prefix := s.incomplete(instanceUID)
+	var deleted []string
+	var errs []error
+	for obj := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return deleted, explainS3(obj.Err)
+		}
+		if !obj.LastModified.Before(before) {
+			continue
+		}
+		if err := s.client.RemoveObject(ctx, s.cfg.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
+			errs = append(errs, explainS3(err))
+			continue
+		}
+		deleted = append(deleted, obj.Key)
+	}
+	for up := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, prefix, true) {
+		if up.Err != nil {
+			return deleted, errors.Join(append(errs, explainS3(up.Err))...)
+		}
+		if !up.Initiated.Before(before) {
+			continue
+		}
+		if err := s.client.RemoveIncompleteUpload(ctx, s.cfg.Bucket, up.Key); err != nil {
+			errs = append(errs, explainS3(err))
+			continue
+		}
+		deleted = append(deleted, up.Key+" (multipart upload "+up.UploadID+")")
+	}
+	return deleted, errors.Join(errs...)
 }
 
 // Abort deletes the incomplete object.

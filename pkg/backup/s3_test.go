@@ -2,8 +2,10 @@ package backup
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -69,5 +71,89 @@ func TestS3WrongCredentials(t *testing.T) {
 	}
 	if _, err := NewS3(S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket}); err == nil || !strings.Contains(err.Error(), "credentials are missing") {
 		t.Errorf("missing credentials: %v", err)
+	}
+}
+
+// TestS3SweepsInterruptedUploads: what uploads killed mid-way left below the incomplete
+// prefix (an uploaded object never committed, a multipart upload never completed) is deleted
+// before the instance's next backup once older than OrphanAge; that of another instance
+// sharing the prefix, and young uploads, stay.
+func TestS3SweepsInterruptedUploads(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	dest, err := NewS3(S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket, Prefix: "ns/db/",
+		AccessKeyID: store.AccessKeyID, SecretAccessKey: store.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := store.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := minio.Core{Client: client}
+	orphan := func(uid string) (object, upload string) {
+		object = dest.incomplete(uid) + Key(time.Now(), 1)
+		if _, err := client.PutObject(ctx, store.Bucket, object, strings.NewReader("half"), 4, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		upload = dest.incomplete(uid) + Key(time.Now().Add(time.Second), 2)
+		id, err := core.NewMultipartUpload(ctx, store.Bucket, upload, minio.PutObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := core.PutObjectPart(ctx, store.Bucket, upload, id, 1, strings.NewReader("part"), 4, minio.PutObjectPartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return object, upload
+	}
+	ownObject, ownUpload := orphan("uid-1")
+	otherObject, otherUpload := orphan("uid-2")
+	leftovers := func() []string {
+		var out []string
+		for obj := range client.ListObjects(ctx, store.Bucket, minio.ListObjectsOptions{Prefix: "ns/db/", Recursive: true}) {
+			if obj.Err != nil {
+				t.Fatal(obj.Err)
+			}
+			out = append(out, obj.Key)
+		}
+		for up := range client.ListIncompleteUploads(ctx, store.Bucket, "ns/db/", true) {
+			if up.Err != nil {
+				t.Fatal(up.Err)
+			}
+			out = append(out, "upload "+up.Key)
+		}
+		slices.Sort(out)
+		return out
+	}
+	all := []string{ownObject, otherObject, "upload " + ownUpload, "upload " + otherUpload}
+	slices.Sort(all)
+	if got := leftovers(); !slices.Equal(got, all) {
+		t.Fatalf("before: %v, want %v", got, all)
+	}
+
+	// A backup now: the leftovers are younger than OrphanAge and stay.
+	snap := func(body string) Snapshot { return Snapshot{Reader: strings.NewReader(body), Revision: 5} }
+	if _, err := Take(ctx, dest, snap("young"), "uid-1", time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if got := leftovers(); len(got) != 5 { // the four and the new backup
+		t.Fatalf("after a backup with young leftovers: %v", got)
+	}
+	// A backup OrphanAge later: the instance's own leftovers go, the other instance's stay.
+	later := func() time.Time { return time.Now().Add(OrphanAge + time.Minute) }
+	taken, err := Take(ctx, dest, snap("later"), "uid-1", later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := leftovers()
+	for _, want := range []string{otherObject, "upload " + otherUpload, "ns/db/" + taken.Key} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s is gone: %v", want, got)
+		}
+	}
+	for _, gone := range []string{ownObject, "upload " + ownUpload} {
+		if slices.Contains(got, gone) {
+			t.Errorf("%s is still there: %v", gone, got)
+		}
 	}
 }

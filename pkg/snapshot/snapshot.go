@@ -84,11 +84,39 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &ie)
 }
 
+// spoolPattern names the files Receive writes.
+const spoolPattern = "snapshot-*.part"
+
+// RemoveStaleSpool deletes the files Receive left in dir that were last written before
+// before: a receiving process killed mid-upload never removes its file. A receipt in progress
+// writes its file as the body arrives, so an old modification time means a dead one. It
+// returns the deleted paths.
+func RemoveStaleSpool(dir string, before time.Time) ([]string, error) {
+	matches, err := filepath.Glob(filepath.Join(dir, spoolPattern))
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	var errs []error
+	for _, path := range matches {
+		st, err := os.Lstat(path)
+		if err != nil || !st.Mode().IsRegular() || !st.ModTime().Before(before) {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, path)
+	}
+	return deleted, errors.Join(errs...)
+}
+
 // Receive copies r into a new file in dir, refusing (with a *TooLargeError) more than limit
 // bytes when limit > 0. It returns the file's path and size; on any error the file is removed.
 // A failure to read r is a *ReadError; any other error is the server's (the spool file).
 func Receive(r io.Reader, dir string, limit int64) (string, int64, error) {
-	f, err := os.CreateTemp(dir, "snapshot-*.part")
+	f, err := os.CreateTemp(dir, spoolPattern)
 	if err != nil {
 		return "", 0, fmt.Errorf("creating the spool file: %w", err)
 	}

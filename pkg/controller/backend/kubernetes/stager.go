@@ -130,7 +130,7 @@ func upload(ctx context.Context, dest backup.Destination, key string, staged *sn
 		return err
 	}
 	defer func() { _ = f.Close() }()
-	up, err := dest.Write(ctx, key, f)
+	up, err := dest.Write(ctx, key, staged.InstanceUID, f)
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,18 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return "", err
 	}
+	// Receipts cut short by a crash of the receiving server leave their spool file: the
+	// instance's own directory is swept of those not written to for staleSpoolAge.
+	deleted, err := snapshot.RemoveStaleSpool(spool, time.Now().Add(-staleSpoolAge))
+	if len(deleted) > 0 || err != nil {
+		klog.InfoS("Deleted the spool files of interrupted restores", "instance", namespace+"/"+name, "deleted", deleted, "err", err)
+	}
 	return spool, nil
 }
+
+// staleSpoolAge is how long a restore's spool file must have gone unwritten before the next
+// restore of the instance deletes it: a receipt in progress writes it as the body arrives.
+const staleSpoolAge = time.Hour
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the
 // file over. It returns snapshot.ErrRestorePending when one is pending already.

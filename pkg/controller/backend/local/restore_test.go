@@ -68,6 +68,31 @@ func saveSnapshot(t *testing.T, d etcdcluster.Dialer, name, path string) *snapsh
 	return info
 }
 
+// leaveSpoolFiles leaves in the instance's spool directory what two interrupted receipts
+// leave, one last written two hours ago and one just now, and returns their paths.
+func leaveSpoolFiles(t *testing.T, dir string, inst *v1beta1.ETCDInstance) (stale, fresh string) {
+	t.Helper()
+	instDir, err := instanceDir(dir, inst.Namespace, inst.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(instDir, restoreDir)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, fresh = filepath.Join(spool, "snapshot-1.part"), filepath.Join(spool, "snapshot-2.part")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half a snapshot"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	return stale, fresh
+}
+
 // stage hands the snapshot at path to the backend as the API server does.
 func stage(t *testing.T, dir string, inst *v1beta1.ETCDInstance, path, id string, info *snapshot.Info) error {
 	t.Helper()
@@ -133,9 +158,18 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	_, revBefore := values(t, cli)
 
+	stale, fresh := leaveSpoolFiles(t, dir, inst)
 	spool, err := Stager{Dir: dir}.SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The spool file of a receipt cut short long ago is gone; a recent one (a receipt that
+	// may be in progress) stays.
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale spool file %s: %v, want it deleted", stale, err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent spool file: %v", err)
 	}
 	if err := stageFrom(t, dir, spool, inst, snapPath, "one", info); err != nil {
 		t.Fatal(err)
