@@ -58,9 +58,7 @@ func TestBackupAndRestore(t *testing.T) {
 	e := ctlStart(t, local.Options{})
 	ns, name := "backup", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
-	e.running(ns, name, 2*time.Minute)
-	cli := e.etcdClient(ns, name)
+	cli := e.runningClient(ns, name, 3)
 	const keys = 50000
 	start := time.Now()
 	for batch := 0; batch < keys; batch += 100 {
@@ -178,17 +176,10 @@ func TestBackupStreamsWithoutBuffering(t *testing.T) {
 	e := ctlStart(t, local.Options{SnapshotCount: 40, SnapshotCatchUpEntries: 20, QuotaBackendBytes: 1 << 30})
 	ns, name := "bigbackup", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
-	e.running(ns, name, time.Minute)
-	cli := e.etcdClient(ns, name)
-	value := strings.Repeat("v", 512*1024)
+	cli := e.runningClient(ns, name, 1)
 	const total = 210 << 20
 	start := time.Now()
-	for i := 0; i*len(value) < total; i++ {
-		if _, err := cli.Put(ctx, fmt.Sprintf("/big/%04d", i), value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putLarge(t, cli, total)
 	t.Logf("wrote %d MiB in %s", total>>20, time.Since(start).Round(time.Millisecond))
 
 	var mu sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/cmd/server"
@@ -187,6 +189,29 @@ func (e *ctlEnv) access(ns, name string) *etcdcluster.Access {
 		e.t.Fatal(err)
 	}
 	return a
+}
+
+// runningClient creates an instance of the given size with nothing else set, waits until it
+// runs (a minute per two members) and returns a client of all its members.
+func (e *ctlEnv) runningClient(ns, name string, replicas int32) *clientv3.Client {
+	e.t.Helper()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To(replicas)}})
+	e.running(ns, name, time.Duration(replicas/2+1)*time.Minute)
+	return e.etcdClient(ns, name)
+}
+
+// putLarge writes 512 KiB values under /big/ until they add up to at least total bytes and
+// returns how many it wrote.
+func putLarge(t *testing.T, cli *clientv3.Client, total int) int {
+	t.Helper()
+	value := strings.Repeat("v", 512*1024)
+	n := 0
+	for ; n*len(value) < total; n++ {
+		if _, err := cli.Put(context.Background(), fmt.Sprintf("/big/%04d", n), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }
 
 // etcdClient opens a client to the given endpoints of the instance (all when none).

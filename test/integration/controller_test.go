@@ -207,9 +207,7 @@ func TestControllerResumesAfterRestart(t *testing.T) {
 	e := ctlStart(t, local.Options{})
 	ns, name := "restart", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
-	e.running(ns, name, time.Minute)
-	cli := e.etcdClient(ns, name)
+	cli := e.runningClient(ns, name, 1)
 	if _, err := cli.Put(ctx, "before", "restart"); err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -47,9 +45,7 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	e := ctlStart(t, local.Options{})
 	ns, name := "recover", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
-	e.running(ns, name, 2*time.Minute)
-	cli := e.etcdClient(ns, name)
+	cli := e.runningClient(ns, name, 3)
 	for i := range 100 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/k/%03d", i), "v"); err != nil {
 			t.Fatal(err)

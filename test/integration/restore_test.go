@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -126,9 +125,7 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 	e := ctlStartWith(t, local.Options{}, framework.Options{MaxRestoreSize: "2Mi"})
 	ns, name := "restore", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
-	e.running(ns, name, 2*time.Minute)
-	cli := e.etcdClient(ns, name)
+	cli := e.runningClient(ns, name, 3)
 	for i := range 20 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/data/%02d", i), "before"); err != nil {
 			t.Fatal(err)
@@ -276,17 +273,8 @@ func TestRestoreOfALargeSnapshot(t *testing.T) {
 	e := ctlStart(t, local.Options{SnapshotCount: 40, SnapshotCatchUpEntries: 20, QuotaBackendBytes: 1 << 30})
 	ns, name := "bigrestore", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
-	e.running(ns, name, time.Minute)
-	cli := e.etcdClient(ns, name)
-	value := strings.Repeat("v", 512*1024)
-	const total = 210 << 20
-	n := 0
-	for ; n*len(value) < total; n++ {
-		if _, err := cli.Put(ctx, fmt.Sprintf("/big/%04d", n), value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cli := e.runningClient(ns, name, 1)
+	n := putLarge(t, cli, 210<<20)
 	path, size, _ := e.backupToFile(ns, name)
 	if _, err := cli.Put(ctx, "/big/after", "x"); err != nil {
 		t.Fatal(err)
@@ -351,9 +339,7 @@ func TestPluginRestore(t *testing.T) {
 	plugin := pluginRunner{server: e.srv}
 	ns, name := "pluginrestore", "db"
 	ctx := context.Background()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
-	e.running(ns, name, time.Minute)
-	cli := e.etcdClient(ns, name)
+	cli := e.runningClient(ns, name, 1)
 	if _, err := cli.Put(ctx, "/k", "backed-up"); err != nil {
 		t.Fatal(err)
 	}
