@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/etcdaas/etcdaas/pkg/conversion"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
@@ -81,8 +84,8 @@ func startConversionWebhook(ctx context.Context, c *framework.Cluster) (*apiexte
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
-	url := "https://" + ln.Addr().String() + "/convert"
-	return &apiextensionsv1.WebhookClientConfig{URL: &url, CABundle: c.PKI.ServingCA.CertPEM}, func() { _ = srv.Close() }, nil
+	hook := "https://" + ln.Addr().String() + "/convert"
+	return &apiextensionsv1.WebhookClientConfig{URL: &hook, CABundle: c.PKI.ServingCA.CertPEM}, func() { _ = srv.Close() }, nil
 }
 
 // createCRD creates crd and waits until both of its versions are served.
@@ -113,8 +116,54 @@ type target struct {
 	prefix string
 	group  string
 	client dynamic.Interface
+	// host and http read raw responses: the timed reads leave out client-side decoding,
+	// which is the same for every target and would hide the servers' differences.
+	host string
+	http *http.Client
+}
+
+// newTarget makes a target reached with config, unthrottled: its concurrent requests
+// share one HTTP/2 connection.
+func newTarget(name, prefix, group string, config *rest.Config) (target, error) {
+	config = rest.CopyConfig(config)
+	config.QPS, config.Burst = -1, 0
+	t := target{name: name, prefix: prefix, group: group, host: config.Host}
+	var err error
+	if t.http, err = rest.HTTPClientFor(config); err != nil {
+		return t, err
+	}
+	t.client, err = dynamic.NewForConfigAndClient(config, t.http)
+	return t, err
 }
 
 func (t target) resource(version string) dynamic.NamespaceableResourceInterface {
 	return t.client.Resource(schema.GroupVersionResource{Group: t.group, Version: version, Resource: "etcdinstances"})
+}
+
+// read GETs the object name (or the list of the namespace when name is empty) in version at
+// resourceVersion rv as JSON and reads the whole response without decoding it.
+func (t target) read(ctx context.Context, version, namespace, name, rv string) error {
+	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/etcdinstances", t.host, t.group, version, namespace)
+	if name != "" {
+		u += "/" + name
+	}
+	if rv != "" {
+		u += "?resourceVersion=" + url.QueryEscape(rv)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := t.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }
