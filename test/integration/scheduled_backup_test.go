@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -31,12 +33,19 @@ import (
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
-// credentialsByNamespace gives each test namespace its own server environment, so that one
-// controller serves an instance with good, missing and wrong S3 credentials at once.
-type credentialsByNamespace map[string]backup.EnvCredentials
+// credentialsByNamespace gives each test namespace its own source of S3 credentials (a server
+// environment, or Secrets as in a cluster), so that one controller serves instances with
+// good, missing and wrong credentials from both sources at once.
+type credentialsByNamespace map[string]backup.Credentials
 
 func (c credentialsByNamespace) S3Credentials(ctx context.Context, namespace string, ref *v1beta1.SecretReference) (string, string, error) {
 	return c[namespace].S3Credentials(ctx, namespace, ref)
+}
+
+// s3Secret is a credentials Secret with the keys credentialsSecretRef names.
+func s3Secret(namespace, accessKeyID, secretAccessKey string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "s3-creds"}, Data: map[string][]byte{
+		backup.SecretAccessKeyIDKey: []byte(accessKeyID), backup.SecretSecretAccessKeyKey: []byte(secretAccessKey)}}
 }
 
 func env(vars map[string]string) backup.EnvCredentials {
@@ -54,9 +63,10 @@ func s3Instance(name string, store *s3server.Server, keep int32) *v1beta1.ETCDIn
 
 // TestScheduledBackupsToS3 runs a schedule of every minute with keep 2 against a real
 // S3-compatible store until three backups succeeded: exactly the two newest remain, each a
-// valid snapshot for etcdutl whose SHA-256 matches its metadata and the status. Instances
-// with missing and wrong credentials report BackupSucceeded=False with a clear message and
-// are retried with backoff, not in a loop.
+// valid snapshot for etcdutl whose SHA-256 matches its metadata and the status. Credentials
+// from a Secret (credentialsSecretRef, as a controller in a cluster reads them) work as well;
+// instances with missing or wrong credentials, from the environment or a Secret, report
+// BackupSucceeded=False with a clear message and are retried with backoff, not in a loop.
 func TestScheduledBackupsToS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for three scheduled minutes")
@@ -65,12 +75,22 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	etcdutl := e2eframework.RequireTools(t, e2eframework.Etcdutl)[e2eframework.Etcdutl]
 	good := map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}
 	wrong := map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: "not-the-secret"}
+	// The Secrets a controller in a cluster reads (credentialsSecretRef); none in sched-secret-missing.
+	secrets := backup.SecretCredentials{Client: kubefake.NewClientset(
+		s3Secret("sched-secret", store.AccessKeyID, store.SecretAccessKey),
+		s3Secret("sched-secret-wrong", store.AccessKeyID, "not-the-secret"))}
 	e := ctlStartWithBackups(t, local.Options{}, controller.BackupOptions{Resolver: backup.Resolver{Credentials: credentialsByNamespace{
 		"sched-good": env(good), "sched-missing": env(nil), "sched-wrong": env(wrong),
+		"sched-secret": secrets, "sched-secret-missing": secrets, "sched-secret-wrong": secrets,
 	}}})
 	name := "db"
 	for _, ns := range []string{"sched-good", "sched-missing", "sched-wrong"} {
 		e.create(ns, s3Instance(name, store, 2))
+	}
+	for _, ns := range []string{"sched-secret", "sched-secret-missing", "sched-secret-wrong"} {
+		inst := s3Instance(name, store, 2)
+		inst.Spec.Backup.Destination.S3.CredentialsSecretRef = &v1beta1.SecretReference{Name: "s3-creds"}
+		e.create(ns, inst)
 	}
 	e.running("sched-good", name, time.Minute)
 	cli := e.etcdClient("sched-good", name)
@@ -123,10 +143,20 @@ func TestScheduledBackupsToS3(t *testing.T) {
 		checkSnapshotObject(t, client, store.Bucket, prefix+want.Key, want, etcdutl)
 	}
 
+	// Credentials from a Secret: backups succeed, with the object in the instance's prefix.
+	withSecret := e.waitFor("sched-secret", name, time.Minute, "a backup with the Secret's credentials", func(i *v1beta1.ETCDInstance) bool {
+		return i.Status.Backup != nil && i.Status.Backup.LastBackup != nil
+	})
+	if _, err := client.StatObject(context.Background(), store.Bucket, "sched-secret/"+name+"/"+withSecret.Status.Backup.LastBackup.Key, minio.StatObjectOptions{}); err != nil {
+		t.Errorf("the backup taken with the Secret's credentials: %v", err)
+	}
+
 	// Missing and wrong credentials: a clear condition, no success, a bounded number of attempts.
 	for ns, wantMsg := range map[string]string{
-		"sched-missing": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set",
-		"sched-wrong":   "secret access key is wrong",
+		"sched-missing":        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set",
+		"sched-wrong":          "secret access key is wrong",
+		"sched-secret-missing": "Secret sched-secret-missing/s3-creds does not exist",
+		"sched-secret-wrong":   "secret access key is wrong",
 	} {
 		inst, err := e.client.EtcdaasV1beta1().ETCDInstances(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
