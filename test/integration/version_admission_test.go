@@ -72,6 +72,13 @@ func TestStandaloneRefusesOtherEtcdVersions(t *testing.T) {
 	if created.Spec.Version != embedded {
 		t.Errorf("defaulted version %q, want the embedded %s", created.Spec.Version, embedded)
 	}
+	// The embedded release itself, such as 3.7.3, is what the local backend runs too.
+	if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "embedded-release"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), Version: local.EmbeddedRelease()},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Errorf("create with the embedded release %s: %v", local.EmbeddedRelease(), err)
+	}
 	if _, err := alpha.Create(ctx, &v1alpha1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "default-alpha"}}, metav1.CreateOptions{}); err != nil {
 		t.Errorf("v1alpha1 create with the default version: %v", err)
 	}

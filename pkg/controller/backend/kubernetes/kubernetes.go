@@ -114,7 +114,10 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	res := &backend.Result{Members: v.podMembers()}
 	if v.sts.Status.ReadyReplicas == 0 {
 		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying
-		return res, b.explainUnready(ctx, inst, res, []int{0})
+		if err := b.explainUnready(ctx, inst, res, []int{0}); err != nil {
+			return res, err
+		}
+		return res, b.rollWithoutReadyMember(ctx, v, res)
 	}
 	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
 	if v.tlsData != nil {

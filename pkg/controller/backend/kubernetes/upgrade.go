@@ -298,23 +298,46 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 	}
 	res.StepReason = backend.StepUpgrading
 	res.Step = fmt.Sprintf("%s; waiting for member %s: %s", r.progress(len(r.outdated())), step.Member, why)
+	return false, b.failStepAfterTimeout(ctx, r.v, step, res, why)
+}
+
+// failStepAfterTimeout stops the roll once the member of step has not been up to date
+// (because of why) for longer than the step timeout: Stalled says which member and why, and
+// UpgradeFailed is recorded once.
+func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, step *rollStep, res *backend.Result, why string) error {
 	waited := b.now().Sub(step.Started.Time)
 	if waited < b.opts.UpgradeStepTimeout {
-		return false, nil
+		return nil
 	}
-	if problem, err := b.memberPodProblem(ctx, r.v.inst, ordinalOf(r.v.inst, step.Member)); err == nil && problem != "" {
+	if problem, err := b.memberPodProblem(ctx, v.inst, ordinalOf(v.inst, step.Member)); err == nil && problem != "" {
 		why += ": " + problem
 	}
 	res.StalledReason = string(backend.ReasonUpgradeFailed)
 	res.Stalled = fmt.Sprintf("the upgrade to image %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version changes",
-		r.v.image, step.Member, waited.Round(time.Second), why)
+		step.Image, step.Member, waited.Round(time.Second), why)
 	if step.Failed {
-		return false, nil
+		return nil
 	}
 	res.Record(backend.ReasonUpgradeFailed, "%s", res.Stalled)
 	failed := *step
 	failed.Failed = true
-	return false, b.writeRollStep(ctx, r.v, &failed)
+	return b.writeRollStep(ctx, v, &failed)
+}
+
+// rollWithoutReadyMember follows a roll step while no member pod is ready, which is how a
+// single-member instance upgrades (its only member restarts): the step under way is the
+// upgrade, the phase stays Running, and the step fails after the step timeout as any other.
+// Without a recorded step (or one for an image spec.version no longer asks for) it changes
+// nothing.
+func (b *Backend) rollWithoutReadyMember(ctx context.Context, v *instanceView, res *backend.Result) error {
+	s, ok := v.sts.Annotations[annotationRollStep]
+	step := &rollStep{}
+	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image {
+		return nil
+	}
+	res.StepReason = backend.StepUpgrading
+	res.Step = fmt.Sprintf("upgrading to image %s; waiting for member %s to start", v.image, step.Member)
+	return b.failStepAfterTimeout(ctx, v, step, res, "no member is ready")
 }
 
 // ordinalOf is the ordinal in a member name of the instance, -1 for another name.

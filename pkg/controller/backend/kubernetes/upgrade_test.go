@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
@@ -75,7 +76,7 @@ func (f *rollFixture) sync(t *testing.T) *backend.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
+	for i := range f.cluster.statuses {
 		name := fmt.Sprintf("db-%d", i)
 		if _, err := f.client.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			continue
@@ -319,5 +320,56 @@ func TestRollDropsAnUnreadableRecord(t *testing.T) {
 	res := f.sync(t)
 	if !slices.Equal(f.deleted, []string{"db-2"}) || !strings.Contains(f.rollRecord(t), `"member":"db-2"`) {
 		t.Fatalf("after an unreadable record: restarted %v, record %q, %+v", f.deleted, f.rollRecord(t), res)
+	}
+}
+
+// A single-member instance has no member ready while its only member restarts: the step is
+// still the upgrade (phase Running), and it fails after the step timeout like any other.
+func TestRollOfASingleMember(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(1)
+	cluster.statuses[0].Version = "3.7.2"
+	f := &rollFixture{stepsFixture: newStepsFixture(t, 1, 1, 1, cluster), cluster: cluster, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), recreate: true}
+	f.b.now = func() time.Time { return f.clock }
+	f.createPod(t, 0, oldImage)
+	f.inst.Spec.Version = "3.7.3"
+	f.inst.Spec.Replicas = ptr.To[int32](1)
+
+	res := f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-0"}) || len(cluster.movedOff) != 0 {
+		t.Fatalf("restarted %v, moved leadership off %v: %+v", f.deleted, cluster.movedOff, res)
+	}
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts.Status.ReadyReplicas = 0
+	if _, err := f.client.AppsV1().StatefulSets("ns").UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res = f.sync(t)
+	if res.StepReason != backend.StepUpgrading || !strings.Contains(res.Step, "waiting for member db-0 to start") || res.Stalled != "" {
+		t.Fatalf("single member restarting: %+v", res)
+	}
+	f.clock = f.clock.Add(DefaultUpgradeStepTimeout + time.Second)
+	res = f.sync(t)
+	if res.StalledReason != "UpgradeFailed" || !strings.Contains(res.Stalled, "member db-0 is not up to date") || len(res.Events) != 1 {
+		t.Fatalf("single member not back in time: %+v", res)
+	}
+
+	// Back and up to date: MemberUpgraded, converged.
+	sts, err = f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts.Status.ReadyReplicas = 1
+	if _, err := f.client.AppsV1().StatefulSets("ns").UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.answer(0, "3.7.3")
+	f.cluster.statuses[0].Leader = 100
+	res = f.sync(t)
+	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonMemberUpgraded || !res.Converged {
+		t.Fatalf("single member back: %+v", res)
 	}
 }
