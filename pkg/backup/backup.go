@@ -79,6 +79,21 @@ type sweeper interface {
 // ErrNotFound is returned by Open for a key the destination does not hold.
 var ErrNotFound = errors.New("no such backup")
 
+// ErrNoProvenance is the error for an object named like a backup whose provenance is missing
+// or unreadable: something else's file in a shared bucket or directory, never listed, counted
+// by retention or restored from.
+var ErrNoProvenance = errors.New("no valid backup provenance")
+
+// skipForeign reports whether a listing passes over the entry err was returned for (an object
+// that is not one of our backups), logging it so that an operator can find it.
+func skipForeign(err error) bool {
+	if !errors.Is(err, ErrNoProvenance) {
+		return false
+	}
+	klog.InfoS("Not listing an object that is not a backup", "err", err)
+	return true
+}
+
 // keyTimeLayout names backups so that keys sort by time: UTC, fixed width, milliseconds.
 const keyTimeLayout = "20060102T150405.000Z"
 

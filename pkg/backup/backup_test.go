@@ -279,3 +279,39 @@ func TestFileCredentials(t *testing.T) {
 		t.Errorf("missing file: %v, want ErrCredentials naming it", err)
 	}
 }
+
+// TestLocalListSkipsForeignFiles: files named like backups but without readable provenance
+// (another tool's file in the directory, a sidecar that is not JSON) are not listed, and
+// they do not make the listing fail; opening one says why it is not a backup.
+func TestLocalListSkipsForeignFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := NewLocal(dir)
+	ours := Key(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7)
+	up, err := l.Write(ctx, ours, "uid", strings.NewReader("complete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Commit(ctx, Info{Key: ours, Revision: 7, Size: 8, Time: time.Now(), InstanceUID: "uid", SHA256: strings.Repeat("ab", 32)}); err != nil {
+		t.Fatal(err)
+	}
+	noSidecar := Key(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 8)
+	badSidecar := Key(time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), 9)
+	for name, data := range map[string]string{noSidecar: "x", badSidecar: "y", badSidecar + metaSuffix: "{not json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := l.List(ctx)
+	if err != nil {
+		t.Fatalf("List with foreign files: %v", err)
+	}
+	if len(list) != 1 || list[0].Key != ours {
+		t.Errorf("List = %+v, want only %s", list, ours)
+	}
+	for _, key := range []string{noSidecar, badSidecar} {
+		if _, _, err := l.Open(ctx, key); !errors.Is(err, ErrNoProvenance) {
+			t.Errorf("Open(%s) = %v, want ErrNoProvenance", key, err)
+		}
+	}
+}

@@ -151,6 +151,9 @@ func (l *Local) List(ctx context.Context) ([]Info, error) {
 			continue
 		}
 		info, err := l.stat(e.Name())
+		if skipForeign(err) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -173,12 +176,15 @@ func (l *Local) stat(key string) (Info, error) {
 		return Info{}, err
 	}
 	data, err := os.ReadFile(p + metaSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("%s: %w: no %s", key, ErrNoProvenance, metaSuffix)
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
 	}
 	var meta map[string]string
 	if err := json.Unmarshal(data, &meta); err != nil {
-		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
+		return Info{}, fmt.Errorf("%s: %w: %w", key, ErrNoProvenance, err)
 	}
 	return infoFromMetadata(key, meta, st.Size())
 }

@@ -197,6 +197,9 @@ func (s *S3) List(ctx context.Context) ([]Info, error) {
 			continue
 		}
 		info, err := s.stat(ctx, key)
+		if skipForeign(err) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

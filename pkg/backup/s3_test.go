@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -155,5 +156,44 @@ func TestS3SweepsInterruptedUploads(t *testing.T) {
 		if slices.Contains(got, gone) {
 			t.Errorf("%s is still there: %v", gone, got)
 		}
+	}
+}
+
+// TestS3ListSkipsForeignObjects: an object named like a backup but written by something else
+// (no provenance metadata) in a shared bucket and prefix is not listed and does not make the
+// listing, and so retention and restoreFrom, fail.
+func TestS3ListSkipsForeignObjects(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	dest, err := NewS3(S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket, Prefix: "shared",
+		AccessKeyID: store.AccessKeyID, SecretAccessKey: store.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := Key(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7)
+	up, err := dest.Write(ctx, ours, "uid", strings.NewReader("complete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Commit(ctx, Info{Key: ours, Revision: 7, Size: 8, Time: time.Now(), InstanceUID: "uid", SHA256: strings.Repeat("ab", 32)}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := store.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := Key(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 8)
+	if _, err := client.PutObject(ctx, store.Bucket, "shared/"+foreign, strings.NewReader("not ours"), 8, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := dest.List(ctx)
+	if err != nil {
+		t.Fatalf("List with a foreign object: %v", err)
+	}
+	if len(list) != 1 || list[0].Key != ours {
+		t.Errorf("List = %+v, want only %s", list, ours)
+	}
+	if _, _, err := dest.Open(ctx, foreign); !errors.Is(err, ErrNoProvenance) {
+		t.Errorf("Open(%s) = %v, want ErrNoProvenance", foreign, err)
 	}
 }
