@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -132,17 +133,21 @@ func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 	// Our commands build while the control plane starts.
 	RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
 	go func() { _, _ = buildCommands() }()
-	c := startControlPlane(t, opts.KubeAPIServerArgs)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	c, serviceListener := startControlPlane(t, opts.KubeAPIServerArgs)
 	c.OurBin = BuildCommands(t)
 	t.Logf("our commands built in %s (concurrently with the control plane)", BuildTime().Round(100*time.Millisecond))
-	proxy, err := StartReadinessProxy(HostPort(c.ServicePort), HostPort(c.EtcdaasPort), c.PKI.ServingCA.CertPEM)
+	// The build can take minutes on a loaded machine: the start-up deadline begins after it,
+	// and the ports our processes bind are chosen only now, so that nothing else on the
+	// machine takes them in between.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ports, err := FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Proxy = proxy
-	t.Cleanup(proxy.Close)
+	c.EtcdaasPort, c.ControllerMetricsPort = ports[0], ports[1]
+	c.Proxy = ServeReadinessProxy(serviceListener, HostPort(c.EtcdaasPort), c.PKI.ServingCA.CertPEM)
+	t.Cleanup(c.Proxy.Close)
 	c.serverArgs = append(c.etcdaasAPIServerArgs(), opts.EtcdaasAPIServerArgs...)
 	if err := c.StartEtcdaasAPIServer(); err != nil {
 		t.Fatal(err)
@@ -160,15 +165,11 @@ func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 	return c
 }
 
-// StartControlPlane starts etcd, kube-apiserver, kube-controller-manager and the etcd of
+// startControlPlane starts etcd, kube-apiserver, kube-controller-manager and the etcd of
 // etcdaas, applies the RBAC, Service and APIServices of deploy/ (adapted to loopback) and
-// writes the service accounts' kubeconfigs; etcdaas itself is not started.
-func StartControlPlane(t testing.TB) *Cluster {
-	t.Helper()
-	return startControlPlane(t, nil)
-}
-
-func startControlPlane(t testing.TB, kubeAPIServerArgs []string) *Cluster {
+// writes the service accounts' kubeconfigs; etcdaas itself is not started. It returns the
+// listener held open on the Service's port, for the readiness proxy.
+func startControlPlane(t testing.TB, kubeAPIServerArgs []string) (*Cluster, net.Listener) {
 	t.Helper()
 	start := time.Now()
 	tools := RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
@@ -202,16 +203,20 @@ func startControlPlane(t testing.TB, kubeAPIServerArgs []string) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	ports, err := FreePorts(9)
+	ports, err := FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kubeEtcdClient, kubeEtcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
 	c.etcdaasEtcdPort = ports[4]
 	etcdaasEtcdPeer := ports[5]
-	c.EtcdaasPort = ports[6]
-	c.ServicePort = ports[7]
-	c.ControllerMetricsPort = ports[8]
+	// The Service's port is held open from now on: the proxy serves on this listener.
+	serviceListener, err := net.Listen("tcp", HostPort(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = serviceListener.Close() })
+	c.ServicePort = serviceListener.Addr().(*net.TCPAddr).Port
 
 	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
 	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
@@ -243,7 +248,7 @@ func startControlPlane(t testing.TB, kubeAPIServerArgs []string) *Cluster {
 	if c.ControllerKubeconfig, err = c.ServiceAccountKubeconfig(ctx, ControllerSA); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, serviceListener
 }
 
 // start runs a process and stops it when the test ends; a process that must be killed

@@ -34,6 +34,12 @@ func StartReadinessProxy(listenAddr, target string, caPEM []byte) (*ReadinessPro
 	if err != nil {
 		return nil, err
 	}
+	return ServeReadinessProxy(ln, target, caPEM), nil
+}
+
+// ServeReadinessProxy is StartReadinessProxy on a listener the caller opened (held from the
+// moment its port was chosen, so that no other process on the machine can take it).
+func ServeReadinessProxy(ln net.Listener, target string, caPEM []byte) *ReadinessProxy {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,7 +55,7 @@ func StartReadinessProxy(listenAddr, target string, caPEM []byte) (*ReadinessPro
 	p.wg.Add(2)
 	go p.probe(ctx)
 	go p.serve()
-	return p, nil
+	return p
 }
 
 // Ready reports whether the proxy currently forwards.
