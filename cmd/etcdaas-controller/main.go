@@ -250,7 +250,8 @@ func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, 
 			RestoreSource: restore, MemberRepairGracePeriod: f.repairGraceOption()})
 	case "kubernetes":
 		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout, ToolsImage: f.toolsImage,
-			RestoreSource: controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver}})
+			RestoreSource:           controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver},
+			MemberRepairGracePeriod: f.repairGraceOption()})
 		if err != nil {
 			return nil, fmt.Errorf("--etcd-image: %w", err)
 		}

@@ -53,6 +53,11 @@ type Options struct {
 	ToolsImage string
 	// RestoreSource locates the backups spec.restoreFrom names; nil refuses spec.restoreFrom.
 	RestoreSource backend.RemoteRestoreSource
+	// MemberRepairGracePeriod is how long a voting member may stay unhealthy (its pod not
+	// Ready: crash looping, Pending, failing its probes) before it is replaced by a new
+	// member (0: backend.DefaultMemberRepairGracePeriod; negative: never). A member whose
+	// volume claim is gone or was replaced is replaced at once.
+	MemberRepairGracePeriod time.Duration
 }
 
 // Backend runs members as StatefulSet pods.
@@ -63,6 +68,8 @@ type Backend struct {
 	connect func(access *etcdcluster.Access) (membership, error)
 	// now is the clock of step timeouts; tests replace it.
 	now func() time.Time
+	// health is since when members have been unhealthy, by instance and member ID.
+	health *backend.HealthClock
 }
 
 var _ backend.Backend = &Backend{}
@@ -84,11 +91,15 @@ func New(opts Options) (*Backend, error) {
 	if opts.UpgradeStepTimeout <= 0 {
 		opts.UpgradeStepTimeout = DefaultUpgradeStepTimeout
 	}
+	if opts.MemberRepairGracePeriod == 0 {
+		opts.MemberRepairGracePeriod = backend.DefaultMemberRepairGracePeriod
+	}
 	image, err := parseImage(opts.Image, opts.ImageTags)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes backend: %w", err)
 	}
-	return &Backend{opts: opts, image: image, connect: connectMembership, now: time.Now}, nil
+	return &Backend{opts: opts, image: image, connect: connectMembership, now: time.Now,
+		health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}}, nil
 }
 
 // Close implements backend.Backend; nothing runs in this process.
@@ -109,6 +120,10 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return started, err
 	}
 	if res, seeding, err := b.restoreStep(ctx, v); seeding || err != nil {
+		if err == nil && seeding {
+			// A restore replaces every member: a replacement under way is moot.
+			err = b.setAnnotation(ctx, v, annotationReplacement, nil)
+		}
 		return res, err
 	}
 	res := &backend.Result{Members: v.podMembers()}
@@ -133,6 +148,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	obs, err := v.observe(ctx, cluster)
 	if err != nil {
 		res.Unhealthy = err.Error()
+		res.QuorumLost = v.quorumLoss(cluster.Statuses(ctx))
 		return res, nil
 	}
 	if obs.result.Unhealthy != "" {
@@ -140,16 +156,38 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 			return obs.result, err
 		}
 	}
+	// A replacement under way goes first: its member is missing from etcd for a moment,
+	// which is not a scale-down.
+	if rep := v.replacement(); rep != nil {
+		return obs.result, b.continueReplacement(ctx, v, cluster, obs, rep)
+	}
 	if resumed, err := b.resumeChange(ctx, v, cluster, obs); resumed || err != nil {
 		return obs.result, err
 	}
 	if rolling, err := b.rollVersion(ctx, v, cluster, obs); rolling || err != nil {
 		return obs.result, err
 	}
+	if replacing, err := b.repairStep(ctx, v, cluster, obs); replacing || err != nil {
+		return obs.result, err
+	}
 	if obs.result.Unhealthy != "" {
 		return obs.result, nil // every member must be healthy before the next step
 	}
 	return obs.result, b.stepTowardSpec(ctx, v, cluster, obs)
+}
+
+// quorumLoss explains, when the membership cannot be listed, that fewer than a majority of
+// the members with a pod answer at all (statuses in ordinal order), or returns "".
+func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string {
+	var voting, down []string
+	for i := range v.replicas() {
+		name := backend.MemberName(v.inst.Name, i)
+		voting = append(voting, name)
+		if i >= len(statuses) || statuses[i].MemberID == 0 {
+			down = append(down, name)
+		}
+	}
+	return backend.QuorumLoss(voting, down)
 }
 
 // instanceView is what a Sync works from: the instance, its etcd image, its StatefulSet and,
@@ -400,9 +438,11 @@ func (b *Backend) setMembers(ctx context.Context, v *instanceView, members []etc
 	updated := sts.DeepCopy()
 	updated.Spec.Replicas = want.Spec.Replicas
 	updated.Spec.Template = want.Spec.Template
-	if _, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+	sts, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
 		return err
 	}
+	v.sts = sts
 	return b.ensurePDB(ctx, inst, replicas)
 }
 

@@ -1,0 +1,395 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// Annotations on the StatefulSet for member repair.
+const (
+	// annotationMemberVolumes records, by member name, the member ID and the UID of the
+	// volume claim of each voting member once it was seen healthy: the same member with a
+	// claim of another UID, or none, has lost its data. A new member with the name (after a
+	// scale-down and up, a restore) is recorded anew.
+	annotationMemberVolumes = "etcdaas.dev/member-volumes"
+	// annotationReplacement records a member replacement under way (a replacement in JSON),
+	// so that a restarted controller finishes it rather than taking the missing member for
+	// a scale-down.
+	annotationReplacement = "etcdaas.dev/replacement"
+)
+
+// replacement is the replacement of the member with one ordinal. In a StatefulSet the new
+// member keeps the ordinal, and so the pod name, DNS name and peer URL, but it is a new etcd
+// member: a new member ID, joined as a learner on an empty volume.
+type replacement struct {
+	// Ordinal is the ordinal of the member replaced.
+	Ordinal int `json:"ordinal"`
+	// OldID is the etcd member ID replaced.
+	OldID string `json:"oldID"`
+	// ClaimUID and PodUID are the volume claim and pod of the old member, deleted (only
+	// those, never their successors) so that the new member starts empty.
+	ClaimUID types.UID `json:"claimUID,omitempty"`
+	PodUID   types.UID `json:"podUID,omitempty"`
+	// Why says why the member is replaced.
+	Why string `json:"why"`
+}
+
+// lostVolumeAge is how long, for ChooseReplacement, a member whose volume is lost has been
+// unhealthy: always past the grace period, since its data is gone for good.
+const lostVolumeAge = 100 * 365 * 24 * time.Hour
+
+// healthKey identifies a member in the health clock: a new member with the same name is
+// another member.
+func (v *instanceView) healthKey(id uint64) string {
+	return v.inst.Namespace + "/" + v.inst.Name + "/" + etcdcluster.FormatID(id)
+}
+
+// volumeRecord is the claim a member was seen healthy on.
+type volumeRecord struct {
+	// Member is the etcd member ID.
+	Member string `json:"member"`
+	// Claim is the UID of its volume claim.
+	Claim types.UID `json:"claim"`
+}
+
+// memberVolumes is the recorded claim of each voting member, by member name.
+func (v *instanceView) memberVolumes() map[string]volumeRecord {
+	out := map[string]volumeRecord{}
+	if s := v.sts.Annotations[annotationMemberVolumes]; s != "" {
+		_ = json.Unmarshal([]byte(s), &out) // a damaged record is rebuilt
+	}
+	return out
+}
+
+// replacement is the replacement under way, nil when there is none.
+func (v *instanceView) replacement() *replacement {
+	s, ok := v.sts.Annotations[annotationReplacement]
+	if !ok {
+		return nil
+	}
+	r := &replacement{}
+	if err := json.Unmarshal([]byte(s), r); err != nil {
+		return nil
+	}
+	return r
+}
+
+// setAnnotation sets (or, with value nil, removes) an annotation of the StatefulSet.
+func (b *Backend) setAnnotation(ctx context.Context, v *instanceView, key string, value any) error {
+	updated := v.sts.DeepCopy()
+	if value == nil {
+		if _, ok := updated.Annotations[key]; !ok {
+			return nil
+		}
+		delete(updated.Annotations, key)
+	} else {
+		data, err := json.Marshal(value)
+		if err != nil {
+			return err
+		}
+		if updated.Annotations == nil {
+			updated.Annotations = map[string]string{}
+		}
+		if updated.Annotations[key] == string(data) {
+			return nil
+		}
+		updated.Annotations[key] = string(data)
+	}
+	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	v.sts = sts
+	return nil
+}
+
+// claimName is the volume claim of the member with ordinal o.
+func (v *instanceView) claimName(o int) string {
+	return dataVolume + "-" + backend.MemberName(v.inst.Name, o)
+}
+
+// claim returns the member's volume claim, nil when there is none.
+func (b *Backend) claim(ctx context.Context, v *instanceView, o int) (*corev1.PersistentVolumeClaim, error) {
+	pvc, err := b.opts.Client.CoreV1().PersistentVolumeClaims(v.inst.Namespace).Get(ctx, v.claimName(o), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return pvc, err
+}
+
+// memberHealth is what repair needs to know about the voting members: their health (a
+// lost volume counts as unhealthy past any grace period) and which lost their volume.
+func (b *Backend) memberHealth(ctx context.Context, v *instanceView, obs *observation) ([]backend.MemberHealth, map[string]bool, error) {
+	recorded := v.memberVolumes()
+	lost := map[string]bool{}
+	var out []backend.MemberHealth
+	for _, m := range obs.members {
+		o := v.ordinal(m, len(obs.members))
+		if m.IsLearner || o < 0 {
+			continue
+		}
+		name := backend.MemberName(v.inst.Name, o)
+		h := backend.MemberHealth{Name: name, Healthy: o < len(obs.statuses) && obs.statuses[o].Healthy}
+		if rec, ok := recorded[name]; ok && rec.Member == m.IDString() {
+			uid := rec.Claim
+			pvc, err := b.claim(ctx, v, o)
+			if err != nil {
+				return nil, nil, err
+			}
+			switch {
+			case pvc == nil:
+				h.Problem = fmt.Sprintf("its volume claim %s is gone", v.claimName(o))
+			case pvc.DeletionTimestamp != nil:
+				h.Problem = fmt.Sprintf("its volume claim %s is being deleted", v.claimName(o))
+			case pvc.UID != uid:
+				h.Problem = fmt.Sprintf("its volume claim %s was replaced by an empty one (UID %s, was %s)", v.claimName(o), pvc.UID, uid)
+			}
+			if h.Problem != "" {
+				h.Healthy, h.UnhealthyFor, lost[name] = false, lostVolumeAge, true
+			}
+		}
+		switch {
+		case lost[name]:
+		case h.Healthy:
+			b.health.Healthy(v.healthKey(m.ID))
+		default:
+			h.UnhealthyFor = b.health.Unhealthy(v.healthKey(m.ID))
+			if o < len(obs.statuses) {
+				h.Problem = fmt.Sprint(obs.statuses[o].Err)
+			}
+		}
+		out = append(out, h)
+	}
+	return out, lost, nil
+}
+
+// repairStep starts replacing a voting member that lost its volume, or that has been
+// unhealthy (its pod not Ready, crash looping, Pending) for longer than the grace period,
+// while the other healthy members keep quorum. Otherwise it records the volume claim of each
+// healthy voting member. It reports whether it started a replacement.
+func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
+	health, lost, err := b.memberHealth(ctx, v, obs)
+	if err != nil {
+		return false, err
+	}
+	r, blocked := backend.ChooseReplacement(health, b.opts.MemberRepairGracePeriod)
+	if r == nil {
+		if blocked != "" {
+			obs.result.Unhealthy += "; not replaced: " + blocked
+		}
+		return false, b.recordVolumes(ctx, v, obs, health)
+	}
+	if lost[r.Member.Name] {
+		r.Why = "its data is lost: " + r.Member.Problem
+	}
+	o, err := strconv.Atoi(r.Member.Name[len(v.inst.Name)+1:])
+	if err != nil {
+		return false, err
+	}
+	i := slices.IndexFunc(obs.members, func(m etcdcluster.Member) bool { return v.ordinal(m, len(obs.members)) == o })
+	rep := &replacement{Ordinal: o, OldID: obs.members[i].IDString(), Why: r.Why}
+	pvc, err := b.claim(ctx, v, o)
+	if err != nil {
+		return true, err
+	}
+	if pvc != nil {
+		rep.ClaimUID = pvc.UID
+	}
+	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, r.Member.Name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		rep.PodUID = pod.UID
+	case !apierrors.IsNotFound(err):
+		return true, err
+	}
+	if err := b.setAnnotation(ctx, v, annotationReplacement, rep); err != nil {
+		return true, err
+	}
+	// The new member's claim is recorded anew once it serves.
+	volumes := v.memberVolumes()
+	delete(volumes, r.Member.Name)
+	if err := b.setAnnotation(ctx, v, annotationMemberVolumes, volumes); err != nil {
+		return true, err
+	}
+	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", r.Member.Name, rep.OldID, r.Why)
+	return true, b.continueReplacement(ctx, v, cluster, obs, rep)
+}
+
+// recordVolumes records the claim of every healthy voting member not recorded yet and
+// forgets members that are gone.
+func (b *Backend) recordVolumes(ctx context.Context, v *instanceView, obs *observation, health []backend.MemberHealth) error {
+	recorded := v.memberVolumes()
+	ids := map[string]string{}
+	for _, m := range obs.members {
+		ids[backend.MemberName(v.inst.Name, v.ordinal(m, len(obs.members)))] = m.IDString()
+	}
+	want := map[string]volumeRecord{}
+	for _, h := range health {
+		if rec, ok := recorded[h.Name]; ok && rec.Member == ids[h.Name] {
+			want[h.Name] = rec
+			continue
+		}
+		if !h.Healthy {
+			continue
+		}
+		o, err := strconv.Atoi(h.Name[len(v.inst.Name)+1:])
+		if err != nil {
+			return err
+		}
+		pvc, err := b.claim(ctx, v, o)
+		if err != nil {
+			return err
+		}
+		if pvc != nil && pvc.DeletionTimestamp == nil && pvc.Status.Phase == corev1.ClaimBound {
+			want[h.Name] = volumeRecord{Member: ids[h.Name], Claim: pvc.UID}
+		}
+	}
+	if len(want) == len(recorded) && func() bool {
+		for k, rec := range want {
+			if recorded[k] != rec {
+				return false
+			}
+		}
+		return true
+	}() {
+		return nil
+	}
+	return b.setAnnotation(ctx, v, annotationMemberVolumes, want)
+}
+
+// continueReplacement takes the replacement rep as far as it can go now; each part checks
+// whether it is done already, so that a replacement interrupted anywhere finishes: remove
+// the old member from etcd (leadership moved away first), add the new one as a learner with
+// the same peer URL (the StatefulSet's initial cluster updated for it), delete the old
+// member's claim and pod so that the StatefulSet creates both anew, empty, and promote the
+// learner once its pod serves.
+func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement) error {
+	res := obs.result
+	name := backend.MemberName(v.inst.Name, rep.Ordinal)
+	res.Step, res.StepReason = fmt.Sprintf("replacing member %s", name), backend.StepAddingMember
+	members := obs.members
+	if i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return m.IDString() == rep.OldID }); i >= 0 {
+		if err := cluster.MoveLeaderAway(ctx, members[i].ID, members, obs.statuses); err != nil {
+			return err
+		}
+		if err := cluster.Remove(ctx, members[i].ID); err != nil {
+			return err
+		}
+		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s); its volume is deleted with its pod", name, rep.OldID)
+		b.health.Forget(v.healthKey(members[i].ID))
+		members = slices.Delete(slices.Clone(members), i, i+1)
+	}
+	peer := b.peerURL(v.inst, rep.Ordinal)
+	i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) })
+	if i < 0 {
+		id, after, err := cluster.AddLearner(ctx, peer)
+		if err != nil {
+			return err
+		}
+		for j := range after {
+			if after[j].ID == id {
+				after[j].Name, i = name, j
+			}
+		}
+		res.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner, on a new volume", name, etcdcluster.FormatID(id))
+		if err := b.setMembers(ctx, v, after); err != nil {
+			return err
+		}
+		members = after
+	}
+	if i < 0 {
+		return fmt.Errorf("member %s was added but is not in the membership", name)
+	}
+	if err := b.discardOld(ctx, v, rep); err != nil {
+		return err
+	}
+	learner := members[i]
+	if learner.IsLearner {
+		st := etcdcluster.EndpointStatus{}
+		if rep.Ordinal < len(obs.statuses) {
+			st = obs.statuses[rep.Ordinal]
+		}
+		if !st.Healthy || st.MemberID != learner.ID {
+			res.Step = fmt.Sprintf("replacing member %s: waiting for its new pod", name)
+			return b.recreatePod(ctx, v, rep.Ordinal)
+		}
+		if err := cluster.Promote(ctx, learner.ID); err != nil {
+			return err
+		}
+		res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
+	}
+	if err := b.setAnnotation(ctx, v, annotationReplacement, nil); err != nil {
+		return err
+	}
+	res.Step = fmt.Sprintf("replaced member %s", name)
+	res.Record(backend.ReasonMemberReplaced, "Replaced member %s (ID %s) with a new member %s (ID %s) on a new volume, in sync and voting: %s",
+		name, rep.OldID, name, learner.IDString(), rep.Why)
+	return nil
+}
+
+// discardOld deletes the old member's claim and pod, and only those (UID preconditions): the
+// StatefulSet then creates a new pod with a new, empty claim.
+func (b *Backend) discardOld(ctx context.Context, v *instanceView, rep *replacement) error {
+	core := b.opts.Client.CoreV1()
+	ignore := func(err error) error {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // gone already, or a successor with the same name
+		}
+		return err
+	}
+	if rep.ClaimUID != "" {
+		opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &rep.ClaimUID}}
+		if err := ignore(core.PersistentVolumeClaims(v.inst.Namespace).Delete(ctx, v.claimName(rep.Ordinal), opts)); err != nil {
+			return err
+		}
+	}
+	if rep.PodUID != "" {
+		opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &rep.PodUID}}
+		if err := ignore(core.Pods(v.inst.Namespace).Delete(ctx, backend.MemberName(v.inst.Name, rep.Ordinal), opts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recreatePod deletes the member's pod when it cannot start on a new, empty claim: it is
+// Pending without a claim (created while its old claim was being deleted), or it holds a claim
+// that is being deleted (the StatefulSet recreated it before the old claim was gone, so the
+// claim stays until the pod goes). The StatefulSet then creates it again with a new claim.
+// The pod is not a working member, so it goes at once.
+func (b *Backend) recreatePod(ctx context.Context, v *instanceView, o int) error {
+	pods := b.opts.Client.CoreV1().Pods(v.inst.Namespace)
+	pod, err := pods.Get(ctx, backend.MemberName(v.inst.Name, o), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || pod.DeletionTimestamp != nil {
+		return err
+	}
+	pvc, err := b.claim(ctx, v, o)
+	if err != nil {
+		return err
+	}
+	orphaned := pvc == nil && pod.Status.Phase == corev1.PodPending
+	if !orphaned && (pvc == nil || pvc.DeletionTimestamp == nil) {
+		return nil
+	}
+	err = pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}

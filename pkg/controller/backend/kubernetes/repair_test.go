@@ -1,0 +1,257 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// failingAdd is a cluster whose next AddLearner fails, as when the controller dies between
+// removing a member and adding its successor.
+type failingAdd struct {
+	*fakeMembership
+	fail bool
+}
+
+func (f *failingAdd) AddLearner(ctx context.Context, peerURL string) (uint64, []etcdcluster.Member, error) {
+	if f.fail {
+		f.fail = false
+		return 0, nil, errors.New("controller stopped")
+	}
+	return f.fakeMembership.AddLearner(ctx, peerURL)
+}
+
+// withVolumes gives the fixture's claims a UID and binds them, and creates a pod per member.
+func (f *stepsFixture) withVolumes(t *testing.T, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, fmt.Sprintf("data-db-%d", i), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pvc.UID, pvc.Status.Phase = types.UID(fmt.Sprintf("claim-%d", i)), corev1.ClaimBound
+		if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("db-%d", i), UID: types.UID(fmt.Sprintf("pod-%d", i))}}
+		if _, err := f.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *stepsFixture) exists(t *testing.T, get func() error) bool {
+	t.Helper()
+	err := get()
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func (f *stepsFixture) annotation(t *testing.T, key string) string {
+	t.Helper()
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(context.Background(), "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sts.Annotations[key]
+}
+
+// reasons are the reasons of the events res reports, in order.
+func reasons(res *backend.Result) string {
+	var out []string
+	for _, e := range res.Events {
+		out = append(out, string(e.Reason))
+	}
+	return strings.Join(out, ",")
+}
+
+// TestRepairReplacesAMemberWhoseVolumeWasReplaced: db-1's claim is deleted and the
+// StatefulSet made an empty one (its member rejoined under the old ID, with nothing): the
+// member is removed, its claim and pod deleted, a learner with a new ID added at the same
+// peer URL and promoted once its new pod serves; then the volume record starts anew.
+func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 3, 3, 3, cluster)
+	f.withVolumes(t, 3)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	if got := f.annotation(t, annotationMemberVolumes); got != `{"db-0":{"member":"64","claim":"claim-0"},"db-1":{"member":"65","claim":"claim-1"},"db-2":{"member":"66","claim":"claim-2"}}` {
+		t.Fatalf("volumes recorded: %s", got)
+	}
+
+	// The claim of db-1 is deleted with its pod; the StatefulSet creates both anew.
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	empty := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-new"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, empty, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reasons(res) != "MemberUnhealthy,MemberRemoved,MemberAdded" || !strings.Contains(res.Events[0].Note, "its data is lost: its volume claim data-db-1 was replaced by an empty one") {
+		t.Fatalf("events %+v", res.Events)
+	}
+	if !slices.Equal(cluster.removed, []uint64{101}) || !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) {
+		t.Fatalf("removed %v, added %v", cluster.removed, cluster.added)
+	}
+	if f.exists(t, func() error {
+		_, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data-db-1", metav1.GetOptions{})
+		return err
+	}) || f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
+		t.Fatal("the old member's claim or pod is still there")
+	}
+	if replicas, initial := f.statefulSet(t); replicas != 3 || !strings.Contains(initial, "db-1="+fmt.Sprintf(peerURLFormat, 1)) {
+		t.Fatalf("StatefulSet %d, initial cluster %q", replicas, initial)
+	}
+
+	// The new pod is not serving yet: nothing is promoted, the replacement stays recorded.
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	res, err = f.b.Sync(ctx, f.inst)
+	if err != nil || len(cluster.promoted) != 0 || !strings.Contains(res.Step, "waiting for its new pod") || f.annotation(t, annotationReplacement) == "" {
+		t.Fatalf("waiting: %+v, %v, promoted %v", res, err, cluster.promoted)
+	}
+	// It serves: promoted, and the replacement is done.
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 201, Leader: 100, IsLearner: true}
+	res, err = f.b.Sync(ctx, f.inst)
+	if err != nil || !slices.Equal(cluster.promoted, []uint64{201}) || reasons(res) != "MemberPromoted,MemberReplaced" {
+		t.Fatalf("promotion: %+v, %v, promoted %v", res, err, cluster.promoted)
+	}
+	if note := res.Events[1].Note; !strings.Contains(note, "Replaced member db-1 (ID 65) with a new member db-1 (ID c9)") {
+		t.Fatalf("MemberReplaced %q", note)
+	}
+	if f.annotation(t, annotationReplacement) != "" {
+		t.Fatal("the replacement is still recorded")
+	}
+	// The StatefulSet made db-1 a new claim: recorded as the new member's.
+	cluster.members[2].IsLearner = false
+	newer := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-newer"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, newer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged || len(res.Events) != 0 {
+		t.Fatalf("after the replacement: %+v, %v", res, err)
+	}
+	if got := f.annotation(t, annotationMemberVolumes); got != `{"db-0":{"member":"64","claim":"claim-0"},"db-1":{"member":"c9","claim":"claim-1-newer"},"db-2":{"member":"66","claim":"claim-2"}}` {
+		t.Fatalf("volumes recorded after the replacement: %s", got)
+	}
+}
+
+// TestRepairReplacesAMemberUnhealthyPastTheGracePeriod: a member whose pod keeps failing is
+// replaced only after the grace period, only while the others keep quorum, and a replacement
+// interrupted between removing the member and adding its successor is finished, never taken
+// for a scale-down.
+func TestRepairReplacesAMemberUnhealthyPastTheGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	inner := healthyCluster(3)
+	cluster := &failingAdd{fakeMembership: inner}
+	f := newStepsFixture(t, 3, 3, 3, inner)
+	f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
+	f.withVolumes(t, 3)
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+
+	// Two of three unhealthy for long: removing one would lose quorum.
+	inner.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	inner.statuses[2] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	f.b.Sync(ctx, f.inst)
+	now = now.Add(10 * time.Minute)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(inner.removed) != 0 || !strings.Contains(res.Unhealthy, "not replaced: member db-1 has been unhealthy for 10m0s, but removing it would leave 1 healthy of 2 voting members, fewer than a quorum") {
+		t.Fatalf("two unhealthy of three: %+v, %v, removed %v", res, err, inner.removed)
+	}
+	// Both come back and stay healthy for a minute: forgiven.
+	inner.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 101, Leader: 100}
+	inner.statuses[2] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 102, Leader: 100}
+	f.b.Sync(ctx, f.inst)
+	now = now.Add(time.Minute)
+	f.b.Sync(ctx, f.inst)
+
+	inner.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || len(inner.removed) != 0 {
+		t.Fatalf("just unhealthy: %+v, %v", res, err)
+	}
+	now = now.Add(4 * time.Minute)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || len(inner.removed) != 0 {
+		t.Fatalf("within the grace period: %+v, %v", res, err)
+	}
+	now = now.Add(2 * time.Minute)
+	cluster.fail = true
+	res, err = f.b.Sync(ctx, f.inst)
+	if err == nil || !slices.Equal(inner.removed, []uint64{101}) || len(inner.added) != 0 {
+		t.Fatalf("interrupted replacement: %+v, %v, removed %v, added %v", res, err, inner.removed, inner.added)
+	}
+	if !strings.Contains(res.Events[0].Note, "unhealthy for 6m0s, longer than the grace period of 5m0s: not answering: connection refused") {
+		t.Fatalf("events %+v", res.Events)
+	}
+	// The next Sync finishes the replacement: same StatefulSet size, a learner for db-1.
+	res, err = f.b.Sync(ctx, f.inst)
+	if err != nil || !slices.Equal(inner.added, []string{fmt.Sprintf(peerURLFormat, 1)}) || reasons(res) != "MemberAdded" {
+		t.Fatalf("resumed replacement: %+v, %v, added %v", res, err, inner.added)
+	}
+	if replicas, _ := f.statefulSet(t); replicas != 3 || len(f.volumes(t)) != 2 {
+		t.Fatalf("StatefulSet %d, volumes %v", replicas, f.volumes(t))
+	}
+}
+
+func TestQuorumLossWithoutAMemberList(t *testing.T) {
+	cluster := healthyCluster(3)
+	cluster.listErr = errors.New("context deadline exceeded")
+	cluster.statuses[1], cluster.statuses[2] = etcdcluster.EndpointStatus{Err: errors.New("refused")}, etcdcluster.EndpointStatus{Err: errors.New("refused")}
+	f := newStepsFixture(t, 3, 3, 1, cluster)
+	res, err := f.b.Sync(context.Background(), f.inst)
+	if err != nil || res.QuorumLost != "quorum lost: 2 of 3 voting members do not answer (db-1, db-2); 2 are needed" {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	cluster.statuses[2] = etcdcluster.EndpointStatus{MemberID: 102, Err: errors.New("member has no leader")}
+	if res, err := f.b.Sync(context.Background(), f.inst); err != nil || res.QuorumLost != "" {
+		t.Fatalf("electing a leader is not quorum loss: %+v, %v", res, err)
+	}
+}
+
+// TestRepairRecordsANewMemberOfTheSameNameAnew: a member with a recorded name but another ID
+// (removed and added again by a scale-down and up, or a restore) is on a new claim by design:
+// it is recorded, not replaced.
+func TestRepairRecordsANewMemberOfTheSameNameAnew(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 3, 3, 3, cluster)
+	f.withVolumes(t, 3)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	cluster.members[2].ID, cluster.statuses[2].MemberID = 300, 300
+	pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data-db-2", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvc.UID = "claim-2-again"
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged || len(cluster.removed) != 0 || len(res.Events) != 0 {
+		t.Fatalf("a new member of the same name: %+v, %v, removed %v", res, err, cluster.removed)
+	}
+	if got := f.annotation(t, annotationMemberVolumes); !strings.Contains(got, `"db-2":{"member":"12c","claim":"claim-2-again"}`) {
+		t.Fatalf("volumes recorded: %s", got)
+	}
+}
