@@ -11,8 +11,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -34,9 +37,27 @@ func (f *failingAdd) AddLearner(ctx context.Context, peerURL string) (uint64, []
 }
 
 // withVolumes gives the fixture's claims a UID and binds them, and creates a pod per member.
+// Deletes of pods and claims honour UID preconditions, as the API server does.
 func (f *stepsFixture) withVolumes(t *testing.T, n int) {
 	t.Helper()
 	ctx := context.Background()
+	for _, resource := range []string{"pods", "persistentvolumeclaims"} {
+		f.client.PrependReactor("delete", resource, func(action k8stesting.Action) (bool, runtime.Object, error) {
+			del := action.(k8stesting.DeleteAction)
+			pre := del.GetDeleteOptions().Preconditions
+			if pre == nil || pre.UID == nil {
+				return false, nil, nil
+			}
+			obj, err := f.client.Tracker().Get(action.GetResource(), del.GetNamespace(), del.GetName())
+			if err != nil {
+				return false, nil, nil
+			}
+			if m, err := meta.Accessor(obj); err == nil && m.GetUID() != *pre.UID {
+				return true, nil, apierrors.NewConflict(action.GetResource().GroupResource(), del.GetName(), errors.New("the UID precondition failed"))
+			}
+			return false, nil, nil
+		})
+	}
 	for i := range n {
 		pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, fmt.Sprintf("data-db-%d", i), metav1.GetOptions{})
 		if err != nil {
@@ -130,6 +151,27 @@ func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
 	if err != nil || len(cluster.promoted) != 0 || !strings.Contains(res.Step, "waiting for its new pod") || f.annotation(t, annotationReplacement) == "" {
 		t.Fatalf("waiting: %+v, %v, promoted %v", res, err, cluster.promoted)
 	}
+	// The StatefulSet recreated the pod before the old claim was gone: the pod holds the claim
+	// being deleted, so it is deleted again for the claim to go.
+	gone := metav1.Now()
+	stuck := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-early", DeletionTimestamp: &gone, Finalizers: []string{"kubernetes.io/pvc-protection"}}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, stuck, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	early := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-1", UID: "pod-1-early"}}
+	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, early, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Sync(ctx, f.inst); err != nil {
+		t.Fatal(err)
+	}
+	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
+		t.Fatal("the pod holding the claim being deleted is still there")
+	}
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// It serves: promoted, and the replacement is done.
 	cluster.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 201, Leader: 100, IsLearner: true}
 	res, err = f.b.Sync(ctx, f.inst)
