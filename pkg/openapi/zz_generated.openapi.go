@@ -43,6 +43,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1beta1.BackupInfo{}.OpenAPIModelName():                  schema_pkg_apis_etcdaas_v1beta1_BackupInfo(ref),
 		v1beta1.BackupSpec{}.OpenAPIModelName():                  schema_pkg_apis_etcdaas_v1beta1_BackupSpec(ref),
 		v1beta1.BackupStatus{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_BackupStatus(ref),
+		v1beta1.DefragmentationSpec{}.OpenAPIModelName():         schema_pkg_apis_etcdaas_v1beta1_DefragmentationSpec(ref),
 		v1beta1.ETCDInstance{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_ETCDInstance(ref),
 		v1beta1.ETCDInstanceBackupList{}.OpenAPIModelName():      schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceBackupList(ref),
 		v1beta1.ETCDInstanceList{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceList(ref),
@@ -478,6 +479,34 @@ func schema_pkg_apis_etcdaas_v1beta1_BackupStatus(ref common.ReferenceCallback) 
 	}
 }
 
+func schema_pkg_apis_etcdaas_v1beta1_DefragmentationSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DefragmentationSpec says when a member is defragmented automatically: once the space that compaction freed inside its database file (dbSize - dbSizeInUse in the member's status) reaches both freePercent of the file and freeBytes. Members are defragmented one at a time, followers first and the leader last, each only while every member is healthy; a NOSPACE alarm on a member is disarmed once defragmenting it made its file smaller. The defrag subresource defragments every member on demand, whatever the thresholds.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"freePercent": {
+						SchemaProps: spec.SchemaProps{
+							Description: "FreePercent is the share of a member's database file, in percent from 1 to 100, that must be free before the member is defragmented. Defaults to the controller's --defrag-free-percent (50).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"freeBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "FreeBytes is how much of a member's database file must be free before the member is defragmented, such as \"64Mi\"; zero or more. Defaults to the controller's --defrag-free-bytes (64Mi).",
+							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_etcdaas_v1beta1_ETCDInstance(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -673,11 +702,17 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref common.ReferenceCallba
 							Ref:         ref(v1beta1.RestoreSource{}.OpenAPIModelName()),
 						},
 					},
+					"defragmentation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Defragmentation overrides, for this instance, when the controller defragments a member's database on its own. Absent means the controller's defaults.",
+							Ref:         ref(v1beta1.DefragmentationSpec{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1beta1.BackupSpec{}.OpenAPIModelName(), v1beta1.RestoreSource{}.OpenAPIModelName(), v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
+			v1beta1.BackupSpec{}.OpenAPIModelName(), v1beta1.DefragmentationSpec{}.OpenAPIModelName(), v1beta1.RestoreSource{}.OpenAPIModelName(), v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
 	}
 }
 

@@ -31,6 +31,18 @@ type ETCDInstanceSpec struct {
 	Backup *BackupSpec
 	// RestoreFrom names the backup a new cluster starts from; set at creation only.
 	RestoreFrom *RestoreSource
+	// Defragmentation overrides when members are defragmented automatically; nil means the
+	// controller's defaults.
+	Defragmentation *DefragmentationSpec
+}
+
+// DefragmentationSpec says when a member is defragmented automatically: once the free space
+// in its database file reaches both thresholds. A nil threshold is the controller's default.
+type DefragmentationSpec struct {
+	// FreePercent is the share of the database file, in percent (1..100), that must be free.
+	FreePercent *int32
+	// FreeBytes is how many bytes of the database file must be free (zero or more).
+	FreeBytes *resource.Quantity
 }
 
 // TLSSpec configures TLS for an etcd cluster.

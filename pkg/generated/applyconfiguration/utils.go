@@ -50,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &etcdaasv1beta1.BackupSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("BackupStatus"):
 		return &etcdaasv1beta1.BackupStatusApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("DefragmentationSpec"):
+		return &etcdaasv1beta1.DefragmentationSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ETCDInstance"):
 		return &etcdaasv1beta1.ETCDInstanceApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceSpec"):

@@ -211,6 +211,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 		out.Spec.Storage = spec.Storage
 		out.Spec.Backup = spec.Backup
 		out.Spec.RestoreFrom = spec.RestoreFrom
+		out.Spec.Defragmentation = spec.Defragmentation
 		if spec.TLS != nil {
 			tls := *spec.TLS
 			tls.Enabled = in.Spec.WithTLSBundle

@@ -159,6 +159,7 @@ func autoConvert_etcdaas_ETCDInstanceSpec_To_v1alpha1_ETCDInstanceSpec(in *etcda
 	// WARNING: in.Storage requires manual conversion: does not exist in peer-type
 	// WARNING: in.Backup requires manual conversion: does not exist in peer-type
 	// WARNING: in.RestoreFrom requires manual conversion: does not exist in peer-type
+	// WARNING: in.Defragmentation requires manual conversion: does not exist in peer-type
 	return nil
 }
 

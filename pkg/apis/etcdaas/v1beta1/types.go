@@ -59,6 +59,29 @@ type ETCDInstanceSpec struct {
 	// empty. Set at creation only; immutable.
 	// +optional
 	RestoreFrom *RestoreSource `json:"restoreFrom,omitempty"`
+	// Defragmentation overrides, for this instance, when the controller defragments a
+	// member's database on its own. Absent means the controller's defaults.
+	// +optional
+	Defragmentation *DefragmentationSpec `json:"defragmentation,omitempty"`
+}
+
+// DefragmentationSpec says when a member is defragmented automatically: once the space that
+// compaction freed inside its database file (dbSize - dbSizeInUse in the member's status)
+// reaches both freePercent of the file and freeBytes. Members are defragmented one at a time,
+// followers first and the leader last, each only while every member is healthy; a NOSPACE
+// alarm on a member is disarmed once defragmenting it made its file smaller. The defrag
+// subresource defragments every member on demand, whatever the thresholds.
+type DefragmentationSpec struct {
+	// FreePercent is the share of a member's database file, in percent from 1 to 100, that
+	// must be free before the member is defragmented. Defaults to the controller's
+	// --defrag-free-percent (50).
+	// +optional
+	FreePercent *int32 `json:"freePercent,omitempty"`
+	// FreeBytes is how much of a member's database file must be free before the member is
+	// defragmented, such as "64Mi"; zero or more. Defaults to the controller's
+	// --defrag-free-bytes (64Mi).
+	// +optional
+	FreeBytes *resource.Quantity `json:"freeBytes,omitempty"`
 }
 
 // BackupSpec schedules backups and says where they go and how many are kept.

@@ -42,6 +42,11 @@ func (in BackupStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DefragmentationSpec) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.DefragmentationSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ETCDInstance) OpenAPIModelName() string {
 	return "dev.etcdaas.v1beta1.ETCDInstance"
 }

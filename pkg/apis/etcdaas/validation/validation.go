@@ -132,6 +132,21 @@ func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorL
 	if spec.RestoreFrom != nil {
 		allErrs = append(allErrs, validateRestoreFrom(spec.RestoreFrom, path.Child("restoreFrom"))...)
 	}
+	if spec.Defragmentation != nil {
+		allErrs = append(allErrs, validateDefragmentation(spec.Defragmentation, path.Child("defragmentation"))...)
+	}
+	return allErrs
+}
+
+// validateDefragmentation checks the thresholds of automatic defragmentation.
+func validateDefragmentation(d *etcdaas.DefragmentationSpec, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if p := d.FreePercent; p != nil && (*p < 1 || *p > 100) {
+		allErrs = append(allErrs, field.Invalid(path.Child("freePercent"), *p, "must be between 1 and 100"))
+	}
+	if b := d.FreeBytes; b != nil && b.Sign() < 0 {
+		allErrs = append(allErrs, field.Invalid(path.Child("freeBytes"), b.String(), "must be zero or more"))
+	}
 	return allErrs
 }
 

@@ -111,6 +111,17 @@ func TestValidateETCDInstance(t *testing.T) {
 			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "../x.db"}
 		},
 			[]string{"FieldValueInvalid spec.restoreFrom.key"}},
+		"defragmentation thresholds": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Defragmentation = &etcdaas.DefragmentationSpec{FreePercent: ptr.To[int32](100), FreeBytes: ptr.To(resource.MustParse("0"))}
+		}, nil},
+		"defragmentation with defaults": {func(o *etcdaas.ETCDInstance) { o.Spec.Defragmentation = &etcdaas.DefragmentationSpec{} }, nil},
+		"defragmentation percent zero": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Defragmentation = &etcdaas.DefragmentationSpec{FreePercent: ptr.To[int32](0)}
+		},
+			[]string{"FieldValueInvalid spec.defragmentation.freePercent"}},
+		"defragmentation percent above 100": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.Defragmentation = &etcdaas.DefragmentationSpec{FreePercent: ptr.To[int32](101), FreeBytes: ptr.To(resource.MustParse("-1Mi"))}
+		}, []string{"FieldValueInvalid spec.defragmentation.freePercent", "FieldValueInvalid spec.defragmentation.freeBytes"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			obj := validInstance()

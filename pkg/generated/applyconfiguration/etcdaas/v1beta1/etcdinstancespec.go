@@ -45,6 +45,9 @@ type ETCDInstanceSpecApplyConfiguration struct {
 	// RestoreFrom makes a new cluster start from a backup of another instance instead of
 	// empty. Set at creation only; immutable.
 	RestoreFrom *RestoreSourceApplyConfiguration `json:"restoreFrom,omitempty"`
+	// Defragmentation overrides, for this instance, when the controller defragments a
+	// member's database on its own. Absent means the controller's defaults.
+	Defragmentation *DefragmentationSpecApplyConfiguration `json:"defragmentation,omitempty"`
 }
 
 // ETCDInstanceSpecApplyConfiguration constructs a declarative configuration of the ETCDInstanceSpec type for use with
@@ -98,5 +101,13 @@ func (b *ETCDInstanceSpecApplyConfiguration) WithBackup(value *BackupSpecApplyCo
 // If called multiple times, the RestoreFrom field is set to the value of the last call.
 func (b *ETCDInstanceSpecApplyConfiguration) WithRestoreFrom(value *RestoreSourceApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
 	b.RestoreFrom = value
+	return b
+}
+
+// WithDefragmentation sets the Defragmentation field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Defragmentation field is set to the value of the last call.
+func (b *ETCDInstanceSpecApplyConfiguration) WithDefragmentation(value *DefragmentationSpecApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
+	b.Defragmentation = value
 	return b
 }
