@@ -181,6 +181,10 @@ type EndpointStatus struct {
 	Endpoint string
 	// Healthy is true when the member answered Status and serves a linearizable read.
 	Healthy bool
+	// Serving is true when the member answered Status with a leader and, unless it is a
+	// learner, served a linearizable read, whatever alarms are raised: a member with a
+	// NOSPACE alarm serves reads and deletes but is not Healthy.
+	Serving bool
 	// Err is why the member is not healthy.
 	Err       error
 	MemberID  uint64
@@ -235,6 +239,14 @@ func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus
 		// Errors hold the cluster's alarms (and "no leader"): the member's own come from AlarmList.
 		st.Alarms = memberAlarms(callCtx, cli, st.MemberID)
 	}
+	var readErr error
+	if resp.Leader != 0 && !resp.IsLearner {
+		// A linearizable read proves the member can reach quorum.
+		if _, err := cli.Get(callCtx, "health", clientv3.WithCountOnly()); err != nil {
+			readErr = fmt.Errorf("linearizable read failed: %w", err)
+		}
+	}
+	st.Serving = resp.Leader != 0 && readErr == nil
 	switch {
 	case len(st.Alarms) > 0:
 		st.Err = fmt.Errorf("alarm %s raised", strings.Join(st.Alarms, ", "))
@@ -242,13 +254,8 @@ func Status(ctx context.Context, access *Access, endpoint string) EndpointStatus
 		st.Err = fmt.Errorf("member reports errors: %v", resp.Errors)
 	case resp.Leader == 0:
 		st.Err = errors.New("member has no leader")
-	case !resp.IsLearner:
-		// A linearizable read proves the member can reach quorum.
-		if _, err := cli.Get(callCtx, "health", clientv3.WithCountOnly()); err != nil {
-			st.Err = fmt.Errorf("linearizable read failed: %w", err)
-		} else {
-			st.Healthy = true
-		}
+	case readErr != nil:
+		st.Err = readErr
 	default:
 		st.Healthy = true
 	}
@@ -431,4 +438,37 @@ func OpenBestSnapshot(ctx context.Context, access *Access) (*Snapshot, error) {
 		snap.Revision = best.Revision
 	}
 	return snap, nil
+}
+
+// Defragment defragments the database of the member at endpoint, which returns the space
+// compaction freed inside its file to the file system. The member serves nothing while it
+// runs, so callers defragment one member at a time. It is bounded by timeout.
+func Defragment(ctx context.Context, access *Access, endpoint string, timeout time.Duration) error {
+	cli, err := access.New(endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cli.Close() }()
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := cli.Defragment(callCtx, endpoint); err != nil {
+		return fmt.Errorf("defragmenting %s: %w", endpoint, err)
+	}
+	return nil
+}
+
+// DisarmNoSpace disarms the NOSPACE alarm of the member id, so that the cluster accepts
+// writes again. etcd raises it again at the next write that does not fit the quota.
+func DisarmNoSpace(ctx context.Context, access *Access, id uint64) error {
+	cli, err := access.New()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cli.Close() }()
+	callCtx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	if _, err := cli.AlarmDisarm(callCtx, &clientv3.AlarmMember{MemberID: id, Alarm: etcdserverpb.AlarmType_NOSPACE}); err != nil {
+		return fmt.Errorf("disarming the NOSPACE alarm of member %s: %w", FormatID(id), err)
+	}
+	return nil
 }

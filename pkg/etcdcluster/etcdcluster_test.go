@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/version"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -176,5 +177,41 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	}
 	if st.Revision < 2 {
 		t.Fatalf("revision %d after writes", st.Revision)
+	}
+	if !st.Serving {
+		t.Fatalf("a member out of space still serves reads and deletes: %+v", st)
+	}
+
+	// Deleting and compacting frees space inside the file; defragmenting returns it, and
+	// disarming the alarm lets writes in again.
+	del, err := cli.Delete(ctx, "k", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, del.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	before := Status(ctx, access, endpoint)
+	if err := Defragment(ctx, access, endpoint, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	after := Status(ctx, access, endpoint)
+	if after.DBSize >= before.DBSize {
+		t.Fatalf("defragmenting did not shrink the file: before %+v, after %+v", before, after)
+	}
+	if _, err := cli.Put(ctx, "after-defrag", "v"); err == nil {
+		t.Fatal("a write succeeded with the NOSPACE alarm still raised")
+	}
+	if err := DisarmNoSpace(ctx, access, after.MemberID); err != nil {
+		t.Fatal(err)
+	}
+	if st := Status(ctx, access, endpoint); !st.Healthy || len(st.Alarms) != 0 {
+		t.Fatalf("status after disarming: %+v", st)
+	}
+	if _, err := cli.Put(ctx, "after-defrag", "v"); err != nil {
+		t.Fatalf("write after disarming: %v", err)
+	}
+	if err := Defragment(ctx, &Access{Endpoints: []string{"http://127.0.0.1:1"}}, "http://127.0.0.1:1", time.Second); err == nil {
+		t.Fatal("defragmenting an endpoint nobody listens on succeeded")
 	}
 }
