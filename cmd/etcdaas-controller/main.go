@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -49,6 +50,9 @@ type flags struct {
 	metricsAddress    string
 	s3CredsFile       string
 	repairGrace       time.Duration
+	defragFreePercent int32
+	defragFreeBytes   string
+	defragTimeout     time.Duration
 }
 
 func main() {
@@ -105,6 +109,9 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
 	fs.StringVar(&f.s3CredsFile, "s3-credentials-file", "", "Against a server without Secrets (a standalone etcdaas-apiserver): the S3 credentials of spec.backup.destination.s3, as an AWS shared credentials file (profile default: aws_access_key_id, aws_secret_access_key). Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment. Against a cluster, credentials always come from the Secret credentialsSecretRef names.")
 	fs.DurationVar(&f.repairGrace, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod, "How long a voting member may stay unhealthy before it is replaced by a new member (removed, its data discarded, a new member added as a learner and promoted), one at a time and only while quorum holds. Local backend: its embedded server keeps dying or its data is lost or corrupt; kubernetes backend: its pod is not Ready or its volume is gone. 0 turns repair off.")
+	fs.Int32Var(&f.defragFreePercent, "defrag-free-percent", controller.DefaultDefragFreePercent, "A member is defragmented once this share of its database file, in percent (1-100), is free (dbSize - dbSizeInUse) and --defrag-free-bytes too. spec.defragmentation.freePercent overrides it per instance.")
+	fs.StringVar(&f.defragFreeBytes, "defrag-free-bytes", "64Mi", "A member is defragmented once this much of its database file is free (a quantity such as 64Mi) and --defrag-free-percent too. spec.defragmentation.freeBytes overrides it per instance.")
+	fs.DurationVar(&f.defragTimeout, "defrag-timeout", controller.DefaultDefragTimeout, "Bound on the defragmentation of one member.")
 	fs.AddGoFlagSet(goFlagSet())
 	return fs
 }
@@ -156,10 +163,14 @@ func run(ctx context.Context, f flags) error {
 			}
 		}()
 	}
+	defrag, err := defragOptions(f)
+	if err != nil {
+		return err
+	}
 	recorder, stopEvents := controller.NewEventRecorder(ctx, kube)
 	defer stopEvents()
 	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder,
-		Backups: backupOptions(f, b, creds)}
+		Backups: backupOptions(f, b, creds), Defrag: defrag}
 	if f.leaderElect {
 		host, err := os.Hostname()
 		if err != nil {
@@ -234,6 +245,21 @@ func (f flags) repairGraceOption() time.Duration {
 		return -1
 	}
 	return f.repairGrace
+}
+
+// defragOptions are the defragmentation thresholds of the --defrag-* flags.
+func defragOptions(f flags) (controller.DefragOptions, error) {
+	if f.defragFreePercent < 1 || f.defragFreePercent > 100 {
+		return controller.DefragOptions{}, fmt.Errorf("--defrag-free-percent %d: want 1 to 100", f.defragFreePercent)
+	}
+	q, err := resource.ParseQuantity(f.defragFreeBytes)
+	if err != nil || q.Sign() < 0 {
+		return controller.DefragOptions{}, fmt.Errorf("--defrag-free-bytes %q: want a quantity of zero or more, such as 64Mi", f.defragFreeBytes)
+	}
+	if f.defragTimeout <= 0 {
+		return controller.DefragOptions{}, fmt.Errorf("--defrag-timeout %s: want a positive duration", f.defragTimeout)
+	}
+	return controller.DefragOptions{FreePercent: f.defragFreePercent, FreeBytes: q.Value(), Timeout: f.defragTimeout}, nil
 }
 
 // newBackend is the backend f asks for; kube is the cluster of the kubernetes backend, client

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 )
 
@@ -92,6 +94,32 @@ func TestS3CredentialsPerMode(t *testing.T) {
 		// The backups and restoreFrom of the local backend use the same credentials.
 		if got := fmt.Sprintf("%T", backupOptions(f, nil, creds).Resolver.Credentials); got != tc.want {
 			t.Errorf("%s: backups use %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The --defrag-* flags reach the controller's thresholds; bad values are refused by name.
+func TestDefragFlags(t *testing.T) {
+	parse := func(args ...string) flags {
+		t.Helper()
+		f := flags{}
+		if err := newFlagSet(&f).Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	got, err := defragOptions(parse())
+	if err != nil || got != (controller.DefragOptions{FreePercent: 50, FreeBytes: 64 << 20, Timeout: 5 * time.Minute}) {
+		t.Fatalf("defaults: %+v, %v", got, err)
+	}
+	got, err = defragOptions(parse("--defrag-free-percent=20", "--defrag-free-bytes=0", "--defrag-timeout=1m"))
+	if err != nil || got != (controller.DefragOptions{FreePercent: 20, FreeBytes: 0, Timeout: time.Minute}) {
+		t.Fatalf("set: %+v, %v", got, err)
+	}
+	for _, args := range [][]string{{"--defrag-free-percent=0"}, {"--defrag-free-percent=101"}, {"--defrag-free-bytes=lots"},
+		{"--defrag-free-bytes=-1Mi"}, {"--defrag-timeout=0s"}} {
+		if _, err := defragOptions(parse(args...)); err == nil || !strings.Contains(err.Error(), strings.SplitN(args[0], "=", 2)[0]) {
+			t.Errorf("%v: %v", args, err)
 		}
 	}
 }

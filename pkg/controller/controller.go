@@ -61,6 +61,8 @@ type Options struct {
 	Events events.EventRecorder
 	// Backups configures the scheduled backups of spec.backup; without a Dialer none run.
 	Backups BackupOptions
+	// Defrag configures when members are defragmented.
+	Defrag DefragOptions
 }
 
 // LeaderElection configures leader election with a coordination.k8s.io Lease.
@@ -84,6 +86,7 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	now      func() metav1.Time
 	backups  *backups
+	defrag   *defragmenter
 }
 
 // New builds a controller; Run starts it.
@@ -125,6 +128,7 @@ func New(opts Options) (*Controller, error) {
 	c.backups = newBackups(opts.Backups)
 	c.backups.writeStatus = c.writeStatus
 	c.backups.enqueue = c.queue.Add
+	c.defrag = newDefragmenter(opts.Defrag, opts.Backend)
 	// Handlers only enqueue keys: all the work happens in the workers.
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueue,
@@ -265,6 +269,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	inst := cached.DeepCopy()
 	if inst.DeletionTimestamp != nil {
 		c.backups.forget(key)
+		c.defrag.forget(inst.UID)
 		return 0, c.reconcileDelete(ctx, inst)
 	}
 	inst, err = c.ensureFinalizer(ctx, inst)
@@ -375,6 +380,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	}
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
 	noteQuorumLoss(inst, res)
+	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
 	if res != nil {
 		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members)
@@ -396,6 +402,15 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	}
 	if _, ok := backend.IsPermanent(syncErr); ok {
 		klog.InfoS("ETCDInstance cannot be reconciled until its spec changes", "key", cache.MetaObjectToName(inst).String(), "err", syncErr)
+	}
+	if defragErr != nil {
+		return 0, fmt.Errorf("defragmenting a member of %s: %w", cache.MetaObjectToName(inst), defragErr)
+	}
+	if err := c.finishDefragRequest(ctx, inst, res); err != nil {
+		return 0, fmt.Errorf("removing the defragmentation request of %s: %w", cache.MetaObjectToName(inst), err)
+	}
+	if defragmented {
+		return c.opts.StepInterval, nil // the next member, once the cluster is healthy again
 	}
 	return c.requeueAfter(res, syncErr)
 }

@@ -27,6 +27,13 @@ const (
 // recover subresource and the status subresource (the controller) may set or change it.
 const RecoverRequestedAnnotation = "etcdaas.dev/recover-requested"
 
+// DefragRequestedAnnotation records a defragmentation of every member that a person requested
+// through the defrag subresource; the controller defragments the members one at a time,
+// followers first and the leader last, and removes the annotation once all are done. Its
+// value is the time of the request (RFC 3339). Only the defrag subresource and the status
+// subresource (the controller) may set or change it.
+const DefragRequestedAnnotation = "etcdaas.dev/defrag-requested"
+
 // PreservedFieldsAnnotation holds, on v1alpha1 objects only, the fields that v1alpha1 cannot
 // express, so that an old client's read-modify-write loses nothing. It is never stored and
 // never shown in v1beta1.

@@ -1,0 +1,317 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// Defaults of automatic defragmentation.
+const (
+	// DefaultDefragFreePercent is the default share of a member's database file, in percent,
+	// that must be free before it is defragmented.
+	DefaultDefragFreePercent = 50
+	// DefaultDefragFreeBytes is the default number of free bytes in a member's database file
+	// before it is defragmented.
+	DefaultDefragFreeBytes = 64 << 20
+	// DefaultDefragTimeout bounds the defragmentation of one member.
+	DefaultDefragTimeout = 5 * time.Minute
+)
+
+// alarmNoSpace is the alarm etcd raises when a member's database reaches its quota.
+const alarmNoSpace = "NOSPACE"
+
+// DefragOptions configure when members are defragmented. spec.defragmentation overrides the
+// thresholds per instance.
+type DefragOptions struct {
+	// FreePercent is the share of a member's database file, in percent (1..100), that must be
+	// free (dbSize - dbSizeInUse) before the member is defragmented. Zero means
+	// DefaultDefragFreePercent, and then a zero FreeBytes means DefaultDefragFreeBytes.
+	FreePercent int32
+	// FreeBytes is how many bytes of the file must be free as well.
+	FreeBytes int64
+	// Timeout bounds the defragmentation of one member (default DefaultDefragTimeout).
+	Timeout time.Duration
+}
+
+// withDefaults fills what o leaves unset.
+func (o DefragOptions) withDefaults() DefragOptions {
+	if o.FreePercent == 0 {
+		o.FreePercent = DefaultDefragFreePercent
+		if o.FreeBytes == 0 {
+			o.FreeBytes = DefaultDefragFreeBytes
+		}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultDefragTimeout
+	}
+	return o
+}
+
+// defragThresholds are the thresholds that apply to one instance.
+type defragThresholds struct {
+	freePercent int32
+	freeBytes   int64
+}
+
+// thresholds are the controller's defaults overridden by inst's spec.defragmentation.
+func (o DefragOptions) thresholds(inst *v1beta1.ETCDInstance) defragThresholds {
+	t := defragThresholds{freePercent: o.FreePercent, freeBytes: o.FreeBytes}
+	if d := inst.Spec.Defragmentation; d != nil {
+		if d.FreePercent != nil {
+			t.freePercent = *d.FreePercent
+		}
+		if d.FreeBytes != nil {
+			t.freeBytes = d.FreeBytes.Value()
+		}
+	}
+	return t
+}
+
+// due reports whether a member with the given database sizes has enough free space to be
+// defragmented: both thresholds are reached and something is free at all.
+func (t defragThresholds) due(dbSize, inUse int64) bool {
+	free := dbSize - inUse
+	return free > 0 && free >= t.freeBytes && free*100 >= int64(t.freePercent)*dbSize
+}
+
+// defragmenter defragments the members of instances, one member per reconcile, and
+// remembers which members an on-demand request has covered.
+type defragmenter struct {
+	opts   DefragOptions
+	dialer etcdcluster.Dialer
+
+	mu sync.Mutex
+	// requests are the on-demand requests under way, by instance.
+	requests map[types.UID]*defragRequest
+}
+
+// defragRequest is an on-demand request: its annotation value and the members it covered.
+type defragRequest struct {
+	value string
+	done  []string
+}
+
+func newDefragmenter(opts DefragOptions, dialer etcdcluster.Dialer) *defragmenter {
+	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, requests: map[types.UID]*defragRequest{}}
+}
+
+// forget drops what is remembered of a deleted instance.
+func (d *defragmenter) forget(uid types.UID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.requests, uid)
+}
+
+// pending returns the members an on-demand request of inst has not covered yet, and the
+// request's value; ok is false without a request.
+func (d *defragmenter) pending(inst *v1beta1.ETCDInstance) (value string, done []string, ok bool) {
+	value, ok = inst.Annotations[etcdaas.DefragRequestedAnnotation]
+	if !ok {
+		d.forget(inst.UID)
+		return "", nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.requests[inst.UID]
+	if r == nil || r.value != value {
+		r = &defragRequest{value: value}
+		d.requests[inst.UID] = r
+	}
+	return value, slices.Clone(r.done), true
+}
+
+// markDone records that the on-demand request value covered member.
+func (d *defragmenter) markDone(uid types.UID, value, member string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.requests[uid]; r != nil && r.value == value && !slices.Contains(r.done, member) {
+		r.done = append(r.done, member)
+	}
+}
+
+// next chooses the member to defragment among the members of a Sync's result: one whose
+// free space passes the thresholds, or one an on-demand request has not covered, a follower
+// before the leader. It returns -1 when there is none.
+func next(members []v1beta1.MemberStatus, t defragThresholds, requested bool, done []string) int {
+	leader := -1
+	for i, m := range members {
+		if !(t.due(m.DBSize, m.DBSizeInUse) || requested && !slices.Contains(done, m.Name)) {
+			continue
+		}
+		if !m.Leader {
+			return i
+		}
+		leader = i
+	}
+	return leader
+}
+
+// mayDefragment reports whether a Sync's result lets a defragmentation run: no membership
+// change under way, quorum, no learner, and every member ready or out of space (a NOSPACE
+// alarm makes members unready, and defragmentation is what clears it). defragment checks
+// the members' health itself before it starts.
+func mayDefragment(res *backend.Result, syncErr error) bool {
+	if syncErr != nil || res == nil || res.Step != "" || res.QuorumLost != "" || len(res.Members) == 0 {
+		return false
+	}
+	noSpace := false
+	for _, m := range res.Members {
+		if m.Learner || m.ID == "" {
+			return false
+		}
+		noSpace = noSpace || slices.Contains(m.Alarms, alarmNoSpace)
+	}
+	return res.Converged || noSpace
+}
+
+// step defragments at most one member of inst after a Sync that returned res and syncErr,
+// records what it did as Events in res and updates the member's sizes in res. It reports
+// whether it defragmented a member; an error means the defragmentation (or disarming the
+// NOSPACE alarm after it) failed.
+func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res *backend.Result, syncErr error) (bool, error) {
+	if !mayDefragment(res, syncErr) {
+		return false, nil
+	}
+	value, done, requested := d.pending(inst)
+	t := d.opts.thresholds(inst)
+	i := next(res.Members, t, requested, done)
+	if i < 0 {
+		return false, nil
+	}
+	target := &res.Members[i]
+	access, statuses, err := d.healthyCluster(ctx, inst)
+	if err != nil {
+		klog.V(2).InfoS("Not defragmenting while the cluster is not healthy", "instance", inst.Namespace+"/"+inst.Name, "member", target.Name, "reason", err)
+		return false, nil
+	}
+	before, ok := statusOf(statuses, target.ID)
+	if !ok {
+		return false, nil
+	}
+	role := "follower"
+	if before.IsLeader() {
+		role = "leader"
+	}
+	started := time.Now()
+	if err := etcdcluster.Defragment(ctx, access, before.Endpoint, d.opts.Timeout); err != nil {
+		res.Record(backend.ReasonDefragmentFailed, "Defragmenting member %s (%s) failed: %v", target.Name, role, err)
+		return false, err
+	}
+	took := time.Since(started).Round(time.Millisecond)
+	after := etcdcluster.Status(ctx, access, before.Endpoint)
+	freed := before.DBSize - after.DBSize
+	note := fmt.Sprintf("Defragmented member %s (%s) in %s: database file %s -> %s (%s in use)",
+		target.Name, role, took, bytesString(before.DBSize), bytesString(after.DBSize), bytesString(after.DBSizeInUse))
+	if after.MemberID == 0 {
+		note = fmt.Sprintf("Defragmented member %s (%s) in %s: database file was %s; its new size could not be read: %v",
+			target.Name, role, took, bytesString(before.DBSize), after.Err)
+		freed = 0
+	}
+	if slices.Contains(before.Alarms, alarmNoSpace) && after.MemberID != 0 {
+		if freed <= 0 || freed < t.freeBytes {
+			note += fmt.Sprintf("; NOSPACE alarm kept: %s freed, %s needed", bytesString(freed), bytesString(max(t.freeBytes, 1)))
+		} else if err := etcdcluster.DisarmNoSpace(ctx, access, before.MemberID); err != nil {
+			res.Record(backend.ReasonDefragmented, "%s", note)
+			return true, err
+		} else {
+			note += "; NOSPACE alarm disarmed"
+		}
+	}
+	res.Record(backend.ReasonDefragmented, "%s", note)
+	klog.InfoS("Defragmented an etcd member", "instance", inst.Namespace+"/"+inst.Name, "member", target.Name, "role", role,
+		"before", before.DBSize, "after", after.DBSize, "duration", took)
+	if after.MemberID != 0 {
+		*target = backend.WithEndpointStatus(*target, after)
+	}
+	if requested {
+		d.markDone(inst.UID, value, target.Name)
+	}
+	return true, nil
+}
+
+// healthyCluster checks, right before a defragmentation, that every member of the cluster is
+// a voting member that serves (a leader and a linearizable read) with no alarm other than
+// NOSPACE. It returns how to reach the members and their statuses.
+func (d *defragmenter) healthyCluster(ctx context.Context, inst *v1beta1.ETCDInstance) (*etcdcluster.Access, []etcdcluster.EndpointStatus, error) {
+	access, err := d.dialer.Access(ctx, inst.Namespace, inst.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := access.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	members, err := etcdcluster.MemberList(ctx, cli)
+	_ = cli.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	statuses := etcdcluster.StatusAll(ctx, access, access.Endpoints)
+	for _, m := range members {
+		if m.IsLearner {
+			return nil, nil, fmt.Errorf("member %s is a learner", m.Name)
+		}
+		st, ok := statusOf(statuses, m.IDString())
+		if !ok || !st.Serving {
+			return nil, nil, fmt.Errorf("member %s does not serve", m.Name)
+		}
+		if slices.ContainsFunc(st.Alarms, func(a string) bool { return a != alarmNoSpace }) {
+			return nil, nil, fmt.Errorf("member %s has alarms %v", m.Name, st.Alarms)
+		}
+	}
+	return access, statuses, nil
+}
+
+// statusOf finds the status of the member with the given hexadecimal ID.
+func statusOf(statuses []etcdcluster.EndpointStatus, id string) (etcdcluster.EndpointStatus, bool) {
+	for _, st := range statuses {
+		if st.MemberID != 0 && etcdcluster.FormatID(st.MemberID) == id {
+			return st, true
+		}
+	}
+	return etcdcluster.EndpointStatus{}, false
+}
+
+// bytesString formats a size the way Kubernetes quantities print, such as "12Mi".
+func bytesString(n int64) string {
+	return resource.NewQuantity(n, resource.BinarySI).String()
+}
+
+// finishRequest removes an on-demand request once it covered every member, unless a newer
+// request replaced it meanwhile; that one starts over.
+func (c *Controller) finishDefragRequest(ctx context.Context, inst *v1beta1.ETCDInstance, res *backend.Result) error {
+	value, done, requested := c.defrag.pending(inst)
+	if !requested || res == nil || len(res.Members) == 0 {
+		return nil
+	}
+	for _, m := range res.Members {
+		if !slices.Contains(done, m.Name) {
+			return nil
+		}
+	}
+	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := client.Get(ctx, inst.Name, metav1.GetOptions{})
+		if err != nil || latest.UID != inst.UID || latest.Annotations[etcdaas.DefragRequestedAnnotation] != value {
+			return err
+		}
+		updated := latest.DeepCopy()
+		delete(updated.Annotations, etcdaas.DefragRequestedAnnotation)
+		_, err = client.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+		return err
+	})
+}

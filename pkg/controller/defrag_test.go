@@ -1,0 +1,144 @@
+package controller
+
+import (
+	"errors"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+func TestDefragThresholdsFromFlagsAndSpec(t *testing.T) {
+	defaults := DefragOptions{}.withDefaults()
+	inst := &v1beta1.ETCDInstance{}
+	if got := defaults.thresholds(inst); got != (defragThresholds{freePercent: 50, freeBytes: 64 << 20}) {
+		t.Fatalf("default thresholds %+v", got)
+	}
+	// A flag of 0 bytes with a percent set is kept, not replaced by the default.
+	if got := (DefragOptions{FreePercent: 20}).withDefaults().thresholds(inst); got != (defragThresholds{freePercent: 20}) {
+		t.Fatalf("thresholds from flags %+v", got)
+	}
+	inst.Spec.Defragmentation = &v1beta1.DefragmentationSpec{FreePercent: ptr.To[int32](10)}
+	if got := defaults.thresholds(inst); got != (defragThresholds{freePercent: 10, freeBytes: 64 << 20}) {
+		t.Fatalf("thresholds with freePercent overridden %+v", got)
+	}
+	inst.Spec.Defragmentation.FreeBytes = ptr.To(resource.MustParse("1Mi"))
+	if got := defaults.thresholds(inst); got != (defragThresholds{freePercent: 10, freeBytes: 1 << 20}) {
+		t.Fatalf("thresholds with both overridden %+v", got)
+	}
+}
+
+func TestDefragDueNeedsBothThresholds(t *testing.T) {
+	th := defragThresholds{freePercent: 50, freeBytes: 64 << 20}
+	for _, tc := range []struct {
+		name          string
+		dbSize, inUse int64
+		want          bool
+	}{
+		{"both passed", 200 << 20, 100 << 20, true},
+		{"fraction only", 100 << 20, 40 << 20, false}, // 60% free but 60Mi
+		{"bytes only", 1 << 30, 900 << 20, false},     // 124Mi free but 12%
+		{"nothing free", 1 << 30, 1 << 30, false},
+		{"not reported", 0, 0, false},
+	} {
+		if got := th.due(tc.dbSize, tc.inUse); got != tc.want {
+			t.Errorf("%s: due(%d, %d) = %v, want %v", tc.name, tc.dbSize, tc.inUse, got, tc.want)
+		}
+	}
+	if (defragThresholds{freePercent: 1}).due(100, 100) {
+		t.Error("a member with nothing free is due with zero thresholds")
+	}
+}
+
+func TestDefragNextPicksFollowersBeforeTheLeader(t *testing.T) {
+	th := defragThresholds{freePercent: 50, freeBytes: 1 << 20}
+	due := func(name string, leader bool) v1beta1.MemberStatus {
+		return v1beta1.MemberStatus{Name: name, Leader: leader, DBSize: 10 << 20, DBSizeInUse: 1 << 20}
+	}
+	full := func(name string, leader bool) v1beta1.MemberStatus {
+		return v1beta1.MemberStatus{Name: name, Leader: leader, DBSize: 10 << 20, DBSizeInUse: 10 << 20}
+	}
+	members := []v1beta1.MemberStatus{due("db-0", true), full("db-1", false), due("db-2", false)}
+	if i := next(members, th, false, nil); i != 2 {
+		t.Fatalf("picked %d, want the due follower db-2", i)
+	}
+	members[2] = full("db-2", false)
+	if i := next(members, th, false, nil); i != 0 {
+		t.Fatalf("picked %d, want the leader db-0 once no follower is due", i)
+	}
+	members[0] = full("db-0", true)
+	if i := next(members, th, false, nil); i != -1 {
+		t.Fatalf("picked %d with nothing due", i)
+	}
+	// On demand every member is defragmented once, whatever its free space, leader last.
+	if i := next(members, th, true, nil); i != 1 {
+		t.Fatalf("on demand picked %d, want the first follower", i)
+	}
+	if i := next(members, th, true, []string{"db-1", "db-2"}); i != 0 {
+		t.Fatalf("on demand picked %d, want the leader after the followers", i)
+	}
+	if i := next(members, th, true, []string{"db-0", "db-1", "db-2"}); i != -1 {
+		t.Fatalf("on demand picked %d once every member was done", i)
+	}
+}
+
+func TestMayDefragmentOnlyOnAStableCluster(t *testing.T) {
+	ready := func() *backend.Result {
+		return &backend.Result{Converged: true, Members: []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Ready: true}, {Name: "db-1", ID: "b", Ready: true}}}
+	}
+	if !mayDefragment(ready(), nil) {
+		t.Fatal("a converged cluster may not be defragmented")
+	}
+	for name, change := range map[string]func(*backend.Result) error{
+		"sync failed":   func(*backend.Result) error { return errors.New("boom") },
+		"step":          func(r *backend.Result) error { r.Step, r.Converged = "adding member db-2", false; return nil },
+		"quorum lost":   func(r *backend.Result) error { r.QuorumLost, r.Converged = "quorum lost", false; return nil },
+		"learner":       func(r *backend.Result) error { r.Members[1].Learner = true; return nil },
+		"no member id":  func(r *backend.Result) error { r.Members[1].ID = ""; return nil },
+		"unhealthy":     func(r *backend.Result) error { r.Converged, r.Unhealthy, r.Members[1].Ready = false, "db-1: down", false; return nil },
+		"other alarm":   func(r *backend.Result) error { r.Converged, r.Members[1].Alarms = false, []string{"CORRUPT"}; return nil },
+		"empty cluster": func(r *backend.Result) error { r.Members = nil; return nil },
+	} {
+		res := ready()
+		if mayDefragment(res, change(res)) {
+			t.Errorf("%s: a defragmentation may run", name)
+		}
+	}
+	// Out of space: members are unready, and defragmenting is what brings them back.
+	res := ready()
+	res.Converged, res.Unhealthy = false, "db-0: alarm NOSPACE raised"
+	res.Members[0].Ready, res.Members[0].Alarms = false, []string{"NOSPACE"}
+	if !mayDefragment(res, nil) {
+		t.Fatal("a cluster out of space may not be defragmented")
+	}
+	if mayDefragment(nil, nil) {
+		t.Fatal("no result, yet a defragmentation may run")
+	}
+}
+
+func TestDefragRequestsAreRememberedPerValue(t *testing.T) {
+	d := newDefragmenter(DefragOptions{}, nil)
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{UID: "u", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}}}
+	if _, done, ok := d.pending(inst); !ok || len(done) != 0 {
+		t.Fatalf("a new request: ok %v done %v", ok, done)
+	}
+	d.markDone("u", "t1", "db-1")
+	d.markDone("u", "t1", "db-1")
+	if _, done, _ := d.pending(inst); len(done) != 1 || done[0] != "db-1" {
+		t.Fatalf("done %v", done)
+	}
+	// A newer request starts over.
+	inst.Annotations[etcdaas.DefragRequestedAnnotation] = "t2"
+	if _, done, _ := d.pending(inst); len(done) != 0 {
+		t.Fatalf("a newer request starts with %v", done)
+	}
+	delete(inst.Annotations, etcdaas.DefragRequestedAnnotation)
+	if _, _, ok := d.pending(inst); ok || len(d.requests) != 0 {
+		t.Fatalf("without the annotation: ok %v, remembered %v", ok, d.requests)
+	}
+}
