@@ -274,6 +274,15 @@ func TestDeployManifests(t *testing.T) {
 				t.Errorf("%s cannot create and scale", role)
 			}
 		}
+		// Defragmenting changes no data: edit and admin may ask for it, view may not.
+		for _, role := range []string{"edit", "admin"} {
+			if !grants(byLabel[role], framework.Group, "etcdinstances/defrag", "create") {
+				t.Errorf("%s cannot request a defragmentation", role)
+			}
+		}
+		if grants(byLabel["view"], framework.Group, "etcdinstances/defrag", "create") {
+			t.Error("view may request a defragmentation")
+		}
 		// Recovering from quorum loss discards the members that did not survive: admin only.
 		if !grants(byLabel["admin"], framework.Group, "etcdinstances/recover", "create") {
 			t.Error("admin cannot recover an instance that lost quorum")

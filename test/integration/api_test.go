@@ -104,6 +104,9 @@ func TestDiscovery(t *testing.T) {
 			if !slices.Equal(names, want) {
 				t.Errorf("resources %v, want %v", names, want)
 			}
+			if defrag, ok := byName["etcdinstances/defrag"]; !ok || !slices.Equal(defrag.Verbs, []string{"create"}) {
+				t.Errorf("etcdinstances/defrag = %+v (present %v), want verb create only", defrag, ok)
+			}
 			scale, ok := byName["etcdinstances/scale"]
 			if !ok {
 				t.Fatalf("etcdinstances/scale missing")

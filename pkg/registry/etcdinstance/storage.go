@@ -47,6 +47,7 @@ func NewStorageMap(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter,
 		BackupResourcePath:  NewBackupREST(main.Store, dialer),
 		RestoreResourcePath: NewRestoreREST(status.store, restore),
 		RecoverResourcePath: NewRecoverREST(status),
+		DefragResourcePath:  NewDefragREST(status),
 	}, nil
 }
 

@@ -73,7 +73,7 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	}
 	instance.Status = etcdaas.ETCDInstanceStatus{}
 	instance.Generation = 1
-	keepRecoverRequest(instance, nil)
+	keepRequests(instance, nil)
 	if instance.Spec.Version == "" {
 		instance.Spec.Version = etcdaas.DefaultVersion
 	}
@@ -89,7 +89,7 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 		return
 	}
 	newObj.Status = oldObj.Status
-	keepRecoverRequest(newObj, oldObj)
+	keepRequests(newObj, oldObj)
 	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version && newObj.Spec.Storage == nil {
 		newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
 	}
@@ -101,22 +101,28 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	}
 }
 
-// keepRecoverRequest gives obj the recover request of old (none when old is nil): through the
-// main resource nobody requests (or cancels) a recovery, which needs the recover subresource.
-func keepRecoverRequest(obj, old *etcdaas.ETCDInstance) {
-	value, requested := "", false
-	if old != nil {
-		value, requested = old.Annotations[etcdaas.RecoverRequestedAnnotation]
-	}
-	if requested {
-		if obj.Annotations == nil {
-			obj.Annotations = map[string]string{}
+// requestAnnotations record requests only a subresource of their own may make: recover
+// (admin) and defrag (edit).
+var requestAnnotations = []string{etcdaas.RecoverRequestedAnnotation, etcdaas.DefragRequestedAnnotation}
+
+// keepRequests gives obj the recover and defrag requests of old (none when old is nil):
+// through the main resource nobody requests (or cancels) them, which needs their subresources.
+func keepRequests(obj, old *etcdaas.ETCDInstance) {
+	for _, key := range requestAnnotations {
+		value, requested := "", false
+		if old != nil {
+			value, requested = old.Annotations[key]
 		}
-		obj.Annotations[etcdaas.RecoverRequestedAnnotation] = value
-	} else if _, ok := obj.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
-		delete(obj.Annotations, etcdaas.RecoverRequestedAnnotation)
-		if len(obj.Annotations) == 0 {
-			obj.Annotations = nil
+		if requested {
+			if obj.Annotations == nil {
+				obj.Annotations = map[string]string{}
+			}
+			obj.Annotations[key] = value
+		} else if _, ok := obj.Annotations[key]; ok {
+			delete(obj.Annotations, key)
+			if len(obj.Annotations) == 0 {
+				obj.Annotations = nil
+			}
 		}
 	}
 }

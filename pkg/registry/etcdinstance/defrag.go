@@ -1,0 +1,100 @@
+package etcdinstance
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+)
+
+// DefragResourcePath is the storage map key of the defrag subresource.
+const DefragResourcePath = "etcdinstances/defrag"
+
+// DefragREST serves POST etcdinstances/NAME/defrag: a request to defragment every member of
+// an instance now, whatever its thresholds. It records the request in
+// etcdaas.DefragRequestedAnnotation through the status store; the controller defragments the
+// members one at a time, followers first and the leader last, each once the cluster is
+// healthy, and removes the annotation when all are done. RBAC authorizes it as the
+// etcdinstances/defrag subresource.
+type DefragREST struct {
+	status statusStore
+	now    func() time.Time
+}
+
+var _ rest.Connecter = &DefragREST{}
+
+// NewDefragREST returns the defrag subresource writing through status, the status store.
+func NewDefragREST(status statusStore) *DefragREST {
+	return &DefragREST{status: status, now: time.Now}
+}
+
+// New returns an empty instance, the object the subresource belongs to.
+func (r *DefragREST) New() runtime.Object { return &etcdaas.ETCDInstance{} }
+
+// Destroy does nothing: the store is shared with REST, which destroys it.
+func (r *DefragREST) Destroy() {}
+
+// ConnectMethods returns POST, the only method the subresource serves.
+func (r *DefragREST) ConnectMethods() []string { return []string{http.MethodPost} }
+
+// NewConnectOptions returns no options object: the request has no parameters.
+func (r *DefragREST) NewConnectOptions() (runtime.Object, bool, string) { return nil, false, "" }
+
+// Connect returns the handler that records the defragmentation request of the instance name.
+func (r *DefragREST) Connect(ctx context.Context, name string, _ runtime.Object, responder rest.Responder) (http.Handler, error) {
+	if _, err := r.status.Get(ctx, name, &metav1.GetOptions{}); err != nil {
+		return nil, err // 404 for a missing instance
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		since, err := r.request(ctx, name)
+		if err != nil {
+			responder.Error(err)
+			return
+		}
+		responder.Object(http.StatusAccepted, &metav1.Status{
+			Status: metav1.StatusSuccess, Code: http.StatusAccepted, Reason: "Accepted",
+			Message: fmt.Sprintf("defragmentation of every member of %s requested at %s; the controller defragments them one at a time, followers first and the leader last, and records a Defragmented Event for each", name, since),
+			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances"},
+		})
+	}), nil
+}
+
+// request records the request on the instance, retrying on conflicts, and returns its time. A
+// request made while another is pending joins it: the pending one covers every member.
+func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
+	var since string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, err := r.status.Get(ctx, name, &metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		instance, ok := obj.(*etcdaas.ETCDInstance)
+		if !ok {
+			return apierrors.NewInternalError(fmt.Errorf("unexpected object %T", obj))
+		}
+		if instance.DeletionTimestamp != nil {
+			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf("the instance is being deleted"))
+		}
+		if requested, ok := instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
+			since = requested
+			return nil
+		}
+		since = r.now().UTC().Format(time.RFC3339Nano)
+		instance = instance.DeepCopy()
+		if instance.Annotations == nil {
+			instance.Annotations = map[string]string{}
+		}
+		instance.Annotations[etcdaas.DefragRequestedAnnotation] = since
+		_, _, err = r.status.Update(ctx, name, rest.DefaultUpdatedObjectInfo(instance), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+		return err
+	})
+	return since, err
+}

@@ -1,0 +1,75 @@
+package etcdinstance
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+)
+
+// postDefrag calls the subresource's handler and returns the recorded answer.
+func postDefrag(t *testing.T, r *DefragREST, name string) *recoverResponder {
+	t.Helper()
+	resp := &recoverResponder{}
+	h, err := r.Connect(context.Background(), name, nil, resp)
+	if err != nil {
+		resp.Error(err)
+		return resp
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/defrag", nil))
+	return resp
+}
+
+func TestDefragRecordsOneRequest(t *testing.T) {
+	store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Annotations: map[string]string{"other": "x"}}}}
+	r := NewDefragREST(store)
+	r.now = func() time.Time { return time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC) }
+	if resp := postDefrag(t, r, "nope"); !apierrors.IsNotFound(resp.err) {
+		t.Fatalf("defrag of a missing instance: %v", resp.err)
+	}
+	resp := postDefrag(t, r, "db")
+	if resp.err != nil || resp.code != http.StatusAccepted {
+		t.Fatalf("defrag: %d %v", resp.code, resp.err)
+	}
+	if got := store.instance.Annotations; got[etcdaas.DefragRequestedAnnotation] != "2026-11-29T06:00:00Z" || got["other"] != "x" {
+		t.Fatalf("request not recorded: %v", got)
+	}
+	// A second request while the first is pending joins it.
+	r.now = func() time.Time { return time.Date(2026, 11, 29, 7, 0, 0, 0, time.UTC) }
+	if resp := postDefrag(t, r, "db"); resp.err != nil || resp.code != http.StatusAccepted || store.updates != 1 ||
+		store.instance.Annotations[etcdaas.DefragRequestedAnnotation] != "2026-11-29T06:00:00Z" {
+		t.Fatalf("repeated defrag: %d %v, %d updates, %v", resp.code, resp.err, store.updates, store.instance.Annotations)
+	}
+	// An instance being deleted is not defragmented.
+	delete(store.instance.Annotations, etcdaas.DefragRequestedAnnotation)
+	store.instance.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	if resp := postDefrag(t, r, "db"); !apierrors.IsConflict(resp.err) {
+		t.Fatalf("defrag while deleting: %v", resp.err)
+	}
+}
+
+func TestOnlyTheDefragSubresourceRequestsADefragmentation(t *testing.T) {
+	ctx := context.Background()
+	created := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "now"}}}
+	Strategy{}.PrepareForCreate(ctx, created)
+	if created.Annotations != nil {
+		t.Fatalf("a create requested a defragmentation: %v", created.Annotations)
+	}
+	old := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}}}
+	edited := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t2"}}}
+	Strategy{}.PrepareForUpdate(ctx, edited, old)
+	if got := edited.Annotations[etcdaas.DefragRequestedAnnotation]; got != "t1" {
+		t.Fatalf("an update changed the defrag request to %q", got)
+	}
+	requested := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t"}}}
+	Strategy{}.PrepareForUpdate(ctx, requested, &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}})
+	if requested.Annotations != nil {
+		t.Fatalf("an update requested a defragmentation: %v", requested.Annotations)
+	}
+}
