@@ -29,8 +29,9 @@ import (
 // compaction freed inside its database file (dbSize - dbSizeInUse in the member's status)
 // reaches both freePercent of the file and freeBytes. Members are defragmented one at a time,
 // followers first and the leader last, each only while every member is healthy; a NOSPACE
-// alarm on a member is disarmed once defragmenting it made its file smaller. The defrag
-// subresource defragments every member on demand, whatever the thresholds.
+// alarm on a member is disarmed once defragmenting it freed at least freeBytes (etcd raises it
+// again if writes still do not fit its quota). The defrag subresource defragments every
+// member on demand, whatever the thresholds.
 type DefragmentationSpecApplyConfiguration struct {
 	// FreePercent is the share of a member's database file, in percent from 1 to 100, that
 	// must be free before the member is defragmented. Defaults to the controller's
