@@ -145,14 +145,14 @@ func (d *defragmenter) markDone(uid types.UID, value, member string) {
 
 // next chooses the member to defragment among the members of a Sync's result: one whose
 // free space passes the thresholds, or one an on-demand request has not covered, a follower
-// before the leader. It returns -1 when there is none.
-func next(members []v1beta1.MemberStatus, t defragThresholds, requested bool, done []string) int {
+// before the leader (the member with ID leaderID). It returns -1 when there is none.
+func next(members []v1beta1.MemberStatus, t defragThresholds, requested bool, done []string, leaderID string) int {
 	leader := -1
 	for i, m := range members {
 		if !(t.due(m.DBSize, m.DBSizeInUse) || requested && !slices.Contains(done, m.Name)) {
 			continue
 		}
-		if !m.Leader {
+		if m.ID != leaderID {
 			return i
 		}
 		leader = i
@@ -188,22 +188,24 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	}
 	value, done, requested := d.pending(inst)
 	t := d.opts.thresholds(inst)
-	i := next(res.Members, t, requested, done)
-	if i < 0 {
+	if next(res.Members, t, requested, done, "") < 0 {
 		return false, nil
 	}
-	target := &res.Members[i]
-	access, statuses, err := d.healthyCluster(ctx, inst)
+	access, statuses, leaderID, err := d.healthyCluster(ctx, inst)
 	if err != nil {
-		klog.V(2).InfoS("Not defragmenting while the cluster is not healthy", "instance", inst.Namespace+"/"+inst.Name, "member", target.Name, "reason", err)
+		klog.V(2).InfoS("Not defragmenting while the cluster is not healthy", "instance", inst.Namespace+"/"+inst.Name, "reason", err)
 		return false, nil
 	}
+	// The leader as the members report it now: a member out of space is not ready, and its
+	// result does not flag it as the leader.
+	i := next(res.Members, t, requested, done, leaderID)
+	target := &res.Members[i]
 	before, ok := statusOf(statuses, target.ID)
 	if !ok {
 		return false, nil
 	}
 	role := "follower"
-	if before.IsLeader() {
+	if target.ID == leaderID {
 		role = "leader"
 	}
 	started := time.Now()
@@ -245,35 +247,40 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 
 // healthyCluster checks, right before a defragmentation, that every member of the cluster is
 // a voting member that serves (a leader and a linearizable read) with no alarm other than
-// NOSPACE. It returns how to reach the members and their statuses.
-func (d *defragmenter) healthyCluster(ctx context.Context, inst *v1beta1.ETCDInstance) (*etcdcluster.Access, []etcdcluster.EndpointStatus, error) {
+// NOSPACE. It returns how to reach the members, their statuses and the leader's ID.
+func (d *defragmenter) healthyCluster(ctx context.Context, inst *v1beta1.ETCDInstance) (*etcdcluster.Access, []etcdcluster.EndpointStatus, string, error) {
 	access, err := d.dialer.Access(ctx, inst.Namespace, inst.Name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	cli, err := access.New()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	members, err := etcdcluster.MemberList(ctx, cli)
 	_ = cli.Close()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	statuses := etcdcluster.StatusAll(ctx, access, access.Endpoints)
+	var leader uint64
 	for _, m := range members {
 		if m.IsLearner {
-			return nil, nil, fmt.Errorf("member %s is a learner", m.Name)
+			return nil, nil, "", fmt.Errorf("member %s is a learner", m.Name)
 		}
 		st, ok := statusOf(statuses, m.IDString())
 		if !ok || !st.Serving {
-			return nil, nil, fmt.Errorf("member %s does not serve", m.Name)
+			return nil, nil, "", fmt.Errorf("member %s does not serve", m.Name)
 		}
 		if slices.ContainsFunc(st.Alarms, func(a string) bool { return a != alarmNoSpace }) {
-			return nil, nil, fmt.Errorf("member %s has alarms %v", m.Name, st.Alarms)
+			return nil, nil, "", fmt.Errorf("member %s has alarms %v", m.Name, st.Alarms)
 		}
+		if leader != 0 && st.Leader != leader {
+			return nil, nil, "", fmt.Errorf("members disagree on the leader: %s and %s", etcdcluster.FormatID(leader), etcdcluster.FormatID(st.Leader))
+		}
+		leader = st.Leader
 	}
-	return access, statuses, nil
+	return access, statuses, etcdcluster.FormatID(leader), nil
 }
 
 // statusOf finds the status of the member with the given hexadecimal ID.

@@ -57,32 +57,32 @@ func TestDefragDueNeedsBothThresholds(t *testing.T) {
 
 func TestDefragNextPicksFollowersBeforeTheLeader(t *testing.T) {
 	th := defragThresholds{freePercent: 50, freeBytes: 1 << 20}
-	due := func(name string, leader bool) v1beta1.MemberStatus {
-		return v1beta1.MemberStatus{Name: name, Leader: leader, DBSize: 10 << 20, DBSizeInUse: 1 << 20}
+	due := func(name string) v1beta1.MemberStatus {
+		return v1beta1.MemberStatus{Name: name, ID: "id-" + name, DBSize: 10 << 20, DBSizeInUse: 1 << 20}
 	}
-	full := func(name string, leader bool) v1beta1.MemberStatus {
-		return v1beta1.MemberStatus{Name: name, Leader: leader, DBSize: 10 << 20, DBSizeInUse: 10 << 20}
+	full := func(name string) v1beta1.MemberStatus {
+		return v1beta1.MemberStatus{Name: name, ID: "id-" + name, DBSize: 10 << 20, DBSizeInUse: 10 << 20}
 	}
-	members := []v1beta1.MemberStatus{due("db-0", true), full("db-1", false), due("db-2", false)}
-	if i := next(members, th, false, nil); i != 2 {
+	members := []v1beta1.MemberStatus{due("db-0"), full("db-1"), due("db-2")}
+	if i := next(members, th, false, nil, "id-db-0"); i != 2 {
 		t.Fatalf("picked %d, want the due follower db-2", i)
 	}
-	members[2] = full("db-2", false)
-	if i := next(members, th, false, nil); i != 0 {
+	members[2] = full("db-2")
+	if i := next(members, th, false, nil, "id-db-0"); i != 0 {
 		t.Fatalf("picked %d, want the leader db-0 once no follower is due", i)
 	}
-	members[0] = full("db-0", true)
-	if i := next(members, th, false, nil); i != -1 {
+	members[0] = full("db-0")
+	if i := next(members, th, false, nil, "id-db-0"); i != -1 {
 		t.Fatalf("picked %d with nothing due", i)
 	}
 	// On demand every member is defragmented once, whatever its free space, leader last.
-	if i := next(members, th, true, nil); i != 1 {
+	if i := next(members, th, true, nil, "id-db-0"); i != 1 {
 		t.Fatalf("on demand picked %d, want the first follower", i)
 	}
-	if i := next(members, th, true, []string{"db-1", "db-2"}); i != 0 {
+	if i := next(members, th, true, []string{"db-1", "db-2"}, "id-db-0"); i != 0 {
 		t.Fatalf("on demand picked %d, want the leader after the followers", i)
 	}
-	if i := next(members, th, true, []string{"db-0", "db-1", "db-2"}); i != -1 {
+	if i := next(members, th, true, []string{"db-0", "db-1", "db-2"}, "id-db-0"); i != -1 {
 		t.Fatalf("on demand picked %d once every member was done", i)
 	}
 }
@@ -95,13 +95,19 @@ func TestMayDefragmentOnlyOnAStableCluster(t *testing.T) {
 		t.Fatal("a converged cluster may not be defragmented")
 	}
 	for name, change := range map[string]func(*backend.Result) error{
-		"sync failed":   func(*backend.Result) error { return errors.New("boom") },
-		"step":          func(r *backend.Result) error { r.Step, r.Converged = "adding member db-2", false; return nil },
-		"quorum lost":   func(r *backend.Result) error { r.QuorumLost, r.Converged = "quorum lost", false; return nil },
-		"learner":       func(r *backend.Result) error { r.Members[1].Learner = true; return nil },
-		"no member id":  func(r *backend.Result) error { r.Members[1].ID = ""; return nil },
-		"unhealthy":     func(r *backend.Result) error { r.Converged, r.Unhealthy, r.Members[1].Ready = false, "db-1: down", false; return nil },
-		"other alarm":   func(r *backend.Result) error { r.Converged, r.Members[1].Alarms = false, []string{"CORRUPT"}; return nil },
+		"sync failed":  func(*backend.Result) error { return errors.New("boom") },
+		"step":         func(r *backend.Result) error { r.Step, r.Converged = "adding member db-2", false; return nil },
+		"quorum lost":  func(r *backend.Result) error { r.QuorumLost, r.Converged = "quorum lost", false; return nil },
+		"learner":      func(r *backend.Result) error { r.Members[1].Learner = true; return nil },
+		"no member id": func(r *backend.Result) error { r.Members[1].ID = ""; return nil },
+		"unhealthy": func(r *backend.Result) error {
+			r.Converged, r.Unhealthy, r.Members[1].Ready = false, "db-1: down", false
+			return nil
+		},
+		"other alarm": func(r *backend.Result) error {
+			r.Converged, r.Members[1].Alarms = false, []string{"CORRUPT"}
+			return nil
+		},
 		"empty cluster": func(r *backend.Result) error { r.Members = nil; return nil },
 	} {
 		res := ready()
