@@ -148,6 +148,7 @@ var v1beta1OnlySubresources = []string{
 	etcdinstancestorage.BackupsResourcePath,
 	etcdinstancestorage.RestoreResourcePath,
 	etcdinstancestorage.RecoverResourcePath,
+	etcdinstancestorage.DefragResourcePath,
 }
 
 // New builds the server: etcdaas.dev with v1beta1 (preferred, storage) and v1alpha1.

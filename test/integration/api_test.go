@@ -93,9 +93,9 @@ func TestDiscovery(t *testing.T) {
 			slices.Sort(names)
 			want := []string{"etcdinstances", "etcdinstances/backup", "etcdinstances/scale", "etcdinstances/status"}
 			if gv == v1beta1.SchemeGroupVersion {
-				want = []string{"etcdinstances", "etcdinstances/backup", "etcdinstances/backups", "etcdinstances/recover",
-					"etcdinstances/restore", "etcdinstances/scale", "etcdinstances/status"}
-				for _, post := range []string{"etcdinstances/recover", "etcdinstances/restore"} {
+				want = []string{"etcdinstances", "etcdinstances/backup", "etcdinstances/backups", "etcdinstances/defrag",
+					"etcdinstances/recover", "etcdinstances/restore", "etcdinstances/scale", "etcdinstances/status"}
+				for _, post := range []string{"etcdinstances/defrag", "etcdinstances/recover", "etcdinstances/restore"} {
 					if r := byName[post]; !slices.Equal(r.Verbs, []string{"create"}) {
 						t.Errorf("%s verbs %v, want create only", post, r.Verbs)
 					}
@@ -103,9 +103,6 @@ func TestDiscovery(t *testing.T) {
 			}
 			if !slices.Equal(names, want) {
 				t.Errorf("resources %v, want %v", names, want)
-			}
-			if defrag, ok := byName["etcdinstances/defrag"]; !ok || !slices.Equal(defrag.Verbs, []string{"create"}) {
-				t.Errorf("etcdinstances/defrag = %+v (present %v), want verb create only", defrag, ok)
 			}
 			scale, ok := byName["etcdinstances/scale"]
 			if !ok {
@@ -499,7 +496,7 @@ func TestStatusSpecSeparation(t *testing.T) {
 	}
 }
 
-// TestV1beta1OnlySubresources: restore, recover and backups are not served in v1alpha1 (404
+// TestV1beta1OnlySubresources: restore, recover, defrag and backups are not served in v1alpha1 (404
 // for an instance that exists), and are in v1beta1.
 func TestV1beta1OnlySubresources(t *testing.T) {
 	ctx := testContext(t)
@@ -509,7 +506,7 @@ func TestV1beta1OnlySubresources(t *testing.T) {
 	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Create(ctx, inst, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, sub := range []struct{ name, verb string }{{"restore", "POST"}, {"recover", "POST"}, {"backups", "GET"}} {
+	for _, sub := range []struct{ name, verb string }{{"restore", "POST"}, {"recover", "POST"}, {"defrag", "POST"}, {"backups", "GET"}} {
 		for _, c := range []struct {
 			version string
 			client  rest.Interface
