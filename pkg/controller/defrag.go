@@ -88,68 +88,96 @@ func (t defragThresholds) due(dbSize, inUse int64) bool {
 	return free > 0 && free >= t.freeBytes && free*100 >= int64(t.freePercent)*dbSize
 }
 
-// defragmenter defragments the members of instances, one member per reconcile, and
-// remembers which members an on-demand request has covered.
+// defragmenter defragments the members of instances in rounds, one member per reconcile. A
+// round starts when a member's free space passes the thresholds (automatic) or when a person
+// requests one (on demand), and covers every member once, the followers first and the leader
+// last: members hold the same data, so when one has space to return the others have too,
+// even if they report it only at their next commit.
 type defragmenter struct {
 	opts   DefragOptions
 	dialer etcdcluster.Dialer
 
 	mu sync.Mutex
-	// requests are the on-demand requests under way, by instance.
-	requests map[types.UID]*defragRequest
+	// rounds are the rounds under way, by instance.
+	rounds map[types.UID]*defragRound
 }
 
-// defragRequest is an on-demand request: its annotation value and the members it covered.
-type defragRequest struct {
-	value string
-	done  []string
+// defragRound is a round under way: the on-demand request it serves (its annotation value;
+// empty for an automatic round) and the members it defragmented.
+type defragRound struct {
+	request string
+	done    []string
 }
 
 func newDefragmenter(opts DefragOptions, dialer etcdcluster.Dialer) *defragmenter {
-	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, requests: map[types.UID]*defragRequest{}}
+	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, rounds: map[types.UID]*defragRound{}}
 }
 
 // forget drops what is remembered of a deleted instance.
 func (d *defragmenter) forget(uid types.UID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.requests, uid)
+	delete(d.rounds, uid)
 }
 
-// pending returns the members an on-demand request of inst has not covered yet, and the
-// request's value; ok is false without a request.
-func (d *defragmenter) pending(inst *v1beta1.ETCDInstance) (value string, done []string, ok bool) {
-	value, ok = inst.Annotations[etcdaas.DefragRequestedAnnotation]
-	if !ok {
-		d.forget(inst.UID)
+// round returns the round of inst under way or starting now, and the members it covered; ok
+// is false when there is none. An on-demand request replaces an automatic round; a newer
+// request starts over. An automatic round starts when a member of members is due.
+func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus, t defragThresholds) (request string, done []string, ok bool) {
+	request, requested := inst.Annotations[etcdaas.DefragRequestedAnnotation]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.rounds[inst.UID]
+	switch {
+	case requested && (r == nil || r.request != request):
+		r = &defragRound{request: request}
+	case !requested && r != nil && r.request != "":
+		r = nil // the request was consumed: its round is over
+	}
+	if r == nil && slices.ContainsFunc(members, func(m v1beta1.MemberStatus) bool { return t.due(m.DBSize, m.DBSizeInUse) }) {
+		r = &defragRound{}
+	}
+	if r == nil {
+		delete(d.rounds, inst.UID)
 		return "", nil, false
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := d.requests[inst.UID]
-	if r == nil || r.value != value {
-		r = &defragRequest{value: value}
-		d.requests[inst.UID] = r
-	}
-	return value, slices.Clone(r.done), true
+	d.rounds[inst.UID] = r
+	return r.request, slices.Clone(r.done), true
 }
 
-// markDone records that the on-demand request value covered member.
-func (d *defragmenter) markDone(uid types.UID, value, member string) {
+// markDone records that the round serving request defragmented member. An automatic round
+// that covered every one of members is over.
+func (d *defragmenter) markDone(uid types.UID, request, member string, members []v1beta1.MemberStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if r := d.requests[uid]; r != nil && r.value == value && !slices.Contains(r.done, member) {
+	r := d.rounds[uid]
+	if r == nil || r.request != request {
+		return
+	}
+	if !slices.Contains(r.done, member) {
 		r.done = append(r.done, member)
 	}
+	if r.request == "" && next(members, r.done, "") < 0 {
+		delete(d.rounds, uid)
+	}
 }
 
-// next chooses the member to defragment among the members of a Sync's result: one whose
-// free space passes the thresholds, or one an on-demand request has not covered, a follower
-// before the leader (the member with ID leaderID). It returns -1 when there is none.
-func next(members []v1beta1.MemberStatus, t defragThresholds, requested bool, done []string, leaderID string) int {
+// covered reports whether the round serving the on-demand request covered every one of
+// members.
+func (d *defragmenter) covered(uid types.UID, request string, members []v1beta1.MemberStatus) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.rounds[uid]
+	return r != nil && r.request == request && next(members, r.done, "") < 0
+}
+
+// next chooses the member a round defragments next among members: one it has not covered,
+// a follower before the leader (the member with ID leaderID). It returns -1 when the round
+// covered every member.
+func next(members []v1beta1.MemberStatus, done []string, leaderID string) int {
 	leader := -1
 	for i, m := range members {
-		if !(t.due(m.DBSize, m.DBSizeInUse) || requested && !slices.Contains(done, m.Name)) {
+		if slices.Contains(done, m.Name) {
 			continue
 		}
 		if m.ID != leaderID {
@@ -186,9 +214,9 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	if !mayDefragment(res, syncErr) {
 		return false, nil
 	}
-	value, done, requested := d.pending(inst)
 	t := d.opts.thresholds(inst)
-	if next(res.Members, t, requested, done, "") < 0 {
+	request, done, ok := d.round(inst, res.Members, t)
+	if !ok || next(res.Members, done, "") < 0 {
 		return false, nil
 	}
 	access, statuses, leaderID, err := d.healthyCluster(ctx, inst)
@@ -198,7 +226,7 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	}
 	// The leader as the members report it now: a member out of space is not ready, and its
 	// result does not flag it as the leader.
-	i := next(res.Members, t, requested, done, leaderID)
+	i := next(res.Members, done, leaderID)
 	target := &res.Members[i]
 	before, ok := statusOf(statuses, target.ID)
 	if !ok {
@@ -239,9 +267,7 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	if after.MemberID != 0 {
 		*target = backend.WithEndpointStatus(*target, after)
 	}
-	if requested {
-		d.markDone(inst.UID, value, target.Name)
-	}
+	d.markDone(inst.UID, request, target.Name, res.Members)
 	return true, nil
 }
 
@@ -298,17 +324,15 @@ func bytesString(n int64) string {
 	return resource.NewQuantity(n, resource.BinarySI).String()
 }
 
-// finishRequest removes an on-demand request once it covered every member, unless a newer
+// finishDefragRequest removes an on-demand request once its round covered every member, unless a newer
 // request replaced it meanwhile; that one starts over.
 func (c *Controller) finishDefragRequest(ctx context.Context, inst *v1beta1.ETCDInstance, res *backend.Result) error {
-	value, done, requested := c.defrag.pending(inst)
+	value, requested := inst.Annotations[etcdaas.DefragRequestedAnnotation]
 	if !requested || res == nil || len(res.Members) == 0 {
 		return nil
 	}
-	for _, m := range res.Members {
-		if !slices.Contains(done, m.Name) {
-			return nil
-		}
+	if !c.defrag.covered(inst.UID, value, res.Members) {
+		return nil
 	}
 	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {

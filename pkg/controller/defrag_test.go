@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -56,34 +57,22 @@ func TestDefragDueNeedsBothThresholds(t *testing.T) {
 }
 
 func TestDefragNextPicksFollowersBeforeTheLeader(t *testing.T) {
-	th := defragThresholds{freePercent: 50, freeBytes: 1 << 20}
-	due := func(name string) v1beta1.MemberStatus {
-		return v1beta1.MemberStatus{Name: name, ID: "id-" + name, DBSize: 10 << 20, DBSizeInUse: 1 << 20}
-	}
-	full := func(name string) v1beta1.MemberStatus {
-		return v1beta1.MemberStatus{Name: name, ID: "id-" + name, DBSize: 10 << 20, DBSizeInUse: 10 << 20}
-	}
-	members := []v1beta1.MemberStatus{due("db-0"), full("db-1"), due("db-2")}
-	if i := next(members, th, false, nil, "id-db-0"); i != 2 {
-		t.Fatalf("picked %d, want the due follower db-2", i)
-	}
-	members[2] = full("db-2")
-	if i := next(members, th, false, nil, "id-db-0"); i != 0 {
-		t.Fatalf("picked %d, want the leader db-0 once no follower is due", i)
-	}
-	members[0] = full("db-0")
-	if i := next(members, th, false, nil, "id-db-0"); i != -1 {
-		t.Fatalf("picked %d with nothing due", i)
-	}
-	// On demand every member is defragmented once, whatever its free space, leader last.
-	if i := next(members, th, true, nil, "id-db-0"); i != 1 {
-		t.Fatalf("on demand picked %d, want the first follower", i)
-	}
-	if i := next(members, th, true, []string{"db-1", "db-2"}, "id-db-0"); i != 0 {
-		t.Fatalf("on demand picked %d, want the leader after the followers", i)
-	}
-	if i := next(members, th, true, []string{"db-0", "db-1", "db-2"}, "id-db-0"); i != -1 {
-		t.Fatalf("on demand picked %d once every member was done", i)
+	members := []v1beta1.MemberStatus{{Name: "db-0", ID: "a"}, {Name: "db-1", ID: "b"}, {Name: "db-2", ID: "c"}}
+	for _, tc := range []struct {
+		done   []string
+		leader string
+		want   int
+	}{
+		{nil, "a", 1},
+		{[]string{"db-1"}, "a", 2},
+		{[]string{"db-1", "db-2"}, "a", 0},
+		{[]string{"db-0", "db-1", "db-2"}, "a", -1},
+		{nil, "c", 0},
+		{[]string{"db-0", "db-1"}, "c", 2},
+	} {
+		if got := next(members, tc.done, tc.leader); got != tc.want {
+			t.Errorf("done %v, leader %s: picked %d, want %d", tc.done, tc.leader, got, tc.want)
+		}
 	}
 }
 
@@ -127,24 +116,50 @@ func TestMayDefragmentOnlyOnAStableCluster(t *testing.T) {
 	}
 }
 
-func TestDefragRequestsAreRememberedPerValue(t *testing.T) {
+func TestDefragRoundsCoverEveryMember(t *testing.T) {
 	d := newDefragmenter(DefragOptions{}, nil)
-	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{UID: "u", Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}}}
-	if _, done, ok := d.pending(inst); !ok || len(done) != 0 {
-		t.Fatalf("a new request: ok %v done %v", ok, done)
+	th := defragThresholds{freePercent: 50, freeBytes: 1 << 20}
+	full := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", DBSize: 10 << 20, DBSizeInUse: 10 << 20}, {Name: "db-1", ID: "b", DBSize: 10 << 20, DBSizeInUse: 10 << 20}}
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{UID: "u"}}
+	if _, _, ok := d.round(inst, full, th); ok {
+		t.Fatal("a round started with nothing due and nothing requested")
 	}
-	d.markDone("u", "t1", "db-1")
-	d.markDone("u", "t1", "db-1")
-	if _, done, _ := d.pending(inst); len(done) != 1 || done[0] != "db-1" {
+	// One member due starts an automatic round over every member; it ends once all are done.
+	due := slices.Clone(full)
+	due[0].DBSizeInUse = 1 << 20
+	if request, done, ok := d.round(inst, due, th); !ok || request != "" || len(done) != 0 {
+		t.Fatalf("automatic round: %q %v %v", request, done, ok)
+	}
+	d.markDone("u", "", "db-1", due)
+	if _, done, ok := d.round(inst, full, th); !ok || !slices.Equal(done, []string{"db-1"}) {
+		t.Fatalf("the round goes on with nothing due any more: %v %v", done, ok)
+	}
+	d.markDone("u", "", "db-0", full)
+	if _, _, ok := d.round(inst, full, th); ok {
+		t.Fatal("the round goes on after covering every member")
+	}
+
+	// A request starts a round of its own, remembered per value; a newer request starts over.
+	inst.Annotations = map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}
+	if request, done, ok := d.round(inst, full, th); !ok || request != "t1" || len(done) != 0 {
+		t.Fatalf("requested round: %q %v %v", request, done, ok)
+	}
+	d.markDone("u", "t1", "db-1", full)
+	d.markDone("u", "t1", "db-1", full)
+	if _, done, _ := d.round(inst, full, th); !slices.Equal(done, []string{"db-1"}) || d.covered("u", "t1", full) {
 		t.Fatalf("done %v", done)
 	}
-	// A newer request starts over.
-	inst.Annotations[etcdaas.DefragRequestedAnnotation] = "t2"
-	if _, done, _ := d.pending(inst); len(done) != 0 {
-		t.Fatalf("a newer request starts with %v", done)
+	d.markDone("u", "t1", "db-0", full)
+	if !d.covered("u", "t1", full) || d.covered("u", "t2", full) {
+		t.Fatal("covered")
 	}
+	inst.Annotations[etcdaas.DefragRequestedAnnotation] = "t2"
+	if request, done, _ := d.round(inst, full, th); request != "t2" || len(done) != 0 {
+		t.Fatalf("a newer request starts with %q %v", request, done)
+	}
+	// Once the request is consumed its round is over.
 	delete(inst.Annotations, etcdaas.DefragRequestedAnnotation)
-	if _, _, ok := d.pending(inst); ok || len(d.requests) != 0 {
-		t.Fatalf("without the annotation: ok %v, remembered %v", ok, d.requests)
+	if _, _, ok := d.round(inst, full, th); ok || len(d.rounds) != 0 {
+		t.Fatalf("without the annotation: ok %v, remembered %v", ok, d.rounds)
 	}
 }

@@ -65,13 +65,13 @@ type ETCDInstanceSpec struct {
 	Defragmentation *DefragmentationSpec `json:"defragmentation,omitempty"`
 }
 
-// DefragmentationSpec says when a member is defragmented automatically: once the space that
-// compaction freed inside its database file (dbSize - dbSizeInUse in the member's status)
-// reaches both freePercent of the file and freeBytes. Members are defragmented one at a time,
-// followers first and the leader last, each only while every member is healthy; a NOSPACE
-// alarm on a member is disarmed once defragmenting it freed at least freeBytes (etcd raises it
-// again if writes still do not fit its quota). The defrag subresource defragments every
-// member on demand, whatever the thresholds.
+// DefragmentationSpec says when members are defragmented automatically: once the space that
+// compaction freed inside a member's database file (dbSize - dbSizeInUse in its status)
+// reaches both freePercent of the file and freeBytes, every member is defragmented in turn
+// (they hold the same data), one at a time, followers first and the leader last, each only
+// while every member is healthy. A NOSPACE alarm on a member is disarmed once defragmenting
+// it freed at least freeBytes (etcd raises it again if writes still do not fit its quota).
+// The defrag subresource starts such a round on demand, whatever the thresholds.
 type DefragmentationSpec struct {
 	// FreePercent is the share of a member's database file, in percent from 1 to 100, that
 	// must be free before the member is defragmented. Defaults to the controller's
