@@ -45,6 +45,7 @@ type fakeServer struct {
 	requests  []recordedRequest
 	backup    http.HandlerFunc // serves .../backup when set
 	recover   http.HandlerFunc // serves POST .../recover when set
+	defrag    http.HandlerFunc // serves POST .../defrag when set
 	conflicts int              // UpdateScale answers 409 this many times first
 	// deleteDelay is how many GETs a deleted object survives (a finalizer at work).
 	deleteDelay int
@@ -154,6 +155,8 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.backup(w, r)
 	case len(parts) == 5 && parts[4] == "recover" && r.Method == http.MethodPost && s.recover != nil:
 		s.recover(w, r)
+	case len(parts) == 5 && parts[4] == "defrag" && r.Method == http.MethodPost && s.defrag != nil:
+		s.defrag(w, r)
 	default:
 		s.writeStatus(w, apierrors.NewMethodNotSupported(etcdinstancesResource, r.Method))
 	}

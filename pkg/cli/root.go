@@ -136,6 +136,7 @@ versions.`,
 		newBackupCommand(f),
 		newRestoreCommand(f),
 		newRecoverCommand(f),
+		newDefragCommand(f),
 		newBackupsCommand(f),
 		newConvertCommand(f),
 	)

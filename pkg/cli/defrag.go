@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+)
+
+// defragOptions are the flags of `defrag`.
+type defragOptions struct {
+	wait    bool
+	timeout time.Duration
+}
+
+// defragPollInterval is how often `defrag` reads the instance while it waits.
+var defragPollInterval = time.Second
+
+func newDefragCommand(f *Factory) *cobra.Command {
+	o := &defragOptions{wait: true, timeout: 10 * time.Minute}
+	cmd := &cobra.Command{
+		Use:   "defrag NAME",
+		Short: "Defragment every member of an ETCDInstance now",
+		Long: `Ask the controller to defragment the database of every member of an ETCDInstance, whatever
+its defragmentation thresholds: one member at a time, the followers first and the leader
+last, each once every member is healthy. Defragmenting returns to the file system the space
+that compaction freed inside a member's database file; a member serves nothing while it is
+defragmented. Each member gets a Defragmented Event with its sizes before and after
+('kubectl describe etcd NAME'). Needs the etcdinstances/defrag permission (the edit role).
+
+The command waits until every member was defragmented unless --wait=false.`,
+		Example: `  # Defragment every member of my-etcd
+  kubectl etcdaas defrag my-etcd
+
+  # Ask for it and return at once
+  kubectl etcdaas defrag my-etcd --wait=false`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, f, args[0])
+		},
+	}
+	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until every member was defragmented.")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait (with --wait).")
+	return cmd
+}
+
+func (o *defragOptions) run(cmd *cobra.Command, f *Factory, name string) error {
+	ns, err := f.Namespace()
+	if err != nil {
+		return err
+	}
+	config, err := f.RESTConfig()
+	if err != nil {
+		return err
+	}
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	status := &metav1.Status{}
+	if err := client.EtcdaasV1beta1().RESTClient().Post().Namespace(ns).Resource("etcdinstances").Name(name).SubResource("defrag").Do(ctx).Into(status); err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s defragmentation requested: %s\n", qualifiedResource, name, status.Message)
+	if !o.wait {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	// The controller removes the request once every member was defragmented.
+	err = wait.PollUntilContextCancel(wctx, defragPollInterval, false, func(ctx context.Context) (bool, error) {
+		inst, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("%s/%s was deleted during the defragmentation", ns, name)
+		}
+		if err != nil {
+			return false, nil // the server may be busy: the deadline bounds the wait
+		}
+		_, pending := inst.Annotations[etcdaas.DefragRequestedAnnotation]
+		return !pending, nil
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s/%s was not defragmented within %s: it goes on once every member is healthy, see 'kubectl describe etcd %s'", ns, name, o.timeout, name)
+		}
+		return err
+	}
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s defragmented: every member, see its Defragmented Events\n", qualifiedResource, name)
+	return nil
+}
