@@ -22,5 +22,6 @@ func TestCluster(t *testing.T) {
 	t.Run("rolling upgrade", func(t *testing.T) { testRollingUpgrade(t, e, figs) })
 	t.Run("TLS instance", func(t *testing.T) { testTLS(t, e) })
 	t.Run("unbound claim in the status", func(t *testing.T) { testUnboundClaim(t, e) })
+	t.Run("restore", func(t *testing.T) { testRestore(t, e, figs) })
 	t.Logf("figures:\n%s", strings.Join(figs.lines, "\n"))
 }

@@ -1,14 +1,15 @@
 // Package s3server runs a real S3-compatible object store for the unit, integration and e2e
 // tests: the Versity S3 Gateway ("versitygw" with its posix backend, pinned in
 // hack/tools/versitygw and built into the tools directory by hack/tools/build.sh), listening
-// on 127.0.0.1 only, with one identity and one bucket. It is a separate process, not an
-// in-process fake, so that the backups go through a real store's multipart uploads, copies,
-// listings and signatures.
+// on 127.0.0.1 (the cluster tier: on its bridge address, for its pods), with one identity and
+// one bucket. It is a separate process, not an in-process fake, so that the backups go through
+// a real store's multipart uploads, copies, listings and signatures.
 package s3server
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -41,9 +42,16 @@ type Server struct {
 // the test (fails it in CI) when the versitygw binary is missing.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartOn(t, loopback.Host)
+}
+
+// StartOn is Start listening on host instead of 127.0.0.1: an address of this machine that a
+// harness created, such as the cluster tier's bridge address, which its pods reach.
+func StartOn(t testing.TB, host string) *Server {
+	t.Helper()
 	bin := framework.RequireTools(t, Versitygw)[Versitygw]
 	dir := t.TempDir()
-	s, err := start(bin, dir)
+	s, err := start(bin, dir, host)
 	if err != nil {
 		t.Fatalf("starting the S3 server: %v", err)
 	}
@@ -55,7 +63,7 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func start(bin, dir string) (*Server, error) {
+func start(bin, dir, host string) (*Server, error) {
 	s := &Server{AccessKeyID: "etcdaas-test", SecretAccessKey: "etcdaas-test-secret-key", Bucket: "backups"}
 	// The gateway serves the directories of root as buckets; their owners, ACLs and the
 	// objects' metadata go to the sidecar directory (no extended attributes needed).
@@ -65,17 +73,17 @@ func start(bin, dir string) (*Server, error) {
 			return nil, err
 		}
 	}
-	ports, err := loopback.FreePorts(1)
+	addr, err := freeAddress(host)
 	if err != nil {
 		return nil, err
 	}
-	s.Endpoint = "http://" + loopback.HostPort(ports[0])
+	s.Endpoint = "http://" + addr
 	// The only identity is the gateway's root account; the flags win over any ROOT_* or VGW_*
 	// variables in the environment. The (empty) file-based IAM answers an unknown access key
 	// with S3's InvalidAccessKeyId, as AWS does; without it the gateway's single-account mode
 	// answers with a code of its own (XAdminUserNotFound).
 	args := []string{
-		"--port", loopback.HostPort(ports[0]),
+		"--port", addr,
 		"--access", s.AccessKeyID, "--secret", s.SecretAccessKey,
 		"--iam-dir", iam,
 		"posix", "--sidecar", sidecar, root,
@@ -130,6 +138,23 @@ func (s *Server) Client() (*minio.Client, error) {
 		return nil, err
 	}
 	return minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKeyID, s.SecretAccessKey, "")})
+}
+
+// freeAddress is host with a port nothing listens on.
+func freeAddress(host string) (string, error) {
+	if host == loopback.Host {
+		ports, err := loopback.FreePorts(1)
+		if err != nil {
+			return "", err
+		}
+		return loopback.HostPort(ports[0]), nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
 }
 
 func tail(b []byte, n int) string {
