@@ -128,6 +128,7 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 			t.Fatal(err)
 		}
 		figs.add(t, fmt.Sprintf("restoreFrom %d MiB -> Running (3)", st.Size()>>20), time.Since(start))
+		e.logSeed(t, ns, dst)
 		e.checkRestoredData(t, ns, dst, 0)
 	})
 
@@ -141,6 +142,7 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 			t.Fatal(err)
 		}
 		e.checkPodsReady(t, ns, src, 3)
+		e.logSeed(t, ns, src)
 		// Watchers of the replaced cluster never see the revision go back.
 		e.checkRestoredData(t, ns, src, before.Header.Revision)
 		// An instance without an S3 destination cannot be restored on this backend: 409.
@@ -149,6 +151,24 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 			t.Errorf("restoring an instance without a backup destination: %s", r)
 		}
 	})
+}
+
+// logSeed logs what member 0's seed init container reported: how long the download, the
+// checks and etcdutl's restore took.
+func (e *etcdaasInstall) logSeed(t *testing.T, ns, name string) {
+	t.Helper()
+	logs, err := e.c.Kube.CoreV1().Pods(ns).GetLogs(name+"-0", &corev1.PodLogOptions{Container: "seed"}).DoRaw(t.Context())
+	if err != nil {
+		t.Errorf("the seed step's log of %s-0: %v", name, err)
+		return
+	}
+	for _, line := range strings.Split(string(logs), "\n") {
+		if strings.Contains(line, "Seeded the member") {
+			t.Logf("seed step of %s-0: %s", name, line)
+			return
+		}
+	}
+	t.Errorf("%s-0's seed step did not report seeding it:\n%s", name, logs)
 }
 
 // memberClient is an etcd client of the instance's members through their pod IPs: this
