@@ -17,7 +17,8 @@ import (
 // matrixRequest is one row: an RBAC verb on etcdinstances or one of its subresources, sent as
 // a real request, and the status it gets once authorized. Writes are dry runs, and the
 // restore and recover requests are ones the server refuses after authorization (a body that
-// is not a snapshot, an instance whose quorum holds), so the matrix changes nothing.
+// is not a snapshot, an instance whose quorum holds), so the matrix changes no data: an
+// accepted defrag request only defragments the members, which keeps every key.
 type matrixRequest struct {
 	// Name labels the row.
 	Name string
@@ -73,6 +74,7 @@ var matrixRequests = []matrixRequest{
 	{Name: "backups (GET)", Verb: "get", Subresource: "backups", Method: http.MethodGet, Object: true, Suffix: "/backups", Authorized: http.StatusOK},
 	{Name: "restore (POST, not a snapshot)", Verb: "create", Subresource: "restore", Method: http.MethodPost, Object: true, Suffix: "/restore", Body: bodyNotASnap, ContentType: octetType, Authorized: http.StatusUnprocessableEntity},
 	{Name: "recover (POST, quorum holds)", Verb: "create", Subresource: "recover", Method: http.MethodPost, Object: true, Suffix: "/recover", Authorized: http.StatusConflict},
+	{Name: "defrag (POST)", Verb: "create", Subresource: "defrag", Method: http.MethodPost, Object: true, Suffix: "/defrag", Authorized: http.StatusAccepted},
 }
 
 // rbacResource is the RBAC resource the request is authorized as.
@@ -99,6 +101,7 @@ var roleGrants = func() map[string][]string {
 		grant("delete", "etcdinstances"), grant("deletecollection", "etcdinstances"),
 		grant("update", "etcdinstances/scale"), grant("patch", "etcdinstances/scale"),
 		grant("get", "etcdinstances/backup"), grant("get", "etcdinstances/backups"),
+		grant("create", "etcdinstances/defrag"),
 	)
 	admin := append(slices.Clone(edit), grant("create", "etcdinstances/restore"), grant("create", "etcdinstances/recover"))
 	return map[string][]string{"view": view, "edit": edit, "admin": admin}
