@@ -82,7 +82,16 @@ func (s BackupRestoreSource) LocateRestoreSource(ctx context.Context, inst *v1be
 		return nil, errors.New("spec.restoreFrom is not set")
 	}
 	source, err := s.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace).Get(ctx, from.Instance, metav1.GetOptions{})
-	if err == nil && source.Spec.Backup != nil && source.Spec.Backup.Destination.S3 == nil {
+	if err != nil || source.Spec.Backup == nil {
+		// OpenRestoreSource reads the source again and gives the error its reason.
+		body, _, err := s.OpenRestoreSource(ctx, inst)
+		if err == nil {
+			_ = body.Close()
+			err = fmt.Errorf("instance %s/%s changed while it was read; retrying", inst.Namespace, from.Instance)
+		}
+		return nil, err
+	}
+	if source.Spec.Backup.Destination.S3 == nil {
 		return nil, backend.Permanent(ReasonRestoreSourceUnreachable, "spec.restoreFrom.instance: the backups of %s/%s are in a server's local backup directory, which member pods cannot read; restore from an S3 destination", inst.Namespace, from.Instance)
 	}
 	body, prov, err := s.OpenRestoreSource(ctx, inst) // the same checks, with their reasons

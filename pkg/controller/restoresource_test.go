@@ -120,6 +120,7 @@ func TestLocateRestoreSource(t *testing.T) {
 	client := fake.NewClientset(
 		restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3}),
 		restoreInstance("ns", "local", v1beta1.ETCDInstanceSpec{Backup: local}),
+		restoreInstance("ns", "unprotected", v1beta1.ETCDInstanceSpec{}),
 	)
 	dir, err := backup.LocalDir(root, "ns", "local")
 	if err != nil {
@@ -137,6 +138,9 @@ func TestLocateRestoreSource(t *testing.T) {
 	}
 	if _, err := locate("gone"); !isPermanent(err, ReasonRestoreSourceNotFound) {
 		t.Errorf("a missing source: %v, want %s", err, ReasonRestoreSourceNotFound)
+	}
+	if _, err := locate("unprotected"); !isPermanent(err, ReasonRestoreSourceNoDestination) {
+		t.Errorf("a source without spec.backup: %v, want %s", err, ReasonRestoreSourceNoDestination)
 	}
 	// The S3 destination cannot be read without credentials: the open's reason stands.
 	if _, err := locate("s3"); !isPermanent(err, ReasonRestoreSourceUnavailable) {
