@@ -260,9 +260,17 @@ func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *Restor
 	updated.Spec.Replicas, updated.Spec.Template = want.Spec.Replicas, want.Spec.Template
 	updated.Annotations[annotationSeed] = s.annotation()
 	updated.Annotations[annotationClusterToken] = s.Token
-	if _, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+	// The restore replaces every member: what was recorded about the old ones (a version
+	// roll's step, their volumes and IDs, a replacement) no longer describes the cluster, and
+	// would hold up or misdirect the steps that grow the new one.
+	for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
+		delete(updated.Annotations, stale)
+	}
+	stored, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
 		return res, err
 	}
+	v.sts = stored
 	return res, b.ensurePDB(ctx, inst, 1)
 }
 

@@ -270,6 +270,16 @@ func TestRestoreRequestReseedsMemberZero(t *testing.T) {
 		}
 	}
 	requestRestore(t, f.client, "r1")
+	// What the old cluster's steps recorded: a version roll's step, its members' volumes.
+	old, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Annotations[annotationRollStep] = `{"member":"db-2"}`
+	old.Annotations[annotationMemberVolumes] = `{"db-1":{"id":"1"}}`
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, old, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	res, err := f.b.Sync(ctx, f.inst)
 	if err != nil {
@@ -288,6 +298,11 @@ func TestRestoreRequestReseedsMemberZero(t *testing.T) {
 	}
 	if want := uint64(902 - 40 + revisionMargin); s.RevisionBump != want {
 		t.Errorf("revision bump = %d, want %d (the highest member revision 902 above the snapshot's 40, and the margin)", s.RevisionBump, want)
+	}
+	for _, stale := range []string{annotationRollStep, annotationMemberVolumes} {
+		if _, ok := sts.Annotations[stale]; ok {
+			t.Errorf("the restore kept the old cluster's %s record", stale)
+		}
 	}
 	if *sts.Spec.Replicas != 1 || sts.Annotations[annotationClusterToken] != "ns-db-uid-1-restore-r1" {
 		t.Errorf("replicas %d, token %q: want 1 member of a new cluster", *sts.Spec.Replicas, sts.Annotations[annotationClusterToken])
