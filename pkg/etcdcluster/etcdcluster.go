@@ -21,6 +21,15 @@ import (
 	"go.uber.org/zap"
 )
 
+// The HTTP paths a member's probes use (on its client or metrics URLs). Ready: the member
+// serves reads and has no alarm but NOSPACE, which every member reports once one raises it and
+// which is cleared by defragmenting and disarming (a cluster whose members were all unready
+// could not be reached to do so). Live: it serves local reads; a restart never clears an alarm.
+const (
+	ReadinessPath = "/health?serializable=true&exclude=NOSPACE"
+	LivenessPath  = "/livez"
+)
+
 // DefaultTimeout bounds a single unary etcd call made by this package.
 const DefaultTimeout = 5 * time.Second
 

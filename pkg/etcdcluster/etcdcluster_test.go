@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -180,6 +181,18 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	}
 	if !st.Serving {
 		t.Fatalf("a member out of space still serves reads and deletes: %+v", st)
+	}
+	// Its probes keep it ready and live, so that it can be defragmented; the plain health
+	// check reports the alarm.
+	for path, want := range map[string]int{ReadinessPath: http.StatusOK, LivenessPath: http.StatusOK, "/health?serializable=true": http.StatusServiceUnavailable} {
+		resp, err := http.Get(endpoint + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s of a member out of space: %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 
 	// Deleting and compacting frees space inside the file; defragmenting returns it, and

@@ -17,6 +17,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 func testInstance() *v1beta1.ETCDInstance {
@@ -237,8 +238,11 @@ func TestImagesAndQuorum(t *testing.T) {
 	if q := sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != DefaultStorageSize {
 		t.Fatalf("default volume size %s", q.String())
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Port.IntValue() != MetricsPort {
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Port.IntValue() != MetricsPort || c.ReadinessProbe.HTTPGet.Path != etcdcluster.ReadinessPath {
 		t.Fatalf("readiness probe %+v", c.ReadinessProbe)
+	}
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Port.IntValue() != MetricsPort || c.LivenessProbe.HTTPGet.Path != etcdcluster.LivenessPath {
+		t.Fatalf("liveness probe %+v", c.LivenessProbe)
 	}
 }
 

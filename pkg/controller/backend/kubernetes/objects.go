@@ -17,6 +17,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // Ports and paths inside member pods.
@@ -267,10 +268,10 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o440)},
 		}})
 	}
-	probe := func(failures int32) *corev1.Probe {
+	probe := func(path string, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/health?serializable=true", Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
+				Path: path, Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
 			}},
 			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
 		}
@@ -288,9 +289,13 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 				{Name: "peer", ContainerPort: PeerPort},
 				{Name: "metrics", ContainerPort: MetricsPort},
 			},
-			VolumeMounts:   mounts,
-			ReadinessProbe: probe(3),
-			LivenessProbe:  probe(8),
+			VolumeMounts: mounts,
+			// Ready: the member serves reads and sees no alarm but NOSPACE, which every member
+			// reports once one raises it and which the controller clears by defragmenting
+			// (an unready cluster could not be defragmented). Live: it serves local reads;
+			// restarting a member never cleared an alarm.
+			ReadinessProbe: probe(etcdcluster.ReadinessPath, 3),
+			LivenessProbe:  probe(etcdcluster.LivenessPath, 8),
 			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 				corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
 			}},
