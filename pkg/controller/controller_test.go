@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -466,5 +467,31 @@ func TestRecoverRequestsAreCarriedOutOnceAndConsumed(t *testing.T) {
 	want := []string{"Normal Recovered Rebuilt the cluster from member db-1", "Warning RecoveryFailed Recovery not carried out: cannot recover: member lost does not answer"}
 	if !slices.Equal(recorded, want) {
 		t.Fatalf("events %q, want %q", recorded, want)
+	}
+}
+
+// TestStatusKeepsTheVersionsMembersReportedLast: a member that stops answering keeps the
+// version it reported last (the spec.version rule reads it), a member that answers reports
+// its own, and a member never seen before reports none.
+func TestStatusKeepsTheVersionsMembersReportedLast(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+		Status: v1beta1.ETCDInstanceStatus{Members: []v1beta1.MemberStatus{
+			{Name: "db-0", Version: "3.6.5"}, {Name: "db-1", Version: "3.6.5"},
+		}},
+	}
+	down := []v1beta1.MemberStatus{{Name: "db-0"}, {Name: "db-1", Version: "3.7.3", Ready: true}, {Name: "db-2"}}
+	st := computeStatus(inst, &backend.Result{Members: down}, nil, now)
+	got := map[string]string{}
+	for _, m := range st.Members {
+		got[m.Name] = m.Version
+	}
+	if want := map[string]string{"db-0": "3.6.5", "db-1": "3.7.3", "db-2": ""}; !maps.Equal(got, want) {
+		t.Errorf("member versions %v, want %v", got, want)
+	}
+	if down[0].Version != "" {
+		t.Error("computeStatus modified the backend's result")
 	}
 }

@@ -37,7 +37,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	status.Selector = etcdaas.MemberSelector(inst.Name)
 	desired := backend.DesiredReplicas(inst)
 	if res != nil {
-		status.Members = res.Members
+		status.Members = withLastVersions(res.Members, inst.Status.Members)
 		status.Replicas = int32(len(res.Members))
 		status.ReadyReplicas = res.Ready()
 	}
@@ -138,4 +138,24 @@ func deletingStatus(inst *v1beta1.ETCDInstance, now metav1.Time) v1beta1.ETCDIns
 		Message: "the instance is being deleted", ObservedGeneration: inst.Generation, LastTransitionTime: now,
 	})
 	return status
+}
+
+// withLastVersions returns members with, for each member that does not answer (no version),
+// the version it reported last: the rule on changes of spec.version reads what the members
+// run, and a member that is down still has the data of that version.
+func withLastVersions(members, previous []v1beta1.MemberStatus) []v1beta1.MemberStatus {
+	last := make(map[string]string, len(previous))
+	for _, m := range previous {
+		if m.Version != "" {
+			last[m.Name] = m.Version
+		}
+	}
+	out := make([]v1beta1.MemberStatus, len(members))
+	for i, m := range members {
+		if m.Version == "" {
+			m.Version = last[m.Name]
+		}
+		out[i] = m
+	}
+	return out
 }
