@@ -41,7 +41,9 @@ const (
 )
 
 var (
-	versionPattern = regexp.MustCompile(`^3\.[0-9]+(\.[0-9]+)?$`)
+	// versionPattern is an etcd 3 minor or release: numbers without leading zeros (they name
+	// image tags) and of at most three digits (they are compared as numbers).
+	versionPattern = regexp.MustCompile(`^3\.(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2}))?$`)
 
 	knownPhases = sets.New(etcdaas.PhasePending, etcdaas.PhaseDeploying, etcdaas.PhaseScaling,
 		etcdaas.PhaseRunning, etcdaas.PhaseFailed, etcdaas.PhaseDeleting, etcdaas.PhaseRestoring,

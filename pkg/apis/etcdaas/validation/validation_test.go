@@ -60,6 +60,10 @@ func TestValidateETCDInstance(t *testing.T) {
 		"four numbers":          {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3.1" }, []string{"FieldValueInvalid spec.version"}},
 		"leading v":             {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "v3.7.3" }, []string{"FieldValueInvalid spec.version"}},
 		"pre-release":           {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.3-rc.0" }, []string{"FieldValueInvalid spec.version"}},
+		"leading zero minor":    {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.07" }, []string{"FieldValueInvalid spec.version"}},
+		"leading zero patch":    {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.7.03" }, []string{"FieldValueInvalid spec.version"}},
+		"huge minor":            {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.99999999999999999999" }, []string{"FieldValueInvalid spec.version"}},
+		"release 3.10.0":        {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.10.0" }, nil},
 		"zero storage size": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{Size: resource.NewQuantity(0, resource.BinarySI)}
 		}, []string{"FieldValueInvalid spec.storage.size"}},
