@@ -87,6 +87,10 @@ func IsInvalid(err error) bool {
 // spoolPattern names the files Receive writes.
 const spoolPattern = "snapshot-*.part"
 
+// StaleSpoolAge is how long a restore's spool file must have gone unwritten before it counts as
+// left by a receipt a crash cut short: a receipt in progress writes it as the body arrives.
+const StaleSpoolAge = time.Hour
+
 // RemoveStaleSpool deletes the files Receive left in dir that were last written before
 // before: a receiving process killed mid-upload never removes its file. A receipt in progress
 // writes its file as the body arrives, so an old modification time means a dead one. It

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -416,8 +418,30 @@ func TestStagerRefusesWhatItCannotRestore(t *testing.T) {
 			}
 		})
 	}
-	if _, err := stager.SpoolDir(ctx, internal(s3("creds"), "db")); err != nil {
-		t.Fatalf("a deployed instance with an S3 destination: %v", err)
+	// A receipt a crash cut short left its spool file: the next receipt's SpoolDir deletes it
+	// once stale, and keeps one still being written.
+	spoolDir := filepath.Join(stager.Dir, "etcdaas-restores")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale, live := filepath.Join(spoolDir, "snapshot-1.part"), filepath.Join(spoolDir, "snapshot-2.part")
+	for _, p := range []string{stale, live} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * snapshot.StaleSpoolAge)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err := stager.SpoolDir(ctx, internal(s3("creds"), "db")); err != nil || dir != spoolDir {
+		t.Fatalf("a deployed instance with an S3 destination: %q, %v", dir, err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale spool file is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the spool file being written was deleted: %v", err)
 	}
 	requestRestore(t, f.client, "r1")
 	if _, err := stager.SpoolDir(ctx, internal(s3("creds"), "db")); !errors.Is(err, snapshot.ErrRestorePending) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,6 +71,12 @@ func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (s
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
+	// Receipts cut short by a crash of this server leave their spool files (the directory is
+	// shared by every instance; a receipt in progress keeps writing its file).
+	deleted, err := snapshot.RemoveStaleSpool(dir, time.Now().Add(-snapshot.StaleSpoolAge))
+	if len(deleted) > 0 || err != nil {
+		klog.InfoS("Deleted the spool files of interrupted restores", "directory", dir, "deleted", deleted, "err", err)
+	}
 	return dir, nil
 }
 
@@ -120,7 +127,11 @@ func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, stage
 		}
 		return err
 	}
-	return os.Remove(path)
+	// The request is recorded: the spool file is only a leftover now.
+	if err := os.Remove(path); err != nil {
+		klog.ErrorS(err, "Deleting the spool file of a staged restore", "path", path)
+	}
+	return nil
 }
 
 // upload writes the snapshot file under key with its provenance.

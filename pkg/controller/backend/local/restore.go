@@ -87,16 +87,12 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 	}
 	// Receipts cut short by a crash of the receiving server leave their spool file: the
 	// instance's own directory is swept of those not written to for staleSpoolAge.
-	deleted, err := snapshot.RemoveStaleSpool(spool, time.Now().Add(-staleSpoolAge))
+	deleted, err := snapshot.RemoveStaleSpool(spool, time.Now().Add(-snapshot.StaleSpoolAge))
 	if len(deleted) > 0 || err != nil {
 		klog.InfoS("Deleted the spool files of interrupted restores", "instance", namespace+"/"+name, "deleted", deleted, "err", err)
 	}
 	return spool, nil
 }
-
-// staleSpoolAge is how long a restore's spool file must have gone unwritten before the next
-// restore of the instance deletes it: a receipt in progress writes it as the body arrives.
-const staleSpoolAge = time.Hour
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the
 // file over. It returns snapshot.ErrRestorePending when one is pending already.
@@ -132,7 +128,12 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 		}
 		return err
 	}
-	return syncDirectory(spool)
+	// The request is recorded: a failure to make it durable is logged, not reported as a
+	// failed request the controller would carry out anyway.
+	if err := syncDirectory(spool); err != nil {
+		klog.ErrorS(err, "Syncing the restore spool directory after recording a request", "directory", spool)
+	}
+	return nil
 }
 
 func pendingSnapshot(spool, id string) string {
