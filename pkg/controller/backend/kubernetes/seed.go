@@ -193,7 +193,11 @@ func (b *Backend) restoreFromSeed(ctx context.Context, inst *v1beta1.ETCDInstanc
 // checkBackup reads the backup spec.restoreFrom names through and compares its sha256 with
 // the provenance's, so that a backup that changed is refused before a member depends on it.
 func (b *Backend) checkBackup(ctx context.Context, inst *v1beta1.ETCDInstance, want backend.BackupProvenance) error {
-	body, _, err := b.opts.RestoreSource.OpenRestoreSource(ctx, inst)
+	// The backup located, by its key: with no key in spec.restoreFrom, the newest one could
+	// be a newer backup the source took in between.
+	pinned := inst.DeepCopy()
+	pinned.Spec.RestoreFrom.Key = want.Key
+	body, _, err := b.opts.RestoreSource.OpenRestoreSource(ctx, pinned)
 	if err != nil {
 		return err
 	}

@@ -30,26 +30,47 @@ import (
 
 const toolsImage = "registry.test/etcdaas:v9"
 
-// fakeSource is a backup in an S3 destination whose provenance records sum.
+// fakeSource is a backup in an S3 destination whose provenance records sum. With newer set,
+// the source took a newer backup (those bytes) right after the first was located: opening
+// "the newest" (no key) gives that one.
 type fakeSource struct {
 	data      string
 	sum       string
+	newer     string
 	locateErr error
 }
 
-func (f fakeSource) OpenRestoreSource(context.Context, *v1beta1.ETCDInstance) (io.ReadCloser, *backend.BackupProvenance, error) {
-	return io.NopCloser(strings.NewReader(f.data)), &backend.BackupProvenance{Key: "20261129T000000.000Z-r42.db", SHA256: f.sum, Revision: 42}, nil
+const fakeSourceKey = "20261129T000000.000Z-r42.db"
+
+func (f fakeSource) OpenRestoreSource(_ context.Context, inst *v1beta1.ETCDInstance) (io.ReadCloser, *backend.BackupProvenance, error) {
+	if f.newer != "" && inst.Spec.RestoreFrom.Key == "" {
+		return io.NopCloser(strings.NewReader(f.newer)), &backend.BackupProvenance{Key: "20261129T010000.000Z-r50.db", SHA256: sum(f.newer), Revision: 50}, nil
+	}
+	return io.NopCloser(strings.NewReader(f.data)), &backend.BackupProvenance{Key: fakeSourceKey, SHA256: f.sum, Revision: 42}, nil
 }
 
 func (f fakeSource) LocateRestoreSource(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.RemoteBackup, error) {
 	if f.locateErr != nil {
 		return nil, f.locateErr
 	}
-	_, prov, _ := f.OpenRestoreSource(ctx, inst)
 	return &backend.RemoteBackup{
 		S3:         v1beta1.S3Destination{Endpoint: "http://s3.test:8333", Bucket: "backups", Prefix: "ns/old/", CredentialsSecretRef: &v1beta1.SecretReference{Name: "s3-creds"}},
-		Provenance: *prov,
+		Provenance: backend.BackupProvenance{Key: fakeSourceKey, SHA256: f.sum, Revision: 42},
 	}, nil
+}
+
+// TestRestoreFromChecksTheBackupItLocated: a backup the source takes between locating the
+// newest and checking it does not make the located one look changed.
+func TestRestoreFromChecksTheBackupItLocated(t *testing.T) {
+	data := "snapshot bytes"
+	b := newSeedBackend(t, fake.NewClientset(), fakeSource{data: data, sum: sum(data), newer: "newer bytes"}, healthyCluster(1))
+	s, err := b.restoreFromSeed(context.Background(), restoreFromInstance())
+	if err != nil {
+		t.Fatalf("restoreFrom refused while its source took a newer backup: %v", err)
+	}
+	if s.Key != fakeSourceKey || s.SHA256 != sum(data) {
+		t.Errorf("seed %+v, want the located backup %s", s, fakeSourceKey)
+	}
 }
 
 func sum(s string) string {
