@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"k8s.io/klog/v2"
 )
 
 // metaSuffix names the sidecar file that holds a local backup's provenance.
@@ -58,7 +60,8 @@ func (l *Local) Write(ctx context.Context, key, _ string, body io.Reader) (Uploa
 		return nil, err
 	}
 	if err := l.removeInterrupted(); err != nil {
-		return nil, err
+		// What earlier writes left is no reason to skip this backup (as in Take).
+		klog.InfoS("Could not delete what interrupted backup writes left", "directory", l.dir, "err", err)
 	}
 	f, err := os.CreateTemp(l.dir, "."+key+".*.tmp")
 	if err != nil {
