@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
-	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 )
 
 // defragOptions are the flags of `defrag`.
@@ -53,15 +52,7 @@ The command waits until every member was defragmented unless --wait=false.`,
 }
 
 func (o *defragOptions) run(cmd *cobra.Command, f *Factory, name string) error {
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	config, err := f.RESTConfig()
-	if err != nil {
-		return err
-	}
-	client, err := versioned.NewForConfig(config)
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}

@@ -57,15 +57,7 @@ The command waits until the instance runs again (phase Running) unless --wait=fa
 }
 
 func (o *recoverOptions) run(cmd *cobra.Command, f *Factory, name string) error {
-	ns, err := f.Namespace()
-	if err != nil {
-		return err
-	}
-	config, err := f.RESTConfig()
-	if err != nil {
-		return err
-	}
-	client, err := versioned.NewForConfig(config)
+	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
 	}
