@@ -79,9 +79,11 @@ type sweeper interface {
 // ErrNotFound is returned by Open for a key the destination does not hold.
 var ErrNotFound = errors.New("no such backup")
 
-// ErrNoProvenance is the error for an object named like a backup whose provenance is missing
-// or unreadable: something else's file in a shared bucket or directory, never listed, counted
-// by retention or restored from.
+// ErrNoProvenance is the error for an object named like a backup that carries no provenance
+// at all (an S3 object without the etcdaas metadata, a file without its sidecar): something
+// else's file in a shared bucket or directory, never listed, counted by retention or restored
+// from. Provenance that is there but wrong (a size that does not match, an unreadable
+// sidecar) is an error of its own: a damaged backup of ours is reported, not hidden.
 var ErrNoProvenance = errors.New("no valid backup provenance")
 
 // skipForeign reports whether a listing passes over the entry err was returned for (an object

@@ -280,9 +280,10 @@ func TestFileCredentials(t *testing.T) {
 	}
 }
 
-// TestLocalListSkipsForeignFiles: files named like backups but without readable provenance
-// (another tool's file in the directory, a sidecar that is not JSON) are not listed, and
-// they do not make the listing fail; opening one says why it is not a backup.
+// TestLocalListSkipsForeignFiles: a file named like a backup but without a sidecar (another
+// tool's file in the directory) is not listed and does not make the listing fail; opening it
+// says why it is not a backup. A sidecar that is not JSON is a damaged backup of ours: the
+// listing reports it.
 func TestLocalListSkipsForeignFiles(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -296,22 +297,27 @@ func TestLocalListSkipsForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	noSidecar := Key(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), 8)
-	badSidecar := Key(time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), 9)
-	for name, data := range map[string]string{noSidecar: "x", badSidecar: "y", badSidecar + metaSuffix: "{not json"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(filepath.Join(dir, noSidecar), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	list, err := l.List(ctx)
 	if err != nil {
-		t.Fatalf("List with foreign files: %v", err)
+		t.Fatalf("List with a foreign file: %v", err)
 	}
 	if len(list) != 1 || list[0].Key != ours {
 		t.Errorf("List = %+v, want only %s", list, ours)
 	}
-	for _, key := range []string{noSidecar, badSidecar} {
-		if _, _, err := l.Open(ctx, key); !errors.Is(err, ErrNoProvenance) {
-			t.Errorf("Open(%s) = %v, want ErrNoProvenance", key, err)
+	if _, _, err := l.Open(ctx, noSidecar); !errors.Is(err, ErrNoProvenance) {
+		t.Errorf("Open(%s) = %v, want ErrNoProvenance", noSidecar, err)
+	}
+
+	badSidecar := Key(time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), 9)
+	for name, data := range map[string]string{badSidecar: "y", badSidecar + metaSuffix: "{not json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
 		}
+	}
+	if _, err := l.List(ctx); err == nil || errors.Is(err, ErrNoProvenance) || !strings.Contains(err.Error(), badSidecar) {
+		t.Errorf("List with a damaged sidecar = %v, want an error naming %s", err, badSidecar)
 	}
 }

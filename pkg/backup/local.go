@@ -185,11 +185,16 @@ func (l *Local) stat(key string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
 	}
+	// A sidecar is ours: whatever is wrong with it is reported, never skipped.
 	var meta map[string]string
 	if err := json.Unmarshal(data, &meta); err != nil {
-		return Info{}, fmt.Errorf("%s: %w: %w", key, ErrNoProvenance, err)
+		return Info{}, fmt.Errorf("provenance of %s: %w", key, err)
 	}
-	return infoFromMetadata(key, meta, st.Size())
+	info, err := infoFromMetadata(key, meta, st.Size())
+	if errors.Is(err, ErrNoProvenance) {
+		return Info{}, fmt.Errorf("provenance of %s: %s", key, err)
+	}
+	return info, err
 }
 
 // Open opens the snapshot under key.

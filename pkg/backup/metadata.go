@@ -48,13 +48,13 @@ func infoFromMetadata(key string, meta map[string]string, size int64) (Info, err
 	}
 	var err error
 	if info.Revision, err = strconv.ParseInt(get(MetaRevision), 10, 64); err != nil {
-		return Info{}, fmt.Errorf("%s: %w: revision: %w", key, ErrNoProvenance, err)
+		return Info{}, fmt.Errorf("%s: revision: %w", key, err)
 	}
 	if info.Time, err = time.Parse(time.RFC3339, get(MetaTime)); err != nil {
-		return Info{}, fmt.Errorf("%s: %w: time: %w", key, ErrNoProvenance, err)
+		return Info{}, fmt.Errorf("%s: time: %w", key, err)
 	}
 	if recorded := get(MetaSize); recorded != strconv.FormatInt(size, 10) {
-		return Info{}, fmt.Errorf("%s: %w: it holds %d bytes but was written with %s", key, ErrNoProvenance, size, recorded)
+		return Info{}, fmt.Errorf("%s holds %d bytes but was written with %s", key, size, recorded)
 	}
 	return info, nil
 }
