@@ -7,11 +7,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // defragOptions are the flags of `defrag`.
@@ -68,14 +67,7 @@ func (o *defragOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	// The controller removes the request once every member was defragmented.
-	err = wait.PollUntilContextCancel(wctx, defragPollInterval, false, func(ctx context.Context) (bool, error) {
-		inst, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("%s/%s was deleted during the defragmentation", ns, name)
-		}
-		if err != nil {
-			return false, nil // the server may be busy: the deadline bounds the wait
-		}
+	_, err = pollInstance(wctx, client, ns, name, "defragmentation", defragPollInterval, func(inst *v1beta1.ETCDInstance) (bool, error) {
 		_, pending := inst.Annotations[etcdaas.DefragRequestedAnnotation]
 		return !pending, nil
 	})

@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -92,16 +90,7 @@ func (o *recoverOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 // carry out leaves the instance Failed, which ends the wait with the Degraded condition's
 // message, and so does its deletion; other read errors are retried until ctx ends.
 func (o *recoverOptions) waitRecovered(ctx context.Context, client versioned.Interface, ns, name string) (*v1beta1.ETCDInstance, error) {
-	var last *v1beta1.ETCDInstance
-	err := wait.PollUntilContextCancel(ctx, recoverPollInterval, true, func(ctx context.Context) (bool, error) {
-		inst, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("%s/%s was deleted during the recovery", ns, name)
-		}
-		if err != nil {
-			return false, nil // the server may be busy: the deadline bounds the wait
-		}
-		last = inst
+	return pollInstance(ctx, client, ns, name, "recovery", recoverPollInterval, func(inst *v1beta1.ETCDInstance) (bool, error) {
 		if _, pending := inst.Annotations[etcdaas.RecoverRequestedAnnotation]; pending {
 			return false, nil
 		}
@@ -117,5 +106,4 @@ func (o *recoverOptions) waitRecovered(ctx context.Context, client versioned.Int
 		}
 		return false, nil
 	})
-	return last, err
 }
