@@ -127,28 +127,22 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return res, err
 	}
 	res := &backend.Result{Members: v.podMembers()}
-	if v.sts.Status.ReadyReplicas == 0 {
-		res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying
-		if err := b.explainUnready(ctx, inst, res, []int{0}); err != nil {
-			return res, err
-		}
-		return res, b.rollWithoutReadyMember(ctx, v, res)
-	}
-	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
-	if v.tlsData != nil {
-		if access.TLS, err = clientTLS(v.tlsData); err != nil {
-			return res, err
-		}
-	}
-	cluster, err := b.connect(access)
+	cluster, err := b.connectView(v)
 	if err != nil {
 		return res, err
 	}
 	defer func() { _ = cluster.Close() }()
+	if v.sts.Status.ReadyReplicas == 0 {
+		return b.noReadyMember(ctx, v, cluster)
+	}
 	obs, err := v.observe(ctx, cluster)
 	if err != nil {
 		res.Unhealthy = err.Error()
-		res.QuorumLost = v.quorumLoss(cluster.Statuses(ctx))
+		statuses := cluster.Statuses(ctx)
+		if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost != "" {
+			res.Members = v.answeringMembers(statuses)
+			return res, b.explainUnready(ctx, inst, res, downOrdinals(statuses))
+		}
 		return res, nil
 	}
 	if obs.result.Unhealthy != "" {
@@ -174,6 +168,74 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return obs.result, nil // every member must be healthy before the next step
 	}
 	return obs.result, b.stepTowardSpec(ctx, v, cluster, obs)
+}
+
+// connectView opens the etcd cluster of the members that have a pod.
+func (b *Backend) connectView(v *instanceView) (membership, error) {
+	access := &etcdcluster.Access{Endpoints: v.clientURLs()}
+	if v.tlsData != nil {
+		var err error
+		if access.TLS, err = clientTLS(v.tlsData); err != nil {
+			return nil, err
+		}
+	}
+	return b.connect(access)
+}
+
+// noReadyMember reports on an instance none of whose pods is ready. Once the cluster has
+// more than one member that is a quorum loss when fewer than a majority answer at all (their
+// pods crash, are gone or lost their volumes): the StatefulSet starts pods one at a time and
+// waits for each to be ready, so a cluster in this state never comes back by itself.
+// Otherwise member 0 is starting, or a version roll waits for it.
+func (b *Backend) noReadyMember(ctx context.Context, v *instanceView, cluster membership) (*backend.Result, error) {
+	inst := v.inst
+	res := &backend.Result{Members: v.podMembers()}
+	if v.replicas() > 1 {
+		statuses := cluster.Statuses(ctx)
+		if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost != "" {
+			res.Members = v.answeringMembers(statuses)
+			var unhealthy []string
+			for i, st := range statuses {
+				if !st.Healthy {
+					unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", backend.MemberName(inst.Name, i), st.Err))
+				}
+			}
+			res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+			return res, b.explainUnready(ctx, inst, res, downOrdinals(statuses))
+		}
+	}
+	res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying
+	if err := b.explainUnready(ctx, inst, res, []int{0}); err != nil {
+		return res, err
+	}
+	return res, b.rollWithoutReadyMember(ctx, v, res)
+}
+
+// answeringMembers describes the members that have a pod with what each reported about
+// itself (statuses in ordinal order), when the membership cannot be listed.
+func (v *instanceView) answeringMembers(statuses []etcdcluster.EndpointStatus) []v1beta1.MemberStatus {
+	members := v.podMembers()
+	for i := range members {
+		if i >= len(statuses) || statuses[i].MemberID == 0 {
+			continue
+		}
+		st := statuses[i]
+		members[i] = backend.WithEndpointStatus(members[i], st)
+		members[i].ID, members[i].Learner = etcdcluster.FormatID(st.MemberID), st.IsLearner
+		members[i].Ready, members[i].Leader = st.Healthy, st.IsLeader()
+	}
+	return members
+}
+
+// downOrdinals are the ordinals of the members that did not answer at all.
+func downOrdinals(statuses []etcdcluster.EndpointStatus) []int {
+	var out []int
+	for i, st := range statuses {
+		if st.MemberID == 0 {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // quorumLoss explains, when the membership cannot be listed, that fewer than a majority of

@@ -1,0 +1,72 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// crashingPod is a member pod whose etcd container crash-loops with message as its last words.
+func crashingPod(name, message string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+			Name:                 "etcd",
+			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2, Message: message}},
+		}}},
+	}
+}
+
+// With no pod ready (the StatefulSet waits for each pod in order), a cluster of three whose
+// members 1 and 2 crash (volumes lost) is a quorum loss naming them and why, not "waiting for
+// member 0"; members that answer without a leader still count, and a one-member instance
+// whose pod starts is not a loss.
+func TestQuorumLossWithoutAReadyPod(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	cluster.listErr = errors.New("context deadline exceeded")
+	cluster.statuses[0] = etcdcluster.EndpointStatus{MemberID: 100, Revision: 77, Err: errors.New("member has no leader")}
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	cluster.statuses[2] = etcdcluster.EndpointStatus{Err: errors.New("not answering: no such host")}
+	f := newStepsFixture(t, 3, 3, 0, cluster)
+	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, crashingPod("db-1", "panic: tocommit(41) is out of range [lastIndex(0)]"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || res.QuorumLost != "quorum lost: 2 of 3 voting members do not answer (db-1, db-2); 2 are needed" {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	if res.Step != "" || len(cluster.added)+len(cluster.removed)+len(cluster.promoted) != 0 {
+		t.Fatalf("nothing is done after a quorum loss: step %q, added %v, removed %v", res.Step, cluster.added, cluster.removed)
+	}
+	for _, want := range []string{"db-0: member has no leader", "db-2: not answering: no such host",
+		"member db-1: container etcd CrashLoopBackOff", "tocommit(41) is out of range"} {
+		if !strings.Contains(res.Unhealthy, want) {
+			t.Errorf("unhealthy %q does not say %q", res.Unhealthy, want)
+		}
+	}
+	if len(res.Members) != 3 || res.Members[0].ID != "64" || res.Members[0].Revision != 77 || res.Members[1].ID != "" {
+		t.Errorf("members %+v: want the three pods, db-0 with what it reported", res.Members)
+	}
+
+	cluster.statuses[1] = etcdcluster.EndpointStatus{MemberID: 101, Err: errors.New("member has no leader")}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.QuorumLost != "" {
+		t.Fatalf("two of three answer, electing a leader: %+v, %v", res, err)
+	}
+
+	one := healthyCluster(1)
+	one.statuses[0] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	g := newStepsFixture(t, 1, 1, 0, one)
+	res, err = g.b.Sync(ctx, g.inst)
+	if err != nil || res.QuorumLost != "" || res.StepReason != backend.StepDeploying {
+		t.Fatalf("a first member starting: %+v, %v", res, err)
+	}
+}
