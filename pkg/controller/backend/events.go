@@ -18,6 +18,9 @@ const (
 	ReasonMemberReplaced EventReason = "MemberReplaced"
 	// ReasonMemberUnhealthy: a member has been unhealthy for longer than the grace period.
 	ReasonMemberUnhealthy EventReason = "MemberUnhealthy"
+	// ReasonReplacementCancelled: a member whose replacement was decided is healthy again
+	// before the replacement touched it, so it is kept.
+	ReasonReplacementCancelled EventReason = "ReplacementCancelled"
 	// ReasonDefragmented: a member's database was defragmented.
 	ReasonDefragmented EventReason = "Defragmented"
 	// ReasonDefragmentFailed: defragmenting a member failed.
@@ -51,22 +54,23 @@ const (
 // reasonInfo is the type and action (what the controller did, as events.k8s.io/v1 requires)
 // of each reason.
 var reasonInfo = map[EventReason]struct{ typ, action string }{
-	ReasonMemberAdded:      {EventTypeNormal, "AddMember"},
-	ReasonMemberPromoted:   {EventTypeNormal, "PromoteMember"},
-	ReasonMemberRemoved:    {EventTypeNormal, "RemoveMember"},
-	ReasonMemberReplaced:   {EventTypeNormal, "ReplaceMember"},
-	ReasonMemberUnhealthy:  {EventTypeWarning, "CheckHealth"},
-	ReasonDefragmented:     {EventTypeNormal, "Defragment"},
-	ReasonDefragmentFailed: {EventTypeWarning, "Defragment"},
-	ReasonMemberUpgraded:   {EventTypeNormal, "Upgrade"},
-	ReasonUpgradeFailed:    {EventTypeWarning, "Upgrade"},
-	ReasonBackupSucceeded:  {EventTypeNormal, "Backup"},
-	ReasonBackupFailed:     {EventTypeWarning, "Backup"},
-	ReasonRestored:         {EventTypeNormal, "Restore"},
-	ReasonRestoreFailed:    {EventTypeWarning, "Restore"},
-	ReasonQuorumLost:       {EventTypeWarning, "CheckHealth"},
-	ReasonRecovered:        {EventTypeNormal, "Recover"},
-	ReasonRecoveryFailed:   {EventTypeWarning, "Recover"},
+	ReasonMemberAdded:          {EventTypeNormal, "AddMember"},
+	ReasonMemberPromoted:       {EventTypeNormal, "PromoteMember"},
+	ReasonMemberRemoved:        {EventTypeNormal, "RemoveMember"},
+	ReasonMemberReplaced:       {EventTypeNormal, "ReplaceMember"},
+	ReasonMemberUnhealthy:      {EventTypeWarning, "CheckHealth"},
+	ReasonReplacementCancelled: {EventTypeNormal, "ReplaceMember"},
+	ReasonDefragmented:         {EventTypeNormal, "Defragment"},
+	ReasonDefragmentFailed:     {EventTypeWarning, "Defragment"},
+	ReasonMemberUpgraded:       {EventTypeNormal, "Upgrade"},
+	ReasonUpgradeFailed:        {EventTypeWarning, "Upgrade"},
+	ReasonBackupSucceeded:      {EventTypeNormal, "Backup"},
+	ReasonBackupFailed:         {EventTypeWarning, "Backup"},
+	ReasonRestored:             {EventTypeNormal, "Restore"},
+	ReasonRestoreFailed:        {EventTypeWarning, "Restore"},
+	ReasonQuorumLost:           {EventTypeWarning, "CheckHealth"},
+	ReasonRecovered:            {EventTypeNormal, "Recover"},
+	ReasonRecoveryFailed:       {EventTypeWarning, "Recover"},
 }
 
 // Type is the Event type of the reason: Warning for failures, Normal otherwise.

@@ -158,6 +158,10 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if resumed, err := b.resumeChange(ctx, v, cluster, obs); resumed || err != nil {
 		return obs.result, err
 	}
+	// A member without its data is replaced before a version roll goes on.
+	if replacing, err := b.lostVolumeStep(ctx, v, cluster, obs); replacing || err != nil {
+		return obs.result, err
+	}
 	if rolling, err := b.rollVersion(ctx, v, cluster, obs); rolling || err != nil {
 		return obs.result, err
 	}

@@ -45,6 +45,10 @@ type replacement struct {
 	PodUID   types.UID `json:"podUID,omitempty"`
 	// Why says why the member is replaced.
 	Why string `json:"why"`
+	// DataLost is set when the member lost its volume: it is replaced even if it answers
+	// again (it would answer with nothing). Otherwise a member healthy again before its
+	// removal is kept.
+	DataLost bool `json:"dataLost,omitempty"`
 }
 
 // lostVolumeAge is how long, for ChooseReplacement, a member whose volume is lost has been
@@ -130,11 +134,42 @@ func (b *Backend) claim(ctx context.Context, v *instanceView, o int) (*corev1.Pe
 	return pvc, err
 }
 
-// memberHealth is what repair needs to know about the voting members: their health (a
-// lost volume counts as unhealthy past any grace period) and which lost their volume.
-func (b *Backend) memberHealth(ctx context.Context, v *instanceView, obs *observation) ([]backend.MemberHealth, map[string]bool, error) {
+// lostVolumes says, by member name, which voting members lost their volume: the claim
+// recorded for the member (with the same member ID) is gone, being deleted, or was replaced.
+func (b *Backend) lostVolumes(ctx context.Context, v *instanceView, obs *observation) (map[string]string, error) {
 	recorded := v.memberVolumes()
-	lost := map[string]bool{}
+	lost := map[string]string{}
+	for _, m := range obs.members {
+		o := v.ordinal(m, len(obs.members))
+		if m.IsLearner || o < 0 {
+			continue
+		}
+		name := backend.MemberName(v.inst.Name, o)
+		rec, ok := recorded[name]
+		if !ok || rec.Member != m.IDString() {
+			continue
+		}
+		pvc, err := b.claim(ctx, v, o)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case pvc == nil:
+			lost[name] = fmt.Sprintf("its volume claim %s is gone", v.claimName(o))
+		case pvc.DeletionTimestamp != nil:
+			lost[name] = fmt.Sprintf("its volume claim %s is being deleted", v.claimName(o))
+		case pvc.UID != rec.Claim:
+			lost[name] = fmt.Sprintf("its volume claim %s was replaced by an empty one (UID %s, was %s)", v.claimName(o), pvc.UID, rec.Claim)
+		}
+	}
+	return lost, nil
+}
+
+// memberHealth is what repair needs to know about the voting members: their health, with a
+// member that lost its volume (lost, from lostVolumes) unhealthy past any grace period. With
+// clock, the health clock notes each member's health and says how long the unhealthy ones
+// have been; without, only lost members are due.
+func (b *Backend) memberHealth(v *instanceView, obs *observation, lost map[string]string, clock bool) []backend.MemberHealth {
 	var out []backend.MemberHealth
 	for _, m := range obs.members {
 		o := v.ordinal(m, len(obs.members))
@@ -143,26 +178,10 @@ func (b *Backend) memberHealth(ctx context.Context, v *instanceView, obs *observ
 		}
 		name := backend.MemberName(v.inst.Name, o)
 		h := backend.MemberHealth{Name: name, Healthy: o < len(obs.statuses) && obs.statuses[o].Healthy}
-		if rec, ok := recorded[name]; ok && rec.Member == m.IDString() {
-			uid := rec.Claim
-			pvc, err := b.claim(ctx, v, o)
-			if err != nil {
-				return nil, nil, err
-			}
-			switch {
-			case pvc == nil:
-				h.Problem = fmt.Sprintf("its volume claim %s is gone", v.claimName(o))
-			case pvc.DeletionTimestamp != nil:
-				h.Problem = fmt.Sprintf("its volume claim %s is being deleted", v.claimName(o))
-			case pvc.UID != uid:
-				h.Problem = fmt.Sprintf("its volume claim %s was replaced by an empty one (UID %s, was %s)", v.claimName(o), pvc.UID, uid)
-			}
-			if h.Problem != "" {
-				h.Healthy, h.UnhealthyFor, lost[name] = false, lostVolumeAge, true
-			}
-		}
-		switch {
-		case lost[name]:
+		switch problem, isLost := lost[name]; {
+		case isLost:
+			h.Healthy, h.UnhealthyFor, h.Problem = false, lostVolumeAge, problem
+		case !clock:
 		case h.Healthy:
 			b.health.Healthy(v.healthKey(m.ID))
 		default:
@@ -173,7 +192,23 @@ func (b *Backend) memberHealth(ctx context.Context, v *instanceView, obs *observ
 		}
 		out = append(out, h)
 	}
-	return out, lost, nil
+	return out
+}
+
+// lostVolumeStep starts replacing a voting member that lost its volume, while the others keep
+// quorum. It runs before a version roll's step: a member without its data is replaced
+// before the roll restarts another member (or waits for this one, which cannot come back
+// with its data). It reports whether it started a replacement.
+func (b *Backend) lostVolumeStep(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
+	lost, err := b.lostVolumes(ctx, v, obs)
+	if err != nil || len(lost) == 0 {
+		return false, err
+	}
+	r, _ := backend.ChooseReplacement(b.memberHealth(v, obs, lost, false), b.opts.MemberRepairGracePeriod)
+	if r == nil {
+		return false, nil // kept for repairStep, which explains why
+	}
+	return true, b.startReplacement(ctx, v, cluster, obs, r, lost)
 }
 
 // repairStep starts replacing a voting member that lost its volume, or that has been
@@ -181,10 +216,11 @@ func (b *Backend) memberHealth(ctx context.Context, v *instanceView, obs *observ
 // while the other healthy members keep quorum. Otherwise it records the volume claim of each
 // healthy voting member. It reports whether it started a replacement.
 func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
-	health, lost, err := b.memberHealth(ctx, v, obs)
+	lost, err := b.lostVolumes(ctx, v, obs)
 	if err != nil {
 		return false, err
 	}
+	health := b.memberHealth(v, obs, lost, true)
 	r, blocked := backend.ChooseReplacement(health, b.opts.MemberRepairGracePeriod)
 	if r == nil {
 		if blocked != "" {
@@ -192,18 +228,25 @@ func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membe
 		}
 		return false, b.recordVolumes(ctx, v, obs, health)
 	}
-	if lost[r.Member.Name] {
+	return true, b.startReplacement(ctx, v, cluster, obs, r, lost)
+}
+
+// startReplacement records the replacement of the member r chose (lost: the members that
+// lost their volume) and takes it as far as it can go now.
+func (b *Backend) startReplacement(ctx context.Context, v *instanceView, cluster membership, obs *observation, r *backend.Replacement, lost map[string]string) error {
+	_, dataLost := lost[r.Member.Name]
+	if dataLost {
 		r.Why = "its data is lost: " + r.Member.Problem
 	}
-	o, err := strconv.Atoi(r.Member.Name[len(v.inst.Name)+1:])
-	if err != nil {
-		return false, err
-	}
+	o := ordinalOf(v.inst, r.Member.Name)
 	i := slices.IndexFunc(obs.members, func(m etcdcluster.Member) bool { return v.ordinal(m, len(obs.members)) == o })
-	rep := &replacement{Ordinal: o, OldID: obs.members[i].IDString(), Why: r.Why}
+	if o < 0 || i < 0 {
+		return fmt.Errorf("member %s to replace is not in the membership", r.Member.Name)
+	}
+	rep := &replacement{Ordinal: o, OldID: obs.members[i].IDString(), Why: r.Why, DataLost: dataLost}
 	pvc, err := b.claim(ctx, v, o)
 	if err != nil {
-		return true, err
+		return err
 	}
 	if pvc != nil {
 		rep.ClaimUID = pvc.UID
@@ -213,19 +256,19 @@ func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membe
 	case err == nil:
 		rep.PodUID = pod.UID
 	case !apierrors.IsNotFound(err):
-		return true, err
+		return err
 	}
 	if err := b.setAnnotation(ctx, v, annotationReplacement, rep); err != nil {
-		return true, err
+		return err
 	}
 	// The new member's claim is recorded anew once it serves.
 	volumes := v.memberVolumes()
 	delete(volumes, r.Member.Name)
 	if err := b.setAnnotation(ctx, v, annotationMemberVolumes, volumes); err != nil {
-		return true, err
+		return err
 	}
 	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", r.Member.Name, rep.OldID, r.Why)
-	return true, b.continueReplacement(ctx, v, cluster, obs, rep)
+	return b.continueReplacement(ctx, v, cluster, obs, rep)
 }
 
 // recordVolumes records the claim of every healthy voting member not recorded yet and
@@ -281,7 +324,18 @@ func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, clus
 	name := backend.MemberName(v.inst.Name, rep.Ordinal)
 	res.Step, res.StepReason = fmt.Sprintf("replacing member %s", name), backend.StepAddingMember
 	members := obs.members
-	if i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return m.IDString() == rep.OldID }); i >= 0 {
+	i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return m.IDString() == rep.OldID })
+	if i >= 0 && !rep.DataLost && rep.Ordinal < len(obs.statuses) && obs.statuses[rep.Ordinal].Healthy && obs.statuses[rep.Ordinal].MemberID == members[i].ID {
+		// Healthy again before anything was done (the controller stopped after recording
+		// the replacement, or the removal failed): it is kept.
+		if err := b.setAnnotation(ctx, v, annotationReplacement, nil); err != nil {
+			return err
+		}
+		res.Step = ""
+		res.Record(backend.ReasonReplacementCancelled, "Kept member %s (ID %s): it is healthy again, so it is not replaced (it was to be: %s)", name, rep.OldID, rep.Why)
+		return nil
+	}
+	if i >= 0 {
 		if err := cluster.MoveLeaderAway(ctx, members[i].ID, members, obs.statuses); err != nil {
 			return err
 		}
@@ -293,7 +347,7 @@ func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, clus
 		members = slices.Delete(slices.Clone(members), i, i+1)
 	}
 	peer := b.peerURL(v.inst, rep.Ordinal)
-	i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) })
+	i = slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) })
 	if i < 0 {
 		id, after, err := cluster.AddLearner(ctx, peer)
 		if err != nil {

@@ -297,3 +297,123 @@ func TestRepairRecordsANewMemberOfTheSameNameAnew(t *testing.T) {
 		t.Fatalf("volumes recorded: %s", got)
 	}
 }
+
+// failingRemove is a cluster whose next Remove fails, as when the controller dies right
+// after recording a replacement.
+type failingRemove struct {
+	*fakeMembership
+	fail bool
+}
+
+func (f *failingRemove) Remove(ctx context.Context, id uint64) error {
+	if f.fail {
+		f.fail = false
+		return errors.New("controller stopped")
+	}
+	return f.fakeMembership.Remove(ctx, id)
+}
+
+// TestRepairKeepsAMemberHealthyAgainBeforeItsReplacement: a replacement recorded for a member
+// unhealthy past the grace period, whose removal did not happen (the controller stopped), is
+// dropped when the member answers again by the next Sync: nothing is removed or deleted, and
+// an Event says the member is kept. A member that lost its volume is replaced even though it
+// answers again (with nothing).
+func TestRepairKeepsAMemberHealthyAgainBeforeItsReplacement(t *testing.T) {
+	ctx := context.Background()
+	inner := healthyCluster(3)
+	cluster := &failingRemove{fakeMembership: inner}
+	f := newStepsFixture(t, 3, 3, 3, inner)
+	f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
+	f.withVolumes(t, 3)
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+
+	inner.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	f.b.Sync(ctx, f.inst)
+	now = now.Add(6 * time.Minute)
+	cluster.fail = true
+	if _, err := f.b.Sync(ctx, f.inst); err == nil || f.annotation(t, annotationReplacement) == "" || len(inner.removed) != 0 {
+		t.Fatalf("the replacement should be recorded and its removal failed: %v, removed %v", err, inner.removed)
+	}
+	inner.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 101, Leader: 100}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(inner.removed) != 0 || len(inner.added) != 0 || reasons(res) != "ReplacementCancelled" {
+		t.Fatalf("healthy again: %+v, %v, removed %v, added %v", res, err, inner.removed, inner.added)
+	}
+	if note := res.Events[0].Note; !strings.Contains(note, "Kept member db-1 (ID 65): it is healthy again") {
+		t.Fatalf("ReplacementCancelled %q", note)
+	}
+	if f.annotation(t, annotationReplacement) != "" {
+		t.Fatal("the cancelled replacement is still recorded")
+	}
+	if !f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) ||
+		!f.exists(t, func() error {
+			_, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data-db-1", metav1.GetOptions{})
+			return err
+		}) {
+		t.Fatal("the pod or claim of the member kept was deleted")
+	}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged || len(res.Events) != 0 {
+		t.Fatalf("after the cancelled replacement: %+v, %v", res, err)
+	}
+
+	// db-2 loses its volume, the removal fails, and db-2 answers: replaced all the same.
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.fail = true
+	if _, err := f.b.Sync(ctx, f.inst); err == nil || !strings.Contains(f.annotation(t, annotationReplacement), `"dataLost":true`) {
+		t.Fatalf("the lost volume's replacement should be recorded and its removal failed: %v, %s", err, f.annotation(t, annotationReplacement))
+	}
+	res, err = f.b.Sync(ctx, f.inst)
+	if err != nil || !slices.Equal(inner.removed, []uint64{102}) || reasons(res) != "MemberRemoved,MemberAdded" {
+		t.Fatalf("lost volume, answering: %+v, %v, removed %v", res, err, inner.removed)
+	}
+}
+
+// TestLostVolumeIsReplacedBeforeTheRollGoesOn: during a version roll, a member whose volume
+// was replaced by an empty one (it answers, with nothing) is replaced before the roll
+// restarts another member.
+func TestLostVolumeIsReplacedBeforeTheRollGoesOn(t *testing.T) {
+	ctx := context.Background()
+	f := newRollFixture(t)
+	for i := range 3 {
+		pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, fmt.Sprintf("data-db-%d", i), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pvc.UID, pvc.Status.Phase = types.UID(fmt.Sprintf("claim-%d", i)), corev1.ClaimBound
+		if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.inst.Spec.Version = "3.7.2"
+	if res := f.sync(t); !res.Converged || f.annotation(t, annotationMemberVolumes) == "" {
+		t.Fatalf("before the roll: %+v, volumes %q", res, f.annotation(t, annotationMemberVolumes))
+	}
+	f.inst.Spec.Version = "3.7.3"
+	f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-2"}) {
+		t.Fatalf("restarted %v, want db-2 first", f.deleted)
+	}
+	f.answer(2, "3.7.3")
+
+	// db-0's claim is replaced by an empty one; its member answers from nothing.
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	empty := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "claim-0-new"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, empty, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync(t)
+	if !slices.Equal(f.cluster.removed, []uint64{100}) || reasons(res) != "MemberUnhealthy,MemberRemoved,MemberAdded" {
+		t.Fatalf("lost volume during the roll: %+v, removed %v", res, f.cluster.removed)
+	}
+	if !slices.Equal(f.deleted, []string{"db-2", "db-0"}) {
+		t.Fatalf("pods deleted %v: the roll restarted a member while db-0 had lost its data", f.deleted)
+	}
+}
