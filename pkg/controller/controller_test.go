@@ -169,6 +169,14 @@ type fakeBackend struct {
 	steps     int
 	deleted   []string
 	recovered []string
+	forgotten []string
+}
+
+// Forget records which instance was forgotten.
+func (f *fakeBackend) Forget(namespace, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgotten = append(f.forgotten, namespace+"/"+name)
 }
 
 // Recover records the request; it refuses the member "lost".
@@ -493,5 +501,35 @@ func TestStatusKeepsTheVersionsMembersReportedLast(t *testing.T) {
 	}
 	if down[0].Version != "" {
 		t.Error("computeStatus modified the backend's result")
+	}
+}
+
+// TestReconcileForgetsAnInstanceThatIsGone: an instance no longer in the cache leaves nothing
+// in memory: its defragmentation round and the backend's records go; another instance's
+// round stays.
+func TestReconcileForgetsAnInstanceThatIsGone(t *testing.T) {
+	be := &fakeBackend{}
+	c, err := New(Options{Client: fake.NewClientset(), Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone", "kept"} {
+		inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name),
+			Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}}}
+		if _, _, ok := c.defrag.round(inst, members(3, 3), defragThresholds{freePercent: 50}); !ok {
+			t.Fatalf("no round started for %s", name)
+		}
+	}
+	if _, err := c.reconcile(context.Background(), "ns/gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.defrag.rounds["uid-gone"]; ok {
+		t.Error("the defragmentation round of the instance that is gone is still remembered")
+	}
+	if _, ok := c.defrag.rounds["uid-kept"]; !ok {
+		t.Error("the round of another instance was forgotten")
+	}
+	if !slices.Equal(be.forgotten, []string{"ns/gone"}) {
+		t.Errorf("backend told to forget %v, want [ns/gone]", be.forgotten)
 	}
 }

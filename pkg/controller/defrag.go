@@ -102,22 +102,29 @@ type defragmenter struct {
 	rounds map[types.UID]*defragRound
 }
 
-// defragRound is a round under way: the on-demand request it serves (its annotation value;
-// empty for an automatic round) and the members it defragmented.
+// defragRound is a round under way: the instance (namespace/name), the on-demand request it
+// serves (its annotation value; empty for an automatic round) and the members it
+// defragmented.
 type defragRound struct {
-	request string
-	done    []string
+	instance string
+	request  string
+	done     []string
 }
 
 func newDefragmenter(opts DefragOptions, dialer etcdcluster.Dialer) *defragmenter {
 	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, rounds: map[types.UID]*defragRound{}}
 }
 
-// forget drops what is remembered of a deleted instance.
-func (d *defragmenter) forget(uid types.UID) {
+// forget drops the round of the instance with key namespace/name (whatever its UID): the
+// instance is deleted, or gone.
+func (d *defragmenter) forget(key string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.rounds, uid)
+	for uid, r := range d.rounds {
+		if r.instance == key {
+			delete(d.rounds, uid)
+		}
+	}
 }
 
 // round returns the round of inst under way or starting now, and the members it covered; ok
@@ -128,14 +135,15 @@ func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.Membe
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.rounds[inst.UID]
+	key := inst.Namespace + "/" + inst.Name
 	switch {
 	case requested && (r == nil || r.request != request):
-		r = &defragRound{request: request}
+		r = &defragRound{instance: key, request: request}
 	case !requested && r != nil && r.request != "":
 		r = nil // the request was consumed: its round is over
 	}
 	if r == nil && slices.ContainsFunc(members, func(m v1beta1.MemberStatus) bool { return t.due(m.DBSize, m.DBSizeInUse) }) {
-		r = &defragRound{}
+		r = &defragRound{instance: key}
 	}
 	if r == nil {
 		delete(d.rounds, inst.UID)

@@ -40,6 +40,14 @@ type Backend interface {
 	etcdcluster.Dialer
 }
 
+// Forgetter is a Backend that remembers things about instances in memory (such as since when
+// their members have been unhealthy): the controller calls Forget once an instance is gone,
+// so that nothing of it stays behind, nor applies to a new instance of the same name.
+type Forgetter interface {
+	// Forget drops what is remembered of the instance namespace/name.
+	Forget(namespace, name string)
+}
+
 // RestoreSource opens the backup an instance's spec.restoreFrom names: a new cluster starts
 // from it instead of empty.
 type RestoreSource interface {

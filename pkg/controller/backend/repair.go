@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -83,6 +84,18 @@ func (c *HealthClock) Forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.members, key)
+}
+
+// ForgetPrefix drops the records of every member whose key starts with prefix: the members
+// of an instance that is gone.
+func (c *HealthClock) ForgetPrefix(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key := range c.members {
+		if strings.HasPrefix(key, prefix) {
+			delete(c.members, key)
+		}
+	}
 }
 
 // MemberHealth is what a backend observed about one voting member, for ChooseReplacement.

@@ -77,3 +77,19 @@ func TestHealthClockKeepsCountingThroughACrashLoop(t *testing.T) {
 		t.Fatalf("a forgotten member counts %s", d)
 	}
 }
+
+// TestHealthClockForgetPrefix: the records of one instance's members go, another's stay.
+func TestHealthClockForgetPrefix(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := &HealthClock{Grace: time.Minute, Now: func() time.Time { return now }}
+	for _, key := range []string{"ns/db/1", "ns/db/2", "ns/db2/1"} {
+		c.Unhealthy(key)
+	}
+	now = now.Add(time.Hour)
+	c.ForgetPrefix("ns/db/")
+	for key, want := range map[string]time.Duration{"ns/db/1": 0, "ns/db/2": 0, "ns/db2/1": time.Hour} {
+		if got := c.Unhealthy(key); got != want {
+			t.Errorf("%s unhealthy for %s after forgetting ns/db/, want %s", key, got, want)
+		}
+	}
+}

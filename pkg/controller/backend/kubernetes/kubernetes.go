@@ -102,6 +102,13 @@ func New(opts Options) (*Backend, error) {
 		health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}}, nil
 }
 
+// Forget implements backend.Forgetter: it drops the health records of the instance's members.
+func (b *Backend) Forget(namespace, name string) {
+	b.health.ForgetPrefix(namespace + "/" + name + "/")
+}
+
+var _ backend.Forgetter = &Backend{}
+
 // Close implements backend.Backend; nothing runs in this process.
 func (b *Backend) Close() error { return nil }
 

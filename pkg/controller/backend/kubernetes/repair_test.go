@@ -417,3 +417,21 @@ func TestLostVolumeIsReplacedBeforeTheRollGoesOn(t *testing.T) {
 		t.Fatalf("pods deleted %v: the roll restarted a member while db-0 had lost its data", f.deleted)
 	}
 }
+
+// TestForgetDropsTheInstancesHealthRecords: Forget drops the health clock of the instance's
+// members only.
+func TestForgetDropsTheInstancesHealthRecords(t *testing.T) {
+	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+	f.b.health.Unhealthy("ns/db/65")
+	f.b.health.Unhealthy("ns/db2/65")
+	now = now.Add(time.Hour)
+	f.b.Forget("ns", "db")
+	if got := f.b.health.Unhealthy("ns/db/65"); got != 0 {
+		t.Errorf("ns/db's member unhealthy for %s after Forget", got)
+	}
+	if got := f.b.health.Unhealthy("ns/db2/65"); got != time.Hour {
+		t.Errorf("ns/db2's member unhealthy for %s, want 1h: forgotten with ns/db", got)
+	}
+}

@@ -924,6 +924,31 @@ func (b *Backend) Delete(_ context.Context, inst *v1beta1.ETCDInstance) error {
 	return os.RemoveAll(dir)
 }
 
+// Forget implements backend.Forgetter: it drops the health records of the instance's members
+// and what is recorded of their servers dying or failing to start.
+func (b *Backend) Forget(namespace, name string) {
+	dir, err := instanceDir(b.opts.Dir, namespace, name)
+	if err != nil {
+		return // nothing was ever remembered for an invalid name
+	}
+	prefix := dir + string(filepath.Separator)
+	b.health.ForgetPrefix(prefix)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for key := range b.died {
+		if strings.HasPrefix(key, prefix) {
+			delete(b.died, key)
+		}
+	}
+	for key := range b.startErrs {
+		if strings.HasPrefix(key, prefix) {
+			delete(b.startErrs, key)
+		}
+	}
+}
+
+var _ backend.Forgetter = &Backend{}
+
 // Close implements backend.Backend: it stops every member running here, keeping the data.
 func (b *Backend) Close() error {
 	b.mu.Lock()

@@ -397,3 +397,34 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 		t.Fatalf("keys after recovery: %v, %v", got, err)
 	}
 }
+
+// TestForgetDropsOnlyTheInstancesRecords: what is remembered in memory of an instance's
+// members (health, a server that died, a start error) goes with Forget; another instance's,
+// whose name shares a prefix, stays.
+func TestForgetDropsOnlyTheInstancesRecords(t *testing.T) {
+	b, err := New(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	b.health.Now = func() time.Time { return now }
+	var keys []string
+	for _, name := range []string{"db", "db2"} {
+		dir, err := instanceDir(b.opts.Dir, "ns", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := filepath.Join(dir, name+"-0")
+		keys = append(keys, key)
+		b.health.Unhealthy(key)
+		b.died[key], b.startErrs[key] = true, errors.New("boom")
+	}
+	now = now.Add(time.Hour)
+	b.Forget("ns", "db")
+	if b.died[keys[0]] || b.startErrs[keys[0]] != nil || b.health.Unhealthy(keys[0]) != 0 {
+		t.Errorf("ns/db is still remembered: died %v, start error %v", b.died[keys[0]], b.startErrs[keys[0]])
+	}
+	if !b.died[keys[1]] || b.startErrs[keys[1]] == nil || b.health.Unhealthy(keys[1]) != time.Hour {
+		t.Errorf("ns/db2 was forgotten with ns/db")
+	}
+}
