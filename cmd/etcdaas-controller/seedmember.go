@@ -97,7 +97,11 @@ func seedMember(ctx context.Context, args []string, getenv func(string) string) 
 		klog.InfoS("The data directory was seeded from this snapshot before: kept", "member", f.member, "id", f.id)
 		return nil
 	}
+	if res.ReplacedRevisionErr != nil {
+		klog.InfoS("The revision of the data replaced could not be read: the controller's revision bump applies", "member", f.member, "revisionBump", res.RevisionBump, "err", res.ReplacedRevisionErr)
+	}
 	klog.InfoS("Seeded the member", "member", f.member, "revision", res.Info.Revision, "keys", res.Info.TotalKeys, "bytes", res.Info.Size,
+		"replacedRevision", res.ReplacedRevision, "revisionBump", res.RevisionBump,
 		"downloaded", res.Downloaded, "verified", res.Verified, "restored", res.Restored)
 	return nil
 }

@@ -24,6 +24,11 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
+// RevisionMargin is added to the revision the restored data must pass, for writes the
+// replaced cluster committed after that revision was read (on another member, or until the
+// members stopped).
+const RevisionMargin = 10_000
+
 // markerName is the file, next to the data directory, recording the ID of the seed the data
 // directory was last built from.
 const markerName = "seeded"
@@ -53,7 +58,9 @@ type Config struct {
 	Cluster []snapshot.Member
 	// ClusterToken is the new cluster's initial cluster token.
 	ClusterToken string
-	// RevisionBump raises the restored revision above the replaced cluster's.
+	// RevisionBump raises the restored revision above the replaced cluster's, as the
+	// controller read it before the cluster stopped; Seed raises it further when the data
+	// directory it replaces is at a higher revision.
 	RevisionBump uint64
 }
 
@@ -65,6 +72,13 @@ type Result struct {
 	Info *snapshot.Info
 	// Downloaded, Verified and Restored are how long each part took.
 	Downloaded, Verified, Restored time.Duration
+	// ReplacedRevision is the revision of the data directory replaced, read right before the
+	// restore (0 when there was none), and RevisionBump the bump the restore applied.
+	ReplacedRevision int64
+	RevisionBump     uint64
+	// ReplacedRevisionErr says why the revision of the data directory replaced could not
+	// be read; the controller's bump was applied as it was.
+	ReplacedRevisionErr error
 }
 
 // Seed builds cfg.DataDir from the snapshot, unless it was built from this seed already. The
@@ -95,6 +109,11 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Verified = time.Since(start)
 	start = time.Now()
+	res.ReplacedRevision, res.ReplacedRevisionErr = replacedRevision(ctx, cfg.DataDir)
+	if res.ReplacedRevision > 0 {
+		cfg.RevisionBump = max(cfg.RevisionBump, uint64(max(res.ReplacedRevision-res.Info.Revision, 0))+RevisionMargin)
+	}
+	res.RevisionBump = cfg.RevisionBump
 	if err := replace(cfg, path); err != nil {
 		return nil, err
 	}
@@ -138,6 +157,24 @@ func verify(ctx context.Context, cfg Config, path string) (*snapshot.Info, error
 		}
 	}
 	return info, nil
+}
+
+// replacedRevision reads the revision of the database in dataDir, right before the restore
+// replaces it: the replaced cluster's data as this member last applied it. The controller
+// read the cluster's revision before the members stopped, and writes may have committed
+// since; the restored revision must pass those too. It returns 0 when there is no database.
+func replacedRevision(ctx context.Context, dataDir string) (int64, error) {
+	db := filepath.Join(dataDir, "member", "snap", "db")
+	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	st, err := snapshot.Status(ctx, db)
+	if err != nil {
+		return 0, fmt.Errorf("reading the revision of the data replaced: %w", err)
+	}
+	return st.Revision, nil
 }
 
 // replace restores the snapshot next to the data directory, then swaps it in: a crash at

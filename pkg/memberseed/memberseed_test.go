@@ -149,3 +149,50 @@ func TestSeedRefusesAndLeavesTheDataAlone(t *testing.T) {
 		}
 	})
 }
+
+// TestSeedRaisesTheBumpAboveTheDataItReplaces: the data directory replaced is at a revision
+// far above what the controller's bump covers (writes after the controller read the
+// cluster's revision): the restore lands above it, and says so.
+func TestSeedRaisesTheBumpAboveTheDataItReplaces(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
+	dest, info := store(t, filepath.Join(dir, "backups"), snap)
+	volume := filepath.Join(dir, "volume")
+	data := filepath.Join(volume, "data")
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	// The replaced cluster's data, at a revision above 1,000,000.
+	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m},
+		ClusterToken: "old", RevisionBump: 1_000_000}, nil); err != nil {
+		t.Fatal(err)
+	}
+	old, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(dest, info.Key, info.SHA256, data) // the controller's bump: 5000
+	res, err := Seed(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReplacedRevision != old.Revision || res.ReplacedRevisionErr != nil || res.RevisionBump < uint64(old.Revision)+RevisionMargin-uint64(res.Info.Revision) {
+		t.Fatalf("result %+v: want the replaced revision %d read and the bump raised above it", res, old.Revision)
+	}
+	st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision <= old.Revision+RevisionMargin-1 {
+		t.Fatalf("restored at revision %d, want above the replaced data's %d by the margin", st.Revision, old.Revision)
+	}
+
+	// Without data to replace, the controller's bump stands.
+	fresh := filepath.Join(dir, "fresh", "data")
+	if err := os.MkdirAll(filepath.Dir(fresh), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg = config(dest, info.Key, info.SHA256, fresh)
+	if res, err := Seed(ctx, cfg); err != nil || res.ReplacedRevision != 0 || res.RevisionBump != 5000 {
+		t.Fatalf("seeding an empty volume: %+v, %v", res, err)
+	}
+}

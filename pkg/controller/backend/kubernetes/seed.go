@@ -18,6 +18,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
@@ -44,8 +45,10 @@ const (
 	// the cluster it replaces cannot be read: far above what clusters reach in practice.
 	fallbackRevisionBump = 1_000_000_000
 	// revisionMargin covers writes the old cluster takes between the read of its revision
-	// and its stop.
-	revisionMargin = 10_000
+	// and its stop. The seed step reads the revision of member 0's data again right before
+	// the restore replaces it, and raises the bump when that is higher
+	// (memberseed.RevisionMargin above it).
+	revisionMargin = memberseed.RevisionMargin
 )
 
 // SeedCommand is the command of the seed init container in the etcdaas image: etcdaas-controller's
