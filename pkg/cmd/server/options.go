@@ -30,6 +30,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/frontproxy"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
 	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 )
@@ -212,6 +213,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	}
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
+	}
+	// kube-apiserver presents the same front-proxy certificate chain on every request it
+	// proxies: verify it once per requestheader CA bundle, not on every request.
+	if rh := c.Authentication.RequestHeaderConfig; rh != nil && c.Authentication.Authenticator != nil {
+		c.Authentication.Authenticator = frontproxy.New(rh, c.Authentication.Authenticator)
 	}
 	maxRestore, err := o.maxRestoreBytes()
 	if err != nil {
