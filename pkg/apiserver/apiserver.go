@@ -204,24 +204,26 @@ func (c CompletedConfig) New() (*Server, error) {
 // protobuf it cannot get. Negotiation now falls back to JSON, and a client accepting only
 // protobuf gets 406 Not Acceptable.
 func WithoutProtobuf(ns runtime.NegotiatedSerializer) runtime.NegotiatedSerializer {
-	return withoutProtobuf{ns}
+	all := ns.SupportedMediaTypes()
+	mediaTypes := make([]runtime.SerializerInfo, 0, len(all))
+	for _, info := range all {
+		if info.MediaType != runtime.ContentTypeProtobuf {
+			mediaTypes = append(mediaTypes, info)
+		}
+	}
+	return withoutProtobuf{NegotiatedSerializer: ns, mediaTypes: mediaTypes}
 }
 
 type withoutProtobuf struct {
 	runtime.NegotiatedSerializer
+	// mediaTypes are the wrapped serializer's media types except protobuf, listed once: the
+	// request handlers ask for them several times per request.
+	mediaTypes []runtime.SerializerInfo
 }
 
 // SupportedMediaTypes lists the wrapped serializer's media types except protobuf.
 func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
-	all := w.NegotiatedSerializer.SupportedMediaTypes()
-	out := make([]runtime.SerializerInfo, 0, len(all))
-	for _, info := range all {
-		if info.MediaType == runtime.ContentTypeProtobuf {
-			continue
-		}
-		out = append(out, info)
-	}
-	return out
+	return w.mediaTypes
 }
 
 // installEvents serves core/v1 Events under /api/v1, stored as v1 JSON.
