@@ -271,6 +271,26 @@ type instanceView struct {
 	image   string
 	sts     *appsv1.StatefulSet
 	tlsData map[string][]byte
+	// pods are the member pods by name, as the Sync listed them (nil before).
+	pods map[string]*corev1.Pod
+}
+
+// podsReady reports whether the pods of the first n members are Ready: by the StatefulSet's
+// status or, since that lags the pods, by the pods the Sync listed.
+func (v *instanceView) podsReady(n int) bool {
+	if int(v.sts.Status.ReadyReplicas) == n {
+		return true
+	}
+	if v.pods == nil {
+		return false
+	}
+	for i := range n {
+		pod := v.pods[backend.MemberName(v.inst.Name, i)]
+		if pod == nil || pod.DeletionTimestamp != nil || !podReady(pod) {
+			return false
+		}
+	}
+	return true
 }
 
 // replicas is the StatefulSet's replica count: the members that have (or will have) a pod.
@@ -489,7 +509,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 	if err := b.ensurePDB(ctx, v.inst, len(members)); err != nil {
 		return err
 	}
-	res.Converged = int(v.sts.Status.ReadyReplicas) == len(members)
+	res.Converged = v.podsReady(len(members))
 	return nil
 }
 

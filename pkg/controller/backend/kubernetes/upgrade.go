@@ -104,6 +104,7 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 	for i := range pods.Items {
 		r.pods[pods.Items[i].Name] = &pods.Items[i]
 	}
+	v.pods = r.pods
 	if s, ok := v.sts.Annotations[annotationRollStep]; ok {
 		r.step = &rollStep{}
 		if err := json.Unmarshal([]byte(s), r.step); err != nil || r.step.Member == "" {
@@ -154,8 +155,8 @@ func (r *roll) member(name string) (v1beta1.MemberStatus, int) {
 	return v1beta1.MemberStatus{Name: name}, -1
 }
 
-// upToDate reports whether member name runs the roll's image, is healthy, and reports the
-// roll's release (when the release is known). A healthy voting member has served a
+// upToDate reports whether member name runs the roll's image, is healthy, reports the roll's
+// release (when the release is known) and its pod is Ready. A healthy voting member has served a
 // linearizable read, so it has applied every entry the cluster had committed when it asked:
 // it is caught up.
 func (r *roll) upToDate(name string) (bool, string) {
@@ -170,6 +171,10 @@ func (r *roll) upToDate(name string) (bool, string) {
 		return false, "it is not healthy yet"
 	case r.release != "" && ms.Version != r.release:
 		return false, fmt.Sprintf("it reports etcd %s", ms.Version)
+	case !podReady(pod):
+		// The member serves before the kubelet's readiness probe says so: until then its
+		// Services do not route to it, and the PodDisruptionBudget counts it as down.
+		return false, "its pod is not Ready yet"
 	}
 	return true, ""
 }

@@ -45,18 +45,23 @@ func newRollFixture(t *testing.T) *rollFixture {
 	f := &rollFixture{stepsFixture: newStepsFixture(t, 3, 3, 3, cluster), cluster: cluster, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), recreate: true}
 	f.b.now = func() time.Time { return f.clock }
 	for i := range 3 {
-		f.createPod(t, i, oldImage)
+		f.createPod(t, i, oldImage, true)
 	}
 	f.inst.Spec.Version = "3.7.3"
 	return f
 }
 
-func (f *rollFixture) createPod(t *testing.T, ordinal int, image string) {
+// createPod creates the pod of member ordinal on image, Ready (the kubelet's readiness probe
+// passed) as told.
+func (f *rollFixture) createPod(t *testing.T, ordinal int, image string, ready bool) {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("db-%d", ordinal), Labels: etcdaas.MemberLabels("db"),
 			UID: types.UID("uid-" + image + fmt.Sprint(ordinal)), CreationTimestamp: metav1.NewTime(f.clock)},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "etcd", Image: image}}},
+	}
+	if ready {
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	}
 	if _, err := f.client.CoreV1().Pods("ns").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -84,14 +89,30 @@ func (f *rollFixture) sync(t *testing.T) *backend.Result {
 		f.deleted = append(f.deleted, name)
 		f.cluster.statuses[i] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
 		if f.recreate {
-			f.createPod(t, i, sts.Spec.Template.Spec.Containers[0].Image)
+			f.createPod(t, i, sts.Spec.Template.Spec.Containers[0].Image, false)
 		}
 	}
 	return res
 }
 
-// answer makes member ordinal healthy, reporting version, following the current leader.
+// answer makes member ordinal healthy, reporting version, following the current leader; its
+// pod passes the readiness probe.
 func (f *rollFixture) answer(ordinal int, version string) {
+	f.answerUnready(ordinal, version)
+	pods := f.client.CoreV1().Pods("ns")
+	pod, err := pods.Get(context.Background(), fmt.Sprintf("db-%d", ordinal), metav1.GetOptions{})
+	if err != nil {
+		return // no pod: only the member's answer changes
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if _, err := pods.UpdateStatus(context.Background(), pod, metav1.UpdateOptions{}); err != nil {
+		panic(err)
+	}
+}
+
+// answerUnready makes member ordinal healthy, reporting version, following the current
+// leader, before the kubelet's readiness probe passes.
+func (f *rollFixture) answerUnready(ordinal int, version string) {
 	leader := uint64(101)
 	for _, st := range f.cluster.statuses {
 		if st.Healthy {
@@ -234,7 +255,7 @@ func TestRollWaitsForEveryMember(t *testing.T) {
 		if err := f.client.CoreV1().Pods("ns").Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		f.createPod(t, 0, newImage)
+		f.createPod(t, 0, newImage, false)
 		f.cluster.statuses[0] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
 		res := f.sync(t)
 		if len(f.deleted) != 0 || res.StepReason == backend.StepUpgrading || res.Unhealthy == "" {
@@ -331,7 +352,7 @@ func TestRollOfASingleMember(t *testing.T) {
 	cluster.statuses[0].Version = "3.7.2"
 	f := &rollFixture{stepsFixture: newStepsFixture(t, 1, 1, 1, cluster), cluster: cluster, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), recreate: true}
 	f.b.now = func() time.Time { return f.clock }
-	f.createPod(t, 0, oldImage)
+	f.createPod(t, 0, oldImage, true)
 	f.inst.Spec.Version = "3.7.3"
 	f.inst.Spec.Replicas = ptr.To[int32](1)
 
@@ -371,5 +392,42 @@ func TestRollOfASingleMember(t *testing.T) {
 	res = f.sync(t)
 	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonMemberUpgraded || !res.Converged {
 		t.Fatalf("single member back: %+v", res)
+	}
+}
+
+// TestRollWaitsForTheRestartedPodToBeReady: a restarted member that serves on the new release
+// before its pod passes the readiness probe is not upgraded yet: the roll's step stays under
+// way (phase Running) instead of the instance looking unconverged with nothing to do. Once
+// the pod is Ready the roll is done and the instance converged, even while the StatefulSet's
+// status still counts the pod unready.
+func TestRollWaitsForTheRestartedPodToBeReady(t *testing.T) {
+	ctx := context.Background()
+	f := newRollFixture(t)
+	f.sync(t)
+	f.answer(2, "3.7.3")
+	f.sync(t)
+	f.answer(0, "3.7.3")
+	f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-2", "db-0", "db-1"}) {
+		t.Fatalf("restarted %v, want db-2, db-0, then the leader db-1", f.deleted)
+	}
+	f.moveLeader(0)
+	f.answerUnready(1, "3.7.3")
+	res := f.sync(t)
+	if res.StepReason != backend.StepUpgrading || !strings.Contains(res.Step, "waiting for member db-1: its pod is not Ready yet") || res.Converged || reasons(res) != "" {
+		t.Fatalf("db-1 serves, its pod not Ready: %+v", res)
+	}
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts.Status.ReadyReplicas = 2 // the StatefulSet controller has not counted db-1 yet
+	if _, err := f.client.AppsV1().StatefulSets("ns").UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.answer(1, "3.7.3")
+	res = f.sync(t)
+	if reasons(res) != "MemberUpgraded" || !res.Converged || res.Step != "" {
+		t.Fatalf("db-1's pod Ready: %+v", res)
 	}
 }
