@@ -94,16 +94,22 @@ func (m Member) Config() (*embed.Config, error) {
 
 // Start starts m. It does not wait for the member to serve: members of one cluster restarted
 // together need each other for quorum (see WaitReady).
-func Start(m Member) (*embed.Etcd, error) {
+func Start(m Member) (*Etcd, error) {
 	cfg, err := m.Config()
 	if err != nil {
 		return nil, err
 	}
-	return embed.StartEtcd(cfg)
+	gate := &rpcGate{}
+	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, gate.serverOptions()...)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Etcd{Etcd: e, gate: gate}, nil
 }
 
 // WaitReady waits until e serves clients, fails, or ctx ends.
-func WaitReady(ctx context.Context, e *embed.Etcd) error {
+func WaitReady(ctx context.Context, e *Etcd) error {
 	select {
 	case <-e.Server.ReadyNotify():
 		return nil

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"go.etcd.io/etcd/server/v3/embed"
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/request/anonymous"
 	"k8s.io/apiserver/pkg/authentication/request/union"
@@ -348,7 +347,7 @@ func covers(certPEM []byte, ip net.IP) bool {
 }
 
 // startEmbeddedEtcd starts a single-member etcd in dir on 127.0.0.1 and waits until it serves.
-func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error) {
+func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embedetcd.Etcd, error) {
 	if clientPort == 0 || peerPort == 0 {
 		free, err := loopback.FreePorts(2)
 		if err != nil {
@@ -389,7 +388,7 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error
 // standaloneConfig is the server configuration of the standalone mode: storage in the
 // embedded etcd, client certificates from the standalone CA, system:masters authorized, no
 // core API, no admission plugins that need one, no priority and fairness.
-func (o *Options) standaloneConfig(etcd *embed.Etcd, creds *standaloneCreds) (*apiserver.Config, error) {
+func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds) (*apiserver.Config, error) {
 	ro := o.RecommendedOptions
 	ro.Etcd.StorageConfig.Transport.ServerList = []string{"http://" + etcd.Clients[0].Addr().String()}
 	ro.SecureServing.ServerCert.CertKey.CertFile = filepath.Join(creds.dir, "serving.crt")

@@ -69,7 +69,7 @@ type Backend struct {
 
 	mu      sync.Mutex
 	closed  bool
-	running map[string]*embed.Etcd // by data directory
+	running map[string]*embedetcd.Etcd // by data directory
 	// startErrs are why members could not start, by data directory.
 	startErrs map[string]error
 	// died are the members whose server stopped on its own, by data directory, until
@@ -130,7 +130,7 @@ func New(opts Options) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
 		return nil, err
 	}
-	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embed.Etcd{}, startErrs: map[string]error{},
+	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embedetcd.Etcd{}, startErrs: map[string]error{},
 		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}}, nil
 }
 
@@ -528,7 +528,7 @@ func (b *Backend) readvertise(ctx context.Context, dir string, st *instanceState
 }
 
 // embedded returns the server of m when it runs in this process, nil otherwise.
-func (b *Backend) embedded(dir string, m *memberState) *embed.Etcd {
+func (b *Backend) embedded(dir string, m *memberState) *embedetcd.Etcd {
 	if !b.isRunning(dir, m) {
 		return nil
 	}
@@ -558,7 +558,7 @@ func (b *Backend) isRunning(dir string, m *memberState) bool {
 
 // start starts the embedded server of m. A member with data restarts from it; the initial
 // cluster settings only matter for an empty data directory.
-func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embed.Etcd, error) {
+func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedetcd.Etcd, error) {
 	member := embedetcd.Member{
 		Name:                   m.Name,
 		Dir:                    filepath.Join(dir, m.Name),
@@ -634,12 +634,12 @@ func (b *Backend) stop(dir string, m *memberState, hard bool) {
 // past this the member is left to finish on its own rather than blocking every other stop.
 const closeTimeout = 30 * time.Second
 
-func closeEtcd(e *embed.Etcd, hard bool) {
+func closeEtcd(e *embedetcd.Etcd, hard bool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if hard {
-			e.Server.HardStop()
+			e.HardStop()
 		}
 		e.Close()
 	}()
@@ -954,7 +954,7 @@ func (b *Backend) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	running := b.running
-	b.running = map[string]*embed.Etcd{}
+	b.running = map[string]*embedetcd.Etcd{}
 	b.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, e := range running {

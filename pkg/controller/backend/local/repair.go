@@ -105,6 +105,6 @@ func (b *Backend) Kill(namespace, name, member string) bool {
 	if e == nil {
 		return false
 	}
-	e.Server.HardStop()
+	e.HardStop()
 	return true
 }

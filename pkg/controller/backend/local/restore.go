@@ -10,12 +10,12 @@ import (
 	"slices"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
@@ -330,7 +330,7 @@ func (b *Backend) revisionBump(ctx context.Context, dir string, st *instanceStat
 // startRestored starts every member of the restored cluster and waits until each serves, then
 // records their new IDs.
 func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceState) error {
-	servers := make([]*embed.Etcd, len(st.Members))
+	servers := make([]*embedetcd.Etcd, len(st.Members))
 	for i := range st.Members {
 		m := &st.Members[i]
 		b.mu.Lock()

@@ -1,0 +1,93 @@
+package embedetcd
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Etcd is an embedded member whose client API can be closed before its server stops.
+//
+// etcd's own HardStop closes the member's database while its gRPC servers still accept
+// requests (they only stop in Close), and a request served in between reads a closed
+// database: etcd 3.7's Maintenance.Status then dereferences a nil transaction and the whole
+// process exits. HardStop here first refuses new requests and waits for the ones in flight.
+type Etcd struct {
+	*embed.Etcd
+	gate *rpcGate
+}
+
+// drainTimeout bounds how long HardStop waits for requests in flight (each is bounded by
+// etcd's request timeout anyway).
+const drainTimeout = 10 * time.Second
+
+// HardStop stops the member at once, as a crash would (no leadership transfer), after its
+// client API stopped taking requests and the requests in flight returned. Close must still be
+// called to release the listeners.
+func (e *Etcd) HardStop() {
+	e.gate.closeAndDrain(drainTimeout)
+	e.Server.HardStop()
+}
+
+// rpcGate lets requests through until it is closed; it counts unary requests in flight.
+// Streams (watches, lease keep-alives, snapshots) are only refused once closed: they can last
+// forever, and etcd ends them itself when it stops.
+type rpcGate struct {
+	mu       sync.RWMutex
+	closed   bool
+	inFlight sync.WaitGroup
+}
+
+var errStopped = status.Error(codes.Unavailable, "etcdserver: server stopped")
+
+func (g *rpcGate) enter(counted bool) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return false
+	}
+	if counted {
+		g.inFlight.Add(1)
+	}
+	return true
+}
+
+func (g *rpcGate) closeAndDrain(timeout time.Duration) {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	drained := make(chan struct{})
+	go func() {
+		g.inFlight.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(timeout):
+	}
+}
+
+func (g *rpcGate) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !g.enter(true) {
+		return nil, errStopped
+	}
+	defer g.inFlight.Done()
+	return handler(ctx, req)
+}
+
+func (g *rpcGate) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !g.enter(false) {
+		return errStopped
+	}
+	return handler(srv, ss)
+}
+
+// serverOptions install the gate in front of every gRPC service of the member.
+func (g *rpcGate) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}
+}
