@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
@@ -35,6 +37,11 @@ type seedFlags struct {
 	sha256, etcdVersion, initialCluster   string
 	clusterToken                          string
 	revisionBump                          uint64
+	// A recovery from quorum loss: the member's own database, or a snapshot streamed from
+	// the surviving member at fromMember with the client certificate, if any.
+	fromOwnData                      bool
+	fromMember                       string
+	clientCert, clientKey, trustedCA string
 }
 
 func newSeedFlagSet(f *seedFlags) *pflag.FlagSet {
@@ -53,6 +60,11 @@ func newSeedFlagSet(f *seedFlags) *pflag.FlagSet {
 	fs.StringVar(&f.initialCluster, "initial-cluster", "", "The new cluster, NAME=PEER_URL,...; it must name --member.")
 	fs.StringVar(&f.clusterToken, "initial-cluster-token", "", "The new cluster's token.")
 	fs.Uint64Var(&f.revisionBump, "revision-bump", 0, "Raise the restored revision by this much (and mark older ones compacted).")
+	fs.BoolVar(&f.fromOwnData, "from-own-data", false, "Rebuild the member from its own database (a recovery from quorum loss whose survivor it is) instead of S3.")
+	fs.StringVar(&f.fromMember, "from-member", "", "Rebuild the member from a snapshot streamed from the surviving member at this client URL instead of S3.")
+	fs.StringVar(&f.clientCert, "client-cert", "", "With --from-member: the client certificate to reach the survivor with.")
+	fs.StringVar(&f.clientKey, "client-key", "", "With --from-member: the client certificate's key.")
+	fs.StringVar(&f.trustedCA, "trusted-ca", "", "With --from-member: the CA the survivor's serving certificate is checked against.")
 	fs.AddGoFlagSet(goFlagSet())
 	return fs
 }
@@ -80,16 +92,24 @@ func seedMember(ctx context.Context, args []string, getenv func(string) string) 
 	if self == nil {
 		return fmt.Errorf("--initial-cluster %q does not name member %q", f.initialCluster, f.member)
 	}
-	dest, err := backup.NewS3(backup.S3Config{Endpoint: f.endpoint, Bucket: f.bucket, Prefix: f.prefix, Region: f.region,
-		AccessKeyID: getenv(backup.EnvAccessKeyID), SecretAccessKey: getenv(backup.EnvSecretAccessKey), CABundle: getenv(envSeedCABundle)})
-	if err != nil {
+	cfg := memberseed.Config{
+		ID: f.id, Key: f.key, SHA256: f.sha256, EtcdVersion: f.etcdVersion, DataDir: f.dataDir,
+		Member: *self, Cluster: cluster, ClusterToken: f.clusterToken, RevisionBump: f.revisionBump,
+	}
+	if cfg.Source, err = f.source(getenv); err != nil {
 		return err
 	}
-	klog.InfoS("Seeding the member from a snapshot", "member", f.member, "source", dest.String(), "key", f.key, "sha256", f.sha256)
-	res, err := memberseed.Seed(ctx, memberseed.Config{
-		ID: f.id, Source: dest, Key: f.key, SHA256: f.sha256, EtcdVersion: f.etcdVersion, DataDir: f.dataDir,
-		Member: *self, Cluster: cluster, ClusterToken: f.clusterToken, RevisionBump: f.revisionBump,
-	})
+	switch {
+	case f.fromOwnData:
+		cfg.FromOwnData, cfg.Source = true, nil
+		klog.InfoS("Rebuilding the member from its own database", "member", f.member)
+	case f.fromMember != "":
+		cfg.Key = f.fromMember
+		klog.InfoS("Seeding the member from a snapshot of the surviving member", "member", f.member, "survivor", f.fromMember)
+	default:
+		klog.InfoS("Seeding the member from a snapshot", "member", f.member, "source", cfg.Source, "key", f.key, "sha256", f.sha256)
+	}
+	res, err := memberseed.Seed(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -104,6 +124,30 @@ func seedMember(ctx context.Context, args []string, getenv func(string) string) 
 		"replacedRevision", res.ReplacedRevision, "revisionBump", res.RevisionBump,
 		"downloaded", res.Downloaded, "verified", res.Verified, "restored", res.Restored)
 	return nil
+}
+
+// source is where the snapshot comes from: nothing for the member's own data, the surviving
+// member (--from-member), or the S3 destination.
+func (f *seedFlags) source(getenv func(string) string) (memberseed.Source, error) {
+	switch {
+	case f.fromOwnData && f.fromMember != "":
+		return nil, errors.New("--from-own-data and --from-member exclude each other")
+	case f.fromOwnData:
+		return nil, nil
+	case f.fromMember != "":
+		access := &etcdcluster.Access{}
+		if f.clientCert != "" || f.trustedCA != "" {
+			tlsInfo := transport.TLSInfo{CertFile: f.clientCert, KeyFile: f.clientKey, TrustedCAFile: f.trustedCA}
+			cfg, err := tlsInfo.ClientConfig()
+			if err != nil {
+				return nil, fmt.Errorf("loading the client certificate: %w", err)
+			}
+			access.TLS = cfg
+		}
+		return memberseed.MemberSource{Access: access}, nil
+	}
+	return backup.NewS3(backup.S3Config{Endpoint: f.endpoint, Bucket: f.bucket, Prefix: f.prefix, Region: f.region,
+		AccessKeyID: getenv(backup.EnvAccessKeyID), SecretAccessKey: getenv(backup.EnvSecretAccessKey), CABundle: getenv(envSeedCABundle)})
 }
 
 // parseInitialCluster parses etcd's --initial-cluster.

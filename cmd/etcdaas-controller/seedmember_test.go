@@ -29,3 +29,22 @@ func TestSeedMemberOnlySeedsTheNamedMember(t *testing.T) {
 		t.Fatalf("no credentials in the environment: %v", err)
 	}
 }
+
+// A recovery's seed step reads no S3 destination: from its own data it needs no credentials;
+// both recovery sources at once are refused.
+func TestSeedMemberRecoverySources(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	args := []string{"--id=recover-1", "--member=db-0", "--pod-name=db-0", "--data-dir=" + data, "--initial-cluster=db-0=http://db-0:2380"}
+	err := seedMember(context.Background(), append(args, "--from-own-data"), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "member db-0 has no database") {
+		t.Fatalf("from its own data, without a database: %v", err)
+	}
+	err = seedMember(context.Background(), append(args, "--from-own-data", "--from-member=http://db-2:2379"), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "exclude each other") {
+		t.Fatalf("both sources: %v", err)
+	}
+	err = seedMember(context.Background(), append(args, "--from-member=http://127.0.0.1:1", "--client-cert=/nonexistent/client.crt", "--client-key=/nonexistent/client.key"), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "loading the client certificate") {
+		t.Fatalf("an unreadable client certificate: %v", err)
+	}
+}

@@ -1,11 +1,13 @@
 // Package memberseed builds the data directory of one etcd member from a backup before etcd
 // starts: the kubernetes backend runs it as an init container of a member pod (the etcdaas
 // image's etcdaas-controller seed-member) when the instance is created from a backup
-// (spec.restoreFrom) or restored from a snapshot (the restore subresource). It downloads the
-// snapshot next to the data directory, checks it against the sha256 the controller expects
-// and as a snapshot (integrity hash, database check, etcd version), and only then replaces
-// the member's data with etcdutl's restore. Seeding the same request twice does nothing:
-// the member may have started from it already.
+// (spec.restoreFrom) or restored from a snapshot (the restore subresource), and when a cluster
+// that lost quorum is rebuilt from a surviving member (the recover subresource): then the
+// snapshot is streamed from the survivor, or is the member's own database when it is the
+// survivor. It copies the snapshot next to the data directory, checks it against the sha256
+// the controller expects (when it knows one) and as a snapshot (integrity hash, database
+// check, etcd version), and only then replaces the member's data with etcdutl's restore.
+// Seeding the same request twice does nothing: the member may have started from it already.
 package memberseed
 
 import (
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
@@ -39,14 +42,23 @@ type Source interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, backup.Info, error)
 }
 
+// ownDatabaseCopy is the copy of the member's own database a recovery from it restores,
+// next to the data directory; it is kept until the seed is done, so that a crash after the
+// old data directory was removed still finds it.
+const ownDatabaseCopy = "recover.db"
+
 // Config says which snapshot seeds which member.
 type Config struct {
 	// ID identifies this seed; a data directory seeded with it is kept as it is.
 	ID string
-	// Source holds the snapshot under Key.
+	// Source holds the snapshot under Key (a MemberSource: the member at that client URL).
 	Source Source
 	Key    string
-	// SHA256 is the hex sha256 the snapshot file must have.
+	// FromOwnData rebuilds the member from its own database (DataDir's member/snap/db)
+	// instead of a Source: the recovery of a cluster from this member.
+	FromOwnData bool
+	// SHA256 is the hex sha256 the snapshot file must have; empty for a snapshot streamed
+	// from a member, which only its integrity hash covers.
 	SHA256 string
 	// EtcdVersion is the etcd minor the member runs, such as "3.6": a snapshot written by a
 	// newer etcd is refused.
@@ -85,8 +97,11 @@ type Result struct {
 // existing data directory is removed only once the snapshot has passed every check; a refused
 // snapshot (an *snapshot.InvalidError) leaves it as it was.
 func Seed(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.ID == "" || cfg.Key == "" || cfg.SHA256 == "" || cfg.DataDir == "" || cfg.Member.Name == "" || len(cfg.Cluster) == 0 {
-		return nil, errors.New("seeding a member needs an ID, a key, a sha256, a data directory, the member and the cluster")
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.Member.Name == "" || len(cfg.Cluster) == 0 {
+		return nil, errors.New("seeding a member needs an ID, a data directory, the member and the cluster")
+	}
+	if !cfg.FromOwnData && (cfg.Source == nil || cfg.Key == "") {
+		return nil, errors.New("seeding a member needs a source and a key, or its own data")
 	}
 	volume := filepath.Dir(filepath.Clean(cfg.DataDir))
 	marker := filepath.Join(volume, markerName)
@@ -97,11 +112,17 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	start := time.Now()
-	path, err := download(ctx, cfg, volume)
+	var path string
+	var err error
+	if cfg.FromOwnData {
+		path, err = copyOwnDatabase(cfg, volume)
+	} else {
+		path, err = download(ctx, cfg, volume)
+		defer func() { _ = os.Remove(path) }()
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = os.Remove(path) }()
 	res.Downloaded = time.Since(start)
 	start = time.Now()
 	if res.Info, err = verify(ctx, cfg, path); err != nil {
@@ -109,7 +130,12 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Verified = time.Since(start)
 	start = time.Now()
-	res.ReplacedRevision, res.ReplacedRevisionErr = replacedRevision(ctx, cfg.DataDir)
+	if cfg.FromOwnData {
+		// The database replaced is the one restored: its revision was just read.
+		res.ReplacedRevision = res.Info.Revision
+	} else {
+		res.ReplacedRevision, res.ReplacedRevisionErr = replacedRevision(ctx, cfg.DataDir)
+	}
 	if res.ReplacedRevision > 0 {
 		cfg.RevisionBump = max(cfg.RevisionBump, uint64(max(res.ReplacedRevision-res.Info.Revision, 0))+RevisionMargin)
 	}
@@ -120,8 +146,54 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	if err := writeMarker(marker, cfg.ID); err != nil {
 		return nil, err
 	}
+	if cfg.FromOwnData {
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
 	res.Restored = time.Since(start)
 	return res, nil
+}
+
+// copyOwnDatabase copies the member's own database next to its data directory and returns
+// the copy. When the data directory is gone, an earlier attempt crashed after removing it:
+// the copy it made is what the member is rebuilt from.
+func copyOwnDatabase(cfg Config, volume string) (string, error) {
+	path := filepath.Join(volume, ownDatabaseCopy)
+	db := filepath.Join(cfg.DataDir, "member", "snap", "db")
+	src, err := os.Open(db)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(path); serr == nil {
+			if _, derr := os.Stat(cfg.DataDir); errors.Is(derr, os.ErrNotExist) {
+				return path, nil
+			}
+		}
+		return "", fmt.Errorf("member %s has no database (%s) to be rebuilt from", cfg.Member.Name, db)
+	}
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = src.Close() }()
+	tmp := path + ".tmp"
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.CopyBuffer(dst, src, make([]byte, 256*1024))
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("copying the database of member %s: %w", cfg.Member.Name, err)
+	}
+	return path, syncDir(volume)
 }
 
 // download copies the snapshot into a file on the member's volume.
@@ -138,18 +210,25 @@ func download(ctx context.Context, cfg Config, volume string) (string, error) {
 	return path, nil
 }
 
-// verify checks the file's sha256 against the expected one, then the snapshot itself.
+// verify checks the file's sha256 against the expected one, then the snapshot itself. A
+// member's own database has no integrity hash: only the database check applies.
 func verify(ctx context.Context, cfg Config, path string) (*snapshot.Info, error) {
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return nil, err
+	if cfg.SHA256 != "" {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return nil, err
+		}
+		if sum != cfg.SHA256 {
+			return nil, &snapshot.InvalidError{Reason: fmt.Sprintf("snapshot %s has sha256 %s, but %s was expected: it changed after it was accepted", cfg.Key, sum, cfg.SHA256)}
+		}
 	}
-	if sum != cfg.SHA256 {
-		return nil, &snapshot.InvalidError{Reason: fmt.Sprintf("snapshot %s has sha256 %s, but %s was expected: it changed after it was accepted", cfg.Key, sum, cfg.SHA256)}
+	verifySnapshot, what := snapshot.Verify, "snapshot "+cfg.Key
+	if cfg.FromOwnData {
+		verifySnapshot, what = snapshot.VerifyDatabase, "the database of member "+cfg.Member.Name
 	}
-	info, err := snapshot.Verify(ctx, path)
+	info, err := verifySnapshot(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w", cfg.Key, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if cfg.EtcdVersion != "" {
 		if err := snapshot.CheckVersion(info, cfg.EtcdVersion); err != nil {
@@ -187,11 +266,14 @@ func replace(cfg Config, path string) error {
 	}
 	if err := snapshot.Restore(snapshot.RestoreConfig{
 		Snapshot: path, DataDir: next, Member: cfg.Member, Cluster: cfg.Cluster,
-		ClusterToken: cfg.ClusterToken, RevisionBump: cfg.RevisionBump,
+		ClusterToken: cfg.ClusterToken, RevisionBump: cfg.RevisionBump, FromDatabase: cfg.FromOwnData,
 	}, nil); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(cfg.DataDir)); err != nil {
 		return err
 	}
 	if err := os.Rename(next, cfg.DataDir); err != nil {
@@ -243,4 +325,25 @@ func syncDir(dir string) error {
 	}
 	defer func() { _ = d.Close() }()
 	return d.Sync()
+}
+
+// MemberSource streams snapshots from running etcd members: the key is the member's client
+// URL. A member serves a snapshot of its own database with or without quorum, so the
+// survivor of a quorum loss can seed another member.
+type MemberSource struct {
+	// Access holds the client TLS configuration, if any; its endpoints are not used.
+	Access *etcdcluster.Access
+}
+
+// Open implements Source: it starts streaming a snapshot from the member at clientURL.
+func (m MemberSource) Open(ctx context.Context, clientURL string) (io.ReadCloser, backup.Info, error) {
+	access := &etcdcluster.Access{Endpoints: []string{clientURL}}
+	if m.Access != nil {
+		access.TLS = m.Access.TLS
+	}
+	snap, err := etcdcluster.OpenSnapshot(ctx, access, clientURL)
+	if err != nil {
+		return nil, backup.Info{}, err
+	}
+	return snap, backup.Info{Key: clientURL, Revision: snap.Revision, EtcdVersion: snap.Version}, nil
 }

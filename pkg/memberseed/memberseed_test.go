@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +195,92 @@ func TestSeedRaisesTheBumpAboveTheDataItReplaces(t *testing.T) {
 	cfg = config(dest, info.Key, info.SHA256, fresh)
 	if res, err := Seed(ctx, cfg); err != nil || res.ReplacedRevision != 0 || res.RevisionBump != 5000 {
 		t.Fatalf("seeding an empty volume: %+v, %v", res, err)
+	}
+}
+
+// A recovery rebuilds a member from its own database (no integrity hash, no source) as a new
+// cluster with its keys, the revision raised; a crash after the old data directory was removed
+// finds the copy it was made from.
+func TestSeedFromOwnData(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	kvs := map[string]string{"a": "1", "b": "2"}
+	snap := snapshottest.Make(t, dir, "snap.db", kvs)
+	volume := filepath.Join(dir, "volume")
+	data := filepath.Join(volume, "data")
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m}, ClusterToken: "old"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: "recover-1", FromOwnData: true, EtcdVersion: "3.7", DataDir: data, Member: m, Cluster: []snapshot.Member{m},
+		ClusterToken: "new", RevisionBump: 10000}
+	res, err := Seed(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Info == nil || res.Info.Revision != before.Revision {
+		t.Fatalf("result %+v, want the database's revision %d", res.Info, before.Revision)
+	}
+	after, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.TotalKey < len(kvs) || after.Revision < before.Revision+10000 {
+		t.Fatalf("rebuilt database: %d keys at revision %d, want %d keys above revision %d", after.TotalKey, after.Revision, len(kvs), before.Revision+10000)
+	}
+	if _, err := os.Stat(filepath.Join(volume, ownDatabaseCopy)); !os.IsNotExist(err) {
+		t.Fatalf("the copy of the database was left on the volume: %v", err)
+	}
+
+	// A crash between removing the data directory and renaming the rebuilt one in place.
+	cfg.ID = "recover-2"
+	if err := os.Rename(filepath.Join(data, "member", "snap", "db"), filepath.Join(volume, ownDatabaseCopy)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seed(ctx, cfg); err != nil {
+		t.Fatalf("resuming from the copy: %v", err)
+	}
+	if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < len(kvs) {
+		t.Fatalf("resumed: %+v, %v", st, err)
+	}
+	// Neither a database nor a copy: nothing to rebuild from.
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ID = "recover-3"
+	if _, err := Seed(ctx, cfg); err == nil || !strings.Contains(err.Error(), "has no database") {
+		t.Fatalf("no database: %v", err)
+	}
+}
+
+// A snapshot streamed from a member comes with no expected sha256: its integrity hash is
+// checked, and a truncated stream is refused.
+func TestSeedWithoutAnExpectedSHA256(t *testing.T) {
+	dir := t.TempDir()
+	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
+	dest, info := store(t, filepath.Join(dir, "backups"), snap)
+	data := oldData(t, filepath.Join(dir, "volume"))
+	if _, err := Seed(context.Background(), config(dest, info.Key, "", data)); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.db")
+	if err := os.WriteFile(cut, whole[:len(whole)-512], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cutDest, cutInfo := store(t, filepath.Join(dir, "cut"), cut)
+	other := oldData(t, filepath.Join(dir, "volume2"))
+	if _, err := Seed(context.Background(), config(cutDest, cutInfo.Key, "", other)); !snapshot.IsInvalid(err) {
+		t.Fatalf("a truncated snapshot: %v", err)
 	}
 }

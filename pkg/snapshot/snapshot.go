@@ -193,6 +193,20 @@ func Verify(ctx context.Context, path string) (*Info, error) {
 	return info, nil
 }
 
+// VerifyDatabase checks that path is a consistent etcd database, such as a member's own
+// member/snap/db, which has no integrity hash; a file that fails is an *InvalidError.
+func VerifyDatabase(ctx context.Context, path string) (*Info, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	status, err := Status(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &Info{Size: st.Size(), Revision: status.Revision, TotalKeys: status.TotalKey, StorageVersion: status.Version}, nil
+}
+
 // checkTrailingHash compares the sha256 of the database part of the file with the digest that
 // follows it, and returns the hex sha256 of the whole file.
 func checkTrailingHash(path string, size int64) (string, error) {
@@ -275,6 +289,9 @@ type RestoreConfig struct {
 	// RevisionBump raises the store revision by this much and marks the old revisions
 	// compacted, so that watchers of the previous cluster never see a revision go back.
 	RevisionBump uint64
+	// FromDatabase says Snapshot is a member's database file (its data directory's
+	// member/snap/db), which has no integrity hash to check.
+	FromDatabase bool
 }
 
 // InitialCluster formats members as etcd's --initial-cluster.
@@ -308,6 +325,7 @@ func Restore(cfg RestoreConfig, lg *zap.Logger) error {
 		PeerURLs:            []string{cfg.Member.PeerURL},
 		InitialCluster:      InitialCluster(cfg.Cluster),
 		InitialClusterToken: cfg.ClusterToken,
+		SkipHashCheck:       cfg.FromDatabase,
 	}
 	if cfg.RevisionBump > 0 {
 		rc.RevisionBump, rc.MarkCompacted = cfg.RevisionBump, true

@@ -112,12 +112,6 @@ var _ backend.Forgetter = &Backend{}
 // Close implements backend.Backend; nothing runs in this process.
 func (b *Backend) Close() error { return nil }
 
-// Recover implements backend.Backend: the kubernetes backend does not rebuild clusters from
-// a survivor yet.
-func (b *Backend) Recover(context.Context, *v1beta1.ETCDInstance, string) (*backend.Result, error) {
-	return nil, fmt.Errorf("%w: the kubernetes backend cannot rebuild a cluster from a survivor yet; restore it from a backup", backend.ErrCannotRecover)
-}
-
 // Sync implements backend.Backend: it makes sure the instance's objects exist, observes the
 // members, then either resumes a change an earlier step left half done or takes the next
 // step toward the spec.

@@ -83,6 +83,15 @@ type seed struct {
 	Token string `json:"token"`
 	// Replaced is the number of members the replaced cluster had (0 for a new instance).
 	Replaced int `json:"replaced,omitempty"`
+	// Recover is the surviving member a recovery from quorum loss rebuilds the cluster from;
+	// empty for restores, which S3 and Key locate.
+	Recover string `json:"recover,omitempty"`
+	// From is the client URL of the survivor member 0 streams its snapshot from; empty when
+	// the survivor is member 0, which is rebuilt from its own database.
+	From string `json:"from,omitempty"`
+	// Seeded is set once member 0 serves the recovered cluster: the pods and volumes of the
+	// other members of the replaced cluster are being removed.
+	Seeded bool `json:"seeded,omitempty"`
 }
 
 // seedOf returns the seed the StatefulSet records, or nil.
@@ -119,6 +128,9 @@ func (s *seed) annotation() string {
 // seedInitContainer builds member 0's data directory from the seed before etcd starts; in
 // any other pod of the StatefulSet it does nothing.
 func (b *Backend) seedInitContainer(inst *v1beta1.ETCDInstance, mc memberConfig) corev1.Container {
+	if mc.seed.Recover != "" {
+		return b.recoverInitContainer(inst, mc)
+	}
 	s := mc.seed
 	args := []string{
 		"--id=" + s.ID,
@@ -234,6 +246,9 @@ func (b *Backend) restoreStep(ctx context.Context, v *instanceView) (*backend.Re
 	switch {
 	case req != nil && (s == nil || s.Restore != req.ID):
 		res, err := b.startRestore(ctx, v, req)
+		return res, true, err
+	case s != nil && s.Recover != "":
+		res, err := b.continueRecovery(ctx, v, s)
 		return res, true, err
 	case s != nil:
 		res, err := b.continueSeed(ctx, v, s)
