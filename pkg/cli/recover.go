@@ -31,8 +31,9 @@ func newRecoverCommand(f *Factory) *cobra.Command {
 		Use:   "recover NAME [--member MEMBER]",
 		Short: "Rebuild an ETCDInstance that lost quorum from a surviving member",
 		Long: `Ask the controller to rebuild an ETCDInstance that lost quorum (its Degraded condition's
-reason is QuorumLost) from one surviving member: the most advanced one, or --member. The
-member restarts alone with force-new-cluster, keeping every key it has; the data of every
+reason is QuorumLost) from one surviving member: the most advanced one, or --member. A new
+one-member cluster starts with every key that member has (standalone: the member itself with
+force-new-cluster; on Kubernetes: member 0, rebuilt from the survivor's data); the data of every
 other member is discarded, and new members are added back as learners up to spec.replicas.
 Writes only the lost members had are gone. The server refuses the request (409) while quorum
 holds. Needs the etcdinstances/recover permission (the admin role).

@@ -52,7 +52,7 @@ func (s *fakeServer) serveRecover(carriedOut bool) {
 			return
 		}
 		s.writeJSON(w, http.StatusAccepted, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusAccepted,
-			Message: "recovery of " + name + " requested; the controller rebuilds the cluster with force-new-cluster and adds members back as learners"})
+			Message: "recovery of " + name + " requested; the controller rebuilds the cluster from it and adds members back as learners"})
 		go func() {
 			time.Sleep(50 * time.Millisecond)
 			s.mu.Lock()
@@ -74,7 +74,7 @@ func TestRecover(t *testing.T) {
 
 	r := s.run(t, "recover", "db", "--member", "db-0")
 	expectCode(t, r, 0)
-	want := "etcdinstance.etcdaas.dev/db recovery requested: recovery of db requested; the controller rebuilds the cluster with force-new-cluster and adds members back as learners\n" +
+	want := "etcdinstance.etcdaas.dev/db recovery requested: recovery of db requested; the controller rebuilds the cluster from it and adds members back as learners\n" +
 		"etcdinstance.etcdaas.dev/db recovered: 3/3 members ready\n"
 	if r.stdout != want {
 		t.Errorf("stdout\n got %q\nwant %q", r.stdout, want)

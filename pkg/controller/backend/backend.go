@@ -25,8 +25,9 @@ type Backend interface {
 	// retrying cannot help, such as an unsupported version.
 	Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*Result, error)
 	// Recover rebuilds a cluster that lost quorum from one surviving voting member (member,
-	// or the most advanced one when empty) with force-new-cluster, discarding the others'
-	// data; later Syncs add members back as learners up to spec.replicas. It resumes a
+	// or the most advanced one when empty) as a new one-member cluster with every key the
+	// survivor has, discarding the others' data; later Syncs add members back as learners up
+	// to spec.replicas. It resumes a
 	// recovery an earlier call left half done. It returns an error wrapping ErrCannotRecover
 	// when the request cannot be carried out, such as when quorum is not lost.
 	Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*Result, error)

@@ -75,7 +75,7 @@ func (r *RecoverREST) Connect(ctx context.Context, name string, _ runtime.Object
 		}
 		responder.Object(http.StatusAccepted, &metav1.Status{
 			Status: metav1.StatusSuccess, Code: http.StatusAccepted, Reason: "Accepted",
-			Message: fmt.Sprintf("recovery of %s from %s requested; the controller rebuilds the cluster with force-new-cluster and adds members back as learners", name, from),
+			Message: fmt.Sprintf("recovery of %s from %s requested; the controller rebuilds the cluster from it and adds members back as learners", name, from),
 			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances"},
 		})
 	}), nil
