@@ -160,13 +160,17 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return obs.result, err
 	}
 	// A member without its data is replaced before a version roll goes on.
-	if replacing, err := b.lostVolumeStep(ctx, v, cluster, obs); replacing || err != nil {
+	lost, err := b.lostVolumes(ctx, v, obs)
+	if err != nil {
+		return obs.result, err
+	}
+	if replacing, err := b.lostVolumeStep(ctx, v, cluster, obs, lost); replacing || err != nil {
 		return obs.result, err
 	}
 	if rolling, err := b.rollVersion(ctx, v, cluster, obs); rolling || err != nil {
 		return obs.result, err
 	}
-	if replacing, err := b.repairStep(ctx, v, cluster, obs); replacing || err != nil {
+	if replacing, err := b.repairStep(ctx, v, cluster, obs, lost); replacing || err != nil {
 		return obs.result, err
 	}
 	if obs.result.Unhealthy != "" {

@@ -195,14 +195,13 @@ func (b *Backend) memberHealth(v *instanceView, obs *observation, lost map[strin
 	return out
 }
 
-// lostVolumeStep starts replacing a voting member that lost its volume, while the others keep
-// quorum. It runs before a version roll's step: a member without its data is replaced
-// before the roll restarts another member (or waits for this one, which cannot come back
-// with its data). It reports whether it started a replacement.
-func (b *Backend) lostVolumeStep(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
-	lost, err := b.lostVolumes(ctx, v, obs)
-	if err != nil || len(lost) == 0 {
-		return false, err
+// lostVolumeStep starts replacing a voting member that lost its volume (lost, from
+// lostVolumes), while the others keep quorum. It runs before a version roll's step: a member
+// without its data is replaced before the roll restarts another member (or waits for this
+// one, which cannot come back with its data). It reports whether it started a replacement.
+func (b *Backend) lostVolumeStep(ctx context.Context, v *instanceView, cluster membership, obs *observation, lost map[string]string) (bool, error) {
+	if len(lost) == 0 {
+		return false, nil
 	}
 	r, _ := backend.ChooseReplacement(b.memberHealth(v, obs, lost, false), b.opts.MemberRepairGracePeriod)
 	if r == nil {
@@ -211,15 +210,11 @@ func (b *Backend) lostVolumeStep(ctx context.Context, v *instanceView, cluster m
 	return true, b.startReplacement(ctx, v, cluster, obs, r, lost)
 }
 
-// repairStep starts replacing a voting member that lost its volume, or that has been
-// unhealthy (its pod not Ready, crash looping, Pending) for longer than the grace period,
-// while the other healthy members keep quorum. Otherwise it records the volume claim of each
-// healthy voting member. It reports whether it started a replacement.
-func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
-	lost, err := b.lostVolumes(ctx, v, obs)
-	if err != nil {
-		return false, err
-	}
+// repairStep starts replacing a voting member that lost its volume (lost, from lostVolumes),
+// or that has been unhealthy (its pod not Ready, crash looping, Pending) for longer than the
+// grace period, while the other healthy members keep quorum. Otherwise it records the volume
+// claim of each healthy voting member. It reports whether it started a replacement.
+func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membership, obs *observation, lost map[string]string) (bool, error) {
 	health := b.memberHealth(v, obs, lost, true)
 	r, blocked := backend.ChooseReplacement(health, b.opts.MemberRepairGracePeriod)
 	if r == nil {
