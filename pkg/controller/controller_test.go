@@ -137,6 +137,17 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatalf("progressing after quorum loss: %+v", c)
 	}
 
+	// A step of a running instance fails (an update conflict, retried): still Running,
+	// Degraded says why.
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(5, 5), Converged: true}, nil, t2)
+	failed := computeStatus(inst, &backend.Result{Members: members(5, 4)}, errors.New(`Operation cannot be fulfilled on statefulsets.apps "db": the object has been modified`), t2)
+	if failed.Phase != v1beta1.PhaseRunning {
+		t.Fatalf("phase of a running instance after a failed step: %+v", failed)
+	}
+	if c := cond(t, failed, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconcileError {
+		t.Fatalf("degraded after a failed step: %+v", c)
+	}
+
 	// A transient error keeps the last observed members.
 	inst.Status = st
 	st = computeStatus(inst, nil, errors.New("boom"), t2)
