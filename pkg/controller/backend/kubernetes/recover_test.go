@@ -270,3 +270,26 @@ func TestRecoverLeavesPodsOfTheNewTemplate(t *testing.T) {
 		t.Fatalf("after the shrink: stopped %t, %v, pods %v", stopped, err, f.pods(t))
 	}
 }
+
+// On a TLS instance member 0 streams the survivor's snapshot with the instance's client
+// certificate, from the TLS Secret's volume; rebuilding from its own data needs neither.
+func TestRecoverInitContainerUsesTheClientCertificate(t *testing.T) {
+	f := newStepsFixture(t, 3, 3, 1, lostQuorum(3, map[int]int64{2: 1}))
+	b := f.b
+	b.opts.ToolsImage = toolsImage
+	inst := testInstance() // TLS enabled
+	s := &seed{ID: "recover-1", Recover: "db-2", From: b.clientURL(inst, 2), Token: "t", RevisionBump: revisionMargin}
+	c := b.seedInitContainer(inst, b.seedConfig(inst, s))
+	if arg(t, c, "from-member") != "https://db-2.db-peers.ns.svc.cluster.local:2379" || arg(t, c, "client-cert") != tlsDir+"/"+SecretClientCert ||
+		arg(t, c, "client-key") != tlsDir+"/"+SecretClientKey || arg(t, c, "trusted-ca") != tlsDir+"/"+SecretCACert {
+		t.Fatalf("command %v", c.Command)
+	}
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == tlsVolume && m.ReadOnly }) {
+		t.Fatalf("mounts %v: the TLS Secret is needed", c.VolumeMounts)
+	}
+	s.From = ""
+	c = b.seedInitContainer(inst, b.seedConfig(inst, s))
+	if !slices.Contains(c.Command, "--from-own-data") || len(c.VolumeMounts) != 1 || len(c.Env) != 1 {
+		t.Fatalf("from its own data: command %v, mounts %v, env %v", c.Command, c.VolumeMounts, c.Env)
+	}
+}
