@@ -13,7 +13,8 @@ import (
 
 // TestAPIHarness runs every scenario of BenchmarkAPI once per repetition at a tiny size
 // (make test): the control plane, both CRDs and the conversion webhook answer, every figure
-// and every peer is measured, and the report is written.
+// and every peer is measured, and the report is written; then BenchmarkAggregatorHop's
+// scenario on the same control plane.
 func TestAPIHarness(t *testing.T) {
 	env := startAPIEnv(t, true)
 	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, deadline: time.Minute}
@@ -42,6 +43,25 @@ func TestAPIHarness(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "api.json")); err != nil {
 		t.Error(err)
+	}
+
+	// BenchmarkAggregatorHop's scenario on the same control plane: the do-nothing backend
+	// answers through kube-apiserver and every target is measured.
+	hop, err := env.startAggregatorHop(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, err := hop.run(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hr.Comparisons) != 4 {
+		t.Fatalf("%d aggregator-hop comparisons, want 4", len(hr.Comparisons))
+	}
+	for _, c := range hr.Comparisons {
+		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Ratio <= 0 {
+			t.Errorf("aggregator hop, %s against %s: figures %+v and %+v, ratio %v", c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
+		}
 	}
 }
 
