@@ -23,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -526,15 +527,44 @@ func (b *Backend) setMembers(ctx context.Context, v *instanceView, members []etc
 	}
 	mc := memberConfig{replicas: int32(replicas), initialCluster: strings.Join(initial, ","), clusterState: "existing", token: sts.Annotations[annotationClusterToken]}
 	want := b.statefulSet(inst, v.image, mc)
-	updated := sts.DeepCopy()
-	updated.Spec.Replicas = want.Spec.Replicas
-	updated.Spec.Template = want.Spec.Template
-	sts, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
-	if err != nil {
+	if err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		updated.Spec.Replicas = want.Spec.Replicas
+		updated.Spec.Template = want.Spec.Template
+	}); err != nil {
 		return err
 	}
-	v.sts = sts
 	return b.ensurePDB(ctx, inst, replicas)
+}
+
+// updateStatefulSet applies change to the instance's StatefulSet and stores it; v.sts becomes
+// the stored object. An update that loses a race (the StatefulSet controller writes its
+// status whenever a pod changes, so during a roll or a repair it often does) is applied
+// again to the StatefulSet read anew: a failed write would otherwise fail the whole step,
+// after it may have recorded Events for what it did.
+func (b *Backend) updateStatefulSet(ctx context.Context, v *instanceView, change func(*appsv1.StatefulSet)) error {
+	client := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace)
+	current := v.sts
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		updated := current.DeepCopy()
+		change(updated)
+		stored, err := client.Update(ctx, updated, metav1.UpdateOptions{})
+		if err == nil {
+			v.sts = stored
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		latest, getErr := client.Get(ctx, current.Name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
+		}
+		if latest.UID != current.UID {
+			return fmt.Errorf("the StatefulSet %s/%s was replaced meanwhile", current.Namespace, current.Name)
+		}
+		current = latest
+		return err
+	})
 }
 
 // deleteVolume deletes the volume of a removed member so that a later member with the same

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,31 +94,25 @@ func (v *instanceView) replacement() *replacement {
 
 // setAnnotation sets (or, with value nil, removes) an annotation of the StatefulSet.
 func (b *Backend) setAnnotation(ctx context.Context, v *instanceView, key string, value any) error {
-	updated := v.sts.DeepCopy()
 	if value == nil {
-		if _, ok := updated.Annotations[key]; !ok {
+		if _, ok := v.sts.Annotations[key]; !ok {
 			return nil
 		}
-		delete(updated.Annotations, key)
-	} else {
-		data, err := json.Marshal(value)
-		if err != nil {
-			return err
-		}
-		if updated.Annotations == nil {
-			updated.Annotations = map[string]string{}
-		}
-		if updated.Annotations[key] == string(data) {
-			return nil
-		}
-		updated.Annotations[key] = string(data)
+		return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, key) })
 	}
-	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	data, err := json.Marshal(value)
 	if err != nil {
 		return err
 	}
-	v.sts = sts
-	return nil
+	if v.sts.Annotations[key] == string(data) {
+		return nil
+	}
+	return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		if updated.Annotations == nil {
+			updated.Annotations = map[string]string{}
+		}
+		updated.Annotations[key] = string(data)
+	})
 }
 
 // claimName is the volume claim of the member with ordinal o.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,14 +126,13 @@ func (b *Backend) setTemplateImage(ctx context.Context, v *instanceView) error {
 	if i < 0 || v.sts.Spec.Template.Spec.Containers[i].Image == v.image {
 		return nil
 	}
-	updated := v.sts.DeepCopy()
-	updated.Spec.Template.Spec.Containers[i].Image = v.image
-	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
-	if err != nil {
-		return err
-	}
-	v.sts = sts
-	return nil
+	return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		for j := range updated.Spec.Template.Spec.Containers {
+			if updated.Spec.Template.Spec.Containers[j].Name == "etcd" {
+				updated.Spec.Template.Spec.Containers[j].Image = v.image
+			}
+		}
+	})
 }
 
 // podImage is the image of a member pod's etcd container, "" when it has none.
@@ -357,23 +357,17 @@ func ordinalOf(inst *v1beta1.ETCDInstance, member string) int {
 
 // writeRollStep records step on the StatefulSet, or removes the record when step is nil.
 func (b *Backend) writeRollStep(ctx context.Context, v *instanceView, step *rollStep) error {
-	updated := v.sts.DeepCopy()
 	if step == nil {
-		delete(updated.Annotations, annotationRollStep)
-	} else {
-		data, err := json.Marshal(step)
-		if err != nil {
-			return err
-		}
+		return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, annotationRollStep) })
+	}
+	data, err := json.Marshal(step)
+	if err != nil {
+		return err
+	}
+	return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		if updated.Annotations == nil {
 			updated.Annotations = map[string]string{}
 		}
 		updated.Annotations[annotationRollStep] = string(data)
-	}
-	sts, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
-	if err != nil {
-		return err
-	}
-	v.sts = sts
-	return nil
+	})
 }

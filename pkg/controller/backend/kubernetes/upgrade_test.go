@@ -9,10 +9,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -429,5 +432,45 @@ func TestRollWaitsForTheRestartedPodToBeReady(t *testing.T) {
 	res = f.sync(t)
 	if reasons(res) != "MemberUpgraded" || !res.Converged || res.Step != "" {
 		t.Fatalf("db-1's pod Ready: %+v", res)
+	}
+}
+
+// TestRollStepSurvivesAConflictingStatefulSetUpdate: the StatefulSet controller writes the
+// StatefulSet's status as a restarted pod turns Ready, so the update that ends a roll step can
+// lose that race: it is applied again to the StatefulSet read anew, the step ends once (one
+// MemberUpgraded) and the roll goes on, the status written meanwhile kept.
+func TestRollStepSurvivesAConflictingStatefulSetUpdate(t *testing.T) {
+	ctx := context.Background()
+	f := newRollFixture(t)
+	f.sync(t)
+	f.answer(2, "3.7.3")
+	conflicts := 0
+	f.client.PrependReactor("update", "statefulsets", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "" || conflicts > 0 {
+			return false, nil, nil
+		}
+		conflicts++
+		// The StatefulSet controller counted the pod meanwhile.
+		sts, err := f.client.Tracker().Get(action.GetResource(), "ns", "db")
+		if err != nil {
+			return true, nil, err
+		}
+		counted := sts.(*appsv1.StatefulSet).DeepCopy()
+		counted.Status.ObservedGeneration = 42
+		if err := f.client.Tracker().Update(action.GetResource(), counted, "ns"); err != nil {
+			return true, nil, err
+		}
+		return true, nil, apierrors.NewConflict(action.GetResource().GroupResource(), "db", errors.New("the object has been modified"))
+	})
+	res := f.sync(t)
+	if conflicts != 1 || reasons(res) != "MemberUpgraded" || !slices.Equal(f.deleted, []string{"db-2", "db-0"}) {
+		t.Fatalf("conflicts %d, restarted %v: %+v", conflicts, f.deleted, res)
+	}
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts.Status.ObservedGeneration != 42 || !strings.Contains(sts.Annotations[annotationRollStep], `"member":"db-0"`) {
+		t.Fatalf("after the conflict: status %+v, roll step %q", sts.Status, sts.Annotations[annotationRollStep])
 	}
 }
