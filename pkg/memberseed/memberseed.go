@@ -341,6 +341,11 @@ func (m MemberSource) Open(ctx context.Context, clientURL string) (io.ReadCloser
 	if m.Access != nil {
 		access.TLS = m.Access.TLS
 	}
+	// A stream to a member that does not run would wait for it for as long as ctx allows:
+	// asking for its status first fails in seconds, with the reason.
+	if st := etcdcluster.Status(ctx, access, clientURL); st.MemberID == 0 {
+		return nil, backup.Info{}, fmt.Errorf("the surviving member at %s does not answer: %w", clientURL, st.Err)
+	}
 	snap, err := etcdcluster.OpenSnapshot(ctx, access, clientURL)
 	if err != nil {
 		return nil, backup.Info{}, err
