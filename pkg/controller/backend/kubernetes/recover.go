@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,23 +172,22 @@ func (b *Backend) recoveryPlan(v *instanceView, statuses []etcdcluster.EndpointS
 // startRecovery records the plan and, in the same update, gives the StatefulSet the pod
 // template whose init container rebuilds member 0, and keeps the pods up to the survivor's.
 func (b *Backend) startRecovery(ctx context.Context, v *instanceView, s *seed, survivor int) error {
-	updated := v.sts.DeepCopy()
 	want := b.statefulSet(v.inst, v.image, b.seedConfig(v.inst, s))
-	updated.Spec.Replicas, updated.Spec.Template = ptr.To(int32(survivor+1)), want.Spec.Template
-	if updated.Annotations == nil {
-		updated.Annotations = map[string]string{}
-	}
-	updated.Annotations[annotationSeed] = s.annotation()
-	updated.Annotations[annotationClusterToken] = s.Token
-	// What was recorded about the old members no longer describes the cluster.
-	for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
-		delete(updated.Annotations, stale)
-	}
-	stored, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		updated.Spec.Replicas, updated.Spec.Template = ptr.To(int32(survivor+1)), want.Spec.Template
+		if updated.Annotations == nil {
+			updated.Annotations = map[string]string{}
+		}
+		updated.Annotations[annotationSeed] = s.annotation()
+		updated.Annotations[annotationClusterToken] = s.Token
+		// What was recorded about the old members no longer describes the cluster.
+		for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
+			delete(updated.Annotations, stale)
+		}
+	})
 	if err != nil {
 		return err
 	}
-	v.sts = stored
 	return b.ensurePDB(ctx, v.inst, 1)
 }
 
@@ -225,13 +225,9 @@ func (b *Backend) continueRecovery(ctx context.Context, v *instanceView, s *seed
 			return res, err
 		}
 	}
-	updated := v.sts.DeepCopy()
-	delete(updated.Annotations, annotationSeed)
-	stored, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
-	if err != nil {
+	if err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, annotationSeed) }); err != nil {
 		return res, err
 	}
-	v.sts = stored
 	res.Step = fmt.Sprintf("recovered from member %s; the other members join again as learners", s.Recover)
 	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d, raised by %d) as a new cluster of member %s; discarded the data of the other %d members; %d more members join it as learners",
 		s.Recover, s.Revision, s.RevisionBump, first, s.Replaced-1, backend.DesiredReplicas(inst)-1)
@@ -264,19 +260,19 @@ func (b *Backend) restartSeeded(ctx context.Context, v *instanceView, s *seed, r
 // shrinkToFirst makes the StatefulSet member 0 alone, starting with the data it has, and
 // records that member 0 runs the new cluster.
 func (b *Backend) shrinkToFirst(ctx context.Context, v *instanceView, s *seed) error {
-	updated := v.sts.DeepCopy()
 	mc := b.seedConfig(v.inst, s)
 	mc.seed, mc.clusterState = nil, "existing"
 	want := b.statefulSet(v.inst, v.image, mc)
-	updated.Spec.Replicas, updated.Spec.Template = ptr.To[int32](1), want.Spec.Template
 	seeded := *s
 	seeded.Seeded = true
-	updated.Annotations[annotationSeed] = seeded.annotation()
-	stored, err := b.opts.Client.AppsV1().StatefulSets(v.inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		updated.Spec.Replicas, updated.Spec.Template = ptr.To[int32](1), want.Spec.Template
+		updated.Annotations[annotationSeed] = seeded.annotation()
+	})
 	if err != nil {
 		return err
 	}
-	v.sts, s.Seeded = stored, true
+	s.Seeded = true
 	return nil
 }
 
