@@ -51,14 +51,18 @@ var versions = []string{v1beta1.SchemeGroupVersion.Version, v1alpha1.SchemeGroup
 // apiSettings sizes one run of the API scenarios.
 type apiSettings struct {
 	objects, repetitions, gets, lists int
+	// watchers and fanoutObjects size the watch fan-out; backupBytes the backup stream.
+	watchers, fanoutObjects int
+	backupBytes             int64
 	// deadline bounds every timed loop.
 	deadline time.Duration
 }
 
 func apiSettingsFromEnv(b *testing.B) apiSettings {
 	b.Helper()
-	s := apiSettings{objects: 1000, repetitions: 3, gets: 200, lists: 10, deadline: 5 * time.Minute}
-	for env, v := range map[string]*int{ObjectsEnv: &s.objects, RepetitionsEnv: &s.repetitions} {
+	s := apiSettings{objects: 1000, repetitions: 3, gets: 200, lists: 10, watchers: 1000, fanoutObjects: 200, deadline: 5 * time.Minute}
+	backupMiB := 100
+	for env, v := range map[string]*int{ObjectsEnv: &s.objects, RepetitionsEnv: &s.repetitions, WatchersEnv: &s.watchers, BackupSizeEnv: &backupMiB} {
 		if value := os.Getenv(env); value != "" {
 			n, err := strconv.Atoi(value)
 			if err != nil || n <= 0 {
@@ -70,6 +74,10 @@ func apiSettingsFromEnv(b *testing.B) apiSettings {
 	if s.repetitions < 3 {
 		b.Fatalf("%s must be at least 3: the report gives medians with min and max", RepetitionsEnv)
 	}
+	if backupMiB > backupQuotaBytes>>21 {
+		b.Fatalf("%s must be at most %d: the member's quota is %d MiB", BackupSizeEnv, backupQuotaBytes>>21, backupQuotaBytes>>20)
+	}
+	s.backupBytes = int64(backupMiB) << 20
 	return s
 }
 
@@ -87,10 +95,12 @@ type apiEnv struct {
 }
 
 // BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver
-// (aggregated mode, no controller) through kube-apiserver's aggregator and directly, next
-// to a CRD of the same objects without conversion, the same CRD with a conversion webhook
-// served by pkg/conversion, and raw etcd puts, gets and ranges of the same size, all in one
-// control plane and one run. It writes _output/bench/api.md and api.json.
+// (aggregated mode) through kube-apiserver's aggregator and directly, next to a CRD of the
+// same objects without conversion, the same CRD with a conversion webhook served by
+// pkg/conversion, and raw etcd puts, gets and ranges of the same size, all in one control
+// plane and one run. Then the watch fan-out (ETCDAAS_BENCH_WATCHERS watchers) on etcdaas and
+// on the CRD, and the backup stream of a one-member instance (ETCDAAS_BENCH_BACKUP_MIB) next
+// to a clientv3 snapshot of the same member. It writes _output/bench/api.md and api.json.
 func BenchmarkAPI(b *testing.B) {
 	benchAPI(b, true)
 }
@@ -124,7 +134,8 @@ func benchAPI(b *testing.B, watchCache bool) {
 // startAPIEnv starts the control plane, the webhook and the two CRDs.
 func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 	b.Helper()
-	opts := framework.ClusterOptions{}
+	// etcdaas-controller starts only for the backup scenario, and acts only in its namespace.
+	opts := framework.ClusterOptions{ControllerArgs: backupControllerArgs}
 	if !watchCache {
 		opts.KubeAPIServerArgs = []string{"--watch-cache=false"}
 		opts.EtcdaasAPIServerArgs = []string{"--watch-cache=false"}
@@ -278,7 +289,24 @@ func (e *apiEnv) run(b testing.TB, s apiSettings) *report {
 		}
 		b.Logf("repetition %d of %d done", rep+1, s.repetitions)
 	}
-	return e.report(s, m)
+	// The fan-out and the backup come last: their objects and streams must not count in
+	// the RSS per stored object. They do not depend on the watch cache setting.
+	var forced map[string][]float64
+	if e.watchCache {
+		if forced, err = e.fanOuts(b.Context(), s, m); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("watch fan-out done")
+		if err := e.backups(b.Context(), s, m); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("backup streams done")
+	}
+	r := e.report(s, m)
+	if e.watchCache {
+		e.reportFanOutAndBackup(r, s, m, forced)
+	}
+	return r
 }
 
 func createCount(s apiSettings, clients int) int {
@@ -583,4 +611,34 @@ func (g *rssGrowth) perObject(objects int) ([2]float64, error) {
 		out[i] = (now - g.base[i]) * 1024 / float64(objects)
 	}
 	return out, nil
+}
+
+// reportFanOutAndBackup adds the watch fan-out and the backup stream to r.
+func (e *apiEnv) reportFanOutAndBackup(r *report, s apiSettings, m measurements, forced map[string][]float64) {
+	r.Settings["watch fan-out"] = fmt.Sprintf("%d watches on one client, then %d creates by %d clients, in a new namespace per repetition",
+		s.watchers, s.fanoutObjects, fanoutCreators)
+	r.Settings["watch fan-out: watchers the server closed as unresponsive, per repetition"] = forcedCloses(forced, e.targets[:3])
+	r.Settings["backup stream"] = fmt.Sprintf("a one-member instance run by etcdaas-controller (local backend) holding %d MiB in values of %d KiB; RSS sampled every %s",
+		s.backupBytes>>20, backupValueSize>>10, rssSampleEvery)
+	// peer names the figure peerScenario of peerSubject.
+	add := func(scenario, unit, subject, peer, peerScenario, peerSubject string, g *goal) {
+		r.Comparisons = append(r.Comparisons, compare(scenario, "", unit, subject, m.figure(scenario, "", subject),
+			peer, m.figure(peerScenario, "", peerSubject), g))
+	}
+	for _, subject := range []string{viaAggregator, direct, plainCRD} {
+		var g *goal
+		if subject == viaAggregator {
+			g = &goal{true, 1} // every watcher gets every event
+		}
+		add(fanoutComplete, "watchers", subject, watchersOpened, watchersOpened, subject, g)
+	}
+	add(fanoutDelivery, "s", viaAggregator, plainCRD, fanoutDelivery, plainCRD, nil)
+	add(fanoutDelivery, "s", direct, plainCRD, fanoutDelivery, plainCRD, nil)
+	add(backupScenario, "MiB/s", viaAggregator, snapshotPeer, backupScenario, snapshotPeer, &goal{true, 0.9})
+	add(backupScenario, "MiB/s", direct, snapshotPeer, backupScenario, snapshotPeer, nil)
+	for _, subject := range []string{viaAggregator, direct} {
+		// Flat: the server grows by at most a tenth of what it streams.
+		add(backupRSSScenario, "MiB", subject, snapshotSize, snapshotSize, subject, &goal{false, 0.1})
+	}
+	add(backupKubeRSS, "MiB", viaAggregator, snapshotSize, snapshotSize, viaAggregator, nil)
 }

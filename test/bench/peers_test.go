@@ -120,6 +120,8 @@ type target struct {
 	// which is the same for every target and would hide the servers' differences.
 	host string
 	http *http.Client
+	// config is what client and http were made from (unthrottled).
+	config *rest.Config
 }
 
 // newTarget makes a target reached with config, unthrottled: its concurrent requests
@@ -127,7 +129,7 @@ type target struct {
 func newTarget(name, prefix, group string, config *rest.Config) (target, error) {
 	config = rest.CopyConfig(config)
 	config.QPS, config.Burst = -1, 0
-	t := target{name: name, prefix: prefix, group: group, host: config.Host}
+	t := target{name: name, prefix: prefix, group: group, host: config.Host, config: config}
 	var err error
 	if t.http, err = rest.HTTPClientFor(config); err != nil {
 		return t, err

@@ -13,17 +13,25 @@ import (
 
 // TestAPIHarness runs every scenario of BenchmarkAPI once per repetition at a tiny size
 // (make test): the control plane, both CRDs and the conversion webhook answer, every figure
-// and every peer is measured, and the report is written; then BenchmarkAggregatorHop's
-// scenario on the same control plane.
+// and every peer is measured, the watchers of the fan-out get every event, the backup
+// streams at least what the instance holds, and the report is written; then
+// BenchmarkAggregatorHop's scenario on the same control plane.
 func TestAPIHarness(t *testing.T) {
 	env := startAPIEnv(t, true)
-	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, deadline: time.Minute}
+	s := apiSettings{objects: 4, repetitions: 3, gets: 3, lists: 2, watchers: 5, fanoutObjects: 4, backupBytes: 1 << 20, deadline: time.Minute}
 	r := env.run(t, s)
-	if len(r.Comparisons) != 2*2*4+1+2*2*2*4 {
-		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers, and RSS", len(r.Comparisons))
+	if len(r.Comparisons) != 2*2*4+1+2*2*2*4+5+5 {
+		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers, RSS, "+
+			"the fan-out's 5 and the backup's 5", len(r.Comparisons))
 	}
 	for _, c := range r.Comparisons {
-		if c.Scenario == rssScenario { // a few objects need not grow the RSS at all
+		if c.Scenario == fanoutComplete && (c.Ratio != 1 || c.Of.Min != float64(s.watchers)) {
+			t.Errorf("%s: %s: %+v of %+v watchers got every event", c.Subject, c.Scenario, c.Of, c.PeerOf)
+		}
+		if c.Peer == snapshotSize && c.PeerOf.Min < 1 {
+			t.Errorf("%s: %s against a stream of %+v MiB, want at least the 1 MiB written", c.Subject, c.Scenario, c.PeerOf)
+		}
+		if c.Scenario == rssScenario || c.Scenario == backupRSSScenario || c.Scenario == backupKubeRSS { // a few objects or a short stream need not grow the RSS at all
 			if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions {
 				t.Errorf("RSS figures %+v and %+v", c.Of, c.PeerOf)
 			}
@@ -38,8 +46,14 @@ func TestAPIHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(md, `| create, 32 clients | v1alpha1 | etcdaas via kube-apiserver |`) {
-		t.Errorf("the markdown lacks the create row through the aggregator:\n%s", md)
+	for _, row := range []string{
+		`| create, 32 clients | v1alpha1 | etcdaas via kube-apiserver |`,
+		`| watch fan-out: watchers with every event |  | etcdaas via kube-apiserver |`,
+		`| backup stream |  | etcdaas via kube-apiserver |`,
+	} {
+		if !strings.Contains(md, row) {
+			t.Errorf("the markdown lacks the row %s:\n%s", row, md)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "api.json")); err != nil {
 		t.Error(err)

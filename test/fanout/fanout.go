@@ -25,7 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// Resource is the watched resource, in the storage version.
+// Resource is the watched resource, in the storage version, unless Scenario.Resource names
+// another (a CRD of the same kind, as a peer).
 var Resource = schema.GroupVersionResource{Group: "etcdaas.dev", Version: "v1beta1", Resource: "etcdinstances"}
 
 // Scenario sizes one run.
@@ -39,6 +40,9 @@ type Scenario struct {
 	Creators int
 	// Deadline bounds the run from the first watch to the last expected event.
 	Deadline time.Duration
+	// Resource is the watched and created resource; empty means Resource. Its objects must
+	// accept a spec with replicas.
+	Resource schema.GroupVersionResource
 	// WhileOpen, when set, runs after the burst while every watch is still open (to sample
 	// the server's memory).
 	WhileOpen func(ctx context.Context)
@@ -78,18 +82,21 @@ func Run(ctx context.Context, watchConfig, createConfig *rest.Config, namespace 
 	ctx, cancel := context.WithTimeout(ctx, s.Deadline)
 	defer cancel()
 	res := Result{Watchers: s.Watchers}
+	if s.Resource.Empty() {
+		s.Resource = Resource
+	}
 
 	watchConfig = unlimited(watchConfig)
 	client, err := dynamic.NewForConfig(watchConfig)
 	if err != nil {
 		return res, err
 	}
-	list, err := client.Resource(Resource).Namespace(namespace).List(ctx, metav1.ListOptions{})
+	list, err := client.Resource(s.Resource).Namespace(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return res, fmt.Errorf("listing before the watches: %w", err)
 	}
 	start := time.Now()
-	watchers, err := openWatches(ctx, client, namespace, list.GetResourceVersion(), s.Watchers)
+	watchers, err := openWatches(ctx, client.Resource(s.Resource).Namespace(namespace), list.GetResourceVersion(), s.Watchers)
 	defer func() {
 		for _, w := range watchers {
 			w.w.Stop()
@@ -101,7 +108,7 @@ func Run(ctx context.Context, watchConfig, createConfig *rest.Config, namespace 
 	res.OpenTime = time.Since(start)
 
 	burst := time.Now()
-	if err := createBurst(ctx, createConfig, namespace, s.Objects, s.Creators); err != nil {
+	if err := createBurst(ctx, createConfig, s.Resource, namespace, s.Objects, s.Creators); err != nil {
 		return res, err
 	}
 	waitDelivered(ctx, watchers, int64(s.Objects))
@@ -122,7 +129,7 @@ func unlimited(config *rest.Config) *rest.Config {
 }
 
 // openWatches opens n watches from resourceVersion, 50 at a time, and starts counting.
-func openWatches(ctx context.Context, client dynamic.Interface, namespace, resourceVersion string, n int) ([]*watcher, error) {
+func openWatches(ctx context.Context, client dynamic.ResourceInterface, resourceVersion string, n int) ([]*watcher, error) {
 	watchers := make([]*watcher, n)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -133,7 +140,7 @@ func openWatches(ctx context.Context, client dynamic.Interface, namespace, resou
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w, err := client.Resource(Resource).Namespace(namespace).Watch(ctx, metav1.ListOptions{ResourceVersion: resourceVersion})
+			w, err := client.Watch(ctx, metav1.ListOptions{ResourceVersion: resourceVersion})
 			if err != nil {
 				errs[i] = fmt.Errorf("watch %d: %w", i, err)
 				return
@@ -166,8 +173,8 @@ func (w *watcher) count() {
 	w.closed.Store(true)
 }
 
-// createBurst creates objects ETCDInstances in namespace from creators clients at once.
-func createBurst(ctx context.Context, config *rest.Config, namespace string, objects, creators int) error {
+// createBurst creates objects ETCDInstances of resource in namespace from creators clients at once.
+func createBurst(ctx context.Context, config *rest.Config, resource schema.GroupVersionResource, namespace string, objects, creators int) error {
 	var next atomic.Int64
 	errs := make(chan error, creators)
 	for range creators {
@@ -182,7 +189,7 @@ func createBurst(ctx context.Context, config *rest.Config, namespace string, obj
 					errs <- nil
 					return
 				}
-				if _, err := client.Resource(Resource).Namespace(namespace).Create(ctx, instance(int(i)), metav1.CreateOptions{}); err != nil {
+				if _, err := client.Resource(resource).Namespace(namespace).Create(ctx, instance(resource, int(i)), metav1.CreateOptions{}); err != nil {
 					errs <- fmt.Errorf("create %d: %w", i, err)
 					return
 				}
@@ -196,10 +203,10 @@ func createBurst(ctx context.Context, config *rest.Config, namespace string, obj
 	return errors.Join(all...)
 }
 
-// instance is the i-th object of the burst: a small v1beta1 ETCDInstance.
-func instance(i int) *unstructured.Unstructured {
+// instance is the i-th object of the burst: a small ETCDInstance of resource.
+func instance(resource schema.GroupVersionResource, i int) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": Resource.GroupVersion().String(),
+		"apiVersion": resource.GroupVersion().String(),
 		"kind":       "ETCDInstance",
 		"metadata":   map[string]any{"name": fmt.Sprintf("fanout-%04d", i)},
 		"spec":       map[string]any{"replicas": int64(1)},
@@ -254,6 +261,12 @@ func summarize(res *Result, watchers []*watcher, want int64) {
 // did not keep up (apiserver_terminated_watchers_total, read from /metrics with config, which
 // must be allowed to read it).
 func TerminatedWatchers(ctx context.Context, config *rest.Config) (float64, error) {
+	return TerminatedWatchersOf(ctx, config, Resource.GroupResource())
+}
+
+// TerminatedWatchersOf is TerminatedWatchers for the watchers of resource (on kube-apiserver,
+// those of a CRD).
+func TerminatedWatchersOf(ctx context.Context, config *rest.Config, resource schema.GroupResource) (float64, error) {
 	client, err := rest.HTTPClientFor(config)
 	if err != nil {
 		return 0, err
@@ -277,16 +290,16 @@ func TerminatedWatchers(ctx context.Context, config *rest.Config) (float64, erro
 	}
 	var total float64
 	for _, m := range families["apiserver_terminated_watchers_total"].GetMetric() {
-		var group, resource string
+		var got schema.GroupResource
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {
 			case "group":
-				group = l.GetValue()
+				got.Group = l.GetValue()
 			case "resource":
-				resource = l.GetValue()
+				got.Resource = l.GetValue()
 			}
 		}
-		if group == Resource.Group && resource == Resource.Resource {
+		if got == resource {
 			total += m.GetCounter().GetValue()
 		}
 	}

@@ -124,6 +124,9 @@ type ClusterOptions struct {
 	KubeAPIServerArgs []string
 	// EtcdaasAPIServerArgs are appended to etcdaas-apiserver's flags.
 	EtcdaasAPIServerArgs []string
+	// ControllerArgs are appended to etcdaas-controller's flags, also when it is started
+	// later by StartEtcdaasController.
+	ControllerArgs []string
 }
 
 // StartClusterWith is StartCluster shaped by opts.
@@ -152,7 +155,7 @@ func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 	if err := c.StartEtcdaasAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	c.controlArgs = c.etcdaasControllerArgs()
+	c.controlArgs = append(c.etcdaasControllerArgs(), opts.ControllerArgs...)
 	if opts.Controller {
 		if err := c.StartEtcdaasController(); err != nil {
 			t.Fatal(err)
