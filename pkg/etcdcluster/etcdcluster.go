@@ -19,6 +19,10 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 )
 
 // The HTTP paths a member's probes use (on its client or metrics URLs). Ready: the member
@@ -407,10 +411,42 @@ func (s *Snapshot) Close() error {
 	return errors.Join(errs...)
 }
 
+// snapshotBufferPool is the buffer pool of snapshot clients: gRPC's default tiers with one
+// of 64 KiB added. A member sends its snapshot in messages of a little over 32 KiB, which
+// gRPC's proto codec gathers into a buffer of its default pool: the 1 MiB tier, zeroed before
+// every message. Clearing those took a fifth of etcdaas-apiserver's CPU during a backup.
+var snapshotBufferPool = func() mem.BufferPool {
+	pool, err := mem.NewBinaryTieredBufferPool(8, 12, 14, 15, 16, 20)
+	if err != nil {
+		panic(err) // constant, valid exponents
+	}
+	return pool
+}()
+
+// snapshotCodec is gRPC's proto codec, except that a message arriving in several pieces is
+// gathered in a buffer of pool (snapshotBufferPool).
+type snapshotCodec struct {
+	encoding.CodecV2
+	pool mem.BufferPool
+}
+
+// Unmarshal gathers data in one buffer of the pool and unmarshals it into v.
+func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	buf := data.MaterializeToBuffer(c.pool)
+	defer buf.Free()
+	return c.CodecV2.Unmarshal(mem.BufferSlice{buf}, v)
+}
+
 // OpenSnapshot starts streaming a snapshot from endpoint. Cancelling ctx aborts the stream.
 // Errors from the member surface here, before any byte is read.
 func OpenSnapshot(ctx context.Context, access *Access, endpoint string) (*Snapshot, error) {
-	cli, err := access.New(endpoint)
+	if len(access.Endpoints) == 0 && endpoint == "" {
+		return nil, ErrNoMembers
+	}
+	cfg := access.Config(endpoint)
+	cfg.DialOptions = append(cfg.DialOptions,
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{encoding.GetCodecV2(grpcproto.Name), snapshotBufferPool})))
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -636,6 +636,8 @@ func (e *apiEnv) reportFanOutAndBackup(r *report, s apiSettings, m measurements,
 	add(fanoutDelivery, "s", direct, plainCRD, fanoutDelivery, plainCRD, nil)
 	add(backupScenario, "MiB/s", viaAggregator, snapshotPeer, backupScenario, snapshotPeer, &goal{true, 0.9})
 	add(backupScenario, "MiB/s", direct, snapshotPeer, backupScenario, snapshotPeer, nil)
+	add(backupCPU, "CPU-s/GiB", viaAggregator, snapshotPeer, backupCPU, snapshotPeer, nil)
+	add(backupCPU, "CPU-s/GiB", direct, snapshotPeer, backupCPU, snapshotPeer, nil)
 	for _, subject := range []string{viaAggregator, direct} {
 		// Flat: the server grows by at most a tenth of what it streams.
 		add(backupRSSScenario, "MiB", subject, snapshotSize, snapshotSize, subject, &goal{false, 0.1})

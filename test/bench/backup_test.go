@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -31,6 +34,7 @@ const (
 	backupScenario    = "backup stream"
 	backupRSSScenario = "backup stream: etcdaas-apiserver RSS growth"
 	backupKubeRSS     = "backup stream: kube-apiserver RSS growth"
+	backupCPU         = "backup stream: CPU per GiB of the processes on the path"
 	snapshotPeer      = "clientv3 snapshot of the same member"
 	snapshotSize      = "the snapshot's size"
 	// backupNamespace is the only namespace etcdaas-controller acts in (--namespace): the
@@ -111,26 +115,34 @@ func (e *apiEnv) backups(ctx context.Context, s apiSettings, m measurements) err
 	if err != nil {
 		return err
 	}
-	pids := []int{e.cluster.Process("etcdaas-apiserver").Pid(), e.cluster.Process("kube-apiserver").Pid()}
+	server, kube := e.cluster.Process("etcdaas-apiserver").Pid(), e.cluster.Process("kube-apiserver").Pid()
+	member, client := e.cluster.Process("etcdaas-controller").Pid(), os.Getpid()
+	pids := []int{server, kube}
 	type stream struct {
 		subject string
 		open    func(ctx context.Context) (io.ReadCloser, error)
+		// path are the processes the bytes go through: the member's (etcdaas-controller),
+		// the servers' and this one, the client.
+		path []int
 	}
 	streams := []stream{
-		{viaAggregator, e.targets[0].backup},
-		{direct, e.targets[1].backup},
-		{snapshotPeer, func(ctx context.Context) (io.ReadCloser, error) {
-			return etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
-		}},
+		{viaAggregator, e.targets[0].backup, []int{member, server, kube, client}},
+		{direct, e.targets[1].backup, []int{member, server, client}},
+		{snapshotPeer, func(ctx context.Context) (io.ReadCloser, error) { return stockSnapshot(ctx, access) }, []int{member, client}},
 	}
 	for rep := range s.repetitions {
 		for i := range streams {
 			st := streams[(i+rep)%len(streams)]
 			var n int64
 			var elapsed time.Duration
+			var cpu float64
 			growth, err := rssGrowthDuring(pids, func() error {
 				var err error
-				n, elapsed, err = drain(ctx, s.deadline, st.open)
+				cpu, err = cpuSecondsDuring(st.path, func() error {
+					var err error
+					n, elapsed, err = drain(ctx, s.deadline, st.open)
+					return err
+				})
 				return err
 			})
 			if err == nil && n < s.backupBytes {
@@ -144,6 +156,7 @@ func (e *apiEnv) backups(ctx context.Context, s apiSettings, m measurements) err
 			m.add(snapshotSize, "", st.subject, mib)
 			m.add(backupRSSScenario, "", st.subject, growth[0])
 			m.add(backupKubeRSS, "", st.subject, growth[1])
+			m.add(backupCPU, "", st.subject, cpu/(mib/1024))
 		}
 	}
 	return nil
@@ -169,6 +182,35 @@ func (t target) backup(ctx context.Context) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
+// stockSnapshot opens a snapshot of the instance's first member with clientv3's defaults,
+// as `etcdctl snapshot save` takes it: the peer owes nothing to etcdaas's own client settings.
+func stockSnapshot(ctx context.Context, access *etcdcluster.Access) (io.ReadCloser, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: access.Endpoints[:1], TLS: access.TLS, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cli.SnapshotWithVersion(ctx)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	return &clientStream{ReadCloser: resp.Snapshot, client: cli}, nil
+}
+
+// clientStream is a stream that closes its client with it.
+type clientStream struct {
+	io.ReadCloser
+	client *clientv3.Client
+}
+
+func (s *clientStream) Close() error {
+	err := s.ReadCloser.Close()
+	if cerr := s.client.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // drain opens a stream and reads it to the end, within deadline; it returns the bytes read
 // and the time from opening to the last byte.
 func drain(ctx context.Context, deadline time.Duration, open func(ctx context.Context) (io.ReadCloser, error)) (int64, time.Duration, error) {
@@ -185,6 +227,30 @@ func drain(ctx context.Context, deadline time.Duration, open func(ctx context.Co
 		err = cerr
 	}
 	return n, elapsed, err
+}
+
+// cpuSecondsDuring runs op and returns the CPU time the processes pids used meanwhile.
+func cpuSecondsDuring(pids []int, op func() error) (float64, error) {
+	total := func() (float64, error) {
+		var sum float64
+		for _, pid := range pids {
+			s, err := cpuSeconds(pid)
+			if err != nil {
+				return 0, err
+			}
+			sum += s
+		}
+		return sum, nil
+	}
+	before, err := total()
+	if err != nil {
+		return 0, err
+	}
+	if err := op(); err != nil {
+		return 0, err
+	}
+	after, err := total()
+	return after - before, err
 }
 
 // rssGrowthDuring runs op while sampling the RSS of pids every rssSampleEvery, and returns
