@@ -92,7 +92,8 @@ test-cluster: tools tools-node
 
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
 ## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_OBJECTS sizes the create/GET/LIST
-## scenarios, ETCDAAS_BENCH_REPETITIONS repeats them, ETCDAAS_BENCH_WATCHERS sizes the watch fan-out)
+## scenarios, ETCDAAS_BENCH_REPETITIONS repeats them, ETCDAAS_BENCH_WATCHERS sizes the watch fan-out,
+## ETCDAAS_BENCH_BACKUP_MIB the backup stream)
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
