@@ -48,7 +48,7 @@ type Authenticator struct {
 	verified *lru.Cache
 	now      func() time.Time
 	// verify is verifyChain; tests count its calls.
-	verify func(chain []*x509.Certificate, opts x509.VerifyOptions) (notAfter time.Time, ok bool)
+	verify func(chain []*x509.Certificate, opts x509.VerifyOptions) (validity, bool)
 }
 
 // verification records that a chain verified against the CA pools of one CA bundle content.
@@ -57,8 +57,20 @@ type verification struct {
 	// verified with. A new bundle comes with new pools, so an entry made with other pools
 	// does not answer.
 	roots, intermediates *x509.CertPool
-	// notAfter is when the first certificate of the verified chain expires.
-	notAfter time.Time
+	validity
+}
+
+// validity is when every certificate of a verified chain is valid.
+type validity struct {
+	// notBefore is the latest NotBefore of the chain's certificates, notAfter the earliest
+	// NotAfter.
+	notBefore, notAfter time.Time
+}
+
+// contains reports whether every certificate of the chain is valid at t (both bounds
+// included, as crypto/x509 has them).
+func (v validity) contains(t time.Time) bool {
+	return !t.Before(v.notBefore) && !t.After(v.notAfter)
 }
 
 // New wraps next, the authenticator built from config by k8s.io/apiserver (the delegating
@@ -122,23 +134,23 @@ func (a *Authenticator) isVerified(chain []*x509.Certificate, opts x509.VerifyOp
 	key := chainKey(chain)
 	if v, ok := a.verified.Get(key); ok {
 		e := v.(verification)
-		if e.roots == opts.Roots && e.intermediates == opts.Intermediates && !a.now().After(e.notAfter) {
+		if e.roots == opts.Roots && e.intermediates == opts.Intermediates && e.contains(a.now()) {
 			return true
 		}
 	}
-	notAfter, ok := a.verify(chain, opts)
+	valid, ok := a.verify(chain, opts)
 	if !ok {
 		a.verified.Remove(key)
 		return false
 	}
-	a.verified.Add(key, verification{roots: opts.Roots, intermediates: opts.Intermediates, notAfter: notAfter})
+	a.verified.Add(key, verification{roots: opts.Roots, intermediates: opts.Intermediates, validity: valid})
 	return true
 }
 
 // verifyChain verifies chain as the request-header authenticator of k8s.io/apiserver does
 // (the certificates after the first are intermediates unless opts has its own) at a.now(),
-// and returns when the verified chain that lasts longest expires.
-func (a *Authenticator) verifyChain(chain []*x509.Certificate, opts x509.VerifyOptions) (time.Time, bool) {
+// and returns the validity of the verified chain that lasts longest.
+func (a *Authenticator) verifyChain(chain []*x509.Certificate, opts x509.VerifyOptions) (validity, bool) {
 	if opts.Intermediates == nil && len(chain) > 1 {
 		opts.Intermediates = x509.NewCertPool()
 		for _, c := range chain[1:] {
@@ -150,16 +162,24 @@ func (a *Authenticator) verifyChain(chain []*x509.Certificate, opts x509.VerifyO
 	}
 	verified, err := chain[0].Verify(opts)
 	if err != nil {
-		return time.Time{}, false
+		return validity{}, false
 	}
-	var notAfter time.Time
+	var longest validity
 	for _, c := range verified {
-		first := slices.MinFunc(c, func(x, y *x509.Certificate) int { return x.NotAfter.Compare(y.NotAfter) })
-		if first.NotAfter.After(notAfter) {
-			notAfter = first.NotAfter
+		v := validity{notBefore: c[0].NotBefore, notAfter: c[0].NotAfter}
+		for _, cert := range c[1:] {
+			if cert.NotBefore.After(v.notBefore) {
+				v.notBefore = cert.NotBefore
+			}
+			if cert.NotAfter.Before(v.notAfter) {
+				v.notAfter = cert.NotAfter
+			}
+		}
+		if v.notAfter.After(longest.notAfter) {
+			longest = v
 		}
 	}
-	return notAfter, true
+	return longest, true
 }
 
 // allowed applies the requestheader allowed names (read for every request, as they can

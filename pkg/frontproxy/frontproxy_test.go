@@ -94,7 +94,7 @@ func newHarness(t *testing.T, config *authenticatorfactory.RequestHeaderConfig) 
 	h.Authenticator = New(config, counted)
 	h.now = func() time.Time { return h.clock }
 	verify := h.verify
-	h.verify = func(chain []*x509.Certificate, opts x509.VerifyOptions) (time.Time, bool) {
+	h.verify = func(chain []*x509.Certificate, opts x509.VerifyOptions) (validity, bool) {
 		h.verifications++
 		return verify(chain, opts)
 	}
@@ -271,6 +271,24 @@ func TestExpiredChainIsRejected(t *testing.T) {
 	}
 	if h.verifications != 2 {
 		t.Fatalf("%d verifications, want the expired chain verified again (and refused)", h.verifications)
+	}
+}
+
+func TestChainIsNotAnsweredForBeforeItsNotBefore(t *testing.T) {
+	root := newCA(t, "front-proxy-ca")
+	provider := newSwappableCA(t, root)
+	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	leaf := issue(t, root, frontProxyName, time.Hour)
+	chain := []*x509.Certificate{leaf}
+	mustAuthenticate(t, h, chain, "alice")
+
+	// The clock stepped back before the certificate's validity.
+	h.clock = leaf.NotBefore.Add(-time.Second)
+	if _, ok := h.fromFrontProxy(request(t, chain, "alice")); ok {
+		t.Fatal("a certificate not valid yet was answered for")
+	}
+	if h.verifications != 2 {
+		t.Fatalf("%d verifications, want the chain verified again (and refused)", h.verifications)
 	}
 }
 
