@@ -55,6 +55,7 @@ func backupRevision(t *testing.T, ns, name string, header map[string][]string) i
 // file with etcdutl's snapshot package, restores it into a fresh data directory and reads
 // the keys back from a member started on it.
 func TestBackupAndRestore(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "backup", "db"
 	ctx := context.Background()
@@ -268,6 +269,7 @@ func TestBackupStreamsWithoutBuffering(t *testing.T) {
 // a certificate are refused, a client with a certificate signed by the instance's CA works,
 // and so does a backup.
 func TestTLSInstance(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "tls", "secure"
 	ctx := context.Background()

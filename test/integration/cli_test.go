@@ -185,6 +185,7 @@ func TestCLILifecycle(t *testing.T) {
 // TestCLIWithController drives real etcd members: the in-process controller runs them with the
 // local backend, and backup streams a snapshot from them.
 func TestCLIWithController(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var (
 		mu             sync.Mutex

@@ -95,6 +95,7 @@ func (e *ctlEnv) scale(ns, name string, replicas int32) {
 // TestControllerLifecycle creates an instance of one member, scales it through /scale to 3,
 // 5, 3 and 1 with data checked on every member at every step, and deletes it.
 func TestControllerLifecycle(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "lifecycle", "db"
 	ctx := context.Background()
@@ -204,6 +205,7 @@ func TestControllerLifecycle(t *testing.T) {
 // TestControllerResumesAfterRestart stops the controller in the middle of a scale-up and
 // of a scale-down; a new controller (a new backend on the same data) converges.
 func TestControllerResumesAfterRestart(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "restart", "db"
 	ctx := context.Background()
@@ -236,6 +238,7 @@ func TestControllerResumesAfterRestart(t *testing.T) {
 
 // TestControllerFailsUnsupportedVersions reports a version the local backend cannot run.
 func TestControllerFailsUnsupportedVersions(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns := "versions"
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "old"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), Version: "3.4"}})

@@ -158,6 +158,7 @@ func checkLeaderLast(t *testing.T, notes []string, members int) {
 // followers first and the leader last, and the status and metrics show the smaller files.
 // Then the defrag subresource defragments every member again, on demand.
 func TestDefragmentation(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "defrag", "db"
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{
@@ -241,6 +242,7 @@ func TestDefragmentation(t *testing.T) {
 // refuses writes; once the keys are deleted and compacted, the controller defragments the
 // member, disarms the alarm and writes work again.
 func TestDefragmentationRecoversFromNoSpace(t *testing.T) {
+	t.Parallel()
 	const quota = 8 << 20
 	e := ctlStart(t, local.Options{QuotaBackendBytes: quota})
 	ns, name := "nospace", "db"

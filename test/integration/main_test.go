@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,7 +24,23 @@ import (
 // shared is the server most tests use, each in its own namespace; restart tests start their own.
 var shared *framework.Server
 
+// parallelTests is how many tests marked t.Parallel run at once unless -test.parallel is
+// given. Those tests mostly wait (for cron minutes, grace periods, members to catch up), each
+// on a server and members of its own, so more of them than go test's default (GOMAXPROCS, 2
+// on the development machine) share the cores well; the tests that measure memory or
+// throughput are not parallel and run alone before them.
+const parallelTests = "6"
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		if err := flag.Set("test.parallel", parallelTests); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	dir, err := os.MkdirTemp("", "etcdaas-integration-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

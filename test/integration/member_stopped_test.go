@@ -105,6 +105,7 @@ func (l *memberLoad) halt() {
 // controller (whose process runs the members) restarts, so that it cannot start; moving it
 // back lets the running controller start it again.
 func TestStoppedMemberOfThree(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "stopped-member", "db"
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})

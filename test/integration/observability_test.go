@@ -77,6 +77,7 @@ func sample(families map[string]*dto.MetricFamily, name string, labels map[strin
 // the standalone server's own /metrics (server and controller in one process): the
 // controller's series are there with the values the status reports.
 func TestStandaloneMetricsIncludeTheController(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	e.create("metrics", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
 	e.running("metrics", "db", time.Minute)
@@ -136,6 +137,7 @@ func TestStandaloneMetricsIncludeTheController(t *testing.T) {
 // field selector kubectl describe uses, and `kubectl describe etcd` (every kubectl tested)
 // shows them.
 func TestStandaloneEventsAndDescribe(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	created := e.create("events", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
 	e.running("events", "db", time.Minute)

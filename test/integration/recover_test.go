@@ -42,6 +42,7 @@ func (e *ctlEnv) postRecover(ns, name, query string) (int, string) {
 // QuorumLost and nothing happens until a person POSTs recover, which rebuilds it from the
 // survivor with every key.
 func TestQuorumLossAndRecovery(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	ns, name := "recover", "db"
 	ctx := context.Background()

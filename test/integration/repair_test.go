@@ -108,6 +108,7 @@ func (e *ctlEnv) putKeys(ns, name string, n int) func() {
 // replaced by a new member while the others keep quorum, every key is still there, and Events
 // say which member replaced which and why.
 func TestMemberRepairReplacesAMemberThatKeepsDying(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{MemberRepairGracePeriod: repairGrace})
 	ns, name := "repair", "db"
 	inst := e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
@@ -160,6 +161,7 @@ func TestMemberRepairReplacesAMemberThatKeepsDying(t *testing.T) {
 // grace period each is replaced by a new member, the second only once the first replacement
 // votes, with every key kept.
 func TestMemberRepairReplacesCorruptMembersOneAtATime(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{MemberRepairGracePeriod: repairGrace})
 	ns, name := "repair-corrupt", "db"
 	inst := e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](5)}})

@@ -23,6 +23,7 @@ import (
 // key) brings back every key; a key the source does not hold, a source that does not exist
 // and a source without spec.backup each fail with a reason that says so.
 func TestRestoreFromBackup(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("waits for a scheduled minute")
 	}

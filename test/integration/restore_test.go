@@ -122,6 +122,7 @@ func (e *ctlEnv) restoredAndRunning(ns, name string, timeout time.Duration) *v1b
 // taken through the backup subresource after refusing a corrupt, a newer-version and an
 // oversize snapshot, each with the running cluster left exactly as it was.
 func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
+	t.Parallel()
 	e := ctlStartWith(t, local.Options{}, framework.Options{MaxRestoreSize: "2Mi"})
 	ns, name := "restore", "db"
 	ctx := context.Background()
@@ -222,6 +223,7 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 // TestRestoreOfAMissingOrUndeployedInstance: 404 for an instance that does not exist, 409 for
 // one without members (a version the local backend does not run keeps it from deploying).
 func TestRestoreOfAMissingOrUndeployedInstance(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"})
 	if resp := e.postRestoreFile("restore", "nope", snap); resp.code != http.StatusNotFound {
@@ -335,6 +337,7 @@ func TestRestoreOfALargeSnapshot(t *testing.T) {
 // TestPluginRestore backs an instance up and restores it with the plugin, which waits until
 // the instance runs again; a corrupt file is refused with the server's reason.
 func TestPluginRestore(t *testing.T) {
+	t.Parallel()
 	e := ctlStart(t, local.Options{})
 	plugin := pluginRunner{server: e.srv}
 	ns, name := "pluginrestore", "db"

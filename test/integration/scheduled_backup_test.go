@@ -68,6 +68,7 @@ func s3Instance(name string, store *s3server.Server, keep int32) *v1beta1.ETCDIn
 // instances with missing or wrong credentials, from the environment or a Secret, report
 // BackupSucceeded=False with a clear message and are retried with backoff, not in a loop.
 func TestScheduledBackupsToS3(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("waits for three scheduled minutes")
 	}
@@ -303,6 +304,7 @@ func TestBackupToS3Throughput(t *testing.T) {
 // `kubectl etcdaas backups`: key, time, size, revision and etcd version, as the destination
 // records them. An instance without spec.backup has none; a missing instance is a 404.
 func TestBackupsSubresourceAndPlugin(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("waits for a scheduled minute")
 	}

@@ -22,6 +22,7 @@ import (
 )
 
 func TestStandaloneRestartKeepsObjects(t *testing.T) {
+	t.Parallel()
 	ctx := testContext(t)
 	dir := t.TempDir()
 	first, err := framework.Start(ctx, framework.Options{DataDir: dir})
