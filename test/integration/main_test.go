@@ -29,7 +29,7 @@ var shared *framework.Server
 // on a server and members of its own, so more of them than go test's default (GOMAXPROCS, 2
 // on the development machine) share the cores well; the tests that measure memory or
 // throughput are not parallel and run alone before them.
-const parallelTests = "6"
+const parallelTests = "4"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
