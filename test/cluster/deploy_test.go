@@ -26,7 +26,9 @@ type etcdaasInstall struct {
 // deployOverlay is the kustomization the tier applies: the whole of deploy/aggregated plus
 // its two per-cluster inputs (the serving certificate Secret and the APIServices'
 // caBundle) and the run's images: etcdaas from this checkout, and the etcd image built
-// from the pinned module for both the storage etcd and the members (--etcd-image).
+// from the pinned module for both the storage etcd and the members (--etcd-image). A member
+// failing for a minute is replaced (--member-repair-grace-period), so that the repair
+// scenario does not wait the default's 5 minutes.
 const deployOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -52,6 +54,9 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/command/-
       value: --etcd-image=%[3]s
+    - op: add
+      path: /spec/template/spec/containers/0/command/-
+      value: --member-repair-grace-period=60s
 `
 
 const servingCertSecret = `apiVersion: v1

@@ -43,9 +43,11 @@ func (f *figures) add(t *testing.T, what string, d time.Duration) {
 
 // testInstanceLifecycle drives one plain instance through creation, a client reaching it
 // by its Service's DNS name, scaling out and in with both kubectls, a member pod deleted,
-// a member's volume lost with its pod, a backup through the aggregator, two of three members lost
-// and the cluster recovered from the survivor, and the controller killed in the middle of a scale, then
-// deletes it and checks that every object it owned is garbage collected.
+// a member's volume lost with its pod, a member crash looping on a corrupt database file
+// (replaced after the grace period), a backup through the aggregator, two of three members
+// lost and the cluster recovered from the survivor, and the controller killed in the middle
+// of a scale, then deletes it and checks that every object it owned is
+// garbage collected.
 func testInstanceLifecycle(t *testing.T, e *etcdaasInstall, figs *figures) {
 	const ns, name = "lifecycle", "k1"
 	e.createNamespace(t, ns)
@@ -81,6 +83,7 @@ func testInstanceLifecycle(t *testing.T, e *etcdaasInstall, figs *figures) {
 
 	t.Run("member pod deleted", func(t *testing.T) { testPodDeleted(t, e, ns, name, figs) })
 	t.Run("member volume lost", func(t *testing.T) { testVolumeLost(t, e, ns, name, figs) })
+	t.Run("member crash looping", func(t *testing.T) { testMemberFailing(t, e, ns, name, figs) })
 	t.Run("backup", func(t *testing.T) { testBackup(t, e, ns, name) })
 	t.Run("quorum lost and recovered", func(t *testing.T) { testQuorumLossRecovered(t, e, ns, name, figs) })
 	t.Run("controller killed mid-scale", func(t *testing.T) { testControllerKilled(t, e, ns, name, figs) })
