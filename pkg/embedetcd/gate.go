@@ -3,7 +3,6 @@ package embedetcd
 import (
 	"context"
 	"sync"
-	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
@@ -22,15 +21,13 @@ type Etcd struct {
 	gate *rpcGate
 }
 
-// drainTimeout bounds how long HardStop waits for requests in flight (each is bounded by
-// etcd's request timeout anyway).
-const drainTimeout = 10 * time.Second
-
 // HardStop stops the member at once, as a crash would (no leadership transfer), after its
-// client API stopped taking requests and the requests in flight returned. Close must still be
-// called to release the listeners.
+// client API stopped taking requests and the requests in flight returned. It waits for them
+// without a bound: a defragmentation of a large database may take minutes, and stopping under
+// it would crash the process (callers that must not wait run it in the background). Close must
+// still be called to release the listeners.
 func (e *Etcd) HardStop() {
-	e.gate.closeAndDrain(drainTimeout)
+	e.gate.closeAndDrain()
 	e.Server.HardStop()
 }
 
@@ -57,19 +54,11 @@ func (g *rpcGate) enter(counted bool) bool {
 	return true
 }
 
-func (g *rpcGate) closeAndDrain(timeout time.Duration) {
+func (g *rpcGate) closeAndDrain() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
-	drained := make(chan struct{})
-	go func() {
-		g.inFlight.Wait()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(timeout):
-	}
+	g.inFlight.Wait()
 }
 
 func (g *rpcGate) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

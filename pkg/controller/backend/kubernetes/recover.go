@@ -45,6 +45,8 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 		return nil, err
 	}
 	switch req, rerr := restoreRequestOf(v.sts.Annotations); {
+	case s != nil && s.Recover != "" && member != "" && member != s.Recover:
+		return nil, fmt.Errorf("%w: a recovery from member %s is under way already", backend.ErrCannotRecover, s.Recover)
 	case s != nil && s.Recover != "":
 		return b.continueRecovery(ctx, v, s)
 	case s != nil || req != nil || rerr != nil:
@@ -141,23 +143,14 @@ func (v *instanceView) chooseSurvivor(statuses []etcdcluster.EndpointStatus, mem
 	return best, nil
 }
 
-// recoveryPlan is the seed that rebuilds member 0 from the survivor. The revision is raised
-// above the highest any member reported, as restores do: a survivor named by hand may be
-// behind the others, and watchers of the old cluster must never see a revision again with
-// other data.
+// recoveryPlan is the seed that rebuilds member 0 from the survivor. The revision is raised by
+// etcd's recommended margin (a billion), not above what the members reported: quorum is lost,
+// so most members did not answer and may be far ahead of the survivor, and watchers of the
+// old cluster must never see a revision again with other data.
 func (b *Backend) recoveryPlan(v *instanceView, statuses []etcdcluster.EndpointStatus, survivor int) *seed {
 	inst := v.inst
-	var highest int64
-	for _, st := range statuses {
-		if st.MemberID != 0 {
-			highest = max(highest, st.Revision)
-		}
-	}
 	rev := statuses[survivor].Revision
 	bump := uint64(fallbackRevisionBump)
-	if statuses[survivor].MemberID != 0 {
-		bump = uint64(max(highest-rev, 0)) + revisionMargin
-	}
 	id := fmt.Sprintf("recover-%d", b.now().UnixNano())
 	s := &seed{
 		ID: id, Recover: backend.MemberName(inst.Name, survivor), Revision: rev, RevisionBump: bump,

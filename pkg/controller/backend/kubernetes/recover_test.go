@@ -15,6 +15,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
 // lostQuorum is a cluster of n members of which those with a revision (by ordinal) answer,
@@ -124,7 +125,7 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	}
 	sts := f.sts(t)
 	s, err := seedOf(sts.Annotations)
-	if err != nil || s == nil || s.Recover != "db-0" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != revisionMargin {
+	if err != nil || s == nil || s.Recover != "db-0" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != fallbackRevisionBump {
 		t.Fatalf("plan: %+v, %v", s, err)
 	}
 	if *sts.Spec.Replicas != 1 || sts.Annotations[annotationClusterToken] != s.Token || !strings.HasPrefix(s.Token, "ns-db-uid-1-recover-") {
@@ -132,7 +133,7 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	}
 	c, _ := seedContainerOf(t, f.client)
 	if c == nil || !slices.Contains(c.Command, "--from-own-data") || arg(t, *c, "initial-cluster-token") != s.Token ||
-		arg(t, *c, "revision-bump") != fmt.Sprint(revisionMargin) || arg(t, *c, "member") != "db-0" {
+		arg(t, *c, "revision-bump") != fmt.Sprint(fallbackRevisionBump) || arg(t, *c, "member") != "db-0" {
 		t.Fatalf("seed container: %+v", c)
 	}
 	if slices.ContainsFunc(c.Command, func(a string) bool { return strings.HasPrefix(a, "--s3-") }) {
@@ -160,7 +161,7 @@ func TestRecoverFromMemberZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = f.syncUntil(t, "recovery ended", func(res *backend.Result) bool { return len(res.Events) > 0 })
-	if reasons(res) != "Recovered" || !strings.Contains(res.Events[0].Note, "Rebuilt the cluster from member db-0 (revision 500, raised by 10000)") {
+	if reasons(res) != "Recovered" || !strings.Contains(res.Events[0].Note, "Rebuilt the cluster from member db-0 (revision 500, raised by 1000000000)") {
 		t.Fatalf("events %+v", res.Events)
 	}
 	sts = f.sts(t)
@@ -193,12 +194,12 @@ func TestRecoverFromAnotherMember(t *testing.T) {
 	f.withVolumes(t, 5)
 	f.b.opts.ToolsImage = toolsImage
 
-	// Named by hand, a survivor behind the others raises the revision past theirs.
+	// Named by hand, a survivor behind the others: the revision is raised by etcd's margin.
 	v := f.view(t)
 	if o, err := v.chooseSurvivor(cluster.statuses, "db-1"); err != nil || o != 1 {
 		t.Fatalf("db-1 named: %d, %v", o, err)
 	}
-	if s := f.b.recoveryPlan(v, cluster.statuses, 1); s.RevisionBump != 20+revisionMargin || s.From != "http://db-1.db-peers.ns.svc.cluster.local:2379" {
+	if s := f.b.recoveryPlan(v, cluster.statuses, 1); s.RevisionBump != fallbackRevisionBump || s.From != "http://db-1.db-peers.ns.svc.cluster.local:2379" {
 		t.Fatalf("plan from db-1: %+v", s)
 	}
 	if o, err := v.chooseSurvivor(cluster.statuses, "db-0"); err != nil || o != 0 {
@@ -214,11 +215,18 @@ func TestRecoverFromAnotherMember(t *testing.T) {
 	}
 	sts := f.sts(t)
 	s, err := seedOf(sts.Annotations)
-	if err != nil || s == nil || s.Recover != "db-2" || s.From != "http://db-2.db-peers.ns.svc.cluster.local:2379" || s.RevisionBump != revisionMargin {
+	if err != nil || s == nil || s.Recover != "db-2" || s.From != "http://db-2.db-peers.ns.svc.cluster.local:2379" || s.RevisionBump != fallbackRevisionBump {
 		t.Fatalf("plan: %+v, %v", s, err)
 	}
 	if *sts.Spec.Replicas != 3 {
 		t.Fatalf("replicas %d: the pods up to the survivor's stay while member 0 is rebuilt", *sts.Spec.Replicas)
+	}
+	// While it is under way, neither a restore nor a recovery from another member takes over.
+	if err := restoreRefused(sts); !errors.Is(err, snapshot.ErrRestorePending) {
+		t.Fatalf("a restore during the recovery: %v, want ErrRestorePending", err)
+	}
+	if _, err := f.b.Recover(ctx, f.inst, "db-1"); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "db-2") {
+		t.Fatalf("a recovery from db-1 during the one from db-2: %v, want ErrCannotRecover", err)
 	}
 	c, _ := seedContainerOf(t, f.client)
 	if c == nil || arg(t, *c, "from-member") != s.From || slices.Contains(c.Command, "--from-own-data") {

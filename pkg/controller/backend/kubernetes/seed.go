@@ -245,7 +245,7 @@ func (b *Backend) restoreStep(ctx context.Context, v *instanceView) (*backend.Re
 	}
 	switch {
 	case req != nil && (s == nil || s.Restore != req.ID):
-		res, err := b.startRestore(ctx, v, req)
+		res, err := b.startRestore(ctx, v, req, s)
 		return res, true, err
 	case s != nil && s.Recover != "":
 		res, err := b.continueRecovery(ctx, v, s)
@@ -261,7 +261,10 @@ func (b *Backend) restoreStep(ctx context.Context, v *instanceView) (*backend.Re
 // StatefulSet one member seeded from the snapshot: the members above 0 stop (their volumes
 // go with them), member 0 restarts through its init container, which replaces its data only
 // once the snapshot is checked.
-func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *RestoreRequest) (*backend.Result, error) {
+//
+// A seed still under way (a restore taken over by a newer one) keeps its count of replaced
+// members: the volumes it has not discarded yet must be discarded by this one too.
+func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *RestoreRequest, current *seed) (*backend.Result, error) {
 	inst := v.inst
 	res := &backend.Result{
 		Members:    v.podMembers(),
@@ -276,6 +279,9 @@ func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *Restor
 		RevisionBump: b.revisionBump(ctx, v, req.Info.Revision),
 		Token:        fmt.Sprintf("%s-restore-%s", clusterToken(inst), req.ID),
 		Replaced:     v.replicas(),
+	}
+	if current != nil {
+		s.Replaced = max(s.Replaced, current.Replaced)
 	}
 	updated := v.sts.DeepCopy()
 	want := b.statefulSet(inst, v.image, b.seedConfig(inst, s))

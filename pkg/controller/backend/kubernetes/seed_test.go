@@ -469,3 +469,26 @@ func TestStagerRefusesWhatItCannotRestore(t *testing.T) {
 		t.Fatalf("with a restore pending: %v, want ErrRestorePending", err)
 	}
 }
+
+// A restore requested while another is still under way takes it over, and still discards the
+// volumes of every member the first one replaced, although the StatefulSet has one member now.
+func TestANewerRestoreKeepsTheMembersToDiscard(t *testing.T) {
+	ctx := context.Background()
+	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+	f.b.opts.ToolsImage = toolsImage
+	requestRestore(t, f.client, "r1")
+	if _, err := f.b.Sync(ctx, f.inst); err != nil {
+		t.Fatal(err)
+	}
+	requestRestore(t, f.client, "r2")
+	if _, err := f.b.Sync(ctx, f.inst); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := seedOf(sts.Annotations); err != nil || s == nil || s.Restore != "r2" || s.Replaced != 3 || *sts.Spec.Replicas != 1 {
+		t.Fatalf("seed = %+v, %v, %d replicas: want r2 replacing 3 members", s, err, *sts.Spec.Replicas)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -60,8 +61,8 @@ func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (s
 	if !ownedByUID(sts, instance) || ptr.Deref(sts.Spec.Replicas, 0) == 0 {
 		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, instance.Namespace, instance.Name)
 	}
-	if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
-		return "", snapshot.ErrRestorePending
+	if err := restoreRefused(sts); err != nil {
+		return "", err
 	}
 	dir := s.Dir
 	if dir == "" {
@@ -107,8 +108,8 @@ func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, stage
 		if err != nil {
 			return err
 		}
-		if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
-			return snapshot.ErrRestorePending
+		if err := restoreRefused(sts); err != nil {
+			return err
 		}
 		if !ownedByUID(sts, instance) {
 			return fmt.Errorf("%w: instance %s/%s was replaced", etcdcluster.ErrNoMembers, instance.Namespace, instance.Name)
@@ -187,4 +188,17 @@ func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance)
 func ownedByUID(sts metav1.Object, instance *etcdaas.ETCDInstance) bool {
 	ref := metav1.GetControllerOf(sts)
 	return ref != nil && ref.UID == instance.UID
+}
+
+// restoreRefused says why the StatefulSet takes no restore request now: one is pending
+// already, or a quorum-loss recovery is under way (a restore would take it over while volumes
+// of the old cluster are still to be discarded).
+func restoreRefused(sts *appsv1.StatefulSet) error {
+	if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
+		return snapshot.ErrRestorePending
+	}
+	if s, err := seedOf(sts.Annotations); err != nil || (s != nil && s.Recover != "") {
+		return fmt.Errorf("%w: a recovery from quorum loss is under way; restore once the instance is Running again", snapshot.ErrRestorePending)
+	}
+	return nil
 }
