@@ -147,6 +147,11 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, failed, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconcileError {
 		t.Fatalf("degraded after a failed step: %+v", c)
 	}
+	// A step that adds or removes a member and fails is a scale still under way.
+	failed = computeStatus(inst, &backend.Result{Members: members(5, 5), StepReason: backend.StepAddingMember}, errors.New("adding a learner: etcdserver: too many learner members in cluster"), t2)
+	if failed.Phase != v1beta1.PhaseScaling {
+		t.Fatalf("phase of a running instance after a failed member addition: %+v", failed)
+	}
 
 	// A transient error keeps the last observed members.
 	inst.Status = st

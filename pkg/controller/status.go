@@ -91,9 +91,11 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	case res != nil && res.StepReason == backend.StepUpgrading:
 		// A version roll restarts one member at a time: the cluster keeps serving.
 		status.Phase = v1beta1.PhaseRunning
-	case syncErr != nil && status.Phase == v1beta1.PhaseRunning:
-		// A step that failed (such as an update that lost a race with the StatefulSet
-		// controller, retried at once) changed nothing: Degraded says what failed.
+	case syncErr != nil && status.Phase == v1beta1.PhaseRunning && int(status.Replicas) == desired &&
+		(res == nil || !res.StepReason.ChangesMembership()):
+		// A step that failed without changing the membership (such as an update that lost a
+		// race with the StatefulSet controller, retried at once): Degraded says what failed. A
+		// failed scale or replacement shows Scaling below.
 		status.Phase = v1beta1.PhaseRunning
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
 		status.Phase = v1beta1.PhaseDeploying
