@@ -42,10 +42,12 @@ type Source interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, backup.Info, error)
 }
 
-// ownDatabaseCopy is the copy of the member's own database a recovery from it restores,
-// next to the data directory; it is kept until the seed is done, so that a crash after the
-// old data directory was removed still finds it.
-const ownDatabaseCopy = "recover.db"
+// ownDatabaseCopy is the copy of the member's own database a recovery from it restores, next
+// to the data directory and named after the seed; it is kept until the seed is done, so that
+// a crash while the old data directory is being removed still finds it.
+func ownDatabaseCopy(volume, seedID string) string {
+	return filepath.Join(volume, "recover-"+seedID+".db")
+}
 
 // Config says which snapshot seeds which member.
 type Config struct {
@@ -106,6 +108,10 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	volume := filepath.Dir(filepath.Clean(cfg.DataDir))
 	marker := filepath.Join(volume, markerName)
 	if done, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(done)) == cfg.ID {
+		// A crash right after the marker was written may have left the copy behind.
+		if err := os.Remove(ownDatabaseCopy(volume, cfg.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		return &Result{AlreadySeeded: true}, nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -156,17 +162,15 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // copyOwnDatabase copies the member's own database next to its data directory and returns
-// the copy. When the data directory is gone, an earlier attempt crashed after removing it:
-// the copy it made is what the member is rebuilt from.
+// the copy. When the database is gone but this seed's copy is there, an earlier attempt
+// crashed while removing the old data directory: the copy is what the member is rebuilt from.
 func copyOwnDatabase(cfg Config, volume string) (string, error) {
-	path := filepath.Join(volume, ownDatabaseCopy)
+	path := ownDatabaseCopy(volume, cfg.ID)
 	db := filepath.Join(cfg.DataDir, "member", "snap", "db")
 	src, err := os.Open(db)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(path); serr == nil {
-			if _, derr := os.Stat(cfg.DataDir); errors.Is(derr, os.ErrNotExist) {
-				return path, nil
-			}
+			return path, nil
 		}
 		return "", fmt.Errorf("member %s has no database (%s) to be rebuilt from", cfg.Member.Name, db)
 	}

@@ -232,23 +232,36 @@ func TestSeedFromOwnData(t *testing.T) {
 	if after.TotalKey < len(kvs) || after.Revision < before.Revision+10000 {
 		t.Fatalf("rebuilt database: %d keys at revision %d, want %d keys above revision %d", after.TotalKey, after.Revision, len(kvs), before.Revision+10000)
 	}
-	if _, err := os.Stat(filepath.Join(volume, ownDatabaseCopy)); !os.IsNotExist(err) {
+	if _, err := os.Stat(ownDatabaseCopy(volume, cfg.ID)); !os.IsNotExist(err) {
 		t.Fatalf("the copy of the database was left on the volume: %v", err)
 	}
 
-	// A crash between removing the data directory and renaming the rebuilt one in place.
-	cfg.ID = "recover-2"
-	if err := os.Rename(filepath.Join(data, "member", "snap", "db"), filepath.Join(volume, ownDatabaseCopy)); err != nil {
+	// A crash while the old data directory was being removed (its database gone, the
+	// directory still there), then one after it was removed.
+	for _, removed := range []string{filepath.Join(data, "member", "snap", "db"), data} {
+		cfg.ID = "recover-" + filepath.Base(removed)
+		if err := os.Rename(filepath.Join(data, "member", "snap", "db"), ownDatabaseCopy(volume, cfg.ID)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(removed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Seed(ctx, cfg); err != nil {
+			t.Fatalf("resuming from the copy (%s removed): %v", removed, err)
+		}
+		if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < len(kvs) {
+			t.Fatalf("resumed (%s removed): %+v, %v", removed, st, err)
+		}
+	}
+	// A crash after the seed was marked done, before its copy was removed.
+	if err := os.WriteFile(ownDatabaseCopy(volume, cfg.ID), []byte("left behind"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
+	if res, err := Seed(ctx, cfg); err != nil || !res.AlreadySeeded {
+		t.Fatalf("seeded again: %+v, %v", res, err)
 	}
-	if _, err := Seed(ctx, cfg); err != nil {
-		t.Fatalf("resuming from the copy: %v", err)
-	}
-	if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < len(kvs) {
-		t.Fatalf("resumed: %+v, %v", st, err)
+	if _, err := os.Stat(ownDatabaseCopy(volume, cfg.ID)); !os.IsNotExist(err) {
+		t.Fatalf("the copy left by a crash after the marker is still there: %v", err)
 	}
 	// Neither a database nor a copy: nothing to rebuild from.
 	if err := os.RemoveAll(data); err != nil {
