@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures a COLD `make test`: a fresh clone of HEAD, an empty Go build cache and an empty
-# module cache, nothing built. It runs make test's steps one after another (exactly what
-# `make test` runs, in its order) and prints each step's wall time and CPU seconds, the sum,
-# and the load average before and after, since on a shared machine wall time depends on it.
+# module cache, nothing built. It runs `make test` as CI does and prints its wall time and CPU
+# seconds, each tool's build time, the module prefetch's times, the slowest test packages, and
+# the load average before and after, since on a shared machine wall time depends on it.
 #
 # Usage: hack/measure-cold.sh [workdir]   (default: a new directory under ${TMPDIR:-/tmp})
 # The clone and both caches stay in workdir for inspection; remove it afterwards (the module
@@ -47,21 +47,19 @@ step() {
     'BEGIN { printf "   %8.0f s wall %8.0f s CPU (load now %s)\n", w, u + s, l }'
 }
 
-# The prerequisites of `make test` (verify, tools, tools-node) in its order, then its test
-# commands (make -o: the prerequisites just made are not made again).
-# Module downloads first, alone, so that their time is not hidden in the first build.
-step modules bash -c 'go mod download && for m in hack/tools hack/tools/*/; do (cd "$m" && GOWORK=off go mod download); done'
-step verify-codegen make verify-codegen
-step verify-gofmt make verify-gofmt
-step vet make vet
-step tools make tools
-step tools-node make tools-node
-step tests make test -o verify -o tools -o tools-node
+# Exactly what CI runs: `make test` (its module prefetch, verify, tools, tools-node, the tests),
+# timed as one step; the tools' build times and the test packages' times come from its log.
+step make-test make test
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%s\n' "${results[@]}" | awk '
   BEGIN { printf "%-16s %10s %10s\n", "step", "wall (s)", "CPU (s)" }
   { printf "%-16s %10.0f %10.0f\n", $1, $2, $3 + $4; w += $2; c += $3 + $4 }
   END { printf "%-16s %10.0f %10.0f   (%.1f min wall)\n", "total", w, c, w / 60 }'
-echo "slowest test packages (from ${WORK}/tests.log):"
-grep -E '^(ok|FAIL|---)' "${WORK}/tests.log" | grep -E '[0-9.]+s$' | sort -t$'\t' -k3 -rn | head -n 8 || true
+echo "tools built (from ${WORK}/make-test.log):"
+grep -E '^built ' "${WORK}/make-test.log" || true
+echo "module prefetch (from ${WORK}/src/_output/prefetch.log):"
+cat "${WORK}/src/_output/prefetch.log" 2>/dev/null || true
+echo "slowest test packages:"
+grep -E '^(ok|FAIL)' "${WORK}/make-test.log" | sort -t$'\t' -k3 -rn | head -n 8 || true
+grep -E '^--- (PASS|FAIL): TestCluster ' "${WORK}/make-test.log" || true
