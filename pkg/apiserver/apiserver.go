@@ -159,7 +159,6 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(etcdaas.GroupName, Scheme, metav1.ParameterCodec, Codecs)
-	apiGroupInfo.NegotiatedSerializer = WithoutProtobuf(Codecs)
 	restOptions := watchbuffer.RESTOptionsGetter(c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.WatchBufferSize)
 	storage, err := etcdinstancestorage.NewStorageMap(Scheme, restOptions, c.ExtraConfig.BackupDialer, c.ExtraConfig.Restore, c.ExtraConfig.Versions)
 	if err != nil {
@@ -196,34 +195,6 @@ func (c CompletedConfig) New() (*Server, error) {
 		}
 	}
 	return &Server{GenericAPIServer: genericServer}, nil
-}
-
-// WithoutProtobuf returns ns without its protobuf serializer. The etcdaas types have no
-// protobuf encoding; without this, a client accepting "application/vnd.kubernetes.protobuf,
-// application/json" (the namespace controller, the garbage collector) would be answered with
-// protobuf it cannot get. Negotiation now falls back to JSON, and a client accepting only
-// protobuf gets 406 Not Acceptable.
-func WithoutProtobuf(ns runtime.NegotiatedSerializer) runtime.NegotiatedSerializer {
-	all := ns.SupportedMediaTypes()
-	mediaTypes := make([]runtime.SerializerInfo, 0, len(all))
-	for _, info := range all {
-		if info.MediaType != runtime.ContentTypeProtobuf {
-			mediaTypes = append(mediaTypes, info)
-		}
-	}
-	return withoutProtobuf{NegotiatedSerializer: ns, mediaTypes: mediaTypes}
-}
-
-type withoutProtobuf struct {
-	runtime.NegotiatedSerializer
-	// mediaTypes are the wrapped serializer's media types except protobuf, listed once: the
-	// request handlers ask for them several times per request.
-	mediaTypes []runtime.SerializerInfo
-}
-
-// SupportedMediaTypes lists the wrapped serializer's media types except protobuf.
-func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
-	return w.mediaTypes
 }
 
 // installEvents serves core/v1 Events under /api/v1, stored as v1 JSON.

@@ -1056,7 +1056,7 @@ func schema_pkg_apis_etcdaas_v1beta1_StorageSpec(ref common.ReferenceCallback) c
 				Properties: map[string]spec.Schema{
 					"size": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Size is the capacity requested for each member's volume, such as \"1Gi\".",
+							Description: "VolumeSize is the capacity requested for each member's volume, such as \"1Gi\" (the field \"size\"; the Go name differs because a protobuf message has a Size method).",
 							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
 						},
 					},

@@ -330,7 +330,7 @@ func TestCrossVersionPreservation(t *testing.T) {
 				Replicas: ptr.To[int32](3),
 				Version:  "3.6",
 				TLS:      &v1beta1.TLSSpec{Enabled: true},
-				Storage:  &v1beta1.StorageSpec{Size: &size, StorageClassName: ptr.To("fast")},
+				Storage:  &v1beta1.StorageSpec{VolumeSize: &size, StorageClassName: ptr.To("fast")},
 			},
 		}, metav1.CreateOptions{})
 		if err != nil {
@@ -352,7 +352,7 @@ func TestCrossVersionPreservation(t *testing.T) {
 			t.Fatal(err)
 		}
 		if *after.Spec.Replicas != 5 || after.Spec.Version != "3.6" || after.Spec.TLS == nil || !after.Spec.TLS.Enabled ||
-			after.Spec.Storage == nil || after.Spec.Storage.Size.Cmp(size) != 0 || ptr.Deref(after.Spec.Storage.StorageClassName, "") != "fast" {
+			after.Spec.Storage == nil || after.Spec.Storage.VolumeSize.Cmp(size) != 0 || ptr.Deref(after.Spec.Storage.StorageClassName, "") != "fast" {
 			t.Errorf("v1beta1 view after v1alpha1 update lost fields: %+v (storage %+v)", after.Spec, after.Spec.Storage)
 		}
 		if after.Labels["team"] != "a" || after.Generation != created.Generation+1 {

@@ -101,7 +101,7 @@ func TestConcurrentReadModifyWrite(t *testing.T) {
 			Replicas: ptr.To[int32](3),
 			Version:  "3.6",
 			TLS:      &v1beta1.TLSSpec{Enabled: true},
-			Storage:  &v1beta1.StorageSpec{Size: ptr.To(resource.MustParse("2Gi"))},
+			Storage:  &v1beta1.StorageSpec{VolumeSize: ptr.To(resource.MustParse("2Gi"))},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/version"
@@ -279,13 +281,15 @@ func TestProtobufAndTableRequests(t *testing.T) {
 		list := fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances", version, ns)
 		cases := []struct {
 			accept   string
+			wantType string
 			wantKind string
 		}{
 			// The namespace controller and the garbage collector (metadata client).
-			{"application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json", ""},
+			{"application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+				runtime.ContentTypeProtobuf, "PartialObjectMetadataList"},
 			// Clients that prefer protobuf for everything (kube-controller-manager's defaults).
-			{"application/vnd.kubernetes.protobuf, application/json", "ETCDInstanceList"},
-			{"application/json;as=Table;v=v1;g=meta.k8s.io", "Table"},
+			{"application/vnd.kubernetes.protobuf, application/json", runtime.ContentTypeProtobuf, "ETCDInstanceList"},
+			{"application/json;as=Table;v=v1;g=meta.k8s.io", runtime.ContentTypeJSON, "Table"},
 		}
 		for _, c := range cases {
 			res := do(t, http.MethodGet, list, nil, "Accept", c.accept)
@@ -293,13 +297,28 @@ func TestProtobufAndTableRequests(t *testing.T) {
 				t.Errorf("%s Accept %q: %d %s", version, c.accept, res.code, res.body)
 				continue
 			}
-			var meta metav1.TypeMeta
-			if err := json.Unmarshal(res.body, &meta); err != nil {
-				t.Errorf("%s Accept %q: content-type %s, not JSON: %v", version, c.accept, res.header.Get("Content-Type"), err)
+			if got := res.header.Get("Content-Type"); !strings.HasPrefix(got, c.wantType) {
+				t.Errorf("%s Accept %q: content-type %s, want %s", version, c.accept, got, c.wantType)
 				continue
 			}
-			if c.wantKind != "" && meta.Kind != c.wantKind {
-				t.Errorf("%s Accept %q: kind %s, want %s", version, c.accept, meta.Kind, c.wantKind)
+			var kind string
+			if c.wantType == runtime.ContentTypeProtobuf {
+				var unknown runtime.Unknown
+				if !bytes.HasPrefix(res.body, protobufMagic) || unknown.Unmarshal(res.body[len(protobufMagic):]) != nil {
+					t.Errorf("%s Accept %q: not protobuf: %.40q", version, c.accept, res.body)
+					continue
+				}
+				kind = unknown.Kind
+			} else {
+				var meta metav1.TypeMeta
+				if err := json.Unmarshal(res.body, &meta); err != nil {
+					t.Errorf("%s Accept %q: not JSON: %v", version, c.accept, err)
+					continue
+				}
+				kind = meta.Kind
+			}
+			if kind != c.wantKind {
+				t.Errorf("%s Accept %q: kind %s, want %s", version, c.accept, kind, c.wantKind)
 			}
 		}
 		// The metadata client, as the garbage collector and namespace controller use it: it
@@ -336,11 +355,11 @@ func TestProtobufAndTableRequests(t *testing.T) {
 			t.Errorf("%s table rows %+v", version, table.Rows)
 		}
 	}
-	// Only protobuf is not available: a clean 406.
+	// Only a media type the server does not serve (CBOR, behind its feature gate): a clean 406.
 	res := do(t, http.MethodGet, fmt.Sprintf("/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances", ns), nil,
-		"Accept", "application/vnd.kubernetes.protobuf")
+		"Accept", "application/cbor")
 	if res.code != http.StatusNotAcceptable {
-		t.Errorf("protobuf only: %d %s, want 406", res.code, res.body)
+		t.Errorf("CBOR only: %d %s, want 406", res.code, res.body)
 	}
 }
 

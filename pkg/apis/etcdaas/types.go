@@ -53,8 +53,8 @@ type TLSSpec struct {
 
 // StorageSpec configures the persistent volume of every member.
 type StorageSpec struct {
-	// Size is the requested capacity of each member's volume.
-	Size *resource.Quantity
+	// VolumeSize is the requested capacity of each member's volume.
+	VolumeSize *resource.Quantity
 	// StorageClassName is the storage class of each member's volume.
 	StorageClassName *string
 }

@@ -21,6 +21,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	"k8s.io/client-go/kubernetes"
 	netutils "k8s.io/utils/net"
 
@@ -96,10 +97,12 @@ func NewOptions() *Options {
 	// Open watches (kubectl get -w, informers, the garbage collector's) would otherwise hold a
 	// SIGTERM for the whole request timeout.
 	o.ServerRun.ShutdownWatchTerminationGracePeriod = DefaultShutdownWatchTerminationGracePeriod
-	// Objects are stored as v1beta1 JSON: the types have no protobuf encoding.
+	// Objects are stored as v1beta1 protobuf, as kube-apiserver stores built-in types. Objects
+	// stored as JSON (before protobuf, or with --storage-media-type=application/json) are still
+	// read: the storage decoder recognizes either encoding.
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1beta1.SchemeGroupVersion, schema.GroupKind{Group: etcdaas.GroupName})
-	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeJSON
+	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeProtobuf
 	return o
 }
 
@@ -183,6 +186,9 @@ func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 	if err := o.ServerRun.ApplyTo(&c.Config); err != nil {
 		return nil, err
 	}
+	if err := o.applyStorageMediaType(); err != nil {
+		return nil, err
+	}
 
 	namer := apiserver.OpenAPIDefinitionNamer()
 	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitions, namer)
@@ -199,6 +205,26 @@ func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 	// --feature-gates; /version reports it with a gitVersion kubectl can parse.
 	c.EffectiveVersion = apiserver.EffectiveVersion(c.EffectiveVersion)
 	return c, nil
+}
+
+// applyStorageMediaType makes the storage codec write objects as --storage-media-type (v1beta1
+// protobuf by default). It reads every encoding the server serves, so objects written with
+// another media type (JSON, before protobuf) stay readable; they are rewritten in the new one
+// on their next update.
+func (o *Options) applyStorageMediaType() error {
+	etcd := o.RecommendedOptions.Etcd
+	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
+		StorageMediaType:  etcd.DefaultStorageMediaType,
+		StorageSerializer: apiserver.Codecs,
+		StorageVersion:    v1beta1.SchemeGroupVersion,
+		MemoryVersion:     etcdaas.SchemeGroupVersion,
+		Config:            etcd.StorageConfig,
+	})
+	if err != nil {
+		return fmt.Errorf("--storage-media-type: %w", err)
+	}
+	etcd.StorageConfig.Codec = codec
+	return nil
 }
 
 // Config returns the server configuration of the aggregated mode.

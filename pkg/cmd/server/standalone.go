@@ -171,6 +171,8 @@ type Standalone struct {
 	URL string
 	// AdminConfig is a client configuration for the admin (system:masters).
 	AdminConfig *rest.Config
+	// EtcdEndpoint is the client URL of the embedded etcd that stores the objects.
+	EtcdEndpoint string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -237,7 +239,8 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 	}
 	// From here on, etcd must be closed on every path.
 	runCtx, cancel := context.WithCancel(ctx)
-	s := &Standalone{DataDir: dataDir, KubeconfigPath: filepath.Join(dataDir, "kubeconfig"), cancel: cancel, done: make(chan struct{})}
+	s := &Standalone{DataDir: dataDir, KubeconfigPath: filepath.Join(dataDir, "kubeconfig"), cancel: cancel, done: make(chan struct{}),
+		EtcdEndpoint: "http://" + etcd.Clients[0].Addr().String()}
 	fail := func(err error) (*Standalone, error) {
 		cancel()
 		etcd.Close()

@@ -71,7 +71,7 @@ func TestPrepareForUpdate(t *testing.T) {
 
 	// A v1alpha1 client without the preserved-fields annotation keeps version and storage.
 	size := resource.MustParse("1Gi")
-	old.Spec.Storage = &etcdaas.StorageSpec{Size: &size}
+	old.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: &size}
 	old.Spec.Version = "3.6"
 	alpha := old.DeepCopy()
 	alpha.Spec.Version = ""

@@ -34,6 +34,9 @@ type Options struct {
 	// Controller runs the in-process local-backend controller, as the --controller flag
 	// does by default (and with it, the admission of the embedded etcd version only).
 	Controller bool
+	// StorageMediaType is the server's --storage-media-type; empty keeps the default
+	// (protobuf).
+	StorageMediaType string
 }
 
 // Start starts a standalone server on free ports and returns once /readyz succeeds. It runs
@@ -48,6 +51,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	o.Standalone.Controller = opts.Controller
 	if opts.MaxRestoreSize != "" {
 		o.MaxRestoreSize = opts.MaxRestoreSize
+	}
+	if opts.StorageMediaType != "" {
+		o.RecommendedOptions.Etcd.DefaultStorageMediaType = opts.StorageMediaType
 	}
 	// 0 makes the standalone mode listen on a free port.
 	o.RecommendedOptions.SecureServing.BindPort = 0

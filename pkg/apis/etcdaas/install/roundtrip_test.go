@@ -25,6 +25,14 @@ func TestRoundTripTypes(t *testing.T) {
 	roundtrip.RoundTripTestForAPIGroup(t, Install, fuzzer.Funcs)
 }
 
+// TestRoundTripProtobuf does the same through protobuf, the encoding the server stores and
+// the generated clients use: internal -> each version -> protobuf -> version -> internal.
+func TestRoundTripProtobuf(t *testing.T) {
+	defer func(iters int) { *roundtrip.FuzzIters = iters }(*roundtrip.FuzzIters)
+	*roundtrip.FuzzIters = 500
+	roundtrip.RoundTripProtobufTestForAPIGroup(t, Install, fuzzer.Funcs)
+}
+
 // TestRoundTripYAML does the same through YAML, the form manifests are written in: internal
 // -> each version -> YAML -> version -> internal.
 func TestRoundTripYAML(t *testing.T) {

@@ -17,14 +17,14 @@ type ETCDInstance struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard object metadata. The name is a DNS-1035 label of at most 50 characters.
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// Spec is the etcd cluster you ask for.
 	// +optional
-	Spec ETCDInstanceSpec `json:"spec,omitempty"`
+	Spec ETCDInstanceSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
 	// Status is the etcd cluster as the controller last observed it.
 	// +optional
-	Status ETCDInstanceStatus `json:"status,omitempty"`
+	Status ETCDInstanceStatus `json:"status,omitempty" protobuf:"bytes,3,opt,name=status"`
 }
 
 // ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running
@@ -32,11 +32,11 @@ type ETCDInstance struct {
 type ETCDInstanceSpec struct {
 	// Replicas is the number of etcd members, from 1 to 9. Defaults to 1.
 	// +optional
-	Replicas *int32 `json:"replicas"`
+	Replicas *int32 `json:"replicas" protobuf:"varint,1,opt,name=replicas"`
 	// WithTLSBundle turns on client and peer TLS with a certificate authority generated for
 	// this instance. Immutable after creation.
 	// +optional
-	WithTLSBundle bool `json:"with_tls_bundle"`
+	WithTLSBundle bool `json:"with_tls_bundle" protobuf:"varint,2,opt,name=with_tls_bundle,json=withTlsBundle"`
 }
 
 // State is the lifecycle state in the original format.
@@ -61,10 +61,10 @@ type ETCDInstanceStatus struct {
 	// State is "" (not acted on yet, or being deleted), deploying (members are being started,
 	// added, removed or restored), running or failed.
 	// +optional
-	State State `json:"state,omitempty"`
+	State State `json:"state,omitempty" protobuf:"bytes,1,opt,name=state,casttype=State"`
 	// Message is a human-readable explanation of the state.
 	// +optional
-	Message string `json:"message,omitempty"`
+	Message string `json:"message,omitempty" protobuf:"bytes,2,opt,name=message"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -74,8 +74,8 @@ type ETCDInstanceList struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard list metadata.
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// Items are the ETCDInstances.
-	Items []ETCDInstance `json:"items"`
+	Items []ETCDInstance `json:"items" protobuf:"bytes,2,rep,name=items"`
 }

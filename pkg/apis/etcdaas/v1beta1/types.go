@@ -18,15 +18,15 @@ type ETCDInstance struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard object metadata. The name is a DNS-1035 label of at most 50 characters.
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// Spec is the etcd cluster you ask for.
 	// +optional
-	Spec ETCDInstanceSpec `json:"spec,omitempty"`
+	Spec ETCDInstanceSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
 	// Status is the etcd cluster as the controller last observed it. Read-only for users;
 	// the controller writes it through the status subresource.
 	// +optional
-	Status ETCDInstanceStatus `json:"status,omitempty"`
+	Status ETCDInstanceStatus `json:"status,omitempty" protobuf:"bytes,3,opt,name=status"`
 }
 
 // ETCDInstanceSpec holds what you choose for a cluster; the controller changes the running
@@ -36,33 +36,33 @@ type ETCDInstanceSpec struct {
 	// recommended: an even number tolerates no more failures than the odd number below it.
 	// Changed one member at a time; also set through the scale subresource.
 	// +optional
-	Replicas *int32 `json:"replicas,omitempty"`
+	Replicas *int32 `json:"replicas,omitempty" protobuf:"varint,1,opt,name=replicas"`
 	// Version is the etcd version to run: a minor version such as "3.7" (the release the
 	// controller runs for it) or a release such as "3.7.3". Defaults to the version the
 	// controller runs by default. A change rolls the members one at a time, the leader last,
 	// and may only go to the same or the next minor version of the lowest version the
 	// members report; downgrades are refused.
 	// +optional
-	Version string `json:"version,omitempty"`
+	Version string `json:"version,omitempty" protobuf:"bytes,2,opt,name=version"`
 	// TLS turns on client and peer TLS. Absent means plaintext. Immutable after creation.
 	// +optional
-	TLS *TLSSpec `json:"tls,omitempty"`
+	TLS *TLSSpec `json:"tls,omitempty" protobuf:"bytes,3,opt,name=tls"`
 	// Storage configures each member's persistent volume on the kubernetes backend.
 	// Immutable after creation.
 	// +optional
-	Storage *StorageSpec `json:"storage,omitempty"`
+	Storage *StorageSpec `json:"storage,omitempty" protobuf:"bytes,4,opt,name=storage"`
 	// Backup schedules backups of the cluster's data to a destination. Absent means no
 	// scheduled backups (the backup subresource still streams one on demand).
 	// +optional
-	Backup *BackupSpec `json:"backup,omitempty"`
+	Backup *BackupSpec `json:"backup,omitempty" protobuf:"bytes,5,opt,name=backup"`
 	// RestoreFrom makes a new cluster start from a backup of another instance instead of
 	// empty. Set at creation only; immutable.
 	// +optional
-	RestoreFrom *RestoreSource `json:"restoreFrom,omitempty"`
+	RestoreFrom *RestoreSource `json:"restoreFrom,omitempty" protobuf:"bytes,6,opt,name=restoreFrom"`
 	// Defragmentation overrides, for this instance, when the controller defragments a
 	// member's database on its own. Absent means the controller's defaults.
 	// +optional
-	Defragmentation *DefragmentationSpec `json:"defragmentation,omitempty"`
+	Defragmentation *DefragmentationSpec `json:"defragmentation,omitempty" protobuf:"bytes,7,opt,name=defragmentation"`
 }
 
 // DefragmentationSpec says when members are defragmented automatically: once the space that
@@ -77,12 +77,12 @@ type DefragmentationSpec struct {
 	// must be free before the member is defragmented. Defaults to the controller's
 	// --defrag-free-percent (50).
 	// +optional
-	FreePercent *int32 `json:"freePercent,omitempty"`
+	FreePercent *int32 `json:"freePercent,omitempty" protobuf:"varint,1,opt,name=freePercent"`
 	// FreeBytes is how much of a member's database file must be free before the member is
 	// defragmented, such as "64Mi"; zero or more. Defaults to the controller's
 	// --defrag-free-bytes (64Mi).
 	// +optional
-	FreeBytes *resource.Quantity `json:"freeBytes,omitempty"`
+	FreeBytes *resource.Quantity `json:"freeBytes,omitempty" protobuf:"bytes,2,opt,name=freeBytes"`
 }
 
 // BackupSpec schedules backups and says where they go and how many are kept.
@@ -91,24 +91,24 @@ type BackupSpec struct {
 	// day-of-month month day-of-week), such as "0 */6 * * *", or a descriptor such as
 	// "@daily". Always evaluated in UTC. A backup missed while the controller was down runs
 	// once when it returns.
-	Schedule string `json:"schedule"`
+	Schedule string `json:"schedule" protobuf:"bytes,1,opt,name=schedule"`
 	// Keep is how many of the newest backups the destination keeps, from 1 to 1000.
 	// Older ones are deleted only after a new backup succeeded. Defaults to 7.
 	// +optional
-	Keep *int32 `json:"keep,omitempty"`
+	Keep *int32 `json:"keep,omitempty" protobuf:"varint,2,opt,name=keep"`
 	// Destination is where backups are written: exactly one of s3 or local.
-	Destination BackupDestination `json:"destination"`
+	Destination BackupDestination `json:"destination" protobuf:"bytes,3,opt,name=destination"`
 }
 
 // BackupDestination is exactly one place backups are written to.
 type BackupDestination struct {
 	// S3 writes backups to a bucket of any S3-compatible object store.
 	// +optional
-	S3 *S3Destination `json:"s3,omitempty"`
+	S3 *S3Destination `json:"s3,omitempty" protobuf:"bytes,1,opt,name=s3"`
 	// Local writes backups to the server's backup directory, under
 	// <backup-dir>/<namespace>/<name>/ (standalone mode and the local backend).
 	// +optional
-	Local *LocalDestination `json:"local,omitempty"`
+	Local *LocalDestination `json:"local,omitempty" protobuf:"bytes,2,opt,name=local"`
 }
 
 // S3Destination is a bucket of an S3-compatible object store. Each backup is one object
@@ -117,24 +117,24 @@ type BackupDestination struct {
 type S3Destination struct {
 	// Endpoint is the URL of the object store, such as "https://s3.example.com" or
 	// "http://127.0.0.1:8333". Only the scheme, host and port are used.
-	Endpoint string `json:"endpoint"`
+	Endpoint string `json:"endpoint" protobuf:"bytes,1,opt,name=endpoint"`
 	// Bucket is the bucket backups are written to. It must exist.
-	Bucket string `json:"bucket"`
+	Bucket string `json:"bucket" protobuf:"bytes,2,opt,name=bucket"`
 	// Prefix is prepended to every key. Defaults to "<namespace>/<name>/".
 	// +optional
-	Prefix string `json:"prefix,omitempty"`
+	Prefix string `json:"prefix,omitempty" protobuf:"bytes,3,opt,name=prefix"`
 	// Region is the bucket's region. Empty lets the client use the store's default.
 	// +optional
-	Region string `json:"region,omitempty"`
+	Region string `json:"region,omitempty" protobuf:"bytes,4,opt,name=region"`
 	// CredentialsSecretRef names a Secret in the instance's namespace with the keys
 	// accessKeyID and secretAccessKey. Required when the controller runs in a Kubernetes
 	// cluster; in standalone mode the server's own credentials are used instead.
 	// +optional
-	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty" protobuf:"bytes,5,opt,name=credentialsSecretRef"`
 	// CABundle holds PEM-encoded certificates that verify the endpoint's serving
 	// certificate. Empty means the system's trusted roots.
 	// +optional
-	CABundle string `json:"caBundle,omitempty"`
+	CABundle string `json:"caBundle,omitempty" protobuf:"bytes,6,opt,name=caBundle"`
 }
 
 // LocalDestination writes backups to the server's backup directory. It has no settings: a
@@ -144,18 +144,18 @@ type LocalDestination struct{}
 // SecretReference names a Secret in the same namespace as the ETCDInstance.
 type SecretReference struct {
 	// Name is the name of the Secret.
-	Name string `json:"name"`
+	Name string `json:"name" protobuf:"bytes,1,opt,name=name"`
 }
 
 // RestoreSource names a backup of an instance in the same namespace.
 type RestoreSource struct {
 	// Instance is the name of the ETCDInstance whose backup destination holds the backup.
 	// That instance's spec.backup.destination is read; the instance must exist.
-	Instance string `json:"instance"`
+	Instance string `json:"instance" protobuf:"bytes,1,opt,name=instance"`
 	// Key is the backup's key in that destination, as the backups subresource lists it.
 	// Empty means the newest backup.
 	// +optional
-	Key string `json:"key,omitempty"`
+	Key string `json:"key,omitempty" protobuf:"bytes,2,opt,name=key"`
 }
 
 // TLSSpec holds the TLS settings of a cluster.
@@ -163,18 +163,19 @@ type TLSSpec struct {
 	// Enabled turns on client and peer TLS with a certificate authority generated for this
 	// instance. Clients then need a certificate signed by that CA.
 	// +optional
-	Enabled bool `json:"enabled,omitempty"`
+	Enabled bool `json:"enabled,omitempty" protobuf:"varint,1,opt,name=enabled"`
 }
 
 // StorageSpec is the PersistentVolumeClaim template of every member.
 type StorageSpec struct {
-	// Size is the capacity requested for each member's volume, such as "1Gi".
+	// VolumeSize is the capacity requested for each member's volume, such as "1Gi" (the
+	// field "size"; the Go name differs because a protobuf message has a Size method).
 	// +optional
-	Size *resource.Quantity `json:"size,omitempty"`
+	VolumeSize *resource.Quantity `json:"size,omitempty" protobuf:"bytes,1,opt,name=size"`
 	// StorageClassName is the storage class of each member's volume. Absent means the
 	// cluster's default storage class.
 	// +optional
-	StorageClassName *string `json:"storageClassName,omitempty"`
+	StorageClassName *string `json:"storageClassName,omitempty" protobuf:"bytes,2,opt,name=storageClassName"`
 }
 
 // Phase is a coarse summary of where an instance is in its lifecycle.
@@ -208,116 +209,116 @@ type ETCDInstanceStatus struct {
 	// ObservedGeneration is the metadata.generation the controller last acted on. When it
 	// is lower than metadata.generation, the status does not reflect the latest spec yet.
 	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration,omitempty" protobuf:"varint,1,opt,name=observedGeneration"`
 	// Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting,
 	// Restoring or Recovering.
 	// +optional
-	Phase Phase `json:"phase,omitempty"`
+	Phase Phase `json:"phase,omitempty" protobuf:"bytes,2,opt,name=phase,casttype=Phase"`
 	// Replicas is the number of members that exist, ready or not.
 	// +optional
-	Replicas int32 `json:"replicas,omitempty"`
+	Replicas int32 `json:"replicas,omitempty" protobuf:"varint,3,opt,name=replicas"`
 	// ReadyReplicas is the number of members that answer health checks.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas,omitempty" protobuf:"varint,4,opt,name=readyReplicas"`
 	// Selector is the label selector of the members, in the string form that the scale
 	// subresource and the HorizontalPodAutoscaler use.
 	// +optional
-	Selector string `json:"selector,omitempty"`
+	Selector string `json:"selector,omitempty" protobuf:"bytes,5,opt,name=selector"`
 	// Members lists every member of the cluster with its URLs and role.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Members []MemberStatus `json:"members,omitempty"`
+	Members []MemberStatus `json:"members,omitempty" protobuf:"bytes,6,rep,name=members"`
 	// Conditions are the latest observations: Available (serving with every member healthy),
 	// Progressing (a change is under way), Degraded (a member is unhealthy or a change failed)
 	// and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty" protobuf:"bytes,7,rep,name=conditions"`
 	// Backup reports the scheduled backups: the last attempt and the last success.
 	// +optional
-	Backup *BackupStatus `json:"backup,omitempty"`
+	Backup *BackupStatus `json:"backup,omitempty" protobuf:"bytes,8,opt,name=backup"`
 }
 
 // BackupStatus reports the last attempt and the last success of the scheduled backups.
 type BackupStatus struct {
 	// LastScheduleTime is when the latest scheduled backup was started, successful or not.
 	// +optional
-	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty" protobuf:"bytes,1,opt,name=lastScheduleTime"`
 	// LastSuccessfulTime is when the latest successful backup completed.
 	// +optional
-	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty" protobuf:"bytes,2,opt,name=lastSuccessfulTime"`
 	// LastBackup describes the latest successful backup.
 	// +optional
-	LastBackup *BackupInfo `json:"lastBackup,omitempty"`
+	LastBackup *BackupInfo `json:"lastBackup,omitempty" protobuf:"bytes,3,opt,name=lastBackup"`
 }
 
 // BackupInfo describes one backup in a destination and its provenance.
 type BackupInfo struct {
 	// Key is the backup's name in its destination: the object key for s3, the file name
 	// for local. Keys of one instance sort by time.
-	Key string `json:"key"`
+	Key string `json:"key" protobuf:"bytes,1,opt,name=key"`
 	// Revision is the etcd revision the snapshot was taken at.
 	// +optional
-	Revision int64 `json:"revision,omitempty"`
+	Revision int64 `json:"revision,omitempty" protobuf:"varint,2,opt,name=revision"`
 	// SizeBytes is the size of the snapshot in bytes.
 	// +optional
-	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	SizeBytes int64 `json:"sizeBytes,omitempty" protobuf:"varint,3,opt,name=sizeBytes"`
 	// SHA256 is the hex-encoded SHA-256 of the snapshot; a restore checks it.
 	// +optional
-	SHA256 string `json:"sha256,omitempty"`
+	SHA256 string `json:"sha256,omitempty" protobuf:"bytes,4,opt,name=sha256"`
 	// EtcdVersion is the version of the etcd member the snapshot was taken from.
 	// +optional
-	EtcdVersion string `json:"etcdVersion,omitempty"`
+	EtcdVersion string `json:"etcdVersion,omitempty" protobuf:"bytes,5,opt,name=etcdVersion"`
 	// CompletionTime is when the backup was complete in its destination.
 	// +optional
-	CompletionTime metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime metav1.Time `json:"completionTime,omitempty" protobuf:"bytes,6,opt,name=completionTime"`
 	// InstanceUID is the metadata.uid of the instance the backup was taken of.
 	// +optional
-	InstanceUID string `json:"instanceUID,omitempty"`
+	InstanceUID string `json:"instanceUID,omitempty" protobuf:"bytes,7,opt,name=instanceUID"`
 }
 
 // MemberStatus describes one etcd member as the controller last saw it.
 type MemberStatus struct {
 	// Name is the member's name, "<instance>-<ordinal>".
-	Name string `json:"name"`
+	Name string `json:"name" protobuf:"bytes,1,opt,name=name"`
 	// ID is the member's ID in hexadecimal, as etcdctl member list prints it.
 	// +optional
-	ID string `json:"id,omitempty"`
+	ID string `json:"id,omitempty" protobuf:"bytes,2,opt,name=id"`
 	// PeerURL is the URL other members reach this member on.
 	// +optional
-	PeerURL string `json:"peerURL,omitempty"`
+	PeerURL string `json:"peerURL,omitempty" protobuf:"bytes,3,opt,name=peerURL"`
 	// ClientURL is the URL clients reach this member on.
 	// +optional
-	ClientURL string `json:"clientURL,omitempty"`
+	ClientURL string `json:"clientURL,omitempty" protobuf:"bytes,4,opt,name=clientURL"`
 	// Ready is true when the member answers health checks.
 	// +optional
-	Ready bool `json:"ready,omitempty"`
+	Ready bool `json:"ready,omitempty" protobuf:"varint,5,opt,name=ready"`
 	// Leader is true when the member is the raft leader.
 	// +optional
-	Leader bool `json:"leader,omitempty"`
+	Leader bool `json:"leader,omitempty" protobuf:"varint,6,opt,name=leader"`
 	// Learner is true while the member is a non-voting learner catching up with the leader.
 	// +optional
-	Learner bool `json:"learner,omitempty"`
+	Learner bool `json:"learner,omitempty" protobuf:"varint,7,opt,name=learner"`
 	// Version is the etcd server version the member reports, such as "3.6.5".
 	// +optional
-	Version string `json:"version,omitempty"`
+	Version string `json:"version,omitempty" protobuf:"bytes,8,opt,name=version"`
 	// DBSize is the size in bytes of the member's backend database file, including space
 	// freed by compaction that only a defragmentation returns.
 	// +optional
-	DBSize int64 `json:"dbSize,omitempty"`
+	DBSize int64 `json:"dbSize,omitempty" protobuf:"varint,9,opt,name=dbSize"`
 	// DBSizeInUse is the number of bytes of the database file that hold data; dbSize minus
 	// dbSizeInUse is what a defragmentation would free.
 	// +optional
-	DBSizeInUse int64 `json:"dbSizeInUse,omitempty"`
+	DBSizeInUse int64 `json:"dbSizeInUse,omitempty" protobuf:"varint,10,opt,name=dbSizeInUse"`
 	// Revision is the latest key-value store revision the member has applied.
 	// +optional
-	Revision int64 `json:"revision,omitempty"`
+	Revision int64 `json:"revision,omitempty" protobuf:"varint,11,opt,name=revision"`
 	// Alarms are the alarms raised on the member, such as NOSPACE or CORRUPT.
 	// +optional
 	// +listType=set
-	Alarms []string `json:"alarms,omitempty"`
+	Alarms []string `json:"alarms,omitempty" protobuf:"bytes,12,rep,name=alarms"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -327,10 +328,10 @@ type ETCDInstanceList struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard list metadata.
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// Items are the ETCDInstances.
-	Items []ETCDInstance `json:"items"`
+	Items []ETCDInstance `json:"items" protobuf:"bytes,2,rep,name=items"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -341,8 +342,8 @@ type ETCDInstanceBackupList struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard list metadata.
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// Items are the backups, newest first.
-	Items []BackupInfo `json:"items"`
+	Items []BackupInfo `json:"items" protobuf:"bytes,2,rep,name=items"`
 }

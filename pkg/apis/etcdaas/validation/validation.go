@@ -119,8 +119,8 @@ func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorL
 	}
 	if storage := spec.Storage; storage != nil {
 		storagePath := path.Child("storage")
-		if storage.Size != nil && storage.Size.Sign() <= 0 {
-			allErrs = append(allErrs, field.Invalid(storagePath.Child("size"), storage.Size.String(), "must be greater than zero"))
+		if storage.VolumeSize != nil && storage.VolumeSize.Sign() <= 0 {
+			allErrs = append(allErrs, field.Invalid(storagePath.Child("size"), storage.VolumeSize.String(), "must be greater than zero"))
 		}
 		if name := storage.StorageClassName; name != nil {
 			for _, msg := range validation.IsDNS1123Subdomain(*name) {

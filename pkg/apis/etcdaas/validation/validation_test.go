@@ -65,13 +65,13 @@ func TestValidateETCDInstance(t *testing.T) {
 		"huge minor":            {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.99999999999999999999" }, []string{"FieldValueInvalid spec.version"}},
 		"release 3.10.0":        {func(o *etcdaas.ETCDInstance) { o.Spec.Version = "3.10.0" }, nil},
 		"zero storage size": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.Storage = &etcdaas.StorageSpec{Size: resource.NewQuantity(0, resource.BinarySI)}
+			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: resource.NewQuantity(0, resource.BinarySI)}
 		}, []string{"FieldValueInvalid spec.storage.size"}},
 		"bad storage class name": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{StorageClassName: ptr.To("Fast SSD")}
 		}, []string{"FieldValueInvalid spec.storage.storageClassName"}},
 		"good storage": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
+			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
 		}, nil},
 		"backup to s3": {withBackup(func(*etcdaas.BackupSpec) {}), nil},
 		"backup to local": {withBackup(func(b *etcdaas.BackupSpec) {
@@ -158,13 +158,13 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 			[]string{"FieldValueInvalid spec.tls"}},
 		"keep tls": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
 		"change storage": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
+			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: ptr.To(resource.MustParse("1Gi"))}
 		},
-			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.Size = ptr.To(resource.MustParse("2Gi")) }, []string{"FieldValueForbidden spec.storage"}},
+			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.VolumeSize = ptr.To(resource.MustParse("2Gi")) }, []string{"FieldValueForbidden spec.storage"}},
 		"same storage written differently": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.Storage = &etcdaas.StorageSpec{Size: ptr.To(resource.MustParse("1Gi"))}
+			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: ptr.To(resource.MustParse("1Gi"))}
 		},
-			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.Size = ptr.To(resource.MustParse("1024Mi")) }, nil},
+			func(o *etcdaas.ETCDInstance) { o.Spec.Storage.VolumeSize = ptr.To(resource.MustParse("1024Mi")) }, nil},
 		"rename":                {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Name = "other" }, []string{"FieldValueInvalid metadata.name"}},
 		"add a backup schedule": {func(*etcdaas.ETCDInstance) {}, withBackup(func(*etcdaas.BackupSpec) {}), nil},
 		"change the keep":       {withBackup(func(*etcdaas.BackupSpec) {}), func(o *etcdaas.ETCDInstance) { o.Spec.Backup.Keep = 3 }, nil},

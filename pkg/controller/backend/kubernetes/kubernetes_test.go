@@ -26,7 +26,7 @@ func testInstance() *v1beta1.ETCDInstance {
 		Spec: v1beta1.ETCDInstanceSpec{
 			Replicas: ptr.To[int32](3),
 			TLS:      &v1beta1.TLSSpec{Enabled: true},
-			Storage:  &v1beta1.StorageSpec{Size: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("fast")},
+			Storage:  &v1beta1.StorageSpec{VolumeSize: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("fast")},
 		},
 	}
 }

@@ -369,8 +369,8 @@ func dataVolumeClaim(inst *v1beta1.ETCDInstance) corev1.PersistentVolumeClaim {
 	size := resource.MustParse(DefaultStorageSize)
 	var storageClass *string
 	if s := inst.Spec.Storage; s != nil {
-		if s.Size != nil {
-			size = *s.Size
+		if s.VolumeSize != nil {
+			size = *s.VolumeSize
 		}
 		storageClass = s.StorageClassName
 	}

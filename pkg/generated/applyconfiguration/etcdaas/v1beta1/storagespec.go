@@ -27,8 +27,9 @@ import (
 //
 // StorageSpec is the PersistentVolumeClaim template of every member.
 type StorageSpecApplyConfiguration struct {
-	// Size is the capacity requested for each member's volume, such as "1Gi".
-	Size *resource.Quantity `json:"size,omitempty"`
+	// VolumeSize is the capacity requested for each member's volume, such as "1Gi" (the
+	// field "size"; the Go name differs because a protobuf message has a Size method).
+	VolumeSize *resource.Quantity `json:"size,omitempty"`
 	// StorageClassName is the storage class of each member's volume. Absent means the
 	// cluster's default storage class.
 	StorageClassName *string `json:"storageClassName,omitempty"`
@@ -40,11 +41,11 @@ func StorageSpec() *StorageSpecApplyConfiguration {
 	return &StorageSpecApplyConfiguration{}
 }
 
-// WithSize sets the Size field in the declarative configuration to the given value
+// WithVolumeSize sets the VolumeSize field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
-// If called multiple times, the Size field is set to the value of the last call.
-func (b *StorageSpecApplyConfiguration) WithSize(value resource.Quantity) *StorageSpecApplyConfiguration {
-	b.Size = &value
+// If called multiple times, the VolumeSize field is set to the value of the last call.
+func (b *StorageSpecApplyConfiguration) WithVolumeSize(value resource.Quantity) *StorageSpecApplyConfiguration {
+	b.VolumeSize = &value
 	return b
 }
 

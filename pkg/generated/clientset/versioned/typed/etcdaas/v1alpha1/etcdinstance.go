@@ -73,6 +73,7 @@ func newETCDInstances(c *EtcdaasV1alpha1Client, namespace string) *eTCDInstances
 			namespace,
 			func() *etcdaasv1alpha1.ETCDInstance { return &etcdaasv1alpha1.ETCDInstance{} },
 			func() *etcdaasv1alpha1.ETCDInstanceList { return &etcdaasv1alpha1.ETCDInstanceList{} },
+			gentype.PrefersProtobuf[*etcdaasv1alpha1.ETCDInstance](),
 		),
 	}
 }
@@ -81,6 +82,7 @@ func newETCDInstances(c *EtcdaasV1alpha1Client, namespace string) *eTCDInstances
 func (c *eTCDInstances) GetScale(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (result *autoscalingv1.Scale, err error) {
 	result = &autoscalingv1.Scale{}
 	err = c.GetClient().Get().
+		UseProtobufAsDefault().
 		Namespace(c.GetNamespace()).
 		Resource("etcdinstances").
 		Name(eTCDInstanceName).
@@ -95,6 +97,7 @@ func (c *eTCDInstances) GetScale(ctx context.Context, eTCDInstanceName string, o
 func (c *eTCDInstances) UpdateScale(ctx context.Context, eTCDInstanceName string, scale *autoscalingv1.Scale, opts v1.UpdateOptions) (result *autoscalingv1.Scale, err error) {
 	result = &autoscalingv1.Scale{}
 	err = c.GetClient().Put().
+		UseProtobufAsDefault().
 		Namespace(c.GetNamespace()).
 		Resource("etcdinstances").
 		Name(eTCDInstanceName).

@@ -74,6 +74,7 @@ func newETCDInstances(c *EtcdaasV1beta1Client, namespace string) *eTCDInstances 
 			namespace,
 			func() *etcdaasv1beta1.ETCDInstance { return &etcdaasv1beta1.ETCDInstance{} },
 			func() *etcdaasv1beta1.ETCDInstanceList { return &etcdaasv1beta1.ETCDInstanceList{} },
+			gentype.PrefersProtobuf[*etcdaasv1beta1.ETCDInstance](),
 		),
 	}
 }
@@ -82,6 +83,7 @@ func newETCDInstances(c *EtcdaasV1beta1Client, namespace string) *eTCDInstances 
 func (c *eTCDInstances) GetScale(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (result *autoscalingv1.Scale, err error) {
 	result = &autoscalingv1.Scale{}
 	err = c.GetClient().Get().
+		UseProtobufAsDefault().
 		Namespace(c.GetNamespace()).
 		Resource("etcdinstances").
 		Name(eTCDInstanceName).
@@ -96,6 +98,7 @@ func (c *eTCDInstances) GetScale(ctx context.Context, eTCDInstanceName string, o
 func (c *eTCDInstances) UpdateScale(ctx context.Context, eTCDInstanceName string, scale *autoscalingv1.Scale, opts v1.UpdateOptions) (result *autoscalingv1.Scale, err error) {
 	result = &autoscalingv1.Scale{}
 	err = c.GetClient().Put().
+		UseProtobufAsDefault().
 		Namespace(c.GetNamespace()).
 		Resource("etcdinstances").
 		Name(eTCDInstanceName).
@@ -111,6 +114,7 @@ func (c *eTCDInstances) UpdateScale(ctx context.Context, eTCDInstanceName string
 func (c *eTCDInstances) ListBackups(ctx context.Context, eTCDInstanceName string, options v1.GetOptions) (result *etcdaasv1beta1.ETCDInstanceBackupList, err error) {
 	result = &etcdaasv1beta1.ETCDInstanceBackupList{}
 	err = c.GetClient().Get().
+		UseProtobufAsDefault().
 		Namespace(c.GetNamespace()).
 		Resource("etcdinstances").
 		Name(eTCDInstanceName).
