@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/etcdaas/etcdaas/pkg/pki"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
@@ -76,12 +77,12 @@ type aggregatorHop struct {
 	// direct, each with the version it GETs.
 	targets  []target
 	versions map[string]string
-	// size is the length of the object's JSON.
+	// size is the length of the object as etcdaas answers it (protobuf or JSON).
 	size int
 }
 
 // startAggregatorHop creates the object in etcdaas and in the CRD and starts the do-nothing
-// backend with etcdaas's JSON of it.
+// backend with etcdaas's answer for it (protobuf or JSON, see EncodingEnv).
 func (e *apiEnv) startAggregatorHop(ctx context.Context) (*aggregatorHop, error) {
 	const namespace, name, version = hopNamespace, hopObject, hopVersion
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
@@ -90,7 +91,7 @@ func (e *apiEnv) startAggregatorHop(ctx context.Context) (*aggregatorHop, error)
 	}
 	agg, dir, crd := e.targets[0], e.targets[1], e.targets[2]
 	for _, t := range []target{agg, crd} { // dir serves what agg created
-		if _, err := t.resource(version).Namespace(namespace).Create(ctx, e.object(t, version, namespace, name), metav1.CreateOptions{}); err != nil {
+		if err := t.create(ctx, version, e.object(t, version, namespace, name)); err != nil {
 			return nil, fmt.Errorf("%s: create: %w", t.name, err)
 		}
 	}
@@ -98,7 +99,7 @@ func (e *apiEnv) startAggregatorHop(ctx context.Context) (*aggregatorHop, error)
 	if err != nil {
 		return nil, err
 	}
-	null, err := e.startNullBackend(ctx, body)
+	null, err := e.startNullBackend(ctx, body, agg.accept)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +143,7 @@ func rawGET(ctx context.Context, t target, version, namespace, name string) ([]b
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", t.accept)
 	resp, err := t.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -155,10 +156,10 @@ func rawGET(ctx context.Context, t target, version, namespace, name string) ([]b
 	return body, err
 }
 
-// startNullBackend serves body for every GET on loopback, registers it as the APIService
-// v1.null.bench.etcdaas.dev behind an ExternalName Service (as etcdaas is in the harness) and
+// startNullBackend serves body in mediaType (as etcdaas answered it) for every GET on
+// loopback, registers it as the APIService v1.null.bench.etcdaas.dev behind an ExternalName Service (as etcdaas is in the harness) and
 // returns it as a target reached through kube-apiserver once the aggregator serves it.
-func (e *apiEnv) startNullBackend(ctx context.Context, body []byte) (target, error) {
+func (e *apiEnv) startNullBackend(ctx context.Context, body []byte, mediaType string) (target, error) {
 	c := e.cluster
 	kp, err := c.PKI.ServingCA.Issue(pki.Request{
 		CommonName: nullService, DNSNames: []string{nullService + "." + framework.Namespace + ".svc"}, Usage: pki.ServerUsage})
@@ -185,11 +186,12 @@ func (e *apiEnv) startNullBackend(ctx context.Context, body []byte) (target, err
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
 			if r.URL.Path == "/apis/"+nullGroup+"/"+nullVersion {
+				w.Header().Set("Content-Type", runtime.ContentTypeJSON)
 				_, _ = w.Write(discovery)
 				return
 			}
+			w.Header().Set("Content-Type", mediaType)
 			_, _ = io.Copy(w, bytes.NewReader(body))
 		}),
 	}
@@ -216,7 +218,7 @@ func (e *apiEnv) startNullBackend(ctx context.Context, body []byte) (target, err
 	if _, err := c.Dynamic.Resource(framework.APIServiceGVR).Create(ctx, apiService, metav1.CreateOptions{}); err != nil {
 		return target{}, fmt.Errorf("creating APIService %s: %w", apiService.GetName(), err)
 	}
-	t, err := newTarget(nullBackend, "null", nullGroup, c.AdminConfig)
+	t, err := newTarget(nullBackend, "null", nullGroup, c.AdminConfig, mediaType == runtime.ContentTypeProtobuf)
 	if err != nil {
 		return target{}, err
 	}

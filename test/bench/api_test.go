@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,7 +35,26 @@ const (
 	ObjectsEnv = "ETCDAAS_BENCH_OBJECTS"
 	// RepetitionsEnv is the number of repetitions of every scenario (default 3, at least 3).
 	RepetitionsEnv = "ETCDAAS_BENCH_REPETITIONS"
+	// EncodingEnv is how etcdaas is spoken to and stores objects: "protobuf" (default; its
+	// clients send and accept protobuf, as client-go's clients of built-in types do, and
+	// objects are stored as protobuf) or "json" (JSON clients and JSON storage, as before
+	// protobuf). The CRDs always get JSON: a CRD cannot serve protobuf.
+	EncodingEnv = "ETCDAAS_BENCH_ENCODING"
 )
+
+// benchEncoding reads EncodingEnv: true for protobuf, false for JSON.
+func benchEncoding(b testing.TB) bool {
+	b.Helper()
+	switch v := os.Getenv(EncodingEnv); v {
+	case "", "protobuf":
+		return true
+	case "json":
+		return false
+	default:
+		b.Fatalf("%s=%q: want protobuf or json", EncodingEnv, v)
+		return false
+	}
+}
 
 // The names of the subjects and peers in the report.
 const (
@@ -86,12 +106,16 @@ type apiEnv struct {
 	cluster *framework.Cluster
 	targets []target
 	etcd    *clientv3.Client
-	// objects are the ETCDInstance to create, per version (apiVersion set per target).
+	// objects are the ETCDInstance to create, per version (apiVersion set per target), and
+	// typed the same as typed objects, for the targets that create through the clientset.
 	objects map[string]map[string]any
+	typed   map[string]runtime.Object
 	// rawValue is the value of the raw etcd peer (see storedValue).
 	rawValue string
 	// watchCache is false when both servers run with --watch-cache=false.
 	watchCache bool
+	// protobuf is true when etcdaas's clients use protobuf and it stores protobuf.
+	protobuf bool
 }
 
 // BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver
@@ -140,6 +164,10 @@ func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 		opts.KubeAPIServerArgs = []string{"--watch-cache=false"}
 		opts.EtcdaasAPIServerArgs = []string{"--watch-cache=false"}
 	}
+	protobuf := benchEncoding(b)
+	if !protobuf {
+		opts.EtcdaasAPIServerArgs = append(opts.EtcdaasAPIServerArgs, "--storage-media-type="+runtime.ContentTypeJSON)
+	}
 	c := framework.StartClusterWith(b, opts)
 	ctx := b.Context()
 	webhook, stop, err := startConversionWebhook(ctx, c)
@@ -162,17 +190,18 @@ func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 	directConfig := rest.CopyConfig(c.AdminConfig)
 	directConfig.Host = "https://" + framework.HostPort(c.EtcdaasPort)
 	directConfig.CAData, directConfig.CAFile, directConfig.ServerName = c.PKI.ServingCA.CertPEM, "", "localhost"
-	env := &apiEnv{cluster: c, watchCache: watchCache}
+	env := &apiEnv{cluster: c, watchCache: watchCache, protobuf: protobuf}
 	for _, t := range []struct {
 		name, prefix, group string
 		config              *rest.Config
+		protobuf            bool
 	}{
-		{viaAggregator, "agg", framework.Group, c.AdminConfig},
-		{direct, "dir", framework.Group, directConfig},
-		{plainCRD, "crd", plainCRDGroup, c.AdminConfig},
-		{webhookCRD, "hook", webhookCRDGroup, c.AdminConfig},
+		{viaAggregator, "agg", framework.Group, c.AdminConfig, protobuf},
+		{direct, "dir", framework.Group, directConfig, protobuf},
+		{plainCRD, "crd", plainCRDGroup, c.AdminConfig, false},
+		{webhookCRD, "hook", webhookCRDGroup, c.AdminConfig, false},
 	} {
-		target, err := newTarget(t.name, t.prefix, t.group, t.config)
+		target, err := newTarget(t.name, t.prefix, t.group, t.config, t.protobuf)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,15 +212,15 @@ func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = env.etcd.Close() })
-	if env.objects, err = benchObjects(); err != nil {
+	if env.objects, env.typed, err = benchObjects(); err != nil {
 		b.Fatal(err)
 	}
 	return env
 }
 
 // benchObjects is a three-member ETCDInstance with TLS in each served version, as a user
-// would create it.
-func benchObjects() (map[string]map[string]any, error) {
+// would create it: unstructured and typed.
+func benchObjects() (map[string]map[string]any, map[string]runtime.Object, error) {
 	beta := &v1beta1.ETCDInstance{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "ETCDInstance"},
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "shop", "tier": "backend"}},
@@ -199,22 +228,32 @@ func benchObjects() (map[string]map[string]any, error) {
 	}
 	alpha, err := conversion.New().Convert(beta, v1alpha1.SchemeGroupVersion)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := map[string]map[string]any{}
-	for version, obj := range map[string]runtime.Object{"v1beta1": beta, "v1alpha1": alpha} {
+	typed := map[string]runtime.Object{"v1beta1": beta, "v1alpha1": alpha}
+	for version, obj := range typed {
 		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		delete(u, "status")
 		out[version] = u
 	}
-	return out, nil
+	return out, typed, nil
 }
 
-// object is the ETCDInstance name in namespace for target t in version.
-func (e *apiEnv) object(t target, version, namespace, name string) *unstructured.Unstructured {
+// object is the ETCDInstance name in namespace for target t in version: typed for a target
+// that creates through the clientset, unstructured otherwise.
+func (e *apiEnv) object(t target, version, namespace, name string) runtime.Object {
+	if t.typed != nil {
+		obj := e.typed[version].DeepCopyObject()
+		if m, err := apimeta.Accessor(obj); err == nil {
+			m.SetNamespace(namespace)
+			m.SetName(name)
+		}
+		return obj
+	}
 	u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(e.objects[version])}
 	u.SetAPIVersion(t.group + "/" + version)
 	u.SetNamespace(namespace)
@@ -331,10 +370,8 @@ func (e *apiEnv) create(ctx context.Context, s apiSettings, t target, version st
 	if _, err := e.cluster.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return 0, err
 	}
-	resource := t.resource(version).Namespace(namespace)
 	return perSecond(ctx, s.deadline, clients, count, func(ctx context.Context, i int) error {
-		_, err := resource.Create(ctx, e.object(t, version, namespace, objectName(i)), metav1.CreateOptions{})
-		return err
+		return t.create(ctx, version, e.object(t, version, namespace, objectName(i)))
 	})
 }
 
@@ -517,14 +554,20 @@ func (e *apiEnv) report(s apiSettings, m measurements) *report {
 	if !e.watchCache {
 		name = "api-without-watch-cache"
 	}
+	encoding := "protobuf (clients and storage; the CRDs: JSON, they cannot serve protobuf)"
+	if !e.protobuf {
+		name += "-json"
+		encoding = "JSON (clients and storage)"
+	}
 	r := &report{Name: name, Time: time.Now(), Repetitions: s.repetitions, Settings: map[string]string{
 		"objects per create scenario (32 clients; LIST size)":  strconv.Itoa(s.objects),
 		"objects per create scenario (1 client)":               strconv.Itoa(createCount(s, 1)),
 		"GETs and LISTs per repetition (figure: their median)": fmt.Sprintf("%d and %d", s.gets, s.lists),
 		"raw etcd value (JSON of a stored ETCDInstance)":       fmt.Sprintf("%d bytes", len(e.rawValue)),
-		"storage version": versions[0],
-		"CPUs":            strconv.Itoa(goruntime.NumCPU()),
-		"watch cache":     strconv.FormatBool(e.watchCache),
+		"storage version":  versions[0],
+		"CPUs":             strconv.Itoa(goruntime.NumCPU()),
+		"watch cache":      strconv.FormatBool(e.watchCache),
+		"etcdaas encoding": encoding,
 	}}
 	add := func(scenario, version, unit, subject, peer string, g *goal) {
 		peerVersion := version

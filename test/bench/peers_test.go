@@ -18,7 +18,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/conversion"
+	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
@@ -116,6 +119,12 @@ type target struct {
 	prefix string
 	group  string
 	client dynamic.Interface
+	// typed, when set, creates the target's objects instead of client: the generated
+	// clientset, which sends and asks for protobuf as client-go's clients of built-in types do
+	// (etcdaas; a CRD cannot serve protobuf).
+	typed *versioned.Clientset
+	// accept is the media type the timed reads ask for.
+	accept string
 	// host and http read raw responses: the timed reads leave out client-side decoding,
 	// which is the same for every target and would hide the servers' differences.
 	host string
@@ -125,17 +134,41 @@ type target struct {
 }
 
 // newTarget makes a target reached with config, unthrottled: its concurrent requests
-// share one HTTP/2 connection.
-func newTarget(name, prefix, group string, config *rest.Config) (target, error) {
+// share one HTTP/2 connection. With protobuf, it creates through the generated clientset
+// and reads protobuf; otherwise it creates through the dynamic client and reads JSON.
+func newTarget(name, prefix, group string, config *rest.Config, protobuf bool) (target, error) {
 	config = rest.CopyConfig(config)
 	config.QPS, config.Burst = -1, 0
-	t := target{name: name, prefix: prefix, group: group, host: config.Host, config: config}
+	t := target{name: name, prefix: prefix, group: group, host: config.Host, config: config, accept: runtime.ContentTypeJSON}
 	var err error
 	if t.http, err = rest.HTTPClientFor(config); err != nil {
 		return t, err
 	}
+	if protobuf {
+		t.accept = runtime.ContentTypeProtobuf
+		if t.typed, err = versioned.NewForConfigAndClient(config, t.http); err != nil {
+			return t, err
+		}
+	}
 	t.client, err = dynamic.NewForConfigAndClient(config, t.http)
 	return t, err
+}
+
+// create creates obj, an unstructured ETCDInstance through the dynamic client or a typed one
+// through the generated clientset.
+func (t target) create(ctx context.Context, version string, obj runtime.Object) error {
+	var err error
+	switch o := obj.(type) {
+	case *unstructured.Unstructured:
+		_, err = t.resource(version).Namespace(o.GetNamespace()).Create(ctx, o, metav1.CreateOptions{})
+	case *v1beta1.ETCDInstance:
+		_, err = t.typed.EtcdaasV1beta1().ETCDInstances(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	case *v1alpha1.ETCDInstance:
+		_, err = t.typed.EtcdaasV1alpha1().ETCDInstances(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	default:
+		err = fmt.Errorf("cannot create a %T", obj)
+	}
+	return err
 }
 
 func (t target) resource(version string) dynamic.NamespaceableResourceInterface {
@@ -143,7 +176,8 @@ func (t target) resource(version string) dynamic.NamespaceableResourceInterface 
 }
 
 // read GETs the object name (or the list of the namespace when name is empty) in version at
-// resourceVersion rv as JSON and reads the whole response without decoding it.
+// resourceVersion rv in the target's media type and reads the whole response without
+// decoding it.
 func (t target) read(ctx context.Context, version, namespace, name, rv string) error {
 	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/etcdinstances", t.host, t.group, version, namespace)
 	if name != "" {
@@ -156,7 +190,7 @@ func (t target) read(ctx context.Context, version, namespace, name, rv string) e
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", t.accept)
 	resp, err := t.http.Do(req)
 	if err != nil {
 		return err
@@ -165,6 +199,9 @@ func (t target) read(ctx context.Context, version, namespace, name, rv string) e
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	if got := resp.Header.Get("Content-Type"); got != t.accept {
+		return fmt.Errorf("GET %s: answered in %s, asked for %s", u, got, t.accept)
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
