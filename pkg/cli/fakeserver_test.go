@@ -22,7 +22,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -110,8 +112,41 @@ func (s *fakeServer) writeJSON(w http.ResponseWriter, code int, obj any) {
 	_ = json.NewEncoder(w).Encode(obj)
 }
 
+// bodyScheme decodes the protobuf request bodies the generated clientset sends: the
+// ETCDInstance, Scale and DeleteOptions types.
+var bodyScheme = func() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	utilruntime.Must(autoscalingv1.AddToScheme(scheme))
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	return scheme
+}()
+
+// jsonBody returns a request body as JSON: protobuf bodies are decoded as the real server
+// decodes them and re-encoded, so that the fake handles and records every body as JSON.
+func jsonBody(r *http.Request, body []byte) ([]byte, error) {
+	if len(body) == 0 || !strings.HasPrefix(r.Header.Get("Content-Type"), runtime.ContentTypeProtobuf) {
+		return body, nil
+	}
+	// Like the real server, the kind of a body that names none is the one the path takes.
+	defaults := v1beta1.SchemeGroupVersion.WithKind("ETCDInstance")
+	if strings.HasSuffix(r.URL.Path, "/scale") {
+		defaults = autoscalingv1.SchemeGroupVersion.WithKind("Scale")
+	}
+	obj, _, err := protobuf.NewSerializer(bodyScheme, bodyScheme).Decode(body, &defaults, nil)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(obj)
+}
+
 func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	body, err := jsonBody(r, body)
+	if err != nil {
+		s.writeStatus(w, apierrors.NewBadRequest(err.Error()))
+		return
+	}
 	s.mu.Lock()
 	s.requests = append(s.requests, recordedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Accept: r.Header.Get("Accept")})
 	s.mu.Unlock()
