@@ -34,10 +34,10 @@ const (
 // BenchmarkAggregatorHop measures what kube-apiserver's aggregator adds to a GET before the
 // backend does any work. Next to etcdaas-apiserver through the aggregator and the CRD, it
 // registers a second APIService whose backend, an HTTP/2 server on loopback, answers every GET
-// with the JSON bytes of the object etcdaas serves, without authenticating, authorizing or
-// encoding anything. Each repetition takes the median of the GETs of one object from the
-// watch cache (resourceVersion "0") of each target in turn. It writes
-// _output/bench/aggregator-hop.{md,json}.
+// with the bytes of the object etcdaas serves (protobuf; JSON with ETCDAAS_BENCH_ENCODING=json)
+// without authenticating, authorizing or encoding anything. Each repetition takes the median
+// of the GETs of one object from the watch cache (resourceVersion "0") of each target in turn.
+// It writes _output/bench/aggregator-hop.{md,json}.
 func BenchmarkAggregatorHop(b *testing.B) {
 	s := apiSettingsFromEnv(b)
 	env := startAPIEnv(b, true)
@@ -127,7 +127,7 @@ func (h *aggregatorHop) run(ctx context.Context, s apiSettings) (*report, error)
 	}
 	r := &report{Name: "aggregator-hop", Time: time.Now(), Repetitions: s.repetitions, Settings: map[string]string{
 		"GETs per repetition (figure: their median)": strconv.Itoa(s.gets),
-		"response": fmt.Sprintf("%d bytes of JSON", h.size),
+		"response": fmt.Sprintf("%d bytes (%s)", h.size, h.targets[0].accept),
 	}}
 	for _, c := range [][2]string{{viaAggregator, nullBackend}, {nullBackend, plainCRD}, {viaAggregator, plainCRD}, {direct, plainCRD}} {
 		r.Comparisons = append(r.Comparisons, compare(hopScenario, hopVersion, "ms", c[0], m.figure(hopScenario, hopVersion, c[0]),
@@ -136,7 +136,7 @@ func (h *aggregatorHop) run(ctx context.Context, s apiSettings) (*report, error)
 	return r, nil
 }
 
-// rawGET is the JSON body of a GET of name through t.
+// rawGET is the body of a GET of name through t, in t's media type.
 func rawGET(ctx context.Context, t target, version, namespace, name string) ([]byte, error) {
 	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/etcdinstances/%s", t.host, t.group, version, namespace, name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -157,8 +157,9 @@ func rawGET(ctx context.Context, t target, version, namespace, name string) ([]b
 }
 
 // startNullBackend serves body in mediaType (as etcdaas answered it) for every GET on
-// loopback, registers it as the APIService v1.null.bench.etcdaas.dev behind an ExternalName Service (as etcdaas is in the harness) and
-// returns it as a target reached through kube-apiserver once the aggregator serves it.
+// loopback, registers it as the APIService v1.null.bench.etcdaas.dev behind an ExternalName
+// Service (as etcdaas is in the harness) and returns it as a target reached through
+// kube-apiserver once the aggregator serves it.
 func (e *apiEnv) startNullBackend(ctx context.Context, body []byte, mediaType string) (target, error) {
 	c := e.cluster
 	kp, err := c.PKI.ServingCA.Issue(pki.Request{
