@@ -213,6 +213,9 @@ func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 // on their next update.
 func (o *Options) applyStorageMediaType() error {
 	etcd := o.RecommendedOptions.Etcd
+	if etcd == nil { // no storage configured (as the generic options allow)
+		return nil
+	}
 	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
 		StorageMediaType:  etcd.DefaultStorageMediaType,
 		StorageSerializer: apiserver.Codecs,
