@@ -56,7 +56,7 @@ func TestAPIHarness(t *testing.T) {
 			t.Errorf("the markdown lacks the row %s:\n%s", row, md)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "api.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, r.Name+".json")); err != nil { // api.json, api-json.json with JSON clients
 		t.Error(err)
 	}
 
