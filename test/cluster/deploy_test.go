@@ -26,9 +26,10 @@ type etcdaasInstall struct {
 // deployOverlay is the kustomization the tier applies: the whole of deploy/aggregated plus
 // its two per-cluster inputs (the serving certificate Secret and the APIServices'
 // caBundle) and the run's images: etcdaas from this checkout, and the etcd image built
-// from the pinned module for both the storage etcd and the members (--etcd-image). A member
-// failing for a minute is replaced (--member-repair-grace-period), so that the repair
-// scenario does not wait the default's 5 minutes.
+// from the pinned module for both the storage etcd and the members (--etcd-image). A roll
+// step fails after 45s (--upgrade-step-timeout) and a member failing for a minute is
+// replaced (--member-repair-grace-period), so that the failed-roll and repair scenarios do
+// not wait the defaults' 5 minutes; a member restart takes a few seconds on this node.
 const deployOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -54,6 +55,9 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/command/-
       value: --etcd-image=%[3]s
+    - op: add
+      path: /spec/template/spec/containers/0/command/-
+      value: --upgrade-step-timeout=45s
     - op: add
       path: /spec/template/spec/containers/0/command/-
       value: --member-repair-grace-period=60s

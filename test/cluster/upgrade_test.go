@@ -117,6 +117,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 			t.Errorf("%s reports etcd %s to etcdctl, want %s", st.Endpoint, st.Status.Version, to)
 		}
 	}
+	t.Run("failed roll", func(t *testing.T) { testFailedRoll(t, e, ns, name, to, figs) })
 	mustRun(t, pinned, "", "delete", "etcdinstances.etcdaas.dev", name, "-n", ns, "--wait=true", "--timeout=2m")
 }
 

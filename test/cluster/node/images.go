@@ -115,3 +115,27 @@ func (c *Cluster) BuildPreviousEtcdImage(ctx context.Context) (string, error) {
 	}
 	return ref, nil
 }
+
+// BuildBrokenEtcdImage builds an image named tag in the repository of Images.Etcd that holds
+// no etcd at all (only the pause binary), imports it into the node's containerd and returns
+// its name: a member pod of it cannot start its etcd container ("etcd" is not found), as
+// with a broken release image. No registry is ever asked for it.
+func (c *Cluster) BuildBrokenEtcdImage(ctx context.Context, tag string) (string, error) {
+	dir := c.path("images")
+	repo, _, _ := strings.Cut(c.Images.Etcd, ":")
+	ref := repo + ":" + tag
+	if ref == c.Images.Etcd {
+		return "", fmt.Errorf("the broken etcd image would replace the working %s", ref)
+	}
+	archive := filepath.Join(dir, "etcd-broken-"+tag+".tar")
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "images-builder"), "image", "--name", ref, "--platform", "linux/"+runtime.GOARCH,
+		"--go-dir", c.RepoRoot, "--go-package", "./test/cluster/pause=/pause", "--entrypoint", "/pause", "--output", archive)
+	cmd.Dir = c.RepoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("images image --name %s: %v\n%s", ref, err, out)
+	}
+	if err := c.ImportImages(ctx, archive); err != nil {
+		return "", err
+	}
+	return ref, nil
+}
