@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 )
 
 // Resource is the watched resource, in the storage version, unless Scenario.Resource names
@@ -38,6 +39,9 @@ type Scenario struct {
 	Objects int
 	// Creators is the number of clients (each with its own transport) sharing the creates.
 	Creators int
+	// CreateRate caps the creates per second, all creators together; zero creates as fast as
+	// the creators can.
+	CreateRate float32
 	// Deadline bounds the run from the first watch to the last expected event.
 	Deadline time.Duration
 	// Resource is the watched and created resource; empty means Resource. Its objects must
@@ -108,7 +112,7 @@ func Run(ctx context.Context, watchConfig, createConfig *rest.Config, namespace 
 	res.OpenTime = time.Since(start)
 
 	burst := time.Now()
-	if err := createBurst(ctx, createConfig, s.Resource, namespace, s.Objects, s.Creators); err != nil {
+	if err := createBurst(ctx, createConfig, s, namespace); err != nil {
 		return res, err
 	}
 	waitDelivered(ctx, watchers, int64(s.Objects))
@@ -173,11 +177,17 @@ func (w *watcher) count() {
 	w.closed.Store(true)
 }
 
-// createBurst creates objects ETCDInstances of resource in namespace from creators clients at once.
-func createBurst(ctx context.Context, config *rest.Config, resource schema.GroupVersionResource, namespace string, objects, creators int) error {
+// createBurst creates s.Objects ETCDInstances of s.Resource in namespace from s.Creators
+// clients at once, at most s.CreateRate per second when set.
+func createBurst(ctx context.Context, config *rest.Config, s Scenario, namespace string) error {
 	var next atomic.Int64
-	errs := make(chan error, creators)
-	for range creators {
+	limiter := flowcontrol.NewFakeAlwaysRateLimiter()
+	if s.CreateRate > 0 {
+		limiter = flowcontrol.NewTokenBucketRateLimiter(s.CreateRate, 1)
+	}
+	defer limiter.Stop()
+	errs := make(chan error, s.Creators)
+	for range s.Creators {
 		client, err := dynamic.NewForConfig(unlimited(config))
 		if err != nil {
 			return err
@@ -185,11 +195,15 @@ func createBurst(ctx context.Context, config *rest.Config, resource schema.Group
 		go func() {
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(objects) {
+				if i >= int64(s.Objects) {
 					errs <- nil
 					return
 				}
-				if _, err := client.Resource(resource).Namespace(namespace).Create(ctx, instance(resource, int(i)), metav1.CreateOptions{}); err != nil {
+				if err := limiter.Wait(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := client.Resource(s.Resource).Namespace(namespace).Create(ctx, instance(s.Resource, int(i)), metav1.CreateOptions{}); err != nil {
 					errs <- fmt.Errorf("create %d: %w", i, err)
 					return
 				}
@@ -197,7 +211,7 @@ func createBurst(ctx context.Context, config *rest.Config, resource schema.Group
 		}()
 	}
 	var all []error
-	for range creators {
+	for range s.Creators {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
