@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Fetches the node's Debian packages for the cluster test tier and unpacks
-# them into _output/root (relative to the repo root), without installing
-# anything system-wide:
+# Fetches Debian packages from the machine's apt sources and unpacks them under _output/
+# (relative to the repo root), without installing anything system-wide: `apt-get download` at
+# the candidate versions, then `dpkg -x`. The stamp <dir>/.debs.<versions hash> records what
+# was unpacked, so a second run is a no-op and a new candidate version re-fetches. FORCE=1
+# re-fetches regardless.
+#
+# Without arguments, the cluster test tier's node packages into _output/root:
 #
 #   runc                          -> _output/root/usr/sbin/runc
 #   containernetworking-plugins   -> _output/root/usr/lib/cni/{bridge,host-local,loopback,...}
 #   nftables, libnftables1,       -> _output/root/usr/sbin/nft (run it with
 #   libnftnl11                       LD_LIBRARY_PATH=_output/root/usr/lib/x86_64-linux-gnu)
 #
-# The packages come from the machine's apt sources (`apt-get download`, then
-# `dpkg -x`). The stamp _output/root/.debs.<versions hash> records what was
-# unpacked, so a second run is a no-op and a new candidate version re-fetches.
-# FORCE=1 re-fetches regardless.
+# With arguments, PACKAGEs into _output/NAME, up to date while _output/NAME/CHECK exists and is
+# executable (hack/tools/protoc.sh uses it).
 #
-# Usage: hack/tools/debs.sh
+# Usage: hack/tools/debs.sh [NAME CHECK PACKAGE...]
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ROOT_DIR="${REPO_ROOT}/_output/root"
-DEB_DIR="${REPO_ROOT}/_output/debs"
-PACKAGES=(runc containernetworking-plugins nftables libnftables1 libnftnl11)
+if [[ $# -eq 0 ]]; then
+  set -- root usr/sbin/runc runc containernetworking-plugins nftables libnftables1 libnftnl11
+elif [[ $# -lt 3 ]]; then
+  echo "usage: $0 [NAME CHECK PACKAGE...]" >&2
+  exit 2
+fi
+NAME="$1" CHECK="$2"
+shift 2
+PACKAGES=("$@")
+ROOT_DIR="${REPO_ROOT}/_output/${NAME}"
+DEB_DIR="${REPO_ROOT}/_output/debs/${NAME}"
 
 now_ms() { date +%s%3N; }
 start=$(now_ms)
@@ -39,7 +49,7 @@ for pkg in "${PACKAGES[@]}"; do
   pinned+=("${pkg}=${version}")
 done
 stamp="${ROOT_DIR}/.debs.$(printf '%s\n' "${pinned[@]}" | sha256sum | cut -c1-16)"
-if [[ -z "${FORCE:-}" && -f "${stamp}" && -x "${ROOT_DIR}/usr/sbin/runc" ]]; then
+if [[ -z "${FORCE:-}" && -f "${stamp}" && -x "${ROOT_DIR}/${CHECK}" ]]; then
   echo "debs: up to date (${pinned[*]})"
   exit 0
 fi
