@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -12,9 +11,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-
-	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
-	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
 // testMemberFailing corrupts a member's database file on its volume (the node's hostPath)
@@ -33,32 +29,10 @@ func testMemberFailing(t *testing.T, e *etcdaasInstall, ns, name string, figs *f
 	start := time.Now()
 	e.corruptDB(t, ns, "data-"+victim)
 	mustRun(t, e.kubectl(skewKubectl), "", "delete", "pod", victim, "-n", ns, "--wait=false")
-	var inst *v1beta1.ETCDInstance
-	err := framework.Poll(ctx, 500*time.Millisecond, 5*time.Minute, victim+" replaced", func(ctx context.Context) (bool, error) {
-		var err error
-		if inst, err = e.getInstance(ctx, ns, name); err != nil {
-			return false, err
-		}
-		if !settled(inst, 3) || inst.Status.Members[2].ID == oldID {
-			return false, fmt.Errorf("%s (old ID of %s: %s)", describe(inst), victim, oldID)
-		}
-		return true, nil
-	})
-	if err != nil {
-		dumpNamespace(t, e.c, ns)
-		t.Fatal(err)
-	}
+	awaitReplacement(t, e, ns, name, 2, oldID, 5*time.Minute)
 	figs.add(t, "member crash looping -> replaced", time.Since(start))
-	member := fmt.Sprintf("--endpoints=http://%s.%s-peers.%s.svc.cluster.local:2379", victim, name, ns)
-	for key, want := range map[string]string{"/before-member-failing": "kept", "/greeting": "written-at-3"} {
-		if got := e.mustClient(t, ns, "get-after-member-failing", "", member, "get", key, "--consistency=s", "--print-value-only"); got != want {
-			t.Errorf("the new %s does not hold the data: %s = %q, want %q", victim, key, got, want)
-		}
-	}
+	checkReplacement(t, e, ns, name, 2, oldID, "member-failing", map[string]string{"/before-member-failing": "kept", "/greeting": "written-at-3"})
 	selector := fields.Set{"regarding.name": name, "reason": "MemberReplaced"}.AsSelector().String()
-	if err := pollEvents(ctx, e, ns, selector, fmt.Sprintf("Replaced member %s (ID %s)", victim, oldID)); err != nil {
-		t.Error(err)
-	}
 	if err := pollEvents(ctx, e, ns, selector, "longer than the grace period"); err != nil {
 		t.Error(err)
 	}

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
-	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
@@ -19,7 +18,6 @@ import (
 // as a learner and promoted) instead of letting it rejoin under its old ID with nothing. The
 // new member serves every key from its own data, and Events say what happened.
 func testVolumeLost(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures) {
-	ctx := t.Context()
 	victim := name + "-1"
 	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
 	e.mustClient(t, ns, "put-before-volume-lost", "", clientURL, "put", "/before-volume-lost", "kept")
@@ -29,14 +27,26 @@ func testVolumeLost(t *testing.T, e *etcdaasInstall, ns, name string, figs *figu
 	start := time.Now()
 	mustRun(t, e.kubectl(skewKubectl), "", "delete", "pvc", "data-"+victim, "-n", ns, "--wait=false")
 	mustRun(t, e.kubectl(skewKubectl), "", "delete", "pod", victim, "-n", ns, "--wait=false")
-	var inst *v1beta1.ETCDInstance
-	err := framework.Poll(ctx, 250*time.Millisecond, 4*time.Minute, victim+" replaced", func(ctx context.Context) (bool, error) {
-		var err error
-		if inst, err = e.getInstance(ctx, ns, name); err != nil {
+	awaitReplacement(t, e, ns, name, 1, oldID, 4*time.Minute)
+	figs.add(t, "member volume lost -> replaced", time.Since(start))
+	checkReplacement(t, e, ns, name, 1, oldID, "volume-lost", map[string]string{"/before-volume-lost": "kept", "/greeting": "written-at-3"})
+}
+
+// awaitReplacement waits until member ordinal of ns/name is a new member (another ID, same
+// name) of a settled three-member instance.
+func awaitReplacement(t *testing.T, e *etcdaasInstall, ns, name string, ordinal int, oldID string, timeout time.Duration) {
+	t.Helper()
+	victim := fmt.Sprintf("%s-%d", name, ordinal)
+	err := framework.Poll(t.Context(), 250*time.Millisecond, timeout, victim+" replaced", func(ctx context.Context) (bool, error) {
+		inst, err := e.getInstance(ctx, ns, name)
+		if err != nil {
 			return false, err
 		}
-		if !settled(inst, 3) || inst.Status.Members[1].ID == oldID {
+		if !settled(inst, 3) || inst.Status.Members[ordinal].ID == oldID {
 			return false, fmt.Errorf("%s (old ID of %s: %s)", describe(inst), victim, oldID)
+		}
+		if got := inst.Status.Members[ordinal]; got.Name != victim {
+			return false, fmt.Errorf("member %d after the replacement: %+v (old ID %s)", ordinal, got, oldID)
 		}
 		return true, nil
 	})
@@ -44,20 +54,24 @@ func testVolumeLost(t *testing.T, e *etcdaasInstall, ns, name string, figs *figu
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
 	}
-	figs.add(t, "member volume lost -> replaced", time.Since(start))
-	if got := inst.Status.Members[1]; got.Name != victim || got.ID == oldID {
-		t.Fatalf("member 1 after the replacement: %+v (old ID %s)", got, oldID)
-	}
+}
+
+// checkReplacement checks that the replaced member ordinal of ns/name serves want (key ->
+// value) from its own data, and that a MemberReplaced Event names the old member ID. Client
+// pods are named after step.
+func checkReplacement(t *testing.T, e *etcdaasInstall, ns, name string, ordinal int, oldID, step string, want map[string]string) {
+	t.Helper()
+	victim := fmt.Sprintf("%s-%d", name, ordinal)
 	member := fmt.Sprintf("--endpoints=http://%s.%s-peers.%s.svc.cluster.local:2379", victim, name, ns)
-	if got := e.mustClient(t, ns, "get-after-volume-lost", "", member, "get", "/before-volume-lost", "--consistency=s", "--print-value-only"); got != "kept" {
-		t.Errorf("the new %s does not hold the data: /before-volume-lost = %q", victim, got)
-	}
-	if got := e.mustClient(t, ns, "get-greeting-after-volume-lost", "", member, "get", "/greeting", "--consistency=s", "--print-value-only"); got != "written-at-3" {
-		t.Errorf("the new %s does not hold the data: /greeting = %q", victim, got)
+	i := 0
+	for key, value := range want {
+		i++
+		if got := e.mustClient(t, ns, fmt.Sprintf("get-%d-after-%s", i, step), "", member, "get", key, "--consistency=s", "--print-value-only"); got != value {
+			t.Errorf("the new %s does not hold the data: %s = %q, want %q", victim, key, got, value)
+		}
 	}
 	selector := fields.Set{"regarding.name": name, "reason": "MemberReplaced"}.AsSelector().String()
-	err = pollEvents(ctx, e, ns, selector, fmt.Sprintf("Replaced member %s (ID %s)", victim, oldID))
-	if err != nil {
+	if err := pollEvents(t.Context(), e, ns, selector, fmt.Sprintf("Replaced member %s (ID %s)", victim, oldID)); err != nil {
 		t.Error(err)
 	}
 }
