@@ -101,6 +101,14 @@ func newHarness(t *testing.T, config *authenticatorfactory.RequestHeaderConfig) 
 	return h
 }
 
+// newFrontProxyHarness is a harness whose front-proxy CA bundle is ca, in a provider the test
+// may swap, allowing the name frontProxyName.
+func newFrontProxyHarness(t *testing.T, ca *pki.CA) (*harness, *swappableCA) {
+	t.Helper()
+	provider := newSwappableCA(t, ca)
+	return newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName})), provider
+}
+
 // authenticate authenticates a request presenting chain and naming userName in its headers.
 func (h *harness) authenticate(t *testing.T, chain []*x509.Certificate, userName string, groups ...string) (user.Info, error) {
 	t.Helper()
@@ -188,8 +196,7 @@ func intermediate(t *testing.T, root *pki.CA, validity time.Duration) *pki.CA {
 
 func TestVerifiedChainIsRememberedAndHeadersReadPerRequest(t *testing.T) {
 	ca := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, ca)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, ca)
 	chain := []*x509.Certificate{issue(t, ca, frontProxyName, time.Hour)}
 
 	alice := mustAuthenticate(t, h, chain, "alice", "dev")
@@ -207,8 +214,7 @@ func TestVerifiedChainIsRememberedAndHeadersReadPerRequest(t *testing.T) {
 
 func TestCachedChainIsRejectedAfterTheCAChanges(t *testing.T) {
 	oldCA, newCA := newCA(t, "front-proxy-ca"), newCA(t, "front-proxy-ca-2")
-	provider := newSwappableCA(t, oldCA)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, provider := newFrontProxyHarness(t, oldCA)
 	oldChain := []*x509.Certificate{issue(t, oldCA, frontProxyName, time.Hour)}
 	mustAuthenticate(t, h, oldChain, "alice")
 
@@ -254,8 +260,7 @@ func TestCAFileChangeDropsRememberedChains(t *testing.T) {
 
 func TestExpiredChainIsRejected(t *testing.T) {
 	root := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, root)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, root)
 	leaf := issue(t, root, frontProxyName, time.Hour)
 	chain := []*x509.Certificate{leaf}
 	mustAuthenticate(t, h, chain, "alice")
@@ -276,8 +281,7 @@ func TestExpiredChainIsRejected(t *testing.T) {
 
 func TestChainIsNotAnsweredForBeforeItsNotBefore(t *testing.T) {
 	root := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, root)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, root)
 	leaf := issue(t, root, frontProxyName, time.Hour)
 	chain := []*x509.Certificate{leaf}
 	mustAuthenticate(t, h, chain, "alice")
@@ -294,8 +298,7 @@ func TestChainIsNotAnsweredForBeforeItsNotBefore(t *testing.T) {
 
 func TestChainExpiresWithItsIntermediate(t *testing.T) {
 	root := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, root)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, root)
 	inter := intermediate(t, root, 10*time.Minute)
 	leaf := issue(t, inter, frontProxyName, time.Hour)
 	chain := []*x509.Certificate{leaf, inter.Cert}
@@ -313,8 +316,7 @@ func TestChainExpiresWithItsIntermediate(t *testing.T) {
 
 func TestDifferentCertificateMisses(t *testing.T) {
 	ca, other := newCA(t, "front-proxy-ca"), newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, ca)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, ca)
 	mustAuthenticate(t, h, []*x509.Certificate{issue(t, ca, frontProxyName, time.Hour)}, "alice")
 
 	// The same subject and CA name, another key and signature: not the remembered chain.
@@ -346,8 +348,7 @@ func TestAllowedNamesApplyToRememberedChains(t *testing.T) {
 
 func TestRequestsWithoutFrontProxyUserAreDelegated(t *testing.T) {
 	ca := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, ca)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, ca)
 	chain := []*x509.Certificate{issue(t, ca, frontProxyName, time.Hour)}
 	if u, err := h.authenticate(t, chain, ""); u != nil || err != nil {
 		t.Fatalf("no X-Remote-User: user %v error %v, want no opinion", u, err)
@@ -362,8 +363,7 @@ func TestRequestsWithoutFrontProxyUserAreDelegated(t *testing.T) {
 
 func TestCacheIsBounded(t *testing.T) {
 	ca := newCA(t, "front-proxy-ca")
-	provider := newSwappableCA(t, ca)
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	h, _ := newFrontProxyHarness(t, ca)
 	for range DefaultCacheSize + 5 {
 		mustAuthenticate(t, h, []*x509.Certificate{issue(t, ca, frontProxyName, time.Hour)}, "alice")
 	}
