@@ -259,7 +259,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	cached, err := c.lister.ETCDInstances(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
-		c.forget(key, namespace, name)
+		c.forget(namespace, name)
 		metrics.ForgetInstance(namespace, name)
 		return 0, nil
 	}
@@ -268,7 +268,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	inst := cached.DeepCopy()
 	if inst.DeletionTimestamp != nil {
-		c.forget(key, namespace, name)
+		c.forget(namespace, name)
 		return 0, c.reconcileDelete(ctx, inst)
 	}
 	inst, err = c.ensureFinalizer(ctx, inst)
@@ -282,11 +282,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	return earliest(after, c.backups.step(ctx, inst)), err
 }
 
-// forget drops what the controller and its backend remember in memory of the instance with
-// key (namespace/name): its backup schedule, its defragmentation round, the health records of
-// its members. An instance that is gone, or going, needs none of it, and a new instance of the
+// forget drops what the controller and its backend remember in memory of the instance
+// namespace/name: its backup schedule, its defragmentation round, the health records of its
+// members. An instance that is gone, or going, needs none of it, and a new instance of the
 // same name must start afresh.
-func (c *Controller) forget(key, namespace, name string) {
+func (c *Controller) forget(namespace, name string) {
+	key := namespace + "/" + name
 	c.backups.forget(key)
 	c.defrag.forget(key)
 	if f, ok := c.opts.Backend.(backend.Forgetter); ok {

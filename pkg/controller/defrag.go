@@ -135,7 +135,7 @@ func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.Membe
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.rounds[inst.UID]
-	key := inst.Namespace + "/" + inst.Name
+	key := instanceKey(inst)
 	switch {
 	case requested && (r == nil || r.request != request):
 		r = &defragRound{instance: key, request: request}

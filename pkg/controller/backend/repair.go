@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -91,11 +92,7 @@ func (c *HealthClock) Forget(key string) {
 func (c *HealthClock) ForgetPrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for key := range c.members {
-		if strings.HasPrefix(key, prefix) {
-			delete(c.members, key)
-		}
-	}
+	maps.DeleteFunc(c.members, func(key string, _ *memberClock) bool { return strings.HasPrefix(key, prefix) })
 }
 
 // MemberHealth is what a backend observed about one voting member, for ChooseReplacement.

@@ -105,7 +105,7 @@ func New(opts Options) (*Backend, error) {
 
 // Forget implements backend.Forgetter: it drops the health records of the instance's members.
 func (b *Backend) Forget(namespace, name string) {
-	b.health.ForgetPrefix(namespace + "/" + name + "/")
+	b.health.ForgetPrefix(healthKeyPrefix(namespace, name))
 }
 
 var _ backend.Forgetter = &Backend{}
@@ -285,7 +285,7 @@ func (v *instanceView) podsReady(n int) bool {
 	}
 	for i := range n {
 		pod := v.pods[backend.MemberName(v.inst.Name, i)]
-		if pod == nil || pod.DeletionTimestamp != nil || !podReady(pod) {
+		if pod == nil || !podReady(pod) {
 			return false
 		}
 	}

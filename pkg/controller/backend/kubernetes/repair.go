@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -59,8 +58,11 @@ const lostVolumeAge = 100 * 365 * 24 * time.Hour
 // healthKey identifies a member in the health clock: a new member with the same name is
 // another member.
 func (v *instanceView) healthKey(id uint64) string {
-	return v.inst.Namespace + "/" + v.inst.Name + "/" + etcdcluster.FormatID(id)
+	return healthKeyPrefix(v.inst.Namespace, v.inst.Name) + etcdcluster.FormatID(id)
 }
+
+// healthKeyPrefix starts the health clock's key of every member of the instance namespace/name.
+func healthKeyPrefix(namespace, name string) string { return namespace + "/" + name + "/" }
 
 // volumeRecord is the claim a member was seen healthy on.
 type volumeRecord struct {
@@ -278,9 +280,9 @@ func (b *Backend) recordVolumes(ctx context.Context, v *instanceView, obs *obser
 		if !h.Healthy {
 			continue
 		}
-		o, err := strconv.Atoi(h.Name[len(v.inst.Name)+1:])
-		if err != nil {
-			return err
+		o := ordinalOf(v.inst, h.Name)
+		if o < 0 {
+			return fmt.Errorf("member %s is not one of instance %s", h.Name, v.inst.Name)
 		}
 		pvc, err := b.claim(ctx, v, o)
 		if err != nil {

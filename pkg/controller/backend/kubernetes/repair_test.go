@@ -424,14 +424,17 @@ func TestForgetDropsTheInstancesHealthRecords(t *testing.T) {
 	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
 	now := time.Unix(1000, 0)
 	f.b.health.Now = func() time.Time { return now }
-	f.b.health.Unhealthy("ns/db/65")
-	f.b.health.Unhealthy("ns/db2/65")
+	// The keys the repair step uses, so that Forget and healthKey cannot drift apart.
+	member := f.view(t).healthKey(0x65)
+	other := healthKeyPrefix("ns", "db2") + etcdcluster.FormatID(0x65)
+	f.b.health.Unhealthy(member)
+	f.b.health.Unhealthy(other)
 	now = now.Add(time.Hour)
 	f.b.Forget("ns", "db")
-	if got := f.b.health.Unhealthy("ns/db/65"); got != 0 {
+	if got := f.b.health.Unhealthy(member); got != 0 {
 		t.Errorf("ns/db's member unhealthy for %s after Forget", got)
 	}
-	if got := f.b.health.Unhealthy("ns/db2/65"); got != time.Hour {
+	if got := f.b.health.Unhealthy(other); got != time.Hour {
 		t.Errorf("ns/db2's member unhealthy for %s, want 1h: forgotten with ns/db", got)
 	}
 }

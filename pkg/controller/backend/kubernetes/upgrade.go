@@ -358,16 +358,8 @@ func ordinalOf(inst *v1beta1.ETCDInstance, member string) int {
 // writeRollStep records step on the StatefulSet, or removes the record when step is nil.
 func (b *Backend) writeRollStep(ctx context.Context, v *instanceView, step *rollStep) error {
 	if step == nil {
-		return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, annotationRollStep) })
+		// Not step itself: a nil *rollStep in an interface is not nil.
+		return b.setAnnotation(ctx, v, annotationRollStep, nil)
 	}
-	data, err := json.Marshal(step)
-	if err != nil {
-		return err
-	}
-	return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
-		if updated.Annotations == nil {
-			updated.Annotations = map[string]string{}
-		}
-		updated.Annotations[annotationRollStep] = string(data)
-	})
+	return b.setAnnotation(ctx, v, annotationRollStep, step)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -935,16 +936,9 @@ func (b *Backend) Forget(namespace, name string) {
 	b.health.ForgetPrefix(prefix)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for key := range b.died {
-		if strings.HasPrefix(key, prefix) {
-			delete(b.died, key)
-		}
-	}
-	for key := range b.startErrs {
-		if strings.HasPrefix(key, prefix) {
-			delete(b.startErrs, key)
-		}
-	}
+	underInstance := func(key string) bool { return strings.HasPrefix(key, prefix) }
+	maps.DeleteFunc(b.died, func(key string, _ bool) bool { return underInstance(key) })
+	maps.DeleteFunc(b.startErrs, func(key string, _ error) bool { return underInstance(key) })
 }
 
 var _ backend.Forgetter = &Backend{}
