@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -99,9 +98,7 @@ func NewOptions() *Options {
 	o.ServerRun.ShutdownWatchTerminationGracePeriod = DefaultShutdownWatchTerminationGracePeriod
 	// Objects are stored as v1beta1 protobuf, as kube-apiserver stores built-in types. Objects
 	// stored as JSON (before protobuf, or with --storage-media-type=application/json) are still
-	// read: the storage decoder recognizes either encoding.
-	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
-		v1beta1.SchemeGroupVersion, schema.GroupKind{Group: etcdaas.GroupName})
+	// read: the storage decoder recognizes either encoding (applyStorageMediaType).
 	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeProtobuf
 	return o
 }
@@ -216,7 +213,9 @@ func (o *Options) applyStorageMediaType() error {
 	if etcd == nil { // no storage configured (as the generic options allow)
 		return nil
 	}
-	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
+	// The codec and the versioner that names v1beta1 as what is stored, as k8s.io/apiserver's
+	// storage factory sets them.
+	codec, versioner, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
 		StorageMediaType:  etcd.DefaultStorageMediaType,
 		StorageSerializer: apiserver.Codecs,
 		StorageVersion:    v1beta1.SchemeGroupVersion,
@@ -226,7 +225,7 @@ func (o *Options) applyStorageMediaType() error {
 	if err != nil {
 		return fmt.Errorf("--storage-media-type: %w", err)
 	}
-	etcd.StorageConfig.Codec = codec
+	etcd.StorageConfig.Codec, etcd.StorageConfig.EncodeVersioner = codec, versioner
 	return nil
 }
 
