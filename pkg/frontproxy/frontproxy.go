@@ -40,6 +40,9 @@ const DefaultCacheSize = 64
 type Authenticator struct {
 	verifyOptions x509request.VerifyOptionFunc
 	allowedNames  headerrequest.StringSliceProvider
+	// usernameHeaders are the headers that name the user; a request with none of them is not
+	// one this Authenticator answers for, so its chain is not verified here.
+	usernameHeaders headerrequest.StringSliceProvider
 	// headers reads the user from the request headers, adding system:authenticated as the
 	// delegating authenticator does.
 	headers authenticator.Request
@@ -80,8 +83,9 @@ func (v validity) contains(t time.Time) bool {
 // provider runs.
 func New(config *authenticatorfactory.RequestHeaderConfig, next authenticator.Request) *Authenticator {
 	a := &Authenticator{
-		verifyOptions: config.CAContentProvider.VerifyOptions,
-		allowedNames:  config.AllowedClientNames,
+		verifyOptions:   config.CAContentProvider.VerifyOptions,
+		allowedNames:    config.AllowedClientNames,
+		usernameHeaders: config.UsernameHeaders,
 		headers: group.NewAuthenticatedGroupAdder(headerrequest.NewDynamic(
 			config.UsernameHeaders, config.UIDHeaders, config.GroupHeaders, config.ExtraHeaderPrefixes)),
 		next:     next,
@@ -117,8 +121,10 @@ func (a *Authenticator) fromFrontProxy(req *http.Request) (*authenticator.Respon
 	if !ok {
 		return nil, false
 	}
+	// The cheap checks first: a request that fails them goes to the wrapped authenticator,
+	// which verifies the chain itself.
 	chain := req.TLS.PeerCertificates
-	if !a.isVerified(chain, opts) || !a.allowed(chain[0]) {
+	if !namesUser(req, a.usernameHeaders.Value()) || !a.allowed(chain[0]) || !a.isVerified(chain, opts) {
 		return nil, false
 	}
 	resp, ok, err := a.headers.AuthenticateRequest(req)
@@ -126,6 +132,17 @@ func (a *Authenticator) fromFrontProxy(req *http.Request) (*authenticator.Respon
 		return nil, false
 	}
 	return resp, true
+}
+
+// namesUser reports whether req has one of the username headers (only reading them: the
+// header authenticator clears them once it has read the user).
+func namesUser(req *http.Request, headers []string) bool {
+	for _, h := range headers {
+		if req.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // isVerified reports whether chain verifies with opts: from a verification remembered for

@@ -359,6 +359,9 @@ func TestRequestsWithoutFrontProxyUserAreDelegated(t *testing.T) {
 	if h.delegated != 2 {
 		t.Fatalf("%d requests delegated, want both", h.delegated)
 	}
+	if h.verifications != 0 {
+		t.Fatalf("%d chains verified before delegating, want none: the delegated authenticator verifies them", h.verifications)
+	}
 }
 
 func TestCacheIsBounded(t *testing.T) {
