@@ -79,10 +79,17 @@ func (a *Access) Config(endpoints ...string) clientv3.Config {
 
 // New opens a client to the given endpoints (all of the cluster's when none are given).
 func (a *Access) New(endpoints ...string) (*clientv3.Client, error) {
+	return a.newClient(nil, endpoints...)
+}
+
+// newClient is New with dialOptions added to the client's.
+func (a *Access) newClient(dialOptions []grpc.DialOption, endpoints ...string) (*clientv3.Client, error) {
 	if len(a.Endpoints) == 0 && len(endpoints) == 0 {
 		return nil, ErrNoMembers
 	}
-	return clientv3.New(a.Config(endpoints...))
+	cfg := a.Config(endpoints...)
+	cfg.DialOptions = append(cfg.DialOptions, dialOptions...)
+	return clientv3.New(cfg)
 }
 
 // Member is one member of the cluster as MemberList reports it.
@@ -437,16 +444,20 @@ func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.CodecV2.Unmarshal(mem.BufferSlice{buf}, v)
 }
 
-// OpenSnapshot starts streaming a snapshot from endpoint. Cancelling ctx aborts the stream.
-// Errors from the member surface here, before any byte is read.
+// snapshotDialOptions make a client read its messages with snapshotCodec.
+var snapshotDialOptions = []grpc.DialOption{
+	grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{encoding.GetCodecV2(grpcproto.Name), snapshotBufferPool})),
+}
+
+// OpenSnapshot starts streaming a snapshot from endpoint (any of access's when empty).
+// Cancelling ctx aborts the stream. Errors from the member surface here, before any byte is
+// read.
 func OpenSnapshot(ctx context.Context, access *Access, endpoint string) (*Snapshot, error) {
-	if len(access.Endpoints) == 0 && endpoint == "" {
-		return nil, ErrNoMembers
+	var endpoints []string
+	if endpoint != "" {
+		endpoints = []string{endpoint}
 	}
-	cfg := access.Config(endpoint)
-	cfg.DialOptions = append(cfg.DialOptions,
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{encoding.GetCodecV2(grpcproto.Name), snapshotBufferPool})))
-	cli, err := clientv3.New(cfg)
+	cli, err := access.newClient(snapshotDialOptions, endpoints...)
 	if err != nil {
 		return nil, err
 	}
