@@ -30,36 +30,23 @@ cd "${WORK}/src"
 echo "cold make test of $(git rev-parse --short HEAD) in ${WORK} ($(nproc) CPUs, $(go version | cut -d' ' -f3))"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-results=()
-step() {
-  local name="$1" times
-  shift
-  echo "== ${name}: $*"
-  times="${WORK}/${name}.time"
-  /usr/bin/time -o "${times}" -f '%e %U %S' "$@" > "${WORK}/${name}.log" 2>&1 || {
-    echo "step ${name} failed; its output: ${WORK}/${name}.log" >&2
-    tail -n 30 "${WORK}/${name}.log" >&2
-    exit 1
-  }
-  read -r wall user sys < "${times}"
-  results+=("${name} ${wall} ${user} ${sys}")
-  awk -v w="${wall}" -v u="${user}" -v s="${sys}" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
-    'BEGIN { printf "   %8.0f s wall %8.0f s CPU (load now %s)\n", w, u + s, l }'
-}
-
-# Exactly what CI runs: `make test` (its module prefetch, verify, tools, tools-node, the tests),
-# timed as one step; the tools' build times and the test packages' times come from its log.
-step make-test make test
-
+# Exactly what CI runs: `make test` (its module prefetch, verify, tools, tools-node, the tests);
+# the tools' build times and the test packages' times come from its log.
+log="${WORK}/make-test.log"
+echo "== make test (log: ${log})"
+if ! /usr/bin/time -o "${WORK}/make-test.time" -f '%e %U %S' make test > "${log}" 2>&1; then
+  echo "make test failed; its output: ${log}" >&2
+  tail -n 30 "${log}" >&2
+  exit 1
+fi
+read -r wall user sys < "${WORK}/make-test.time"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%s\n' "${results[@]}" | awk '
-  BEGIN { printf "%-16s %10s %10s\n", "step", "wall (s)", "CPU (s)" }
-  { printf "%-16s %10.0f %10.0f\n", $1, $2, $3 + $4; w += $2; c += $3 + $4 }
-  END { printf "%-16s %10.0f %10.0f   (%.1f min wall)\n", "total", w, c, w / 60 }'
-echo "tools built (from ${WORK}/make-test.log):"
-grep -E '^built ' "${WORK}/make-test.log" || true
+awk -v w="${wall}" -v u="${user}" -v s="${sys}" \
+  'BEGIN { printf "make test: %.0f s wall (%.1f min), %.0f s CPU\n", w, w / 60, u + s }'
+echo "tools built:"
+grep -E '^built ' "${log}" || true
 echo "module prefetch (from ${WORK}/src/_output/prefetch.log):"
 cat "${WORK}/src/_output/prefetch.log" 2>/dev/null || true
 echo "slowest test packages:"
-grep -E '^(ok|FAIL)' "${WORK}/make-test.log" | sort -t$'\t' -k3 -rn | head -n 8 || true
-grep -E '^--- (PASS|FAIL): TestCluster ' "${WORK}/make-test.log" || true
+grep -E '^(ok|FAIL)' "${log}" | sort -t$'\t' -k3 -rn | head -n 8 || true
+grep -E '^--- (PASS|FAIL): TestCluster ' "${log}" || true

@@ -38,7 +38,7 @@ cd "${ROOT}"
 # github.com/gogo/protobuf (gogo.proto and google/protobuf/descriptor.proto).
 gen_protobuf() {
     local protoc_bin
-    protoc_bin="$("${REPO_ROOT}/hack/tools/protoc.sh" | tail -n 1)"
+    protoc_bin="$("${REPO_ROOT}/hack/tools/protoc.sh")"
     go install \
         k8s.io/code-generator/cmd/go-to-protobuf \
         k8s.io/code-generator/cmd/go-to-protobuf/protoc-gen-gogo \

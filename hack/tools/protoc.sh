@@ -6,7 +6,7 @@
 #   protobuf-compiler, libprotoc32,  -> _output/protoc/usr/bin/protoc (run it with
 #   libprotobuf32                       LD_LIBRARY_PATH=_output/protoc/usr/lib/x86_64-linux-gnu)
 #
-# Usage: hack/tools/protoc.sh   (prints the directory holding protoc on its last line)
+# Usage: hack/tools/protoc.sh   (prints the directory holding protoc; its log goes to stderr)
 set -euo pipefail
 
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
