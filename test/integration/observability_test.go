@@ -75,10 +75,27 @@ func sample(families map[string]*dto.MetricFamily, name string, labels map[strin
 
 // TestStandaloneMetricsIncludeTheController creates an instance and scales it to 3, then reads
 // the standalone server's own /metrics (server and controller in one process): the
-// controller's series are there with the values the status reports.
+// controller's series are there with the values the status reports. Counters without an
+// instance label are process-wide (every server and controller of the package registers in
+// one registry), so they must have grown during this test, which is not parallel: no other
+// controller runs meanwhile.
 func TestStandaloneMetricsIncludeTheController(t *testing.T) {
-	t.Parallel()
 	e := ctlStart(t, local.Options{})
+	counters := []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"etcdaas_controller_reconcile_total", map[string]string{"result": "success"}},
+		{"etcdaas_controller_reconcile_duration_seconds", map[string]string{"result": "success"}},
+		{"workqueue_adds_total", map[string]string{"name": "etcdinstances"}},
+		// The server's own series stay.
+		{"apiserver_request_total", map[string]string{"resource": "etcdinstances"}},
+	}
+	before := map[string]float64{}
+	start := e.scrape()
+	for _, c := range counters {
+		before[c.name], _ = sample(start, c.name, c.labels)
+	}
 	e.create("metrics", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
 	e.running("metrics", "db", time.Minute)
 	e.scale("metrics", "db", 3)
@@ -91,20 +108,14 @@ func TestStandaloneMetricsIncludeTheController(t *testing.T) {
 		members, _ := sample(families, "etcdaas_instance_members", inst)
 		ready, _ := sample(families, "etcdaas_instance_ready_members", inst)
 		if members == 3 && ready == 3 {
-			for _, series := range []struct {
-				name   string
-				labels map[string]string
-			}{
-				{"etcdaas_controller_reconcile_total", map[string]string{"result": "success"}},
-				{"etcdaas_controller_reconcile_duration_seconds", map[string]string{"result": "success"}},
-				{"workqueue_adds_total", map[string]string{"name": "etcdinstances"}},
-				{"etcdaas_member_db_size_bytes", map[string]string{"namespace": "metrics", "name": "db", "member": "db-2"}},
-				// The server's own series stay.
-				{"apiserver_request_total", map[string]string{"resource": "etcdinstances"}},
-			} {
-				if v, ok := sample(families, series.name, series.labels); !ok || v <= 0 {
-					t.Errorf("%s%v = %v (present %v), want > 0", series.name, series.labels, v, ok)
+			for _, c := range counters {
+				if v, ok := sample(families, c.name, c.labels); !ok || v <= before[c.name] {
+					t.Errorf("%s%v = %v (present %v), want more than the %v before this test", c.name, c.labels, v, ok, before[c.name])
 				}
+			}
+			dbLabels := map[string]string{"namespace": "metrics", "name": "db", "member": "db-2"}
+			if v, ok := sample(families, "etcdaas_member_db_size_bytes", dbLabels); !ok || v <= 0 {
+				t.Errorf("etcdaas_member_db_size_bytes%v = %v (present %v), want > 0", dbLabels, v, ok)
 			}
 			if _, ok := sample(families, "etcdaas_instance_leader_changes_total", inst); !ok {
 				t.Error("no etcdaas_instance_leader_changes_total for the instance")
