@@ -3,7 +3,7 @@ package memberseed
 import (
 	"context"
 	"fmt"
-	"net"
+
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,17 +12,22 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
-func freeURL(t *testing.T) string {
+// freeURLs returns n URLs on distinct free loopback ports.
+func freeURLs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }()
-	return "http://" + l.Addr().String()
+	urls := make([]string, n)
+	for i, p := range ports {
+		urls[i] = "http://" + loopback.HostPort(p)
+	}
+	return urls
 }
 
 // A member rebuilt from a survivor streams the survivor's snapshot from its client URL
@@ -31,7 +36,8 @@ func TestSeedFromASurvivingMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	survivor, err := embedetcd.Start(embedetcd.Member{Name: "db-2", Dir: filepath.Join(dir, "survivor"), PeerURL: freeURL(t), ClientURL: freeURL(t),
+	urls := freeURLs(t, 2)
+	survivor, err := embedetcd.Start(embedetcd.Member{Name: "db-2", Dir: filepath.Join(dir, "survivor"), PeerURL: urls[0], ClientURL: urls[1],
 		LogOutput: filepath.Join(dir, "etcd.log")})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func TestSeedFromASurvivingMember(t *testing.T) {
 		t.Fatalf("rebuilt database: %+v, %v", st, err)
 	}
 	// Refused with the reason, not after waiting for ctx to end.
-	if _, _, err := (MemberSource{}).Open(ctx, freeURL(t)); err == nil || !strings.Contains(err.Error(), "does not answer") {
+	if _, _, err := (MemberSource{}).Open(ctx, freeURLs(t, 1)[0]); err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Fatalf("a snapshot from a member that does not run: %v", err)
 	}
 }

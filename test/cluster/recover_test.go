@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
@@ -44,7 +45,7 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 		if inst, err = e.getInstance(ctx, ns, name); err != nil {
 			return false, err
 		}
-		c := findCondition(inst, etcdaas.ConditionDegraded)
+		c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded)
 		if inst.Status.Phase != v1beta1.PhaseFailed || c == nil || c.Reason != "QuorumLost" {
 			return false, fmt.Errorf("%s", describe(inst))
 		}
@@ -55,7 +56,7 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 		t.Fatal(err)
 	}
 	figs.add(t, "2 of 3 members lost -> QuorumLost", time.Since(start))
-	if msg := findCondition(inst, etcdaas.ConditionDegraded).Message; !strings.Contains(msg, fmt.Sprintf("(%s, %s)", lost[0], lost[1])) {
+	if msg := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded).Message; !strings.Contains(msg, fmt.Sprintf("(%s, %s)", lost[0], lost[1])) {
 		t.Errorf("the Degraded condition does not name the members down: %s", msg)
 	}
 	if err := pollEvents(ctx, e, ns, fields.Set{"regarding.name": name, "reason": "QuorumLost"}.AsSelector().String(), "quorum lost"); err != nil {
@@ -116,13 +117,4 @@ func (e *etcdaasInstall) breakVolume(t *testing.T, ns, claim string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o777) })
-}
-
-func findCondition(inst *v1beta1.ETCDInstance, condType string) *metav1.Condition {
-	for i := range inst.Status.Conditions {
-		if inst.Status.Conditions[i].Type == condType {
-			return &inst.Status.Conditions[i]
-		}
-	}
-	return nil
 }
