@@ -140,12 +140,8 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	obs, err := v.observe(ctx, cluster)
 	if err != nil {
 		res.Unhealthy = err.Error()
-		statuses := cluster.Statuses(ctx)
-		if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost != "" {
-			res.Members = v.answeringMembers(statuses)
-			return res, b.explainUnready(ctx, inst, res, downOrdinals(statuses))
-		}
-		return res, nil
+		_, err := b.reportQuorumLoss(ctx, v, cluster, res, false)
+		return res, err
 	}
 	if obs.result.Unhealthy != "" {
 		if err := b.explainUnready(ctx, inst, obs.result, unreadyOrdinals(inst, obs.result)); err != nil {
@@ -192,6 +188,28 @@ func (b *Backend) connectView(v *instanceView) (membership, error) {
 	return b.connect(access)
 }
 
+// reportQuorumLoss asks every member for its status and, when fewer than a quorum of the
+// voting members answer, fills res with the loss (the members that answer, why the others'
+// pods do not run, and with listUnhealthy what each member that did not answer said) and
+// reports true.
+func (b *Backend) reportQuorumLoss(ctx context.Context, v *instanceView, cluster membership, res *backend.Result, listUnhealthy bool) (bool, error) {
+	statuses := cluster.Statuses(ctx)
+	if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost == "" {
+		return false, nil
+	}
+	res.Members = v.answeringMembers(statuses)
+	if listUnhealthy {
+		var unhealthy []string
+		for i, st := range statuses {
+			if !st.Healthy {
+				unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", backend.MemberName(v.inst.Name, i), st.Err))
+			}
+		}
+		res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
+	}
+	return true, b.explainUnready(ctx, v.inst, res, downOrdinals(statuses))
+}
+
 // noReadyMember reports on an instance none of whose pods is ready. Once the cluster has
 // more than one member that is a quorum loss when fewer than a majority answer at all (their
 // pods crash, are gone or lost their volumes): the StatefulSet starts pods one at a time and
@@ -201,17 +219,8 @@ func (b *Backend) noReadyMember(ctx context.Context, v *instanceView, cluster me
 	inst := v.inst
 	res := &backend.Result{Members: v.podMembers()}
 	if v.replicas() > 1 {
-		statuses := cluster.Statuses(ctx)
-		if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost != "" {
-			res.Members = v.answeringMembers(statuses)
-			var unhealthy []string
-			for i, st := range statuses {
-				if !st.Healthy {
-					unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", backend.MemberName(inst.Name, i), st.Err))
-				}
-			}
-			res.Unhealthy = "unhealthy members: " + strings.Join(unhealthy, "; ")
-			return res, b.explainUnready(ctx, inst, res, downOrdinals(statuses))
+		if lost, err := b.reportQuorumLoss(ctx, v, cluster, res, true); lost || err != nil {
+			return res, err
 		}
 	}
 	res.Step, res.StepReason = fmt.Sprintf("waiting for member %s to start", backend.MemberName(inst.Name, 0)), backend.StepDeploying

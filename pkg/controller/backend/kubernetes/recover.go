@@ -194,14 +194,9 @@ func (b *Backend) continueRecovery(ctx context.Context, v *instanceView, s *seed
 		Step: fmt.Sprintf("recovering from member %s: member %s starts a new cluster from its data", s.Recover, first)}
 	survivor := ordinalOf(inst, s.Recover)
 	if !s.Seeded {
-		for o := 1; o < s.Replaced; o++ {
-			if o == survivor {
-				continue
-			}
-			if stopped, err := b.discardMember(ctx, v, s, o); err != nil || !stopped {
-				res.Step += fmt.Sprintf(": waiting for member %s of the old cluster to stop", backend.MemberName(inst.Name, o))
-				return res, err
-			}
+		if waiting, err := b.discardOldMembers(ctx, v, s, survivor); err != nil || waiting != "" {
+			res.Step += fmt.Sprintf(": waiting for member %s of the old cluster to stop", waiting)
+			return res, err
 		}
 		running, err := b.restartSeeded(ctx, v, s, res)
 		if err != nil || !running {
@@ -211,12 +206,10 @@ func (b *Backend) continueRecovery(ctx context.Context, v *instanceView, s *seed
 			return res, err
 		}
 	}
-	for o := 1; o < s.Replaced; o++ {
-		if stopped, err := b.discardMember(ctx, v, s, o); err != nil || !stopped {
-			res.Step = fmt.Sprintf("recovered from member %s into member %s: waiting for member %s of the old cluster to stop",
-				s.Recover, first, backend.MemberName(inst.Name, o))
-			return res, err
-		}
+	if waiting, err := b.discardOldMembers(ctx, v, s, -1); err != nil || waiting != "" {
+		res.Step = fmt.Sprintf("recovered from member %s into member %s: waiting for member %s of the old cluster to stop",
+			s.Recover, first, waiting)
+		return res, err
 	}
 	if err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, annotationSeed) }); err != nil {
 		return res, err
@@ -227,8 +220,23 @@ func (b *Backend) continueRecovery(ctx context.Context, v *instanceView, s *seed
 	return res, nil
 }
 
+// discardOldMembers discards the members of the old cluster above 0 but keep, in order, and
+// names the first one still stopping ("" once every one is gone).
+func (b *Backend) discardOldMembers(ctx context.Context, v *instanceView, s *seed, keep int) (string, error) {
+	for o := 1; o < s.Replaced; o++ {
+		if o == keep {
+			continue
+		}
+		if stopped, err := b.discardMember(ctx, v, s, o); err != nil || !stopped {
+			return backend.MemberName(v.inst.Name, o), err
+		}
+	}
+	return "", nil
+}
+
 // restartSeeded restarts member 0 through the seed init container unless its pod was created
-// from the recovery's template, and reports whether it runs, ready.
+// from the template of the seed s (a restore's or a recovery's), and reports whether it runs,
+// ready.
 func (b *Backend) restartSeeded(ctx context.Context, v *instanceView, s *seed, res *backend.Result) (bool, error) {
 	inst := v.inst
 	pods := b.opts.Client.CoreV1().Pods(inst.Namespace)

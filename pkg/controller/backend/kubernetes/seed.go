@@ -366,24 +366,9 @@ func (b *Backend) continueSeed(ctx context.Context, v *instanceView, s *seed) (*
 			return res, err
 		}
 	}
-	pod, err := pods.Get(ctx, first, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return res, nil // the StatefulSet creates it
-	case err != nil:
+	// Member 0 of the replaced cluster stops; its pod comes back seeded.
+	if running, err := b.restartSeeded(ctx, v, s, res); err != nil || !running {
 		return res, err
-	case pod.Annotations[annotationPodSeed] != s.ID:
-		// Member 0 of the replaced cluster: stop it; its pod comes back seeded.
-		if pod.DeletionTimestamp == nil {
-			if err := pods.Delete(ctx, first, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}}); err != nil && !apierrors.IsNotFound(err) {
-				return res, err
-			}
-		}
-		res.Step += fmt.Sprintf(": stopping member %s of the replaced cluster", first)
-		return res, nil
-	case !podReady(pod):
-		res.Step += ": waiting for it to start"
-		return res, b.explainUnready(ctx, inst, res, []int{0})
 	}
 	return res, b.endSeed(ctx, v, s, res)
 }
