@@ -116,6 +116,11 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	// Nothing else writes the volume while the seed runs: a spool file there is what an
+	// earlier attempt left when it crashed (a download or a copy of the own database).
+	if _, err := snapshot.RemoveStaleSpool(volume, time.Now()); err != nil {
+		return nil, err
+	}
 	res := &Result{}
 	start := time.Now()
 	var path string
@@ -178,23 +183,15 @@ func copyOwnDatabase(cfg Config, volume string) (string, error) {
 		return "", err
 	}
 	defer func() { _ = src.Close() }()
-	tmp := path + ".tmp"
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", err
-	}
-	_, err = io.CopyBuffer(dst, src, make([]byte, 256*1024))
+	// Written to a file of its own, synced, then renamed: a crash never leaves half a copy
+	// under the name the next attempt resumes from.
+	tmp, _, err := snapshot.Receive(src, volume, 0)
 	if err == nil {
-		err = dst.Sync()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
+		if err = os.Rename(tmp, path); err != nil {
+			_ = os.Remove(tmp)
+		}
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
 		return "", fmt.Errorf("copying the database of member %s: %w", cfg.Member.Name, err)
 	}
 	return path, syncDir(volume)

@@ -246,8 +246,16 @@ func TestSeedFromOwnData(t *testing.T) {
 		if err := os.RemoveAll(removed); err != nil {
 			t.Fatal(err)
 		}
+		// What the crashed attempt's copy in progress left.
+		spool := filepath.Join(volume, "snapshot-crashed.part")
+		if err := os.WriteFile(spool, []byte("half a copy"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := Seed(ctx, cfg); err != nil {
 			t.Fatalf("resuming from the copy (%s removed): %v", removed, err)
+		}
+		if _, err := os.Stat(spool); !os.IsNotExist(err) {
+			t.Fatalf("the crashed attempt's spool file is still on the volume: %v", err)
 		}
 		if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < len(kvs) {
 			t.Fatalf("resumed (%s removed): %+v, %v", removed, st, err)

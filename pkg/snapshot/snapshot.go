@@ -184,12 +184,10 @@ func Verify(ctx context.Context, path string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	info.SHA256 = sum
-	status, err := Status(ctx, path)
-	if err != nil {
+	if info, err = databaseInfo(ctx, path, info.Size); err != nil {
 		return nil, err
 	}
-	info.Revision, info.TotalKeys, info.StorageVersion = status.Revision, status.TotalKey, status.Version
+	info.SHA256 = sum
 	return info, nil
 }
 
@@ -200,11 +198,17 @@ func VerifyDatabase(ctx context.Context, path string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	return databaseInfo(ctx, path, st.Size())
+}
+
+// databaseInfo is what etcdutl's snapshot status reads from the database at path, of size
+// bytes.
+func databaseInfo(ctx context.Context, path string, size int64) (*Info, error) {
 	status, err := Status(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	return &Info{Size: st.Size(), Revision: status.Revision, TotalKeys: status.TotalKey, StorageVersion: status.Version}, nil
+	return &Info{Size: size, Revision: status.Revision, TotalKeys: status.TotalKey, StorageVersion: status.Version}, nil
 }
 
 // checkTrailingHash compares the sha256 of the database part of the file with the digest that
