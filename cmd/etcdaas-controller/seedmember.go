@@ -101,7 +101,7 @@ func seedMember(ctx context.Context, args []string, getenv func(string) string) 
 	}
 	switch {
 	case f.fromOwnData:
-		cfg.FromOwnData, cfg.Source = true, nil
+		cfg.FromOwnData = true // source() gave no Source for it
 		klog.InfoS("Rebuilding the member from its own database", "member", f.member)
 	case f.fromMember != "":
 		cfg.Key = f.fromMember
