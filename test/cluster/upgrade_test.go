@@ -64,12 +64,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 		}
 	}
 
-	leader := ""
-	for _, m := range inst.Status.Members {
-		if m.Leader {
-			leader = m.Name
-		}
-	}
+	leader := leaderOf(inst)
 	start := time.Now()
 	mustRun(t, pinned, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+to+`"}}`)
 	maxDown := 0
@@ -77,13 +72,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 		if inst.Status.Phase != v1beta1.PhaseRunning {
 			t.Errorf("phase %s during the upgrade: %s", inst.Status.Phase, describe(inst))
 		}
-		down := 0
-		for _, m := range inst.Status.Members {
-			if !m.Ready {
-				down++
-			}
-		}
-		maxDown = max(maxDown, down)
+		maxDown = max(maxDown, notReady(inst))
 	})
 	if err != nil {
 		dumpNamespace(t, e.c, ns)
