@@ -315,6 +315,12 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopped := false
+	t.Cleanup(func() { // a failure before the restart must not leave it running
+		if !stopped {
+			_ = old.Stop()
+		}
+	})
 	jsonConfig := old.Config()
 	jsonConfig.ContentType = runtime.ContentTypeJSON
 	oldClient, err := versioned.NewForConfig(jsonConfig)
@@ -339,6 +345,7 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 			t.Fatalf("the JSON server stored %s as %.40q", name, value)
 		}
 	}
+	stopped = true
 	if err := old.Stop(); err != nil {
 		t.Fatal(err)
 	}
