@@ -41,12 +41,14 @@ func (e *ctlEnv) scrape() map[string]*dto.MetricFamily {
 	return families
 }
 
-// sample returns the value of the family's series with the labels, and whether there is one.
+// sample returns the sum of the values of the family's series that have the labels (a series
+// has others too: apiserver_request_total's verb and code), and whether there is one.
 func sample(families map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
 	f := families[name]
 	if f == nil {
 		return 0, false
 	}
+	sum, found := 0.0, false
 	for _, m := range f.GetMetric() {
 		match := true
 		for k, v := range labels {
@@ -63,14 +65,14 @@ func sample(families map[string]*dto.MetricFamily, name string, labels map[strin
 		}
 		switch {
 		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
+			sum, found = sum+m.GetGauge().GetValue(), true
 		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
+			sum, found = sum+m.GetCounter().GetValue(), true
 		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
+			sum, found = sum+float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
-	return 0, false
+	return sum, found
 }
 
 // TestStandaloneMetricsIncludeTheController creates an instance and scales it to 3, then reads
