@@ -30,7 +30,7 @@ type Member struct {
 	QuotaBackendBytes                     int64
 	MaxLearners                           int
 	// LogLevel is etcd's log level (default "warn"); LogOutput is a file, or
-	// embed.StdErrLogOutput. etcd logs expected events (such as a stopping member's closed
+	// embed.StdErrLogOutput (the default). etcd logs expected events (such as a stopping member's closed
 	// listeners) as errors, which is why it gets a file of its own by default.
 	LogLevel, LogOutput string
 	// ForceNewCluster restarts a member with data as the only member of a new cluster that
@@ -86,14 +86,17 @@ func (m Member) Config() (*embed.Config, error) {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "warn"
 	}
-	if m.LogOutput != "" {
-		cfg.LogOutputs = []string{m.LogOutput}
+	cfg.LogOutputs = []string{m.LogOutput}
+	if m.LogOutput == "" {
+		cfg.LogOutputs = []string{embed.StdErrLogOutput}
 	}
 	return cfg, nil
 }
 
 // Start starts m. It does not wait for the member to serve: members of one cluster restarted
-// together need each other for quorum (see WaitReady).
+// together need each other for quorum (see WaitReady). A panic etcd raises while the member
+// bootstraps is returned as an error wrapping a *PanicError; the member's database then stays
+// open until the process exits, and a later Start of it fails (see startEtcd).
 func Start(m Member) (*Etcd, error) {
 	cfg, err := m.Config()
 	if err != nil {
@@ -101,7 +104,7 @@ func Start(m Member) (*Etcd, error) {
 	}
 	gate := &rpcGate{}
 	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, gate.serverOptions()...)
-	e, err := embed.StartEtcd(cfg)
+	e, err := startEtcd(m.Name, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,134 @@
+package embedetcd
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcdaas/etcdaas/pkg/loopback"
+)
+
+// limitFileSize makes the process unable to grow a file past limit bytes (RLIMIT_FSIZE: writes
+// past it fail with EFBIG), as a full disk would, until the returned function restores it.
+func limitFileSize(t *testing.T, limit uint64) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lowered := old
+	lowered.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore = func() {
+		if restored {
+			return
+		}
+		restored = true
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+func soloMember(t *testing.T, dir, name string) Member {
+	t.Helper()
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Member{
+		Name: name, Dir: filepath.Join(dir, name),
+		PeerURL: "http://" + loopback.HostPort(ports[0]), ClientURL: "http://" + loopback.HostPort(ports[1]),
+		LogOutput: filepath.Join(dir, name+".log"),
+	}
+}
+
+// etcd 3.7 panics ("failed to create WAL") when it cannot preallocate a new member's 64 MiB WAL
+// segment, as on a full disk. The member must fail alone, with the cause, and the process go on.
+func TestABootstrapPanicFailsThatMemberOnly(t *testing.T) {
+	dir := t.TempDir()
+	failing := soloMember(t, dir, "full")
+	restore := limitFileSize(t, 16<<20)
+	e, err := Start(failing)
+	restore()
+	if err == nil {
+		e.Close()
+		t.Fatal("a member whose WAL could not be created started")
+	}
+	var p *PanicError
+	if !errors.As(err, &p) || p.Message != "failed to create WAL" || !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("want etcd's panic with the WAL's EFBIG, got %v", err)
+	}
+	if want := "member full could not start: etcd panicked: failed to create WAL: "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error %q does not start with %q", err, want)
+	}
+
+	// Its database stayed open: another start is refused rather than waiting for its lock
+	// forever.
+	if _, err := Start(failing); err == nil || !strings.Contains(err.Error(), "a start of it that failed in this process") {
+		t.Fatalf("a second start of the failed member: %v", err)
+	}
+	// Its listeners are referenced by nothing: a garbage collection closes them.
+	for _, u := range []string{failing.PeerURL, failing.ClientURL} {
+		port := portOf(t, u)
+		for i := 0; !loopback.PortFree(port); i++ {
+			if i == 50 {
+				t.Fatalf("the failed member's listener on %s stayed open", u)
+			}
+			runtime.GC()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// The process goes on: the member starts afresh, on the same ports, once its data is gone.
+	if err := os.RemoveAll(failing.Dir); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Start(failing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := WaitReady(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{failing.ClientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func portOf(t *testing.T, rawURL string) int {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
