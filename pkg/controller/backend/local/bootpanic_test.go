@@ -1,0 +1,46 @@
+package local
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAMemberWhoseStartPanicsFailsOnlyItsInstance gives a new instance no room for its first
+// member's 64 MB WAL (a 32 MiB file size limit, as a nearly full disk; its database, 16 MiB
+// and some pages, fits): etcd panics while that member bootstraps. The instance's Sync reports why, a later Sync is refused rather than hanging on
+// the database etcd left open, and the process goes on serving the other instance.
+func TestAMemberWhoseStartPanicsFailsOnlyItsInstance(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	defer func() { _ = b.Close() }()
+	converge(t, b, instance("ok", 1, false))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	limited := old
+	limited.Cur = 32 << 20
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		t.Fatal(err)
+	}
+	full := instance("full", 1, false)
+	_, err := b.Sync(ctx, full)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "member full-0 could not start: etcd panicked: failed to create WAL: file too large") {
+		t.Fatalf("first sync of the instance without room: %v", err)
+	}
+	if _, err := b.Sync(ctx, full); err == nil || !strings.Contains(err.Error(), "still open elsewhere") {
+		t.Fatalf("second sync of the instance without room: %v", err)
+	}
+
+	if _, err := memberClient(t, b, "ok").Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("the other instance after the panic: %v", err)
+	}
+}
