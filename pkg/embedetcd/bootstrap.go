@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 
 	"go.etcd.io/etcd/client/pkg/v3/logutil"
@@ -36,11 +38,23 @@ func (e *PanicError) Error() string {
 
 func (e *PanicError) Unwrap() error { return e.Err }
 
-// panicWithError is the panic hook of a member's logger: etcd's lg.Panic raises a *PanicError
-// carrying the error logged with the message rather than the bare message.
-type panicWithError struct{}
+// memberLogHooks are the panic and fatal hooks of a member's logger. etcd's lg.Panic raises a
+// *PanicError carrying the error logged with the message rather than the bare message. Once the
+// member was abandoned (its bootstrap panicked), its leftover goroutines only end themselves on
+// lg.Panic or lg.Fatal: its database's commit goroutine, whose commit of what the bootstrap
+// wrote can fail on a full disk (lg.Fatal), would otherwise exit the whole process.
+type memberLogHooks struct{ abandoned atomic.Bool }
 
-func (panicWithError) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+func (h *memberLogHooks) options() []zap.Option {
+	return []zap.Option{zap.WithPanicHook(panicHook{h}), zap.WithFatalHook(fatalHook{h})}
+}
+
+type panicHook struct{ *memberLogHooks }
+
+func (h panicHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	if h.abandoned.Load() {
+		runtime.Goexit()
+	}
 	p := &PanicError{Message: ce.Message}
 	for _, f := range fields {
 		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
@@ -50,19 +64,30 @@ func (panicWithError) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) 
 	panic(p)
 }
 
+type fatalHook struct{ *memberLogHooks }
+
+func (h fatalHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	if h.abandoned.Load() {
+		runtime.Goexit()
+	}
+	zapcore.WriteThenFatal.OnWrite(ce, fields)
+}
+
 // startEtcd is embed.StartEtcd, with a panic etcd raises through its logger while the member
 // bootstraps returned as an error wrapping a *PanicError. Other panics (bugs) are not recovered.
 //
 // Such a panic leaks what etcd had opened: StartEtcd closes its listeners only on a returned
 // error, but nothing references them after the panic, so a garbage collection closes them (their
 // finalizers) and frees their ports. The member's database, though, stays open and locked until
-// the process exits: its commit goroutine references it and nothing can close it from here. A
-// later start of the member would wait for that lock forever; checkDatabaseUnlocked refuses it.
+// the process exits: its commit goroutine references it and nothing can close it from here (see
+// memberLogHooks for that goroutine's end). A later start of the member would wait for that
+// lock forever; checkDatabaseUnlocked refuses it.
 func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
 	if err := checkDatabaseUnlocked(name, cfg.Dir); err != nil {
 		return nil, err
 	}
-	lg, err := panicHookedLogger(cfg)
+	hooks := &memberLogHooks{}
+	lg, err := hookedLogger(cfg, hooks)
 	if err != nil {
 		return nil, fmt.Errorf("logger of member %s: %w", name, err)
 	}
@@ -76,21 +101,21 @@ func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
 		if !ok {
 			panic(r)
 		}
+		hooks.abandoned.Store(true)
 		e, err = nil, fmt.Errorf("member %s could not start: %w", name, p)
 	}()
 	return embed.StartEtcd(cfg)
 }
 
-// panicHookedLogger is the logger etcd builds from cfg's LogOutputs and LogLevel, with its
-// lg.Panic raising a *PanicError.
-func panicHookedLogger(cfg *embed.Config) (*zap.Logger, error) {
+// hookedLogger is the logger etcd builds from cfg's LogOutputs and LogLevel, with hooks.
+func hookedLogger(cfg *embed.Config, hooks *memberLogHooks) (*zap.Logger, error) {
 	level, err := zap.ParseAtomicLevel(cfg.LogLevel)
 	if err != nil {
 		return nil, err
 	}
 	zc := logutil.DefaultZapLoggerConfig
 	zc.Level, zc.OutputPaths, zc.ErrorOutputPaths = level, cfg.LogOutputs, cfg.LogOutputs
-	return zc.Build(zap.WithPanicHook(panicWithError{}))
+	return zc.Build(hooks.options()...)
 }
 
 // checkDatabaseUnlocked fails if the database of the member with data directory dir is locked

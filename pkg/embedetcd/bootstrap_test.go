@@ -134,3 +134,38 @@ func portOf(t *testing.T, rawURL string) int {
 	}
 	return port
 }
+
+// After an abandoned member's bootstrap, what it left running (its database's commit
+// goroutine) only ends itself on etcd's lg.Fatal or lg.Panic, logged to the member's log: the
+// process, with every other member, goes on.
+func TestAnAbandonedMembersFatalEndsOnlyItsGoroutine(t *testing.T) {
+	cfg, err := Member{Name: "gone", PeerURL: "http://127.0.0.1:1", ClientURL: "http://127.0.0.1:2", LogOutput: filepath.Join(t.TempDir(), "gone.log")}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := &memberLogHooks{}
+	lg, err := hookedLogger(cfg, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks.abandoned.Store(true)
+	for _, logFatally := range []func(string, ...zap.Field){lg.Fatal, lg.Panic} {
+		ended, went := make(chan struct{}), false
+		go func() {
+			defer close(ended)
+			logFatally("failed to commit tx", zap.Error(syscall.ENOSPC))
+			went = true
+		}()
+		<-ended
+		if went {
+			t.Fatal("the goroutine went on after a fatal log")
+		}
+	}
+	logged, err := os.ReadFile(cfg.LogOutputs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(logged), `"msg":"failed to commit tx","error":"no space left on device"`); got != 2 {
+		t.Fatalf("%d of 2 fatal entries logged:\n%s", got, logged)
+	}
+}
