@@ -3,7 +3,6 @@ package embedetcd
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -16,34 +15,40 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// etcd 3.7 panics through its logger (lg.Panic) instead of returning an error on some
-// failures while a member bootstraps, such as a WAL it cannot create on a full disk. Unrecovered,
-// such a panic ends the whole process, and with it every other member this process runs.
+// etcd 3.7 panics (lg.Panic) or exits (lg.Fatal) through its logger instead of returning an
+// error on some failures while a member bootstraps, such as a WAL it cannot create on a full
+// disk. Either ends the whole process, and with it every other member this process runs.
 
-// PanicError is a panic etcd raised through a member's logger (lg.Panic). Start returns one
-// raised while the member bootstrapped as an error.
-type PanicError struct {
-	// Message is what etcd logged, and Err the error it logged with it, if any (such as "no
-	// space left on device").
+// BootstrapError is a failure etcd raised through a member's logger (lg.Panic, or lg.Fatal
+// while the member starts) instead of returning an error. Start returns one raised while the
+// member bootstrapped as an error.
+type BootstrapError struct {
+	// Fatal tells lg.Fatal from lg.Panic. Message is what etcd logged, and Err the error it
+	// logged with it, if any (such as "no space left on device").
+	Fatal   bool
 	Message string
 	Err     error
 }
 
-func (e *PanicError) Error() string {
-	if e.Err == nil {
-		return "etcd panicked: " + e.Message
+func (e *BootstrapError) Error() string {
+	msg := "etcd panicked: " + e.Message
+	if e.Fatal {
+		msg = "etcd failed fatally: " + e.Message
 	}
-	return fmt.Sprintf("etcd panicked: %s: %v", e.Message, e.Err)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
 
-func (e *PanicError) Unwrap() error { return e.Err }
+func (e *BootstrapError) Unwrap() error { return e.Err }
 
-// memberLogHooks are the panic and fatal hooks of a member's logger. etcd's lg.Panic raises a
-// *PanicError carrying the error logged with the message rather than the bare message. Once the
-// member was abandoned (its bootstrap panicked), its leftover goroutines only end themselves on
-// lg.Panic or lg.Fatal: its database's commit goroutine, whose commit of what the bootstrap
-// wrote can fail on a full disk (lg.Fatal), would otherwise exit the whole process.
-type memberLogHooks struct{ abandoned atomic.Bool }
+// memberLogHooks are the panic and fatal hooks of a member's logger. etcd's lg.Panic, and its
+// lg.Fatal while the member starts, raise a *BootstrapError carrying the error logged with the
+// message. Once the member was abandoned (its start failed so), its leftover goroutines only
+// end themselves on lg.Panic or lg.Fatal: its database's commit goroutine, whose commit of what
+// the bootstrap wrote can fail on a full disk (lg.Fatal), would otherwise exit the process.
+type memberLogHooks struct{ starting, abandoned atomic.Bool }
 
 func (h *memberLogHooks) options() []zap.Option {
 	return []zap.Option{zap.WithPanicHook(panicHook{h}), zap.WithFatalHook(fatalHook{h})}
@@ -55,33 +60,42 @@ func (h panicHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
 	if h.abandoned.Load() {
 		runtime.Goexit()
 	}
-	p := &PanicError{Message: ce.Message}
-	for _, f := range fields {
-		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
-			p.Err = err
-		}
-	}
-	panic(p)
+	panic(bootstrapError(false, ce, fields))
 }
 
 type fatalHook struct{ *memberLogHooks }
 
 func (h fatalHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
-	if h.abandoned.Load() {
+	switch {
+	case h.abandoned.Load():
 		runtime.Goexit()
+	case h.starting.Load():
+		panic(bootstrapError(true, ce, fields))
 	}
 	zapcore.WriteThenFatal.OnWrite(ce, fields)
 }
 
-// startEtcd is embed.StartEtcd, with a panic etcd raises through its logger while the member
-// bootstraps returned as an error wrapping a *PanicError. Other panics (bugs) are not recovered.
+func bootstrapError(fatal bool, ce *zapcore.CheckedEntry, fields []zapcore.Field) *BootstrapError {
+	e := &BootstrapError{Fatal: fatal, Message: ce.Message}
+	for _, f := range fields {
+		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
+			e.Err = err
+		}
+	}
+	return e
+}
+
+// startEtcd is embed.StartEtcd, with a panic or fatal error etcd raises through its logger
+// while the member bootstraps returned as an error wrapping a *BootstrapError. Other panics
+// (bugs) are not recovered. One raised on another goroutine of the member (its database's commit
+// goroutine) meanwhile still ends the process, as a panic.
 //
-// Such a panic leaks what etcd had opened: StartEtcd closes its listeners only on a returned
+// Such a failure leaks what etcd had opened: StartEtcd closes its listeners only on a returned
 // error, but nothing references them after the panic, so a garbage collection closes them (their
-// finalizers) and frees their ports. The member's database, though, stays open and locked until
-// the process exits: its commit goroutine references it and nothing can close it from here (see
-// memberLogHooks for that goroutine's end). A later start of the member would wait for that
-// lock forever; checkDatabaseUnlocked refuses it.
+// finalizers) and frees their ports. The member's database, if etcd had opened it, stays open
+// and locked until the process exits: its commit goroutine references it and nothing can close
+// it from here (see memberLogHooks for that goroutine's end). A later start of the member would
+// wait for that lock forever; checkDatabaseUnlocked refuses it.
 func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
 	if err := checkDatabaseUnlocked(name, cfg.Dir); err != nil {
 		return nil, err
@@ -92,17 +106,19 @@ func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
 		return nil, fmt.Errorf("logger of member %s: %w", name, err)
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	hooks.starting.Store(true)
 	defer func() {
+		hooks.starting.Store(false)
 		r := recover()
 		if r == nil {
 			return
 		}
-		p, ok := r.(*PanicError)
+		be, ok := r.(*BootstrapError)
 		if !ok {
 			panic(r)
 		}
 		hooks.abandoned.Store(true)
-		e, err = nil, fmt.Errorf("member %s could not start: %w", name, p)
+		e, err = nil, fmt.Errorf("member %s could not start: %w", name, be)
 	}()
 	return embed.StartEtcd(cfg)
 }
@@ -125,11 +141,8 @@ func hookedLogger(cfg *embed.Config, hooks *memberLogHooks) (*zap.Logger, error)
 func checkDatabaseUnlocked(name, dir string) error {
 	path := datadir.ToBackendFileName(dir)
 	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
 	if err != nil {
-		return fmt.Errorf("member %s cannot start: %w", name, err)
+		return nil // none yet, or one etcd reports it cannot open
 	}
 	defer func() { _ = f.Close() }() // closing it releases the lock taken below
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

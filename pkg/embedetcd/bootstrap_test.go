@@ -73,7 +73,7 @@ func TestABootstrapPanicFailsThatMemberOnly(t *testing.T) {
 		e.Close()
 		t.Fatal("a member whose WAL could not be created started")
 	}
-	var p *PanicError
+	var p *BootstrapError
 	if !errors.As(err, &p) || p.Message != "failed to create WAL" || !errors.Is(err, syscall.EFBIG) {
 		t.Fatalf("want etcd's panic with the WAL's EFBIG, got %v", err)
 	}
@@ -133,6 +133,50 @@ func portOf(t *testing.T, rawURL string) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// etcd 3.7 exits the process (lg.Fatal) when it cannot create a member's snapshot directory,
+// here because a file is in its place. Only that member fails, before etcd opened its database:
+// once the file is gone it starts.
+func TestABootstrapFatalFailsThatMemberOnly(t *testing.T) {
+	m := soloMember(t, t.TempDir(), "blocked")
+	snapDir := filepath.Join(m.Dir, "member", "snap")
+	if err := os.MkdirAll(filepath.Dir(snapDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(snapDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Start(m)
+	if err == nil {
+		e.Close()
+		t.Fatal("a member without a snapshot directory started")
+	}
+	var be *BootstrapError
+	if !errors.As(err, &be) || !be.Fatal || !errors.Is(err, syscall.ENOTDIR) {
+		t.Fatalf("want etcd's fatal error with ENOTDIR, got %v", err)
+	}
+	if want := "member blocked could not start: etcd failed fatally: failed to create snapshot directory: "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error %q does not start with %q", err, want)
+	}
+	if err := os.Remove(snapDir); err != nil {
+		t.Fatal(err)
+	}
+	// Its listeners are closed by a garbage collection (see startEtcd); it may take new ports.
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.PeerURL, m.ClientURL = "http://"+loopback.HostPort(ports[0]), "http://"+loopback.HostPort(ports[1])
+	if e, err = Start(m); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := WaitReady(ctx, e); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // After an abandoned member's bootstrap, what it left running (its database's commit

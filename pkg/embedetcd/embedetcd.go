@@ -94,9 +94,10 @@ func (m Member) Config() (*embed.Config, error) {
 }
 
 // Start starts m. It does not wait for the member to serve: members of one cluster restarted
-// together need each other for quorum (see WaitReady). A panic etcd raises while the member
-// bootstraps is returned as an error wrapping a *PanicError; the member's database then stays
-// open until the process exits, and a later Start of it fails (see startEtcd).
+// together need each other for quorum (see WaitReady). A panic or fatal error etcd raises while
+// the member bootstraps is returned as an error wrapping a *BootstrapError; if etcd had opened
+// the member's database, it stays open until the process exits, and a later Start of the member
+// fails (see startEtcd).
 func Start(m Member) (*Etcd, error) {
 	cfg, err := m.Config()
 	if err != nil {
