@@ -19,6 +19,7 @@ import (
 
 	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 	"github.com/etcdaas/etcdaas/test/integration/framework"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
 // shared is the server most tests use, each in its own namespace; restart tests start their own.
@@ -29,17 +30,13 @@ var shared *framework.Server
 // on a server and members of its own, so more of them than go test's default (GOMAXPROCS, 2
 // on the development machine) share the cores well; the tests that measure memory or
 // throughput are not parallel and run alone before them.
-const parallelTests = "4"
+const parallelTests = 4
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		if err := flag.Set("test.parallel", parallelTests); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	if err := testenv.DefaultParallel(parallelTests); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	dir, err := os.MkdirTemp("", "etcdaas-integration-")
 	if err != nil {
