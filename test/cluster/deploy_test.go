@@ -30,6 +30,9 @@ type etcdaasInstall struct {
 // step fails after 45s (--upgrade-step-timeout) and a member failing for a minute is
 // replaced (--member-repair-grace-period), so that the failed-roll and repair scenarios do
 // not wait the defaults' 5 minutes; a member restart takes a few seconds on this node.
+// etcdaas's own pods request 10m of CPU instead of deploy/'s 50m-100m: the node has 2 cores
+// to allocate, and the scenarios side by side run up to 18 members requesting 100m each (a
+// member that cannot be scheduled stops a roll like one that cannot start).
 const deployOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -61,6 +64,16 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/command/-
       value: --member-repair-grace-period=60s
+- target:
+    kind: Deployment
+  patch: &cpu |-
+    - op: replace
+      path: /spec/template/spec/containers/0/resources/requests/cpu
+      value: 10m
+- target:
+    kind: StatefulSet
+    name: etcdaas-etcd
+  patch: *cpu
 `
 
 const servingCertSecret = `apiVersion: v1
