@@ -79,10 +79,12 @@ NON_CLUSTER_PACKAGES = $$($(GO) list ./... | grep -v '/test/cluster')
 ## test: everything — verify, unit, integration and e2e, then the cluster tier
 # tools-node is built at the lowest CPU priority while the other packages' tests run:
 # they mostly wait, so on a cold machine the build takes their idle time instead of minutes of
-# its own, and a test that needs the CPU always gets it first. Its log follows theirs.
+# its own, and a test that needs the CPU always gets it first. Its log follows theirs. It runs
+# in a process group of its own (set -m), stopped with the tests when make is interrupted.
 test: prefetch verify tools
-	@mkdir -p $(OUTPUT); \
-	nice -n 19 bash -c '$(TOOLS_NODE)' > $(OUTPUT)/tools-node.log 2>&1 & node=$$!; \
+	@mkdir -p $(OUTPUT); set -m; \
+	nice -n 19 bash -c '$(TOOLS_NODE)' > $(OUTPUT)/tools-node.log 2>&1 & node=$$!; set +m; \
+	trap 'kill -- -$$node 2>/dev/null' INT TERM; \
 	$(GO) test $(GO_TEST_FLAGS) -timeout 60m $(NON_CLUSTER_PACKAGES); tests=$$?; \
 	wait $$node; built=$$?; cat $(OUTPUT)/tools-node.log; \
 	[ $$tests -eq 0 ] && [ $$built -eq 0 ]

@@ -87,17 +87,18 @@ func bootstrapError(fatal bool, ce *zapcore.CheckedEntry, fields []zapcore.Field
 
 // startEtcd is embed.StartEtcd, with a panic or fatal error etcd raises through its logger
 // while the member bootstraps returned as an error wrapping a *BootstrapError. Other panics
-// (bugs) are not recovered. One raised on another goroutine of the member (its database's commit
-// goroutine) meanwhile still ends the process, as a panic.
+// (bugs) are not recovered. One raised on another goroutine of the member meanwhile still ends
+// the process, as a panic: etcd opens the database on a goroutine of its own, and a database
+// it cannot open (lg.Panic "failed to open database") ends the process there.
 //
 // Such a failure leaks what etcd had opened: StartEtcd closes its listeners only on a returned
 // error, but nothing references them after the panic, so a garbage collection closes them (their
 // finalizers) and frees their ports. The member's database, if etcd had opened it, stays open
 // and locked until the process exits: its commit goroutine references it and nothing can close
 // it from here (see memberLogHooks for that goroutine's end). A later start of the member would
-// wait for that lock forever; checkDatabaseUnlocked refuses it.
+// wait for that lock forever; CheckDatabaseUnlocked refuses it.
 func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
-	if err := checkDatabaseUnlocked(name, cfg.Dir); err != nil {
+	if err := CheckDatabaseUnlocked(name, cfg.Dir); err != nil {
 		return nil, err
 	}
 	hooks := &memberLogHooks{}
@@ -107,10 +108,14 @@ func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	hooks.starting.Store(true)
+	// The member is abandoned before starting ends, so that no leftover goroutine's lg.Fatal
+	// falls between the two and exits the process; an ordinary start error abandons it too
+	// (etcd may return one with the database still open, its commit goroutine running).
 	defer func() {
-		hooks.starting.Store(false)
+		defer hooks.starting.Store(false)
 		r := recover()
 		if r == nil {
+			hooks.abandoned.Store(err != nil)
 			return
 		}
 		be, ok := r.(*BootstrapError)
@@ -134,11 +139,11 @@ func hookedLogger(cfg *embed.Config, hooks *memberLogHooks) (*zap.Logger, error)
 	return zc.Build(hooks.options()...)
 }
 
-// checkDatabaseUnlocked fails if the database of the member with data directory dir is locked
-// (flock) by another open copy, where etcd would wait for it without end (a start that
-// panicked leaves it open for good; so do some of etcd's own start errors, returned after it
-// opened the database).
-func checkDatabaseUnlocked(name, dir string) error {
+// CheckDatabaseUnlocked fails if the database of the member name with data directory dir is
+// locked (flock) by another open copy, where etcd, or a read-only open of it, would wait for
+// it (a start that panicked leaves it open for good; so do some of etcd's own start errors,
+// returned after it opened the database). It does not wait.
+func CheckDatabaseUnlocked(name, dir string) error {
 	path := datadir.ToBackendFileName(dir)
 	f, err := os.Open(path)
 	if err != nil {

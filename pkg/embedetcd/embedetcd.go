@@ -30,8 +30,8 @@ type Member struct {
 	QuotaBackendBytes                     int64
 	MaxLearners                           int
 	// LogLevel is etcd's log level (default "warn"); LogOutput is a file, or
-	// embed.StdErrLogOutput (the default). etcd logs expected events (such as a stopping member's closed
-	// listeners) as errors, which is why it gets a file of its own by default.
+	// embed.StdErrLogOutput (when empty). etcd logs expected events (such as a stopping
+	// member's closed listeners) as errors, which is why callers give it a file of its own.
 	LogLevel, LogOutput string
 	// ForceNewCluster restarts a member with data as the only member of a new cluster that
 	// keeps its data and member ID: etcd's --force-new-cluster, for recovering from quorum loss.

@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.uber.org/zap"
+
+	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 )
 
 // errDataLost and errDataCorrupt say why a member with data cannot start.
@@ -55,6 +57,11 @@ func checkData(dir string) error {
 	}
 	if _, err := wal.Verify(lg, walDir, from); err != nil {
 		return fmt.Errorf("%w: verifying the write-ahead log: %v", errDataCorrupt, err)
+	}
+	// A database another open copy still locks is not corrupt: that copy (a stop not finished,
+	// a start that failed in this process) holds it, and the read-only open would wait for it.
+	if err := embedetcd.CheckDatabaseUnlocked(filepath.Base(dir), dir); err != nil {
+		return err
 	}
 	db, err := bolt.Open(filepath.Join(snapDir, "db"), 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
