@@ -25,7 +25,7 @@ func TestCluster(t *testing.T) {
 	var lifecycle *lifecycleInstance
 	t.Run("scenarios", func(t *testing.T) {
 		t.Run("instance lifecycle", func(t *testing.T) { t.Parallel(); lifecycle = testInstanceLifecycle(t, e, figs) })
-		t.Run("member crash looping", func(t *testing.T) { t.Parallel(); testMemberFailing(t, e, figs) })
+		t.Run("maintenance", func(t *testing.T) { t.Parallel(); testMaintenance(t, e, figs) })
 		t.Run("rolling upgrade", func(t *testing.T) { t.Parallel(); testRollingUpgrade(t, e, figs) })
 		t.Run("TLS instance", func(t *testing.T) { t.Parallel(); testTLS(t, e) })
 		t.Run("unbound claim in the status", func(t *testing.T) { t.Parallel(); testUnboundClaim(t, e) })

@@ -15,26 +15,33 @@ import (
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
-// testMemberFailing creates a three-member instance of its own, corrupts a member's database
-// file on its volume (the node's hostPath) and restarts its pod: etcd cannot open the file,
-// the container crash loops, and once that lasted longer than the tier's
-// --member-repair-grace-period the controller replaces the member (a new member ID at the
-// same ordinal, on a new volume). The new member serves every key from its own data, and a
-// MemberReplaced Event says why.
-func testMemberFailing(t *testing.T, e *etcdaasInstall, figs *figures) {
-	const ns, name = "crashloop", "c1"
-	ctx := t.Context()
+// testMaintenance creates a three-member instance of its own for the day-2 maintenance
+// scenarios: a member crash looping, replaced; then a defragmentation.
+func testMaintenance(t *testing.T, e *etcdaasInstall, figs *figures) {
+	const ns, name = "maintenance", "c1"
 	e.createNamespace(t, ns)
 	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), fmt.Sprintf(instanceManifest, name, ns, 3, false), "apply", "-f", "-")
-	before, err := e.waitSettled(ctx, ns, name, 3, 4*time.Minute, nil)
-	if err != nil {
+	if _, err := e.waitSettled(t.Context(), ns, name, 3, 4*time.Minute, nil); err != nil {
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
 	}
+	if !t.Run("member crash looping", func(t *testing.T) { testMemberFailing(t, e, ns, name, figs) }) {
+		return
+	}
+	t.Run("defrag", func(t *testing.T) { testDefrag(t, e, ns, name, figs) })
+}
+
+// testMemberFailing corrupts a member's database file on its volume (the node's hostPath)
+// and restarts its pod: etcd cannot open the file, the container crash loops, and once that
+// lasted longer than the tier's --member-repair-grace-period the controller replaces the
+// member (a new member ID at the same ordinal, on a new volume). The new member serves every
+// key from its own data, and a MemberReplaced Event says why.
+func testMemberFailing(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures) {
+	ctx := t.Context()
 	victim := name + "-2"
 	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
 	e.mustClient(t, ns, "put-before-member-failing", "", clientURL, "put", "/before-member-failing", "kept")
-	oldID := before.Status.Members[2].ID
+	oldID := mustInstance(t, e, ns, name).Status.Members[2].ID
 
 	start := time.Now()
 	e.corruptDB(t, ns, "data-"+victim)
