@@ -102,22 +102,30 @@ func TestABootstrapPanicFailsThatMemberOnly(t *testing.T) {
 	if err := os.RemoveAll(failing.Dir); err != nil {
 		t.Fatal(err)
 	}
-	e, err = Start(failing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	startServing(t, failing)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := WaitReady(ctx, e); err != nil {
-		t.Fatal(err)
-	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{failing.ClientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cli.Close() }()
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startServing starts m and waits until it serves clients; it is closed when the test ends.
+func startServing(t *testing.T, m Member) {
+	t.Helper()
+	e, err := Start(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := WaitReady(ctx, e); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -168,15 +176,7 @@ func TestABootstrapFatalFailsThatMemberOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.PeerURL, m.ClientURL = "http://"+loopback.HostPort(ports[0]), "http://"+loopback.HostPort(ports[1])
-	if e, err = Start(m); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := WaitReady(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	startServing(t, m)
 }
 
 // After an abandoned member's bootstrap, what it left running (its database's commit
