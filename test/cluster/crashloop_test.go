@@ -16,11 +16,15 @@ import (
 )
 
 // testMaintenance creates a three-member instance of its own for the day-2 maintenance
-// scenarios: a member crash looping, replaced; then a defragmentation.
+// scenarios: a member crash looping, replaced; then a defragmentation on demand. Its
+// automatic defragmentation waits for 1Gi free (spec.defragmentation), so that no automatic
+// round takes the space the defragmentation scenario frees before its command does (the
+// default 64Mi is about what it frees).
 func testMaintenance(t *testing.T, e *etcdaasInstall, figs *figures) {
 	const ns, name = "maintenance", "c1"
 	e.createNamespace(t, ns)
-	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), fmt.Sprintf(instanceManifest, name, ns, 3, false), "apply", "-f", "-")
+	manifest := fmt.Sprintf(instanceManifest, name, ns, 3, false) + "  defragmentation:\n    freeBytes: 1Gi\n"
+	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), manifest, "apply", "-f", "-")
 	if _, err := e.waitSettled(t.Context(), ns, name, 3, 4*time.Minute, nil); err != nil {
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
