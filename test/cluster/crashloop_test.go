@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
@@ -64,18 +63,7 @@ func testMemberFailing(t *testing.T, e *etcdaasInstall, ns, name string, figs *f
 // finds the corrupt one.
 func (e *etcdaasInstall) corruptDB(t *testing.T, ns, claim string) {
 	t.Helper()
-	pvc, err := e.c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(t.Context(), claim, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pv, err := e.c.Kube.CoreV1().PersistentVolumes().Get(t.Context(), pvc.Spec.VolumeName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pv.Spec.HostPath == nil {
-		t.Fatalf("volume %s of %s is not a hostPath volume", pv.Name, claim)
-	}
-	db := filepath.Join(pv.Spec.HostPath.Path, "data", "member", "snap", "db")
+	db := filepath.Join(e.hostPathOf(t, ns, claim), "data", "member", "snap", "db")
 	st, err := os.Stat(db)
 	if err != nil {
 		t.Fatal(err)

@@ -101,6 +101,16 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 // a member started on it crashes for good; the test's end makes it readable again.
 func (e *etcdaasInstall) breakVolume(t *testing.T, ns, claim string) {
 	t.Helper()
+	dir := e.hostPathOf(t, ns, claim)
+	if err := os.Chmod(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o777) })
+}
+
+// hostPathOf is the node directory of the hostPath volume bound to claim.
+func (e *etcdaasInstall) hostPathOf(t *testing.T, ns, claim string) string {
+	t.Helper()
 	pvc, err := e.c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(t.Context(), claim, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -112,9 +122,5 @@ func (e *etcdaasInstall) breakVolume(t *testing.T, ns, claim string) {
 	if pv.Spec.HostPath == nil {
 		t.Fatalf("volume %s of %s is not a hostPath volume", pv.Name, claim)
 	}
-	dir := pv.Spec.HostPath.Path
-	if err := os.Chmod(dir, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Chmod(dir, 0o777) })
+	return pv.Spec.HostPath.Path
 }
