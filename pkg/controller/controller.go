@@ -429,8 +429,10 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 
 // requeueAfter chooses when to look at an instance again after a Sync that returned res and
 // syncErr: never after a permanent error (a spec change brings it back), with backoff after
-// an error, while work is stalled or while members are unhealthy and no step is under way, after HealthInterval
-// once converged and after StepInterval while a change is under way.
+// an error, while work is stalled or while members are unhealthy and no step is under way,
+// after HealthInterval once converged, after NoSpaceInterval (or HealthInterval if shorter)
+// while members are out of space and nothing else is wrong, and after StepInterval while a
+// change is under way.
 func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
 	if _, ok := backend.IsPermanent(syncErr); ok {
 		return 0, nil
@@ -440,6 +442,11 @@ func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Dura
 	}
 	if res != nil && res.Converged {
 		return c.opts.HealthInterval, nil
+	}
+	if waitingForSpace(res) {
+		// Compaction frees the space and sends no event: look again at a steady pace rather
+		// than with a backoff that grows while the alarm lasts.
+		return min(c.opts.HealthInterval, NoSpaceInterval), nil
 	}
 	if res != nil && (res.Stalled != "" || (res.Unhealthy != "" && res.Step == "")) {
 		return 0, errWaiting

@@ -34,6 +34,13 @@ const (
 // alarmNoSpace is the alarm etcd raises when a member's database reaches its quota.
 const alarmNoSpace = "NOSPACE"
 
+// NoSpaceInterval is how often the controller looks at an instance whose members are out of
+// space (and otherwise ready) for the space a compaction freed. Each look also makes every
+// member commit (listing alarms is a raft request), and a member reports freed space only in
+// the commits that follow it; a backoff growing while the alarm lasts would leave the instance
+// refusing writes long after its keys were compacted.
+const NoSpaceInterval = 2 * time.Second
+
 // DefragOptions configure when members are defragmented. spec.defragmentation overrides the
 // thresholds per instance.
 type DefragOptions struct {
@@ -212,6 +219,24 @@ func mayDefragment(res *backend.Result, syncErr error) bool {
 		noSpace = noSpace || slices.Contains(m.Alarms, alarmNoSpace)
 	}
 	return res.Converged || noSpace
+}
+
+// waitingForSpace reports whether res shows members that are out of space with nothing else
+// wrong: no step, no stalled work, quorum, no learner, every other member ready. Only a
+// compaction (and then a defragmentation) helps them.
+func waitingForSpace(res *backend.Result) bool {
+	if res == nil || res.Step != "" || res.Stalled != "" || res.QuorumLost != "" {
+		return false
+	}
+	noSpace := false
+	for _, m := range res.Members {
+		out := slices.Contains(m.Alarms, alarmNoSpace)
+		if m.Learner || (!m.Ready && !out) {
+			return false
+		}
+		noSpace = noSpace || out
+	}
+	return noSpace
 }
 
 // step defragments at most one member of inst after a Sync that returned res and syncErr,
