@@ -255,11 +255,18 @@ func TestBadInput(t *testing.T) {
 		"v1beta1":  `{"spec":{"tls":{"enabled":true}}}`,
 	} {
 		res := do(t, http.MethodPatch, base(version)+"/immutable", []byte(patch), "Content-Type", "application/merge-patch+json")
-		want := map[string]string{"v1alpha1": "spec.with_tls_bundle", "v1beta1": "spec.tls"}[version]
+		want := map[string]string{"v1alpha1": "spec.with_tls_bundle", "v1beta1": "spec.tls.enabled"}[version]
 		if res.code != http.StatusUnprocessableEntity {
 			t.Errorf("%s TLS change: %d %s, want 422", version, res.code, res.body)
 		} else if got := causes(res.body); len(got) == 0 || got[0] != want {
 			t.Errorf("%s TLS change: causes %v, want %s: %s", version, got, want, res.body)
+		}
+	}
+	// Spelling out plaintext, and dropping it again, changes nothing and is no TLS change.
+	for _, patch := range []string{`{"spec":{"tls":{"enabled":false}}}`, `{"spec":{"tls":null}}`} {
+		res := do(t, http.MethodPatch, base("v1beta1")+"/immutable", []byte(patch), "Content-Type", "application/merge-patch+json")
+		if res.code != http.StatusOK {
+			t.Errorf("patch %s of a plaintext instance: %d %s, want 200", patch, res.code, res.body)
 		}
 	}
 }

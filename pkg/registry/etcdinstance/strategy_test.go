@@ -94,7 +94,7 @@ func TestValidationPathsPerVersion(t *testing.T) {
 	old := instance()
 	updated := old.DeepCopy()
 	updated.Spec.TLS = &etcdaas.TLSSpec{Enabled: true}
-	for version, want := range map[string]string{"v1alpha1": "spec.with_tls_bundle", "v1beta1": "spec.tls"} {
+	for version, want := range map[string]string{"v1alpha1": "spec.with_tls_bundle", "v1beta1": "spec.tls.enabled"} {
 		errs := s.ValidateUpdate(ctxFor(version), updated, old)
 		if len(errs) != 1 || errs[0].Field != want {
 			t.Errorf("%s: errors %v, want one on %s", version, errs, want)

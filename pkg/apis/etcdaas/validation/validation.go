@@ -77,8 +77,10 @@ func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.Erro
 	specPath := field.NewPath("spec")
 	allErrs = append(allErrs, validateSpec(&newObj.Spec, specPath)...)
 	allErrs = append(allErrs, validateVersionChange(newObj, oldObj, specPath.Child("version"))...)
-	if !apiequality.Semantic.DeepEqual(newObj.Spec.TLS, oldObj.Spec.TLS) {
-		allErrs = append(allErrs, field.Invalid(specPath.Child("tls"), tlsValue(newObj.Spec.TLS), "field is immutable: TLS cannot be turned on or off after creation"))
+	// Absent and `enabled: false` both mean plaintext: a manifest that spells out or drops
+	// `tls: {enabled: false}` changes nothing.
+	if newObj.Spec.TLSEnabled() != oldObj.Spec.TLSEnabled() {
+		allErrs = append(allErrs, field.Invalid(specPath.Child("tls", "enabled"), newObj.Spec.TLSEnabled(), "field is immutable: TLS cannot be turned on or off after creation"))
 	}
 	if !apiequality.Semantic.DeepEqual(newObj.Spec.Storage, oldObj.Spec.Storage) {
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("storage"), "field is immutable after creation"))
@@ -330,13 +332,6 @@ func validateBackupInfo(info *etcdaas.BackupInfo, path *field.Path) field.ErrorL
 		allErrs = append(allErrs, field.Invalid(path.Child("sha256"), info.SHA256, "must be 64 lower-case hexadecimal digits"))
 	}
 	return allErrs
-}
-
-func tlsValue(tls *etcdaas.TLSSpec) any {
-	if tls == nil {
-		return "null"
-	}
-	return *tls
 }
 
 // v1alpha1Paths maps internal field paths to the v1alpha1 paths a client of that version

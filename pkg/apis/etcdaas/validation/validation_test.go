@@ -153,10 +153,14 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 		"replicas change": {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
 		"replicas to 10":  {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 10 }, []string{"FieldValueInvalid spec.replicas"}},
 		"turn tls on": {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} },
-			[]string{"FieldValueInvalid spec.tls"}},
+			[]string{"FieldValueInvalid spec.tls.enabled"}},
 		"turn tls off": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.TLS.Enabled = false },
-			[]string{"FieldValueInvalid spec.tls"}},
-		"keep tls": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
+			[]string{"FieldValueInvalid spec.tls.enabled"}},
+		"remove tls": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.TLS = nil },
+			[]string{"FieldValueInvalid spec.tls.enabled"}},
+		"keep tls":                     {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{Enabled: true} }, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 1 }, nil},
+		"spell out plaintext":          {func(*etcdaas.ETCDInstance) {}, func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{} }, nil},
+		"drop a spelled-out plaintext": {func(o *etcdaas.ETCDInstance) { o.Spec.TLS = &etcdaas.TLSSpec{} }, func(o *etcdaas.ETCDInstance) { o.Spec.TLS = nil }, nil},
 		"change storage": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: ptr.To(resource.MustParse("1Gi"))}
 		},
@@ -243,9 +247,12 @@ func TestForVersionNamesTheFieldTheClientSent(t *testing.T) {
 	newObj.Spec.Replicas = 10
 	errs := ValidateETCDInstanceUpdate(newObj, oldObj)
 	expect(t, ForVersion(errs, "v1alpha1"), "FieldValueInvalid spec.replicas", "FieldValueInvalid spec.with_tls_bundle")
-	expect(t, ForVersion(errs, "v1beta1"), "FieldValueInvalid spec.replicas", "FieldValueInvalid spec.tls")
-	if errs[1].Field != "spec.tls" {
+	expect(t, ForVersion(errs, "v1beta1"), "FieldValueInvalid spec.replicas", "FieldValueInvalid spec.tls.enabled")
+	if errs[1].Field != "spec.tls.enabled" {
 		t.Fatalf("ForVersion modified its input: %s", errs[1].Field)
+	}
+	if errs[1].BadValue != true {
+		t.Errorf("the TLS error shows %#v, want the value sent, true", errs[1].BadValue)
 	}
 }
 
