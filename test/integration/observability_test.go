@@ -218,6 +218,12 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			k.env = append(k.env, "KUBECONFIG="+e.srv.KubeconfigPath)
 			r := k.must("describe", "etcd", "db")
 			r.contains(t, "Events:", "MemberAdded", "MemberPromoted", "Promoted member db-2", "etcdaas-controller")
+			// kubectl get events prints kube-apiserver's columns, by its short name too.
+			r = k.must("get", "ev")
+			r.contains(t, "LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE", "MemberPromoted", "etcdinstance/db", "Promoted member db-2")
+			r.lacks(t, "CREATED AT", "SOURCE")
+			r = k.must("get", "events", "-o", "wide")
+			r.contains(t, "SUBOBJECT", "SOURCE", "FIRST SEEN", "COUNT", "NAME", "etcdaas-controller")
 		})
 	}
 }

@@ -83,8 +83,18 @@ func match(label labels.Selector, field fields.Selector) apistorage.SelectionPre
 	return apistorage.SelectionPredicate{Label: label, Field: field, GetAttrs: getAttrs}
 }
 
+// REST is the storage of Events, with kube-apiserver's short name for them.
+type REST struct {
+	*genericregistry.Store
+}
+
+var _ rest.ShortNamesProvider = &REST{}
+
+// ShortNames returns "ev", so that `kubectl get ev` works as against kube-apiserver.
+func (r *REST) ShortNames() []string { return []string{"ev"} }
+
 // NewREST returns the storage of Events.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*genericregistry.Store, error) {
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, error) {
 	s := strategy{ObjectTyper: scheme, NameGenerator: names.SimpleNameGenerator}
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &corev1.Event{} },
@@ -98,12 +108,12 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*gen
 		CreateStrategy: s,
 		UpdateStrategy: s,
 		DeleteStrategy: s,
-		TableConvertor: rest.NewDefaultTableConvertor(corev1.Resource("events")),
+		TableConvertor: TableConvertor{},
 	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: getAttrs}); err != nil {
 		return nil, err
 	}
-	return store, nil
+	return &REST{Store: store}, nil
 }
 
 // strategy validates Events as kube-apiserver does in essence: a valid name, and an involved
