@@ -419,7 +419,7 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 		if inst.Spec.RestoreFrom != nil {
 			res.StepReason = backend.StepRestoring
 			res.Step = fmt.Sprintf("starting the first member %s from a backup of %s", m.Name, inst.Spec.RestoreFrom.Instance)
-			if err := b.seedFromBackup(ctx, dir, st, m, inst); err != nil {
+			if err := b.seedFromBackup(ctx, dir, st, m, inst, res); err != nil {
 				return res, err
 			}
 		}

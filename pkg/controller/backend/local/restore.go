@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -263,6 +264,8 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 		return res, err
 	}
 	res.Step = fmt.Sprintf("restored the snapshot of revision %d into %d members", staged.Info.Revision, len(st.Members))
+	res.Record(backend.ReasonRestored, "Restored the snapshot of revision %d (%d keys, restore %s) into every member (%s), a new cluster",
+		staged.Info.Revision, staged.Info.TotalKeys, staged.ID, memberNames(st.Members))
 	return res, nil
 }
 
@@ -357,10 +360,20 @@ func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceSta
 	return nil
 }
 
+// memberNames lists the members' names, comma-separated.
+func memberNames(members []memberState) string {
+	names := make([]string, len(members))
+	for i := range members {
+		names[i] = members[i].Name
+	}
+	return strings.Join(names, ", ")
+}
+
 // seedFromBackup builds the first member's data directory from the backup spec.restoreFrom
-// names, checked against the sha256 its provenance records and verified as a snapshot. A
-// data directory that exists was seeded (or started) before: it is kept.
-func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceState, m *memberState, inst *v1beta1.ETCDInstance) error {
+// names, checked against the sha256 its provenance records and verified as a snapshot, and
+// records a Restored event in res. A data directory that exists was seeded (or started)
+// before: it is kept.
+func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceState, m *memberState, inst *v1beta1.ETCDInstance, res *backend.Result) error {
 	data := filepath.Join(dir, m.Name)
 	if _, err := os.Stat(data); err == nil {
 		return nil
@@ -403,5 +416,6 @@ func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceSt
 		return err
 	}
 	klog.InfoS("Seeded the first member from a backup", "member", m.Name, "source", inst.Spec.RestoreFrom.Instance, "key", prov.Key, "revision", info.Revision, "keys", info.TotalKeys)
+	res.Record(backend.ReasonRestored, "Seeded member %s from backup %s of %s (revision %d, %d keys)", m.Name, prov.Key, inst.Spec.RestoreFrom.Instance, info.Revision, info.TotalKeys)
 	return nil
 }

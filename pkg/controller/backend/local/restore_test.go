@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -189,7 +191,12 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	if res.StepReason != backend.StepRestoring {
 		t.Fatalf("step reason %q, want %q", res.StepReason, backend.StepRestoring)
 	}
+	// The restore is told once, as kubectl describe shows it, naming the snapshot and members.
+	expectRestoredEvent(t, res, "revision "+strconv.FormatInt(info.Revision, 10), "rb-0, rb-1, rb-2")
 	res = converge(t, b, inst)
+	if slices.ContainsFunc(res.Events, func(e backend.Event) bool { return e.Reason == backend.ReasonRestored }) {
+		t.Errorf("a Sync after the restore records it again: %+v", res.Events)
+	}
 	if len(res.Members) != 3 {
 		t.Fatalf("members after the restore: %+v", res.Members)
 	}
@@ -341,6 +348,7 @@ func TestRestoreFromStartsTheNewClusterFromTheBackup(t *testing.T) {
 	if err != nil || res.StepReason != backend.StepRestoring {
 		t.Fatalf("first sync: %+v, %v; want the Restoring step", res, err)
 	}
+	expectRestoredEvent(t, res, "fresh-0", "of old", "2 keys")
 	res = converge(t, b, inst)
 	for _, m := range res.Members {
 		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
@@ -375,5 +383,25 @@ func TestRestoreFromRefusesABackupThatChanged(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "tampered", "tampered-0")); !os.IsNotExist(err) {
 		t.Fatalf("the refused backup left a data directory: %v", err)
+	}
+}
+
+// expectRestoredEvent fails t unless res has exactly one Restored event, whose note has
+// every one of wants.
+func expectRestoredEvent(t *testing.T, res *backend.Result, wants ...string) {
+	t.Helper()
+	var notes []string
+	for _, e := range res.Events {
+		if e.Reason == backend.ReasonRestored {
+			notes = append(notes, e.Note)
+		}
+	}
+	if len(notes) != 1 {
+		t.Fatalf("Restored events %q in %+v, want one", notes, res.Events)
+	}
+	for _, w := range wants {
+		if !strings.Contains(notes[0], w) {
+			t.Errorf("Restored event %q lacks %q", notes[0], w)
+		}
 	}
 }
