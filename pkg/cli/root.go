@@ -109,8 +109,8 @@ func NewRootCommand(f *Factory) *cobra.Command {
 		Long: `Manage etcdaas.dev ETCDInstances, etcd clusters run for you by etcdaas.
 
 Create, list, inspect, scale and delete instances, download a verified snapshot of an
-instance's data or restore one, rebuild one that lost quorum, and convert manifests between the v1alpha1 and v1beta1 API
-versions.`,
+instance's data or restore one, list its scheduled backups, defragment its members, rebuild
+one that lost quorum, and convert manifests between the v1alpha1 and v1beta1 API versions.`,
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: displayName,
 		},
