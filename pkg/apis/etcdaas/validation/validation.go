@@ -56,12 +56,19 @@ var (
 )
 
 // ValidateName checks an instance name: a DNS-1035 label of at most MaxNameLength characters.
+// A name too long for a DNS label gets the one length error, ours.
 func ValidateName(name string, prefix bool) []string {
-	var errs []string
-	if len(name) > MaxNameLength {
-		errs = append(errs, fmt.Sprintf("must be no more than %d characters", MaxNameLength))
+	if len(name) <= MaxNameLength {
+		return apimachineryvalidation.NameIsDNS1035Label(name, prefix)
 	}
-	return append(errs, apimachineryvalidation.NameIsDNS1035Label(name, prefix)...)
+	errs := []string{validation.MaxLenError(MaxNameLength)}
+	labelLength := validation.MaxLenError(validation.DNS1035LabelMaxLength)
+	for _, e := range apimachineryvalidation.NameIsDNS1035Label(name, prefix) {
+		if e != labelLength {
+			errs = append(errs, e)
+		}
+	}
+	return errs
 }
 
 // ValidateETCDInstance checks a new instance.
