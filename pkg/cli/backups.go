@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // backupsOptions are the flags of `backups`.
@@ -55,6 +57,9 @@ func (o *backupsOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	switch o.output {
 	case "yaml", "json":
 		list.APIVersion, list.Kind = "etcdaas.dev/v1beta1", "ETCDInstanceBackupList"
+		if list.Items == nil {
+			list.Items = []v1beta1.BackupInfo{} // items: [], as kubectl prints an empty list
+		}
 		data, err := yaml.Marshal(list)
 		if err == nil && o.output == "json" {
 			data, err = yaml.YAMLToJSON(data)
@@ -67,7 +72,11 @@ func (o *backupsOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 		return err
 	}
 	if len(list.Items) == 0 {
-		fmt.Fprintf(f.IOStreams.ErrOut, "No backups of %s in %s namespace.\n", name, ns)
+		why := ""
+		if inst, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(cmd.Context(), name, metav1.GetOptions{}); err == nil && inst.Spec.Backup == nil {
+			why = ": it has no spec.backup, so nothing backs it up on a schedule ('kubectl etcdaas backup' saves a snapshot now)"
+		}
+		fmt.Fprintf(f.IOStreams.ErrOut, "No backups of %s in %s namespace%s.\n", name, ns, why)
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)

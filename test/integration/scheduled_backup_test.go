@@ -348,6 +348,8 @@ func TestBackupsSubresourceAndPlugin(t *testing.T) {
 	if fields[0] != last.Key || fields[1] != last.CompletionTime.UTC().Format(time.RFC3339) || fields[3] != strconv.FormatInt(last.Revision, 10) || fields[4] != last.EtcdVersion {
 		t.Errorf("first row %q, want %+v", lines[1], last)
 	}
-	expectPlugin(t, plugin.run(t, ns, "backups", "plain"), 0, "", "No backups of plain")
+	expectPlugin(t, plugin.run(t, ns, "backups", "plain"), 0, "", "No backups of plain in "+ns+" namespace: it has no spec.backup")
+	expectPlugin(t, plugin.run(t, ns, "backups", "plain", "-o", "yaml"), 0,
+		"apiVersion: etcdaas.dev/v1beta1\nitems: []\nkind: ETCDInstanceBackupList\nmetadata: {}\n", "")
 	expectPlugin(t, plugin.run(t, ns, "backups", "missing"), 1, "", "Error from server (NotFound)")
 }
