@@ -373,7 +373,8 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	}
 	recovering := time.Now()
 	res, err = b.Recover(ctx, inst, "")
-	if err != nil || len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRecovered || !strings.Contains(res.Events[0].Note, "q-0") {
+	if err != nil || len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRecovered || !strings.Contains(res.Events[0].Note, "from member q-0") ||
+		!strings.Contains(res.Events[0].Note, "discarded the data of q-1, q-2;") {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
 	res = converge(t, b, inst)

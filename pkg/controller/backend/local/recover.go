@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
@@ -132,7 +133,7 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 		return res, err
 	}
 	res.Step = fmt.Sprintf("recovered from member %s", rec.Survivor)
-	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d) with force-new-cluster; discarded %v; members are added back as learners",
-		rec.Survivor, e.Server.KV().Rev(), rec.Discard)
+	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d) with force-new-cluster; discarded the data of %s; members are added back as learners",
+		rec.Survivor, e.Server.KV().Rev(), strings.Join(rec.Discard, ", "))
 	return res, nil
 }
