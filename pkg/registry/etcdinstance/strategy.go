@@ -42,7 +42,23 @@ type Strategy struct {
 
 // NewStrategy returns the main-resource strategy for a scheme holding the etcdaas types.
 func NewStrategy(typer runtime.ObjectTyper) Strategy {
-	return Strategy{ObjectTyper: typer, NameGenerator: names.SimpleNameGenerator}
+	return Strategy{ObjectTyper: typer, NameGenerator: nameGenerator{}}
+}
+
+// generatedSuffixLength is the length of the random suffix names.SimpleNameGenerator adds.
+const generatedSuffixLength = 5
+
+// nameGenerator generates names from metadata.generateName as kube-apiserver does, with the
+// prefix cut so that the name fits validation.MaxNameLength (kube-apiserver cuts it to fit
+// 63 characters, which an instance name may not reach).
+type nameGenerator struct{}
+
+// GenerateName returns base, cut to fit, followed by a random suffix.
+func (nameGenerator) GenerateName(base string) string {
+	if limit := validation.MaxNameLength - generatedSuffixLength; len(base) > limit {
+		base = base[:limit]
+	}
+	return names.SimpleNameGenerator.GenerateName(base)
 }
 
 var (

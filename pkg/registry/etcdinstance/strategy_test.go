@@ -240,3 +240,18 @@ func TestScaleFromInstance(t *testing.T) {
 		t.Errorf("selector %q, want the status one", got)
 	}
 }
+
+func TestGeneratedNamesFitTheNameLimit(t *testing.T) {
+	s := NewStrategy(testScheme())
+	for _, base := range []string{"db-", strings.Repeat("g", 44) + "-", strings.Repeat("g", 48) + "-"} {
+		obj := instance()
+		obj.GenerateName = base
+		obj.Name = s.GenerateName(base)
+		if errs := s.Validate(ctxFor("v1beta1"), obj); len(errs) != 0 {
+			t.Errorf("generateName %q (%d characters): the generated name %q is refused: %v", base, len(base), obj.Name, errs)
+		}
+		if keep := min(len(base), 45); !strings.HasPrefix(obj.Name, base[:keep]) || len(obj.Name) != keep+5 {
+			t.Errorf("generateName %q: name %q, want its first %d characters and 5 random ones", base, obj.Name, keep)
+		}
+	}
+}
