@@ -64,12 +64,14 @@ func init() {
 }
 
 // OpenAPIDefinitionNamer names OpenAPI definitions and sets their
-// x-kubernetes-group-version-kind from the served types. It reads a scheme like Scheme but
-// without the autoscaling internal alias, so that Scale is advertised as autoscaling/v1 only.
+// x-kubernetes-group-version-kind from the served types (core/v1 Event included). It reads a
+// scheme like Scheme but without the autoscaling internal alias, so that Scale is advertised
+// as autoscaling/v1 only.
 func OpenAPIDefinitionNamer() *openapi.DefinitionNamer {
 	s := runtime.NewScheme()
 	install.Install(s)
 	s.AddKnownTypes(autoscalingv1.SchemeGroupVersion, &autoscalingv1.Scale{})
+	s.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Event{}, &corev1.EventList{})
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
 	return openapi.NewDefinitionNamer(s)
 }
@@ -84,7 +86,8 @@ type ExtraConfig struct {
 	BackupDialer etcdcluster.Dialer
 	// ServeEvents serves core/v1 Events under /api/v1 (the standalone server, which has no
 	// Kubernetes API next to it): the controller records its steps there and kubectl describe
-	// finds them. They are left out of the OpenAPI documents, which describe etcdaas.dev.
+	// finds them. They are left out of the OpenAPI v2 document, which describes etcdaas.dev,
+	// and are in OpenAPI v3's /openapi/v3/api/v1.
 	ServeEvents bool
 	// WatchBufferSize is how many events each watch may fall behind the watch cache before
 	// the cache's own limit (about ten events) applies; 0 leaves only the cache's limit.
@@ -126,13 +129,12 @@ type Server struct {
 // a client certificate wait (briefly) for the client CAs to load.
 func (cfg *Config) Complete() CompletedConfig {
 	holdUntilClientCAsLoaded(&cfg.GenericConfig.Config)
+	// The OpenAPI v2 document describes etcdaas.dev only. OpenAPI v3, which also gives every
+	// served type the schema server-side apply and managedFields need, describes the
+	// standalone server's Events too, under /openapi/v3/api/v1.
 	if cfg.ExtraConfig.ServeEvents {
-		legacy := genericapiserver.DefaultLegacyAPIPrefix + "/"
 		if c := cfg.GenericConfig.OpenAPIConfig; c != nil {
-			c.IgnorePrefixes = append(c.IgnorePrefixes, legacy)
-		}
-		if c := cfg.GenericConfig.OpenAPIV3Config; c != nil {
-			c.IgnorePrefixes = append(c.IgnorePrefixes, legacy)
+			c.IgnorePrefixes = append(c.IgnorePrefixes, genericapiserver.DefaultLegacyAPIPrefix+"/")
 		}
 	}
 	return CompletedConfig{&completedConfig{

@@ -186,6 +186,11 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			if ev.Type != "Normal" || ev.Source.Component != "etcdaas-controller" || ev.InvolvedObject.APIVersion != v1beta1.SchemeGroupVersion.String() {
 				t.Fatalf("event %+v", ev)
 			}
+			// The server tracks who wrote which field of an Event, as kube-apiserver does: it
+			// has their schema.
+			if len(ev.ManagedFields) == 0 {
+				t.Fatalf("event %s has no managedFields", ev.Name)
+			}
 			got = append(got, ev.Reason+" "+ev.Message)
 		}
 		if len(got) >= len(want) {
@@ -224,6 +229,9 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			r.lacks(t, "CREATED AT", "SOURCE")
 			r = k.must("get", "events", "-o", "wide")
 			r.contains(t, "SUBOBJECT", "SOURCE", "FIRST SEEN", "COUNT", "NAME", "etcdaas-controller")
+			// kubectl explain reads the Event schema from OpenAPI v3.
+			r = k.must("explain", "events.involvedObject")
+			r.contains(t, "KIND:", "Event", "ObjectReference", "fieldPath")
 		})
 	}
 }

@@ -188,10 +188,10 @@ func (o *Options) genericConfig() (*genericapiserver.RecommendedConfig, error) {
 	}
 
 	namer := apiserver.OpenAPIDefinitionNamer()
-	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(etcdaasopenapi.GetOpenAPIDefinitionsWithEvents, namer)
 	c.OpenAPIConfig.Info.Title = "etcdaas"
 	c.OpenAPIConfig.Info.Version = "v1beta1"
-	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(etcdaasopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(etcdaasopenapi.GetOpenAPIDefinitionsWithEvents, namer)
 	c.OpenAPIV3Config.Info.Title = "etcdaas"
 	c.OpenAPIV3Config.Info.Version = "v1beta1"
 
