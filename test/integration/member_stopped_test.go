@@ -127,14 +127,18 @@ func TestStoppedMemberOfThree(t *testing.T) {
 	}
 	e.startController()
 
-	cli := e.etcdClient(ns, name)
-	load := startMemberLoad(cli, 4)
+	// The restarted controller restarts db-0 and db-1, which elect a leader: the clients start
+	// once the status says both serve again. Started earlier, their first requests would wait
+	// out that election, a few seconds on a busy machine, against their 5 s timeout.
 	downSince := time.Now()
-	deg := e.waitFor(ns, name, time.Minute, "Degraded naming db-2", func(i *v1beta1.ETCDInstance) bool {
+	deg := e.waitFor(ns, name, time.Minute, "Degraded naming db-2 with the others ready", func(i *v1beta1.ETCDInstance) bool {
 		c := meta.FindStatusCondition(i.Status.Conditions, etcdaas.ConditionDegraded)
-		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == controller.ReasonMemberUnhealthy && strings.Contains(c.Message, "db-2")
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == controller.ReasonMemberUnhealthy && strings.Contains(c.Message, "db-2") &&
+			i.Status.ReadyReplicas == 2
 	})
 	degradedAfter := time.Since(downSince)
+	cli := e.etcdClient(ns, name)
+	load := startMemberLoad(cli, 4)
 	load.count(true)
 	for _, m := range deg.Status.Members {
 		if m.Ready != (m.Name != "db-2") {
