@@ -361,10 +361,13 @@ func TestLeaderElectionHandsOver(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1"},
 		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
 	})
+	// The leader hands over by releasing the Lease when it stops, not by letting it expire, so
+	// the lease durations only bound how long a busy machine may delay a renewal: with a
+	// 1 s renew deadline, a leader starved that long would stop leading mid-test.
 	start := func(identity string, be *fakeBackend) (context.CancelFunc, chan error) {
 		c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
 			LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: identity,
-				LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}})
+				LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 100 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
