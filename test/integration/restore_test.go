@@ -21,7 +21,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -105,17 +109,41 @@ func keyValues(t *testing.T, cli *clientv3.Client, prefix string) (map[string]st
 	return out, resp.Header.Revision
 }
 
-// restoredAndRunning waits until the controller has restored the instance (the Progressing
-// condition said Restoring) and it runs again.
-func (e *ctlEnv) restoredAndRunning(ns, name string, timeout time.Duration) *v1beta1.ETCDInstance {
+// restoredAndRunning waits, from the accepted restore's answer on, until the controller has
+// restored the instance (the Progressing condition said Restoring) and it runs again. It
+// watches instead of polling: the Restoring condition lasts one controller look (0.4 s on a
+// machine at load 3), which a poll every 50 ms, delayed by a busy server, can miss; the wait
+// then ran out although the restore had worked. Running alone proves nothing: a look that
+// began before the restore was accepted may still write it.
+func (e *ctlEnv) restoredAndRunning(accepted *v1beta1.ETCDInstance, timeout time.Duration) *v1beta1.ETCDInstance {
 	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	instances := e.client.EtcdaasV1beta1().ETCDInstances(accepted.Namespace)
+	lw := &cache.ListWatch{WatchFunc: func(opts metav1.ListOptions) (watch.Interface, error) {
+		opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", accepted.Name).String()
+		return instances.Watch(ctx, opts)
+	}}
 	seen := false
-	return e.waitFor(ns, name, timeout, "restored and Running", func(i *v1beta1.ETCDInstance) bool {
+	var last *v1beta1.ETCDInstance
+	_, err := watchtools.Until(ctx, accepted.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
+		i, ok := ev.Object.(*v1beta1.ETCDInstance)
+		if !ok || i.UID != accepted.UID {
+			return false, nil
+		}
+		last = i
 		if c := meta.FindStatusCondition(i.Status.Conditions, etcdaas.ConditionProgressing); c != nil && c.Reason == "Restoring" {
 			seen = true
 		}
-		return seen && i.Status.Phase == v1beta1.PhaseRunning && i.Status.ReadyReplicas == *i.Spec.Replicas
+		return seen && i.Status.Phase == v1beta1.PhaseRunning && i.Status.ReadyReplicas == *i.Spec.Replicas, nil
 	})
+	if err != nil && last != nil {
+		e.t.Fatalf("%s/%s: not restored and Running within %s (Restoring seen: %v): %v; status %+v", accepted.Namespace, accepted.Name, timeout, seen, err, last.Status)
+	}
+	if err != nil {
+		e.t.Fatalf("%s/%s: no change within %s of the restore's answer: %v", accepted.Namespace, accepted.Name, timeout, err)
+	}
+	return last
 }
 
 // TestRestoreRollsBackAndRefusesBadSnapshots restores a 3-member instance from a snapshot
@@ -208,7 +236,7 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 	if resp.instance.Status.Phase != v1beta1.PhaseRestoring {
 		t.Fatalf("the answer's phase is %q, want Restoring", resp.instance.Status.Phase)
 	}
-	e.restoredAndRunning(ns, name, 2*time.Minute)
+	e.restoredAndRunning(resp.instance, 2*time.Minute)
 	t.Logf("FIGURE restore of a %d-byte snapshot into 3 members: Running again after %s", len(raw), time.Since(start).Round(time.Millisecond))
 
 	got, rev := keyValues(t, e.etcdClient(ns, name), "/data/")
@@ -315,7 +343,7 @@ func TestRestoreOfALargeSnapshot(t *testing.T) {
 	if resp.code != http.StatusAccepted {
 		t.Fatalf("restore: %d %s", resp.code, resp.body)
 	}
-	e.restoredAndRunning(ns, name, 5*time.Minute)
+	e.restoredAndRunning(resp.instance, 5*time.Minute)
 	done := time.Since(start)
 	close(stop)
 	<-sampled
