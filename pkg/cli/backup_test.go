@@ -39,25 +39,22 @@ func testSnapshot(t *testing.T) []byte {
 	return snapshotData
 }
 
-func freeURL() (*url.URL, error) {
-	port, err := loopback.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	return url.Parse("http://" + loopback.HostPort(port))
-}
-
 func takeSnapshot() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "cli-snapshot-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	peer, err := freeURL()
+	// Both ports at once: two lookups one after the other may return the same port.
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	client, err := freeURL()
+	peer, err := url.Parse("http://" + loopback.HostPort(ports[0]))
+	if err != nil {
+		return nil, err
+	}
+	client, err := url.Parse("http://" + loopback.HostPort(ports[1]))
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,18 @@ import (
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := loopback.FreePort()
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct free ports, found at once: lookups one after the other may
+// return the same port.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return port
+	return ports
 }
 
 // startMember starts a one-member cluster and returns its client URL.
@@ -39,8 +46,9 @@ func startMemberWith(t *testing.T, configure func(*embed.Config)) string {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir, cfg.LogLevel = "m", t.TempDir(), "error"
-	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	ports := freePorts(t, 2)
+	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
+	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.InitialCluster = "m=" + peer.String()

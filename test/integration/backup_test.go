@@ -89,7 +89,8 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 
 	restored := filepath.Join(t.TempDir(), "restored")
-	peerPort, clientPort := freeTestPort(t), freeTestPort(t)
+	ports := freeTestPorts(t, 2)
+	peerPort, clientPort := ports[0], ports[1]
 	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 	if err := snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
 		SnapshotPath: path, Name: "restored", OutputDataDir: restored,
@@ -136,11 +137,18 @@ func TestBackupAndRestore(t *testing.T) {
 
 func freeTestPort(t *testing.T) int {
 	t.Helper()
-	port, err := loopback.FreePort()
+	return freeTestPorts(t, 1)[0]
+}
+
+// freeTestPorts returns n distinct free ports, found at once: lookups one after the other may
+// return the same port.
+func freeTestPorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return port
+	return ports
 }
 
 // vmRSS returns this process's resident set size in bytes, from /proc/self/status.

@@ -103,7 +103,8 @@ func TestKill9UnderConcurrentWriters(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	srv := &killServer{t: t, bin: bin, dataDir: t.TempDir(), port: freeTestPort(t), etcdClient: freeTestPort(t), etcdPeer: freeTestPort(t)}
+	ports := freeTestPorts(t, 3)
+	srv := &killServer{t: t, bin: bin, dataDir: t.TempDir(), port: ports[0], etcdClient: ports[1], etcdPeer: ports[2]}
 	srv.start()
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(srv.dataDir, "kubeconfig"))
