@@ -174,8 +174,20 @@ func TestComputeStatus(t *testing.T) {
 			t.Fatalf("%s when failed: %+v", typ, c)
 		}
 	}
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Message != "the controller cannot make progress until the spec changes" {
+		t.Fatalf("progressing when failed: %+v", c)
+	}
 	if inst.Status.Phase == v1beta1.PhaseFailed {
 		t.Fatal("computeStatus modified its input")
+	}
+
+	// A new cluster that spec.restoreFrom cannot start waits for its source, not for a spec
+	// change: spec.restoreFrom is immutable.
+	restoring := inst.DeepCopy()
+	restoring.Spec.RestoreFrom = &v1beta1.RestoreSource{Instance: "old"}
+	st = computeStatus(restoring, nil, backend.Permanent(ReasonNoBackups, "no backup yet"), t2)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Reason != ReasonNoBackups || !strings.HasPrefix(c.Message, "spec.restoreFrom is immutable: the controller looks at the source again") {
+		t.Fatalf("progressing when spec.restoreFrom cannot start the cluster: %+v", c)
 	}
 }
 

@@ -58,7 +58,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 		}
 		status.Phase = v1beta1.PhaseFailed
 		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
-		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, "the controller cannot make progress until the spec changes")
+		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, reason))
 		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
 		return status
 	}
@@ -164,4 +164,21 @@ func withLastVersions(members, previous []v1beta1.MemberStatus) []v1beta1.Member
 		out[i] = m
 	}
 	return out
+}
+
+// restoreSourceReasons are the permanent errors of a new cluster that spec.restoreFrom cannot
+// start: a spec change cannot help, since spec.restoreFrom is immutable.
+var restoreSourceReasons = map[string]bool{
+	ReasonRestoreSourceNotFound: true, ReasonRestoreSourceNoDestination: true, ReasonNoBackups: true,
+	ReasonBackupNotFound: true, ReasonRestoreSourceUnreachable: true, "InvalidBackup": true,
+}
+
+// permanentProgress is the Progressing message of an instance that failed for reason, a
+// permanent error: what would let the controller go on.
+func permanentProgress(inst *v1beta1.ETCDInstance, reason string) string {
+	if inst.Spec.RestoreFrom != nil && restoreSourceReasons[reason] {
+		return "spec.restoreFrom is immutable: the controller looks at the source again every resync (10 minutes by default) " +
+			"and when this instance changes; to start from another source, delete this instance and create it again"
+	}
+	return "the controller cannot make progress until the spec changes"
 }
