@@ -148,8 +148,13 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, peerURL string) (uint
 }
 
 // Promote promotes a learner to a voting member, retrying while etcd answers that the
-// learner is not yet in sync with the leader, until ctx ends.
+// learner is not yet in sync with the leader, until ctx ends. Once the learner was found
+// behind, the error says it is not in sync, also when ctx ends during an attempt.
 func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	notInSync := func() error {
+		return fmt.Errorf("promoting member %s: learner still not in sync: %w", FormatID(id), ctx.Err())
+	}
+	behind := false
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 		_, err := cli.MemberPromote(callCtx, id)
@@ -160,12 +165,16 @@ func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		case errors.Is(err, rpctypes.ErrMemberNotLearner) || isRPCError(err, rpctypes.ErrGRPCMemberNotLearner):
 			return nil // promoted by an earlier attempt whose answer was lost
 		case errors.Is(err, rpctypes.ErrMemberLearnerNotReady) || isRPCError(err, rpctypes.ErrGRPCLearnerNotReady):
+			behind = true
+		case behind && ctx.Err() != nil:
+			// The context ended during a later attempt: the learner was behind until then.
+			return notInSync()
 		default:
 			return fmt.Errorf("promoting member %s: %w", FormatID(id), err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("promoting member %s: learner still not in sync: %w", FormatID(id), ctx.Err())
+			return notInSync()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"google.golang.org/grpc"
 
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
@@ -33,6 +34,20 @@ func freePorts(t *testing.T, n int) []int {
 		t.Fatal(err)
 	}
 	return ports
+}
+
+// slowPromotes delays every MemberPromote call by d before sending it, as a busy machine can.
+func slowPromotes(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if strings.HasSuffix(method, "/MemberPromote") {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // startMember starts a one-member cluster and returns its client URL.
@@ -101,6 +116,19 @@ func TestMembershipAndSnapshots(t *testing.T) {
 	cancel()
 	if err == nil || !strings.Contains(err.Error(), "not in sync") {
 		t.Fatalf("promoting a learner that never started: %v", err)
+	}
+	// Also when the context ends during an attempt (a slow answer on a busy machine): the
+	// error still says why the learner was not promoted.
+	slow, err := access.newClient([]grpc.DialOption{grpc.WithUnaryInterceptor(slowPromotes(300 * time.Millisecond))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = slow.Close() }()
+	pctx, cancel = context.WithTimeout(ctx, 700*time.Millisecond) // ends during the second attempt
+	err = Promote(pctx, slow, id)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "not in sync") {
+		t.Fatalf("promoting a learner that never started, the context ending during an attempt: %v", err)
 	}
 	if err := Remove(ctx, cli, id); err != nil {
 		t.Fatal(err)
