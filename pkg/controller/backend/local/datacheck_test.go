@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/server/v3/storage/wal"
@@ -33,14 +32,11 @@ func TestCheckDataReportsALockedDatabaseAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// Waiting for the lock would end, after bolt's 5 s timeout, in an error calling the data
+	// corrupt: the error itself says whether the check waited, on a busy machine too.
 	err = checkData(dir)
-	took := time.Since(start)
 	if err == nil || errors.Is(err, errDataCorrupt) || !strings.Contains(err.Error(), "member m-0 cannot start: its database") || !strings.Contains(err.Error(), "still open elsewhere") {
 		t.Fatalf("checkData of a member whose database is held open: %v", err)
-	}
-	if took > time.Second {
-		t.Errorf("checkData waited %s for the lock", took)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
