@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	apipath "k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -126,6 +127,13 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 // postRestore uploads the snapshot with its length, so that the server can refuse one above
 // its size limit before it is sent, and returns the instance as the server answered.
 func postRestore(ctx context.Context, config *rest.Config, client versioned.Interface, ns, name string, body io.Reader, size int64) (*v1beta1.ETCDInstance, error) {
+	// URL() drops the errors Namespace() and Name() record: check them as client-go's requests
+	// do, so that a name such as ../x never becomes another path.
+	for _, segment := range []struct{ what, value string }{{"namespace", ns}, {"resource name", name}} {
+		if msgs := apipath.IsValidPathSegmentName(segment.value); len(msgs) != 0 {
+			return nil, fmt.Errorf("invalid %s %q: %v", segment.what, segment.value, msgs)
+		}
+	}
 	url := client.EtcdaasV1beta1().RESTClient().Post().Namespace(ns).Resource("etcdinstances").Name(name).SubResource("restore").URL()
 	httpClient, err := rest.HTTPClientFor(config)
 	if err != nil {
