@@ -7,13 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/registry/table"
 )
 
 // TableConvertor renders instances as the table `kubectl get` prints: NAME, REPLICAS, READY,
@@ -39,31 +39,19 @@ var columns = []metav1.TableColumnDefinition{
 
 // ConvertToTable renders one instance or a list of them.
 func (TableConvertor) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
-	table := &metav1.Table{}
-	if opts, ok := tableOptions.(*metav1.TableOptions); !ok || !opts.NoHeaders {
-		table.ColumnDefinitions = columns
-	}
-
+	var rows []metav1.TableRow
 	switch obj := object.(type) {
 	case *etcdaas.ETCDInstance:
-		table.Rows = []metav1.TableRow{row(obj)}
+		rows = []metav1.TableRow{row(obj)}
 	case *etcdaas.ETCDInstanceList:
-		table.Rows = make([]metav1.TableRow, 0, len(obj.Items))
+		rows = make([]metav1.TableRow, 0, len(obj.Items))
 		for i := range obj.Items {
-			table.Rows = append(table.Rows, row(&obj.Items[i]))
+			rows = append(rows, row(&obj.Items[i]))
 		}
 	default:
 		return nil, fmt.Errorf("cannot render %T as a table of etcdinstances", object)
 	}
-
-	if list, err := meta.ListAccessor(object); err == nil {
-		table.ResourceVersion = list.GetResourceVersion()
-		table.Continue = list.GetContinue()
-		table.RemainingItemCount = list.GetRemainingItemCount()
-	} else if m, err := meta.CommonAccessor(object); err == nil {
-		table.ResourceVersion = m.GetResourceVersion()
-	}
-	return table, nil
+	return table.New(object, tableOptions, columns, rows), nil
 }
 
 // row is the table row of one instance.

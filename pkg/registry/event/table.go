@@ -7,11 +7,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/etcdaas/etcdaas/pkg/registry/table"
 )
 
 // TableConvertor renders Events as kube-apiserver's printer does for `kubectl get events`:
@@ -39,30 +40,20 @@ var (
 
 // ConvertToTable renders one Event or a list of them.
 func (TableConvertor) ConvertToTable(_ context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
-	table := &metav1.Table{}
-	if opts, ok := tableOptions.(*metav1.TableOptions); !ok || !opts.NoHeaders {
-		table.ColumnDefinitions = columns
-	}
 	now := time.Now()
+	var rows []metav1.TableRow
 	switch obj := object.(type) {
 	case *corev1.Event:
-		table.Rows = []metav1.TableRow{row(obj, now)}
+		rows = []metav1.TableRow{row(obj, now)}
 	case *corev1.EventList:
-		table.Rows = make([]metav1.TableRow, 0, len(obj.Items))
+		rows = make([]metav1.TableRow, 0, len(obj.Items))
 		for i := range obj.Items {
-			table.Rows = append(table.Rows, row(&obj.Items[i], now))
+			rows = append(rows, row(&obj.Items[i], now))
 		}
 	default:
 		return nil, fmt.Errorf("cannot render %T as a table of events", object)
 	}
-	if list, err := meta.ListAccessor(object); err == nil {
-		table.ResourceVersion = list.GetResourceVersion()
-		table.Continue = list.GetContinue()
-		table.RemainingItemCount = list.GetRemainingItemCount()
-	} else if m, err := meta.CommonAccessor(object); err == nil {
-		table.ResourceVersion = m.GetResourceVersion()
-	}
-	return table, nil
+	return table.New(object, tableOptions, columns, rows), nil
 }
 
 // row is the table row of one Event, its cells in the order of columns.
