@@ -9,13 +9,17 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
@@ -36,17 +40,46 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// slowPromotes delays every MemberPromote call by d before sending it, as a busy machine can.
-func slowPromotes(d time.Duration) grpc.UnaryClientInterceptor {
+// deadlineOnCue is a context whose deadline passes when expire is called rather than at a
+// time, so that a test decides during which call it ends, however slow the machine.
+type deadlineOnCue struct {
+	context.Context // never done; gives Deadline and Value
+	done            chan struct{}
+	once            sync.Once
+}
+
+func newDeadlineOnCue() *deadlineOnCue {
+	return &deadlineOnCue{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineOnCue) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineOnCue) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *deadlineOnCue) expire() { c.once.Do(func() { close(c.done) }) }
+
+// learnerBehindThenDeadline answers the first MemberPromote as etcd answers for a learner
+// that is not yet in sync, and holds the second until its context ends, having let deadline
+// pass: the deadline passes during an attempt, after the learner was found behind. It counts
+// the MemberPromote calls in calls; other calls go to etcd.
+func learnerBehindThenDeadline(deadline *deadlineOnCue, calls *atomic.Int32) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if strings.HasSuffix(method, "/MemberPromote") {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if !strings.HasSuffix(method, "/MemberPromote") {
+			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		return invoker(ctx, method, req, reply, cc, opts...)
+		if calls.Add(1) == 1 {
+			return rpctypes.ErrGRPCLearnerNotReady
+		}
+		deadline.expire()
+		<-ctx.Done()
+		return status.FromContextError(ctx.Err()).Err() // as gRPC ends a call whose context ended
 	}
 }
 
@@ -118,17 +151,20 @@ func TestMembershipAndSnapshots(t *testing.T) {
 		t.Fatalf("promoting a learner that never started: %v", err)
 	}
 	// Also when the context ends during an attempt (a slow answer on a busy machine): the
-	// error still says why the learner was not promoted.
-	slow, err := access.newClient([]grpc.DialOption{grpc.WithUnaryInterceptor(slowPromotes(300 * time.Millisecond))})
+	// error still says why the learner was not promoted. The interceptor sits below the
+	// client's own retrying interceptor, where etcd's answers come in.
+	deadline, calls := newDeadlineOnCue(), &atomic.Int32{}
+	behind, err := access.newClient([]grpc.DialOption{grpc.WithChainUnaryInterceptor(learnerBehindThenDeadline(deadline, calls))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = slow.Close() }()
-	pctx, cancel = context.WithTimeout(ctx, 700*time.Millisecond) // ends during the second attempt
-	err = Promote(pctx, slow, id)
-	cancel()
-	if err == nil || !strings.Contains(err.Error(), "not in sync") {
-		t.Fatalf("promoting a learner that never started, the context ending during an attempt: %v", err)
+	defer func() { _ = behind.Close() }()
+	err = Promote(deadline, behind, id)
+	if err == nil || !strings.Contains(err.Error(), "not in sync") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("promoting a learner found behind, the context ending during the next attempt: %v", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("Promote made %d MemberPromote calls, want 2 (one answered \"not in sync\", one in flight at the deadline)", n)
 	}
 	if err := Remove(ctx, cli, id); err != nil {
 		t.Fatal(err)
