@@ -17,8 +17,11 @@ import (
 
 // TableConvertor renders Events as kube-apiserver's printer does for `kubectl get events`:
 // LAST SEEN, TYPE, REASON, OBJECT, MESSAGE, and with -o wide also SUBOBJECT, SOURCE,
-// FIRST SEEN, COUNT and NAME.
-type TableConvertor struct{}
+// FIRST SEEN, COUNT and NAME. The zero value measures ages against the wall clock.
+type TableConvertor struct {
+	// now is the clock ages are measured against; nil means time.Now.
+	now func() time.Time
+}
 
 var _ rest.TableConvertor = TableConvertor{}
 
@@ -39,8 +42,11 @@ var (
 )
 
 // ConvertToTable renders one Event or a list of them.
-func (TableConvertor) ConvertToTable(_ context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
+func (c TableConvertor) ConvertToTable(_ context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
 	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
 	var rows []metav1.TableRow
 	switch obj := object.(type) {
 	case *corev1.Event:

@@ -11,7 +11,9 @@ import (
 )
 
 func TestTableColumnsAndCells(t *testing.T) {
-	now := time.Now()
+	// A fixed clock: the ages below cannot shift by a second however slow the run.
+	now := time.Date(2026, time.November, 29, 12, 0, 0, 0, time.UTC)
+	convertor := TableConvertor{now: func() time.Time { return now }}
 	list := &corev1.EventList{
 		ListMeta: metav1.ListMeta{ResourceVersion: "42"},
 		Items: []corev1.Event{{
@@ -29,7 +31,7 @@ func TestTableColumnsAndCells(t *testing.T) {
 			ReportingController: "etcdaas-controller", ReportingInstance: "node-1",
 		}},
 	}
-	table, err := TableConvertor{}.ConvertToTable(context.Background(), list, nil)
+	table, err := convertor.ConvertToTable(context.Background(), list, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +62,20 @@ func TestTableColumnsAndCells(t *testing.T) {
 		}
 	}
 
-	noHeaders, err := TableConvertor{}.ConvertToTable(context.Background(), &list.Items[0], &metav1.TableOptions{NoHeaders: true})
+	noHeaders, err := convertor.ConvertToTable(context.Background(), &list.Items[0], &metav1.TableOptions{NoHeaders: true})
 	if err != nil || len(noHeaders.ColumnDefinitions) != 0 || len(noHeaders.Rows) != 1 {
 		t.Errorf("one event without headers: %+v (%v)", noHeaders, err)
 	}
-	if _, err := (TableConvertor{}).ConvertToTable(context.Background(), &corev1.Pod{}, nil); err == nil {
+	if _, err := convertor.ConvertToTable(context.Background(), &corev1.Pod{}, nil); err == nil {
 		t.Error("a Pod rendered as an event")
+	}
+
+	// The zero value, as the registry uses it, measures against the wall clock; three hours
+	// ago prints "3h" until 3h1m.
+	wall, err := TableConvertor{}.ConvertToTable(context.Background(), &corev1.Event{
+		LastTimestamp: metav1.NewTime(time.Now().Add(-3 * time.Hour)),
+	}, nil)
+	if err != nil || len(wall.Rows) != 1 || wall.Rows[0].Cells[0] != "3h" {
+		t.Errorf("an event three hours old against the wall clock: %+v (%v)", wall, err)
 	}
 }
