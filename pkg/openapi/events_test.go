@@ -11,10 +11,19 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
-// jsonFields lists the JSON field names of struct type t, with those of embedded structs
+// modelNamer is a type with a definition of its own, which properties of its type refer to.
+type modelNamer interface{ OpenAPIModelName() string }
+
+// jsonField is one field of a struct as encoding/json writes it.
+type jsonField struct {
+	name string
+	typ  reflect.Type
+}
+
+// jsonFields lists the JSON fields of struct type t, with those of embedded structs
 // (TypeMeta) inlined, as encoding/json writes them.
-func jsonFields(t reflect.Type) []string {
-	var out []string
+func jsonFields(t reflect.Type) []jsonField {
+	var out []jsonField
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch {
@@ -22,18 +31,44 @@ func jsonFields(t reflect.Type) []string {
 		case f.Anonymous && name == "":
 			out = append(out, jsonFields(f.Type)...)
 		case name != "":
-			out = append(out, name)
+			out = append(out, jsonField{name: name, typ: f.Type})
 		}
 	}
 	return out
 }
 
+// fieldSchema is the schema openapi-gen writes for a field of Go type t, without its
+// description: a JSON type and format for a scalar, a reference for a struct or a pointer
+// to one, an array of the element's schema for a slice.
+func fieldSchema(ref common.ReferenceCallback, t reflect.Type) (spec.Schema, bool) {
+	if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		named, ok := reflect.Zero(t).Interface().(modelNamer)
+		if !ok {
+			return spec.Schema{}, false
+		}
+		return spec.Schema{SchemaProps: spec.SchemaProps{Ref: ref(named.OpenAPIModelName())}}, true
+	case reflect.Slice:
+		items, ok := fieldSchema(ref, t.Elem())
+		return spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{"array"}, Items: &spec.SchemaOrArray{Schema: &items}}}, ok
+	default:
+		typ, format := common.OpenAPITypeFormat(t.Kind().String()) // string, int32, ...
+		return spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{typ}, Format: format}}, typ != ""
+	}
+}
+
 // TestEventDefinitionsHaveEveryField keeps the hand-written schemas of core/v1 Event and the
 // types it holds in step with k8s.io/api: a field added there and missing here would be
-// dropped by server-side apply's typed conversion and unknown to kubectl explain.
+// dropped by server-side apply's typed conversion and unknown to kubectl explain, and a
+// property of another type than its field's would make server-side apply refuse or
+// mangle the field.
 func TestEventDefinitionsHaveEveryField(t *testing.T) {
-	defs := GetOpenAPIDefinitionsWithEvents(func(path string) spec.Ref { return spec.MustCreateRef("#/definitions/" + path) })
-	for _, obj := range []interface{ OpenAPIModelName() string }{
+	ref := func(path string) spec.Ref { return spec.MustCreateRef("#/definitions/" + path) }
+	defs := GetOpenAPIDefinitionsWithEvents(ref)
+	for _, obj := range []modelNamer{
 		corev1.Event{}, corev1.EventList{}, corev1.ObjectReference{}, corev1.EventSource{}, corev1.EventSeries{},
 	} {
 		name := obj.OpenAPIModelName()
@@ -42,8 +77,11 @@ func TestEventDefinitionsHaveEveryField(t *testing.T) {
 			t.Errorf("no definition of %s", name)
 			continue
 		}
-		want := jsonFields(reflect.TypeOf(obj))
-		var got []string
+		fields := jsonFields(reflect.TypeOf(obj))
+		var want, got []string
+		for _, f := range fields {
+			want = append(want, f.name)
+		}
 		for p := range def.Schema.Properties {
 			got = append(got, p)
 		}
@@ -52,13 +90,52 @@ func TestEventDefinitionsHaveEveryField(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: properties %v, want the JSON fields %v", name, got, want)
 		}
+		checkPropertyTypes(t, ref, name, def, fields)
 		for _, dep := range def.Dependencies {
 			if _, ok := defs[dep]; !ok {
 				t.Errorf("%s depends on %s, which has no definition", name, dep)
 			}
 		}
 		checkRefsDeclared(t, name, def)
+		// +structType=atomic in k8s.io/api: server-side apply replaces the whole reference.
+		wantExtensions := spec.Extensions(nil)
+		if _, isReference := obj.(corev1.ObjectReference); isReference {
+			wantExtensions = spec.Extensions{"x-kubernetes-map-type": "atomic"}
+		}
+		if !reflect.DeepEqual(def.Schema.Extensions, wantExtensions) {
+			t.Errorf("%s: extensions %v, want %v", name, def.Schema.Extensions, wantExtensions)
+		}
 	}
+}
+
+// checkPropertyTypes checks that each property has the type, format, reference or items
+// of its Go field.
+func checkPropertyTypes(t *testing.T, ref common.ReferenceCallback, name string, def common.OpenAPIDefinition, fields []jsonField) {
+	t.Helper()
+	for _, f := range fields {
+		got, ok := def.Schema.Properties[f.name]
+		if !ok {
+			continue // reported with the property names
+		}
+		want, ok := fieldSchema(ref, f.typ)
+		if !ok {
+			t.Errorf("%s.%s: no schema rule for a field of type %s", name, f.name, f.typ)
+			continue
+		}
+		got.Description = ""
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s.%s (%s): schema %s, want %s", name, f.name, f.typ, asJSON(t, got), asJSON(t, want))
+		}
+	}
+}
+
+func asJSON(t *testing.T, s spec.Schema) string {
+	t.Helper()
+	b, err := s.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // checkRefsDeclared checks that every property referring to another definition lists it as a
