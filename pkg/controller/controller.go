@@ -129,10 +129,19 @@ func New(opts Options) (*Controller, error) {
 	c.backups.writeStatus = c.writeStatus
 	c.backups.enqueue = c.queue.Add
 	c.defrag = newDefragmenter(opts.Defrag, opts.Backend)
+	if err := c.informer.AddIndexers(cache.Indexers{restoreSourceIndex: restoreSourceOf}); err != nil {
+		return nil, err
+	}
 	// Handlers only enqueue keys: all the work happens in the workers.
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		AddFunc: func(obj any) {
+			c.enqueue(obj)
+			c.enqueueRestoresFrom(nil, obj)
+		},
+		UpdateFunc: func(old, obj any) {
+			c.enqueue(obj)
+			c.enqueueRestoresFrom(old, obj)
+		},
 		DeleteFunc: c.enqueue,
 	}); err != nil {
 		return nil, err

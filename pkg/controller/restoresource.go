@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
@@ -56,7 +58,7 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 		// backups of another instance, or of an earlier instance of the same name.
 		newest, err := backup.Newest(ctx, dest, string(source.UID))
 		if errors.Is(err, backup.ErrNotFound) {
-			return nil, nil, backend.Permanent(ReasonNoBackups, "spec.restoreFrom: instance %s (UID %s) has no backup of its own yet in %s (%v); name one in spec.restoreFrom.key or wait for its first scheduled backup",
+			return nil, nil, backend.Permanent(ReasonNoBackups, "spec.restoreFrom: instance %s (UID %s) has no backup of its own yet in %s (%v); the restore starts once it records its first scheduled backup",
 				from.Instance, source.UID, dest, err)
 		}
 		if err != nil {
@@ -126,4 +128,54 @@ func (s BackupRestoreSource) destination(ctx context.Context, namespace, name st
 		return nil, nil, err
 	}
 	return source, dest, nil
+}
+
+// restoreSourceIndex indexes instances by the namespace/name of the instance their
+// spec.restoreFrom names.
+const restoreSourceIndex = "restoreFrom"
+
+// restoreSourceOf is the index function of restoreSourceIndex.
+func restoreSourceOf(obj any) ([]string, error) {
+	inst, ok := obj.(*v1beta1.ETCDInstance)
+	if !ok || inst.Spec.RestoreFrom == nil || inst.Spec.RestoreFrom.Instance == "" {
+		return nil, nil
+	}
+	return []string{inst.Namespace + "/" + inst.Spec.RestoreFrom.Instance}, nil
+}
+
+// enqueueRestoresFrom enqueues the instances whose spec.restoreFrom names obj when what they
+// may be waiting for has come: obj was created, its spec.backup changed or it recorded a new
+// backup. Its other changes (health, sizes, resyncs) do not concern them.
+func (c *Controller) enqueueRestoresFrom(oldObj, obj any) {
+	inst, ok := obj.(*v1beta1.ETCDInstance)
+	if !ok {
+		return
+	}
+	if old, ok := oldObj.(*v1beta1.ETCDInstance); ok && !restoreSourceChanged(old, inst) {
+		return
+	}
+	dependents, err := c.informer.GetIndexer().ByIndex(restoreSourceIndex, inst.Namespace+"/"+inst.Name)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	for _, d := range dependents {
+		c.enqueue(d)
+	}
+}
+
+// restoreSourceChanged reports whether a source instance changed in a way that can let an
+// instance restoring from it go on: a new object of that name, another spec.backup, or a
+// new latest backup.
+func restoreSourceChanged(old, inst *v1beta1.ETCDInstance) bool {
+	return old.UID != inst.UID || !apiequality.Semantic.DeepEqual(old.Spec.Backup, inst.Spec.Backup) ||
+		lastBackupKey(old) != lastBackupKey(inst)
+}
+
+// lastBackupKey is the key of the latest backup inst recorded, empty when none.
+func lastBackupKey(inst *v1beta1.ETCDInstance) string {
+	if inst.Status.Backup == nil || inst.Status.Backup.LastBackup == nil {
+		return ""
+	}
+	return inst.Status.Backup.LastBackup.Key
 }

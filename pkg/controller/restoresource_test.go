@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +152,63 @@ func TestLocateRestoreSource(t *testing.T) {
 func isPermanent(err error, reason string) bool {
 	pe, ok := backend.IsPermanent(err)
 	return ok && pe.Reason == reason
+}
+
+// TestInstancesRestoringFromASourceAreQueuedWhenItCanHelp: an instance waiting for its
+// spec.restoreFrom source is looked at again when the source appears, changes spec.backup or
+// records a new backup, not at every other change of the source.
+func TestInstancesRestoringFromASourceAreQueuedWhenItCanHelp(t *testing.T) {
+	c, err := New(Options{Client: fake.NewClientset(), Backend: &fakeBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.queue.ShutDown()
+	backupSpec := &v1beta1.BackupSpec{Schedule: "@hourly", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
+	source := restoreInstance("ns", "old", v1beta1.ETCDInstanceSpec{Backup: backupSpec})
+	for _, inst := range []*v1beta1.ETCDInstance{
+		source,
+		restoreInstance("ns", "new", v1beta1.ETCDInstanceSpec{RestoreFrom: &v1beta1.RestoreSource{Instance: "old"}}),
+		restoreInstance("ns", "unrelated", v1beta1.ETCDInstanceSpec{RestoreFrom: &v1beta1.RestoreSource{Instance: "elsewhere"}}),
+		restoreInstance("other", "new", v1beta1.ETCDInstanceSpec{RestoreFrom: &v1beta1.RestoreSource{Instance: "old"}}),
+	} {
+		if err := c.informer.GetIndexer().Add(inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queued := func() []string {
+		var keys []string
+		for c.queue.Len() > 0 {
+			key, _ := c.queue.Get()
+			c.queue.Done(key)
+			keys = append(keys, key)
+		}
+		return keys
+	}
+	healthier := source.DeepCopy()
+	healthier.Status.ReadyReplicas = 3
+	backedUp := healthier.DeepCopy()
+	backedUp.Status.Backup = &v1beta1.BackupStatus{LastBackup: &v1beta1.BackupInfo{Key: "20261129T160000.000Z-r7.db"}}
+	moved := source.DeepCopy()
+	moved.Spec.Backup = &v1beta1.BackupSpec{Schedule: "@daily", Destination: backupSpec.Destination}
+	for _, tc := range []struct {
+		name     string
+		old, obj *v1beta1.ETCDInstance
+		want     []string
+	}{
+		{"the source is created", nil, source, []string{"ns/new"}},
+		{"the source's members become ready", source, healthier, nil},
+		{"a resync", backedUp, backedUp, nil},
+		{"the source records a backup", healthier, backedUp, []string{"ns/new"}},
+		{"the source's spec.backup changes", source, moved, []string{"ns/new"}},
+		{"an instance nothing restores from", nil, restoreInstance("ns", "new", v1beta1.ETCDInstanceSpec{}), nil},
+	} {
+		var old any
+		if tc.old != nil {
+			old = tc.old
+		}
+		c.enqueueRestoresFrom(old, tc.obj)
+		if got := queued(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: queued %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }

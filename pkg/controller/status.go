@@ -169,16 +169,17 @@ func withLastVersions(members, previous []v1beta1.MemberStatus) []v1beta1.Member
 // restoreSourceReasons are the permanent errors of a new cluster that spec.restoreFrom cannot
 // start: a spec change cannot help, since spec.restoreFrom is immutable.
 var restoreSourceReasons = map[string]bool{
-	ReasonRestoreSourceNotFound: true, ReasonRestoreSourceNoDestination: true, ReasonNoBackups: true,
-	ReasonBackupNotFound: true, ReasonRestoreSourceUnreachable: true, "InvalidBackup": true,
+	ReasonRestoreSourceNotFound: true, ReasonRestoreSourceNoDestination: true, ReasonRestoreSourceUnavailable: true,
+	ReasonNoBackups: true, ReasonBackupNotFound: true, ReasonRestoreSourceUnreachable: true, backend.ReasonInvalidBackup: true,
 }
 
 // permanentProgress is the Progressing message of an instance that failed for reason, a
 // permanent error: what would let the controller go on.
 func permanentProgress(inst *v1beta1.ETCDInstance, reason string) string {
 	if inst.Spec.RestoreFrom != nil && restoreSourceReasons[reason] {
-		return "spec.restoreFrom is immutable: the controller looks at the source again every resync (10 minutes by default) " +
-			"and when this instance changes; to start from another source, delete this instance and create it again"
+		return "spec.restoreFrom is immutable: the controller looks at the source again when the source is created, " +
+			"changes its spec.backup or records a new backup, at every resync (10 minutes by default) and when this instance changes; " +
+			"to start from another source, delete this instance and create it again"
 	}
 	return "the controller cannot make progress until the spec changes"
 }

@@ -34,7 +34,16 @@ func TestRestoreFromBackup(t *testing.T) {
 		Backup: &v1beta1.BackupSpec{Schedule: "* * * * *", Keep: ptr.To[int32](3),
 			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}},
 	}})
+	// Created before the source has a backup: it fails with NoBackups, then starts by itself
+	// once the source records its first backup (well before a 10-minute resync).
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "early"}, Spec: v1beta1.ETCDInstanceSpec{
+		Replicas: ptr.To[int32](1), RestoreFrom: &v1beta1.RestoreSource{Instance: "old"},
+	}})
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
+	early := e.waitFor(ns, "early", time.Minute, "Failed", func(i *v1beta1.ETCDInstance) bool { return i.Status.Phase == v1beta1.PhaseFailed })
+	if cond := meta.FindStatusCondition(early.Status.Conditions, etcdaas.ConditionDegraded); cond == nil || cond.Reason != controller.ReasonNoBackups {
+		t.Fatalf("early: Degraded %+v, want reason %s", cond, controller.ReasonNoBackups)
+	}
 	e.running(ns, "old", 2*time.Minute)
 
 	const n = 200
@@ -51,6 +60,8 @@ func TestRestoreFromBackup(t *testing.T) {
 	e.waitFor(ns, "old", 3*time.Minute, "a backup holding every write", func(i *v1beta1.ETCDInstance) bool {
 		return i.Status.Backup != nil && i.Status.Backup.LastBackup != nil && i.Status.Backup.LastBackup.Revision >= rev
 	})
+
+	e.running(ns, "early", 2*time.Minute)
 
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "new"}, Spec: v1beta1.ETCDInstanceSpec{
 		Replicas: ptr.To[int32](3), RestoreFrom: &v1beta1.RestoreSource{Instance: "old"},

@@ -183,6 +183,10 @@ func (r *Result) Ready() int32 {
 	return n
 }
 
+// ReasonInvalidBackup is the reason of the PermanentError of a spec.restoreFrom backup that
+// cannot be restored: it is not an etcd snapshot, or it changed after it was taken.
+const ReasonInvalidBackup = "InvalidBackup"
+
 // PermanentError is an error that retrying with the same spec cannot fix.
 type PermanentError struct {
 	// Reason is a CamelCase reason for the Degraded condition.

@@ -222,7 +222,7 @@ func (b *Backend) checkBackup(ctx context.Context, inst *v1beta1.ETCDInstance, w
 		return fmt.Errorf("reading backup %s of %s: %w", want.Key, inst.Spec.RestoreFrom.Instance, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 {
-		return backend.Permanent("InvalidBackup", "backup %s of %s has sha256 %s, but its provenance records %s: it changed after it was taken",
+		return backend.Permanent(backend.ReasonInvalidBackup, "backup %s of %s has sha256 %s, but its provenance records %s: it changed after it was taken",
 			want.Key, inst.Spec.RestoreFrom.Instance, got, want.SHA256)
 	}
 	return nil

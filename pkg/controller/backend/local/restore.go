@@ -397,17 +397,17 @@ func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceSt
 	}
 	info, err := snapshot.Verify(ctx, path)
 	if snapshot.IsInvalid(err) {
-		return backend.Permanent("InvalidBackup", "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
+		return backend.Permanent(backend.ReasonInvalidBackup, "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
 	}
 	if err != nil {
 		return err
 	}
 	if info.SHA256 != prov.SHA256 {
-		return backend.Permanent("InvalidBackup", "backup %s of %s has sha256 %s, but its provenance records %s: it changed after it was taken",
+		return backend.Permanent(backend.ReasonInvalidBackup, "backup %s of %s has sha256 %s, but its provenance records %s: it changed after it was taken",
 			prov.Key, inst.Spec.RestoreFrom.Instance, info.SHA256, prov.SHA256)
 	}
 	if err := snapshot.CheckVersion(info, EmbeddedVersion()); err != nil {
-		return backend.Permanent("InvalidBackup", "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
+		return backend.Permanent(backend.ReasonInvalidBackup, "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)
 	}
 	member := snapshot.Member{Name: m.Name, PeerURL: m.peerURL(st.TLS)}
 	if err := snapshot.Restore(snapshot.RestoreConfig{
