@@ -1,6 +1,8 @@
 package openapi
 
 import (
+	"maps"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/kube-openapi/pkg/common"
@@ -29,20 +31,20 @@ func eventDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDef
 	when := metav1.Time{}.OpenAPIModelName()
 	micro := metav1.MicroTime{}.OpenAPIModelName()
 	return map[string]common.OpenAPIDefinition{
-		corev1.Event{}.OpenAPIModelName(): object(corev1.Event{}.SwaggerDoc(), []string{"metadata", "involvedObject"},
+		corev1.Event{}.OpenAPIModelName(): object(withTypeMeta(corev1.Event{}.SwaggerDoc()), []string{"metadata", "involvedObject"},
 			map[string]spec.Schema{
 				"kind": scalar("string"), "apiVersion": scalar("string"),
-				"metadata": refTo(ref, meta), "involvedObject": refTo(ref, reference),
-				"reason": scalar("string"), "message": scalar("string"), "source": refTo(ref, source),
+				"metadata": byValue(ref, meta), "involvedObject": byValue(ref, reference),
+				"reason": scalar("string"), "message": scalar("string"), "source": byValue(ref, source),
 				"firstTimestamp": refTo(ref, when), "lastTimestamp": refTo(ref, when),
 				"count": scalar("integer"), "type": scalar("string"), "eventTime": refTo(ref, micro),
 				"series": refTo(ref, series), "action": scalar("string"), "related": refTo(ref, reference),
-				"reportingComponent": scalar("string"), "reportingInstance": scalar("string"),
+				"reportingComponent": alwaysWrittenString(), "reportingInstance": alwaysWrittenString(),
 			}, meta, reference, source, when, micro, series),
-		corev1.EventList{}.OpenAPIModelName(): object(corev1.EventList{}.SwaggerDoc(), []string{"items"},
+		corev1.EventList{}.OpenAPIModelName(): object(withTypeMeta(corev1.EventList{}.SwaggerDoc()), []string{"items"},
 			map[string]spec.Schema{
 				"kind": scalar("string"), "apiVersion": scalar("string"),
-				"metadata": refTo(ref, metav1.ListMeta{}.OpenAPIModelName()),
+				"metadata": byValue(ref, metav1.ListMeta{}.OpenAPIModelName()),
 				"items":    {SchemaProps: spec.SchemaProps{Type: []string{"array"}, Items: &spec.SchemaOrArray{Schema: ptrTo(refTo(ref, corev1.Event{}.OpenAPIModelName()))}}},
 			}, metav1.ListMeta{}.OpenAPIModelName(), corev1.Event{}.OpenAPIModelName()),
 		reference: atomic(object(corev1.ObjectReference{}.SwaggerDoc(), nil, map[string]spec.Schema{
@@ -73,6 +75,19 @@ func object(docs map[string]string, required []string, properties map[string]spe
 	}
 }
 
+// withTypeMeta adds to the field descriptions of a top-level type those of the kind and
+// apiVersion it inlines from metav1.TypeMeta, which its own SwaggerDoc leaves out. It
+// returns a copy: SwaggerDoc returns k8s.io/api's own map.
+func withTypeMeta(docs map[string]string) map[string]string {
+	docs = maps.Clone(docs)
+	for name, doc := range (metav1.TypeMeta{}).SwaggerDoc() {
+		if _, own := docs[name]; !own && name != "" {
+			docs[name] = doc
+		}
+	}
+	return docs
+}
+
 // atomic marks a struct as replaced whole by server-side apply, as +structType=atomic does.
 func atomic(def common.OpenAPIDefinition) common.OpenAPIDefinition {
 	def.Schema.VendorExtensible = spec.VendorExtensible{Extensions: spec.Extensions{"x-kubernetes-map-type": "atomic"}}
@@ -85,6 +100,22 @@ func scalar(typ string) spec.Schema {
 	if typ == "integer" {
 		s.Format = "int32"
 	}
+	return s
+}
+
+// alwaysWrittenString is a string property that JSON carries even when empty (no
+// omitempty): openapi-gen gives it "" as default.
+func alwaysWrittenString() spec.Schema {
+	s := scalar("string")
+	s.Default = ""
+	return s
+}
+
+// byValue is a property holding the named struct by value, so never null: openapi-gen
+// gives it {} as default.
+func byValue(ref common.ReferenceCallback, name string) spec.Schema {
+	s := refTo(ref, name)
+	s.Default = map[string]any{}
 	return s
 }
 

@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,27 +15,61 @@ import (
 // modelNamer is a type with a definition of its own, which properties of its type refer to.
 type modelNamer interface{ OpenAPIModelName() string }
 
+// swaggerDocumented is a type of k8s.io/api or apimachinery with the descriptions of its
+// fields (its own under "").
+type swaggerDocumented interface{ SwaggerDoc() map[string]string }
+
 // jsonField is one field of a struct as encoding/json writes it.
 type jsonField struct {
-	name string
-	typ  reflect.Type
+	name      string
+	typ       reflect.Type
+	omitEmpty bool
+	doc       string // from the SwaggerDoc of the struct declaring the field
 }
 
 // jsonFields lists the JSON fields of struct type t, with those of embedded structs
 // (TypeMeta) inlined, as encoding/json writes them.
 func jsonFields(t reflect.Type) []jsonField {
+	var docs map[string]string
+	if documented, ok := reflect.Zero(t).Interface().(swaggerDocumented); ok {
+		docs = documented.SwaggerDoc()
+	}
 	var out []jsonField
 	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		name, options, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch {
 		case name == "-":
 		case f.Anonymous && name == "":
 			out = append(out, jsonFields(f.Type)...)
 		case name != "":
-			out = append(out, jsonField{name: name, typ: f.Type})
+			omitEmpty := slices.Contains(strings.Split(options, ","), "omitempty")
+			out = append(out, jsonField{name: name, typ: f.Type, omitEmpty: omitEmpty, doc: docs[name]})
 		}
 	}
 	return out
+}
+
+var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// openAPIGenDefault is the default openapi-gen gives a field of type t (mustEnforceDefault
+// in k8s.io/kube-openapi's generator): none for a type that unmarshals itself (its empty
+// value is null, as metav1.Time's), a pointer, slice or map; {} for a struct held by value;
+// the zero value for a scalar that JSON carries even when empty (no omitempty).
+func openAPIGenDefault(t reflect.Type, omitEmpty bool) any {
+	if reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Array, reflect.Interface:
+		return nil
+	case reflect.Struct:
+		return map[string]any{}
+	}
+	if omitEmpty {
+		return nil
+	}
+	zero, _ := common.OpenAPIZeroValue(t.Kind().String())
+	return zero
 }
 
 // fieldSchema is the schema openapi-gen writes for a field of Go type t, without its
@@ -62,9 +97,10 @@ func fieldSchema(ref common.ReferenceCallback, t reflect.Type) (spec.Schema, boo
 
 // TestEventDefinitionsHaveEveryField keeps the hand-written schemas of core/v1 Event and the
 // types it holds in step with k8s.io/api: a field added there and missing here would be
-// dropped by server-side apply's typed conversion and unknown to kubectl explain, and a
+// dropped by server-side apply's typed conversion and unknown to kubectl explain, a
 // property of another type than its field's would make server-side apply refuse or
-// mangle the field.
+// mangle the field, and each property is described and defaulted as openapi-gen does it
+// for kube-apiserver.
 func TestEventDefinitionsHaveEveryField(t *testing.T) {
 	ref := func(path string) spec.Ref { return spec.MustCreateRef("#/definitions/" + path) }
 	defs := GetOpenAPIDefinitionsWithEvents(ref)
@@ -90,7 +126,10 @@ func TestEventDefinitionsHaveEveryField(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: properties %v, want the JSON fields %v", name, got, want)
 		}
-		checkPropertyTypes(t, ref, name, def, fields)
+		if want := obj.(swaggerDocumented).SwaggerDoc()[""]; def.Schema.Description != want {
+			t.Errorf("%s: description %q, want %q", name, def.Schema.Description, want)
+		}
+		checkProperties(t, ref, name, def, fields)
 		for _, dep := range def.Dependencies {
 			if _, ok := defs[dep]; !ok {
 				t.Errorf("%s depends on %s, which has no definition", name, dep)
@@ -108,9 +147,10 @@ func TestEventDefinitionsHaveEveryField(t *testing.T) {
 	}
 }
 
-// checkPropertyTypes checks that each property has the type, format, reference or items
-// of its Go field.
-func checkPropertyTypes(t *testing.T, ref common.ReferenceCallback, name string, def common.OpenAPIDefinition, fields []jsonField) {
+// checkProperties checks that each property has the type, format, reference or items of
+// its Go field, its description (kubectl explain shows it) and the default openapi-gen
+// gives it.
+func checkProperties(t *testing.T, ref common.ReferenceCallback, name string, def common.OpenAPIDefinition, fields []jsonField) {
 	t.Helper()
 	for _, f := range fields {
 		got, ok := def.Schema.Properties[f.name]
@@ -122,7 +162,7 @@ func checkPropertyTypes(t *testing.T, ref common.ReferenceCallback, name string,
 			t.Errorf("%s.%s: no schema rule for a field of type %s", name, f.name, f.typ)
 			continue
 		}
-		got.Description = ""
+		want.Description, want.Default = f.doc, openAPIGenDefault(f.typ, f.omitEmpty)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s.%s (%s): schema %s, want %s", name, f.name, f.typ, asJSON(t, got), asJSON(t, want))
 		}

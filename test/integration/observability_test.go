@@ -232,6 +232,9 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			// kubectl explain reads the Event schema from OpenAPI v3.
 			r = k.must("explain", "events.involvedObject")
 			r.contains(t, "KIND:", "Event", "ObjectReference", "fieldPath")
+			// kind and apiVersion are described as kube-apiserver describes them.
+			r = k.must("explain", "events")
+			r.contains(t, "APIVersion defines the versioned schema", "Kind is a string value representing")
 		})
 	}
 }
