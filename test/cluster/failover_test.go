@@ -109,7 +109,7 @@ func testTLS(t *testing.T, e *etcdaasInstall) {
 		t.Errorf("TLS member URLs: peer %s, client %s", m.PeerURL, m.ClientURL)
 	}
 	endpoint := fmt.Sprintf("--endpoints=https://%s.%s.svc.cluster.local:2379", name, ns)
-	secret := name + "-tls"
+	secret := name + "-client-tls" // what clients mount: no member key
 	withCert := []string{endpoint, "--cacert=/certs/ca.crt", "--cert=/certs/client.crt", "--key=/certs/client.key"}
 	const value = "served-only-with-the-client-certificate"
 	e.mustClient(t, ns, "with-cert", secret, append(withCert, "put", "/tls", value)...)

@@ -1,16 +1,18 @@
 // Package kubernetes is the controller backend that runs the members of an etcd cluster in a
 // Kubernetes cluster: per instance a StatefulSet, a headless Service for the members' DNS
 // names, a client Service, a PodDisruptionBudget keeping quorum and, with TLS, a Secret with
-// the instance's certificates. Every object is owned by the ETCDInstance. Membership changes
+// the instance's certificates and one with only what its clients need. Every object is owned by the ETCDInstance. Membership changes
 // go through the etcd API one member at a time, as with the local backend.
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -358,6 +360,9 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		if v.tlsData, err = b.ensureTLSSecret(ctx, inst); err != nil {
 			return nil, nil, err
 		}
+		if err := b.ensureClientTLSSecret(ctx, inst, v.tlsData); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := b.ensureService(ctx, peerService(inst)); err != nil {
 		return nil, nil, err
@@ -639,6 +644,25 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstanc
 	return created.Data, nil
 }
 
+// ensureClientTLSSecret keeps the instance's client Secret holding the client files of data,
+// the TLS Secret's, creating it when missing and putting back what was changed in it.
+func (b *Backend) ensureClientTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance, data map[string][]byte) error {
+	want := clientTLSSecret(inst, data)
+	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
+	got, err := client.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = client.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil || maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
+		return err
+	}
+	got = got.DeepCopy()
+	got.Data = want.Data
+	_, err = client.Update(ctx, got, metav1.UpdateOptions{})
+	return err
+}
+
 // issueTLS creates a CA and the server, peer and client certificates of an instance.
 func (b *Backend) issueTLS(inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
 	ca, err := pki.NewCA(fmt.Sprintf("etcdaas %s/%s CA", inst.Namespace, inst.Name))
@@ -740,6 +764,9 @@ func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error 
 			return c.CoreV1().Services(ns).Delete(ctx, PeerServiceName(inst), metav1.DeleteOptions{})
 		},
 		func() error { return c.CoreV1().Secrets(ns).Delete(ctx, TLSSecretName(inst), metav1.DeleteOptions{}) },
+		func() error {
+			return c.CoreV1().Secrets(ns).Delete(ctx, ClientTLSSecretName(inst), metav1.DeleteOptions{})
+		},
 	}
 	var errs []error
 	for _, del := range deletes {

@@ -1,9 +1,12 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"maps"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -169,10 +172,34 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 		}
 	}
 
+	// Clients get their own Secret: the CA and the client certificate, no member key.
+	clientSecret, err := client.CoreV1().Secrets("ns").Get(ctx, "db-client-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, clientSecret, inst)
+	if keys := slices.Sorted(maps.Keys(clientSecret.Data)); !slices.Equal(keys, []string{SecretCACert, SecretClientCert, SecretClientKey}) {
+		t.Fatalf("client Secret keys %v, want only the CA and the client certificate and key", keys)
+	}
+	for _, key := range []string{SecretCACert, SecretClientCert, SecretClientKey} {
+		if !bytes.Equal(clientSecret.Data[key], secret.Data[key]) {
+			t.Fatalf("client Secret %s differs from the TLS Secret's", key)
+		}
+	}
+	// A client Secret changed by hand is put back at the next sync.
+	clientSecret.Data[SecretClientKey] = []byte("tampered")
+	if _, err := client.CoreV1().Secrets("ns").Update(ctx, clientSecret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The pods are not ready yet: the next sync waits without touching etcd.
 	res, err = b.Sync(ctx, inst)
 	if err != nil || res.Converged || len(res.Members) != 1 || res.Members[0].ClientURL != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
 		t.Fatalf("second sync: %+v, %v", res, err)
+	}
+
+	if restored, err := client.CoreV1().Secrets("ns").Get(ctx, "db-client-tls", metav1.GetOptions{}); err != nil || !bytes.Equal(restored.Data[SecretClientKey], secret.Data[SecretClientKey]) {
+		t.Fatalf("client Secret after the second sync: %v", err)
 	}
 
 	access, err := b.Access(ctx, "ns", "db")

@@ -74,6 +74,10 @@ func ClientServiceName(inst *v1beta1.ETCDInstance) string { return inst.Name }
 // TLSSecretName is the Secret holding the instance's CA and certificates.
 func TLSSecretName(inst *v1beta1.ETCDInstance) string { return inst.Name + "-tls" }
 
+// ClientTLSSecretName is the Secret for the instance's clients: the CA certificate and the
+// client certificate and key, without the members' server and peer keys.
+func ClientTLSSecretName(inst *v1beta1.ETCDInstance) string { return inst.Name + "-client-tls" }
+
 func pdbName(inst *v1beta1.ETCDInstance) string { return inst.Name }
 
 func (b *Backend) scheme(inst *v1beta1.ETCDInstance) string {
@@ -206,6 +210,18 @@ func tlsSecret(inst *v1beta1.ETCDInstance, data map[string][]byte) *corev1.Secre
 		ObjectMeta: objectMeta(inst, TLSSecretName(inst)),
 		Type:       corev1.SecretTypeOpaque,
 		Data:       maps.Clone(data),
+	}
+}
+
+// clientTLSSecret holds what a client of the instance needs of data, the TLS Secret's: the
+// CA certificate and the client certificate and key, under the same keys.
+func clientTLSSecret(inst *v1beta1.ETCDInstance, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(inst, ClientTLSSecretName(inst)),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			SecretCACert: data[SecretCACert], SecretClientCert: data[SecretClientCert], SecretClientKey: data[SecretClientKey],
+		},
 	}
 }
 
