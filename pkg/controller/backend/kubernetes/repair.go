@@ -307,10 +307,10 @@ func (b *Backend) recordVolumes(ctx context.Context, v *instanceView, obs *obser
 
 // continueReplacement takes the replacement rep as far as it can go now; each part checks
 // whether it is done already, so that a replacement interrupted anywhere finishes: remove
-// the old member from etcd (leadership moved away first), add the new one as a learner with
-// the same peer URL (the StatefulSet's initial cluster updated for it), delete the old
-// member's claim and pod so that the StatefulSet creates both anew, empty, and promote the
-// learner once its pod serves.
+// the old member from etcd (leadership moved away first), delete the old member's claim and
+// pod so that the StatefulSet creates both anew, empty, add the new member as a learner with
+// the same peer URL (the StatefulSet's initial cluster updated for it) once they are gone,
+// and promote the learner once its pod serves.
 func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement) error {
 	res := obs.result
 	name := backend.MemberName(v.inst.Name, rep.Ordinal)
@@ -338,9 +338,23 @@ func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, clus
 		b.health.Forget(v.healthKey(members[i].ID))
 		members = slices.Delete(slices.Clone(members), i, i+1)
 	}
+	if err := b.discardOld(ctx, v, rep); err != nil {
+		return err
+	}
 	peer := b.peerURL(v.inst, rep.Ordinal)
 	i = slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) })
 	if i < 0 {
+		// The new member is added once the old claim and pod are gone: an empty pod started on
+		// the old claim after that would join as the new member and write its log there, and
+		// the pod the StatefulSet creates on a new claim would then start the same member with
+		// an empty log, which etcd refuses for good (its leader remembers how far it got).
+		if gone, err := b.oldGone(ctx, v, rep); err != nil || !gone {
+			res.Step = fmt.Sprintf("replacing member %s: waiting for its old pod and volume claim to go", name)
+			if err != nil {
+				return err
+			}
+			return b.recreatePod(ctx, v, rep.Ordinal)
+		}
 		id, after, err := cluster.AddLearner(ctx, peer)
 		if err != nil {
 			return err
@@ -358,9 +372,6 @@ func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, clus
 	}
 	if i < 0 {
 		return fmt.Errorf("member %s was added but is not in the membership", name)
-	}
-	if err := b.discardOld(ctx, v, rep); err != nil {
-		return err
 	}
 	learner := members[i]
 	if learner.IsLearner {
@@ -409,6 +420,26 @@ func (b *Backend) discardOld(ctx context.Context, v *instanceView, rep *replacem
 		}
 	}
 	return nil
+}
+
+// oldGone reports whether the replaced member's claim and pod (those of rep, by UID) are gone.
+func (b *Backend) oldGone(ctx context.Context, v *instanceView, rep *replacement) (bool, error) {
+	if rep.ClaimUID != "" {
+		pvc, err := b.claim(ctx, v, rep.Ordinal)
+		if err != nil || (pvc != nil && pvc.UID == rep.ClaimUID) {
+			return false, err
+		}
+	}
+	if rep.PodUID != "" {
+		pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, backend.MemberName(v.inst.Name, rep.Ordinal), metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		if err == nil && pod.UID == rep.PodUID {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // recreatePod deletes the member's pod when it cannot start on a new, empty claim: it is

@@ -438,3 +438,65 @@ func TestForgetDropsTheInstancesHealthRecords(t *testing.T) {
 		t.Errorf("ns/db2's member unhealthy for %s, want 1h: forgotten with ns/db", got)
 	}
 }
+
+// TestReplacementAddsTheNewMemberOnceTheOldClaimIsGone: a pod started on the old member's
+// claim while it is being deleted must not find the new member to join as (it would write the
+// new member's log on a volume that goes away, and the pod on the new claim could then never
+// start it), so the learner is added only once the old claim and pod are gone.
+func TestReplacementAddsTheNewMemberOnceTheOldClaimIsGone(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 3, 3, 3, cluster)
+	f.withVolumes(t, 3)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	// Deleting db-1's claim leaves it being deleted, as the pvc-protection finalizer does
+	// while a pod uses it.
+	protected := true
+	f.client.PrependReactor("delete", "persistentvolumeclaims", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		del := action.(k8stesting.DeleteAction)
+		if !protected || del.GetName() != "data-db-1" {
+			return false, nil, nil
+		}
+		obj, err := f.client.Tracker().Get(action.GetResource(), del.GetNamespace(), del.GetName())
+		if err != nil {
+			return false, nil, nil
+		}
+		pvc := obj.(*corev1.PersistentVolumeClaim).DeepCopy()
+		now := metav1.Now()
+		pvc.DeletionTimestamp, pvc.Finalizers = &now, []string{"kubernetes.io/pvc-protection"}
+		return true, nil, f.client.Tracker().Update(action.GetResource(), pvc, del.GetNamespace())
+	})
+	// db-1 keeps failing past the grace period: it is replaced.
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	f.b.opts.MemberRepairGracePeriod = time.Nanosecond
+	for range 2 {
+		if _, err := f.b.Sync(ctx, f.inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(cluster.removed, []uint64{101}) || len(cluster.added) != 0 {
+		t.Fatalf("while the old claim is being deleted: removed %v, added %v", cluster.removed, cluster.added)
+	}
+	// A pod the StatefulSet created on it meanwhile is deleted, so that the claim can go.
+	early := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-1", UID: "pod-1-early"}}
+	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, early, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || !strings.Contains(res.Step, "waiting for its old pod and volume claim to go") || len(cluster.added) != 0 {
+		t.Fatalf("waiting: %+v, %v, added %v", res, err, cluster.added)
+	}
+	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
+		t.Fatal("the pod holding the claim being deleted is still there")
+	}
+	// The claim is gone: the new member is added.
+	protected = false
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) {
+		t.Fatalf("after the old claim went: %+v, %v, added %v", res, err, cluster.added)
+	}
+}
