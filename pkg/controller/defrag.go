@@ -35,10 +35,11 @@ const (
 const alarmNoSpace = "NOSPACE"
 
 // NoSpaceInterval is how often the controller looks at an instance whose members are out of
-// space (and otherwise ready) for the space a compaction freed. Each look also makes every
-// member commit (listing alarms is a raft request), and a member reports freed space only in
-// the commits that follow it; a backoff growing while the alarm lasts would leave the instance
-// refusing writes long after its keys were compacted.
+// space (and otherwise ready) for the space a compaction freed: a backoff growing while the
+// alarm lasts would leave the instance refusing writes long after its keys were compacted. A
+// member reports the space a compaction freed (dbSizeInUse) only after later commits of its
+// database, which a member refusing writes may never make; `kubectl etcdaas defrag`
+// defragments it whatever it reports.
 const NoSpaceInterval = 2 * time.Second
 
 // DefragOptions configure when members are defragmented. spec.defragmentation overrides the
