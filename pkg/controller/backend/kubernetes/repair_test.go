@@ -101,18 +101,26 @@ func reasons(res *backend.Result) string {
 	return strings.Join(out, ",")
 }
 
+// convergedWithVolumes is a healthy 3-member instance whose claims have UIDs (withVolumes),
+// synced once to Converged so that its volumes are recorded.
+func convergedWithVolumes(t *testing.T) (*stepsFixture, *fakeMembership) {
+	t.Helper()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 3, 3, 3, cluster)
+	f.withVolumes(t, 3)
+	if res, err := f.b.Sync(context.Background(), f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	return f, cluster
+}
+
 // TestRepairReplacesAMemberWhoseVolumeWasReplaced: db-1's claim is deleted and the
 // StatefulSet made an empty one (its member rejoined under the old ID, with nothing): the
 // member is removed, its claim and pod deleted, a learner with a new ID added at the same
 // peer URL and promoted once its new pod serves; then the volume record starts anew.
 func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
 	ctx := context.Background()
-	cluster := healthyCluster(3)
-	f := newStepsFixture(t, 3, 3, 3, cluster)
-	f.withVolumes(t, 3)
-	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
-		t.Fatalf("sync: %+v, %v", res, err)
-	}
+	f, cluster := convergedWithVolumes(t)
 	if got := f.annotation(t, annotationMemberVolumes); got != `{"db-0":{"member":"64","claim":"claim-0"},"db-1":{"member":"65","claim":"claim-1"},"db-2":{"member":"66","claim":"claim-2"}}` {
 		t.Fatalf("volumes recorded: %s", got)
 	}
@@ -275,12 +283,7 @@ func TestQuorumLossWithoutAMemberList(t *testing.T) {
 // it is recorded, not replaced.
 func TestRepairRecordsANewMemberOfTheSameNameAnew(t *testing.T) {
 	ctx := context.Background()
-	cluster := healthyCluster(3)
-	f := newStepsFixture(t, 3, 3, 3, cluster)
-	f.withVolumes(t, 3)
-	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
-		t.Fatalf("sync: %+v, %v", res, err)
-	}
+	f, cluster := convergedWithVolumes(t)
 	cluster.members[2].ID, cluster.statuses[2].MemberID = 300, 300
 	pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data-db-2", metav1.GetOptions{})
 	if err != nil {
@@ -445,12 +448,7 @@ func TestForgetDropsTheInstancesHealthRecords(t *testing.T) {
 // start it), so the learner is added only once the old claim and pod are gone.
 func TestReplacementAddsTheNewMemberOnceTheOldClaimIsGone(t *testing.T) {
 	ctx := context.Background()
-	cluster := healthyCluster(3)
-	f := newStepsFixture(t, 3, 3, 3, cluster)
-	f.withVolumes(t, 3)
-	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
-		t.Fatalf("sync: %+v, %v", res, err)
-	}
+	f, cluster := convergedWithVolumes(t)
 	// Deleting db-1's claim leaves it being deleted, as the pvc-protection finalizer does
 	// while a pod uses it.
 	protected := true
