@@ -90,6 +90,14 @@ func TestKubectl(t *testing.T) {
 
 			k.must("scale", "etcdinstance", "beta-one", "--replicas=5").contains(t, "scaled")
 			k.must("get", "etcdinstance", "beta-one", "-o", "jsonpath={.spec.replicas}").equals(t, "5")
+			// The scale subresource's table, as kube-apiserver prints a Deployment's.
+			r = k.must("get", "etcdinstance", "beta-one", "--subresource=scale")
+			if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME DESIRED AVAILABLE AGE" {
+				t.Errorf("get --subresource=scale header %q", header)
+			}
+			if row := strings.Fields(strings.Split(strings.TrimSpace(r.out), "\n")[1]); len(row) != 4 || row[0] != "beta-one" || row[1] != "5" {
+				t.Errorf("get --subresource=scale row %q", row)
+			}
 			k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "alpha-one", "-o", "jsonpath={.spec.replicas}").equals(t, "1")
 
 			r = k.must("explain", "etcdinstances.spec")

@@ -200,9 +200,10 @@ func (r *ScaleREST) Update(ctx context.Context, name string, objInfo rest.Update
 	return scaleFromInstance(instance), false, nil
 }
 
-// ConvertToTable renders the Scale's instance as a table.
+// ConvertToTable renders the Scale as kube-apiserver renders the scale subresource of its own
+// workloads and of custom resources: NAME, DESIRED, AVAILABLE, AGE.
 func (r *ScaleREST) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
-	return rest.NewDefaultTableConvertor(etcdaas.Resource("etcdinstances/scale")).ConvertToTable(ctx, object, tableOptions)
+	return ScaleTableConvertor{}.ConvertToTable(ctx, object, tableOptions)
 }
 
 // toScaleCreateValidation lets admission see the Scale, not the instance, as for built-ins.

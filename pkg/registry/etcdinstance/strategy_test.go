@@ -2,8 +2,10 @@ package etcdinstance
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -238,6 +240,38 @@ func TestScaleFromInstance(t *testing.T) {
 	obj.Status.Selector = "app.kubernetes.io/instance=db"
 	if got := scaleFromInstance(obj).Status.Selector; got != obj.Status.Selector {
 		t.Errorf("selector %q, want the status one", got)
+	}
+}
+
+// TestScaleTable checks that `kubectl get etcd NAME --subresource=scale` prints the columns
+// kube-apiserver prints for the scale of a Deployment or a custom resource.
+func TestScaleTable(t *testing.T) {
+	obj := instance()
+	obj.CreationTimestamp = metav1.NewTime(time.Now().Add(-90 * time.Minute))
+	obj.Status.Replicas = 2
+	table, err := (&ScaleREST{}).ConvertToTable(context.Background(), scaleFromInstance(obj), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range table.ColumnDefinitions {
+		names = append(names, c.Name)
+	}
+	if !slices.Equal(names, []string{"Name", "Desired", "Available", "Age"}) {
+		t.Errorf("columns %v, want Name Desired Available Age", names)
+	}
+	if len(table.Rows) != 1 || table.ResourceVersion != "1" {
+		t.Fatalf("table %+v", table)
+	}
+	if cells := table.Rows[0].Cells; !slices.Equal(cells, []interface{}{"db", int64(3), int64(2), "90m"}) {
+		t.Errorf("row %v, want [db 3 2 90m]", cells)
+	}
+	noHeaders, err := (&ScaleREST{}).ConvertToTable(context.Background(), scaleFromInstance(obj), &metav1.TableOptions{NoHeaders: true})
+	if err != nil || len(noHeaders.ColumnDefinitions) != 0 || len(noHeaders.Rows) != 1 {
+		t.Errorf("no headers: %v %+v", err, noHeaders)
+	}
+	if _, err := (&ScaleREST{}).ConvertToTable(context.Background(), obj, nil); err == nil {
+		t.Error("a scale table of an ETCDInstance did not fail")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -88,6 +89,34 @@ func row(instance *etcdaas.ETCDInstance) metav1.TableRow {
 			leader,
 		},
 	}
+}
+
+// ScaleTableConvertor renders the scale subresource as the table `kubectl get --subresource=scale`
+// prints: NAME, DESIRED (spec.replicas), AVAILABLE (status.replicas) and AGE, the columns
+// kube-apiserver gives the Scale of its workloads and of custom resources.
+type ScaleTableConvertor struct{}
+
+var _ rest.TableConvertor = ScaleTableConvertor{}
+
+// scaleColumns are the scale table's column definitions, described as autoscaling/v1 does.
+var scaleColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: swaggerMetadataDescriptions["name"]},
+	{Name: "Desired", Type: "integer", Description: autoscalingv1.ScaleSpec{}.SwaggerDoc()["replicas"]},
+	{Name: "Available", Type: "integer", Description: autoscalingv1.ScaleStatus{}.SwaggerDoc()["replicas"]},
+	{Name: "Age", Type: "string", Description: swaggerMetadataDescriptions["creationTimestamp"]},
+}
+
+// ConvertToTable renders one Scale.
+func (ScaleTableConvertor) ConvertToTable(_ context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
+	scale, ok := object.(*autoscalingv1.Scale)
+	if !ok {
+		return nil, fmt.Errorf("cannot render %T as a table of etcdinstances/scale", object)
+	}
+	row := metav1.TableRow{
+		Object: runtime.RawExtension{Object: scale},
+		Cells:  []interface{}{scale.Name, int64(scale.Spec.Replicas), int64(scale.Status.Replicas), age(scale.CreationTimestamp)},
+	}
+	return table.New(object, tableOptions, scaleColumns, []metav1.TableRow{row}), nil
 }
 
 // age renders a timestamp the way kubectl does ("5m", "3d"), or "<unknown>".
