@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
 
@@ -83,40 +83,9 @@ func learnerBehindThenDeadline(deadline *deadlineOnCue, calls *atomic.Int32) grp
 	}
 }
 
-// startMember starts a one-member cluster and returns its client URL.
-func startMember(t *testing.T) string {
-	t.Helper()
-	return startMemberWith(t, func(*embed.Config) {})
-}
-
-// startMemberWith starts a one-member cluster with configure applied and returns its client URL.
-func startMemberWith(t *testing.T, configure func(*embed.Config)) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir, cfg.LogLevel = "m", t.TempDir(), "error"
-	ports := freePorts(t, 2)
-	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
-	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	cfg.InitialCluster = "m=" + peer.String()
-	configure(cfg)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("member not ready")
-	}
-	return client.String()
-}
-
 func TestMembershipAndSnapshots(t *testing.T) {
 	ctx := context.Background()
-	endpoint := startMember(t)
+	endpoint := etcdtest.Start(t, nil)
 	access := &Access{Endpoints: []string{endpoint}}
 	cli, err := access.New()
 	if err != nil {
@@ -217,7 +186,7 @@ func TestMembershipAndSnapshots(t *testing.T) {
 
 func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	ctx := context.Background()
-	endpoint := startMemberWith(t, func(cfg *embed.Config) {
+	endpoint := etcdtest.Start(t, func(cfg *embed.Config) {
 		cfg.QuotaBackendBytes = 1 << 20
 		// The quota is checked against the database file, which grows only when the backend
 		// commits; commit after every write so that fast writes cannot all land in one batch.
