@@ -441,11 +441,11 @@ func TestRequeueAfter(t *testing.T) {
 		{"step under way with an unhealthy member", &backend.Result{Step: "promoting member db-1", Unhealthy: "db-1: starting"}, nil, time.Second, nil},
 		{"unhealthy and no step: back off", &backend.Result{Unhealthy: "db-0: connection refused"}, nil, 0, errWaiting},
 		{"out of space: look again at a steady pace", &backend.Result{Unhealthy: "db-0: alarm NOSPACE raised", Members: []v1beta1.MemberStatus{
-			{Name: "db-0", Alarms: []string{"NOSPACE"}}, {Name: "db-1", Ready: true}}}, nil, NoSpaceInterval, nil},
+			{Name: "db-0", ID: "a", Alarms: []string{"NOSPACE"}}, {Name: "db-1", ID: "b", Ready: true}}}, nil, NoSpaceInterval, nil},
 		{"out of space and another member down: back off", &backend.Result{Unhealthy: "db-0: alarm NOSPACE raised; db-1: connection refused",
-			Members: []v1beta1.MemberStatus{{Name: "db-0", Alarms: []string{"NOSPACE"}}, {Name: "db-1"}}}, nil, 0, errWaiting},
+			Members: []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Alarms: []string{"NOSPACE"}}, {Name: "db-1", ID: "b"}}}, nil, 0, errWaiting},
 		{"out of space during a step: next step soon", &backend.Result{Step: "promoting member db-1", Members: []v1beta1.MemberStatus{
-			{Name: "db-0", Alarms: []string{"NOSPACE"}}}}, nil, time.Second, nil},
+			{Name: "db-0", ID: "a", Alarms: []string{"NOSPACE"}}}}, nil, time.Second, nil},
 		{"stalled roll: back off", &backend.Result{Step: "waiting for member db-2", StepReason: backend.StepUpgrading,
 			Stalled: "member db-2 is not up to date", StalledReason: "UpgradeFailed"}, nil, 0, errWaiting},
 		{"no result and no error: next step soon", nil, nil, time.Second, nil},
@@ -560,7 +560,7 @@ func TestReconcileForgetsAnInstanceThatIsGone(t *testing.T) {
 	for _, name := range []string{"gone", "kept"} {
 		inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name),
 			Annotations: map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}}}
-		if _, _, ok := c.defrag.round(inst, members(3, 3), defragThresholds{freePercent: 50}); !ok {
+		if _, _, ok := c.defrag.round(inst, members(3, 3), defragThresholds{freePercent: 50}, false); !ok {
 			t.Fatalf("no round started for %s", name)
 		}
 	}

@@ -35,11 +35,9 @@ const (
 const alarmNoSpace = "NOSPACE"
 
 // NoSpaceInterval is how often the controller looks at an instance whose members are out of
-// space (and otherwise ready) for the space a compaction freed: a backoff growing while the
-// alarm lasts would leave the instance refusing writes long after its keys were compacted. A
-// member reports the space a compaction freed (dbSizeInUse) only after later commits of its
-// database, which a member refusing writes may never make; `kubectl etcdaas defrag`
-// defragments it whatever it reports.
+// space (and otherwise ready) for a compaction of its history: a compaction sends no event,
+// and a backoff growing while the alarm lasts would leave the instance refusing writes long
+// after its keys were compacted.
 const NoSpaceInterval = 2 * time.Second
 
 // DefragOptions configure when members are defragmented. spec.defragmentation overrides the
@@ -108,6 +106,15 @@ type defragmenter struct {
 	mu sync.Mutex
 	// rounds are the rounds under way, by instance.
 	rounds map[types.UID]*defragRound
+	// oldest is, by instance whose members are out of space, the oldest revision of its
+	// history that could be read when it was last looked at.
+	oldest map[types.UID]historyMark
+}
+
+// historyMark is the oldest readable revision of an instance (namespace/name) out of space.
+type historyMark struct {
+	instance string
+	oldest   int64
 }
 
 // defragRound is a round under way: the instance (namespace/name), the on-demand request it
@@ -120,7 +127,7 @@ type defragRound struct {
 }
 
 func newDefragmenter(opts DefragOptions, dialer etcdcluster.Dialer) *defragmenter {
-	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, rounds: map[types.UID]*defragRound{}}
+	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, rounds: map[types.UID]*defragRound{}, oldest: map[types.UID]historyMark{}}
 }
 
 // forget drops the round of the instance with key namespace/name (whatever its UID): the
@@ -133,12 +140,18 @@ func (d *defragmenter) forget(key string) {
 			delete(d.rounds, uid)
 		}
 	}
+	for uid, m := range d.oldest {
+		if m.instance == key {
+			delete(d.oldest, uid)
+		}
+	}
 }
 
 // round returns the round of inst under way or starting now, and the members it covered; ok
 // is false when there is none. An on-demand request replaces an automatic round; a newer
-// request starts over. An automatic round starts when a member of members is due.
-func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus, t defragThresholds) (request string, done []string, ok bool) {
+// request starts over. An automatic round starts when a member of members is due, or when
+// the history of an instance out of space was compacted.
+func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus, t defragThresholds, compacted bool) (request string, done []string, ok bool) {
 	request, requested := inst.Annotations[etcdaas.DefragRequestedAnnotation]
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -150,7 +163,7 @@ func (d *defragmenter) round(inst *v1beta1.ETCDInstance, members []v1beta1.Membe
 	case !requested && r != nil && r.request != "":
 		r = nil // the request was consumed: its round is over
 	}
-	if r == nil && slices.ContainsFunc(members, func(m v1beta1.MemberStatus) bool { return t.due(m.DBSize, m.DBSizeInUse) }) {
+	if r == nil && (compacted || slices.ContainsFunc(members, func(m v1beta1.MemberStatus) bool { return t.due(m.DBSize, m.DBSizeInUse) })) {
 		r = &defragRound{instance: key}
 	}
 	if r == nil {
@@ -204,40 +217,62 @@ func next(members []v1beta1.MemberStatus, done []string, leaderID string) int {
 	return leader
 }
 
-// mayDefragment reports whether a Sync's result lets a defragmentation run: no membership
-// change under way, quorum, no learner, and every member ready or out of space (a NOSPACE
-// alarm makes members unready, and defragmentation is what clears it). defragment checks
-// the members' health itself before it starts.
+// outOfSpace reports whether etcd raised its NOSPACE alarm on m.
+func outOfSpace(m v1beta1.MemberStatus) bool { return slices.Contains(m.Alarms, alarmNoSpace) }
+
+// stable reports whether res shows a cluster whose membership is not changing: no step under
+// way, quorum, and only voting members that started.
+func stable(res *backend.Result) bool {
+	return res != nil && res.Step == "" && res.QuorumLost == "" && len(res.Members) > 0 &&
+		!slices.ContainsFunc(res.Members, func(m v1beta1.MemberStatus) bool { return m.Learner || m.ID == "" })
+}
+
+// mayDefragment reports whether a Sync's result lets a defragmentation run: a stable cluster
+// whose members are all ready, or some out of space (a NOSPACE alarm makes members unready,
+// and defragmentation is what clears it). defragment checks the members' health itself before
+// it starts.
 func mayDefragment(res *backend.Result, syncErr error) bool {
-	if syncErr != nil || res == nil || res.Step != "" || res.QuorumLost != "" || len(res.Members) == 0 {
-		return false
-	}
-	noSpace := false
-	for _, m := range res.Members {
-		if m.Learner || m.ID == "" {
-			return false
-		}
-		noSpace = noSpace || slices.Contains(m.Alarms, alarmNoSpace)
-	}
-	return res.Converged || noSpace
+	return syncErr == nil && stable(res) && (res.Converged || slices.ContainsFunc(res.Members, outOfSpace))
 }
 
 // waitingForSpace reports whether res shows members that are out of space with nothing else
-// wrong: no step, no stalled work, quorum, no learner, every other member ready. Only a
-// compaction (and then a defragmentation) helps them.
+// wrong: a stable cluster, no stalled work, every other member ready. Only a compaction (and
+// then a defragmentation) helps them.
 func waitingForSpace(res *backend.Result) bool {
-	if res == nil || res.Step != "" || res.Stalled != "" || res.QuorumLost != "" {
+	return stable(res) && res.Stalled == "" && slices.ContainsFunc(res.Members, outOfSpace) &&
+		!slices.ContainsFunc(res.Members, func(m v1beta1.MemberStatus) bool { return !m.Ready && !outOfSpace(m) })
+}
+
+// compactedOutOfSpace reports whether the history of inst was compacted while its members
+// were out of space, or, when they are first seen so, compacted up to its head revision.
+// That is when a defragmentation can return space, and the members may not show it: etcd
+// counts the pages a compaction frees as free (dbSize - dbSizeInUse) only after later
+// commits of the database, which a member refusing writes may not make.
+func (d *defragmenter) compactedOutOfSpace(ctx context.Context, inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus) bool {
+	d.mu.Lock()
+	mark, seen := d.oldest[inst.UID]
+	if !slices.ContainsFunc(members, outOfSpace) {
+		delete(d.oldest, inst.UID)
+		d.mu.Unlock()
 		return false
 	}
-	noSpace := false
-	for _, m := range res.Members {
-		out := slices.Contains(m.Alarms, alarmNoSpace)
-		if m.Learner || (!m.Ready && !out) {
-			return false
-		}
-		noSpace = noSpace || out
+	d.mu.Unlock()
+	access, err := d.dialer.Access(ctx, inst.Namespace, inst.Name)
+	if err != nil {
+		return false
 	}
-	return noSpace
+	h, err := etcdcluster.ReadHistory(ctx, access, mark.oldest)
+	if err != nil {
+		klog.V(2).InfoS("Could not read how far the history was compacted", "instance", instanceKey(inst), "err", err)
+		return false
+	}
+	d.mu.Lock()
+	d.oldest[inst.UID] = historyMark{instance: instanceKey(inst), oldest: h.Oldest}
+	d.mu.Unlock()
+	if seen {
+		return h.Oldest > mark.oldest
+	}
+	return h.Oldest == h.Head
 }
 
 // step defragments at most one member of inst after a Sync that returned res and syncErr,
@@ -249,7 +284,8 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 		return false, nil
 	}
 	t := d.opts.thresholds(inst)
-	request, done, ok := d.round(inst, res.Members, t)
+	compacted := d.compactedOutOfSpace(ctx, inst, res.Members)
+	request, done, ok := d.round(inst, res.Members, t, compacted)
 	if !ok || next(res.Members, done, "") < 0 {
 		return false, nil
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 )
 
 func TestDefragThresholdsFromFlagsAndSpec(t *testing.T) {
@@ -121,32 +124,38 @@ func TestDefragRoundsCoverEveryMember(t *testing.T) {
 	th := defragThresholds{freePercent: 50, freeBytes: 1 << 20}
 	full := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", DBSize: 10 << 20, DBSizeInUse: 10 << 20}, {Name: "db-1", ID: "b", DBSize: 10 << 20, DBSizeInUse: 10 << 20}}
 	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{UID: "u"}}
-	if _, _, ok := d.round(inst, full, th); ok {
+	if _, _, ok := d.round(inst, full, th, false); ok {
 		t.Fatal("a round started with nothing due and nothing requested")
 	}
+	// A compaction while out of space starts one with nothing reported free.
+	if request, done, ok := d.round(inst, full, th, true); !ok || request != "" || len(done) != 0 {
+		t.Fatalf("round after a compaction: %q %v %v", request, done, ok)
+	}
+	d.markDone("u", "", "db-0", full)
+	d.markDone("u", "", "db-1", full)
 	// One member due starts an automatic round over every member; it ends once all are done.
 	due := slices.Clone(full)
 	due[0].DBSizeInUse = 1 << 20
-	if request, done, ok := d.round(inst, due, th); !ok || request != "" || len(done) != 0 {
+	if request, done, ok := d.round(inst, due, th, false); !ok || request != "" || len(done) != 0 {
 		t.Fatalf("automatic round: %q %v %v", request, done, ok)
 	}
 	d.markDone("u", "", "db-1", due)
-	if _, done, ok := d.round(inst, full, th); !ok || !slices.Equal(done, []string{"db-1"}) {
+	if _, done, ok := d.round(inst, full, th, false); !ok || !slices.Equal(done, []string{"db-1"}) {
 		t.Fatalf("the round goes on with nothing due any more: %v %v", done, ok)
 	}
 	d.markDone("u", "", "db-0", full)
-	if _, _, ok := d.round(inst, full, th); ok {
+	if _, _, ok := d.round(inst, full, th, false); ok {
 		t.Fatal("the round goes on after covering every member")
 	}
 
 	// A request starts a round of its own, remembered per value; a newer request starts over.
 	inst.Annotations = map[string]string{etcdaas.DefragRequestedAnnotation: "t1"}
-	if request, done, ok := d.round(inst, full, th); !ok || request != "t1" || len(done) != 0 {
+	if request, done, ok := d.round(inst, full, th, false); !ok || request != "t1" || len(done) != 0 {
 		t.Fatalf("requested round: %q %v %v", request, done, ok)
 	}
 	d.markDone("u", "t1", "db-1", full)
 	d.markDone("u", "t1", "db-1", full)
-	if _, done, _ := d.round(inst, full, th); !slices.Equal(done, []string{"db-1"}) || d.covered("u", "t1", full) {
+	if _, done, _ := d.round(inst, full, th, false); !slices.Equal(done, []string{"db-1"}) || d.covered("u", "t1", full) {
 		t.Fatalf("done %v", done)
 	}
 	d.markDone("u", "t1", "db-0", full)
@@ -154,12 +163,87 @@ func TestDefragRoundsCoverEveryMember(t *testing.T) {
 		t.Fatal("covered")
 	}
 	inst.Annotations[etcdaas.DefragRequestedAnnotation] = "t2"
-	if request, done, _ := d.round(inst, full, th); request != "t2" || len(done) != 0 {
+	if request, done, _ := d.round(inst, full, th, false); request != "t2" || len(done) != 0 {
 		t.Fatalf("a newer request starts with %q %v", request, done)
 	}
 	// Once the request is consumed its round is over.
 	delete(inst.Annotations, etcdaas.DefragRequestedAnnotation)
-	if _, _, ok := d.round(inst, full, th); ok || len(d.rounds) != 0 {
+	if _, _, ok := d.round(inst, full, th, false); ok || len(d.rounds) != 0 {
 		t.Fatalf("without the annotation: ok %v, remembered %v", ok, d.rounds)
+	}
+}
+
+// accessDialer reaches every instance through one Access.
+type accessDialer struct{ access *etcdcluster.Access }
+
+func (d accessDialer) Access(context.Context, string, string) (*etcdcluster.Access, error) {
+	return d.access, nil
+}
+
+func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
+	ctx := context.Background()
+	access := &etcdcluster.Access{Endpoints: []string{etcdtest.Start(t, nil)}}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	put := func() int64 {
+		t.Helper()
+		resp, err := cli.Put(ctx, "k", "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	compact := func(rev int64) {
+		t.Helper()
+		if _, err := cli.Compact(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := newDefragmenter(DefragOptions{}, accessDialer{access})
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "u"}}
+	outOfSpace := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Alarms: []string{alarmNoSpace}}, {Name: "db-1", ID: "b", Ready: true}}
+	ready := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Ready: true}, {Name: "db-1", ID: "b", Ready: true}}
+	seen := func(members []v1beta1.MemberStatus) bool { return d.compactedOutOfSpace(ctx, inst, members) }
+
+	for range 5 {
+		put()
+	}
+	if seen(outOfSpace) || seen(outOfSpace) {
+		t.Fatal("a compaction seen before any")
+	}
+	// Deleting keys and compacting up to the delete, as etcd's documentation advises.
+	del, err := cli.Delete(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact(del.Header.Revision)
+	if !seen(outOfSpace) {
+		t.Fatal("the compaction up to the delete was not seen")
+	}
+	if seen(outOfSpace) {
+		t.Fatal("the same compaction seen twice")
+	}
+	// Compacting older history only, below the head, is seen as well.
+	head := put()
+	put()
+	compact(head)
+	if !seen(outOfSpace) {
+		t.Fatal("a compaction below the head was not seen")
+	}
+	// Members that are not out of space are not read; once they are again, a history compacted
+	// up to its head counts, since it may have been compacted while nobody looked.
+	if seen(ready) {
+		t.Fatal("a compaction seen on members with space")
+	}
+	compact(put())
+	if !seen(outOfSpace) {
+		t.Fatal("a history compacted up to its head, first seen out of space: not seen")
+	}
+	d.forget("ns/db")
+	if len(d.oldest) != 0 {
+		t.Fatalf("a forgotten instance's history is remembered: %v", d.oldest)
 	}
 }
