@@ -483,7 +483,7 @@ func schema_pkg_apis_etcdaas_v1beta1_DefragmentationSpec(ref common.ReferenceCal
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "DefragmentationSpec says when members are defragmented automatically: once the space that compaction freed inside a member's database file (dbSize - dbSizeInUse in its status) reaches both freePercent of the file and freeBytes, every member is defragmented in turn (they hold the same data), one at a time, followers first and the leader last, each only while every member is healthy. A NOSPACE alarm on a member is disarmed once defragmenting it freed at least freeBytes (etcd raises it again if writes still do not fit its quota). The defrag subresource starts such a round on demand, whatever the thresholds.",
+				Description: "DefragmentationSpec says when members are defragmented automatically: once the space that compaction freed inside a member's database file (dbSize - dbSizeInUse in its status) reaches both freePercent of the file and freeBytes, every member is defragmented in turn (they hold the same data), one at a time, followers first and the leader last, each only while every member is healthy. Members out of space (a NOSPACE alarm) are also defragmented, whatever the thresholds, once the history is compacted; the alarm is disarmed once defragmenting a member freed at least freeBytes (etcd raises it again if writes still do not fit its quota). The defrag subresource starts such a round on demand, whatever the thresholds.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"freePercent": {

@@ -69,9 +69,11 @@ type ETCDInstanceSpec struct {
 // compaction freed inside a member's database file (dbSize - dbSizeInUse in its status)
 // reaches both freePercent of the file and freeBytes, every member is defragmented in turn
 // (they hold the same data), one at a time, followers first and the leader last, each only
-// while every member is healthy. A NOSPACE alarm on a member is disarmed once defragmenting
-// it freed at least freeBytes (etcd raises it again if writes still do not fit its quota).
-// The defrag subresource starts such a round on demand, whatever the thresholds.
+// while every member is healthy. Members out of space (a NOSPACE alarm) are also
+// defragmented, whatever the thresholds, once the history is compacted; the alarm is
+// disarmed once defragmenting a member freed at least freeBytes (etcd raises it again if
+// writes still do not fit its quota). The defrag subresource starts such a round on demand,
+// whatever the thresholds.
 type DefragmentationSpec struct {
 	// FreePercent is the share of a member's database file, in percent from 1 to 100, that
 	// must be free before the member is defragmented. Defaults to the controller's
