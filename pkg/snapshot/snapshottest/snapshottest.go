@@ -5,9 +5,7 @@ package snapshottest
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,39 +13,18 @@ import (
 
 	"go.etcd.io/bbolt"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/etcdaas/etcdaas/pkg/loopback"
+	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 )
 
-// Make starts a one-member etcd, writes kvs, and saves its snapshot (database and sha256, as
-// the snapshot API streams it) to dir/name. It returns the snapshot's path.
+// Make starts a one-member etcd (stopped when the test ends), writes kvs, and saves its
+// snapshot (database and sha256, as the snapshot API streams it) to dir/name. It returns the
+// snapshot's path.
 func Make(t testing.TB, dir, name string, kvs map[string]string) string {
 	t.Helper()
-	ports, err := loopback.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir, cfg.LogLevel = "snap", t.TempDir(), "error"
-	cfg.LogOutputs = []string{filepath.Join(cfg.Dir, "etcd.log")}
-	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[0]))
-	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports[1]))
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	cfg.InitialCluster = "snap=" + peer.String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd not ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	endpoint := etcdtest.Start(t, nil)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
