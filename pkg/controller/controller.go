@@ -330,6 +330,13 @@ func (c *Controller) reconcileDelete(ctx context.Context, inst *v1beta1.ETCDInst
 	if err := c.opts.Backend.Delete(ctx, inst); err != nil {
 		return fmt.Errorf("deleting the members of %s: %w", key, err)
 	}
+	// Another finalizer keeps the object after ours goes: its status must not go on listing
+	// members (and client URLs) that no longer exist.
+	if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+		return membersDeletedStatus(latest, c.now())
+	}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reporting that the members of %s are deleted: %w", key, err)
+	}
 	client := c.opts.Client.EtcdaasV1beta1().ETCDInstances(inst.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		latest, err := client.Get(ctx, inst.Name, metav1.GetOptions{})

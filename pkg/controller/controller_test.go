@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 
@@ -358,6 +359,65 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the controller did not stop")
+	}
+}
+
+// TestDeleteWithOtherFinalizers checks that an instance another finalizer keeps after the
+// controller removed its members says so, instead of listing the members it no longer has as
+// ready (with client URLs that may serve another instance by then), and that an instance
+// without other finalizers gets no status write beyond the Deleting phase.
+func TestDeleteWithOtherFinalizers(t *testing.T) {
+	ctx := context.Background()
+	running := v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRunning, Replicas: 1, ReadyReplicas: 1,
+		Members: []v1beta1.MemberStatus{{Name: "m-0", ClientURL: "http://127.0.0.1:2379", Ready: true, Leader: true}}}
+	held := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "held", Namespace: "ns", UID: "uid-held", Generation: 2,
+			Finalizers: []string{Finalizer, "example.com/hold"}, DeletionTimestamp: ptr.To(metav1.Now())},
+		Status: running,
+	}
+	plain := held.DeepCopy()
+	plain.Name, plain.UID, plain.Finalizers = "plain", "uid-plain", []string{Finalizer}
+	client := fake.NewClientset(held, plain)
+	be := &fakeBackend{}
+	c, err := New(Options{Client: client, Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range []*v1beta1.ETCDInstance{held, plain} {
+		if err := c.reconcileDelete(ctx, inst); err != nil {
+			t.Fatalf("deleting %s: %v", inst.Name, err)
+		}
+	}
+	got, err := client.EtcdaasV1beta1().ETCDInstances("ns").Get(ctx, "held", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Finalizers, []string{"example.com/hold"}) {
+		t.Errorf("finalizers %v, want only example.com/hold", got.Finalizers)
+	}
+	if got.Status.Phase != v1beta1.PhaseDeleting || len(got.Status.Members) != 0 || got.Status.Replicas != 0 || got.Status.ReadyReplicas != 0 {
+		t.Errorf("status of an instance without members: %+v", got.Status)
+	}
+	if p := cond(t, got.Status, etcdaas.ConditionProgressing); p.Status != metav1.ConditionFalse || p.Reason != ReasonMembersDeleted ||
+		!strings.Contains(p.Message, "example.com/hold") {
+		t.Errorf("Progressing %+v, want False, %s, naming example.com/hold", p, ReasonMembersDeleted)
+	}
+	if a := cond(t, got.Status, etcdaas.ConditionAvailable); a.Status != metav1.ConditionFalse {
+		t.Errorf("Available %+v", a)
+	}
+	plainWrites := 0
+	for _, a := range client.Actions() {
+		if u, ok := a.(clienttesting.UpdateAction); ok && a.GetSubresource() == "status" {
+			if m, err := meta.Accessor(u.GetObject()); err == nil && m.GetName() == "plain" {
+				plainWrites++
+			}
+		}
+	}
+	if plainWrites != 1 {
+		t.Errorf("%d status writes for an instance without other finalizers, want 1 (the Deleting phase)", plainWrites)
+	}
+	if !slices.Equal(be.deleted, []string{"held", "plain"}) {
+		t.Errorf("backend deletions %v", be.deleted)
 	}
 }
 

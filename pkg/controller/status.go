@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,9 +22,11 @@ const (
 	ReasonAsExpected      = "AsExpected"
 	ReasonMemberUnhealthy = "MemberUnhealthy"
 	// ReasonQuorumLost means fewer than a majority of the voting members answer.
-	ReasonQuorumLost        = "QuorumLost"
-	ReasonReconcileError    = "ReconcileError"
-	ReasonDeleting          = "Deleting"
+	ReasonQuorumLost     = "QuorumLost"
+	ReasonReconcileError = "ReconcileError"
+	ReasonDeleting       = "Deleting"
+	// ReasonMembersDeleted means the members are gone and other finalizers keep the instance.
+	ReasonMembersDeleted    = "MembersDeleted"
 	reasonDefaultPermanent  = "CannotReconcile"
 	maxConditionMessageSize = 32 * 1024
 )
@@ -142,6 +146,26 @@ func deletingStatus(inst *v1beta1.ETCDInstance, now metav1.Time) v1beta1.ETCDIns
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 		Type: etcdaas.ConditionAvailable, Status: metav1.ConditionFalse, Reason: ReasonDeleting,
 		Message: "the instance is being deleted", ObservedGeneration: inst.Generation, LastTransitionTime: now,
+	})
+	return status
+}
+
+// membersDeletedStatus is the status of inst once its members and their data are gone, for an
+// instance that other finalizers keep after the controller's own is removed: no members, and
+// Progressing says what the instance waits for. Without other finalizers the object goes
+// with the controller's finalizer, and the status is left as it is (nothing is written).
+func membersDeletedStatus(inst *v1beta1.ETCDInstance, now metav1.Time) v1beta1.ETCDInstanceStatus {
+	others := slices.DeleteFunc(slices.Clone(inst.Finalizers), func(f string) bool { return f == Finalizer })
+	if len(others) == 0 {
+		return inst.Status
+	}
+	status := deletingStatus(inst, now)
+	status.Members = nil
+	status.Replicas, status.ReadyReplicas = 0, 0
+	msg := "every member was stopped and its data removed; the instance waits for its other finalizers: " + strings.Join(others, ", ")
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: etcdaas.ConditionProgressing, Status: metav1.ConditionFalse, Reason: ReasonMembersDeleted, Message: msg,
+		ObservedGeneration: inst.Generation, LastTransitionTime: now,
 	})
 	return status
 }
