@@ -350,8 +350,13 @@ var v1alpha1Paths = map[string]string{
 	"status.phase":     "status.state",
 }
 
+// v1alpha1States are the values of v1alpha1's status.state, which a refused status.phase
+// names to a v1alpha1 client instead of v1beta1's phases.
+var v1alpha1States = []string{"", "deploying", "failed", "running"}
+
 // ForVersion rewrites the field paths of errs into those of the given API version ("v1alpha1"
-// or "v1beta1"), so that an error names the field the client actually sent.
+// or "v1beta1"), so that an error names the field the client actually sent (and, for
+// status.state, the values it may send).
 func ForVersion(errs field.ErrorList, version string) field.ErrorList {
 	if version != "v1alpha1" {
 		return errs
@@ -361,6 +366,9 @@ func ForVersion(errs field.ErrorList, version string) field.ErrorList {
 		rewritten := *err
 		if path, ok := v1alpha1Paths[err.Field]; ok {
 			rewritten.Field = path
+		}
+		if err.Type == field.ErrorTypeNotSupported && err.Field == "status.phase" {
+			rewritten = *field.NotSupported(field.NewPath("status", "state"), err.BadValue, v1alpha1States)
 		}
 		out = append(out, &rewritten)
 	}

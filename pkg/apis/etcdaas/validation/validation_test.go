@@ -260,6 +260,24 @@ func TestForVersionNamesTheFieldTheClientSent(t *testing.T) {
 	}
 }
 
+// TestForVersionStatusState checks that a v1alpha1 client whose status.state is refused is
+// told the states it may send, not v1beta1's phases.
+func TestForVersionStatusState(t *testing.T) {
+	oldObj := validInstance()
+	newObj := oldObj.DeepCopy()
+	newObj.Status.Phase = "weird"
+	errs := ValidateETCDInstanceStatusUpdate(newObj, oldObj)
+	expect(t, ForVersion(errs, "v1alpha1"), "FieldValueNotSupported status.state")
+	alpha := ForVersion(errs, "v1alpha1")[0].Error()
+	if !strings.Contains(alpha, `"running"`) || strings.Contains(alpha, `"Running"`) || !strings.Contains(alpha, `"weird"`) {
+		t.Errorf("v1alpha1 error %q, want the v1alpha1 states and the value sent", alpha)
+	}
+	expect(t, ForVersion(errs, "v1beta1"), "FieldValueNotSupported status.phase")
+	if beta := ForVersion(errs, "v1beta1")[0].Error(); !strings.Contains(beta, `"Running"`) {
+		t.Errorf("v1beta1 error %q, want the phases", beta)
+	}
+}
+
 func TestReplicasWarnings(t *testing.T) {
 	path := field.NewPath("spec", "replicas")
 	for replicas, want := range map[int32]bool{1: false, 2: true, 3: false, 4: true, 9: false} {
