@@ -390,7 +390,7 @@ func TestPluginRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := plugin.run(t, ns, "restore", name, "-f", corrupt)
-	expectPlugin(t, r, 1, "", `The etcdinstances "db" is invalid: body: the snapshot's integrity hash does not match`)
+	expectPlugin(t, r, 1, "", `The ETCDInstance "db" is invalid: body: the snapshot's integrity hash does not match`)
 
 	r = plugin.run(t, ns, "restore", name, "-f", file)
 	expectPlugin(t, r, 0, "", "")

@@ -256,7 +256,8 @@ func tooLarge(name string, size, limit int64) error {
 	return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("restore of %q: the snapshot is larger than the %d bytes this server accepts", name, limit))
 }
 
-// invalidSnapshot is a 422 about the request body.
+// invalidSnapshot is a 422 about the request body. Its details name the kind, as a 422 about
+// the instance itself does, so that kubectl prints `The ETCDInstance "NAME" is invalid: body: …`.
 func invalidSnapshot(name, reason string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status:  metav1.StatusFailure,
@@ -264,7 +265,7 @@ func invalidSnapshot(name, reason string) error {
 		Reason:  metav1.StatusReasonInvalid,
 		Message: fmt.Sprintf("restore of %q refused, nothing was changed: %s", name, reason),
 		Details: &metav1.StatusDetails{
-			Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances",
+			Name: name, Group: etcdaas.GroupName, Kind: "ETCDInstance",
 			Causes: []metav1.StatusCause{{Type: metav1.CauseTypeFieldValueInvalid, Message: reason, Field: "body"}},
 		},
 	}}

@@ -2,6 +2,7 @@ package etcdinstance
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -69,5 +70,28 @@ func TestRestoreWhileOneIsPending(t *testing.T) {
 	}
 	if left, err := filepath.Glob(filepath.Join(raced.dir, "*")); err != nil || len(left) != 0 {
 		t.Errorf("spool files left behind: %v %v", left, err)
+	}
+}
+
+// TestRestoreOfNotASnapshot: a body that is not a snapshot is a 422 whose details name the
+// kind and the body, as kube-apiserver's 422s do, so kubectl prints
+// `The ETCDInstance "db" is invalid: body: …`.
+func TestRestoreOfNotASnapshot(t *testing.T) {
+	inst := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"}}
+	h := &restoreHandler{rest: NewRestoreREST(nil, RestoreOptions{Stager: &fakeStager{dir: t.TempDir()}, MaxBytes: 1 << 20}), namespace: "ns", instance: inst}
+	body := []byte("not a snapshot")
+	req, err := http.NewRequest(http.MethodPost, "/restore", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	_, err = h.accept(req)
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) {
+		t.Fatalf("restore of a file that is not a snapshot: %v, want a 422", err)
+	}
+	d := status.Status().Details
+	if d == nil || d.Kind != "ETCDInstance" || d.Group != etcdaas.GroupName || d.Name != "db" || len(d.Causes) != 1 || d.Causes[0].Field != "body" {
+		t.Errorf("details %+v, want kind ETCDInstance, name db and one cause on body", d)
 	}
 }
