@@ -26,7 +26,10 @@ func newBackupsCommand(f *Factory) *cobra.Command {
 		Long: `List the backups in an ETCDInstance's backup destination (spec.backup), newest first,
 with the time, size, etcd revision and etcd version each was taken at. The server reads the
 destination with its own credentials: no S3 credentials are needed here. Needs the
-etcdinstances/backups permission.`,
+etcdinstances/backups permission.
+
+Backups that other instances left in the same destination (such as an earlier instance of
+the same name, deleted since) are listed too; -o yaml shows the instanceUID of each.`,
 		Example: `  # Backups of my-etcd
   kubectl etcdaas backups my-etcd
 
