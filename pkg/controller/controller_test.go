@@ -105,6 +105,28 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatalf("available with an unhealthy member: %+v", c)
 	}
 
+	// Every member of the scale exists, the last one added does not serve yet: still Scaling,
+	// not Deploying, until the members converge.
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(5, 4), Step: "added member db-4", StepReason: backend.StepAddingMember}, nil, t2)
+	settling := computeStatus(inst, &backend.Result{Members: members(5, 4), Unhealthy: "unhealthy members: m-4: not answering"}, nil, t2)
+	if settling.Phase != v1beta1.PhaseScaling {
+		t.Fatalf("phase while the last member added settles: %+v", settling)
+	}
+	// A member of a running cluster stops answering: still Running (the cluster serves), not
+	// Deploying; Degraded and Available say what is wrong.
+	running := inst.DeepCopy()
+	running.Status = computeStatus(inst, &backend.Result{Members: members(5, 5), Converged: true}, nil, t2)
+	down := computeStatus(running, &backend.Result{Members: members(5, 4), Unhealthy: "unhealthy members: m-2: connection refused"}, nil, t2)
+	if down.Phase != v1beta1.PhaseRunning {
+		t.Fatalf("phase of a running cluster with a member down: %+v", down)
+	}
+	if c := cond(t, down, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy {
+		t.Fatalf("degraded with a member down: %+v", c)
+	}
+	if c := cond(t, down, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse {
+		t.Fatalf("available with a member down: %+v", c)
+	}
+
 	// A version roll: Running (members restart one at a time, the cluster serves),
 	// progressing with the roll's progress.
 	rolling := computeStatus(inst, &backend.Result{Members: members(5, 4), Step: "upgrading to etcd 3.7.3: 1 of 5 members upgraded; restarting member db-3",

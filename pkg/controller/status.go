@@ -105,6 +105,11 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 		status.Phase = v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
 		status.Phase = v1beta1.PhaseScaling
+	case status.Phase == v1beta1.PhaseRunning || status.Phase == v1beta1.PhaseScaling:
+		// Every member exists but one is not healthy (a member just added that does not serve
+		// yet, or one that stopped answering): a scale goes on until the members converge, a
+		// running cluster keeps running; Available and Degraded say what is wrong. Deploying
+		// is only the start of a new cluster.
 	default:
 		status.Phase = v1beta1.PhaseDeploying
 	}
