@@ -137,6 +137,10 @@ func TestStoppedMemberOfThree(t *testing.T) {
 			i.Status.ReadyReplicas == 2
 	})
 	degradedAfter := time.Since(downSince)
+	// Two of three serve: the cluster runs, Degraded and Available say what is wrong.
+	if deg.Status.Phase != v1beta1.PhaseRunning {
+		t.Errorf("phase %s while db-2 is down, want Running", deg.Status.Phase)
+	}
 	cli := e.etcdClient(ns, name)
 	load := startMemberLoad(cli, 4)
 	load.count(true)
