@@ -28,9 +28,9 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/certcache"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
-	"github.com/etcdaas/etcdaas/pkg/frontproxy"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
 	"github.com/etcdaas/etcdaas/pkg/watchbuffer"
 )
@@ -245,7 +245,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	// kube-apiserver presents the same front-proxy certificate chain on every request it
 	// proxies: verify it once per requestheader CA bundle, not on every request.
 	if rh := c.Authentication.RequestHeaderConfig; rh != nil && c.Authentication.Authenticator != nil {
-		c.Authentication.Authenticator = frontproxy.New(rh, c.Authentication.Authenticator)
+		c.Authentication.Authenticator = certcache.NewFrontProxy(rh, c.Authentication.Authenticator)
 	}
 	maxRestore, err := o.maxRestoreBytes()
 	if err != nil {

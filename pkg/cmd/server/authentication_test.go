@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/util/cert"
 
-	"github.com/etcdaas/etcdaas/pkg/frontproxy"
+	"github.com/etcdaas/etcdaas/pkg/certcache"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -19,7 +19,7 @@ import (
 // its flags with a requestheader CA file and checks that its authenticator takes the user of
 // a proxied request from the headers for a chain of that CA and the allowed name, request after
 // request, and refuses a chain of another CA; the delegating authenticator is wrapped in
-// frontproxy's, which remembers verified chains.
+// certcache's FrontProxy, which remembers verified chains.
 func TestAggregatedModeAuthenticatesTheFrontProxy(t *testing.T) {
 	dir := t.TempDir()
 	frontProxyCA, err := pki.NewCA("front-proxy-ca")
@@ -57,8 +57,8 @@ func TestAggregatedModeAuthenticatesTheFrontProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	authn := config.GenericConfig.Authentication.Authenticator
-	if _, ok := authn.(*frontproxy.Authenticator); !ok {
-		t.Fatalf("the authenticator is a %T, want the delegating authenticator wrapped in a *frontproxy.Authenticator", authn)
+	if _, ok := authn.(*certcache.FrontProxy); !ok {
+		t.Fatalf("the authenticator is a %T, want the delegating authenticator wrapped in a *certcache.FrontProxy", authn)
 	}
 
 	chain := func(ca *pki.CA) []*x509.Certificate {

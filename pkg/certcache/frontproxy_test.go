@@ -1,16 +1,9 @@
-package frontproxy
+package certcache
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -21,7 +14,6 @@ import (
 	"k8s.io/apiserver/pkg/authentication/request/headerrequest"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
-	"k8s.io/client-go/util/cert"
 
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
@@ -29,32 +21,6 @@ import (
 // frontProxyName is the common name kube-apiserver's proxy client certificate has in the
 // tests, and the only allowed name unless a test says otherwise.
 const frontProxyName = "front-proxy-client"
-
-// swappableCA is a CA content provider whose bundle a test replaces without notifying
-// listeners, as happens between a provider storing new content and calling them.
-type swappableCA struct {
-	opts atomic.Pointer[x509.VerifyOptions]
-}
-
-func newSwappableCA(t *testing.T, ca *pki.CA) *swappableCA {
-	s := &swappableCA{}
-	s.set(t, ca)
-	return s
-}
-
-func (s *swappableCA) set(t *testing.T, ca *pki.CA) {
-	t.Helper()
-	roots, err := cert.NewPoolFromBytes(ca.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.opts.Store(&x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-}
-
-func (s *swappableCA) Name() string                              { return "swappable" }
-func (s *swappableCA) CurrentCABundleContent() []byte            { return []byte("unused") }
-func (s *swappableCA) VerifyOptions() (x509.VerifyOptions, bool) { return *s.opts.Load(), true }
-func (s *swappableCA) AddListener(dynamiccertificates.Listener)  {}
 
 // requestHeaderConfig is the request-header configuration of an aggregated server with the
 // default header names and allowedNames.
@@ -69,13 +35,11 @@ func requestHeaderConfig(ca dynamiccertificates.CAContentProvider, allowedNames 
 	}
 }
 
-// harness is an Authenticator wrapping the delegating authenticator k8s.io/apiserver builds
+// harness is a FrontProxy wrapping the delegating authenticator k8s.io/apiserver builds
 // from the same configuration, with a clock and a count of chain verifications.
 type harness struct {
-	*Authenticator
-	clock time.Time
-	// verifications counts the chains verified (not answered from the cache).
-	verifications int
+	*FrontProxy
+	*probe
 	// delegated counts the requests the wrapped authenticator saw.
 	delegated int
 }
@@ -86,18 +50,13 @@ func newHarness(t *testing.T, config *authenticatorfactory.RequestHeaderConfig) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{clock: time.Now()}
+	h := &harness{}
 	counted := authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
 		h.delegated++
 		return next.AuthenticateRequest(req)
 	})
-	h.Authenticator = New(config, counted)
-	h.now = func() time.Time { return h.clock }
-	verify := h.verify
-	h.verify = func(chain []*x509.Certificate, opts x509.VerifyOptions) (validity, bool) {
-		h.verifications++
-		return verify(chain, opts)
-	}
+	h.FrontProxy = NewFrontProxy(config, counted)
+	h.probe = newProbe(h.chains)
 	return h
 }
 
@@ -147,53 +106,6 @@ func mustReject(t *testing.T, h *harness, chain []*x509.Certificate, why string)
 	}
 }
 
-func newCA(t *testing.T, name string) *pki.CA {
-	t.Helper()
-	ca, err := pki.NewCA(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
-// issue is a client certificate for commonName from ca, valid for validity.
-func issue(t *testing.T, ca *pki.CA, commonName string, validity time.Duration) *x509.Certificate {
-	t.Helper()
-	kp, err := ca.Issue(pki.Request{CommonName: commonName, Usage: pki.ClientUsage, Validity: validity})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := cert.ParseCertsPEM(kp.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
-}
-
-// intermediate is a CA signed by root, valid for validity.
-func intermediate(t *testing.T, root *pki.CA, validity time.Duration) *pki.CA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "front-proxy-intermediate"},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(validity),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, root.Cert, key.Public(), root.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pki.CA{Cert: c, Key: key}
-}
-
 func TestVerifiedChainIsRememberedAndHeadersReadPerRequest(t *testing.T) {
 	ca := newCA(t, "front-proxy-ca")
 	h, _ := newFrontProxyHarness(t, ca)
@@ -231,30 +143,14 @@ func TestCachedChainIsRejectedAfterTheCAChanges(t *testing.T) {
 
 func TestCAFileChangeDropsRememberedChains(t *testing.T) {
 	oldCA, newCA := newCA(t, "front-proxy-ca"), newCA(t, "front-proxy-ca-2")
-	file := filepath.Join(t.TempDir(), "requestheader-ca.crt")
-	if err := os.WriteFile(file, oldCA.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	provider, err := dynamiccertificates.NewDynamicCAContentFromFile("requestheader-client-ca-file", file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName}))
+	file := newCAFile(t, "requestheader-client-ca-file", oldCA)
+	h := newHarness(t, requestHeaderConfig(file, headerrequest.StaticStringSlice{frontProxyName}))
 	oldChain := []*x509.Certificate{issue(t, oldCA, frontProxyName, time.Hour)}
 	mustAuthenticate(t, h, oldChain, "alice")
-	if n := h.Authenticator.verified.Len(); n != 1 {
-		t.Fatalf("%d chains remembered, want 1", n)
-	}
+	mustRemember(t, h.chains, 1)
 
-	if err := os.WriteFile(file, newCA.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := provider.RunOnce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if n := h.Authenticator.verified.Len(); n != 0 {
-		t.Fatalf("%d chains remembered after the CA file changed, want none", n)
-	}
+	file.replace(t, newCA)
+	mustRemember(t, h.chains, 0)
 	mustReject(t, h, oldChain, "the old CA's chain after the CA file changed")
 }
 
@@ -367,11 +263,11 @@ func TestRequestsWithoutFrontProxyUserAreDelegated(t *testing.T) {
 func TestCacheIsBounded(t *testing.T) {
 	ca := newCA(t, "front-proxy-ca")
 	h, _ := newFrontProxyHarness(t, ca)
-	for range DefaultCacheSize + 5 {
+	for range FrontProxyCacheSize + 5 {
 		mustAuthenticate(t, h, []*x509.Certificate{issue(t, ca, frontProxyName, time.Hour)}, "alice")
 	}
-	if n := h.Authenticator.verified.Len(); n != DefaultCacheSize {
-		t.Fatalf("%d chains remembered, want at most %d", n, DefaultCacheSize)
+	if n := h.chains.entries.Len(); n != FrontProxyCacheSize {
+		t.Fatalf("%d chains remembered, want at most %d", n, FrontProxyCacheSize)
 	}
 }
 
@@ -387,47 +283,16 @@ func request(t *testing.T, chain []*x509.Certificate, userName string) *http.Req
 }
 
 // BenchmarkAuthenticateProxiedRequest authenticates a proxied request with k8s.io/apiserver's
-// delegating authenticator alone and wrapped in an Authenticator (one chain, as
+// delegating authenticator alone and wrapped in a FrontProxy (one chain, as
 // kube-apiserver presents).
 func BenchmarkAuthenticateProxiedRequest(b *testing.B) {
-	ca, err := pki.NewCA("front-proxy-ca")
-	if err != nil {
-		b.Fatal(err)
-	}
-	kp, err := ca.Issue(pki.Request{CommonName: frontProxyName, Usage: pki.ClientUsage})
-	if err != nil {
-		b.Fatal(err)
-	}
-	chain, err := cert.ParseCertsPEM(kp.CertPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	provider, err := dynamiccertificates.NewStaticCAContent("front-proxy-ca", ca.CertPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	config := requestHeaderConfig(provider, headerrequest.StaticStringSlice{frontProxyName})
+	ca := newCA(b, "front-proxy-ca")
+	chain := []*x509.Certificate{issue(b, ca, frontProxyName, time.Hour)}
+	config := requestHeaderConfig(staticCA(b, ca), headerrequest.StaticStringSlice{frontProxyName})
 	delegating, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{RequestHeaderConfig: config}.New()
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name string
-		auth authenticator.Request
-	}{{"delegating", delegating}, {"remembered", New(config, delegating)}} {
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			req, err := http.NewRequest(http.MethodGet, "https://etcdaas.example/", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			req.TLS = &tls.ConnectionState{PeerCertificates: chain}
-			for b.Loop() {
-				req.Header = http.Header{"X-Remote-User": {"alice"}, "X-Remote-Group": {"dev"}}
-				if _, ok, err := tc.auth.AuthenticateRequest(req); !ok || err != nil {
-					b.Fatalf("not authenticated: %v", err)
-				}
-			}
-		})
-	}
+	benchmarkAuthenticators(b, chain, http.Header{"X-Remote-User": {"alice"}, "X-Remote-Group": {"dev"}}, "alice",
+		namedAuthenticator{"delegating", delegating}, namedAuthenticator{"remembered", NewFrontProxy(config, delegating)})
 }
