@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/certcache"
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
@@ -424,14 +424,15 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 	if err := c.Authentication.ApplyClientCert(clientCA, c.SecureServing); err != nil {
 		return nil, err
 	}
-	verifyOpts := x509request.DefaultVerifyOptions()
-	verifyOpts.Roots = x509.NewCertPool()
-	verifyOpts.Roots.AddCert(creds.ca.Cert)
-	c.Authentication.Authenticator = union.New(
-		x509request.New(verifyOpts, x509request.CommonNameUserConversion),
+	authn := union.New(
+		x509request.NewDynamic(clientCA.VerifyOptions, x509request.CommonNameUserConversion),
 		// Anonymous only for the health and version endpoints.
 		anonymous.NewAuthenticator(anonymousPaths()),
 	)
+	// Every request of a client presents its certificate chain: verify it once.
+	if c.Authentication.Authenticator, err = certcache.NewClientCert(certcache.ClientCertConfig{CA: clientCA}, authn); err != nil {
+		return nil, err
+	}
 	c.Authorization.Authorizer, err = standaloneAuthorizer()
 	if err != nil {
 		return nil, err
