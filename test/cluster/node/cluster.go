@@ -112,6 +112,9 @@ func Start(t testing.TB) *Cluster {
 	if err := sweepStaleState(nft); err != nil {
 		t.Fatalf("sweeping the state a previous run left: %v", err)
 	}
+	if err := requireDiskRoom(os.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	dir, err := os.MkdirTemp("", scratchPrefix)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +278,10 @@ func (c *Cluster) cleanupHost() {
 		return
 	}
 	if c.t.Failed() {
-		c.t.Logf("work directory kept for inspection: %s", c.Dir)
+		if err := trimWorkDir(c.Dir); err != nil {
+			c.t.Errorf("removing the images and volumes of %s: %v", c.Dir, err)
+		}
+		c.t.Logf("work directory kept for inspection (logs and configuration; images and volumes removed): %s", c.Dir)
 	} else if err := os.RemoveAll(c.Dir); err != nil {
 		c.t.Errorf("removing %s: %v", c.Dir, err)
 	}
