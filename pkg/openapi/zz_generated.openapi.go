@@ -272,7 +272,7 @@ func schema_pkg_apis_etcdaas_v1alpha1_ETCDInstanceStatus(ref common.ReferenceCal
 				Properties: map[string]spec.Schema{
 					"state": {
 						SchemaProps: spec.SchemaProps{
-							Description: "State is \"\" (not acted on yet, or being deleted), deploying (members are being started, added, removed or restored), running or failed.\n\nPossible enum values:\n - `\"\"` means the controller has not acted on the instance yet.\n - `\"deploying\"` means members are being started, added or removed.\n - `\"failed\"` means the controller could not reach the spec; see message.\n - `\"running\"` means every member is healthy and the spec is satisfied.",
+							Description: "State is \"\" (not acted on yet, or being deleted), deploying (members are being started, added, removed or restored), running or failed.\n\nPossible enum values:\n - `\"\"` means the controller has not acted on the instance yet.\n - `\"deploying\"` means members are being started, added or removed.\n - `\"failed\"` means the controller could not reach the spec; see message.\n - `\"running\"` means the cluster serves with the members the spec asks for; message says how many are ready (one that does not answer while quorum holds leaves it running).",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"", "deploying", "failed", "running"},
@@ -732,7 +732,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting, Restoring or Recovering.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Recovering\"` means the cluster is being rebuilt from one surviving member after quorum was lost, as requested through the recover subresource.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means every member is healthy and the spec is satisfied.\n - `\"Scaling\"` means members are being added or removed.",
+							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting, Restoring or Recovering.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Recovering\"` means the cluster is being rebuilt from one surviving member after quorum was lost, as requested through the recover subresource.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means the cluster serves with the members the spec asks for. A member that does not answer while quorum holds (or restarts in a version roll) leaves it Running: Available is then False and Degraded says why.\n - `\"Scaling\"` means members are being added or removed.",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Recovering", "Restoring", "Running", "Scaling"},

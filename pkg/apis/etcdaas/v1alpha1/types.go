@@ -49,7 +49,8 @@ const (
 	StateNone State = ""
 	// StateDeploying means members are being started, added or removed.
 	StateDeploying State = "deploying"
-	// StateRunning means every member is healthy and the spec is satisfied.
+	// StateRunning means the cluster serves with the members the spec asks for; message
+	// says how many are ready (one that does not answer while quorum holds leaves it running).
 	StateRunning State = "running"
 	// StateFailed means the controller could not reach the spec; see message.
 	StateFailed State = "failed"

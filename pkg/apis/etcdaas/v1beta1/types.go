@@ -192,7 +192,9 @@ const (
 	PhaseDeploying Phase = "Deploying"
 	// PhaseScaling means members are being added or removed.
 	PhaseScaling Phase = "Scaling"
-	// PhaseRunning means every member is healthy and the spec is satisfied.
+	// PhaseRunning means the cluster serves with the members the spec asks for. A member
+	// that does not answer while quorum holds (or restarts in a version roll) leaves it
+	// Running: Available is then False and Degraded says why.
 	PhaseRunning Phase = "Running"
 	// PhaseFailed means the controller could not reach the spec; see the conditions.
 	PhaseFailed Phase = "Failed"
