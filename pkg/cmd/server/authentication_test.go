@@ -4,14 +4,23 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/cert"
 
 	"github.com/etcdaas/etcdaas/pkg/certcache"
@@ -35,29 +44,15 @@ func TestAggregatedModeAuthenticatesTheFrontProxyAndDirectClients(t *testing.T) 
 			t.Fatal(err)
 		}
 	}
-	o := NewOptions()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	if err := fs.Parse([]string{
-		"--requestheader-client-ca-file=" + frontProxyFile,
+	o := aggregatedOptions(t,
+		"--requestheader-client-ca-file="+frontProxyFile,
 		"--requestheader-allowed-names=front-proxy-client",
-		"--client-ca-file=" + clientFile,
+		"--client-ca-file="+clientFile,
 		"--authentication-skip-lookup",
 		"--secure-port=0",
-		"--cert-dir=" + dir,
+		"--cert-dir="+dir,
 		"--enable-priority-and-fairness=false",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Complete(fs); err != nil {
-		t.Fatal(err)
-	}
-	// No cluster: nothing that needs one.
-	o.RecommendedOptions.Authorization = nil
-	o.RecommendedOptions.CoreAPI = nil
-	o.RecommendedOptions.Admission = nil
-	o.RecommendedOptions.Etcd = nil
-	o.RecommendedOptions.Authentication.RemoteKubeConfigFileOptional = true
+	)
 	config, err := o.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -67,31 +62,16 @@ func TestAggregatedModeAuthenticatesTheFrontProxyAndDirectClients(t *testing.T) 
 		t.Fatalf("the authenticator is a %T, want the delegating authenticator wrapped in a *certcache.FrontProxy", authn)
 	}
 
-	authenticate := func(chain []*x509.Certificate, remoteUser string) (user.Info, error) {
-		req, err := http.NewRequest(http.MethodGet, "https://localhost/apis/etcdaas.dev/v1beta1/etcdinstances", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.TLS = &tls.ConnectionState{PeerCertificates: chain}
-		if remoteUser != "" {
-			req.Header.Set("X-Remote-User", remoteUser)
-		}
-		resp, ok, err := authn.AuthenticateRequest(req)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return resp.User, nil
-	}
 	mustBe := func(chain []*x509.Certificate, remoteUser, want string, groups ...string) {
 		t.Helper()
-		u, err := authenticate(chain, remoteUser)
+		u, err := authenticate(t, authn, chain, remoteUser)
 		if err != nil || u == nil || u.GetName() != want || !slices.Equal(u.GetGroups(), groups) {
 			t.Fatalf("authenticated as %v (error %v), want %s in %q", u, err, want, groups)
 		}
 	}
 	mustFail := func(chain []*x509.Certificate, remoteUser, why string) {
 		t.Helper()
-		if u, err := authenticate(chain, remoteUser); u != nil || err == nil {
+		if u, err := authenticate(t, authn, chain, remoteUser); u != nil || err == nil {
 			t.Fatalf("%s: authenticated as %v (error %v), want an error", why, u, err)
 		}
 	}
@@ -123,6 +103,46 @@ func TestAggregatedModeAuthenticatesTheFrontProxyAndDirectClients(t *testing.T) 
 	mustBe(proxy, "bob", "bob", user.AllAuthenticated)
 }
 
+// aggregatedOptions are the aggregated mode's options completed from args, without what needs
+// a cluster (authorization, the core API, admission, etcd).
+func aggregatedOptions(t *testing.T, args ...string) *Options {
+	t.Helper()
+	o := NewOptions()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(fs); err != nil {
+		t.Fatal(err)
+	}
+	o.RecommendedOptions.Authorization = nil
+	o.RecommendedOptions.CoreAPI = nil
+	o.RecommendedOptions.Admission = nil
+	o.RecommendedOptions.Etcd = nil
+	o.RecommendedOptions.Authentication.RemoteKubeConfigFileOptional = true
+	return o
+}
+
+// authenticate authenticates with authn a request presenting chain and, unless empty, naming
+// remoteUser in X-Remote-User.
+func authenticate(t *testing.T, authn authenticator.Request, chain []*x509.Certificate, remoteUser string) (user.Info, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "https://localhost/apis/etcdaas.dev/v1beta1/etcdinstances", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.TLS = &tls.ConnectionState{PeerCertificates: chain}
+	if remoteUser != "" {
+		req.Header.Set("X-Remote-User", remoteUser)
+	}
+	resp, ok, err := authn.AuthenticateRequest(req)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return resp.User, nil
+}
+
 // newCAs is a new CA for each name.
 func newCAs(t *testing.T, names ...string) []*pki.CA {
 	t.Helper()
@@ -148,4 +168,95 @@ func issue(t *testing.T, ca *pki.CA, commonName string, organizations ...string)
 		t.Fatal(err)
 	}
 	return certs
+}
+
+// TestAggregatedModeReadsTheClientCAFromTheConfigMap builds the aggregated mode's
+// configuration as it runs in a cluster, without --client-ca-file: the client CA bundle is the
+// client-ca-file of kube-apiserver's extension-apiserver-authentication ConfigMap (served here
+// by a fake API server), in the provider the delegating authenticator's x509 authenticator
+// verifies with, and a direct client of that CA is the user of its certificate.
+func TestAggregatedModeReadsTheClientCAFromTheConfigMap(t *testing.T) {
+	dir := t.TempDir()
+	cas := newCAs(t, "front-proxy-ca", "client-ca", "client-ca")
+	frontProxyCA, clientCA, otherCA := cas[0], cas[1], cas[2]
+	frontProxyFile := filepath.Join(dir, "front-proxy-ca.crt")
+	if err := os.WriteFile(frontProxyFile, frontProxyCA.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(authenticationConfigMapServer(t, string(clientCA.CertPEM)))
+	t.Cleanup(api.Close)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"fake": {Server: api.URL}},
+		Contexts:       map[string]*clientcmdapi.Context{"fake": {Cluster: "fake"}},
+		CurrentContext: "fake",
+	}, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	o := aggregatedOptions(t,
+		"--authentication-kubeconfig="+kubeconfig,
+		"--requestheader-client-ca-file="+frontProxyFile,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--secure-port=0",
+		"--cert-dir="+dir,
+		"--enable-priority-and-fairness=false",
+	)
+	config, err := o.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider := o.RecommendedOptions.Authentication.ClientCert.CAContentProvider
+	runner, ok := provider.(dynamiccertificates.ControllerRunner)
+	if !ok || !strings.Contains(provider.Name(), "extension-apiserver-authentication::client-ca-file") {
+		t.Fatalf("the client CA provider is a %T named %q, want the ConfigMap's", provider, provider.Name())
+	}
+	go runner.Run(t.Context(), 1)
+	if err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		_, ok := provider.VerifyOptions()
+		return ok, nil
+	}); err != nil {
+		t.Fatalf("the client CA of the ConfigMap was not loaded: %v", err)
+	}
+
+	authn := config.GenericConfig.Authentication.Authenticator
+	alice := issue(t, clientCA, "alice", "dev")
+	for range 3 {
+		if u, err := authenticate(t, authn, alice, ""); err != nil || u == nil || u.GetName() != "alice" || !slices.Equal(u.GetGroups(), []string{"dev", user.AllAuthenticated}) {
+			t.Fatalf("a client of the ConfigMap's CA authenticated as %v (error %v), want alice in dev", u, err)
+		}
+	}
+	if u, err := authenticate(t, authn, issue(t, otherCA, "alice"), ""); u != nil || err == nil {
+		t.Fatalf("a client of another CA authenticated as %v (error %v), want an error", u, err)
+	}
+}
+
+// authenticationConfigMapServer is a fake API server that serves one ConfigMap,
+// kube-system/extension-apiserver-authentication with clientCA as its client-ca-file, to
+// lists and watches (which send it as their initial event when asked to, then wait).
+func authenticationConfigMapServer(t *testing.T, clientCA string) http.Handler {
+	configMap := map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "extension-apiserver-authentication", "namespace": "kube-system", "resourceVersion": "1"},
+		"data":     map[string]any{"client-ca-file": clientCA},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/namespaces/kube-system/configmaps" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		q := r.URL.Query()
+		if q.Get("watch") != "true" {
+			_ = enc.Encode(map[string]any{"apiVersion": "v1", "kind": "ConfigMapList", "metadata": map[string]any{"resourceVersion": "1"}, "items": []any{configMap}})
+			return
+		}
+		if q.Get("sendInitialEvents") == "true" {
+			_ = enc.Encode(map[string]any{"type": "ADDED", "object": configMap})
+			_ = enc.Encode(map[string]any{"type": "BOOKMARK", "object": map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+				"metadata": map[string]any{"resourceVersion": "1", "annotations": map[string]any{"k8s.io/initial-events-end": "true"}}}})
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
 }

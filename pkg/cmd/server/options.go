@@ -18,7 +18,6 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/sets"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	serverstorage "k8s.io/apiserver/pkg/server/storage"
@@ -29,7 +28,6 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/backup"
-	"github.com/etcdaas/etcdaas/pkg/certcache"
 	kubebackend "github.com/etcdaas/etcdaas/pkg/controller/backend/kubernetes"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	etcdaasopenapi "github.com/etcdaas/etcdaas/pkg/openapi"
@@ -286,46 +284,6 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		config.ExtraConfig.Restore.Stager = kubebackend.Stager{Client: kube, Resolver: resolver}
 	}
 	return config, nil
-}
-
-// clientCAProvider is the provider of the --client-ca-file bundle, nil without one. It is set
-// in the authentication options, so that the delegating authenticator's x509 authenticator
-// verifies with this very provider (k8s.io/apiserver would make its own from the file).
-func (o *Options) clientCAProvider() (dynamiccertificates.CAContentProvider, error) {
-	auth := o.RecommendedOptions.Authentication
-	if auth == nil {
-		return nil, nil
-	}
-	ca, err := auth.ClientCert.GetClientCAContentProvider()
-	if err != nil {
-		return nil, fmt.Errorf("--client-ca-file: %w", err)
-	}
-	auth.ClientCert.CAContentProvider = ca
-	return ca, nil
-}
-
-// rememberVerifiedChains wraps the delegating authenticator of the aggregated mode so that the
-// client certificate chains it verifies on every request are verified once per CA bundle:
-// kube-apiserver's front-proxy chain (same on every request it proxies) and, with clientCA
-// (--client-ca-file), the chains of directly connected clients. A client CA read from the
-// extension-apiserver-authentication ConfigMap is not known here; those clients are verified
-// on every request, as before.
-func rememberVerifiedChains(authn *genericapiserver.AuthenticationInfo, clientCA dynamiccertificates.CAContentProvider) error {
-	if authn.Authenticator == nil {
-		return nil
-	}
-	rh := authn.RequestHeaderConfig
-	if clientCA != nil {
-		direct, err := certcache.NewClientCert(certcache.ClientCertConfig{CA: clientCA, RequestHeader: rh, AuthenticatedGroup: true}, authn.Authenticator)
-		if err != nil {
-			return err
-		}
-		authn.Authenticator = direct
-	}
-	if rh != nil {
-		authn.Authenticator = certcache.NewFrontProxy(rh, authn.Authenticator)
-	}
-	return nil
 }
 
 // RunAggregated runs the aggregated mode until ctx is done.
