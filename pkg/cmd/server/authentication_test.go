@@ -23,6 +23,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/cert"
 
+	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/certcache"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
@@ -44,19 +45,7 @@ func TestAggregatedModeAuthenticatesTheFrontProxyAndDirectClients(t *testing.T) 
 			t.Fatal(err)
 		}
 	}
-	o := aggregatedOptions(t,
-		"--requestheader-client-ca-file="+frontProxyFile,
-		"--requestheader-allowed-names=front-proxy-client",
-		"--client-ca-file="+clientFile,
-		"--authentication-skip-lookup",
-		"--secure-port=0",
-		"--cert-dir="+dir,
-		"--enable-priority-and-fairness=false",
-	)
-	config, err := o.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, config := aggregatedConfig(t, dir, frontProxyFile, "--client-ca-file="+clientFile, "--authentication-skip-lookup")
 	authn := config.GenericConfig.Authentication.Authenticator
 	if _, ok := authn.(*certcache.FrontProxy); !ok {
 		t.Fatalf("the authenticator is a %T, want the delegating authenticator wrapped in a *certcache.FrontProxy", authn)
@@ -103,14 +92,22 @@ func TestAggregatedModeAuthenticatesTheFrontProxyAndDirectClients(t *testing.T) 
 	mustBe(proxy, "bob", "bob", user.AllAuthenticated)
 }
 
-// aggregatedOptions are the aggregated mode's options completed from args, without what needs
-// a cluster (authorization, the core API, admission, etcd).
-func aggregatedOptions(t *testing.T, args ...string) *Options {
+// aggregatedConfig is the aggregated mode's configuration, and its options, from the flags
+// args, with certificates in dir and the requestheader CA bundle in frontProxyFile (allowed
+// name front-proxy-client), without what needs a cluster (authorization, the core API,
+// admission, etcd).
+func aggregatedConfig(t *testing.T, dir, frontProxyFile string, args ...string) (*Options, *apiserver.Config) {
 	t.Helper()
 	o := NewOptions()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	o.AddFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(append([]string{
+		"--requestheader-client-ca-file=" + frontProxyFile,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--secure-port=0",
+		"--cert-dir=" + dir,
+		"--enable-priority-and-fairness=false",
+	}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Complete(fs); err != nil {
@@ -121,7 +118,11 @@ func aggregatedOptions(t *testing.T, args ...string) *Options {
 	o.RecommendedOptions.Admission = nil
 	o.RecommendedOptions.Etcd = nil
 	o.RecommendedOptions.Authentication.RemoteKubeConfigFileOptional = true
-	return o
+	config, err := o.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, config
 }
 
 // authenticate authenticates with authn a request presenting chain and, unless empty, naming
@@ -193,18 +194,7 @@ func TestAggregatedModeReadsTheClientCAFromTheConfigMap(t *testing.T) {
 	}, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	o := aggregatedOptions(t,
-		"--authentication-kubeconfig="+kubeconfig,
-		"--requestheader-client-ca-file="+frontProxyFile,
-		"--requestheader-allowed-names=front-proxy-client",
-		"--secure-port=0",
-		"--cert-dir="+dir,
-		"--enable-priority-and-fairness=false",
-	)
-	config, err := o.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, config := aggregatedConfig(t, dir, frontProxyFile, "--authentication-kubeconfig="+kubeconfig)
 	provider := o.RecommendedOptions.Authentication.ClientCert.CAContentProvider
 	runner, ok := provider.(dynamiccertificates.ControllerRunner)
 	if !ok || !strings.Contains(provider.Name(), "extension-apiserver-authentication::client-ca-file") {
