@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	"github.com/etcdaas/etcdaas/pkg/certcache"
+	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -249,4 +252,60 @@ func authenticationConfigMapServer(t *testing.T, clientCA string) http.Handler {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	})
+}
+
+// TestStandaloneModeAuthenticatesItsClientCertificates builds the standalone mode's
+// configuration and checks its authenticator: the admin certificate of the standalone CA is
+// the admin in system:masters request after request, a certificate of another CA is refused,
+// the health endpoints answer to anyone, and the authenticator remembers verified chains
+// (certcache.ClientCert).
+func TestStandaloneModeAuthenticatesItsClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	o := NewOptions()
+	o.Standalone.Enabled, o.Standalone.DataDir = true, dir
+	if err := o.completeStandalone(); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := standalonePKI(filepath.Join(dir, "pki"), o.RecommendedOptions.SecureServing.BindAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the embedded etcd's client address is read: a listener stands for it.
+	etcdClients, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = etcdClients.Close() })
+	config, err := o.standaloneConfig(&embedetcd.Etcd{Etcd: &embed.Etcd{Clients: []net.Listener{etcdClients}}}, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := o.RecommendedOptions.SecureServing.Listener; l != nil {
+		t.Cleanup(func() { _ = l.Close() })
+	}
+	authn := config.GenericConfig.Authentication.Authenticator
+	if _, ok := authn.(*certcache.ClientCert); !ok {
+		t.Fatalf("the authenticator is a %T, want the standalone union wrapped in a *certcache.ClientCert", authn)
+	}
+
+	admin, err := cert.ParseCertsPEM(creds.admin.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if u, err := authenticate(t, authn, admin, ""); err != nil || u == nil || u.GetName() != StandaloneAdminUser || !slices.Equal(u.GetGroups(), []string{StandaloneAdminGroup}) {
+			t.Fatalf("the admin certificate authenticated as %v (error %v), want %s in %s", u, err, StandaloneAdminUser, StandaloneAdminGroup)
+		}
+	}
+	stranger := newCAs(t, "etcdaas-standalone-ca")[0]
+	if u, err := authenticate(t, authn, issue(t, stranger, StandaloneAdminUser, StandaloneAdminGroup), ""); u != nil || err == nil {
+		t.Fatalf("a certificate of another CA authenticated as %v (error %v), want an error", u, err)
+	}
+	req, err := http.NewRequest(http.MethodGet, "https://localhost/readyz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, ok, err := authn.AuthenticateRequest(req); !ok || err != nil || resp.User.GetName() != user.Anonymous {
+		t.Fatalf("/readyz without a certificate: %v %v %v, want %s", resp, ok, err, user.Anonymous)
+	}
 }
