@@ -107,7 +107,7 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f.IOStreams.Out, "%s/%s restore accepted: %s\n", qualifiedResource, name, progressingMessage(accepted))
+	fmt.Fprintf(f.IOStreams.Out, "%s/%s: %s\n", qualifiedResource, name, acceptedMessage(accepted))
 	if !o.wait {
 		return nil
 	}
@@ -174,12 +174,13 @@ func responseError(code int, body []byte) error {
 	return apierrors.NewGenericServerResponse(code, http.MethodPost, etcdaas.Resource("etcdinstances/restore"), "", string(body), 0, true)
 }
 
-// progressingMessage is the Progressing condition's message, or the phase.
-func progressingMessage(inst *v1beta1.ETCDInstance) string {
+// acceptedMessage says what the server made of an accepted restore: the Progressing
+// condition's message ("restore ID accepted: snapshot of revision …"), or the phase.
+func acceptedMessage(inst *v1beta1.ETCDInstance) string {
 	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); c != nil && c.Message != "" {
 		return c.Message
 	}
-	return "phase " + string(inst.Status.Phase)
+	return "restore accepted, phase " + string(inst.Status.Phase)
 }
 
 // waitRestored watches the instance from the accepted restore on until the controller has

@@ -394,7 +394,7 @@ func TestPluginRestore(t *testing.T) {
 
 	r = plugin.run(t, ns, "restore", name, "-f", file)
 	expectPlugin(t, r, 0, "", "")
-	if !strings.Contains(r.stdout, "restore accepted: restore ") || !strings.HasSuffix(r.stdout, "etcdinstance.etcdaas.dev/db restored: 1/1 members ready\n") {
+	if !strings.HasPrefix(r.stdout, "etcdinstance.etcdaas.dev/db: restore ") || strings.Count(r.stdout, "accepted") != 1 || !strings.HasSuffix(r.stdout, "etcdinstance.etcdaas.dev/db restored: 1/1 members ready\n") {
 		t.Errorf("stdout %q", r.stdout)
 	}
 	got, _ := keyValues(t, e.etcdClient(ns, name), "/k")
