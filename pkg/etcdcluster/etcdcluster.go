@@ -446,10 +446,14 @@ type snapshotCodec struct {
 	pool mem.BufferPool
 }
 
-// Unmarshal gathers data in one buffer of the pool and unmarshals it into v.
+// Unmarshal gathers data in one buffer of the pool and unmarshals it into v: a snapshotChunk
+// decodes it itself, reusing its buffer.
 func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()
+	if chunk, ok := v.(*snapshotChunk); ok {
+		return chunk.unmarshal(buf.ReadOnlyData())
+	}
 	return c.CodecV2.Unmarshal(mem.BufferSlice{buf}, v)
 }
 
@@ -470,21 +474,23 @@ func OpenSnapshot(ctx context.Context, access *Access, endpoint string) (*Snapsh
 	if err != nil {
 		return nil, err
 	}
-	resp, err := cli.SnapshotWithVersion(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	r, err := openSnapshotStream(ctx, cli)
 	if err != nil {
+		cancel()
 		_ = cli.Close()
 		return nil, fmt.Errorf("starting a snapshot on %s: %w", endpoint, err)
 	}
 	var rev int64
-	if resp.Header != nil {
-		rev = resp.Header.Revision
+	if r.chunk.header != nil {
+		rev = r.chunk.header.Revision
 	}
 	return &Snapshot{
-		Reader:   resp.Snapshot,
+		Reader:   r,
 		Endpoint: endpoint,
 		Revision: rev,
-		Version:  resp.Version,
-		closers:  []func() error{resp.Snapshot.Close, cli.Close},
+		Version:  r.chunk.version,
+		closers:  []func() error{func() error { cancel(); return nil }, cli.Close},
 	}, nil
 }
 

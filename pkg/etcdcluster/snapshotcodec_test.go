@@ -55,3 +55,38 @@ func TestSnapshotCodecGathersChunksInSmallBuffers(t *testing.T) {
 		t.Fatalf("buffers of capacities %v gathered the message, want one of at most 64 KiB", pool.caps)
 	}
 }
+
+// TestSnapshotChunkReusesItsBuffer: the messages of a snapshot stream decode into one
+// snapshotChunk as the proto codec would decode them, the blob in the same buffer each time.
+func TestSnapshotChunkReusesItsBuffer(t *testing.T) {
+	proto := encoding.GetCodecV2(grpcproto.Name)
+	messages := []*etcdserverpb.SnapshotResponse{
+		{Header: &etcdserverpb.ResponseHeader{Revision: 42, MemberId: 7}, RemainingBytes: 64 << 10, Blob: bytes.Repeat([]byte("a"), 32<<10), Version: "3.7.3"},
+		{RemainingBytes: 32 << 10, Blob: bytes.Repeat([]byte("b"), 32<<10)},
+		{Blob: []byte("sha256")},
+	}
+	var chunk snapshotChunk
+	var first *byte
+	for i, sent := range messages {
+		wire, err := proto.Marshal(sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := (snapshotCodec{proto, snapshotBufferPool}).Unmarshal(wire, &chunk); err != nil {
+			t.Fatal(err)
+		}
+		wire.Free()
+		if !bytes.Equal(chunk.blob, sent.Blob) || chunk.version != sent.Version ||
+			(sent.Header == nil) != (chunk.header == nil) || (sent.Header != nil && chunk.header.Revision != sent.Header.Revision) {
+			t.Fatalf("message %d decoded to header %v, version %q, %d bytes; sent %v", i, chunk.header, chunk.version, len(chunk.blob), sent)
+		}
+		if i == 0 {
+			first = &chunk.blob[0]
+		} else if &chunk.blob[0] != first {
+			t.Errorf("message %d was decoded into a new buffer", i)
+		}
+	}
+	if err := chunk.unmarshal([]byte{0x1a, 0x05, 'x'}); err == nil {
+		t.Error("a truncated blob decoded without an error")
+	}
+}
