@@ -22,6 +22,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -593,32 +594,20 @@ func (b *Backend) deleteVolume(ctx context.Context, inst *v1beta1.ETCDInstance, 
 }
 
 func (b *Backend) ensureService(ctx context.Context, want *corev1.Service) error {
-	client := b.opts.Client.CoreV1().Services(want.Namespace)
-	_, err := client.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = client.Create(ctx, want, metav1.CreateOptions{})
-	}
-	return err
+	// A Service is only created: its cluster IP and ports are its own once it exists.
+	return ensureObject(ctx, b.opts.Client.CoreV1().Services(want.Namespace), want, nil)
 }
 
 func (b *Backend) ensurePDB(ctx context.Context, inst *v1beta1.ETCDInstance, members int) error {
 	want := podDisruptionBudget(inst, members)
-	client := b.opts.Client.PolicyV1().PodDisruptionBudgets(inst.Namespace)
-	got, err := client.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = client.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if got.Spec.MinAvailable != nil && *got.Spec.MinAvailable == *want.Spec.MinAvailable {
-		return nil
-	}
-	got = got.DeepCopy()
-	got.Spec.MinAvailable = want.Spec.MinAvailable
-	_, err = client.Update(ctx, got, metav1.UpdateOptions{})
-	return err
+	return ensureObject(ctx, b.opts.Client.PolicyV1().PodDisruptionBudgets(inst.Namespace), want,
+		func(got *policyv1.PodDisruptionBudget) bool {
+			if got.Spec.MinAvailable != nil && *got.Spec.MinAvailable == *want.Spec.MinAvailable {
+				return false
+			}
+			got.Spec.MinAvailable = want.Spec.MinAvailable
+			return true
+		})
 }
 
 // ensureTLSSecret returns the instance's TLS Secret data, creating the Secret with a new CA
@@ -648,19 +637,13 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstanc
 // the TLS Secret's, creating it when missing and putting back what was changed in it.
 func (b *Backend) ensureClientTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance, data map[string][]byte) error {
 	want := clientTLSSecret(inst, data)
-	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
-	got, err := client.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = client.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	}
-	if err != nil || maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
-		return err
-	}
-	got = got.DeepCopy()
-	got.Data = want.Data
-	_, err = client.Update(ctx, got, metav1.UpdateOptions{})
-	return err
+	return ensureObject(ctx, b.opts.Client.CoreV1().Secrets(inst.Namespace), want, func(got *corev1.Secret) bool {
+		if maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
+			return false
+		}
+		got.Data = want.Data
+		return true
+	})
 }
 
 // issueTLS creates a CA and the server, peer and client certificates of an instance.
