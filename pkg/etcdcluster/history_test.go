@@ -35,6 +35,11 @@ func TestReadHistoryFindsTheLastCompaction(t *testing.T) {
 	if h := read(0); h != (History{Oldest: 1, Head: head}) {
 		t.Fatalf("never compacted: %+v, want oldest 1 and head %d", h, head)
 	}
+	// A revision found before beyond the head (the data was since restored from an older
+	// snapshot) is not an error: the head is all that is known.
+	if h := read(head + 100); h != (History{Oldest: head, Head: head}) {
+		t.Fatalf("read since a revision beyond the head: %+v, want oldest and head %d", h, head)
+	}
 	// Every compaction revision is found, from no hint and from an older one.
 	for _, rev := range []int64{2, 17, head - 1, head} {
 		if _, err := cli.Compact(ctx, rev); err != nil {
