@@ -248,7 +248,7 @@ func waitingForSpace(res *backend.Result) bool {
 // That is when a defragmentation can return space, and the members may not show it: etcd
 // counts the pages a compaction frees as free (dbSize - dbSizeInUse) only after later
 // commits of the database, which a member refusing writes may not make.
-func (d *defragmenter) compactedOutOfSpace(ctx context.Context, inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus) bool {
+func (d *defragmenter) compactedOutOfSpace(ctx context.Context, inst *v1beta1.ETCDInstance, members []v1beta1.MemberStatus, dial accessFunc) bool {
 	d.mu.Lock()
 	mark, seen := d.oldest[inst.UID]
 	if !slices.ContainsFunc(members, outOfSpace) {
@@ -257,7 +257,7 @@ func (d *defragmenter) compactedOutOfSpace(ctx context.Context, inst *v1beta1.ET
 		return false
 	}
 	d.mu.Unlock()
-	access, err := d.dialer.Access(ctx, inst.Namespace, inst.Name)
+	access, err := dial()
 	if err != nil {
 		return false
 	}
@@ -275,6 +275,15 @@ func (d *defragmenter) compactedOutOfSpace(ctx context.Context, inst *v1beta1.ET
 	return h.Oldest == h.Head
 }
 
+// accessFunc returns how to reach the members of an instance.
+type accessFunc func() (*etcdcluster.Access, error)
+
+// accessOnce asks the dialer how to reach inst's members at most once, however often the
+// result is used: the kubernetes backend reads the instance's StatefulSet and Secret for it.
+func (d *defragmenter) accessOnce(ctx context.Context, inst *v1beta1.ETCDInstance) accessFunc {
+	return sync.OnceValues(func() (*etcdcluster.Access, error) { return d.dialer.Access(ctx, inst.Namespace, inst.Name) })
+}
+
 // step defragments at most one member of inst after a Sync that returned res and syncErr,
 // records what it did as Events in res and updates the member's sizes in res. It reports
 // whether it defragmented a member; an error means the defragmentation (or disarming the
@@ -284,12 +293,13 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 		return false, nil
 	}
 	t := d.opts.thresholds(inst)
-	compacted := d.compactedOutOfSpace(ctx, inst, res.Members)
+	dial := d.accessOnce(ctx, inst)
+	compacted := d.compactedOutOfSpace(ctx, inst, res.Members, dial)
 	request, done, ok := d.round(inst, res.Members, t, compacted)
 	if !ok || next(res.Members, done, "") < 0 {
 		return false, nil
 	}
-	access, statuses, leaderID, err := d.healthyCluster(ctx, inst)
+	access, statuses, leaderID, err := d.healthyCluster(ctx, dial)
 	if err != nil {
 		klog.V(2).InfoS("Not defragmenting while the cluster is not healthy", "instance", inst.Namespace+"/"+inst.Name, "reason", err)
 		return false, nil
@@ -344,8 +354,8 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 // healthyCluster checks, right before a defragmentation, that every member of the cluster is
 // a voting member that serves (a leader and a linearizable read) with no alarm other than
 // NOSPACE. It returns how to reach the members, their statuses and the leader's ID.
-func (d *defragmenter) healthyCluster(ctx context.Context, inst *v1beta1.ETCDInstance) (*etcdcluster.Access, []etcdcluster.EndpointStatus, string, error) {
-	access, err := d.dialer.Access(ctx, inst.Namespace, inst.Name)
+func (d *defragmenter) healthyCluster(ctx context.Context, dial accessFunc) (*etcdcluster.Access, []etcdcluster.EndpointStatus, string, error) {
+	access, err := dial()
 	if err != nil {
 		return nil, nil, "", err
 	}

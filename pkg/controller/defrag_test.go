@@ -173,10 +173,14 @@ func TestDefragRoundsCoverEveryMember(t *testing.T) {
 	}
 }
 
-// accessDialer reaches every instance through one Access.
-type accessDialer struct{ access *etcdcluster.Access }
+// accessDialer reaches every instance through one Access, and counts the calls.
+type accessDialer struct {
+	access *etcdcluster.Access
+	calls  *int
+}
 
 func (d accessDialer) Access(context.Context, string, string) (*etcdcluster.Access, error) {
+	*d.calls++
 	return d.access, nil
 }
 
@@ -202,11 +206,14 @@ func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := newDefragmenter(DefragOptions{}, accessDialer{access})
+	var calls int
+	d := newDefragmenter(DefragOptions{}, accessDialer{access, &calls})
 	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "u"}}
 	outOfSpace := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Alarms: []string{alarmNoSpace}}, {Name: "db-1", ID: "b", Ready: true}}
 	ready := []v1beta1.MemberStatus{{Name: "db-0", ID: "a", Ready: true}, {Name: "db-1", ID: "b", Ready: true}}
-	seen := func(members []v1beta1.MemberStatus) bool { return d.compactedOutOfSpace(ctx, inst, members) }
+	seen := func(members []v1beta1.MemberStatus) bool {
+		return d.compactedOutOfSpace(ctx, inst, members, d.accessOnce(ctx, inst))
+	}
 
 	for range 5 {
 		put()
@@ -241,6 +248,16 @@ func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
 	compact(put())
 	if !seen(outOfSpace) {
 		t.Fatal("a history compacted up to its head, first seen out of space: not seen")
+	}
+	// A step reads the history and checks the cluster's health with one answer of the dialer.
+	calls = 0
+	dial := d.accessOnce(ctx, inst)
+	d.compactedOutOfSpace(ctx, inst, outOfSpace, dial)
+	if _, _, _, err := d.healthyCluster(ctx, dial); err != nil {
+		t.Fatalf("health of a one-member cluster: %v", err)
+	}
+	if calls != 1 {
+		t.Errorf("the dialer was asked %d times in one step, want once", calls)
 	}
 	d.forget("ns/db")
 	if len(d.oldest) != 0 {
