@@ -35,88 +35,134 @@ const (
 // syncErr. It starts from inst's current status so that unchanged conditions keep their
 // lastTransitionTime; inst is not modified.
 func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr error, now metav1.Time) v1beta1.ETCDInstanceStatus {
-	status := *inst.Status.DeepCopy()
-	gen := inst.Generation
-	status.ObservedGeneration = gen
-	status.Selector = etcdaas.MemberSelector(inst.Name)
+	status := observedStatus(inst, res)
+	conds := conditionSetter{conditions: &status.Conditions, generation: inst.Generation, now: now}
 	desired := backend.DesiredReplicas(inst)
+	if pe, ok := backend.IsPermanent(syncErr); ok {
+		status.Phase = v1beta1.PhaseFailed
+		setPermanentFailure(conds, inst, pe)
+		return status
+	}
+	if res != nil && res.QuorumLost != "" {
+		status.Phase = v1beta1.PhaseFailed
+		setQuorumLost(conds, inst, res)
+		return status
+	}
+	if res != nil && res.Converged && syncErr == nil {
+		status.Phase = v1beta1.PhaseRunning
+		setConverged(conds, &status, desired)
+		return status
+	}
+	status.Phase = progressPhase(&status, desired, res, syncErr)
+	setInProgress(conds, &status, desired, res, syncErr)
+	return status
+}
+
+// observedStatus is inst's current status with the generation, the selector and the members
+// that res (nil when Sync did not get as far) observed.
+func observedStatus(inst *v1beta1.ETCDInstance, res *backend.Result) v1beta1.ETCDInstanceStatus {
+	status := *inst.Status.DeepCopy()
+	status.ObservedGeneration = inst.Generation
+	status.Selector = etcdaas.MemberSelector(inst.Name)
 	if res != nil {
 		status.Members = withLastVersions(res.Members, inst.Status.Members)
 		status.Replicas = int32(len(res.Members))
 		status.ReadyReplicas = res.Ready()
 	}
-	readyMsg := fmt.Sprintf("%d/%d members ready", status.ReadyReplicas, desired)
-	set := func(condType string, st metav1.ConditionStatus, reason, msg string) {
-		if len(msg) > maxConditionMessageSize {
-			msg = msg[:maxConditionMessageSize]
-		}
-		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-			Type: condType, Status: st, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: now,
-		})
-	}
+	return status
+}
 
-	if pe, ok := backend.IsPermanent(syncErr); ok {
-		reason := pe.Reason
-		if reason == "" {
-			reason = reasonDefaultPermanent
-		}
-		status.Phase = v1beta1.PhaseFailed
-		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
-		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, reason))
-		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
-		return status
-	}
+// conditionSetter sets the conditions of one status, observed at one generation at one time.
+type conditionSetter struct {
+	conditions *[]metav1.Condition
+	generation int64
+	now        metav1.Time
+}
 
-	if res != nil && res.QuorumLost != "" {
-		// Nothing is automatic after a quorum loss: a person decides to recover.
-		status.Phase = v1beta1.PhaseFailed
-		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonQuorumLost, res.QuorumLost)
-		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonQuorumLost,
-			fmt.Sprintf("nothing is done automatically: POST etcdinstances/%s/recover rebuilds the cluster from the most advanced surviving member", inst.Name))
-		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonQuorumLost, res.QuorumLost+"; "+res.Unhealthy)
-		return status
+// set sets the condition condType, its message cut to maxConditionMessageSize.
+func (c conditionSetter) set(condType string, st metav1.ConditionStatus, reason, msg string) {
+	if len(msg) > maxConditionMessageSize {
+		msg = msg[:maxConditionMessageSize]
 	}
+	meta.SetStatusCondition(c.conditions, metav1.Condition{
+		Type: condType, Status: st, Reason: reason, Message: msg, ObservedGeneration: c.generation, LastTransitionTime: c.now,
+	})
+}
 
-	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
-	if res != nil && res.Converged && syncErr == nil {
-		status.Phase = v1beta1.PhaseRunning
-		set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMsg)
-		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, fmt.Sprintf("%d members as requested", desired))
-		set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
-		return status
+// readyMessage is the Available message: how many of the desired members are ready.
+func readyMessage(status *v1beta1.ETCDInstanceStatus, desired int) string {
+	return fmt.Sprintf("%d/%d members ready", status.ReadyReplicas, desired)
+}
+
+// setPermanentFailure sets the conditions of an instance whose Sync failed with pe, an error
+// that retrying cannot fix.
+func setPermanentFailure(conds conditionSetter, inst *v1beta1.ETCDInstance, pe *backend.PermanentError) {
+	reason := pe.Reason
+	if reason == "" {
+		reason = reasonDefaultPermanent
 	}
+	conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, reason))
+	conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
+}
 
+// setQuorumLost sets the conditions of an instance whose voting members lost their quorum.
+func setQuorumLost(conds conditionSetter, inst *v1beta1.ETCDInstance, res *backend.Result) {
+	// Nothing is automatic after a quorum loss: a person decides to recover.
+	conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonQuorumLost, res.QuorumLost)
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonQuorumLost,
+		fmt.Sprintf("nothing is done automatically: POST etcdinstances/%s/recover rebuilds the cluster from the most advanced surviving member", inst.Name))
+	conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonQuorumLost, res.QuorumLost+"; "+res.Unhealthy)
+}
+
+// setConverged sets the conditions of an instance whose members are as its spec asks.
+func setConverged(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int) {
+	conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMessage(status, desired))
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, fmt.Sprintf("%d members as requested", desired))
+	conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
+}
+
+// progressPhase is the phase of an instance that has not converged, from its current status,
+// the step res is in (res is nil when Sync did not get as far) and syncErr.
+func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) v1beta1.Phase {
 	switch {
 	case res != nil && res.StepReason == backend.StepRestoring:
-		status.Phase = v1beta1.PhaseRestoring
+		return v1beta1.PhaseRestoring
 	case res != nil && res.StepReason == backend.StepRecovering, status.Phase == v1beta1.PhaseRecovering:
 		// Rebuilt from a survivor: recovering until the members are back.
-		status.Phase = v1beta1.PhaseRecovering
+		return v1beta1.PhaseRecovering
 	case res != nil && res.StepReason == backend.StepUpgrading:
 		// A version roll restarts one member at a time: the cluster keeps serving.
-		status.Phase = v1beta1.PhaseRunning
+		return v1beta1.PhaseRunning
 	case syncErr != nil && status.Phase == v1beta1.PhaseRunning && int(status.Replicas) == desired &&
 		(res == nil || !res.StepReason.ChangesMembership()):
 		// A step that failed without changing the membership (such as an update that lost a
 		// race with the StatefulSet controller, retried at once): Degraded says what failed. A
 		// failed scale or replacement shows Scaling below.
-		status.Phase = v1beta1.PhaseRunning
+		return v1beta1.PhaseRunning
 	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
-		status.Phase = v1beta1.PhaseDeploying
+		return v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
-		status.Phase = v1beta1.PhaseScaling
+		return v1beta1.PhaseScaling
 	case status.Phase == v1beta1.PhaseRunning || status.Phase == v1beta1.PhaseScaling:
 		// Every member exists but one is not healthy (a member just added that does not serve
 		// yet, or one that stopped answering): a scale goes on until the members converge, a
 		// running cluster keeps running; Available and Degraded say what is wrong. Deploying
 		// is only the start of a new cluster.
+		return status.Phase
 	default:
-		status.Phase = v1beta1.PhaseDeploying
+		return v1beta1.PhaseDeploying
 	}
+}
+
+// setInProgress sets the conditions of an instance that has not converged: Available from
+// its ready members, Progressing from the step res is in, Degraded from what stops it.
+func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
+	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
 	if allReady {
-		set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMsg)
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMessage(status, desired))
 	} else {
-		set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, readyMsg)
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, readyMessage(status, desired))
 	}
 	progressReason, progressMsg := ReasonReconciling, fmt.Sprintf("moving to %d members", desired)
 	if res != nil && res.Step != "" {
@@ -125,19 +171,18 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 			progressReason = string(res.StepReason)
 		}
 	}
-	set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)
 	switch {
 	case res != nil && res.Stalled != "":
-		set(etcdaas.ConditionProgressing, metav1.ConditionFalse, res.StalledReason, progressMsg)
-		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
+		conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, res.StalledReason, progressMsg)
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
-		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
 	case res != nil && res.Unhealthy != "":
-		set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	default:
-		set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 	}
-	return status
 }
 
 // deletingStatus is the status written while the members of inst are being removed.
