@@ -312,87 +312,132 @@ func (b *Backend) recordVolumes(ctx context.Context, v *instanceView, obs *obser
 // the same peer URL (the StatefulSet's initial cluster updated for it) once they are gone,
 // and promote the learner once its pod serves.
 func (b *Backend) continueReplacement(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement) error {
-	res := obs.result
-	name := backend.MemberName(v.inst.Name, rep.Ordinal)
-	res.Step, res.StepReason = fmt.Sprintf("replacing member %s", name), backend.StepAddingMember
+	obs.result.Step, obs.result.StepReason = fmt.Sprintf("replacing member %s", backend.MemberName(v.inst.Name, rep.Ordinal)), backend.StepAddingMember
 	members := obs.members
 	i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return m.IDString() == rep.OldID })
-	if i >= 0 && !rep.DataLost && rep.Ordinal < len(obs.statuses) && obs.statuses[rep.Ordinal].Healthy && obs.statuses[rep.Ordinal].MemberID == members[i].ID {
+	if i >= 0 && healthyAgain(obs, rep, members[i]) {
 		// Healthy again before anything was done (the controller stopped after recording
 		// the replacement, or the removal failed): it is kept.
-		if err := b.setAnnotation(ctx, v, annotationReplacement, nil); err != nil {
-			return err
-		}
-		res.Step = ""
-		res.Record(backend.ReasonReplacementCancelled, "Kept member %s (ID %s): it is healthy again, so it is not replaced (it was to be: %s)", name, rep.OldID, rep.Why)
-		return nil
+		return b.cancelReplacement(ctx, v, obs, rep)
 	}
 	if i >= 0 {
-		if err := cluster.MoveLeaderAway(ctx, members[i].ID, members, obs.statuses); err != nil {
+		if err := b.removeOld(ctx, v, cluster, obs, rep, members[i]); err != nil {
 			return err
 		}
-		if err := cluster.Remove(ctx, members[i].ID); err != nil {
-			return err
-		}
-		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s); its volume is deleted with its pod", name, rep.OldID)
-		b.health.Forget(v.healthKey(members[i].ID))
 		members = slices.Delete(slices.Clone(members), i, i+1)
 	}
 	if err := b.discardOld(ctx, v, rep); err != nil {
 		return err
 	}
-	peer := b.peerURL(v.inst, rep.Ordinal)
-	i = slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) })
-	if i < 0 {
-		// The new member is added once the old claim and pod are gone: an empty pod started on
-		// the old claim after that would join as the new member and write its log there, and
-		// the pod the StatefulSet creates on a new claim would then start the same member with
-		// an empty log, which etcd refuses for good (its leader remembers how far it got).
-		if gone, err := b.oldGone(ctx, v, rep); err != nil || !gone {
-			res.Step = fmt.Sprintf("replacing member %s: waiting for its old pod and volume claim to go", name)
-			if err != nil {
-				return err
-			}
-			return b.recreatePod(ctx, v, rep.Ordinal)
-		}
-		id, after, err := cluster.AddLearner(ctx, peer)
-		if err != nil {
-			return err
-		}
-		for j := range after {
-			if after[j].ID == id {
-				after[j].Name, i = name, j
-			}
-		}
-		res.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner, on a new volume", name, etcdcluster.FormatID(id))
-		if err := b.setMembers(ctx, v, after); err != nil {
-			return err
-		}
-		members = after
+	learner, added, err := b.replacementMember(ctx, v, cluster, obs, rep, members)
+	if err != nil || !added {
+		return err
 	}
-	if i < 0 {
-		return fmt.Errorf("member %s was added but is not in the membership", name)
-	}
-	learner := members[i]
 	if learner.IsLearner {
-		st := etcdcluster.EndpointStatus{}
-		if rep.Ordinal < len(obs.statuses) {
-			st = obs.statuses[rep.Ordinal]
-		}
-		if !st.Healthy || st.MemberID != learner.ID {
-			res.Step = fmt.Sprintf("replacing member %s: waiting for its new pod", name)
-			return b.recreatePod(ctx, v, rep.Ordinal)
-		}
-		if err := cluster.Promote(ctx, learner.ID); err != nil {
+		if promoted, err := b.promoteWhenServing(ctx, v, cluster, obs, rep, learner); err != nil || !promoted {
 			return err
 		}
-		res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
 	}
+	return b.finishReplacement(ctx, v, obs, rep, learner)
+}
+
+// healthyAgain reports whether old, the member rep is to replace, is healthy with the ID it
+// had, for a replacement whose member did not lose its data.
+func healthyAgain(obs *observation, rep *replacement, old etcdcluster.Member) bool {
+	return !rep.DataLost && rep.Ordinal < len(obs.statuses) && obs.statuses[rep.Ordinal].Healthy && obs.statuses[rep.Ordinal].MemberID == old.ID
+}
+
+// cancelReplacement forgets rep, whose member is kept.
+func (b *Backend) cancelReplacement(ctx context.Context, v *instanceView, obs *observation, rep *replacement) error {
 	if err := b.setAnnotation(ctx, v, annotationReplacement, nil); err != nil {
 		return err
 	}
-	res.Step = fmt.Sprintf("replaced member %s", name)
-	res.Record(backend.ReasonMemberReplaced, "Replaced member %s (ID %s) with a new member %s (ID %s) on a new volume, in sync and voting: %s",
+	obs.result.Step = ""
+	obs.result.Record(backend.ReasonReplacementCancelled, "Kept member %s (ID %s): it is healthy again, so it is not replaced (it was to be: %s)",
+		backend.MemberName(v.inst.Name, rep.Ordinal), rep.OldID, rep.Why)
+	return nil
+}
+
+// removeOld removes old, the member rep replaces, from etcd, leadership moved away first.
+func (b *Backend) removeOld(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement, old etcdcluster.Member) error {
+	if err := cluster.MoveLeaderAway(ctx, old.ID, obs.members, obs.statuses); err != nil {
+		return err
+	}
+	if err := cluster.Remove(ctx, old.ID); err != nil {
+		return err
+	}
+	obs.result.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s); its volume is deleted with its pod", backend.MemberName(v.inst.Name, rep.Ordinal), rep.OldID)
+	b.health.Forget(v.healthKey(old.ID))
+	return nil
+}
+
+// replacementMember returns the new member of rep among members, the membership without the
+// old member: the member with the old member's peer URL, or a learner added with it once the
+// old claim and pod are gone. It returns false, and no error, while it waits for them to go.
+func (b *Backend) replacementMember(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement, members []etcdcluster.Member) (etcdcluster.Member, bool, error) {
+	name := backend.MemberName(v.inst.Name, rep.Ordinal)
+	peer := b.peerURL(v.inst, rep.Ordinal)
+	if i := slices.IndexFunc(members, func(m etcdcluster.Member) bool { return slices.Contains(m.PeerURLs, peer) }); i >= 0 {
+		return members[i], true, nil
+	}
+	// The new member is added once the old claim and pod are gone: an empty pod started on
+	// the old claim after that would join as the new member and write its log there, and
+	// the pod the StatefulSet creates on a new claim would then start the same member with
+	// an empty log, which etcd refuses for good (its leader remembers how far it got).
+	if gone, err := b.oldGone(ctx, v, rep); err != nil || !gone {
+		obs.result.Step = fmt.Sprintf("replacing member %s: waiting for its old pod and volume claim to go", name)
+		if err != nil {
+			return etcdcluster.Member{}, false, err
+		}
+		return etcdcluster.Member{}, false, b.recreatePod(ctx, v, rep.Ordinal)
+	}
+	id, after, err := cluster.AddLearner(ctx, peer)
+	if err != nil {
+		return etcdcluster.Member{}, false, err
+	}
+	i := -1
+	for j := range after {
+		if after[j].ID == id {
+			after[j].Name, i = name, j
+		}
+	}
+	obs.result.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner, on a new volume", name, etcdcluster.FormatID(id))
+	if err := b.setMembers(ctx, v, after); err != nil {
+		return etcdcluster.Member{}, false, err
+	}
+	if i < 0 {
+		return etcdcluster.Member{}, false, fmt.Errorf("member %s was added but is not in the membership", name)
+	}
+	return after[i], true, nil
+}
+
+// promoteWhenServing promotes learner, the new member of rep, once its pod serves. It returns
+// false, and no error, while it waits for the pod.
+func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement, learner etcdcluster.Member) (bool, error) {
+	name := backend.MemberName(v.inst.Name, rep.Ordinal)
+	st := etcdcluster.EndpointStatus{}
+	if rep.Ordinal < len(obs.statuses) {
+		st = obs.statuses[rep.Ordinal]
+	}
+	if !st.Healthy || st.MemberID != learner.ID {
+		obs.result.Step = fmt.Sprintf("replacing member %s: waiting for its new pod", name)
+		return false, b.recreatePod(ctx, v, rep.Ordinal)
+	}
+	if err := cluster.Promote(ctx, learner.ID); err != nil {
+		return false, err
+	}
+	obs.result.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
+	return true, nil
+}
+
+// finishReplacement forgets rep, whose new member, learner when it was added, now votes.
+func (b *Backend) finishReplacement(ctx context.Context, v *instanceView, obs *observation, rep *replacement, learner etcdcluster.Member) error {
+	if err := b.setAnnotation(ctx, v, annotationReplacement, nil); err != nil {
+		return err
+	}
+	name := backend.MemberName(v.inst.Name, rep.Ordinal)
+	obs.result.Step = fmt.Sprintf("replaced member %s", name)
+	obs.result.Record(backend.ReasonMemberReplaced, "Replaced member %s (ID %s) with a new member %s (ID %s) on a new volume, in sync and voting: %s",
 		name, rep.OldID, name, learner.IDString(), rep.Why)
 	return nil
 }
