@@ -212,23 +212,11 @@ func (o *Options) RunStandalone(ctx context.Context, out io.Writer) error {
 // runs until ctx is done or Stop is called. Options must have been completed and validated
 // (Complete, Validate); StartStandalone does both for options built in code.
 func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
-	o.Standalone.Enabled = true
-	if err := o.completeStandalone(); err != nil {
-		return nil, err
-	}
-	if errs := o.validateStandalone(); len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	dataDir, err := filepath.Abs(o.Standalone.DataDir)
+	dataDir, err := o.prepareStandalone()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory: %w", err)
-	}
-
-	bindIP := o.RecommendedOptions.SecureServing.BindAddress
-	creds, err := standalonePKI(filepath.Join(dataDir, "pki"), bindIP)
+	creds, err := standalonePKI(filepath.Join(dataDir, "pki"), o.RecommendedOptions.SecureServing.BindAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -241,15 +229,50 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s := &Standalone{DataDir: dataDir, KubeconfigPath: filepath.Join(dataDir, "kubeconfig"), cancel: cancel, done: make(chan struct{}),
 		EtcdEndpoint: "http://" + etcd.Clients[0].Addr().String()}
-	fail := func(err error) (*Standalone, error) {
+	run, err := o.newStandaloneServer(s, etcd, creds)
+	if err != nil {
 		cancel()
 		etcd.Close()
 		return nil, err
 	}
+	go s.serve(runCtx, run, etcd)
 
+	if err := waitReady(runCtx, s); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepareStandalone completes and validates the standalone options and creates the data
+// directory; it returns the directory's absolute path.
+func (o *Options) prepareStandalone() (string, error) {
+	o.Standalone.Enabled = true
+	if err := o.completeStandalone(); err != nil {
+		return "", err
+	}
+	if errs := o.validateStandalone(); len(errs) > 0 {
+		return "", errors.Join(errs...)
+	}
+	dataDir, err := filepath.Abs(o.Standalone.DataDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("creating data directory: %w", err)
+	}
+	return dataDir, nil
+}
+
+// newStandaloneServer builds the server that stores in etcd and trusts creds, sets the URL
+// and admin configuration of s, writes the admin kubeconfig, and returns the function that
+// runs the server.
+func (o *Options) newStandaloneServer(s *Standalone, etcd *embedetcd.Etcd, creds *standaloneCreds) (func(context.Context) error, error) {
+	// The URL names the address asked for, and the port bound when none was asked for.
+	bindIP := o.RecommendedOptions.SecureServing.BindAddress
 	config, err := o.standaloneConfig(etcd, creds)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	port := o.RecommendedOptions.SecureServing.BindPort
 	s.URL = "https://" + net.JoinHostPort(bindIP.String(), strconv.Itoa(port))
@@ -262,35 +285,31 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 		},
 	}
 	if err := writeKubeconfig(s.KubeconfigPath, s.AdminConfig); err != nil {
-		return fail(err)
+		return nil, err
 	}
 
 	server, err := config.Complete().New()
 	if err != nil {
-		return fail(err)
-	}
-	prepared := server.GenericAPIServer.PrepareRun()
-
-	go func() {
-		defer close(s.done)
-		runErr := make(chan error, 1)
-		go func() { runErr <- prepared.RunWithContext(runCtx) }()
-		select {
-		case err := <-runErr:
-			s.err = err
-		case err := <-etcd.Err():
-			s.err = fmt.Errorf("embedded etcd failed: %w", err)
-			cancel()
-			<-runErr
-		}
-		etcd.Close()
-	}()
-
-	if err := waitReady(runCtx, s); err != nil {
-		_ = s.Stop()
 		return nil, err
 	}
-	return s, nil
+	return server.GenericAPIServer.PrepareRun().RunWithContext, nil
+}
+
+// serve runs the server with run until it stops, or until the embedded etcd fails (then it
+// stops the server); it then closes etcd, keeps why the server stopped and closes s.done.
+func (s *Standalone) serve(ctx context.Context, run func(context.Context) error, etcd *embedetcd.Etcd) {
+	defer close(s.done)
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(ctx) }()
+	select {
+	case err := <-runErr:
+		s.err = err
+	case err := <-etcd.Err():
+		s.err = fmt.Errorf("embedded etcd failed: %w", err)
+		s.cancel()
+		<-runErr
+	}
+	etcd.Close()
 }
 
 // standaloneCreds is the PKI of the standalone mode.
