@@ -411,6 +411,34 @@ func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embedetcd.Etcd, e
 // embedded etcd, client certificates from the standalone CA, system:masters authorized, no
 // core API, no admission plugins that need one, no priority and fairness.
 func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds) (*apiserver.Config, error) {
+	if err := o.standaloneRecommendedOptions(etcd, creds); err != nil {
+		return nil, err
+	}
+	c, err := o.genericConfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	if err := standaloneAuthentication(c, creds); err != nil {
+		return nil, err
+	}
+	c.Authorization.Authorizer, err = standaloneAuthorizer()
+	if err != nil {
+		return nil, err
+	}
+	extra, err := o.standaloneExtraConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &apiserver.Config{GenericConfig: c, ExtraConfig: extra}, nil
+}
+
+// standaloneRecommendedOptions points the generic options at the embedded etcd and the
+// serving certificate of creds, listens on a free port when none was given, and turns off
+// what needs a kube-apiserver.
+func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *standaloneCreds) error {
 	ro := o.RecommendedOptions
 	ro.Etcd.StorageConfig.Transport.ServerList = []string{"http://" + etcd.Clients[0].Addr().String()}
 	ro.SecureServing.ServerCert.CertKey.CertFile = filepath.Join(creds.dir, "serving.crt")
@@ -418,7 +446,7 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 	if ro.SecureServing.BindPort == 0 && ro.SecureServing.Listener == nil {
 		l, err := net.Listen("tcp", net.JoinHostPort(ro.SecureServing.BindAddress.String(), "0"))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ro.SecureServing.Listener = l
 	}
@@ -427,21 +455,18 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 	ro.CoreAPI = nil
 	ro.Admission = nil
 	ro.Features.EnablePriorityAndFairness = false
+	return nil
+}
 
-	c, err := o.genericConfig()
-	if err != nil {
-		return nil, err
-	}
-	if err := ro.ApplyTo(c); err != nil {
-		return nil, err
-	}
-
+// standaloneAuthentication authenticates c's clients by a certificate of the standalone CA,
+// and anyone on the public paths.
+func standaloneAuthentication(c *genericapiserver.RecommendedConfig, creds *standaloneCreds) error {
 	clientCA, err := dynamiccertificates.NewStaticCAContent("etcdaas-standalone-ca", creds.ca.CertPEM)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.Authentication.ApplyClientCert(clientCA, c.SecureServing); err != nil {
-		return nil, err
+		return err
 	}
 	authn := union.New(
 		x509request.NewDynamic(clientCA.VerifyOptions, x509request.CommonNameUserConversion),
@@ -449,22 +474,23 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 		anonymous.NewAuthenticator(anonymousPaths()),
 	)
 	// Every request of a client presents its certificate chain: verify it once.
-	if c.Authentication.Authenticator, err = certcache.NewClientCert(certcache.ClientCertConfig{CA: clientCA}, authn); err != nil {
-		return nil, err
-	}
-	c.Authorization.Authorizer, err = standaloneAuthorizer()
-	if err != nil {
-		return nil, err
-	}
+	c.Authentication.Authenticator, err = certcache.NewClientCert(certcache.ClientCertConfig{CA: clientCA}, authn)
+	return err
+}
+
+// standaloneExtraConfig is the etcdaas part of the standalone configuration: the local
+// backend's members reached from the data directory, local backups, and the in-process
+// controller when it is asked for.
+func (o *Options) standaloneExtraConfig() (apiserver.ExtraConfig, error) {
 	// The backup subresource reaches the local backend's members from its state on disk,
 	// whether the controller runs here or in another process on the same data directory.
 	dataDir, err := filepath.Abs(o.Standalone.DataDir)
 	if err != nil {
-		return nil, err
+		return apiserver.ExtraConfig{}, err
 	}
 	maxRestore, err := o.maxRestoreBytes()
 	if err != nil {
-		return nil, err
+		return apiserver.ExtraConfig{}, err
 	}
 	hooks := o.Standalone.PostStartHooks
 	// Without the in-process controller another controller (and backend) runs the
@@ -477,17 +503,14 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 			return err
 		}})
 	}
-	return &apiserver.Config{
-		GenericConfig: c,
-		ExtraConfig: apiserver.ExtraConfig{
-			PostStartHooks:  wrapHooks(hooks),
-			ServeEvents:     true,
-			BackupDialer:    local.Dialer{Dir: dataDir},
-			WatchBufferSize: o.WatchBufferSize,
-			Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
-			BackupResolver:  &backup.Resolver{LocalRoot: StandaloneBackupDir(dataDir), Credentials: backup.EnvCredentials{}},
-			Versions:        versions,
-		},
+	return apiserver.ExtraConfig{
+		PostStartHooks:  wrapHooks(hooks),
+		ServeEvents:     true,
+		BackupDialer:    local.Dialer{Dir: dataDir},
+		WatchBufferSize: o.WatchBufferSize,
+		Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
+		BackupResolver:  &backup.Resolver{LocalRoot: StandaloneBackupDir(dataDir), Credentials: backup.EnvCredentials{}},
+		Versions:        versions,
 	}, nil
 }
 
