@@ -175,6 +175,39 @@ func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 func startControlPlane(t testing.TB, kubeAPIServerArgs []string) (*Cluster, net.Listener) {
 	t.Helper()
 	start := time.Now()
+	c := newCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	ports, err := FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeEtcdClient, kubeEtcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	c.etcdaasEtcdPort = ports[4]
+	etcdaasEtcdPeer := ports[5]
+	serviceListener := c.holdServicePort()
+
+	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
+	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
+	c.waitEtcd(ctx, kubeEtcd, kubeEtcdClient)
+
+	c.startKubeAPIServerWithAdmin(ctx, apiPort, kubeEtcdClient, kubeAPIServerArgs)
+	t.Logf("kube-apiserver ready at %s after %s", c.Server, time.Since(start).Round(100*time.Millisecond))
+
+	c.startKubeControllerManager(kcmPort)
+	c.waitEtcd(ctx, ourEtcd, c.etcdaasEtcdPort)
+
+	// The RBAC of deploy/ and the Service and APIServices, patched for loopback.
+	c.ApplyDeployOverlay(ctx)
+	c.writeServiceAccountKubeconfigs(ctx)
+	return c, serviceListener
+}
+
+// newCluster is a Cluster with the pinned tools, a new work directory (removed when the test
+// ends, unless it failed) holding the log directory and the PKI.
+func newCluster(t testing.TB) *Cluster {
+	t.Helper()
 	tools := RequireTools(t, Etcd, Etcdutl, KubeAPIServer, KubeControllerManager, Kubectl)
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -203,55 +236,53 @@ func startControlPlane(t testing.TB, kubeAPIServerArgs []string) (*Cluster, net.
 	if c.PKI, err = NewPKI(filepath.Join(dir, "pki"), Namespace, ServiceName); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	return c
+}
 
-	ports, err := FreePorts(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeEtcdClient, kubeEtcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
-	c.etcdaasEtcdPort = ports[4]
-	etcdaasEtcdPeer := ports[5]
+// holdServicePort listens on a free loopback port for the Service, c.ServicePort, until the
+// test ends.
+func (c *Cluster) holdServicePort() net.Listener {
+	c.t.Helper()
 	// The Service's port is held open from now on: the proxy serves on this listener.
 	serviceListener, err := net.Listen("tcp", HostPort(0))
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = serviceListener.Close() })
+	c.t.Cleanup(func() { _ = serviceListener.Close() })
 	c.ServicePort = serviceListener.Addr().(*net.TCPAddr).Port
+	return serviceListener
+}
 
-	kubeEtcd := c.startEtcd("etcd-kube", kubeEtcdClient, kubeEtcdPeer)
-	ourEtcd := c.startEtcd("etcd-etcdaas", c.etcdaasEtcdPort, etcdaasEtcdPeer)
-	c.waitEtcd(ctx, kubeEtcd, kubeEtcdClient)
-
-	c.Server = "https://" + HostPort(apiPort)
-	c.startKubeAPIServer(apiPort, kubeEtcdClient, kubeAPIServerArgs...)
+// startKubeAPIServerWithAdmin starts kube-apiserver on port, storing in the etcd on etcdPort,
+// writes the admin kubeconfig, builds the admin clients and waits until the server is ready.
+func (c *Cluster) startKubeAPIServerWithAdmin(ctx context.Context, port, etcdPort int, extraArgs []string) {
+	c.t.Helper()
+	var err error
+	c.Server = "https://" + HostPort(port)
+	c.startKubeAPIServer(port, etcdPort, extraArgs...)
 	if c.AdminKubeconfig, err = c.PKI.ClientKubeconfig(c.Server, "e2e-admin", "system:masters"); err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	if c.AdminConfig, err = clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig); err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	c.AdminConfig.QPS, c.AdminConfig.Burst = 100, 200
 	c.Kube = kubernetes.NewForConfigOrDie(c.AdminConfig)
 	c.Dynamic = dynamic.NewForConfigOrDie(c.AdminConfig)
 	c.waitKubeAPIServer(ctx)
-	t.Logf("kube-apiserver ready at %s after %s", c.Server, time.Since(start).Round(100*time.Millisecond))
+}
 
-	c.startKubeControllerManager(kcmPort)
-	c.waitEtcd(ctx, ourEtcd, c.etcdaasEtcdPort)
-
-	// The RBAC of deploy/ and the Service and APIServices, patched for loopback.
-	c.ApplyDeployOverlay(ctx)
-
+// writeServiceAccountKubeconfigs writes the kubeconfigs of etcdaas-apiserver's and the
+// controller's service accounts.
+func (c *Cluster) writeServiceAccountKubeconfigs(ctx context.Context) {
+	c.t.Helper()
+	var err error
 	if c.APIServerKubeconfig, err = c.ServiceAccountKubeconfig(ctx, APIServerSA); err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	if c.ControllerKubeconfig, err = c.ServiceAccountKubeconfig(ctx, ControllerSA); err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	return c, serviceListener
 }
 
 // start runs a process and stops it when the test ends; a process that must be killed
