@@ -162,7 +162,9 @@ func (c *Controller) enqueue(obj any) {
 func (c *Controller) HasSynced() bool { return c.informer.HasSynced() }
 
 // Run runs the controller until ctx ends, under leader election when configured. It returns
-// once the workers have stopped; it does not close the backend.
+// once the workers have stopped; it does not close the backend. A leader releases its Lease
+// only after its workers stopped, so that a standby never acts on an instance while a step
+// of the old leader is still under way.
 func (c *Controller) Run(ctx context.Context) error {
 	le := c.opts.LeaderElection
 	if le == nil {
@@ -179,7 +181,22 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		return d
 	}
+	// The elector releases the Lease as soon as its context ends: that context ends when ctx
+	// does only while not leading, and otherwise once the workers have stopped.
+	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElecting()
+	var mu sync.Mutex
+	leading, over := false, false
+	stopWaiting := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !leading {
+			stopElecting()
+		}
+	})
+	defer stopWaiting()
 	var runErr error
+	ran := make(chan struct{})
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   dur(le.LeaseDuration, 15*time.Second),
@@ -189,8 +206,22 @@ func (c *Controller) Run(ctx context.Context) error {
 		Name:            le.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leCtx context.Context) {
+				defer close(ran)
+				defer stopElecting()
+				mu.Lock()
+				if over {
+					// The elector already returned (ctx ended as the Lease was acquired).
+					mu.Unlock()
+					return
+				}
+				leading = true
+				mu.Unlock()
 				klog.InfoS("Became leader", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
-				runErr = c.run(leCtx)
+				// The workers stop when the Lease is lost or when ctx ends.
+				runCtx, cancel := context.WithCancel(leCtx)
+				defer cancel()
+				defer context.AfterFunc(ctx, cancel)()
+				runErr = c.run(runCtx)
 			},
 			OnStoppedLeading: func() {
 				klog.InfoS("Stopped leading", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
@@ -200,7 +231,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	elector.Run(ctx)
+	elector.Run(electCtx)
+	// The elector returns without waiting for its OnStartedLeading: wait for the workers.
+	mu.Lock()
+	over = true
+	started := leading
+	mu.Unlock()
+	if started {
+		<-ran
+	}
 	if runErr == nil && ctx.Err() == nil {
 		return errors.New("lost leadership")
 	}

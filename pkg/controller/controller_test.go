@@ -659,3 +659,96 @@ func TestReconcileForgetsAnInstanceThatIsGone(t *testing.T) {
 		t.Errorf("backend told to forget %v, want [ns/gone]", be.forgotten)
 	}
 }
+
+// slowStopBackend is a backend whose Sync, once its context ends, takes a while to finish
+// the step it was taking (as a local member's data removal or restore does), and which
+// records whether it was ever in a Sync at the same time as another backend.
+type slowStopBackend struct {
+	fakeBackend
+	name    string
+	inSync  chan struct{}
+	running *sync.Map // backend name → struct{} while in Sync
+	overlap chan string
+	block   bool
+}
+
+func (s *slowStopBackend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	s.running.Store(s.name, struct{}{})
+	defer s.running.Delete(s.name)
+	s.running.Range(func(other, _ any) bool {
+		if other != s.name {
+			select {
+			case s.overlap <- fmt.Sprintf("%s synced while %s was still in a Sync", s.name, other):
+			default:
+			}
+		}
+		return true
+	})
+	if s.block {
+		select {
+		case s.inSync <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		time.Sleep(time.Second)
+		return nil, ctx.Err()
+	}
+	return s.fakeBackend.Sync(ctx, inst)
+}
+
+// A leader that stops releases the Lease only once its workers stopped: a standby that took
+// over as soon as the stop began would act on the instances while the old leader's steps were
+// still under way. Run returns only after them too.
+func TestAStoppingLeaderReleasesTheLeaseOnlyOnceItsWorkersStopped(t *testing.T) {
+	kube := kubefake.NewClientset()
+	client := fake.NewClientset(&v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1", Finalizers: []string{Finalizer}},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+	})
+	running, overlap := &sync.Map{}, make(chan string, 1)
+	start := func(be *slowStopBackend) (context.CancelFunc, chan error) {
+		c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
+			LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: be.name,
+				LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return cancel, done
+	}
+	first := &slowStopBackend{name: "first", inSync: make(chan struct{}, 1), running: running, overlap: overlap, block: true}
+	second := &slowStopBackend{name: "second", running: running, overlap: overlap}
+	cancelFirst, firstDone := start(first)
+	select {
+	case <-first.inSync:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the leader never reconciled")
+	}
+	cancelSecond, secondDone := start(second)
+	defer func() {
+		cancelSecond()
+		<-secondDone
+	}()
+	time.Sleep(300 * time.Millisecond) // the standby is trying to acquire the Lease
+	cancelFirst()
+	if err := <-firstDone; err != nil {
+		t.Fatalf("leader stopped with %v", err)
+	}
+	if _, inSync := running.Load("first"); inSync {
+		t.Error("Run returned while a worker was still in a Sync")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for second.syncs() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the standby never took over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case msg := <-overlap:
+		t.Fatal(msg)
+	default:
+	}
+}
