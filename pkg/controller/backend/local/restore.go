@@ -188,7 +188,8 @@ func pendingRestore(dir string) (*snapshot.Staged, string, error) {
 }
 
 // pendingRestoreStep runs the restore staged for this instance, if any; restoring is false
-// when there is none. A restore staged for an older instance with the same name is dropped.
+// when there is none. A restore staged for an older instance with the same name, or carried
+// out already, is dropped.
 func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instanceState) (res *backend.Result, restoring bool, err error) {
 	staged, snapPath, err := pendingRestore(dir)
 	if err != nil {
@@ -197,7 +198,9 @@ func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instan
 	if staged == nil {
 		return nil, false, nil
 	}
-	if staged.InstanceUID != st.UID {
+	// A restore staged for an older instance, or one carried out already whose request a
+	// restart left behind, is removed.
+	if staged.InstanceUID != st.UID || (st.Restore == nil && staged.ID == st.LastRestore) {
 		if err := clearRestore(dir); err != nil {
 			return nil, true, err
 		}
@@ -256,7 +259,9 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	if err := b.startRestored(ctx, dir, st); err != nil {
 		return res, err
 	}
-	st.Restore = nil
+	// The end of the restore is recorded before its request is removed: a restart in between
+	// finds the request and must know it was carried out (see pendingRestoreStep).
+	st.Restore, st.LastRestore = nil, staged.ID
 	if err := st.save(dir); err != nil {
 		return res, err
 	}

@@ -405,3 +405,56 @@ func expectRestoredEvent(t *testing.T, res *backend.Result, wants ...string) {
 		}
 	}
 }
+
+// A restore records its end (st.Restore cleared) and removes its spool in two steps. A
+// controller that dies between them must not restore the snapshot a second time on its next
+// start: that would throw away every write the restored cluster took since.
+func TestAFinishedRestoreIsNotRepeatedAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("once", 1, false)
+	converge(t, b, inst)
+	ctx := context.Background()
+	cli := client(t, b, "once")
+	if _, err := cli.Put(ctx, "k", "snap"); err != nil {
+		t.Fatal(err)
+	}
+	snapPath := filepath.Join(t.TempDir(), "snap.db")
+	info := saveSnapshot(t, b, "once", snapPath)
+	if err := stage(t, dir, inst, snapPath, "r1", info); err != nil {
+		t.Fatal(err)
+	}
+	// What the spool holds while the restore is pending, to put back as a crash leaves it.
+	spool := filepath.Join(dir, "instances", "ns", "once", restoreDir)
+	pending := map[string][]byte{}
+	for _, name := range []string{pendingRequest, "pending-r1.db"} {
+		data, err := os.ReadFile(filepath.Join(spool, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending[name] = data
+	}
+	converge(t, b, inst)
+	if _, err := client(t, b, "once").Put(ctx, "k", "after the restore"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the end of the restore is recorded, its spool still there.
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range pending {
+		if err := os.WriteFile(filepath.Join(spool, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	converge(t, b, inst)
+	if got, _ := values(t, client(t, b, "once")); got["k"] != "after the restore" {
+		t.Fatalf("k = %q after the restart, want %q: the restore was repeated", got["k"], "after the restore")
+	}
+}

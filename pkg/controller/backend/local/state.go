@@ -46,6 +46,9 @@ type instanceState struct {
 	Members []memberState `json:"members"`
 	// Restore is the restore from a snapshot under way, nil when there is none.
 	Restore *restoreState `json:"restore,omitempty"`
+	// LastRestore is the ID of the last restore carried out: a request of that ID still in the
+	// spool (the process stopped before removing it) is not carried out again.
+	LastRestore string `json:"lastRestore,omitempty"`
 	// Recovery is a recovery from quorum loss under way, nil when there is none.
 	Recovery *recoveryState `json:"recovery,omitempty"`
 	// Replacement is the replacement of an unhealthy member under way, nil when there is
