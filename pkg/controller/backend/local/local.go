@@ -444,11 +444,13 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 // ensureRunning starts every recorded member with an ID that is not running in this
 // process, from its data. Members restarted together need each other for quorum, so this
 // does not wait for them to be ready: observe does. A member whose recorded ports were taken
-// meanwhile moves to new ones, and the cluster is told its new peer URL.
+// meanwhile moves to new ones, and the cluster is told its new peer URL. A member being
+// removed starts too: until its removal commits the cluster counts it for quorum (a cluster
+// of two cannot remove one member without it), and once removed it stops on its own.
 func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceState) error {
 	for i := range st.Members {
 		m := &st.Members[i]
-		if m.ID == "" || m.Phase == phaseRemoving || b.isRunning(dir, m) {
+		if m.ID == "" || b.isRunning(dir, m) {
 			continue
 		}
 		if b.takeDied(dir, m) {

@@ -429,3 +429,69 @@ func TestForgetDropsOnlyTheInstancesRecords(t *testing.T) {
 		t.Errorf("ns/db2 was forgotten with ns/db")
 	}
 }
+
+// A scale from two members to one whose process stopped after recording the removal and
+// before MemberRemove: the restarted backend must start the member being removed again, or
+// the remaining member alone has no quorum to remove it with, and the instance is stuck.
+// Stopped after MemberRemove instead, the removed member that starts again stops on its own.
+func TestResumesARemovalAfterARestart(t *testing.T) {
+	for _, removed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("removed=%v", removed), func(t *testing.T) { resumeRemovalAfterRestart(t, removed) })
+	}
+}
+
+func resumeRemovalAfterRestart(t *testing.T, removed bool) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("restart", 2, false)
+	converge(t, b, inst)
+	idir := filepath.Join(dir, "instances", "ns", "restart")
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Members[1].Phase = phaseRemoving
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	if removed {
+		// etcd refuses a removal right after the member joined: retry, as finishRemove does.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := removeWithRetry(ctx, memberClient(t, b, "restart"), st.Members[1].id())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst.Spec.Replicas = ptr.To[int32](1)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		res, err := b.Sync(ctx, inst)
+		if err == nil && res.Converged {
+			if len(res.Members) != 1 || res.Members[0].Name != "restart-0" {
+				t.Fatalf("members after the resumed removal: %+v", res.Members)
+			}
+			members, err := etcdcluster.MemberList(ctx, memberClient(t, b, "restart"))
+			if err != nil || len(members) != 1 {
+				t.Fatalf("members %+v, %v", members, err)
+			}
+			if _, err := os.Stat(filepath.Join(idir, "restart-1")); !os.IsNotExist(err) {
+				t.Fatalf("data of the removed member left: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the removal was not resumed; last error: %v", last)
+}
