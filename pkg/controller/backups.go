@@ -247,9 +247,7 @@ func (b *backups) take(ctx context.Context, inst *v1beta1.ETCDInstance) (backup.
 // report updates status.backup with update (when not nil) and, when reason is set, the
 // BackupSucceeded condition.
 func (b *backups) report(ctx context.Context, inst *v1beta1.ETCDInstance, update func(*v1beta1.BackupStatus), st metav1.ConditionStatus, reason, msg string) {
-	if len(msg) > maxConditionMessageSize {
-		msg = msg[:maxConditionMessageSize]
-	}
+	msg = conditionMessage(msg)
 	now := metav1.NewTime(b.now())
 	err := b.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
 		status := *latest.Status.DeepCopy()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,12 +82,25 @@ type conditionSetter struct {
 
 // set sets the condition condType, its message cut to maxConditionMessageSize.
 func (c conditionSetter) set(condType string, st metav1.ConditionStatus, reason, msg string) {
-	if len(msg) > maxConditionMessageSize {
-		msg = msg[:maxConditionMessageSize]
-	}
+	msg = conditionMessage(msg)
 	meta.SetStatusCondition(c.conditions, metav1.Condition{
 		Type: condType, Status: st, Reason: reason, Message: msg, ObservedGeneration: c.generation, LastTransitionTime: c.now,
 	})
+}
+
+// conditionMessage returns msg as valid UTF-8 of at most maxConditionMessageSize bytes, cut
+// at a character: invalid bytes, or a character cut in two, would reach the server as U+FFFD
+// (three bytes each) and could take the message past the limit it enforces.
+func conditionMessage(msg string) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
+	if len(msg) <= maxConditionMessageSize {
+		return msg
+	}
+	cut := maxConditionMessageSize
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut]
 }
 
 // readyMessage is the Available message: how many of the desired members are ready.
