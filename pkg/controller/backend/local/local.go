@@ -853,6 +853,9 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 		}
 		if slices.ContainsFunc(members, func(cm etcdcluster.Member) bool { return cm.ID == id }) {
 			statuses := etcdcluster.StatusAll(sctx, all, all.Endpoints)
+			if off, err := b.putOffRemoval(dir, st, m, others, statuses, res); off {
+				return res, err
+			}
 			if err := etcdcluster.MoveLeaderAway(sctx, all, id, members, statuses); err != nil {
 				return res, err
 			}
@@ -877,6 +880,32 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	res.Step = fmt.Sprintf("removed member %s", name)
 	res.Record(backend.ReasonMemberRemoved, "Removed member %s and deleted its data", name)
 	return res, nil
+}
+
+// putOffRemoval keeps the member m in the cluster when too few of the members left, others,
+// are healthy to form a quorum without it (another member was lost since the removal was
+// recorded): etcd would refuse the removal until they are. A member removed to scale down
+// votes again, so that the lost member can be replaced; a member being replaced waits. It
+// reports whether the removal was put off, with what res reports.
+func (b *Backend) putOffRemoval(dir string, st *instanceState, m *memberState, others *instanceState, statuses []etcdcluster.EndpointStatus, res *backend.Result) (bool, error) {
+	healthy := 0
+	for _, s := range statuses {
+		if s.Healthy && slices.ContainsFunc(others.Members, func(o memberState) bool { return o.clientURL(st.TLS) == s.Endpoint }) {
+			healthy++
+		}
+	}
+	need := backend.Quorum(len(others.Members))
+	if healthy >= need {
+		return false, nil
+	}
+	res.Unhealthy = fmt.Sprintf("not removing member %s: %d of the %d members left are healthy, fewer than the %d a quorum needs", m.Name, healthy, len(others.Members), need)
+	if st.Replacement != nil && st.Replacement.Old == m.Name {
+		res.Step = "" // no step: the controller looks again with a backoff
+		return true, nil
+	}
+	m.Phase = phaseVoting
+	res.Step = fmt.Sprintf("putting off the removal of member %s", m.Name)
+	return true, st.save(dir)
 }
 
 // connect opens a client to the voting members of st and returns their Access with it.

@@ -495,3 +495,58 @@ func resumeRemovalAfterRestart(t *testing.T, removed bool) {
 	}
 	t.Fatalf("the removal was not resumed; last error: %v", last)
 }
+
+// A scale from three members to two resumed after a restart that found another member lost:
+// removing the member being removed would leave one healthy member of two, a cluster without
+// quorum. The removal is put off instead: the member votes again, and the cluster keeps
+// serving with the two members that run.
+func TestAResumedRemovalKeepsQuorum(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("guard", 3, false)
+	converge(t, b, inst)
+	idir := filepath.Join(dir, "instances", "ns", "guard")
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Members[2].Phase = phaseRemoving
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	loseMember(t, b, idir, "guard-1")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst.Spec.Replicas = ptr.To[int32](2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var res *backend.Result
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err = b.Sync(ctx, inst); err == nil && res.Converged {
+			t.Fatalf("converged with a lost member: %+v", res.Members)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The lost member is reported (and replaced once the grace period is over).
+	if err != nil || !strings.Contains(res.Unhealthy, "guard-1") {
+		t.Fatalf("last sync: %v, unhealthy %q; want guard-1 reported unhealthy", err, res.Unhealthy)
+	}
+	cli := memberClient(t, b, "guard")
+	putCtx, putCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer putCancel()
+	if _, err := cli.Put(putCtx, "k", "v"); err != nil {
+		t.Fatalf("the cluster lost quorum: %v", err)
+	}
+	members, err := etcdcluster.MemberList(ctx, cli)
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members %+v, %v; want all three until the lost one is replaced", members, err)
+	}
+	if st, err := loadState(idir); err != nil || st.member("guard-2").Phase != phaseVoting {
+		t.Fatalf("guard-2 after the removal was put off: %+v, %v", st.member("guard-2"), err)
+	}
+}
