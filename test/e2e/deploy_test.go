@@ -160,222 +160,241 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := renderDeploy(t, tools[framework.Kubectl], filepath.Join(root, "deploy", "aggregated"))
+
+	t.Run("APIServices", func(t *testing.T) { testDeployAPIServices(t, r) })
+	t.Run("ServerRBAC", func(t *testing.T) { testDeployServerRBAC(t, r) })
+	t.Run("UserRoles", func(t *testing.T) { testDeployUserRoles(t, r) })
+	t.Run("ControllerRBAC", func(t *testing.T) { testDeployControllerRBAC(t, r) })
+	t.Run("Workloads", func(t *testing.T) { testDeployWorkloads(t, r) })
+}
+
+// testDeployAPIServices checks that each version's APIService verifies TLS, points at the
+// Service and carries priorities that prefer v1beta1.
+func testDeployAPIServices(t *testing.T, r *rendered) {
 	const ns = framework.Namespace
+	priorities := map[string]int32{}
+	for _, a := range r.apiServices {
+		if a.Name != a.Spec.Version+"."+a.Spec.Group || a.Spec.Group != framework.Group {
+			t.Errorf("APIService %s serves %s/%s", a.Name, a.Spec.Group, a.Spec.Version)
+		}
+		if a.Spec.InsecureSkipTLSVerify {
+			t.Errorf("APIService %s skips TLS verification", a.Name)
+		}
+		if ca, err := base64.StdEncoding.DecodeString(a.Spec.CABundle); err != nil || len(ca) == 0 {
+			t.Errorf("APIService %s caBundle is not base64 data: %v", a.Name, err)
+		}
+		if a.Spec.Service.Name != framework.ServiceName || a.Spec.Service.Namespace != ns {
+			t.Errorf("APIService %s points at %s/%s", a.Name, a.Spec.Service.Namespace, a.Spec.Service.Name)
+		}
+		if a.Spec.GroupPriorityMinimum != r.apiServices[0].Spec.GroupPriorityMinimum {
+			t.Errorf("groupPriorityMinimum differs between the versions")
+		}
+		priorities[a.Spec.Version] = a.Spec.VersionPriority
+	}
+	if len(priorities) != 2 || priorities["v1beta1"] <= priorities["v1alpha1"] {
+		t.Errorf("want one APIService per version with v1beta1 preferred: %v", priorities)
+	}
+	svc, _ := r.has(t, "Service", ns, framework.ServiceName).(*corev1.Service)
+	if svc != nil && (len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != r.apiServices[0].Spec.Service.Port) {
+		t.Errorf("Service ports %v do not match the APIService port", svc.Spec.Ports)
+	}
+}
 
-	t.Run("APIServices", func(t *testing.T) {
-		priorities := map[string]int32{}
-		for _, a := range r.apiServices {
-			if a.Name != a.Spec.Version+"."+a.Spec.Group || a.Spec.Group != framework.Group {
-				t.Errorf("APIService %s serves %s/%s", a.Name, a.Spec.Group, a.Spec.Version)
-			}
-			if a.Spec.InsecureSkipTLSVerify {
-				t.Errorf("APIService %s skips TLS verification", a.Name)
-			}
-			if ca, err := base64.StdEncoding.DecodeString(a.Spec.CABundle); err != nil || len(ca) == 0 {
-				t.Errorf("APIService %s caBundle is not base64 data: %v", a.Name, err)
-			}
-			if a.Spec.Service.Name != framework.ServiceName || a.Spec.Service.Namespace != ns {
-				t.Errorf("APIService %s points at %s/%s", a.Name, a.Spec.Service.Namespace, a.Spec.Service.Name)
-			}
-			if a.Spec.GroupPriorityMinimum != r.apiServices[0].Spec.GroupPriorityMinimum {
-				t.Errorf("groupPriorityMinimum differs between the versions")
-			}
-			priorities[a.Spec.Version] = a.Spec.VersionPriority
+// testDeployServerRBAC checks that etcdaas-apiserver may delegate authentication and
+// authorization, list what admission needs and find members for backups, and nothing more.
+func testDeployServerRBAC(t *testing.T, r *rendered) {
+	const ns = framework.Namespace
+	sa := rbacv1.Subject{Kind: "ServiceAccount", Name: framework.APIServerSA, Namespace: ns}
+	r.has(t, "ServiceAccount", ns, framework.APIServerSA)
+	if crb, _ := r.has(t, "ClusterRoleBinding", "", "etcdaas-apiserver:system:auth-delegator").(*rbacv1.ClusterRoleBinding); crb != nil {
+		if crb.RoleRef.Name != "system:auth-delegator" || !slices.Contains(crb.Subjects, sa) {
+			t.Errorf("auth-delegator binding: %+v", crb)
 		}
-		if len(priorities) != 2 || priorities["v1beta1"] <= priorities["v1alpha1"] {
-			t.Errorf("want one APIService per version with v1beta1 preferred: %v", priorities)
+	}
+	if rb, _ := r.has(t, "RoleBinding", "kube-system", "etcdaas-apiserver:extension-apiserver-authentication-reader").(*rbacv1.RoleBinding); rb != nil {
+		if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != "extension-apiserver-authentication-reader" || !slices.Contains(rb.Subjects, sa) {
+			t.Errorf("authentication-reader binding: %+v", rb)
 		}
-		svc, _ := r.has(t, "Service", ns, framework.ServiceName).(*corev1.Service)
-		if svc != nil && (len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != r.apiServices[0].Spec.Service.Port) {
-			t.Errorf("Service ports %v do not match the APIService port", svc.Spec.Ports)
+	}
+	role := r.clusterRoles["etcdaas-apiserver"]
+	for _, want := range []struct{ group, resource string }{
+		{"", "namespaces"},
+		{"admissionregistration.k8s.io", "validatingwebhookconfigurations"},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations"},
+		{"admissionregistration.k8s.io", "validatingadmissionpolicies"},
+		{"admissionregistration.k8s.io", "validatingadmissionpolicybindings"},
+		{"admissionregistration.k8s.io", "mutatingadmissionpolicies"},
+		{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings"},
+		{"flowcontrol.apiserver.k8s.io", "flowschemas"},
+		{"flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"},
+	} {
+		for _, verb := range []string{"list", "watch"} {
+			if !grants(role.Rules, want.group, want.resource, verb) {
+				t.Errorf("etcdaas-apiserver cannot %s %s.%s", verb, want.resource, want.group)
+			}
 		}
-	})
+	}
+	backup := r.clusterRoles["etcdaas-apiserver:backup"]
+	if !grants(backup.Rules, "apps", "statefulsets", "get") || !grants(backup.Rules, "", "secrets", "get") {
+		t.Errorf("etcdaas-apiserver cannot find members for backups: %+v", backup.Rules)
+	}
+	// A restore on the kubernetes backend is recorded on the instance's StatefulSet.
+	if !grants(backup.Rules, "apps", "statefulsets", "update") {
+		t.Errorf("etcdaas-apiserver cannot record restores on StatefulSets: %+v", backup.Rules)
+	}
+	for _, rule := range append(role.Rules, backup.Rules...) {
+		if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") {
+			t.Errorf("etcdaas-apiserver is granted a wildcard: %+v", rule)
+		}
+		if slices.Contains(rule.Resources, "secrets") && !slices.Equal(rule.Verbs, []string{"get"}) {
+			t.Errorf("etcdaas-apiserver may do more than get Secrets: %+v", rule)
+		}
+	}
+}
 
-	t.Run("ServerRBAC", func(t *testing.T) {
-		sa := rbacv1.Subject{Kind: "ServiceAccount", Name: framework.APIServerSA, Namespace: ns}
-		r.has(t, "ServiceAccount", ns, framework.APIServerSA)
-		if crb, _ := r.has(t, "ClusterRoleBinding", "", "etcdaas-apiserver:system:auth-delegator").(*rbacv1.ClusterRoleBinding); crb != nil {
-			if crb.RoleRef.Name != "system:auth-delegator" || !slices.Contains(crb.Subjects, sa) {
-				t.Errorf("auth-delegator binding: %+v", crb)
-			}
-		}
-		if rb, _ := r.has(t, "RoleBinding", "kube-system", "etcdaas-apiserver:extension-apiserver-authentication-reader").(*rbacv1.RoleBinding); rb != nil {
-			if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != "extension-apiserver-authentication-reader" || !slices.Contains(rb.Subjects, sa) {
-				t.Errorf("authentication-reader binding: %+v", rb)
-			}
-		}
-		role := r.clusterRoles["etcdaas-apiserver"]
-		for _, want := range []struct{ group, resource string }{
-			{"", "namespaces"},
-			{"admissionregistration.k8s.io", "validatingwebhookconfigurations"},
-			{"admissionregistration.k8s.io", "mutatingwebhookconfigurations"},
-			{"admissionregistration.k8s.io", "validatingadmissionpolicies"},
-			{"admissionregistration.k8s.io", "validatingadmissionpolicybindings"},
-			{"admissionregistration.k8s.io", "mutatingadmissionpolicies"},
-			{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings"},
-			{"flowcontrol.apiserver.k8s.io", "flowschemas"},
-			{"flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"},
-		} {
-			for _, verb := range []string{"list", "watch"} {
-				if !grants(role.Rules, want.group, want.resource, verb) {
-					t.Errorf("etcdaas-apiserver cannot %s %s.%s", verb, want.resource, want.group)
-				}
-			}
-		}
-		backup := r.clusterRoles["etcdaas-apiserver:backup"]
-		if !grants(backup.Rules, "apps", "statefulsets", "get") || !grants(backup.Rules, "", "secrets", "get") {
-			t.Errorf("etcdaas-apiserver cannot find members for backups: %+v", backup.Rules)
-		}
-		// A restore on the kubernetes backend is recorded on the instance's StatefulSet.
-		if !grants(backup.Rules, "apps", "statefulsets", "update") {
-			t.Errorf("etcdaas-apiserver cannot record restores on StatefulSets: %+v", backup.Rules)
-		}
-		for _, rule := range append(role.Rules, backup.Rules...) {
-			if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") {
-				t.Errorf("etcdaas-apiserver is granted a wildcard: %+v", rule)
-			}
-			if slices.Contains(rule.Resources, "secrets") && !slices.Equal(rule.Verbs, []string{"get"}) {
-				t.Errorf("etcdaas-apiserver may do more than get Secrets: %+v", rule)
-			}
-		}
-	})
-
-	t.Run("UserRoles", func(t *testing.T) {
-		byLabel := map[string][]rbacv1.PolicyRule{}
-		for _, cr := range r.clusterRoles {
-			for _, role := range []string{"view", "edit", "admin"} {
-				if cr.Labels["rbac.authorization.k8s.io/aggregate-to-"+role] == "true" {
-					byLabel[role] = append(byLabel[role], cr.Rules...)
-				}
-			}
-		}
+// testDeployUserRoles checks what the aggregated view, edit and admin roles grant on
+// etcdinstances and their subresources.
+func testDeployUserRoles(t *testing.T, r *rendered) {
+	byLabel := map[string][]rbacv1.PolicyRule{}
+	for _, cr := range r.clusterRoles {
 		for _, role := range []string{"view", "edit", "admin"} {
-			if !grants(byLabel[role], framework.Group, "etcdinstances", "get") || !grants(byLabel[role], framework.Group, "etcdinstances", "list") {
-				t.Errorf("%s cannot read etcdinstances", role)
+			if cr.Labels["rbac.authorization.k8s.io/aggregate-to-"+role] == "true" {
+				byLabel[role] = append(byLabel[role], cr.Rules...)
 			}
 		}
-		if grants(byLabel["view"], framework.Group, "etcdinstances/backup", "get") {
-			t.Error("view grants etcdinstances/backup: reading an instance must not grant its data")
+	}
+	for _, role := range []string{"view", "edit", "admin"} {
+		if !grants(byLabel[role], framework.Group, "etcdinstances", "get") || !grants(byLabel[role], framework.Group, "etcdinstances", "list") {
+			t.Errorf("%s cannot read etcdinstances", role)
 		}
-		// Replacing an instance's data is admin only.
-		for _, role := range []string{"view", "edit"} {
-			if grants(byLabel[role], framework.Group, "etcdinstances/restore", "create") {
-				t.Errorf("%s grants etcdinstances/restore", role)
-			}
+	}
+	if grants(byLabel["view"], framework.Group, "etcdinstances/backup", "get") {
+		t.Error("view grants etcdinstances/backup: reading an instance must not grant its data")
+	}
+	// Replacing an instance's data is admin only.
+	for _, role := range []string{"view", "edit"} {
+		if grants(byLabel[role], framework.Group, "etcdinstances/restore", "create") {
+			t.Errorf("%s grants etcdinstances/restore", role)
 		}
-		if !grants(byLabel["admin"], framework.Group, "etcdinstances/restore", "create") {
-			t.Error("admin cannot restore")
+	}
+	if !grants(byLabel["admin"], framework.Group, "etcdinstances/restore", "create") {
+		t.Error("admin cannot restore")
+	}
+	for _, role := range []string{"edit", "admin"} {
+		if !grants(byLabel[role], framework.Group, "etcdinstances/backup", "get") {
+			t.Errorf("%s cannot take backups", role)
 		}
-		for _, role := range []string{"edit", "admin"} {
-			if !grants(byLabel[role], framework.Group, "etcdinstances/backup", "get") {
-				t.Errorf("%s cannot take backups", role)
-			}
-			if !grants(byLabel[role], framework.Group, "etcdinstances/scale", "update") || !grants(byLabel[role], framework.Group, "etcdinstances", "create") {
-				t.Errorf("%s cannot create and scale", role)
-			}
+		if !grants(byLabel[role], framework.Group, "etcdinstances/scale", "update") || !grants(byLabel[role], framework.Group, "etcdinstances", "create") {
+			t.Errorf("%s cannot create and scale", role)
 		}
-		// Defragmenting changes no data: edit and admin may ask for it, view may not.
-		for _, role := range []string{"edit", "admin"} {
-			if !grants(byLabel[role], framework.Group, "etcdinstances/defrag", "create") {
-				t.Errorf("%s cannot request a defragmentation", role)
-			}
+	}
+	// Defragmenting changes no data: edit and admin may ask for it, view may not.
+	for _, role := range []string{"edit", "admin"} {
+		if !grants(byLabel[role], framework.Group, "etcdinstances/defrag", "create") {
+			t.Errorf("%s cannot request a defragmentation", role)
 		}
-		if grants(byLabel["view"], framework.Group, "etcdinstances/defrag", "create") {
-			t.Error("view may request a defragmentation")
+	}
+	if grants(byLabel["view"], framework.Group, "etcdinstances/defrag", "create") {
+		t.Error("view may request a defragmentation")
+	}
+	// Recovering from quorum loss discards the members that did not survive: admin only.
+	if !grants(byLabel["admin"], framework.Group, "etcdinstances/recover", "create") {
+		t.Error("admin cannot recover an instance that lost quorum")
+	}
+	for _, role := range []string{"view", "edit"} {
+		if grants(byLabel[role], framework.Group, "etcdinstances/recover", "create") {
+			t.Errorf("%s may recover an instance that lost quorum: that is for admin only", role)
 		}
-		// Recovering from quorum loss discards the members that did not survive: admin only.
-		if !grants(byLabel["admin"], framework.Group, "etcdinstances/recover", "create") {
-			t.Error("admin cannot recover an instance that lost quorum")
-		}
-		for _, role := range []string{"view", "edit"} {
-			if grants(byLabel[role], framework.Group, "etcdinstances/recover", "create") {
-				t.Errorf("%s may recover an instance that lost quorum: that is for admin only", role)
-			}
-		}
-	})
+	}
+}
 
-	t.Run("ControllerRBAC", func(t *testing.T) {
-		role := r.clusterRoles["etcdaas-controller"]
-		for _, want := range []struct{ group, resource, verb string }{
-			{framework.Group, "etcdinstances", "watch"},
-			{framework.Group, "etcdinstances", "update"},
-			{framework.Group, "etcdinstances/status", "update"},
-			{framework.Group, "etcdinstances/finalizers", "update"},
-			{"apps", "statefulsets", "create"},
-			{"", "services", "create"},
-			{"", "secrets", "create"},
-			{"policy", "poddisruptionbudgets", "create"},
-			{"", "events", "create"},
-			// A restore restarts member 0 through its seed init container.
-			{"", "pods", "delete"},
-		} {
-			if !grants(role.Rules, want.group, want.resource, want.verb) {
-				t.Errorf("etcdaas-controller cannot %s %s.%s", want.verb, want.resource, want.group)
-			}
+// testDeployControllerRBAC checks that etcdaas-controller may manage the objects of an
+// instance and hold its leader-election Lease.
+func testDeployControllerRBAC(t *testing.T, r *rendered) {
+	const ns = framework.Namespace
+	role := r.clusterRoles["etcdaas-controller"]
+	for _, want := range []struct{ group, resource, verb string }{
+		{framework.Group, "etcdinstances", "watch"},
+		{framework.Group, "etcdinstances", "update"},
+		{framework.Group, "etcdinstances/status", "update"},
+		{framework.Group, "etcdinstances/finalizers", "update"},
+		{"apps", "statefulsets", "create"},
+		{"", "services", "create"},
+		{"", "secrets", "create"},
+		{"policy", "poddisruptionbudgets", "create"},
+		{"", "events", "create"},
+		// A restore restarts member 0 through its seed init container.
+		{"", "pods", "delete"},
+	} {
+		if !grants(role.Rules, want.group, want.resource, want.verb) {
+			t.Errorf("etcdaas-controller cannot %s %s.%s", want.verb, want.resource, want.group)
 		}
-		if le, _ := r.has(t, "Role", ns, "etcdaas-controller:leader-election").(*rbacv1.Role); le != nil && !grants(le.Rules, "coordination.k8s.io", "leases", "update") {
-			t.Error("the controller cannot hold its leader-election Lease")
-		}
-	})
+	}
+	if le, _ := r.has(t, "Role", ns, "etcdaas-controller:leader-election").(*rbacv1.Role); le != nil && !grants(le.Rules, "coordination.k8s.io", "leases", "update") {
+		t.Error("the controller cannot hold its leader-election Lease")
+	}
+}
 
-	t.Run("Workloads", func(t *testing.T) {
-		bin := framework.BuildCommands(t)
-		server, ok := r.deployments["etcdaas-apiserver"]
-		if !ok {
-			t.Fatal("no etcdaas-apiserver Deployment")
+// testDeployWorkloads checks the two Deployments: replicas, service accounts, probes, ports
+// and flags our binaries have.
+func testDeployWorkloads(t *testing.T, r *rendered) {
+	const ns = framework.Namespace
+	bin := framework.BuildCommands(t)
+	server, ok := r.deployments["etcdaas-apiserver"]
+	if !ok {
+		t.Fatal("no etcdaas-apiserver Deployment")
+	}
+	if server.Spec.Replicas == nil || *server.Spec.Replicas < 2 {
+		t.Errorf("etcdaas-apiserver runs %v replicas, want at least 2", server.Spec.Replicas)
+	}
+	pod := server.Spec.Template.Spec
+	if pod.ServiceAccountName != framework.APIServerSA {
+		t.Errorf("etcdaas-apiserver runs as %q", pod.ServiceAccountName)
+	}
+	if pod.Affinity == nil || pod.Affinity.PodAntiAffinity == nil {
+		t.Error("etcdaas-apiserver replicas have no anti-affinity")
+	}
+	ctr := pod.Containers[0]
+	for _, probe := range []struct {
+		name string
+		p    *corev1.Probe
+		path string
+	}{{"liveness", ctr.LivenessProbe, "/livez"}, {"readiness", ctr.ReadinessProbe, "/readyz"}} {
+		if probe.p == nil || probe.p.HTTPGet == nil || probe.p.HTTPGet.Scheme != corev1.URISchemeHTTPS || probe.p.HTTPGet.Path != probe.path {
+			t.Errorf("%s probe: want HTTPS %s, got %+v", probe.name, probe.path, probe.p)
 		}
-		if server.Spec.Replicas == nil || *server.Spec.Replicas < 2 {
-			t.Errorf("etcdaas-apiserver runs %v replicas, want at least 2", server.Spec.Replicas)
+	}
+	if svc, ok := r.objects["Service/"+ns+"/"+framework.ServiceName].(*corev1.Service); ok {
+		target := svc.Spec.Ports[0].TargetPort.String()
+		if !slices.ContainsFunc(ctr.Ports, func(p corev1.ContainerPort) bool { return p.Name == target || fmt.Sprint(p.ContainerPort) == target }) {
+			t.Errorf("Service targets %q, which the container does not expose: %v", target, ctr.Ports)
 		}
-		pod := server.Spec.Template.Spec
-		if pod.ServiceAccountName != framework.APIServerSA {
-			t.Errorf("etcdaas-apiserver runs as %q", pod.ServiceAccountName)
-		}
-		if pod.Affinity == nil || pod.Affinity.PodAntiAffinity == nil {
-			t.Error("etcdaas-apiserver replicas have no anti-affinity")
-		}
-		ctr := pod.Containers[0]
-		for _, probe := range []struct {
-			name string
-			p    *corev1.Probe
-			path string
-		}{{"liveness", ctr.LivenessProbe, "/livez"}, {"readiness", ctr.ReadinessProbe, "/readyz"}} {
-			if probe.p == nil || probe.p.HTTPGet == nil || probe.p.HTTPGet.Scheme != corev1.URISchemeHTTPS || probe.p.HTTPGet.Path != probe.path {
-				t.Errorf("%s probe: want HTTPS %s, got %+v", probe.name, probe.path, probe.p)
+	}
+	checkFlags(t, filepath.Join(bin, framework.APIServerCommand), ctr.Command[1:])
+	etcd, _ := r.has(t, "StatefulSet", ns, "etcdaas-etcd").(*appsv1.StatefulSet)
+	if etcd != nil {
+		for i := range *etcd.Spec.Replicas {
+			member := fmt.Sprintf("etcdaas-etcd-%d.etcdaas-etcd.%s.svc:2379", i, ns)
+			if !slices.ContainsFunc(ctr.Command, func(arg string) bool {
+				return strings.HasPrefix(arg, "--etcd-servers=") && strings.Contains(arg, member)
+			}) {
+				t.Errorf("--etcd-servers does not list %s", member)
 			}
 		}
-		if svc, ok := r.objects["Service/"+ns+"/"+framework.ServiceName].(*corev1.Service); ok {
-			target := svc.Spec.Ports[0].TargetPort.String()
-			if !slices.ContainsFunc(ctr.Ports, func(p corev1.ContainerPort) bool { return p.Name == target || fmt.Sprint(p.ContainerPort) == target }) {
-				t.Errorf("Service targets %q, which the container does not expose: %v", target, ctr.Ports)
-			}
-		}
-		checkFlags(t, filepath.Join(bin, framework.APIServerCommand), ctr.Command[1:])
-		etcd, _ := r.has(t, "StatefulSet", ns, "etcdaas-etcd").(*appsv1.StatefulSet)
-		if etcd != nil {
-			for i := range *etcd.Spec.Replicas {
-				member := fmt.Sprintf("etcdaas-etcd-%d.etcdaas-etcd.%s.svc:2379", i, ns)
-				if !slices.ContainsFunc(ctr.Command, func(arg string) bool {
-					return strings.HasPrefix(arg, "--etcd-servers=") && strings.Contains(arg, member)
-				}) {
-					t.Errorf("--etcd-servers does not list %s", member)
-				}
-			}
-		}
+	}
 
-		controller, ok := r.deployments["etcdaas-controller"]
-		if !ok {
-			t.Fatal("no etcdaas-controller Deployment")
-		}
-		cpod := controller.Spec.Template.Spec
-		if cpod.ServiceAccountName != framework.ControllerSA {
-			t.Errorf("etcdaas-controller runs as %q", cpod.ServiceAccountName)
-		}
-		if !slices.Contains(cpod.Containers[0].Command, "--leader-elect=true") {
-			t.Errorf("etcdaas-controller without leader election: %v", cpod.Containers[0].Command)
-		}
-		checkFlags(t, filepath.Join(bin, framework.ControllerCommand), cpod.Containers[0].Command[1:])
-	})
+	controller, ok := r.deployments["etcdaas-controller"]
+	if !ok {
+		t.Fatal("no etcdaas-controller Deployment")
+	}
+	cpod := controller.Spec.Template.Spec
+	if cpod.ServiceAccountName != framework.ControllerSA {
+		t.Errorf("etcdaas-controller runs as %q", cpod.ServiceAccountName)
+	}
+	if !slices.Contains(cpod.Containers[0].Command, "--leader-elect=true") {
+		t.Errorf("etcdaas-controller without leader election: %v", cpod.Containers[0].Command)
+	}
+	checkFlags(t, filepath.Join(bin, framework.ControllerCommand), cpod.Containers[0].Command[1:])
 }
 
 // checkFlags fails when bin --help does not know one of args' flags.
