@@ -170,8 +170,26 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	if out := mustRun(t, k, scenarioBeta, "apply", n, "-f", "-"); !strings.Contains(out, "etcdinstance.etcdaas.dev/current created") {
 		t.Errorf("apply v1beta1: %q", out)
 	}
+	checkScenarioTable(t, k, n)
+	checkScenarioVersions(t, k, n)
+	checkScenarioScale(t, k, n)
+	checkScenarioEdit(t, k, n)
+	checkScenarioExplain(t, k)
+	checkScenarioServerSideApply(t, k, n)
 
-	// The table: columns from the server, both objects.
+	// Delete: the controller's finalizer goes and the objects with it.
+	out := mustRun(t, k, "", "delete", "etcd", "legacy", "current", "applied", "applied-alpha", n, "--timeout=120s")
+	if strings.Count(out, "deleted") != 4 {
+		t.Errorf("delete: %q", out)
+	}
+	if out := mustRun(t, k, "", "get", "etcd", n, "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("left after delete: %q", out)
+	}
+}
+
+// checkScenarioTable checks kubectl get's table: columns from the server, both objects.
+func checkScenarioTable(t *testing.T, k framework.KubectlClient, n string) {
+	t.Helper()
 	out := mustRun(t, k, "", "get", "etcd", n)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	header := strings.Fields(lines[0])
@@ -185,9 +203,13 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	if got := strings.Fields(lines[1]); len(got) < 2 || got[1] != "1" {
 		t.Errorf("current replicas column: %q", lines[1])
 	}
+}
 
-	// The v1beta1 object read as v1alpha1: the original wire format, and nothing else.
-	out = mustRun(t, k, "", "get", "etcdinstances.v1alpha1.etcdaas.dev", "current", n, "-o", "yaml")
+// checkScenarioVersions reads the v1beta1 object as v1alpha1 (the original wire format, and
+// nothing else) and back as v1beta1 (nothing lost).
+func checkScenarioVersions(t *testing.T, k framework.KubectlClient, n string) {
+	t.Helper()
+	out := mustRun(t, k, "", "get", "etcdinstances.v1alpha1.etcdaas.dev", "current", n, "-o", "yaml")
 	var alpha struct {
 		APIVersion string         `json:"apiVersion"`
 		Spec       map[string]any `json:"spec"`
@@ -214,8 +236,11 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	if out != "3.7 1Gi" {
 		t.Errorf("v1beta1 spec after a v1alpha1 read: %q", out)
 	}
+}
 
-	// Scale through the scale subresource.
+// checkScenarioScale scales through the scale subresource, within and beyond the limit.
+func checkScenarioScale(t *testing.T, k framework.KubectlClient, n string) {
+	t.Helper()
 	if out := mustRun(t, k, "", "scale", "etcdinstance", "current", n, "--replicas=5"); !strings.Contains(out, "scaled") {
 		t.Errorf("scale: %q", out)
 	}
@@ -231,8 +256,11 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	}
 	// Back to one member so the controller does not keep five embedded members busy.
 	mustRun(t, k, "", "scale", "etcdinstance", "current", n, "--replicas=1")
+}
 
-	// edit as an old client would, in v1alpha1, with a scripted editor.
+// checkScenarioEdit edits as an old client would, in v1alpha1, with a scripted editor.
+func checkScenarioEdit(t *testing.T, k framework.KubectlClient, n string) {
+	t.Helper()
 	editor := writeTemp(t, "editor.sh", "#!/bin/sh\nsed -i 's/^  replicas: 1$/  replicas: 3/' \"$1\"\n")
 	if err := os.Chmod(editor, 0o755); err != nil {
 		t.Fatal(err)
@@ -245,7 +273,11 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	if out := mustRun(t, k, "", "get", "etcd", "legacy", n, "-o", "jsonpath={.spec.replicas}"); out != "3" {
 		t.Errorf("replicas after a v1alpha1 edit, seen in v1beta1: %q", out)
 	}
+}
 
+// checkScenarioExplain runs kubectl explain in both versions.
+func checkScenarioExplain(t *testing.T, k framework.KubectlClient) {
+	t.Helper()
 	// explain in both versions, from the aggregated OpenAPI v3 (it follows Available by
 	// about a second).
 	pollKubectl(t, k, 60*time.Second, contains("ETCDInstanceSpec", "replicas", "Replicas is the number of etcd members", "tls", "storage"),
@@ -253,7 +285,12 @@ func testKubectlScenario(t *testing.T, c *framework.Cluster, nk namedKubectl, ns
 	pollKubectl(t, k, 60*time.Second, contains("with_tls_bundle", "replicas"),
 		"explain", "etcdinstances.spec", "--api-version=etcdaas.dev/v1alpha1")
 	pollKubectl(t, k, 60*time.Second, contains("etcdaas.dev", "v1beta1", "ETCDInstance"), "explain", "etcd")
+}
 
+// checkScenarioServerSideApply checks that two managers conflict on spec.replicas until one
+// forces, and that an old client applies with the field names of the original API.
+func checkScenarioServerSideApply(t *testing.T, k framework.KubectlClient, n string) {
+	t.Helper()
 	// Server-side apply: two managers conflict on spec.replicas until one forces.
 	ssa := `apiVersion: etcdaas.dev/v1beta1
 kind: ETCDInstance
@@ -268,22 +305,13 @@ spec:
 		t.Errorf("expected a conflict with e2e-first: %q", stderr)
 	}
 	mustRun(t, k, other, "apply", n, "--server-side", "--field-manager=e2e-second", "--force-conflicts", "-f", "-")
-	out = mustRun(t, k, "", "get", "etcd", "applied", n, "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[*].manager}")
+	out := mustRun(t, k, "", "get", "etcd", "applied", n, "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[*].manager}")
 	if !strings.HasPrefix(out, "3 ") || !strings.Contains(out, "e2e-second") {
 		t.Errorf("after forced apply: %q", out)
 	}
 	// The same apply in v1alpha1 by an old client: the field names of the original API.
 	alphaSSA := "apiVersion: etcdaas.dev/v1alpha1\nkind: ETCDInstance\nmetadata:\n  name: applied-alpha\nspec:\n  replicas: 1\n  with_tls_bundle: false\n"
 	mustRun(t, k, alphaSSA, "apply", n, "--server-side", "--field-manager=e2e-old-client", "-f", "-")
-
-	// Delete: the controller's finalizer goes and the objects with it.
-	out = mustRun(t, k, "", "delete", "etcd", "legacy", "current", "applied", "applied-alpha", n, "--timeout=120s")
-	if strings.Count(out, "deleted") != 4 {
-		t.Errorf("delete: %q", out)
-	}
-	if out := mustRun(t, k, "", "get", "etcd", n, "-o", "name"); strings.TrimSpace(out) != "" {
-		t.Errorf("left after delete: %q", out)
-	}
 }
 
 // testPlugin drives kubectl-etcdaas through kubectl's plugin mechanism and the aggregator.
