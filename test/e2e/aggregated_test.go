@@ -404,138 +404,171 @@ func testAuth(t *testing.T, c *framework.Cluster) {
 	mustRun(t, admin, guarded, "apply", "-n", ns, "-f", "-")
 	waitRunning(t, c, ns, "guarded", 2*time.Minute)
 
-	backupPath := "/apis/etcdaas.dev/v1beta1/namespaces/" + ns + "/etcdinstances/guarded/backup"
-	restorePath := "/apis/etcdaas.dev/v1beta1/namespaces/" + ns + "/etcdinstances/guarded/restore"
-	// Authorization comes before the body is looked at: any file tells 403 from the rest.
-	notASnapshot := writeTemp(t, "not-a-snapshot.db", "not a snapshot")
-	forbidden := func(t *testing.T, who string, k framework.KubectlClient) {
-		t.Helper()
-		stderr := mustFail(t, k, "", "create", "--raw", restorePath, "-f", notASnapshot)
-		if !strings.Contains(stderr, "forbidden") && !strings.Contains(stderr, "Forbidden") {
-			t.Errorf("%s must not restore: %q", who, stderr)
-		}
-		if r := k.Run(t.Context(), "", "auth", "can-i", "create", "etcdinstances.etcdaas.dev", "--subresource=restore", "-n", ns); strings.TrimSpace(r.Stdout) != "no" {
-			t.Errorf("%s can-i create etcdinstances/restore: %s", who, r)
-		}
+	f := &authFixture{
+		c:           c,
+		ns:          ns,
+		backupPath:  "/apis/etcdaas.dev/v1beta1/namespaces/" + ns + "/etcdinstances/guarded/backup",
+		restorePath: "/apis/etcdaas.dev/v1beta1/namespaces/" + ns + "/etcdinstances/guarded/restore",
+		// Authorization comes before the body is looked at: any file tells 403 from the rest.
+		notASnapshot: writeTemp(t, "not-a-snapshot.db", "not a snapshot"),
+		backupDir:    t.TempDir(),
 	}
+	t.Run("NoRBAC", f.noRBAC)
+	t.Run("View", f.view)
+	t.Run("Edit", f.edit)
+	t.Run("AdminBackup", f.adminBackup)
+	t.Run("AdminRestore", f.adminRestore)
+}
+
+// authFixture is what testAuth's subtests share.
+type authFixture struct {
+	c                       *framework.Cluster
+	ns                      string
+	backupPath, restorePath string
+	notASnapshot            string // any file, to tell a 403 from the rest
+	backupDir               string
 	// The admin's backup outlives its subtest: the restore subtest restores it.
-	var pluginBackup string
-	backupDir := t.TempDir()
+	pluginBackup string
+}
 
-	t.Run("NoRBAC", func(t *testing.T) {
-		nobody := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-nobody")}
-		stderr := mustFail(t, nobody, "", "get", "etcd", "-n", ns)
-		if !strings.Contains(stderr, `User "e2e-nobody" cannot list resource "etcdinstances" in API group "etcdaas.dev"`) {
-			t.Errorf("expected a 403 naming the user and resource: %q", stderr)
-		}
-		stderr = mustFail(t, nobody, "", "get", "--raw", backupPath)
-		if !strings.Contains(stderr, "Forbidden") && !strings.Contains(stderr, "forbidden") {
-			t.Errorf("backup without RBAC: %q", stderr)
-		}
-	})
+// checkCannotRestore checks that who may not restore the guarded instance.
+func (f *authFixture) checkCannotRestore(t *testing.T, who string, k framework.KubectlClient) {
+	t.Helper()
+	stderr := mustFail(t, k, "", "create", "--raw", f.restorePath, "-f", f.notASnapshot)
+	if !strings.Contains(stderr, "forbidden") && !strings.Contains(stderr, "Forbidden") {
+		t.Errorf("%s must not restore: %q", who, stderr)
+	}
+	if r := k.Run(t.Context(), "", "auth", "can-i", "create", "etcdinstances.etcdaas.dev", "--subresource=restore", "-n", f.ns); strings.TrimSpace(r.Stdout) != "no" {
+		t.Errorf("%s can-i create etcdinstances/restore: %s", who, r)
+	}
+}
 
-	t.Run("View", func(t *testing.T) {
-		bindClusterRole(t, c, ns, "e2e-viewer", "view")
-		viewer := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-viewer")}
-		// The aggregated view role and the delegated authorizer's cache need a moment.
-		pollKubectl(t, viewer, 60*time.Second, contains("guarded"), "get", "etcd", "guarded", "-n", ns)
-		out := mustRun(t, viewer, "", "get", "etcdinstances.v1alpha1.etcdaas.dev", "guarded", "-n", ns, "-o", "jsonpath={.status.state}")
-		if out != "running" {
-			t.Errorf("v1alpha1 state as viewer: %q", out)
-		}
-		stderr := mustFail(t, viewer, "", "get", "--raw", backupPath)
-		if !strings.Contains(stderr, "forbidden") && !strings.Contains(stderr, "Forbidden") {
-			t.Errorf("viewer must not read the backup: %q", stderr)
-		}
-		stderr = mustFail(t, viewer, "", "scale", "etcdinstance", "guarded", "-n", ns, "--replicas=3")
-		if !strings.Contains(stderr, "forbidden") {
-			t.Errorf("viewer must not scale: %q", stderr)
-		}
-		forbidden(t, "viewer", viewer)
-		// kube-apiserver's view of the same RBAC agrees (exit status 1 means "no").
-		if r := viewer.Run(t.Context(), "", "auth", "can-i", "get", "etcdinstances.etcdaas.dev", "--subresource=backup", "-n", ns); strings.TrimSpace(r.Stdout) != "no" {
-			t.Errorf("viewer can-i get etcdinstances/backup: %s", r)
-		}
-		if r := viewer.Run(t.Context(), "", "auth", "can-i", "list", "etcdinstances.etcdaas.dev", "-n", ns); strings.TrimSpace(r.Stdout) != "yes" {
-			t.Errorf("viewer can-i list etcdinstances: %s", r)
-		}
-	})
+// noRBAC checks that a user without RBAC can neither list instances nor back one up.
+func (f *authFixture) noRBAC(t *testing.T) {
+	c, ns := f.c, f.ns
+	nobody := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-nobody")}
+	stderr := mustFail(t, nobody, "", "get", "etcd", "-n", ns)
+	if !strings.Contains(stderr, `User "e2e-nobody" cannot list resource "etcdinstances" in API group "etcdaas.dev"`) {
+		t.Errorf("expected a 403 naming the user and resource: %q", stderr)
+	}
+	stderr = mustFail(t, nobody, "", "get", "--raw", f.backupPath)
+	if !strings.Contains(stderr, "Forbidden") && !strings.Contains(stderr, "forbidden") {
+		t.Errorf("backup without RBAC: %q", stderr)
+	}
+}
 
-	t.Run("Edit", func(t *testing.T) {
-		bindClusterRole(t, c, ns, "e2e-editor", "edit")
-		editor := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-editor")}
-		pollKubectl(t, editor, 60*time.Second, contains("guarded"), "get", "etcd", "guarded", "-n", ns)
-		// edit may back up (the aggregated role settles first) but never restore.
-		pollKubectl(t, editor, 60*time.Second, contains("yes"), "auth", "can-i", "get", "etcdinstances.etcdaas.dev", "--subresource=backup", "-n", ns)
-		forbidden(t, "editor", editor)
-	})
+// view checks that the view role reads instances but may neither back up, scale nor restore,
+// as kube-apiserver's can-i agrees.
+func (f *authFixture) view(t *testing.T) {
+	c, ns := f.c, f.ns
+	bindClusterRole(t, c, ns, "e2e-viewer", "view")
+	viewer := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-viewer")}
+	// The aggregated view role and the delegated authorizer's cache need a moment.
+	pollKubectl(t, viewer, 60*time.Second, contains("guarded"), "get", "etcd", "guarded", "-n", ns)
+	out := mustRun(t, viewer, "", "get", "etcdinstances.v1alpha1.etcdaas.dev", "guarded", "-n", ns, "-o", "jsonpath={.status.state}")
+	if out != "running" {
+		t.Errorf("v1alpha1 state as viewer: %q", out)
+	}
+	stderr := mustFail(t, viewer, "", "get", "--raw", f.backupPath)
+	if !strings.Contains(stderr, "forbidden") && !strings.Contains(stderr, "Forbidden") {
+		t.Errorf("viewer must not read the backup: %q", stderr)
+	}
+	stderr = mustFail(t, viewer, "", "scale", "etcdinstance", "guarded", "-n", ns, "--replicas=3")
+	if !strings.Contains(stderr, "forbidden") {
+		t.Errorf("viewer must not scale: %q", stderr)
+	}
+	f.checkCannotRestore(t, "viewer", viewer)
+	// kube-apiserver's view of the same RBAC agrees (exit status 1 means "no").
+	if r := viewer.Run(t.Context(), "", "auth", "can-i", "get", "etcdinstances.etcdaas.dev", "--subresource=backup", "-n", ns); strings.TrimSpace(r.Stdout) != "no" {
+		t.Errorf("viewer can-i get etcdinstances/backup: %s", r)
+	}
+	if r := viewer.Run(t.Context(), "", "auth", "can-i", "list", "etcdinstances.etcdaas.dev", "-n", ns); strings.TrimSpace(r.Stdout) != "yes" {
+		t.Errorf("viewer can-i list etcdinstances: %s", r)
+	}
+}
 
-	t.Run("AdminBackup", func(t *testing.T) {
-		bindClusterRole(t, c, ns, "e2e-ns-admin", "admin")
-		nsAdmin := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-ns-admin")}
-		var snapshot string
-		err := framework.Poll(t.Context(), time.Second, 60*time.Second, "backup as namespace admin", func(ctx context.Context) (bool, error) {
-			r := nsAdmin.Run(ctx, "", "get", "--raw", backupPath)
-			if r.Err == nil {
-				snapshot = r.Stdout
-				return true, nil
-			}
-			if membersUnreachable(r.Stderr) {
-				return false, fmt.Errorf("authorized, members not serving yet: %s", r.Stderr)
-			}
-			return false, fmt.Errorf("%s", r.Stderr) // 403 until RBAC aggregation settles
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := writeTemp(t, "guarded.db", snapshot)
-		report := snapshotStatus(t, c, path)
-		var status struct {
-			Hash     uint32 `json:"hash"`
-			Revision int64  `json:"revision"`
-			TotalKey int    `json:"totalKey"`
-			TotalSz  int64  `json:"totalSize"`
-		}
-		if err := json.Unmarshal([]byte(report), &status); err != nil {
-			t.Fatalf("etcdutl report %q: %v", report, err)
-		}
-		// The stream is the member's database followed by its sha256, which etcdutl checked.
-		if status.TotalSz == 0 || int64(len(snapshot)) != status.TotalSz+sha256.Size {
-			t.Errorf("snapshot of %d bytes, etcdutl reports a database of %d bytes: %+v", len(snapshot), status.TotalSz, status)
-		}
-		t.Logf("backup through the aggregator: %d bytes, etcdutl: %s", len(snapshot), strings.TrimSpace(report))
-		// The same through the plugin, which verifies the snapshot before keeping it.
-		nsAdmin.Env = []string{"PATH=" + c.OurBin + string(os.PathListSeparator) + os.Getenv("PATH")}
-		file := filepath.Join(backupDir, "plugin.db")
-		mustRun(t, nsAdmin, "", "etcdaas", "backup", "guarded", "-n", ns, "-o", file)
-		snapshotStatus(t, c, file)
-		pluginBackup = file
-		// A backup of an instance that does not exist is a 404.
-		stderr := mustFail(t, nsAdmin, "", "get", "--raw", strings.Replace(backupPath, "guarded", "missing", 1))
-		if !strings.Contains(stderr, "NotFound") && !strings.Contains(stderr, "not found") {
-			t.Errorf("backup of a missing instance: %q", stderr)
-		}
-	})
+// edit checks that the edit role may back up but never restore.
+func (f *authFixture) edit(t *testing.T) {
+	c, ns := f.c, f.ns
+	bindClusterRole(t, c, ns, "e2e-editor", "edit")
+	editor := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-editor")}
+	pollKubectl(t, editor, 60*time.Second, contains("guarded"), "get", "etcd", "guarded", "-n", ns)
+	// edit may back up (the aggregated role settles first) but never restore.
+	pollKubectl(t, editor, 60*time.Second, contains("yes"), "auth", "can-i", "get", "etcdinstances.etcdaas.dev", "--subresource=backup", "-n", ns)
+	f.checkCannotRestore(t, "editor", editor)
+}
 
-	t.Run("AdminRestore", func(t *testing.T) {
-		if pluginBackup == "" {
-			t.Skip("no backup to restore")
+// adminBackup backs up as a namespace admin, through the aggregator and through the plugin,
+// and keeps the plugin's backup for adminRestore.
+func (f *authFixture) adminBackup(t *testing.T) {
+	c, ns := f.c, f.ns
+	bindClusterRole(t, c, ns, "e2e-ns-admin", "admin")
+	nsAdmin := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-ns-admin")}
+	var snapshot string
+	err := framework.Poll(t.Context(), time.Second, 60*time.Second, "backup as namespace admin", func(ctx context.Context) (bool, error) {
+		r := nsAdmin.Run(ctx, "", "get", "--raw", f.backupPath)
+		if r.Err == nil {
+			snapshot = r.Stdout
+			return true, nil
 		}
-		nsAdmin := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-ns-admin")}
-		nsAdmin.Env = []string{"PATH=" + c.OurBin + string(os.PathListSeparator) + os.Getenv("PATH")}
-		if r := nsAdmin.Run(t.Context(), "", "auth", "can-i", "create", "etcdinstances.etcdaas.dev", "--subresource=restore", "-n", ns); strings.TrimSpace(r.Stdout) != "yes" {
-			t.Errorf("admin can-i create etcdinstances/restore: %s", r)
+		if membersUnreachable(r.Stderr) {
+			return false, fmt.Errorf("authorized, members not serving yet: %s", r.Stderr)
 		}
-		// Through the aggregator the body reaches the server's checks: not a snapshot is a 422.
-		stderr := mustFail(t, nsAdmin, "", "create", "--raw", restorePath, "-f", notASnapshot)
-		if !strings.Contains(stderr, "is invalid") || !strings.Contains(stderr, "not an etcd snapshot") {
-			t.Errorf("admin restore of a file that is not a snapshot: %q", stderr)
-		}
-		out := mustRun(t, nsAdmin, "", "etcdaas", "restore", "guarded", "-n", ns, "-f", pluginBackup, "--timeout=2m")
-		if !strings.Contains(out, "etcdinstance.etcdaas.dev/guarded restored: 1/1 members ready") {
-			t.Errorf("admin restore through the plugin: %q", out)
-		}
+		return false, fmt.Errorf("%s", r.Stderr) // 403 until RBAC aggregation settles
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeTemp(t, "guarded.db", snapshot)
+	report := snapshotStatus(t, c, path)
+	var status struct {
+		Hash     uint32 `json:"hash"`
+		Revision int64  `json:"revision"`
+		TotalKey int    `json:"totalKey"`
+		TotalSz  int64  `json:"totalSize"`
+	}
+	if err := json.Unmarshal([]byte(report), &status); err != nil {
+		t.Fatalf("etcdutl report %q: %v", report, err)
+	}
+	// The stream is the member's database followed by its sha256, which etcdutl checked.
+	if status.TotalSz == 0 || int64(len(snapshot)) != status.TotalSz+sha256.Size {
+		t.Errorf("snapshot of %d bytes, etcdutl reports a database of %d bytes: %+v", len(snapshot), status.TotalSz, status)
+	}
+	t.Logf("backup through the aggregator: %d bytes, etcdutl: %s", len(snapshot), strings.TrimSpace(report))
+	// The same through the plugin, which verifies the snapshot before keeping it.
+	nsAdmin.Env = []string{"PATH=" + c.OurBin + string(os.PathListSeparator) + os.Getenv("PATH")}
+	file := filepath.Join(f.backupDir, "plugin.db")
+	mustRun(t, nsAdmin, "", "etcdaas", "backup", "guarded", "-n", ns, "-o", file)
+	snapshotStatus(t, c, file)
+	f.pluginBackup = file
+	// A backup of an instance that does not exist is a 404.
+	stderr := mustFail(t, nsAdmin, "", "get", "--raw", strings.Replace(f.backupPath, "guarded", "missing", 1))
+	if !strings.Contains(stderr, "NotFound") && !strings.Contains(stderr, "not found") {
+		t.Errorf("backup of a missing instance: %q", stderr)
+	}
+}
+
+// adminRestore checks that a namespace admin may restore: a file that is not a snapshot is
+// refused by the server, the admin's backup is restored.
+func (f *authFixture) adminRestore(t *testing.T) {
+	c, ns := f.c, f.ns
+	if f.pluginBackup == "" {
+		t.Skip("no backup to restore")
+	}
+	nsAdmin := framework.KubectlClient{Path: c.Tools[framework.Kubectl], Kubeconfig: c.UserKubeconfig(t, "e2e-ns-admin")}
+	nsAdmin.Env = []string{"PATH=" + c.OurBin + string(os.PathListSeparator) + os.Getenv("PATH")}
+	if r := nsAdmin.Run(t.Context(), "", "auth", "can-i", "create", "etcdinstances.etcdaas.dev", "--subresource=restore", "-n", ns); strings.TrimSpace(r.Stdout) != "yes" {
+		t.Errorf("admin can-i create etcdinstances/restore: %s", r)
+	}
+	// Through the aggregator the body reaches the server's checks: not a snapshot is a 422.
+	stderr := mustFail(t, nsAdmin, "", "create", "--raw", f.restorePath, "-f", f.notASnapshot)
+	if !strings.Contains(stderr, "is invalid") || !strings.Contains(stderr, "not an etcd snapshot") {
+		t.Errorf("admin restore of a file that is not a snapshot: %q", stderr)
+	}
+	out := mustRun(t, nsAdmin, "", "etcdaas", "restore", "guarded", "-n", ns, "-f", f.pluginBackup, "--timeout=2m")
+	if !strings.Contains(out, "etcdinstance.etcdaas.dev/guarded restored: 1/1 members ready") {
+		t.Errorf("admin restore through the plugin: %q", out)
+	}
 }
 
 // membersUnreachable reports whether a backup failed because etcdaas-apiserver found no
