@@ -74,6 +74,41 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 		t.Fatalf("first sync: %+v", res)
 	}
 
+	checkFirstStatefulSet(t, ctx, client, inst)
+	checkServicesAndBudget(t, ctx, client, inst)
+	secret := checkTLSSecret(t, ctx, client, inst)
+	clientSecret := checkClientSecret(t, ctx, client, inst, secret)
+	// A client Secret changed by hand is put back at the next sync.
+	clientSecret.Data[SecretClientKey] = []byte("tampered")
+	if _, err := client.CoreV1().Secrets("ns").Update(ctx, clientSecret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The pods are not ready yet: the next sync waits without touching etcd.
+	res, err = b.Sync(ctx, inst)
+	if err != nil || res.Converged || len(res.Members) != 1 || res.Members[0].ClientURL != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
+		t.Fatalf("second sync: %+v, %v", res, err)
+	}
+
+	if restored, err := client.CoreV1().Secrets("ns").Get(ctx, "db-client-tls", metav1.GetOptions{}); err != nil || !bytes.Equal(restored.Data[SecretClientKey], secret.Data[SecretClientKey]) {
+		t.Fatalf("client Secret after the second sync: %v", err)
+	}
+
+	access, err := b.Access(ctx, "ns", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if access.TLS == nil || len(access.Endpoints) != 1 || access.Endpoints[0] != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
+		t.Fatalf("access %+v", access)
+	}
+
+	checkDeleteRemovesTheObjects(t, ctx, client, b, inst)
+}
+
+// checkFirstStatefulSet checks the StatefulSet of the first sync: one member starting a new
+// cluster with certificate auth, its volume claim and the instance's labels.
+func checkFirstStatefulSet(t *testing.T, ctx context.Context, client *fake.Clientset, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	sts, err := client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +146,12 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 	if sts.Spec.Template.Labels[etcdaas.LabelInstance] != "db" {
 		t.Fatalf("pod labels %v", sts.Spec.Template.Labels)
 	}
+}
 
+// checkServicesAndBudget checks the headless peer Service, the client Service and the
+// PodDisruptionBudget of a one-member instance.
+func checkServicesAndBudget(t *testing.T, ctx context.Context, client *fake.Clientset, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	peers, err := client.CoreV1().Services("ns").Get(ctx, "db-peers", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +176,12 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 	if pdb.Spec.MinAvailable.IntValue() != 1 {
 		t.Fatalf("PDB minAvailable %v for one member", pdb.Spec.MinAvailable)
 	}
+}
 
+// checkTLSSecret checks the members' TLS Secret (no CA key; certificates that verify for
+// each use) and returns it.
+func checkTLSSecret(t *testing.T, ctx context.Context, client *fake.Clientset, inst *v1beta1.ETCDInstance) *corev1.Secret {
+	t.Helper()
 	secret, err := client.CoreV1().Secrets("ns").Get(ctx, "db-tls", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +216,13 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 			t.Fatalf("%s for %q: %v", tc.key, tc.host, err)
 		}
 	}
+	return secret
+}
 
+// checkClientSecret checks that clients get their own Secret with the TLS Secret's CA and
+// client certificate and no member key, and returns it.
+func checkClientSecret(t *testing.T, ctx context.Context, client *fake.Clientset, inst *v1beta1.ETCDInstance, secret *corev1.Secret) *corev1.Secret {
+	t.Helper()
 	// Clients get their own Secret: the CA and the client certificate, no member key.
 	clientSecret, err := client.CoreV1().Secrets("ns").Get(ctx, "db-client-tls", metav1.GetOptions{})
 	if err != nil {
@@ -186,30 +237,12 @@ func TestFirstSyncCreatesTheInstanceObjects(t *testing.T) {
 			t.Fatalf("client Secret %s differs from the TLS Secret's", key)
 		}
 	}
-	// A client Secret changed by hand is put back at the next sync.
-	clientSecret.Data[SecretClientKey] = []byte("tampered")
-	if _, err := client.CoreV1().Secrets("ns").Update(ctx, clientSecret, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	return clientSecret
+}
 
-	// The pods are not ready yet: the next sync waits without touching etcd.
-	res, err = b.Sync(ctx, inst)
-	if err != nil || res.Converged || len(res.Members) != 1 || res.Members[0].ClientURL != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
-		t.Fatalf("second sync: %+v, %v", res, err)
-	}
-
-	if restored, err := client.CoreV1().Secrets("ns").Get(ctx, "db-client-tls", metav1.GetOptions{}); err != nil || !bytes.Equal(restored.Data[SecretClientKey], secret.Data[SecretClientKey]) {
-		t.Fatalf("client Secret after the second sync: %v", err)
-	}
-
-	access, err := b.Access(ctx, "ns", "db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if access.TLS == nil || len(access.Endpoints) != 1 || access.Endpoints[0] != "https://db-0.db-peers.ns.svc.cluster.local:2379" {
-		t.Fatalf("access %+v", access)
-	}
-
+// checkDeleteRemovesTheObjects deletes the instance and checks nothing of it is left.
+func checkDeleteRemovesTheObjects(t *testing.T, ctx context.Context, client *fake.Clientset, b *Backend, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	if err := b.Delete(ctx, inst); err != nil {
 		t.Fatal(err)
 	}
