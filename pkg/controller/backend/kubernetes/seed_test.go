@@ -304,6 +304,16 @@ func TestRestoreRequestReseedsMemberZero(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkRestorePlanRecorded(t, ctx, f)
+	checkOldClusterStopped(t, ctx, f)
+	checkRestoreCompletes(t, ctx, f)
+}
+
+// checkRestorePlanRecorded syncs once and checks the recorded plan: one member seeded from
+// the snapshot with a new cluster token and a revision bump, the old cluster's records gone,
+// member 0 still running.
+func checkRestorePlanRecorded(t *testing.T, ctx context.Context, f *stepsFixture) {
+	t.Helper()
 	res, err := f.b.Sync(ctx, f.inst)
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +351,12 @@ func TestRestoreRequestReseedsMemberZero(t *testing.T) {
 	if _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-0", metav1.GetOptions{}); err != nil {
 		t.Fatalf("member 0 was stopped in the step that recorded the plan: %v", err)
 	}
+}
 
+// checkOldClusterStopped checks that member 0 of the old cluster is stopped once its peers
+// are gone, and that only the replaced members' volumes go.
+func checkOldClusterStopped(t *testing.T, ctx context.Context, f *stepsFixture) {
+	t.Helper()
 	// Next: member 0 of the old cluster is stopped, while its peers go away.
 	if _, err := f.b.Sync(ctx, f.inst); err != nil {
 		t.Fatal(err)
@@ -368,19 +383,24 @@ func TestRestoreRequestReseedsMemberZero(t *testing.T) {
 	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data-db-0", metav1.GetOptions{}); err != nil {
 		t.Errorf("member 0's volume must stay (its seed replaces the data once checked): %v", err)
 	}
+}
 
+// checkRestoreCompletes checks that member 0, back and ready with the restored data, ends
+// the restore: a Restored event, the request consumed, the seed ended.
+func checkRestoreCompletes(t *testing.T, ctx context.Context, f *stepsFixture) {
+	t.Helper()
 	// The StatefulSet brings member 0 back seeded; once ready, the restore is done.
 	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, readyPod("db-0", "r1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = f.b.Sync(ctx, f.inst)
+	res, err := f.b.Sync(ctx, f.inst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRestored || !strings.Contains(res.Events[0].Note, "revision 40") {
 		t.Fatalf("events = %+v, want Restored", res.Events)
 	}
-	sts, err = f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
