@@ -187,6 +187,43 @@ func TestBackupFailures(t *testing.T) {
 	snap := testSnapshot(t)
 	flipped := bytes.Clone(snap)
 	flipped[len(flipped)/2] ^= 0xff
+
+	for _, tc := range badSnapshotStreams(snap, flipped) {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t)
+			s.add(instance("team", "my-etcd", 1))
+			s.backup = tc.handler
+			file := filepath.Join(t.TempDir(), "my-etcd.db")
+			r := s.run(t, "backup", "my-etcd", "-o", file)
+			expectCode(t, r, 1)
+			t.Logf("stderr: %s", r.stderr)
+			if !strings.HasPrefix(r.stderr, tc.stderr) {
+				t.Errorf("stderr\n got %q\nwant prefix %q", r.stderr, tc.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q", r.stdout)
+			}
+			expectNoFiles(t, file)
+		})
+	}
+
+	t.Run("existing file kept", func(t *testing.T) { testBackupFailureKeepsFile(t, flipped) })
+	t.Run("not found", testBackupOfAMissingInstance)
+	t.Run("usage", testBackupUsageErrors)
+	t.Run("unwritable", func(t *testing.T) { testBackupToAnUnwritableFile(t, snap) })
+}
+
+// badSnapshotStream is a server's answer to a backup request that the plugin must refuse,
+// with the start of the error it must print.
+type badSnapshotStream struct {
+	name    string
+	handler http.HandlerFunc
+	stderr  string // prefix
+}
+
+// badSnapshotStreams are the ways a backup stream can fail: snap changed, cut short or
+// replaced, flipped being snap with one byte flipped.
+func badSnapshotStreams(snap, flipped []byte) []badSnapshotStream {
 	// A snapshot whose checksum matches but whose database is damaged: only the bbolt
 	// check can tell.
 	damaged := bytes.Clone(snap[:len(snap)-sha256.Size])
@@ -196,11 +233,7 @@ func TestBackupFailures(t *testing.T) {
 	sum := sha256.Sum256(damaged)
 	damaged = append(damaged, sum[:]...)
 
-	for _, tc := range []struct {
-		name    string
-		handler http.HandlerFunc
-		stderr  string // prefix
-	}{
+	return []badSnapshotStream{
 		{"flipped byte", serveBytes(flipped), "error: backup of team/my-etcd: snapshot integrity check failed: the sha256 checksum at its end does not match"},
 		{"damaged database", serveBytes(damaged), "error: backup of team/my-etcd: snapshot integrity check failed: "},
 		{"truncated", serveBytes(snap[:len(snap)/2]), "error: backup of team/my-etcd: snapshot integrity check failed: "},
@@ -221,79 +254,67 @@ func TestBackupFailures(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no healthy member of team/my-etcd can serve a snapshot","reason":"ServiceUnavailable","code":503}`)
 		}, "Error from server (ServiceUnavailable): no healthy member of team/my-etcd can serve a snapshot\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newFakeServer(t)
-			s.add(instance("team", "my-etcd", 1))
-			s.backup = tc.handler
-			file := filepath.Join(t.TempDir(), "my-etcd.db")
-			r := s.run(t, "backup", "my-etcd", "-o", file)
-			expectCode(t, r, 1)
-			t.Logf("stderr: %s", r.stderr)
-			if !strings.HasPrefix(r.stderr, tc.stderr) {
-				t.Errorf("stderr\n got %q\nwant prefix %q", r.stderr, tc.stderr)
-			}
-			if r.stdout != "" {
-				t.Errorf("stdout %q", r.stdout)
-			}
-			expectNoFiles(t, file)
-		})
 	}
+}
 
-	t.Run("existing file kept", func(t *testing.T) {
-		s := newFakeServer(t)
-		s.add(instance("team", "my-etcd", 1))
-		s.backup = serveBytes(flipped)
-		file := filepath.Join(t.TempDir(), "my-etcd.db")
-		if err := os.WriteFile(file, []byte("previous backup"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		r := s.run(t, "backup", "my-etcd", "-o", file)
-		expectCode(t, r, 1)
-		if got, _ := os.ReadFile(file); string(got) != "previous backup" {
-			t.Errorf("a failed backup replaced FILE: %q", got)
-		}
-		if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
-			t.Errorf(".part left: %v", err)
-		}
-	})
+// testBackupFailureKeepsFile checks that a failed backup leaves an existing FILE as it was.
+func testBackupFailureKeepsFile(t *testing.T, flipped []byte) {
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(flipped)
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+	if err := os.WriteFile(file, []byte("previous backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := s.run(t, "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 1)
+	if got, _ := os.ReadFile(file); string(got) != "previous backup" {
+		t.Errorf("a failed backup replaced FILE: %q", got)
+	}
+	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
+		t.Errorf(".part left: %v", err)
+	}
+}
 
-	t.Run("not found", func(t *testing.T) {
-		s := newFakeServer(t)
-		file := filepath.Join(t.TempDir(), "x.db")
-		r := s.run(t, "backup", "x", "-o", file)
-		expectCode(t, r, 1)
-		if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"x\" not found\n" {
-			t.Errorf("stderr %q", r.stderr)
-		}
-		expectNoFiles(t, file)
-	})
+// testBackupOfAMissingInstance checks the NotFound error of a backup of a missing instance.
+func testBackupOfAMissingInstance(t *testing.T) {
+	s := newFakeServer(t)
+	file := filepath.Join(t.TempDir(), "x.db")
+	r := s.run(t, "backup", "x", "-o", file)
+	expectCode(t, r, 1)
+	if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"x\" not found\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	expectNoFiles(t, file)
+}
 
-	t.Run("usage", func(t *testing.T) {
-		s := newFakeServer(t)
-		r := s.run(t, "backup", "x")
-		expectCode(t, r, 1)
-		if r.stderr != "error: --output (-o) FILE is required\nSee 'kubectl etcdaas backup -h' for help and examples\n" {
-			t.Errorf("stderr %q", r.stderr)
-		}
-		r = s.run(t, "backup", "x", "-o", "-")
-		expectCode(t, r, 1)
-		if len(s.recorded()) != 0 {
-			t.Error("usage errors reached the server")
-		}
-	})
+// testBackupUsageErrors checks that a backup without a usable --output fails before
+// reaching the server.
+func testBackupUsageErrors(t *testing.T) {
+	s := newFakeServer(t)
+	r := s.run(t, "backup", "x")
+	expectCode(t, r, 1)
+	if r.stderr != "error: --output (-o) FILE is required\nSee 'kubectl etcdaas backup -h' for help and examples\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	r = s.run(t, "backup", "x", "-o", "-")
+	expectCode(t, r, 1)
+	if len(s.recorded()) != 0 {
+		t.Error("usage errors reached the server")
+	}
+}
 
-	t.Run("unwritable", func(t *testing.T) {
-		s := newFakeServer(t)
-		s.add(instance("team", "my-etcd", 1))
-		s.backup = serveBytes(snap)
-		file := filepath.Join(t.TempDir(), "no-such-dir", "x.db")
-		r := s.run(t, "backup", "my-etcd", "-o", file)
-		expectCode(t, r, 1)
-		if !strings.HasPrefix(r.stderr, "error: backup of team/my-etcd: open ") {
-			t.Errorf("stderr %q", r.stderr)
-		}
-	})
+// testBackupToAnUnwritableFile checks the error of a backup into a missing directory.
+func testBackupToAnUnwritableFile(t *testing.T, snap []byte) {
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+	file := filepath.Join(t.TempDir(), "no-such-dir", "x.db")
+	r := s.run(t, "backup", "my-etcd", "-o", file)
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: backup of team/my-etcd: open ") {
+		t.Errorf("stderr %q", r.stderr)
+	}
 }
 
 func TestBackupWithoutChecksum(t *testing.T) {
