@@ -130,6 +130,27 @@ func TestBackupStreamsAValidSnapshot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	waitConverged(t, ctx, b, inst)
+	putLargeKeys(t, ctx, b)
+
+	getter := fakeGetter{"db": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"}}}
+	backupREST := NewBackupREST(getter, b)
+	ended := make(chan streamEnding, 2)
+	backupREST.streamEnded = func(n int64, err error) { ended <- streamEnding{n, err} }
+	srv, _ := serve(t, backupREST, "db")
+	full := checkCompleteBackup(t, srv, ended)
+	checkClientLeavingEndsTheStream(t, ctx, srv, ended, full)
+}
+
+// streamEnding is how a backup stream ended: the bytes sent and the error that ended it.
+type streamEnding struct {
+	bytes int64
+	err   error
+}
+
+// waitConverged syncs inst on the local backend b until it converges or ctx ends.
+func waitConverged(t *testing.T, ctx context.Context, b *local.Backend, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	for {
 		res, err := b.Sync(ctx, inst)
 		if err == nil && res.Converged {
@@ -140,6 +161,11 @@ func TestBackupStreamsAValidSnapshot(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// putLargeKeys writes 64 keys of 256 KiB each into instance ns/db of b.
+func putLargeKeys(t *testing.T, ctx context.Context, b *local.Backend) {
+	t.Helper()
 	access, err := b.Access(ctx, "ns", "db")
 	if err != nil {
 		t.Fatal(err)
@@ -155,16 +181,12 @@ func TestBackupStreamsAValidSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
 
-	getter := fakeGetter{"db": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"}}}
-	backupREST := NewBackupREST(getter, b)
-	type ending struct {
-		bytes int64
-		err   error
-	}
-	ended := make(chan ending, 2)
-	backupREST.streamEnded = func(n int64, err error) { ended <- ending{n, err} }
-	srv, _ := serve(t, backupREST, "db")
+// checkCompleteBackup reads a whole backup from srv, checks its headers and that etcdutl
+// reads it as the instance's data, and returns how the stream ended.
+func checkCompleteBackup(t *testing.T, srv *httptest.Server, ended <-chan streamEnding) streamEnding {
+	t.Helper()
 	resp, err := http.Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +225,13 @@ func TestBackupStreamsAValidSnapshot(t *testing.T) {
 	if status.Revision != 65 || status.TotalKey != 64 {
 		t.Fatalf("snapshot status %+v, want revision 65 with 64 keys", status)
 	}
+	return full
+}
 
+// checkClientLeavingEndsTheStream checks that a client that goes away mid-stream ends the
+// snapshot: the handler returns before sending all of full's bytes.
+func checkClientLeavingEndsTheStream(t *testing.T, ctx context.Context, srv *httptest.Server, ended <-chan streamEnding, full streamEnding) {
+	t.Helper()
 	// A client that goes away mid-stream ends the snapshot: the handler returns.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	if err != nil {
