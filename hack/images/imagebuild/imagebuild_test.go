@@ -202,6 +202,18 @@ func layerEntries(t *testing.T, l v1.Layer) []tarEntry {
 func TestImageContents(t *testing.T) {
 	bin := buildHello(t, helloModule(t), amd64)
 	img := mustBuild(t, helloSpec(amd64, bin))
+	byName := checkLayerEntries(t, img)
+	checkEntryOwnersAndData(t, byName, bin)
+	checkImageConfig(t, img)
+	// The binary as the image holds it runs: static, no loader or libc needed.
+	checkBinaryRuns(t, byName["usr/local/bin/hello"].data)
+}
+
+// checkLayerEntries checks that img has a base and a files layer whose entries are sorted,
+// carry the creation time and no owner names, and are exactly the expected files; it
+// returns the entries by name.
+func checkLayerEntries(t *testing.T, img v1.Image) map[string]tarEntry {
+	t.Helper()
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +252,13 @@ func TestImageContents(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("entries\n got %v\nwant %v", names, want)
 	}
+	return byName
+}
+
+// checkEntryOwnersAndData checks the modes and owners of the image's files, its
+// /etc/passwd, and that its binary is bin.
+func checkEntryOwnersAndData(t *testing.T, byName map[string]tarEntry, bin string) {
+	t.Helper()
 	for name, w := range map[string]struct {
 		mode     int64
 		uid, gid int
@@ -263,7 +282,12 @@ func TestImageContents(t *testing.T) {
 	if sha256.Sum256(byName["usr/local/bin/hello"].data) != sha256.Sum256(binData) {
 		t.Error("the binary in the image differs from the one built")
 	}
+}
 
+// checkImageConfig checks that the image runs as nonroot with the spec's entrypoint,
+// environment, ports and labels, and that its manifest is OCI.
+func checkImageConfig(t *testing.T, img v1.Image) {
+	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -291,11 +315,14 @@ func TestImageContents(t *testing.T) {
 	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON || m.Annotations[LabelVersion] != "v1.2.3" {
 		t.Errorf("manifest media types %s %s, annotations %v", m.MediaType, m.Config.MediaType, m.Annotations)
 	}
+}
 
-	// The binary as the image holds it runs: static, no loader or libc needed.
+// checkBinaryRuns runs binary, on linux/amd64, and checks it is statically linked.
+func checkBinaryRuns(t *testing.T, binary []byte) {
+	t.Helper()
 	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
 		extracted := filepath.Join(t.TempDir(), "hello")
-		if err := os.WriteFile(extracted, byName["usr/local/bin/hello"].data, 0o755); err != nil {
+		if err := os.WriteFile(extracted, binary, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		out, err := exec.Command(extracted).CombinedOutput()
