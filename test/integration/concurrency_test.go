@@ -18,6 +18,8 @@ import (
 	applyv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/applyconfiguration/etcdaas/v1alpha1"
 	applyv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/applyconfiguration/etcdaas/v1beta1"
 	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+	typedv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1alpha1"
+	typedv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1beta1"
 )
 
 const (
@@ -109,90 +111,140 @@ func TestConcurrentReadModifyWrite(t *testing.T) {
 	}
 	betaOnly := created.Spec.DeepCopy()
 	betaOnly.Replicas = nil
+	ci := &contendedInstance{ns: ns, name: name, alpha: alpha, beta: beta, betaOnly: betaOnly}
 
-	checkBetaFields := func(obj *v1beta1.ETCDInstance) error {
-		got := obj.Spec.DeepCopy()
-		got.Replicas = nil
-		if !equality.Semantic.DeepEqual(betaOnly, got) {
-			return fmt.Errorf("v1beta1-only fields changed: want %+v, got %+v", betaOnly, got)
-		}
-		if _, ok := obj.Annotations[etcdaas.PreservedFieldsAnnotation]; ok {
-			return fmt.Errorf("v1beta1 object shows %s", etcdaas.PreservedFieldsAnnotation)
-		}
-		return nil
-	}
-	next := func(annotations map[string]string) (string, error) {
-		n, err := strconv.Atoi(annotations[counterAnnotation])
-		if err != nil {
-			return "", fmt.Errorf("counter annotation %q: %v", annotations[counterAnnotation], err)
-		}
-		return strconv.Itoa(n + 1), nil
+	order := []string{"v1alpha1-update", "v1beta1-update", "v1alpha1-apply", "v1beta1-apply"}
+	outcome := raceWriters(ctx, ci.writePaths(), order)
+	if outcome.failure != nil {
+		t.Fatal(outcome.failure)
 	}
 
-	// Each write path reads the object, increments the counter and writes; it returns the
-	// resourceVersion it read and the write's error.
-	paths := map[string]func(ctx context.Context, manager string) (string, error){
+	final, err := beta.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ci.checkBetaFields(final); err != nil {
+		t.Error(err)
+	}
+	landed := outcome.total(outcome.landed)
+	if got := final.Annotations[counterAnnotation]; got != strconv.Itoa(landed) {
+		t.Errorf("counter = %s after %d landed writes: %d lost", got, landed, landed-atoiOr(got))
+	}
+	if landed < concurrentWriters/2 {
+		t.Errorf("only %d of %d writers landed their change within %d attempts", landed, concurrentWriters, attemptsPerWriter)
+	}
+	for _, path := range order {
+		if outcome.landed[path] == 0 {
+			t.Errorf("no write through %s landed", path)
+		}
+	}
+	t.Logf("landed %d writes (%v), %d conflicts (%v), counter %s",
+		landed, outcome.landed, outcome.total(outcome.conflicts), outcome.conflicts, final.Annotations[counterAnnotation])
+}
+
+// contendedInstance is the instance TestConcurrentReadModifyWrite's writers race on, with
+// the clients of both versions and the v1beta1-only part of its spec as created.
+type contendedInstance struct {
+	ns, name string
+	alpha    typedv1alpha1.ETCDInstanceInterface
+	beta     typedv1beta1.ETCDInstanceInterface
+	betaOnly *v1beta1.ETCDInstanceSpec // the spec as created, without replicas
+}
+
+// checkBetaFields reports whether obj lost or changed the fields v1alpha1 cannot express,
+// or shows the annotation that preserves them.
+func (ci *contendedInstance) checkBetaFields(obj *v1beta1.ETCDInstance) error {
+	got := obj.Spec.DeepCopy()
+	got.Replicas = nil
+	if !equality.Semantic.DeepEqual(ci.betaOnly, got) {
+		return fmt.Errorf("v1beta1-only fields changed: want %+v, got %+v", ci.betaOnly, got)
+	}
+	if _, ok := obj.Annotations[etcdaas.PreservedFieldsAnnotation]; ok {
+		return fmt.Errorf("v1beta1 object shows %s", etcdaas.PreservedFieldsAnnotation)
+	}
+	return nil
+}
+
+// nextCounter is the counter annotation's value plus one.
+func nextCounter(annotations map[string]string) (string, error) {
+	n, err := strconv.Atoi(annotations[counterAnnotation])
+	if err != nil {
+		return "", fmt.Errorf("counter annotation %q: %v", annotations[counterAnnotation], err)
+	}
+	return strconv.Itoa(n + 1), nil
+}
+
+// writePath reads the object, increments the counter and writes; it returns the
+// resourceVersion it read and the write's error.
+type writePath func(ctx context.Context, manager string) (string, error)
+
+// writePaths are the four ways to write the counter, by name.
+func (ci *contendedInstance) writePaths() map[string]writePath {
+	return map[string]writePath{
 		"v1alpha1-update": func(ctx context.Context, _ string) (string, error) {
-			obj, err := alpha.Get(ctx, name, metav1.GetOptions{})
+			obj, err := ci.alpha.Get(ctx, ci.name, metav1.GetOptions{})
 			if err != nil {
 				return "", err
 			}
-			if obj.Annotations[counterAnnotation], err = next(obj.Annotations); err != nil {
+			if obj.Annotations[counterAnnotation], err = nextCounter(obj.Annotations); err != nil {
 				return "", err
 			}
-			_, err = alpha.Update(ctx, obj, metav1.UpdateOptions{})
+			_, err = ci.alpha.Update(ctx, obj, metav1.UpdateOptions{})
 			return obj.ResourceVersion, err
 		},
 		"v1beta1-update": func(ctx context.Context, _ string) (string, error) {
-			obj, err := beta.Get(ctx, name, metav1.GetOptions{})
+			obj, err := ci.beta.Get(ctx, ci.name, metav1.GetOptions{})
 			if err != nil {
 				return "", err
 			}
-			if err := checkBetaFields(obj); err != nil {
+			if err := ci.checkBetaFields(obj); err != nil {
 				return "", err
 			}
-			if obj.Annotations[counterAnnotation], err = next(obj.Annotations); err != nil {
+			if obj.Annotations[counterAnnotation], err = nextCounter(obj.Annotations); err != nil {
 				return "", err
 			}
-			_, err = beta.Update(ctx, obj, metav1.UpdateOptions{})
+			_, err = ci.beta.Update(ctx, obj, metav1.UpdateOptions{})
 			return obj.ResourceVersion, err
 		},
 		"v1alpha1-apply": func(ctx context.Context, manager string) (string, error) {
-			obj, err := alpha.Get(ctx, name, metav1.GetOptions{})
+			obj, err := ci.alpha.Get(ctx, ci.name, metav1.GetOptions{})
 			if err != nil {
 				return "", err
 			}
-			value, err := next(obj.Annotations)
+			value, err := nextCounter(obj.Annotations)
 			if err != nil {
 				return "", err
 			}
-			_, err = alpha.Apply(ctx, applyv1alpha1.ETCDInstance(name, ns).
+			_, err = ci.alpha.Apply(ctx, applyv1alpha1.ETCDInstance(ci.name, ci.ns).
 				WithResourceVersion(obj.ResourceVersion).
 				WithAnnotations(map[string]string{counterAnnotation: value}),
 				metav1.ApplyOptions{FieldManager: manager, Force: true})
 			return obj.ResourceVersion, err
 		},
 		"v1beta1-apply": func(ctx context.Context, manager string) (string, error) {
-			obj, err := beta.Get(ctx, name, metav1.GetOptions{})
+			obj, err := ci.beta.Get(ctx, ci.name, metav1.GetOptions{})
 			if err != nil {
 				return "", err
 			}
-			if err := checkBetaFields(obj); err != nil {
+			if err := ci.checkBetaFields(obj); err != nil {
 				return "", err
 			}
-			value, err := next(obj.Annotations)
+			value, err := nextCounter(obj.Annotations)
 			if err != nil {
 				return "", err
 			}
-			_, err = beta.Apply(ctx, applyv1beta1.ETCDInstance(name, ns).
+			_, err = ci.beta.Apply(ctx, applyv1beta1.ETCDInstance(ci.name, ci.ns).
 				WithResourceVersion(obj.ResourceVersion).
 				WithAnnotations(map[string]string{counterAnnotation: value}),
 				metav1.ApplyOptions{FieldManager: manager, Force: true})
 			return obj.ResourceVersion, err
 		},
 	}
-	order := []string{"v1alpha1-update", "v1beta1-update", "v1alpha1-apply", "v1beta1-apply"}
+}
 
+// raceWriters runs concurrentWriters read-modify-write loops, cycling through the paths in
+// order, and tallies what they saw.
+func raceWriters(ctx context.Context, paths map[string]writePath, order []string) *writeOutcome {
 	outcome := &writeOutcome{landed: map[string]int{}, conflicts: map[string]int{}, readRVs: map[string]string{}}
 	var wg sync.WaitGroup
 	for i := 0; i < concurrentWriters; i++ {
@@ -211,31 +263,7 @@ func TestConcurrentReadModifyWrite(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if outcome.failure != nil {
-		t.Fatal(outcome.failure)
-	}
-
-	final, err := beta.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := checkBetaFields(final); err != nil {
-		t.Error(err)
-	}
-	landed := outcome.total(outcome.landed)
-	if got := final.Annotations[counterAnnotation]; got != strconv.Itoa(landed) {
-		t.Errorf("counter = %s after %d landed writes: %d lost", got, landed, landed-atoiOr(got))
-	}
-	if landed < concurrentWriters/2 {
-		t.Errorf("only %d of %d writers landed their change within %d attempts", landed, concurrentWriters, attemptsPerWriter)
-	}
-	for _, path := range order {
-		if outcome.landed[path] == 0 {
-			t.Errorf("no write through %s landed", path)
-		}
-	}
-	t.Logf("landed %d writes (%v), %d conflicts (%v), counter %s",
-		landed, outcome.landed, outcome.total(outcome.conflicts), outcome.conflicts, final.Annotations[counterAnnotation])
+	return outcome
 }
 
 func atoiOr(s string) int {
