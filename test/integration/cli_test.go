@@ -71,14 +71,35 @@ func expectPlugin(t *testing.T, r pluginResult, code int, stdout, stderrPrefix s
 func TestCLILifecycle(t *testing.T) {
 	server := framework.StartT(t, framework.Options{})
 	plugin := pluginRunner{server: server}
-	runPlugin := plugin.run
 	ns := "cli-" + rand.String(6)
 	cs, err := versioned.NewForConfig(server.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	s := cliSession{plugin: plugin, cs: cs, ns: ns}
 
+	s.checkCreates(t, ctx)
+	s.checkServerErrors(t)
+	s.checkList(t)
+	s.checkGetFormats(t)
+	s.checkScale(t, ctx)
+	s.checkDelete(t, ctx)
+}
+
+// cliSession is one namespace driven through kubectl-etcdaas, with a clientset to check
+// the server's side.
+type cliSession struct {
+	plugin pluginRunner
+	cs     *versioned.Clientset
+	ns     string
+}
+
+// checkCreates creates three instances and checks their specs, the server's default and its
+// admission warning.
+func (s cliSession) checkCreates(t *testing.T, ctx context.Context) {
+	t.Helper()
+	runPlugin, cs, ns := s.plugin.run, s.cs, s.ns
 	expectPlugin(t, runPlugin(t, ns, "create", "one", "--replicas", "1"), 0, "etcdinstance.etcdaas.dev/one created\n", "")
 	expectPlugin(t, runPlugin(t, ns, "create", "three", "--replicas", "3", "--tls", "--version", "3.7"), 0, "etcdinstance.etcdaas.dev/three created\n", "")
 	expectPlugin(t, runPlugin(t, ns, "create", "defaulted"), 0, "etcdinstance.etcdaas.dev/defaulted created\n", "")
@@ -101,8 +122,13 @@ func TestCLILifecycle(t *testing.T) {
 	// The server's admission warning for an even member count reaches stderr.
 	expectPlugin(t, runPlugin(t, ns, "create", "even", "--replicas", "2", "--dry-run=server"), 0,
 		"etcdinstance.etcdaas.dev/even created (server dry run)\n", "Warning: ")
+}
 
-	// Errors carry the server's Status, formatted as kubectl formats them.
+// checkServerErrors checks that errors carry the server's Status, formatted as kubectl formats
+// them.
+func (s cliSession) checkServerErrors(t *testing.T) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
 	expectPlugin(t, runPlugin(t, ns, "create", "one"), 1, "",
 		"Error from server (AlreadyExists): etcdinstances.etcdaas.dev \"one\" already exists\n")
 	expectPlugin(t, runPlugin(t, ns, "create", "big", "--replicas", "12"), 1, "",
@@ -110,8 +136,12 @@ func TestCLILifecycle(t *testing.T) {
 	expectPlugin(t, runPlugin(t, ns, "create", "Not_A_Name"), 1, "", "The ETCDInstance \"Not_A_Name\" is invalid: ")
 	expectPlugin(t, runPlugin(t, ns, "get", "missing"), 1, "",
 		"Error from server (NotFound): etcdinstances.etcdaas.dev \"missing\" not found\n")
+}
 
-	// list: a table of the three, and nothing from other namespaces.
+// checkList checks list: a table of the three, and nothing from other namespaces.
+func (s cliSession) checkList(t *testing.T) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
 	r := runPlugin(t, ns, "list")
 	expectPlugin(t, r, 0, "", "")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -126,9 +156,13 @@ func TestCLILifecycle(t *testing.T) {
 	expectPlugin(t, runPlugin(t, ns, "list", "-o", "name"), 0,
 		"etcdinstance.etcdaas.dev/defaulted\netcdinstance.etcdaas.dev/one\netcdinstance.etcdaas.dev/three\n", "")
 	expectPlugin(t, runPlugin(t, "cli-empty-"+rand.String(4), "list"), 0, "", "No resources found in cli-empty-")
+}
 
-	// get in every format.
-	r = runPlugin(t, ns, "get", "three", "-o", "wide")
+// checkGetFormats checks get in every format.
+func (s cliSession) checkGetFormats(t *testing.T) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
+	r := runPlugin(t, ns, "get", "three", "-o", "wide")
 	expectPlugin(t, r, 0, "", "")
 	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); len(fields) < 9 || fields[0] != "three" || fields[1] != "3" || fields[6] != "true" {
 		t.Errorf("get -o wide:\n%s", r.stdout)
@@ -137,6 +171,7 @@ func TestCLILifecycle(t *testing.T) {
 		r = runPlugin(t, ns, "get", "three", "-o", format)
 		expectPlugin(t, r, 0, "", "")
 		var obj v1beta1.ETCDInstance
+		var err error
 		if format == "json" {
 			err = json.Unmarshal([]byte(r.stdout), &obj)
 		} else {
@@ -152,8 +187,12 @@ func TestCLILifecycle(t *testing.T) {
 			t.Errorf("-o %s shows managedFields", format)
 		}
 	}
+}
 
-	// scale through the scale subresource.
+// checkScale checks scale through the scale subresource, and its errors.
+func (s cliSession) checkScale(t *testing.T, ctx context.Context) {
+	t.Helper()
+	runPlugin, cs, ns := s.plugin.run, s.cs, s.ns
 	expectPlugin(t, runPlugin(t, ns, "scale", "one", "--replicas", "3"), 0, "etcdinstance.etcdaas.dev/one scaled\n", "")
 	scale, err := cs.EtcdaasV1beta1().ETCDInstances(ns).GetScale(ctx, "one", metav1.GetOptions{})
 	if err != nil {
@@ -167,8 +206,13 @@ func TestCLILifecycle(t *testing.T) {
 		"error: expected replicas to be 1, was 3\n")
 	expectPlugin(t, runPlugin(t, ns, "scale", "missing", "--replicas", "1"), 1, "",
 		"Error from server (NotFound): etcdinstances.etcdaas.dev \"missing\" not found\n")
+}
 
-	// delete waits until the instances are gone (a controller's finalizer included).
+// checkDelete checks that delete waits until the instances are gone (a controller's finalizer
+// included).
+func (s cliSession) checkDelete(t *testing.T, ctx context.Context) {
+	t.Helper()
+	runPlugin, cs, ns := s.plugin.run, s.cs, s.ns
 	expectPlugin(t, runPlugin(t, ns, "delete", "one", "three", "defaulted", "--timeout", "90s"), 0,
 		"etcdinstance.etcdaas.dev \"one\" deleted\netcdinstance.etcdaas.dev \"three\" deleted\netcdinstance.etcdaas.dev \"defaulted\" deleted\n", "")
 	list, err := cs.EtcdaasV1beta1().ETCDInstances(ns).List(ctx, metav1.ListOptions{})
