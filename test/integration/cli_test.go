@@ -230,6 +230,44 @@ func (s cliSession) checkDelete(t *testing.T, ctx context.Context) {
 // local backend, and backup streams a snapshot from them.
 func TestCLIWithController(t *testing.T) {
 	t.Parallel()
+	srv := startWithLocalController(t)
+	plugin := pluginRunner{server: srv}
+	runPlugin := plugin.run
+	cs, err := versioned.NewForConfig(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "cli-" + rand.String(6)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := cliSession{plugin: plugin, cs: cs, ns: ns}
+
+	start := time.Now()
+	expectPlugin(t, runPlugin(t, ns, "create", "db", "--replicas", "1"), 0, "etcdinstance.etcdaas.dev/db created\n", "")
+	in := s.waitRunning(t, ctx, "db", 1)
+	t.Logf("create to Running (1 member): %s", time.Since(start).Round(time.Millisecond))
+
+	r := runPlugin(t, ns, "get", "db", "-o", "wide")
+	expectPlugin(t, r, 0, "", "")
+	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); len(fields) < 9 || fields[2] != "1/1" || fields[3] != "Running" || fields[8] != "db-0" {
+		t.Errorf("get -o wide:\n%s", r.stdout)
+	}
+
+	s.checkBackupOfRunningMember(t, ctx, in)
+	s.checkFailedBackupLeavesNoFile(t)
+	s.checkScaleWithController(t, ctx)
+
+	// delete waits for the controller to stop the members and clear its finalizer.
+	expectPlugin(t, runPlugin(t, ns, "delete", "db", "--timeout", "2m"), 0, "etcdinstance.etcdaas.dev \"db\" deleted\n", "")
+	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, "db", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after delete: %v", err)
+	}
+}
+
+// startWithLocalController starts a standalone server whose post-start hook runs the
+// controller with the local backend, in a data directory of the test.
+func startWithLocalController(t *testing.T) *framework.Server {
+	t.Helper()
 	dir := t.TempDir()
 	var (
 		mu             sync.Mutex
@@ -259,45 +297,34 @@ func TestCLIWithController(t *testing.T) {
 			return err
 		},
 	}}})
-	plugin := pluginRunner{server: srv}
-	runPlugin := plugin.run
-	cs, err := versioned.NewForConfig(srv.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := "cli-" + rand.String(6)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	return srv
+}
 
-	waitRunning := func(name string, replicas int32) *v1beta1.ETCDInstance {
-		t.Helper()
-		var last *v1beta1.ETCDInstance
-		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			in, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			last = in
-			return in.Status.Phase == v1beta1.PhaseRunning && in.Status.ReadyReplicas == replicas &&
-				in.Status.ObservedGeneration == in.Generation, nil
-		})
+// waitRunning waits until instance name is Running with replicas ready members and its
+// generation observed, and returns it.
+func (s cliSession) waitRunning(t *testing.T, ctx context.Context, name string, replicas int32) *v1beta1.ETCDInstance {
+	t.Helper()
+	var last *v1beta1.ETCDInstance
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		in, err := s.cs.EtcdaasV1beta1().ETCDInstances(s.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			t.Fatalf("%s not Running with %d ready members: %v; last status %+v", name, replicas, err, last)
+			return false, err
 		}
-		return last
+		last = in
+		return in.Status.Phase == v1beta1.PhaseRunning && in.Status.ReadyReplicas == replicas &&
+			in.Status.ObservedGeneration == in.Generation, nil
+	})
+	if err != nil {
+		t.Fatalf("%s not Running with %d ready members: %v; last status %+v", name, replicas, err, last)
 	}
+	return last
+}
 
-	start := time.Now()
-	expectPlugin(t, runPlugin(t, ns, "create", "db", "--replicas", "1"), 0, "etcdinstance.etcdaas.dev/db created\n", "")
-	in := waitRunning("db", 1)
-	t.Logf("create to Running (1 member): %s", time.Since(start).Round(time.Millisecond))
-
-	r := runPlugin(t, ns, "get", "db", "-o", "wide")
-	expectPlugin(t, r, 0, "", "")
-	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); len(fields) < 9 || fields[2] != "1/1" || fields[3] != "Running" || fields[8] != "db-0" {
-		t.Errorf("get -o wide:\n%s", r.stdout)
-	}
-
+// checkBackupOfRunningMember writes keys to the running member of in, backs it up through the
+// plugin and checks the snapshot with etcdutl.
+func (s cliSession) checkBackupOfRunningMember(t *testing.T, ctx context.Context, in *v1beta1.ETCDInstance) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
 	// Write keys to the member, then back it up.
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{in.Status.Members[0].ClientURL}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -311,7 +338,7 @@ func TestCLIWithController(t *testing.T) {
 		}
 	}
 	file := filepath.Join(t.TempDir(), "db.snapshot")
-	r = runPlugin(t, ns, "backup", "db", "-o", file)
+	r := runPlugin(t, ns, "backup", "db", "-o", file)
 	expectPlugin(t, r, 0, "", "")
 	if !strings.HasPrefix(r.stdout, "Snapshot of "+ns+"/db saved to "+file) || !strings.Contains(r.stdout, fmt.Sprintf(", %d keys, ", keys)) {
 		t.Errorf("backup: %q", r.stdout)
@@ -326,7 +353,13 @@ func TestCLIWithController(t *testing.T) {
 	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
 		t.Errorf("%s.part left behind: %v", file, err)
 	}
+}
 
+// checkFailedBackupLeavesNoFile checks that a backup of a missing instance fails with NotFound
+// and leaves no file.
+func (s cliSession) checkFailedBackupLeavesNoFile(t *testing.T) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
 	missing := filepath.Join(t.TempDir(), "missing.snapshot")
 	expectPlugin(t, runPlugin(t, ns, "backup", "nope", "-o", missing), 1, "",
 		"Error from server (NotFound): etcdinstances.etcdaas.dev \"nope\" not found\n")
@@ -335,21 +368,21 @@ func TestCLIWithController(t *testing.T) {
 			t.Errorf("%s exists after a failed backup", p)
 		}
 	}
+}
 
+// checkScaleWithController scales through the plugin to three members, which the controller
+// adds one at a time.
+func (s cliSession) checkScaleWithController(t *testing.T, ctx context.Context) {
+	t.Helper()
+	runPlugin, ns := s.plugin.run, s.ns
 	// Scale through the plugin; the controller adds members one at a time.
-	start = time.Now()
+	start := time.Now()
 	expectPlugin(t, runPlugin(t, ns, "scale", "db", "--replicas", "3"), 0, "etcdinstance.etcdaas.dev/db scaled\n", "")
-	waitRunning("db", 3)
+	s.waitRunning(t, ctx, "db", 3)
 	t.Logf("scale 1 -> 3: %s", time.Since(start).Round(time.Millisecond))
-	r = runPlugin(t, ns, "list")
+	r := runPlugin(t, ns, "list")
 	expectPlugin(t, r, 0, "", "")
 	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); fields[0] != "db" || fields[1] != "3" || fields[2] != "3/3" || fields[3] != "Running" {
 		t.Errorf("list:\n%s", r.stdout)
-	}
-
-	// delete waits for the controller to stop the members and clear its finalizer.
-	expectPlugin(t, runPlugin(t, ns, "delete", "db", "--timeout", "2m"), 0, "etcdinstance.etcdaas.dev \"db\" deleted\n", "")
-	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, "db", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("after delete: %v", err)
 	}
 }
