@@ -85,14 +85,7 @@ func TestScheduledBackupsToS3(t *testing.T) {
 		"sched-secret": secrets, "sched-secret-missing": secrets, "sched-secret-wrong": secrets,
 	}}})
 	name := "db"
-	for _, ns := range []string{"sched-good", "sched-missing", "sched-wrong"} {
-		e.create(ns, s3Instance(name, store, 2))
-	}
-	for _, ns := range []string{"sched-secret", "sched-secret-missing", "sched-secret-wrong"} {
-		inst := s3Instance(name, store, 2)
-		inst.Spec.Backup.Destination.S3.CredentialsSecretRef = &v1beta1.SecretReference{Name: "s3-creds"}
-		e.create(ns, inst)
-	}
+	createScheduledInstances(e, store, name)
 	e.running("sched-good", name, time.Minute)
 	cli := e.etcdClient("sched-good", name)
 	for i := range 100 {
@@ -101,6 +94,33 @@ func TestScheduledBackupsToS3(t *testing.T) {
 		}
 	}
 
+	seen := waitForThreeBackups(t, e, name)
+	client, err := store.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRetention(t, client, store, name, seen, etcdutl)
+	checkBackupWithSecretCredentials(t, e, client, store, name)
+	checkFailingCredentials(t, e, name)
+}
+
+// createScheduledInstances creates instance name, backed up to store every minute keeping 2,
+// in one namespace per source and state of credentials.
+func createScheduledInstances(e *ctlEnv, store *s3server.Server, name string) {
+	for _, ns := range []string{"sched-good", "sched-missing", "sched-wrong"} {
+		e.create(ns, s3Instance(name, store, 2))
+	}
+	for _, ns := range []string{"sched-secret", "sched-secret-missing", "sched-secret-wrong"} {
+		inst := s3Instance(name, store, 2)
+		inst.Spec.Backup.Destination.S3.CredentialsSecretRef = &v1beta1.SecretReference{Name: "s3-creds"}
+		e.create(ns, inst)
+	}
+}
+
+// waitForThreeBackups waits for three successful backups of sched-good/name, seen through
+// status.backup.lastBackup, each with a BackupSucceeded=True condition that names it.
+func waitForThreeBackups(t *testing.T, e *ctlEnv, name string) []v1beta1.BackupInfo {
+	t.Helper()
 	// Three successful backups, seen through status.backup.lastBackup.
 	var seen []v1beta1.BackupInfo
 	e.waitFor("sched-good", name, 4*time.Minute, "three successful backups", func(i *v1beta1.ETCDInstance) bool {
@@ -114,11 +134,14 @@ func TestScheduledBackupsToS3(t *testing.T) {
 		}
 		return len(seen) >= 3
 	})
+	return seen
+}
+
+// checkRetention checks that the bucket holds exactly the two newest of the backups seen,
+// each a valid snapshot matching its metadata.
+func checkRetention(t *testing.T, client *minio.Client, store *s3server.Server, name string, seen []v1beta1.BackupInfo, etcdutl string) {
+	t.Helper()
 	// Retention runs right after the third backup's status is written.
-	client, err := store.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	prefix := "sched-good/" + name + "/"
 	var keys []string
 	deadline := time.Now().Add(30 * time.Second)
@@ -143,7 +166,12 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	for _, want := range last {
 		checkSnapshotObject(t, client, store.Bucket, prefix+want.Key, want, etcdutl)
 	}
+}
 
+// checkBackupWithSecretCredentials checks that backups with credentials from a Secret
+// succeed, with the object in the instance's prefix.
+func checkBackupWithSecretCredentials(t *testing.T, e *ctlEnv, client *minio.Client, store *s3server.Server, name string) {
+	t.Helper()
 	// Credentials from a Secret: backups succeed, with the object in the instance's prefix.
 	withSecret := e.waitFor("sched-secret", name, time.Minute, "a backup with the Secret's credentials", func(i *v1beta1.ETCDInstance) bool {
 		return i.Status.Backup != nil && i.Status.Backup.LastBackup != nil
@@ -151,7 +179,12 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	if _, err := client.StatObject(context.Background(), store.Bucket, "sched-secret/"+name+"/"+withSecret.Status.Backup.LastBackup.Key, minio.StatObjectOptions{}); err != nil {
 		t.Errorf("the backup taken with the Secret's credentials: %v", err)
 	}
+}
 
+// checkFailingCredentials checks the instances with missing and wrong credentials: a clear
+// condition, no success, a bounded number of attempts, and still Running.
+func checkFailingCredentials(t *testing.T, e *ctlEnv, name string) {
+	t.Helper()
 	// Missing and wrong credentials: a clear condition, no success, a bounded number of attempts.
 	for ns, wantMsg := range map[string]string{
 		"sched-missing":        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set",
