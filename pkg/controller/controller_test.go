@@ -24,6 +24,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
+	typedv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1beta1"
 )
 
 func members(n, ready int) []v1beta1.MemberStatus {
@@ -298,6 +299,25 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 
 	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
 	deadline := time.Now().Add(30 * time.Second)
+	waitRunningWithFinalizer(t, ctx, instances, deadline)
+	checkDeletingInstanceReleased(t, ctx, instances, be, deadline)
+	checkPermanentErrorFails(t, ctx, client, deadline)
+	checkStepEvents(t, recorder)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the controller did not stop")
+	}
+}
+
+// waitRunningWithFinalizer waits until ns/db is Running, and checks it has the finalizer
+// and a status of its three members for generation 1.
+func waitRunningWithFinalizer(t *testing.T, ctx context.Context, instances typedv1beta1.ETCDInstanceInterface, deadline time.Time) {
+	t.Helper()
 	for {
 		got, err := instances.Get(ctx, "db", metav1.GetOptions{})
 		if err != nil {
@@ -317,6 +337,12 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// checkDeletingInstanceReleased waits until the finalizer of the deleting ns/old is gone,
+// and checks the backend deleted old and nothing else.
+func checkDeletingInstanceReleased(t *testing.T, ctx context.Context, instances typedv1beta1.ETCDInstanceInterface, be *fakeBackend, deadline time.Time) {
+	t.Helper()
 	for {
 		got, err := instances.Get(ctx, "old", metav1.GetOptions{})
 		if err != nil {
@@ -337,6 +363,13 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	if len(deleted) == 0 || slices.ContainsFunc(deleted, func(n string) bool { return n != "old" }) {
 		t.Fatalf("backend deletions %v, want only old", deleted)
 	}
+}
+
+// checkPermanentErrorFails waits until ns/bad, whose version the backend refuses, is
+// Failed for its generation, and checks status writes went through /status.
+func checkPermanentErrorFails(t *testing.T, ctx context.Context, client *fake.Clientset, deadline time.Time) {
+	t.Helper()
+	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
 	// A permanent error fails the instance; status writes go through /status. The workers
 	// take the instances in no set order: "bad" may come after the others.
 	for {
@@ -361,6 +394,12 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	if statusWrites < 3 {
 		t.Fatalf("%d status subresource writes, want at least 3", statusWrites)
 	}
+}
+
+// checkStepEvents checks that every step's events are recorded on the instance, in order,
+// once each.
+func checkStepEvents(t *testing.T, recorder *events.FakeRecorder) {
+	t.Helper()
 	// Every step's events are recorded on the instance, in order, once each.
 	var recorded []string
 	for len(recorder.Events) > 0 {
@@ -372,15 +411,6 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	}
 	if !slices.Equal(recorded, want) {
 		t.Fatalf("events %q, want %q", recorded, want)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the controller did not stop")
 	}
 }
 
