@@ -104,6 +104,28 @@ func TestControllerLifecycle(t *testing.T) {
 	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
 	inst := e.running(ns, name, time.Minute)
 	t.Logf("FIGURE create-to-Running, 1 member: %s", time.Since(start).Round(time.Millisecond))
+	checkFirstMemberStatus(t, ctx, e, ns, name, inst)
+
+	want := map[string]string{}
+	putStep(t, ctx, e, ns, name, "one", want)
+	e.checkMembers(ns, name, 1, want)
+	scaleThroughAndCheckData(t, ctx, e, ns, name, want)
+	checkOnlyFirstMemberDataLeft(t, e, ns, name)
+
+	// A 3-member instance from scratch.
+	start = time.Now()
+	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "three"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
+	e.running(ns, "three", 2*time.Minute)
+	t.Logf("FIGURE create-to-Running, 3 members: %s", time.Since(start).Round(time.Millisecond))
+	e.checkMembers(ns, "three", 3, nil)
+
+	checkDeleteStopsAndRemoves(t, ctx, e, ns, name, "three")
+}
+
+// checkFirstMemberStatus checks a Running instance of one member: the finalizer, the
+// selector, the leader, Available, and the v1alpha1 status.
+func checkFirstMemberStatus(t *testing.T, ctx context.Context, e *ctlEnv, ns, name string, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	if !slices.Contains(inst.Finalizers, controller.Finalizer) {
 		t.Fatalf("finalizers %v", inst.Finalizers)
 	}
@@ -120,26 +142,30 @@ func TestControllerLifecycle(t *testing.T) {
 	if old.Status.State != v1alpha1.StateRunning || old.Status.Message != "1/1 members ready" {
 		t.Fatalf("v1alpha1 status %+v", old.Status)
 	}
+}
 
-	want := map[string]string{}
-	put := func(step string) {
-		t.Helper()
-		cli := e.etcdClient(ns, name)
-		for i := range 20 {
-			k, v := fmt.Sprintf("/%s/%02d", step, i), fmt.Sprintf("value written at %s", step)
-			if _, err := cli.Put(ctx, k, v); err != nil {
-				t.Fatal(err)
-			}
-			want[k] = v
+// putStep writes 20 keys under /step/ to instance ns/name, records them in want and reads
+// them back.
+func putStep(t *testing.T, ctx context.Context, e *ctlEnv, ns, name, step string, want map[string]string) {
+	t.Helper()
+	cli := e.etcdClient(ns, name)
+	for i := range 20 {
+		k, v := fmt.Sprintf("/%s/%02d", step, i), fmt.Sprintf("value written at %s", step)
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
 		}
-		got, err := cli.Get(ctx, "/"+step+"/", clientv3.WithPrefix())
-		if err != nil || len(got.Kvs) != 20 {
-			t.Fatalf("get after put: %v %v", got, err)
-		}
+		want[k] = v
 	}
-	put("one")
-	e.checkMembers(ns, name, 1, want)
+	got, err := cli.Get(ctx, "/"+step+"/", clientv3.WithPrefix())
+	if err != nil || len(got.Kvs) != 20 {
+		t.Fatalf("get after put: %v %v", got, err)
+	}
+}
 
+// scaleThroughAndCheckData scales ns/name through /scale to 3, 5, 3 and 1, checking the
+// status and every member's data at every step and writing more at each.
+func scaleThroughAndCheckData(t *testing.T, ctx context.Context, e *ctlEnv, ns, name string, want map[string]string) {
+	t.Helper()
 	prev := int32(1)
 	for _, n := range []int32{3, 5, 3, 1} {
 		start := time.Now()
@@ -150,9 +176,15 @@ func TestControllerLifecycle(t *testing.T) {
 			t.Fatalf("status after scaling to %d: %+v", n, got.Status)
 		}
 		e.checkMembers(ns, name, int(n), want)
-		put(fmt.Sprintf("after-%d-%d", prev, n))
+		putStep(t, ctx, e, ns, name, fmt.Sprintf("after-%d-%d", prev, n), want)
 		prev = n
 	}
+}
+
+// checkOnlyFirstMemberDataLeft checks that removed members' data is gone and names are
+// never reused.
+func checkOnlyFirstMemberDataLeft(t *testing.T, e *ctlEnv, ns, name string) {
+	t.Helper()
 	// Removed members' data is gone and names are never reused.
 	entries, err := os.ReadDir(e.dir + "/instances/" + ns + "/" + name)
 	if err != nil {
@@ -167,21 +199,19 @@ func TestControllerLifecycle(t *testing.T) {
 	if !slices.Equal(dirs, []string{name + "-0"}) {
 		t.Fatalf("member data directories after scaling back to 1: %v", dirs)
 	}
+}
 
-	// A 3-member instance from scratch.
-	start = time.Now()
-	e.create(ns, &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "three"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}})
-	e.running(ns, "three", 2*time.Minute)
-	t.Logf("FIGURE create-to-Running, 3 members: %s", time.Since(start).Round(time.Millisecond))
-	e.checkMembers(ns, "three", 3, nil)
-
+// checkDeleteStopsAndRemoves deletes the instances names and checks their members are
+// stopped, their data removed and their finalizer cleared.
+func checkDeleteStopsAndRemoves(t *testing.T, ctx context.Context, e *ctlEnv, ns string, names ...string) {
+	t.Helper()
 	// Delete: members stopped, data removed, finalizer cleared (the object goes away).
-	for _, n := range []string{name, "three"} {
+	for _, n := range names {
 		if err := e.client.EtcdaasV1beta1().ETCDInstances(ns).Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range []string{name, "three"} {
+	for _, n := range names {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			_, err := e.client.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, n, metav1.GetOptions{})
