@@ -37,7 +37,8 @@ type BackupOptions struct {
 	Resolver backup.Resolver
 	// Retry is the backoff after a failed backup (default schedule.DefaultRetry).
 	Retry schedule.Retry
-	// Timeout bounds one backup (default one hour).
+	// Timeout bounds one backup, and then the deletion of the backups beyond spec.backup.keep
+	// (default one hour each).
 	Timeout time.Duration
 	// MaxConcurrent bounds the backups running at once, and with them the memory their
 	// uploads hold (default 2).
@@ -203,7 +204,11 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 	if inst.Spec.Backup.Keep != nil {
 		keep = int(*inst.Spec.Backup.Keep)
 	}
-	deleted, pruneErr := backup.Prune(ctx, dest, string(inst.UID), keep)
+	// Retention is bounded like the backup: a store that stops answering must not hold the
+	// instance's schedule (its next backup waits for this one to end).
+	pruneCtx, cancelPrune := context.WithTimeout(ctx, b.opts.Timeout)
+	deleted, pruneErr := backup.Prune(pruneCtx, dest, string(inst.UID), keep)
+	cancelPrune()
 	if pruneErr != nil {
 		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
 	}

@@ -2,6 +2,11 @@ package controller
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +17,8 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/etcdtest"
+	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
 // blockingDialer holds every backup in Access until its context ends, and says which
@@ -110,5 +117,80 @@ func expect(t *testing.T, ch <-chan string, want, what string) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: did not happen", what)
+	}
+}
+
+// stallingLists forwards requests to an S3 store but holds every listing of the instance's
+// backups (not of its incomplete uploads) until the request is cancelled: a store that stops
+// answering in the middle of the retention step.
+func stallingLists(t *testing.T, store *s3server.Server) string {
+	t.Helper()
+	target, err := url.Parse(store.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if r.Method == http.MethodGet && q.Has("list-type") && !strings.Contains(q.Get("prefix"), "incomplete") {
+			<-r.Context().Done()
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A store that stalls while old backups are listed for retention must not hold the
+// instance's schedule for good: the retention step is bounded like the backup itself, the
+// backup is reported with the failed retention, and the next one can start.
+func TestRetentionIsBoundedByTheBackupTimeout(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := s3server.Start(t)
+	var calls int
+	access := &etcdcluster.Access{Endpoints: []string{etcdtest.Start(t, nil)}}
+	creds := backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+		switch name {
+		case backup.EnvAccessKeyID:
+			return store.AccessKeyID, true
+		case backup.EnvSecretAccessKey:
+			return store.SecretAccessKey, true
+		}
+		return "", false
+	}}
+	b := newBackups(BackupOptions{Dialer: accessDialer{access, &calls}, Resolver: backup.Resolver{Credentials: creds}, Timeout: 5 * time.Second})
+	var mu sync.Mutex
+	var messages []string
+	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		st := compute(inst)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range st.Conditions {
+			messages = append(messages, c.Reason+": "+c.Message)
+		}
+		return nil
+	}
+	enqueued := make(chan string, 1)
+	b.enqueue = func(key string) { enqueued <- key }
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1", CreationTimestamp: metav1.NewTime(time.Now().Add(-2 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{
+			S3: &v1beta1.S3Destination{Endpoint: stallingLists(t, store), Bucket: store.Bucket}}}},
+	}
+	if after := b.step(ctx, inst); after != 0 {
+		t.Fatalf("next backup in %s, want one now", after)
+	}
+	select {
+	case <-enqueued:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backup never ended: its retention step waits for the store for good")
+	}
+	b.wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(messages) != 1 || !strings.HasPrefix(messages[0], ReasonBackupCompleted+": ") || !strings.Contains(messages[0], "deleting backups beyond the newest") {
+		t.Fatalf("reported %q, want the completed backup with its failed retention", messages)
 	}
 }
