@@ -16,6 +16,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/backup/schedule"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
@@ -52,7 +53,10 @@ type backups struct {
 	now         func() time.Time
 	writeStatus func(ctx context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error
 	enqueue     func(key string)
-	slots       chan struct{}
+	// record records an Event on the instance: a Warning for each failed backup, and one
+	// when backups succeed again after failures.
+	record func(inst *v1beta1.ETCDInstance, reason backend.EventReason, note string)
+	slots  chan struct{}
 
 	mu sync.Mutex
 	// running holds the backup in progress of each instance; uids the UID each instance
@@ -182,6 +186,12 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 		b.mu.Unlock()
 		return // forgotten while it ended: nothing of it may be remembered or reported
 	}
+	// Failures before this attempt: this controller's count, or (after a restart) the
+	// condition a previous one left.
+	failedBefore := b.failures[inst.UID]
+	if cond := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionBackupSucceeded); failedBefore == 0 && cond != nil && cond.Status == metav1.ConditionFalse {
+		failedBefore = 1
+	}
 	if err != nil {
 		b.failures[inst.UID]++
 	} else {
@@ -194,8 +204,13 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 	if err != nil {
 		metrics.ObserveBackupFailure(inst.Namespace, inst.Name)
 		klog.InfoS("Backup failed", "instance", key, "failures", failures, "err", err)
-		b.report(ctx, inst, nil, metav1.ConditionFalse, reason, fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v",
-			started.UTC().Format(time.RFC3339), failures, err))
+		msg := fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v", started.UTC().Format(time.RFC3339), failures, err)
+		note := "Scheduled " + msg
+		if reason != ReasonBackupFailed {
+			note += " (" + reason + ")"
+		}
+		b.event(inst, backend.ReasonBackupFailed, note)
+		b.report(ctx, inst, nil, metav1.ConditionFalse, reason, msg)
 		return
 	}
 	metrics.ObserveBackupSuccess(inst.Namespace, inst.Name, info.Time, took, info.Size)
@@ -213,6 +228,9 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
 	}
 	klog.InfoS("Backup completed", "instance", key, "key", info.Key, "bytes", info.Size, "revision", info.Revision, "deleted", deleted, "pruneErr", pruneErr)
+	if failedBefore > 0 {
+		b.event(inst, backend.ReasonBackupSucceeded, "Scheduled backups succeed again: "+msg)
+	}
 	completed := metav1.NewTime(info.Time)
 	b.report(ctx, inst, func(s *v1beta1.BackupStatus) {
 		s.LastSuccessfulTime = &completed
@@ -247,6 +265,13 @@ func (b *backups) take(ctx context.Context, inst *v1beta1.ETCDInstance) (backup.
 		return backup.Info{}, dest, ReasonBackupFailed, err
 	}
 	return info, dest, "", nil
+}
+
+// event records an Event on inst, when a recorder is set.
+func (b *backups) event(inst *v1beta1.ETCDInstance, reason backend.EventReason, note string) {
+	if b.record != nil {
+		b.record(inst, reason, note)
+	}
 }
 
 // report updates status.backup with update (when not nil) and, when reason is set, the

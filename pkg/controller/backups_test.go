@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,6 +17,7 @@ import (
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 	"github.com/etcdaas/etcdaas/test/s3server"
@@ -192,5 +194,48 @@ func TestRetentionIsBoundedByTheBackupTimeout(t *testing.T) {
 	defer mu.Unlock()
 	if len(messages) != 1 || !strings.HasPrefix(messages[0], ReasonBackupCompleted+": ") || !strings.Contains(messages[0], "deleting backups beyond the newest") {
 		t.Fatalf("reported %q, want the completed backup with its failed retention", messages)
+	}
+}
+
+// failingDialer reaches no member.
+type failingDialer struct{}
+
+func (failingDialer) Access(context.Context, string, string) (*etcdcluster.Access, error) {
+	return nil, errors.New("no member answers")
+}
+
+// TestFailedBackupIsAWarningEvent: a scheduled backup that fails is a BackupFailed Warning
+// Event on the instance (what kubectl describe and kubectl events show), not only the
+// BackupSucceeded condition; each failed attempt is one Event.
+func TestFailedBackupIsAWarningEvent(t *testing.T) {
+	b := newBackups(BackupOptions{Dialer: failingDialer{}, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
+	now := time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC)
+	b.now = func() time.Time { return now }
+	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		compute(inst)
+		return nil
+	}
+	b.enqueue = func(string) {}
+	var mu sync.Mutex
+	var recorded []string
+	b.record = func(inst *v1beta1.ETCDInstance, reason backend.EventReason, note string) {
+		mu.Lock()
+		defer mu.Unlock()
+		recorded = append(recorded, inst.Name+" "+reason.Type()+" "+string(reason)+": "+note)
+	}
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
+			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
+	}
+	if after := b.step(context.Background(), inst); after != 0 {
+		t.Fatalf("next backup in %s, want one now", after)
+	}
+	b.wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(recorded) != 1 || !strings.HasPrefix(recorded[0], "db Warning BackupFailed: ") ||
+		!strings.Contains(recorded[0], "attempt 1") || !strings.Contains(recorded[0], "no member answers") {
+		t.Fatalf("events %q, want one BackupFailed Warning naming the attempt and the cause", recorded)
 	}
 }

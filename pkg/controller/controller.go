@@ -128,6 +128,11 @@ func New(opts Options) (*Controller, error) {
 	c.backups = newBackups(opts.Backups)
 	c.backups.writeStatus = c.writeStatus
 	c.backups.enqueue = c.queue.Add
+	c.backups.record = func(inst *v1beta1.ETCDInstance, reason backend.EventReason, note string) {
+		res := &backend.Result{}
+		res.Record(reason, "%s", note)
+		c.recordEvents(inst, res)
+	}
 	c.defrag = newDefragmenter(opts.Defrag, opts.Backend)
 	if err := c.informer.AddIndexers(cache.Indexers{restoreSourceIndex: restoreSourceOf}); err != nil {
 		return nil, err
@@ -449,6 +454,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	noteQuorumLoss(inst, res)
 	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
+	c.notePermanentFailure(inst, syncErr)
 	if res != nil {
 		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members)
 	}

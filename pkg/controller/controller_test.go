@@ -400,10 +400,15 @@ func checkPermanentErrorFails(t *testing.T, ctx context.Context, client *fake.Cl
 // once each.
 func checkStepEvents(t *testing.T, recorder *events.FakeRecorder) {
 	t.Helper()
-	// Every step's events are recorded on the instance, in order, once each.
-	var recorded []string
+	// Every step's events are recorded on the instance, in order, once each; the permanent
+	// error is a Warning Event on "bad" (again only if a sync saw a status from before it).
+	var recorded, failures []string
 	for len(recorder.Events) > 0 {
-		recorded = append(recorded, <-recorder.Events)
+		if ev := <-recorder.Events; strings.HasPrefix(ev, "Warning ") {
+			failures = append(failures, ev)
+		} else {
+			recorded = append(recorded, ev)
+		}
 	}
 	want := []string{
 		"Normal MemberAdded AddMember Added member db-1",
@@ -411,6 +416,9 @@ func checkStepEvents(t *testing.T, recorder *events.FakeRecorder) {
 	}
 	if !slices.Equal(recorded, want) {
 		t.Fatalf("events %q, want %q", recorded, want)
+	}
+	if len(failures) == 0 || slices.ContainsFunc(failures, func(ev string) bool { return ev != "Warning UnsupportedVersion Reconcile etcd 3.4 is not available" }) {
+		t.Fatalf("events of the failed instance %q, want its UnsupportedVersion Warning", failures)
 	}
 }
 

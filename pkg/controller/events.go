@@ -70,3 +70,22 @@ func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
 	}
 	res.Record(backend.ReasonQuorumLost, "%s", res.QuorumLost)
 }
+
+// notePermanentFailure records a Warning Event, named by the failure's reason, when a Sync
+// failed in a way only a change of the spec can fix (spec.restoreFrom's backup is missing or
+// invalid, ...) and the status did not say so yet: the phase turns Failed, and `kubectl
+// describe` and `kubectl events` show why. Later syncs of the same failure record nothing.
+func (c *Controller) notePermanentFailure(inst *v1beta1.ETCDInstance, syncErr error) {
+	pe, ok := backend.IsPermanent(syncErr)
+	if !ok || c.opts.Events == nil {
+		return
+	}
+	reason := pe.Reason
+	if reason == "" {
+		reason = reasonDefaultPermanent
+	}
+	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Reason == reason && c.Message == pe.Message {
+		return
+	}
+	c.opts.Events.Eventf(inst, nil, backend.EventTypeWarning, reason, "Reconcile", "%s", pe.Message)
+}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
@@ -106,5 +108,33 @@ func TestNoteQuorumLossOnlyOnTheTransition(t *testing.T) {
 	noteQuorumLoss(inst, healthy)
 	if len(healthy.Events) != 0 {
 		t.Fatalf("events on a healthy cluster: %+v", healthy.Events)
+	}
+}
+
+// TestNotePermanentFailureOnlyOnTheTransition: a failure only a spec change fixes (here
+// spec.restoreFrom naming a backup that does not exist) is a Warning Event named by its
+// reason when the instance turns Failed, and not again while the status says so.
+func TestNotePermanentFailureOnlyOnTheTransition(t *testing.T) {
+	recorder := events.NewFakeRecorder(10)
+	c := &Controller{opts: Options{Events: recorder}}
+	inst := &v1beta1.ETCDInstance{}
+	failure := backend.Permanent(ReasonBackupNotFound, "spec.restoreFrom.key: instance src has no backup %q", "k.db")
+	c.notePermanentFailure(inst, failure)
+	select {
+	case got := <-recorder.Events:
+		if want := `Warning BackupNotFound spec.restoreFrom.key: instance src has no backup "k.db"`; got != want {
+			t.Fatalf("event %q, want %q", got, want)
+		}
+	default:
+		t.Fatal("no event when the instance fails")
+	}
+	inst.Status = computeStatus(inst, nil, failure, metav1.Now())
+	c.notePermanentFailure(inst, failure)
+	c.notePermanentFailure(inst, errors.New("a transient error"))
+	c.notePermanentFailure(inst, nil)
+	select {
+	case got := <-recorder.Events:
+		t.Fatalf("event %q while the status already says so, or for a transient error", got)
+	default:
 	}
 }

@@ -55,7 +55,13 @@ func (e *ctlEnv) events(ns string, inst *v1beta1.ETCDInstance) []string {
 // waitForEvent waits until an Event starting with prefix is recorded and returns every Event.
 func (e *ctlEnv) waitForEvent(ns string, inst *v1beta1.ETCDInstance, prefix string) []string {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	return e.waitForEventWithin(ns, inst, prefix, 30*time.Second)
+}
+
+// waitForEventWithin is waitForEvent with a timeout.
+func (e *ctlEnv) waitForEventWithin(ns string, inst *v1beta1.ETCDInstance, prefix string, timeout time.Duration) []string {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		got := e.events(ns, inst)
 		if slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, prefix) }) {

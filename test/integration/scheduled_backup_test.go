@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,19 @@ func s3Secret(namespace, accessKeyID, secretAccessKey string) *corev1.Secret {
 		backup.SecretAccessKeyIDKey: []byte(accessKeyID), backup.SecretSecretAccessKeyKey: []byte(secretAccessKey)}}
 }
 
+// fixableCredentials are wrong until fixed, as when a person corrects a server's keys.
+type fixableCredentials struct {
+	wrong, good backup.Credentials
+	fixed       atomic.Bool
+}
+
+func (c *fixableCredentials) S3Credentials(ctx context.Context, namespace string, ref *v1beta1.SecretReference) (string, string, error) {
+	if c.fixed.Load() {
+		return c.good.S3Credentials(ctx, namespace, ref)
+	}
+	return c.wrong.S3Credentials(ctx, namespace, ref)
+}
+
 func env(vars map[string]string) backup.EnvCredentials {
 	return backup.EnvCredentials{Lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 }
@@ -66,7 +80,9 @@ func s3Instance(name string, store *s3server.Server, keep int32) *v1beta1.ETCDIn
 // valid snapshot for etcdutl whose SHA-256 matches its metadata and the status. Credentials
 // from a Secret (credentialsSecretRef, as a controller in a cluster reads them) work as well;
 // instances with missing or wrong credentials, from the environment or a Secret, report
-// BackupSucceeded=False with a clear message and are retried with backoff, not in a loop.
+// BackupSucceeded=False with a clear message and a BackupFailed Warning Event per attempt, and
+// are retried with backoff, not in a loop; once the credentials are fixed, the next attempt
+// succeeds and a BackupSucceeded Event says so.
 func TestScheduledBackupsToS3(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -76,6 +92,7 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	etcdutl := e2eframework.RequireTools(t, e2eframework.Etcdutl)[e2eframework.Etcdutl]
 	good := map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}
 	wrong := map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: "not-the-secret"}
+	fixable := &fixableCredentials{wrong: env(wrong), good: env(good)}
 	// The Secrets a controller in a cluster reads (credentialsSecretRef); none in sched-secret-missing.
 	secrets := backup.SecretCredentials{Client: kubefake.NewClientset(
 		s3Secret("sched-secret", store.AccessKeyID, store.SecretAccessKey),
@@ -83,6 +100,7 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	e := ctlStartWithBackups(t, local.Options{}, controller.BackupOptions{Resolver: backup.Resolver{Credentials: credentialsByNamespace{
 		"sched-good": env(good), "sched-missing": env(nil), "sched-wrong": env(wrong),
 		"sched-secret": secrets, "sched-secret-missing": secrets, "sched-secret-wrong": secrets,
+		"sched-fixed": fixable,
 	}}})
 	name := "db"
 	createScheduledInstances(e, store, name)
@@ -94,6 +112,11 @@ func TestScheduledBackupsToS3(t *testing.T) {
 		}
 	}
 
+	// A failed attempt is a Warning Event with the cause; the keys are then fixed.
+	fixedInst := e.running("sched-fixed", name, time.Minute)
+	e.waitForEventWithin("sched-fixed", fixedInst, "BackupFailed Scheduled backup started", 2*time.Minute)
+	fixable.fixed.Store(true)
+
 	seen := waitForThreeBackups(t, e, name)
 	client, err := store.Client()
 	if err != nil {
@@ -101,13 +124,25 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	}
 	checkRetention(t, client, store, name, seen, etcdutl)
 	checkBackupWithSecretCredentials(t, e, client, store, name)
+	checkFixedCredentials(t, e, fixedInst)
 	checkFailingCredentials(t, e, name)
+}
+
+// checkFixedCredentials checks that the retry after the keys were fixed (30s after the
+// failure) succeeded, and that the Events tell both.
+func checkFixedCredentials(t *testing.T, e *ctlEnv, inst *v1beta1.ETCDInstance) {
+	t.Helper()
+	events := e.waitForEventWithin(inst.Namespace, inst, "BackupSucceeded Scheduled backups succeed again: ", time.Minute)
+	if failed := slices.IndexFunc(events, func(s string) bool { return strings.HasPrefix(s, "BackupFailed ") }); failed < 0 ||
+		!strings.Contains(events[failed], "secret access key is wrong") {
+		t.Errorf("%s: events %q, want a BackupFailed naming the wrong key", inst.Namespace, events)
+	}
 }
 
 // createScheduledInstances creates instance name, backed up to store every minute keeping 2,
 // in one namespace per source and state of credentials.
 func createScheduledInstances(e *ctlEnv, store *s3server.Server, name string) {
-	for _, ns := range []string{"sched-good", "sched-missing", "sched-wrong"} {
+	for _, ns := range []string{"sched-good", "sched-missing", "sched-wrong", "sched-fixed"} {
 		e.create(ns, s3Instance(name, store, 2))
 	}
 	for _, ns := range []string{"sched-secret", "sched-secret-missing", "sched-secret-wrong"} {
@@ -210,6 +245,11 @@ func checkFailingCredentials(t *testing.T, e *ctlEnv, name string) {
 			t.Errorf("%s: %d attempts, want a few retries with backoff: %s", ns, attempts, cond.Message)
 		}
 		t.Logf("%s: %s: %s (phase %s)", ns, cond.Reason, cond.Message, inst.Status.Phase)
+		if events := e.events(ns, inst); !slices.ContainsFunc(events, func(s string) bool {
+			return strings.HasPrefix(s, "BackupFailed ") && strings.Contains(s, wantMsg)
+		}) {
+			t.Errorf("%s: events %q, want a BackupFailed Warning with %q", ns, events, wantMsg)
+		}
 		if inst.Status.Phase != v1beta1.PhaseRunning {
 			t.Errorf("%s: phase %s, want Running: a failing backup does not fail the cluster", ns, inst.Status.Phase)
 		}
