@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +97,23 @@ func TestRestoreFromBackup(t *testing.T) {
 		cond := meta.FindStatusCondition(failed.Status.Conditions, etcdaas.ConditionDegraded)
 		if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != c.reason || !strings.Contains(cond.Message, c.message) {
 			t.Errorf("%s: Degraded %+v, want reason %s with %q", c.name, cond, c.reason, c.message)
+		}
+		// kubectl describe shows why, once: a Warning Event named by the reason.
+		var matching []string
+		for _, ev := range e.waitForEvent(ns, failed, c.reason+" ") {
+			if strings.HasPrefix(ev, c.reason+" ") {
+				matching = append(matching, ev)
+			}
+		}
+		if len(matching) != 1 || !strings.Contains(matching[0], c.message) {
+			t.Errorf("%s: events %q, want one %s Event with %q", c.name, matching, c.reason, c.message)
+		}
+		// No member ever started: a backup says so at once, rather than waiting for one.
+		resp := e.backup(context.Background(), ns, c.name)
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "has not been deployed yet") {
+			t.Errorf("%s: GET backup of an instance never deployed: %d %s, want 409", c.name, resp.StatusCode, body)
 		}
 	}
 }

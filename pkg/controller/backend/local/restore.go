@@ -72,7 +72,7 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 	if err != nil {
 		return "", err
 	}
-	if st.UID != string(uid) || !slices.ContainsFunc(st.Members, func(m memberState) bool { return m.ID != "" }) {
+	if st.UID != string(uid) || !st.deployed() {
 		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
 	}
 	staged, _, err := pendingRestore(dir)

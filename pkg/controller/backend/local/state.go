@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
@@ -236,7 +237,17 @@ func (d Dialer) Access(_ context.Context, namespace, name string) (*etcdcluster.
 	if err != nil {
 		return nil, err
 	}
+	if !st.deployed() {
+		// Ports are recorded before the first member starts (and stay recorded when it never
+		// does, such as when spec.restoreFrom fails): nothing listens there to wait for.
+		return nil, fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
+	}
 	return accessFor(dir, st, false)
+}
+
+// deployed reports whether a member of st ever joined a cluster (it has an ID).
+func (st *instanceState) deployed() bool {
+	return slices.ContainsFunc(st.Members, func(m memberState) bool { return m.ID != "" })
 }
 
 // accessFor builds the Access for the members of st; with learners, learners are included.
