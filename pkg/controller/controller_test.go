@@ -60,11 +60,26 @@ func TestComputeStatus(t *testing.T) {
 	if st.Selector != etcdaas.MemberSelector("db") {
 		t.Fatalf("selector %q", st.Selector)
 	}
-	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "0/3 members ready" {
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Reason != ReasonDeploying ||
+		c.Message != "0/1 members ready, 3 requested; the new cluster is still being deployed" {
 		t.Fatalf("available while deploying: %+v", c)
 	}
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "Deploying" || c.Message != "starting the first member db-0" {
 		t.Fatalf("progressing while deploying: %+v", c)
+	}
+	// The first members of a new cluster serve, not all of those it was created with: not
+	// available yet (kubectl wait --for=condition=Available after a create waits for all).
+	inst.Status = st
+	for _, res := range []*backend.Result{
+		{Members: members(1, 1), Step: "starting the first member db-0", StepReason: backend.StepDeploying},
+		{Members: members(2, 2), Step: "added member db-1", StepReason: backend.StepAddingMember},
+		{Members: members(3, 3), Step: "added member db-2", StepReason: backend.StepAddingMember},
+	} {
+		deploying := computeStatus(inst, res, nil, t0)
+		if c := cond(t, deploying, etcdaas.ConditionAvailable); deploying.Phase != v1beta1.PhaseDeploying || c.Status != metav1.ConditionFalse || c.Reason != ReasonDeploying {
+			t.Fatalf("available while deploying with %d/%d members ready: phase %s, %+v", deploying.ReadyReplicas, deploying.Replicas, deploying.Phase, c)
+		}
+		inst.Status = deploying
 	}
 
 	// Converged.
@@ -91,9 +106,16 @@ func TestComputeStatus(t *testing.T) {
 	if st.Phase != v1beta1.PhaseScaling || st.ObservedGeneration != 5 {
 		t.Fatalf("scaling: %+v", st)
 	}
+	// Available: every member that exists is ready; the message says so, and what the spec
+	// asks for.
 	avail = cond(t, st, etcdaas.ConditionAvailable)
-	if avail.Status != metav1.ConditionTrue || avail.Message != "4/5 members ready" || !avail.LastTransitionTime.Equal(&t1) {
+	if avail.Status != metav1.ConditionTrue || avail.Message != "4/4 members ready, 5 requested" || !avail.LastTransitionTime.Equal(&t1) || avail.ObservedGeneration != 5 {
 		t.Fatalf("available while scaling: %+v", avail)
+	}
+	// The first status at the new generation does not claim convergence: kubectl wait
+	// --for=condition=Progressing=False waits on.
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "AddingMember" || c.ObservedGeneration != 5 {
+		t.Fatalf("progressing at the new generation: %+v", c)
 	}
 
 	// A member fails: degraded, not available.
@@ -102,7 +124,7 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy {
 		t.Fatalf("degraded with an unhealthy member: %+v", c)
 	}
-	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "3/5 members ready" {
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "3/4 members ready, 5 requested" {
 		t.Fatalf("available with an unhealthy member: %+v", c)
 	}
 
@@ -212,6 +234,49 @@ func TestComputeStatus(t *testing.T) {
 	st = computeStatus(restoring, nil, backend.Permanent(ReasonNoBackups, "no backup yet"), t2)
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Reason != ReasonNoBackups || !strings.HasPrefix(c.Message, "spec.restoreFrom is immutable: the controller looks at the source again") {
 		t.Fatalf("progressing when spec.restoreFrom cannot start the cluster: %+v", c)
+	}
+}
+
+// TestComputeStatusScaleDown follows a scale from 5 to 3 members: the conditions at the new
+// generation say what is under way until the last member is removed, and Available's message
+// counts the members that exist.
+func TestComputeStatusScaleDown(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 6},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](5)},
+	}
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(5, 5), Converged: true}, nil, t0)
+	inst.Generation, inst.Spec.Replicas = 7, ptr.To[int32](3)
+
+	// A member that does not answer stops the scale before its first step: not converged.
+	waiting := computeStatus(inst, &backend.Result{Members: members(5, 4), Unhealthy: "unhealthy members: m-4: not answering"}, nil, t1)
+	if c := cond(t, waiting, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.ObservedGeneration != 7 || c.Message != "moving to 3 members" {
+		t.Fatalf("progressing before the first step: %+v", c)
+	}
+	if c := cond(t, waiting, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "4/5 members ready, 3 requested" {
+		t.Fatalf("available with a member down before the first step: %+v", c)
+	}
+
+	st := computeStatus(inst, &backend.Result{Members: members(4, 4), Step: "removed member db-4", StepReason: backend.StepRemovingMember}, nil, t1)
+	if st.Phase != v1beta1.PhaseScaling || st.ObservedGeneration != 7 {
+		t.Fatalf("scaling down: %+v", st)
+	}
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Message != "4/4 members ready, 3 requested" || !c.LastTransitionTime.Equal(&t0) {
+		t.Fatalf("available while scaling down: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "RemovingMember" || c.ObservedGeneration != 7 {
+		t.Fatalf("progressing while scaling down: %+v", c)
+	}
+
+	inst.Status = st
+	st = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t1)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != ReasonConverged || c.ObservedGeneration != 7 || c.Message != "3 members as requested" {
+		t.Fatalf("progressing once scaled down: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Message != "3/3 members ready" {
+		t.Fatalf("available once scaled down: %+v", c)
 	}
 }
 

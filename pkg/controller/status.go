@@ -18,6 +18,9 @@ import (
 const (
 	ReasonMembersReady    = "MembersReady"
 	ReasonMembersNotReady = "MembersNotReady"
+	// ReasonDeploying means a new cluster is being deployed: it is not available until every
+	// member it was created with is ready.
+	ReasonDeploying       = "Deploying"
 	ReasonConverged       = "Converged"
 	ReasonReconciling     = "Reconciling"
 	ReasonAsExpected      = "AsExpected"
@@ -103,9 +106,14 @@ func conditionMessage(msg string) string {
 	return msg[:cut]
 }
 
-// readyMessage is the Available message: how many of the desired members are ready.
+// readyMessage is the Available message: how many of the members that exist are ready and,
+// while there are not as many members as the spec asks for, how many it asks for.
 func readyMessage(status *v1beta1.ETCDInstanceStatus, desired int) string {
-	return fmt.Sprintf("%d/%d members ready", status.ReadyReplicas, desired)
+	msg := fmt.Sprintf("%d/%d members ready", status.ReadyReplicas, status.Replicas)
+	if int(status.Replicas) != desired {
+		msg += fmt.Sprintf(", %d requested", desired)
+	}
+	return msg
 }
 
 // setPermanentFailure sets the conditions of an instance whose Sync failed with pe, an error
@@ -172,12 +180,7 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 // setInProgress sets the conditions of an instance that has not converged: Available from
 // its ready members, Progressing from the step res is in, Degraded from what stops it.
 func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
-	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
-	if allReady {
-		conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMessage(status, desired))
-	} else {
-		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, readyMessage(status, desired))
-	}
+	setAvailableInProgress(conds, status, desired, res)
 	progressReason, progressMsg := ReasonReconciling, fmt.Sprintf("moving to %d members", desired)
 	if res != nil && res.Step != "" {
 		progressMsg = res.Step
@@ -196,6 +199,24 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	default:
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
+	}
+}
+
+// setAvailableInProgress sets the Available condition of an instance that has not converged,
+// whose phase is set. A cluster in service stays available while it changes as long as every
+// member that exists is ready: a scale does not take it out of service. A new cluster
+// (Deploying) is not available until it first converges, with every member it was created
+// with ready, so that waiting for Available after creating an instance waits for all of them.
+func setAvailableInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result) {
+	msg := readyMessage(status, desired)
+	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
+	switch {
+	case status.Phase == v1beta1.PhaseDeploying:
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonDeploying, msg+"; the new cluster is still being deployed")
+	case allReady:
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, msg)
+	default:
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, msg)
 	}
 }
 
