@@ -141,6 +141,8 @@ type kubectl struct {
 	bin string
 	ns  string
 	env []string
+	// timeout bounds each command; a minute when zero.
+	timeout time.Duration
 }
 
 type result struct {
@@ -160,7 +162,11 @@ func newKubectl(t *testing.T, bin string) *kubectl {
 
 func (k *kubectl) run(args ...string) result {
 	k.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	timeout := k.timeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"--namespace", k.ns}, args...)
 	cmd := exec.CommandContext(ctx, k.bin, full...)
