@@ -36,14 +36,14 @@ func TestKubectlWait(t *testing.T) {
 		t.Run(label, func(t *testing.T) {
 			k := newKubectl(t, bin)
 			k.env = append(k.env, "KUBECONFIG="+e.srv.KubeconfigPath)
-			k.timeout = 3 * time.Minute
+			k.timeout = 6 * time.Minute
 			manifest := filepath.Join(t.TempDir(), "my-etcd.yaml")
 			if err := os.WriteFile(manifest, []byte(waitManifest), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			wait := func(condition string) string {
 				t.Helper()
-				return strings.TrimSpace(k.must("wait", "etcd/my-etcd", condition, "--timeout=150s", waitState).out)
+				return strings.TrimSpace(k.must("wait", "etcd/my-etcd", condition, "--timeout=5m", waitState).out)
 			}
 
 			// Create, then wait until it serves: every member it was created with, not the
