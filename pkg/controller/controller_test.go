@@ -67,20 +67,6 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "Deploying" || c.Message != "starting the first member db-0" {
 		t.Fatalf("progressing while deploying: %+v", c)
 	}
-	// The first members of a new cluster serve, not all of those it was created with: not
-	// available yet (kubectl wait --for=condition=Available after a create waits for all).
-	inst.Status = st
-	for _, res := range []*backend.Result{
-		{Members: members(1, 1), Step: "starting the first member db-0", StepReason: backend.StepDeploying},
-		{Members: members(2, 2), Step: "added member db-1", StepReason: backend.StepAddingMember},
-		{Members: members(3, 3), Step: "added member db-2", StepReason: backend.StepAddingMember},
-	} {
-		deploying := computeStatus(inst, res, nil, t0)
-		if c := cond(t, deploying, etcdaas.ConditionAvailable); deploying.Phase != v1beta1.PhaseDeploying || c.Status != metav1.ConditionFalse || c.Reason != ReasonDeploying {
-			t.Fatalf("available while deploying with %d/%d members ready: phase %s, %+v", deploying.ReadyReplicas, deploying.Replicas, deploying.Phase, c)
-		}
-		inst.Status = deploying
-	}
 
 	// Converged.
 	inst.Status = st
@@ -234,6 +220,35 @@ func TestComputeStatus(t *testing.T) {
 	st = computeStatus(restoring, nil, backend.Permanent(ReasonNoBackups, "no backup yet"), t2)
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Reason != ReasonNoBackups || !strings.HasPrefix(c.Message, "spec.restoreFrom is immutable: the controller looks at the source again") {
 		t.Fatalf("progressing when spec.restoreFrom cannot start the cluster: %+v", c)
+	}
+}
+
+// TestComputeStatusNewCluster follows the deployment of a new cluster of 3: its first members
+// serve, not all of those it was created with, so it is not available until it converges
+// (kubectl wait --for=condition=Available after a create waits for all of them).
+func TestComputeStatusNewCluster(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+	}
+	for _, res := range []*backend.Result{
+		{Members: members(1, 1), Step: "starting the first member db-0", StepReason: backend.StepDeploying},
+		{Members: members(2, 2), Step: "added member db-1", StepReason: backend.StepAddingMember},
+		{Members: members(3, 3), Step: "added member db-2", StepReason: backend.StepAddingMember},
+	} {
+		deploying := computeStatus(inst, res, nil, t0)
+		if c := cond(t, deploying, etcdaas.ConditionAvailable); deploying.Phase != v1beta1.PhaseDeploying || c.Status != metav1.ConditionFalse || c.Reason != ReasonDeploying {
+			t.Fatalf("available while deploying with %d/%d members ready: phase %s, %+v", deploying.ReadyReplicas, deploying.Replicas, deploying.Phase, c)
+		}
+		inst.Status = deploying
+	}
+	if c := cond(t, inst.Status, etcdaas.ConditionAvailable); c.Message != "3/3 members ready; the new cluster is still being deployed" {
+		t.Fatalf("available with every member started, before convergence: %+v", c)
+	}
+	running := computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t0)
+	if c := cond(t, running, etcdaas.ConditionAvailable); running.Phase != v1beta1.PhaseRunning || c.Status != metav1.ConditionTrue || c.Reason != ReasonMembersReady || c.Message != "3/3 members ready" {
+		t.Fatalf("available once converged: phase %s, %+v", running.Phase, c)
 	}
 }
 
