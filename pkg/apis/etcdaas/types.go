@@ -130,7 +130,8 @@ const (
 
 // Condition types reported in status.conditions.
 const (
-	// ConditionAvailable is True when every member is healthy and the cluster has quorum.
+	// ConditionAvailable is True when every member is healthy and the cluster has quorum; a
+	// new instance (Deploying) becomes available once every member it was created with is.
 	ConditionAvailable = "Available"
 	// ConditionProgressing is True while the controller is changing the cluster.
 	ConditionProgressing = "Progressing"
