@@ -790,7 +790,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions are the latest observations: Available (serving with every member healthy), Progressing (a change is under way), Degraded (a member is unhealthy or a change failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).",
+							Description: "Conditions are the latest observations, each at the generation it observed: Available (serving with every existing member healthy; a new instance only once every member it was created with serves), Progressing (a change is under way; False with reason Converged once the spec's members serve), Degraded (a member is unhealthy or a change failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

@@ -233,9 +233,11 @@ type ETCDInstanceStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Members []MemberStatus `json:"members,omitempty" protobuf:"bytes,6,rep,name=members"`
-	// Conditions are the latest observations: Available (serving with every member healthy),
-	// Progressing (a change is under way), Degraded (a member is unhealthy or a change failed)
-	// and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
+	// Conditions are the latest observations, each at the generation it observed: Available
+	// (serving with every existing member healthy; a new instance only once every member it
+	// was created with serves), Progressing (a change is under way; False with reason
+	// Converged once the spec's members serve), Degraded (a member is unhealthy or a change
+	// failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -44,9 +44,11 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	Selector *string `json:"selector,omitempty"`
 	// Members lists every member of the cluster with its URLs and role.
 	Members []MemberStatusApplyConfiguration `json:"members,omitempty"`
-	// Conditions are the latest observations: Available (serving with every member healthy),
-	// Progressing (a change is under way), Degraded (a member is unhealthy or a change failed)
-	// and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
+	// Conditions are the latest observations, each at the generation it observed: Available
+	// (serving with every existing member healthy; a new instance only once every member it
+	// was created with serves), Progressing (a change is under way; False with reason
+	// Converged once the spec's members serve), Degraded (a member is unhealthy or a change
+	// failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Backup reports the scheduled backups: the last attempt and the last success.
 	Backup *BackupStatusApplyConfiguration `json:"backup,omitempty"`
