@@ -75,6 +75,13 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	if c := meta.FindStatusCondition(lost.Status.Conditions, etcdaas.ConditionDegraded); !strings.Contains(c.Message, "db-1, db-2") {
 		t.Fatalf("Degraded does not name the lost members: %+v", c)
 	}
+	// A backup says why none can be taken, at once, instead of inviting retries.
+	resp := e.backup(context.Background(), ns, name)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || resp.Header.Get("Retry-After") != "" || !strings.Contains(string(body), "the instance lost quorum") {
+		t.Fatalf("GET backup after quorum loss: %d (Retry-After %q) %s, want 409", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
 	if code, body := e.postRecover(ns, name, "?member=db-9"); code != http.StatusBadRequest {
 		t.Fatalf("recover from an unknown member: %d %s", code, body)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -82,14 +83,20 @@ func (r *BackupREST) Connect(ctx context.Context, name string, _ runtime.Object,
 	if instance.Namespace != "" {
 		namespace = instance.Namespace
 	}
-	return &backupHandler{rest: r, namespace: namespace, name: name, deleting: instance.DeletionTimestamp != nil, responder: responder}, nil
+	h := &backupHandler{rest: r, namespace: namespace, name: name, deleting: instance.DeletionTimestamp != nil, responder: responder}
+	if c := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason == reasonQuorumLost {
+		h.quorumLost = c.Message
+	}
+	return h, nil
 }
 
 type backupHandler struct {
 	rest            *BackupREST
 	namespace, name string
 	deleting        bool
-	responder       rest.Responder
+	// quorumLost is the Degraded condition's message when the instance lost quorum.
+	quorumLost string
+	responder  rest.Responder
 }
 
 // ServeHTTP opens the snapshot before writing anything, so that failures become API errors,
@@ -116,6 +123,16 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	snap, err := etcdcluster.OpenBestSnapshot(ctx, access)
 	if err != nil {
 		if ctx.Err() != nil {
+			return
+		}
+		if h.quorumLost != "" {
+			// Retrying does not help: only a recovery does (a 503 with Retry-After made
+			// clients retry for a minute and more).
+			klog.V(2).InfoS("No backup after a quorum loss", "instance", h.namespace+"/"+h.name, "err", err)
+			h.responder.Error(apierrors.NewConflict(etcdaas.Resource(BackupResourcePath), h.name, fmt.Errorf(
+				"the instance lost quorum, so no member serves a consistent snapshot (%s); POST etcdinstances/%s/recover "+
+					"('kubectl etcdaas recover %s') rebuilds it from the most advanced surviving member with every key that member has",
+				h.quorumLost, h.name, h.name)))
 			return
 		}
 		h.responder.Error(unavailable(h.name, fmt.Sprintf("no member can serve a backup: %v", err), 5))

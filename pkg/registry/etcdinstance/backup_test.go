@@ -84,7 +84,12 @@ func serve(t *testing.T, r *BackupREST, name string) (*httptest.Server, *recordi
 }
 
 func TestBackupErrors(t *testing.T) {
-	getter := fakeGetter{"pending": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pending"}}}
+	getter := fakeGetter{"pending": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pending"}},
+		"lost": {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "lost"}, Status: etcdaas.ETCDInstanceStatus{Conditions: []metav1.Condition{{
+			Type: etcdaas.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reasonQuorumLost, Message: "quorum lost: 2 of 3 voting members do not answer (lost-1, lost-2)"}}}}}
+	unreachable := dialerFunc(func(context.Context, string, string) (*etcdcluster.Access, error) {
+		return &etcdcluster.Access{Endpoints: []string{"http://127.0.0.1:1"}}, nil
+	})
 	cases := []struct {
 		name     string
 		instance string
@@ -96,9 +101,9 @@ func TestBackupErrors(t *testing.T) {
 		{"no members yet", "pending", dialerFunc(func(context.Context, string, string) (*etcdcluster.Access, error) {
 			return nil, fmt.Errorf("%w: not deployed", etcdcluster.ErrNoMembers)
 		}), http.StatusConflict, "no member can serve a backup yet"},
-		{"members unreachable", "pending", dialerFunc(func(context.Context, string, string) (*etcdcluster.Access, error) {
-			return &etcdcluster.Access{Endpoints: []string{"http://127.0.0.1:1"}}, nil
-		}), http.StatusServiceUnavailable, "no member can serve a backup"},
+		{"members unreachable", "pending", unreachable, http.StatusServiceUnavailable, "no member can serve a backup"},
+		// Not a 503 with Retry-After: waiting does not bring quorum back, a recovery does.
+		{"quorum lost", "lost", unreachable, http.StatusConflict, "the instance lost quorum, so no member serves a consistent snapshot (quorum lost: 2 of 3"},
 		{"no dialer", "pending", nil, http.StatusServiceUnavailable, "cannot reach etcd members"},
 	}
 	for _, tc := range cases {
