@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -83,6 +84,12 @@ func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 		if instance.DeletionTimestamp != nil {
 			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf("the instance is being deleted"))
 		}
+		if instance.Status.Phase == etcdaas.PhaseFailed {
+			// The controller defragments only while every member serves: the request would
+			// wait, and a client with it, until something else brought the instance back.
+			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
+				"the instance is Failed (%s): a defragmentation runs only while every member serves", failure(instance)))
+		}
 		if requested, ok := instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
 			since = requested
 			return nil
@@ -97,4 +104,17 @@ func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 		return err
 	})
 	return since, err
+}
+
+// failure is the reason and message of a Failed instance's Degraded condition, with the
+// recover subresource's name when quorum is lost.
+func failure(instance *etcdaas.ETCDInstance) string {
+	c := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded)
+	if c == nil {
+		return "no Degraded condition yet"
+	}
+	if c.Reason == reasonQuorumLost {
+		return fmt.Sprintf("%s: %s; POST etcdinstances/%s/recover rebuilds it first", c.Reason, c.Message, instance.Name)
+	}
+	return c.Reason + ": " + c.Message
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,19 @@ func TestDefragRecordsOneRequest(t *testing.T) {
 		store.instance.Annotations[etcdaas.DefragRequestedAnnotation] != "2026-11-29T06:00:00Z" {
 		t.Fatalf("repeated defrag: %d %v, %d updates, %v", resp.code, resp.err, store.updates, store.instance.Annotations)
 	}
+	// A Failed instance (here: quorum lost) is not defragmented: the request would wait for
+	// good, and the client with it.
+	delete(store.instance.Annotations, etcdaas.DefragRequestedAnnotation)
+	store.instance.Status = etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseFailed, Conditions: []metav1.Condition{{Type: etcdaas.ConditionDegraded,
+		Status: metav1.ConditionTrue, Reason: reasonQuorumLost, Message: "quorum lost: 2 of 3 voting members do not answer (db-1, db-2)"}}}
+	if resp := postDefrag(t, r, "db"); !apierrors.IsConflict(resp.err) || !strings.Contains(resp.err.Error(),
+		"the instance is Failed (QuorumLost: quorum lost: 2 of 3 voting members do not answer (db-1, db-2); POST etcdinstances/db/recover rebuilds it first)") {
+		t.Fatalf("defrag of a Failed instance: %v", resp.err)
+	}
+	if _, ok := store.instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
+		t.Fatal("a defragmentation of a Failed instance was recorded")
+	}
+	store.instance.Status = etcdaas.ETCDInstanceStatus{}
 	// An instance being deleted is not defragmented.
 	delete(store.instance.Annotations, etcdaas.DefragRequestedAnnotation)
 	store.instance.DeletionTimestamp = &metav1.Time{Time: time.Now()}
