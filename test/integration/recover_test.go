@@ -82,6 +82,10 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict || resp.Header.Get("Retry-After") != "" || !strings.Contains(string(body), "the instance lost quorum") {
 		t.Fatalf("GET backup after quorum loss: %d (Retry-After %q) %s, want 409", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
+	// Nor is a defragmentation accepted that could not run before a recovery.
+	if code, body := e.postDefrag(ns, name); code != http.StatusConflict || !strings.Contains(body, "the instance is Failed (QuorumLost") {
+		t.Fatalf("defrag after quorum loss: %d %s, want 409", code, body)
+	}
 	if code, body := e.postRecover(ns, name, "?member=db-9"); code != http.StatusBadRequest {
 		t.Fatalf("recover from an unknown member: %d %s", code, body)
 	}
