@@ -378,3 +378,10 @@ var ErrCannotStage = errors.New("the snapshot cannot be handed to the instance's
 
 // ErrRestorePending is returned when an instance already has a restore that has not finished.
 var ErrRestorePending = errors.New("a restore of the instance is already under way")
+
+// PendingError is ErrRestorePending naming the restore that has not finished, for the 409 of
+// a restore refused because of it.
+func PendingError(pending *Staged) error {
+	return fmt.Errorf("%w: restore %s, accepted at %s, has not finished", ErrRestorePending,
+		pending.ID, pending.RequestedAt.UTC().Format(time.RFC3339))
+}

@@ -42,12 +42,14 @@ const verifyTimeout = 10 * time.Minute
 type RestoreStager interface {
 	// SpoolDir returns the directory to receive a snapshot for the instance in, on the
 	// filesystem Stage keeps it on. It returns an error wrapping etcdcluster.ErrNoMembers when
-	// the instance (this UID) has no members to restore yet, snapshot.ErrRestorePending when
-	// a restore is pending already, and one wrapping snapshot.ErrCannotStage when the instance
-	// cannot be restored as it is configured.
+	// the instance (this UID) has no members to restore yet, one wrapping
+	// snapshot.ErrRestorePending (naming it) when a restore is pending already, and one wrapping
+	// snapshot.ErrCannotStage when the instance cannot be restored as it is configured. Two
+	// uploads may both pass it; the end of a restore must not disturb the other's spool file.
 	SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error)
 	// Stage makes the verified snapshot file at path the pending restore of the instance and
-	// takes the file over. It returns snapshot.ErrRestorePending when one is pending already.
+	// takes the file over. It returns an error wrapping snapshot.ErrRestorePending when one is
+	// pending already.
 	Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error
 }
 

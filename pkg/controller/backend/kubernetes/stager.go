@@ -195,6 +195,9 @@ func ownedByUID(sts metav1.Object, instance *etcdaas.ETCDInstance) bool {
 // of the old cluster are still to be discarded).
 func restoreRefused(sts *appsv1.StatefulSet) error {
 	if _, pending := sts.Annotations[annotationRestoreRequest]; pending {
+		if r, err := restoreRequestOf(sts.Annotations); err == nil {
+			return snapshot.PendingError(&r.Staged)
+		}
 		return snapshot.ErrRestorePending
 	}
 	if s, err := seedOf(sts.Annotations); err != nil || (s != nil && s.Recover != "") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,8 +65,8 @@ func TestStageThroughS3(t *testing.T) {
 	if p := inst.Spec.Backup.Destination.S3.Prefix; p != "" {
 		t.Fatalf("staging changed the instance's prefix to %q", p)
 	}
-	if err := stager.Stage(ctx, inst, second, secondPath); !errors.Is(err, snapshot.ErrRestorePending) {
-		t.Fatalf("a second restore: %v, want ErrRestorePending", err)
+	if err := stager.Stage(ctx, inst, second, secondPath); !errors.Is(err, snapshot.ErrRestorePending) || !strings.Contains(err.Error(), "restore r1") {
+		t.Fatalf("a second restore: %v, want ErrRestorePending naming restore r1", err)
 	}
 
 	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})

@@ -26,7 +26,8 @@ import (
 // receives the snapshot into a spool file there (same filesystem as the members' data),
 // verifies it, renames it to pending-<id>.db and then links pending.json into place, which
 // makes the restore pending at once and only once. The backend restores from it, and removes
-// both once every member runs from the restored data.
+// both once every member runs from the restored data; only those two: another upload may be
+// arriving in the same directory, to be staged once this restore is no longer pending.
 const (
 	restoreDir     = "restore"
 	pendingRequest = "pending.json"
@@ -80,7 +81,7 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 		return "", err
 	}
 	if staged != nil && staged.InstanceUID == string(uid) {
-		return "", snapshot.ErrRestorePending // Stage checks again: two uploads may race past this
+		return "", snapshot.PendingError(staged) // Stage checks again: two uploads may race past this
 	}
 	spool := filepath.Join(dir, restoreDir)
 	if err := os.MkdirAll(spool, 0o700); err != nil {
@@ -105,7 +106,7 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 	spool := filepath.Join(dir, restoreDir)
 	if _, err := os.Stat(filepath.Join(spool, pendingRequest)); err == nil {
 		_ = os.Remove(path)
-		return snapshot.ErrRestorePending
+		return pendingErrorIn(dir)
 	}
 	snapPath := pendingSnapshot(spool, staged.ID)
 	if err := os.Rename(path, snapPath); err != nil {
@@ -125,7 +126,7 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 	if err := os.Link(tmp, filepath.Join(spool, pendingRequest)); err != nil {
 		_ = os.Remove(snapPath)
 		if errors.Is(err, os.ErrExist) {
-			return snapshot.ErrRestorePending
+			return pendingErrorIn(dir)
 		}
 		return err
 	}
@@ -135,6 +136,15 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 		klog.ErrorS(err, "Syncing the restore spool directory after recording a request", "directory", spool)
 	}
 	return nil
+}
+
+// pendingErrorIn is snapshot.PendingError for the restore pending in the instance directory dir, or
+// snapshot.ErrRestorePending alone when it cannot be read (it finished meanwhile, say).
+func pendingErrorIn(dir string) error {
+	if staged, _, err := pendingRestore(dir); err == nil && staged != nil {
+		return snapshot.PendingError(staged)
+	}
+	return snapshot.ErrRestorePending
 }
 
 func pendingSnapshot(spool, id string) string {
@@ -201,7 +211,7 @@ func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instan
 	// A restore staged for an older instance, or one carried out already whose request a
 	// restart left behind, is removed.
 	if staged.InstanceUID != st.UID || (st.Restore == nil && staged.ID == st.LastRestore) {
-		if err := clearRestore(dir); err != nil {
+		if err := clearRestore(dir, staged.ID); err != nil {
 			return nil, true, err
 		}
 		return nil, false, nil
@@ -210,9 +220,18 @@ func (b *Backend) pendingRestoreStep(ctx context.Context, dir string, st *instan
 	return res, true, err
 }
 
-// clearRestore removes the pending restore and every spool file.
-func clearRestore(dir string) error {
-	return os.RemoveAll(filepath.Join(dir, restoreDir))
+// clearRestore removes the pending restore id: its snapshot, then its request. Nothing else
+// in the spool directory is touched: another upload may be arriving there, which passed
+// SpoolDir before this one was staged and is staged in its turn once this request is gone.
+// Removing the request last keeps a restart in between on the path that finds it carried out.
+func clearRestore(dir, id string) error {
+	spool := filepath.Join(dir, restoreDir)
+	for _, path := range []string{pendingSnapshot(spool, id), filepath.Join(spool, pendingRequest)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // restore replaces the instance's cluster by a new one of the same members restored from the
@@ -265,7 +284,7 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	if err := st.save(dir); err != nil {
 		return res, err
 	}
-	if err := clearRestore(dir); err != nil {
+	if err := clearRestore(dir, staged.ID); err != nil {
 		return res, err
 	}
 	res.Step = fmt.Sprintf("restored the snapshot of revision %d into %d members", staged.Info.Revision, len(st.Members))
@@ -395,11 +414,11 @@ func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceSt
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return err
 	}
-	defer func() { _ = clearRestore(dir) }()
 	path, _, err := snapshot.Receive(body, spool, 0)
 	if err != nil {
 		return fmt.Errorf("reading backup %s of %s: %w", prov.Key, inst.Spec.RestoreFrom.Instance, err)
 	}
+	defer func() { _ = os.Remove(path) }()
 	info, err := snapshot.Verify(ctx, path)
 	if snapshot.IsInvalid(err) {
 		return backend.Permanent(backend.ReasonInvalidBackup, "backup %s of %s: %v", prov.Key, inst.Spec.RestoreFrom.Instance, err)

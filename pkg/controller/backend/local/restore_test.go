@@ -178,11 +178,12 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	// A second restore is refused before its upload, and when staged should it have been
 	// uploaded before the first was staged.
-	if _, err := (Stager{Dir: dir}).SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID)); !errors.Is(err, snapshot.ErrRestorePending) {
-		t.Fatalf("a second upload while a restore is pending: want ErrRestorePending, got %v", err)
+	// Both refusals name the restore pending.
+	if _, err := (Stager{Dir: dir}).SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID)); !errors.Is(err, snapshot.ErrRestorePending) || !strings.Contains(err.Error(), "restore one") {
+		t.Fatalf("a second upload while a restore is pending: want ErrRestorePending naming restore one, got %v", err)
 	}
-	if err := stageFrom(t, dir, spool, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) {
-		t.Fatalf("a second restore while one is pending: want ErrRestorePending, got %v", err)
+	if err := stageFrom(t, dir, spool, inst, snapPath, "two", info); !errors.Is(err, snapshot.ErrRestorePending) || !strings.Contains(err.Error(), "restore one") {
+		t.Fatalf("a second restore while one is pending: want ErrRestorePending naming restore one, got %v", err)
 	}
 	res, err := b.Sync(ctx, inst)
 	if err != nil {
@@ -208,8 +209,14 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	if rev <= revBefore {
 		t.Errorf("revision went back from %d to %d", revBefore, rev)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "rb", restoreDir)); !os.IsNotExist(err) {
-		t.Errorf("the staged snapshot is left after the restore: %v", err)
+	for _, name := range []string{pendingRequest, "pending-one.db"} {
+		if _, err := os.Stat(filepath.Join(dir, "instances", "ns", "rb", restoreDir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is left after the restore: %v", name, err)
+		}
+	}
+	// A recent spool file may be an upload still arriving: the restore leaves it alone.
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent spool file after the restore: %v", err)
 	}
 	// Every member serves the restored data.
 	for _, m := range res.Members {
@@ -456,5 +463,96 @@ func TestAFinishedRestoreIsNotRepeatedAfterACrash(t *testing.T) {
 	converge(t, b, inst)
 	if got, _ := values(t, client(t, b, "once")); got["k"] != "after the restore" {
 		t.Fatalf("k = %q after the restart, want %q: the restore was repeated", got["k"], "after the restore")
+	}
+}
+
+// receiving is an upload in progress into a spool directory, as the API server receives one.
+type receiving struct {
+	body *io.PipeWriter
+	done chan receiveResult
+}
+
+type receiveResult struct {
+	path string
+	err  error
+}
+
+// startReceiving starts receiving a snapshot into spool; send the body with body.Write.
+func startReceiving(spool string) *receiving {
+	pr, pw := io.Pipe()
+	r := &receiving{body: pw, done: make(chan receiveResult, 1)}
+	go func() {
+		path, _, err := snapshot.Receive(pr, spool, 0)
+		r.done <- receiveResult{path, err}
+	}()
+	return r
+}
+
+// TestTwoRestoresUploadedAtOnce: two uploads pass SpoolDir before either is staged. The first
+// is staged and restored while the second is still arriving; the end of the first restore must
+// leave the second's spool file alone, so that the second is received, verified and staged (it
+// was not refused: nothing was pending when it is staged) and then restored in its turn.
+func TestTwoRestoresUploadedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("two", 1, false)
+	converge(t, b, inst)
+	ctx := context.Background()
+	cli := client(t, b, "two")
+	snaps := map[string]string{}
+	infos := map[string]*snapshot.Info{}
+	for _, v := range []string{"first", "second"} {
+		if _, err := cli.Put(ctx, "k", v); err != nil {
+			t.Fatal(err)
+		}
+		snaps[v] = filepath.Join(t.TempDir(), v+".db")
+		infos[v] = saveSnapshot(t, b, "two", snaps[v])
+	}
+	stager, internal := Stager{Dir: dir}, internalInstance(inst.Namespace, inst.Name, inst.UID)
+	spoolFirst, err := stager.SpoolDir(ctx, internal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoolSecond, err := stager.SpoolDir(ctx, internal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := os.ReadFile(snaps["second"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload := startReceiving(spoolSecond)
+	if _, err := upload.body.Write(second[:len(second)/2]); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := stageFrom(t, dir, spoolFirst, inst, snaps["first"], "first", infos["first"]); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, b, inst)
+	if got, _ := values(t, client(t, b, "two")); got["k"] != "first" {
+		t.Fatalf("after the first restore k = %q, want %q", got["k"], "first")
+	}
+
+	if _, err := upload.body.Write(second[len(second)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = upload.body.Close()
+	received := <-upload.done
+	if received.err != nil {
+		t.Fatalf("receiving the second upload: %v", received.err)
+	}
+	info, err := snapshot.Verify(ctx, received.path)
+	if err != nil {
+		t.Fatalf("the second upload after the first restore ended: %v", err)
+	}
+	staged := &snapshot.Staged{ID: "second", InstanceUID: string(inst.UID), Info: *info, RequestedAt: time.Now()}
+	if err := stager.Stage(ctx, internal, staged, received.path); err != nil {
+		t.Fatalf("staging the second upload once the first restore ended: %v", err)
+	}
+	converge(t, b, inst)
+	if got, _ := values(t, client(t, b, "two")); got["k"] != "second" {
+		t.Fatalf("after the second restore k = %q, want %q", got["k"], "second")
 	}
 }
