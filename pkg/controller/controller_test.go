@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
@@ -312,9 +313,10 @@ func (f *fakeBackend) Forget(namespace, name string) {
 }
 
 // Recover records the request; it refuses the member "lost".
-func (f *fakeBackend) Recover(_ context.Context, inst *v1beta1.ETCDInstance, member string) (*backend.Result, error) {
+func (f *fakeBackend) Recover(_ context.Context, inst *v1beta1.ETCDInstance, req backend.RecoverRequest) (*backend.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	member := req.Member
 	f.recovered = append(f.recovered, inst.Name+"/"+member)
 	if member == "lost" {
 		return nil, fmt.Errorf("%w: member lost does not answer", backend.ErrCannotRecover)
@@ -718,6 +720,79 @@ func TestRecoverRequestsAreCarriedOutOnceAndConsumed(t *testing.T) {
 	slices.Sort(recorded)
 	want := []string{"Normal Recovered Rebuilt the cluster from member db-1", "Warning RecoveryFailed Recovery not carried out: cannot recover: member lost does not answer"}
 	if !slices.Equal(recorded, want) {
+		t.Fatalf("events %q, want %q", recorded, want)
+	}
+}
+
+// onceRecoveringBackend recovers the instance once, as the real backends do: it records the
+// request's ID with the recovery, then knows that request as carried out and refuses any
+// other, quorum being back.
+type onceRecoveringBackend struct {
+	fakeBackend
+	recovered bool
+	last      string // the ID of the request carried out
+}
+
+func (o *onceRecoveringBackend) Recover(_ context.Context, inst *v1beta1.ETCDInstance, req backend.RecoverRequest) (*backend.Result, error) {
+	switch {
+	case o.recovered && req.ID != "" && req.ID == o.last:
+		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
+	case o.recovered:
+		return nil, fmt.Errorf("%w: quorum is not lost", backend.ErrCannotRecover)
+	}
+	o.recovered, o.last = true, req.ID
+	res := &backend.Result{Members: members(1, 1), Step: "recovered from member db-0", StepReason: backend.StepRecovering}
+	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member db-0")
+	return res, nil
+}
+
+// TestARecoveryIsNotReportedRefusedWhenItsRequestOutlivesIt: the recovery is carried out,
+// but the status write that consumes its request fails. The next attempt finds the request
+// still recorded and quorum back: it consumes the request as carried out, and never tells
+// the user that the recovery was not carried out.
+func TestARecoveryIsNotReportedRefusedWhenItsRequestOutlivesIt(t *testing.T) {
+	ctx := context.Background()
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1", Finalizers: []string{Finalizer},
+			Annotations: map[string]string{etcdaas.RecoverRequestedAnnotation: "", etcdaas.RecoverRequestIDAnnotation: "req-1"}},
+		Spec:   v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+		Status: v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseFailed},
+	}
+	client := fake.NewClientset(inst)
+	failed := false
+	client.PrependReactor("update", "etcdinstances", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() != "status" || failed {
+			return false, nil, nil
+		}
+		failed = true
+		return true, nil, errors.New("etcdserver: request timed out")
+	})
+	recorder := events.NewFakeRecorder(10)
+	be := &onceRecoveringBackend{}
+	c, err := New(Options{Client: client, Backend: be, Events: recorder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.recoverAndReport(ctx, inst); err == nil || !be.recovered {
+		t.Fatalf("recovered %v; the failed status write: %v", be.recovered, err)
+	}
+	if err := c.recoverAndReport(ctx, inst); err != nil {
+		t.Fatalf("the request of a recovery carried out, again: %v", err)
+	}
+	got, err := client.EtcdaasV1beta1().ETCDInstances("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{etcdaas.RecoverRequestedAnnotation, etcdaas.RecoverRequestIDAnnotation} {
+		if _, ok := got.Annotations[key]; ok {
+			t.Errorf("%s left after the recovery: %v", key, got.Annotations)
+		}
+	}
+	var recorded []string
+	for len(recorder.Events) > 0 {
+		recorded = append(recorded, <-recorder.Events)
+	}
+	if want := []string{"Normal Recovered Rebuilt the cluster from member db-0"}; !slices.Equal(recorded, want) {
 		t.Fatalf("events %q, want %q", recorded, want)
 	}
 }

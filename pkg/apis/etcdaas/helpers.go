@@ -27,6 +27,12 @@ const (
 // recover subresource and the status subresource (the controller) may set or change it.
 const RecoverRequestedAnnotation = "etcdaas.dev/recover-requested"
 
+// RecoverRequestIDAnnotation is the ID the recover subresource gives each recovery request,
+// set and removed with RecoverRequestedAnnotation. The backend records it with the recovery
+// it carries out, so that a request still recorded after its recovery (the write that
+// consumes it failed) is known as carried out, not refused for a quorum that is back.
+const RecoverRequestIDAnnotation = "etcdaas.dev/recover-request-id"
+
 // DefragRequestedAnnotation records a defragmentation of every member that a person requested
 // through the defrag subresource; the controller defragments the members one at a time,
 // followers first and the leader last, and removes the annotation once all are done. Its

@@ -24,13 +24,14 @@ type Backend interface {
 	// call (or an earlier controller) left half done. It returns a *PermanentError when
 	// retrying cannot help, such as an unsupported version.
 	Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*Result, error)
-	// Recover rebuilds a cluster that lost quorum from one surviving voting member (member,
-	// or the most advanced one when empty) as a new one-member cluster with every key the
-	// survivor has, discarding the others' data; later Syncs add members back as learners up
-	// to spec.replicas. It resumes a
-	// recovery an earlier call left half done. It returns an error wrapping ErrCannotRecover
-	// when the request cannot be carried out, such as when quorum is not lost.
-	Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*Result, error)
+	// Recover rebuilds a cluster that lost quorum from one surviving voting member
+	// (req.Member, or the most advanced one when empty) as a new one-member cluster with every
+	// key the survivor has, discarding the others' data; later Syncs add members back as
+	// learners up to spec.replicas. It resumes a recovery an earlier call left half done, and
+	// records req.ID with the recovery it ends. It returns an error wrapping ErrCannotRecover
+	// when the request cannot be carried out, such as when quorum is not lost, and
+	// ErrRecoveredAlready when the recovery it last ended was req's.
+	Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req RecoverRequest) (*Result, error)
 	// Delete stops every member of the instance and removes what the backend created for it.
 	// It returns nil only when nothing is left.
 	Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error
@@ -119,6 +120,20 @@ type Result struct {
 // ErrCannotRecover wraps why a requested recovery cannot be carried out; asking again with
 // the same request cannot help.
 var ErrCannotRecover = errors.New("cannot recover")
+
+// ErrRecoveredAlready is returned by Recover for a request whose recovery has ended already:
+// the write that consumes the request failed after the recovery, which must not be refused
+// then as if quorum had never been lost.
+var ErrRecoveredAlready = errors.New("the recovery was carried out already")
+
+// RecoverRequest is a person's request to rebuild an instance that lost quorum.
+type RecoverRequest struct {
+	// ID identifies the request (etcdaas.RecoverRequestIDAnnotation); empty for a request
+	// recorded by a server that gave none, which is then never known as carried out.
+	ID string
+	// Member is the voting member to rebuild from, empty for the most advanced survivor.
+	Member string
+}
 
 // Quorum is the number of voting members a cluster of n voting members needs to serve.
 func Quorum(n int) int { return n/2 + 1 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/client-go/util/retry"
 
@@ -24,8 +25,8 @@ const reasonQuorumLost = "QuorumLost"
 
 // RecoverREST serves POST etcdinstances/NAME/recover[?member=MEMBER]: a person's request to
 // rebuild an instance that lost quorum from one surviving member. It records the request in
-// etcdaas.RecoverRequestedAnnotation through the status store; the controller performs the
-// recovery and removes the annotation. RBAC authorizes it as the etcdinstances/recover
+// etcdaas.RecoverRequestedAnnotation, with a new etcdaas.RecoverRequestIDAnnotation, through
+// the status store; the controller performs the recovery and removes both. RBAC authorizes it as the etcdinstances/recover
 // subresource, separately from editing the instance.
 type RecoverREST struct {
 	status statusStore
@@ -108,6 +109,7 @@ func (r *RecoverREST) request(ctx context.Context, name, member string) error {
 			instance.Annotations = map[string]string{}
 		}
 		instance.Annotations[etcdaas.RecoverRequestedAnnotation] = member
+		instance.Annotations[etcdaas.RecoverRequestIDAnnotation] = string(uuid.NewUUID())
 		_, _, err = r.status.Update(ctx, name, rest.DefaultUpdatedObjectInfo(instance), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
 		return err
 	})

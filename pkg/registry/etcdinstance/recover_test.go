@@ -102,8 +102,16 @@ func TestRecoverRecordsTheRequestOnlyAfterQuorumLoss(t *testing.T) {
 	if got, ok := store.instance.Annotations[etcdaas.RecoverRequestedAnnotation]; !ok || got != "db-1" {
 		t.Fatalf("recover request not recorded: %v", store.instance.Annotations)
 	}
+	// With an ID of its own, which the backend records with the recovery it carries out.
+	id := store.instance.Annotations[etcdaas.RecoverRequestIDAnnotation]
+	if id == "" {
+		t.Fatalf("recover request recorded without an ID: %v", store.instance.Annotations)
+	}
 	if resp := postRecover(t, r, "db", "?member=db-1"); resp.err != nil || resp.code != http.StatusAccepted || store.updates != 1 {
 		t.Fatalf("repeated recover: %d %v, %d updates", resp.code, resp.err, store.updates)
+	}
+	if got := store.instance.Annotations[etcdaas.RecoverRequestIDAnnotation]; got != id {
+		t.Fatalf("the same request again changed its ID from %q to %q", id, got)
 	}
 	if resp := postRecover(t, r, "db", ""); !apierrors.IsConflict(resp.err) {
 		t.Fatalf("a second, different recover: %v", resp.err)
@@ -127,5 +135,15 @@ func TestOnlyTheRecoverSubresourceRequestsARecovery(t *testing.T) {
 	Strategy{}.PrepareForUpdate(ctx, requested, &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}})
 	if requested.Annotations != nil {
 		t.Fatalf("an update requested a recovery: %v", requested.Annotations)
+	}
+	// Nor does an update change a request's ID: one naming a recovery carried out already
+	// would have the controller drop the request as done.
+	pending := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{
+		etcdaas.RecoverRequestedAnnotation: "", etcdaas.RecoverRequestIDAnnotation: "id-1"}}}
+	forged := pending.DeepCopy()
+	forged.Annotations[etcdaas.RecoverRequestIDAnnotation] = "id-0"
+	Strategy{}.PrepareForUpdate(ctx, forged, pending)
+	if got := forged.Annotations[etcdaas.RecoverRequestIDAnnotation]; got != "id-1" {
+		t.Fatalf("an update changed the recover request's ID to %q", got)
 	}
 }

@@ -119,7 +119,7 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 
 // requestAnnotations record requests only a subresource of their own may make: recover
 // (admin) and defrag (edit).
-var requestAnnotations = []string{etcdaas.RecoverRequestedAnnotation, etcdaas.DefragRequestedAnnotation}
+var requestAnnotations = []string{etcdaas.RecoverRequestedAnnotation, etcdaas.RecoverRequestIDAnnotation, etcdaas.DefragRequestedAnnotation}
 
 // keepRequests gives obj the recover and defrag requests of old (none when old is nil):
 // through the main resource nobody requests (or cancels) them, which needs their subresources.

@@ -35,7 +35,7 @@ import (
 // Recover implements backend.Backend. It checks that quorum is lost, chooses the survivor,
 // records the plan on the StatefulSet and takes its first step; a recovery recorded already
 // is resumed.
-func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*backend.Result, error) {
+func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req backend.RecoverRequest) (*backend.Result, error) {
 	v, err := b.recoveryView(ctx, inst)
 	if err != nil {
 		return nil, err
@@ -44,12 +44,15 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 	if err != nil {
 		return nil, err
 	}
-	switch req, rerr := restoreRequestOf(v.sts.Annotations); {
+	member := req.Member
+	switch restore, rerr := restoreRequestOf(v.sts.Annotations); {
+	case s == nil && req.ID != "" && v.sts.Annotations[annotationLastRecovery] == req.ID:
+		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
 	case s != nil && s.Recover != "" && member != "" && member != s.Recover:
 		return nil, fmt.Errorf("%w: a recovery from member %s is under way already", backend.ErrCannotRecover, s.Recover)
 	case s != nil && s.Recover != "":
 		return b.continueRecovery(ctx, v, s)
-	case s != nil || req != nil || rerr != nil:
+	case s != nil || restore != nil || rerr != nil:
 		return nil, fmt.Errorf("%w: a restore of the instance is under way", backend.ErrCannotRecover)
 	case b.opts.ToolsImage == "":
 		return nil, fmt.Errorf("%w: this controller does not know the etcdaas image that rebuilds members (--tools-image)", backend.ErrCannotRecover)
@@ -72,6 +75,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 		return res, err
 	}
 	s = b.recoveryPlan(v, statuses, survivor)
+	s.RecoverRequest = req.ID
 	if err := b.startRecovery(ctx, v, s, survivor); err != nil {
 		return res, err
 	}
@@ -211,7 +215,13 @@ func (b *Backend) continueRecovery(ctx context.Context, v *instanceView, s *seed
 			s.Recover, first, waiting)
 		return res, err
 	}
-	if err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) { delete(updated.Annotations, annotationSeed) }); err != nil {
+	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		delete(updated.Annotations, annotationSeed)
+		if s.RecoverRequest != "" {
+			updated.Annotations[annotationLastRecovery] = s.RecoverRequest
+		}
+	})
+	if err != nil {
 		return res, err
 	}
 	res.Step = fmt.Sprintf("recovered from member %s; the other members join again as learners", s.Recover)

@@ -79,11 +79,11 @@ func (f *stepsFixture) syncUntil(t *testing.T, what string, done func(*backend.R
 func TestRecoverRefusesWhatItCannotCarryOut(t *testing.T) {
 	ctx := context.Background()
 	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
-	if _, err := f.b.Recover(ctx, f.inst, ""); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "--tools-image") {
+	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "--tools-image") {
 		t.Fatalf("without the etcdaas image: %v", err)
 	}
 	f.b.opts.ToolsImage = toolsImage
-	if _, err := f.b.Recover(ctx, f.inst, ""); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "quorum is not lost") {
+	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "quorum is not lost") {
 		t.Fatalf("with quorum: %v", err)
 	}
 
@@ -95,12 +95,12 @@ func TestRecoverRefusesWhatItCannotCarryOut(t *testing.T) {
 		"db-7": "db-7 is not a member with a pod",
 		"x-0":  "x-0 is not a member with a pod",
 	} {
-		if _, err := g.b.Recover(ctx, g.inst, member); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), want) {
+		if _, err := g.b.Recover(ctx, g.inst, backend.RecoverRequest{Member: member}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), want) {
 			t.Errorf("recover from %s: %v, want %q", member, err, want)
 		}
 	}
 	cluster.statuses[2].IsLearner = true
-	if _, err := g.b.Recover(ctx, g.inst, ""); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "name member db-0") {
+	if _, err := g.b.Recover(ctx, g.inst, backend.RecoverRequest{}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "name member db-0") {
 		t.Errorf("no voting member answers: %v", err)
 	}
 	if _, ok := g.sts(t).Annotations[annotationSeed]; ok {
@@ -119,13 +119,13 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	f.withVolumes(t, 3)
 	f.b.opts.ToolsImage = toolsImage
 
-	res, err := f.b.Recover(ctx, f.inst, "")
+	res, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{ID: "req-1"})
 	if err != nil || res.StepReason != backend.StepRecovering || !strings.Contains(res.Step, "recovering from member db-0") {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
 	sts := f.sts(t)
 	s, err := seedOf(sts.Annotations)
-	if err != nil || s == nil || s.Recover != "db-0" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != fallbackRevisionBump {
+	if err != nil || s == nil || s.Recover != "db-0" || s.RecoverRequest != "req-1" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != fallbackRevisionBump {
 		t.Fatalf("plan: %+v, %v", s, err)
 	}
 	if *sts.Spec.Replicas != 1 || sts.Annotations[annotationClusterToken] != s.Token || !strings.HasPrefix(s.Token, "ns-db-uid-1-recover-") {
@@ -178,6 +178,14 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	if _, err := f.client.AppsV1().StatefulSets("ns").UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The request, still recorded when its consumption failed, was carried out; a new one
+	// is refused, quorum being back.
+	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{ID: "req-1"}); !errors.Is(err, backend.ErrRecoveredAlready) {
+		t.Fatalf("the request carried out, again: %v, want ErrRecoveredAlready", err)
+	}
+	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{ID: "req-2"}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "quorum is not lost") {
+		t.Fatalf("a new request once quorum is back: %v, want ErrCannotRecover", err)
+	}
 	res, err = f.b.Sync(ctx, f.inst)
 	if err != nil || !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) || reasons(res) != "MemberAdded" {
 		t.Fatalf("after the recovery: %+v, %v, added %v", res, err, cluster.added)
@@ -209,7 +217,7 @@ func TestRecoverFromAnotherMember(t *testing.T) {
 		t.Fatalf("plan from member 0 that does not answer: %+v", s)
 	}
 
-	res, err := f.b.Recover(ctx, f.inst, "")
+	res, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{})
 	if err != nil || res.StepReason != backend.StepRecovering {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
@@ -225,7 +233,7 @@ func TestRecoverFromAnotherMember(t *testing.T) {
 	if err := restoreRefused(sts); !errors.Is(err, snapshot.ErrRestorePending) {
 		t.Fatalf("a restore during the recovery: %v, want ErrRestorePending", err)
 	}
-	if _, err := f.b.Recover(ctx, f.inst, "db-1"); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "db-2") {
+	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{Member: "db-1"}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "db-2") {
 		t.Fatalf("a recovery from db-1 during the one from db-2: %v, want ErrCannotRecover", err)
 	}
 	c, _ := seedContainerOf(t, f.client)

@@ -35,6 +35,10 @@ const (
 	// staged (RestoreRequest as JSON); it stays until the restore is done, and the API server
 	// refuses another one meanwhile.
 	annotationRestoreRequest = "etcdaas.dev/restore-request"
+	// annotationLastRecovery on the StatefulSet is the ID of the recover request whose
+	// recovery ended last, written with the end of the recovery: that request, still
+	// recorded on the instance, is carried out already, not refused.
+	annotationLastRecovery = "etcdaas.dev/last-recovery"
 	// annotationPodSeed on the pod template names the seed its init container builds; a pod
 	// without it runs the data from before.
 	annotationPodSeed = "etcdaas.dev/seed-id"
@@ -86,6 +90,8 @@ type seed struct {
 	// Recover is the surviving member a recovery from quorum loss rebuilds the cluster from;
 	// empty for restores, which S3 and Key locate.
 	Recover string `json:"recover,omitempty"`
+	// RecoverRequest is the ID of the recover request carried out (backend.RecoverRequest.ID).
+	RecoverRequest string `json:"recoverRequest,omitempty"`
 	// From is the client URL of the survivor member 0 streams its snapshot from; empty when
 	// the survivor is member 0, which is rebuilt from its own database.
 	From string `json:"from,omitempty"`

@@ -338,7 +338,7 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 		}
 	}
 	_ = cli.Close()
-	if _, err := b.Recover(ctx, inst, ""); !errors.Is(err, backend.ErrCannotRecover) {
+	if _, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-0"}); !errors.Is(err, backend.ErrCannotRecover) {
 		t.Fatalf("recover with quorum: %v", err)
 	}
 
@@ -368,16 +368,23 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 
 	// Recovery from a named member that is lost fails; from the survivor it rebuilds the
 	// cluster, and Syncs add members back with new ordinals.
-	if _, err := b.Recover(ctx, inst, "q-1"); !errors.Is(err, backend.ErrCannotRecover) {
+	if _, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-1", Member: "q-1"}); !errors.Is(err, backend.ErrCannotRecover) {
 		t.Fatalf("recover from a lost member: %v", err)
 	}
 	recovering := time.Now()
-	res, err = b.Recover(ctx, inst, "")
+	res, err = b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-2"})
 	if err != nil || len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRecovered || !strings.Contains(res.Events[0].Note, "from member q-0") ||
 		!strings.Contains(res.Events[0].Note, "discarded the data of q-1, q-2;") {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
 	res = converge(t, b, inst)
+	// The same request again (its consumption failed) was carried out; another is refused.
+	if _, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-2"}); !errors.Is(err, backend.ErrRecoveredAlready) {
+		t.Fatalf("the request carried out, again: %v, want ErrRecoveredAlready", err)
+	}
+	if _, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-3"}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "quorum is not lost") {
+		t.Fatalf("a new request once quorum is back: %v, want ErrCannotRecover", err)
+	}
 	t.Logf("FIGURE local backend: quorum loss recovered to 3 members in %s", time.Since(recovering).Round(time.Millisecond))
 	var names []string
 	for _, m := range res.Members {

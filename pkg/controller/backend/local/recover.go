@@ -14,7 +14,7 @@ import (
 
 // Recover implements backend.Backend. It checks that quorum is lost, chooses the survivor
 // and records the recovery before changing anything; finishRecovery does the rest.
-func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, member string) (*backend.Result, error) {
+func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req backend.RecoverRequest) (*backend.Result, error) {
 	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", backend.ErrCannotRecover, err)
@@ -25,6 +25,9 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 	}
 	if err != nil {
 		return nil, err
+	}
+	if st.Recovery == nil && req.ID != "" && req.ID == st.LastRecovery {
+		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
 	}
 	if st.Recovery == nil {
 		if err := b.ensureRunning(ctx, dir, st); err != nil {
@@ -41,11 +44,11 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, membe
 		if observed.QuorumLost == "" {
 			return observed, fmt.Errorf("%w: quorum is not lost", backend.ErrCannotRecover)
 		}
-		survivor, err := b.chooseSurvivor(dir, st, member)
+		survivor, err := b.chooseSurvivor(dir, st, req.Member)
 		if err != nil {
 			return observed, err
 		}
-		rec := &recoveryState{Survivor: survivor.Name}
+		rec := &recoveryState{Survivor: survivor.Name, Request: req.ID}
 		for _, m := range st.Members {
 			if m.Name != survivor.Name {
 				rec.Discard = append(rec.Discard, m.Name)
@@ -128,7 +131,7 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 	case <-sctx.Done():
 		return res, fmt.Errorf("survivor %s did not become ready: %w", survivor.Name, sctx.Err())
 	}
-	st.Recovery = nil
+	st.Recovery, st.LastRecovery = nil, rec.Request
 	if err := st.save(dir); err != nil {
 		return res, err
 	}

@@ -52,6 +52,9 @@ type instanceState struct {
 	LastRestore string `json:"lastRestore,omitempty"`
 	// Recovery is a recovery from quorum loss under way, nil when there is none.
 	Recovery *recoveryState `json:"recovery,omitempty"`
+	// LastRecovery is the ID of the recover request whose recovery ended last: that request,
+	// still recorded on the instance, is carried out already, not refused.
+	LastRecovery string `json:"lastRecovery,omitempty"`
 	// Replacement is the replacement of an unhealthy member under way, nil when there is
 	// none: recorded before the member is removed, cleared once its successor votes.
 	Replacement *replacementState `json:"replacement,omitempty"`
@@ -73,6 +76,8 @@ type recoveryState struct {
 	Survivor string `json:"survivor"`
 	// Discard are the other members, whose data is deleted.
 	Discard []string `json:"discard,omitempty"`
+	// Request is the ID of the recover request carried out (backend.RecoverRequest.ID).
+	Request string `json:"request,omitempty"`
 }
 
 // votingMembers returns a state holding only the members keep selects, each marked voting,
