@@ -53,8 +53,8 @@ type backups struct {
 	now         func() time.Time
 	writeStatus func(ctx context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error
 	enqueue     func(key string)
-	// record records an Event on the instance: a Warning for each failed backup, and one
-	// when backups succeed again after failures.
+	// record records an Event on the instance: a Warning when backups start failing (or fail
+	// for another reason), and one when they succeed again.
 	record func(inst *v1beta1.ETCDInstance, reason backend.EventReason, note string)
 	slots  chan struct{}
 
@@ -187,9 +187,10 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 		return // forgotten while it ended: nothing of it may be remembered or reported
 	}
 	// Failures before this attempt: this controller's count, or (after a restart) the
-	// condition a previous one left.
+	// condition a previous one left, with the reason it gave.
 	failedBefore := b.failures[inst.UID]
-	if cond := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionBackupSucceeded); failedBefore == 0 && cond != nil && cond.Status == metav1.ConditionFalse {
+	cond := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionBackupSucceeded)
+	if failedBefore == 0 && cond != nil && cond.Status == metav1.ConditionFalse {
 		failedBefore = 1
 	}
 	if err != nil {
@@ -202,15 +203,7 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 	b.mu.Unlock()
 
 	if err != nil {
-		metrics.ObserveBackupFailure(inst.Namespace, inst.Name)
-		klog.InfoS("Backup failed", "instance", key, "failures", failures, "err", err)
-		msg := fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v", started.UTC().Format(time.RFC3339), failures, err)
-		note := "Scheduled " + msg
-		if reason != ReasonBackupFailed {
-			note += " (" + reason + ")"
-		}
-		b.event(inst, backend.ReasonBackupFailed, note)
-		b.report(ctx, inst, nil, metav1.ConditionFalse, reason, msg)
+		b.reportFailure(ctx, inst, started, failures, failedBefore > 0 && cond != nil && cond.Reason == reason, reason, err)
 		return
 	}
 	metrics.ObserveBackupSuccess(inst.Namespace, inst.Name, info.Time, took, info.Size)
@@ -237,6 +230,25 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 		s.LastBackup = &v1beta1.BackupInfo{Key: info.Key, Revision: info.Revision, SizeBytes: info.Size, SHA256: info.SHA256,
 			EtcdVersion: info.EtcdVersion, CompletionTime: completed, InstanceUID: info.InstanceUID}
 	}, metav1.ConditionTrue, ReasonBackupCompleted, msg)
+}
+
+// reportFailure reports a failed backup, the failures-th in a row: in the BackupSucceeded
+// condition, and as a BackupFailed Event unless the previous attempt failed for the same
+// reason. One Event per attempt (every minute for some schedules) would use up the Warning
+// Events client-go lets through per object (25, then one per 5 minutes), and hide a later
+// QuorumLost.
+func (b *backups) reportFailure(ctx context.Context, inst *v1beta1.ETCDInstance, started time.Time, failures int, again bool, reason string, err error) {
+	metrics.ObserveBackupFailure(inst.Namespace, inst.Name)
+	klog.InfoS("Backup failed", "instance", instanceKey(inst), "failures", failures, "err", err)
+	msg := fmt.Sprintf("backup started %s failed (attempt %d, retried with backoff): %v", started.UTC().Format(time.RFC3339), failures, err)
+	if !again {
+		note := "Scheduled " + msg
+		if reason != ReasonBackupFailed {
+			note += " (" + reason + ")"
+		}
+		b.event(inst, backend.ReasonBackupFailed, note)
+	}
+	b.report(ctx, inst, nil, metav1.ConditionFalse, reason, msg)
 }
 
 // take streams a snapshot of the best member into the instance's destination.

@@ -204,11 +204,13 @@ func (failingDialer) Access(context.Context, string, string) (*etcdcluster.Acces
 	return nil, errors.New("no member answers")
 }
 
-// TestFailedBackupIsAWarningEvent: a scheduled backup that fails is a BackupFailed Warning
-// Event on the instance (what kubectl describe and kubectl events show), not only the
-// BackupSucceeded condition; each failed attempt is one Event.
+// TestFailedBackupIsAWarningEvent: scheduled backups that start failing are a BackupFailed
+// Warning Event on the instance (what kubectl describe and kubectl events show), not only the
+// BackupSucceeded condition; further failures for the same reason are not (they would use up
+// the Warning Events client-go lets through per object), one for another reason is.
 func TestFailedBackupIsAWarningEvent(t *testing.T) {
-	b := newBackups(BackupOptions{Dialer: failingDialer{}, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
+	b := newBackups(BackupOptions{Dialer: failingDialer{}, Resolver: backup.Resolver{LocalRoot: t.TempDir(),
+		Credentials: backup.EnvCredentials{Lookup: func(string) (string, bool) { return "", false }}}})
 	now := time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC)
 	b.now = func() time.Time { return now }
 	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
@@ -228,14 +230,31 @@ func TestFailedBackupIsAWarningEvent(t *testing.T) {
 		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
 			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
 	}
-	if after := b.step(context.Background(), inst); after != 0 {
-		t.Fatalf("next backup in %s, want one now", after)
+	attempt := func(condReason string) []string {
+		t.Helper()
+		if condReason != "" { // what the previous attempt reported, as the informer shows it
+			inst.Status.Conditions = []metav1.Condition{{Type: "BackupSucceeded", Status: metav1.ConditionFalse, Reason: condReason}}
+		}
+		if after := b.step(context.Background(), inst); after != 0 {
+			t.Fatalf("next backup in %s, want one now", after)
+		}
+		b.wait()
+		now = now.Add(15 * time.Minute) // past any backoff
+		mu.Lock()
+		defer mu.Unlock()
+		got := recorded
+		recorded = nil
+		return got
 	}
-	b.wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(recorded) != 1 || !strings.HasPrefix(recorded[0], "db Warning BackupFailed: ") ||
-		!strings.Contains(recorded[0], "attempt 1") || !strings.Contains(recorded[0], "no member answers") {
-		t.Fatalf("events %q, want one BackupFailed Warning naming the attempt and the cause", recorded)
+	if got := attempt(""); len(got) != 1 || !strings.HasPrefix(got[0], "db Warning BackupFailed: Scheduled backup started ") ||
+		!strings.Contains(got[0], "attempt 1") || !strings.Contains(got[0], "no member answers") {
+		t.Fatalf("events %q, want one BackupFailed Warning naming the attempt and the cause", got)
+	}
+	if got := attempt(ReasonBackupFailed); len(got) != 0 {
+		t.Fatalf("events %q for a second failure of the same kind, want none", got)
+	}
+	inst.Spec.Backup.Destination = v1beta1.BackupDestination{S3: &v1beta1.S3Destination{Endpoint: "http://127.0.0.1:1", Bucket: "b"}}
+	if got := attempt(ReasonBackupFailed); len(got) != 1 || !strings.Contains(got[0], "attempt 3") || !strings.HasSuffix(got[0], "("+ReasonCredentialsUnavailable+")") {
+		t.Fatalf("events %q, want one BackupFailed Warning for the new reason", got)
 	}
 }

@@ -80,7 +80,7 @@ func s3Instance(name string, store *s3server.Server, keep int32) *v1beta1.ETCDIn
 // valid snapshot for etcdutl whose SHA-256 matches its metadata and the status. Credentials
 // from a Secret (credentialsSecretRef, as a controller in a cluster reads them) work as well;
 // instances with missing or wrong credentials, from the environment or a Secret, report
-// BackupSucceeded=False with a clear message and a BackupFailed Warning Event per attempt, and
+// BackupSucceeded=False with a clear message and a BackupFailed Warning Event, and
 // are retried with backoff, not in a loop; once the credentials are fixed, the next attempt
 // succeeds and a BackupSucceeded Event says so.
 func TestScheduledBackupsToS3(t *testing.T) {
