@@ -53,6 +53,10 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.output == "-" {
 		return usageErrorf(cmd, "the snapshot is verified in a file before it is kept: -o needs a file name, not -")
 	}
+	if info, err := os.Stat(o.output); err == nil && info.IsDir() {
+		// Checked before the download, not by the rename at its end.
+		return usageErrorf(cmd, "%s is a directory: -o needs the name of the file to write", o.output)
+	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err

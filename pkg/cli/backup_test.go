@@ -299,6 +299,12 @@ func testBackupUsageErrors(t *testing.T) {
 	}
 	r = s.run(t, "backup", "x", "-o", "-")
 	expectCode(t, r, 1)
+	dir := t.TempDir()
+	r = s.run(t, "backup", "x", "-o", dir)
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: "+dir+" is a directory: -o needs the name of the file to write\n") {
+		t.Errorf("stderr %q", r.stderr)
+	}
 	if len(s.recorded()) != 0 {
 		t.Error("usage errors reached the server")
 	}
