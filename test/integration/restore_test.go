@@ -248,6 +248,100 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 	}
 }
 
+// TestTwoRestoresAtOnce: a second upload begins before the first is accepted, and the first
+// restore runs to its end while the second is still arriving. The second is neither a 500 nor
+// cut short by the end of the first: it is accepted once the first is no longer pending, and
+// restored in its turn.
+func TestTwoRestoresAtOnce(t *testing.T) {
+	t.Parallel()
+	e := ctlStart(t, local.Options{})
+	ns, name := "restore-two", "db"
+	ctx := context.Background()
+	cli := e.runningClient(ns, name, 1)
+	snaps := map[string]string{}
+	for _, v := range []string{"first", "second"} {
+		if _, err := cli.Put(ctx, "/k", v); err != nil {
+			t.Fatal(err)
+		}
+		snaps[v], _, _ = e.backupToFile(ns, name)
+	}
+	second, err := os.ReadFile(snaps["second"])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The second upload sends half its body, then waits.
+	cfg := e.srv.Config()
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, sender := io.Pipe()
+	t.Cleanup(func() { _ = sender.Close() }) // a failed test does not leave the upload hanging
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances/%s/restore", cfg.Host, ns, name), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.ContentLength = int64(len(second))
+	type answer struct {
+		code int
+		body []byte
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		data, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, data, err}
+	}()
+	if _, err := sender.Write(second[:len(second)/2]); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(e.dir, "instances", ns, name, "restore", "snapshot-*.part")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if parts, _ := filepath.Glob(spool); len(parts) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second upload never reached the spool directory")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	first := e.postRestoreFile(ns, name, snaps["first"])
+	if first.code != http.StatusAccepted {
+		t.Fatalf("first restore: %d %s", first.code, first.body)
+	}
+	e.restoredAndRunning(first.instance, 2*time.Minute)
+	if got, _ := keyValues(t, e.etcdClient(ns, name), "/k"); got["/k"] != "first" {
+		t.Fatalf("after the first restore /k = %q, want %q", got["/k"], "first")
+	}
+
+	if _, err := sender.Write(second[len(second)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = sender.Close()
+	got := <-answered
+	if got.err != nil || got.code != http.StatusAccepted {
+		t.Fatalf("the second restore, accepted after the first ended: %d %s %v", got.code, got.body, got.err)
+	}
+	accepted := &v1beta1.ETCDInstance{}
+	if err := json.Unmarshal(got.body, accepted); err != nil {
+		t.Fatal(err)
+	}
+	e.restoredAndRunning(accepted, 2*time.Minute)
+	if got, _ := keyValues(t, e.etcdClient(ns, name), "/k"); got["/k"] != "second" {
+		t.Fatalf("after the second restore /k = %q, want %q", got["/k"], "second")
+	}
+}
+
 // TestRestoreOfAMissingOrUndeployedInstance: 404 for an instance that does not exist, 409 for
 // one without members (a version the local backend does not run keeps it from deploying).
 func TestRestoreOfAMissingOrUndeployedInstance(t *testing.T) {
