@@ -288,12 +288,15 @@ func (s *fakeServer) getOne(w http.ResponseWriter, r *http.Request, ns, name str
 			}
 		}
 	}
+	var out *v1beta1.ETCDInstance
+	if ok {
+		out = in.DeepCopy() // under the lock: tests change stored objects from other goroutines
+	}
 	s.mu.Unlock()
 	if !ok {
 		s.writeStatus(w, apierrors.NewNotFound(etcdinstancesResource, name))
 		return
 	}
-	out := in.DeepCopy()
 	out.APIVersion, out.Kind = "etcdaas.dev/v1beta1", "ETCDInstance"
 	s.writeObject(w, r, out)
 }
