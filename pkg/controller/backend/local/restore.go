@@ -89,11 +89,44 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 	}
 	// Receipts cut short by a crash of the receiving server leave their spool file: the
 	// instance's own directory is swept of those not written to for staleSpoolAge.
-	deleted, err := snapshot.RemoveStaleSpool(spool, time.Now().Add(-snapshot.StaleSpoolAge))
+	before := time.Now().Add(-snapshot.StaleSpoolAge)
+	deleted, err := snapshot.RemoveStaleSpool(spool, before)
+	leftovers, lerr := removeStaleStaging(spool, before, staged)
+	deleted, err = append(deleted, leftovers...), errors.Join(err, lerr)
 	if len(deleted) > 0 || err != nil {
 		klog.InfoS("Deleted the spool files of interrupted restores", "instance", namespace+"/"+name, "deleted", deleted, "err", err)
 	}
 	return spool, nil
+}
+
+// removeStaleStaging deletes what a staging cut short by a crash leaves in spool, last written
+// before before: a snapshot renamed for a request never recorded, a request never linked.
+// The snapshot of the pending request (of an older instance, if any) stays. A staging in
+// progress is not touched: its snapshot keeps the time its receipt ended, minutes ago at most.
+func removeStaleStaging(spool string, before time.Time, pending *snapshot.Staged) ([]string, error) {
+	var deleted []string
+	var errs []error
+	for _, pattern := range []string{pendingSnapshot(spool, "*"), filepath.Join(spool, "request-*.tmp")} {
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			return deleted, err
+		}
+		for _, path := range matches {
+			if pending != nil && path == pendingSnapshot(spool, pending.ID) {
+				continue
+			}
+			st, err := os.Lstat(path)
+			if err != nil || !st.Mode().IsRegular() || !st.ModTime().Before(before) {
+				continue
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			deleted = append(deleted, path)
+		}
+	}
+	return deleted, errors.Join(errs...)
 }
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the

@@ -71,8 +71,10 @@ func saveSnapshot(t *testing.T, d etcdcluster.Dialer, name, path string) *snapsh
 }
 
 // leaveSpoolFiles leaves in the instance's spool directory what two interrupted receipts
-// leave, one last written two hours ago and one just now, and returns their paths.
-func leaveSpoolFiles(t *testing.T, dir string, inst *v1beta1.ETCDInstance) (stale, fresh string) {
+// leave, one last written two hours ago and one just now, and returns their paths; and what
+// a crash in the middle of staging leaves (a snapshot renamed, its request not yet linked),
+// two hours ago, returned as staleStaging.
+func leaveSpoolFiles(t *testing.T, dir string, inst *v1beta1.ETCDInstance) (stale, fresh string, staleStaging []string) {
 	t.Helper()
 	instDir, err := instanceDir(dir, inst.Namespace, inst.Name)
 	if err != nil {
@@ -83,16 +85,19 @@ func leaveSpoolFiles(t *testing.T, dir string, inst *v1beta1.ETCDInstance) (stal
 		t.Fatal(err)
 	}
 	stale, fresh = filepath.Join(spool, "snapshot-1.part"), filepath.Join(spool, "snapshot-2.part")
-	for _, p := range []string{stale, fresh} {
+	staleStaging = []string{pendingSnapshot(spool, "crashed"), filepath.Join(spool, "request-1.tmp")}
+	for _, p := range append([]string{stale, fresh}, staleStaging...) {
 		if err := os.WriteFile(p, []byte("half a snapshot"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	old := time.Now().Add(-2 * time.Hour)
-	if err := os.Chtimes(stale, old, old); err != nil {
-		t.Fatal(err)
+	for _, p := range append([]string{stale}, staleStaging...) {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return stale, fresh
+	return stale, fresh, staleStaging
 }
 
 // stage hands the snapshot at path to the backend as the API server does.
@@ -160,15 +165,17 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	}
 	_, revBefore := values(t, cli)
 
-	stale, fresh := leaveSpoolFiles(t, dir, inst)
+	stale, fresh, staleStaging := leaveSpoolFiles(t, dir, inst)
 	spool, err := Stager{Dir: dir}.SpoolDir(ctx, internalInstance(inst.Namespace, inst.Name, inst.UID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The spool file of a receipt cut short long ago is gone; a recent one (a receipt that
-	// may be in progress) stays.
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stale spool file %s: %v, want it deleted", stale, err)
+	// The spool file of a receipt cut short long ago is gone, and so are the leftovers of a
+	// staging cut short; a recent spool file (a receipt that may be in progress) stays.
+	for _, p := range append([]string{stale}, staleStaging...) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale spool file %s: %v, want it deleted", p, err)
+		}
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("recent spool file: %v", err)
