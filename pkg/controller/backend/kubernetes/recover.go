@@ -46,7 +46,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 	}
 	member := req.Member
 	switch restore, rerr := restoreRequestOf(v.sts.Annotations); {
-	case s == nil && req.ID != "" && v.sts.Annotations[annotationLastRecovery] == req.ID:
+	case req.ID != "" && v.sts.Annotations[annotationLastRecovery] == req.ID:
 		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
 	case s != nil && s.Recover != "" && member != "" && member != s.Recover:
 		return nil, fmt.Errorf("%w: a recovery from member %s is under way already", backend.ErrCannotRecover, s.Recover)

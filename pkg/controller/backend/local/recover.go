@@ -26,7 +26,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 	if err != nil {
 		return nil, err
 	}
-	if st.Recovery == nil && req.ID != "" && req.ID == st.LastRecovery {
+	if req.ID != "" && req.ID == st.LastRecovery {
 		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
 	}
 	if st.Recovery == nil {
