@@ -7,6 +7,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
 
 // objectClient is the part of a typed client-go client that ensureObject uses.
@@ -16,19 +18,24 @@ type objectClient[T runtime.Object] interface {
 	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
 }
 
-// ensureObject creates want when no object of its name exists. When one does, amend (if not
+// ensureObject creates want, an object of kind owned by owner, when no object of its name
+// exists. When one does, it must be owner's (names of different instances' objects can be the
+// same: the client Service of "db-peers" and the peer Service of "db"); then amend (if not
 // nil) changes a copy of it to what want says and reports whether it changed anything; the
 // changed copy is updated.
 func ensureObject[T interface {
 	runtime.Object
 	metav1.Object
-}](ctx context.Context, client objectClient[T], want T, amend func(got T) bool) error {
+}](ctx context.Context, client objectClient[T], kind string, owner metav1.Object, want T, amend func(got T) bool) error {
 	got, err := client.Get(ctx, want.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = client.Create(ctx, want, metav1.CreateOptions{})
 		return err
 	}
-	if err != nil || amend == nil {
+	if err != nil {
+		return err
+	}
+	if err := checkOwner(kind, got, owner); err != nil || amend == nil {
 		return err
 	}
 	changed, ok := got.DeepCopyObject().(T)
@@ -39,5 +46,42 @@ func ensureObject[T interface {
 		return nil
 	}
 	_, err = client.Update(ctx, changed, metav1.UpdateOptions{})
+	return err
+}
+
+// checkOwner refuses obj, an existing object of kind with the name of one of owner's, unless
+// owner controls it.
+func checkOwner(kind string, obj, owner metav1.Object) error {
+	if metav1.IsControlledBy(obj, owner) {
+		return nil
+	}
+	return backend.Permanent("NameConflict", "%s %s/%s exists and is not owned by this instance", kind, obj.GetNamespace(), obj.GetName())
+}
+
+// objectDeleter is the part of a typed client-go client that deleteOwned uses.
+type objectDeleter[T metav1.Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// deleteOwned deletes the named object when owner controls it (and only that object: a UID
+// precondition), leaving alone another's of the same name. An object already gone is fine.
+func deleteOwned[T metav1.Object](ctx context.Context, client objectDeleter[T], owner metav1.Object, name string, opts metav1.DeleteOptions) error {
+	got, err := client.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(got, owner) {
+		return nil
+	}
+	uid := got.GetUID()
+	opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	err = client.Delete(ctx, name, opts)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
 	return err
 }

@@ -365,10 +365,10 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 			return nil, nil, err
 		}
 	}
-	if err := b.ensureService(ctx, peerService(inst)); err != nil {
+	if err := b.ensureService(ctx, inst, peerService(inst)); err != nil {
 		return nil, nil, err
 	}
-	if err := b.ensureService(ctx, clientService(inst)); err != nil {
+	if err := b.ensureService(ctx, inst, clientService(inst)); err != nil {
 		return nil, nil, err
 	}
 	v.sts, err = stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
@@ -593,14 +593,14 @@ func (b *Backend) deleteVolume(ctx context.Context, inst *v1beta1.ETCDInstance, 
 	return err
 }
 
-func (b *Backend) ensureService(ctx context.Context, want *corev1.Service) error {
+func (b *Backend) ensureService(ctx context.Context, inst *v1beta1.ETCDInstance, want *corev1.Service) error {
 	// A Service is only created: its cluster IP and ports are its own once it exists.
-	return ensureObject(ctx, b.opts.Client.CoreV1().Services(want.Namespace), want, nil)
+	return ensureObject(ctx, b.opts.Client.CoreV1().Services(want.Namespace), "Service", inst, want, nil)
 }
 
 func (b *Backend) ensurePDB(ctx context.Context, inst *v1beta1.ETCDInstance, members int) error {
 	want := podDisruptionBudget(inst, members)
-	return ensureObject(ctx, b.opts.Client.PolicyV1().PodDisruptionBudgets(inst.Namespace), want,
+	return ensureObject(ctx, b.opts.Client.PolicyV1().PodDisruptionBudgets(inst.Namespace), "PodDisruptionBudget", inst, want,
 		func(got *policyv1.PodDisruptionBudget) bool {
 			if got.Spec.MinAvailable != nil && *got.Spec.MinAvailable == *want.Spec.MinAvailable {
 				return false
@@ -617,6 +617,9 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstanc
 	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
 	got, err := client.Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
 	if err == nil {
+		if err := checkOwner("Secret", got, inst); err != nil {
+			return nil, err
+		}
 		return got.Data, nil
 	}
 	if !apierrors.IsNotFound(err) {
@@ -637,7 +640,7 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstanc
 // the TLS Secret's, creating it when missing and putting back what was changed in it.
 func (b *Backend) ensureClientTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance, data map[string][]byte) error {
 	want := clientTLSSecret(inst, data)
-	return ensureObject(ctx, b.opts.Client.CoreV1().Secrets(inst.Namespace), want, func(got *corev1.Secret) bool {
+	return ensureObject(ctx, b.opts.Client.CoreV1().Secrets(inst.Namespace), "Secret", inst, want, func(got *corev1.Secret) bool {
 		if maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
 			return false
 		}
@@ -736,24 +739,28 @@ func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error 
 	ns := inst.Namespace
 	propagation := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}
 	deletes := []func() error{
-		func() error { return c.AppsV1().StatefulSets(ns).Delete(ctx, statefulSetName(inst), propagation) },
 		func() error {
-			return c.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, pdbName(inst), metav1.DeleteOptions{})
+			return deleteOwned(ctx, c.AppsV1().StatefulSets(ns), inst, statefulSetName(inst), propagation)
 		},
 		func() error {
-			return c.CoreV1().Services(ns).Delete(ctx, ClientServiceName(inst), metav1.DeleteOptions{})
+			return deleteOwned(ctx, c.PolicyV1().PodDisruptionBudgets(ns), inst, pdbName(inst), metav1.DeleteOptions{})
 		},
 		func() error {
-			return c.CoreV1().Services(ns).Delete(ctx, PeerServiceName(inst), metav1.DeleteOptions{})
+			return deleteOwned(ctx, c.CoreV1().Services(ns), inst, ClientServiceName(inst), metav1.DeleteOptions{})
 		},
-		func() error { return c.CoreV1().Secrets(ns).Delete(ctx, TLSSecretName(inst), metav1.DeleteOptions{}) },
 		func() error {
-			return c.CoreV1().Secrets(ns).Delete(ctx, ClientTLSSecretName(inst), metav1.DeleteOptions{})
+			return deleteOwned(ctx, c.CoreV1().Services(ns), inst, PeerServiceName(inst), metav1.DeleteOptions{})
+		},
+		func() error {
+			return deleteOwned(ctx, c.CoreV1().Secrets(ns), inst, TLSSecretName(inst), metav1.DeleteOptions{})
+		},
+		func() error {
+			return deleteOwned(ctx, c.CoreV1().Secrets(ns), inst, ClientTLSSecretName(inst), metav1.DeleteOptions{})
 		},
 	}
 	var errs []error
 	for _, del := range deletes {
-		if err := del(); err != nil && !apierrors.IsNotFound(err) {
+		if err := del(); err != nil {
 			errs = append(errs, err)
 		}
 	}
