@@ -468,11 +468,15 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 	}
 	for _, m := range members {
 		if m.IsLearner {
-			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", backend.MemberName(v.inst.Name, v.ordinal(m, len(members)))), backend.StepAddingMember
-			if res.Unhealthy != "" {
+			o := v.ordinal(m, len(members))
+			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", backend.MemberName(v.inst.Name, o)), backend.StepAddingMember
+			// Only the learner's own health counts: another member down is replaced once
+			// no change is under way, so waiting for it would wait forever. etcd refuses a
+			// promotion that would cost quorum, or of a learner not caught up.
+			if o < 0 || o >= len(obs.statuses) || !obs.statuses[o].Healthy || obs.statuses[o].MemberID != m.ID {
 				return true, nil // the learner's pod is still starting
 			}
-			name := backend.MemberName(v.inst.Name, v.ordinal(m, len(members)))
+			name := backend.MemberName(v.inst.Name, o)
 			if err := cluster.Promote(ctx, m.ID); err != nil {
 				return true, err
 			}
