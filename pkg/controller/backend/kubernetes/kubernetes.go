@@ -468,23 +468,42 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 	}
 	for _, m := range members {
 		if m.IsLearner {
-			o := v.ordinal(m, len(members))
-			res.Step, res.StepReason = fmt.Sprintf("promoting member %s", backend.MemberName(v.inst.Name, o)), backend.StepAddingMember
-			// Only the learner's own health counts: another member down is replaced once
-			// no change is under way, so waiting for it would wait forever. etcd refuses a
-			// promotion that would cost quorum, or of a learner not caught up.
-			if o < 0 || o >= len(obs.statuses) || !obs.statuses[o].Healthy || obs.statuses[o].MemberID != m.ID {
-				return true, nil // the learner's pod is still starting
-			}
-			name := backend.MemberName(v.inst.Name, o)
-			if err := cluster.Promote(ctx, m.ID); err != nil {
-				return true, err
-			}
-			res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
-			return true, nil
+			return true, b.resumeLearner(ctx, v, cluster, obs, m)
 		}
 	}
 	return false, nil
+}
+
+// resumeLearner promotes the learner m once it serves. A learner spec.replicas no longer asks
+// for (a scale-up undone, perhaps because its pod cannot start) is removed instead, with its
+// volume: removing a learner never costs quorum.
+func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster membership, obs *observation, m etcdcluster.Member) error {
+	res, members := obs.result, obs.members
+	o := v.ordinal(m, len(members))
+	name := backend.MemberName(v.inst.Name, o)
+	if o >= backend.DesiredReplicas(v.inst) && o == len(members)-1 {
+		res.Step, res.StepReason = fmt.Sprintf("removing member %s", name), backend.StepRemovingMember
+		if err := cluster.Remove(ctx, m.ID); err != nil {
+			return err
+		}
+		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s), a learner spec.replicas no longer asks for; its volume is deleted with its pod", name, m.IDString())
+		if err := b.setMembers(ctx, v, members[:len(members)-1]); err != nil {
+			return err
+		}
+		return b.deleteVolume(ctx, v.inst, o)
+	}
+	res.Step, res.StepReason = fmt.Sprintf("promoting member %s", name), backend.StepAddingMember
+	// Only the learner's own health counts: another member down is replaced once no change
+	// is under way, so waiting for it would wait forever. etcd refuses a promotion that
+	// would cost quorum, or of a learner not caught up.
+	if o < 0 || o >= len(obs.statuses) || !obs.statuses[o].Healthy || obs.statuses[o].MemberID != m.ID {
+		return nil // the learner's pod is still starting
+	}
+	if err := cluster.Promote(ctx, m.ID); err != nil {
+		return err
+	}
+	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
+	return nil
 }
 
 // stepTowardSpec takes the next step toward spec.replicas on a healthy cluster with no change

@@ -38,3 +38,29 @@ func TestALearnerIsPromotedWhileAnotherMemberIsDown(t *testing.T) {
 		t.Fatalf("sync with a learner not serving: %+v, %v, promoted %v", res, err, cluster.promoted)
 	}
 }
+
+// TestAScaleUpIsUndoneWhileItsLearnerDoesNotStart: db-3 was added as a learner for a
+// scale-up to 4, but its pod never starts (unschedulable, say); the user sets replicas back
+// to 3. The learner is removed, with its pod and volume, rather than waited for forever.
+func TestAScaleUpIsUndoneWhileItsLearnerDoesNotStart(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(4)
+	cluster.members[3].IsLearner = true
+	cluster.statuses[3] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	f := newStepsFixture(t, 3, 4, 3, cluster)
+	f.withVolumes(t, 4)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || !slices.Equal(cluster.removed, []uint64{103}) || len(cluster.promoted) != 0 || reasons(res) != "MemberRemoved" {
+		t.Fatalf("sync: %+v, %v, removed %v, promoted %v", res, err, cluster.removed, cluster.promoted)
+	}
+	if replicas, _ := f.statefulSet(t); replicas != 3 {
+		t.Fatalf("StatefulSet replicas %d, want 3", replicas)
+	}
+	if got := f.volumes(t); !slices.Equal(got, []string{"data-db-0", "data-db-1", "data-db-2"}) {
+		t.Fatalf("volumes %v: the learner's must go", got)
+	}
+	cluster.statuses = cluster.statuses[:3]
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("after the learner's removal: %+v, %v", res, err)
+	}
+}
