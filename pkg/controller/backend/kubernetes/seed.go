@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -289,22 +290,24 @@ func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *Restor
 	if current != nil {
 		s.Replaced = max(s.Replaced, current.Replaced)
 	}
-	updated := v.sts.DeepCopy()
 	want := b.statefulSet(inst, v.image, b.seedConfig(inst, s))
-	updated.Spec.Replicas, updated.Spec.Template = want.Spec.Replicas, want.Spec.Template
-	updated.Annotations[annotationSeed] = s.annotation()
-	updated.Annotations[annotationClusterToken] = s.Token
-	// The restore replaces every member: what was recorded about the old ones (a version
-	// roll's step, their volumes and IDs, a replacement) no longer describes the cluster, and
-	// would hold up or misdirect the steps that grow the new one.
-	for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
-		delete(updated.Annotations, stale)
-	}
-	stored, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		updated.Spec.Replicas, updated.Spec.Template = want.Spec.Replicas, want.Spec.Template
+		if updated.Annotations == nil {
+			updated.Annotations = map[string]string{}
+		}
+		updated.Annotations[annotationSeed] = s.annotation()
+		updated.Annotations[annotationClusterToken] = s.Token
+		// The restore replaces every member: what was recorded about the old ones (a version
+		// roll's step, their volumes and IDs, a replacement) no longer describes the cluster,
+		// and would hold up or misdirect the steps that grow the new one.
+		for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
+			delete(updated.Annotations, stale)
+		}
+	})
 	if err != nil {
 		return res, err
 	}
-	v.sts = stored
 	return res, b.ensurePDB(ctx, inst, 1)
 }
 
@@ -383,16 +386,17 @@ func (b *Backend) continueSeed(ctx context.Context, v *instanceView, s *seed) (*
 // container out of the pod template; member 0 keeps running the restored data.
 func (b *Backend) endSeed(ctx context.Context, v *instanceView, s *seed, res *backend.Result) error {
 	inst := v.inst
-	updated := v.sts.DeepCopy()
 	mc := b.seedConfig(inst, s)
 	mc.seed, mc.clusterState = nil, "existing"
 	want := b.statefulSet(inst, v.image, mc)
-	updated.Spec.Template = want.Spec.Template
-	delete(updated.Annotations, annotationSeed)
-	if req, err := restoreRequestOf(v.sts.Annotations); err == nil && req != nil && req.ID == s.Restore {
-		delete(updated.Annotations, annotationRestoreRequest)
-	}
-	if _, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
+		updated.Spec.Template = want.Spec.Template
+		delete(updated.Annotations, annotationSeed)
+		if req, err := restoreRequestOf(updated.Annotations); err == nil && req != nil && req.ID == s.Restore {
+			delete(updated.Annotations, annotationRestoreRequest)
+		}
+	})
+	if err != nil {
 		return err
 	}
 	first := backend.MemberName(inst.Name, 0)
