@@ -460,6 +460,11 @@ func (b *Backend) resumeChange(ctx context.Context, v *instanceView, cluster mem
 		}
 		return true, b.setMembers(ctx, v, members)
 	case len(members) < replicas:
+		if o := v.missingOrdinal(members); o < len(members) {
+			// Not the highest ordinals: a member removed from etcd by someone else. Shrinking
+			// would stop a member etcd still counts.
+			return true, b.replaceMissing(ctx, v, cluster, obs, o)
+		}
 		res.Step, res.StepReason = fmt.Sprintf("removing the pod of member %s", backend.MemberName(v.inst.Name, replicas-1)), backend.StepRemovingMember
 		if err := b.setMembers(ctx, v, members); err != nil {
 			return true, err

@@ -3,8 +3,12 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
@@ -62,5 +66,38 @@ func TestAScaleUpIsUndoneWhileItsLearnerDoesNotStart(t *testing.T) {
 	cluster.statuses = cluster.statuses[:3]
 	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
 		t.Fatalf("after the learner's removal: %+v, %v", res, err)
+	}
+}
+
+// TestAMemberRemovedFromEtcdInTheMiddleIsReplaced: db-1 was removed from etcd behind the
+// controller's back (etcdctl member remove). Its ordinal is replaced by a new member; the
+// StatefulSet is not shrunk, which would stop db-2 and delete its volume while etcd still
+// counts it, leaving one running member of two: quorum lost.
+func TestAMemberRemovedFromEtcdInTheMiddleIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	f, cluster := convergedWithVolumes(t)
+	cluster.members = slices.Delete(cluster.members, 1, 2)
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	if replicas, _ := f.statefulSet(t); replicas != 3 {
+		t.Fatalf("StatefulSet replicas %d, want 3", replicas)
+	}
+	if got := f.volumes(t); !slices.Contains(got, "data-db-2") || slices.Contains(got, "data-db-0") == false {
+		t.Fatalf("volumes %v: db-0's and db-2's must stay", got)
+	}
+	if !f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-2", metav1.GetOptions{}); return err }) {
+		t.Fatal("db-2's pod was deleted")
+	}
+	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
+		t.Fatal("the pod of the removed member db-1 still runs on its old data")
+	}
+	if !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) || len(cluster.removed) != 0 {
+		t.Fatalf("added %v, removed %v: want a new db-1", cluster.added, cluster.removed)
+	}
+	if got := reasons(res); got != "MemberUnhealthy,MemberAdded" || !strings.Contains(res.Events[0].Note, "Replacing member db-1 (ID 65)") {
+		t.Fatalf("events %+v", res.Events)
 	}
 }

@@ -515,3 +515,51 @@ func (b *Backend) recreatePod(ctx context.Context, v *instanceView, o int) error
 	}
 	return err
 }
+
+// missingOrdinal is the lowest ordinal without a member among members, the membership in
+// ordinal order.
+func (v *instanceView) missingOrdinal(members []etcdcluster.Member) int {
+	o := 0
+	for _, m := range members {
+		if v.ordinal(m, len(members)) == o {
+			o++
+		}
+	}
+	return o
+}
+
+// replaceMissing starts replacing the member with ordinal o, which has a pod but is no longer
+// in the etcd membership (someone removed it): its pod and volume claim are deleted and a new
+// member joins with its name, as for any replacement.
+func (b *Backend) replaceMissing(ctx context.Context, v *instanceView, cluster membership, obs *observation, o int) error {
+	name := backend.MemberName(v.inst.Name, o)
+	// The member's ID, as recorded with its volume: it is gone from the membership.
+	rep := &replacement{Ordinal: o, OldID: "unknown", Why: "it is no longer in the etcd membership (removed outside this controller)", DataLost: true}
+	if rec, ok := v.memberVolumes()[name]; ok {
+		rep.OldID = rec.Member
+	}
+	pvc, err := b.claim(ctx, v, o)
+	if err != nil {
+		return err
+	}
+	if pvc != nil {
+		rep.ClaimUID = pvc.UID
+	}
+	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		rep.PodUID = pod.UID
+	case !apierrors.IsNotFound(err):
+		return err
+	}
+	if err := b.setAnnotation(ctx, v, annotationReplacement, rep); err != nil {
+		return err
+	}
+	volumes := v.memberVolumes()
+	delete(volumes, name)
+	if err := b.setAnnotation(ctx, v, annotationMemberVolumes, volumes); err != nil {
+		return err
+	}
+	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", name, rep.OldID, rep.Why)
+	return b.continueReplacement(ctx, v, cluster, obs, rep)
+}
