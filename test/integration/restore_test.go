@@ -41,8 +41,15 @@ type restoreResponse struct {
 	instance *v1beta1.ETCDInstance
 }
 
-// postRestore POSTs body to the restore subresource; a negative size sends it chunked.
+// postRestore POSTs body to the restore subresource as application/octet-stream; a negative
+// size sends it chunked.
 func (e *ctlEnv) postRestore(ns, name string, body io.Reader, size int64) restoreResponse {
+	e.t.Helper()
+	return e.postRestoreAs(ns, name, "application/octet-stream", body, size)
+}
+
+// postRestoreAs is postRestore with the given Content-Type (none when empty).
+func (e *ctlEnv) postRestoreAs(ns, name, contentType string, body io.Reader, size int64) restoreResponse {
 	e.t.Helper()
 	cfg := e.srv.Config()
 	hc, err := rest.HTTPClientFor(cfg)
@@ -54,7 +61,9 @@ func (e *ctlEnv) postRestore(ns, name string, body io.Reader, size int64) restor
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.ContentLength = size
 	if size < 0 {
 		req.ContentLength = -1
@@ -200,24 +209,28 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 			t.Fatalf("after the refused %s a restore is pending: %v", what, err)
 		}
 	}
+	const octets = "application/octet-stream"
 	for _, tc := range []struct {
-		what    string
-		body    []byte
-		chunked bool
-		code    int
-		message string
+		what        string
+		contentType string
+		body        []byte
+		chunked     bool
+		code        int
+		message     string
 	}{
-		{"corrupt snapshot", corrupt, false, http.StatusUnprocessableEntity, "integrity hash does not match"},
-		{"newer-version snapshot", newerData, false, http.StatusUnprocessableEntity, "newer than the etcd 3.7"},
-		{"oversize snapshot", oversize, false, http.StatusRequestEntityTooLarge, "at most 2097152"},
-		{"oversize snapshot sent chunked", oversize, true, http.StatusRequestEntityTooLarge, "larger than the 2097152 bytes"},
-		{"empty body", nil, false, http.StatusUnprocessableEntity, "no body"},
+		{"corrupt snapshot", octets, corrupt, false, http.StatusUnprocessableEntity, "integrity hash does not match"},
+		{"newer-version snapshot", octets, newerData, false, http.StatusUnprocessableEntity, "newer than the etcd 3.7"},
+		{"oversize snapshot", octets, oversize, false, http.StatusRequestEntityTooLarge, "at most 2097152"},
+		{"oversize snapshot sent chunked", octets, oversize, true, http.StatusRequestEntityTooLarge, "larger than the 2097152 bytes"},
+		{"empty body", octets, nil, false, http.StatusUnprocessableEntity, "no body"},
+		{"snapshot sent as JSON", "application/json", raw, false, http.StatusUnsupportedMediaType, "accepted media types include: application/octet-stream"},
+		{"snapshot sent form-encoded", "application/x-www-form-urlencoded", raw, false, http.StatusUnsupportedMediaType, "application/octet-stream"},
 	} {
 		size := int64(len(tc.body))
 		if tc.chunked {
 			size = -1
 		}
-		resp := e.postRestore(ns, name, bytes.NewReader(tc.body), size)
+		resp := e.postRestoreAs(ns, name, tc.contentType, bytes.NewReader(tc.body), size)
 		if resp.code != tc.code || !strings.Contains(string(resp.body), tc.message) {
 			t.Fatalf("%s: got %d %s, want %d with %q", tc.what, resp.code, resp.body, tc.code, tc.message)
 		}

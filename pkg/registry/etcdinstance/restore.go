@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"os"
 	"time"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apiserver/pkg/endpoints/handlers/negotiation"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
@@ -32,6 +34,9 @@ const DefaultMaxRestoreBytes int64 = 8 << 30
 // ReasonRestoreRequested is the Progressing condition's reason from the moment a snapshot is
 // accepted until the controller starts restoring it.
 const ReasonRestoreRequested = "RestoreRequested"
+
+// RestoreMediaType is the media type of a restore's body, a raw etcd snapshot.
+const RestoreMediaType = "application/octet-stream"
 
 // verifyTimeout bounds checking one snapshot.
 const verifyTimeout = 10 * time.Minute
@@ -147,14 +152,14 @@ func (h *restoreHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h.responder.Object(http.StatusAccepted, updated)
 }
 
-// accept runs every check in order, cheapest first, and stages the snapshot once all pass. The
-// body's Content-Type is not checked (kubectl create --raw sends its own): the body is
-// checked as a snapshot, which anything else fails.
+// accept runs every check in order, cheapest first, and stages the snapshot once all pass.
 func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	ctx := req.Context()
 	name := h.instance.Name
 	limit := h.rest.opts.MaxBytes
 	switch {
+	case !acceptedMediaType(req.Header.Get("Content-Type")):
+		return nil, negotiation.NewUnsupportedMediaTypeError([]string{RestoreMediaType})
 	case h.instance.DeletionTimestamp != nil:
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, errors.New("the instance is being deleted"))
 	case h.rest.opts.Stager == nil:
@@ -213,6 +218,18 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	klog.InfoS("Accepted a snapshot to restore", "instance", h.namespace+"/"+name, "id", staged.ID, "bytes", size,
 		"revision", info.Revision, "keys", info.TotalKeys, "received", received, "verified", time.Since(start)-received)
 	return staged, nil
+}
+
+// acceptedMediaType reports whether a restore's Content-Type is the snapshot's media type (any
+// parameters aside) or absent: kubectl create --raw -f FILE sends none, and the body is checked
+// as a snapshot anyway. Any other type (curl --data-binary's form encoding, JSON) is refused
+// before the body is read, as kube-apiserver refuses a body in a type an endpoint does not take.
+func acceptedMediaType(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mediaType == RestoreMediaType
 }
 
 // reportRequested sets phase Restoring and the Progressing condition, so that clients see the

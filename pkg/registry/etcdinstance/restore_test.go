@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -93,5 +94,57 @@ func TestRestoreOfNotASnapshot(t *testing.T) {
 	d := status.Status().Details
 	if d == nil || d.Kind != "ETCDInstance" || d.Group != etcdaas.GroupName || d.Name != "db" || len(d.Causes) != 1 || d.Causes[0].Field != "body" {
 		t.Errorf("details %+v, want kind ETCDInstance, name db and one cause on body", d)
+	}
+}
+
+// TestRestoreMediaTypes: a body in another media type than a snapshot's is a 415 naming
+// application/octet-stream before a byte of it is read; a snapshot sent as
+// application/octet-stream (with or without parameters) or without a Content-Type, as
+// kubectl create --raw sends it, is accepted.
+func TestRestoreMediaTypes(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"}}
+	for _, tc := range []struct {
+		contentType string
+		accepted    bool
+	}{
+		{"application/octet-stream", true},
+		{"Application/Octet-Stream; charset=binary", true},
+		{"", true},
+		{"application/json", false},
+		{"application/x-www-form-urlencoded", false}, // curl --data-binary without -H
+		{"application/yaml", false},
+		{"text/plain", false},
+		{"octet-stream", false}, // malformed: no subtype
+	} {
+		h := &restoreHandler{rest: NewRestoreREST(nil, RestoreOptions{Stager: &fakeStager{dir: t.TempDir()}}), namespace: "ns", instance: inst}
+		body := &countingReader{r: bytes.NewReader(snap)}
+		req, err := http.NewRequest(http.MethodPost, "/restore", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.contentType != "" {
+			req.Header.Set("Content-Type", tc.contentType)
+		}
+		req.ContentLength = int64(len(snap))
+		_, err = h.accept(req)
+		if tc.accepted {
+			if err != nil {
+				t.Errorf("Content-Type %q: %v, want the snapshot accepted", tc.contentType, err)
+			}
+			continue
+		}
+		var status apierrors.APIStatus
+		if !errors.As(err, &status) || status.Status().Code != http.StatusUnsupportedMediaType ||
+			status.Status().Reason != metav1.StatusReasonUnsupportedMediaType || body.n != 0 {
+			t.Errorf("Content-Type %q: %v after reading %d bytes, want a 415 before reading any", tc.contentType, err, body.n)
+			continue
+		}
+		if !strings.Contains(status.Status().Message, "application/octet-stream") {
+			t.Errorf("Content-Type %q: the 415 %q does not name the accepted type", tc.contentType, status.Status().Message)
+		}
 	}
 }
