@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+	"k8s.io/cli-runtime/pkg/printers"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
@@ -45,7 +45,7 @@ the same name, deleted since) are listed too; -o yaml shows the instanceUID of e
 }
 
 func (o *backupsOptions) run(cmd *cobra.Command, f *Factory, name string) error {
-	if o.output != "" && o.output != "yaml" && o.output != "json" {
+	if o.output != outputTable && o.output != outputYAML && o.output != outputJSON {
 		return usageErrorf(cmd, "--output %q: want yaml or json", o.output)
 	}
 	ns, client, err := f.NamespacedClient()
@@ -58,21 +58,17 @@ func (o *backupsOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	}
 	out := f.IOStreams.Out
 	switch o.output {
-	case "yaml", "json":
-		list.APIVersion, list.Kind = "etcdaas.dev/v1beta1", "ETCDInstanceBackupList"
+	case outputYAML, outputJSON:
+		list.SetGroupVersionKind(v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceBackupList"))
 		if list.Items == nil {
 			list.Items = []v1beta1.BackupInfo{} // items: [], as kubectl prints an empty list
 		}
-		data, err := yaml.Marshal(list)
-		if err == nil && o.output == "json" {
-			data, err = yaml.YAMLToJSON(data)
-			data = append(data, '\n')
+		// kubectl's printers: JSON indented by four spaces, YAML as kubectl get -o yaml.
+		var printer printers.ResourcePrinter = &printers.JSONPrinter{}
+		if o.output == outputYAML {
+			printer = &printers.YAMLPrinter{}
 		}
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(data)
-		return err
+		return printer.PrintObj(list, out)
 	}
 	if len(list.Items) == 0 {
 		why := ""

@@ -45,10 +45,11 @@ type fakeServer struct {
 	objects   map[string]*v1beta1.ETCDInstance // by namespace/name
 	rv        int
 	requests  []recordedRequest
-	backup    http.HandlerFunc // serves .../backup when set
-	recover   http.HandlerFunc // serves POST .../recover when set
-	defrag    http.HandlerFunc // serves POST .../defrag when set
-	conflicts int              // UpdateScale answers 409 this many times first
+	backup    http.HandlerFunc                // serves .../backup when set
+	recover   http.HandlerFunc                // serves POST .../recover when set
+	defrag    http.HandlerFunc                // serves POST .../defrag when set
+	backups   *v1beta1.ETCDInstanceBackupList // GET .../backups answers it for any instance
+	conflicts int                             // UpdateScale answers 409 this many times first
 	// deleteDelay is how many GETs a deleted object survives (a finalizer at work).
 	deleteDelay int
 	deleting    map[string]int
@@ -188,6 +189,8 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.backup(w, r)
+	case len(parts) == 5 && parts[4] == "backups" && r.Method == http.MethodGet && s.backups != nil:
+		s.writeJSON(w, http.StatusOK, s.backups)
 	case len(parts) == 5 && parts[4] == "recover" && r.Method == http.MethodPost && s.recover != nil:
 		s.recover(w, r)
 	case len(parts) == 5 && parts[4] == "defrag" && r.Method == http.MethodPost && s.defrag != nil:
