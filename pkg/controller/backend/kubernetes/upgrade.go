@@ -88,7 +88,18 @@ func (b *Backend) rollVersion(ctx context.Context, v *instanceView, cluster memb
 		// Another member is unhealthy: the roll waits, and other steps (or a person) act.
 		return false, nil
 	}
+	if !templateObserved(v.sts) {
+		obs.result.StepReason = backend.StepUpgrading
+		obs.result.Step = r.progress(len(outdated)) + "; waiting for the StatefulSet controller to take the new pod template"
+		return true, nil
+	}
 	return true, b.restartMember(ctx, r, cluster, next, len(outdated))
+}
+
+// templateObserved reports whether the StatefulSet controller has seen the StatefulSet's
+// current spec: a pod deleted before it has is recreated from the template before.
+func templateObserved(sts *appsv1.StatefulSet) bool {
+	return sts.Status.ObservedGeneration >= sts.Generation
 }
 
 // observeRoll reads the instance's member pods and the recorded roll step.
@@ -282,8 +293,9 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		// spec.version changed since: the roll starts over toward the new image.
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
-	if pod := r.pods[step.Member]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image && pod.CreationTimestamp.Before(&step.Started) {
-		// Recorded, but the controller stopped before deleting the pod.
+	if pod := r.pods[step.Member]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image && templateObserved(r.v.sts) {
+		// Recorded, but the controller stopped before deleting the pod; or the StatefulSet
+		// controller, not having seen the new template yet, recreated it from the old one.
 		res.StepReason, res.Step = backend.StepUpgrading, fmt.Sprintf("%s; restarting member %s", r.progress(len(r.outdated())), step.Member)
 		return false, b.deletePod(ctx, pod)
 	}
