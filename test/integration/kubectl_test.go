@@ -160,20 +160,43 @@ func newKubectl(t *testing.T, bin string) *kubectl {
 	}}
 }
 
-func (k *kubectl) run(args ...string) result {
-	k.t.Helper()
+// command is kubectl with args in the kubectl's namespace, bounded by its timeout; cancel
+// releases the timer.
+func (k *kubectl) command(args ...string) (cmd *exec.Cmd, cancel context.CancelFunc) {
 	timeout := k.timeout
 	if timeout == 0 {
 		timeout = time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	full := append([]string{"--namespace", k.ns}, args...)
-	cmd := exec.CommandContext(ctx, k.bin, full...)
+	cmd = exec.CommandContext(ctx, k.bin, append([]string{"--namespace", k.ns}, args...)...)
 	cmd.Env = k.env
+	return cmd, cancel
+}
+
+func (k *kubectl) run(args ...string) result {
+	k.t.Helper()
+	cmd, cancel := k.command(args...)
+	defer cancel()
 	out, err := cmd.CombinedOutput()
 	k.t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), out)
 	return result{args: args, out: string(out), err: err}
+}
+
+// mustStdout runs kubectl like must and returns what it printed on its standard output
+// alone: kubectl and client-go log warnings on the standard error (a watch that kubectl wait
+// ends, say), which are not what the command printed of the object.
+func (k *kubectl) mustStdout(args ...string) string {
+	k.t.Helper()
+	cmd, cancel := k.command(args...)
+	defer cancel()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	k.t.Logf("$ kubectl %s\n%s%s", strings.Join(args, " "), out, stderr.String())
+	if err != nil {
+		k.t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
 }
 
 func (k *kubectl) must(args ...string) result {

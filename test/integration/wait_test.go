@@ -43,7 +43,7 @@ func TestKubectlWait(t *testing.T) {
 			}
 			wait := func(condition string) string {
 				t.Helper()
-				return strings.TrimSpace(k.must("wait", "etcd/my-etcd", condition, "--timeout=5m", waitState).out)
+				return strings.TrimSpace(k.mustStdout("wait", "etcd/my-etcd", condition, "--timeout=5m", waitState))
 			}
 
 			// Create, then wait until it serves: every member it was created with, not the
