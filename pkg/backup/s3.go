@@ -56,10 +56,10 @@ type S3 struct {
 func NewS3(cfg S3Config) (*S3, error) {
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("S3 endpoint %q is not an http or https URL", cfg.Endpoint)
+		return nil, classify(ErrMisconfigured, fmt.Errorf("S3 endpoint %q is not an http or https URL", cfg.Endpoint))
 	}
 	if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
-		return nil, errors.New("S3 credentials are missing: both an access key ID and a secret access key are needed")
+		return nil, classify(ErrMisconfigured, errors.New("S3 credentials are missing: both an access key ID and a secret access key are needed"))
 	}
 	secure := u.Scheme == "https"
 	transport, err := minio.DefaultTransport(secure)
@@ -69,7 +69,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if cfg.CABundle != "" {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(cfg.CABundle)) {
-			return nil, errors.New("the S3 caBundle holds no PEM certificate")
+			return nil, classify(ErrMisconfigured, errors.New("the S3 caBundle holds no PEM certificate"))
 		}
 		transport.TLSClientConfig.RootCAs = pool
 	}
@@ -241,8 +241,11 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	return explainS3(s.client.RemoveObject(ctx, s.cfg.Bucket, s.cfg.Prefix+key, minio.RemoveObjectOptions{}))
 }
 
-// explainS3 turns the store's error codes a user can act on into sentences, keeping the code;
-// a missing object becomes ErrNotFound.
+// explainS3 turns the store's error codes a user can act on into sentences, keeping the code,
+// and classifies what the store answered: a missing object becomes ErrNotFound, a refusal of
+// the request as configured (a 4xx: credentials, bucket, region) ErrMisconfigured, an answer
+// that it cannot serve now (5xx, 408, 429) ErrStoreUnavailable; see classifyUnanswered for
+// requests it did not answer.
 func explainS3(err error) error {
 	if err == nil {
 		return nil
@@ -252,16 +255,25 @@ func explainS3(err error) error {
 	case "NoSuchKey":
 		return fmt.Errorf("%w: %s", ErrNotFound, resp.Message)
 	case "InvalidAccessKeyId":
-		return fmt.Errorf("the S3 access key ID is not known to the store (%s): %w", resp.Code, err)
+		return classify(ErrMisconfigured, fmt.Errorf("the S3 access key ID is not known to the store (%s): %w", resp.Code, err))
 	case "SignatureDoesNotMatch":
-		return fmt.Errorf("the S3 secret access key is wrong (%s): %w", resp.Code, err)
+		return classify(ErrMisconfigured, fmt.Errorf("the S3 secret access key is wrong (%s): %w", resp.Code, err))
 	case "AccessDenied":
-		return fmt.Errorf("the S3 credentials may not do this (%s): %w", resp.Code, err)
+		return classify(ErrMisconfigured, fmt.Errorf("the S3 credentials may not do this (%s): %w", resp.Code, err))
 	case "NoSuchBucket":
-		return fmt.Errorf("the S3 bucket does not exist (%s): %w", resp.Code, err)
+		return classify(ErrMisconfigured, fmt.Errorf("the S3 bucket does not exist (%s): %w", resp.Code, err))
+	case "SlowDown":
+		return classify(ErrStoreUnavailable, fmt.Errorf("the S3 store asks to slow down (%s): %w", resp.Code, err))
 	}
-	if resp.StatusCode == http.StatusNotFound && resp.Code == "" {
+	switch code := resp.StatusCode; {
+	case code == http.StatusNotFound && resp.Code == "":
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	case code >= http.StatusInternalServerError, code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
+		return classify(ErrStoreUnavailable, fmt.Errorf("the S3 store cannot serve the request now (%d %s): %w", code, resp.Code, err))
+	case code >= http.StatusBadRequest:
+		return classify(ErrMisconfigured, fmt.Errorf("the S3 store refuses the request as configured (%d %s): %w", code, resp.Code, err))
+	case code == 0:
+		return classifyUnanswered(err)
 	}
 	return err
 }

@@ -126,6 +126,13 @@ func TestScheduledBackupsToS3(t *testing.T) {
 	checkBackupWithSecretCredentials(t, e, client, store, name)
 	checkFixedCredentials(t, e, fixedInst)
 	checkFailingCredentials(t, e, name)
+
+	// The server lists a destination with its own credentials (standalone: its environment,
+	// which has none for this store): a configuration to change is a 409, not a 503.
+	_, err = e.client.EtcdaasV1beta1().ETCDInstances("sched-good").ListBackups(context.Background(), name, metav1.GetOptions{})
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "S3") {
+		t.Errorf("backups of an S3 destination the server has no usable credentials for: %v, want a 409 about them", err)
+	}
 }
 
 // checkFixedCredentials checks that the retry after the keys were fixed (30s after the

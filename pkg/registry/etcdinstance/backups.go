@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,8 +31,11 @@ type BackupsREST struct {
 var _ rest.Getter = &BackupsREST{}
 
 // NewBackupsREST returns the backups subresource over the main resource's store. A nil
-// resolver makes every listing a 503.
+// resolver serves no destination: listing one is a 409 saying so.
 func NewBackupsREST(getter rest.Getter, resolver *backup.Resolver) *BackupsREST {
+	if resolver == nil {
+		resolver = &backup.Resolver{}
+	}
 	return &BackupsREST{getter: getter, resolver: resolver}
 }
 
@@ -55,9 +59,6 @@ func (r *BackupsREST) Get(ctx context.Context, name string, options *metav1.GetO
 	if instance.Spec.Backup == nil {
 		return list, nil
 	}
-	if r.resolver == nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("backups of %q: this server cannot read backup destinations", name))
-	}
 	var dest v1beta1.BackupDestination
 	if err := v1beta1.Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(&instance.Spec.Backup.Destination, &dest, nil); err != nil {
 		return nil, apierrors.NewInternalError(err)
@@ -77,11 +78,28 @@ func (r *BackupsREST) Get(ctx context.Context, name string, options *metav1.GetO
 	return list, nil
 }
 
-// destinationError reports a destination the server cannot read: a configuration problem of
-// the instance (credentials) is a 409 the user can fix, anything else a 503.
+// destinationRetryAfter is the Retry-After of a 503 about a store that did not answer.
+const destinationRetryAfter = 10
+
+// destinationError answers a destination the server cannot list, as kube-apiserver answers by
+// who can fix it: a configuration only the user (or the server's administrator) can change —
+// credentials that cannot be read or that the store refuses, a bucket that does not exist, an
+// endpoint or caBundle the store cannot be reached with, a destination this server does not
+// serve — is a 409 whose message says what to change; a store that does not answer or answers
+// that it cannot serve now is a 503 with Retry-After; anything else (a backup's unreadable
+// provenance, a local directory the server cannot read) is the server's failure, a 500.
 func destinationError(name string, err error) error {
-	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
-		return apierrors.NewConflict(etcdaas.Resource("etcdinstances/backups"), name, err)
+	switch {
+	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
+		return apierrors.NewConflict(etcdaas.Resource(BackupsResourcePath), name, err)
+	case errors.Is(err, backup.ErrStoreUnavailable):
+		return &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    http.StatusServiceUnavailable,
+			Reason:  metav1.StatusReasonServiceUnavailable,
+			Message: fmt.Sprintf("backups of %q: the backup store did not answer: %v", name, err),
+			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances", RetryAfterSeconds: destinationRetryAfter},
+		}}
 	}
-	return apierrors.NewServiceUnavailable(fmt.Sprintf("backups of %q: %v", name, err))
+	return apierrors.NewInternalError(fmt.Errorf("backups of %q: %w", name, err))
 }

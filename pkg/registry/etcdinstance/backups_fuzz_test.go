@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 // destination could leave there), with an arbitrary query string decoded into GetOptions as
 // the API server decodes it (a query it cannot decode is its 400 before the handler runs).
 // The answer is a list of well-formed keys, newest first, each with the size on disk, or a
-// 409 or 503 Status; never a panic or another status.
+// 500 Status naming the damaged backup (its provenance unreadable or not matching it); never a panic or another status.
 func FuzzBackupsListing(f *testing.F) {
 	key := backup.Key(time.Date(2026, 11, 29, 3, 5, 12, 0, time.UTC), 4711)
 	sidecar := `{"Etcdaas-Instance-Uid":"uid-1","Etcdaas-Revision":"4711","Etcdaas-Etcd-Version":"3.7.3",` +
@@ -65,8 +66,8 @@ func FuzzBackupsListing(f *testing.F) {
 			if !errors.As(err, &status) {
 				t.Fatalf("an error that is not a Status: %v", err)
 			}
-			if code := status.Status().Code; code != http.StatusConflict && code != http.StatusServiceUnavailable {
-				t.Fatalf("answered %d, want 409 or 503: %v", code, err)
+			if code := status.Status().Code; code != http.StatusInternalServerError || !strings.Contains(err.Error(), name) {
+				t.Fatalf("answered %d, want a 500 naming the damaged backup %q: %v", code, name, err)
 			}
 			return
 		}
