@@ -18,7 +18,8 @@ var ErrMisconfigured = errors.New("backup destination misconfigured")
 
 // ErrStoreUnavailable marks an error retrying may fix: the store did not answer (refused or
 // timed out connections, a connection cut short) or answered that it cannot serve now (5xx,
-// SlowDown, a request timeout).
+// SlowDown, a request timeout), or the Kubernetes API failed for now to give the Secret that
+// holds the store's credentials.
 var ErrStoreUnavailable = errors.New("backup store unavailable")
 
 // classifiedError marks err as being of class (ErrMisconfigured or ErrStoreUnavailable) for

@@ -13,6 +13,13 @@ import (
 	"testing"
 
 	"github.com/minio/minio-go/v7"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // TestExplainS3Classes: what the store answers is classified by who can fix it: a refusal of
@@ -96,5 +103,35 @@ func TestS3EndpointClasses(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.what, err, tc.want)
 		}
 		t.Logf("%s: %v", tc.what, err)
+	}
+}
+
+// TestSecretCredentialsClasses: a Secret the server may not read, or that does not exist, is a
+// configuration to change (ErrCredentials); one the Kubernetes API fails to give for now (it
+// is unavailable, times out, throttles) is ErrCredentials and ErrStoreUnavailable: retrying
+// may succeed.
+func TestSecretCredentialsClasses(t *testing.T) {
+	ref := &v1beta1.SecretReference{Name: "s3"}
+	secretsResource := schema.GroupResource{Resource: "secrets"}
+	for _, tc := range []struct {
+		what      string
+		err       error
+		transient bool
+	}{
+		{"forbidden", apierrors.NewForbidden(secretsResource, "s3", errors.New("no RBAC")), false},
+		{"not found", apierrors.NewNotFound(secretsResource, "s3"), false},
+		{"unavailable", apierrors.NewServiceUnavailable("etcd is down"), true},
+		{"server timeout", apierrors.NewServerTimeout(secretsResource, "get", 1), true},
+		{"throttled", apierrors.NewTooManyRequests("slow down", 1), true},
+		{"internal error", apierrors.NewInternalError(errors.New("boom")), true},
+	} {
+		client := kubefake.NewClientset()
+		client.PrependReactor("get", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, tc.err
+		})
+		_, _, err := SecretCredentials{Client: client}.S3Credentials(context.Background(), "ns", ref)
+		if !errors.Is(err, ErrCredentials) || errors.Is(err, ErrStoreUnavailable) != tc.transient {
+			t.Errorf("%s: %v; want ErrCredentials, ErrStoreUnavailable: %v", tc.what, err, tc.transient)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -53,13 +54,26 @@ func (s SecretCredentials) S3Credentials(ctx context.Context, namespace string, 
 		return "", "", fmt.Errorf("%w: Secret %s/%s does not exist", ErrCredentials, namespace, ref.Name)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("%w: reading Secret %s/%s: %v", ErrCredentials, namespace, ref.Name, err)
+		err = fmt.Errorf("%w: reading Secret %s/%s: %w", ErrCredentials, namespace, ref.Name, err)
+		if transientAPIError(err) {
+			return "", "", classify(ErrStoreUnavailable, err)
+		}
+		return "", "", err
 	}
 	id, secretKey := string(secret.Data[SecretAccessKeyIDKey]), string(secret.Data[SecretSecretAccessKeyKey])
 	if id == "" || secretKey == "" {
 		return "", "", fmt.Errorf("%w: Secret %s/%s needs both keys %s and %s", ErrCredentials, namespace, ref.Name, SecretAccessKeyIDKey, SecretSecretAccessKeyKey)
 	}
 	return id, secretKey, nil
+}
+
+// transientAPIError reports whether an error of the Kubernetes API may go away on retry: a
+// timeout, throttling, an unavailable or failing server, a connection that failed.
+func transientAPIError(err error) bool {
+	var netErr net.Error
+	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
 }
 
 // EnvCredentials reads the credentials from the server's environment (standalone mode, which

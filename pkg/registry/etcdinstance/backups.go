@@ -78,7 +78,7 @@ func (r *BackupsREST) Get(ctx context.Context, name string, options *metav1.GetO
 	return list, nil
 }
 
-// destinationRetryAfter is the Retry-After of a 503 about a store that did not answer.
+// destinationRetryAfter is the Retry-After of a 503 about a destination unavailable for now.
 const destinationRetryAfter = 10
 
 // destinationError answers a destination the server cannot list, as kube-apiserver answers by
@@ -86,20 +86,21 @@ const destinationRetryAfter = 10
 // credentials that cannot be read or that the store refuses, a bucket that does not exist, an
 // endpoint or caBundle the store cannot be reached with, a destination this server does not
 // serve — is a 409 whose message says what to change; a store that does not answer or answers
-// that it cannot serve now is a 503 with Retry-After; anything else (a backup's unreadable
-// provenance, a local directory the server cannot read) is the server's failure, a 500.
+// that it cannot serve now, or a Secret with its credentials that the Kubernetes API cannot give
+// for now, is a 503 with Retry-After; anything else (a backup's unreadable provenance, a local
+// directory the server cannot read) is the server's failure, a 500.
 func destinationError(name string, err error) error {
 	switch {
-	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
-		return apierrors.NewConflict(etcdaas.Resource(BackupsResourcePath), name, err)
 	case errors.Is(err, backup.ErrStoreUnavailable):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{
 			Status:  metav1.StatusFailure,
 			Code:    http.StatusServiceUnavailable,
 			Reason:  metav1.StatusReasonServiceUnavailable,
-			Message: fmt.Sprintf("backups of %q: the backup store did not answer: %v", name, err),
+			Message: fmt.Sprintf("backups of %q cannot be listed for now: %v", name, err),
 			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances", RetryAfterSeconds: destinationRetryAfter},
 		}}
+	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
+		return apierrors.NewConflict(etcdaas.Resource(BackupsResourcePath), name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("backups of %q: %w", name, err))
 }

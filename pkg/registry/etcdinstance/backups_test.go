@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/backup"
@@ -44,6 +46,17 @@ func staticCredentials(id, secret string) backup.Credentials {
 	}}
 }
 
+var secretsResource = schema.GroupResource{Resource: "secrets"}
+
+// secretsFailing are credentials from Secrets whose every read fails with err.
+func secretsFailing(err error) backup.Credentials {
+	client := kubefake.NewClientset()
+	client.PrependReactor("get", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, err
+	})
+	return backup.SecretCredentials{Client: client}
+}
+
 // closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
@@ -61,7 +74,8 @@ func closedEndpoint(t *testing.T) string {
 // TestBackupsErrorClasses: a destination the server cannot list is answered by who can fix
 // it. A configuration the user must change (credentials missing or refused, a bucket that
 // does not exist, an endpoint whose certificate is not trusted, a destination this server
-// does not serve) is a 409 saying what is wrong; a store that does not answer is a 503 with
+// does not serve, a Secret the server may not read) is a 409 saying what is wrong; a store
+// that does not answer, or a Secret the Kubernetes API cannot give for now, is a 503 with
 // Retry-After; a backup whose provenance the server cannot read is a 500.
 func TestBackupsErrorClasses(t *testing.T) {
 	store := s3server.Start(t)
@@ -69,6 +83,11 @@ func TestBackupsErrorClasses(t *testing.T) {
 	t.Cleanup(tlsStore.Close)
 	s3 := func(endpoint, bucket string) etcdaas.BackupDestination {
 		return etcdaas.BackupDestination{S3: &etcdaas.S3Destination{Endpoint: endpoint, Bucket: bucket}}
+	}
+	s3Secret := func(endpoint, bucket string) etcdaas.BackupDestination {
+		d := s3(endpoint, bucket)
+		d.S3.CredentialsSecretRef = &etcdaas.SecretReference{Name: "s3"}
+		return d
 	}
 	localRoot := t.TempDir()
 	damaged, err := backup.LocalDir(localRoot, "ns", "db")
@@ -108,7 +127,11 @@ func TestBackupsErrorClasses(t *testing.T) {
 		{"no local backups on this server", nil, etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}},
 			http.StatusConflict, false, "no backup directory"},
 		{"store not answering", &backup.Resolver{Credentials: staticCredentials(store.AccessKeyID, store.SecretAccessKey)},
-			s3(closedEndpoint(t), store.Bucket), http.StatusServiceUnavailable, true, "did not answer"},
+			s3(closedEndpoint(t), store.Bucket), http.StatusServiceUnavailable, true, "connection refused"},
+		{"Secret forbidden to the server", &backup.Resolver{Credentials: secretsFailing(apierrors.NewForbidden(secretsResource, "s3", errors.New("no RBAC")))},
+			s3Secret(store.Endpoint, store.Bucket), http.StatusConflict, false, "forbidden"},
+		{"Secret unavailable for now", &backup.Resolver{Credentials: secretsFailing(apierrors.NewServiceUnavailable("etcd is down"))},
+			s3Secret(store.Endpoint, store.Bucket), http.StatusServiceUnavailable, true, "etcd is down"},
 		{"damaged provenance", &backup.Resolver{LocalRoot: localRoot}, etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}},
 			http.StatusInternalServerError, false, "provenance of " + key},
 	} {
