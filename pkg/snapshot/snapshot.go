@@ -100,9 +100,15 @@ func RemoveStaleSpool(dir string, before time.Time) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return RemoveStaleFiles(matches, before)
+}
+
+// RemoveStaleFiles deletes the regular files among paths last written before before, and
+// returns the deleted paths; a path gone already is no error.
+func RemoveStaleFiles(paths []string, before time.Time) ([]string, error) {
 	var deleted []string
 	var errs []error
-	for _, path := range matches {
+	for _, path := range paths {
 		st, err := os.Lstat(path)
 		if err != nil || !st.Mode().IsRegular() || !st.ModTime().Before(before) {
 			continue

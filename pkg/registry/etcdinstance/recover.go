@@ -26,8 +26,8 @@ const reasonQuorumLost = "QuorumLost"
 // RecoverREST serves POST etcdinstances/NAME/recover[?member=MEMBER]: a person's request to
 // rebuild an instance that lost quorum from one surviving member. It records the request in
 // etcdaas.RecoverRequestedAnnotation, with a new etcdaas.RecoverRequestIDAnnotation, through
-// the status store; the controller performs the recovery and removes both. RBAC authorizes it as the etcdinstances/recover
-// subresource, separately from editing the instance.
+// the status store; the controller performs the recovery and removes both. RBAC authorizes it
+// as the etcdinstances/recover subresource, separately from editing the instance.
 type RecoverREST struct {
 	status statusStore
 }

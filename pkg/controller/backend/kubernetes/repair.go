@@ -236,14 +236,26 @@ func (b *Backend) startReplacement(ctx context.Context, v *instanceView, cluster
 		return fmt.Errorf("member %s to replace is not in the membership", r.Member.Name)
 	}
 	rep := &replacement{Ordinal: o, OldID: obs.members[i].IDString(), Why: r.Why, DataLost: dataLost}
-	pvc, err := b.claim(ctx, v, o)
+	if err := b.recordReplacement(ctx, v, rep, r.Member.Name); err != nil {
+		return err
+	}
+	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", r.Member.Name, rep.OldID, r.Why)
+	return b.continueReplacement(ctx, v, cluster, obs, rep)
+}
+
+// recordReplacement records rep, the replacement of member name, on the StatefulSet with the
+// UIDs of its current volume claim and pod (deleted later by UID, never a newer one of the
+// same name), and forgets the claim recorded for the member: the new member's is recorded
+// anew once it serves.
+func (b *Backend) recordReplacement(ctx context.Context, v *instanceView, rep *replacement, name string) error {
+	pvc, err := b.claim(ctx, v, rep.Ordinal)
 	if err != nil {
 		return err
 	}
 	if pvc != nil {
 		rep.ClaimUID = pvc.UID
 	}
-	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, r.Member.Name, metav1.GetOptions{})
+	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		rep.PodUID = pod.UID
@@ -253,14 +265,9 @@ func (b *Backend) startReplacement(ctx context.Context, v *instanceView, cluster
 	if err := b.setAnnotation(ctx, v, annotationReplacement, rep); err != nil {
 		return err
 	}
-	// The new member's claim is recorded anew once it serves.
 	volumes := v.memberVolumes()
-	delete(volumes, r.Member.Name)
-	if err := b.setAnnotation(ctx, v, annotationMemberVolumes, volumes); err != nil {
-		return err
-	}
-	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", r.Member.Name, rep.OldID, r.Why)
-	return b.continueReplacement(ctx, v, cluster, obs, rep)
+	delete(volumes, name)
+	return b.setAnnotation(ctx, v, annotationMemberVolumes, volumes)
 }
 
 // recordVolumes records the claim of every healthy voting member not recorded yet and
@@ -538,26 +545,7 @@ func (b *Backend) replaceMissing(ctx context.Context, v *instanceView, cluster m
 	if rec, ok := v.memberVolumes()[name]; ok {
 		rep.OldID = rec.Member
 	}
-	pvc, err := b.claim(ctx, v, o)
-	if err != nil {
-		return err
-	}
-	if pvc != nil {
-		rep.ClaimUID = pvc.UID
-	}
-	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		rep.PodUID = pod.UID
-	case !apierrors.IsNotFound(err):
-		return err
-	}
-	if err := b.setAnnotation(ctx, v, annotationReplacement, rep); err != nil {
-		return err
-	}
-	volumes := v.memberVolumes()
-	delete(volumes, name)
-	if err := b.setAnnotation(ctx, v, annotationMemberVolumes, volumes); err != nil {
+	if err := b.recordReplacement(ctx, v, rep, name); err != nil {
 		return err
 	}
 	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", name, rep.OldID, rep.Why)

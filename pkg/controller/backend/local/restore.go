@@ -104,29 +104,19 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 // The snapshot of the pending request (of an older instance, if any) stays. A staging in
 // progress is not touched: its snapshot keeps the time its receipt ended, minutes ago at most.
 func removeStaleStaging(spool string, before time.Time, pending *snapshot.Staged) ([]string, error) {
-	var deleted []string
-	var errs []error
+	var stale []string
 	for _, pattern := range []string{pendingSnapshot(spool, "*"), filepath.Join(spool, "request-*.tmp")} {
 		matches, err := filepath.Glob(pattern)
 		if err != nil {
-			return deleted, err
+			return nil, err
 		}
 		for _, path := range matches {
-			if pending != nil && path == pendingSnapshot(spool, pending.ID) {
-				continue
+			if pending == nil || path != pendingSnapshot(spool, pending.ID) {
+				stale = append(stale, path)
 			}
-			st, err := os.Lstat(path)
-			if err != nil || !st.Mode().IsRegular() || !st.ModTime().Before(before) {
-				continue
-			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-				continue
-			}
-			deleted = append(deleted, path)
 		}
 	}
-	return deleted, errors.Join(errs...)
+	return snapshot.RemoveStaleFiles(stale, before)
 }
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the
