@@ -171,16 +171,7 @@ func (b *Backend) recoveryPlan(v *instanceView, statuses []etcdcluster.EndpointS
 func (b *Backend) startRecovery(ctx context.Context, v *instanceView, s *seed, survivor int) error {
 	want := b.statefulSet(v.inst, v.image, b.seedConfig(v.inst, s))
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
-		updated.Spec.Replicas, updated.Spec.Template = ptr.To(int32(survivor+1)), want.Spec.Template
-		if updated.Annotations == nil {
-			updated.Annotations = map[string]string{}
-		}
-		updated.Annotations[annotationSeed] = s.annotation()
-		updated.Annotations[annotationClusterToken] = s.Token
-		// What was recorded about the old members no longer describes the cluster.
-		for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
-			delete(updated.Annotations, stale)
-		}
+		seedStatefulSet(updated, ptr.To(int32(survivor+1)), want.Spec.Template, s)
 	})
 	if err != nil {
 		return err

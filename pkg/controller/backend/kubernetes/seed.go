@@ -292,18 +292,7 @@ func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *Restor
 	}
 	want := b.statefulSet(inst, v.image, b.seedConfig(inst, s))
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
-		updated.Spec.Replicas, updated.Spec.Template = want.Spec.Replicas, want.Spec.Template
-		if updated.Annotations == nil {
-			updated.Annotations = map[string]string{}
-		}
-		updated.Annotations[annotationSeed] = s.annotation()
-		updated.Annotations[annotationClusterToken] = s.Token
-		// The restore replaces every member: what was recorded about the old ones (a version
-		// roll's step, their volumes and IDs, a replacement) no longer describes the cluster,
-		// and would hold up or misdirect the steps that grow the new one.
-		for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
-			delete(updated.Annotations, stale)
-		}
+		seedStatefulSet(updated, want.Spec.Replicas, want.Spec.Template, s)
 	})
 	if err != nil {
 		return res, err
@@ -421,4 +410,20 @@ func podReady(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// seedStatefulSet gives updated replicas members, the pod template whose init container builds
+// member 0 from s, and the record of s. A seed replaces every member: what was recorded about
+// the old ones (a version roll's step, their volumes and IDs, a replacement) no longer
+// describes the cluster, and would hold up or misdirect the steps that grow the new one.
+func seedStatefulSet(updated *appsv1.StatefulSet, replicas *int32, template corev1.PodTemplateSpec, s *seed) {
+	updated.Spec.Replicas, updated.Spec.Template = replicas, template
+	if updated.Annotations == nil {
+		updated.Annotations = map[string]string{}
+	}
+	updated.Annotations[annotationSeed] = s.annotation()
+	updated.Annotations[annotationClusterToken] = s.Token
+	for _, stale := range []string{annotationRollStep, annotationMemberVolumes, annotationReplacement} {
+		delete(updated.Annotations, stale)
+	}
 }
