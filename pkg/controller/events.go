@@ -80,10 +80,7 @@ func (c *Controller) notePermanentFailure(inst *v1beta1.ETCDInstance, syncErr er
 	if !ok || c.opts.Events == nil {
 		return
 	}
-	reason := pe.Reason
-	if reason == "" {
-		reason = reasonDefaultPermanent
-	}
+	reason := permanentReason(pe)
 	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Reason == reason && c.Message == pe.Message {
 		return
 	}

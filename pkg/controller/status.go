@@ -116,13 +116,18 @@ func readyMessage(status *v1beta1.ETCDInstanceStatus, desired int) string {
 	return msg
 }
 
+// permanentReason is the reason the conditions and the Event of pe give.
+func permanentReason(pe *backend.PermanentError) string {
+	if pe.Reason == "" {
+		return reasonDefaultPermanent
+	}
+	return pe.Reason
+}
+
 // setPermanentFailure sets the conditions of an instance whose Sync failed with pe, an error
 // that retrying cannot fix.
 func setPermanentFailure(conds conditionSetter, inst *v1beta1.ETCDInstance, pe *backend.PermanentError) {
-	reason := pe.Reason
-	if reason == "" {
-		reason = reasonDefaultPermanent
-	}
+	reason := permanentReason(pe)
 	conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
 	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, reason))
 	conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
