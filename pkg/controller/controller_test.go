@@ -569,6 +569,23 @@ func (f *fakeBackend) syncs() int {
 	return f.steps
 }
 
+// startElected runs a controller over be under leader election as identity until the returned
+// cancel; done receives what Run returned. The lease durations only bound how long a busy
+// machine may delay a renewal: the leaders of these tests hand over by releasing the Lease.
+func startElected(t *testing.T, client *fake.Clientset, kube *kubefake.Clientset, identity string, be backend.Backend) (cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
+		LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: identity,
+			LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return cancel, done
+}
+
 func TestLeaderElectionHandsOver(t *testing.T) {
 	kube := kubefake.NewClientset()
 	client := fake.NewClientset(&v1beta1.ETCDInstance{
@@ -579,16 +596,7 @@ func TestLeaderElectionHandsOver(t *testing.T) {
 	// the lease durations only bound how long a busy machine may delay a renewal: with a
 	// 1 s renew deadline, a leader starved that long would stop leading mid-test.
 	start := func(identity string, be *fakeBackend) (context.CancelFunc, chan error) {
-		c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
-			LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: identity,
-				LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 100 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		return cancel, done
+		return startElected(t, client, kube, identity, be)
 	}
 	waitSyncs := func(be *fakeBackend) {
 		t.Helper()
@@ -900,16 +908,7 @@ func TestAStoppingLeaderReleasesTheLeaseOnlyOnceItsWorkersStopped(t *testing.T) 
 	})
 	running, overlap := &sync.Map{}, make(chan string, 1)
 	start := func(be *slowStopBackend) (context.CancelFunc, chan error) {
-		c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
-			LeaderElection: &LeaderElection{Client: kube, Namespace: "etcdaas-system", Name: "etcdaas-controller", Identity: be.name,
-				LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 100 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		return cancel, done
+		return startElected(t, client, kube, be.name, be)
 	}
 	first := &slowStopBackend{name: "first", inSync: make(chan struct{}, 1), running: running, overlap: overlap, block: true}
 	second := &slowStopBackend{name: "second", running: running, overlap: overlap}
