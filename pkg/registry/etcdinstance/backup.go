@@ -10,7 +10,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -84,9 +83,7 @@ func (r *BackupREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		namespace = instance.Namespace
 	}
 	h := &backupHandler{rest: r, namespace: namespace, name: name, deleting: instance.DeletionTimestamp != nil, responder: responder}
-	if c := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason == reasonQuorumLost {
-		h.quorumLost = c.Message
-	}
+	h.quorumLost, _ = quorumLost(instance)
 	return h, nil
 }
 

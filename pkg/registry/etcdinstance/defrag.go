@@ -109,12 +109,12 @@ func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 // failure is the reason and message of a Failed instance's Degraded condition, with the
 // recover subresource's name when quorum is lost.
 func failure(instance *etcdaas.ETCDInstance) string {
+	if msg, lost := quorumLost(instance); lost {
+		return fmt.Sprintf("%s: %s; POST etcdinstances/%s/recover rebuilds it first", reasonQuorumLost, msg, instance.Name)
+	}
 	c := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded)
 	if c == nil {
 		return "no Degraded condition yet"
-	}
-	if c.Reason == reasonQuorumLost {
-		return fmt.Sprintf("%s: %s; POST etcdinstances/%s/recover rebuilds it first", c.Reason, c.Message, instance.Name)
 	}
 	return c.Reason + ": " + c.Message
 }

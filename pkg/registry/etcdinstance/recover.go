@@ -115,6 +115,16 @@ func (r *RecoverREST) request(ctx context.Context, name, member string) error {
 	})
 }
 
+// quorumLost reports whether the controller found instance's quorum lost (its Degraded
+// condition True with reason QuorumLost), and the condition's message, which says how.
+func quorumLost(instance *etcdaas.ETCDInstance) (message string, lost bool) {
+	c := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reasonQuorumLost {
+		return "", false
+	}
+	return c.Message, true
+}
+
 // recoverable checks that instance lost quorum (409 otherwise) and that member, when set,
 // is one of its members (400 otherwise).
 func recoverable(instance *etcdaas.ETCDInstance, member string) error {
@@ -122,8 +132,7 @@ func recoverable(instance *etcdaas.ETCDInstance, member string) error {
 	if instance.DeletionTimestamp != nil {
 		return apierrors.NewConflict(resource, instance.Name, fmt.Errorf("the instance is being deleted"))
 	}
-	degraded := meta.FindStatusCondition(instance.Status.Conditions, etcdaas.ConditionDegraded)
-	if degraded == nil || degraded.Status != metav1.ConditionTrue || degraded.Reason != reasonQuorumLost {
+	if _, lost := quorumLost(instance); !lost {
 		return apierrors.NewConflict(resource, instance.Name, fmt.Errorf("quorum is not lost: a recovery only runs when the Degraded condition's reason is %s", reasonQuorumLost))
 	}
 	if member == "" {
