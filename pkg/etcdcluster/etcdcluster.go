@@ -25,12 +25,19 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// The HTTP paths a member's probes use (on its client or metrics URLs). Ready: the member
-// serves reads and has no alarm but NOSPACE, which every member reports once one raises it and
-// which is cleared by defragmenting and disarming (a cluster whose members were all unready
-// could not be reached to do so). Live: it serves local reads; a restart never clears an alarm.
+// The HTTP paths a member's probes use (on its client or metrics URLs).
+//
+// Ready: the member serves local reads, reports no corrupt data and is a voting member. A
+// learner refuses clients' writes and linearizable reads ("rpc not supported for learner"), so
+// a Service must not route clients to it before its promotion. NOSPACE does not make a member
+// unready: every member reports it once one raises it, and it is cleared by defragmenting and
+// disarming, which needs the members reachable. Nor does a lost quorum (linearizable_read is
+// excluded): member 0 of a StatefulSet restarting alone must become Ready for its peers to be
+// created (OrderedReady).
+//
+// Live: it serves local reads; a restart never clears an alarm.
 const (
-	ReadinessPath = "/health?serializable=true&exclude=NOSPACE"
+	ReadinessPath = "/readyz?exclude=linearizable_read"
 	LivenessPath  = "/livez"
 )
 
