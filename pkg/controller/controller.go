@@ -473,8 +473,8 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 		}
 		return 0, fmt.Errorf("updating the status of %s: %w", cache.MetaObjectToName(inst), err)
 	}
-	if _, ok := backend.IsPermanent(syncErr); ok {
-		klog.InfoS("ETCDInstance cannot be reconciled until its spec changes", "key", cache.MetaObjectToName(inst).String(), "err", syncErr)
+	if pe, ok := backend.IsPermanent(syncErr); ok {
+		klog.InfoS("ETCDInstance cannot be reconciled", "key", cache.MetaObjectToName(inst).String(), "err", syncErr, "retryAfter", pe.RetryAfter)
 	}
 	if defragErr != nil {
 		return 0, fmt.Errorf("defragmenting a member of %s: %w", cache.MetaObjectToName(inst), defragErr)
@@ -489,14 +489,15 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 }
 
 // requeueAfter chooses when to look at an instance again after a Sync that returned res and
-// syncErr: never after a permanent error (a spec change brings it back), with backoff after
+// syncErr: after a permanent error, after its RetryAfter or never (a spec change brings it
+// back), with backoff after
 // an error, while work is stalled or while members are unhealthy and no step is under way,
 // after HealthInterval once converged, after NoSpaceInterval (or HealthInterval if shorter)
 // while members are out of space and nothing else is wrong, and after StepInterval while a
 // change is under way.
 func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
-	if _, ok := backend.IsPermanent(syncErr); ok {
-		return 0, nil
+	if pe, ok := backend.IsPermanent(syncErr); ok {
+		return pe.RetryAfter, nil
 	}
 	if syncErr != nil {
 		return 0, syncErr

@@ -214,6 +214,12 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatal("computeStatus modified its input")
 	}
 
+	// A name another object holds: the controller looks again by itself.
+	st = computeStatus(inst, nil, &backend.PermanentError{Reason: "NameConflict", Message: "taken", RetryAfter: 30 * time.Second}, t2)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Reason != "NameConflict" || !strings.HasPrefix(c.Message, "the controller looks again every 30s") {
+		t.Fatalf("progressing when a name is taken: %+v", c)
+	}
+
 	// A new cluster that spec.restoreFrom cannot start waits for its source, not for a spec
 	// change: spec.restoreFrom is immutable.
 	restoring := inst.DeepCopy()
@@ -298,8 +304,11 @@ func TestComputeStatusScaleDown(t *testing.T) {
 
 // fakeBackend converges after a number of steps and records deletions.
 type fakeBackend struct {
-	mu        sync.Mutex
-	steps     int
+	mu    sync.Mutex
+	steps int
+	// conflicts names the instances whose Syncs answer a NameConflict that the controller may
+	// retry (RetryAfter 20ms): an object of someone else's holds a name they need.
+	conflicts map[string]bool
 	deleted   []string
 	recovered []string
 	forgotten []string
@@ -332,6 +341,9 @@ func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*back
 	if inst.Spec.Version == "3.4" {
 		return nil, backend.Permanent("UnsupportedVersion", "etcd 3.4 is not available")
 	}
+	if f.conflicts[inst.Name] {
+		return nil, &backend.PermanentError{Reason: "NameConflict", Message: "Service ns/" + inst.Name + " is someone else's", RetryAfter: 20 * time.Millisecond}
+	}
 	f.steps++
 	n := min(f.steps, backend.DesiredReplicas(inst))
 	res := &backend.Result{Members: members(n, n)}
@@ -355,6 +367,63 @@ func (f *fakeBackend) Close() error { return nil }
 
 func (f *fakeBackend) Access(context.Context, string, string) (*etcdcluster.Access, error) {
 	return nil, etcdcluster.ErrNoMembers
+}
+
+// TestNameConflictIsRetriedWithoutASpecChange: an instance refused because an object of
+// someone else's holds a name it needs fails, with a Warning Event, and goes on by itself once
+// the object is gone: nobody has to touch the instance.
+func TestNameConflictIsRetriedWithoutASpecChange(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(&v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: "uid-1"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+	})
+	be := &fakeBackend{conflicts: map[string]bool{"db": true}}
+	recorder := events.NewFakeRecorder(100)
+	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
+	waitPhase(t, ctx, instances, "db", v1beta1.PhaseFailed)
+	// The syncs the controller's own writes bring about are over by now; only its own
+	// looking again can notice that the object is gone.
+	time.Sleep(300 * time.Millisecond)
+	be.mu.Lock()
+	be.conflicts["db"] = false
+	be.mu.Unlock()
+	if got := waitPhase(t, ctx, instances, "db", v1beta1.PhaseRunning); got.Generation != 1 {
+		t.Fatalf("generation %d: the instance was changed", got.Generation)
+	}
+	if e := <-recorder.Events; !strings.HasPrefix(e, "Warning NameConflict Service ns/db is someone else's") {
+		t.Fatalf("first Event: %q, want the NameConflict Warning", e)
+	}
+}
+
+// waitPhase waits up to 10s until the instance name is in phase, and returns it.
+func waitPhase(t *testing.T, ctx context.Context, instances typedv1beta1.ETCDInstanceInterface, name string, phase v1beta1.Phase) *v1beta1.ETCDInstance {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := instances.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Phase == phase {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not %s within 10s: %+v", name, phase, got.Status)
+		}
+	}
 }
 
 func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
@@ -661,7 +730,9 @@ func TestRequeueAfter(t *testing.T) {
 		{"no result and no error: next step soon", nil, nil, time.Second, nil},
 		{"transient error: back off", nil, transient, 0, transient},
 		{"permanent error: wait for a spec change", nil, backend.Permanent("UnsupportedVersion", "no"), 0, nil},
-		{"wrapped permanent error", nil, fmt.Errorf("sync: %w", backend.Permanent("NameConflict", "taken")), 0, nil},
+		{"wrapped permanent error", nil, fmt.Errorf("sync: %w", backend.Permanent("UnsupportedVersion", "no")), 0, nil},
+		{"permanent error something else may clear: look again after its interval", nil,
+			fmt.Errorf("sync: %w", &backend.PermanentError{Reason: "NameConflict", Message: "taken", RetryAfter: time.Minute}), time.Minute, nil},
 	} {
 		after, err := c.requeueAfter(tc.res, tc.syncErr)
 		if after != tc.after || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {

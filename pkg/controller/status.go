@@ -129,7 +129,7 @@ func permanentReason(pe *backend.PermanentError) string {
 func setPermanentFailure(conds conditionSetter, inst *v1beta1.ETCDInstance, pe *backend.PermanentError) {
 	reason := permanentReason(pe)
 	conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, reason, pe.Message)
-	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, reason))
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, reason, permanentProgress(inst, pe))
 	conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, reason, pe.Message)
 }
 
@@ -287,10 +287,14 @@ var restoreSourceReasons = map[string]bool{
 	ReasonNoBackups: true, ReasonBackupNotFound: true, ReasonRestoreSourceUnreachable: true, backend.ReasonInvalidBackup: true,
 }
 
-// permanentProgress is the Progressing message of an instance that failed for reason, a
+// permanentProgress is the Progressing message of an instance that failed with pe, a
 // permanent error: what would let the controller go on.
-func permanentProgress(inst *v1beta1.ETCDInstance, reason string) string {
-	if inst.Spec.RestoreFrom != nil && restoreSourceReasons[reason] {
+func permanentProgress(inst *v1beta1.ETCDInstance, pe *backend.PermanentError) string {
+	if pe.RetryAfter > 0 {
+		return fmt.Sprintf("the controller looks again every %s and whenever the instance changes: "+
+			"it goes on once what the message names is gone", pe.RetryAfter)
+	}
+	if inst.Spec.RestoreFrom != nil && restoreSourceReasons[permanentReason(pe)] {
 		return "spec.restoreFrom is immutable: the controller looks at the source again when the source is created, " +
 			"changes its spec.backup or records a new backup, at every resync (10 minutes by default) and when this instance changes; " +
 			"to start from another source, delete this instance and create it again"

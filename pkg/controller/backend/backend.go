@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 
@@ -202,12 +203,16 @@ func (r *Result) Ready() int32 {
 // cannot be restored: it is not an etcd snapshot, or it changed after it was taken.
 const ReasonInvalidBackup = "InvalidBackup"
 
-// PermanentError is an error that retrying with the same spec cannot fix.
+// PermanentError is an error that retrying at once with the same spec cannot fix.
 type PermanentError struct {
 	// Reason is a CamelCase reason for the Degraded condition.
 	Reason string
 	// Message explains the problem to the user.
 	Message string
+	// RetryAfter, when not zero, is how soon to look again though the spec did not change:
+	// something other than the instance may remove the cause (an object of someone else's
+	// that holds a name the instance needs, deleted by its owner).
+	RetryAfter time.Duration
 }
 
 // Error implements error.

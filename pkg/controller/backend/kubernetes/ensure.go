@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +56,22 @@ func checkOwner(kind string, obj, owner metav1.Object) error {
 	if metav1.IsControlledBy(obj, owner) {
 		return nil
 	}
-	return backend.Permanent("NameConflict", "%s %s/%s exists and is not owned by this instance", kind, obj.GetNamespace(), obj.GetName())
+	return nameConflict(kind, obj)
+}
+
+// NameConflictRetry is how often an instance refused with a NameConflict is looked at again:
+// the object holding the name may be deleted by its owner without the instance changing.
+const NameConflictRetry = 30 * time.Second
+
+// nameConflict is the error of an instance that needs the name of obj, an object of kind it
+// does not control. It lasts until the object goes; the instance is looked at again every
+// NameConflictRetry meanwhile.
+func nameConflict(kind string, obj metav1.Object) error {
+	return &backend.PermanentError{
+		Reason:     "NameConflict",
+		Message:    fmt.Sprintf("%s %s/%s exists and is not owned by this instance", kind, obj.GetNamespace(), obj.GetName()),
+		RetryAfter: NameConflictRetry,
+	}
 }
 
 // objectDeleter is the part of a typed client-go client that deleteOwned uses.

@@ -399,7 +399,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		return nil, nil, err
 	}
 	if !metav1.IsControlledBy(v.sts, inst) {
-		return nil, nil, backend.Permanent("NameConflict", "StatefulSet %s/%s exists and is not owned by this instance", v.sts.Namespace, v.sts.Name)
+		return nil, nil, nameConflict("StatefulSet", v.sts)
 	}
 	return v, nil, nil
 }

@@ -41,8 +41,8 @@ func TestAnotherInstancesObjectIsNeitherUsedNorDeleted(t *testing.T) {
 		other := testInstance()
 		other.Name, other.UID = name, types.UID("uid-"+name)
 		_, err := b.Sync(ctx, other)
-		if pe, ok := backend.IsPermanent(err); !ok || pe.Reason != "NameConflict" {
-			t.Fatalf("sync of %s, whose object has the name of one of db's: %v, want a NameConflict", name, err)
+		if pe, ok := backend.IsPermanent(err); !ok || pe.Reason != "NameConflict" || pe.RetryAfter != NameConflictRetry {
+			t.Fatalf("sync of %s, whose object has the name of one of db's: %v, want a NameConflict to retry", name, err)
 		}
 		if err := b.Delete(ctx, other); err != nil {
 			t.Fatalf("delete of %s: %v", name, err)
@@ -62,4 +62,20 @@ func TestAnotherInstancesObjectIsNeitherUsedNorDeleted(t *testing.T) {
 	if _, err := client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{}); err != nil {
 		t.Fatalf("db's StatefulSet after the other instances: %v", err)
 	}
+
+	// Once db and its objects are gone, the same instance goes on: the conflict was not
+	// its spec's.
+	if err := b.Delete(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	other := testInstance()
+	other.Name, other.UID = "db-peers", types.UID("uid-db-peers")
+	if _, err := b.Sync(ctx, other); err != nil {
+		t.Fatalf("sync of db-peers once db is gone: %v", err)
+	}
+	got, err = client.CoreV1().Services("ns").Get(ctx, "db-peers", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOwned(t, got, other)
 }
