@@ -381,18 +381,7 @@ func TestNameConflictIsRetriedWithoutASpecChange(t *testing.T) {
 	})
 	be := &fakeBackend{conflicts: map[string]bool{"db": true}}
 	recorder := events.NewFakeRecorder(100)
-	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runController(t, Options{Client: client, Backend: be, Events: recorder})
 	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
 	waitPhase(t, ctx, instances, "db", v1beta1.PhaseFailed)
 	// The syncs the controller's own writes bring about are over by now; only its own
@@ -441,12 +430,7 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	be := &fakeBackend{}
 	recorder := events.NewFakeRecorder(100)
 	recorder.Verbose = true
-	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
+	runController(t, Options{Client: client, Backend: be, Events: recorder})
 
 	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
 	deadline := time.Now().Add(30 * time.Second)
@@ -454,15 +438,35 @@ func TestReconcileAddsFinalizerReportsStatusAndCleansUp(t *testing.T) {
 	checkDeletingInstanceReleased(t, ctx, instances, be, deadline)
 	checkPermanentErrorFails(t, ctx, client, deadline)
 	checkStepEvents(t, recorder)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the controller did not stop")
+}
+
+// runController runs a controller with opts (steps every 10ms unless opts say otherwise) until
+// stop is called or the test ends; stop checks that it stopped cleanly.
+func runController(t *testing.T, opts Options) (stop func()) {
+	t.Helper()
+	if opts.StepInterval == 0 {
+		opts.StepInterval = 10 * time.Millisecond
 	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the controller did not stop")
+		}
+	})
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitRunningWithFinalizer waits until ns/db is Running, and checks it has the finalizer
@@ -755,12 +759,7 @@ func TestRecoverRequestsAreCarriedOutOnceAndConsumed(t *testing.T) {
 	client := fake.NewClientset(request("db", "db-1"), request("other", "lost"))
 	be := &fakeBackend{steps: -1000} // never converges: the phase after the recovery stays
 	recorder := events.NewFakeRecorder(100)
-	c, err := New(Options{Client: client, Backend: be, StepInterval: 10 * time.Millisecond, Events: recorder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
+	stop := runController(t, Options{Client: client, Backend: be, Events: recorder})
 	instances := client.EtcdaasV1beta1().ETCDInstances("ns")
 	deadline := time.Now().Add(30 * time.Second)
 	for _, name := range []string{"db", "other"} {
@@ -781,8 +780,7 @@ func TestRecoverRequestsAreCarriedOutOnceAndConsumed(t *testing.T) {
 	if got, _ := instances.Get(ctx, "db", metav1.GetOptions{}); got.Status.Phase != v1beta1.PhaseRecovering {
 		t.Fatalf("phase after recovery: %+v", got.Status)
 	}
-	cancel()
-	<-done
+	stop()
 	be.mu.Lock()
 	recovered := slices.Clone(be.recovered)
 	be.mu.Unlock()
