@@ -25,6 +25,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/conversion"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
@@ -116,6 +117,8 @@ type apiEnv struct {
 	watchCache bool
 	// protobuf is true when etcdaas's clients use protobuf and it stores protobuf.
 	protobuf bool
+	// backupMember is the member of the backup instance once started (startBackupInstance).
+	backupMember *etcdcluster.Access
 }
 
 // BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver

@@ -54,8 +54,12 @@ var backupControllerArgs = []string{"--namespace=" + backupNamespace, "--quota-b
 
 // startBackupInstance starts etcdaas-controller (local backend, backupNamespace only),
 // creates a one-member instance there, waits until it runs and fills it with s.backupBytes
-// of data. It returns how the benchmark reaches the member: as etcdaas-apiserver does.
+// of data. It returns how the benchmark reaches the member: as etcdaas-apiserver does. It does
+// so once per control plane: later calls return the same member.
 func (e *apiEnv) startBackupInstance(ctx context.Context, s apiSettings) (*etcdcluster.Access, error) {
+	if e.backupMember != nil {
+		return e.backupMember, nil
+	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: backupNamespace}}
 	if _, err := e.cluster.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return nil, err
@@ -88,7 +92,11 @@ func (e *apiEnv) startBackupInstance(ctx context.Context, s apiSettings) (*etcdc
 	if err != nil {
 		return nil, err
 	}
-	return access, fill(ctx, access, s.backupBytes)
+	if err := fill(ctx, access, s.backupBytes); err != nil {
+		return nil, err
+	}
+	e.backupMember = access
+	return access, nil
 }
 
 // fill writes size bytes into the member in values of backupValueSize.
@@ -126,8 +134,8 @@ func (e *apiEnv) backups(ctx context.Context, s apiSettings, m measurements) err
 		path []int
 	}
 	streams := []stream{
-		{viaAggregator, e.targets[0].backup, []int{member, server, kube, client}},
-		{direct, e.targets[1].backup, []int{member, server, client}},
+		{viaAggregator, e.targets[0].backupIn(v1beta1.SchemeGroupVersion.Version), []int{member, server, kube, client}},
+		{direct, e.targets[1].backupIn(v1beta1.SchemeGroupVersion.Version), []int{member, server, client}},
 		{snapshotPeer, func(ctx context.Context) (io.ReadCloser, error) { return stockSnapshot(ctx, access) }, []int{member, client}},
 	}
 	for rep := range s.repetitions {
@@ -162,9 +170,9 @@ func (e *apiEnv) backups(ctx context.Context, s apiSettings, m measurements) err
 	return nil
 }
 
-// backup opens GET etcdinstances/NAME/backup of the backup instance.
-func (t target) backup(ctx context.Context) (io.ReadCloser, error) {
-	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/etcdinstances/%s/backup", t.host, t.group, v1beta1.SchemeGroupVersion.Version,
+// backup opens GET etcdinstances/NAME/backup of the backup instance in version.
+func (t target) backup(ctx context.Context, version string) (io.ReadCloser, error) {
+	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/etcdinstances/%s/backup", t.host, t.group, version,
 		backupNamespace, backupInstance)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -180,6 +188,11 @@ func (t target) backup(ctx context.Context) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, body)
 	}
 	return resp.Body, nil
+}
+
+// backupIn is backup in version, as the opener drain takes.
+func (t target) backupIn(version string) func(ctx context.Context) (io.ReadCloser, error) {
+	return func(ctx context.Context) (io.ReadCloser, error) { return t.backup(ctx, version) }
 }
 
 // stockSnapshot opens a snapshot of the instance's first member with clientv3's defaults,

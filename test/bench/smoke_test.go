@@ -60,9 +60,10 @@ func TestAPIHarness(t *testing.T) {
 		t.Error(err)
 	}
 
-	// BenchmarkAggregatorHop's scenario on the same control plane: the do-nothing backend
-	// answers through kube-apiserver and every target is measured.
-	hop, err := env.startAggregatorHop(t.Context())
+	// BenchmarkAggregatorHop's scenarios on the same control plane: the do-nothing backend
+	// answers GETs, creates, LISTs (each list decoded holds every object) and the backup stream
+	// (exactly its length) through kube-apiserver, and every target is measured.
+	hop, err := env.startAggregatorHop(t.Context(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +71,25 @@ func TestAPIHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hr.Comparisons) != 4 {
-		t.Fatalf("%d aggregator-hop comparisons, want 4", len(hr.Comparisons))
+	if len(hr.Comparisons) != 4+2*3+2*3+4 {
+		t.Fatalf("%d aggregator-hop comparisons, want the GET's 4, 3 per create and LIST scenario, the stream's 4", len(hr.Comparisons))
 	}
 	for _, c := range hr.Comparisons {
 		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Ratio <= 0 {
-			t.Errorf("aggregator hop, %s against %s: figures %+v and %+v, ratio %v", c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
+			t.Errorf("aggregator hop, %s %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
+		}
+	}
+	md, err = hr.write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []string{
+		`| create, 32 clients | v1beta1 | do-nothing backend via kube-apiserver |`,
+		`| LIST rv="0" (watch cache) | v1alpha1 | do-nothing backend via kube-apiserver |`,
+		`| backup stream |  | do-nothing backend direct |`,
+	} {
+		if !strings.Contains(md, row) {
+			t.Errorf("the aggregator-hop markdown lacks the row %s:\n%s", row, md)
 		}
 	}
 }
