@@ -2,9 +2,7 @@ package etcdinstance
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,42 +63,15 @@ func (r *BackupsREST) Get(ctx context.Context, name string, options *metav1.GetO
 	}
 	destination, err := r.resolver.Destination(ctx, instance.Namespace, instance.Name, dest)
 	if err != nil {
-		return nil, destinationError(name, err)
+		return nil, listingBackups.answer(name, err)
 	}
 	backups, err := destination.List(ctx)
 	if err != nil {
-		return nil, destinationError(name, err)
+		return nil, listingBackups.answer(name, err)
 	}
 	for _, b := range backups {
 		list.Items = append(list.Items, etcdaas.BackupInfo{Key: b.Key, Revision: b.Revision, SizeBytes: b.Size, SHA256: b.SHA256,
 			EtcdVersion: b.EtcdVersion, CompletionTime: metav1.NewTime(b.Time), InstanceUID: b.InstanceUID})
 	}
 	return list, nil
-}
-
-// destinationRetryAfter is the Retry-After of a 503 about a destination unavailable for now.
-const destinationRetryAfter = 10
-
-// destinationError answers a destination the server cannot list, as kube-apiserver answers by
-// who can fix it: a configuration only the user (or the server's administrator) can change —
-// credentials that cannot be read or that the store refuses, a bucket that does not exist, an
-// endpoint or caBundle the store cannot be reached with, a destination this server does not
-// serve — is a 409 whose message says what to change; a store that does not answer or answers
-// that it cannot serve now, or a Secret with its credentials that the Kubernetes API cannot give
-// for now, is a 503 with Retry-After; anything else (a backup's unreadable provenance, a local
-// directory the server cannot read) is the server's failure, a 500.
-func destinationError(name string, err error) error {
-	switch {
-	case errors.Is(err, backup.ErrStoreUnavailable):
-		return &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status:  metav1.StatusFailure,
-			Code:    http.StatusServiceUnavailable,
-			Reason:  metav1.StatusReasonServiceUnavailable,
-			Message: fmt.Sprintf("backups of %q cannot be listed for now: %v", name, err),
-			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances", RetryAfterSeconds: destinationRetryAfter},
-		}}
-	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
-		return apierrors.NewConflict(etcdaas.Resource(BackupsResourcePath), name, err)
-	}
-	return apierrors.NewInternalError(fmt.Errorf("backups of %q: %w", name, err))
 }

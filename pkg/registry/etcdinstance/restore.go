@@ -51,10 +51,12 @@ type RestoreStager interface {
 	// snapshot.ErrRestorePending (naming it) when a restore is pending already, and one wrapping
 	// snapshot.ErrCannotStage when the instance cannot be restored as it is configured. Two
 	// uploads may both pass it; the end of a restore must not disturb the other's spool file.
+	// An error about the destination the snapshot travels through keeps its class
+	// (backup.ErrStoreUnavailable first of all: it is answered with a 503, not a 409).
 	SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error)
 	// Stage makes the verified snapshot file at path the pending restore of the instance and
 	// takes the file over. It returns an error wrapping snapshot.ErrRestorePending when one is
-	// pending already.
+	// pending already; errors about the destination keep their class, as SpoolDir's.
 	Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error
 }
 
@@ -171,13 +173,11 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, invalidSnapshot(name, "the request has no body: send the snapshot as application/octet-stream")
 	}
 	spool, err := h.rest.opts.Stager.SpoolDir(ctx, h.instance)
-	switch {
-	case errors.Is(err, etcdcluster.ErrNoMembers):
+	if errors.Is(err, etcdcluster.ErrNoMembers) {
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, fmt.Errorf("there is no running cluster to restore yet: %w", err))
-	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage):
-		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
-	case err != nil:
-		return nil, apierrors.NewInternalError(err)
+	}
+	if err != nil {
+		return nil, stagingError(name, err)
 	}
 	start := time.Now()
 	path, size, err := snapshot.Receive(req.Body, spool, limit)
@@ -208,16 +208,27 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, invalidSnapshot(name, err.Error())
 	}
 	staged := &snapshot.Staged{ID: string(uuid.NewUUID()), InstanceUID: string(h.instance.UID), Info: *info, RequestedAt: time.Now().UTC()}
-	err = h.rest.opts.Stager.Stage(ctx, h.instance, staged, path)
-	if errors.Is(err, snapshot.ErrRestorePending) || errors.Is(err, snapshot.ErrCannotStage) || errors.Is(err, etcdcluster.ErrNoMembers) {
-		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
-	}
-	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+	if err := h.rest.opts.Stager.Stage(ctx, h.instance, staged, path); err != nil {
+		return nil, stagingError(name, err)
 	}
 	klog.InfoS("Accepted a snapshot to restore", "instance", h.namespace+"/"+name, "id", staged.ID, "bytes", size,
 		"revision", info.Revision, "keys", info.TotalKeys, "received", received, "verified", time.Since(start)-received)
 	return staged, nil
+}
+
+// stagingError answers a stager's refusal: a destination it cannot use as the backups
+// subresource answers it, by who can fix it (503 with Retry-After for a store or credentials
+// Secret unavailable for now, 409 for a configuration to change); a restore pending, an
+// instance that cannot be restored as it is configured or has no members (any more) a 409;
+// anything else a 500.
+func stagingError(name string, err error) error {
+	switch {
+	case isDestinationError(err):
+		return stagingRestore.answer(name, err)
+	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage), errors.Is(err, etcdcluster.ErrNoMembers):
+		return apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
+	}
+	return apierrors.NewInternalError(fmt.Errorf("restore of %q: %w", name, err))
 }
 
 // acceptedMediaType reports whether a restore's Content-Type is the snapshot's media type (any

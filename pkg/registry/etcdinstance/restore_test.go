@@ -2,9 +2,12 @@ package etcdinstance
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +15,12 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 )
@@ -146,5 +153,111 @@ func TestRestoreMediaTypes(t *testing.T) {
 		if !strings.Contains(status.Status().Message, "application/octet-stream") {
 			t.Errorf("Content-Type %q: the 415 %q does not name the accepted type", tc.contentType, status.Status().Message)
 		}
+	}
+}
+
+// failingStager is a fakeStager whose SpoolDir or Stage fails with the given errors.
+type failingStager struct {
+	fakeStager
+	spoolErr, stageErr error
+}
+
+func (s *failingStager) SpoolDir(ctx context.Context, inst *etcdaas.ETCDInstance) (string, error) {
+	if s.spoolErr != nil {
+		return "", s.spoolErr
+	}
+	return s.fakeStager.SpoolDir(ctx, inst)
+}
+
+func (s *failingStager) Stage(ctx context.Context, inst *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
+	if s.stageErr != nil {
+		return s.stageErr
+	}
+	return s.fakeStager.Stage(ctx, inst, staged, path)
+}
+
+// TestRestoreDestinationErrorClasses: a destination the stager cannot use, before the body is
+// read (SpoolDir) or when it uploads the verified snapshot (Stage), is answered as the backups
+// subresource answers it, by who can fix it: a store that does not answer or a credentials
+// Secret the Kubernetes API cannot give for now is a 503 with Retry-After (even though that
+// Secret's error is about credentials too); credentials, a bucket or an endpoint only a change
+// of configuration fixes is a 409 saying what to change; anything else a 500. Nothing is
+// staged, nothing is written to status and no spool file is left, whatever the answer.
+func TestRestoreDestinationErrorClasses(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The error the resolver gives for a credentials Secret the Kubernetes API cannot give now.
+	s3Secret := v1beta1.BackupDestination{S3: &v1beta1.S3Destination{Endpoint: "http://127.0.0.1:1", Bucket: "b",
+		CredentialsSecretRef: &v1beta1.SecretReference{Name: "s3"}}}
+	resolver := backup.Resolver{Credentials: secretsFailing(apierrors.NewServiceUnavailable("etcd is down"))}
+	_, secretForNow := resolver.Destination(context.Background(), "ns", "db", s3Secret)
+	if !errors.Is(secretForNow, backup.ErrStoreUnavailable) || !errors.Is(secretForNow, backup.ErrCredentials) {
+		t.Fatalf("resolving with a Secret unavailable for now: %v, want ErrStoreUnavailable and ErrCredentials", secretForNow)
+	}
+	storeDown := fmt.Errorf("staging the snapshot in s3 bucket %q: %w: dial tcp 127.0.0.1:1: connection refused", "b", backup.ErrStoreUnavailable)
+	noBucket := fmt.Errorf("staging the snapshot in s3 bucket %q: %w: the S3 bucket does not exist (NoSuchBucket)", "b", backup.ErrMisconfigured)
+	noCredentials := fmt.Errorf("%w: %w: Secret ns/s3 does not exist", snapshot.ErrCannotStage, backup.ErrCredentials)
+	noS3 := fmt.Errorf("%w: this server has no source of S3 credentials", backup.ErrNoDestination)
+	diskFull := errors.New("writing the spool file: no space left on device")
+
+	for _, tc := range []struct {
+		what               string
+		spoolErr, stageErr error
+		code               int
+		message            string
+	}{
+		{"store not answering, before the body", storeDown, nil, http.StatusServiceUnavailable, "connection refused"},
+		{"store not answering, when staging", nil, storeDown, http.StatusServiceUnavailable, "connection refused"},
+		{"Secret unavailable for now, before the body", secretForNow, nil, http.StatusServiceUnavailable, "etcd is down"},
+		{"Secret unavailable for now, when staging", nil, secretForNow, http.StatusServiceUnavailable, "etcd is down"},
+		{"bucket does not exist, before the body", noBucket, nil, http.StatusConflict, "bucket does not exist"},
+		{"bucket does not exist, when staging", nil, noBucket, http.StatusConflict, "bucket does not exist"},
+		{"credentials missing, before the body", noCredentials, nil, http.StatusConflict, "Secret ns/s3 does not exist"},
+		{"credentials missing, when staging", nil, noCredentials, http.StatusConflict, "Secret ns/s3 does not exist"},
+		{"no S3 on this server, when staging", nil, noS3, http.StatusConflict, "no source of S3 credentials"},
+		{"the server's own failure, when staging", nil, diskFull, http.StatusInternalServerError, "no space left on device"},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			spool := t.TempDir()
+			stager := &failingStager{fakeStager: fakeStager{dir: spool}, spoolErr: tc.spoolErr, stageErr: tc.stageErr}
+			store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}}
+			resp := &recoverResponder{}
+			h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := &countingReader{r: bytes.NewReader(snap)}
+			req := httptest.NewRequest(http.MethodPost, "/restore", body)
+			req.ContentLength = int64(len(snap))
+			h.ServeHTTP(httptest.NewRecorder(), req)
+
+			var apiStatus apierrors.APIStatus
+			if !errors.As(resp.err, &apiStatus) {
+				t.Fatalf("answered %d %v, want a %d Status", resp.code, resp.err, tc.code)
+			}
+			status := apiStatus.Status()
+			if int(status.Code) != tc.code || !strings.Contains(status.Message, tc.message) {
+				t.Fatalf("answered %d %q, want %d naming %q", status.Code, status.Message, tc.code, tc.message)
+			}
+			t.Logf("%d %s", status.Code, status.Message)
+			// Written as the API server writes a handler's error: the header a client sees.
+			rec := httptest.NewRecorder()
+			responsewriters.ErrorNegotiated(resp.err, statusCodecs, schema.GroupVersion{Version: "v1"}, rec,
+				httptest.NewRequest(http.MethodPost, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/restore", nil))
+			if wantRetry := tc.code == http.StatusServiceUnavailable; rec.Code != tc.code || (rec.Header().Get("Retry-After") != "") != wantRetry {
+				t.Errorf("written as %d with Retry-After %q, want %d with Retry-After: %v", rec.Code, rec.Header().Get("Retry-After"), tc.code, wantRetry)
+			}
+			if tc.spoolErr != nil && body.n != 0 {
+				t.Errorf("read %d bytes of the body, want none when refused before it", body.n)
+			}
+			if stager.staged != nil || store.updates != 0 {
+				t.Errorf("a refused restore was staged (%v) or reported (%d status writes)", stager.staged, store.updates)
+			}
+			if left, err := os.ReadDir(spool); err != nil || len(left) != 0 {
+				t.Errorf("a refused restore left files in the spool directory: %v %v", left, err)
+			}
+		})
 	}
 }
