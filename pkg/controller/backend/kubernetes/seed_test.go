@@ -425,8 +425,9 @@ func TestRestoreRequestNeedsTheToolsImage(t *testing.T) {
 	}
 }
 
-// The API server's side: an instance without an S3 destination, one not deployed and one
-// with a restore pending are refused before the body is read.
+// The API server's side: an instance without an S3 destination, or one it cannot use as
+// configured (credentials, caBundle), one not deployed and one with a restore pending are
+// refused before the body is read.
 func TestStagerRefusesWhatItCannotRestore(t *testing.T) {
 	ctx := context.Background()
 	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
@@ -450,6 +451,11 @@ func TestStagerRefusesWhatItCannotRestore(t *testing.T) {
 		"no backup destination": {internal(nil, "db"), snapshot.ErrCannotStage},
 		"a local destination":   {internal(&etcdaas.BackupSpec{Destination: etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}}}, "db"), snapshot.ErrCannotStage},
 		"credentials missing":   {internal(s3("nope"), "db"), snapshot.ErrCannotStage},
+		"a caBundle without a certificate": {func() *etcdaas.ETCDInstance {
+			spec := s3("creds")
+			spec.Destination.S3.CABundle = "not PEM"
+			return internal(spec, "db")
+		}(), snapshot.ErrCannotStage},
 		"not deployed":          {internal(s3("creds"), "other"), etcdcluster.ErrNoMembers},
 		"an earlier instance's": {func() *etcdaas.ETCDInstance { i := internal(s3("creds"), "db"); i.UID = "uid-2"; return i }(), etcdcluster.ErrNoMembers},
 	} {

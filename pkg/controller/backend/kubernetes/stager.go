@@ -146,10 +146,18 @@ func upload(ctx context.Context, dest backup.Destination, key string, staged *sn
 	if err != nil {
 		return err
 	}
-	return up.Commit(ctx, backup.Info{
+	err = up.Commit(ctx, backup.Info{
 		Key: key, InstanceUID: staged.InstanceUID, Revision: staged.Info.Revision, EtcdVersion: staged.Info.StorageVersion,
 		SHA256: staged.Info.SHA256, Size: staged.Info.Size, Time: staged.RequestedAt,
 	})
+	if err != nil {
+		// Nothing sweeps the staging area's incomplete uploads: this one goes now.
+		if aerr := up.Abort(context.WithoutCancel(ctx)); aerr != nil {
+			klog.ErrorS(aerr, "Deleting a staged snapshot that could not be committed", "destination", dest.String(), "key", key)
+		}
+		return err
+	}
+	return nil
 }
 
 // destination is the staging area of the instance: its S3 destination with the prefix
@@ -172,12 +180,16 @@ func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance)
 	}
 	s3.Prefix += RestoresPrefix
 	// The credentials must be readable now: a request the members could not read would stop
-	// the cluster for nothing.
+	// the cluster for nothing. A Secret the Kubernetes API cannot give for now is an error
+	// about credentials too, but the instance can be restored as it is configured: it keeps
+	// its class alone (ErrStoreUnavailable), so that the client is told to retry.
 	_, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: s3})
-	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
+	switch {
+	case errors.Is(err, backup.ErrStoreUnavailable):
+		return nil, err
+	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
 		return nil, fmt.Errorf("%w: %w", snapshot.ErrCannotStage, err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
 	return s3, nil

@@ -3,14 +3,21 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -117,4 +124,159 @@ func TestStageThroughS3(t *testing.T) {
 func v1beta1Dest(req *RestoreRequest) v1beta1.BackupDestination {
 	s3 := req.S3
 	return v1beta1.BackupDestination{S3: &s3}
+}
+
+// TestStagerDestinationErrorClasses: the stager keeps the class of what its destination
+// answered, so that the API server answers by who can fix it. A credentials Secret the
+// Kubernetes API cannot give for now (unavailable, a timeout) is ErrStoreUnavailable, never
+// snapshot.ErrCannotStage (the instance can be restored as configured: only later), both before
+// the body is read (SpoolDir) and when staging; a store that does not answer the upload is
+// ErrStoreUnavailable; a bucket that does not exist is ErrMisconfigured. No request is recorded
+// on the StatefulSet and nothing is left in the bucket.
+func TestStagerDestinationErrorClasses(t *testing.T) {
+	store := s3server.Start(t)
+	for _, secretErr := range []error{
+		apierrors.NewServiceUnavailable("etcd is down"),
+		apierrors.NewTimeoutError("request did not complete within requested timeout", 0),
+	} {
+		t.Run("Secret read: "+secretErr.Error(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+			f.client.PrependReactor("get", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+				return true, nil, secretErr
+			})
+			stager := Stager{Client: f.client, Resolver: &backup.Resolver{Credentials: backup.SecretCredentials{Client: f.client}}, Dir: t.TempDir()}
+			inst := stagerInstance(store.Endpoint, store.Bucket, &etcdaas.SecretReference{Name: "creds"})
+			_, err := stager.SpoolDir(ctx, inst)
+			if !errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, snapshot.ErrCannotStage) {
+				t.Errorf("SpoolDir = %v, want ErrStoreUnavailable and not ErrCannotStage", err)
+			}
+			staged, path := stagerSnapshot(t)
+			err = stager.Stage(ctx, inst, staged, path)
+			if !errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, snapshot.ErrCannotStage) {
+				t.Errorf("Stage = %v, want ErrStoreUnavailable and not ErrCannotStage", err)
+			}
+			checkNothingStaged(t, f, store, "ns/db/")
+		})
+	}
+	upload := func(t *testing.T, endpoint, bucket string) error {
+		t.Helper()
+		f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+		stager := Stager{Client: f.client, Resolver: &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+			return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
+		}}}, Dir: t.TempDir()}
+		inst := stagerInstance(endpoint, bucket, nil)
+		// The store's client retries what did not answer; the deadline bounds the retries.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if _, err := stager.SpoolDir(ctx, inst); err != nil {
+			t.Fatalf("SpoolDir: %v (it does not contact the store)", err)
+		}
+		staged, path := stagerSnapshot(t)
+		err := stager.Stage(ctx, inst, staged, path)
+		checkNothingStaged(t, f, store, "ns/db/")
+		return err
+	}
+	t.Run("store not answering", func(t *testing.T) {
+		if err := upload(t, closedEndpoint(t), store.Bucket); !errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, backup.ErrMisconfigured) {
+			t.Errorf("Stage = %v, want ErrStoreUnavailable", err)
+		}
+	})
+	t.Run("bucket does not exist", func(t *testing.T) {
+		if err := upload(t, store.Endpoint, "no-such-bucket"); !errors.Is(err, backup.ErrMisconfigured) || errors.Is(err, backup.ErrStoreUnavailable) {
+			t.Errorf("Stage = %v, want ErrMisconfigured", err)
+		}
+	})
+}
+
+// stagerInstance is instance ns/db (UID uid-1, as the steps fixture deploys it) with an S3
+// destination.
+func stagerInstance(endpoint, bucket string, creds *etcdaas.SecretReference) *etcdaas.ETCDInstance {
+	return &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"},
+		Spec: etcdaas.ETCDInstanceSpec{Backup: &etcdaas.BackupSpec{Destination: etcdaas.BackupDestination{S3: &etcdaas.S3Destination{
+			Endpoint: endpoint, Bucket: bucket, CredentialsSecretRef: creds}}}}}
+}
+
+// stagerSnapshot is a verified snapshot in a spool file, as the API server hands it to Stage.
+func stagerSnapshot(t *testing.T) (*snapshot.Staged, string) {
+	t.Helper()
+	path := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"})
+	info, err := snapshot.Verify(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapshot.Staged{ID: "r1", InstanceUID: "uid-1", Info: *info, RequestedAt: time.Now().UTC()}, path
+}
+
+// checkNothingStaged checks that no restore is recorded on the StatefulSet and that the
+// store's bucket holds nothing below prefix.
+func checkNothingStaged(t *testing.T, f *stepsFixture, store *s3server.Server, prefix string) {
+	t.Helper()
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(context.Background(), "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := sts.Annotations[annotationRestoreRequest]; ok {
+		t.Errorf("a failed staging recorded a restore request: %s", a)
+	}
+	client, err := store.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for obj := range client.ListObjects(context.Background(), store.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		t.Errorf("a failed staging left %s in the bucket", obj.Key)
+	}
+}
+
+// closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
+func closedEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
+// commitFailing is a destination whose uploads are written but cannot be committed.
+type commitFailing struct {
+	backup.Destination
+	aborted int
+}
+
+func (d *commitFailing) Write(_ context.Context, _, _ string, body io.Reader) (backup.Upload, error) {
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return nil, err
+	}
+	return commitFailingUpload{d}, nil
+}
+
+type commitFailingUpload struct{ dest *commitFailing }
+
+func (u commitFailingUpload) Commit(context.Context, backup.Info) error {
+	return fmt.Errorf("%w: the S3 store cannot serve the request now (503 SlowDown)", backup.ErrStoreUnavailable)
+}
+
+func (u commitFailingUpload) Abort(context.Context) error { u.dest.aborted++; return nil }
+
+// TestUploadAbortsWhatItCannotCommit: a staged snapshot written but not committed is removed
+// from the staging area's incomplete uploads, which nothing else sweeps, and the commit's
+// error keeps its class.
+func TestUploadAbortsWhatItCannotCommit(t *testing.T) {
+	staged, path := stagerSnapshot(t)
+	dest := &commitFailing{}
+	err := upload(context.Background(), dest, backup.Key(staged.RequestedAt, staged.Info.Revision), staged, path)
+	if !errors.Is(err, backup.ErrStoreUnavailable) {
+		t.Errorf("upload = %v, want the commit's ErrStoreUnavailable", err)
+	}
+	if dest.aborted != 1 {
+		t.Errorf("the upload that could not be committed was aborted %d times, want once", dest.aborted)
+	}
 }
