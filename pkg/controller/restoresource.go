@@ -120,11 +120,15 @@ func (s BackupRestoreSource) destination(ctx context.Context, namespace, name st
 	if source.Spec.Backup == nil {
 		return nil, nil, backend.Permanent(ReasonRestoreSourceNoDestination, "spec.restoreFrom.instance: instance %s/%s has no spec.backup, so it has no backups to restore from", namespace, name)
 	}
+	// A credentials Secret the Kubernetes API cannot give for now is an error about
+	// credentials too: it is retried, not a failure of the new instance.
 	dest, err := s.Resolver.Destination(ctx, namespace, name, source.Spec.Backup.Destination)
-	if errors.Is(err, backup.ErrCredentials) || errors.Is(err, backup.ErrNoDestination) {
+	switch {
+	case errors.Is(err, backup.ErrStoreUnavailable):
+		return nil, nil, fmt.Errorf("spec.restoreFrom: the backups of %s/%s cannot be read for now: %w", namespace, name, err)
+	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination):
 		return nil, nil, backend.Permanent(ReasonRestoreSourceUnavailable, "spec.restoreFrom: the backups of %s/%s cannot be read: %v", namespace, name, err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, nil, err
 	}
 	return source, dest, nil

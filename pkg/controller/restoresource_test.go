@@ -2,14 +2,19 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
@@ -146,6 +151,39 @@ func TestLocateRestoreSource(t *testing.T) {
 	// The S3 destination cannot be read without credentials: the open's reason stands.
 	if _, err := locate("s3"); !isPermanent(err, ReasonRestoreSourceUnavailable) {
 		t.Errorf("an unreadable S3 source: %v, want %s", err, ReasonRestoreSourceUnavailable)
+	}
+}
+
+// TestRestoreSourceSecretUnavailableForNow: a credentials Secret of the source's S3
+// destination that the Kubernetes API cannot give for now (unavailable, a timeout) is not a
+// permanent failure of the new instance, although its error is about credentials too: it is
+// retried with backoff. A Secret that does not exist stays permanent.
+func TestRestoreSourceSecretUnavailableForNow(t *testing.T) {
+	ctx := context.Background()
+	s3 := &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{S3: &v1beta1.S3Destination{
+		Endpoint: "https://127.0.0.1:1", Bucket: "b", CredentialsSecretRef: &v1beta1.SecretReference{Name: "creds"}}}}
+	client := fake.NewClientset(restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3}))
+	inst := restoreInstance("ns", "new", v1beta1.ETCDInstanceSpec{RestoreFrom: &v1beta1.RestoreSource{Instance: "s3"}})
+	for _, secretErr := range []error{
+		apierrors.NewServiceUnavailable("etcd is down"),
+		apierrors.NewTimeoutError("request did not complete within requested timeout", 0),
+	} {
+		secrets := kubefake.NewClientset()
+		secrets.PrependReactor("get", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, secretErr
+		})
+		src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{Credentials: backup.SecretCredentials{Client: secrets}}}
+		_, _, err := src.OpenRestoreSource(ctx, inst)
+		if pe, ok := backend.IsPermanent(err); ok || !errors.Is(err, backup.ErrStoreUnavailable) {
+			t.Errorf("open with the Secret read failing with %q: %v (permanent %+v), want a retried ErrStoreUnavailable", secretErr, err, pe)
+		}
+		if _, err := src.LocateRestoreSource(ctx, inst); isPermanent(err, ReasonRestoreSourceUnavailable) || !errors.Is(err, backup.ErrStoreUnavailable) {
+			t.Errorf("locate with the Secret read failing with %q: %v, want a retried ErrStoreUnavailable", secretErr, err)
+		}
+	}
+	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{Credentials: backup.SecretCredentials{Client: kubefake.NewClientset()}}}
+	if _, _, err := src.OpenRestoreSource(ctx, inst); !isPermanent(err, ReasonRestoreSourceUnavailable) {
+		t.Errorf("open with no Secret: %v, want a permanent %s", err, ReasonRestoreSourceUnavailable)
 	}
 }
 
