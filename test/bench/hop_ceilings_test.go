@@ -12,11 +12,11 @@ import (
 )
 
 // creates measures, from 1 and from 32 clients, the objects created per second in etcdaas
-// and in the do-nothing backend through kube-apiserver and in the CRD: BenchmarkAPI's create
-// scenario, in hopVersion, each target in a new namespace.
+// and in the do-nothing backend through kube-apiserver, in the CRD and in etcdaas direct:
+// BenchmarkAPI's create scenario, in hopVersion, each target in a new namespace.
 func (h *aggregatorHop) creates(ctx context.Context, s apiSettings, rep int, m measurements) error {
 	for _, clients := range []int{1, 32} {
-		for _, t := range rotated([]target{h.agg, h.null.viaAggregator, h.crd}, rep) {
+		for _, t := range rotated([]target{h.agg, h.null.viaAggregator, h.crd, h.dir}, rep) {
 			rate, err := h.env.create(ctx, s, t, hopVersion, clients, rep, createCount(s, clients))
 			if err != nil {
 				return fmt.Errorf("%s: create with %d clients: %w", t.name, clients, err)
@@ -28,8 +28,9 @@ func (h *aggregatorHop) creates(ctx context.Context, s apiSettings, rep int, m m
 }
 
 // lists measures the LIST in hopListVersion of the s.objects objects the 32 clients created
-// in etcdaas and in the CRD in this repetition, and the do-nothing backend's answer of the
-// same (etcdaas's bytes, taken once), each with every resourceVersion of the read scenarios.
+// in this repetition in etcdaas (through kube-apiserver and direct) and in the CRD, and the
+// do-nothing backend's answer of the same (etcdaas's bytes, taken once), each with every
+// resourceVersion of the read scenarios.
 // Each list is decoded once, untimed: it must hold s.objects objects.
 func (h *aggregatorHop) lists(ctx context.Context, s apiSettings, rep int, m measurements) error {
 	if h.backend.list.Load() == nil {
@@ -41,7 +42,7 @@ func (h *aggregatorHop) lists(ctx context.Context, s apiSettings, rep int, m mea
 			return err
 		}
 	}
-	for _, t := range rotated([]target{h.agg, h.null.viaAggregator, h.crd}, rep) {
+	for _, t := range rotated([]target{h.agg, h.null.viaAggregator, h.crd, h.dir}, rep) {
 		namespace, version := namespaceOf(t, hopVersion, 32, rep), versionOf(t, hopListVersion)
 		n, err := listed(ctx, t, version, namespace)
 		if err == nil && n != s.objects {
@@ -85,9 +86,8 @@ func listed(ctx context.Context, t target, version, namespace string) (int, erro
 	return apimeta.LenList(obj), nil
 }
 
-// streams measures the backup stream of etcdaas and of the do-nothing backend through
-// kube-apiserver, of the do-nothing backend direct, and a clientv3 snapshot of the backup
-// instance's member, in MiB/s. The do-nothing backend must stream exactly s.backupBytes, the
+// streams measures the backup stream of etcdaas and of the do-nothing backend, each through
+// kube-apiserver and direct, and a clientv3 snapshot of the backup instance's member, in MiB/s. The do-nothing backend must stream exactly s.backupBytes, the
 // others at least as much (the member holds that much data).
 func (h *aggregatorHop) streams(ctx context.Context, s apiSettings, rep int, m measurements) error {
 	type stream struct {
@@ -99,6 +99,7 @@ func (h *aggregatorHop) streams(ctx context.Context, s apiSettings, rep int, m m
 		{viaAggregator, h.agg.backupIn(hopVersion), false},
 		{nullBackend, h.null.viaAggregator.backupIn(nullVersion), true},
 		{nullDirect, h.null.direct.backupIn(nullVersion), true},
+		{direct, h.dir.backupIn(hopVersion), false},
 		{snapshotPeer, func(ctx context.Context) (io.ReadCloser, error) { return stockSnapshot(ctx, h.member) }, false},
 	}
 	for i := range streams {

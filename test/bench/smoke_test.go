@@ -71,8 +71,8 @@ func TestAPIHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hr.Comparisons) != 4+2*3+2*3+4 {
-		t.Fatalf("%d aggregator-hop comparisons, want the GET's 4, 3 per create and LIST scenario, the stream's 4", len(hr.Comparisons))
+	if len(hr.Comparisons) != 4+2*4+2*4+5 {
+		t.Fatalf("%d aggregator-hop comparisons, want the GET's 4, 4 per create and LIST scenario, the stream's 5", len(hr.Comparisons))
 	}
 	for _, c := range hr.Comparisons {
 		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Ratio <= 0 {
