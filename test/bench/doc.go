@@ -3,5 +3,6 @@
 // where it needs kube-apiserver) and prints its figures next to a peer measured in the
 // same run; the figures are also written under _output/bench/. The benchmarks run only
 // with -bench; `make test` runs TestAPIHarness, every scenario of BenchmarkAPI (watch
-// fan-out and backup stream included) at a tiny size, to prove the harness works.
+// fan-out and backup stream included) and of BenchmarkAggregatorHop at a tiny size, to prove
+// the harness works.
 package bench
