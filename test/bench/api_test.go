@@ -247,7 +247,8 @@ func benchObjects() (map[string]map[string]any, map[string]runtime.Object, error
 }
 
 // object is the ETCDInstance name in namespace for target t in version: typed for a target
-// that creates through the clientset, unstructured otherwise.
+// that creates through the clientset, unstructured otherwise (in t's group; the do-nothing
+// backend gets etcdaas's object).
 func (e *apiEnv) object(t target, version, namespace, name string) runtime.Object {
 	if t.typed != nil {
 		obj := e.typed[version].DeepCopyObject()
@@ -258,7 +259,11 @@ func (e *apiEnv) object(t target, version, namespace, name string) runtime.Objec
 		return obj
 	}
 	u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(e.objects[version])}
-	u.SetAPIVersion(t.group + "/" + version)
+	group := t.group
+	if group == nullGroup {
+		group = framework.Group
+	}
+	u.SetAPIVersion(group + "/" + version)
 	u.SetNamespace(namespace)
 	u.SetName(name)
 	return u
