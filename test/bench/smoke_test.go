@@ -79,6 +79,19 @@ func TestAPIHarness(t *testing.T) {
 			t.Errorf("aggregator hop, %s %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
 		}
 	}
+	// A wrong answer of the do-nothing backend fails the run: a list that is not the objects,
+	// and a stream of another length than the one asked for (repetition 1 streams it first).
+	if err := hop.backend.setList(hop.backend.object); err != nil {
+		t.Fatal(err)
+	}
+	if err := hop.lists(t.Context(), s, 0, measurements{}); err == nil || !strings.Contains(err.Error(), nullBackend) {
+		t.Errorf("a LIST answering one object instead of %d: err %v, want the do-nothing backend's", s.objects, err)
+	}
+	longer := s
+	longer.backupBytes++
+	if err := hop.streams(t.Context(), longer, 1, measurements{}); err == nil || !strings.Contains(err.Error(), nullBackend) {
+		t.Errorf("a stream one byte short: err %v, want the do-nothing backend's", err)
+	}
 	md, err = hr.write(dir)
 	if err != nil {
 		t.Fatal(err)
