@@ -105,14 +105,27 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatalf("progressing at the new generation: %+v", c)
 	}
 
-	// A member fails: degraded, not available.
+	// A member fails: degraded, still available while a quorum of the voting members serves.
 	inst.Status = st
 	st = computeStatus(inst, &backend.Result{Members: members(4, 3), Unhealthy: "unhealthy members: db-2: connection refused"}, nil, t2)
 	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy {
 		t.Fatalf("degraded with an unhealthy member: %+v", c)
 	}
-	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "3/4 members ready, 5 requested" {
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumReady ||
+		c.Message != "3/4 members ready, 5 requested; a quorum of the voting members (3 of 4) ready" || !c.LastTransitionTime.Equal(&t1) {
 		t.Fatalf("available with an unhealthy member: %+v", c)
+	}
+	// Half of the voting members down: no quorum to answer clients, not available.
+	if c := cond(t, computeStatus(inst, &backend.Result{Members: members(4, 2), Unhealthy: "unhealthy members: db-2, db-3"}, nil, t2),
+		etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Reason != ReasonMembersNotReady ||
+		c.Message != "2/4 members ready, 5 requested; fewer than a quorum of the voting members (2 of 4) ready" {
+		t.Fatalf("available with half the voting members down: %+v", c)
+	}
+	// A learner being added that does not serve yet: every voting member serves.
+	learning := append(members(3, 3), v1beta1.MemberStatus{Name: "m-3", Learner: true})
+	if c := cond(t, computeStatus(inst, &backend.Result{Members: learning, Step: "promoting member m-3", StepReason: backend.StepAddingMember}, nil, t2),
+		etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonMembersReady || c.Message != "3/4 members ready, 5 requested" {
+		t.Fatalf("available while a learner starts: %+v", c)
 	}
 
 	// Every member of the scale exists, the last one added does not serve yet: still Scaling,
@@ -133,8 +146,8 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, down, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy {
 		t.Fatalf("degraded with a member down: %+v", c)
 	}
-	if c := cond(t, down, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse {
-		t.Fatalf("available with a member down: %+v", c)
+	if c := cond(t, down, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumReady {
+		t.Fatalf("available with a member down, quorum kept: %+v", c)
 	}
 
 	// A version roll: Running (members restart one at a time, the cluster serves),
@@ -179,6 +192,10 @@ func TestComputeStatus(t *testing.T) {
 	}
 	if c := cond(t, failed, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconcileError {
 		t.Fatalf("degraded after a failed step: %+v", c)
+	}
+	// The cluster still serves: a failed step does not make it unavailable.
+	if c := cond(t, computeStatus(inst, nil, errors.New("reading the StatefulSet: timeout"), t2), etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Message != "5/5 members ready" {
+		t.Fatalf("available after a step that failed before observing the members: %+v", c)
 	}
 	// A step that adds or removes a member and fails is a scale still under way.
 	failed = computeStatus(inst, &backend.Result{Members: members(5, 5), StepReason: backend.StepAddingMember}, errors.New("adding a learner: etcdserver: too many learner members in cluster"), t2)
@@ -277,7 +294,8 @@ func TestComputeStatusScaleDown(t *testing.T) {
 	if c := cond(t, waiting, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.ObservedGeneration != 7 || c.Message != "moving to 3 members" {
 		t.Fatalf("progressing before the first step: %+v", c)
 	}
-	if c := cond(t, waiting, etcdaas.ConditionAvailable); c.Status != metav1.ConditionFalse || c.Message != "4/5 members ready, 3 requested" {
+	if c := cond(t, waiting, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumReady ||
+		c.Message != "4/5 members ready, 3 requested; a quorum of the voting members (4 of 5) ready" {
 		t.Fatalf("available with a member down before the first step: %+v", c)
 	}
 

@@ -16,7 +16,11 @@ import (
 
 // Condition reasons the controller sets.
 const (
-	ReasonMembersReady    = "MembersReady"
+	ReasonMembersReady = "MembersReady"
+	// ReasonQuorumReady means a majority of the voting members is ready, not every member:
+	// the cluster answers its clients, and Degraded says what is wrong with the others.
+	ReasonQuorumReady = "QuorumReady"
+	// ReasonMembersNotReady means fewer than a majority of the voting members is ready.
 	ReasonMembersNotReady = "MembersNotReady"
 	// ReasonDeploying means a new cluster is being deployed: it is not available until every
 	// member it was created with is ready.
@@ -185,7 +189,7 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 // setInProgress sets the conditions of an instance that has not converged: Available from
 // its ready members, Progressing from the step res is in, Degraded from what stops it.
 func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
-	setAvailableInProgress(conds, status, desired, res)
+	setAvailableInProgress(conds, status, desired)
 	progressReason, progressMsg := ReasonReconciling, fmt.Sprintf("moving to %d members", desired)
 	if res != nil && res.Step != "" {
 		progressMsg = res.Step
@@ -208,21 +212,41 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 }
 
 // setAvailableInProgress sets the Available condition of an instance that has not converged,
-// whose phase is set. A cluster in service stays available while it changes as long as every
-// member that exists is ready: a scale does not take it out of service. A new cluster
+// whose phase is set. A cluster in service is available while a majority of its voting
+// members is ready: it answers its clients then, whatever else is under way (a scale, a
+// learner catching up, a member down), and Degraded says what is wrong. A new cluster
 // (Deploying) is not available until it first converges, with every member it was created
 // with ready, so that waiting for Available after creating an instance waits for all of them.
-func setAvailableInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result) {
+func setAvailableInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int) {
 	msg := readyMessage(status, desired)
-	allReady := res != nil && res.Unhealthy == "" && status.ReadyReplicas > 0 && status.ReadyReplicas == status.Replicas
+	ready, voters := readyVoters(status.Members)
 	switch {
 	case status.Phase == v1beta1.PhaseDeploying:
 		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonDeploying, msg+"; the new cluster is still being deployed")
-	case allReady:
+	case voters == 0 || ready <= voters/2:
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady,
+			fmt.Sprintf("%s; fewer than a quorum of the voting members (%d of %d) ready", msg, ready, voters))
+	case ready == voters:
+		// Every voting member serves; a learner being added does not serve clients yet.
 		conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, msg)
 	default:
-		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady, msg)
+		conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonQuorumReady,
+			fmt.Sprintf("%s; a quorum of the voting members (%d of %d) ready", msg, ready, voters))
 	}
+}
+
+// readyVoters counts the voting members (learners aside) and those of them that are ready.
+func readyVoters(members []v1beta1.MemberStatus) (ready, voters int) {
+	for _, m := range members {
+		if m.Learner {
+			continue
+		}
+		voters++
+		if m.Ready {
+			ready++
+		}
+	}
+	return ready, voters
 }
 
 // deletingStatus is the status written while the members of inst are being removed.

@@ -732,7 +732,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting, Restoring or Recovering.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Recovering\"` means the cluster is being rebuilt from one surviving member after quorum was lost, as requested through the recover subresource.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means the cluster serves with the members the spec asks for. A member that does not answer while quorum holds (or restarts in a version roll) leaves it Running: Available is then False and Degraded says why.\n - `\"Scaling\"` means members are being added or removed.",
+							Description: "Phase summarises the lifecycle: Pending, Deploying, Scaling, Running, Failed, Deleting, Restoring or Recovering.\n\nPossible enum values:\n - `\"Deleting\"` means the members are being stopped and their data removed.\n - `\"Deploying\"` means the first members are being started.\n - `\"Failed\"` means the controller could not reach the spec; see the conditions.\n - `\"Pending\"` means the controller has not acted on the instance yet.\n - `\"Recovering\"` means the cluster is being rebuilt from one surviving member after quorum was lost, as requested through the recover subresource.\n - `\"Restoring\"` means every member is being restored from a snapshot.\n - `\"Running\"` means the cluster serves with the members the spec asks for. A member that does not answer while quorum holds (or restarts in a version roll) leaves it Running: Available stays True (reason QuorumReady) and Degraded says why.\n - `\"Scaling\"` means members are being added or removed.",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"Deleting", "Deploying", "Failed", "Pending", "Recovering", "Restoring", "Running", "Scaling"},
@@ -790,7 +790,7 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref common.ReferenceCall
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions are the latest observations, each at the generation it observed: Available (serving with every existing member healthy; a new instance only once every member it was created with serves), Progressing (a change is under way; False with reason Converged once the spec's members serve), Degraded (a member is unhealthy or a change failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).",
+							Description: "Conditions are the latest observations, each at the generation it observed: Available (a majority of the voting members is ready, so the cluster answers its clients; a new instance only once every member it was created with serves), Progressing (a change is under way; False with reason Converged once the spec's members serve), Degraded (a member is unhealthy or a change failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

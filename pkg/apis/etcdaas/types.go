@@ -130,8 +130,9 @@ const (
 
 // Condition types reported in status.conditions.
 const (
-	// ConditionAvailable is True when every member is healthy and the cluster has quorum; a
-	// new instance (Deploying) becomes available once every member it was created with is.
+	// ConditionAvailable is True while a majority of the voting members is ready, so that the
+	// cluster answers its clients (reason QuorumReady when not every voting member is); a new
+	// instance (Deploying) becomes available once every member it was created with is ready.
 	ConditionAvailable = "Available"
 	// ConditionProgressing is True while the controller is changing the cluster.
 	ConditionProgressing = "Progressing"

@@ -194,7 +194,7 @@ const (
 	PhaseScaling Phase = "Scaling"
 	// PhaseRunning means the cluster serves with the members the spec asks for. A member
 	// that does not answer while quorum holds (or restarts in a version roll) leaves it
-	// Running: Available is then False and Degraded says why.
+	// Running: Available stays True (reason QuorumReady) and Degraded says why.
 	PhaseRunning Phase = "Running"
 	// PhaseFailed means the controller could not reach the spec; see the conditions.
 	PhaseFailed Phase = "Failed"
@@ -234,8 +234,8 @@ type ETCDInstanceStatus struct {
 	// +listMapKey=name
 	Members []MemberStatus `json:"members,omitempty" protobuf:"bytes,6,rep,name=members"`
 	// Conditions are the latest observations, each at the generation it observed: Available
-	// (serving with every existing member healthy; a new instance only once every member it
-	// was created with serves), Progressing (a change is under way; False with reason
+	// (a majority of the voting members is ready, so the cluster answers its clients; a new
+	// instance only once every member it was created with serves), Progressing (a change is under way; False with reason
 	// Converged once the spec's members serve), Degraded (a member is unhealthy or a change
 	// failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	// +optional

@@ -45,8 +45,8 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	// Members lists every member of the cluster with its URLs and role.
 	Members []MemberStatusApplyConfiguration `json:"members,omitempty"`
 	// Conditions are the latest observations, each at the generation it observed: Available
-	// (serving with every existing member healthy; a new instance only once every member it
-	// was created with serves), Progressing (a change is under way; False with reason
+	// (a majority of the voting members is ready, so the cluster answers its clients; a new
+	// instance only once every member it was created with serves), Progressing (a change is under way; False with reason
 	// Converged once the spec's members serve), Degraded (a member is unhealthy or a change
 	// failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
