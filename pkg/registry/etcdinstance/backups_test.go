@@ -3,7 +3,6 @@ package etcdinstance
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
@@ -60,15 +60,11 @@ func secretsFailing(err error) backup.Credentials {
 // closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
+	return "http://" + loopback.HostPort(port)
 }
 
 // TestBackupsErrorClasses: a destination the server cannot list is answered by who can fix

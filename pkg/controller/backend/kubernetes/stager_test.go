@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
@@ -234,15 +234,11 @@ func checkNothingStaged(t *testing.T, f *stepsFixture, store *s3server.Server, p
 // closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
+	return "http://" + loopback.HostPort(port)
 }
 
 // commitFailing is a destination whose uploads are written but cannot be committed.
