@@ -53,15 +53,21 @@ func isDestinationError(err error) bool {
 func (u destinationUse) answer(name string, err error) error {
 	switch {
 	case errors.Is(err, backup.ErrStoreUnavailable):
-		return &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status:  metav1.StatusFailure,
-			Code:    http.StatusServiceUnavailable,
-			Reason:  metav1.StatusReasonServiceUnavailable,
-			Message: fmt.Sprintf("%s of %q cannot be %s for now: %v", u.subject, name, u.action, err),
-			Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances", RetryAfterSeconds: destinationRetryAfter},
-		}}
+		return u.unavailable(name, err)
 	case isDestinationError(err):
 		return apierrors.NewConflict(etcdaas.Resource(u.resource), name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("%s of %q: %w", u.subject, name, err))
+}
+
+// unavailable is the 503 with Retry-After of a request about the instance name that err, a
+// failure that may pass, stopped for now.
+func (u destinationUse) unavailable(name string, err error) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusServiceUnavailable,
+		Reason:  metav1.StatusReasonServiceUnavailable,
+		Message: fmt.Sprintf("%s of %q cannot be %s for now: %v", u.subject, name, u.action, err),
+		Details: &metav1.StatusDetails{Name: name, Group: etcdaas.GroupName, Kind: "etcdinstances", RetryAfterSeconds: destinationRetryAfter},
+	}}
 }

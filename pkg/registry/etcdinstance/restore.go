@@ -218,15 +218,18 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 
 // stagingError answers a stager's refusal: a destination it cannot use as the backups
 // subresource answers it, by who can fix it (503 with Retry-After for a store or credentials
-// Secret unavailable for now, 409 for a configuration to change); a restore pending, an
-// instance that cannot be restored as it is configured or has no members (any more) a 409;
-// anything else a 500.
+// Secret unavailable for now, 409 for a configuration to change); the Kubernetes API failing
+// for now to give or take the instance's StatefulSet a 503 with Retry-After too; a restore
+// pending, an instance that cannot be restored as it is configured or has no members (any
+// more) a 409; anything else a 500. Nothing is staged in any of these cases.
 func stagingError(name string, err error) error {
 	switch {
 	case isDestinationError(err):
 		return stagingRestore.answer(name, err)
 	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage), errors.Is(err, etcdcluster.ErrNoMembers):
 		return apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
+	case apierrors.IsServiceUnavailable(err), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err):
+		return stagingRestore.unavailable(name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("restore of %q: %w", name, err))
 }

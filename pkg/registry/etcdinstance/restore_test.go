@@ -180,8 +180,9 @@ func (s *failingStager) Stage(ctx context.Context, inst *etcdaas.ETCDInstance, s
 // read (SpoolDir) or when it uploads the verified snapshot (Stage), is answered as the backups
 // subresource answers it, by who can fix it: a store that does not answer or a credentials
 // Secret the Kubernetes API cannot give for now is a 503 with Retry-After (even though that
-// Secret's error is about credentials too); credentials, a bucket or an endpoint only a change
-// of configuration fixes is a 409 saying what to change; anything else a 500. Nothing is
+// Secret's error is about credentials too), as is the Kubernetes API failing for now (the
+// StatefulSet the stager reads and updates); credentials, a bucket or an endpoint only a
+// change of configuration fixes is a 409 saying what to change; anything else a 500. Nothing is
 // staged, nothing is written to status and no spool file is left, whatever the answer.
 func TestRestoreDestinationErrorClasses(t *testing.T) {
 	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
@@ -201,6 +202,8 @@ func TestRestoreDestinationErrorClasses(t *testing.T) {
 	noCredentials := fmt.Errorf("%w: %w: Secret ns/s3 does not exist", snapshot.ErrCannotStage, backup.ErrCredentials)
 	noS3 := fmt.Errorf("%w: this server has no source of S3 credentials", backup.ErrNoDestination)
 	diskFull := errors.New("writing the spool file: no space left on device")
+	apiDown := fmt.Errorf("reading the StatefulSet: %w", apierrors.NewServiceUnavailable("etcd is down"))
+	apiSlow := fmt.Errorf("recording the restore request: %w", apierrors.NewTimeoutError("request did not complete within 60s", 0))
 
 	for _, tc := range []struct {
 		what               string
@@ -218,6 +221,8 @@ func TestRestoreDestinationErrorClasses(t *testing.T) {
 		{"credentials missing, when staging", nil, noCredentials, http.StatusConflict, "Secret ns/s3 does not exist"},
 		{"no S3 on this server, when staging", nil, noS3, http.StatusConflict, "no source of S3 credentials"},
 		{"the server's own failure, when staging", nil, diskFull, http.StatusInternalServerError, "no space left on device"},
+		{"the Kubernetes API unavailable for now, before the body", apiDown, nil, http.StatusServiceUnavailable, "etcd is down"},
+		{"the Kubernetes API timing out, when staging", nil, apiSlow, http.StatusServiceUnavailable, "did not complete within 60s"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			spool := t.TempDir()
