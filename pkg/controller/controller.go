@@ -491,10 +491,9 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 // requeueAfter chooses when to look at an instance again after a Sync that returned res and
 // syncErr: after a permanent error, after its RetryAfter or never (a spec change brings it
 // back); with backoff after an error, while work is stalled or while members are unhealthy
-// and no step is under way,
-// after HealthInterval once converged, after NoSpaceInterval (or HealthInterval if shorter)
-// while members are out of space and nothing else is wrong, and after StepInterval while a
-// change is under way.
+// and no step is under way; after HealthInterval once converged, after NoSpaceInterval (or
+// HealthInterval if shorter) while members are out of space and nothing else is wrong, and
+// after StepInterval while a change is under way.
 func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
 	if pe, ok := backend.IsPermanent(syncErr); ok {
 		return pe.RetryAfter, nil
