@@ -257,8 +257,10 @@ func (b *backups) take(ctx context.Context, inst *v1beta1.ETCDInstance) (backup.
 	defer cancel()
 	dest, err := b.opts.Resolver.Destination(ctx, inst.Namespace, inst.Name, inst.Spec.Backup.Destination)
 	if err != nil {
+		// A Secret the Kubernetes API cannot give for now is an error about credentials too:
+		// the credentials may be fine, the destination is what cannot be used for now.
 		reason := ReasonDestinationUnavailable
-		if errors.Is(err, backup.ErrCredentials) {
+		if errors.Is(err, backup.ErrCredentials) && !errors.Is(err, backup.ErrStoreUnavailable) {
 			reason = ReasonCredentialsUnavailable
 		}
 		return backup.Info{}, nil, reason, err

@@ -12,8 +12,13 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
@@ -256,5 +261,33 @@ func TestFailedBackupIsAWarningEvent(t *testing.T) {
 	inst.Spec.Backup.Destination = v1beta1.BackupDestination{S3: &v1beta1.S3Destination{Endpoint: "http://127.0.0.1:1", Bucket: "b"}}
 	if got := attempt(ReasonBackupFailed); len(got) != 1 || !strings.Contains(got[0], "attempt 3") || !strings.HasSuffix(got[0], "("+ReasonCredentialsUnavailable+")") {
 		t.Fatalf("events %q, want one BackupFailed Warning for the new reason", got)
+	}
+}
+
+// TestScheduledBackupTellsMissingCredentialsFromAnAPIHiccup: a scheduled backup whose
+// credentials Secret the Kubernetes API cannot give for now reports DestinationUnavailable
+// (and is retried); one whose Secret does not exist reports CredentialsUnavailable.
+func TestScheduledBackupTellsMissingCredentialsFromAnAPIHiccup(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *", Destination: v1beta1.BackupDestination{S3: &v1beta1.S3Destination{
+			Endpoint: "https://127.0.0.1:1", Bucket: "b", CredentialsSecretRef: &v1beta1.SecretReference{Name: "creds"}}}}},
+	}
+	for _, tc := range []struct {
+		secretErr error
+		want      string
+	}{
+		{apierrors.NewServiceUnavailable("etcd is down"), ReasonDestinationUnavailable},
+		{apierrors.NewTimeoutError("request did not complete within requested timeout", 0), ReasonDestinationUnavailable},
+		{apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "creds"), ReasonCredentialsUnavailable},
+	} {
+		secrets := kubefake.NewClientset()
+		secrets.PrependReactor("get", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, tc.secretErr
+		})
+		b := newBackups(BackupOptions{Dialer: failingDialer{}, Resolver: backup.Resolver{Credentials: backup.SecretCredentials{Client: secrets}}})
+		if _, _, reason, err := b.take(context.Background(), inst); reason != tc.want || err == nil {
+			t.Errorf("Secret read failing with %q: reason %q (%v), want %s", tc.secretErr, reason, err, tc.want)
+		}
 	}
 }
