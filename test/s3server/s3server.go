@@ -140,6 +140,17 @@ func (s *Server) Client() (*minio.Client, error) {
 	return minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKeyID, s.SecretAccessKey, "")})
 }
 
+// ClosedEndpoint returns an http URL on 127.0.0.1 where nothing listens: an S3 endpoint that
+// does not answer.
+func ClosedEndpoint(t testing.TB) string {
+	t.Helper()
+	addr, err := freeAddress(loopback.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr
+}
+
 // freeAddress is host with a port nothing listens on.
 func freeAddress(host string) (string, error) {
 	if host == loopback.Host {

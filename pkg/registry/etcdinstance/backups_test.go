@@ -22,7 +22,6 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/backup"
-	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
@@ -55,16 +54,6 @@ func secretsFailing(err error) backup.Credentials {
 		return true, nil, err
 	})
 	return backup.SecretCredentials{Client: client}
-}
-
-// closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
-func closedEndpoint(t *testing.T) string {
-	t.Helper()
-	port, err := loopback.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + loopback.HostPort(port)
 }
 
 // TestBackupsErrorClasses: a destination the server cannot list is answered by who can fix
@@ -123,7 +112,7 @@ func TestBackupsErrorClasses(t *testing.T) {
 		{"no local backups on this server", nil, etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}},
 			http.StatusConflict, false, "no backup directory"},
 		{"store not answering", &backup.Resolver{Credentials: staticCredentials(store.AccessKeyID, store.SecretAccessKey)},
-			s3(closedEndpoint(t), store.Bucket), http.StatusServiceUnavailable, true, "connection refused"},
+			s3(s3server.ClosedEndpoint(t), store.Bucket), http.StatusServiceUnavailable, true, "connection refused"},
 		{"Secret forbidden to the server", &backup.Resolver{Credentials: secretsFailing(apierrors.NewForbidden(secretsResource, "s3", errors.New("no RBAC")))},
 			s3Secret(store.Endpoint, store.Bucket), http.StatusConflict, false, "forbidden"},
 		{"Secret unavailable for now", &backup.Resolver{Credentials: secretsFailing(apierrors.NewServiceUnavailable("etcd is down"))},

@@ -21,7 +21,6 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
-	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
@@ -178,7 +177,7 @@ func TestStagerDestinationErrorClasses(t *testing.T) {
 		return err
 	}
 	t.Run("store not answering", func(t *testing.T) {
-		if err := upload(t, closedEndpoint(t), store.Bucket); !errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, backup.ErrMisconfigured) {
+		if err := upload(t, s3server.ClosedEndpoint(t), store.Bucket); !errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, backup.ErrMisconfigured) {
 			t.Errorf("Stage = %v, want ErrStoreUnavailable", err)
 		}
 	})
@@ -229,16 +228,6 @@ func checkNothingStaged(t *testing.T, f *stepsFixture, store *s3server.Server, p
 		}
 		t.Errorf("a failed staging left %s in the bucket", obj.Key)
 	}
-}
-
-// closedEndpoint returns the URL of a port of 127.0.0.1 nothing listens on.
-func closedEndpoint(t *testing.T) string {
-	t.Helper()
-	port, err := loopback.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + loopback.HostPort(port)
 }
 
 // commitFailing is a destination whose uploads are written but cannot be committed.
