@@ -55,7 +55,7 @@ func (s SecretCredentials) S3Credentials(ctx context.Context, namespace string, 
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: reading Secret %s/%s: %w", ErrCredentials, namespace, ref.Name, err)
-		if transientAPIError(err) {
+		if TransientAPIError(err) {
 			return "", "", classify(ErrStoreUnavailable, err)
 		}
 		return "", "", err
@@ -67,9 +67,9 @@ func (s SecretCredentials) S3Credentials(ctx context.Context, namespace string, 
 	return id, secretKey, nil
 }
 
-// transientAPIError reports whether an error of the Kubernetes API may go away on retry: a
+// TransientAPIError reports whether an error of the Kubernetes API may go away on retry: a
 // timeout, throttling, an unavailable or failing server, a connection that failed.
-func transientAPIError(err error) bool {
+func TransientAPIError(err error) bool {
 	var netErr net.Error
 	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) ||

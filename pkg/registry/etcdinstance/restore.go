@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
@@ -228,7 +229,7 @@ func stagingError(name string, err error) error {
 		return stagingRestore.answer(name, err)
 	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage), errors.Is(err, etcdcluster.ErrNoMembers):
 		return apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
-	case apierrors.IsServiceUnavailable(err), apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err):
+	case backup.TransientAPIError(err):
 		return stagingRestore.unavailable(name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("restore of %q: %w", name, err))
