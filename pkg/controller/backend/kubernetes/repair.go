@@ -236,10 +236,16 @@ func (b *Backend) startReplacement(ctx context.Context, v *instanceView, cluster
 		return fmt.Errorf("member %s to replace is not in the membership", r.Member.Name)
 	}
 	rep := &replacement{Ordinal: o, OldID: obs.members[i].IDString(), Why: r.Why, DataLost: dataLost}
-	if err := b.recordReplacement(ctx, v, rep, r.Member.Name); err != nil {
+	return b.beginReplacement(ctx, v, cluster, obs, rep, r.Member.Name)
+}
+
+// beginReplacement records rep, the replacement of member name, says so in an Event and takes
+// its first step.
+func (b *Backend) beginReplacement(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement, name string) error {
+	if err := b.recordReplacement(ctx, v, rep, name); err != nil {
 		return err
 	}
-	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", r.Member.Name, rep.OldID, r.Why)
+	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", name, rep.OldID, rep.Why)
 	return b.continueReplacement(ctx, v, cluster, obs, rep)
 }
 
@@ -545,9 +551,5 @@ func (b *Backend) replaceMissing(ctx context.Context, v *instanceView, cluster m
 	if rec, ok := v.memberVolumes()[name]; ok {
 		rep.OldID = rec.Member
 	}
-	if err := b.recordReplacement(ctx, v, rep, name); err != nil {
-		return err
-	}
-	obs.result.Record(backend.ReasonMemberUnhealthy, "Replacing member %s (ID %s) with a new member of the same name: %s", name, rep.OldID, rep.Why)
-	return b.continueReplacement(ctx, v, cluster, obs, rep)
+	return b.beginReplacement(ctx, v, cluster, obs, rep, name)
 }
