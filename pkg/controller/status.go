@@ -223,7 +223,7 @@ func setAvailableInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceS
 	switch {
 	case status.Phase == v1beta1.PhaseDeploying:
 		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonDeploying, msg+"; the new cluster is still being deployed")
-	case voters == 0 || ready <= voters/2:
+	case voters == 0 || ready < backend.Quorum(voters):
 		conds.set(etcdaas.ConditionAvailable, metav1.ConditionFalse, ReasonMembersNotReady,
 			fmt.Sprintf("%s; fewer than a quorum of the voting members (%d of %d) ready", msg, ready, voters))
 	case ready == voters:

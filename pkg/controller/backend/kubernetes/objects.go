@@ -158,9 +158,6 @@ func objectMeta(inst *v1beta1.ETCDInstance, name string) metav1.ObjectMeta {
 	}
 }
 
-// quorum is the number of voting members a cluster of n needs.
-func quorum(n int) int { return n/2 + 1 }
-
 // peerService is the headless Service that gives every member a DNS name, published before
 // the member is ready so that peers find each other while the cluster forms.
 func peerService(inst *v1beta1.ETCDInstance) *corev1.Service {
@@ -197,7 +194,7 @@ func podDisruptionBudget(inst *v1beta1.ETCDInstance, members int) *policyv1.PodD
 	return &policyv1.PodDisruptionBudget{
 		ObjectMeta: objectMeta(inst, pdbName(inst)),
 		Spec: policyv1.PodDisruptionBudgetSpec{
-			MinAvailable: ptr.To(intstr.FromInt32(int32(quorum(members)))),
+			MinAvailable: ptr.To(intstr.FromInt32(int32(backend.Quorum(members)))),
 			Selector:     &metav1.LabelSelector{MatchLabels: etcdaas.MemberLabels(inst.Name)},
 		},
 	}
