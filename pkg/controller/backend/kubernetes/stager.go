@@ -48,7 +48,7 @@ type Stager struct {
 // SpoolDir checks that the instance can be restored (it runs members, it has an S3
 // destination, no restore is pending) and returns the directory to receive the snapshot in.
 func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error) {
-	if _, err := s.destination(ctx, instance); err != nil {
+	if _, _, err := s.destination(ctx, instance); err != nil {
 		return "", err
 	}
 	sts, err := s.Client.AppsV1().StatefulSets(instance.Namespace).Get(ctx, instance.Name, metav1.GetOptions{})
@@ -86,11 +86,7 @@ func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (s
 // requests, one is recorded; the other's upload is deleted and it gets
 // snapshot.ErrRestorePending.
 func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
-	dest, err := s.destination(ctx, instance)
-	if err != nil {
-		return err
-	}
-	staging, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: dest})
+	dest, staging, err := s.destination(ctx, instance)
 	if err != nil {
 		return err
 	}
@@ -161,14 +157,14 @@ func upload(ctx context.Context, dest backup.Destination, key string, staged *sn
 }
 
 // destination is the staging area of the instance: its S3 destination with the prefix
-// resolved and RestoresPrefix below it.
-func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance) (*v1beta1.S3Destination, error) {
+// resolved and RestoresPrefix below it, and that destination opened with its credentials.
+func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance) (*v1beta1.S3Destination, backup.Destination, error) {
 	if instance.Spec.Backup == nil || instance.Spec.Backup.Destination.S3 == nil {
-		return nil, fmt.Errorf("%w: the instance has no S3 backup destination: the kubernetes backend's members read a restored snapshot from it (spec.backup.destination.s3)", snapshot.ErrCannotStage)
+		return nil, nil, fmt.Errorf("%w: the instance has no S3 backup destination: the kubernetes backend's members read a restored snapshot from it (spec.backup.destination.s3)", snapshot.ErrCannotStage)
 	}
 	var dest v1beta1.BackupDestination
 	if err := v1beta1.Convert_etcdaas_BackupDestination_To_v1beta1_BackupDestination(&instance.Spec.Backup.Destination, &dest, nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The conversion shares memory with the instance, which must not change.
 	s3 := dest.S3.DeepCopy()
@@ -183,16 +179,16 @@ func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance)
 	// the cluster for nothing. A Secret the Kubernetes API cannot give for now is an error
 	// about credentials too, but the instance can be restored as it is configured: it keeps
 	// its class alone (ErrStoreUnavailable), so that the client is told to retry.
-	_, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: s3})
+	opened, err := s.Resolver.Destination(ctx, instance.Namespace, instance.Name, v1beta1.BackupDestination{S3: s3})
 	switch {
 	case errors.Is(err, backup.ErrStoreUnavailable):
-		return nil, err
+		return nil, nil, err
 	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination), errors.Is(err, backup.ErrMisconfigured):
-		return nil, fmt.Errorf("%w: %w", snapshot.ErrCannotStage, err)
+		return nil, nil, fmt.Errorf("%w: %w", snapshot.ErrCannotStage, err)
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	}
-	return s3, nil
+	return s3, opened, nil
 }
 
 // ownedByUID reports whether the StatefulSet belongs to this instance (not to an earlier one
