@@ -1,4 +1,5 @@
-# etcdaas — see README.md. Every target works from a fresh clone with only Go installed.
+# etcdaas — see README.md. Every target works from a fresh clone with Go installed; generate, verify,
+# test and tools-node also fetch Debian packages (protoc; runc, CNI plugins, nftables) from apt sources.
 
 SHELL := /usr/bin/env bash -o pipefail
 GO ?= go
