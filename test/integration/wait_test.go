@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,16 +8,11 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/test/integration/framework"
+	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
-// waitManifest is the instance README.md's "Waiting for an instance" creates.
-const waitManifest = `apiVersion: etcdaas.dev/v1beta1
-kind: ETCDInstance
-metadata:
-  name: my-etcd
-spec:
-  replicas: 3
-`
+// waitManifest is the file README.md's "Waiting for an instance" applies: my-etcd, 3 members.
+const waitManifest = "deploy/examples/etcdinstance-v1beta1.yaml"
 
 // waitState has kubectl wait print, of the object that met the condition: generation,
 // observed generation, members, ready members, phase, Progressing's reason and Available.
@@ -37,10 +31,11 @@ func TestKubectlWait(t *testing.T) {
 			k := newKubectl(t, bin)
 			k.env = append(k.env, "KUBECONFIG="+e.srv.KubeconfigPath)
 			k.timeout = 6 * time.Minute
-			manifest := filepath.Join(t.TempDir(), "my-etcd.yaml")
-			if err := os.WriteFile(manifest, []byte(waitManifest), 0o644); err != nil {
+			root, err := testenv.RepoRoot()
+			if err != nil {
 				t.Fatal(err)
 			}
+			manifest := filepath.Join(root, waitManifest)
 			wait := func(condition string) string {
 				t.Helper()
 				return strings.TrimSpace(k.mustStdout("wait", "etcd/my-etcd", condition, "--timeout=5m", waitState))
