@@ -291,3 +291,37 @@ func TestScheduledBackupTellsMissingCredentialsFromAnAPIHiccup(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleThatNeverFiresTakesNoBackup: an instance stored with a schedule no date matches
+// (February 30, which validation accepted before it refused it) reports InvalidSchedule and
+// takes no backup, instead of one backup after another as fast as the destination takes them.
+func TestScheduleThatNeverFiresTakesNoBackup(t *testing.T) {
+	dialer := &blockingDialer{started: make(chan string, 1), cancelled: make(chan string, 1)}
+	b := newBackups(BackupOptions{Dialer: dialer, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
+	now := time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC)
+	b.now = func() time.Time { return now }
+	var reported []string
+	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		for _, c := range compute(inst).Conditions {
+			reported = append(reported, c.Reason+": "+c.Message)
+		}
+		return nil
+	}
+	b.enqueue = func(string) {}
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "0 0 30 2 *",
+			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
+	}
+	if after := b.step(context.Background(), inst); after != 0 {
+		t.Fatalf("next backup in %s, want none scheduled", after)
+	}
+	select {
+	case uid := <-dialer.started:
+		t.Fatalf("a backup of %s started for a schedule that never fires", uid)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if len(reported) != 1 || !strings.HasPrefix(reported[0], ReasonInvalidSchedule+": ") || !strings.Contains(reported[0], "never fires") {
+		t.Fatalf("reported %q, want InvalidSchedule saying the schedule never fires", reported)
+	}
+}

@@ -20,7 +20,8 @@ var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cr
 
 // Parse parses a schedule: five cron fields (minute hour day-of-month month day-of-week) or a
 // descriptor such as "@daily" or "@every 6h". Schedules are always evaluated in UTC, so a
-// time zone prefix is refused rather than silently honoured.
+// time zone prefix is refused rather than silently honoured, and one no date matches (such as
+// February 30) is refused rather than taken as due at every moment.
 func Parse(spec string) (cron.Schedule, error) {
 	trimmed := strings.TrimSpace(spec)
 	if trimmed == "" {
@@ -35,6 +36,11 @@ func Parse(spec string) (cron.Schedule, error) {
 	}
 	if every, ok := sched.(cron.ConstantDelaySchedule); ok && every.Delay < MinInterval {
 		return nil, fmt.Errorf("runs every %s; the shortest interval is %s", every.Delay, MinInterval)
+	}
+	if sched.Next(time.Now().UTC()).IsZero() {
+		// cron's Next looks five years ahead and returns the zero time when nothing matches,
+		// which a caller would take for a backup due at once, again and again.
+		return nil, errors.New("never fires: no date matches its day-of-month and month fields (such as 30 2 for February 30)")
 	}
 	return sched, nil
 }

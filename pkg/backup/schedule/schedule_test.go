@@ -27,6 +27,10 @@ func TestParse(t *testing.T) {
 		"TZ=UTC 0 * * * *":      false,
 		"CRON_TZ=UTC 0 * * * *": false,
 		"61 * * * *":            false,
+		"0 0 30 2 *":            false, // February 30: no date matches
+		"0 0 31 4,6,9,11 *":     false,
+		"0 0 29 2 *":            true, // leap days come every four years
+		"0 0 31 * *":            true,
 	} {
 		if _, err := Parse(spec); (err == nil) != ok {
 			t.Errorf("Parse(%q) error %v, want ok=%v", spec, err, ok)

@@ -87,6 +87,7 @@ func TestValidateETCDInstance(t *testing.T) {
 		"backup cron of six fields": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
 		"backup cron minute 60":     {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "60 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
 		"backup empty schedule":     {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "" }), []string{"FieldValueInvalid spec.backup.schedule"}},
+		"backup on February 30":     {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
 		"backup with a time zone":   {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "CRON_TZ=Europe/Paris 0 * * * *" }), []string{"FieldValueInvalid spec.backup.schedule"}},
 		"backup keep 0":             {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 0 }), []string{"FieldValueInvalid spec.backup.keep"}},
 		"backup keep 1":             {withBackup(func(b *etcdaas.BackupSpec) { b.Keep = 1 }), nil},
