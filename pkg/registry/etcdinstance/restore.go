@@ -142,6 +142,13 @@ type restoreHandler struct {
 func (h *restoreHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	staged, err := h.accept(req)
 	if err != nil {
+		if apierrors.IsInternalError(err) {
+			// The instance's deletion takes its spool directory with it, which the upload
+			// then fails on: say so, not what went missing on the server's disk.
+			if gone := h.goneMeanwhile(req.Context()); gone != nil {
+				err = gone
+			}
+		}
 		h.responder.Error(err)
 		return
 	}
@@ -215,6 +222,22 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 	klog.InfoS("Accepted a snapshot to restore", "instance", h.namespace+"/"+name, "id", staged.ID, "bytes", size,
 		"revision", info.Revision, "keys", info.TotalKeys, "received", received, "verified", time.Since(start)-received)
 	return staged, nil
+}
+
+// goneMeanwhile returns a 409 when the instance was deleted (or is being deleted, or was
+// replaced by another of the same name) since the restore began, nil when it is still there.
+func (h *restoreHandler) goneMeanwhile(ctx context.Context) error {
+	resource, name := etcdaas.Resource(RestoreResourcePath), h.instance.Name
+	ctx = genericapirequest.WithNamespace(ctx, h.namespace)
+	obj, err := h.rest.status.Get(ctx, name, &metav1.GetOptions{})
+	current, ok := obj.(*etcdaas.ETCDInstance)
+	switch {
+	case apierrors.IsNotFound(err), err == nil && ok && current.UID != h.instance.UID:
+		return apierrors.NewConflict(resource, name, errors.New("the instance was deleted while the snapshot was being received; nothing was restored"))
+	case err == nil && ok && current.DeletionTimestamp != nil:
+		return apierrors.NewConflict(resource, name, errors.New("the instance is being deleted; nothing was restored"))
+	}
+	return nil
 }
 
 // stagingError answers a stager's refusal: a destination it cannot use as the backups

@@ -266,3 +266,51 @@ func TestRestoreDestinationErrorClasses(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreOfAnInstanceDeletedDuringTheUpload: an instance deleted while its snapshot
+// uploads (its deletion removes the spool directory with the file being written) is a 409
+// saying so, not a 500 naming a file the server could not find; nothing is staged.
+func TestRestoreOfAnInstanceDeletedDuringTheUpload(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what  string
+		after func(*fakeStatusStore) // what happens to the instance during the upload
+		want  string
+	}{
+		{"deleted", func(s *fakeStatusStore) { s.instance = nil }, "deleted while the snapshot was being received"},
+		{"replaced by a new one of the same name", func(s *fakeStatusStore) { s.instance.UID = "uid-2" }, "deleted while the snapshot was being received"},
+		{"being deleted", func(s *fakeStatusStore) { now := metav1.Now(); s.instance.DeletionTimestamp = &now }, "is being deleted"},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			spool := filepath.Join(t.TempDir(), "restore")
+			if err := os.Mkdir(spool, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			stager := &fakeStager{dir: spool}
+			store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}}
+			resp := &recoverResponder{}
+			h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := &countingReader{r: bytes.NewReader(snap), atEOF: func() {
+				tc.after(store)
+				if err := os.RemoveAll(spool); err != nil { // what the instance's deletion does
+					t.Error(err)
+				}
+			}}
+			req := httptest.NewRequest(http.MethodPost, "/restore", body)
+			req.ContentLength = int64(len(snap))
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if !apierrors.IsConflict(resp.err) || !strings.Contains(resp.err.Error(), tc.want) || strings.Contains(resp.err.Error(), spool) {
+				t.Fatalf("answered %d %v, want a 409 saying the instance %s, without server paths", resp.code, resp.err, tc.want)
+			}
+			if stager.staged != nil {
+				t.Errorf("staged %+v for an instance deleted during the upload", stager.staged)
+			}
+		})
+	}
+}
