@@ -48,6 +48,7 @@ type fakeServer struct {
 	backup    http.HandlerFunc                // serves .../backup when set
 	recover   http.HandlerFunc                // serves POST .../recover when set
 	defrag    http.HandlerFunc                // serves POST .../defrag when set
+	restore   http.HandlerFunc                // serves POST .../restore when set (its body is recorded)
 	backups   *v1beta1.ETCDInstanceBackupList // GET .../backups answers it for any instance
 	conflicts int                             // UpdateScale answers 409 this many times first
 	// deleteDelay is how many GETs a deleted object survives (a finalizer at work).
@@ -195,6 +196,8 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.recover(w, r)
 	case len(parts) == 5 && parts[4] == "defrag" && r.Method == http.MethodPost && s.defrag != nil:
 		s.defrag(w, r)
+	case len(parts) == 5 && parts[4] == "restore" && r.Method == http.MethodPost && s.restore != nil:
+		s.restore(w, r)
 	default:
 		s.writeStatus(w, apierrors.NewMethodNotSupported(etcdinstancesResource, r.Method))
 	}

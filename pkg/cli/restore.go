@@ -45,19 +45,25 @@ runs) and refuses it with nothing changed if any check fails. Then every member 
 and restored from it as a new cluster of the same size: all data written since the
 snapshot is lost. Needs the etcdinstances/restore permission (the admin role).
 
+With -f -, the snapshot is read from standard input and streamed as it comes (the server
+spools it to disk and checks it before anything changes, as for a file).
+
 On a terminal, a progress bar shows the upload. The command then waits until the instance
 runs again (phase Running) unless --wait=false.`,
 		Example: `  # Roll my-etcd back to a backup
   kubectl etcdaas restore my-etcd -f my-etcd.db
 
   # Start the restore and return at once
-  kubectl etcdaas restore my-etcd -f my-etcd.db --wait=false`,
+  kubectl etcdaas restore my-etcd -f my-etcd.db --wait=false
+
+  # Restore a snapshot read from standard input
+  gunzip -c my-etcd.db.gz | kubectl etcdaas restore my-etcd -f -`,
 		Args: exactlyOneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, f, args[0])
 		},
 	}
-	cmd.Flags().StringVarP(&o.file, "filename", "f", "", "The snapshot file to restore (required).")
+	cmd.Flags().StringVarP(&o.file, "filename", "f", "", "The snapshot file to restore, or - for standard input (required).")
 	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until the instance runs again from the restored data.")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait for the instance to run again (with --wait).")
 	return cmd
@@ -67,18 +73,11 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	if o.file == "" {
 		return usageErrorf(cmd, "--filename (-f) FILE is required")
 	}
-	file, err := os.Open(o.file)
+	input, size, err := o.open(f)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = file.Close() }()
-	st, err := file.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", o.file)
-	}
+	defer func() { _ = input.Close() }()
 	ns, err := f.Namespace()
 	if err != nil {
 		return err
@@ -93,14 +92,14 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	}
 	ctx := cmd.Context()
 
-	var body io.Reader = file
+	var body io.Reader = input
 	var bar *progressBar
 	if f.isTerminal != nil && f.isTerminal(f.IOStreams.ErrOut) {
 		bar = newProgressBar(f.IOStreams.ErrOut, fmt.Sprintf("%s/%s", ns, name))
-		bar.verb, bar.total = "restore", st.Size()
-		body = io.TeeReader(file, bar)
+		bar.verb, bar.total = "restore", max(size, 0)
+		body = io.TeeReader(input, bar)
 	}
-	accepted, err := postRestore(ctx, config, client, ns, name, body, st.Size())
+	accepted, err := postRestore(ctx, config, client, ns, name, body, size)
 	if bar != nil {
 		bar.finish(err == nil)
 	}
@@ -124,7 +123,29 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	return nil
 }
 
-// postRestore uploads the snapshot with its length, so that the server can refuse one above
+// open opens the snapshot to upload and returns its size: a regular file, or standard input
+// for "-", whose size is not known (-1: the upload is chunked, and the server enforces its
+// limit as the bytes arrive).
+func (o *restoreOptions) open(f *Factory) (io.ReadCloser, int64, error) {
+	if o.file == "-" {
+		return io.NopCloser(f.IOStreams.In), -1, nil
+	}
+	file, err := os.Open(o.file)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := file.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (use -f - to read the snapshot from standard input)", o.file)
+	}
+	if err != nil {
+		_ = file.Close()
+		return nil, 0, err
+	}
+	return file, st.Size(), nil
+}
+
+// postRestore uploads the snapshot with its length (when known, size >= 0), so that the server can refuse one above
 // its size limit before it is sent, and returns the instance as the server answered.
 func postRestore(ctx context.Context, config *rest.Config, client versioned.Interface, ns, name string, body io.Reader, size int64) (*v1beta1.ETCDInstance, error) {
 	// URL() drops the errors Namespace() and Name() record: check them as client-go's requests

@@ -1,10 +1,15 @@
 package cli
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // A name or namespace that is not a path segment is refused before anything is sent, as
@@ -33,5 +38,43 @@ func TestRestoreRefusesNamesThatAreNotPathSegments(t *testing.T) {
 	}
 	if reqs := s.recorded(); len(reqs) != 0 {
 		t.Errorf("requests sent: %+v", reqs)
+	}
+}
+
+// TestRestoreFromStandardInput: -f - uploads the snapshot read from standard input, as
+// kubectl's -f - reads a manifest, chunked since its length is unknown; the file case still
+// sends its length. A path that is not a regular file says how to stream one.
+func TestRestoreFromStandardInput(t *testing.T) {
+	snap := testSnapshot(t)
+	s := newFakeServer(t)
+	var lengths []int64
+	s.restore = func(w http.ResponseWriter, r *http.Request) {
+		lengths = append(lengths, r.ContentLength)
+		accepted := &v1beta1.ETCDInstance{TypeMeta: metav1.TypeMeta{APIVersion: "etcdaas.dev/v1beta1", Kind: "ETCDInstance"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "db"}, Status: v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRestoring}}
+		s.writeJSON(w, http.StatusAccepted, accepted)
+	}
+	kubeconfig := s.kubeconfig(t, "team")
+	r := runPlugin(t, string(snap), false, "--kubeconfig", kubeconfig, "restore", "db", "-f", "-", "--wait=false")
+	if r.code != 0 || r.stdout != "etcdinstance.etcdaas.dev/db: restore accepted, phase Restoring\n" {
+		t.Fatalf("restore -f -: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	file := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(file, snap, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runPlugin(t, "", false, "--kubeconfig", kubeconfig, "restore", "db", "-f", file, "--wait=false"); r.code != 0 {
+		t.Fatalf("restore -f FILE: exit %d, stderr %q", r.code, r.stderr)
+	}
+	reqs := s.recorded()
+	if len(reqs) != 2 || reqs[0].Body != string(snap) || reqs[1].Body != string(snap) {
+		t.Fatalf("requests %d, want two carrying the snapshot", len(reqs))
+	}
+	if len(lengths) != 2 || lengths[0] != -1 || lengths[1] != int64(len(snap)) {
+		t.Errorf("Content-Length %v, want unknown (-1) from standard input, then %d from the file", lengths, len(snap))
+	}
+	r = runPlugin(t, "", false, "--kubeconfig", kubeconfig, "restore", "db", "-f", t.TempDir())
+	if r.code != 1 || !strings.Contains(r.stderr, "is not a regular file (use -f - to read the snapshot from standard input)") {
+		t.Errorf("restore -f DIR: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
