@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,18 +32,24 @@ subresource, to FILE.
 The snapshot is written to FILE.part first, checked (its sha256 trailer and the integrity of
 the bbolt database, as 'etcdutl snapshot status' does) and only then renamed to FILE: FILE
 never holds a partial or corrupt snapshot. Restore it with 'etcdutl snapshot restore FILE'.
+With -o -, the snapshot is checked the same way in a temporary directory and only then
+written to standard output (nothing is written if a check fails); the summary goes to
+standard error.
 On a terminal, a progress line shows bytes received and the transfer rate.`,
 		Example: `  # Back up my-etcd
   kubectl etcdaas backup my-etcd -o my-etcd.db
 
   # Then check it with etcdutl
-  etcdutl snapshot status my-etcd.db -w table`,
+  etcdutl snapshot status my-etcd.db -w table
+
+  # Compress it on the way
+  kubectl etcdaas backup my-etcd -o - | gzip > my-etcd.db.gz`,
 		Args: exactlyOneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, f, args[0])
 		},
 	}
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "File to write the snapshot to (required).")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "File to write the snapshot to, or - for standard output (required).")
 	return cmd
 }
 
@@ -50,8 +57,9 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.output == "" {
 		return usageErrorf(cmd, "--output (-o) FILE is required")
 	}
-	if o.output == "-" {
-		return usageErrorf(cmd, "the snapshot is verified in a file before it is kept: -o needs a file name, not -")
+	toStdout := o.output == "-"
+	if toStdout && f.isTerminal != nil && f.isTerminal(f.IOStreams.Out) {
+		return usageErrorf(cmd, "standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
 	}
 	if info, err := os.Stat(o.output); err == nil && info.IsDir() {
 		// Checked before the download, not by the rename at its end.
@@ -79,7 +87,15 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 		bar = newProgressBar(f.IOStreams.ErrOut, fmt.Sprintf("%s/%s", ns, name))
 		progress = bar
 	}
-	result, err := saveSnapshot(ctx, stream, o.output, progress, f.verifySnapshot)
+	save, summary, where := saveSnapshot, f.IOStreams.Out, o.output
+	if toStdout {
+		// The snapshot is the output: the summary goes to standard error.
+		save = func(ctx context.Context, src io.Reader, _ string, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
+			return writeVerified(ctx, src, f.IOStreams.Out, progress, verify)
+		}
+		summary, where = f.IOStreams.ErrOut, "standard output"
+	}
+	result, err := save(ctx, stream, o.output, progress, f.verifySnapshot)
 	if bar != nil {
 		bar.finish(err == nil)
 	}
@@ -89,9 +105,34 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if !result.checksummed {
 		fmt.Fprintf(f.IOStreams.ErrOut, "Warning: the snapshot carries no sha256 checksum; restore it with 'etcdutl snapshot restore --skip-hash-check'\n")
 	}
-	fmt.Fprintf(f.IOStreams.Out, "Snapshot of %s/%s saved to %s (%s, revision %d, %d keys, hash %08x)\n",
-		ns, name, o.output, formatBytes(result.size), result.status.Revision, result.status.TotalKey, result.status.Hash)
+	fmt.Fprintf(summary, "Snapshot of %s/%s saved to %s (%s, revision %d, %d keys, hash %08x)\n",
+		ns, name, where, formatBytes(result.size), result.status.Revision, result.status.TotalKey, result.status.Hash)
 	return nil
+}
+
+// writeVerified saves src as saveSnapshot does, in a temporary directory, and only once it
+// passed the checks copies it to out: standard output never carries a snapshot that failed
+// them, and carries nothing at all then.
+func writeVerified(ctx context.Context, src io.Reader, out io.Writer, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
+	dir, err := os.MkdirTemp("", "kubectl-etcdaas-backup-")
+	if err != nil {
+		return savedSnapshot{}, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	path := filepath.Join(dir, "snapshot.db")
+	result, err := saveSnapshot(ctx, src, path, progress, verify)
+	if err != nil {
+		return result, err
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return result, err
+	}
+	defer func() { _ = file.Close() }()
+	if _, err := io.Copy(out, contextReader{ctx: ctx, r: file}); err != nil {
+		return result, fmt.Errorf("writing the verified snapshot to standard output: %w", err)
+	}
+	return result, nil
 }
 
 // savedSnapshot describes a snapshot saveSnapshot wrote and checked.

@@ -297,8 +297,6 @@ func testBackupUsageErrors(t *testing.T) {
 	if r.stderr != "error: --output (-o) FILE is required\nSee 'kubectl etcdaas backup -h' for help and examples\n" {
 		t.Errorf("stderr %q", r.stderr)
 	}
-	r = s.run(t, "backup", "x", "-o", "-")
-	expectCode(t, r, 1)
 	dir := t.TempDir()
 	r = s.run(t, "backup", "x", "-o", dir)
 	expectCode(t, r, 1)
@@ -473,5 +471,54 @@ func TestProgressBarWithTotal(t *testing.T) {
 	b.Write(make([]byte, 1_000_000))
 	if got := out.String(); !strings.Contains(got, "restore team/my-etcd [=====>              ] 1.0 MB/4.0 MB  1.0 MB/s") {
 		t.Errorf("a quarter of the upload drawn as %q", got)
+	}
+}
+
+// TestBackupToStandardOutput: -o - writes the snapshot to standard output once it passed the
+// checks a file gets (nothing at all when one fails, so a pipe never carries a bad snapshot),
+// with the summary on standard error; a terminal as standard output is refused before the
+// server is asked.
+func TestBackupToStandardOutput(t *testing.T) {
+	snap := testSnapshot(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the snapshot is checked before it is written out
+	defer func() {
+		if left, _ := filepath.Glob(filepath.Join(tmp, "kubectl-etcdaas-backup-*")); len(left) != 0 {
+			t.Errorf("temporary files left behind: %v", left)
+		}
+	}()
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+	r := s.run(t, "backup", "my-etcd", "-o", "-")
+	expectCode(t, r, 0)
+	if r.stdout != string(snap) {
+		t.Errorf("stdout has %d bytes, want the %d of the snapshot", len(r.stdout), len(snap))
+	}
+	if !strings.HasPrefix(r.stderr, "Snapshot of team/my-etcd saved to standard output (") || !strings.Contains(r.stderr, ", 100 keys, hash ") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+
+	flipped := bytes.Clone(snap)
+	flipped[len(flipped)/2] ^= 0xff
+	for _, tc := range badSnapshotStreams(snap, flipped) {
+		t.Run(tc.name, func(t *testing.T) {
+			s.backup = tc.handler
+			r := s.run(t, "backup", "my-etcd", "-o", "-")
+			expectCode(t, r, 1)
+			if r.stdout != "" || !strings.HasPrefix(r.stderr, tc.stderr) {
+				t.Errorf("stdout has %d bytes, stderr %q; want none and prefix %q", len(r.stdout), r.stderr, tc.stderr)
+			}
+		})
+	}
+
+	requests := len(s.recorded())
+	r = runPlugin(t, "", true, "--kubeconfig", s.kubeconfig(t, "team"), "backup", "my-etcd", "-o", "-")
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: standard output is a terminal: redirect it to a file or a pipe, or give -o FILE\n") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	if len(s.recorded()) != requests {
+		t.Error("a backup to a terminal reached the server")
 	}
 }
