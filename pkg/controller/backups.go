@@ -87,10 +87,15 @@ func newBackups(opts BackupOptions) *backups {
 }
 
 // step starts inst's backup when it is due and returns how long until the next one is;
-// zero means nothing is scheduled.
+// zero means nothing is scheduled. Once spec.backup is removed, a backup still running is
+// cancelled (it reports nothing) and the schedule's state forgotten.
 func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Duration {
 	spec := inst.Spec.Backup
-	if spec == nil || b.opts.Dialer == nil || inst.DeletionTimestamp != nil {
+	if spec == nil {
+		b.forget(instanceKey(inst))
+		return 0
+	}
+	if b.opts.Dialer == nil || inst.DeletionTimestamp != nil {
 		return 0
 	}
 	sched, err := schedule.Parse(spec.Schedule)
@@ -288,8 +293,8 @@ func (b *backups) event(inst *v1beta1.ETCDInstance, reason backend.EventReason, 
 	}
 }
 
-// report updates status.backup with update (when not nil) and, when reason is set, the
-// BackupSucceeded condition.
+// report updates status.backup with update (when not nil) and, when reason is set and the
+// instance still has spec.backup, the BackupSucceeded condition.
 func (b *backups) report(ctx context.Context, inst *v1beta1.ETCDInstance, update func(*v1beta1.BackupStatus), st metav1.ConditionStatus, reason, msg string) {
 	msg = conditionMessage(msg)
 	now := metav1.NewTime(b.now())
@@ -301,7 +306,8 @@ func (b *backups) report(ctx context.Context, inst *v1beta1.ETCDInstance, update
 			}
 			update(status.Backup)
 		}
-		if reason != "" {
+		// A backup that ended after spec.backup was removed does not bring the condition back.
+		if reason != "" && latest.Spec.Backup != nil {
 			meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: etcdaas.ConditionBackupSucceeded, Status: st,
 				Reason: reason, Message: msg, ObservedGeneration: latest.Generation, LastTransitionTime: now})
 		}

@@ -114,6 +114,62 @@ func TestForgetStopsTheScheduleOfADeletedInstance(t *testing.T) {
 	}
 }
 
+// Removing spec.backup stops the schedule: the backup running then is cancelled and reports
+// nothing, what the schedule remembered is dropped, and a backup that ends later does not
+// set the BackupSucceeded condition on an instance that no longer has spec.backup.
+func TestRemovingTheScheduleStopsItsBackup(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dialer := &blockingDialer{started: make(chan string, 2), cancelled: make(chan string, 2)}
+	b := newBackups(BackupOptions{Dialer: dialer, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
+	now := time.Date(2026, 11, 30, 4, 0, 30, 0, time.UTC)
+	b.now = func() time.Time { return now }
+	var mu sync.Mutex
+	var conditions []string
+	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		st := compute(inst)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range st.Conditions {
+			conditions = append(conditions, c.Reason)
+		}
+		return nil
+	}
+	b.enqueue = func(string) {}
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
+			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
+	}
+	stepCtx := context.WithValue(ctx, uidKey{}, "uid-1")
+	if after := b.step(stepCtx, inst); after != 0 {
+		t.Fatalf("next backup in %s, want one now", after)
+	}
+	expect(t, dialer.started, "uid-1", "backup started")
+
+	off := inst.DeepCopy()
+	off.Spec.Backup = nil
+	if after := b.step(stepCtx, off); after != 0 {
+		t.Fatalf("spec.backup removed: next backup in %s, want none", after)
+	}
+	expect(t, dialer.cancelled, "uid-1", "running backup cancelled once spec.backup was removed")
+	b.wait()
+	b.mu.Lock()
+	state := len(b.running) + len(b.uids) + len(b.attempted) + len(b.failures) + len(b.succeeded)
+	b.mu.Unlock()
+	if state != 0 {
+		t.Fatalf("spec.backup removed: the schedule's state kept (%d entries)", state)
+	}
+
+	// A backup ending after the removal reports its status.backup, never the condition.
+	b.report(ctx, off, func(s *v1beta1.BackupStatus) {}, metav1.ConditionTrue, ReasonBackupCompleted, "late")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conditions) != 0 {
+		t.Fatalf("spec.backup removed: conditions reported %q, want none", conditions)
+	}
+}
+
 // expect waits for want on ch.
 func expect(t *testing.T, ch <-chan string, want, what string) {
 	t.Helper()

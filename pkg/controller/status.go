@@ -67,10 +67,15 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 }
 
 // observedStatus is inst's current status with the generation, the selector and the members
-// that res (nil when Sync did not get as far) observed.
+// that res (nil when Sync did not get as far) observed. Without spec.backup the
+// BackupSucceeded condition no longer says anything and is removed; status.backup stays, as
+// the record of the last backup taken (it is still in its destination).
 func observedStatus(inst *v1beta1.ETCDInstance, res *backend.Result) v1beta1.ETCDInstanceStatus {
 	status := *inst.Status.DeepCopy()
 	status.ObservedGeneration = inst.Generation
+	if inst.Spec.Backup == nil {
+		meta.RemoveStatusCondition(&status.Conditions, etcdaas.ConditionBackupSucceeded)
+	}
 	status.Selector = etcdaas.MemberSelector(inst.Name)
 	if res != nil {
 		status.Members = withLastVersions(res.Members, inst.Status.Members)

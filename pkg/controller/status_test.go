@@ -7,12 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
 
 // A condition message longer than the API allows is cut so that the server accepts it: at a
@@ -44,5 +47,35 @@ func TestLongConditionMessagesStayValid(t *testing.T) {
 				t.Fatalf("the server refuses the status: %v", errs.ToAggregate())
 			}
 		})
+	}
+}
+
+// Removing spec.backup turns scheduled backups off: the BackupSucceeded condition, which
+// would go on saying how the last scheduled backup went, is removed, while status.backup
+// keeps the record of the last backup (still in its destination). With spec.backup the
+// condition stays as it is.
+func TestBackupConditionGoesWithTheSchedule(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC))
+	last := &v1beta1.BackupStatus{LastSuccessfulTime: &now, LastBackup: &v1beta1.BackupInfo{Key: "k", Revision: 7}}
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 5},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+		Status: v1beta1.ETCDInstanceStatus{Backup: last, Conditions: []metav1.Condition{
+			{Type: etcdaas.ConditionBackupSucceeded, Status: metav1.ConditionTrue, Reason: ReasonBackupCompleted, ObservedGeneration: 4, LastTransitionTime: now},
+		}},
+	}
+	res := &backend.Result{Members: members(1, 1), Converged: true}
+	st := computeStatus(inst, res, nil, now)
+	if c := meta.FindStatusCondition(st.Conditions, etcdaas.ConditionBackupSucceeded); c != nil {
+		t.Fatalf("spec.backup removed: BackupSucceeded still reported: %+v", c)
+	}
+	if st.Backup == nil || st.Backup.LastBackup == nil || st.Backup.LastBackup.Key != "k" {
+		t.Fatalf("spec.backup removed: the last backup's record was dropped: %+v", st.Backup)
+	}
+
+	inst.Spec.Backup = &v1beta1.BackupSpec{Schedule: "@daily", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
+	st = computeStatus(inst, res, nil, now)
+	if c := meta.FindStatusCondition(st.Conditions, etcdaas.ConditionBackupSucceeded); c == nil || c.Reason != ReasonBackupCompleted {
+		t.Fatalf("with spec.backup: BackupSucceeded = %+v, want it kept", c)
 	}
 }
