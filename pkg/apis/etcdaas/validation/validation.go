@@ -5,6 +5,7 @@ package validation
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -82,7 +83,7 @@ func ValidateETCDInstance(obj *etcdaas.ETCDInstance) field.ErrorList {
 func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newObj.ObjectMeta, &oldObj.ObjectMeta, field.NewPath("metadata"))
 	specPath := field.NewPath("spec")
-	allErrs = append(allErrs, validateSpec(&newObj.Spec, specPath)...)
+	allErrs = append(allErrs, withoutUnchangedSchedule(validateSpec(&newObj.Spec, specPath), newObj, oldObj, specPath)...)
 	allErrs = append(allErrs, validateVersionChange(newObj, oldObj, specPath.Child("version"))...)
 	// Absent and `enabled: false` both mean plaintext: a manifest that spells out or drops
 	// `tls: {enabled: false}` changes nothing.
@@ -96,6 +97,22 @@ func ValidateETCDInstanceUpdate(newObj, oldObj *etcdaas.ETCDInstance) field.Erro
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("restoreFrom"), "field is immutable: a cluster starts from a backup at creation only"))
 	}
 	return allErrs
+}
+
+// withoutUnchangedSchedule drops errs' error on spec.backup.schedule when the update keeps
+// the schedule as stored: one stored before validation refused it (such as a schedule no date
+// matches) must not block every other update of the instance, such as a scale or the
+// controller removing its finalizer. The controller reports it as InvalidSchedule, and a
+// changed schedule is validated in full.
+func withoutUnchangedSchedule(errs field.ErrorList, newObj, oldObj *etcdaas.ETCDInstance, specPath *field.Path) field.ErrorList {
+	if newObj.Spec.Backup == nil || oldObj.Spec.Backup == nil || newObj.Spec.Backup.Schedule != oldObj.Spec.Backup.Schedule {
+		return errs
+	}
+	schedulePath := specPath.Child("backup", "schedule").String()
+	return errs.Filter(func(err error) bool {
+		var fieldErr *field.Error
+		return errors.As(err, &fieldErr) && fieldErr.Field == schedulePath
+	})
 }
 
 // ValidateETCDInstanceStatusUpdate checks an update through the status subresource.

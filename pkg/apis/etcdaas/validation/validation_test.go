@@ -185,6 +185,20 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 			func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = nil }, []string{"FieldValueForbidden spec.restoreFrom"}},
 		"keep restoreFrom": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
 			func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
+		// A schedule stored before validation refused it does not block other updates…
+		"scale with a stored schedule that never fires": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }),
+			func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
+		"remove a finalizer with a stored schedule that never fires": {func(o *etcdaas.ETCDInstance) {
+			withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" })(o)
+			o.Finalizers = []string{"etcdaas.dev/members"}
+		}, func(o *etcdaas.ETCDInstance) { o.Finalizers = nil }, nil},
+		// … but a changed one is validated, and so is every other field of spec.backup.
+		"change a stored schedule that never fires to another": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }),
+			func(o *etcdaas.ETCDInstance) { o.Spec.Backup.Schedule = "0 0 31 4 *" }, []string{"FieldValueInvalid spec.backup.schedule"}},
+		"add a schedule that never fires": {func(*etcdaas.ETCDInstance) {}, withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }),
+			[]string{"FieldValueInvalid spec.backup.schedule"}},
+		"a stored schedule that never fires and keep 0": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }),
+			func(o *etcdaas.ETCDInstance) { o.Spec.Backup.Keep = 0 }, []string{"FieldValueInvalid spec.backup.keep"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			oldObj := validInstance()
