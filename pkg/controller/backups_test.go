@@ -45,6 +45,75 @@ func (d *blockingDialer) Access(ctx context.Context, _, _ string) (*etcdcluster.
 
 type uidKey struct{}
 
+// blockedSchedule is a backups whose every backup blocks until it is cancelled (the dialer
+// holds it), recording the conditions it reports and the keys it enqueues.
+type blockedSchedule struct {
+	*backups
+	dialer   *blockingDialer
+	now      time.Time
+	mu       sync.Mutex
+	reports  []string // "UID reason" of each condition reported
+	enqueued []string
+}
+
+func newBlockedSchedule(t *testing.T, now time.Time) *blockedSchedule {
+	dialer := &blockingDialer{started: make(chan string, 4), cancelled: make(chan string, 4)}
+	s := &blockedSchedule{dialer: dialer, now: now,
+		backups: newBackups(BackupOptions{Dialer: dialer, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})}
+	s.backups.now = func() time.Time { return now }
+	s.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		st := compute(inst)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range st.Conditions {
+			s.reports = append(s.reports, string(inst.UID)+" "+c.Reason)
+		}
+		return nil
+	}
+	s.enqueue = func(key string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.enqueued = append(s.enqueued, key)
+	}
+	return s
+}
+
+// instance is ns/db under uid, backed up every minute to the local destination.
+func (s *blockedSchedule) instance(uid types.UID) *v1beta1.ETCDInstance {
+	return &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: uid, CreationTimestamp: metav1.NewTime(s.now.Add(-2 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
+			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
+	}
+}
+
+// start steps inst, whose backup is due, and waits for the backup to start.
+func (s *blockedSchedule) start(ctx context.Context, t *testing.T, inst *v1beta1.ETCDInstance) {
+	t.Helper()
+	uid := string(inst.UID)
+	if after := s.step(context.WithValue(ctx, uidKey{}, uid), inst); after != 0 {
+		t.Fatalf("%s: next backup in %s, want one now", uid, after)
+	}
+	expect(t, s.dialer.started, uid, "backup of "+uid+" started")
+}
+
+// expectNothingLeft fails unless nothing was reported or enqueued and no state is kept.
+func (s *blockedSchedule) expectNothingLeft(t *testing.T, what string) {
+	t.Helper()
+	s.wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reports) != 0 || len(s.enqueued) != 0 {
+		t.Fatalf("%s: conditions %q reported and %q enqueued, want nothing", what, s.reports, s.enqueued)
+	}
+	s.backups.mu.Lock()
+	defer s.backups.mu.Unlock()
+	if len(s.running)+len(s.uids)+len(s.attempted)+len(s.failures)+len(s.succeeded) != 0 {
+		t.Fatalf("%s: state kept: running %v uids %v attempted %v failures %v succeeded %v",
+			what, s.running, s.uids, s.attempted, s.failures, s.succeeded)
+	}
+}
+
 // TestForgetStopsTheScheduleOfADeletedInstance: deleting an instance cancels its running
 // backup, which then reports nothing; an instance created again under the same name gets a
 // schedule of its own, and one seen under a new UID before the deletion was seen stops the
@@ -52,66 +121,20 @@ type uidKey struct{}
 func TestForgetStopsTheScheduleOfADeletedInstance(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dialer := &blockingDialer{started: make(chan string, 4), cancelled: make(chan string, 4)}
-	b := newBackups(BackupOptions{Dialer: dialer, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
-	now := time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC)
-	b.now = func() time.Time { return now }
-	var mu sync.Mutex
-	var reports []string // reason of each condition reported, by UID
-	var enqueued []string
-	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
-		st := compute(inst)
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range st.Conditions {
-			reports = append(reports, string(inst.UID)+" "+c.Reason)
-		}
-		return nil
-	}
-	b.enqueue = func(key string) {
-		mu.Lock()
-		defer mu.Unlock()
-		enqueued = append(enqueued, key)
-	}
-	instance := func(uid types.UID) *v1beta1.ETCDInstance {
-		return &v1beta1.ETCDInstance{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: uid, CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute))},
-			Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
-				Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
-		}
-	}
-	step := func(uid types.UID) {
-		t.Helper()
-		if after := b.step(context.WithValue(ctx, uidKey{}, string(uid)), instance(uid)); after != 0 {
-			t.Fatalf("%s: next backup in %s, want one now", uid, after)
-		}
-		expect(t, dialer.started, string(uid), "backup of "+string(uid)+" started")
-	}
+	s := newBlockedSchedule(t, time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC))
 
-	step("uid-1")
-	b.forget("ns/db")
-	expect(t, dialer.cancelled, "uid-1", "backup of the deleted uid-1 cancelled")
+	s.start(ctx, t, s.instance("uid-1"))
+	s.forget("ns/db")
+	expect(t, s.dialer.cancelled, "uid-1", "backup of the deleted uid-1 cancelled")
 
 	// The same name again: a fresh schedule starts at once, not held by uid-1's.
-	step("uid-2")
+	s.start(ctx, t, s.instance("uid-2"))
 	// A third instance of that name seen before uid-2's deletion was: uid-2's backup stops.
-	step("uid-3")
-	expect(t, dialer.cancelled, "uid-2", "backup of the replaced uid-2 cancelled")
-	b.forget("ns/db")
-	expect(t, dialer.cancelled, "uid-3", "backup of the deleted uid-3 cancelled")
-	b.wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 0 || len(enqueued) != 0 {
-		t.Fatalf("cancelled backups reported conditions %q and enqueued %q, want nothing", reports, enqueued)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.running)+len(b.uids)+len(b.attempted)+len(b.failures)+len(b.succeeded) != 0 {
-		t.Fatalf("state kept after the deletions: running %v uids %v attempted %v failures %v succeeded %v",
-			b.running, b.uids, b.attempted, b.failures, b.succeeded)
-	}
+	s.start(ctx, t, s.instance("uid-3"))
+	expect(t, s.dialer.cancelled, "uid-2", "backup of the replaced uid-2 cancelled")
+	s.forget("ns/db")
+	expect(t, s.dialer.cancelled, "uid-3", "backup of the deleted uid-3 cancelled")
+	s.expectNothingLeft(t, "after the deletions")
 }
 
 // Removing spec.backup stops the schedule: the backup running then is cancelled and reports
@@ -120,54 +143,19 @@ func TestForgetStopsTheScheduleOfADeletedInstance(t *testing.T) {
 func TestRemovingTheScheduleStopsItsBackup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dialer := &blockingDialer{started: make(chan string, 2), cancelled: make(chan string, 2)}
-	b := newBackups(BackupOptions{Dialer: dialer, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
-	now := time.Date(2026, 11, 30, 4, 0, 30, 0, time.UTC)
-	b.now = func() time.Time { return now }
-	var mu sync.Mutex
-	var conditions []string
-	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
-		st := compute(inst)
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range st.Conditions {
-			conditions = append(conditions, c.Reason)
-		}
-		return nil
-	}
-	b.enqueue = func(string) {}
-	inst := &v1beta1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Minute))},
-		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "* * * * *",
-			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
-	}
-	stepCtx := context.WithValue(ctx, uidKey{}, "uid-1")
-	if after := b.step(stepCtx, inst); after != 0 {
-		t.Fatalf("next backup in %s, want one now", after)
-	}
-	expect(t, dialer.started, "uid-1", "backup started")
+	s := newBlockedSchedule(t, time.Date(2026, 11, 30, 4, 0, 30, 0, time.UTC))
+	inst := s.instance("uid-1")
+	s.start(ctx, t, inst)
 
 	off := inst.DeepCopy()
 	off.Spec.Backup = nil
-	if after := b.step(stepCtx, off); after != 0 {
+	if after := s.step(context.WithValue(ctx, uidKey{}, "uid-1"), off); after != 0 {
 		t.Fatalf("spec.backup removed: next backup in %s, want none", after)
 	}
-	expect(t, dialer.cancelled, "uid-1", "running backup cancelled once spec.backup was removed")
-	b.wait()
-	b.mu.Lock()
-	state := len(b.running) + len(b.uids) + len(b.attempted) + len(b.failures) + len(b.succeeded)
-	b.mu.Unlock()
-	if state != 0 {
-		t.Fatalf("spec.backup removed: the schedule's state kept (%d entries)", state)
-	}
-
+	expect(t, s.dialer.cancelled, "uid-1", "running backup cancelled once spec.backup was removed")
 	// A backup ending after the removal reports its status.backup, never the condition.
-	b.report(ctx, off, func(s *v1beta1.BackupStatus) {}, metav1.ConditionTrue, ReasonBackupCompleted, "late")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(conditions) != 0 {
-		t.Fatalf("spec.backup removed: conditions reported %q, want none", conditions)
-	}
+	s.report(ctx, off, func(*v1beta1.BackupStatus) {}, metav1.ConditionTrue, ReasonBackupCompleted, "late")
+	s.expectNothingLeft(t, "spec.backup removed")
 }
 
 // expect waits for want on ch.
