@@ -437,7 +437,8 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 
 // standaloneRecommendedOptions points the generic options at the embedded etcd and the
 // serving certificate of creds, listens on a free port when none was given, and turns off
-// what needs a kube-apiserver.
+// what needs a kube-apiserver (admission, delegated authentication and authorization, the
+// garbage collector's finalizers).
 func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *standaloneCreds) error {
 	ro := o.RecommendedOptions
 	ro.Etcd.StorageConfig.Transport.ServerList = []string{"http://" + etcd.Clients[0].Addr().String()}
@@ -455,6 +456,10 @@ func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *stan
 	ro.CoreAPI = nil
 	ro.Admission = nil
 	ro.Features.EnablePriorityAndFairness = false
+	// No garbage collector runs: the store must not add the foregroundDeletion and orphan
+	// finalizers that only a garbage collector removes, or a foreground or orphan delete would
+	// leave the instance terminating forever (kube-apiserver's --enable-garbage-collector=false).
+	ro.Etcd.EnableGarbageCollection = false
 	return nil
 }
 
