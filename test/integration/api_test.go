@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -416,6 +417,40 @@ func TestCrossVersionPreservation(t *testing.T) {
 		if *after.Spec.Replicas != 3 || !after.Spec.WithTLSBundle ||
 			after.Status.State != v1alpha1.StateRunning || after.Status.Message != "deployment successful" {
 			t.Errorf("v1alpha1 view after v1beta1 update: spec %+v status %+v", after.Spec, after.Status)
+		}
+	})
+
+	t.Run("an annotation that is not the server's JSON is refused", func(t *testing.T) {
+		backup := &v1beta1.BackupSpec{Schedule: "@daily", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
+		if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "annotated"},
+			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3), Backup: backup},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		path := "/apis/etcdaas.dev/v1alpha1/namespaces/" + ns + "/etcdinstances/annotated"
+		// A misspelled field, a field in the wrong case, a field given twice: none is what the
+		// server wrote, and taking them would drop the backup schedule without a word.
+		for _, value := range []string{
+			`{"spec":{"bakup":{"schedule":"@hourly","destination":{"local":{}}}}}`,
+			`{"spec":{"Backup":{"schedule":"@hourly","destination":{"local":{}}}}}`,
+			`{"spec":{"backup":{"schedule":"@hourly","destination":{"local":{}}},"backup":null}}`,
+		} {
+			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{etcdaas.PreservedFieldsAnnotation: value}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := do(t, http.MethodPatch, path, patch, "Content-Type", "application/merge-patch+json")
+			if res.code != http.StatusUnprocessableEntity || !strings.Contains(string(res.body), etcdaas.PreservedFieldsAnnotation) {
+				t.Errorf("annotation %s: %d %s, want 422 naming the annotation", value, res.code, res.body)
+			}
+			after, err := beta.Get(ctx, "annotated", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Spec.Backup == nil || after.Spec.Backup.Schedule != "@daily" {
+				t.Errorf("annotation %s changed spec.backup to %+v", value, after.Spec.Backup)
+			}
 		}
 	})
 }

@@ -2,12 +2,14 @@ package v1alpha1
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/utils/ptr"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -195,11 +197,9 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 	}
 	out.Annotations = etcdaas.WithoutPreservedFields(in.Annotations)
 
-	var preserved preservedFields
-	if data, ok := in.Annotations[etcdaas.PreservedFieldsAnnotation]; ok {
-		if err := json.Unmarshal([]byte(data), &preserved); err != nil {
-			return fmt.Errorf("metadata.annotations[%s]: not the JSON this server wrote, leave it as read or remove it: %w", etcdaas.PreservedFieldsAnnotation, err)
-		}
+	preserved, err := readPreserved(in.Annotations)
+	if err != nil {
+		return err
 	}
 
 	if p := preserved.Spec; p != nil {
@@ -245,6 +245,26 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 	}
 	out.Status.Conditions = conditions
 	return nil
+}
+
+// readPreserved decodes etcdaas.PreservedFieldsAnnotation from annotations (empty when
+// absent). It is strict, as the server writes it: a field it does not know, in another case
+// or given twice is an error, since taking the rest would silently drop what the client
+// meant by it (a misspelled "backup" would remove the backup schedule).
+func readPreserved(annotations map[string]string) (preservedFields, error) {
+	var preserved preservedFields
+	data, ok := annotations[etcdaas.PreservedFieldsAnnotation]
+	if !ok {
+		return preserved, nil
+	}
+	strict, err := sigsjson.UnmarshalStrict([]byte(data), &preserved, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		return preservedFields{}, fmt.Errorf("metadata.annotations[%s]: not the JSON this server wrote, leave it as read or remove it: %w", etcdaas.PreservedFieldsAnnotation, err)
+	}
+	return preserved, nil
 }
 
 func isZeroStatus(status *v1beta1.ETCDInstanceStatus) bool {
