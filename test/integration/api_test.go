@@ -383,6 +383,34 @@ func TestCrossVersionPreservation(t *testing.T) {
 		}
 	})
 
+	t.Run("an old client's update keeps restoreFrom", func(t *testing.T) {
+		// restoreFrom is immutable and v1alpha1 cannot express it: an update that does not
+		// carry the annotation cannot mean to drop it, and must not fail over it.
+		restoreFrom := &v1beta1.RestoreSource{Instance: "beta-first", Key: "snapshot-1"}
+		if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "restored"},
+			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), RestoreFrom: restoreFrom},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := alpha.Get(ctx, "restored", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.Annotations = nil
+		fresh.Spec.Replicas = ptr.To[int32](3)
+		if _, err := alpha.Update(ctx, fresh, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("v1alpha1 update without the annotation of an instance restored from a backup: %v", err)
+		}
+		after, err := beta.Get(ctx, "restored", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *after.Spec.Replicas != 3 || after.Spec.RestoreFrom == nil || *after.Spec.RestoreFrom != *restoreFrom {
+			t.Errorf("after a v1alpha1 update without the annotation: replicas %d, restoreFrom %+v; want 3, %+v", *after.Spec.Replicas, after.Spec.RestoreFrom, restoreFrom)
+		}
+	})
+
 	t.Run("v1alpha1 fields survive a v1beta1 read-modify-write", func(t *testing.T) {
 		if _, err := alpha.Create(ctx, &v1alpha1.ETCDInstance{
 			ObjectMeta: metav1.ObjectMeta{Name: "alpha-first"},

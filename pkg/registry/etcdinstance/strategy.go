@@ -96,8 +96,10 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 }
 
 // PrepareForUpdate keeps the stored status and bumps the generation when the spec changes.
-// A v1alpha1 client that dropped the preserved-fields annotation cannot express version and
-// storage; they are kept from the stored object rather than wiped.
+// A v1alpha1 client that dropped the preserved-fields annotation cannot express version,
+// storage and restoreFrom; they are kept from the stored object rather than wiped (storage
+// and restoreFrom are immutable: wiping them would fail the update over fields the client
+// cannot see).
 func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
@@ -106,14 +108,25 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	}
 	newObj.Status = oldObj.Status
 	keepRequests(newObj, oldObj)
-	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version && newObj.Spec.Storage == nil {
-		newObj.Spec.Storage = oldObj.Spec.Storage.DeepCopy()
+	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version {
+		keepInexpressible(&newObj.Spec, &oldObj.Spec)
 	}
 	if newObj.Spec.Version == "" {
 		newObj.Spec.Version = oldObj.Spec.Version
 	}
 	if !apiequality.Semantic.DeepEqual(newObj.Spec, oldObj.Spec) {
 		newObj.Generation = oldObj.Generation + 1
+	}
+}
+
+// keepInexpressible gives spec the immutable fields of old that v1alpha1 cannot express,
+// where spec (from a v1alpha1 client without the preserved-fields annotation) has none.
+func keepInexpressible(spec, old *etcdaas.ETCDInstanceSpec) {
+	if spec.Storage == nil {
+		spec.Storage = old.Storage.DeepCopy()
+	}
+	if spec.RestoreFrom == nil {
+		spec.RestoreFrom = old.RestoreFrom.DeepCopy()
 	}
 }
 
