@@ -448,6 +448,32 @@ func TestCrossVersionPreservation(t *testing.T) {
 		}
 	})
 
+	t.Run("fields added through the annotation get v1beta1's defaults", func(t *testing.T) {
+		if _, err := alpha.Create(ctx, &v1alpha1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "backup-added"},
+			Spec:       v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// What a v1beta1 client would send as spec.backup, without keep.
+		value := `{"spec":{"version":"3.7","backup":{"schedule":"@daily","destination":{"local":{}}}}}`
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{etcdaas.PreservedFieldsAnnotation: value}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := "/apis/etcdaas.dev/v1alpha1/namespaces/" + ns + "/etcdinstances/backup-added"
+		if res := do(t, http.MethodPatch, path, patch, "Content-Type", "application/merge-patch+json"); res.code != http.StatusOK {
+			t.Fatalf("adding spec.backup through the annotation: %d %s, want 200", res.code, res.body)
+		}
+		after, err := beta.Get(ctx, "backup-added", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Spec.Backup == nil || ptr.Deref(after.Spec.Backup.Keep, 0) != v1beta1.DefaultBackupKeep {
+			t.Errorf("spec.backup after adding it through the annotation = %+v, want keep defaulted to %d", after.Spec.Backup, v1beta1.DefaultBackupKeep)
+		}
+	})
+
 	t.Run("an annotation that is not the server's JSON is refused", func(t *testing.T) {
 		backup := &v1beta1.BackupSpec{Schedule: "@daily", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
 		if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{

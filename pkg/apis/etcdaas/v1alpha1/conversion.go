@@ -264,6 +264,12 @@ func readPreserved(annotations map[string]string) (preservedFields, error) {
 	if err != nil {
 		return preservedFields{}, fmt.Errorf("metadata.annotations[%s]: not the JSON this server wrote, leave it as read or remove it: %w", etcdaas.PreservedFieldsAnnotation, err)
 	}
+	// A backup added through the annotation gets the defaults v1beta1 gives it. The rest of
+	// the spec's defaults do not apply: replicas is v1alpha1's, and a version left out keeps
+	// the stored one (the strategy's rule), not the default.
+	if p := preserved.Spec; p != nil && p.Backup != nil {
+		v1beta1.SetDefaults_BackupSpec(p.Backup)
+	}
 	return preserved, nil
 }
 
