@@ -232,7 +232,9 @@ type ETCDInstanceStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Members []MemberStatus `json:"members,omitempty" protobuf:"bytes,6,rep,name=members"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Members []MemberStatus `json:"members,omitempty" patchStrategy:"merge" patchMergeKey:"name" protobuf:"bytes,6,rep,name=members"`
 	// Conditions are the latest observations, each at the generation it observed: Available
 	// (a majority of the voting members is ready, so the cluster answers its clients; a new
 	// instance only once every member it was created with serves), Progressing (a change is under way; False with reason
@@ -241,7 +243,9 @@ type ETCDInstanceStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty" protobuf:"bytes,7,rep,name=conditions"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type" protobuf:"bytes,7,rep,name=conditions"`
 	// Backup reports the scheduled backups: the last attempt and the last success.
 	// +optional
 	Backup *BackupStatus `json:"backup,omitempty" protobuf:"bytes,8,opt,name=backup"`
