@@ -474,6 +474,57 @@ func TestCrossVersionPreservation(t *testing.T) {
 		}
 	})
 
+	t.Run("managedFields never show the annotation", func(t *testing.T) {
+		// A v1alpha1 object exported with its annotation and created again (in another
+		// namespace, another cluster), and a v1alpha1 status writer that sends the annotation
+		// back changed: neither may leave the annotation, which is never stored, in the
+		// managedFields that v1beta1 clients read.
+		source, err := alpha.Get(ctx, "beta-first", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := source.Annotations[etcdaas.PreservedFieldsAnnotation]; !ok {
+			t.Fatalf("v1alpha1 view of beta-first has no %s annotation: %v", etcdaas.PreservedFieldsAnnotation, source.Annotations)
+		}
+		copied := &v1alpha1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "copied", Annotations: source.Annotations},
+			Spec:       source.Spec,
+		}
+		noOwner := func(after *v1beta1.ETCDInstance) {
+			t.Helper()
+			for _, entry := range after.ManagedFields {
+				if entry.FieldsV1 != nil && strings.Contains(string(entry.FieldsV1.Raw), etcdaas.PreservedFieldsAnnotation) {
+					t.Errorf("managedFields entry of %s (%s %s) shows the annotation: %s", entry.Manager, entry.APIVersion, entry.Subresource, entry.FieldsV1.Raw)
+				}
+			}
+		}
+		if _, err := alpha.Create(ctx, copied, metav1.CreateOptions{FieldManager: "exporter"}); err != nil {
+			t.Fatal(err)
+		}
+		created, err := beta.Get(ctx, "copied", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		noOwner(created)
+		current, err := alpha.Get(ctx, "copied", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		current.Annotations[etcdaas.PreservedFieldsAnnotation] = `{"spec":{"version":"3.6"},"status":{"replicas":1}}`
+		current.Status = v1alpha1.ETCDInstanceStatus{State: v1alpha1.StateRunning}
+		if _, err := alpha.UpdateStatus(ctx, current, metav1.UpdateOptions{FieldManager: "old-controller"}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := beta.Get(ctx, "copied", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		noOwner(after)
+		if after.Spec.Version != "3.6" || after.Status.Replicas != 1 || after.Status.Phase != v1beta1.PhaseRunning {
+			t.Errorf("copied: version %q, status %+v; want 3.6, replicas 1, Running", after.Spec.Version, after.Status)
+		}
+	})
+
 	t.Run("an annotation that is not the server's JSON is refused", func(t *testing.T) {
 		backup := &v1beta1.BackupSpec{Schedule: "@daily", Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}
 		if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{

@@ -80,8 +80,9 @@ func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return out
 }
 
-// PrepareForCreate clears status, starts the generation at 1 and fills spec.version with the
-// default when the client did not (or, in v1alpha1, could not) send it.
+// PrepareForCreate clears status, starts the generation at 1, fills spec.version with the
+// default when the client did not (or, in v1alpha1, could not) send it and drops ownership
+// of the v1alpha1 preserved-fields annotation from managedFields.
 func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	instance, ok := obj.(*etcdaas.ETCDInstance)
 	if !ok {
@@ -90,6 +91,7 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	instance.Status = etcdaas.ETCDInstanceStatus{}
 	instance.Generation = 1
 	keepRequests(instance, nil)
+	dropPreservedFieldsOwnership(instance)
 	if instance.Spec.Version == "" {
 		instance.Spec.Version = etcdaas.DefaultVersion
 	}
@@ -99,7 +101,7 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 // A v1alpha1 client that dropped the preserved-fields annotation cannot express version,
 // storage and restoreFrom; they are kept from the stored object rather than wiped (storage
 // and restoreFrom are immutable: wiping them would fail the update over fields the client
-// cannot see).
+// cannot see). Ownership of the preserved-fields annotation is dropped from managedFields.
 func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
@@ -108,6 +110,7 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	}
 	newObj.Status = oldObj.Status
 	keepRequests(newObj, oldObj)
+	dropPreservedFieldsOwnership(newObj)
 	if requestVersion(ctx) == v1alpha1.SchemeGroupVersion.Version {
 		keepInexpressible(&newObj.Spec, &oldObj.Spec)
 	}
@@ -238,7 +241,8 @@ func (StatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 
 // PrepareForUpdate keeps the stored spec and every metadata field except labels and
 // annotations (and the managedFields and resourceVersion the request machinery maintains);
-// the generation does not move.
+// the generation does not move. Ownership of the preserved-fields annotation is dropped from
+// managedFields.
 func (StatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
@@ -252,6 +256,7 @@ func (StatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Obj
 	meta.ManagedFields = newObj.ManagedFields
 	meta.ResourceVersion = newObj.ResourceVersion
 	newObj.ObjectMeta = meta
+	dropPreservedFieldsOwnership(newObj)
 }
 
 // ValidateUpdate checks a status update, reporting field paths of the version the client sent.
