@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -43,10 +44,19 @@ func NewEventRecorder(ctx context.Context, client kubernetes.Interface) (events.
 		}
 		b.Shutdown()
 	}
-	b := record.NewBroadcaster(record.WithContext(ctx))
+	b := record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{SpamKeyFunc: spamKey}))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	legacy := b.NewRecorder(eventScheme, corev1.EventSource{Component: Component})
 	return record.NewEventRecorderAdapter(legacy), b.Shutdown
+}
+
+// spamKey is the bucket of client-go's spam filter for core/v1 Events: one per reason and
+// message of an instance, so that only the same Event repeated is throttled (25, then one
+// every 5 minutes). client-go's default bucket is the whole instance, which after 25 Events
+// dropped every later step of a few scales for minutes; events.k8s.io/v1 has no such limit.
+func spamKey(e *corev1.Event) string {
+	o := e.InvolvedObject
+	return strings.Join([]string{e.Source.Component, e.Source.Host, o.APIVersion, o.Kind, o.Namespace, o.Name, string(o.UID), e.Type, e.Reason, e.Message}, "\x00")
 }
 
 // recordEvents records what a Sync reported it did as Events on the instance.

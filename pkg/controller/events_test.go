@@ -3,6 +3,9 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +139,50 @@ func TestNotePermanentFailureOnlyOnTheTransition(t *testing.T) {
 	case got := <-recorder.Events:
 		t.Fatalf("event %q while the status already says so, or for a transient error", got)
 	default:
+	}
+}
+
+// TestCoreEventsKeepEveryStepOfAnInstance records the steps of a few scales of one instance
+// through a server with only core/v1 Events, as the standalone server is: client-go's default
+// spam filter let through 25 Normal Events per instance and then one every 5 minutes, so
+// `kubectl describe` stopped showing the members added and removed after three scales.
+// Every step must be counted, and the last one shown (similar Events are combined after
+// ten, as upstream controllers' are).
+func TestCoreEventsKeepEveryStepOfAnInstance(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}
+	client := kubefake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	recorder, stop := NewEventRecorder(ctx, client)
+	t.Cleanup(func() { stop(); cancel() })
+	c := &Controller{opts: Options{Events: recorder}}
+	const steps = 40
+	for i := range steps / 2 {
+		res := &backend.Result{}
+		res.Record(backend.ReasonMemberAdded, "Added member db-%d as a learner", i)
+		res.Record(backend.ReasonMemberPromoted, "Promoted member db-%d to a voting member", i)
+		c.recordEvents(inst, res)
+	}
+
+	var counted int32
+	var messages []string
+	deadline := time.Now().Add(5 * time.Second)
+	for counted < steps && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		l, err := client.CoreV1().Events("ns").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted, messages = 0, nil
+		for _, e := range l.Items {
+			counted += e.Count
+			messages = append(messages, e.Message)
+		}
+	}
+	if counted != steps {
+		t.Fatalf("the Events count %d steps, want %d", counted, steps)
+	}
+	want := fmt.Sprintf("Promoted member db-%d to a voting member", steps/2-1)
+	if !slices.ContainsFunc(messages, func(m string) bool { return strings.HasSuffix(m, want) }) {
+		t.Fatalf("no Event tells the last step %q: %q", want, messages)
 	}
 }
