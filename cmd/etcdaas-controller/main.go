@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -106,7 +107,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.toolsImage, "tools-image", "", "Kubernetes backend: the etcdaas image, whose seed-member step restores member data from a backup (spec.restoreFrom, the restore subresource) as an init container. Default: this pod's own image ($POD_NAMESPACE/$POD_NAME); without either, restores are refused.")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
-	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics over plain HTTP (as controller-runtime's default); 0 turns it off. The metrics name instances and members, nothing secret.")
+	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics and the health checks /livez, /readyz and /healthz over plain HTTP (as controller-runtime's default); 0 turns both off. The metrics name instances and members, nothing secret.")
 	fs.StringVar(&f.s3CredsFile, "s3-credentials-file", "", "Against a server without Secrets (a standalone etcdaas-apiserver): the S3 credentials of spec.backup.destination.s3, as an AWS shared credentials file (profile default: aws_access_key_id, aws_secret_access_key). Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment. Against a cluster, credentials always come from the Secret credentialsSecretRef names.")
 	fs.DurationVar(&f.repairGrace, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod, "How long a voting member may stay unhealthy before it is replaced by a new member (removed, its data discarded, a new member added as a learner and promoted), one at a time and only while quorum holds. Local backend: its embedded server keeps dying or its data is lost or corrupt; kubernetes backend: its pod is not Ready or its volume is gone. 0 turns repair off.")
 	fs.Int32Var(&f.defragFreePercent, "defrag-free-percent", controller.DefaultDefragFreePercent, "A member is defragmented once this share of its database file, in percent (1-100), is free (dbSize - dbSizeInUse) and --defrag-free-bytes too. spec.defragmentation.freePercent overrides it per instance.")
@@ -152,17 +153,6 @@ func run(ctx context.Context, f flags) error {
 			klog.ErrorS(err, "Closing the backend")
 		}
 	}()
-	if f.metricsAddress != "0" {
-		l, err := net.Listen("tcp", f.metricsAddress)
-		if err != nil {
-			return fmt.Errorf("serving metrics: %w", err)
-		}
-		go func() {
-			if err := metrics.Serve(ctx, l); err != nil {
-				klog.ErrorS(err, "Serving metrics")
-			}
-		}()
-	}
 	defrag, err := defragOptions(f)
 	if err != nil {
 		return err
@@ -184,6 +174,17 @@ func run(ctx context.Context, f flags) error {
 	c, err := controller.New(opts)
 	if err != nil {
 		return err
+	}
+	if f.metricsAddress != "0" {
+		l, err := net.Listen("tcp", f.metricsAddress)
+		if err != nil {
+			return fmt.Errorf("serving metrics: %w", err)
+		}
+		go func() {
+			if err := metrics.Serve(ctx, l, healthz.NamedCheck("informer-sync", c.CheckSynced)); err != nil {
+				klog.ErrorS(err, "Serving metrics")
+			}
+		}()
 	}
 	return c.Run(ctx)
 }

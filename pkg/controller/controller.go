@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -87,6 +89,8 @@ type Controller struct {
 	now      func() metav1.Time
 	backups  *backups
 	defrag   *defragmenter
+	// acting is true while the workers may run: from the start of run to its end.
+	acting atomic.Bool
 }
 
 // New builds a controller; Run starts it.
@@ -165,6 +169,19 @@ func (c *Controller) enqueue(obj any) {
 
 // HasSynced reports whether the informer cache has synced, for readiness checks.
 func (c *Controller) HasSynced() bool { return c.informer.HasSynced() }
+
+// CheckSynced is etcdaas-controller's readiness check: it fails while the controller should
+// act on instances (it runs without leader election, or leads) and its ETCDInstance cache has
+// not synced yet. A standby replica waiting for the Lease is ready: it takes over by itself.
+func (c *Controller) CheckSynced(*http.Request) error {
+	if c.opts.LeaderElection != nil && !c.acting.Load() {
+		return nil
+	}
+	if !c.informer.HasSynced() {
+		return errors.New("the ETCDInstance cache has not synced yet")
+	}
+	return nil
+}
 
 // Run runs the controller until ctx ends, under leader election when configured. It returns
 // once the workers have stopped; it does not close the backend. A leader releases its Lease
@@ -253,6 +270,8 @@ func (c *Controller) Run(ctx context.Context) error {
 
 func (c *Controller) run(ctx context.Context) error {
 	defer utilruntime.HandleCrash()
+	c.acting.Store(true)
+	defer c.acting.Store(false)
 	c.factory.Start(ctx.Done())
 	defer c.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {

@@ -1031,3 +1031,37 @@ func TestAStoppingLeaderReleasesTheLeaseOnlyOnceItsWorkersStopped(t *testing.T) 
 	default:
 	}
 }
+
+// TestCheckSyncedIsTheReadinessOfAnActingController: etcdaas-controller's /readyz fails
+// while a controller that acts on instances has not synced its cache, and passes once it
+// has; a standby replica under leader election is ready while it waits for the Lease.
+func TestCheckSyncedIsTheReadinessOfAnActingController(t *testing.T) {
+	c, err := New(Options{Client: fake.NewClientset(), Backend: &fakeBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckSynced(nil); err == nil {
+		t.Fatal("ready before its cache synced")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.CheckSynced(nil) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready once running: %v", c.CheckSynced(nil))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+
+	standby, err := New(Options{Client: fake.NewClientset(), Backend: &fakeBackend{},
+		LeaderElection: &LeaderElection{Client: kubefake.NewClientset(), Namespace: "ns", Name: "lease", Identity: "standby"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.CheckSynced(nil); err != nil {
+		t.Fatalf("a standby is not ready: %v", err)
+	}
+}

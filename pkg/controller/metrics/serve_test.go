@@ -2,12 +2,17 @@ package metrics
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"k8s.io/apiserver/pkg/server/healthz"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
@@ -40,6 +45,72 @@ func TestServeExposesTheControllerMetrics(t *testing.T) {
 	}
 	if f := families["etcdaas_member_db_size_bytes"]; f != nil && f.GetMetric()[0].GetGauge().GetValue() != 4096 {
 		t.Errorf("db size %v", f.GetMetric()[0])
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeAnswersHealthProbes asks the health endpoints a kubelet probe and an SRE use:
+// etcdaas-controller answered 404 on each, so a Deployment could not probe it.
+func TestServeAnswersHealthProbes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var notReady atomic.Bool
+	check := healthz.NamedCheck("informer-sync", func(*http.Request) error {
+		if notReady.Load() {
+			return errors.New("the ETCDInstance cache has not synced yet")
+		}
+		return nil
+	})
+	go func() { done <- Serve(ctx, l, check) }()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + l.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	for _, c := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/livez", "ok", 200},
+		{"/healthz", "ok", 200},
+		{"/readyz", "ok", 200},
+		{"/readyz?verbose", "[+]informer-sync ok", 200},
+		{"/readyz/informer-sync", "ok", 200},
+		{"/livez/ping", "ok", 200},
+	} {
+		if code, body := get(c.path); code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", c.path, code, body, c.code, c.want)
+		}
+	}
+	notReady.Store(true)
+	for _, c := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/readyz?verbose", "[-]informer-sync failed", 500},
+		{"/readyz/informer-sync", "has not synced yet", 500},
+		{"/healthz", "informer-sync failed", 500},
+		{"/readyz?exclude=informer-sync", "ok", 200},
+		{"/livez", "ok", 200},
+	} {
+		if code, body := get(c.path); code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", c.path, code, body, c.code, c.want)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {
