@@ -95,8 +95,9 @@ func ObserveReconcile(result string, d time.Duration) {
 }
 
 // ObserveMembers records the members a sync of the instance observed: their number, how many
-// are ready, each one's database size, and a leader change when another member than the last
-// observed one leads. Members that are gone lose their series.
+// are ready, each answering one's database size, and a leader change when another member than
+// the last observed one leads. Members that are gone, and the sizes of members that did not
+// answer, lose their series.
 func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
 	var ready int
 	leader := ""
@@ -112,6 +113,9 @@ func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
 		if m.DBSize > 0 {
 			dbSize.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSize))
 			dbSizeInUse.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSizeInUse))
+		} else { // it did not answer: its size is unknown, not the last one it reported
+			dbSize.DeleteLabelValues(namespace, name, m.Name)
+			dbSizeInUse.DeleteLabelValues(namespace, name, m.Name)
 		}
 	}
 	members.WithLabelValues(namespace, name).Set(float64(len(observed)))

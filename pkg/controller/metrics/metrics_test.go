@@ -84,3 +84,23 @@ etcdaas_backup_failures_total{name="db",namespace="ns"} 1
 		t.Fatalf("%d reconcile series (%v), want 2", n, err)
 	}
 }
+
+// TestDBSizeOfAMemberThatStopsAnsweringGoes: a member that does not answer reports no size;
+// its series must go rather than show, for as long as it is down, the size it had when it
+// last answered (a dashboard would draw a dead member as a healthy flat line), and come back
+// once it answers again.
+func TestDBSizeOfAMemberThatStopsAnsweringGoes(t *testing.T) {
+	defer ForgetInstance("ns", "down")
+	ObserveMembers("ns", "down", []v1beta1.MemberStatus{member("down-0", true, true, 100), member("down-1", true, false, 200)})
+	ObserveMembers("ns", "down", []v1beta1.MemberStatus{member("down-0", true, true, 100), {Name: "down-1", Version: "3.7.3"}})
+	if n := testutil.CollectAndCount(dbSize); n != 1 {
+		t.Errorf("%d db size series with down-1 down, want 1 (down-0)", n)
+	}
+	if n := testutil.CollectAndCount(dbSizeInUse); n != 1 {
+		t.Errorf("%d db size in use series with down-1 down, want 1 (down-0)", n)
+	}
+	ObserveMembers("ns", "down", []v1beta1.MemberStatus{member("down-0", true, true, 100), member("down-1", true, false, 300)})
+	if got := testutil.ToFloat64(dbSize.WithLabelValues("ns", "down", "down-1")); got != 300 {
+		t.Errorf("db size of down-1 once back %v, want 300", got)
+	}
+}
