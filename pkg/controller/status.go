@@ -115,6 +115,14 @@ func conditionMessage(msg string) string {
 	return msg[:cut]
 }
 
+// countMembers is "1 member" or "N members".
+func countMembers(n int) string {
+	if n == 1 {
+		return "1 member"
+	}
+	return fmt.Sprintf("%d members", n)
+}
+
 // readyMessage is the Available message: how many of the members that exist are ready and,
 // while there are not as many members as the spec asks for, how many it asks for.
 func readyMessage(status *v1beta1.ETCDInstanceStatus, desired int) string {
@@ -154,7 +162,7 @@ func setQuorumLost(conds conditionSetter, inst *v1beta1.ETCDInstance, res *backe
 // setConverged sets the conditions of an instance whose members are as its spec asks.
 func setConverged(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int) {
 	conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMessage(status, desired))
-	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, fmt.Sprintf("%d members as requested", desired))
+	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, countMembers(desired)+" as requested")
 	conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 }
 
@@ -195,7 +203,7 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 // its ready members, Progressing from the step res is in, Degraded from what stops it.
 func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
 	setAvailableInProgress(conds, status, desired)
-	progressReason, progressMsg := ReasonReconciling, fmt.Sprintf("moving to %d members", desired)
+	progressReason, progressMsg := ReasonReconciling, "moving to "+countMembers(desired)
 	if res != nil && res.Step != "" {
 		progressMsg = res.Step
 		if res.StepReason != "" {

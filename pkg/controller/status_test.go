@@ -79,3 +79,21 @@ func TestBackupConditionGoesWithTheSchedule(t *testing.T) {
 		t.Fatalf("with spec.backup: BackupSucceeded = %+v, want it kept", c)
 	}
 }
+
+// TestConvergedMessageOfOneMember: a one-member instance said "1 members as requested" in
+// its Progressing condition, which kubectl describe and kubectl get -o yaml show.
+func TestConvergedMessageOfOneMember(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+	}
+	now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	moving := computeStatus(inst, &backend.Result{Members: members(3, 2), Unhealthy: "unhealthy members: m-2: not answering"}, nil, now)
+	if c := meta.FindStatusCondition(moving.Conditions, etcdaas.ConditionProgressing); c == nil || c.Message != "moving to 1 member" {
+		t.Fatalf("progressing: %+v", c)
+	}
+	st := computeStatus(inst, &backend.Result{Members: members(1, 1), Converged: true}, nil, now)
+	if c := meta.FindStatusCondition(st.Conditions, etcdaas.ConditionProgressing); c == nil || c.Message != "1 member as requested" {
+		t.Fatalf("progressing: %+v", c)
+	}
+}
