@@ -51,9 +51,10 @@ type serviceMonitor struct {
 	Spec              struct {
 		Selector  metav1.LabelSelector `json:"selector"`
 		Endpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval"`
+			Port        string `json:"port"`
+			Path        string `json:"path"`
+			Interval    string `json:"interval"`
+			HonorLabels bool   `json:"honorLabels"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
@@ -448,6 +449,13 @@ func TestMonitoringComponent(t *testing.T) {
 	selector, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
 	if err != nil || !selector.Matches(labels.Set(svc.Labels)) || len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" {
 		t.Fatalf("ServiceMonitor %+v does not select Service %s's metrics port (%v)", sm.Spec, svc.Name, err)
+	}
+	// The series name their instance's namespace in the label namespace, which Prometheus
+	// would otherwise rename exported_namespace to make room for the target's (the
+	// controller's namespace): etcdaas_instance_ready_members{namespace="prod"} would find
+	// nothing.
+	if !sm.Spec.Endpoints[0].HonorLabels {
+		t.Fatal("the ServiceMonitor does not honor the metrics' own labels: namespace would be the controller's, the instance's exported_namespace")
 	}
 	controller := r.deployments["etcdaas-controller"]
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(controller.Spec.Template.Labels)) {
