@@ -239,9 +239,8 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 
 // reportFailure reports a failed backup, the failures-th in a row: in the BackupSucceeded
 // condition, and as a BackupFailed Event unless the previous attempt failed for the same
-// reason. One Event per attempt (every minute for some schedules) would use up the Warning
-// Events client-go lets through per object (25, then one per 5 minutes), and hide a later
-// QuorumLost.
+// reason. One Event per attempt (every minute for some schedules) would bury the instance's
+// other Events, such as a later QuorumLost, under a storm of BackupFailed.
 func (b *backups) reportFailure(ctx context.Context, inst *v1beta1.ETCDInstance, started time.Time, failures int, again bool, reason string, err error) {
 	metrics.ObserveBackupFailure(inst.Namespace, inst.Name)
 	klog.InfoS("Backup failed", "instance", instanceKey(inst), "failures", failures, "err", err)
