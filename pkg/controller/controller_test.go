@@ -18,6 +18,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -1063,5 +1064,38 @@ func TestCheckSyncedIsTheReadinessOfAnActingController(t *testing.T) {
 	}
 	if err := standby.CheckSynced(nil); err != nil {
 		t.Fatalf("a standby is not ready: %v", err)
+	}
+}
+
+// TestLeaderElectionIsExposedAsAMetric: with two replicas, an SRE tells which one leads by
+// leader_election_master_status{name="etcdaas-controller"}, as for kube-controller-manager;
+// etcdaas-controller exposed no leader election metric.
+func TestLeaderElectionIsExposedAsAMetric(t *testing.T) {
+	kube := kubefake.NewClientset()
+	be := &fakeBackend{}
+	cancel, done := startElected(t, fake.NewClientset(), kube, "only", be)
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		families, err := legacyregistry.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != "leader_election_master_status" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "name" && l.GetValue() == "etcdaas-controller" && m.GetGauge().GetValue() == 1 {
+						return
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader_election_master_status{name=\"etcdaas-controller\"} 1 once leading")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

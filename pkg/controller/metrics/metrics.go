@@ -1,6 +1,7 @@
-// Package metrics holds the controller's Prometheus metrics: reconciles, the workqueue (through
-// client-go's metrics provider), and per instance its members, ready members, leader changes,
-// each member's database size and the last backup. They live in component-base's global
+// Package metrics holds the controller's Prometheus metrics: reconciles, the workqueue, the
+// leader election and the requests to the API server (through client-go's metrics
+// providers), and per instance its members, ready members, leader changes, each member's
+// database size and the last backup. They live in component-base's global
 // registry, so that etcdaas-controller's /metrics and, in standalone mode, the server's own
 // /metrics (one process) expose them; a process that runs no controller exposes none.
 package metrics
@@ -12,6 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/component-base/metrics/legacyregistry"
 
+	// Whether this replica leads (leader_election_master_status{name}), once it elects.
+	_ "k8s.io/component-base/metrics/prometheus/clientgo/leaderelection"
+	// Requests to the API server by code, method and host (rest_client_requests_total, ...).
+	_ "k8s.io/component-base/metrics/prometheus/restclient"
 	// Workqueue metrics (workqueue_depth, workqueue_adds_total, ...) of every named queue.
 	_ "k8s.io/component-base/metrics/prometheus/workqueue"
 
