@@ -210,6 +210,26 @@ func TestGet(t *testing.T) {
 		t.Errorf("-o name %q", r.stdout)
 	}
 
+	// Templates, as kubectl get takes them: the plugin refused every one.
+	for _, tc := range []struct{ format, want string }{
+		{"jsonpath={.status.phase}", "Running"},
+		{"jsonpath={range .status.members[*]}{.name} {end}", "my-etcd-0 "},
+		{"jsonpath={.status.nothing}", ""},
+		{"go-template={{.metadata.namespace}}/{{.metadata.name}}", "team/my-etcd"},
+		{"jsonpath={.kind}", "ETCDInstance"},
+	} {
+		r = s.run(t, "get", "my-etcd", "-o", tc.format)
+		expectCode(t, r, 0)
+		if r.stdout != tc.want {
+			t.Errorf("-o %s: %q, want %q", tc.format, r.stdout, tc.want)
+		}
+	}
+	r = s.run(t, "get", "my-etcd", "-o", "jsonpath={.status.phase")
+	expectCode(t, r, 1)
+	if !strings.Contains(r.stderr, "unclosed action") {
+		t.Errorf("a bad template: %q", r.stderr)
+	}
+
 	// The context namespace is used, and --context switches it.
 	r = s.run(t, "get", "my-etcd", "--context", "other")
 	expectCode(t, r, 1)
@@ -230,7 +250,7 @@ func TestGetErrors(t *testing.T) {
 		stderr string
 	}{
 		{"not found", []string{"get", "x"}, "Error from server (NotFound): etcdinstances.etcdaas.dev \"x\" not found\n"},
-		{"bad output", []string{"get", "x", "-o", "xml"}, "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: json,name,wide,yaml\n"},
+		{"bad output", []string{"get", "x", "-o", "xml"}, "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,wide,yaml\n"},
 		{"no name", []string{"get"}, "error: exactly one NAME is required, got 0\nSee 'kubectl etcdaas get -h' for help and examples\n"},
 		{"unknown command", []string{"frobnicate"}, "error: unknown command \"frobnicate\" for \"kubectl etcdaas\"\n"},
 	} {
@@ -304,6 +324,12 @@ func TestList(t *testing.T) {
 	}
 	if got.Kind != "ETCDInstanceList" || len(got.Items) != 2 || got.Items[0].Kind != "ETCDInstance" || got.Items[1].Name != "b" {
 		t.Errorf("-o json %+v", got)
+	}
+
+	r = s.run(t, "list", "-o", "jsonpath={.items[*].metadata.name}")
+	expectCode(t, r, 0)
+	if r.stdout != "a b" {
+		t.Errorf("-o jsonpath %q", r.stdout)
 	}
 
 	r = s.run(t, "list", "-l", "team=storage")

@@ -15,19 +15,22 @@ type getOptions struct {
 func newGetCommand(f *Factory) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
-		Use:   "get NAME [-o yaml|json|wide|name]",
+		Use:   "get NAME [-o yaml|json|wide|name|jsonpath=...]",
 		Short: "Show one ETCDInstance",
 		Example: `  # A one-line summary
   kubectl etcdaas get my-etcd
 
   # The whole object, members and conditions included
-  kubectl etcdaas get my-etcd -o yaml`,
+  kubectl etcdaas get my-etcd -o yaml
+
+  # The client URLs of its members, for etcdctl --endpoints
+  kubectl etcdaas get my-etcd -o jsonpath='{range .status.members[*]}{.clientURL},{end}'`,
 		Args: exactlyOneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, f, args[0])
 		},
 	}
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: the server's table, as kubectl get prints it).")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json, name, or a template as kubectl takes it: jsonpath=TEMPLATE, jsonpath-file=FILE, go-template=TEMPLATE, ... (default: the server's table, as kubectl get prints it).")
 	return cmd
 }
 

@@ -30,7 +30,7 @@ func newListCommand(f *Factory) *cobra.Command {
 			return o.run(cmd, f)
 		},
 	}
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json or name (default: the server's table, as kubectl get prints it).")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide, yaml, json, name, or a template as kubectl takes it: jsonpath=TEMPLATE, jsonpath-file=FILE, go-template=TEMPLATE, ... (default: the server's table, as kubectl get prints it).")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "List instances in every namespace.")
 	cmd.Flags().StringVarP(&o.selector, "selector", "l", "", "Label selector to filter on, such as team=storage.")
 	return cmd

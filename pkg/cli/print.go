@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -26,19 +29,42 @@ const (
 	outputName  = "name"
 )
 
+// templateFormats are the -o formats that take a template, as kubectl's -o
+// jsonpath='{.status.phase}': cli-runtime's printers for them.
+var templateFormats = []string{"go-template", "go-template-file", "jsonpath", "jsonpath-as-json", "jsonpath-file", "template", "templatefile"}
+
 // validateOutput rejects an -o value no printer handles, with kubectl's message.
 func validateOutput(format string) error {
 	switch format {
 	case outputTable, outputWide, outputYAML, outputJSON, outputName:
 		return nil
 	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,name,wide,yaml", format)
+	if name, _, ok := strings.Cut(format, "="); ok && slices.Contains(templateFormats, name) {
+		_, err := templatePrinter(format) // the template's own error, such as a jsonpath's syntax
+		return err
+	}
+	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s", format,
+		strings.Join(slices.Sorted(slices.Values(append([]string{outputJSON, outputName, outputWide, outputYAML}, templateFormats...))), ","))
+}
+
+// templatePrinter is the printer of a template format (jsonpath=TEMPLATE, go-template=...,
+// jsonpath-file=FILE, ...), with kubectl's defaults: missing keys print nothing.
+func templatePrinter(format string) (printers.ResourcePrinter, error) {
+	name, template, ok := strings.Cut(format, "=")
+	if !ok || !slices.Contains(templateFormats, name) {
+		return nil, fmt.Errorf("output format %q takes no template", format)
+	}
+	allowMissing := true
+	if strings.HasPrefix(name, "jsonpath") {
+		return (&genericclioptions.JSONPathPrintFlags{TemplateArgument: &template, AllowMissingKeys: &allowMissing}).ToPrinter(name)
+	}
+	return (&genericclioptions.GoTemplatePrintFlags{TemplateArgument: &template, AllowMissingKeys: &allowMissing}).ToPrinter(name)
 }
 
 // isTable reports whether the output format is the server's table (the default and wide).
 func isTable(format string) bool { return format == outputTable || format == outputWide }
 
-// instancePrinter writes ETCDInstances as objects: yaml, json or name. Tables come from the
+// instancePrinter writes ETCDInstances as objects: yaml, json, name or a template. Tables come from the
 // server (getTable, printTable).
 type instancePrinter struct {
 	format string
@@ -54,12 +80,7 @@ func (p *instancePrinter) print(w io.Writer, items []v1beta1.ETCDInstance, print
 			printer = &printers.YAMLPrinter{}
 		}
 		if printList {
-			list := &v1beta1.ETCDInstanceList{Items: make([]v1beta1.ETCDInstance, len(items))}
-			list.SetGroupVersionKind(v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceList"))
-			for i := range items {
-				list.Items[i] = *forOutput(&items[i])
-			}
-			return printer.PrintObj(list, w)
+			return printer.PrintObj(instanceList(items), w)
 		}
 		for i := range items {
 			if err := printer.PrintObj(forOutput(&items[i]), w); err != nil {
@@ -74,9 +95,33 @@ func (p *instancePrinter) print(w io.Writer, items []v1beta1.ETCDInstance, print
 			}
 		}
 		return nil
-	default:
+	case outputTable, outputWide:
 		return fmt.Errorf("output format %q is a table, which the server renders", p.format)
+	default:
+		printer, err := templatePrinter(p.format)
+		if err != nil {
+			return err
+		}
+		if printList {
+			return printer.PrintObj(instanceList(items), w)
+		}
+		for i := range items {
+			if err := printer.PrintObj(forOutput(&items[i]), w); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
+}
+
+// instanceList is items as the ETCDInstanceList a list prints, each item as forOutput makes it.
+func instanceList(items []v1beta1.ETCDInstance) *v1beta1.ETCDInstanceList {
+	list := &v1beta1.ETCDInstanceList{Items: make([]v1beta1.ETCDInstance, len(items))}
+	list.SetGroupVersionKind(v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceList"))
+	for i := range items {
+		list.Items[i] = *forOutput(&items[i])
+	}
+	return list
 }
 
 // forOutput returns a copy of in with apiVersion and kind set and managedFields dropped, as
