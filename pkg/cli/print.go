@@ -70,24 +70,10 @@ type instancePrinter struct {
 	format string
 }
 
-// print writes the instances to w. With printList, yaml and json write one list object
-// (as `kubectl get` does for a list) rather than a single object.
+// print writes the instances to w. With printList, yaml, json and templates write one list
+// object (as `kubectl get` does for a list) rather than a single object.
 func (p *instancePrinter) print(w io.Writer, items []v1beta1.ETCDInstance, printList bool) error {
 	switch p.format {
-	case outputYAML, outputJSON:
-		var printer printers.ResourcePrinter = &printers.JSONPrinter{}
-		if p.format == outputYAML {
-			printer = &printers.YAMLPrinter{}
-		}
-		if printList {
-			return printer.PrintObj(instanceList(items), w)
-		}
-		for i := range items {
-			if err := printer.PrintObj(forOutput(&items[i]), w); err != nil {
-				return err
-			}
-		}
-		return nil
 	case outputName:
 		for i := range items {
 			if _, err := fmt.Fprintf(w, "%s/%s\n", qualifiedResource, items[i].Name); err != nil {
@@ -97,21 +83,31 @@ func (p *instancePrinter) print(w io.Writer, items []v1beta1.ETCDInstance, print
 		return nil
 	case outputTable, outputWide:
 		return fmt.Errorf("output format %q is a table, which the server renders", p.format)
-	default:
-		printer, err := templatePrinter(p.format)
-		if err != nil {
+	}
+	printer, err := p.objectPrinter()
+	if err != nil {
+		return err
+	}
+	if printList {
+		return printer.PrintObj(instanceList(items), w)
+	}
+	for i := range items {
+		if err := printer.PrintObj(forOutput(&items[i]), w); err != nil {
 			return err
 		}
-		if printList {
-			return printer.PrintObj(instanceList(items), w)
-		}
-		for i := range items {
-			if err := printer.PrintObj(forOutput(&items[i]), w); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
+	return nil
+}
+
+// objectPrinter is cli-runtime's printer of the format: yaml, json or a template.
+func (p *instancePrinter) objectPrinter() (printers.ResourcePrinter, error) {
+	switch p.format {
+	case outputYAML:
+		return &printers.YAMLPrinter{}, nil
+	case outputJSON:
+		return &printers.JSONPrinter{}, nil
+	}
+	return templatePrinter(p.format)
 }
 
 // instanceList is items as the ETCDInstanceList a list prints, each item as forOutput makes it.
