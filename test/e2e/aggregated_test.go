@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 // aggregator. The subtests share one control plane and run in order; the restart comes
 // last but one, the log audit last.
 func TestAggregated(t *testing.T) {
-	c := framework.StartCluster(t)
+	audit, auditLog := auditArgs(t)
+	c := framework.StartClusterWith(t, framework.ClusterOptions{Controller: true, EtcdaasAPIServerArgs: audit})
 	kubectls := kubectlBinaries(t, c)
 	for _, k := range kubectls {
 		t.Logf("kubectl %s at %s", k.Version, k.Path)
@@ -54,8 +55,10 @@ func TestAggregated(t *testing.T) {
 	t.Run("Plugin", func(t *testing.T) { testPlugin(t, c) })
 	t.Run("Observability", func(t *testing.T) { testObservability(t, c, kubectls) })
 	t.Run("Auth", func(t *testing.T) { testAuth(t, c) })
+	t.Run("AuditUser", func(t *testing.T) { testAuditUser(t, c, auditLog) })
 	t.Run("AuthorizationMatrix", func(t *testing.T) { testAuthorizationMatrix(t, c) })
 	t.Run("Transport", func(t *testing.T) { testTransport(t, c) })
+	t.Run("NamespaceLifecycle", func(t *testing.T) { testNamespaceLifecycle(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })
 	t.Run("RestartAPIServer", func(t *testing.T) { testRestartAPIServer(t, c) })
@@ -674,13 +677,19 @@ func testRestartAPIServer(t *testing.T, c *framework.Cluster) {
 		t.Logf("known gap, tolerated: %v (etcdaas-apiserver lacks --shutdown-watch-termination-grace-period)", err)
 	}
 	t.Logf("etcdaas-apiserver stopped in %s", time.Since(start).Round(100*time.Millisecond))
+	var down framework.Result
 	err := framework.Poll(t.Context(), 500*time.Millisecond, 30*time.Second, "requests to fail while the server is down", func(ctx context.Context) (bool, error) {
-		r := k.Run(ctx, "", "get", "etcd", "-n", ns, "--request-timeout=5s")
-		return r.Err != nil, nil
+		down = k.Run(ctx, "", "get", "etcd", "-n", ns, "--request-timeout=5s")
+		return down.Err != nil, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What kube-apiserver answers for any aggregated API whose server is gone.
+	if !strings.Contains(down.Stderr, "Error from server (ServiceUnavailable)") {
+		t.Errorf("while etcdaas-apiserver is down, want the aggregator's 503: %s", down)
+	}
+	checkAPIServicesUnavailable(t, c)
 
 	start = time.Now()
 	if err := c.StartEtcdaasAPIServer(); err != nil {
@@ -701,6 +710,28 @@ func testRestartAPIServer(t *testing.T, c *framework.Cluster) {
 	mustRun(t, k, "", "scale", "etcdinstance", "keep-0", "-n", ns, "--replicas=1")
 	waitRunning(t, c, ns, "keep-0", 2*time.Minute)
 	mustRun(t, k, "", "delete", "etcd", "--all", "-n", ns, "--timeout=120s")
+}
+
+// checkAPIServicesUnavailable waits until both APIServices report Available=False with a
+// reason, as kube-apiserver's availability check does for a server that does not answer.
+func checkAPIServicesUnavailable(t *testing.T, c *framework.Cluster) {
+	t.Helper()
+	for _, name := range framework.APIServiceNames {
+		var why string
+		err := framework.Poll(t.Context(), 500*time.Millisecond, time.Minute, "APIService "+name+" unavailable", func(ctx context.Context) (bool, error) {
+			ok, reason, err := c.APIServiceAvailable(ctx, name)
+			why = reason
+			return err == nil && !ok, err
+		})
+		if err != nil {
+			t.Errorf("APIService %s stayed Available with its server stopped: %v", name, err)
+			continue
+		}
+		if reason, _, _ := strings.Cut(why, ":"); reason == "" || reason == "<nil>" {
+			t.Errorf("APIService %s unavailable without a reason: %q", name, why)
+		}
+		t.Logf("APIService %s while the server is down: %s", name, why)
+	}
 }
 
 // objectSet lists every ETCDInstance as namespace/name@uid -> resourceVersion.
