@@ -713,12 +713,13 @@ func testRestartAPIServer(t *testing.T, c *framework.Cluster) {
 }
 
 // checkAPIServicesUnavailable waits until both APIServices report Available=False with a
-// reason, as kube-apiserver's availability check does for a server that does not answer.
+// reason, as kube-apiserver's availability check does for a server that does not answer
+// (it looks again every 30 seconds or so; the wait leaves room for a loaded machine).
 func checkAPIServicesUnavailable(t *testing.T, c *framework.Cluster) {
 	t.Helper()
 	for _, name := range framework.APIServiceNames {
 		var why string
-		err := framework.Poll(t.Context(), 500*time.Millisecond, time.Minute, "APIService "+name+" unavailable", func(ctx context.Context) (bool, error) {
+		err := framework.Poll(t.Context(), 500*time.Millisecond, 2*time.Minute, "APIService "+name+" unavailable", func(ctx context.Context) (bool, error) {
 			ok, reason, err := c.APIServiceAvailable(ctx, name)
 			why = reason
 			return err == nil && !ok, err
