@@ -20,8 +20,9 @@ func Serve(ctx context.Context, l net.Listener, ready ...healthz.HealthChecker) 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", legacyregistry.Handler())
 	healthz.InstallLivezHandler(mux, healthz.PingHealthz)
-	healthz.InstallReadyzHandler(mux, append([]healthz.HealthChecker{healthz.PingHealthz}, ready...)...)
-	healthz.InstallHandler(mux, append([]healthz.HealthChecker{healthz.PingHealthz}, ready...)...)
+	checks := append([]healthz.HealthChecker{healthz.PingHealthz}, ready...)
+	healthz.InstallReadyzHandler(mux, checks...)
+	healthz.InstallHandler(mux, checks...)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
