@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -21,6 +22,7 @@ import (
 // convertOptions are the flags of `convert`.
 type convertOptions struct {
 	filenames     []string
+	recursive     bool
 	outputVersion string
 	output        string
 }
@@ -28,19 +30,25 @@ type convertOptions struct {
 func newConvertCommand(f *Factory) *cobra.Command {
 	o := &convertOptions{}
 	cmd := &cobra.Command{
-		Use:   "convert -f FILE [--output-version V] [-o yaml|json]",
+		Use:   "convert -f FILENAME [-R] [--output-version V] [-o yaml|json]",
 		Short: "Convert ETCDInstance manifests between v1alpha1 and v1beta1, offline",
 		Long: `Convert ETCDInstance manifests between the served API versions, v1alpha1 and v1beta1,
 without contacting a server, with the same defaulting and conversion the server applies.
 
-Input is YAML (several documents separated by ---) or JSON (one object or several in a row);
-a v1 List of ETCDInstances is converted item by item. Output is YAML by default, documents
-separated by ---; with -o json, a single object, or a v1 List when there are several.
+-f reads files as kubectl convert does: a file (YAML, several documents separated by ---,
+or JSON values in a row), a directory (its .json, .yaml and .yml files; those of its
+subdirectories too with -R), or - for standard input; repeat -f for several. Lists (v1 List,
+ETCDInstanceList) are read item by item. As kubectl convert prints it, the output is the
+converted object when -f names a single file holding one object, and otherwise a v1 List of
+every converted object, in YAML (the default) or JSON.
 
 What v1alpha1 cannot express (version, storage, members, conditions, ...) is kept in the
 annotation etcdaas.dev/v1beta1-fields and restored when converting back to v1beta1.`,
 		Example: `  # Upgrade an old manifest to v1beta1
   kubectl etcdaas convert -f old.yaml --output-version v1beta1
+
+  # Every manifest below a directory, as one List
+  kubectl etcdaas convert -f manifests/ -R --output-version v1beta1
 
   # Produce v1alpha1 JSON for an old client, from stdin
   cat my-etcd.yaml | kubectl etcdaas convert -f - --output-version etcdaas.dev/v1alpha1 -o json`,
@@ -49,7 +57,12 @@ annotation etcdaas.dev/v1beta1-fields and restored when converting back to v1bet
 			return o.run(cmd, f)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&o.filenames, "filename", "f", nil, "File to convert; - reads stdin. Repeat for several files.")
+	fileFlags := genericclioptions.FileNameFlags{
+		Usage:     "File or directory of ETCDInstance manifests to convert (.json, .yaml, .yml); - reads stdin. Repeat for several.",
+		Filenames: &o.filenames,
+		Recursive: &o.recursive,
+	}
+	fileFlags.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&o.outputVersion, "output-version", "", "Version to convert to: v1beta1 or v1alpha1, with or without the etcdaas.dev/ group (default: v1beta1, the preferred version).")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "yaml", "Output format: yaml or json.")
 	return cmd
@@ -70,101 +83,83 @@ func (o *convertOptions) run(cmd *cobra.Command, f *Factory) error {
 	if err != nil {
 		return err
 	}
-	c := conversion.New()
-
-	// Convert everything before writing anything: a bad document fails the whole command
-	// with nothing printed, instead of leaving half a stream behind.
-	var docs [][]byte // JSON of each converted object
-	for _, name := range o.filenames {
-		data, err := readInput(name, f.IOStreams.In)
-		if err != nil {
-			return err
-		}
-		converted, err := convertStream(c, data, gv)
-		if err != nil {
-			return fmt.Errorf("%s: %w", displayFilename(name), err)
-		}
-		docs = append(docs, converted...)
+	// Read and convert everything before writing anything: a bad file or object fails the
+	// whole command with nothing printed, and every one is reported, not just the first.
+	infos, single, readErr := readManifests(o.filenames, o.recursive, f.IOStreams.In)
+	docs, convertErr := convertInfos(conversion.New(), infos, gv)
+	if err := utilerrors.NewAggregate([]error{readErr, convertErr}); err != nil {
+		return err
 	}
 	if len(docs) == 0 {
 		return errors.New("no objects passed to convert")
 	}
-	return writeConverted(f.IOStreams.Out, docs, o.output == "json")
+	return writeConverted(f.IOStreams.Out, docs, !single, o.output == "json")
 }
 
-// displayFilename names an input in messages.
-func displayFilename(name string) string {
-	if name == "-" {
-		return "<stdin>"
-	}
-	return name
-}
+// stdinSource names standard input in messages, as kubectl does.
+const stdinSource = "STDIN"
 
-// readInput reads a file, or stdin for "-".
-func readInput(name string, stdin io.Reader) ([]byte, error) {
-	if name == "-" {
+// readManifests reads the objects of the files, directories and standard input ("-") that
+// filenames name with kubectl's resource builder, offline: a directory gives its .json, .yaml
+// and .yml files (with recursive, those of its subdirectories too), a file its YAML documents
+// or JSON values, and lists are flattened into their items. single reports whether the
+// input names one file and nothing else (no directory, no stdin), the case where kubectl
+// convert prints a lone object rather than a List. The objects of the files that could be
+// read are returned with the errors of the others.
+func readManifests(filenames []string, recursive bool, stdin io.Reader) (infos []*resource.Info, single bool, err error) {
+	b := resource.NewLocalBuilder().Unstructured().ContinueOnError().Flatten()
+	for _, name := range filenames {
+		if name != "-" {
+			b.FilenameParam(false, &resource.FilenameOptions{Filenames: []string{name}, Recursive: recursive})
+			continue
+		}
 		if stdin == nil {
-			return nil, errors.New("no standard input to read")
+			return nil, false, errors.New("no standard input to read")
 		}
-		return io.ReadAll(stdin)
+		b.StdinInUse().Stream(stdin, stdinSource)
 	}
-	return os.ReadFile(name)
+	r := b.Do()
+	if err := r.Err(); err != nil {
+		return nil, false, err
+	}
+	infos, err = r.IntoSingleItemImplied(&single).Infos()
+	return infos, single, err
 }
 
-// typeMeta is the part of a document that tells a list from an object.
-type typeMeta struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Items      []json.RawMessage `json:"items"`
-}
-
-// convertStream splits data into YAML documents or JSON values and converts each; a v1
-// List is converted item by item and stays a List. It returns each result as JSON.
-func convertStream(c *conversion.Converter, data []byte, gv schema.GroupVersion) ([][]byte, error) {
-	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out [][]byte
-	for index := 1; ; index++ {
-		var raw json.RawMessage
-		if err := decoder.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, fmt.Errorf("document %d: %w", index, err)
-		}
-		trimmed := bytes.TrimSpace(raw)
-		if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
-			continue // an empty YAML document, such as a leading ---
-		}
-		converted, err := convertDocument(c, trimmed, gv)
+// convertInfos converts every object read to gv and returns each as JSON. It reports the
+// objects that cannot be converted all at once, each with the file it comes from.
+func convertInfos(c *conversion.Converter, infos []*resource.Info, gv schema.GroupVersion) ([][]byte, error) {
+	docs := make([][]byte, 0, len(infos))
+	var errs []error
+	for _, info := range infos {
+		converted, err := convertInfo(c, info, gv)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", index, err)
+			errs = append(errs, err)
+			continue
 		}
-		out = append(out, converted)
+		docs = append(docs, converted)
 	}
+	return docs, utilerrors.NewAggregate(errs)
 }
 
-// convertDocument converts one JSON document, an object or a v1 List of objects.
-func convertDocument(c *conversion.Converter, doc []byte, gv schema.GroupVersion) ([]byte, error) {
-	var meta typeMeta
-	if err := json.Unmarshal(doc, &meta); err != nil {
-		return nil, errors.New("not a YAML or JSON object")
-	}
-	if meta.Kind != "List" || meta.APIVersion != "v1" {
-		return convertObject(c, doc, gv)
-	}
-	items := make([]json.RawMessage, 0, len(meta.Items))
-	for i, item := range meta.Items {
-		converted, err := convertObject(c, item, gv)
-		if err != nil {
-			return nil, fmt.Errorf("items[%d]: %w", i, err)
+// convertInfo converts the object of one info to gv, naming it and its source on error.
+func convertInfo(c *conversion.Converter, info *resource.Info, gv schema.GroupVersion) ([]byte, error) {
+	doc, err := json.Marshal(info.Object)
+	if err == nil {
+		var converted []byte
+		if converted, err = convertObject(c, doc, gv); err == nil {
+			return converted, nil
 		}
-		items = append(items, json.RawMessage(converted))
 	}
-	return json.Marshal(list(items))
+	apiVersion, kind := info.Object.GetObjectKind().GroupVersionKind().ToAPIVersionAndKind()
+	object := apiVersion + " " + kind
+	if info.Name != "" {
+		object += fmt.Sprintf(" %q", info.Name)
+	}
+	return nil, fmt.Errorf("%s: %s: %w", info.Source, object, err)
 }
 
-// convertObject converts one ETCDInstance (or ETCDInstanceList) document to JSON in gv,
-// first rejecting, in words a user understands, what is not an etcdaas.dev object.
+// convertObject converts one ETCDInstance document to JSON in gv, first rejecting, in words a user understands, what is not an etcdaas.dev object.
 func convertObject(c *conversion.Converter, doc []byte, gv schema.GroupVersion) ([]byte, error) {
 	var meta metav1.TypeMeta
 	if err := json.Unmarshal(doc, &meta); err != nil {
@@ -178,56 +173,48 @@ func convertObject(c *conversion.Converter, doc []byte, gv schema.GroupVersion) 
 		return nil, err
 	}
 	if from.Group != etcdaas.GroupName {
-		return nil, fmt.Errorf("%s %s is not an %s object: convert handles ETCDInstance", meta.APIVersion, meta.Kind, etcdaas.GroupName)
+		return nil, fmt.Errorf("not an %s object: convert handles ETCDInstance", etcdaas.GroupName)
 	}
 	return c.ConvertDocument(doc, gv, true)
 }
 
-// list returns a v1 List holding items.
+// list returns a v1 List holding items, its fields in the order kubectl prints them.
 func list(items []json.RawMessage) any {
 	return struct {
-		APIVersion string            `json:"apiVersion"`
 		Kind       string            `json:"kind"`
+		APIVersion string            `json:"apiVersion"`
+		Metadata   struct{}          `json:"metadata"`
 		Items      []json.RawMessage `json:"items"`
-	}{APIVersion: "v1", Kind: "List", Items: items}
+	}{Kind: "List", APIVersion: "v1", Items: items}
 }
 
-// writeConverted writes the converted objects: YAML documents separated by ---, or JSON
-// (one object, or a v1 List of several).
-func writeConverted(w io.Writer, docs [][]byte, asJSON bool) error {
-	if asJSON {
-		data := docs[0]
-		if len(docs) > 1 {
-			items := make([]json.RawMessage, len(docs))
-			for i := range docs {
-				items[i] = docs[i]
-			}
-			var err error
-			if data, err = json.Marshal(list(items)); err != nil {
-				return err
-			}
+// writeConverted writes the converted objects as YAML or indented JSON: the one object, or
+// a v1 List of them all when there are several or asList is set.
+func writeConverted(w io.Writer, docs [][]byte, asList, asJSON bool) error {
+	data := docs[0]
+	if asList || len(docs) > 1 {
+		items := make([]json.RawMessage, len(docs))
+		for i := range docs {
+			items[i] = docs[i]
 		}
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, data, "", "    "); err != nil {
+		var err error
+		if data, err = json.Marshal(list(items)); err != nil {
 			return err
 		}
-		buf.WriteByte('\n')
-		_, err := buf.WriteTo(w)
-		return err
 	}
-	for i, doc := range docs {
-		out, err := yaml.JSONToYAML(doc)
+	if !asJSON {
+		out, err := yaml.JSONToYAML(data)
 		if err != nil {
 			return err
 		}
-		if i > 0 {
-			if _, err := io.WriteString(w, "---\n"); err != nil {
-				return err
-			}
-		}
-		if _, err := w.Write(out); err != nil {
-			return err
-		}
+		_, err = w.Write(out)
+		return err
 	}
-	return nil
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, data, "", "    "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := buf.WriteTo(w)
+	return err
 }

@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -65,16 +67,31 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
-// splitYAML returns the documents of a multi-document YAML output.
-func splitYAML(t *testing.T, out string) []string {
+// listOf decodes a converted v1 List (YAML or JSON) into items of type T, strictly.
+func listOf[T any](t *testing.T, out string) []T {
 	t.Helper()
-	docs := strings.Split(out, "---\n")
-	for _, d := range docs {
-		if strings.TrimSpace(d) == "" {
-			t.Fatalf("empty document in %q", out)
-		}
+	var got struct {
+		APIVersion string          `json:"apiVersion"`
+		Kind       string          `json:"kind"`
+		Metadata   metav1.ListMeta `json:"metadata"`
+		Items      []T             `json:"items"`
 	}
-	return docs
+	if err := yaml.UnmarshalStrict([]byte(out), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got.APIVersion != "v1" || got.Kind != "List" {
+		t.Fatalf("not a v1 List: %s %s\n%s", got.APIVersion, got.Kind, out)
+	}
+	return got.Items
+}
+
+// names are the names of instances, in order.
+func names(items []v1beta1.ETCDInstance) []string {
+	out := make([]string, len(items))
+	for i := range items {
+		out[i] = items[i].Name
+	}
+	return out
 }
 
 func decodeBeta(t *testing.T, doc string) v1beta1.ETCDInstance {
@@ -100,11 +117,12 @@ func TestConvertBetaAlphaBetaRoundTrip(t *testing.T) {
 	// Offline: a server that does not exist changes nothing.
 	r := runPlugin(t, "", false, "convert", "-f", in, "--output-version", "v1alpha1", "--server", "http://127.0.0.1:1")
 	expectCode(t, r, 0)
-	alphaDocs := splitYAML(t, r.stdout)
-	if len(alphaDocs) != 2 {
-		t.Fatalf("%d documents:\n%s", len(alphaDocs), r.stdout)
+	// Two objects in one file: a v1 List, as kubectl convert prints them.
+	alphas := listOf[v1alpha1.ETCDInstance](t, r.stdout)
+	if len(alphas) != 2 {
+		t.Fatalf("%d items:\n%s", len(alphas), r.stdout)
 	}
-	alpha := decodeAlpha(t, alphaDocs[0])
+	alpha := alphas[0]
 	if alpha.APIVersion != "etcdaas.dev/v1alpha1" || alpha.Kind != "ETCDInstance" {
 		t.Errorf("type %s %s", alpha.APIVersion, alpha.Kind)
 	}
@@ -121,21 +139,21 @@ func TestConvertBetaAlphaBetaRoundTrip(t *testing.T) {
 		t.Errorf("labels %v", alpha.Labels)
 	}
 	// The small one has nothing v1alpha1 cannot say... except the defaulted version.
-	small := decodeAlpha(t, alphaDocs[1])
+	small := alphas[1]
 	if *small.Spec.Replicas != 1 {
 		t.Errorf("small %+v", small.Spec)
 	}
 
 	back := runPlugin(t, r.stdout, false, "convert", "-f", "-", "--output-version", "etcdaas.dev/v1beta1")
 	expectCode(t, back, 0)
-	betaDocs := splitYAML(t, back.stdout)
-	if len(betaDocs) != 2 {
-		t.Fatalf("%d documents", len(betaDocs))
+	betas := listOf[v1beta1.ETCDInstance](t, back.stdout)
+	if len(betas) != 2 {
+		t.Fatalf("%d items", len(betas))
 	}
 	// Compare with the original through the same decoding.
 	originals := strings.Split(betaManifest, "---\n")[1:]
-	for i := range betaDocs {
-		got, want := decodeBeta(t, betaDocs[i]), decodeBeta(t, originals[i])
+	for i := range betas {
+		got, want := betas[i], decodeBeta(t, originals[i])
 		if i == 1 {
 			want.Spec.Version = etcdaas.DefaultVersion // defaulted on the way, as the server would
 		}
@@ -160,9 +178,15 @@ func TestConvertAlphaBetaAlphaRoundTrip(t *testing.T) {
 		t.Errorf("conditions %+v", c)
 	}
 
+	// Standard input is a stream, never a single file: a List, even of one object, as
+	// kubectl convert prints it.
 	back := runPlugin(t, r.stdout, false, "convert", "-f", "-", "--output-version", "v1alpha1")
 	expectCode(t, back, 0)
-	got, want := decodeAlpha(t, back.stdout), decodeAlpha(t, alphaManifest)
+	alphas := listOf[v1alpha1.ETCDInstance](t, back.stdout)
+	if len(alphas) != 1 {
+		t.Fatalf("%d items:\n%s", len(alphas), back.stdout)
+	}
+	got, want := alphas[0], decodeAlpha(t, alphaManifest)
 	// v1beta1 defaulting gave it a version, which v1alpha1 keeps in the annotation.
 	want.Annotations = map[string]string{etcdaas.PreservedFieldsAnnotation: `{"spec":{"version":"3.7"}}`}
 	if !reflect.DeepEqual(got, want) {
@@ -186,30 +210,37 @@ func TestConvertJSON(t *testing.T) {
 		t.Errorf("not indented JSON: %q", r.stdout[:20])
 	}
 
-	// A stream of JSON objects, and a v1 List, give v1 Lists in JSON.
-	two := writeFile(t, "two.json", one+"\n"+strings.Replace(one, `"a"`, `"b"`, 1))
-	list := writeFile(t, "list.json", `{"apiVersion":"v1","kind":"List","items":[`+one+`]}`)
-	for _, file := range []string{two, list} {
+	// A stream of JSON objects, a v1 List and an ETCDInstanceList (whose items, as the
+	// server lists them, have no apiVersion nor kind) give v1 Lists in JSON.
+	other := strings.Replace(one, `"a"`, `"b"`, 1)
+	two := writeFile(t, "two.json", one+"\n"+other)
+	list := writeFile(t, "list.json", `{"apiVersion":"v1","kind":"List","items":[`+one+`,`+other+`]}`)
+	typed := writeFile(t, "typed.json", `{"apiVersion":"etcdaas.dev/v1alpha1","kind":"ETCDInstanceList","metadata":{},"items":[`+
+		`{"metadata":{"name":"a"},"spec":{"replicas":1}},{"metadata":{"name":"b"},"spec":{"replicas":3}}]}`)
+	for _, file := range []string{two, list, typed} {
 		r = runPlugin(t, "", false, "convert", "-f", file, "--output-version", "v1beta1", "-o", "json")
 		expectCode(t, r, 0)
-		var got struct {
-			APIVersion string                 `json:"apiVersion"`
-			Kind       string                 `json:"kind"`
-			Items      []v1beta1.ETCDInstance `json:"items"`
+		if !strings.HasPrefix(r.stdout, "{\n    \"kind\": \"List\",\n    \"apiVersion\": \"v1\",\n    \"metadata\": {},\n    \"items\": [") {
+			t.Errorf("%s: not an indented JSON List: %s", file, r.stdout)
 		}
-		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-			t.Fatalf("%v\n%s", err, r.stdout)
-		}
-		if got.Kind != "List" || got.APIVersion != "v1" || len(got.Items) == 0 || got.Items[0].APIVersion != "etcdaas.dev/v1beta1" {
-			t.Errorf("%s: %+v", file, got)
+		items := listOf[v1beta1.ETCDInstance](t, r.stdout)
+		if got := names(items); !reflect.DeepEqual(got, []string{"a", "b"}) || items[0].APIVersion != "etcdaas.dev/v1beta1" || items[1].Kind != "ETCDInstance" {
+			t.Errorf("%s: %+v", file, items)
 		}
 	}
+	// A one-item List in a single file is that item, as kubectl convert prints it.
+	list = writeFile(t, "list.json", `{"apiVersion":"v1","kind":"List","items":[`+one+`]}`)
+	r = runPlugin(t, "", false, "convert", "-f", list, "-o", "json")
+	expectCode(t, r, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &obj); err != nil || obj.Kind != "ETCDInstance" || obj.Name != "a" {
+		t.Errorf("one-item List: %v %+v\n%s", err, obj, r.stdout)
+	}
 
-	// JSON in, YAML out; two -f files make two documents.
+	// JSON in, YAML out; two -f files make a List, in their order.
 	r = runPlugin(t, "", false, "convert", "-f", in, "-f", writeFile(t, "alpha.yaml", alphaManifest))
 	expectCode(t, r, 0)
-	if docs := splitYAML(t, r.stdout); len(docs) != 2 || !strings.Contains(docs[0], "name: a") || !strings.Contains(docs[1], "name: old") {
-		t.Errorf("yaml %q", r.stdout)
+	if got := names(listOf[v1beta1.ETCDInstance](t, r.stdout)); !reflect.DeepEqual(got, []string{"a", "old"}) {
+		t.Errorf("items %v\n%s", got, r.stdout)
 	}
 }
 
@@ -223,16 +254,16 @@ func TestConvertErrors(t *testing.T) {
 	}{
 		{"unknown version", []string{"-f", good, "--output-version", "v2"}, "", "error: unknown version \"v2\": served versions are etcdaas.dev/v1beta1 and etcdaas.dev/v1alpha1\n"},
 		{"no file", nil, "", "error: at least one file is required: -f FILE (or -f - for stdin)\nSee 'kubectl etcdaas convert -h' for help and examples\n"},
-		{"missing file", []string{"-f", "/nonexistent/x.yaml"}, "", "error: open /nonexistent/x.yaml: no such file or directory\n"},
+		{"missing file", []string{"-f", "/nonexistent/x.yaml"}, "", "error: the path \"/nonexistent/x.yaml\" does not exist\n"},
 		{"bad output", []string{"-f", good, "-o", "wide"}, "", "error: unable to match a printer suitable for the output format \"wide\", allowed formats are: json,yaml\n"},
 		{"empty", []string{"-f", "-"}, "# nothing\n---\n", "error: no objects passed to convert\n"},
-		{"unknown field", []string{"-f", "-"}, alphaManifest + "---\napiVersion: etcdaas.dev/v1alpha1\nkind: ETCDInstance\nmetadata: {name: x}\nspec: {replica: 3}\n", "error: <stdin>: document 2: "},
-		{"other kind", []string{"-f", "-"}, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "error: <stdin>: document 1: v1 ConfigMap is not an etcdaas.dev object: convert handles ETCDInstance\n"},
-		{"not yaml", []string{"-f", "-"}, "spec: [unclosed\n", "error: <stdin>: document 1: "},
-		{"scalar", []string{"-f", "-"}, "just a string\n", "error: <stdin>: document 1: not a YAML or JSON object\n"},
-		{"bad list item", []string{"-f", "-"}, `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod"}]}`, "error: <stdin>: document 1: items[0]: v1 Pod is not an etcdaas.dev object: convert handles ETCDInstance\n"},
-		{"no kind", []string{"-f", "-"}, "metadata: {name: x}\n", "error: <stdin>: document 1: apiVersion and kind are required\n"},
-		{"unknown kind", []string{"-f", "-"}, "apiVersion: etcdaas.dev/v1beta1\nkind: Backup\n", "error: <stdin>: document 1: "},
+		{"unknown field", []string{"-f", "-"}, alphaManifest + "---\napiVersion: etcdaas.dev/v1alpha1\nkind: ETCDInstance\nmetadata: {name: x}\nspec: {replica: 3}\n", "error: STDIN: etcdaas.dev/v1alpha1 ETCDInstance \"x\": strict decoding error: unknown field \"spec.replica\"\n"},
+		{"other kind", []string{"-f", "-"}, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "error: STDIN: v1 ConfigMap \"x\": not an etcdaas.dev object: convert handles ETCDInstance\n"},
+		{"not yaml", []string{"-f", "-"}, "spec: [unclosed\n", "error: error parsing STDIN: error converting YAML to JSON: yaml: line 1: "},
+		{"scalar", []string{"-f", "-"}, "just a string\n", "error: unable to decode \"STDIN\": json: cannot unmarshal string"},
+		{"bad list item", []string{"-f", "-"}, `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod"}]}`, "error: STDIN: v1 Pod: not an etcdaas.dev object: convert handles ETCDInstance\n"},
+		{"no kind", []string{"-f", "-"}, "metadata: {name: x}\n", "error: unable to decode \"STDIN\": Object 'Kind' is missing in '{\"metadata\":{\"name\":\"x\"}}'\n"},
+		{"unknown kind", []string{"-f", "-"}, "apiVersion: etcdaas.dev/v1beta1\nkind: Backup\n", "error: STDIN: etcdaas.dev/v1beta1 Backup: no kind \"Backup\" is registered"},
 		{"positional", []string{good}, "", "error: unknown command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,6 +272,132 @@ func TestConvertErrors(t *testing.T) {
 			t.Logf("stderr: %s", r.stderr)
 			if !strings.HasPrefix(r.stderr, tc.stderr) {
 				t.Errorf("stderr\n got %q\nwant prefix %q", r.stderr, tc.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("output despite the error: %q", r.stdout)
+			}
+		})
+	}
+}
+
+// writeTree writes files (path relative to a new temporary directory: content) and returns
+// the directory.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// alphaNamed is a v1alpha1 ETCDInstance manifest named name.
+func alphaNamed(name string) string {
+	return "apiVersion: etcdaas.dev/v1alpha1\nkind: ETCDInstance\nmetadata: {name: " + name + "}\nspec: {replicas: 1}\n"
+}
+
+func TestConvertDirectory(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"10-multi.yaml": betaManifest, // my-etcd and small
+		"20-one.json":   `{"apiVersion":"etcdaas.dev/v1alpha1","kind":"ETCDInstance","metadata":{"name":"a"},"spec":{"replicas":1}}`,
+		"30-list.yml": `apiVersion: v1
+kind: List
+items:
+- {apiVersion: etcdaas.dev/v1alpha1, kind: ETCDInstance, metadata: {name: l1}, spec: {replicas: 1}}
+- {apiVersion: etcdaas.dev/v1alpha1, kind: ETCDInstance, metadata: {name: l2}, spec: {replicas: 1}}
+`,
+		"README.md":               "# not a manifest: skipped, as kubectl skips it\n",
+		"notes.txt":               "spec: [not yaml\n",
+		"sub/40-deep.yaml":        alphaNamed("deep"),
+		"sub/more/50-deeper.json": `{"apiVersion":"etcdaas.dev/v1beta1","kind":"ETCDInstance","metadata":{"name":"deeper"}}`,
+		"sub/skip.txt":            "not read\n",
+	})
+	top := []string{"my-etcd", "small", "a", "l1", "l2"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"directory", []string{"-f", dir}, top},
+		{"directory with a trailing slash", []string{"-f", dir + "/"}, top},
+		{"recursive", []string{"-f", dir, "-R"}, append(slices.Clone(top), "deep", "deeper")},
+		{"recursive long flag", []string{"--recursive", "--filename", dir}, append(slices.Clone(top), "deep", "deeper")},
+		{"directory then file", []string{"-f", filepath.Join(dir, "sub"), "-f", filepath.Join(dir, "20-one.json")}, []string{"deep", "a"}},
+		{"comma-separated", []string{"-f", filepath.Join(dir, "20-one.json") + "," + filepath.Join(dir, "sub")}, []string{"a", "deep"}},
+		{"file and stdin", []string{"-f", filepath.Join(dir, "20-one.json"), "-f", "-"}, []string{"a", "in"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, output := range []string{"yaml", "json"} {
+				r := runPlugin(t, alphaNamed("in"), false, append([]string{"convert", "--output-version", "v1beta1", "-o", output}, tc.args...)...)
+				expectCode(t, r, 0)
+				items := listOf[v1beta1.ETCDInstance](t, r.stdout)
+				if got := names(items); !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("-o %s: items %v, want %v\n%s", output, got, tc.want, r.stdout)
+				}
+				for _, item := range items {
+					if item.APIVersion != "etcdaas.dev/v1beta1" || item.Kind != "ETCDInstance" || item.Spec.Replicas == nil {
+						t.Errorf("-o %s: item %+v", output, item)
+					}
+				}
+			}
+		})
+	}
+
+	// v1alpha1 out: the directory's v1beta1 fields are kept in the annotation.
+	r := runPlugin(t, "", false, "convert", "-f", dir, "--output-version", "v1alpha1")
+	expectCode(t, r, 0)
+	alphas := listOf[v1alpha1.ETCDInstance](t, r.stdout)
+	if len(alphas) != len(top) || !strings.Contains(alphas[0].Annotations[etcdaas.PreservedFieldsAnnotation], `"storageClassName":"fast"`) {
+		t.Errorf("v1alpha1 %+v", alphas)
+	}
+
+	// A directory holding a single file of one object is that object, as kubectl convert
+	// prints it (a single item is implied).
+	r = runPlugin(t, "", false, "convert", "-f", filepath.Join(dir, "sub"))
+	expectCode(t, r, 0)
+	if got := decodeBeta(t, r.stdout); got.Name != "deep" || got.Kind != "ETCDInstance" {
+		t.Errorf("lone file: %+v", got)
+	}
+}
+
+func TestConvertDirectoryErrors(t *testing.T) {
+	bad := writeTree(t, map[string]string{
+		"a-good.yaml":  alphaNamed("good"),
+		"b-typo.yaml":  "apiVersion: etcdaas.dev/v1alpha1\nkind: ETCDInstance\nmetadata: {name: typo}\nspec: {replica: 3}\n",
+		"c-other.json": `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"}}`,
+		"d-broken.yml": "spec: [unclosed\n",
+		"e-notes.txt":  "ignored\n",
+	})
+	empty := writeTree(t, map[string]string{"notes.txt": "no manifest here\n"})
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr []string // lines
+	}{
+		{"every bad file named", []string{"-f", bad}, []string{
+			"error: error parsing " + filepath.Join(bad, "d-broken.yml") + ": error converting YAML to JSON: yaml: line 1: did not find expected ',' or ']'",
+			"error: " + filepath.Join(bad, "b-typo.yaml") + `: etcdaas.dev/v1alpha1 ETCDInstance "typo": strict decoding error: unknown field "spec.replica"`,
+			"error: " + filepath.Join(bad, "c-other.json") + `: v1 ConfigMap "cm": not an etcdaas.dev object: convert handles ETCDInstance`,
+		}},
+		{"no manifest in the directory", []string{"-f", empty}, []string{
+			"error: error reading [" + empty + "]: recognized file extensions are [.json .yaml .yml]",
+		}},
+		{"empty subdirectory only read with -R", []string{"-f", filepath.Dir(empty) + "/" + filepath.Base(empty), "-R"}, []string{
+			"error: error reading [" + empty + "]: recognized file extensions are [.json .yaml .yml]",
+		}},
+		{"stdin twice", []string{"-f", "-", "-f", "-"}, []string{"error: standard input cannot be used for multiple arguments"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runPlugin(t, alphaNamed("in"), false, append([]string{"convert"}, tc.args...)...)
+			expectCode(t, r, 1)
+			if want := strings.Join(tc.stderr, "\n") + "\n"; r.stderr != want {
+				t.Errorf("stderr\n got %q\nwant %q", r.stderr, want)
 			}
 			if r.stdout != "" {
 				t.Errorf("output despite the error: %q", r.stdout)

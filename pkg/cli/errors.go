@@ -8,14 +8,25 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
 // errorMessage formats err the way kubectl's cmdutil.CheckErr does: API errors as
 // "Error from server (Reason): message" (with the server's Status message), invalid objects
 // as "The Kind "name" is invalid: field: detail", connection failures in kubectl's words,
-// anything else as "error: message".
+// anything else as "error: message"; several errors at once, one per line.
 func errorMessage(err error) string {
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		if errs := utilerrors.Flatten(agg).Errors(); len(errs) > 1 {
+			lines := make([]string, len(errs))
+			for i, e := range errs {
+				lines[i] = errorMessage(e)
+			}
+			return strings.Join(lines, "\n")
+		}
+	}
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		s := status.Status()
