@@ -473,14 +473,15 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	noteQuorumLoss(inst, res)
 	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
-	c.notePermanentFailure(inst, syncErr)
 	if res != nil {
 		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members)
 	}
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
+	previous := inst // the instance whose status the write replaced
 	if err := c.writeStatus(ctx, inst, func(latest *v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus {
+		previous = latest
 		// Status describes the generation acted on, with the latest conditions as the base.
 		acted := latest.DeepCopy()
 		acted.Generation = inst.Generation
@@ -492,6 +493,9 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 		}
 		return 0, fmt.Errorf("updating the status of %s: %w", cache.MetaObjectToName(inst), err)
 	}
+	// Against the status written over, not the cached one: a Sync of a copy older than the
+	// status an earlier Sync wrote (not in the cache yet) reports the same failure once.
+	c.notePermanentFailure(previous, syncErr)
 	if pe, ok := backend.IsPermanent(syncErr); ok {
 		klog.InfoS("ETCDInstance cannot be reconciled", "key", cache.MetaObjectToName(inst).String(), "err", syncErr, "retryAfter", pe.RetryAfter)
 	}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -414,6 +416,34 @@ func TestNameConflictIsRetriedWithoutASpecChange(t *testing.T) {
 	}
 	if e := <-recorder.Events; !strings.HasPrefix(e, "Warning NameConflict Service ns/db is someone else's") {
 		t.Fatalf("first Event: %q, want the NameConflict Warning", e)
+	}
+}
+
+// TestAPermanentFailureIsReportedOnce: a failure that goes on is one Warning Event, however
+// often the controller looks again, even when a Sync runs on a cached copy of the instance
+// older than the status an earlier Sync wrote (its creation's own updates bring such Syncs).
+func TestAPermanentFailureIsReportedOnce(t *testing.T) {
+	ctx := context.Background()
+	for i := range 5 {
+		client := fake.NewClientset(&v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: types.UID(fmt.Sprintf("uid-%d", i))},
+			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
+		})
+		enforceResourceVersions(client)
+		recorder := events.NewFakeRecorder(100)
+		stop := runController(t, Options{Client: client, Backend: &fakeBackend{conflicts: map[string]bool{"db": true}}, Events: recorder})
+		waitPhase(t, ctx, client.EtcdaasV1beta1().ETCDInstances("ns"), "db", v1beta1.PhaseFailed)
+		time.Sleep(200 * time.Millisecond) // looked at again every 20ms
+		stop()
+		var warnings []string
+		for len(recorder.Events) > 0 {
+			if e := <-recorder.Events; strings.HasPrefix(e, "Warning") {
+				warnings = append(warnings, e)
+			}
+		}
+		if len(warnings) != 1 {
+			t.Fatalf("run %d: Warning Events %q, want one", i, warnings)
+		}
 	}
 }
 
@@ -1098,4 +1128,30 @@ func TestLeaderElectionIsExposedAsAMetric(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// enforceResourceVersions makes client refuse, as the API server does, an update of an
+// ETCDInstance (or of its status) computed from an older copy than the one stored: the fake
+// clientset takes every update whatever its resourceVersion, which would let a Sync that ran
+// on a stale cached copy write over a newer status.
+func enforceResourceVersions(client *fake.Clientset) {
+	var mu sync.Mutex
+	next := 0
+	client.PrependReactor("update", "etcdinstances", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		update := action.(clienttesting.UpdateAction)
+		obj := update.GetObject().(*v1beta1.ETCDInstance)
+		stored, err := client.Tracker().Get(update.GetResource(), update.GetNamespace(), obj.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if rv := stored.(*v1beta1.ETCDInstance).ResourceVersion; obj.ResourceVersion != rv {
+			return true, nil, apierrors.NewConflict(v1beta1.Resource("etcdinstances"), obj.Name,
+				fmt.Errorf("the object has been modified: resourceVersion %q, stored %q", obj.ResourceVersion, rv))
+		}
+		next++
+		obj.ResourceVersion = strconv.Itoa(next)
+		return false, nil, nil // the tracker stores it
+	})
 }

@@ -83,8 +83,9 @@ func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
 
 // notePermanentFailure records a Warning Event, named by the failure's reason, when a Sync
 // failed in a way only a change of the spec can fix (spec.restoreFrom's backup is missing or
-// invalid, ...) and the status did not say so yet: the phase turns Failed, and `kubectl
-// describe` and `kubectl events` show why. Later syncs of the same failure record nothing.
+// invalid, ...) and the status of inst, the instance as the status write found it, did not
+// say so yet: the phase turns Failed, and `kubectl describe` and `kubectl events` show why.
+// Later syncs of the same failure record nothing.
 func (c *Controller) notePermanentFailure(inst *v1beta1.ETCDInstance, syncErr error) {
 	pe, ok := backend.IsPermanent(syncErr)
 	if !ok || c.opts.Events == nil {
