@@ -61,3 +61,18 @@ func classifyUnanswered(err error) error {
 	}
 	return err
 }
+
+// NeedsConfigurationChange reports whether err, an error of a destination, is one that only a
+// change of configuration fixes, so that retrying it soon does not help: S3 credentials missing
+// (ErrCredentials) or refused by the store, a bucket that does not exist, an endpoint or
+// caBundle the store cannot be used with (ErrMisconfigured), a destination this server does
+// not serve (ErrNoDestination). An error that may pass (ErrStoreUnavailable) is not one, even
+// when it is about credentials too, such as a Secret the Kubernetes API cannot give for now.
+// The backups and restore subresources answer the first with a 409, the second with a 503;
+// the controller reports the first on an instance restoring from the destination.
+func NeedsConfigurationChange(err error) bool {
+	if err == nil || errors.Is(err, ErrStoreUnavailable) {
+		return false
+	}
+	return errors.Is(err, ErrMisconfigured) || errors.Is(err, ErrCredentials) || errors.Is(err, ErrNoDestination)
+}

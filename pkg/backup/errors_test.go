@@ -53,6 +53,9 @@ func TestExplainS3Classes(t *testing.T) {
 				t.Errorf("%s: %v is %v: %v, want only %v", tc.what, got, class, errors.Is(got, class), tc.want)
 			}
 		}
+		if NeedsConfigurationChange(got) != (tc.want == ErrMisconfigured) {
+			t.Errorf("%s: NeedsConfigurationChange(%v) = %v", tc.what, got, !(tc.want == ErrMisconfigured))
+		}
 		if resp, ok := tc.err.(minio.ErrorResponse); ok && !strings.Contains(got.Error(), resp.Code) && resp.Code != "NoSuchKey" {
 			t.Errorf("%s: %q does not name the store's code", tc.what, got)
 		}
@@ -99,7 +102,7 @@ func TestS3EndpointClasses(t *testing.T) {
 		{"nothing listening", S3Config{Endpoint: closed}, ErrStoreUnavailable},
 	} {
 		err := list(tc.cfg)
-		if !errors.Is(err, tc.want) {
+		if !errors.Is(err, tc.want) || NeedsConfigurationChange(err) != (tc.want == ErrMisconfigured) {
 			t.Errorf("%s: %v, want %v", tc.what, err, tc.want)
 		}
 		t.Logf("%s: %v", tc.what, err)
@@ -130,8 +133,15 @@ func TestSecretCredentialsClasses(t *testing.T) {
 			return true, nil, tc.err
 		})
 		_, _, err := SecretCredentials{Client: client}.S3Credentials(context.Background(), "ns", ref)
-		if !errors.Is(err, ErrCredentials) || errors.Is(err, ErrStoreUnavailable) != tc.transient {
-			t.Errorf("%s: %v; want ErrCredentials, ErrStoreUnavailable: %v", tc.what, err, tc.transient)
+		if !errors.Is(err, ErrCredentials) || errors.Is(err, ErrStoreUnavailable) != tc.transient || NeedsConfigurationChange(err) == tc.transient {
+			t.Errorf("%s: %v; want ErrCredentials, ErrStoreUnavailable: %v, a configuration to change: %v", tc.what, err, tc.transient, !tc.transient)
 		}
+	}
+	// A destination this server does not serve is a configuration to change too.
+	if _, err := (Resolver{}).Destination(context.Background(), "ns", "db", v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}); !NeedsConfigurationChange(err) {
+		t.Errorf("a local destination without --backup-dir: %v, want a configuration to change", err)
+	}
+	if NeedsConfigurationChange(nil) || NeedsConfigurationChange(errors.New("disk full")) {
+		t.Error("nil or an unclassified error needs a configuration change")
 	}
 }

@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,13 +23,22 @@ import (
 const (
 	ReasonRestoreSourceNotFound      = "RestoreSourceNotFound"
 	ReasonRestoreSourceNoDestination = "RestoreSourceNoDestination"
-	ReasonRestoreSourceUnavailable   = "RestoreSourceUnavailable"
+	// ReasonRestoreSourceMisconfigured: the source's backup destination cannot be read as it
+	// is configured, and only a change of configuration fixes it (credentials missing or
+	// refused, a bucket that does not exist, an endpoint or caBundle the store cannot be used
+	// with, a destination this controller does not serve).
+	ReasonRestoreSourceMisconfigured = "RestoreSourceMisconfigured"
 	ReasonNoBackups                  = "NoBackups"
 	ReasonBackupNotFound             = "BackupNotFound"
 	// ReasonRestoreSourceUnreachable: the members cannot read the source's destination
 	// themselves (the kubernetes backend's pods and a server's local backup directory).
 	ReasonRestoreSourceUnreachable = "RestoreSourceUnreachable"
 )
+
+// RestoreSourceRetryInterval is how often the controller looks again at a spec.restoreFrom
+// source whose backup destination only a change of configuration lets it read: nothing it
+// watches tells it when a credentials Secret is created or a bucket made.
+const RestoreSourceRetryInterval = time.Minute
 
 // BackupRestoreSource opens the backups spec.restoreFrom names from the destination of the
 // source instance's spec.backup, resolved as the backup step resolves it (same backup
@@ -37,6 +48,9 @@ type BackupRestoreSource struct {
 	Client versioned.Interface
 	// Resolver builds the source instance's destination.
 	Resolver backup.Resolver
+	// RetryInterval is how soon to look again at a destination that needs a change of
+	// configuration; zero means RestoreSourceRetryInterval.
+	RetryInterval time.Duration
 }
 
 var _ backend.RemoteRestoreSource = BackupRestoreSource{}
@@ -62,7 +76,7 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 				from.Instance, source.UID, dest, err)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("listing the backups of %s: %w", from.Instance, err)
+			return nil, nil, s.destinationError(inst.Namespace, from.Instance, fmt.Errorf("listing the backups of %s: %w", from.Instance, err))
 		}
 		key = newest.Key
 	}
@@ -71,7 +85,7 @@ func (s BackupRestoreSource) OpenRestoreSource(ctx context.Context, inst *v1beta
 		return nil, nil, backend.Permanent(ReasonBackupNotFound, "spec.restoreFrom.key: instance %s has no backup %q in %s", from.Instance, key, dest)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening backup %s of %s: %w", key, from.Instance, err)
+		return nil, nil, s.destinationError(inst.Namespace, from.Instance, fmt.Errorf("opening backup %s of %s: %w", key, from.Instance, err))
 	}
 	return body, &backend.BackupProvenance{Key: info.Key, SHA256: info.SHA256, Revision: info.Revision}, nil
 }
@@ -120,18 +134,34 @@ func (s BackupRestoreSource) destination(ctx context.Context, namespace, name st
 	if source.Spec.Backup == nil {
 		return nil, nil, backend.Permanent(ReasonRestoreSourceNoDestination, "spec.restoreFrom.instance: instance %s/%s has no spec.backup, so it has no backups to restore from", namespace, name)
 	}
-	// A credentials Secret the Kubernetes API cannot give for now is an error about
-	// credentials too: it is retried, not a failure of the new instance.
 	dest, err := s.Resolver.Destination(ctx, namespace, name, source.Spec.Backup.Destination)
-	switch {
-	case errors.Is(err, backup.ErrStoreUnavailable):
-		return nil, nil, fmt.Errorf("spec.restoreFrom: the backups of %s/%s cannot be read for now: %w", namespace, name, err)
-	case errors.Is(err, backup.ErrCredentials), errors.Is(err, backup.ErrNoDestination):
-		return nil, nil, backend.Permanent(ReasonRestoreSourceUnavailable, "spec.restoreFrom: the backups of %s/%s cannot be read: %v", namespace, name, err)
-	case err != nil:
-		return nil, nil, err
+	if errors.Is(err, backup.ErrStoreUnavailable) {
+		err = fmt.Errorf("spec.restoreFrom: the backups of %s/%s cannot be read for now: %w", namespace, name, err)
+	}
+	if err != nil {
+		return nil, nil, s.destinationError(namespace, name, err)
 	}
 	return source, dest, nil
+}
+
+// destinationError classifies err, an error of the backup destination of the source instance
+// namespace/name, as the backups and restore subresources do: one that only a change of
+// configuration fixes (backup.NeedsConfigurationChange: they answer it with a 409) fails the
+// new instance with reason RestoreSourceMisconfigured, saying what to change, and is looked
+// at again every RetryInterval, since the fix (a Secret created, a bucket made) may come
+// from outside the instances; any other, such as a store or a credentials Secret the
+// Kubernetes API cannot give for now (a 503 there), is returned as it is, and retried with
+// backoff.
+func (s BackupRestoreSource) destinationError(namespace, name string, err error) error {
+	if !backup.NeedsConfigurationChange(err) {
+		return err
+	}
+	return &backend.PermanentError{
+		Reason: ReasonRestoreSourceMisconfigured,
+		Message: fmt.Sprintf("spec.restoreFrom: the backups of %s/%s cannot be read as its spec.backup.destination is configured "+
+			"(fix it or what it names, such as the credentials Secret or the bucket, and the restore starts by itself): %v", namespace, name, err),
+		RetryAfter: cmp.Or(s.RetryInterval, RestoreSourceRetryInterval),
+	}
 }
 
 // restoreSourceIndex indexes instances by the namespace/name of the instance their

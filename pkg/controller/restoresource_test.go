@@ -104,7 +104,7 @@ func TestBackupRestoreSource(t *testing.T) {
 		{v1beta1.RestoreSource{Instance: "plain"}, ReasonRestoreSourceNoDestination},
 		{v1beta1.RestoreSource{Instance: "empty"}, ReasonNoBackups},
 		{v1beta1.RestoreSource{Instance: "reborn"}, ReasonNoBackups},
-		{v1beta1.RestoreSource{Instance: "s3"}, ReasonRestoreSourceUnavailable},
+		{v1beta1.RestoreSource{Instance: "s3"}, ReasonRestoreSourceMisconfigured},
 	} {
 		_, _, err := open(c.from)
 		pe, ok := backend.IsPermanent(err)
@@ -149,8 +149,8 @@ func TestLocateRestoreSource(t *testing.T) {
 		t.Errorf("a source without spec.backup: %v, want %s", err, ReasonRestoreSourceNoDestination)
 	}
 	// The S3 destination cannot be read without credentials: the open's reason stands.
-	if _, err := locate("s3"); !isPermanent(err, ReasonRestoreSourceUnavailable) {
-		t.Errorf("an unreadable S3 source: %v, want %s", err, ReasonRestoreSourceUnavailable)
+	if _, err := locate("s3"); !isPermanent(err, ReasonRestoreSourceMisconfigured) {
+		t.Errorf("an unreadable S3 source: %v, want %s", err, ReasonRestoreSourceMisconfigured)
 	}
 }
 
@@ -177,13 +177,13 @@ func TestRestoreSourceSecretUnavailableForNow(t *testing.T) {
 		if pe, ok := backend.IsPermanent(err); ok || !errors.Is(err, backup.ErrStoreUnavailable) {
 			t.Errorf("open with the Secret read failing with %q: %v (permanent %+v), want a retried ErrStoreUnavailable", secretErr, err, pe)
 		}
-		if _, err := src.LocateRestoreSource(ctx, inst); isPermanent(err, ReasonRestoreSourceUnavailable) || !errors.Is(err, backup.ErrStoreUnavailable) {
+		if _, err := src.LocateRestoreSource(ctx, inst); isPermanent(err, ReasonRestoreSourceMisconfigured) || !errors.Is(err, backup.ErrStoreUnavailable) {
 			t.Errorf("locate with the Secret read failing with %q: %v, want a retried ErrStoreUnavailable", secretErr, err)
 		}
 	}
 	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{Credentials: backup.SecretCredentials{Client: kubefake.NewClientset()}}}
-	if _, _, err := src.OpenRestoreSource(ctx, inst); !isPermanent(err, ReasonRestoreSourceUnavailable) {
-		t.Errorf("open with no Secret: %v, want a permanent %s", err, ReasonRestoreSourceUnavailable)
+	if _, _, err := src.OpenRestoreSource(ctx, inst); !isPermanent(err, ReasonRestoreSourceMisconfigured) {
+		t.Errorf("open with no Secret: %v, want a permanent %s", err, ReasonRestoreSourceMisconfigured)
 	}
 }
 

@@ -320,18 +320,23 @@ func withLastVersions(members, previous []v1beta1.MemberStatus) []v1beta1.Member
 // restoreSourceReasons are the permanent errors of a new cluster that spec.restoreFrom cannot
 // start: a spec change cannot help, since spec.restoreFrom is immutable.
 var restoreSourceReasons = map[string]bool{
-	ReasonRestoreSourceNotFound: true, ReasonRestoreSourceNoDestination: true, ReasonRestoreSourceUnavailable: true,
+	ReasonRestoreSourceNotFound: true, ReasonRestoreSourceNoDestination: true, ReasonRestoreSourceMisconfigured: true,
 	ReasonNoBackups: true, ReasonBackupNotFound: true, ReasonRestoreSourceUnreachable: true, backend.ReasonInvalidBackup: true,
 }
 
 // permanentProgress is the Progressing message of an instance that failed with pe, a
 // permanent error: what would let the controller go on.
 func permanentProgress(inst *v1beta1.ETCDInstance, pe *backend.PermanentError) string {
+	restoring := inst.Spec.RestoreFrom != nil && restoreSourceReasons[permanentReason(pe)]
+	if restoring && pe.RetryAfter > 0 {
+		return fmt.Sprintf("the controller reads the source's backup destination again every %s, when the source changes "+
+			"and when this instance changes: it goes on by itself once the configuration the Degraded message names is fixed", pe.RetryAfter)
+	}
 	if pe.RetryAfter > 0 {
 		return fmt.Sprintf("the controller looks again every %s and whenever the instance changes: "+
 			"it goes on once what the message names is gone", pe.RetryAfter)
 	}
-	if inst.Spec.RestoreFrom != nil && restoreSourceReasons[permanentReason(pe)] {
+	if restoring {
 		return "spec.restoreFrom is immutable: the controller looks at the source again when the source is created, " +
 			"changes its spec.backup or records a new backup, at every resync (10 minutes by default) and when this instance changes; " +
 			"to start from another source, delete this instance and create it again"

@@ -37,8 +37,7 @@ var (
 // isDestinationError reports whether err is about a destination, of a class answer answers by
 // who can fix it.
 func isDestinationError(err error) bool {
-	return errors.Is(err, backup.ErrStoreUnavailable) || errors.Is(err, backup.ErrCredentials) ||
-		errors.Is(err, backup.ErrNoDestination) || errors.Is(err, backup.ErrMisconfigured)
+	return errors.Is(err, backup.ErrStoreUnavailable) || backup.NeedsConfigurationChange(err)
 }
 
 // answer answers a destination the server cannot use for the instance name, as kube-apiserver
@@ -54,7 +53,7 @@ func (u destinationUse) answer(name string, err error) error {
 	switch {
 	case errors.Is(err, backup.ErrStoreUnavailable):
 		return u.unavailable(name, err)
-	case isDestinationError(err):
+	case backup.NeedsConfigurationChange(err):
 		return apierrors.NewConflict(etcdaas.Resource(u.resource), name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("%s of %q: %w", u.subject, name, err))
