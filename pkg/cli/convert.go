@@ -39,8 +39,9 @@ without contacting a server, with the same defaulting and conversion the server 
 or JSON values in a row), a directory (its .json, .yaml and .yml files; those of its
 subdirectories too with -R), or - for standard input; repeat -f for several. Lists (v1 List,
 ETCDInstanceList) are read item by item. As kubectl convert prints it, the output is the
-converted object when -f names a single file holding one object, and otherwise a v1 List of
-every converted object, in YAML (the default) or JSON.
+converted object when the input is a single file (a directory with one such file counts as
+one) holding one object, and otherwise a v1 List of every converted object, in YAML (the
+default) or JSON.
 
 What v1alpha1 cannot express (version, storage, members, conditions, ...) is kept in the
 annotation etcdaas.dev/v1beta1-fields and restored when converting back to v1beta1.`,
