@@ -471,6 +471,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	}
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
 	noteQuorumLoss(inst, res)
+	noteBlocked(inst, res)
 	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
 	if res != nil {

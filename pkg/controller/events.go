@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -79,6 +80,20 @@ func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
 		return
 	}
 	res.Record(backend.ReasonQuorumLost, "%s", res.QuorumLost)
+}
+
+// noteBlocked adds an Event, named by the block's reason, to res when the instance has just
+// become blocked (res.Blocked: nothing changes until a person acts): the Progressing condition
+// did not say so yet. Later syncs of the same block record nothing more.
+func noteBlocked(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if res == nil || res.Blocked == "" {
+		return
+	}
+	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == string(res.BlockedReason) {
+		return
+	}
+	res.Record(res.BlockedReason, "%s", res.Blocked)
 }
 
 // notePermanentFailure records a Warning Event, named by the failure's reason, when a Sync

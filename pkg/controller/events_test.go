@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
@@ -184,5 +185,36 @@ func TestCoreEventsKeepEveryStepOfAnInstance(t *testing.T) {
 	want := fmt.Sprintf("Promoted member db-%d to a voting member", steps/2-1)
 	if !slices.ContainsFunc(messages, func(m string) bool { return strings.HasSuffix(m, want) }) {
 		t.Fatalf("no Event tells the last step %q: %q", want, messages)
+	}
+}
+
+// TestNoteBlockedOnlyOnTheTransition: an instance that becomes blocked (member repair off, a
+// member lost) gets one Warning Event with the block's reason and message, not one per look;
+// once unblocked and blocked again, another.
+func TestNoteBlockedOnlyOnTheTransition(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	res := blockedResult()
+	noteBlocked(inst, res)
+	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonMemberRepairDisabled || res.Events[0].Note != res.Blocked || res.Events[0].Type() != backend.EventTypeWarning {
+		t.Fatalf("events on becoming blocked: %+v", res.Events)
+	}
+	inst.Status = computeStatus(inst, res, nil, metav1.Now())
+	for range 3 {
+		again := blockedResult()
+		noteBlocked(inst, again)
+		if len(again.Events) != 0 {
+			t.Fatalf("events while still blocked: %+v", again.Events)
+		}
+		inst.Status = computeStatus(inst, again, nil, metav1.Now())
+	}
+	healthy := &backend.Result{Members: members(3, 3), Converged: true}
+	noteBlocked(inst, healthy)
+	if len(healthy.Events) != 0 {
+		t.Fatalf("events on a healthy cluster: %+v", healthy.Events)
+	}
+	inst.Status = computeStatus(inst, healthy, nil, metav1.Now())
+	res = blockedResult()
+	if noteBlocked(inst, res); len(res.Events) != 1 {
+		t.Fatalf("events on becoming blocked again: %+v", res.Events)
 	}
 }

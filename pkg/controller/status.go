@@ -217,6 +217,11 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
+	case res != nil && res.Blocked != "":
+		// Nothing will change by itself: Progressing says what a person can do, Degraded
+		// still says which members are unhealthy and why.
+		conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, string(res.BlockedReason), res.Blocked)
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	case res != nil && res.Unhealthy != "":
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	default:

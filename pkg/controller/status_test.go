@@ -97,3 +97,48 @@ func TestConvergedMessageOfOneMember(t *testing.T) {
 		t.Fatalf("progressing: %+v", c)
 	}
 }
+
+// blockedResult is what a Sync reports of a 3-member instance whose member db-2 lost its data
+// while member repair is off.
+func blockedResult() *backend.Result {
+	return &backend.Result{
+		Members: members(3, 2), Unhealthy: "unhealthy members: db-2: cannot start: its data directory is lost",
+		Blocked:       "member repair is off (--member-repair-grace-period=0), so nothing replaces member db-2 (cannot start: its data directory is lost) and nothing changes until a person acts: ...",
+		BlockedReason: backend.ReasonMemberRepairDisabled,
+	}
+}
+
+// TestBlockedInstanceIsNotProgressing: an instance that nothing changes until a person acts
+// is Progressing=False with the block's reason and message (what a person can do), at its
+// generation, so that `kubectl wait --for=condition=Progressing=False` returns; Degraded still
+// names the member, the cluster stays Running and Available. Once the block is gone,
+// Progressing is back to its usual values: True while a repair goes on, Converged after.
+func TestBlockedInstanceIsNotProgressing(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: 2}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t0)
+
+	res := blockedResult()
+	st := computeStatus(inst, res, nil, t0)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != "MemberRepairDisabled" || c.Message != res.Blocked || c.ObservedGeneration != 2 {
+		t.Fatalf("progressing while blocked: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonMemberUnhealthy || c.Message != res.Unhealthy {
+		t.Fatalf("degraded while blocked: %+v", c)
+	}
+	if c := cond(t, st, etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumReady || st.Phase != v1beta1.PhaseRunning {
+		t.Fatalf("available while blocked: %+v, phase %s", c, st.Phase)
+	}
+
+	// Repair turned on: the member is waited for, then replaced.
+	inst.Status = st
+	st = computeStatus(inst, &backend.Result{Members: members(3, 2), Unhealthy: res.Unhealthy}, nil, t0)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconciling {
+		t.Fatalf("progressing once repair is on: %+v", c)
+	}
+	inst.Status = st
+	st = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t0)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != ReasonConverged {
+		t.Fatalf("progressing once healthy: %+v", c)
+	}
+}

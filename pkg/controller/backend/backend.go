@@ -113,6 +113,13 @@ type Result struct {
 	// a version roll whose restarted member did not become healthy in time, naming the
 	// member and why; StalledReason is its CamelCase reason. Empty otherwise.
 	Stalled, StalledReason string
+	// Blocked explains, while members are unhealthy (Unhealthy says how) and no step is
+	// under way, why nothing will change until a person acts and what the person can do,
+	// such as a member whose data is lost while member repair is off; BlockedReason is its
+	// reason. Progressing turns False with it; Degraded keeps naming the members. Empty
+	// otherwise.
+	Blocked       string
+	BlockedReason EventReason
 	// QuorumLost explains that fewer than a majority of the voting members answer, so the
 	// cluster cannot serve nor change until a person recovers it; empty otherwise.
 	QuorumLost string

@@ -18,6 +18,9 @@ const (
 	ReasonMemberReplaced EventReason = "MemberReplaced"
 	// ReasonMemberUnhealthy: a member has been unhealthy for longer than the grace period.
 	ReasonMemberUnhealthy EventReason = "MemberUnhealthy"
+	// ReasonMemberRepairDisabled: a member will not come back by itself (its data is lost,
+	// or it stayed unhealthy for long) and member repair is off, so nothing replaces it.
+	ReasonMemberRepairDisabled EventReason = "MemberRepairDisabled"
 	// ReasonReplacementCancelled: a member whose replacement was decided is healthy again
 	// before the replacement touched it, so it is kept.
 	ReasonReplacementCancelled EventReason = "ReplacementCancelled"
@@ -59,6 +62,7 @@ var reasonInfo = map[EventReason]struct{ typ, action string }{
 	ReasonMemberRemoved:        {EventTypeNormal, "RemoveMember"},
 	ReasonMemberReplaced:       {EventTypeNormal, "ReplaceMember"},
 	ReasonMemberUnhealthy:      {EventTypeWarning, "CheckHealth"},
+	ReasonMemberRepairDisabled: {EventTypeWarning, "CheckHealth"},
 	ReasonReplacementCancelled: {EventTypeNormal, "ReplaceMember"},
 	ReasonDefragmented:         {EventTypeNormal, "Defragment"},
 	ReasonDefragmentFailed:     {EventTypeWarning, "Defragment"},

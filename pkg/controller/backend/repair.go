@@ -75,9 +75,19 @@ func (c *HealthClock) Healthy(key string) {
 	if m.healthySince.IsZero() {
 		m.healthySince = now
 	}
-	if now.Sub(m.healthySince) >= min(c.Grace, maxSettle) {
+	if now.Sub(m.healthySince) >= c.settle() {
 		delete(c.members, key)
 	}
+}
+
+// settle is how long a member that was unhealthy must be seen healthy before it counts as
+// healthy again: maxSettle, or the grace period when shorter. With repair off the clock still
+// says how long members have been unhealthy (RepairOffBlock), so a crash loop keeps counting.
+func (c *HealthClock) settle() time.Duration {
+	if c.Grace <= 0 {
+		return maxSettle
+	}
+	return min(c.Grace, maxSettle)
 }
 
 // Forget drops the record of a member that is gone (replaced or removed).
@@ -105,6 +115,9 @@ type MemberHealth struct {
 	UnhealthyFor time.Duration
 	// Problem says why the member is unhealthy.
 	Problem string
+	// DataLost is true when the member's data is gone or unreadable (its data directory, its
+	// volume): it cannot come back by itself.
+	DataLost bool
 }
 
 // Replacement is the decision to replace one unhealthy voting member.
@@ -143,4 +156,45 @@ func ChooseReplacement(voting []MemberHealth, grace time.Duration) (r *Replaceme
 	}
 	return &Replacement{Member: *due, Why: fmt.Sprintf("unhealthy for %s, longer than the grace period of %s: %s",
 		due.UnhealthyFor.Round(100*time.Millisecond), grace, due.Problem)}, ""
+}
+
+// RepairOffDeadline is how long a voting member may stay unhealthy while member repair is off
+// before the instance is reported blocked on it (RepairOffBlock): as long as repair would
+// wait by default. A member whose data is lost is reported at once.
+const RepairOffDeadline = DefaultMemberRepairGracePeriod
+
+// RepairOffBlock explains, when member repair is off (grace zero or less), why the instance
+// named instance will not go on until a person acts, and what the person can do: the voting
+// members among voting whose data is lost, or that have been unhealthy for longer than
+// RepairOffDeadline, are never replaced. It returns "" when repair is on or no member is so.
+// The message does not change from one look to the next, so that neither does the status.
+func RepairOffBlock(voting []MemberHealth, grace time.Duration, instance string) string {
+	if grace > 0 {
+		return ""
+	}
+	var stuck []string
+	for _, m := range voting {
+		switch {
+		case m.Healthy:
+		case m.DataLost:
+			stuck = append(stuck, fmt.Sprintf("member %s (%s)", m.Name, m.Problem))
+		case m.UnhealthyFor > RepairOffDeadline:
+			stuck = append(stuck, fmt.Sprintf("member %s (unhealthy for longer than %s; Degraded says why)", m.Name, RepairOffDeadline))
+		}
+	}
+	if len(stuck) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("member repair is off (--member-repair-grace-period=0), so nothing replaces %s and nothing changes until a person acts: "+
+		"bring the member back (restore its data, or fix what keeps it from serving), or run the controller with a --member-repair-grace-period above 0 "+
+		"to have it replaced by a new member while the others keep quorum; should the instance lose quorum, "+
+		"`kubectl etcdaas recover %s` rebuilds it from a surviving member", strings.Join(stuck, ", "), instance)
+}
+
+// NoteRepairOff records in res, when RepairOffBlock finds the instance blocked, that it is
+// (Blocked, with reason ReasonMemberRepairDisabled).
+func NoteRepairOff(res *Result, voting []MemberHealth, grace time.Duration, instance string) {
+	if block := RepairOffBlock(voting, grace, instance); block != "" {
+		res.Blocked, res.BlockedReason = block, ReasonMemberRepairDisabled
+	}
 }

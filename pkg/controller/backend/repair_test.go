@@ -93,3 +93,74 @@ func TestHealthClockForgetPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairOffBlock: with repair off, a member whose data is lost blocks the instance at
+// once, one merely unhealthy only past RepairOffDeadline; with repair on nothing blocks (the
+// member will be replaced). The message names the members and what a person can do.
+func TestRepairOffBlock(t *testing.T) {
+	ok := MemberHealth{Name: "db-0", Healthy: true}
+	lost := MemberHealth{Name: "db-1", DataLost: true, Problem: "cannot start: its data directory is lost: /d/db-1 does not exist"}
+	down := func(d time.Duration) MemberHealth {
+		return MemberHealth{Name: "db-2", UnhealthyFor: d, Problem: "connection refused"}
+	}
+	for _, tc := range []struct {
+		name   string
+		voting []MemberHealth
+		grace  time.Duration
+		want   []string
+	}{
+		{name: "healthy", voting: []MemberHealth{ok}, grace: -1},
+		{name: "data lost, repair on", voting: []MemberHealth{ok, lost}, grace: time.Minute},
+		{name: "unhealthy for long, repair on", voting: []MemberHealth{ok, down(time.Hour)}, grace: time.Minute},
+		{name: "data lost", voting: []MemberHealth{ok, lost}, grace: -1,
+			want: []string{"nothing replaces member db-1 (cannot start: its data directory is lost: /d/db-1 does not exist) and nothing changes until a person acts"}},
+		{name: "unhealthy within the deadline", voting: []MemberHealth{ok, down(RepairOffDeadline)}, grace: 0},
+		{name: "unhealthy past the deadline", voting: []MemberHealth{ok, down(RepairOffDeadline + time.Second)}, grace: 0,
+			want: []string{"nothing replaces member db-2 (unhealthy for longer than 5m0s; Degraded says why) and"}},
+		{name: "both", voting: []MemberHealth{ok, lost, down(time.Hour)}, grace: -1,
+			want: []string{"member db-1 (cannot start: its data directory is lost: /d/db-1 does not exist), member db-2 (unhealthy for longer than 5m0s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := RepairOffBlock(tc.voting, tc.grace, "db")
+			if len(tc.want) == 0 {
+				if got != "" {
+					t.Fatalf("blocked: %q", got)
+				}
+				return
+			}
+			want := append(tc.want, "member repair is off (--member-repair-grace-period=0)", "--member-repair-grace-period above 0", "`kubectl etcdaas recover db`")
+			for _, w := range want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%q does not say %q", got, w)
+				}
+			}
+			res := &Result{}
+			if NoteRepairOff(res, tc.voting, tc.grace, "db"); res.Blocked != got || res.BlockedReason != ReasonMemberRepairDisabled || res.BlockedReason.Type() != EventTypeWarning {
+				t.Errorf("result %+v", res)
+			}
+		})
+	}
+}
+
+// TestHealthClockWithRepairOffKeepsCountingThroughACrashLoop: with repair off the clock still
+// counts (for RepairOffDeadline), and a member up between crashes is forgiven only after 30s.
+func TestHealthClockWithRepairOffKeepsCountingThroughACrashLoop(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := &HealthClock{Grace: -1, Now: func() time.Time { return now }}
+	c.Unhealthy("m")
+	for range 30 {
+		now = now.Add(10 * time.Second)
+		c.Healthy("m")
+		now = now.Add(5 * time.Second)
+		c.Unhealthy("m")
+	}
+	if d := c.Unhealthy("m"); d != 450*time.Second {
+		t.Fatalf("unhealthy for %s after a crash loop, want 7m30s", d)
+	}
+	c.Healthy("m")
+	now = now.Add(30 * time.Second)
+	c.Healthy("m")
+	if d := c.Unhealthy("m"); d != 0 {
+		t.Fatalf("a member healthy for 30s still counts %s", d)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -177,7 +178,7 @@ func (b *Backend) memberHealth(v *instanceView, obs *observation, lost map[strin
 		h := backend.MemberHealth{Name: name, Healthy: o < len(obs.statuses) && obs.statuses[o].Healthy}
 		switch problem, isLost := lost[name]; {
 		case isLost:
-			h.Healthy, h.UnhealthyFor, h.Problem = false, lostVolumeAge, problem
+			h.Healthy, h.UnhealthyFor, h.Problem, h.DataLost = false, lostVolumeAge, problem, true
 		case !clock:
 		case h.Healthy:
 			b.health.Healthy(v.healthKey(m.ID))
@@ -218,9 +219,36 @@ func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membe
 		if blocked != "" {
 			obs.result.Unhealthy += "; not replaced: " + blocked
 		}
+		b.noteRepairOff(v, obs, health)
 		return false, b.recordVolumes(ctx, v, obs, health)
 	}
 	return true, b.startReplacement(ctx, v, cluster, obs, r, lost)
+}
+
+// noteRepairOff reports the instance blocked when member repair is off and a voting member
+// will not come back by itself (backend.NoteRepairOff). A member that lost its volume but
+// answers (an empty pod under the old member ID) is reported unhealthy as well, so that
+// Degraded names it and no step is taken past it.
+func (b *Backend) noteRepairOff(v *instanceView, obs *observation, health []backend.MemberHealth) {
+	backend.NoteRepairOff(obs.result, health, b.opts.MemberRepairGracePeriod, v.inst.Name)
+	if obs.result.Blocked == "" {
+		return
+	}
+	var lost []string
+	for _, h := range health {
+		o := ordinalOf(v.inst, h.Name)
+		if h.DataLost && o >= 0 && o < len(obs.statuses) && obs.statuses[o].Healthy {
+			lost = append(lost, fmt.Sprintf("%s: its data is lost: %s", h.Name, h.Problem))
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	if obs.result.Unhealthy == "" {
+		obs.result.Unhealthy = "unhealthy members: " + strings.Join(lost, "; ")
+		return
+	}
+	obs.result.Unhealthy += "; " + strings.Join(lost, "; ")
 }
 
 // startReplacement records the replacement of the member r chose (lost: the members that

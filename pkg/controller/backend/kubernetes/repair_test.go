@@ -498,3 +498,78 @@ func TestReplacementAddsTheNewMemberOnceTheOldClaimIsGone(t *testing.T) {
 		t.Fatalf("after the old claim went: %+v, %v, added %v", res, err, cluster.added)
 	}
 }
+
+// repairOff turns member repair off on the fixture's backend (--member-repair-grace-period=0).
+func (f *stepsFixture) repairOff() {
+	f.b.opts.MemberRepairGracePeriod = -1
+	f.b.health.Grace = -1
+}
+
+// TestRepairOffReportsAMemberWithoutItsVolumeAsBlocking: with repair off, a member whose
+// claim was replaced by an empty one is not replaced: the instance is blocked on it (named,
+// with what a person can do), not converged, and no step is taken past it, even though its
+// empty pod answers. Once repair is on, it is replaced.
+func TestRepairOffReportsAMemberWithoutItsVolumeAsBlocking(t *testing.T) {
+	ctx := context.Background()
+	f, cluster := convergedWithVolumes(t)
+	f.repairOff()
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	empty := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-new"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, empty, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		res, err := f.b.Sync(ctx, f.inst)
+		if err != nil || res.Converged || len(cluster.removed) != 0 || len(res.Events) != 0 {
+			t.Fatalf("repair off, db-1 without its volume: %+v, %v, removed %v", res, err, cluster.removed)
+		}
+		if res.BlockedReason != backend.ReasonMemberRepairDisabled ||
+			!strings.Contains(res.Blocked, "nothing replaces member db-1 (its volume claim data-db-1 was replaced by an empty one (UID claim-1-new, was claim-1))") ||
+			!strings.Contains(res.Blocked, "kubectl etcdaas recover db") {
+			t.Fatalf("blocked: %q (%s)", res.Blocked, res.BlockedReason)
+		}
+		if !strings.Contains(res.Unhealthy, "db-1: its data is lost: its volume claim data-db-1 was replaced") {
+			t.Fatalf("unhealthy: %q", res.Unhealthy)
+		}
+	}
+
+	// Repair on: the member is replaced at once, as a lost volume is.
+	f.b.opts.MemberRepairGracePeriod = backend.DefaultMemberRepairGracePeriod
+	f.b.health.Grace = backend.DefaultMemberRepairGracePeriod
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || res.Blocked != "" || !slices.Equal(cluster.removed, []uint64{101}) || !strings.HasPrefix(reasons(res), "MemberUnhealthy,MemberRemoved") {
+		t.Fatalf("repair on: %+v, %v, removed %v", res, err, cluster.removed)
+	}
+}
+
+// TestRepairOffReportsAMemberUnhealthyForLongAsBlocking: with repair off, a member whose pod
+// does not serve is waited for during RepairOffDeadline (a restart, a reschedule), then the
+// instance is blocked on it; once it serves again the instance converges.
+func TestRepairOffReportsAMemberUnhealthyForLongAsBlocking(t *testing.T) {
+	ctx := context.Background()
+	f, cluster := convergedWithVolumes(t)
+	f.repairOff()
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	for _, wait := range []time.Duration{0, backend.RepairOffDeadline} {
+		now = now.Add(wait)
+		if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || res.Unhealthy == "" {
+			t.Fatalf("unhealthy for %s: %+v, %v", wait, res, err)
+		}
+	}
+	now = now.Add(time.Second)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(cluster.removed) != 0 || res.BlockedReason != backend.ReasonMemberRepairDisabled ||
+		!strings.Contains(res.Blocked, "nothing replaces member db-1 (unhealthy for longer than 5m0s; Degraded says why)") {
+		t.Fatalf("unhealthy past the deadline: %+v, %v, removed %v", res, err, cluster.removed)
+	}
+
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 101, Leader: 100}
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !res.Converged {
+		t.Fatalf("serving again: %+v, %v", res, err)
+	}
+}

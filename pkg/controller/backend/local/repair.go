@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -17,7 +18,8 @@ func (b *Backend) noteHealth(dir string, st *instanceState, observed *backend.Re
 		ready[ms.Name] = ms.Ready
 	}
 	var out []backend.MemberHealth
-	for _, m := range st.Members {
+	for i := range st.Members {
+		m := &st.Members[i]
 		if m.Phase != phaseVoting {
 			continue
 		}
@@ -27,6 +29,8 @@ func (b *Backend) noteHealth(dir string, st *instanceState, observed *backend.Re
 			b.health.Healthy(key)
 		} else {
 			h.UnhealthyFor, h.Problem = b.health.Unhealthy(key), observed.MemberProblems[m.Name]
+			err := b.startError(dir, m)
+			h.DataLost = errors.Is(err, errDataLost) || errors.Is(err, errDataCorrupt)
 		}
 		out = append(out, h)
 	}
@@ -51,6 +55,7 @@ func (b *Backend) repairStep(ctx context.Context, dir string, st *instanceState,
 		if blocked != "" {
 			observed.Unhealthy += "; not replaced: " + blocked
 		}
+		backend.NoteRepairOff(observed, health, b.opts.MemberRepairGracePeriod, inst.Name)
 		return nil, false, nil
 	}
 	victim, successor := r.Member.Name, backend.MemberName(inst.Name, st.NextOrdinal)
