@@ -514,7 +514,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 
 // requeueAfter chooses when to look at an instance again after a Sync that returned res and
 // syncErr: after a permanent error, after its RetryAfter or never (a spec change brings it
-// back); with backoff after an error, while work is stalled or while members are unhealthy
+// back); with backoff after an error, while work is stalled or blocked or while members are unhealthy
 // and no step is under way; after HealthInterval once converged, after NoSpaceInterval (or
 // HealthInterval if shorter) while members are out of space and nothing else is wrong, and
 // after StepInterval while a change is under way.
@@ -533,7 +533,7 @@ func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Dura
 		// than with a backoff that grows while the alarm lasts.
 		return min(c.opts.HealthInterval, NoSpaceInterval), nil
 	}
-	if res != nil && (res.Stalled != "" || (res.Unhealthy != "" && res.Step == "")) {
+	if res != nil && (res.Stalled != "" || res.Blocked != "" || (res.Unhealthy != "" && res.Step == "")) {
 		return 0, errWaiting
 	}
 	return c.opts.StepInterval, nil

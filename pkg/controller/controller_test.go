@@ -780,6 +780,8 @@ func TestRequeueAfter(t *testing.T) {
 			{Name: "db-0", ID: "a", Alarms: []string{"NOSPACE"}}}}, nil, time.Second, nil},
 		{"stalled roll: back off", &backend.Result{Step: "waiting for member db-2", StepReason: backend.StepUpgrading,
 			Stalled: "member db-2 is not up to date", StalledReason: "UpgradeFailed"}, nil, 0, errWaiting},
+		{"join blocked on a member nothing replaces: back off", &backend.Result{Step: "adding member db-3", StepReason: backend.StepAddingMember,
+			Unhealthy: "db-2: cannot start", Blocked: "member repair is off", BlockedReason: backend.ReasonMemberRepairDisabled}, nil, 0, errWaiting},
 		{"no result and no error: next step soon", nil, nil, time.Second, nil},
 		{"transient error: back off", nil, transient, 0, transient},
 		{"permanent error: wait for a spec change", nil, backend.Permanent("UnsupportedVersion", "no"), 0, nil},

@@ -200,33 +200,35 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 }
 
 // setInProgress sets the conditions of an instance that has not converged: Available from
-// its ready members, Progressing from the step res is in, Degraded from what stops it.
+// its ready members, Progressing from the step res is in (False when it stopped or is blocked:
+// nothing changes by itself), Degraded from what stops it. Each condition is set once, so that
+// one that stays as it was keeps its lastTransitionTime.
 func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
 	setAvailableInProgress(conds, status, desired)
-	progressReason, progressMsg := ReasonReconciling, "moving to "+countMembers(desired)
+	progress, progressReason, progressMsg := metav1.ConditionTrue, ReasonReconciling, "moving to "+countMembers(desired)
 	if res != nil && res.Step != "" {
 		progressMsg = res.Step
 		if res.StepReason != "" {
 			progressReason = string(res.StepReason)
 		}
 	}
-	conds.set(etcdaas.ConditionProgressing, metav1.ConditionTrue, progressReason, progressMsg)
 	switch {
 	case res != nil && res.Stalled != "":
-		conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, res.StalledReason, progressMsg)
+		progress, progressReason = metav1.ConditionFalse, res.StalledReason
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
 	case res != nil && res.Blocked != "":
 		// Nothing will change by itself: Progressing says what a person can do, Degraded
 		// still says which members are unhealthy and why.
-		conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, string(res.BlockedReason), res.Blocked)
+		progress, progressReason, progressMsg = metav1.ConditionFalse, string(res.BlockedReason), res.Blocked
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	case res != nil && res.Unhealthy != "":
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonMemberUnhealthy, res.Unhealthy)
 	default:
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 	}
+	conds.set(etcdaas.ConditionProgressing, progress, progressReason, progressMsg)
 }
 
 // setAvailableInProgress sets the Available condition of an instance that has not converged,

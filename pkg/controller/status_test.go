@@ -130,8 +130,25 @@ func TestBlockedInstanceIsNotProgressing(t *testing.T) {
 		t.Fatalf("available while blocked: %+v, phase %s", c, st.Phase)
 	}
 
-	// Repair turned on: the member is waited for, then replaced.
+	// Looked at again later, still blocked: the condition keeps its transition time (and the
+	// status needs no write).
 	inst.Status = st
+	again := computeStatus(inst, blockedResult(), nil, metav1.NewTime(t0.Add(time.Minute)))
+	if c := cond(t, again, etcdaas.ConditionProgressing); !c.LastTransitionTime.Equal(&t0) {
+		t.Fatalf("progressing still blocked a minute later: %+v", c)
+	}
+	if !statusEqual(st, again) {
+		t.Fatalf("status changed while still blocked:\n%+v\n%+v", st.Conditions, again.Conditions)
+	}
+	// A join that waits, blocked on the member: the same.
+	joining := blockedResult()
+	joining.Step, joining.StepReason = "adding member db-3", backend.StepAddingMember
+	if c := cond(t, computeStatus(inst, joining, nil, metav1.NewTime(t0.Add(time.Minute))), etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse ||
+		c.Reason != "MemberRepairDisabled" || c.Message != joining.Blocked || !c.LastTransitionTime.Equal(&t0) {
+		t.Fatalf("progressing while a join is blocked: %+v", c)
+	}
+
+	// Repair turned on: the member is waited for, then replaced.
 	st = computeStatus(inst, &backend.Result{Members: members(3, 2), Unhealthy: res.Unhealthy}, nil, t0)
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconciling {
 		t.Fatalf("progressing once repair is on: %+v", c)
@@ -140,5 +157,29 @@ func TestBlockedInstanceIsNotProgressing(t *testing.T) {
 	st = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t0)
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != ReasonConverged {
 		t.Fatalf("progressing once healthy: %+v", c)
+	}
+}
+
+// TestStalledRollKeepsItsTransitionTime: a version roll that stopped (UpgradeFailed) is looked
+// at again with backoff; Progressing stays False with the time it turned so, and the status
+// needs no write. Progressing used to be set True and then False on every look, which moved
+// its lastTransitionTime each time.
+func TestStalledRollKeepsItsTransitionTime(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: 3}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(3, 2), Step: "upgrading: 1 of 3 members done; restarting member db-2", StepReason: backend.StepUpgrading}, nil, t0)
+	stalled := func() *backend.Result {
+		return &backend.Result{Members: members(3, 2), Step: "upgrading: 1 of 3 members done; waiting for member db-2: not ready", StepReason: backend.StepUpgrading,
+			Stalled: "the upgrade stopped: member db-2 is not up to date", StalledReason: string(backend.ReasonUpgradeFailed)}
+	}
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	st := computeStatus(inst, stalled(), nil, t1)
+	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || c.Reason != "UpgradeFailed" || !c.LastTransitionTime.Equal(&t1) {
+		t.Fatalf("progressing once stalled: %+v", c)
+	}
+	inst.Status = st
+	again := computeStatus(inst, stalled(), nil, metav1.NewTime(t1.Add(time.Minute)))
+	if c := cond(t, again, etcdaas.ConditionProgressing); !c.LastTransitionTime.Equal(&t1) || !statusEqual(st, again) {
+		t.Fatalf("progressing still stalled a minute later: %+v", c)
 	}
 }

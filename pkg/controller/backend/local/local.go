@@ -196,6 +196,14 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 		return nil, err
 	}
 	if res, resumed, err := b.resumeChange(ctx, dir, st); resumed {
+		if err == nil && st.joinWaits(res) {
+			// A join waits for every voting member to be healthy; one that is not may be
+			// due for replacement (or, with repair off, never come back), which must not
+			// wait for the join in turn.
+			if rres, stepped, err := b.repairStep(ctx, dir, st, inst, res, b.noteHealth(dir, st, res)); stepped {
+				return b.withMembers(ctx, dir, st, rres), err
+			}
+		}
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	access, err := accessFor(dir, st, true)
@@ -259,6 +267,12 @@ func (b *Backend) resumeChange(ctx context.Context, dir string, st *instanceStat
 		}
 	}
 	return nil, false, nil
+}
+
+// joinWaits reports whether res, from resumeChange, is a join waiting for unhealthy voting
+// members, with no replacement under way (whose successor would be joining).
+func (st *instanceState) joinWaits(res *backend.Result) bool {
+	return res != nil && res.StepReason == backend.StepAddingMember && res.Unhealthy != "" && st.Replacement == nil
 }
 
 // unknownMember returns a member of the cluster this backend has no record of (a join
@@ -742,7 +756,7 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	// The successor of a replaced member joins while a quorum is healthy: another
 	// unhealthy member waits for its own replacement.
 	if obs.Unhealthy != "" && (st.Replacement == nil || obs.QuorumLost != "") {
-		res.Members, res.Unhealthy = obs.Members, obs.Unhealthy
+		res.Members, res.Unhealthy, res.MemberProblems, res.QuorumLost = obs.Members, obs.Unhealthy, obs.MemberProblems, obs.QuorumLost
 		return res, nil
 	}
 	if m.Phase == phaseJoining {
