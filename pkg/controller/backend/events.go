@@ -21,6 +21,9 @@ const (
 	// ReasonMemberRepairDisabled: a member will not come back by itself (its data is lost,
 	// or it stayed unhealthy for long) and member repair is off, so nothing replaces it.
 	ReasonMemberRepairDisabled EventReason = "MemberRepairDisabled"
+	// ReasonMemberNotJoining: a member added by a scale-up has not served for long, and
+	// nothing changes until a person acts (fixes its pod, or scales back).
+	ReasonMemberNotJoining EventReason = "MemberNotJoining"
 	// ReasonReplacementCancelled: a member whose replacement was decided is healthy again
 	// before the replacement touched it, so it is kept.
 	ReasonReplacementCancelled EventReason = "ReplacementCancelled"
@@ -63,6 +66,7 @@ var reasonInfo = map[EventReason]struct{ typ, action string }{
 	ReasonMemberReplaced:       {EventTypeNormal, "ReplaceMember"},
 	ReasonMemberUnhealthy:      {EventTypeWarning, "CheckHealth"},
 	ReasonMemberRepairDisabled: {EventTypeWarning, "CheckHealth"},
+	ReasonMemberNotJoining:     {EventTypeWarning, "AddMember"},
 	ReasonReplacementCancelled: {EventTypeNormal, "ReplaceMember"},
 	ReasonDefragmented:         {EventTypeNormal, "Defragment"},
 	ReasonDefragmentFailed:     {EventTypeWarning, "Defragment"},

@@ -492,6 +492,7 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 			return err
 		}
 		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s), a learner spec.replicas no longer asks for; its volume is deleted with its pod", name, m.IDString())
+		b.health.Forget(v.healthKey(m.ID))
 		if err := b.setMembers(ctx, v, members[:len(members)-1]); err != nil {
 			return err
 		}
@@ -502,13 +503,39 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	// is under way, so waiting for it would wait forever. etcd refuses a promotion that
 	// would cost quorum, or of a learner not caught up.
 	if o < 0 || o >= len(obs.statuses) || !obs.statuses[o].Healthy || obs.statuses[o].MemberID != m.ID {
-		return nil // the learner's pod is still starting
+		// The learner's pod is still starting, or never will.
+		b.noteLearnerNotServing(v, res, m, o, len(members))
+		return nil
 	}
 	if err := cluster.Promote(ctx, m.ID); err != nil {
 		return err
 	}
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
 	return nil
+}
+
+// JoinDeadline is how long a learner added by a scale-up may go without serving before the
+// instance is reported blocked on it: its pod may be pulling an image or waiting for a node.
+const JoinDeadline = 10 * time.Minute
+
+// noteLearnerNotServing reports the instance blocked (reason MemberNotJoining) once m, the
+// learner with ordinal o of a membership of n, the highest (a scale-up's), has not served
+// for longer than JoinDeadline since this controller first saw it waiting: nothing changes
+// until a person fixes what keeps its pod from serving, or sets spec.replicas back to o,
+// which removes it. The health clock counts the time; the learner is forgotten once it is
+// removed, or once it votes and stays healthy.
+func (b *Backend) noteLearnerNotServing(v *instanceView, res *backend.Result, m etcdcluster.Member, o, n int) {
+	if o != n-1 {
+		return
+	}
+	if waited := b.health.Unhealthy(v.healthKey(m.ID)); waited <= JoinDeadline {
+		return
+	}
+	name := backend.MemberName(v.inst.Name, o)
+	res.BlockedReason = backend.ReasonMemberNotJoining
+	res.Blocked = fmt.Sprintf("member %s, added as a learner for spec.replicas %d, has not served for longer than %s (Degraded says why), "+
+		"and nothing changes until a person acts: fix what keeps its pod from serving, or set spec.replicas back to %d, which removes it",
+		name, backend.DesiredReplicas(v.inst), JoinDeadline, o)
 }
 
 // stepTowardSpec takes the next step toward spec.replicas on a healthy cluster with no change

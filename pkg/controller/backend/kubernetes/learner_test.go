@@ -7,9 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
@@ -99,5 +102,54 @@ func TestAMemberRemovedFromEtcdInTheMiddleIsReplaced(t *testing.T) {
 	}
 	if got := reasons(res); got != "MemberUnhealthy,MemberAdded" || !strings.Contains(res.Events[0].Note, "Replacing member db-1 (ID 65)") {
 		t.Fatalf("events %+v", res.Events)
+	}
+}
+
+// TestALearnerThatNeverServesIsReportedBlocked: db-3, added as a learner by a scale-up to 4,
+// does not serve (its pod cannot start). It is waited for during JoinDeadline (an image pull,
+// a node coming up); past it the instance is reported blocked on it, naming it and what a
+// person can do, instead of "promoting member db-3" for ever. Once it serves it is promoted;
+// a scale back removes it and its record.
+func TestALearnerThatNeverServesIsReportedBlocked(t *testing.T) {
+	ctx := context.Background()
+	for _, fix := range []string{"serves", "scale back"} {
+		t.Run(fix, func(t *testing.T) {
+			cluster := healthyCluster(4)
+			cluster.members[3].IsLearner = true
+			cluster.statuses[3] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+			f := newStepsFixture(t, 4, 4, 3, cluster)
+			f.withVolumes(t, 4)
+			now := time.Unix(1000, 0)
+			f.b.health.Now = func() time.Time { return now }
+			for _, wait := range []time.Duration{0, JoinDeadline} {
+				now = now.Add(wait)
+				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || res.Step != "promoting member db-3" {
+					t.Fatalf("learner not serving for %s: %+v, %v", wait, res, err)
+				}
+			}
+			now = now.Add(time.Second)
+			res, err := f.b.Sync(ctx, f.inst)
+			if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || len(cluster.promoted) != 0 ||
+				res.Blocked != "member db-3, added as a learner for spec.replicas 4, has not served for longer than 10m0s (Degraded says why), "+
+					"and nothing changes until a person acts: fix what keeps its pod from serving, or set spec.replicas back to 3, which removes it" ||
+				!strings.Contains(res.Unhealthy, "db-3") {
+				t.Fatalf("learner not serving past the deadline: %+v, %v", res, err)
+			}
+
+			if fix == "serves" {
+				cluster.statuses[3] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
+				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !slices.Equal(cluster.promoted, []uint64{103}) {
+					t.Fatalf("learner serving: %+v, %v, promoted %v", res, err, cluster.promoted)
+				}
+				return
+			}
+			f.inst.Spec.Replicas = ptr.To[int32](3)
+			if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !slices.Equal(cluster.removed, []uint64{103}) {
+				t.Fatalf("scaled back: %+v, %v, removed %v", res, err, cluster.removed)
+			}
+			if got := f.b.health.Unhealthy(healthKeyPrefix("ns", "db") + etcdcluster.FormatID(103)); got != 0 {
+				t.Fatalf("the removed learner is still remembered, unhealthy for %s", got)
+			}
+		})
 	}
 }
