@@ -510,6 +510,8 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	if err := cluster.Promote(ctx, m.ID); err != nil {
 		return err
 	}
+	// Its wait as a learner does not count against the voting member it now is (repair).
+	b.health.Forget(v.healthKey(m.ID))
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
 	return nil
 }
@@ -523,7 +525,7 @@ const JoinDeadline = 10 * time.Minute
 // for longer than JoinDeadline since this controller first saw it waiting: nothing changes
 // until a person fixes what keeps its pod from serving, or sets spec.replicas back to o,
 // which removes it. The health clock counts the time; the learner is forgotten once it is
-// removed, or once it votes and stays healthy.
+// removed or promoted.
 func (b *Backend) noteLearnerNotServing(v *instanceView, res *backend.Result, m etcdcluster.Member, o, n int) {
 	if o != n-1 {
 		return

@@ -141,6 +141,10 @@ func TestALearnerThatNeverServesIsReportedBlocked(t *testing.T) {
 				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !slices.Equal(cluster.promoted, []uint64{103}) {
 					t.Fatalf("learner serving: %+v, %v, promoted %v", res, err, cluster.promoted)
 				}
+				// Its wait as a learner does not count toward replacing the voting member.
+				if got := f.b.health.Unhealthy(healthKeyPrefix("ns", "db") + etcdcluster.FormatID(103)); got != 0 {
+					t.Fatalf("the promoted member is unhealthy for %s", got)
+				}
 				return
 			}
 			f.inst.Spec.Replicas = ptr.To[int32](3)
