@@ -82,18 +82,20 @@ func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
 	res.Record(backend.ReasonQuorumLost, "%s", res.QuorumLost)
 }
 
-// noteBlocked adds an Event, named by the block's reason, to res when the instance has just
-// become blocked (res.Blocked: nothing changes until a person acts): the Progressing condition
-// did not say so yet. Later syncs of the same block record nothing more.
-func noteBlocked(inst *v1beta1.ETCDInstance, res *backend.Result) {
-	if res == nil || res.Blocked == "" {
+// noteBlocked records a Warning Event, named by the block's reason, when the instance has
+// just become blocked (res.Blocked: nothing changes until a person acts) and the Progressing
+// condition of inst, the status the write replaced, did not say so yet. Later syncs of the
+// same block record nothing more.
+func (c *Controller) noteBlocked(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if res == nil || res.Blocked == "" || c.opts.Events == nil {
 		return
 	}
-	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == string(res.BlockedReason) {
+	if cond := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionProgressing); cond != nil &&
+		cond.Status == metav1.ConditionFalse && cond.Reason == string(res.BlockedReason) {
 		return
 	}
-	res.Record(res.BlockedReason, "%s", res.Blocked)
+	r := res.BlockedReason
+	c.opts.Events.Eventf(inst, nil, r.Type(), string(r), r.Action(), "%s", res.Blocked)
 }
 
 // notePermanentFailure records a Warning Event, named by the failure's reason, when a Sync

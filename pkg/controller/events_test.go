@@ -192,29 +192,41 @@ func TestCoreEventsKeepEveryStepOfAnInstance(t *testing.T) {
 // member lost) gets one Warning Event with the block's reason and message, not one per look;
 // once unblocked and blocked again, another.
 func TestNoteBlockedOnlyOnTheTransition(t *testing.T) {
+	recorder := events.NewFakeRecorder(10)
+	c := &Controller{opts: Options{Events: recorder}}
 	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
-	res := blockedResult()
-	noteBlocked(inst, res)
-	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonMemberRepairDisabled || res.Events[0].Note != res.Blocked || res.Events[0].Type() != backend.EventTypeWarning {
-		t.Fatalf("events on becoming blocked: %+v", res.Events)
+	want := "Warning MemberRepairDisabled " + blockedResult().Blocked
+	expect := func(what string, n int) {
+		t.Helper()
+		for i := range n {
+			select {
+			case got := <-recorder.Events:
+				if got != want {
+					t.Fatalf("%s: event %q, want %q", what, got, want)
+				}
+			default:
+				t.Fatalf("%s: %d events, want %d", what, i, n)
+			}
+		}
+		select {
+		case got := <-recorder.Events:
+			t.Fatalf("%s: another event %q", what, got)
+		default:
+		}
 	}
+	res := blockedResult()
+	c.noteBlocked(inst, res)
+	expect("becoming blocked", 1)
 	inst.Status = computeStatus(inst, res, nil, metav1.Now())
 	for range 3 {
 		again := blockedResult()
-		noteBlocked(inst, again)
-		if len(again.Events) != 0 {
-			t.Fatalf("events while still blocked: %+v", again.Events)
-		}
+		c.noteBlocked(inst, again)
 		inst.Status = computeStatus(inst, again, nil, metav1.Now())
 	}
 	healthy := &backend.Result{Members: members(3, 3), Converged: true}
-	noteBlocked(inst, healthy)
-	if len(healthy.Events) != 0 {
-		t.Fatalf("events on a healthy cluster: %+v", healthy.Events)
-	}
+	c.noteBlocked(inst, healthy)
+	expect("still blocked, then healthy", 0)
 	inst.Status = computeStatus(inst, healthy, nil, metav1.Now())
-	res = blockedResult()
-	if noteBlocked(inst, res); len(res.Events) != 1 {
-		t.Fatalf("events on becoming blocked again: %+v", res.Events)
-	}
+	c.noteBlocked(inst, blockedResult())
+	expect("blocked again", 1)
 }
