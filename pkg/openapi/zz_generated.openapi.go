@@ -50,6 +50,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1beta1.ETCDInstanceSpec{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref),
 		v1beta1.ETCDInstanceStatus{}.OpenAPIModelName():          schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceStatus(ref),
 		v1beta1.LocalDestination{}.OpenAPIModelName():            schema_pkg_apis_etcdaas_v1beta1_LocalDestination(ref),
+		v1beta1.MemberResources{}.OpenAPIModelName():             schema_pkg_apis_etcdaas_v1beta1_MemberResources(ref),
 		v1beta1.MemberStatus{}.OpenAPIModelName():                schema_pkg_apis_etcdaas_v1beta1_MemberStatus(ref),
 		v1beta1.RestoreSource{}.OpenAPIModelName():               schema_pkg_apis_etcdaas_v1beta1_RestoreSource(ref),
 		v1beta1.S3Destination{}.OpenAPIModelName():               schema_pkg_apis_etcdaas_v1beta1_S3Destination(ref),
@@ -708,11 +709,17 @@ func schema_pkg_apis_etcdaas_v1beta1_ETCDInstanceSpec(ref common.ReferenceCallba
 							Ref:         ref(v1beta1.DefragmentationSpec{}.OpenAPIModelName()),
 						},
 					},
+					"resources": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Resources are the compute resources of each member's etcd container, as a container's resources are given: requests and limits of cpu, memory and ephemeral-storage. On the kubernetes backend they are the member pods' requests and limits; a change restarts the members one at a time, as a version change does (followers first, the leader last, each once the member before is healthy again). The local backend (the standalone server) runs its members inside its own process and cannot apply them: it keeps them in the object and ignores them. Absent, or a resource named in neither requests nor limits, means the backend's default request for it: cpu 100m and memory 128Mi, with no limit. A resource with a limit but no request gets a request equal to its limit, as in a pod. Mutable.",
+							Ref:         ref(v1beta1.MemberResources{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1beta1.BackupSpec{}.OpenAPIModelName(), v1beta1.DefragmentationSpec{}.OpenAPIModelName(), v1beta1.RestoreSource{}.OpenAPIModelName(), v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
+			v1beta1.BackupSpec{}.OpenAPIModelName(), v1beta1.DefragmentationSpec{}.OpenAPIModelName(), v1beta1.MemberResources{}.OpenAPIModelName(), v1beta1.RestoreSource{}.OpenAPIModelName(), v1beta1.StorageSpec{}.OpenAPIModelName(), v1beta1.TLSSpec{}.OpenAPIModelName()},
 	}
 }
 
@@ -827,6 +834,49 @@ func schema_pkg_apis_etcdaas_v1beta1_LocalDestination(ref common.ReferenceCallba
 				Type:        []string{"object"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_etcdaas_v1beta1_MemberResources(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MemberResources are the compute resources of each member's etcd container. They have the shape of a container's resources (requests and limits) without claims: an etcd member uses no dynamically allocated device. Keys are resource names: cpu, memory or ephemeral-storage (members keep their data on their volume, so ephemeral-storage covers only what a container writes elsewhere, such as its logs).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"requests": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Requests are the resources the scheduler reserves for each member, such as {\"cpu\": \"500m\", \"memory\": \"1Gi\"}. Each must be at most its limit, when it has one.",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(resource.Quantity{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"limits": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Limits are the most each member may use, such as {\"memory\": \"2Gi\"}: a member that goes over its memory limit is killed and restarted, one over its cpu limit is slowed down (which may cost it its leadership or its heartbeats).",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(resource.Quantity{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 

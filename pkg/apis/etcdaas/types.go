@@ -34,6 +34,19 @@ type ETCDInstanceSpec struct {
 	// Defragmentation overrides when members are defragmented automatically; nil means the
 	// controller's defaults.
 	Defragmentation *DefragmentationSpec
+	// Resources are the compute resources of each member's etcd container (kubernetes
+	// backend); nil means the backend's defaults. The local backend cannot apply them.
+	Resources *MemberResources
+}
+
+// MemberResources are the compute resources of each member's etcd container: the shape of
+// corev1.ResourceRequirements without claims. Keys are resource names (cpu, memory,
+// ephemeral-storage).
+type MemberResources struct {
+	// Requests are the resources the scheduler reserves for each member.
+	Requests map[string]resource.Quantity
+	// Limits are the most each member may use.
+	Limits map[string]resource.Quantity
 }
 
 // DefragmentationSpec says when a member is defragmented automatically: once the free space

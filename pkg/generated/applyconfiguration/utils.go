@@ -58,6 +58,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &etcdaasv1beta1.ETCDInstanceSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ETCDInstanceStatus"):
 		return &etcdaasv1beta1.ETCDInstanceStatusApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("MemberResources"):
+		return &etcdaasv1beta1.MemberResourcesApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("MemberStatus"):
 		return &etcdaasv1beta1.MemberStatusApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("RestoreSource"):

@@ -212,6 +212,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 		out.Spec.Backup = spec.Backup
 		out.Spec.RestoreFrom = spec.RestoreFrom
 		out.Spec.Defragmentation = spec.Defragmentation
+		out.Spec.Resources = spec.Resources
 		if spec.TLS != nil {
 			tls := *spec.TLS
 			tls.Enabled = in.Spec.WithTLSBundle

@@ -160,6 +160,7 @@ func autoConvert_etcdaas_ETCDInstanceSpec_To_v1alpha1_ETCDInstanceSpec(in *etcda
 	// WARNING: in.Backup requires manual conversion: does not exist in peer-type
 	// WARNING: in.RestoreFrom requires manual conversion: does not exist in peer-type
 	// WARNING: in.Defragmentation requires manual conversion: does not exist in peer-type
+	// WARNING: in.Resources requires manual conversion: does not exist in peer-type
 	return nil
 }
 

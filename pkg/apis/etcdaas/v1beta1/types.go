@@ -63,6 +63,35 @@ type ETCDInstanceSpec struct {
 	// member's database on its own. Absent means the controller's defaults.
 	// +optional
 	Defragmentation *DefragmentationSpec `json:"defragmentation,omitempty" protobuf:"bytes,7,opt,name=defragmentation"`
+	// Resources are the compute resources of each member's etcd container, as a container's
+	// resources are given: requests and limits of cpu, memory and ephemeral-storage. On the
+	// kubernetes backend they are the member pods' requests and limits; a change restarts
+	// the members one at a time, as a version change does (followers first, the leader
+	// last, each once the member before is healthy again). The local backend (the
+	// standalone server) runs its members inside its own process and cannot apply them: it
+	// keeps them in the object and ignores them. Absent, or a resource named in neither
+	// requests nor limits, means the backend's default request for it: cpu 100m and memory
+	// 128Mi, with no limit. A resource with a limit but no request gets a request equal to
+	// its limit, as in a pod. Mutable.
+	// +optional
+	Resources *MemberResources `json:"resources,omitempty" protobuf:"bytes,8,opt,name=resources"`
+}
+
+// MemberResources are the compute resources of each member's etcd container. They have the
+// shape of a container's resources (requests and limits) without claims: an etcd member
+// uses no dynamically allocated device. Keys are resource names: cpu, memory or
+// ephemeral-storage (members keep their data on their volume, so ephemeral-storage covers
+// only what a container writes elsewhere, such as its logs).
+type MemberResources struct {
+	// Requests are the resources the scheduler reserves for each member, such as
+	// {"cpu": "500m", "memory": "1Gi"}. Each must be at most its limit, when it has one.
+	// +optional
+	Requests map[string]resource.Quantity `json:"requests,omitempty" protobuf:"bytes,1,rep,name=requests"`
+	// Limits are the most each member may use, such as {"memory": "2Gi"}: a member that
+	// goes over its memory limit is killed and restarted, one over its cpu limit is slowed
+	// down (which may cost it its leadership or its heartbeats).
+	// +optional
+	Limits map[string]resource.Quantity `json:"limits,omitempty" protobuf:"bytes,2,rep,name=limits"`
 }
 
 // DefragmentationSpec says when members are defragmented automatically: once the space that

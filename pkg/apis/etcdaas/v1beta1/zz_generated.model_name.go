@@ -77,6 +77,11 @@ func (in LocalDestination) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in MemberResources) OpenAPIModelName() string {
+	return "dev.etcdaas.v1beta1.MemberResources"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in MemberStatus) OpenAPIModelName() string {
 	return "dev.etcdaas.v1beta1.MemberStatus"
 }

@@ -163,6 +163,9 @@ func validateSpec(spec *etcdaas.ETCDInstanceSpec, path *field.Path) field.ErrorL
 	if spec.Defragmentation != nil {
 		allErrs = append(allErrs, validateDefragmentation(spec.Defragmentation, path.Child("defragmentation"))...)
 	}
+	if spec.Resources != nil {
+		allErrs = append(allErrs, validateResources(spec.Resources, path.Child("resources"))...)
+	}
 	return allErrs
 }
 

@@ -48,6 +48,17 @@ type ETCDInstanceSpecApplyConfiguration struct {
 	// Defragmentation overrides, for this instance, when the controller defragments a
 	// member's database on its own. Absent means the controller's defaults.
 	Defragmentation *DefragmentationSpecApplyConfiguration `json:"defragmentation,omitempty"`
+	// Resources are the compute resources of each member's etcd container, as a container's
+	// resources are given: requests and limits of cpu, memory and ephemeral-storage. On the
+	// kubernetes backend they are the member pods' requests and limits; a change restarts
+	// the members one at a time, as a version change does (followers first, the leader
+	// last, each once the member before is healthy again). The local backend (the
+	// standalone server) runs its members inside its own process and cannot apply them: it
+	// keeps them in the object and ignores them. Absent, or a resource named in neither
+	// requests nor limits, means the backend's default request for it: cpu 100m and memory
+	// 128Mi, with no limit. A resource with a limit but no request gets a request equal to
+	// its limit, as in a pod. Mutable.
+	Resources *MemberResourcesApplyConfiguration `json:"resources,omitempty"`
 }
 
 // ETCDInstanceSpecApplyConfiguration constructs a declarative configuration of the ETCDInstanceSpec type for use with
@@ -109,5 +120,13 @@ func (b *ETCDInstanceSpecApplyConfiguration) WithRestoreFrom(value *RestoreSourc
 // If called multiple times, the Defragmentation field is set to the value of the last call.
 func (b *ETCDInstanceSpecApplyConfiguration) WithDefragmentation(value *DefragmentationSpecApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
 	b.Defragmentation = value
+	return b
+}
+
+// WithResources sets the Resources field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Resources field is set to the value of the last call.
+func (b *ETCDInstanceSpecApplyConfiguration) WithResources(value *MemberResourcesApplyConfiguration) *ETCDInstanceSpecApplyConfiguration {
+	b.Resources = value
 	return b
 }

@@ -1,0 +1,66 @@
+package validation
+
+import (
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+)
+
+// MemberResourceNames are the resources spec.resources may name: what an etcd member's
+// container uses. Others (extended resources, hugepages, storage) have no meaning for it.
+var MemberResourceNames = []string{"cpu", "ephemeral-storage", "memory"}
+
+// validateResources checks spec.resources: only MemberResourceNames, no negative quantity,
+// and no request above the limit of the same resource.
+func validateResources(r *etcdaas.MemberResources, path *field.Path) field.ErrorList {
+	requestsPath, limitsPath := path.Child("requests"), path.Child("limits")
+	allErrs := validateResourceList(r.Requests, requestsPath)
+	allErrs = append(allErrs, validateResourceList(r.Limits, limitsPath)...)
+	for _, name := range sortedNames(r.Requests) {
+		request := r.Requests[name]
+		limit, ok := r.Limits[name]
+		if ok && request.Cmp(limit) > 0 {
+			allErrs = append(allErrs, field.Invalid(requestsPath.Key(name), request.String(),
+				fmt.Sprintf("must be less than or equal to %s limit of %s", name, limit.String())))
+		}
+	}
+	return allErrs
+}
+
+// validateResourceList checks the names and quantities of requests or limits.
+func validateResourceList(list map[string]resource.Quantity, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, name := range sortedNames(list) {
+		q := list[name]
+		switch {
+		case !isMemberResource(name):
+			allErrs = append(allErrs, field.NotSupported(path.Key(name), name, MemberResourceNames))
+		case q.Sign() < 0:
+			allErrs = append(allErrs, field.Invalid(path.Key(name), q.String(), "must be greater than or equal to 0"))
+		}
+	}
+	return allErrs
+}
+
+func isMemberResource(name string) bool {
+	for _, n := range MemberResourceNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedNames are the keys of list in order, so that errors come in a stable order.
+func sortedNames(list map[string]resource.Quantity) []string {
+	names := make([]string, 0, len(list))
+	for name := range list {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
