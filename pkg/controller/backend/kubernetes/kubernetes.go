@@ -167,7 +167,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if replacing, err := b.lostVolumeStep(ctx, v, cluster, obs, lost); replacing || err != nil {
 		return obs.result, err
 	}
-	if rolling, err := b.rollVersion(ctx, v, cluster, obs); rolling || err != nil {
+	if rolling, err := b.rollMembers(ctx, v, cluster, obs); rolling || err != nil {
 		return obs.result, err
 	}
 	if replacing, err := b.repairStep(ctx, v, cluster, obs, lost); replacing || err != nil {

@@ -239,11 +239,13 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 	labels := etcdaas.MemberLabels(inst.Name)
 	meta := objectMeta(inst, statefulSetName(inst))
 	meta.Annotations = map[string]string{annotationClusterToken: mc.token}
-	template := metav1.ObjectMeta{Labels: labels}
+	template := metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+		annotationPodResources: resourcesRecord(memberResources(inst)),
+	}}
 	spec := b.memberPodSpec(inst, image, mc)
 	if mc.seed != nil {
 		meta.Annotations[annotationSeed] = mc.seed.annotation()
-		template.Annotations = map[string]string{annotationPodSeed: mc.seed.ID}
+		template.Annotations[annotationPodSeed] = mc.seed.ID
 		spec.InitContainers = []corev1.Container{b.seedInitContainer(inst, mc)}
 	}
 	return &appsv1.StatefulSet{
@@ -309,9 +311,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			// restarting a member never cleared an alarm.
 			ReadinessProbe: probe(etcdcluster.ReadinessPath, 3),
 			LivenessProbe:  probe(etcdcluster.LivenessPath, 8),
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi"),
-			}},
+			// spec.resources, with the backend's defaults (memberResources).
+			Resources: memberResources(inst),
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: ptr.To(false),
 				ReadOnlyRootFilesystem:   ptr.To(true),

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -20,17 +21,17 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
 
-// DefaultUpgradeStepTimeout is how long a member a version roll restarted has to become
-// healthy on its new image before the roll stops with UpgradeFailed.
+// DefaultUpgradeStepTimeout is how long a member a roll restarted has to become healthy on
+// its new image and resources before the roll stops with UpgradeFailed.
 const DefaultUpgradeStepTimeout = 5 * time.Minute
 
-// annotationRollStep on the StatefulSet records the member a version roll restarted last
-// (a JSON rollStep). It is written before the member's pod is deleted and removed once the
-// member is healthy on its new image, so that every later Sync, in this controller or the
-// next, checks that member before restarting another.
+// annotationRollStep on the StatefulSet records the member a roll restarted last (a JSON
+// rollStep). It is written before the member's pod is deleted and removed once the member is
+// healthy on its new image and resources, so that every later Sync, in this controller or
+// the next, checks that member before restarting another.
 const annotationRollStep = "etcdaas.dev/upgrade-step"
 
-// rollStep is the restart of one member by a version roll.
+// rollStep is the restart of one member by a roll.
 type rollStep struct {
 	// Member is the member whose pod was deleted.
 	Member string `json:"member"`
@@ -38,6 +39,9 @@ type rollStep struct {
 	From string `json:"from,omitempty"`
 	// Image is the image its new pod runs.
 	Image string `json:"image"`
+	// Resources is the record (resourcesRecord) of the resources its new pod runs with;
+	// empty in a step recorded before resources were, which was made with the defaults.
+	Resources string `json:"resources,omitempty"`
 	// Leader is set when the member led the cluster (leadership was moved away first).
 	Leader bool `json:"leader,omitempty"`
 	// Started is when its pod was deleted.
@@ -47,26 +51,32 @@ type rollStep struct {
 	Failed bool `json:"failed,omitempty"`
 }
 
-// roll is what a version roll works from: the image and release every member must run, the
-// members' pods by name and the member the roll restarted last, if it is not done.
+// roll is what a roll works from: the image and release every member must run and the
+// resources it must run with (and their record), the members' pods by name and the member
+// the roll restarted last, if it is not done.
 type roll struct {
-	v       *instanceView
-	obs     *observation
-	release string
-	pods    map[string]*corev1.Pod
-	step    *rollStep
+	v         *instanceView
+	obs       *observation
+	release   string
+	resources corev1.ResourceRequirements
+	record    string
+	pods      map[string]*corev1.Pod
+	step      *rollStep
 }
 
-// rollVersion rolls the members onto the image of spec.version, one member at a time: it
-// records the restart of a member, deletes its pod (the StatefulSet's OnDelete strategy
-// recreates it from the updated template on the same volume) and restarts the next only
-// once that member is healthy on the new image and reports its release, and every voting
-// member is healthy. Followers go first, the leader last after moving leadership away. A
-// member that does not become healthy within the step timeout stops the roll (Stalled,
-// UpgradeFailed) until it does or the spec changes. It reports whether it took or awaits a
-// roll step, in which case no other step is taken.
-func (b *Backend) rollVersion(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
-	if err := b.setTemplateImage(ctx, v); err != nil {
+// rollMembers rolls the members onto the image of spec.version and the resources of
+// spec.resources, one member at a time: it records the restart of a member, deletes its pod
+// (the StatefulSet's OnDelete strategy recreates it from the updated template on the same
+// volume) and restarts the next only once that member is healthy on the new image and
+// resources and reports its release, and every voting member is healthy. A member is
+// outdated when its pod was made from an older template: another image, or other resources
+// than the instance's record (annotationPodResources). A version change and a resources
+// change, alone or together, are one roll. Followers go first, the leader last after moving
+// leadership away. A member that does not become healthy within the step timeout stops the
+// roll (Stalled, UpgradeFailed) until it does or the spec changes. It reports whether it
+// took or awaits a roll step, in which case no other step is taken.
+func (b *Backend) rollMembers(ctx context.Context, v *instanceView, cluster membership, obs *observation) (bool, error) {
+	if err := b.setTemplate(ctx, v); err != nil {
 		return true, err
 	}
 	r, err := b.observeRoll(ctx, v, obs)
@@ -108,7 +118,8 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 	if err != nil {
 		return nil, err
 	}
-	r := &roll{v: v, obs: obs, release: release, pods: map[string]*corev1.Pod{}}
+	resources := memberResources(v.inst)
+	r := &roll{v: v, obs: obs, release: release, resources: resources, record: resourcesRecord(resources), pods: map[string]*corev1.Pod{}}
 	pods, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(v.inst.Name)})
 	if err != nil {
 		return nil, err
@@ -130,20 +141,57 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 	return r, nil
 }
 
-// setTemplateImage makes new member pods run the image of spec.version. Running pods keep
-// theirs (OnDelete): the roll restarts them one at a time.
-func (b *Backend) setTemplateImage(ctx context.Context, v *instanceView) error {
-	i := slices.IndexFunc(v.sts.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
-	if i < 0 || v.sts.Spec.Template.Spec.Containers[i].Image == v.image {
+// setTemplate makes new member pods run the image of spec.version with the resources of
+// spec.resources (and their record). Running pods keep theirs (OnDelete): the roll restarts
+// them one at a time.
+func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
+	resources := memberResources(v.inst)
+	record := resourcesRecord(resources)
+	template := &v.sts.Spec.Template
+	i := slices.IndexFunc(template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
+	if i < 0 || (template.Spec.Containers[i].Image == v.image && template.Annotations[annotationPodResources] == record &&
+		apiequality.Semantic.DeepEqual(template.Spec.Containers[i].Resources, resources)) {
 		return nil
 	}
 	return b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		for j := range updated.Spec.Template.Spec.Containers {
-			if updated.Spec.Template.Spec.Containers[j].Name == "etcd" {
-				updated.Spec.Template.Spec.Containers[j].Image = v.image
+			if c := &updated.Spec.Template.Spec.Containers[j]; c.Name == "etcd" {
+				c.Image, c.Resources = v.image, *resources.DeepCopy()
 			}
 		}
+		if updated.Spec.Template.Annotations == nil {
+			updated.Spec.Template.Annotations = map[string]string{}
+		}
+		updated.Spec.Template.Annotations[annotationPodResources] = record
 	})
+}
+
+// podOutdated reports whether a member pod was made from an older template than the roll's:
+// it runs another image, or other resources.
+func (r *roll) podOutdated(pod *corev1.Pod) bool {
+	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.record
+}
+
+// target says what the roll moves the members to, for people.
+func (r *roll) target() string {
+	if r.release == "" {
+		return fmt.Sprintf("image %s with %s", r.v.image, describeResources(r.resources))
+	}
+	return fmt.Sprintf("etcd %s (image %s) with %s", r.release, r.v.image, describeResources(r.resources))
+}
+
+// stepTarget reports whether step restarted its member toward what the spec asks for now.
+func (r *roll) stepTarget(step *rollStep) bool {
+	return step.Image == r.v.image && stepResources(step) == r.record
+}
+
+// stepResources is the resources record of step (a step recorded before resources were
+// records none: its pod was made with the defaults).
+func stepResources(step *rollStep) string {
+	if step.Resources == "" {
+		return defaultResourcesRecord
+	}
+	return step.Resources
 }
 
 // podImage is the image of a member pod's etcd container, "" when it has none.
@@ -166,8 +214,8 @@ func (r *roll) member(name string) (v1beta1.MemberStatus, int) {
 	return v1beta1.MemberStatus{Name: name}, -1
 }
 
-// upToDate reports whether member name runs the roll's image, is healthy, reports the roll's
-// release (when the release is known) and its pod is Ready. A healthy voting member has served a
+// upToDate reports whether member name runs the roll's image with its resources, is healthy,
+// reports the roll's release (when the release is known) and its pod is Ready. A healthy voting member has served a
 // linearizable read, so it has applied every entry the cluster had committed when it asked:
 // it is caught up.
 func (r *roll) upToDate(name string) (bool, string) {
@@ -178,6 +226,8 @@ func (r *roll) upToDate(name string) (bool, string) {
 		return false, "its pod is being recreated"
 	case podImage(pod) != r.v.image:
 		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
+	case podResourcesRecord(pod) != r.record:
+		return false, fmt.Sprintf("its pod has %s", describeRecord(podResourcesRecord(pod)))
 	case !ms.Ready:
 		return false, "it is not healthy yet"
 	case r.release != "" && ms.Version != r.release:
@@ -190,12 +240,12 @@ func (r *roll) upToDate(name string) (bool, string) {
 	return true, ""
 }
 
-// outdated are the indexes (in the observation) of the members whose pods run another
-// image than the roll's.
+// outdated are the indexes (in the observation) of the members whose pods were made from
+// an older template than the roll's (podOutdated).
 func (r *roll) outdated() []int {
 	var out []int
 	for i, m := range r.obs.result.Members {
-		if pod := r.pods[m.Name]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image {
+		if pod := r.pods[m.Name]; pod != nil && pod.DeletionTimestamp == nil && r.podOutdated(pod) {
 			out = append(out, i)
 		}
 	}
@@ -246,16 +296,13 @@ func (r *roll) votingMembers() int {
 
 // progress describes the roll for the Progressing condition.
 func (r *roll) progress(outdated int) string {
-	target := r.release
-	if target == "" {
-		target = r.v.image
-	}
 	total := len(r.obs.result.Members)
-	return fmt.Sprintf("upgrading to etcd %s (image %s): %d of %d members upgraded", target, r.v.image, total-outdated, total)
+	return fmt.Sprintf("rolling the members to %s: %d of %d members rolled", r.target(), total-outdated, total)
 }
 
-// restartMember restarts member index i of the observation on the roll's image: leadership
-// moves away from it first, the step is recorded, then its pod is deleted.
+// restartMember restarts member index i of the observation on the roll's image and
+// resources: leadership moves away from it first, the step is recorded, then its pod is
+// deleted.
 func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership, i, outdated int) error {
 	res, ms := r.obs.result, r.obs.result.Members[i]
 	res.StepReason = backend.StepUpgrading
@@ -267,7 +314,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.record, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
@@ -289,11 +336,11 @@ func (b *Backend) deletePod(ctx context.Context, pod *corev1.Pod) error {
 // member and why, and UpgradeFailed is recorded once.
 func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 	step, res := r.step, r.obs.result
-	if step.Image != r.v.image {
-		// spec.version changed since: the roll starts over toward the new image.
+	if !r.stepTarget(step) {
+		// spec.version or spec.resources changed since: the roll starts over toward them.
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
-	if pod := r.pods[step.Member]; pod != nil && pod.DeletionTimestamp == nil && podImage(pod) != r.v.image && templateObserved(r.v.sts) {
+	if pod := r.pods[step.Member]; pod != nil && pod.DeletionTimestamp == nil && r.podOutdated(pod) && templateObserved(r.v.sts) {
 		// Recorded, but the controller stopped before deleting the pod; or the StatefulSet
 		// controller, not having seen the new template yet, recreated it from the old one.
 		res.StepReason, res.Step = backend.StepUpgrading, fmt.Sprintf("%s; restarting member %s", r.progress(len(r.outdated())), step.Member)
@@ -310,7 +357,7 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		if step.Leader {
 			member += " (the leader; leadership moved away first)"
 		}
-		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s", member, ms.Version, from, r.v.image)
+		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s", member, ms.Version, from, r.v.image, describeResources(r.resources))
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
 	res.StepReason = backend.StepUpgrading
@@ -330,8 +377,8 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 		why += ": " + problem
 	}
 	res.StalledReason = string(backend.ReasonUpgradeFailed)
-	res.Stalled = fmt.Sprintf("the upgrade to image %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version changes",
-		step.Image, step.Member, waited.Round(time.Second), why)
+	res.Stalled = fmt.Sprintf("the roll to image %s with %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version or spec.resources changes",
+		step.Image, describeRecord(stepResources(step)), step.Member, waited.Round(time.Second), why)
 	if step.Failed {
 		return nil
 	}
@@ -349,11 +396,11 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 func (b *Backend) rollWithoutReadyMember(ctx context.Context, v *instanceView, res *backend.Result) error {
 	s, ok := v.sts.Annotations[annotationRollStep]
 	step := &rollStep{}
-	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image {
+	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image || stepResources(step) != resourcesRecord(memberResources(v.inst)) {
 		return nil
 	}
 	res.StepReason = backend.StepUpgrading
-	res.Step = fmt.Sprintf("upgrading to image %s; waiting for member %s to start", v.image, step.Member)
+	res.Step = fmt.Sprintf("rolling the members to image %s with %s; waiting for member %s to start", v.image, describeRecord(stepResources(step)), step.Member)
 	return b.failStepAfterTimeout(ctx, v, step, res, "no member is ready")
 }
 

@@ -37,6 +37,7 @@ type rollFixture struct {
 	clock    time.Time
 	deleted  []string
 	recreate bool
+	created  int
 }
 
 func newRollFixture(t *testing.T) *rollFixture {
@@ -55,13 +56,24 @@ func newRollFixture(t *testing.T) *rollFixture {
 }
 
 // createPod creates the pod of member ordinal on image, Ready (the kubelet's readiness probe
-// passed) as told.
+// passed) as told, as a controller made it before it recorded resources: with the default
+// resources and no record of them.
 func (f *rollFixture) createPod(t *testing.T, ordinal int, image string, ready bool) {
 	t.Helper()
+	template := corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "etcd", Image: image,
+		Resources: memberResources(testInstance())}}}}
+	f.createPodFrom(t, ordinal, template, ready)
+}
+
+// createPodFrom creates the pod of member ordinal from template, as the StatefulSet
+// controller does, Ready as told.
+func (f *rollFixture) createPodFrom(t *testing.T, ordinal int, template corev1.PodTemplateSpec, ready bool) {
+	t.Helper()
+	f.created++
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("db-%d", ordinal), Labels: etcdaas.MemberLabels("db"),
-			UID: types.UID("uid-" + image + fmt.Sprint(ordinal)), CreationTimestamp: metav1.NewTime(f.clock)},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "etcd", Image: image}}},
+			Annotations: template.Annotations, UID: types.UID(fmt.Sprintf("uid-%d-%d", ordinal, f.created)), CreationTimestamp: metav1.NewTime(f.clock)},
+		Spec: *template.Spec.DeepCopy(),
 	}
 	if ready {
 		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
@@ -92,7 +104,7 @@ func (f *rollFixture) sync(t *testing.T) *backend.Result {
 		f.deleted = append(f.deleted, name)
 		f.cluster.statuses[i] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
 		if f.recreate {
-			f.createPod(t, i, sts.Spec.Template.Spec.Containers[0].Image, false)
+			f.createPodFrom(t, i, sts.Spec.Template, false)
 		}
 	}
 	return res
@@ -147,7 +159,7 @@ func TestRollRestartsOneMemberAtATimeLeaderLast(t *testing.T) {
 	f := newRollFixture(t)
 
 	res := f.sync(t)
-	if res.StepReason != backend.StepUpgrading || !strings.Contains(res.Step, "0 of 3 members upgraded; restarting member db-2") {
+	if res.StepReason != backend.StepUpgrading || !strings.Contains(res.Step, "0 of 3 members rolled; restarting member db-2") {
 		t.Fatalf("first roll step: %+v", res)
 	}
 	if !slices.Equal(f.deleted, []string{"db-2"}) {
@@ -171,8 +183,8 @@ func TestRollRestartsOneMemberAtATimeLeaderLast(t *testing.T) {
 	// db-2 is up to date: recorded, and the next follower restarts on a later sync.
 	f.answer(2, "3.7.3")
 	res = f.sync(t)
-	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-2 runs etcd 3.7.3 (was 3.7.2) on image " + newImage})
-	if !slices.Equal(f.deleted, []string{"db-2", "db-0"}) || !strings.Contains(res.Step, "1 of 3 members upgraded; restarting member db-0") {
+	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-2 runs etcd 3.7.3 (was 3.7.2) on image " + newImage + " with requests cpu=100m memory=128Mi"})
+	if !slices.Equal(f.deleted, []string{"db-2", "db-0"}) || !strings.Contains(res.Step, "1 of 3 members rolled; restarting member db-0") {
 		t.Fatalf("second roll step: restarted %v, %+v", f.deleted, res)
 	}
 	if len(f.cluster.movedOff) != 0 {
@@ -188,7 +200,7 @@ func TestRollRestartsOneMemberAtATimeLeaderLast(t *testing.T) {
 	f.moveLeader(0)
 	f.answer(1, "3.7.3")
 	res = f.sync(t)
-	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-1 (the leader; leadership moved away first) runs etcd 3.7.3 (was 3.7.2) on image " + newImage})
+	wantEvents(t, res, backend.Event{Reason: backend.ReasonMemberUpgraded, Note: "Member db-1 (the leader; leadership moved away first) runs etcd 3.7.3 (was 3.7.2) on image " + newImage + " with requests cpu=100m memory=128Mi"})
 	if !res.Converged || res.Unhealthy != "" || f.rollRecord(t) != "" {
 		t.Fatalf("after the roll: %+v, record %q", res, f.rollRecord(t))
 	}
@@ -282,7 +294,7 @@ func TestRollResumesAndFollowsSpecChanges(t *testing.T) {
 	f := newRollFixture(t)
 	ctx := context.Background()
 	v := f.view(t)
-	if err := f.b.setTemplateImage(ctx, v); err != nil {
+	if err := f.b.setTemplate(ctx, v); err != nil {
 		t.Fatal(err)
 	}
 	step := &rollStep{Member: "db-2", From: "3.7.2", Image: newImage, Started: metav1.NewTime(f.clock.Add(time.Second))}
