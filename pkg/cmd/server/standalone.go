@@ -502,7 +502,7 @@ func (o *Options) standaloneExtraConfig() (apiserver.ExtraConfig, error) {
 	// instances, so every version the API allows is accepted.
 	var versions etcdinstance.VersionPolicy
 	if o.Standalone.Controller {
-		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion(), local.EmbeddedRelease()}, Reason: "standalone, local backend"}
+		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion(), local.EmbeddedRelease()}, Reason: "standalone, local backend", InProcess: true}
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
 			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir, MemberRepairGracePeriod: repairGrace(o.Standalone.MemberRepairGracePeriod)}, StandaloneBackupDir(dataDir))
 			return err

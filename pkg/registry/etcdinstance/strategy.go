@@ -185,23 +185,30 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	return validation.ForVersion(errs, requestVersion(ctx))
 }
 
-// WarningsOnCreate warns about an even number of replicas.
-func (Strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
+// WarningsOnCreate warns about an even number of replicas, and about spec.resources on a
+// server whose members run in-process.
+func (s Strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
 	instance, ok := obj.(*etcdaas.ETCDInstance)
 	if !ok {
 		return nil
 	}
-	return validation.ReplicasWarnings(instance.Spec.Replicas, field.NewPath("spec", "replicas"))
+	warnings := validation.ReplicasWarnings(instance.Spec.Replicas, field.NewPath("spec", "replicas"))
+	return append(warnings, s.Versions.resourcesWarnings(instance.Spec.Resources, nil)...)
 }
 
-// WarningsOnUpdate warns about an even number of replicas when the update changes replicas.
-func (Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+// WarningsOnUpdate warns about an even number of replicas when the update changes replicas,
+// and about spec.resources changed on a server whose members run in-process.
+func (s Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
-	if !ok1 || !ok2 || newObj.Spec.Replicas == oldObj.Spec.Replicas {
+	if !ok1 || !ok2 {
 		return nil
 	}
-	return validation.ReplicasWarnings(newObj.Spec.Replicas, field.NewPath("spec", "replicas"))
+	var warnings []string
+	if newObj.Spec.Replicas != oldObj.Spec.Replicas {
+		warnings = validation.ReplicasWarnings(newObj.Spec.Replicas, field.NewPath("spec", "replicas"))
+	}
+	return append(warnings, s.Versions.resourcesWarnings(newObj.Spec.Resources, oldObj.Spec.Resources)...)
 }
 
 // Canonicalize does nothing: the internal form is canonical.

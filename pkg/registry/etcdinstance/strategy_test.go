@@ -127,6 +127,34 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestResourcesWarning: a server whose members run in-process warns that spec.resources is
+// kept but not applied, on a create that sets it and an update that changes it; a server of
+// another backend does not.
+func TestResourcesWarning(t *testing.T) {
+	inProcess := NewStrategy(testScheme())
+	inProcess.Versions = VersionPolicy{Supported: []string{"3.7"}, Reason: "standalone, local backend", InProcess: true}
+	sized := instance()
+	sized.Spec.Resources = &etcdaas.MemberResources{Requests: map[string]resource.Quantity{"memory": resource.MustParse("1Gi")}}
+	want := "spec.resources: kept but not applied: this server runs its etcd members inside its own process (standalone, local backend)"
+	if w := inProcess.WarningsOnCreate(ctxFor("v1beta1"), sized); !slices.Equal(w, []string{want}) {
+		t.Errorf("create with resources: warnings %q", w)
+	}
+	if w := inProcess.WarningsOnCreate(ctxFor("v1beta1"), instance()); len(w) != 0 {
+		t.Errorf("create without resources: warnings %q", w)
+	}
+	if w := inProcess.WarningsOnUpdate(ctxFor("v1beta1"), sized, instance()); !slices.Equal(w, []string{want}) {
+		t.Errorf("update setting resources: warnings %q", w)
+	}
+	same := sized.DeepCopy()
+	same.Spec.Replicas = 5
+	if w := inProcess.WarningsOnUpdate(ctxFor("v1beta1"), same, sized); len(w) != 0 {
+		t.Errorf("update keeping resources: warnings %q", w)
+	}
+	if w := NewStrategy(testScheme()).WarningsOnCreate(ctxFor("v1beta1"), sized); len(w) != 0 {
+		t.Errorf("create with resources, kubernetes backend: warnings %q", w)
+	}
+}
+
 func TestStatusStrategy(t *testing.T) {
 	s := NewStatusStrategy(testScheme())
 	old := instance()

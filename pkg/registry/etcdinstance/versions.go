@@ -5,7 +5,10 @@ import (
 	"slices"
 	"strings"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 )
 
 // VersionPolicy restricts spec.version to the etcd versions the server's backend runs, so
@@ -17,6 +20,23 @@ type VersionPolicy struct {
 	// Reason says in the error what imposes the restriction, such as
 	// "standalone, local backend".
 	Reason string
+	// InProcess is set when the server's backend runs the members inside the server's own
+	// process (standalone, local backend), which cannot give them spec.resources: a create or
+	// an update that sets them is warned that they are kept but not applied.
+	InProcess bool
+}
+
+// resourcesWarnings warns, when the members run in-process, about spec.resources set (on
+// create, old is nil) or changed to something.
+func (p VersionPolicy) resourcesWarnings(resources, old *etcdaas.MemberResources) []string {
+	if !p.InProcess || resources == nil || apiequality.Semantic.DeepEqual(resources, old) {
+		return nil
+	}
+	detail := "kept but not applied: this server runs its etcd members inside its own process"
+	if p.Reason != "" {
+		detail += " (" + p.Reason + ")"
+	}
+	return []string{"spec.resources: " + detail}
 }
 
 // check returns the error for a well-formed version the policy does not accept, nil
