@@ -24,14 +24,21 @@ metadata:
 spec:
   replicas: 3
   version: "%s"
+  resources:
+    requests: {cpu: 50m, memory: 64Mi}
+    limits: {memory: 512Mi}
 `
+
+// rolledResources is what the roll also applies, in the same patch as the new version.
+const rolledResources = `{"requests":{"cpu":"75m","memory":"96Mi"},"limits":{"memory":"640Mi"}}`
 
 // testRollingUpgrade creates a 3-member instance on the previous etcd patch release (its
 // own image, built here by the project's image builder), writes keys, has a downgrade and a skipped minor refused,
-// then sets spec.version to the current release and checks the roll: members restart one
-// at a time (each restarted pod created only after the member restarted before reported the
+// then sets spec.version to the current release and spec.resources to others in one patch,
+// and checks the roll: members restart one at a time (each restarted pod created only after the member restarted before reported the
 // new version, from the MemberUpgraded Events), the leader last, every member then reports
-// the new release (in the status and to etcdctl) and the keys are intact.
+// the new release (in the status and to etcdctl), every pod has the new requests and limits
+// (it had the first ones before) and the keys are intact.
 func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 	const ns, name = "upgrade", "u1"
 	ctx := t.Context()
@@ -53,6 +60,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
 	}
+	e.checkMemberResources(t, ns, name, "requests cpu=50m memory=64Mi, limits memory=512Mi")
 	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
 	e.mustClient(t, ns, "put-before-upgrade", "", clientURL, "put", "/upgrade/written-on", from)
 
@@ -66,7 +74,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 
 	leader := leaderOf(inst)
 	start := time.Now()
-	mustRun(t, pinned, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+to+`"}}`)
+	mustRun(t, pinned, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+to+`","resources":`+rolledResources+`}}`)
 	maxDown := 0
 	inst, err = e.waitVersion(ctx, ns, name, to, 6*time.Minute, func(inst *v1beta1.ETCDInstance) {
 		if inst.Status.Phase != v1beta1.PhaseRunning {
@@ -83,6 +91,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 		t.Errorf("%d members not ready at once during the upgrade, want at most one", maxDown)
 	}
 	e.checkRollOrder(t, ns, name, leader, start)
+	e.checkMemberResources(t, ns, name, "requests cpu=75m memory=96Mi, limits memory=640Mi")
 
 	if got := e.mustClient(t, ns, "get-after-upgrade", "", clientURL, "get", "/upgrade/written-on", "--print-value-only"); got != from {
 		t.Errorf("after the upgrade /upgrade/written-on = %q, want %q", got, from)
@@ -219,4 +228,37 @@ func etcdImageOf(p corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// checkMemberResources checks that every member pod's etcd container has the requests and
+// limits want describes ("requests cpu=50m memory=64Mi, limits memory=512Mi").
+func (e *etcdaasInstall) checkMemberResources(t *testing.T, ns, name, want string) {
+	t.Helper()
+	pods, err := e.c.Kube.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 3 {
+		t.Fatalf("%d member pods, want 3", len(pods.Items))
+	}
+	for _, p := range pods.Items {
+		for _, c := range p.Spec.Containers {
+			if got := describeResources(c.Resources); c.Name == "etcd" && got != want {
+				t.Errorf("pod %s: %s, want %s", p.Name, got, want)
+			}
+		}
+	}
+}
+
+// describeResources says a container's resources as checkMemberResources takes them.
+func describeResources(r corev1.ResourceRequirements) string {
+	describe := func(list corev1.ResourceList) string {
+		var out []string
+		for name, q := range list {
+			out = append(out, fmt.Sprintf("%s=%s", name, q.String()))
+		}
+		slices.Sort(out)
+		return strings.Join(out, " ")
+	}
+	return fmt.Sprintf("requests %s, limits %s", describe(r.Requests), describe(r.Limits))
 }
