@@ -215,9 +215,9 @@ func (r *roll) member(name string) (v1beta1.MemberStatus, int) {
 }
 
 // upToDate reports whether member name runs the roll's image with its resources, is healthy,
-// reports the roll's release (when the release is known) and its pod is Ready. A healthy voting member has served a
-// linearizable read, so it has applied every entry the cluster had committed when it asked:
-// it is caught up.
+// reports the roll's release (when the release is known) and its pod is Ready. A healthy
+// voting member has served a linearizable read, so it has applied every entry the cluster
+// had committed when it asked: it is caught up.
 func (r *roll) upToDate(name string) (bool, string) {
 	pod := r.pods[name]
 	ms, _ := r.member(name)
