@@ -47,8 +47,10 @@ type ETCDInstanceStatusApplyConfiguration struct {
 	// Conditions are the latest observations, each at the generation it observed: Available
 	// (a majority of the voting members is ready, so the cluster answers its clients; a new
 	// instance only once every member it was created with serves), Progressing (a change is under way; False with reason
-	// Converged once the spec's members serve), Degraded (a member is unhealthy or a change
-	// failed) and BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
+	// Converged once the spec's members serve, or with the reason of what stops every change
+	// until a person acts, such as UpgradeFailed, MemberRepairDisabled or MemberNotJoining,
+	// its message saying what to do), Degraded (a member is unhealthy or a change failed) and
+	// BackupSucceeded (whether the latest scheduled backup succeeded, and why not).
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Backup reports the scheduled backups: the last attempt and the last success.
 	Backup *BackupStatusApplyConfiguration `json:"backup,omitempty"`
