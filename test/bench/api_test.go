@@ -119,6 +119,8 @@ type apiEnv struct {
 	protobuf bool
 	// backupMember is the member of the backup instance once started (startBackupInstance).
 	backupMember *etcdcluster.Access
+	// runtimeEnv is etcdaas-apiserver's GOGC and GOMEMLIMIT (apiServerRuntimeEnv).
+	runtimeEnv []string
 }
 
 // BenchmarkAPI measures create, GET and LIST of ETCDInstances on etcdaas-apiserver
@@ -167,6 +169,7 @@ func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 		opts.KubeAPIServerArgs = []string{"--watch-cache=false"}
 		opts.EtcdaasAPIServerArgs = []string{"--watch-cache=false"}
 	}
+	opts.EtcdaasAPIServerEnv = apiServerRuntimeEnv(b)
 	protobuf := benchEncoding(b)
 	if !protobuf {
 		opts.EtcdaasAPIServerArgs = append(opts.EtcdaasAPIServerArgs, "--storage-media-type="+runtime.ContentTypeJSON)
@@ -193,7 +196,7 @@ func startAPIEnv(b testing.TB, watchCache bool) *apiEnv {
 	directConfig := rest.CopyConfig(c.AdminConfig)
 	directConfig.Host = "https://" + framework.HostPort(c.EtcdaasPort)
 	directConfig.CAData, directConfig.CAFile, directConfig.ServerName = c.PKI.ServingCA.CertPEM, "", "localhost"
-	env := &apiEnv{cluster: c, watchCache: watchCache, protobuf: protobuf}
+	env := &apiEnv{cluster: c, watchCache: watchCache, protobuf: protobuf, runtimeEnv: opts.EtcdaasAPIServerEnv}
 	for _, t := range []struct {
 		name, prefix, group string
 		config              *rest.Config
@@ -572,10 +575,11 @@ func (e *apiEnv) report(s apiSettings, m measurements) *report {
 		"objects per create scenario (1 client)":               strconv.Itoa(createCount(s, 1)),
 		"GETs and LISTs per repetition (figure: their median)": fmt.Sprintf("%d and %d", s.gets, s.lists),
 		"raw etcd value (JSON of a stored ETCDInstance)":       fmt.Sprintf("%d bytes", len(e.rawValue)),
-		"storage version":  versions[0],
-		"CPUs":             strconv.Itoa(goruntime.NumCPU()),
-		"watch cache":      strconv.FormatBool(e.watchCache),
-		"etcdaas encoding": encoding,
+		"storage version":                versions[0],
+		"CPUs":                           strconv.Itoa(goruntime.NumCPU()),
+		"watch cache":                    strconv.FormatBool(e.watchCache),
+		"etcdaas encoding":               encoding,
+		"etcdaas-apiserver's Go runtime": describeRuntimeEnv(e.runtimeEnv),
 	}}
 	add := func(scenario, version, unit, subject, peer string, g *goal) {
 		peerVersion := version

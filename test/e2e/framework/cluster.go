@@ -98,6 +98,7 @@ type Cluster struct {
 	procs           map[string]*Process
 	order           []string
 	serverArgs      []string
+	serverEnv       []string
 	controlArgs     []string
 }
 
@@ -124,6 +125,9 @@ type ClusterOptions struct {
 	KubeAPIServerArgs []string
 	// EtcdaasAPIServerArgs are appended to etcdaas-apiserver's flags.
 	EtcdaasAPIServerArgs []string
+	// EtcdaasAPIServerEnv (KEY=value) is added to etcdaas-apiserver's environment only (for
+	// instance the Go runtime's GOGC), also when it is started again.
+	EtcdaasAPIServerEnv []string
 	// ControllerArgs are appended to etcdaas-controller's flags, also when it is started
 	// later by StartEtcdaasController.
 	ControllerArgs []string
@@ -152,6 +156,7 @@ func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
 	c.Proxy = ServeReadinessProxy(serviceListener, HostPort(c.EtcdaasPort), c.PKI.ServingCA.CertPEM)
 	t.Cleanup(c.Proxy.Close)
 	c.serverArgs = append(c.etcdaasAPIServerArgs(), opts.EtcdaasAPIServerArgs...)
+	c.serverEnv = opts.EtcdaasAPIServerEnv
 	if err := c.StartEtcdaasAPIServer(); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +293,12 @@ func (c *Cluster) writeServiceAccountKubeconfigs(ctx context.Context) {
 // start runs a process and stops it when the test ends; a process that must be killed
 // fails the test unless its name is in killTolerated.
 func (c *Cluster) start(name, bin string, args ...string) (*Process, error) {
-	p, err := StartProcess(name, c.LogDir, bin, args...)
+	return c.startWithEnv(name, nil, bin, args...)
+}
+
+// startWithEnv is start with env (KEY=value) added to the process's environment.
+func (c *Cluster) startWithEnv(name string, env []string, bin string, args ...string) (*Process, error) {
+	p, err := StartProcessWithEnv(name, c.LogDir, env, bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -607,9 +617,9 @@ func (c *Cluster) etcdaasControllerArgs() []string {
 }
 
 // StartEtcdaasAPIServer starts etcdaas-apiserver in aggregated mode (again, after
-// StopEtcdaasAPIServer) with the same flags and port.
+// StopEtcdaasAPIServer) with the same flags, environment and port.
 func (c *Cluster) StartEtcdaasAPIServer() error {
-	_, err := c.start("etcdaas-apiserver", filepath.Join(c.OurBin, APIServerCommand), c.serverArgs...)
+	_, err := c.startWithEnv("etcdaas-apiserver", c.serverEnv, filepath.Join(c.OurBin, APIServerCommand), c.serverArgs...)
 	return err
 }
 
