@@ -110,7 +110,8 @@ test-cluster: tools tools-node
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
 ## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_OBJECTS sizes the create/GET/LIST
 ## scenarios, ETCDAAS_BENCH_REPETITIONS repeats them, ETCDAAS_BENCH_WATCHERS sizes the watch fan-out,
-## ETCDAAS_BENCH_BACKUP_MIB the backup stream)
+## ETCDAAS_BENCH_BACKUP_MIB the backup stream, ETCDAAS_BENCH_APISERVER_GOGC and ETCDAAS_BENCH_APISERVER_GOMEMLIMIT
+## etcdaas-apiserver's GOGC and GOMEMLIMIT, given to it alone)
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
