@@ -2,7 +2,8 @@ package validation
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -47,20 +48,10 @@ func validateResourceList(list map[string]resource.Quantity, path *field.Path) f
 }
 
 func isMemberResource(name string) bool {
-	for _, n := range MemberResourceNames {
-		if n == name {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(MemberResourceNames, name)
 }
 
 // sortedNames are the keys of list in order, so that errors come in a stable order.
 func sortedNames(list map[string]resource.Quantity) []string {
-	names := make([]string, 0, len(list))
-	for name := range list {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(list))
 }
