@@ -470,7 +470,6 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 		return c.opts.StepInterval, nil
 	}
 	res, syncErr := c.opts.Backend.Sync(ctx, inst)
-	noteQuorumLoss(inst, res)
 	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
 	if res != nil {
@@ -496,6 +495,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	// Against the status written over, not the cached one: a Sync of a copy older than the
 	// status an earlier Sync wrote (not in the cache yet) reports the same failure once.
 	c.notePermanentFailure(previous, syncErr)
+	c.noteQuorumLoss(previous, res)
 	c.noteBlocked(previous, res)
 	if pe, ok := backend.IsPermanent(syncErr); ok {
 		klog.InfoS("ETCDInstance cannot be reconciled", "key", cache.MetaObjectToName(inst).String(), "err", syncErr, "retryAfter", pe.RetryAfter)

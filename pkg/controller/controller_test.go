@@ -330,9 +330,11 @@ type fakeBackend struct {
 	// conflicts names the instances whose Syncs answer a NameConflict that the controller may
 	// retry (RetryAfter 20ms): an object of someone else's holds a name they need.
 	conflicts map[string]bool
-	deleted   []string
-	recovered []string
-	forgotten []string
+	// quorumLost names the instances whose Syncs answer that their cluster lost quorum.
+	quorumLost map[string]bool
+	deleted    []string
+	recovered  []string
+	forgotten  []string
 }
 
 // Forget records which instance was forgotten.
@@ -364,6 +366,10 @@ func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*back
 	}
 	if f.conflicts[inst.Name] {
 		return nil, &backend.PermanentError{Reason: "NameConflict", Message: "Service ns/" + inst.Name + " is someone else's", RetryAfter: 20 * time.Millisecond}
+	}
+	if f.quorumLost[inst.Name] {
+		return &backend.Result{Members: members(3, 1), Unhealthy: "unhealthy members: m-1, m-2: not answering",
+			QuorumLost: "quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"}, nil
 	}
 	f.steps++
 	n := min(f.steps, backend.DesiredReplicas(inst))
@@ -444,6 +450,53 @@ func TestAPermanentFailureIsReportedOnce(t *testing.T) {
 		if len(warnings) != 1 {
 			t.Fatalf("run %d: Warning Events %q, want one", i, warnings)
 		}
+	}
+}
+
+// TestALossOfQuorumIsReportedOnce: a loss of quorum that goes on is one QuorumLost Warning
+// Event, however often the controller looks again, even when a Sync runs on a cached copy of
+// the instance older than the status an earlier Sync wrote (its creation's own updates, the
+// finalizer and the first status, bring such Syncs).
+func TestALossOfQuorumIsReportedOnce(t *testing.T) {
+	ctx := context.Background()
+	for i := range 5 {
+		client := fake.NewClientset(&v1beta1.ETCDInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: types.UID(fmt.Sprintf("uid-%d", i))},
+			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
+		})
+		enforceResourceVersions(client)
+		recorder := events.NewFakeRecorder(100)
+		stop := runController(t, Options{Client: client, Backend: &fakeBackend{quorumLost: map[string]bool{"db": true}}, Events: recorder})
+		waitCondition(t, ctx, client.EtcdaasV1beta1().ETCDInstances("ns"), "db", etcdaas.ConditionDegraded, ReasonQuorumLost)
+		time.Sleep(300 * time.Millisecond) // looked at again with a backoff from 100ms
+		stop()
+		var warnings []string
+		for len(recorder.Events) > 0 {
+			if e := <-recorder.Events; strings.HasPrefix(e, "Warning") {
+				warnings = append(warnings, e)
+			}
+		}
+		if want := "Warning QuorumLost quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"; len(warnings) != 1 || warnings[0] != want {
+			t.Fatalf("run %d: Warning Events %q, want one %q", i, warnings, want)
+		}
+	}
+}
+
+// waitCondition waits up to 10s until the instance name has the condition typ with reason.
+func waitCondition(t *testing.T, ctx context.Context, instances typedv1beta1.ETCDInstanceInterface, name, typ, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := instances.Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			if c := meta.FindStatusCondition(got.Status.Conditions, typ); c != nil && c.Reason == reason {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no condition %s with reason %s: %+v, %v", name, typ, reason, got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

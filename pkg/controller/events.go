@@ -70,16 +70,18 @@ func (c *Controller) recordEvents(inst *v1beta1.ETCDInstance, res *backend.Resul
 	}
 }
 
-// noteQuorumLoss adds a QuorumLost event to res when the instance has just lost quorum: the
-// status did not say so yet. Later syncs of the same loss record nothing more.
-func noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
-	if res == nil || res.QuorumLost == "" {
+// noteQuorumLoss records a QuorumLost Warning Event when the instance has just lost quorum:
+// the Degraded condition of inst, the status the write replaced, did not say so yet. Later
+// syncs of the same loss record nothing more.
+func (c *Controller) noteQuorumLoss(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if res == nil || res.QuorumLost == "" || c.opts.Events == nil {
 		return
 	}
-	if c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); c != nil && c.Reason == ReasonQuorumLost {
+	if cond := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded); cond != nil && cond.Reason == ReasonQuorumLost {
 		return
 	}
-	res.Record(backend.ReasonQuorumLost, "%s", res.QuorumLost)
+	r := backend.ReasonQuorumLost
+	c.opts.Events.Eventf(inst, nil, r.Type(), string(r), r.Action(), "%s", res.QuorumLost)
 }
 
 // noteBlocked records a Warning Event, named by the block's reason, when the instance has

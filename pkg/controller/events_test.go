@@ -95,24 +95,31 @@ func TestNewEventRecorderUsesTheServedAPI(t *testing.T) {
 	})
 }
 
+// TestNoteQuorumLossOnlyOnTheTransition: losing quorum is one QuorumLost Warning Event, not
+// one per look while the status says so; none on a healthy cluster; another once lost again.
 func TestNoteQuorumLossOnlyOnTheTransition(t *testing.T) {
+	recorder := events.NewFakeRecorder(10)
+	c := &Controller{opts: Options{Events: recorder}}
 	inst := &v1beta1.ETCDInstance{}
-	res := &backend.Result{QuorumLost: "quorum lost: 2 of 3 voting members do not answer (a, b); 2 are needed"}
-	noteQuorumLoss(inst, res)
-	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonQuorumLost || res.Events[0].Note != res.QuorumLost || res.Events[0].Type() != backend.EventTypeWarning {
-		t.Fatalf("events on losing quorum: %+v", res.Events)
+	lost := func() *backend.Result {
+		return &backend.Result{QuorumLost: "quorum lost: 2 of 3 voting members do not answer (a, b); 2 are needed"}
 	}
+	want := "Warning QuorumLost " + lost().QuorumLost
+	expect := func(what string, n int) {
+		t.Helper()
+		expectEvents(t, recorder, what, want, n)
+	}
+	res := lost()
+	c.noteQuorumLoss(inst, res)
+	expect("losing quorum", 1)
 	inst.Status = computeStatus(inst, res, nil, metav1.Now())
-	again := &backend.Result{QuorumLost: res.QuorumLost}
-	noteQuorumLoss(inst, again)
-	if len(again.Events) != 0 {
-		t.Fatalf("events while quorum stays lost: %+v", again.Events)
-	}
+	c.noteQuorumLoss(inst, lost())
 	healthy := &backend.Result{Converged: true}
-	noteQuorumLoss(inst, healthy)
-	if len(healthy.Events) != 0 {
-		t.Fatalf("events on a healthy cluster: %+v", healthy.Events)
-	}
+	c.noteQuorumLoss(inst, healthy)
+	expect("quorum still lost, then healthy", 0)
+	inst.Status = computeStatus(inst, healthy, nil, metav1.Now())
+	c.noteQuorumLoss(inst, lost())
+	expect("losing quorum again", 1)
 }
 
 // TestNotePermanentFailureOnlyOnTheTransition: a failure only a spec change fixes (here
@@ -198,21 +205,7 @@ func TestNoteBlockedOnlyOnTheTransition(t *testing.T) {
 	want := "Warning MemberRepairDisabled " + blockedResult().Blocked
 	expect := func(what string, n int) {
 		t.Helper()
-		for i := range n {
-			select {
-			case got := <-recorder.Events:
-				if got != want {
-					t.Fatalf("%s: event %q, want %q", what, got, want)
-				}
-			default:
-				t.Fatalf("%s: %d events, want %d", what, i, n)
-			}
-		}
-		select {
-		case got := <-recorder.Events:
-			t.Fatalf("%s: another event %q", what, got)
-		default:
-		}
+		expectEvents(t, recorder, what, want, n)
 	}
 	res := blockedResult()
 	c.noteBlocked(inst, res)
@@ -229,4 +222,24 @@ func TestNoteBlockedOnlyOnTheTransition(t *testing.T) {
 	inst.Status = computeStatus(inst, healthy, nil, metav1.Now())
 	c.noteBlocked(inst, blockedResult())
 	expect("blocked again", 1)
+}
+
+// expectEvents checks that recorder holds exactly n events, each want; what names the moment.
+func expectEvents(t *testing.T, recorder *events.FakeRecorder, what, want string, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case got := <-recorder.Events:
+			if got != want {
+				t.Fatalf("%s: event %q, want %q", what, got, want)
+			}
+		default:
+			t.Fatalf("%s: %d events, want %d", what, i, n)
+		}
+	}
+	select {
+	case got := <-recorder.Events:
+		t.Fatalf("%s: another event %q", what, got)
+	default:
+	}
 }
