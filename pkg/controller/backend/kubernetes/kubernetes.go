@@ -516,28 +516,16 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	return nil
 }
 
-// JoinDeadline is how long a learner added by a scale-up may go without serving before the
-// instance is reported blocked on it: its pod may be pulling an image or waiting for a node.
-const JoinDeadline = 10 * time.Minute
-
 // noteLearnerNotServing reports the instance blocked (reason MemberNotJoining) once m, the
 // learner with ordinal o of a membership of n, the highest (a scale-up's), has not served
-// for longer than JoinDeadline since this controller first saw it waiting: nothing changes
-// until a person fixes what keeps its pod from serving, or sets spec.replicas back to o,
-// which removes it. The health clock counts the time; the learner is forgotten once it is
-// removed or promoted.
+// for longer than backend.JoinDeadline since this controller first saw it waiting (see
+// backend.NoteNotJoining). The health clock counts the time; the learner is forgotten once
+// it is removed or promoted.
 func (b *Backend) noteLearnerNotServing(v *instanceView, res *backend.Result, m etcdcluster.Member, o, n int) {
 	if o != n-1 {
 		return
 	}
-	if waited := b.health.Unhealthy(v.healthKey(m.ID)); waited <= JoinDeadline {
-		return
-	}
-	name := backend.MemberName(v.inst.Name, o)
-	res.BlockedReason = backend.ReasonMemberNotJoining
-	res.Blocked = fmt.Sprintf("member %s, added as a learner for spec.replicas %d, has not served for longer than %s (Degraded says why), "+
-		"and nothing changes until a person acts: fix what keeps its pod from serving, or set spec.replicas back to %d, which removes it",
-		name, backend.DesiredReplicas(v.inst), JoinDeadline, o)
+	backend.NoteNotJoining(res, backend.MemberName(v.inst.Name, o), backend.DesiredReplicas(v.inst), o, "its pod", b.health.Unhealthy(v.healthKey(m.ID)), backend.JoinDeadline)
 }
 
 // stepTowardSpec takes the next step toward spec.replicas on a healthy cluster with no change

@@ -121,7 +121,7 @@ func TestALearnerThatNeverServesIsReportedBlocked(t *testing.T) {
 			f.withVolumes(t, 4)
 			now := time.Unix(1000, 0)
 			f.b.health.Now = func() time.Time { return now }
-			for _, wait := range []time.Duration{0, JoinDeadline} {
+			for _, wait := range []time.Duration{0, backend.JoinDeadline} {
 				now = now.Add(wait)
 				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || res.Step != "promoting member db-3" {
 					t.Fatalf("learner not serving for %s: %+v, %v", wait, res, err)
