@@ -60,6 +60,10 @@ type Options struct {
 	// before it is replaced by a new member (0: backend.DefaultMemberRepairGracePeriod;
 	// negative: never).
 	MemberRepairGracePeriod time.Duration
+	// JoinDeadline is how long a member added by a scale-up may fail to start or to be
+	// promoted before the instance is reported blocked on it, reason MemberNotJoining
+	// (0: backend.JoinDeadline).
+	JoinDeadline time.Duration
 }
 
 // Backend runs members as embedded etcd servers. It is safe for concurrent use on different
@@ -128,6 +132,9 @@ func New(opts Options) (*Backend, error) {
 	if opts.MemberRepairGracePeriod == 0 {
 		opts.MemberRepairGracePeriod = backend.DefaultMemberRepairGracePeriod
 	}
+	if opts.JoinDeadline == 0 {
+		opts.JoinDeadline = backend.JoinDeadline
+	}
 	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
 		return nil, err
 	}
@@ -195,7 +202,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err := b.ensureRunning(ctx, dir, st); err != nil {
 		return nil, err
 	}
-	if res, resumed, err := b.resumeChange(ctx, dir, st); resumed {
+	if res, resumed, err := b.resumeChange(ctx, dir, st, inst); resumed {
 		if err == nil && st.joinWaits(res) {
 			// A join waits for every voting member to be healthy; one that is not may be
 			// due for replacement (or, with repair off, never come back), which must not
@@ -253,26 +260,44 @@ func (b *Backend) withMembers(ctx context.Context, dir string, st *instanceState
 	return res
 }
 
-// resumeChange finishes a join or a removal an earlier call recorded but did not finish. It
-// reports whether there was one.
-func (b *Backend) resumeChange(ctx context.Context, dir string, st *instanceState) (*backend.Result, bool, error) {
-	for _, m := range st.Members {
+// resumeChange finishes a join or a removal an earlier call recorded but did not finish. A
+// scale-up's join that spec.replicas no longer asks for is given up: its member is removed
+// instead, which is how a person unblocks a member that never joins. It reports whether
+// there was a change to finish.
+func (b *Backend) resumeChange(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance) (*backend.Result, bool, error) {
+	for i := range st.Members {
+		m := &st.Members[i]
 		switch m.Phase {
 		case phaseRemoving:
 			res, err := b.finishRemove(ctx, dir, st, m.Name)
 			return res, true, err
 		case phaseJoining, phaseLearner:
-			res, err := b.finishJoin(ctx, dir, st, m.Name)
+			if st.scaleUpJoin(m) && len(st.Members) > backend.DesiredReplicas(inst) {
+				m.Phase = phaseRemoving
+				if err := st.save(dir); err != nil {
+					return nil, true, err
+				}
+				res, err := b.finishRemove(ctx, dir, st, m.Name)
+				return res, true, err
+			}
+			res, err := b.finishJoin(ctx, dir, st, inst, m.Name)
 			return res, true, err
 		}
 	}
 	return nil, false, nil
 }
 
+// scaleUpJoin reports whether the member m joins for a scale-up, not as the successor of a
+// replaced member.
+func (st *instanceState) scaleUpJoin(m *memberState) bool {
+	return st.Replacement == nil || st.Replacement.New != m.Name
+}
+
 // joinWaits reports whether res, from resumeChange, is a join waiting for unhealthy voting
-// members, with no replacement under way (whose successor would be joining).
+// members, with no replacement under way (whose successor would be joining). A join blocked
+// on its own learner (MemberNotJoining) waits for no voting member: they are healthy.
 func (st *instanceState) joinWaits(res *backend.Result) bool {
-	return res != nil && res.StepReason == backend.StepAddingMember && res.Unhealthy != "" && st.Replacement == nil
+	return res != nil && res.StepReason == backend.StepAddingMember && res.Unhealthy != "" && res.Blocked == "" && st.Replacement == nil
 }
 
 // unknownMember returns a member of the cluster this backend has no record of (a join
@@ -318,7 +343,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, dir string, st *instanceSt
 		if err := st.save(dir); err != nil {
 			return nil, true, err
 		}
-		res, err := b.finishJoin(ctx, dir, st, m.Name)
+		res, err := b.finishJoin(ctx, dir, st, inst, m.Name)
 		return res, true, err
 	case len(st.Members) > desired:
 		victim := &st.Members[len(st.Members)-1] // highest ordinal
@@ -736,8 +761,9 @@ func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.A
 }
 
 // finishJoin takes the member name from joining (recorded, maybe added) through learner
-// (added, started) to voting (promoted).
-func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState, name string) (*backend.Result, error) {
+// (added, started) to voting (promoted). A scale-up's learner that cannot start or be
+// promoted for longer than Options.JoinDeadline makes the instance blocked (joinFailed).
+func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance, name string) (*backend.Result, error) {
 	m := st.member(name)
 	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: backend.StepAddingMember}
 	sctx, cancel := b.stepContext(ctx)
@@ -772,15 +798,25 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	}
 	if !b.isRunning(dir, m) {
 		if _, err := b.start(dir, st, m); err != nil {
-			return res, err
+			if errors.Is(err, errClosed) {
+				return res, err
+			}
+			b.setStartError(dir, m, err)
+			return res, b.joinFailed(dir, st, inst, m, res, fmt.Sprintf("cannot start: %v", err), err)
 		}
+		b.setStartError(dir, m, nil)
 		if err := st.save(dir); err != nil {
 			return res, err
 		}
 	}
 	if err := etcdcluster.Promote(sctx, cli, m.id()); err != nil {
-		return res, err
+		if ctx.Err() != nil {
+			return res, err
+		}
+		return res, b.joinFailed(dir, st, inst, m, res, err.Error(), err)
 	}
+	// Its wait as a learner does not count against the voting member it now is (repair).
+	b.health.Forget(filepath.Join(dir, m.Name))
 	m.Phase = phaseVoting
 	replaced := st.Replacement
 	if replaced != nil && replaced.New == name {
@@ -795,6 +831,25 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 	}
 	res.Step = fmt.Sprintf("added member %s", name)
 	return res, nil
+}
+
+// joinFailed handles err, why the learner m could not start or be promoted (problem says it
+// for Degraded). The health clock counts how long a scale-up's learner has been failing so;
+// past Options.JoinDeadline the instance is reported blocked on it (MemberNotJoining, with
+// res saying which member is unhealthy and why) instead of failing with err: nothing changes
+// until a person fixes it or scales back. Each later look still tries to start and promote
+// it. Other failures, and the successor of a replaced member, return err.
+func (b *Backend) joinFailed(dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result, problem string, err error) error {
+	if !st.scaleUpJoin(m) {
+		return err
+	}
+	waited := b.health.Unhealthy(filepath.Join(dir, m.Name))
+	if !backend.NoteNotJoining(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, "it", waited, b.opts.JoinDeadline) {
+		return err
+	}
+	res.Unhealthy = fmt.Sprintf("unhealthy members: %s: %s", m.Name, problem)
+	res.MemberProblems = map[string]string{m.Name: problem}
+	return nil
 }
 
 // addLearner adds the joining member m to the cluster as a learner (unless an earlier attempt
@@ -865,7 +920,8 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 		if err != nil {
 			return res, err
 		}
-		if slices.ContainsFunc(members, func(cm etcdcluster.Member) bool { return cm.ID == id }) {
+		// A learner neither leads nor counts for quorum: it goes at once.
+		if slices.ContainsFunc(members, func(cm etcdcluster.Member) bool { return cm.ID == id && !cm.IsLearner }) {
 			statuses := etcdcluster.StatusAll(sctx, all, all.Endpoints)
 			if off, err := b.putOffRemoval(dir, st, m, others, statuses, res); off {
 				return res, err
@@ -881,6 +937,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	// The member is out of the cluster: nothing to hand over, stop it at once.
 	b.stop(dir, m, true)
 	b.health.Forget(filepath.Join(dir, m.Name))
+	b.setStartError(dir, m, nil)
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
 		return res, err
 	}

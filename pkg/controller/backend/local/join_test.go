@@ -1,0 +1,92 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+)
+
+// TestAJoinThatNeverStartsIsReportedBlocked: nj-1, added as a learner by a scale-up to 2,
+// cannot start (a file stands where its data directory goes). Its start is retried during
+// JoinDeadline, each failure an error; past it the instance is reported blocked on it
+// (MemberNotJoining), naming it and what a person can do, with Degraded's Unhealthy saying
+// why it does not start, instead of "adding member nj-1" with an error for ever. Once it can
+// start it is promoted; a scale back removes it instead. Either way the clock forgets it.
+func TestAJoinThatNeverStartsIsReportedBlocked(t *testing.T) {
+	for _, fix := range []string{"starts", "scale back"} {
+		t.Run(fix, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			b := newBackend(t, dir)
+			defer func() { _ = b.Close() }()
+			now := time.Unix(1000, 0)
+			b.health.Now = func() time.Time { return now }
+			inst := instance("nj", 1, false)
+			converge(t, b, inst)
+			idir := filepath.Join(dir, "instances", "ns", "nj")
+			inTheWay := filepath.Join(idir, "nj-1")
+			if err := os.WriteFile(inTheWay, []byte("not a directory"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			inst.Spec.Replicas = ptr.To[int32](2)
+
+			for _, wait := range []time.Duration{0, backend.JoinDeadline} {
+				now = now.Add(wait)
+				res, err := b.Sync(ctx, inst)
+				if err == nil || res == nil || res.Blocked != "" || res.Step != "adding member nj-1" {
+					t.Fatalf("nj-1 not starting for %s: %+v, %v", wait, res, err)
+				}
+			}
+			now = now.Add(time.Second)
+			want := "member nj-1, added as a learner for spec.replicas 2, has not served for longer than 10m0s (Degraded says why), " +
+				"and nothing changes until a person acts: fix what keeps it from serving, or set spec.replicas back to 1, which removes it"
+			// Looked at again past the repair grace period: only nj-1 is unhealthy, and the
+			// voting member nj-0 is not taken for unhealthy (nor due for replacement).
+			for _, wait := range []time.Duration{0, backend.DefaultMemberRepairGracePeriod + time.Minute} {
+				now = now.Add(wait)
+				res, err := b.Sync(ctx, inst)
+				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != want ||
+					!strings.HasPrefix(res.Unhealthy, "unhealthy members: nj-1: cannot start: starting member nj-1: ") || strings.Contains(res.Unhealthy, "nj-0") ||
+					len(res.MemberProblems) != 1 || !strings.Contains(res.MemberProblems["nj-1"], "not a directory") ||
+					len(res.Members) != 2 || res.Members[1].Ready || !res.Members[1].Learner || len(res.Events) != 0 {
+					t.Fatalf("nj-1 not starting past the deadline: %+v, %v", res, err)
+				}
+			}
+
+			if fix == "starts" {
+				if err := os.Remove(inTheWay); err != nil {
+					t.Fatal(err)
+				}
+				res := converge(t, b, inst)
+				if len(res.Members) != 2 || !res.Members[1].Ready || res.Members[1].Learner {
+					t.Fatalf("members once nj-1 can start: %+v", res.Members)
+				}
+			} else {
+				inst.Spec.Replicas = ptr.To[int32](1)
+				res, err := b.Sync(ctx, inst)
+				if err != nil || res.Blocked != "" || res.Step != "removed member nj-1" ||
+					!slices.ContainsFunc(res.Events, func(e backend.Event) bool { return e.Reason == backend.ReasonMemberRemoved }) {
+					t.Fatalf("scaled back: %+v, %v", res, err)
+				}
+				if res := converge(t, b, inst); len(res.Members) != 1 {
+					t.Fatalf("members after the scale back: %+v", res.Members)
+				}
+				if _, err := os.Stat(inTheWay); !os.IsNotExist(err) {
+					t.Fatalf("what stood in nj-1's way is still there: %v", err)
+				}
+			}
+			// Its wait does not count toward replacing the member it may become.
+			if got := b.health.Unhealthy(inTheWay); got != 0 {
+				t.Fatalf("nj-1 is still remembered, unhealthy for %s", got)
+			}
+		})
+	}
+}
