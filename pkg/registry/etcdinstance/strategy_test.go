@@ -317,3 +317,35 @@ func TestGeneratedNamesFitTheNameLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestFractionalBytesWarning: memory and ephemeral-storage of a fraction of a byte (such as
+// "memory: 1.5", 1500m bytes, where 1.5Gi was meant) are warned about as kube-apiserver warns
+// about a container's, on either backend, when a create or an update sets them.
+func TestFractionalBytesWarning(t *testing.T) {
+	s := NewStrategy(testScheme())
+	fractional := instance()
+	fractional.Spec.Resources = &etcdaas.MemberResources{
+		Requests: map[string]resource.Quantity{"memory": resource.MustParse("1.5"), "cpu": resource.MustParse("0.5")},
+		Limits:   map[string]resource.Quantity{"ephemeral-storage": resource.MustParse("0.5"), "memory": resource.MustParse("2Gi")},
+	}
+	want := []string{
+		`spec.resources.requests[memory]: fractional byte value "1500m" is invalid, must be an integer`,
+		`spec.resources.limits[ephemeral-storage]: fractional byte value "500m" is invalid, must be an integer`,
+	}
+	if w := s.WarningsOnCreate(ctxFor("v1beta1"), fractional); !slices.Equal(w, want) {
+		t.Errorf("create: warnings %q, want %q", w, want)
+	}
+	if w := s.WarningsOnUpdate(ctxFor("v1alpha1"), fractional, instance()); !slices.Equal(w, want) {
+		t.Errorf("update setting them: warnings %q, want %q", w, want)
+	}
+	same := fractional.DeepCopy()
+	same.Spec.Replicas = 5
+	if w := s.WarningsOnUpdate(ctxFor("v1beta1"), same, fractional); len(w) != 0 {
+		t.Errorf("update keeping them: warnings %q", w)
+	}
+	whole := instance()
+	whole.Spec.Resources = &etcdaas.MemberResources{Requests: map[string]resource.Quantity{"memory": resource.MustParse("1.5Gi"), "cpu": resource.MustParse("1m")}}
+	if w := s.WarningsOnCreate(ctxFor("v1beta1"), whole); len(w) != 0 {
+		t.Errorf("whole bytes: warnings %q", w)
+	}
+}

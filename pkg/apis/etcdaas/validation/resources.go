@@ -55,3 +55,28 @@ func isMemberResource(name string) bool {
 func sortedNames(list map[string]resource.Quantity) []string {
 	return slices.Sorted(maps.Keys(list))
 }
+
+// byteResourceNames are the MemberResourceNames counted in bytes.
+var byteResourceNames = map[string]bool{"ephemeral-storage": true, "memory": true}
+
+// ResourcesWarnings warns about memory or ephemeral-storage given as a fraction of a byte
+// (such as "memory: 1.5", which is 1500m bytes), as kube-apiserver warns about a container's
+// resources: such a quantity is allowed but is never what was meant.
+func ResourcesWarnings(r *etcdaas.MemberResources, path *field.Path) []string {
+	if r == nil {
+		return nil
+	}
+	warnings := fractionalByteWarnings(r.Requests, path.Child("requests"))
+	return append(warnings, fractionalByteWarnings(r.Limits, path.Child("limits"))...)
+}
+
+func fractionalByteWarnings(list map[string]resource.Quantity, path *field.Path) []string {
+	var warnings []string
+	for _, name := range sortedNames(list) {
+		q := list[name]
+		if byteResourceNames[name] && q.MilliValue()%1000 != 0 {
+			warnings = append(warnings, fmt.Sprintf("%s: fractional byte value %q is invalid, must be an integer", path.Key(name), q.String()))
+		}
+	}
+	return warnings
+}

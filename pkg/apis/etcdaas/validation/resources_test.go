@@ -1,10 +1,12 @@
 package validation
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 )
@@ -67,4 +69,27 @@ func TestResourcesAreMutable(t *testing.T) {
 	third.Spec.Resources.Requests = quantities("memory", "2Gi")
 	expect(t, ValidateETCDInstanceUpdate(third, newObj))
 	expect(t, ValidateETCDInstanceUpdate(oldObj, third))
+}
+
+// TestResourcesWarnings: a fraction of a byte of memory or ephemeral-storage is warned about,
+// as kube-apiserver warns about a container's; whole bytes and fractions of a cpu are not.
+func TestResourcesWarnings(t *testing.T) {
+	path := field.NewPath("spec", "resources")
+	for name, tc := range map[string]struct {
+		resources *etcdaas.MemberResources
+		want      []string
+	}{
+		"absent":          {nil, nil},
+		"whole bytes":     {&etcdaas.MemberResources{Requests: quantities("memory", "1.5Gi", "ephemeral-storage", "1k"), Limits: quantities("memory", "2Gi")}, nil},
+		"fraction of cpu": {&etcdaas.MemberResources{Requests: quantities("cpu", "0.5"), Limits: quantities("cpu", "1.5m")}, nil},
+		"fractional bytes": {&etcdaas.MemberResources{Requests: quantities("memory", "1.5", "ephemeral-storage", "100m"), Limits: quantities("memory", "0.5")}, []string{
+			`spec.resources.requests[ephemeral-storage]: fractional byte value "100m" is invalid, must be an integer`,
+			`spec.resources.requests[memory]: fractional byte value "1500m" is invalid, must be an integer`,
+			`spec.resources.limits[memory]: fractional byte value "500m" is invalid, must be an integer`,
+		}},
+	} {
+		if got := ResourcesWarnings(tc.resources, path); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: warnings %q, want %q", name, got, tc.want)
+		}
+	}
 }
