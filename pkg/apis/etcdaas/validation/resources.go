@@ -3,6 +3,7 @@ package validation
 import (
 	"fmt"
 	"maps"
+	"math/big"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -74,9 +75,21 @@ func fractionalByteWarnings(list map[string]resource.Quantity, path *field.Path)
 	var warnings []string
 	for _, name := range sortedNames(list) {
 		q := list[name]
-		if byteResourceNames[name] && q.MilliValue()%1000 != 0 {
+		if byteResourceNames[name] && isFractional(q) {
 			warnings = append(warnings, fmt.Sprintf("%s: fractional byte value %q is invalid, must be an integer", path.Key(name), q.String()))
 		}
 	}
 	return warnings
+}
+
+// isFractional reports whether q is not a whole number. It is exact at any size, where
+// kube-apiserver's q.MilliValue()%1000 overflows above 2^63 thousandths (so that 1Ei of
+// memory would be warned about).
+func isFractional(q resource.Quantity) bool {
+	d := q.AsDec()
+	if d.Scale() <= 0 {
+		return false
+	}
+	unit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale())), nil)
+	return new(big.Int).Rem(d.UnscaledBig(), unit).Sign() != 0
 }

@@ -81,9 +81,10 @@ func TestResourcesWarnings(t *testing.T) {
 	}{
 		"absent":          {nil, nil},
 		"whole bytes":     {&etcdaas.MemberResources{Requests: quantities("memory", "1.5Gi", "ephemeral-storage", "1k"), Limits: quantities("memory", "2Gi")}, nil},
+		"huge":            {&etcdaas.MemberResources{Requests: quantities("memory", "1Ei", "ephemeral-storage", "1e100"), Limits: quantities("memory", "1000m")}, nil},
 		"fraction of cpu": {&etcdaas.MemberResources{Requests: quantities("cpu", "0.5"), Limits: quantities("cpu", "1.5m")}, nil},
-		"fractional bytes": {&etcdaas.MemberResources{Requests: quantities("memory", "1.5", "ephemeral-storage", "100m"), Limits: quantities("memory", "0.5")}, []string{
-			`spec.resources.requests[ephemeral-storage]: fractional byte value "100m" is invalid, must be an integer`,
+		"fractional bytes": {&etcdaas.MemberResources{Requests: quantities("memory", "1.5", "ephemeral-storage", "100u"), Limits: quantities("memory", "0.5")}, []string{
+			`spec.resources.requests[ephemeral-storage]: fractional byte value "100u" is invalid, must be an integer`,
 			`spec.resources.requests[memory]: fractional byte value "1500m" is invalid, must be an integer`,
 			`spec.resources.limits[memory]: fractional byte value "500m" is invalid, must be an integer`,
 		}},
