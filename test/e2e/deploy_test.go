@@ -324,6 +324,8 @@ func testDeployControllerRBAC(t *testing.T, r *rendered) {
 		{"", "secrets", "create"},
 		{"policy", "poddisruptionbudgets", "create"},
 		{"", "events", "create"},
+		// Why a member's pod cannot be created is in the StatefulSet's FailedCreate Events.
+		{"", "events", "list"},
 		// A restore restarts member 0 through its seed init container.
 		{"", "pods", "delete"},
 	} {

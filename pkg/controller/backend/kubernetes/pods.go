@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
@@ -20,8 +22,9 @@ var containerStuck = map[string]bool{
 }
 
 // memberPodProblem says why member ordinal's pod is not running, from what the cluster
-// reports: its volume claim not bound, the pod not schedulable, its container stuck. It
-// returns "" when nothing explains it (yet): the pod may simply be starting.
+// reports: its volume claim not bound, the pod or its claim refused at creation, the pod not
+// schedulable, its container stuck. It returns "" when nothing explains it (yet): the pod
+// may simply be starting.
 func (b *Backend) memberPodProblem(ctx context.Context, inst *v1beta1.ETCDInstance, ordinal int) (string, error) {
 	name := backend.MemberName(inst.Name, ordinal)
 	core := b.opts.Client.CoreV1()
@@ -40,12 +43,60 @@ func (b *Backend) memberPodProblem(ctx context.Context, inst *v1beta1.ETCDInstan
 	}
 	pod, err := core.Pods(inst.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", nil
+		return b.podCreationRefused(ctx, inst, name), nil
 	}
 	if err != nil {
 		return "", err
 	}
 	return podProblem(pod), nil
+}
+
+// failedCreateWindow is how recent the StatefulSet controller's last refusal to create a
+// member's pod must be to explain its absence: it retries with a back-off of at most about
+// 17 minutes, so an older one was about an earlier attempt.
+const failedCreateWindow = 20 * time.Minute
+
+// podCreationRefused says why the StatefulSet controller could not create pod name: the
+// error of its latest recent FailedCreate Event on the instance's StatefulSet about the pod
+// or its claim, such as a LimitRange or a ResourceQuota refusing spec.resources or
+// spec.storage. "" when there is none, or when Events cannot be read: it only explains.
+func (b *Backend) podCreationRefused(ctx context.Context, inst *v1beta1.ETCDInstance, name string) string {
+	events, err := b.opts.Client.CoreV1().Events(inst.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.kind": "StatefulSet", "involvedObject.name": statefulSetName(inst), "reason": "FailedCreate"}.String(),
+	})
+	if err != nil {
+		return ""
+	}
+	var latest time.Time
+	var why string
+	for _, e := range events.Items {
+		seen := eventLastSeen(&e)
+		if e.InvolvedObject.Kind != "StatefulSet" || e.InvolvedObject.Name != statefulSetName(inst) || e.Reason != "FailedCreate" ||
+			b.now().Sub(seen) > failedCreateWindow || !seen.After(latest) {
+			continue
+		}
+		// "create Pod NAME in StatefulSet STS failed error: ERR", or for its claim
+		// "create Claim CLAIM for Pod NAME in StatefulSet STS failed error: ERR".
+		marker := fmt.Sprintf(" Pod %s in StatefulSet %s failed error: ", name, statefulSetName(inst))
+		if i := strings.Index(e.Message, marker); i >= 0 {
+			latest, why = seen, e.Message[i+len(marker):]
+		}
+	}
+	if why == "" {
+		return ""
+	}
+	return fmt.Sprintf("member %s: its pod cannot be created: %s", name, why)
+}
+
+// eventLastSeen is when e last happened, whichever API recorded it.
+func eventLastSeen(e *corev1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	}
+	return e.EventTime.Time
 }
 
 // podProblem describes a pod that cannot be scheduled or whose container is stuck, or "".

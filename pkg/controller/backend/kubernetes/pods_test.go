@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +41,20 @@ func TestSyncExplainsWhyTheFirstMemberDoesNotStart(t *testing.T) {
 		}}},
 	}
 	starting := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0"}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	// What the StatefulSet controller records when admission refuses its pod (a LimitRange
+	// or a ResourceQuota against spec.resources): there is no pod to look at.
+	failedCreate := func(name, message string, seen time.Time) *corev1.Event {
+		return &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: "ns", Name: name},
+			InvolvedObject: corev1.ObjectReference{Kind: "StatefulSet", Namespace: "ns", Name: "db", APIVersion: "apps/v1"},
+			Reason:         "FailedCreate", Type: corev1.EventTypeWarning, Message: message,
+			LastTimestamp: metav1.NewTime(seen),
+		}
+	}
+	forbidden := failedCreate("db.1", `create Pod db-0 in StatefulSet db failed error: pods "db-0" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi`, time.Now())
+	quota := failedCreate("db.2", `create Claim data-db-0 for Pod db-0 in StatefulSet db failed error: persistentvolumeclaims "data-db-0" is forbidden: exceeded quota: storage, requested: requests.storage=1Gi, used: requests.storage=0, limited: requests.storage=512Mi`, time.Now())
+	stale := failedCreate("db.3", `create Pod db-0 in StatefulSet db failed error: pods "db-0" is forbidden: exceeded quota: q`, time.Now().Add(-time.Hour))
+	otherPod := failedCreate("db.4", `create Pod db-1 in StatefulSet db failed error: pods "db-1" is forbidden: exceeded quota: q`, time.Now())
 	for _, c := range []struct {
 		name    string
 		objects []any
@@ -49,6 +64,9 @@ func TestSyncExplainsWhyTheFirstMemberDoesNotStart(t *testing.T) {
 		{"unschedulable", []any{bound, unschedulable}, []string{"member db-0 cannot be scheduled: 0/3 nodes are available: 3 Insufficient memory."}},
 		{"crashing", []any{bound, crashing}, []string{"container etcd CrashLoopBackOff: back-off 40s", "last exit code 1", "peer.crt: permission denied"}},
 		{"starting", []any{bound, starting}, nil},
+		{"pod refused", []any{bound, forbidden}, []string{`member db-0: its pod cannot be created: pods "db-0" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi`}},
+		{"claim refused", []any{quota}, []string{`member db-0: its pod cannot be created: persistentvolumeclaims "data-db-0" is forbidden: exceeded quota: storage`}},
+		{"refused long ago or another pod", []any{bound, stale, otherPod}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			client := fake.NewClientset()
@@ -67,6 +85,8 @@ func TestSyncExplainsWhyTheFirstMemberDoesNotStart(t *testing.T) {
 					_, err = client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, o, metav1.CreateOptions{})
 				case *corev1.Pod:
 					_, err = client.CoreV1().Pods("ns").Create(ctx, o, metav1.CreateOptions{})
+				case *corev1.Event:
+					_, err = client.CoreV1().Events("ns").Create(ctx, o, metav1.CreateOptions{})
 				}
 				if err != nil {
 					t.Fatal(err)

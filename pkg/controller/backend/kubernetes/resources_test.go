@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -229,5 +230,34 @@ func TestResourcesRecordIsCanonical(t *testing.T) {
 	}
 	if describeRecord(resourcesRecord(a)) != "requests cpu=1 memory=1Gi" {
 		t.Fatalf("described as %q", describeRecord(resourcesRecord(a)))
+	}
+}
+
+// TestRollStopsWithWhyThePodIsRefused: a LimitRange (or a ResourceQuota) that refuses the
+// new resources leaves the restarted member without a pod, the StatefulSet controller
+// saying why in a FailedCreate Event; UpgradeFailed quotes that refusal instead of only
+// "its pod is being recreated".
+func TestRollStopsWithWhyThePodIsRefused(t *testing.T) {
+	f := newResourcesRollFixture(t, bigger)
+	f.recreate = false
+	f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-2"}) {
+		t.Fatalf("restarted %v", f.deleted)
+	}
+	refusal := `pods "db-2" is forbidden: maximum memory usage per Container is 512Mi, but limit is 1Gi`
+	event := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: "ns", Name: "db.1"},
+		InvolvedObject: corev1.ObjectReference{Kind: "StatefulSet", Namespace: "ns", Name: "db", APIVersion: "apps/v1"},
+		Reason:         "FailedCreate", Type: corev1.EventTypeWarning,
+		Message:       "create Pod db-2 in StatefulSet db failed error: " + refusal,
+		LastTimestamp: metav1.NewTime(f.clock.Add(DefaultUpgradeStepTimeout)),
+	}
+	if _, err := f.client.CoreV1().Events("ns").Create(context.Background(), event, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock = f.clock.Add(DefaultUpgradeStepTimeout + time.Second)
+	res := f.sync(t)
+	if res.StalledReason != "UpgradeFailed" || !strings.Contains(res.Stalled, "member db-2: its pod cannot be created: "+refusal) {
+		t.Fatalf("failed step: %+v", res)
 	}
 }
