@@ -429,24 +429,11 @@ func TestNameConflictIsRetriedWithoutASpecChange(t *testing.T) {
 // often the controller looks again, even when a Sync runs on a cached copy of the instance
 // older than the status an earlier Sync wrote (its creation's own updates bring such Syncs).
 func TestAPermanentFailureIsReportedOnce(t *testing.T) {
-	ctx := context.Background()
 	for i := range 5 {
-		client := fake.NewClientset(&v1beta1.ETCDInstance{
-			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: types.UID(fmt.Sprintf("uid-%d", i))},
-			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)},
-		})
-		enforceResourceVersions(client)
-		recorder := events.NewFakeRecorder(100)
-		stop := runController(t, Options{Client: client, Backend: &fakeBackend{conflicts: map[string]bool{"db": true}}, Events: recorder})
-		waitPhase(t, ctx, client.EtcdaasV1beta1().ETCDInstances("ns"), "db", v1beta1.PhaseFailed)
-		time.Sleep(200 * time.Millisecond) // looked at again every 20ms
-		stop()
-		var warnings []string
-		for len(recorder.Events) > 0 {
-			if e := <-recorder.Events; strings.HasPrefix(e, "Warning") {
-				warnings = append(warnings, e)
-			}
-		}
+		warnings := warningsOfAFailureThatGoesOn(t, i, 1, &fakeBackend{conflicts: map[string]bool{"db": true}}, 200*time.Millisecond, // looked at again every 20ms
+			func(ctx context.Context, instances typedv1beta1.ETCDInstanceInterface) {
+				waitPhase(t, ctx, instances, "db", v1beta1.PhaseFailed)
+			})
 		if len(warnings) != 1 {
 			t.Fatalf("run %d: Warning Events %q, want one", i, warnings)
 		}
@@ -458,28 +445,41 @@ func TestAPermanentFailureIsReportedOnce(t *testing.T) {
 // the instance older than the status an earlier Sync wrote (its creation's own updates, the
 // finalizer and the first status, bring such Syncs).
 func TestALossOfQuorumIsReportedOnce(t *testing.T) {
-	ctx := context.Background()
 	for i := range 5 {
-		client := fake.NewClientset(&v1beta1.ETCDInstance{
-			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: types.UID(fmt.Sprintf("uid-%d", i))},
-			Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
-		})
-		enforceResourceVersions(client)
-		recorder := events.NewFakeRecorder(100)
-		stop := runController(t, Options{Client: client, Backend: &fakeBackend{quorumLost: map[string]bool{"db": true}}, Events: recorder})
-		waitCondition(t, ctx, client.EtcdaasV1beta1().ETCDInstances("ns"), "db", etcdaas.ConditionDegraded, ReasonQuorumLost)
-		time.Sleep(300 * time.Millisecond) // looked at again with a backoff from 100ms
-		stop()
-		var warnings []string
-		for len(recorder.Events) > 0 {
-			if e := <-recorder.Events; strings.HasPrefix(e, "Warning") {
-				warnings = append(warnings, e)
-			}
-		}
+		warnings := warningsOfAFailureThatGoesOn(t, i, 3, &fakeBackend{quorumLost: map[string]bool{"db": true}}, 300*time.Millisecond, // looked at again with a backoff from 100ms
+			func(ctx context.Context, instances typedv1beta1.ETCDInstanceInterface) {
+				waitCondition(t, ctx, instances, "db", etcdaas.ConditionDegraded, ReasonQuorumLost)
+			})
 		if want := "Warning QuorumLost quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"; len(warnings) != 1 || warnings[0] != want {
 			t.Fatalf("run %d: Warning Events %q, want one %q", i, warnings, want)
 		}
 	}
+}
+
+// warningsOfAFailureThatGoesOn runs the controller, with be as its backend, on a new instance
+// ns/db of replicas members (run i of a test) whose client refuses stale updates as the API
+// server does, waits for the failure (failed), lets the controller look again for settle, and
+// returns the Warning Events it recorded.
+func warningsOfAFailureThatGoesOn(t *testing.T, i int, replicas int32, be *fakeBackend, settle time.Duration,
+	failed func(context.Context, typedv1beta1.ETCDInstanceInterface)) []string {
+	t.Helper()
+	client := fake.NewClientset(&v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 1, UID: types.UID(fmt.Sprintf("uid-%d", i))},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To(replicas)},
+	})
+	enforceResourceVersions(client)
+	recorder := events.NewFakeRecorder(100)
+	stop := runController(t, Options{Client: client, Backend: be, Events: recorder})
+	failed(context.Background(), client.EtcdaasV1beta1().ETCDInstances("ns"))
+	time.Sleep(settle)
+	stop()
+	var warnings []string
+	for len(recorder.Events) > 0 {
+		if e := <-recorder.Events; strings.HasPrefix(e, "Warning") {
+			warnings = append(warnings, e)
+		}
+	}
+	return warnings
 }
 
 // waitCondition waits up to 10s until the instance name has the condition typ with reason.
