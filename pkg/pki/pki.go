@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -227,4 +228,64 @@ func serial() *big.Int {
 		return big.NewInt(time.Now().UnixNano())
 	}
 	return n
+}
+
+// LoadOrReissue returns dir/name.{crt,key} when they are a pair that ca signed, valid now,
+// for req's usage and every IP and DNS name of req; otherwise it issues them from ca and
+// writes them. A server that owns both ends of a connection (the standalone's storage etcd
+// and its client) uses it, so that a lost CA, a stale or damaged file is replaced on start
+// rather than refused at the first handshake.
+func (ca *CA) LoadOrReissue(dir, name string, req Request) (*KeyPair, error) {
+	certPEM, certErr := os.ReadFile(filepath.Join(dir, name+".crt"))
+	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, name+".key"))
+	if certErr == nil && keyErr == nil && ca.fits(certPEM, keyPEM, req) {
+		return &KeyPair{CertPEM: certPEM, KeyPEM: keyPEM}, nil
+	}
+	kp, err := ca.Issue(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := kp.Write(dir, name); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+// fits reports whether certPEM and keyPEM are a pair that ca signed, valid now, for req's
+// usage, IPs and DNS names.
+func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return false
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return false
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	var usages []x509.ExtKeyUsage
+	if req.Usage&ServerUsage != 0 {
+		usages = append(usages, x509.ExtKeyUsageServerAuth)
+	}
+	if req.Usage&ClientUsage != 0 {
+		usages = append(usages, x509.ExtKeyUsageClientAuth)
+	}
+	// Verify accepts a chain valid for any one of the usages: check each.
+	for _, u := range usages {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+			return false
+		}
+	}
+	for _, ip := range req.IPs {
+		if leaf.VerifyHostname(ip.String()) != nil {
+			return false
+		}
+	}
+	for _, name := range req.DNSNames {
+		if leaf.VerifyHostname(name) != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -63,5 +65,67 @@ func TestLoadOrCreateCAReusesTheWrittenCA(t *testing.T) {
 	}
 	if string(client.CertPEM) != string(again.CertPEM) {
 		t.Fatal("LoadOrIssue issued a new certificate although one was on disk")
+	}
+}
+
+func TestLoadOrReissueReplacesWhatItsCADidNotSign(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewCA("etcd-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{CommonName: "member", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usage: ServerUsage | ClientUsage}
+	first, err := ca.LoadOrReissue(dir, "server", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ca.LoadOrReissue(dir, "server", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again.CertPEM) != string(first.CertPEM) {
+		t.Fatal("a fitting certificate was issued again instead of reused")
+	}
+
+	// The CA was lost and made anew: the old certificate is not its own.
+	newCA, err := NewCA("etcd-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaced, err := newCA.LoadOrReissue(dir, "server", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(replaced.CertPEM) == string(first.CertPEM) || !newCA.fits(replaced.CertPEM, replaced.KeyPEM, req) {
+		t.Fatal("a certificate of another CA was kept")
+	}
+
+	// A request for more (another IP, a usage) than the stored certificate covers.
+	for name, more := range map[string]Request{
+		"IP":    {CommonName: "member", IPs: []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}, Usage: ServerUsage | ClientUsage},
+		"usage": {CommonName: "member", Usage: ClientUsage},
+	} {
+		onlyServer, err := newCA.Issue(Request{CommonName: "member", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usage: ServerUsage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := onlyServer.Write(dir, name); err != nil {
+			t.Fatal(err)
+		}
+		got, err := newCA.LoadOrReissue(dir, name, more)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.CertPEM) == string(onlyServer.CertPEM) {
+			t.Errorf("%s: a certificate that does not cover the request was kept", name)
+		}
+	}
+
+	// A damaged key is replaced too.
+	if err := os.WriteFile(filepath.Join(dir, "server.key"), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := newCA.LoadOrReissue(dir, "server", req); err != nil || !newCA.fits(got.CertPEM, got.KeyPEM, req) {
+		t.Fatalf("a damaged key: %v", err)
 	}
 }
