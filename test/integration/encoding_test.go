@@ -11,7 +11,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -73,14 +72,9 @@ func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // storedValues returns the etcd values of the ETCDInstances of namespace ns, by name; it
 // fails unless every one of names is there.
-func storedValues(t *testing.T, endpoint, ns string, names ...string) map[string][]byte {
+func storedValues(t *testing.T, s *framework.Server, ns string, names ...string) map[string][]byte {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	resp, err := cli.Get(testContext(t), "/registry/", clientv3.WithPrefix())
+	resp, err := s.EtcdClient(t).Get(testContext(t), "/registry/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +238,7 @@ func TestProtobufClients(t *testing.T) {
 		t.Errorf("requests or responses not in protobuf: %v", bad)
 	}
 
-	stored := storedValues(t, shared.EtcdEndpoint, ns, "alpha", "beta")
+	stored := storedValues(t, shared, ns, "alpha", "beta")
 	for _, name := range []string{"alpha", "beta"} {
 		if !bytes.HasPrefix(stored[name], protobufMagic) {
 			t.Fatalf("%s is stored as %.40q, want protobuf", name, stored[name])
@@ -340,7 +334,7 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, value := range storedValues(t, old.EtcdEndpoint, ns, "alpha", "beta") {
+	for name, value := range storedValues(t, old, ns, "alpha", "beta") {
 		if !bytes.HasPrefix(value, []byte("{")) {
 			t.Fatalf("the JSON server stored %s as %.40q", name, value)
 		}
@@ -391,7 +385,7 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 		t.Errorf("v1alpha1 watch: %s %#v", ev.Type, ev.Object)
 	}
 
-	stored := storedValues(t, s.EtcdEndpoint, ns, "alpha", "beta")
+	stored := storedValues(t, s, ns, "alpha", "beta")
 	if !bytes.HasPrefix(stored["alpha"], []byte("{")) {
 		t.Errorf("alpha, not updated, is stored as %.40q: want the JSON it was written as", stored["alpha"])
 	}

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/request/anonymous"
 	"k8s.io/apiserver/pkg/authentication/request/union"
@@ -36,7 +38,6 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
-	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 	"github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
 )
@@ -61,8 +62,9 @@ const (
 type StandaloneOptions struct {
 	// Enabled selects the standalone mode.
 	Enabled bool
-	// DataDir holds the embedded etcd's data (DataDir/etcd), the PKI (DataDir/pki) and the
-	// admin kubeconfig (DataDir/kubeconfig). Everything in it is reused on restart.
+	// DataDir holds the embedded etcd's data (DataDir/etcd), the PKI (DataDir/pki, with the
+	// embedded etcd's own CA in DataDir/pki/etcd) and the admin kubeconfig
+	// (DataDir/kubeconfig). Everything in it is reused on restart.
 	DataDir string
 	// EtcdClientPort and EtcdPeerPort are the embedded etcd's ports on 127.0.0.1; 0 picks a
 	// free port.
@@ -112,7 +114,7 @@ func (s *StandaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.Controller, "controller", true,
 		"Standalone mode: run the controller in-process, members as embedded etcd servers under --data-dir/instances; instances must then ask for the embedded etcd version (others are refused at admission).")
 	fs.IntVar(&s.EtcdClientPort, "standalone-etcd-client-port", s.EtcdClientPort,
-		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
+		"Standalone mode: client port of the embedded storage etcd on 127.0.0.1 (0: a free port); it serves only clients with a certificate of its CA, --data-dir/pki/etcd/ca.crt, such as --data-dir/pki/apiserver-etcd-client.crt.")
 	fs.IntVar(&s.EtcdPeerPort, "standalone-etcd-peer-port", s.EtcdPeerPort,
 		"Standalone mode: peer port of the embedded storage etcd on 127.0.0.1 (0: a free port).")
 	fs.DurationVar(&s.MemberRepairGracePeriod, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod,
@@ -173,10 +175,21 @@ type Standalone struct {
 	AdminConfig *rest.Config
 	// EtcdEndpoint is the client URL of the embedded etcd that stores the objects.
 	EtcdEndpoint string
+	// EtcdTLS is what a client of that etcd needs: it serves only clients with a
+	// certificate of its own CA (TrustedCAFile, DataDir/pki/etcd/ca.crt), such as the API
+	// server's (CertFile and KeyFile, DataDir/pki/apiserver-etcd-client.{crt,key}).
+	EtcdTLS transport.TLSInfo
 
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+}
+
+// EtcdctlFlags are the etcdctl flags that reach the storage etcd: its endpoint, its CA and
+// the API server's etcd client certificate.
+func (s *Standalone) EtcdctlFlags() []string {
+	return []string{"--endpoints=" + s.EtcdEndpoint, "--cacert=" + s.EtcdTLS.TrustedCAFile,
+		"--cert=" + s.EtcdTLS.CertFile, "--key=" + s.EtcdTLS.KeyFile}
 }
 
 // Done is closed when the server has stopped and the embedded etcd is closed.
@@ -201,6 +214,8 @@ func (o *Options) RunStandalone(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "etcdaas-apiserver ready at %s in %s\nkubeconfig: %s\n  kubectl --kubeconfig %s get etcd\n",
 		s.URL, time.Since(start).Round(time.Millisecond), s.KubeconfigPath, s.KubeconfigPath)
+	fmt.Fprintf(out, "storage etcd (mutual TLS, certificates of its own CA): %s\n  etcdctl %s get --prefix --keys-only /registry/\n",
+		s.EtcdEndpoint, strings.Join(s.EtcdctlFlags(), " "))
 	select {
 	case <-ctx.Done():
 	case <-s.Done():
@@ -221,14 +236,14 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 		return nil, err
 	}
 
-	etcd, err := startEmbeddedEtcd(filepath.Join(dataDir, "etcd"), o.Standalone.EtcdClientPort, o.Standalone.EtcdPeerPort)
+	etcd, err := startEmbeddedEtcd(filepath.Join(dataDir, "etcd"), o.Standalone.EtcdClientPort, o.Standalone.EtcdPeerPort, creds.etcd)
 	if err != nil {
 		return nil, err
 	}
 	// From here on, etcd must be closed on every path.
 	runCtx, cancel := context.WithCancel(ctx)
 	s := &Standalone{DataDir: dataDir, KubeconfigPath: filepath.Join(dataDir, "kubeconfig"), cancel: cancel, done: make(chan struct{}),
-		EtcdEndpoint: "http://" + etcd.Clients[0].Addr().String()}
+		EtcdEndpoint: etcdEndpoint(etcd), EtcdTLS: creds.etcd.Client}
 	run, err := o.newStandaloneServer(s, etcd, creds)
 	if err != nil {
 		cancel()
@@ -318,10 +333,13 @@ type standaloneCreds struct {
 	serving *pki.KeyPair
 	admin   *pki.KeyPair
 	dir     string
+	// etcd is the storage etcd's PKI, of a CA of its own.
+	etcd *storageEtcdTLS
 }
 
 // standalonePKI loads or creates the CA, the serving certificate and the admin client
-// certificate under dir. The serving certificate is reissued when it does not cover bindIP.
+// certificate under dir, and the storage etcd's PKI. The serving certificate is reissued
+// when it does not cover bindIP.
 func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
 	ca, err := pki.LoadOrCreateCA(dir, "ca", "etcdaas-standalone-ca")
 	if err != nil {
@@ -356,7 +374,11 @@ func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the admin certificate: %w", err)
 	}
-	return &standaloneCreds{ca: ca, serving: serving, admin: admin, dir: dir}, nil
+	etcd, err := storageEtcdPKI(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &standaloneCreds{ca: ca, serving: serving, admin: admin, dir: dir, etcd: etcd}, nil
 }
 
 // covers reports whether the certificate in certPEM is valid for ip.
@@ -366,45 +388,6 @@ func covers(certPEM []byte, ip net.IP) bool {
 		return false
 	}
 	return certs[0].VerifyHostname(ip.String()) == nil
-}
-
-// startEmbeddedEtcd starts a single-member etcd in dir on 127.0.0.1 and waits until it serves.
-func startEmbeddedEtcd(dir string, clientPort, peerPort int) (*embedetcd.Etcd, error) {
-	if clientPort == 0 || peerPort == 0 {
-		free, err := loopback.FreePorts(2)
-		if err != nil {
-			return nil, err
-		}
-		if clientPort == 0 {
-			clientPort = free[0]
-		}
-		if peerPort == 0 {
-			peerPort = free[1]
-		}
-	}
-	m := embedetcd.Member{
-		Name:      standaloneEtcdName,
-		Dir:       dir,
-		PeerURL:   "http://" + loopback.HostPort(peerPort),
-		ClientURL: "http://" + loopback.HostPort(clientPort),
-		// etcd logs expected shutdown noise at error level; keep its log next to its data.
-		LogOutput: dir + ".log",
-	}
-	e, err := embedetcd.Start(m)
-	if err != nil {
-		return nil, fmt.Errorf("starting embedded etcd in %s: %w", dir, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	defer cancel()
-	if err := embedetcd.WaitReady(ctx, e); err != nil {
-		e.Server.Stop()
-		e.Close()
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("embedded etcd in %s was not ready within %s", dir, readyTimeout)
-		}
-		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
-	}
-	return e, nil
 }
 
 // standaloneConfig is the server configuration of the standalone mode: storage in the
@@ -435,13 +418,17 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 	return &apiserver.Config{GenericConfig: c, ExtraConfig: extra}, nil
 }
 
-// standaloneRecommendedOptions points the generic options at the embedded etcd and the
-// serving certificate of creds, listens on a free port when none was given, and turns off
+// standaloneRecommendedOptions points the generic options at the embedded etcd (with the
+// etcd client certificate of creds) and the serving certificate of creds, listens on a free port when none was given, and turns off
 // what needs a kube-apiserver (admission, delegated authentication and authorization, the
 // garbage collector's finalizers).
 func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *standaloneCreds) error {
 	ro := o.RecommendedOptions
-	ro.Etcd.StorageConfig.Transport.ServerList = []string{"http://" + etcd.Clients[0].Addr().String()}
+	// The storage backend connects with the API server's etcd client certificate.
+	storage := &ro.Etcd.StorageConfig.Transport
+	storage.ServerList = []string{etcdEndpoint(etcd)}
+	storage.CertFile, storage.KeyFile = creds.etcd.Client.CertFile, creds.etcd.Client.KeyFile
+	storage.TrustedCAFile = creds.etcd.Client.TrustedCAFile
 	ro.SecureServing.ServerCert.CertKey.CertFile = filepath.Join(creds.dir, "serving.crt")
 	ro.SecureServing.ServerCert.CertKey.KeyFile = filepath.Join(creds.dir, "serving.key")
 	if ro.SecureServing.BindPort == 0 && ro.SecureServing.Listener == nil {

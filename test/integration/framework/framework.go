@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"k8s.io/client-go/rest"
 
 	"github.com/etcdaas/etcdaas/pkg/cmd/server"
@@ -90,6 +92,33 @@ func StartT(t testing.TB, opts Options) *Server {
 // Config returns a copy of the admin client configuration (group system:masters).
 func (s *Server) Config() *rest.Config {
 	return rest.CopyConfig(s.AdminConfig)
+}
+
+// EtcdClientConfig is a configuration for a client of the etcd that stores the server's
+// objects, with the API server's etcd client certificate: that etcd serves only clients with
+// a certificate of its own CA.
+func (s *Server) EtcdClientConfig() (clientv3.Config, error) {
+	tlsConfig, err := s.EtcdTLS.ClientConfig()
+	if err != nil {
+		return clientv3.Config{}, fmt.Errorf("the storage etcd's client certificate: %w", err)
+	}
+	return clientv3.Config{Endpoints: []string{s.EtcdEndpoint}, TLS: tlsConfig, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}, nil
+}
+
+// EtcdClient opens a client of the etcd that stores the server's objects (EtcdClientConfig);
+// it is closed when the test ends.
+func (s *Server) EtcdClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	config, err := s.EtcdClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(config)
+	if err != nil {
+		t.Fatalf("connecting to the storage etcd: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
 
 // KubectlBinaries returns the kubectl binaries to test with: $KUBECTL (default
