@@ -155,7 +155,7 @@ func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 // APIServices verify TLS with priorities matching the scheme, the RBAC is what an
 // aggregated server needs, and the Deployments use flags our binaries have.
 func TestDeployManifests(t *testing.T) {
-	tools := framework.RequireTools(t, framework.Kubectl)
+	tools := framework.RequireTools(t, framework.Kubectl, framework.Etcd)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +167,7 @@ func TestDeployManifests(t *testing.T) {
 	t.Run("UserRoles", func(t *testing.T) { testDeployUserRoles(t, r) })
 	t.Run("ControllerRBAC", func(t *testing.T) { testDeployControllerRBAC(t, r) })
 	t.Run("Workloads", func(t *testing.T) { testDeployWorkloads(t, r) })
+	t.Run("StorageEtcdTLS", func(t *testing.T) { testDeployStorageEtcdTLS(t, r, tools[framework.Etcd]) })
 }
 
 // testDeployAPIServices checks that each version's APIService verifies TLS, points at the
