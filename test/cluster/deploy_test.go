@@ -21,11 +21,14 @@ type etcdaasInstall struct {
 	c *node.Cluster
 	// plugin is the directory holding kubectl-etcdaas, put on kubectl's PATH.
 	plugin string
+	// storageEtcd is the storage etcd's CA and certificates (Secrets etcdaas-etcd-server
+	// and etcdaas-etcd-client).
+	storageEtcd *storageEtcdPKI
 }
 
 // deployOverlay is the kustomization the tier applies: the whole of deploy/aggregated plus
-// its two per-cluster inputs (the serving certificate Secret and the APIServices'
-// caBundle) and the run's images: etcdaas from this checkout, and the etcd image built
+// its per-cluster inputs (the serving certificate Secret, the APIServices' caBundle and the
+// storage etcd's Secrets, etcd-tls.yaml) and the run's images: etcdaas from this checkout, and the etcd image built
 // from the pinned module for both the storage etcd and the members (--etcd-image). A roll
 // step fails after 45s (--upgrade-step-timeout) and a member failing for a minute is
 // replaced (--member-repair-grace-period), so that the failed-roll and repair scenarios do
@@ -38,6 +41,7 @@ kind: Kustomization
 resources:
 - %[1]s/aggregated
 - serving-cert.yaml
+- etcd-tls.yaml
 images:
 - name: ghcr.io/etcdaas/etcdaas
   newTag: %[2]s
@@ -114,9 +118,14 @@ func installEtcdaas(t *testing.T, c *node.Cluster) *etcdaasInstall {
 		}
 		return base64.StdEncoding.EncodeToString(data)
 	}
+	storageEtcd, err := newStorageEtcdPKI()
+	if err != nil {
+		t.Fatal(err)
+	}
 	files := map[string]string{
 		"kustomization.yaml": fmt.Sprintf(deployOverlay, deployDir, etcdaasTag, repo, tag, b64("serving-ca.crt")),
 		"serving-cert.yaml":  fmt.Sprintf(servingCertSecret, b64("etcdaas-apiserver.crt"), b64("etcdaas-apiserver.key")),
+		"etcd-tls.yaml":      storageEtcd.secrets(),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(overlay, name), []byte(content), 0o644); err != nil {
@@ -145,7 +154,7 @@ func installEtcdaas(t *testing.T, c *node.Cluster) *etcdaasInstall {
 	}
 	t.Logf("deploy/aggregated applied: storage etcd, 2 etcdaas-apiservers and 2 controllers ready, APIServices Available after %s",
 		time.Since(start).Round(100*time.Millisecond))
-	return &etcdaasInstall{c: c, plugin: framework.BuildCommands(t)}
+	return &etcdaasInstall{c: c, plugin: framework.BuildCommands(t), storageEtcd: storageEtcd}
 }
 
 func waitAPIServiceAvailable(ctx context.Context, c *node.Cluster, name string) error {
