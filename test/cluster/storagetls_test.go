@@ -95,21 +95,16 @@ func testStorageEtcdTLS(t *testing.T, e *etcdaasInstall) {
 	}
 	// No host process resolves *.svc: the client pods do, through the cluster's DNS.
 	endpoint := "--endpoints=https://etcdaas-etcd-0.etcdaas-etcd." + node.EtcdaasNamespace + ".svc:2379"
-	members := e.mustClient(t, ns, "with-cert", secret, endpoint, "--cacert=/certs/ca.crt",
-		"--cert=/certs/client.crt", "--key=/certs/client.key", "member", "list")
-	if n := strings.Count(members, ", https://"); n != 6 { // each of 3 members: an https peer and client URL
-		t.Errorf("with etcdaas-apiserver's certificate, member list shows %d https URLs, want 6 (3 members):\n%s", n, members)
-	}
-	for _, c := range []struct{ pod, what string }{
-		{"no-cert", "--cacert=/certs/ca.crt"},
-		{"other-ca", "--cacert=/certs/ca.crt --cert=/certs/other.crt --key=/certs/other.key"},
-		{"plaintext", ""},
+	plaintext := strings.Replace(endpoint, "https://", "http://", 1)
+	for _, c := range []struct {
+		pod  string
+		args []string
+	}{
+		{"no-cert", []string{endpoint, "--cacert=/certs/ca.crt"}},
+		{"other-ca", []string{endpoint, "--cacert=/certs/ca.crt", "--cert=/certs/other.crt", "--key=/certs/other.key"}},
+		{"plaintext", []string{plaintext}},
 	} {
-		args := []string{endpoint}
-		if c.what == "" {
-			args = []string{strings.Replace(endpoint, "https://", "http://", 1)}
-		}
-		args = append(append(args, strings.Fields(c.what)...), "member", "list")
+		args := append(c.args, "member", "list")
 		out, ok, err := e.clientPod(t.Context(), ns, c.pod, secret, args...)
 		if err != nil {
 			t.Fatal(err)
@@ -117,5 +112,10 @@ func testStorageEtcdTLS(t *testing.T, e *etcdaasInstall) {
 		if ok || strings.Contains(out, "etcdaas-etcd-1") {
 			t.Errorf("%s: the storage etcd served a client without etcdaas-apiserver's certificate:\n%s", c.pod, out)
 		}
+	}
+	members := e.mustClient(t, ns, "with-cert", secret, endpoint, "--cacert=/certs/ca.crt",
+		"--cert=/certs/client.crt", "--key=/certs/client.key", "member", "list")
+	if n := strings.Count(members, ", https://"); n != 6 { // each of 3 members: an https peer and client URL
+		t.Errorf("with etcdaas-apiserver's certificate, member list shows %d https URLs, want 6 (3 members):\n%s", n, members)
 	}
 }
