@@ -201,9 +201,15 @@ func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 // LoadOrIssue returns dir/name.{crt,key} when both exist, else issues them from ca and writes
 // them.
 func (ca *CA) LoadOrIssue(dir, name string, req Request) (*KeyPair, error) {
+	return ca.loadOrIssue(dir, name, req, func(_, _ []byte) bool { return true })
+}
+
+// loadOrIssue returns dir/name.{crt,key} when both exist and keep accepts them, else issues
+// them from ca for req and writes them.
+func (ca *CA) loadOrIssue(dir, name string, req Request, keep func(certPEM, keyPEM []byte) bool) (*KeyPair, error) {
 	certPEM, certErr := os.ReadFile(filepath.Join(dir, name+".crt"))
 	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, name+".key"))
-	if certErr == nil && keyErr == nil {
+	if certErr == nil && keyErr == nil && keep(certPEM, keyPEM) {
 		return &KeyPair{CertPEM: certPEM, KeyPEM: keyPEM}, nil
 	}
 	kp, err := ca.Issue(req)
@@ -236,19 +242,7 @@ func serial() *big.Int {
 // and its client) uses it, so that a lost CA, a stale or damaged file is replaced on start
 // rather than refused at the first handshake.
 func (ca *CA) LoadOrReissue(dir, name string, req Request) (*KeyPair, error) {
-	certPEM, certErr := os.ReadFile(filepath.Join(dir, name+".crt"))
-	keyPEM, keyErr := os.ReadFile(filepath.Join(dir, name+".key"))
-	if certErr == nil && keyErr == nil && ca.fits(certPEM, keyPEM, req) {
-		return &KeyPair{CertPEM: certPEM, KeyPEM: keyPEM}, nil
-	}
-	kp, err := ca.Issue(req)
-	if err != nil {
-		return nil, err
-	}
-	if err := kp.Write(dir, name); err != nil {
-		return nil, err
-	}
-	return kp, nil
+	return ca.loadOrIssue(dir, name, req, func(certPEM, keyPEM []byte) bool { return ca.fits(certPEM, keyPEM, req) })
 }
 
 // fits reports whether certPEM and keyPEM are a pair that ca signed, valid now, for req's
