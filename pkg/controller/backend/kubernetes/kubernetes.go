@@ -277,13 +277,24 @@ func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string 
 // instanceView is what a Sync works from: the instance, its etcd image, its StatefulSet and,
 // with TLS, the data of its TLS Secret.
 type instanceView struct {
-	b       *Backend
-	inst    *v1beta1.ETCDInstance
-	image   string
-	sts     *appsv1.StatefulSet
-	tlsData map[string][]byte
+	b     *Backend
+	inst  *v1beta1.ETCDInstance
+	image string
+	// resources are the member container's resources for inst (memberResources) and
+	// resourcesRecord their record (resourcesRecord), derived once per Sync.
+	resources       corev1.ResourceRequirements
+	resourcesRecord string
+	sts             *appsv1.StatefulSet
+	tlsData         map[string][]byte
 	// pods are the member pods by name, as the Sync listed them (nil before).
 	pods map[string]*corev1.Pod
+}
+
+// newInstanceView is the view of inst, whose members run image, with the resources its
+// members run with derived once.
+func (b *Backend) newInstanceView(inst *v1beta1.ETCDInstance, image string) *instanceView {
+	resources := memberResources(inst)
+	return &instanceView{b: b, inst: inst, image: image, resources: resources, resourcesRecord: resourcesRecord(resources)}
 }
 
 // podsReady reports whether the pods of the first n members are Ready: by the StatefulSet's
@@ -343,7 +354,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 	if err != nil {
 		return nil, nil, err
 	}
-	v := &instanceView{b: b, inst: inst, image: image}
+	v := b.newInstanceView(inst, image)
 	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
 	var restoreFrom *seed
 	if inst.Spec.RestoreFrom != nil {

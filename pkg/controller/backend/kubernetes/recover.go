@@ -98,7 +98,8 @@ func (b *Backend) recoveryView(ctx context.Context, inst *v1beta1.ETCDInstance) 
 	if !metav1.IsControlledBy(sts, inst) {
 		return nil, fmt.Errorf("%w: StatefulSet %s/%s is not owned by this instance", backend.ErrCannotRecover, sts.Namespace, sts.Name)
 	}
-	v := &instanceView{b: b, inst: inst, image: image, sts: sts}
+	v := b.newInstanceView(inst, image)
+	v.sts = sts
 	if inst.Spec.TLSEnabled() {
 		secret, err := b.opts.Client.CoreV1().Secrets(inst.Namespace).Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
 		if err != nil {

@@ -51,17 +51,15 @@ type rollStep struct {
 	Failed bool `json:"failed,omitempty"`
 }
 
-// roll is what a roll works from: the image and release every member must run and the
-// resources it must run with (and their record), the members' pods by name and the member
-// the roll restarted last, if it is not done.
+// roll is what a roll works from: the instance's view (the image and resources every member
+// must run with), the release every member must run, the members' pods by name and the
+// member the roll restarted last, if it is not done.
 type roll struct {
-	v         *instanceView
-	obs       *observation
-	release   string
-	resources corev1.ResourceRequirements
-	record    string
-	pods      map[string]*corev1.Pod
-	step      *rollStep
+	v       *instanceView
+	obs     *observation
+	release string
+	pods    map[string]*corev1.Pod
+	step    *rollStep
 }
 
 // rollMembers rolls the members onto the image of spec.version and the resources of
@@ -118,8 +116,7 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 	if err != nil {
 		return nil, err
 	}
-	resources := memberResources(v.inst)
-	r := &roll{v: v, obs: obs, release: release, resources: resources, record: resourcesRecord(resources), pods: map[string]*corev1.Pod{}}
+	r := &roll{v: v, obs: obs, release: release, pods: map[string]*corev1.Pod{}}
 	pods, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(v.inst.Name)})
 	if err != nil {
 		return nil, err
@@ -145,8 +142,7 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 // spec.resources (and their record). Running pods keep theirs (OnDelete): the roll restarts
 // them one at a time.
 func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
-	resources := memberResources(v.inst)
-	record := resourcesRecord(resources)
+	resources, record := v.resources, v.resourcesRecord
 	template := &v.sts.Spec.Template
 	i := slices.IndexFunc(template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
 	if i < 0 || (template.Spec.Containers[i].Image == v.image && template.Annotations[annotationPodResources] == record &&
@@ -169,20 +165,20 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 // podOutdated reports whether a member pod was made from an older template than the roll's:
 // it runs another image, or other resources.
 func (r *roll) podOutdated(pod *corev1.Pod) bool {
-	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.record
+	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord
 }
 
 // target says what the roll moves the members to, for people.
 func (r *roll) target() string {
 	if r.release == "" {
-		return fmt.Sprintf("image %s with %s", r.v.image, describeResources(r.resources))
+		return fmt.Sprintf("image %s with %s", r.v.image, describeResources(r.v.resources))
 	}
-	return fmt.Sprintf("etcd %s (image %s) with %s", r.release, r.v.image, describeResources(r.resources))
+	return fmt.Sprintf("etcd %s (image %s) with %s", r.release, r.v.image, describeResources(r.v.resources))
 }
 
 // stepTarget reports whether step restarted its member toward what the spec asks for now.
 func (r *roll) stepTarget(step *rollStep) bool {
-	return step.Image == r.v.image && stepResources(step) == r.record
+	return step.Image == r.v.image && stepResources(step) == r.v.resourcesRecord
 }
 
 // stepResources is the resources record of step (a step recorded before resources were
@@ -226,7 +222,7 @@ func (r *roll) upToDate(name string) (bool, string) {
 		return false, "its pod is being recreated"
 	case podImage(pod) != r.v.image:
 		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
-	case podResourcesRecord(pod) != r.record:
+	case podResourcesRecord(pod) != r.v.resourcesRecord:
 		return false, fmt.Sprintf("its pod has %s", describeRecord(podResourcesRecord(pod)))
 	case !ms.Ready:
 		return false, "it is not healthy yet"
@@ -314,7 +310,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.record, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
@@ -357,7 +353,7 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		if step.Leader {
 			member += " (the leader; leadership moved away first)"
 		}
-		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s", member, ms.Version, from, r.v.image, describeResources(r.resources))
+		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s", member, ms.Version, from, r.v.image, describeResources(r.v.resources))
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
 	res.StepReason = backend.StepUpgrading
@@ -396,7 +392,7 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 func (b *Backend) rollWithoutReadyMember(ctx context.Context, v *instanceView, res *backend.Result) error {
 	s, ok := v.sts.Annotations[annotationRollStep]
 	step := &rollStep{}
-	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image || stepResources(step) != resourcesRecord(memberResources(v.inst)) {
+	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image || stepResources(step) != v.resourcesRecord {
 		return nil
 	}
 	res.StepReason = backend.StepUpgrading
