@@ -705,6 +705,12 @@ func (b *Backend) ensureClientTLSSecret(ctx context.Context, inst *v1beta1.ETCDI
 	})
 }
 
+// peerCommonName is the common name of the members' peer certificate, the only one their
+// peer port accepts.
+func peerCommonName(inst *v1beta1.ETCDInstance) string {
+	return inst.Name + "-peer"
+}
+
 // issueTLS creates a CA and the server, peer and client certificates of an instance.
 func (b *Backend) issueTLS(inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
 	ca, err := pki.NewCA(fmt.Sprintf("etcdaas %s/%s CA", inst.Namespace, inst.Name))
@@ -723,7 +729,7 @@ func (b *Backend) issueTLS(inst *v1beta1.ETCDInstance) (map[string][]byte, error
 	if err != nil {
 		return nil, err
 	}
-	peer, err := ca.Issue(pki.Request{CommonName: inst.Name + "-peer", DNSNames: dns, IPs: ips, Usage: pki.ServerUsage | pki.ClientUsage})
+	peer, err := ca.Issue(pki.Request{CommonName: peerCommonName(inst), DNSNames: dns, IPs: ips, Usage: pki.ServerUsage | pki.ClientUsage})
 	if err != nil {
 		return nil, err
 	}

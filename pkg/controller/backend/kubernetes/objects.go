@@ -276,7 +276,7 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 	mounts := []corev1.VolumeMount{{Name: dataVolume, MountPath: dataDir}}
 	var volumes []corev1.Volume
 	if inst.Spec.TLSEnabled() {
-		env = append(env, memberTLSEnv()...)
+		env = append(env, memberTLSEnv(inst)...)
 		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: tlsDir, ReadOnly: true})
 		volumes = append(volumes, corev1.Volume{Name: tlsVolume, VolumeSource: corev1.VolumeSource{
 			// Readable by the members' group (fsGroup), never by others.
@@ -363,8 +363,9 @@ func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev
 }
 
 // memberTLSEnv turns on client and peer TLS with certificate authentication, with the
-// certificates of the instance's TLS Secret.
-func memberTLSEnv() []corev1.EnvVar {
+// certificates of the instance's TLS Secret. The peer port accepts only the members' peer
+// certificate: the client certificate (Secret NAME-client-tls, for users) has the same CA.
+func memberTLSEnv(inst *v1beta1.ETCDInstance) []corev1.EnvVar {
 	return []corev1.EnvVar{
 		{Name: "ETCD_CERT_FILE", Value: tlsDir + "/" + SecretServerCert},
 		{Name: "ETCD_KEY_FILE", Value: tlsDir + "/" + SecretServerKey},
@@ -374,6 +375,7 @@ func memberTLSEnv() []corev1.EnvVar {
 		{Name: "ETCD_PEER_KEY_FILE", Value: tlsDir + "/" + SecretPeerKey},
 		{Name: "ETCD_PEER_TRUSTED_CA_FILE", Value: tlsDir + "/" + SecretCACert},
 		{Name: "ETCD_PEER_CLIENT_CERT_AUTH", Value: "true"},
+		{Name: "ETCD_PEER_CERT_ALLOWED_CN", Value: peerCommonName(inst)},
 	}
 }
 

@@ -400,12 +400,19 @@ func ensurePKI(dir, namespace, name string) error {
 		return err
 	}
 	peer := hosts
-	peer.CommonName, peer.Usage = name+"-peer", pki.ServerUsage|pki.ClientUsage
+	peer.CommonName, peer.Usage = peerCommonName(name), pki.ServerUsage|pki.ClientUsage
 	if _, err := ca.LoadOrIssue(p, peerName, peer); err != nil {
 		return err
 	}
 	_, err = ca.LoadOrIssue(p, clientName, pki.Request{CommonName: "root", Usage: pki.ClientUsage})
 	return err
+}
+
+// peerCommonName is the common name of the members' peer certificate of instance name, the
+// only one their peer port accepts: the client certificate, signed by the same CA, is given
+// to users and must not let them pose as a member.
+func peerCommonName(name string) string {
+	return name + "-peer"
 }
 
 // freePorts returns a free peer port and a free client port on 127.0.0.1.
@@ -633,6 +640,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedet
 		member.PeerTLS = &transport.TLSInfo{
 			CertFile: filepath.Join(p, peerName+".crt"), KeyFile: filepath.Join(p, peerName+".key"),
 			TrustedCAFile: ca, ClientCertAuth: true,
+			AllowedCNs: []string{peerCommonName(filepath.Base(dir))},
 		}
 	}
 	b.mu.Lock()
