@@ -236,17 +236,18 @@ func serial() *big.Int {
 	return n
 }
 
-// LoadOrReissue returns dir/name.{crt,key} when they are a pair that ca signed, valid now,
-// for req's usage and every IP and DNS name of req; otherwise it issues them from ca and
-// writes them. A server that owns both ends of a connection (the standalone's storage etcd
+// LoadOrReissue returns dir/name.{crt,key} when they are a pair that ca signed, valid now
+// and for more than a third of their lifetime yet (so renewed after two thirds, as
+// cert-manager does by default), for req's usage and every IP and DNS name of req;
+// otherwise it issues them from ca and writes them. A server that owns both ends of a connection (the standalone's storage etcd
 // and its client) uses it, so that a lost CA, a stale or damaged file is replaced on start
 // rather than refused at the first handshake.
 func (ca *CA) LoadOrReissue(dir, name string, req Request) (*KeyPair, error) {
 	return ca.loadOrIssue(dir, name, req, func(certPEM, keyPEM []byte) bool { return ca.fits(certPEM, keyPEM, req) })
 }
 
-// fits reports whether certPEM and keyPEM are a pair that ca signed, valid now, for req's
-// usage, IPs and DNS names.
+// fits reports whether certPEM and keyPEM are a pair that ca signed, valid now and not due
+// for renewal, for req's usage, IPs and DNS names.
 func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -254,6 +255,9 @@ func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
+		return false
+	}
+	if dueForRenewal(leaf, time.Now()) {
 		return false
 	}
 	roots := x509.NewCertPool()
@@ -282,4 +286,10 @@ func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 		}
 	}
 	return true
+}
+
+// dueForRenewal reports whether less than a third of leaf's lifetime is left at now.
+func dueForRenewal(leaf *x509.Certificate, now time.Time) bool {
+	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+	return leaf.NotAfter.Sub(now) < lifetime/3
 }

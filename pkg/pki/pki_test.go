@@ -3,10 +3,12 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestIssuedCertificatesVerifyAgainstTheirCA(t *testing.T) {
@@ -128,4 +130,51 @@ func TestLoadOrReissueReplacesWhatItsCADidNotSign(t *testing.T) {
 	if got, err := newCA.LoadOrReissue(dir, "server", req); err != nil || !newCA.fits(got.CertPEM, got.KeyPEM, req) {
 		t.Fatalf("a damaged key: %v", err)
 	}
+}
+
+// TestLoadOrReissueRenewsACertificateDueForRenewal: a certificate with less than a third of
+// its lifetime left is issued again, for the default lifetime; one with more is kept.
+func TestLoadOrReissueRenewsACertificateDueForRenewal(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{CommonName: "member", Usage: ClientUsage}
+	// Issue backdates by a minute: 10s of 70s are left.
+	due := req
+	due.Validity = 10 * time.Second
+	old, err := ca.Issue(due)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Write(dir, "client"); err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := ca.LoadOrReissue(dir, "client", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(renewed.CertPEM) == string(old.CertPEM) {
+		t.Fatal("a certificate with 10s of 70s left was kept")
+	}
+	if left := time.Until(leafOf(t, renewed.CertPEM).NotAfter); left < DefaultValidity-time.Hour {
+		t.Fatalf("renewed for %v, want %v", left, DefaultValidity)
+	}
+	if again, err := ca.LoadOrReissue(dir, "client", req); err != nil || string(again.CertPEM) != string(renewed.CertPEM) {
+		t.Fatalf("a fresh certificate was not kept: %v", err)
+	}
+}
+
+func leafOf(t *testing.T, certPEM []byte) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("not PEM")
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
 }

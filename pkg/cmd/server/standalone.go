@@ -338,8 +338,9 @@ type standaloneCreds struct {
 }
 
 // standalonePKI loads or creates the CA, the serving certificate and the admin client
-// certificate under dir, and the storage etcd's PKI. The serving certificate is reissued
-// when it does not cover bindIP.
+// certificate under dir, and the storage etcd's PKI. The serving and admin certificates are
+// issued again when they do not fit (the serving one does not cover bindIP) or two thirds
+// of their lifetime passed; the kubeconfig is written from the admin one at every start.
 func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
 	ca, err := pki.LoadOrCreateCA(dir, "ca", "etcdaas-standalone-ca")
 	if err != nil {
@@ -354,7 +355,7 @@ func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
 	if bindIP != nil && !bindIP.Equal(net.ParseIP("127.0.0.1")) && !bindIP.Equal(net.IPv6loopback) {
 		servingReq.IPs = append(servingReq.IPs, bindIP)
 	}
-	serving, err := ca.LoadOrIssue(dir, "serving", servingReq)
+	serving, err := ca.LoadOrReissue(dir, "serving", servingReq)
 	if err != nil {
 		return nil, fmt.Errorf("loading the serving certificate: %w", err)
 	}
@@ -366,7 +367,7 @@ func standalonePKI(dir string, bindIP net.IP) (*standaloneCreds, error) {
 			return nil, err
 		}
 	}
-	admin, err := ca.LoadOrIssue(dir, "admin", pki.Request{
+	admin, err := ca.LoadOrReissue(dir, "admin", pki.Request{
 		CommonName:   StandaloneAdminUser,
 		Organization: []string{StandaloneAdminGroup},
 		Usage:        pki.ClientUsage,

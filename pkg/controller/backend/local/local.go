@@ -386,7 +386,11 @@ func (b *Backend) loadOrInit(dir string, inst *v1beta1.ETCDInstance) (*instanceS
 	return st, st.save(dir)
 }
 
-// ensurePKI creates the instance's CA and its server, peer and client certificates.
+// ensurePKI creates the instance's CA and its server, peer and client certificates, and
+// issues a certificate again once two thirds of its lifetime (a year) passed, or when it is
+// damaged or no longer fits: the members read their files at each handshake, so a renewed
+// certificate is served without a restart, and the client certificate users copy stays
+// valid until its own end.
 func ensurePKI(dir, namespace, name string) error {
 	p := filepath.Join(dir, pkiDir)
 	ca, err := pki.LoadOrCreateCA(p, caName, fmt.Sprintf("etcdaas %s/%s CA", namespace, name))
@@ -396,15 +400,15 @@ func ensurePKI(dir, namespace, name string) error {
 	hosts := pki.Request{DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
 	server := hosts
 	server.CommonName, server.Usage = name+"-server", pki.ServerUsage
-	if _, err := ca.LoadOrIssue(p, serverName, server); err != nil {
+	if _, err := ca.LoadOrReissue(p, serverName, server); err != nil {
 		return err
 	}
 	peer := hosts
 	peer.CommonName, peer.Usage = peerCommonName(name), pki.ServerUsage|pki.ClientUsage
-	if _, err := ca.LoadOrIssue(p, peerName, peer); err != nil {
+	if _, err := ca.LoadOrReissue(p, peerName, peer); err != nil {
 		return err
 	}
-	_, err = ca.LoadOrIssue(p, clientName, pki.Request{CommonName: "root", Usage: pki.ClientUsage})
+	_, err = ca.LoadOrReissue(p, clientName, pki.Request{CommonName: "root", Usage: pki.ClientUsage})
 	return err
 }
 

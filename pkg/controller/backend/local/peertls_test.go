@@ -3,12 +3,17 @@ package local
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
 // TestPeerPortAcceptsOnlyThePeerCertificate: the client certificate of a TLS instance is
@@ -66,4 +71,73 @@ func getWithCert(t *testing.T, pkiDir, name, url string) (int, error) {
 	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
+}
+
+// TestSyncRenewsTheMembersCertificates: the instance's certificates last a year; one due for
+// renewal (less than a third of its lifetime left, here 10s) is issued again by the next
+// Sync, and the running member serves the new one to the next client without a restart.
+func TestSyncRenewsTheMembersCertificates(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("renew", 1, true)
+	res := converge(t, b, inst)
+	pkiDir := filepath.Join(dir, "instances", "ns", "renew", pkiDir)
+	ca, err := pki.LoadCA(pkiDir, caName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{serverName, peerName, clientName} {
+		req := pki.Request{CommonName: "renew-" + name, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
+			Usage: pki.ServerUsage | pki.ClientUsage, Validity: 10 * time.Second}
+		short, err := ca.Issue(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := short.Write(pkiDir, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	converge(t, b, inst)
+	for _, name := range []string{serverName, peerName, clientName} {
+		if left := time.Until(certFile(t, pkiDir, name).NotAfter); left < 300*24*time.Hour {
+			t.Fatalf("%s.crt expires in %v after the Sync, want it renewed for a year", name, left)
+		}
+	}
+	if code, err := getWithCert(t, pkiDir, "client", res.Members[0].ClientURL+"/version"); err != nil || code != http.StatusOK {
+		t.Fatalf("client port with the renewed client certificate: %d, %v", code, err)
+	}
+	served := servedCertificate(t, res.Members[0].ClientURL)
+	if want := certFile(t, pkiDir, serverName); !served.Equal(want) {
+		t.Fatalf("the member serves a certificate expiring %v, the renewed one expires %v", served.NotAfter, want.NotAfter)
+	}
+}
+
+func certFile(t *testing.T, dir, name string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, name+".crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s.crt is not PEM", name)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// servedCertificate is the certificate the server at url presents (the handshake needs no
+// client certificate to see it).
+func servedCertificate(t *testing.T, url string) *x509.Certificate {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only reads the certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.ConnectionState().PeerCertificates[0]
 }
