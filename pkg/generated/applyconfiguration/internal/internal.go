@@ -40,25 +40,518 @@ var parserOnce sync.Once
 var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.etcdaas.etcdaas.pkg.apis.etcdaas.v1alpha1.ETCDInstance
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
   map:
-    elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: dev.etcdaas.v1alpha1.ETCDInstanceSpec
+      default: {}
+    - name: status
+      type:
+        namedType: dev.etcdaas.v1alpha1.ETCDInstanceStatus
+      default: {}
 - name: com.github.etcdaas.etcdaas.pkg.apis.etcdaas.v1beta1.ETCDInstance
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: dev.etcdaas.v1beta1.ETCDInstanceSpec
+      default: {}
+    - name: status
+      type:
+        namedType: dev.etcdaas.v1beta1.ETCDInstanceStatus
+      default: {}
+- name: dev.etcdaas.v1alpha1.ETCDInstance
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: dev.etcdaas.v1alpha1.ETCDInstanceSpec
+      default: {}
+    - name: status
+      type:
+        namedType: dev.etcdaas.v1alpha1.ETCDInstanceStatus
+      default: {}
+- name: dev.etcdaas.v1alpha1.ETCDInstanceSpec
+  map:
+    fields:
+    - name: replicas
+      type:
+        scalar: numeric
+    - name: with_tls_bundle
+      type:
+        scalar: boolean
+      default: false
+- name: dev.etcdaas.v1alpha1.ETCDInstanceStatus
+  map:
+    fields:
+    - name: message
+      type:
+        scalar: string
+    - name: state
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.BackupDestination
+  map:
+    fields:
+    - name: local
+      type:
+        namedType: dev.etcdaas.v1beta1.LocalDestination
+    - name: s3
+      type:
+        namedType: dev.etcdaas.v1beta1.S3Destination
+- name: dev.etcdaas.v1beta1.BackupInfo
+  map:
+    fields:
+    - name: completionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: etcdVersion
+      type:
+        scalar: string
+    - name: instanceUID
+      type:
+        scalar: string
+    - name: key
+      type:
+        scalar: string
+      default: ""
+    - name: revision
+      type:
+        scalar: numeric
+    - name: sha256
+      type:
+        scalar: string
+    - name: sizeBytes
+      type:
+        scalar: numeric
+- name: dev.etcdaas.v1beta1.BackupSpec
+  map:
+    fields:
+    - name: destination
+      type:
+        namedType: dev.etcdaas.v1beta1.BackupDestination
+      default: {}
+    - name: keep
+      type:
+        scalar: numeric
+    - name: schedule
+      type:
+        scalar: string
+      default: ""
+- name: dev.etcdaas.v1beta1.BackupStatus
+  map:
+    fields:
+    - name: lastBackup
+      type:
+        namedType: dev.etcdaas.v1beta1.BackupInfo
+    - name: lastScheduleTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: lastSuccessfulTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+- name: dev.etcdaas.v1beta1.DefragmentationSpec
+  map:
+    fields:
+    - name: freeBytes
+      type:
+        namedType: io.k8s.apimachinery.pkg.api.resource.Quantity
+    - name: freePercent
+      type:
+        scalar: numeric
+- name: dev.etcdaas.v1beta1.ETCDInstance
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: dev.etcdaas.v1beta1.ETCDInstanceSpec
+      default: {}
+    - name: status
+      type:
+        namedType: dev.etcdaas.v1beta1.ETCDInstanceStatus
+      default: {}
+- name: dev.etcdaas.v1beta1.ETCDInstanceSpec
+  map:
+    fields:
+    - name: backup
+      type:
+        namedType: dev.etcdaas.v1beta1.BackupSpec
+    - name: defragmentation
+      type:
+        namedType: dev.etcdaas.v1beta1.DefragmentationSpec
+    - name: replicas
+      type:
+        scalar: numeric
+    - name: resources
+      type:
+        namedType: dev.etcdaas.v1beta1.MemberResources
+    - name: restoreFrom
+      type:
+        namedType: dev.etcdaas.v1beta1.RestoreSource
+    - name: storage
+      type:
+        namedType: dev.etcdaas.v1beta1.StorageSpec
+    - name: tls
+      type:
+        namedType: dev.etcdaas.v1beta1.TLSSpec
+    - name: version
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.ETCDInstanceStatus
+  map:
+    fields:
+    - name: backup
+      type:
+        namedType: dev.etcdaas.v1beta1.BackupStatus
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: members
+      type:
+        list:
+          elementType:
+            namedType: dev.etcdaas.v1beta1.MemberStatus
+          elementRelationship: associative
+          keys:
+          - name
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: phase
+      type:
+        scalar: string
+    - name: readyReplicas
+      type:
+        scalar: numeric
+    - name: replicas
+      type:
+        scalar: numeric
+    - name: selector
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.LocalDestination
   map:
     elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+      scalar: untyped
+      list:
+        elementType:
+          namedType: __untyped_atomic_
+        elementRelationship: atomic
+      map:
+        elementType:
+          namedType: __untyped_deduced_
+        elementRelationship: separable
+- name: dev.etcdaas.v1beta1.MemberResources
+  map:
+    fields:
+    - name: limits
+      type:
+        map:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.api.resource.Quantity
+    - name: requests
+      type:
+        map:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.api.resource.Quantity
+- name: dev.etcdaas.v1beta1.MemberStatus
+  map:
+    fields:
+    - name: alarms
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: clientURL
+      type:
+        scalar: string
+    - name: dbSize
+      type:
+        scalar: numeric
+    - name: dbSizeInUse
+      type:
+        scalar: numeric
+    - name: id
+      type:
+        scalar: string
+    - name: leader
+      type:
+        scalar: boolean
+    - name: learner
+      type:
+        scalar: boolean
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: peerURL
+      type:
+        scalar: string
+    - name: ready
+      type:
+        scalar: boolean
+    - name: revision
+      type:
+        scalar: numeric
+    - name: version
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.RestoreSource
+  map:
+    fields:
+    - name: instance
+      type:
+        scalar: string
+      default: ""
+    - name: key
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.S3Destination
+  map:
+    fields:
+    - name: bucket
+      type:
+        scalar: string
+      default: ""
+    - name: caBundle
+      type:
+        scalar: string
+    - name: credentialsSecretRef
+      type:
+        namedType: dev.etcdaas.v1beta1.SecretReference
+    - name: endpoint
+      type:
+        scalar: string
+      default: ""
+    - name: prefix
+      type:
+        scalar: string
+    - name: region
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.SecretReference
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
+      default: ""
+- name: dev.etcdaas.v1beta1.StorageSpec
+  map:
+    fields:
+    - name: size
+      type:
+        namedType: io.k8s.apimachinery.pkg.api.resource.Quantity
+    - name: storageClassName
+      type:
+        scalar: string
+- name: dev.etcdaas.v1beta1.TLSSpec
+  map:
+    fields:
+    - name: enabled
+      type:
+        scalar: boolean
+- name: io.k8s.apimachinery.pkg.api.resource.Quantity
+  scalar: untyped
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+  map:
+    fields:
+    - name: lastTransitionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: message
+      type:
+        scalar: string
+      default: ""
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: reason
+      type:
+        scalar: string
+      default: ""
+    - name: status
+      type:
+        scalar: string
+      default: ""
+    - name: type
+      type:
+        scalar: string
+      default: ""
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
+  map:
+    elementType:
+      scalar: untyped
+      list:
+        elementType:
+          namedType: __untyped_atomic_
+        elementRelationship: atomic
+      map:
+        elementType:
+          namedType: __untyped_deduced_
+        elementRelationship: separable
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: fieldsType
+      type:
+        scalar: string
+    - name: fieldsV1
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
+    - name: manager
+      type:
+        scalar: string
+    - name: operation
+      type:
+        scalar: string
+    - name: subresource
+      type:
+        scalar: string
+    - name: time
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+  map:
+    fields:
+    - name: annotations
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: creationTimestamp
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: deletionGracePeriodSeconds
+      type:
+        scalar: numeric
+    - name: deletionTimestamp
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: finalizers
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: generateName
+      type:
+        scalar: string
+    - name: generation
+      type:
+        scalar: numeric
+    - name: labels
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: managedFields
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+          elementRelationship: atomic
+    - name: name
+      type:
+        scalar: string
+    - name: namespace
+      type:
+        scalar: string
+    - name: ownerReferences
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+          elementRelationship: associative
+          keys:
+          - uid
+    - name: resourceVersion
+      type:
+        scalar: string
+    - name: selfLink
+      type:
+        scalar: string
+    - name: uid
+      type:
+        scalar: string
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+      default: ""
+    - name: blockOwnerDeletion
+      type:
+        scalar: boolean
+    - name: controller
+      type:
+        scalar: boolean
+    - name: kind
+      type:
+        scalar: string
+      default: ""
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: uid
+      type:
+        scalar: string
+      default: ""
+    elementRelationship: atomic
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+  scalar: untyped
 - name: __untyped_atomic_
   scalar: untyped
   list:
