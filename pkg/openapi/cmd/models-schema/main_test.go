@@ -74,10 +74,14 @@ func TestFakeClientsetApplies(t *testing.T) {
 	if !apierrors.IsConflict(err) {
 		t.Fatalf("another manager's apply of spec.replicas: %v, want a conflict", err)
 	}
-	if _, err := instances.ApplyStatus(ctx, applyv1beta1.ETCDInstance("db", "ns").
+	status, err := instances.ApplyStatus(ctx, applyv1beta1.ETCDInstance("db", "ns").
 		WithStatus(applyv1beta1.ETCDInstanceStatus().WithPhase(v1beta1.PhaseRunning)),
-		metav1.ApplyOptions{FieldManager: "controller"}); err != nil {
+		metav1.ApplyOptions{FieldManager: "controller"})
+	if err != nil {
 		t.Fatalf("apply status: %v", err)
+	}
+	if status.Status.Phase != v1beta1.PhaseRunning || *status.Spec.Replicas != 3 {
+		t.Fatalf("after apply status: phase %q, %d replicas; want Running, 3", status.Status.Phase, *status.Spec.Replicas)
 	}
 	old, err := client.EtcdaasV1alpha1().ETCDInstances("ns").Apply(ctx, applyv1alpha1.ETCDInstance("old", "ns").
 		WithSpec(applyv1alpha1.ETCDInstanceSpec().WithReplicas(1).WithWithTLSBundle(true)),
