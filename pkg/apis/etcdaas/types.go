@@ -13,7 +13,9 @@ type ETCDInstance struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta
 
-	Spec   ETCDInstanceSpec
+	// Spec is the etcd cluster asked for.
+	Spec ETCDInstanceSpec
+	// Status is the etcd cluster as the controller last observed it.
 	Status ETCDInstanceStatus
 }
 
@@ -238,6 +240,7 @@ type ETCDInstanceList struct {
 	metav1.TypeMeta
 	metav1.ListMeta
 
+	// Items are the ETCDInstances.
 	Items []ETCDInstance
 }
 
@@ -249,5 +252,6 @@ type ETCDInstanceBackupList struct {
 	metav1.TypeMeta
 	metav1.ListMeta
 
+	// Items are the backups, newest first.
 	Items []BackupInfo
 }
