@@ -34,8 +34,10 @@ func Parse(spec string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not a cron schedule of five fields or a descriptor such as @daily: %w", err)
 	}
-	if every, ok := sched.(cron.ConstantDelaySchedule); ok && every.Delay < MinInterval {
-		return nil, fmt.Errorf("runs every %s; the shortest interval is %s", every.Delay, MinInterval)
+	if _, ok := sched.(cron.ConstantDelaySchedule); ok {
+		if err := checkInterval(trimmed); err != nil {
+			return nil, err
+		}
 	}
 	if sched.Next(time.Now().UTC()).IsZero() {
 		// cron's Next looks five years ahead and returns the zero time when nothing matches,
@@ -43,6 +45,21 @@ func Parse(spec string) (cron.Schedule, error) {
 		return nil, errors.New("never fires: no date matches its day-of-month and month fields (such as 30 2 for February 30)")
 	}
 	return sched, nil
+}
+
+// checkInterval refuses an "@every" schedule shorter than MinInterval, naming the interval as
+// written: cron rounds one below a second up to a second, so "@every 0s" or "@every -5m" would
+// otherwise be reported as running every second.
+func checkInterval(every string) error {
+	written := strings.TrimSpace(strings.TrimPrefix(every, "@every"))
+	interval, err := time.ParseDuration(written)
+	if err != nil {
+		return fmt.Errorf("not a cron schedule of five fields or a descriptor such as @daily: %w", err)
+	}
+	if interval < MinInterval {
+		return fmt.Errorf("runs every %s; the shortest interval is %s", written, MinInterval)
+	}
+	return nil
 }
 
 // Retry bounds the backoff between attempts after a failed backup.

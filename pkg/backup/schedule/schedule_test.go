@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,5 +84,20 @@ func TestNextRetriesWithBackoff(t *testing.T) {
 	minutely := mustParse(t, "* * * * *")
 	if got, want := Next(minutely, State{Created: created, LastAttempt: attempt, Failures: 6}, retry), attempt.Add(time.Minute); !got.Equal(want) {
 		t.Errorf("retry at %s, want the next slot %s", got, want)
+	}
+}
+
+// TestParseNamesTheIntervalAsWritten: an "@every" interval below a second is rounded up to a
+// second by cron; the error names what the user wrote, not the rounded "1s".
+func TestParseNamesTheIntervalAsWritten(t *testing.T) {
+	for _, spec := range []string{"@every 0s", "@every -5m", "@every 500ms", "@every 59s"} {
+		_, err := Parse(spec)
+		if err == nil {
+			t.Fatalf("Parse(%q) accepted", spec)
+		}
+		written := strings.TrimPrefix(spec, "@every ")
+		if !strings.Contains(err.Error(), "runs every "+written+";") {
+			t.Errorf("Parse(%q): %v, want it to name %q", spec, err, written)
+		}
 	}
 }
