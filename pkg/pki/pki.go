@@ -178,6 +178,34 @@ func LoadCA(dir, name string) (*CA, error) {
 	return &CA{Cert: certs[0], Key: signer, CertPEM: certPEM}, nil
 }
 
+// ParseCA reads a CA from its certificate and key in PEM form, as (*CA).KeyPEM and CertPEM
+// give them. It fails unless the certificate is a CA's, valid now, and the key is its own.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	certs, err := cert.ParseCertsPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the CA certificate: %w", err)
+	}
+	key, err := keyutil.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the CA key: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("the CA key is not a signing key")
+	}
+	ca := certs[0]
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	switch {
+	case !ok || !pub.Equal(ca.PublicKey):
+		return nil, errors.New("the CA key does not belong to the CA certificate")
+	case !ca.IsCA:
+		return nil, errors.New("the CA certificate is not a CA's")
+	case time.Now().After(ca.NotAfter) || time.Now().Before(ca.NotBefore):
+		return nil, fmt.Errorf("the CA certificate is valid from %v to %v only", ca.NotBefore, ca.NotAfter)
+	}
+	return &CA{Cert: ca, Key: signer, CertPEM: encodeCert(ca.Raw)}, nil
+}
+
 // LoadOrCreateCA loads the CA dir/name.{crt,key}, creating and writing it when absent, so a
 // restarted server keeps the CA its clients trust.
 func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
@@ -249,6 +277,15 @@ func (ca *CA) LoadOrReissue(dir, name string, req Request) (*KeyPair, error) {
 // fits reports whether certPEM and keyPEM are a pair that ca signed, valid now and not due
 // for renewal, for req's usage, IPs and DNS names.
 func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return Fits(certPEM, keyPEM, roots, req)
+}
+
+// Fits reports whether certPEM and keyPEM are a pair that one of roots signed, valid now and
+// for more than a third of its lifetime yet (LoadOrReissue's rule), for req's usage and every
+// IP and DNS name of req. A pair that does not fit is due to be issued again.
+func Fits(certPEM, keyPEM []byte, roots *x509.CertPool, req Request) bool {
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return false
@@ -260,8 +297,6 @@ func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 	if dueForRenewal(leaf, time.Now()) {
 		return false
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
 	var usages []x509.ExtKeyUsage
 	if req.Usage&ServerUsage != 0 {
 		usages = append(usages, x509.ExtKeyUsageServerAuth)

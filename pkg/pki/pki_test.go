@@ -178,3 +178,60 @@ func leafOf(t *testing.T, certPEM []byte) *x509.Certificate {
 	}
 	return leaf
 }
+
+// TestParseCARefusesAKeyNotItsOwn: a CA read back from its PEM files signs again; a key of
+// another CA, or a leaf certificate, is refused.
+func TestParseCARefusesAKeyNotItsOwn(t *testing.T) {
+	ca, err := NewCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ca.KeyPEM()
+	otherKey, _ := other.KeyPEM()
+	parsed, err := ParseCA(ca.CertPEM, key)
+	if err != nil || !parsed.Cert.Equal(ca.Cert) {
+		t.Fatalf("the CA's own files: %v", err)
+	}
+	if _, err := ParseCA(ca.CertPEM, otherKey); err == nil {
+		t.Fatal("a key of another CA was accepted")
+	}
+	leaf, err := ca.Issue(Request{CommonName: "leaf", Usage: ClientUsage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseCA(leaf.CertPEM, leaf.KeyPEM); err == nil {
+		t.Fatal("a leaf certificate was accepted as a CA")
+	}
+}
+
+// TestFitsAcceptsACertificateOfAnyTrustedCA: a certificate signed by any CA of the roots
+// fits until it is due; one of a CA not among them does not.
+func TestFitsAcceptsACertificateOfAnyTrustedCA(t *testing.T) {
+	oldCA, _ := NewCA("old")
+	newCA, _ := NewCA("new")
+	req := Request{CommonName: "server", DNSNames: []string{"localhost"}, Usage: ServerUsage}
+	kp, err := oldCA.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := x509.NewCertPool()
+	both.AddCert(oldCA.Cert)
+	both.AddCert(newCA.Cert)
+	if !Fits(kp.CertPEM, kp.KeyPEM, both, req) {
+		t.Fatal("a certificate of a trusted CA does not fit")
+	}
+	onlyNew := x509.NewCertPool()
+	onlyNew.AddCert(newCA.Cert)
+	if Fits(kp.CertPEM, kp.KeyPEM, onlyNew, req) {
+		t.Fatal("a certificate of an untrusted CA fits")
+	}
+	other := req
+	other.DNSNames = []string{"db.ns.svc"}
+	if Fits(kp.CertPEM, kp.KeyPEM, both, other) {
+		t.Fatal("a certificate for other names fits")
+	}
+}

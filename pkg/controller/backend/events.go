@@ -49,6 +49,12 @@ const (
 	ReasonRecovered EventReason = "Recovered"
 	// ReasonRecoveryFailed: a recovery from quorum loss failed.
 	ReasonRecoveryFailed EventReason = "RecoveryFailed"
+	// ReasonCertificatesRenewed: a TLS instance's certificates were issued again, from its
+	// CA, before they expire.
+	ReasonCertificatesRenewed EventReason = "CertificatesRenewed"
+	// ReasonCAChanged: a TLS instance got a new CA, added to the CAs its members and clients
+	// trust; its certificates are issued from it from then on.
+	ReasonCAChanged EventReason = "CAChanged"
 )
 
 // Event types, as core/v1 and events.k8s.io/v1 spell them.
@@ -79,6 +85,8 @@ var reasonInfo = map[EventReason]struct{ typ, action string }{
 	ReasonQuorumLost:           {EventTypeWarning, "CheckHealth"},
 	ReasonRecovered:            {EventTypeNormal, "Recover"},
 	ReasonRecoveryFailed:       {EventTypeWarning, "Recover"},
+	ReasonCertificatesRenewed:  {EventTypeNormal, "RenewCertificates"},
+	ReasonCAChanged:            {EventTypeWarning, "RotateCA"},
 }
 
 // Type is the Event type of the reason: Warning for failures, Normal otherwise.

@@ -1,19 +1,15 @@
 // Package kubernetes is the controller backend that runs the members of an etcd cluster in a
 // Kubernetes cluster: per instance a StatefulSet, a headless Service for the members' DNS
 // names, a client Service, a PodDisruptionBudget keeping quorum and, with TLS, a Secret with
-// the instance's certificates and one with only what its clients need. Every object is owned by the ETCDInstance. Membership changes
+// the instance's certificates, one with only what its clients need and one with the CA's key
+// the certificates are issued again from before they expire. Every object is owned by the ETCDInstance. Membership changes
 // go through the etcd API one member at a time, as with the local backend.
 package kubernetes
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"maps"
-	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -33,7 +29,6 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
-	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
 // Options configure the kubernetes backend.
@@ -124,6 +119,17 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil || started != nil {
 		return started, err
 	}
+	res, err := b.step(ctx, v)
+	if res != nil && len(v.events) > 0 {
+		res.Events = slices.Concat(v.events, res.Events)
+	}
+	return res, err
+}
+
+// step observes the members of the instance of v, whose objects exist, then either resumes
+// a change an earlier step left half done or takes the next step toward the spec.
+func (b *Backend) step(ctx context.Context, v *instanceView) (*backend.Result, error) {
+	inst := v.inst
 	if res, seeding, err := b.restoreStep(ctx, v); seeding || err != nil {
 		if err == nil && seeding {
 			// A restore replaces every member: a replacement under way is moot.
@@ -285,7 +291,13 @@ type instanceView struct {
 	resources       corev1.ResourceRequirements
 	resourcesRecord string
 	sts             *appsv1.StatefulSet
-	tlsData         map[string][]byte
+	// tlsData is the TLS Secret's data and trustRecord the record of its ca.crt
+	// (annotationTrustedCA), set together by setTLS; "" without TLS.
+	tlsData     map[string][]byte
+	trustRecord string
+	// events are what ensuring the instance's objects did (a CA added, certificates
+	// renewed), reported with the Sync's result.
+	events []backend.Event
 	// pods are the member pods by name, as the Sync listed them (nil before).
 	pods map[string]*corev1.Pod
 }
@@ -295,6 +307,17 @@ type instanceView struct {
 func (b *Backend) newInstanceView(inst *v1beta1.ETCDInstance, image string) *instanceView {
 	resources := memberResources(inst)
 	return &instanceView{b: b, inst: inst, image: image, resources: resources, resourcesRecord: resourcesRecord(resources)}
+}
+
+// record adds an event to those the Sync reports.
+func (v *instanceView) record(reason backend.EventReason, format string, args ...any) {
+	v.events = append(v.events, backend.Event{Reason: reason, Note: fmt.Sprintf(format, args...)})
+}
+
+// statefulSet is the instance's StatefulSet for mc, its pods trusting the view's CAs.
+func (v *instanceView) statefulSet(mc memberConfig) *appsv1.StatefulSet {
+	mc.trust = v.trustRecord
+	return v.b.statefulSet(v.inst, v.image, mc)
 }
 
 // podsReady reports whether the pods of the first n members are Ready: by the StatefulSet's
@@ -369,10 +392,7 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		}
 	}
 	if inst.Spec.TLSEnabled() {
-		if v.tlsData, err = b.ensureTLSSecret(ctx, inst); err != nil {
-			return nil, nil, err
-		}
-		if err := b.ensureClientTLSSecret(ctx, inst, v.tlsData); err != nil {
+		if err := b.ensureTLS(ctx, v); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -398,13 +418,13 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 			}
 			step = fmt.Sprintf("starting the first member %s from backup %s of %s", backend.MemberName(inst.Name, 0), mc.seed.Key, inst.Spec.RestoreFrom.Instance)
 		}
-		if _, err := stsClient.Create(ctx, b.statefulSet(inst, image, mc), metav1.CreateOptions{}); err != nil {
+		if _, err := stsClient.Create(ctx, v.statefulSet(mc), metav1.CreateOptions{}); err != nil {
 			return nil, nil, err
 		}
 		if err := b.ensurePDB(ctx, inst, 1); err != nil {
 			return nil, nil, err
 		}
-		return nil, &backend.Result{Step: step, StepReason: backend.StepDeploying}, nil
+		return nil, &backend.Result{Step: step, StepReason: backend.StepDeploying, Events: v.events}, nil
 	}
 	if err != nil {
 		return nil, nil, err
@@ -597,7 +617,7 @@ func (b *Backend) setMembers(ctx context.Context, v *instanceView, members []etc
 		}
 	}
 	mc := memberConfig{replicas: int32(replicas), initialCluster: strings.Join(initial, ","), clusterState: "existing", token: sts.Annotations[annotationClusterToken]}
-	want := b.statefulSet(inst, v.image, mc)
+	want := v.statefulSet(mc)
 	if err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		updated.Spec.Replicas = want.Spec.Replicas
 		updated.Spec.Template = want.Spec.Template
@@ -666,97 +686,6 @@ func (b *Backend) ensurePDB(ctx context.Context, inst *v1beta1.ETCDInstance, mem
 		})
 }
 
-// ensureTLSSecret returns the instance's TLS Secret data, creating the Secret with a new CA
-// and certificates when missing. The CA key is not kept: the certificates cover every
-// member name, so no new certificate is ever needed.
-func (b *Backend) ensureTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
-	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
-	got, err := client.Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
-	if err == nil {
-		if err := checkOwner("Secret", got, inst); err != nil {
-			return nil, err
-		}
-		return got.Data, nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return nil, err
-	}
-	data, err := b.issueTLS(inst)
-	if err != nil {
-		return nil, err
-	}
-	created, err := client.Create(ctx, tlsSecret(inst, data), metav1.CreateOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return created.Data, nil
-}
-
-// ensureClientTLSSecret keeps the instance's client Secret holding the client files of data,
-// the TLS Secret's, creating it when missing and putting back what was changed in it.
-func (b *Backend) ensureClientTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance, data map[string][]byte) error {
-	want := clientTLSSecret(inst, data)
-	return ensureObject(ctx, b.opts.Client.CoreV1().Secrets(inst.Namespace), "Secret", inst, want, func(got *corev1.Secret) bool {
-		if maps.EqualFunc(got.Data, want.Data, bytes.Equal) {
-			return false
-		}
-		got.Data = want.Data
-		return true
-	})
-}
-
-// peerCommonName is the common name of the members' peer certificate, the only one their
-// peer port accepts.
-func peerCommonName(inst *v1beta1.ETCDInstance) string {
-	return inst.Name + "-peer"
-}
-
-// issueTLS creates a CA and the server, peer and client certificates of an instance.
-func (b *Backend) issueTLS(inst *v1beta1.ETCDInstance) (map[string][]byte, error) {
-	ca, err := pki.NewCA(fmt.Sprintf("etcdaas %s/%s CA", inst.Namespace, inst.Name))
-	if err != nil {
-		return nil, err
-	}
-	peers := PeerServiceName(inst) + "." + inst.Namespace + ".svc"
-	dns := []string{
-		"*." + peers, "*." + peers + "." + b.opts.ClusterDomain,
-		ClientServiceName(inst), ClientServiceName(inst) + "." + inst.Namespace,
-		ClientServiceName(inst) + "." + inst.Namespace + ".svc", ClientServiceName(inst) + "." + inst.Namespace + ".svc." + b.opts.ClusterDomain,
-		"localhost",
-	}
-	ips := []net.IP{net.ParseIP("127.0.0.1")}
-	server, err := ca.Issue(pki.Request{CommonName: inst.Name + "-server", DNSNames: dns, IPs: ips, Usage: pki.ServerUsage})
-	if err != nil {
-		return nil, err
-	}
-	peer, err := ca.Issue(pki.Request{CommonName: peerCommonName(inst), DNSNames: dns, IPs: ips, Usage: pki.ServerUsage | pki.ClientUsage})
-	if err != nil {
-		return nil, err
-	}
-	client, err := ca.Issue(pki.Request{CommonName: "root", Usage: pki.ClientUsage})
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]byte{
-		SecretCACert:     ca.CertPEM,
-		SecretServerCert: server.CertPEM, SecretServerKey: server.KeyPEM,
-		SecretPeerCert: peer.CertPEM, SecretPeerKey: peer.KeyPEM,
-		SecretClientCert: client.CertPEM, SecretClientKey: client.KeyPEM,
-	}, nil
-}
-
-func clientTLS(data map[string][]byte) (*tls.Config, error) {
-	pair, err := tls.X509KeyPair(data[SecretClientCert], data[SecretClientKey])
-	if err != nil {
-		return nil, fmt.Errorf("loading the instance's client certificate: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(data[SecretCACert]) {
-		return nil, errors.New("the instance's TLS Secret has no CA certificate")
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
-}
-
 // Access implements etcdcluster.Dialer: the members' client URLs through the headless
 // Service and, for TLS instances, the client certificate from the instance's Secret.
 func (b *Backend) Access(ctx context.Context, namespace, name string) (*etcdcluster.Access, error) {
@@ -818,6 +747,9 @@ func (b *Backend) Delete(ctx context.Context, inst *v1beta1.ETCDInstance) error 
 		},
 		func() error {
 			return deleteOwned(ctx, c.CoreV1().Secrets(ns), inst, ClientTLSSecretName(inst), metav1.DeleteOptions{})
+		},
+		func() error {
+			return deleteOwned(ctx, c.CoreV1().Secrets(ns), inst, CASecretName(inst), metav1.DeleteOptions{})
 		},
 	}
 	var errs []error

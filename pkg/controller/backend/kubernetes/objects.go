@@ -18,6 +18,7 @@ import (
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
 // Ports and paths inside member pods.
@@ -200,14 +201,29 @@ func podDisruptionBudget(inst *v1beta1.ETCDInstance, members int) *policyv1.PodD
 	}
 }
 
-// tlsSecret holds the instance's CA certificate (not its key) and the server, peer and
-// client certificates.
+// tlsSecret holds the CAs the members trust (ca.crt: the instance's CA, and an older one
+// while certificates it signed are in use) and the server, peer and client certificates;
+// never the CA's key (caSecret).
 func tlsSecret(inst *v1beta1.ETCDInstance, data map[string][]byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(inst, TLSSecretName(inst)),
 		Type:       corev1.SecretTypeOpaque,
 		Data:       maps.Clone(data),
 	}
+}
+
+// caSecret holds the instance's CA certificate and key, for the controller only: no pod
+// mounts it.
+func caSecret(inst *v1beta1.ETCDInstance, ca *pki.CA) (*corev1.Secret, error) {
+	key, err := ca.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(inst, CASecretName(inst)),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{SecretCACert: ca.CertPEM, SecretCAKey: key},
+	}, nil
 }
 
 // clientTLSSecret holds what a client of the instance needs of data, the TLS Secret's: the
@@ -232,6 +248,8 @@ type memberConfig struct {
 	token          string
 	// seed, when set, builds member 0's data from a snapshot before etcd starts.
 	seed *seed
+	// trust is the record of the CAs member pods trust (annotationTrustedCA), "" without TLS.
+	trust string
 }
 
 // statefulSet runs the members.
@@ -242,6 +260,9 @@ func (b *Backend) statefulSet(inst *v1beta1.ETCDInstance, image string, mc membe
 	template := metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
 		annotationPodResources: resourcesRecord(memberResources(inst)),
 	}}
+	if mc.trust != "" {
+		template.Annotations[annotationTrustedCA] = mc.trust
+	}
 	spec := b.memberPodSpec(inst, image, mc)
 	if mc.seed != nil {
 		meta.Annotations[annotationSeed] = mc.seed.annotation()

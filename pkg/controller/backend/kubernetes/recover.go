@@ -105,7 +105,7 @@ func (b *Backend) recoveryView(ctx context.Context, inst *v1beta1.ETCDInstance) 
 		if err != nil {
 			return nil, err
 		}
-		v.tlsData = secret.Data
+		v.setTLS(secret.Data)
 	}
 	return v, nil
 }
@@ -170,7 +170,7 @@ func (b *Backend) recoveryPlan(v *instanceView, statuses []etcdcluster.EndpointS
 // startRecovery records the plan and, in the same update, gives the StatefulSet the pod
 // template whose init container rebuilds member 0, and keeps the pods up to the survivor's.
 func (b *Backend) startRecovery(ctx context.Context, v *instanceView, s *seed, survivor int) error {
-	want := b.statefulSet(v.inst, v.image, b.seedConfig(v.inst, s))
+	want := v.statefulSet(b.seedConfig(v.inst, s))
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		seedStatefulSet(updated, ptr.To(int32(survivor+1)), want.Spec.Template, s)
 	})
@@ -265,7 +265,7 @@ func (b *Backend) restartSeeded(ctx context.Context, v *instanceView, s *seed, r
 func (b *Backend) shrinkToFirst(ctx context.Context, v *instanceView, s *seed) error {
 	mc := b.seedConfig(v.inst, s)
 	mc.seed, mc.clusterState = nil, "existing"
-	want := b.statefulSet(v.inst, v.image, mc)
+	want := v.statefulSet(mc)
 	seeded := *s
 	seeded.Seeded = true
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {

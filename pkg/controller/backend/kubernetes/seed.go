@@ -290,7 +290,7 @@ func (b *Backend) startRestore(ctx context.Context, v *instanceView, req *Restor
 	if current != nil {
 		s.Replaced = max(s.Replaced, current.Replaced)
 	}
-	want := b.statefulSet(inst, v.image, b.seedConfig(inst, s))
+	want := v.statefulSet(b.seedConfig(inst, s))
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		seedStatefulSet(updated, want.Spec.Replicas, want.Spec.Template, s)
 	})
@@ -377,7 +377,7 @@ func (b *Backend) endSeed(ctx context.Context, v *instanceView, s *seed, res *ba
 	inst := v.inst
 	mc := b.seedConfig(inst, s)
 	mc.seed, mc.clusterState = nil, "existing"
-	want := b.statefulSet(inst, v.image, mc)
+	want := v.statefulSet(mc)
 	err := b.updateStatefulSet(ctx, v, func(updated *appsv1.StatefulSet) {
 		updated.Spec.Template = want.Spec.Template
 		delete(updated.Annotations, annotationSeed)

@@ -42,6 +42,9 @@ type rollStep struct {
 	// Resources is the record (resourcesRecord) of the resources its new pod runs with;
 	// empty in a step recorded before resources were, which was made with the defaults.
 	Resources string `json:"resources,omitempty"`
+	// Trust is the record (trustRecord) of the CAs its new pod trusts; empty without TLS,
+	// or in a step recorded before the controller kept the record.
+	Trust string `json:"trust,omitempty"`
 	// Leader is set when the member led the cluster (leadership was moved away first).
 	Leader bool `json:"leader,omitempty"`
 	// Started is when its pod was deleted.
@@ -68,8 +71,9 @@ type roll struct {
 // volume) and restarts the next only once that member is healthy on the new image and
 // resources and reports its release, and every voting member is healthy. A member is
 // outdated when its pod was made from an older template: another image, or other resources
-// than the instance's record (annotationPodResources). A version change and a resources
-// change, alone or together, are one roll. Followers go first, the leader last after moving
+// than the instance's record (annotationPodResources), or it trusts other CAs than ca.crt
+// of the TLS Secret holds (annotationTrustedCA: etcd reads that file at start only). A
+// version change, a resources change and a CA added, alone or together, are one roll. Followers go first, the leader last after moving
 // leadership away. A member that does not become healthy within the step timeout stops the
 // roll (Stalled, UpgradeFailed) until it does or the spec changes. It reports whether it
 // took or awaits a roll step, in which case no other step is taken.
@@ -139,13 +143,14 @@ func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observa
 }
 
 // setTemplate makes new member pods run the image of spec.version with the resources of
-// spec.resources (and their record). Running pods keep theirs (OnDelete): the roll restarts
-// them one at a time.
+// spec.resources (and their record), recording the CAs they trust. Running pods keep theirs
+// (OnDelete): the roll restarts them one at a time.
 func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 	resources, record := v.resources, v.resourcesRecord
 	template := &v.sts.Spec.Template
 	i := slices.IndexFunc(template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
 	if i < 0 || (template.Spec.Containers[i].Image == v.image && template.Annotations[annotationPodResources] == record &&
+		template.Annotations[annotationTrustedCA] == v.trustRecord &&
 		apiequality.Semantic.DeepEqual(template.Spec.Containers[i].Resources, resources)) {
 		return nil
 	}
@@ -159,13 +164,16 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 			updated.Spec.Template.Annotations = map[string]string{}
 		}
 		updated.Spec.Template.Annotations[annotationPodResources] = record
+		if v.trustRecord != "" {
+			updated.Spec.Template.Annotations[annotationTrustedCA] = v.trustRecord
+		}
 	})
 }
 
 // podOutdated reports whether a member pod was made from an older template than the roll's:
-// it runs another image, or other resources.
+// it runs another image, or other resources, or trusts other CAs.
 func (r *roll) podOutdated(pod *corev1.Pod) bool {
-	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord
+	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord || podTrustRecord(pod) != r.v.trustRecord
 }
 
 // target says what the roll moves the members to, for people.
@@ -177,8 +185,12 @@ func (r *roll) target() string {
 }
 
 // stepTarget reports whether step restarted its member toward what the spec asks for now.
-func (r *roll) stepTarget(step *rollStep) bool {
-	return step.Image == r.v.image && stepResources(step) == r.v.resourcesRecord
+func (r *roll) stepTarget(step *rollStep) bool { return r.v.stepTarget(step) }
+
+// stepTarget reports whether step restarted its member toward the view's image, resources
+// and CAs.
+func (v *instanceView) stepTarget(step *rollStep) bool {
+	return step.Image == v.image && stepResources(step) == v.resourcesRecord && step.Trust == v.trustRecord
 }
 
 // stepResources is the resources record of step (a step recorded before resources were
@@ -224,6 +236,8 @@ func (r *roll) upToDate(name string) (bool, string) {
 		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
 	case podResourcesRecord(pod) != r.v.resourcesRecord:
 		return false, fmt.Sprintf("its pod has %s", describeRecord(podResourcesRecord(pod)))
+	case podTrustRecord(pod) != r.v.trustRecord:
+		return false, fmt.Sprintf("its pod does not trust every CA of Secret %s", TLSSecretName(r.v.inst))
 	case !ms.Ready:
 		return false, "it is not healthy yet"
 	case r.release != "" && ms.Version != r.release:
@@ -310,7 +324,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Trust: r.v.trustRecord, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
@@ -353,7 +367,11 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		if step.Leader {
 			member += " (the leader; leadership moved away first)"
 		}
-		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s", member, ms.Version, from, r.v.image, describeResources(r.v.resources))
+		trusting := ""
+		if r.v.trustRecord != "" {
+			trusting = fmt.Sprintf(", trusting every CA of Secret %s", TLSSecretName(r.v.inst))
+		}
+		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s%s", member, ms.Version, from, r.v.image, describeResources(r.v.resources), trusting)
 		return true, b.writeRollStep(ctx, r.v, nil)
 	}
 	res.StepReason = backend.StepUpgrading
@@ -392,7 +410,7 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 func (b *Backend) rollWithoutReadyMember(ctx context.Context, v *instanceView, res *backend.Result) error {
 	s, ok := v.sts.Annotations[annotationRollStep]
 	step := &rollStep{}
-	if !ok || json.Unmarshal([]byte(s), step) != nil || step.Image != v.image || stepResources(step) != v.resourcesRecord {
+	if !ok || json.Unmarshal([]byte(s), step) != nil || !v.stepTarget(step) {
 		return nil
 	}
 	res.StepReason = backend.StepUpgrading
