@@ -126,28 +126,11 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, v *instanceView) (map[str
 		return nil, err
 	}
 	if got == nil {
-		data, err := b.issueTLS(inst, ca)
-		if err != nil {
-			return nil, err
-		}
-		created, err := client.Create(ctx, tlsSecret(inst, data), metav1.CreateOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return created.Data, nil
+		return b.createTLSSecret(ctx, inst, ca)
 	}
-	data := maps.Clone(got.Data)
-	if bundle, added := withCA(data[SecretCACert], ca); added {
-		data[SecretCACert] = bundle
-		v.record(backend.ReasonCAChanged, "Added a new CA (%q, valid until %s) to the CAs the members and clients trust (ca.crt of Secrets %s and %s): "+
-			"the CA that signed the instance's certificates was not kept in Secret %s (an instance created by an earlier version, or the Secret was deleted or damaged). "+
-			"The members restart one at a time to trust it; the certificates are issued from it once due, and clients must read ca.crt again from Secret %s before then",
-			ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format("2006-01-02"), TLSSecretName(inst), ClientTLSSecretName(inst), CASecretName(inst), ClientTLSSecretName(inst))
-	} else if err := b.renewDue(ctx, v, ca, data); err != nil {
-		return nil, err
-	}
-	if maps.EqualFunc(data, got.Data, bytes.Equal) {
-		return got.Data, nil
+	data, err := b.amendTLSData(ctx, v, ca, got.Data)
+	if err != nil || maps.EqualFunc(data, got.Data, bytes.Equal) {
+		return got.Data, err
 	}
 	updated := got.DeepCopy()
 	updated.Data = data
@@ -156,6 +139,40 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, v *instanceView) (map[str
 		return nil, err
 	}
 	return stored.Data, nil
+}
+
+// createTLSSecret creates the TLS Secret with certificates from ca, the only CA of ca.crt.
+func (b *Backend) createTLSSecret(ctx context.Context, inst *v1beta1.ETCDInstance, ca *pki.CA) (map[string][]byte, error) {
+	data, err := b.issueTLS(inst, ca)
+	if err != nil {
+		return nil, err
+	}
+	created, err := b.opts.Client.CoreV1().Secrets(inst.Namespace).Create(ctx, tlsSecret(inst, data), metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return created.Data, nil
+}
+
+// amendTLSData returns a copy of current, the TLS Secret's data, with ca added to ca.crt
+// when it is not there (Event CAChanged), or else with the certificates due issued again
+// (renewDue).
+func (b *Backend) amendTLSData(ctx context.Context, v *instanceView, ca *pki.CA, current map[string][]byte) (map[string][]byte, error) {
+	inst := v.inst
+	data := maps.Clone(current)
+	if data == nil {
+		data = map[string][]byte{}
+	}
+	bundle, added := withCA(data[SecretCACert], ca)
+	if !added {
+		return data, b.renewDue(ctx, v, ca, data)
+	}
+	data[SecretCACert] = bundle
+	v.record(backend.ReasonCAChanged, "Added a new CA (%q, valid until %s) to the CAs the members and clients trust (ca.crt of Secrets %s and %s): "+
+		"the CA that signed the instance's certificates was not kept in Secret %s (an instance created by an earlier version, or the Secret was deleted or damaged). "+
+		"The members restart one at a time to trust it; the certificates are issued from it once due, and clients must read ca.crt again from Secret %s before then",
+		ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format("2006-01-02"), TLSSecretName(inst), ClientTLSSecretName(inst), CASecretName(inst), ClientTLSSecretName(inst))
+	return data, nil
 }
 
 // withCA returns bundle with ca's certificate appended, and true, unless bundle holds it

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -315,5 +316,41 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 	}
 	if res = f.sync(t); len(f.deleted) != 3 || !res.Converged {
 		t.Fatalf("after the roll: restarted %v, %+v", f.deleted, res)
+	}
+}
+
+// TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA: a CA Secret whose key is not the
+// CA's own gets a new CA, which ca.crt trusts beside the old one (the certificates in use
+// are the old CA's), with a CAChanged event; an emptied TLS Secret gets ca.crt back.
+func TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA(t *testing.T) {
+	f := newTLSRollFixture(t)
+	ctx := context.Background()
+	oldCA := f.keptCA(t)
+	other, err := pki.NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := f.secret(t, caSecretName)
+	damaged.Data["ca.key"], _ = other.KeyPEM()
+	if _, err := f.client.CoreV1().Secrets("ns").Update(ctx, damaged, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync(t)
+	newCA := f.keptCA(t)
+	bundle, err := cert.ParseCertsPEM(f.secret(t, tlsSecretName).Data["ca.crt"])
+	if err != nil || len(bundle) != 2 || !bundle[0].Equal(oldCA.Cert) || !bundle[1].Equal(newCA.Cert) || !hasEvent(res, "CAChanged") {
+		t.Fatalf("ca.crt after a damaged CA Secret: %d certificates (%v), events %+v", len(bundle), err, res.Events)
+	}
+
+	emptied := f.secret(t, tlsSecretName)
+	emptied.Data = nil
+	if _, err := f.client.CoreV1().Secrets("ns").Update(ctx, emptied, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Without a client certificate the members cannot be reached: the Sync fails, without a
+	// panic, after putting ca.crt back.
+	_, _ = f.b.Sync(ctx, f.inst)
+	if got := f.secret(t, tlsSecretName).Data; len(got["ca.crt"]) == 0 || len(got["server.crt"]) != 0 {
+		t.Fatalf("an emptied TLS Secret: keys %v, want ca.crt back and certificates only once the members trust it", slices.Collect(maps.Keys(got)))
 	}
 }
