@@ -291,10 +291,10 @@ type instanceView struct {
 	resources       corev1.ResourceRequirements
 	resourcesRecord string
 	sts             *appsv1.StatefulSet
-	// tlsData is the TLS Secret's data and trustRecord the record of its ca.crt
-	// (annotationTrustedCA), set together by setTLS; "" without TLS.
-	tlsData     map[string][]byte
-	trustRecord string
+	// tlsData is the TLS Secret's data and trust the CAs of its ca.crt that member pods must
+	// trust, set together by setTLS; zero without TLS.
+	tlsData map[string][]byte
+	trust   trust
 	// events are what ensuring the instance's objects did (a CA added, certificates
 	// renewed), reported with the Sync's result.
 	events []backend.Event
@@ -316,7 +316,7 @@ func (v *instanceView) record(reason backend.EventReason, format string, args ..
 
 // statefulSet is the instance's StatefulSet for mc, its pods trusting the view's CAs.
 func (v *instanceView) statefulSet(mc memberConfig) *appsv1.StatefulSet {
-	mc.trust = v.trustRecord
+	mc.trust = v.trust.record
 	return v.b.statefulSet(v.inst, v.image, mc)
 }
 

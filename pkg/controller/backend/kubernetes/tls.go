@@ -60,6 +60,30 @@ func trustRecord(bundle []byte) string {
 // the controller recorded them.
 func podTrustRecord(pod *corev1.Pod) string { return pod.Annotations[annotationTrustedCA] }
 
+// trust is what member pods must trust: the record of the TLS Secret's ca.crt, and whether
+// it holds one CA only.
+type trust struct {
+	record string
+	single bool
+}
+
+// newTrust is the trust of bundle, the TLS Secret's ca.crt.
+func newTrust(bundle []byte) trust {
+	certs, err := cert.ParseCertsPEM(bundle)
+	return trust{record: trustRecord(bundle), single: err == nil && len(certs) == 1}
+}
+
+// accepts reports whether record, a member pod's (podTrustRecord) or a roll step's, trusts
+// every CA of t. A pod or step of an earlier version has no record: made when ca.crt held the
+// instance's one CA, and ca.crt was never changed then, it trusts ca.crt while that still
+// holds one CA only, so upgrading the controller restarts no member.
+func (t trust) accepts(record string) bool {
+	if record == "" {
+		return t.record == "" || t.single
+	}
+	return record == t.record
+}
+
 // leaf is a certificate of the TLS Secret: its keys and what it is issued for.
 type leaf struct {
 	name, certKey, keyKey string
@@ -97,18 +121,19 @@ func (b *Backend) ensureTLS(ctx context.Context, v *instanceView) error {
 	return b.ensureClientTLSSecret(ctx, v.inst, data)
 }
 
-// setTLS makes data the view's TLS Secret data, and the record of its ca.crt the CAs its
-// member pods must trust.
+// setTLS makes data the view's TLS Secret data, and the CAs of its ca.crt those its member
+// pods must trust.
 func (v *instanceView) setTLS(data map[string][]byte) {
-	v.tlsData, v.trustRecord = data, trustRecord(data[SecretCACert])
+	v.tlsData, v.trust = data, newTrust(data[SecretCACert])
 }
 
 // ensureTLSSecret returns the instance's TLS Secret data. A new instance gets a CA (kept in
-// Secret NAME-ca) and certificates from it. Then, at every Sync: a CA that ca.crt does not
-// hold yet (an instance created before the CA was kept, whose CA key is lost, or a CA
-// Secret deleted since) is added to ca.crt, the CAs members and clients trust, without
-// touching the certificates; a certificate due for renewal or that no longer fits is issued
-// again from the CA once every member pod trusts every CA of ca.crt (renewDue).
+// Secret NAME-ca) and certificates from it. Then, at every Sync, nothing is done until a
+// certificate is due for renewal or no longer fits (dueLeaves). Then a CA that ca.crt does
+// not hold yet (an instance created before the CA was kept, whose CA key is lost, or a CA
+// Secret deleted or damaged since) is first added to ca.crt, the CAs members and clients
+// trust, without touching the certificates; the certificates due are issued again from the
+// CA once every member pod trusts every CA of ca.crt (renewDue).
 func (b *Backend) ensureTLSSecret(ctx context.Context, v *instanceView) (map[string][]byte, error) {
 	inst := v.inst
 	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
@@ -120,6 +145,9 @@ func (b *Backend) ensureTLSSecret(ctx context.Context, v *instanceView) (map[str
 	}
 	if err != nil {
 		return nil, err
+	}
+	if got != nil && len(b.dueLeaves(inst, got.Data)) == 0 {
+		return got.Data, nil
 	}
 	ca, err := b.ensureCA(ctx, inst)
 	if err != nil {
@@ -192,23 +220,29 @@ func withCA(bundle []byte, ca *pki.CA) ([]byte, bool) {
 	return append(out, ca.CertPEM...), true
 }
 
-// renewDue issues again, from ca, each certificate of data (the TLS Secret's) that does not
-// fit (pki.Fits with the CAs of ca.crt): due for renewal, damaged, or not for the names the
-// instance needs. It waits while a member pod may not trust ca yet (membersTrust): a member
-// would refuse its peers' and clients' certificates from a CA it does not trust.
-func (b *Backend) renewDue(ctx context.Context, v *instanceView, ca *pki.CA, data map[string][]byte) error {
+// dueLeaves are the certificates of data (the TLS Secret's) that do not fit (pki.Fits with
+// the CAs of its ca.crt): due for renewal, damaged, or not for the names the instance needs.
+func (b *Backend) dueLeaves(inst *v1beta1.ETCDInstance, data map[string][]byte) []leaf {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(data[SecretCACert])
 	var due []leaf
-	for _, l := range b.leaves(v.inst) {
+	for _, l := range b.leaves(inst) {
 		if !pki.Fits(data[l.certKey], data[l.keyKey], roots, l.req) {
 			due = append(due, l)
 		}
 	}
+	return due
+}
+
+// renewDue issues again, from ca, each certificate of data (the TLS Secret's) that does not
+// fit (dueLeaves). It waits while a member pod may not trust ca yet (membersTrust): a member
+// would refuse its peers' and clients' certificates from a CA it does not trust.
+func (b *Backend) renewDue(ctx context.Context, v *instanceView, ca *pki.CA, data map[string][]byte) error {
+	due := b.dueLeaves(v.inst, data)
 	if len(due) == 0 {
 		return nil
 	}
-	if ok, why, err := b.membersTrust(ctx, v.inst, trustRecord(data[SecretCACert])); err != nil || !ok {
+	if ok, why, err := b.membersTrust(ctx, v.inst, newTrust(data[SecretCACert])); err != nil || !ok {
 		if err == nil {
 			klog.InfoS("Certificates due for renewal wait for the members to trust the instance's CAs", "instance", klog.KObj(v.inst), "why", why)
 		}
@@ -228,16 +262,16 @@ func (b *Backend) renewDue(ctx context.Context, v *instanceView, ca *pki.CA, dat
 	return nil
 }
 
-// membersTrust reports whether every member pod trusts the CAs whose record is record (its
+// membersTrust reports whether every member pod trusts the CAs of t (trust.accepts its
 // annotationTrustedCA), and otherwise which does not. Pods created later mount the Secret as
 // it is then, so they do.
-func (b *Backend) membersTrust(ctx context.Context, inst *v1beta1.ETCDInstance, record string) (bool, string, error) {
+func (b *Backend) membersTrust(ctx context.Context, inst *v1beta1.ETCDInstance, t trust) (bool, string, error) {
 	pods, err := b.opts.Client.CoreV1().Pods(inst.Namespace).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(inst.Name)})
 	if err != nil {
 		return false, "", err
 	}
 	for i := range pods.Items {
-		if pod := &pods.Items[i]; podTrustRecord(pod) != record {
+		if pod := &pods.Items[i]; !t.accepts(podTrustRecord(pod)) {
 			return false, fmt.Sprintf("member pod %s started before ca.crt held every CA", pod.Name), nil
 		}
 	}

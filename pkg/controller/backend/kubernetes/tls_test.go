@@ -238,10 +238,11 @@ func TestTheCASecretIsNeverMountedIntoAPod(t *testing.T) {
 
 // TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt: an instance created
 // before the CA was kept (no Secret db-ca, pods without the record of the CAs they trust)
-// gets a new CA at once, added to ca.crt beside the old one (members and clients trust
-// both), without new certificates; the members restart one at a time (etcd reads its
-// trusted CA file only at start), and certificates due meanwhile stay the old CA's until
-// every member trusts the new one: then they are issued from it.
+// is left as it is, no member restarted, until its certificates are due. Then it gets a new
+// CA, added to ca.crt beside the old one (members and clients trust both), without new
+// certificates; the members restart one at a time (etcd reads its trusted CA file only at
+// start), and the certificates due stay the old CA's until every member trusts the new one:
+// then they are issued from it.
 func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T) {
 	f := newTLSRollFixture(t)
 	ctx := context.Background()
@@ -261,9 +262,18 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 		}
 		f.createPodFrom(t, i, sts.Spec.Template, true)
 	}
-	before := f.secret(t, tlsSecretName)
-
+	legacy := f.secret(t, tlsSecretName)
 	res := f.sync(t)
+	if got := f.secret(t, tlsSecretName); got.ResourceVersion != legacy.ResourceVersion || len(res.Events) != 0 || len(f.deleted) != 0 || !res.Converged {
+		t.Fatalf("certificates not due: db-tls rewritten (%s, was %s), restarted %v, %+v", got.ResourceVersion, legacy.ResourceVersion, f.deleted, res)
+	}
+	if _, err := f.client.CoreV1().Secrets("ns").Get(ctx, caSecretName, metav1.GetOptions{}); err == nil {
+		t.Fatal("a CA made for a legacy instance whose certificates are not due")
+	}
+
+	f.makeDue(t, oldCA)
+	before := f.secret(t, tlsSecretName)
+	res = f.sync(t)
 	newCA := f.keptCA(t)
 	if newCA.Cert.Equal(oldCA.Cert) {
 		t.Fatal("the lost CA came back")
@@ -288,9 +298,8 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 		t.Fatalf("restarted %v, want one member (db-2) to trust the new CA", f.deleted)
 	}
 
-	// Certificates due while members do not trust the new CA yet stay the old CA's.
-	f.makeDue(t, oldCA)
-	due := f.secret(t, tlsSecretName)
+	// The certificates due stay the old CA's while members do not trust the new CA yet.
+	due := after
 	for _, next := range []struct {
 		answer  int
 		deleted []string
@@ -320,8 +329,9 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 }
 
 // TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA: a CA Secret whose key is not the
-// CA's own gets a new CA, which ca.crt trusts beside the old one (the certificates in use
-// are the old CA's), with a CAChanged event; an emptied TLS Secret gets ca.crt back.
+// CA's own gets a new CA once certificates are due, which ca.crt trusts beside the old one
+// (the certificates in use are the old CA's), with a CAChanged event; an emptied TLS Secret
+// gets ca.crt back.
 func TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA(t *testing.T) {
 	f := newTLSRollFixture(t)
 	ctx := context.Background()
@@ -335,6 +345,7 @@ func TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA(t *testing.T) {
 	if _, err := f.client.CoreV1().Secrets("ns").Update(ctx, damaged, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	f.makeDue(t, oldCA)
 	res := f.sync(t)
 	newCA := f.keptCA(t)
 	bundle, err := cert.ParseCertsPEM(f.secret(t, tlsSecretName).Data["ca.crt"])

@@ -150,7 +150,7 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 	template := &v.sts.Spec.Template
 	i := slices.IndexFunc(template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "etcd" })
 	if i < 0 || (template.Spec.Containers[i].Image == v.image && template.Annotations[annotationPodResources] == record &&
-		template.Annotations[annotationTrustedCA] == v.trustRecord &&
+		template.Annotations[annotationTrustedCA] == v.trust.record &&
 		apiequality.Semantic.DeepEqual(template.Spec.Containers[i].Resources, resources)) {
 		return nil
 	}
@@ -164,8 +164,8 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 			updated.Spec.Template.Annotations = map[string]string{}
 		}
 		updated.Spec.Template.Annotations[annotationPodResources] = record
-		if v.trustRecord != "" {
-			updated.Spec.Template.Annotations[annotationTrustedCA] = v.trustRecord
+		if v.trust.record != "" {
+			updated.Spec.Template.Annotations[annotationTrustedCA] = v.trust.record
 		}
 	})
 }
@@ -173,7 +173,7 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 // podOutdated reports whether a member pod was made from an older template than the roll's:
 // it runs another image, or other resources, or trusts other CAs.
 func (r *roll) podOutdated(pod *corev1.Pod) bool {
-	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord || podTrustRecord(pod) != r.v.trustRecord
+	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord || !r.v.trust.accepts(podTrustRecord(pod))
 }
 
 // target says what the roll moves the members to, for people.
@@ -190,7 +190,7 @@ func (r *roll) stepTarget(step *rollStep) bool { return r.v.stepTarget(step) }
 // stepTarget reports whether step restarted its member toward the view's image, resources
 // and CAs.
 func (v *instanceView) stepTarget(step *rollStep) bool {
-	return step.Image == v.image && stepResources(step) == v.resourcesRecord && step.Trust == v.trustRecord
+	return step.Image == v.image && stepResources(step) == v.resourcesRecord && v.trust.accepts(step.Trust)
 }
 
 // stepResources is the resources record of step (a step recorded before resources were
@@ -236,7 +236,7 @@ func (r *roll) upToDate(name string) (bool, string) {
 		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
 	case podResourcesRecord(pod) != r.v.resourcesRecord:
 		return false, fmt.Sprintf("its pod has %s", describeRecord(podResourcesRecord(pod)))
-	case podTrustRecord(pod) != r.v.trustRecord:
+	case !r.v.trust.accepts(podTrustRecord(pod)):
 		return false, fmt.Sprintf("its pod does not trust every CA of Secret %s", TLSSecretName(r.v.inst))
 	case !ms.Ready:
 		return false, "it is not healthy yet"
@@ -324,7 +324,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Trust: r.v.trustRecord, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Trust: r.v.trust.record, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
@@ -368,7 +368,7 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 			member += " (the leader; leadership moved away first)"
 		}
 		trusting := ""
-		if r.v.trustRecord != "" {
+		if !r.v.trust.single && r.v.trust.record != "" {
 			trusting = fmt.Sprintf(", trusting every CA of Secret %s", TLSSecretName(r.v.inst))
 		}
 		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s%s", member, ms.Version, from, r.v.image, describeResources(r.v.resources), trusting)
