@@ -2,8 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,23 +35,10 @@ func TestMembersAcceptOnlyThePeerCertificateOnThePeerPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cn := commonName(t, secret.Data[SecretPeerCert]); allowed != cn {
+	if cn := leafOf(t, secret.Data[SecretPeerCert]).Subject.CommonName; allowed != cn {
 		t.Fatalf("peer port admits CN %q, the peer certificate's is %q", allowed, cn)
 	}
-	if cn := commonName(t, secret.Data[SecretClientCert]); allowed == cn {
+	if cn := leafOf(t, secret.Data[SecretClientCert]).Subject.CommonName; allowed == cn {
 		t.Fatalf("peer port admits the client certificate's CN %q", cn)
 	}
-}
-
-func commonName(t *testing.T, certPEM []byte) string {
-	t.Helper()
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		t.Fatal("not PEM")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert.Subject.CommonName
 }
