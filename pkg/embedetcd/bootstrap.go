@@ -48,10 +48,29 @@ func (e *BootstrapError) Unwrap() error { return e.Err }
 // message. Once the member was abandoned (its start failed so), its leftover goroutines only
 // end themselves on lg.Panic or lg.Fatal: its database's commit goroutine, whose commit of what
 // the bootstrap wrote can fail on a full disk (lg.Fatal), would otherwise exit the process.
-type memberLogHooks struct{ starting, abandoned atomic.Bool }
+// Once it started, with contain set, either ends the goroutine and records the member's
+// failure (see failure.go); without, lg.Fatal exits the process and lg.Panic panics.
+type memberLogHooks struct {
+	starting, abandoned atomic.Bool
+	// contain is Member.ContainFailures; dir is the member's data directory.
+	contain bool
+	dir     string
+	failure *failure
+}
+
+func newMemberLogHooks(contain bool, dir string) *memberLogHooks {
+	return &memberLogHooks{contain: contain, dir: dir, failure: newFailure()}
+}
 
 func (h *memberLogHooks) options() []zap.Option {
 	return []zap.Option{zap.WithPanicHook(panicHook{h}), zap.WithFatalHook(fatalHook{h})}
+}
+
+// containRunning ends the calling goroutine on a failure of a member that runs with contain set.
+func (h *memberLogHooks) containRunning(fatal bool, ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	if h.contain && !h.starting.Load() {
+		h.failure.raise(h.dir, bootstrapError(fatal, ce, fields))
+	}
 }
 
 type panicHook struct{ *memberLogHooks }
@@ -60,6 +79,7 @@ func (h panicHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
 	if h.abandoned.Load() {
 		runtime.Goexit()
 	}
+	h.containRunning(false, ce, fields)
 	panic(bootstrapError(false, ce, fields))
 }
 
@@ -72,6 +92,7 @@ func (h fatalHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
 	case h.starting.Load():
 		panic(bootstrapError(true, ce, fields))
 	}
+	h.containRunning(true, ce, fields)
 	zapcore.WriteThenFatal.OnWrite(ce, fields)
 }
 
@@ -97,11 +118,11 @@ func bootstrapError(fatal bool, ce *zapcore.CheckedEntry, fields []zapcore.Field
 // and locked until the process exits: its commit goroutine references it and nothing can close
 // it from here (see memberLogHooks for that goroutine's end). A later start of the member would
 // wait for that lock forever; CheckDatabaseUnlocked refuses it.
-func startEtcd(name string, cfg *embed.Config) (e *embed.Etcd, err error) {
+func startEtcd(name string, cfg *embed.Config, hooks *memberLogHooks) (e *embed.Etcd, err error) {
 	if err := CheckDatabaseUnlocked(name, cfg.Dir); err != nil {
 		return nil, err
 	}
-	hooks := &memberLogHooks{}
+	failedMembers.Delete(cfg.Dir)
 	lg, err := hookedLogger(cfg, hooks)
 	if err != nil {
 		return nil, fmt.Errorf("logger of member %s: %w", name, err)
@@ -142,7 +163,8 @@ func hookedLogger(cfg *embed.Config, hooks *memberLogHooks) (*zap.Logger, error)
 // CheckDatabaseUnlocked fails if the database of the member name with data directory dir is
 // locked (flock) by another open copy, where etcd, or a read-only open of it, would wait for
 // it (a start that panicked leaves it open for good; so do some of etcd's own start errors,
-// returned after it opened the database). It does not wait.
+// returned after it opened the database, and a failure of the member while it ran, which the
+// error then names: see failure.go). It does not wait.
 func CheckDatabaseUnlocked(name, dir string) error {
 	path := datadir.ToBackendFileName(dir)
 	f, err := os.Open(path)
@@ -152,6 +174,9 @@ func CheckDatabaseUnlocked(name, dir string) error {
 	defer func() { _ = f.Close() }() // closing it releases the lock taken below
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if failed := failedBefore(name, dir); failed != nil {
+				return failed
+			}
 			return fmt.Errorf("member %s cannot start: its database %s is still open elsewhere: in another process, in a stop of the member not finished yet, or in a start of it that failed in this process (etcd keeps it open until the process exits)", name, path)
 		}
 		return fmt.Errorf("member %s cannot start: locking its database %s: %w", name, path, err)

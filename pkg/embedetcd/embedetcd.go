@@ -36,6 +36,10 @@ type Member struct {
 	// ForceNewCluster restarts a member with data as the only member of a new cluster that
 	// keeps its data and member ID: etcd's --force-new-cluster, for recovering from quorum loss.
 	ForceNewCluster bool
+	// ContainFailures makes a failure etcd raises through its logger after the member started
+	// (lg.Fatal, such as a database write failing on a full disk, or lg.Panic) end this
+	// member only, reported by Etcd.Failed, instead of the whole process (see failure.go).
+	ContainFailures bool
 }
 
 // Config returns the embed configuration that runs m.
@@ -105,11 +109,14 @@ func Start(m Member) (*Etcd, error) {
 	}
 	gate := &rpcGate{}
 	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, gate.serverOptions()...)
-	e, err := startEtcd(m.Name, cfg)
+	hooks := newMemberLogHooks(m.ContainFailures, cfg.Dir)
+	e, err := startEtcd(m.Name, cfg, hooks)
 	if err != nil {
 		return nil, err
 	}
-	return &Etcd{Etcd: e, gate: gate}, nil
+	member := &Etcd{Etcd: e, gate: gate, failure: hooks.failure}
+	go member.isolateOnFailure()
+	return member, nil
 }
 
 // WaitReady waits until e serves clients, fails, or ctx ends.

@@ -18,7 +18,8 @@ import (
 // process exits. HardStop here first refuses new requests and waits for the ones in flight.
 type Etcd struct {
 	*embed.Etcd
-	gate *rpcGate
+	gate    *rpcGate
+	failure *failure
 }
 
 // HardStop stops the member at once, as a crash would (no leadership transfer), after its
@@ -55,10 +56,15 @@ func (g *rpcGate) enter(counted bool) bool {
 }
 
 func (g *rpcGate) closeAndDrain() {
+	g.close()
+	g.inFlight.Wait()
+}
+
+// close refuses every request from now on, without waiting for those in flight.
+func (g *rpcGate) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
-	g.inFlight.Wait()
 }
 
 func (g *rpcGate) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -44,3 +44,57 @@ func TestAMemberWhoseStartPanicsFailsOnlyItsInstance(t *testing.T) {
 		t.Fatalf("the other instance after the panic: %v", err)
 	}
 }
+
+// TestAMemberFailingWhileRunningFailsOnlyItsInstance fills the disk (a 1 MiB file size limit)
+// under an instance's running member while it takes a write: etcd raises lg.Fatal in it, which
+// would end the whole process and every instance's members with it, and again at each restart
+// while the disk stays full. Only that instance must fail, its status saying why; the other
+// instance goes on serving.
+func TestAMemberFailingWhileRunningFailsOnlyItsInstance(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	defer func() { _ = b.Close() }()
+	converge(t, b, instance("ok", 1, false))
+	full := instance("full", 1, false)
+	converge(t, b, full)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := memberClient(t, b, "full")
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	limited := old
+	limited.Cur = 1 << 20
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := cli.Put(pctx, "big", strings.Repeat("x", 1<<20))
+		pcancel()
+		if err != nil {
+			break
+		}
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+
+	want := "full-0: cannot start: member full-0 cannot start again in this process: it failed while running (etcd failed fatally: "
+	var last string
+	for ctx.Err() == nil && !strings.Contains(last, want) {
+		res, err := b.Sync(ctx, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Unhealthy
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(last, want) || !strings.Contains(last, "file too large") {
+		t.Fatalf("the instance whose member failed says %q, want it to contain %q and the cause", last, want)
+	}
+	if _, err := memberClient(t, b, "ok").Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("the other instance after the failure: %v", err)
+	}
+}

@@ -604,6 +604,14 @@ func (b *Backend) isRunning(dir string, m *memberState) bool {
 		b.died[filepath.Join(dir, m.Name)] = true
 		e.Close()
 		return false
+	case <-e.Failed():
+		// etcd failed in it (a full disk, say): it no longer serves, and its next start says
+		// why it cannot run again in this process. Closing it may never return.
+		delete(b.running, filepath.Join(dir, m.Name))
+		b.died[filepath.Join(dir, m.Name)] = true
+		klog.InfoS("An etcd member failed while running", "member", m.Name, "err", e.Failure())
+		go e.Close()
+		return false
 	default:
 		return true
 	}
@@ -628,6 +636,9 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedet
 		// By default each member logs to a file next to its data rather than into the
 		// controller's log.
 		LogOutput: memberLog(dir, m.Name),
+		// One member's failure (its disk full, say) must not end the process, which runs
+		// every other instance's members too.
+		ContainFailures: true,
 	}
 	if b.opts.LogToStderr {
 		member.LogOutput = embed.StdErrLogOutput
