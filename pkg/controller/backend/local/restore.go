@@ -421,6 +421,8 @@ func memberNames(members []memberState) string {
 // records a Restored event in res. A data directory that exists was seeded (or started)
 // before: it is kept.
 func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceState, m *memberState, inst *v1beta1.ETCDInstance, res *backend.Result) error {
+	spool := filepath.Join(dir, restoreDir)
+	sweepSeedSpool(spool)
 	data := filepath.Join(dir, m.Name)
 	if _, err := os.Stat(data); err == nil {
 		return nil
@@ -433,7 +435,6 @@ func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceSt
 		return err
 	}
 	defer func() { _ = body.Close() }()
-	spool := filepath.Join(dir, restoreDir)
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return err
 	}
@@ -465,4 +466,15 @@ func (b *Backend) seedFromBackup(ctx context.Context, dir string, st *instanceSt
 	klog.InfoS("Seeded the first member from a backup", "member", m.Name, "source", inst.Spec.RestoreFrom.Instance, "key", prov.Key, "revision", info.Revision, "keys", info.TotalKeys)
 	res.Record(backend.ReasonRestored, "Seeded member %s from backup %s of %s (revision %d, %d keys)", m.Name, prov.Key, inst.Spec.RestoreFrom.Instance, info.Revision, info.TotalKeys)
 	return nil
+}
+
+// sweepSeedSpool deletes the backup copies that seeds of the instance cut short by a crash left
+// in its spool directory (a copy as large as the backup per crash), whatever their age: the
+// instance's first member has not served yet, so SpoolDir has let no restore upload in, and
+// every file Receive left there is a seed's.
+func sweepSeedSpool(spool string) {
+	deleted, err := snapshot.RemoveStaleSpool(spool, time.Now().Add(time.Second))
+	if len(deleted) > 0 || (err != nil && !errors.Is(err, os.ErrNotExist)) {
+		klog.InfoS("Deleted what interrupted seeds from a backup left", "spool", spool, "deleted", deleted, "err", err)
+	}
 }

@@ -377,6 +377,72 @@ func TestRestoreFromStartsTheNewClusterFromTheBackup(t *testing.T) {
 	}
 }
 
+// A server killed while it copied the backup into the instance's spool, or after it built the
+// first member from that copy but before deleting it, leaves the copy (as large as the backup)
+// behind. The next start's seed must delete both leftovers, not keep one per crash.
+func TestRestoreFromDeletesTheCopiesCrashedSeedsLeft(t *testing.T) {
+	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k1": "from-backup"})
+	info, err := snapshot.Verify(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spool := filepath.Join(dir, "instances", "ns", "fresh", restoreDir)
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cutShort, err := os.CreateTemp(spool, "snapshot-*.part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cutShort.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	_ = cutShort.Close()
+	b, err := New(Options{Dir: dir, SnapshotCount: 1000, SnapshotCatchUpEntries: 100, StepTimeout: 30 * time.Second, RestoreSource: fileSource{path: snap, sha256: info.SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	inst := instance("fresh", 1, false)
+	inst.Spec.RestoreFrom = &v1beta1.RestoreSource{Instance: "old"}
+	if _, err := b.Sync(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(spool, "*")); len(left) != 0 {
+		t.Fatalf("the seed left %v in the spool", left)
+	}
+
+	// Killed after the data directory was built, before the copy was deleted: the member's
+	// data is kept, the copy goes.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spool, "snapshot-1.part"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadState(filepath.Dir(spool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Members[0].ID = "" // its start was never recorded
+	if err := st.save(filepath.Dir(spool)); err != nil {
+		t.Fatal(err)
+	}
+	b, err = New(Options{Dir: dir, SnapshotCount: 1000, SnapshotCatchUpEntries: 100, StepTimeout: 30 * time.Second, RestoreSource: fileSource{path: snap, sha256: info.SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	converge(t, b, inst)
+	if left, _ := filepath.Glob(filepath.Join(spool, "*")); len(left) != 0 {
+		t.Fatalf("the restarted seed left %v in the spool", left)
+	}
+	if got, _ := values(t, memberClient(t, b, "fresh")); got["k1"] != "from-backup" {
+		t.Fatalf("the instance serves %v, want the backup's key", got)
+	}
+}
+
 func TestRestoreFromRefusesABackupThatChanged(t *testing.T) {
 	snap := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"})
 	dir := t.TempDir()
