@@ -101,3 +101,44 @@ func TestARunningMembersFatalEndsOnlyThatMember(t *testing.T) {
 		t.Fatalf("the other member after the failure: %v", err)
 	}
 }
+
+// etcd's lg.Panic in a member that runs with ContainFailures ends the goroutine that raised it
+// and is recorded as the member's failure, as lg.Fatal is; the first failure is the one kept.
+func TestAContainedRunningMembersPanicEndsOnlyItsGoroutine(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Member{Name: "running", Dir: dir, PeerURL: "http://127.0.0.1:1", ClientURL: "http://127.0.0.1:2", LogOutput: dir + "/running.log"}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := newMemberLogHooks(true, dir)
+	t.Cleanup(func() { failedMembers.Delete(dir) })
+	lg, err := hookedLogger(cfg, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, logFailure := range []func(string, ...zap.Field){lg.Panic, lg.Fatal} {
+		ended, went := make(chan struct{}), false
+		go func() {
+			defer close(ended)
+			logFailure("unexpected error during txn", zap.Error(syscall.EIO))
+			went = true
+		}()
+		<-ended
+		if went {
+			t.Fatal("the goroutine went on after a failure")
+		}
+	}
+	e := &Etcd{failure: hooks.failure}
+	select {
+	case <-e.Failed():
+	default:
+		t.Fatal("no failure recorded")
+	}
+	var be *BootstrapError
+	if !errors.As(e.failure.err, &be) || be.Fatal || !errors.Is(be, syscall.EIO) {
+		t.Fatalf("recorded failure %#v, want the first one (lg.Panic, EIO)", e.failure.err)
+	}
+	if err := failedBefore("running", dir); err == nil || !strings.Contains(err.Error(), "etcd panicked: unexpected error during txn: input/output error") {
+		t.Fatalf("start refusal after the failure: %v", err)
+	}
+}
