@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,5 +97,53 @@ func TestAMemberFailingWhileRunningFailsOnlyItsInstance(t *testing.T) {
 	}
 	if _, err := memberClient(t, b, "ok").Put(ctx, "k", "v"); err != nil {
 		t.Fatalf("the other instance after the failure: %v", err)
+	}
+}
+
+// A member that failed while running cannot be stopped (etcd waits for the goroutine that
+// ended): closing the backend, as a server's graceful stop does, must not wait for it, even
+// before any Sync noticed the failure.
+func TestClosingTheBackendDoesNotWaitForAFailedMember(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	full := instance("full", 1, false)
+	converge(t, b, full)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := memberClient(t, b, "full")
+	st, err := loadState(filepath.Join(b.opts.Dir, "instances", "ns", "full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := b.embedded(filepath.Join(b.opts.Dir, "instances", "ns", "full"), &st.Members[0])
+	if e == nil {
+		t.Fatal("the member does not run")
+	}
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	limited := old
+	limited.Cur = 1 << 20
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	_, _ = cli.Put(pctx, "big", strings.Repeat("x", 1<<20))
+	pcancel()
+	select {
+	case <-e.Failed():
+	case <-ctx.Done():
+		t.Fatal("the member that could not write did not fail")
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("closing the backend took %s", took)
 	}
 }

@@ -696,7 +696,8 @@ func (b *Backend) stop(dir string, m *memberState, hard bool) {
 
 // closeTimeout bounds how long stopping one member may take. etcd waits for open read
 // transactions (a snapshot a stalled client is not reading) before it closes its database;
-// past this the member is left to finish on its own rather than blocking every other stop.
+// past this the member is left to finish on its own rather than blocking every other stop. A
+// member that failed while running (embedetcd.Etcd.Failed) never stops and is not waited for.
 const closeTimeout = 30 * time.Second
 
 func closeEtcd(e *embedetcd.Etcd, hard bool) {
@@ -710,6 +711,9 @@ func closeEtcd(e *embedetcd.Etcd, hard bool) {
 	}()
 	select {
 	case <-done:
+	case <-e.Failed():
+		// etcd failed in it (before or during this stop): it never stops, so nothing waits.
+		klog.InfoS("An etcd member that failed while running cannot stop; leaving it until the process exits", "member", e.Config().Name, "err", e.Failure())
 	case <-time.After(closeTimeout):
 		klog.InfoS("An etcd member did not stop in time; leaving it to finish in the background", "member", e.Config().Name, "timeout", closeTimeout)
 	}
