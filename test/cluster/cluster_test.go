@@ -27,7 +27,7 @@ func TestCluster(t *testing.T) {
 		t.Run("instance lifecycle", func(t *testing.T) { t.Parallel(); lifecycle = testInstanceLifecycle(t, e, figs) })
 		t.Run("maintenance", func(t *testing.T) { t.Parallel(); testMaintenance(t, e, figs) })
 		t.Run("rolling upgrade", func(t *testing.T) { t.Parallel(); testRollingUpgrade(t, e, figs) })
-		t.Run("TLS instance", func(t *testing.T) { t.Parallel(); testTLS(t, e) })
+		t.Run("TLS instance", func(t *testing.T) { t.Parallel(); testTLS(t, e, figs) })
 		t.Run("storage etcd mutual TLS", func(t *testing.T) { t.Parallel(); testStorageEtcdTLS(t, e) })
 		t.Run("unbound claim in the status", func(t *testing.T) { t.Parallel(); testUnboundClaim(t, e) })
 		t.Run("restore", func(t *testing.T) { t.Parallel(); testRestore(t, e, figs) })

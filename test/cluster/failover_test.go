@@ -95,8 +95,9 @@ func (e *etcdaasInstall) controllerLeader(ctx context.Context) (string, error) {
 }
 
 // testTLS creates a one-member TLS instance and checks that a client pod presenting the
-// instance's client certificate is served while one without it is refused.
-func testTLS(t *testing.T, e *etcdaasInstall) {
+// instance's client certificate is served while one without it is refused, then that its
+// certificates are renewed once due without a restart (testTLSRenewal).
+func testTLS(t *testing.T, e *etcdaasInstall, figs *figures) {
 	const ns, name = "tls", "secure"
 	e.createNamespace(t, ns)
 	mustRun(t, e.kubectl(skewKubectl), fmt.Sprintf(instanceManifest, name, ns, 1, true), "apply", "-f", "-")
@@ -131,6 +132,7 @@ func testTLS(t *testing.T, e *etcdaasInstall) {
 			t.Errorf("%s: a client without the instance's certificate was served:\n%s", c.pod, out)
 		}
 	}
+	t.Run("certificates renewed", func(t *testing.T) { testTLSRenewal(t, e, figs, ns, name) })
 }
 
 // ownedObjects lists what is left of an instance in ns: objects it owns and objects with
