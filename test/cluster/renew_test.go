@@ -81,6 +81,10 @@ func testTLSRenewal(t *testing.T, e *etcdaasInstall, figs *figures, ns, name str
 	server := checkRenewed(t, e, ca, ns, name, due)
 	e.waitServed(t, ns, name, "renewed", server, kubeletRefresh, nil)
 	figs.add(t, "TLS renewal -> served (kubelet refresh)", time.Since(renewed))
+	// The check is exact: a client trusting only the staged certificate is refused now.
+	if out, ok, err := e.clientPod(ctx, ns, "served-aged-after", pinSecret(name, "aged"), pinnedGet(ns, name)...); err != nil || ok {
+		t.Errorf("a client trusting only the staged server certificate, after the renewal: err %v, served %t:\n%s", err, ok, out)
+	}
 	withCert := []string{fmt.Sprintf("--endpoints=https://%s.%s.svc.cluster.local:2379", name, ns),
 		"--cacert=/certs/ca.crt", "--cert=/certs/client.crt", "--key=/certs/client.key"}
 	const value = "written-after-the-renewal"
@@ -255,21 +259,19 @@ func (e *etcdaasInstall) waitServed(t *testing.T, ns, name, label string, server
 		t.Fatal(err)
 	}
 	pin := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-pin-" + label, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: pinSecret(name, label), Namespace: ns},
 		Data:       map[string][]byte{"ca.crt": serverCert, "client.crt": client.Data["client.crt"], "client.key": client.Data["client.key"]},
 	}
 	if _, err := secrets.Create(t.Context(), pin, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{fmt.Sprintf("--endpoints=https://%s.%s.svc.cluster.local:2379", name, ns),
-		"--cacert=/certs/ca.crt", "--cert=/certs/client.crt", "--key=/certs/client.key", "get", "/tls", "--print-value-only"}
 	var tries int
 	err = framework.Poll(t.Context(), time.Second, timeout, "the member serving the "+label+" server certificate", func(ctx context.Context) (bool, error) {
 		tries++
 		if before != nil {
 			before()
 		}
-		out, ok, err := e.clientPod(ctx, ns, fmt.Sprintf("served-%s-%d", label, tries), pin.Name, args...)
+		out, ok, err := e.clientPod(ctx, ns, fmt.Sprintf("served-%s-%d", label, tries), pin.Name, pinnedGet(ns, name)...)
 		if err != nil || !ok {
 			return false, fmt.Errorf("attempt %d: %v %s", tries, err, lastLine(out))
 		}
@@ -280,6 +282,16 @@ func (e *etcdaasInstall) waitServed(t *testing.T, ns, name, label string, server
 		t.Fatal(err)
 	}
 	t.Logf("the member serves the %s server certificate (%d client pods, %s)", label, tries, time.Since(start).Round(100*time.Millisecond))
+}
+
+// pinSecret is the Secret of waitServed's client pods for the server certificate label.
+func pinSecret(name, label string) string { return name + "-pin-" + label }
+
+// pinnedGet are the etcdctl arguments of waitServed's client pods: a read through the
+// instance's client Service trusting the certificate in ca.crt of their Secret.
+func pinnedGet(ns, name string) []string {
+	return []string{fmt.Sprintf("--endpoints=https://%s.%s.svc.cluster.local:2379", name, ns),
+		"--cacert=/certs/ca.crt", "--cert=/certs/client.crt", "--key=/certs/client.key", "get", "/tls", "--print-value-only"}
 }
 
 // lastLine is the last line of s.
