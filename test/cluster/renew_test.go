@@ -79,6 +79,10 @@ func testTLSRenewal(t *testing.T, e *etcdaasInstall, figs *figures, ns, name str
 	}
 	renewed := time.Now()
 	server := checkRenewed(t, e, ca, ns, name, due)
+	// No pod change from here: the kubelet's periodic resync puts the new certificates into
+	// the volume. Its last sync was at the staging's touch, so that comes 60 to 90 s after
+	// the staging, close after the renewal (agedDueIn): this wait is shorter than a
+	// renewal's at any time of the cycle would be (up to kubeletRefresh).
 	e.waitServed(t, ns, name, "renewed", server, kubeletRefresh, nil)
 	figs.add(t, "TLS renewal -> served (kubelet refresh)", time.Since(renewed))
 	// The check is exact: a client trusting only the staged certificate is refused now.
