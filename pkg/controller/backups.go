@@ -93,6 +93,7 @@ func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Dur
 	spec := inst.Spec.Backup
 	if spec == nil {
 		b.forget(instanceKey(inst))
+		metrics.ForgetBackupSchedule(inst.Namespace, inst.Name)
 		return 0
 	}
 	if b.opts.Dialer == nil || inst.DeletionTimestamp != nil {
@@ -101,6 +102,7 @@ func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Dur
 	sched, err := schedule.Parse(spec.Schedule)
 	if err != nil {
 		// Validation refuses such schedules; one stored before it did is reported, not run.
+		metrics.ForgetBackupSchedule(inst.Namespace, inst.Name)
 		b.report(ctx, inst, nil, metav1.ConditionFalse, ReasonInvalidSchedule, err.Error())
 		return 0
 	}
@@ -111,6 +113,7 @@ func (b *backups) step(ctx context.Context, inst *v1beta1.ETCDInstance) time.Dur
 		b.forgetLocked(old) // an earlier instance of this name, deleted meanwhile
 	}
 	b.uids[key] = inst.UID
+	metrics.ObserveBackupSchedule(inst.Namespace, inst.Name, sched.Next(b.lastSuccess(inst).UTC()))
 	if b.running[inst.UID] != nil {
 		return 0 // the backup's end enqueues the instance
 	}
@@ -141,19 +144,37 @@ func instanceKey(inst *v1beta1.ETCDInstance) string { return inst.Namespace + "/
 // counts as failed, so that a backup cut short by a controller restart is retried.
 func (b *backups) state(inst *v1beta1.ETCDInstance) schedule.State {
 	st := schedule.State{Created: inst.CreationTimestamp.Time, Failures: b.failures[inst.UID], LastAttempt: b.attempted[inst.UID]}
-	succeeded := b.succeeded[inst.UID]
 	if status := inst.Status.Backup; status != nil {
 		if t := status.LastScheduleTime; t != nil && t.After(st.LastAttempt) {
 			st.LastAttempt = t.Time
 		}
-		if t := status.LastSuccessfulTime; t != nil && t.After(succeeded) {
-			succeeded = t.Time
-		}
 	}
+	succeeded := b.succeededAt(inst)
 	if st.Failures == 0 && !st.LastAttempt.IsZero() && succeeded.Before(st.LastAttempt) {
 		st.Failures = 1
 	}
 	return st
+}
+
+// succeededAt is when inst's last backup succeeded, as this controller saw it or the status
+// says; zero when none did. b.mu is held.
+func (b *backups) succeededAt(inst *v1beta1.ETCDInstance) time.Time {
+	succeeded := b.succeeded[inst.UID]
+	if status := inst.Status.Backup; status != nil {
+		if t := status.LastSuccessfulTime; t != nil && t.After(succeeded) {
+			succeeded = t.Time
+		}
+	}
+	return succeeded
+}
+
+// lastSuccess is what the next scheduled backup counts from: the last successful backup,
+// or the instance's creation before the first. b.mu is held.
+func (b *backups) lastSuccess(inst *v1beta1.ETCDInstance) time.Time {
+	if t := b.succeededAt(inst); !t.IsZero() {
+		return t
+	}
+	return inst.CreationTimestamp.Time
 }
 
 // run takes one backup and reports it, then prunes old ones after a success. It stops,

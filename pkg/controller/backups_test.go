@@ -19,10 +19,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/component-base/metrics/legacyregistry"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/controller/metrics"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 	"github.com/etcdaas/etcdaas/test/s3server"
@@ -367,5 +369,71 @@ func TestScheduleThatNeverFiresTakesNoBackup(t *testing.T) {
 	}
 	if len(reported) != 1 || !strings.HasPrefix(reported[0], ReasonInvalidSchedule+": ") || !strings.Contains(reported[0], "never fires") {
 		t.Fatalf("reported %q, want InvalidSchedule saying the schedule never fires", reported)
+	}
+}
+
+// gaugeValue returns the value of the series of the named gauge labelled namespace ns and
+// name, and whether it exists, from the registry /metrics serves.
+func gaugeValue(t *testing.T, metric, ns, name string) (float64, bool) {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != metric {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["name"] == name {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestNextScheduledBackupIsExposed: etcdaas_backup_next_scheduled_timestamp_seconds is the
+// slot of spec.backup.schedule after the last successful backup, so that an alert tells an
+// overdue backup: it stays in the past while backups fail, moves on with a success (the one
+// in the status, as a controller that just started sees it) and goes when spec.backup does.
+func TestNextScheduledBackupIsExposed(t *testing.T) {
+	const next = "etcdaas_backup_next_scheduled_timestamp_seconds"
+	metrics.Register()
+	defer metrics.ForgetInstance("ns", "sched")
+	b := newBackups(BackupOptions{Dialer: failingDialer{}, Resolver: backup.Resolver{LocalRoot: t.TempDir()}})
+	now := time.Date(2026, 11, 29, 3, 0, 30, 0, time.UTC)
+	b.now = func() time.Time { return now }
+	b.writeStatus = func(_ context.Context, inst *v1beta1.ETCDInstance, compute func(*v1beta1.ETCDInstance) v1beta1.ETCDInstanceStatus) error {
+		compute(inst)
+		return nil
+	}
+	b.enqueue = func(string) {}
+	inst := &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "sched", UID: "uid-1", CreationTimestamp: metav1.NewTime(now.Add(-30 * time.Minute))},
+		Spec: v1beta1.ETCDInstanceSpec{Backup: &v1beta1.BackupSpec{Schedule: "0 * * * *",
+			Destination: v1beta1.BackupDestination{Local: &v1beta1.LocalDestination{}}}},
+	}
+	due := func(want time.Time, what string) {
+		t.Helper()
+		b.step(context.Background(), inst)
+		b.wait()
+		if got, ok := gaugeValue(t, next, "ns", "sched"); !ok || got != float64(want.Unix()) {
+			t.Fatalf("%s: %s %v (exported %v), want %v", what, next, time.Unix(int64(got), 0).UTC(), ok, want)
+		}
+	}
+	due(time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC), "the first slot after the creation, its backup failing")
+	now = now.Add(90 * time.Minute)
+	due(time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC), "every backup failing since")
+	inst.Status.Backup = &v1beta1.BackupStatus{LastSuccessfulTime: &metav1.Time{Time: time.Date(2026, 11, 29, 4, 20, 0, 0, time.UTC)}}
+	due(time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC), "after a success at 04:20")
+	inst.Spec.Backup = nil
+	b.step(context.Background(), inst)
+	if _, ok := gaugeValue(t, next, "ns", "sched"); ok {
+		t.Fatalf("%s still exported once spec.backup is removed", next)
 	}
 }

@@ -51,6 +51,26 @@ type Forgetter interface {
 	Forget(namespace, name string)
 }
 
+// DefaultQuotaBackendBytes is the database quota of a member run without
+// --quota-backend-bytes: etcd's default, 2 GiB.
+const DefaultQuotaBackendBytes int64 = 2 << 30
+
+// Quota is a Backend whose members may run with another database quota than etcd's default.
+type Quota interface {
+	// QuotaBackendBytes is the --quota-backend-bytes its members run with: zero or less for
+	// none (etcd's quota turned off).
+	QuotaBackendBytes() int64
+}
+
+// QuotaBackendBytes returns the database quota the members of b run with: its own when it is
+// a Quota, else etcd's default (the kubernetes backend sets none).
+func QuotaBackendBytes(b Backend) int64 {
+	if q, ok := b.(Quota); ok {
+		return q.QuotaBackendBytes()
+	}
+	return DefaultQuotaBackendBytes
+}
+
 // RestoreSource opens the backup an instance's spec.restoreFrom names: a new cluster starts
 // from it instead of empty.
 type RestoreSource interface {

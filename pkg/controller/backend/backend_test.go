@@ -1,6 +1,10 @@
 package backend
 
-import "testing"
+import (
+	"testing"
+
+	"go.etcd.io/etcd/server/v3/storage"
+)
 
 func TestStepReasonChangesMembership(t *testing.T) {
 	for reason, want := range map[StepReason]bool{
@@ -50,3 +54,17 @@ func TestQuorumLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaBackendBytes: a backend that sets no quota runs its members with etcd's default,
+// which is what the alert on a database near its quota divides by.
+func TestQuotaBackendBytes(t *testing.T) {
+	if DefaultQuotaBackendBytes != storage.DefaultQuotaBytes {
+		t.Fatalf("DefaultQuotaBackendBytes %d, etcd's default %d", DefaultQuotaBackendBytes, storage.DefaultQuotaBytes)
+	}
+	if got := QuotaBackendBytes(noQuota{}); got != storage.DefaultQuotaBytes {
+		t.Fatalf("quota of a backend that sets none %d, want etcd's default %d", got, storage.DefaultQuotaBytes)
+	}
+}
+
+// noQuota is a Backend that sets no quota.
+type noQuota struct{ Backend }

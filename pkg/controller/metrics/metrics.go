@@ -1,7 +1,7 @@
 // Package metrics holds the controller's Prometheus metrics: reconciles, the workqueue, the
 // leader election and the requests to the API server (through client-go's metrics
 // providers), and per instance its members, ready members, leader changes, each member's
-// database size and the last backup. They live in component-base's global
+// database size and quota, the last backup and when the next scheduled one is due. They live in component-base's global
 // registry, so that etcdaas-controller's /metrics and, in standalone mode, the server's own
 // /metrics (one process) expose them; a process that runs no controller exposes none.
 package metrics
@@ -57,6 +57,7 @@ var (
 	}, instanceLabels)
 	dbSize         = gauge("member", "db_size_bytes", "Size of the member's backend database file, including space only a defragmentation frees.", memberLabels)
 	dbSizeInUse    = gauge("member", "db_size_in_use_bytes", "Bytes of the member's backend database file that hold data.", memberLabels)
+	dbQuota        = gauge("member", "db_quota_bytes", "The member's backend quota (etcd's --quota-backend-bytes): once db_size_bytes reaches it, etcd raises a NOSPACE alarm and refuses writes.", memberLabels)
 	backupTime     = gauge("backup", "last_success_timestamp_seconds", "Unix time the instance's last successful backup finished.", instanceLabels)
 	backupDuration = gauge("backup", "last_duration_seconds", "How long the instance's last successful backup took.", instanceLabels)
 	backupBytes    = gauge("backup", "last_size_bytes", "Size of the instance's last successful backup.", instanceLabels)
@@ -64,10 +65,11 @@ var (
 		Namespace: Namespace, Subsystem: "backup", Name: "failures_total",
 		Help: "Backups of the instance that failed.",
 	}, instanceLabels)
+	backupNext = gauge("backup", "next_scheduled_timestamp_seconds", "Unix time the instance's scheduled backup is due: the first slot of spec.backup.schedule after the last successful backup (after the instance's creation before the first). In the past while that backup runs, is retried or is not taken.", instanceLabels)
 
 	instanceVecs = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{members, readyMembers, leaderChanges, dbSize, dbSizeInUse, backupTime, backupDuration, backupBytes, backupFailures}
+	}{members, readyMembers, leaderChanges, dbSize, dbSizeInUse, dbQuota, backupTime, backupDuration, backupBytes, backupFailures, backupNext}
 
 	registerOnce sync.Once
 
@@ -89,7 +91,7 @@ type instanceState struct {
 func Register() {
 	registerOnce.Do(func() {
 		legacyregistry.Registerer().MustRegister(reconciles, reconcileDuration, members, readyMembers,
-			leaderChanges, dbSize, dbSizeInUse, backupTime, backupDuration, backupBytes, backupFailures)
+			leaderChanges, dbSize, dbSizeInUse, dbQuota, backupTime, backupDuration, backupBytes, backupFailures, backupNext)
 	})
 }
 
@@ -100,10 +102,11 @@ func ObserveReconcile(result string, d time.Duration) {
 }
 
 // ObserveMembers records the members a sync of the instance observed: their number, how many
-// are ready, each answering one's database size, and a leader change when another member than
-// the last observed one leads. Members that are gone, and the sizes of members that did not
-// answer, lose their series.
-func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
+// are ready, each answering one's database size and quota (quota: the bytes the members run
+// with, none when zero or less), and a leader change when another member than the last
+// observed one leads. Members that are gone, and the sizes of members that did not answer,
+// lose their series.
+func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus, quota int64) {
 	var ready int
 	leader := ""
 	current := map[string]bool{}
@@ -118,9 +121,9 @@ func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
 		if m.DBSize > 0 {
 			dbSize.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSize))
 			dbSizeInUse.WithLabelValues(namespace, name, m.Name).Set(float64(m.DBSizeInUse))
+			setQuota(namespace, name, m.Name, quota)
 		} else { // it did not answer: its size is unknown, not the last one it reported
-			dbSize.DeleteLabelValues(namespace, name, m.Name)
-			dbSizeInUse.DeleteLabelValues(namespace, name, m.Name)
+			deleteMemberSizes(namespace, name, m.Name)
 		}
 	}
 	members.WithLabelValues(namespace, name).Set(float64(len(observed)))
@@ -134,8 +137,7 @@ func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
 	if last != nil {
 		for m := range last.members {
 			if !current[m] {
-				dbSize.DeleteLabelValues(namespace, name, m)
-				dbSizeInUse.DeleteLabelValues(namespace, name, m)
+				deleteMemberSizes(namespace, name, m)
 			}
 		}
 		if leader != "" && last.leader != "" && leader != last.leader {
@@ -147,6 +149,39 @@ func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus) {
 		next.leader = last.leader // no leader seen this time: compare with the last one seen
 	}
 	states[key] = next
+}
+
+// setQuota records a member's quota; a quota of zero or less is none (etcd's
+// --quota-backend-bytes below zero turns it off).
+func setQuota(namespace, name, member string, quota int64) {
+	if quota <= 0 {
+		dbQuota.DeleteLabelValues(namespace, name, member)
+		return
+	}
+	dbQuota.WithLabelValues(namespace, name, member).Set(float64(quota))
+}
+
+// deleteMemberSizes deletes the database size series of a member that is gone or did not
+// answer.
+func deleteMemberSizes(namespace, name, member string) {
+	for _, vec := range []*prometheus.GaugeVec{dbSize, dbSizeInUse, dbQuota} {
+		vec.DeleteLabelValues(namespace, name, member)
+	}
+}
+
+// ObserveBackupSchedule records when the instance's next scheduled backup is due (the first
+// slot after its last successful backup), and makes its failures series exist from zero, so
+// that rate() and increase() count its first failure. The backup step calls it while
+// spec.backup has a schedule it runs.
+func ObserveBackupSchedule(namespace, name string, due time.Time) {
+	backupNext.WithLabelValues(namespace, name).Set(float64(due.UnixNano()) / 1e9)
+	backupFailures.WithLabelValues(namespace, name)
+}
+
+// ForgetBackupSchedule deletes the due time of an instance whose backups are no longer
+// scheduled (spec.backup removed, or a schedule it cannot run).
+func ForgetBackupSchedule(namespace, name string) {
+	backupNext.DeleteLabelValues(namespace, name)
 }
 
 // ObserveBackupSuccess records the instance's last successful backup: when it finished, how

@@ -19,7 +19,7 @@ import (
 
 func TestServeExposesTheControllerMetrics(t *testing.T) {
 	Register()
-	ObserveMembers("ns", "served", []v1beta1.MemberStatus{member("served-0", true, true, 4096)})
+	ObserveMembers("ns", "served", []v1beta1.MemberStatus{member("served-0", true, true, 4096)}, 2<<30)
 	defer ForgetInstance("ns", "served")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +38,7 @@ func TestServeExposesTheControllerMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"etcdaas_instance_members", "etcdaas_member_db_size_bytes", "process_resident_memory_bytes", "go_goroutines"} {
+	for _, name := range []string{"etcdaas_instance_members", "etcdaas_member_db_size_bytes", "etcdaas_member_db_quota_bytes", "process_resident_memory_bytes", "go_goroutines"} {
 		if families[name] == nil {
 			t.Errorf("no %s in /metrics", name)
 		}

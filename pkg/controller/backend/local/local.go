@@ -1072,6 +1072,17 @@ func (b *Backend) Forget(namespace, name string) {
 
 var _ backend.Forgetter = &Backend{}
 
+var _ backend.Quota = &Backend{}
+
+// QuotaBackendBytes implements backend.Quota: Options' QuotaBackendBytes, or etcd's default
+// when it is zero.
+func (b *Backend) QuotaBackendBytes() int64 {
+	if b.opts.QuotaBackendBytes == 0 {
+		return backend.DefaultQuotaBackendBytes
+	}
+	return b.opts.QuotaBackendBytes
+}
+
 // Close implements backend.Backend: it stops every member running here, keeping the data.
 func (b *Backend) Close() error {
 	b.mu.Lock()

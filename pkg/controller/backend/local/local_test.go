@@ -557,3 +557,18 @@ func TestAResumedRemovalKeepsQuorum(t *testing.T) {
 		t.Fatalf("guard-2 after the removal was put off: %+v, %v", st.member("guard-2"), err)
 	}
 }
+
+// TestQuotaBackendBytesIsTheMembersQuota: the quota exported for the members is the
+// --quota-backend-bytes they run with: etcd's default unless the controller sets one.
+func TestQuotaBackendBytesIsTheMembersQuota(t *testing.T) {
+	for _, tc := range []struct{ set, want int64 }{{0, 2 << 30}, {1 << 30, 1 << 30}} {
+		b, err := New(Options{Dir: t.TempDir(), QuotaBackendBytes: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := backend.QuotaBackendBytes(b); got != tc.want {
+			t.Errorf("--quota-backend-bytes=%d: quota %d, want %d", tc.set, got, tc.want)
+		}
+		_ = b.Close()
+	}
+}
