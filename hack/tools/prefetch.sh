@@ -13,7 +13,7 @@ TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GOWORK=off
 
 # In the order make test builds from them; any other submodule last.
-ORDER=(. versitygw containerd coredns etcd-previous)
+ORDER=(. versitygw promtool containerd coredns etcd-previous)
 for dir in "${TOOLS_DIR}"/*/; do
   name="$(basename "${dir}")"
   [[ " ${ORDER[*]} " == *" ${name} "* ]] || ORDER+=("${name}")
