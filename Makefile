@@ -40,7 +40,7 @@ prefetch:
 	@mkdir -p $(OUTPUT)
 	@hack/tools/prefetch.sh > $(OUTPUT)/prefetch.log 2>&1 &
 
-## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl (pinned; built once)
+## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl, versitygw, promtool (pinned; built once)
 tools:
 	hack/tools/build.sh
 

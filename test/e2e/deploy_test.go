@@ -110,6 +110,8 @@ func renderDeploy(t *testing.T, kubectl, dir string) *rendered {
 			obj = &apiService{}
 		case "ServiceMonitor":
 			obj = &serviceMonitor{}
+		case "PrometheusRule":
+			obj = &prometheusRule{}
 		default:
 			t.Errorf("unexpected kind %s (%s)", meta.Kind, meta.Name)
 			continue
@@ -474,9 +476,14 @@ func TestMonitoringComponent(t *testing.T) {
 	if port == 0 || !slices.Contains(c.Command, fmt.Sprintf("--metrics-bind-address=:%d", port)) {
 		t.Fatalf("the controller does not serve metrics on its %q port: ports %v, command %v", svc.Spec.Ports[0].TargetPort.StrVal, c.Ports, c.Command)
 	}
-	// Without the component, deploy/aggregated has no ServiceMonitor (its CRD may be absent).
+	// The alerts come with the scrape (TestPrometheusRules tests them).
+	if pr, ok := r.objects["PrometheusRule/"+ns+"/etcdaas"].(*prometheusRule); !ok || len(pr.Spec.Groups) == 0 {
+		t.Fatal("the monitoring component has no PrometheusRule etcdaas with alerts")
+	}
+	// Without the component, deploy/aggregated has no ServiceMonitor nor PrometheusRule (their
+	// CRDs may be absent).
 	for key := range renderDeploy(t, tools[framework.Kubectl], filepath.Join(root, "deploy", "aggregated")).objects {
-		if strings.HasPrefix(key, "ServiceMonitor/") {
+		if strings.HasPrefix(key, "ServiceMonitor/") || strings.HasPrefix(key, "PrometheusRule/") {
 			t.Fatalf("deploy/aggregated includes %s", key)
 		}
 	}

@@ -29,6 +29,8 @@ const (
 	KubeAPIServer         = "kube-apiserver"
 	KubeControllerManager = "kube-controller-manager"
 	Kubectl               = "kubectl"
+	// Promtool checks and unit-tests Prometheus rules (hack/tools/promtool).
+	Promtool = "promtool"
 )
 
 // Our commands, built by BuildCommands.
