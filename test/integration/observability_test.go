@@ -82,7 +82,8 @@ func sample(families map[string]*dto.MetricFamily, name string, labels map[strin
 // one registry), so they must have grown during this test, which is not parallel: no other
 // controller runs meanwhile.
 func TestStandaloneMetricsIncludeTheController(t *testing.T) {
-	e := ctlStart(t, local.Options{})
+	const quota = 1 << 30 // etcdaas-controller --quota-backend-bytes
+	e := ctlStart(t, local.Options{QuotaBackendBytes: quota})
 	counters := []struct {
 		name   string
 		labels map[string]string
@@ -101,7 +102,7 @@ func TestStandaloneMetricsIncludeTheController(t *testing.T) {
 	e.create("metrics", &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1)}})
 	e.running("metrics", "db", time.Minute)
 	e.scale("metrics", "db", 3)
-	e.running("metrics", "db", 2*time.Minute)
+	running := e.running("metrics", "db", 2*time.Minute)
 
 	inst := map[string]string{"namespace": "metrics", "name": "db"}
 	deadline := time.Now().Add(30 * time.Second)
@@ -122,6 +123,12 @@ func TestStandaloneMetricsIncludeTheController(t *testing.T) {
 			if _, ok := sample(families, "etcdaas_instance_leader_changes_total", inst); !ok {
 				t.Error("no etcdaas_instance_leader_changes_total for the instance")
 			}
+			// The quota an alert divides the size by is the one the member runs with, as it
+			// reports it itself.
+			if v, ok := sample(families, "etcdaas_member_db_quota_bytes", dbLabels); !ok || v != quota {
+				t.Errorf("etcdaas_member_db_quota_bytes%v = %v (present %v), want %d", dbLabels, v, ok, quota)
+			}
+			checkMemberQuota(t, e, running, "db-2", quota)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -237,4 +244,23 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			r.contains(t, "APIVersion defines the versioned schema", "Kind is a string value representing")
 		})
 	}
+}
+
+// checkMemberQuota fails unless the member of inst says it runs with the given quota.
+func checkMemberQuota(t *testing.T, e *ctlEnv, inst *v1beta1.ETCDInstance, member string, quota int64) {
+	t.Helper()
+	for _, m := range inst.Status.Members {
+		if m.Name != member {
+			continue
+		}
+		st, err := e.etcdClient(inst.Namespace, inst.Name, m.ClientURL).Status(context.Background(), m.ClientURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.DbSizeQuota != quota {
+			t.Errorf("member %s runs with a quota of %d, want %d", member, st.DbSizeQuota, quota)
+		}
+		return
+	}
+	t.Fatalf("no member %s in %+v", member, inst.Status.Members)
 }
