@@ -194,16 +194,7 @@ func TestAnAbandonedMembersFatalEndsOnlyItsGoroutine(t *testing.T) {
 	}
 	hooks.abandoned.Store(true)
 	for _, logFatally := range []func(string, ...zap.Field){lg.Fatal, lg.Panic} {
-		ended, went := make(chan struct{}), false
-		go func() {
-			defer close(ended)
-			logFatally("failed to commit tx", zap.Error(syscall.ENOSPC))
-			went = true
-		}()
-		<-ended
-		if went {
-			t.Fatal("the goroutine went on after a fatal log")
-		}
+		expectGoroutineEnds(t, func() { logFatally("failed to commit tx", zap.Error(syscall.ENOSPC)) })
 	}
 	logged, err := os.ReadFile(cfg.LogOutputs[0])
 	if err != nil {
@@ -211,5 +202,22 @@ func TestAnAbandonedMembersFatalEndsOnlyItsGoroutine(t *testing.T) {
 	}
 	if got := strings.Count(string(logged), `"msg":"failed to commit tx","error":"no space left on device"`); got != 2 {
 		t.Fatalf("%d of 2 fatal entries logged:\n%s", got, logged)
+	}
+}
+
+// expectGoroutineEnds runs log, a call of a member logger's Fatal or Panic, in a goroutine of
+// its own and fails the test if that goroutine goes on after it (the hooks must end it, and
+// nothing else: the test process goes on).
+func expectGoroutineEnds(t *testing.T, log func()) {
+	t.Helper()
+	ended, went := make(chan struct{}), false
+	go func() {
+		defer close(ended)
+		log()
+		went = true
+	}()
+	<-ended
+	if went {
+		t.Fatal("the goroutine went on after a fatal or panic log")
 	}
 }

@@ -117,16 +117,7 @@ func TestAContainedRunningMembersPanicEndsOnlyItsGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, logFailure := range []func(string, ...zap.Field){lg.Panic, lg.Fatal} {
-		ended, went := make(chan struct{}), false
-		go func() {
-			defer close(ended)
-			logFailure("unexpected error during txn", zap.Error(syscall.EIO))
-			went = true
-		}()
-		<-ended
-		if went {
-			t.Fatal("the goroutine went on after a failure")
-		}
+		expectGoroutineEnds(t, func() { logFailure("unexpected error during txn", zap.Error(syscall.EIO)) })
 	}
 	e := &Etcd{failure: hooks.failure}
 	select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,20 +21,10 @@ func TestAMemberWhoseStartPanicsFailsOnlyItsInstance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	limited := old
-	limited.Cur = 32 << 20
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitFileSize(t, 32<<20)
 	full := instance("full", 1, false)
 	_, err := b.Sync(ctx, full)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if err == nil || !strings.Contains(err.Error(), "member full-0 could not start: etcd panicked: failed to create WAL: file too large") {
 		t.Fatalf("first sync of the instance without room: %v", err)
 	}
@@ -61,15 +52,7 @@ func TestAMemberFailingWhileRunningFailsOnlyItsInstance(t *testing.T) {
 	defer cancel()
 	cli := memberClient(t, b, "full")
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
-	limited := old
-	limited.Cur = 1 << 20
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitFileSize(t, 1<<20)
 	for range 3 {
 		pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
 		_, err := cli.Put(pctx, "big", strings.Repeat("x", 1<<20))
@@ -78,9 +61,7 @@ func TestAMemberFailingWhileRunningFailsOnlyItsInstance(t *testing.T) {
 			break
 		}
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 
 	want := "full-0: cannot start: member full-0 cannot start again in this process: it failed while running (etcd failed fatally: "
 	var last string
@@ -146,4 +127,29 @@ func TestClosingTheBackendDoesNotWaitForAFailedMember(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("closing the backend took %s", took)
 	}
+}
+
+// limitFileSize lowers the process's file size limit (RLIMIT_FSIZE) to limit bytes, so that a
+// write past it fails as on a full disk, until restore or the test's end puts the old one back.
+func limitFileSize(t *testing.T, limit uint64) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lowered := old
+	lowered.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
 }
