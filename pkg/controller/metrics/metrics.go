@@ -51,6 +51,8 @@ var (
 	memberLabels   = []string{"namespace", "name", "member"}
 	members        = gauge("instance", "members", "Members of the instance's etcd cluster, learners included.", instanceLabels)
 	readyMembers   = gauge("instance", "ready_members", "Members of the instance's etcd cluster that answer health checks.", instanceLabels)
+	voters         = gauge("instance", "voting_members", "Voting members of the instance's etcd cluster: its members but the learners, those its quorum counts.", instanceLabels)
+	readyVoters    = gauge("instance", "ready_voting_members", "Voting members of the instance's etcd cluster that answer health checks: the cluster has quorum while they are more than half of voting_members.", instanceLabels)
 	leaderChanges  = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "instance", Name: "leader_changes_total",
 		Help: "Changes of the raft leader the controller observed (another member became leader).",
@@ -69,7 +71,7 @@ var (
 
 	instanceVecs = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{members, readyMembers, leaderChanges, dbSize, dbSizeInUse, dbQuota, backupTime, backupDuration, backupBytes, backupFailures, backupNext}
+	}{members, readyMembers, voters, readyVoters, leaderChanges, dbSize, dbSizeInUse, dbQuota, backupTime, backupDuration, backupBytes, backupFailures, backupNext}
 
 	registerOnce sync.Once
 
@@ -90,7 +92,7 @@ type instanceState struct {
 // only the first call registers.
 func Register() {
 	registerOnce.Do(func() {
-		legacyregistry.Registerer().MustRegister(reconciles, reconcileDuration, members, readyMembers,
+		legacyregistry.Registerer().MustRegister(reconciles, reconcileDuration, members, readyMembers, voters, readyVoters,
 			leaderChanges, dbSize, dbSizeInUse, dbQuota, backupTime, backupDuration, backupBytes, backupFailures, backupNext)
 	})
 }
@@ -102,18 +104,24 @@ func ObserveReconcile(result string, d time.Duration) {
 }
 
 // ObserveMembers records the members a sync of the instance observed: their number, how many
-// are ready, each answering one's database size and quota (quota: the bytes the members run
+// are ready, the same of the voting members (learners left out), each answering one's database size and quota (quota: the bytes the members run
 // with, none when zero or less), and a leader change when another member than the last
 // observed one leads. Members that are gone, and the sizes of members that did not answer,
 // lose their series.
 func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus, quota int64) {
-	var ready int
+	var ready, voting, readyVoting int
 	leader := ""
 	current := map[string]bool{}
 	for _, m := range observed {
 		current[m.Name] = true
 		if m.Ready {
 			ready++
+		}
+		if !m.Learner {
+			voting++
+			if m.Ready {
+				readyVoting++
+			}
 		}
 		if m.Leader {
 			leader = m.Name
@@ -128,6 +136,8 @@ func ObserveMembers(namespace, name string, observed []v1beta1.MemberStatus, quo
 	}
 	members.WithLabelValues(namespace, name).Set(float64(len(observed)))
 	readyMembers.WithLabelValues(namespace, name).Set(float64(ready))
+	voters.WithLabelValues(namespace, name).Set(float64(voting))
+	readyVoters.WithLabelValues(namespace, name).Set(float64(readyVoting))
 	changes := leaderChanges.WithLabelValues(namespace, name) // the series exists from the first sync
 
 	key := instanceKey{namespace, name}

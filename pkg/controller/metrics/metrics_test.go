@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/component-base/metrics/legacyregistry"
 
@@ -28,6 +29,21 @@ func TestObserveMembers(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(dbSizeInUse.WithLabelValues("ns", "db", "db-1")); got != 100 {
 		t.Errorf("db size in use of db-1 %v, want 100", got)
+	}
+
+	// A learner being added, not ready yet, while a voting member is down: three voting
+	// members, two of them ready, quorum held, though only half of all the members are ready.
+	learner := member("db-3", false, false, 0)
+	learner.Learner = true
+	ObserveMembers("ns", "db", []v1beta1.MemberStatus{member("db-0", true, true, 100), member("db-1", true, false, 200), member("db-2", false, false, 0), learner}, 0)
+	for _, c := range []struct {
+		name string
+		vec  *prometheus.GaugeVec
+		want float64
+	}{{"members", members, 4}, {"ready members", readyMembers, 2}, {"voting members", voters, 3}, {"ready voting members", readyVoters, 2}} {
+		if got := testutil.ToFloat64(c.vec.WithLabelValues("ns", "db")); got != c.want {
+			t.Errorf("%s %v, want %v", c.name, got, c.want)
+		}
 	}
 
 	// The same leader, then none seen, then another: one change.
