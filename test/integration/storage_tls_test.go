@@ -126,13 +126,15 @@ func TestStandaloneStorageEtcdRefusesPlaintextClients(t *testing.T) {
 		}
 	}
 
-	// The peer port asks for a certificate of the etcd CA too.
+	// The peer port asks for a certificate of the etcd CA too, and only the member's own: the
+	// API server's etcd client certificate, of the same CA, is refused there.
 	members, err := s.EtcdClient(t).MemberList(testContext(t))
 	if err != nil {
 		t.Fatalf("a client with the API server's etcd certificate: %v", err)
 	}
 	peer := members.Members[0].PeerURLs[0]
-	for name, c := range map[string]*tls.Config{"plaintext": nil, "TLS without a certificate": tlsFor(t, s, "", ""), "another CA": tlsFor(t, s, otherDir, "client")} {
+	for name, c := range map[string]*tls.Config{"plaintext": nil, "TLS without a certificate": tlsFor(t, s, "", ""), "another CA": tlsFor(t, s, otherDir, "client"),
+		"the API server's etcd client": tlsFor(t, s, pkiDir, server.StandaloneEtcdClientName)} {
 		client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: c}}
 		target := peer + "/members"
 		if c == nil {

@@ -81,6 +81,9 @@ func storageEtcdPKI(pkiDir string) (*storageEtcdTLS, error) {
 	}
 	t := &storageEtcdTLS{Server: files(dir, etcdServerName), Peer: files(dir, etcdPeerName), Client: files(pkiDir, StandaloneEtcdClientName)}
 	t.Client.ClientCertAuth = false
+	// The peer port admits the member's own certificate only, not the API server's, which has
+	// the same CA (as the instances' members admit only their peer certificate).
+	t.Peer.AllowedCNs = []string{standaloneEtcdName}
 	return t, nil
 }
 
