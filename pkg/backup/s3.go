@@ -265,6 +265,12 @@ func explainS3(err error) error {
 	case "SlowDown":
 		return classify(ErrStoreUnavailable, fmt.Errorf("the S3 store asks to slow down (%s): %w", resp.Code, err))
 	}
+	if notS3Error(resp) {
+		// minio-go quotes up to 1 KiB of such an answer's body in its error. The endpoint is
+		// whatever the instance's author wrote, possibly a service that is not theirs to read,
+		// and the error reaches the status, Events and /backups answers: keep the status only.
+		err = fmt.Errorf("the endpoint answered %s, not an S3 error (is it an S3 store?)", resp.Code)
+	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusNotFound && resp.Code == "":
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
@@ -276,4 +282,11 @@ func explainS3(err error) error {
 		return classifyUnanswered(err)
 	}
 	return err
+}
+
+// notS3Error reports whether resp stands for an HTTP answer that was not an S3 error document:
+// minio-go then sets its code to the HTTP status line ("400 Bad Request"), where S3's codes are
+// single words (AccessDenied).
+func notS3Error(resp minio.ErrorResponse) bool {
+	return resp.StatusCode != 0 && strings.Contains(resp.Code, " ")
 }

@@ -3,7 +3,11 @@ package backup
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +199,33 @@ func TestS3ListSkipsForeignObjects(t *testing.T) {
 	}
 	if _, _, err := dest.Open(ctx, foreign); !errors.Is(err, ErrNoProvenance) {
 		t.Errorf("Open(%s) = %v, want ErrNoProvenance", foreign, err)
+	}
+}
+
+// TestS3DoesNotQuoteWhatIsNotAnS3Error: an endpoint that answers with something else than an
+// S3 error document (any HTTP service the instance's author names) is reported by its status
+// only: its body, which minio-go would quote, reaches the instance's status, Events and the
+// /backups answer of whoever may write the instance. The error still says whether retrying
+// may help (5xx) or the configuration must change (4xx).
+func TestS3DoesNotQuoteWhatIsNotAnS3Error(t *testing.T) {
+	const secret = "INTERNAL-ONLY-PAGE: db password hunter2"
+	for _, c := range []struct {
+		status int
+		class  error
+	}{{http.StatusBadRequest, ErrMisconfigured}, {http.StatusInternalServerError, ErrStoreUnavailable}, {http.StatusTeapot, ErrMisconfigured}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(c.status)
+			_, _ = io.WriteString(w, secret)
+		}))
+		dest, err := NewS3(S3Config{Endpoint: srv.URL, Bucket: "backups", Region: "us-east-1", AccessKeyID: "k", SecretAccessKey: "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dest.List(context.Background())
+		srv.Close()
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), strconv.Itoa(c.status)) || !errors.Is(err, c.class) {
+			t.Errorf("an endpoint answering %d: %v, want its status, class %v, and not its body", c.status, err, c.class)
+		}
 	}
 }
