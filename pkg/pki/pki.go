@@ -206,6 +206,11 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{Cert: ca, Key: signer, CertPEM: encodeCert(ca.Raw)}, nil
 }
 
+// DueForRenewal reports whether less than a third of the CA's lifetime is left, the rule of
+// Fits for the certificates it issues: a CA past it is to be replaced while it is still
+// trusted, before certificates it issues for DefaultValidity could outlive it.
+func (ca *CA) DueForRenewal() bool { return dueForRenewal(ca.Cert, time.Now()) }
+
 // LoadOrCreateCA loads the CA dir/name.{crt,key}, creating and writing it when absent, so a
 // restarted server keeps the CA its clients trust.
 func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -130,8 +131,8 @@ func (v *instanceView) setTLS(data map[string][]byte) {
 // ensureTLSSecret returns the instance's TLS Secret data. A new instance gets a CA (kept in
 // Secret NAME-ca) and certificates from it. Then, at every Sync, nothing is done until a
 // certificate is due for renewal or no longer fits (dueLeaves). Then a CA that ca.crt does
-// not hold yet (an instance created before the CA was kept, whose CA key is lost, or a CA
-// Secret deleted or damaged since) is first added to ca.crt, the CAs members and clients
+// not hold yet (an instance created before the CA was kept, whose CA key is lost, a CA
+// Secret deleted or damaged since, or a CA replaced near its end) is first added to ca.crt, the CAs members and clients
 // trust, without touching the certificates; the certificates due are issued again from the
 // CA once every member pod trusts every CA of ca.crt (renewDue).
 func (b *Backend) ensureTLSSecret(ctx context.Context, v *instanceView) (map[string][]byte, error) {
@@ -197,7 +198,7 @@ func (b *Backend) amendTLSData(ctx context.Context, v *instanceView, ca *pki.CA,
 	}
 	data[SecretCACert] = bundle
 	v.record(backend.ReasonCAChanged, "Added a new CA (%q, valid until %s) to the CAs the members and clients trust (ca.crt of Secrets %s and %s): "+
-		"the CA that signed the instance's certificates was not kept in Secret %s (an instance created by an earlier version, or the Secret was deleted or damaged). "+
+		"the CA that signed the instance's certificates was not kept in Secret %s (an instance created by an earlier version, or the Secret was deleted or damaged) or is near its end. "+
 		"The members restart one at a time to trust it; the certificates are issued from it once due, and clients must read ca.crt again from Secret %s before then",
 		ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format("2006-01-02"), TLSSecretName(inst), ClientTLSSecretName(inst), CASecretName(inst), ClientTLSSecretName(inst))
 	return data, nil
@@ -279,7 +280,10 @@ func (b *Backend) membersTrust(ctx context.Context, inst *v1beta1.ETCDInstance, 
 }
 
 // ensureCA returns the instance's CA from Secret NAME-ca, creating the Secret with a new CA
-// when it is missing and replacing a CA that is damaged or expired.
+// when it is missing and replacing a CA that is damaged, expired or due for renewal (less
+// than a third of its lifetime left, pki.CA.DueForRenewal): the new CA is added to ca.crt
+// beside the old while that is still valid, so that no certificate the instance uses is
+// ever issued from a CA that ends before it.
 func (b *Backend) ensureCA(ctx context.Context, inst *v1beta1.ETCDInstance) (*pki.CA, error) {
 	client := b.opts.Client.CoreV1().Secrets(inst.Namespace)
 	got, err := client.Get(ctx, CASecretName(inst), metav1.GetOptions{})
@@ -292,6 +296,9 @@ func (b *Backend) ensureCA(ctx context.Context, inst *v1beta1.ETCDInstance) (*pk
 			return nil, err
 		}
 		ca, parseErr := pki.ParseCA(got.Data[SecretCACert], got.Data[SecretCAKey])
+		if parseErr == nil && ca.DueForRenewal() {
+			parseErr = fmt.Errorf("less than a third of its lifetime left (valid until %s)", ca.Cert.NotAfter.UTC().Format(time.DateOnly))
+		}
 		if parseErr == nil {
 			return ca, nil
 		}

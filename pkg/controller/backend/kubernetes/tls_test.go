@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"maps"
+	"math/big"
 	"slices"
 	"testing"
 	"time"
@@ -363,5 +369,95 @@ func TestADamagedCASecretIsReplacedWithoutDroppingTheOldCA(t *testing.T) {
 	_, _ = f.b.Sync(ctx, f.inst)
 	if got := f.secret(t, tlsSecretName).Data; len(got["ca.crt"]) == 0 || len(got["server.crt"]) != 0 {
 		t.Fatalf("an emptied TLS Secret: keys %v, want ca.crt back and certificates only once the members trust it", slices.Collect(maps.Keys(got)))
+	}
+}
+
+// agingCA is a CA, like pki.NewCA's, with half a year of its 10 years left: certificates it
+// issues for a year (pki.DefaultValidity) would outlive it.
+func agingCA(t *testing.T) *pki.CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "etcdaas ns/db CA"},
+		NotBefore: now.AddDate(-9, -6, 0), NotAfter: now.AddDate(0, 6, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caFrom(t, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), mustKeyPEM(t, key))
+}
+
+func mustKeyPEM(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: keyutil.ECPrivateKeyBlockType, Bytes: der})
+}
+
+// TestACANearItsEndIsReplacedBeforeItExpires: once less than a third of the kept CA's
+// lifetime is left, the certificates due get a new CA, added to ca.crt beside the old one
+// (the members restart to trust it), instead of new certificates from a CA that ends before
+// them. Without it, once the CA expires every chain fails at once (members and clients refuse
+// each other), the roll that would bring a new CA waits for healthy members, and the
+// certificates waiting for the roll are never issued: the instance stays down.
+func TestACANearItsEndIsReplacedBeforeItExpires(t *testing.T) {
+	f := newTLSRollFixture(t)
+	ctx := context.Background()
+	aging := agingCA(t)
+	kept := f.secret(t, caSecretName)
+	kept.Data["ca.crt"], kept.Data["ca.key"] = aging.CertPEM, mustKeyPEM(t, aging.Key.(*ecdsa.PrivateKey))
+	if _, err := f.client.CoreV1().Secrets("ns").Update(ctx, kept, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The instance as it runs with that CA: ca.crt holds it alone, its members trust it, and
+	// its certificates are due.
+	tlsSecret := f.secret(t, tlsSecretName)
+	tlsSecret.Data["ca.crt"] = aging.CertPEM
+	if _, err := f.client.CoreV1().Secrets("ns").Update(ctx, tlsSecret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.makeDue(t, aging)
+	sts := f.sts(t)
+	sts.Spec.Template.Annotations["etcdaas.dev/trusted-ca"] = trustRecord(aging.CertPEM)
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := f.client.CoreV1().Pods("ns").Delete(ctx, fmt.Sprintf("db-%d", i), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.createPodFrom(t, i, sts.Spec.Template, true)
+	}
+	before := f.secret(t, tlsSecretName)
+
+	res := f.sync(t)
+	newCA := f.keptCA(t)
+	if newCA.Cert.Equal(aging.Cert) {
+		leaf := leafOf(t, f.secret(t, tlsSecretName).Data["server.crt"])
+		t.Fatalf("the CA ending %s was kept; the certificates were issued from it, until %s (events %+v)",
+			aging.Cert.NotAfter.Format(time.DateOnly), leaf.NotAfter.Format(time.DateOnly), res.Events)
+	}
+	if left := time.Until(newCA.Cert.NotAfter); left < 9*365*24*time.Hour {
+		t.Fatalf("the new CA ends in %v", left)
+	}
+	after := f.secret(t, tlsSecretName)
+	bundle, err := cert.ParseCertsPEM(after.Data["ca.crt"])
+	if err != nil || len(bundle) != 2 || !bundle[0].Equal(aging.Cert) || !bundle[1].Equal(newCA.Cert) {
+		t.Fatalf("ca.crt holds %d certificates (%v), want the aging CA then the new one", len(bundle), err)
+	}
+	if !bytes.Equal(after.Data["server.crt"], before.Data["server.crt"]) || !hasEvent(res, "CAChanged") {
+		t.Fatalf("the certificates changed before the members trust the new CA, or no CAChanged event: %+v", res.Events)
+	}
+	if !slices.Equal(f.deleted, []string{"db-2"}) {
+		t.Fatalf("restarted %v, want one member (db-2) to trust the new CA", f.deleted)
 	}
 }
