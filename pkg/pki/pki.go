@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/util/cert"
@@ -271,7 +272,8 @@ func serial() *big.Int {
 
 // LoadOrReissue returns dir/name.{crt,key} when they are a pair that ca signed, valid now
 // and for more than a third of their lifetime yet (so renewed after two thirds, as
-// cert-manager does by default), for req's usage and every IP and DNS name of req;
+// cert-manager does by default), for req's common name, organizations, usage and every IP and
+// DNS name (Fits);
 // otherwise it issues them from ca and writes them. A server that owns both ends of a connection (the standalone's storage etcd
 // and its client) uses it, so that a lost CA, a stale or damaged file is replaced on start
 // rather than refused at the first handshake.
@@ -280,7 +282,7 @@ func (ca *CA) LoadOrReissue(dir, name string, req Request) (*KeyPair, error) {
 }
 
 // fits reports whether certPEM and keyPEM are a pair that ca signed, valid now and not due
-// for renewal, for req's usage, IPs and DNS names.
+// for renewal, for req's subject, usage, IPs and DNS names (Fits).
 func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -288,8 +290,10 @@ func (ca *CA) fits(certPEM, keyPEM []byte, req Request) bool {
 }
 
 // Fits reports whether certPEM and keyPEM are a pair that one of roots signed, valid now and
-// for more than a third of its lifetime yet (LoadOrReissue's rule), for req's usage and every
-// IP and DNS name of req. A pair that does not fit is due to be issued again.
+// for more than a third of its lifetime yet (LoadOrReissue's rule), for req's common name and
+// organizations (who it authenticates as: the user, the groups, the peer a member's
+// --peer-cert-allowed-cn admits), usage and every IP and DNS name of req. A pair that does
+// not fit is due to be issued again.
 func Fits(certPEM, keyPEM []byte, roots *x509.CertPool, req Request) bool {
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -299,7 +303,7 @@ func Fits(certPEM, keyPEM []byte, roots *x509.CertPool, req Request) bool {
 	if err != nil {
 		return false
 	}
-	if dueForRenewal(leaf, time.Now()) {
+	if dueForRenewal(leaf, time.Now()) || leaf.Subject.CommonName != req.CommonName || !slices.Equal(leaf.Subject.Organization, req.Organization) {
 		return false
 	}
 	var usages []x509.ExtKeyUsage

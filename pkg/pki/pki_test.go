@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -233,5 +234,37 @@ func TestFitsAcceptsACertificateOfAnyTrustedCA(t *testing.T) {
 	other.DNSNames = []string{"db.ns.svc"}
 	if Fits(kp.CertPEM, kp.KeyPEM, both, other) {
 		t.Fatal("a certificate for other names fits")
+	}
+}
+
+// TestLoadOrReissueReplacesACertificateForAnotherSubject: a certificate that its CA signed
+// for the right names and usage but another common name or organization is issued again. The
+// common name is what a member's peer port admits (etcd --peer-cert-allowed-cn) and the user
+// etcd's auth and the API server's authorization see; the organization is the user's group.
+func TestLoadOrReissueReplacesACertificateForAnotherSubject(t *testing.T) {
+	ca, err := NewCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{CommonName: "db-peer", Organization: []string{"members"}, DNSNames: []string{"localhost"}, Usage: ServerUsage | ClientUsage}
+	for name, other := range map[string]Request{
+		"common name":  {CommonName: "db2-peer", Organization: req.Organization, DNSNames: req.DNSNames, Usage: req.Usage},
+		"organization": {CommonName: req.CommonName, Organization: []string{"system:masters"}, DNSNames: req.DNSNames, Usage: req.Usage},
+	} {
+		dir := t.TempDir()
+		stale, err := ca.Issue(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stale.Write(dir, "peer"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ca.LoadOrReissue(dir, "peer", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf := leafOf(t, got.CertPEM); leaf.Subject.CommonName != "db-peer" || !slices.Equal(leaf.Subject.Organization, req.Organization) {
+			t.Errorf("another %s: kept a certificate for %s", name, leaf.Subject)
+		}
 	}
 }
