@@ -160,6 +160,29 @@ func (f *rollFixture) checkRenewedFrom(t *testing.T, ca *pki.CA) {
 	}
 }
 
+// recreatePodsTrusting sets the trust record of the StatefulSet's pod template to record
+// (none when empty: as an earlier version left it) and recreates the three member pods from
+// it, Ready.
+func (f *rollFixture) recreatePodsTrusting(t *testing.T, record string) {
+	t.Helper()
+	ctx := context.Background()
+	sts := f.sts(t)
+	if record == "" {
+		delete(sts.Spec.Template.Annotations, annotationTrustedCA)
+	} else {
+		sts.Spec.Template.Annotations[annotationTrustedCA] = record
+	}
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := f.client.CoreV1().Pods("ns").Delete(ctx, fmt.Sprintf("db-%d", i), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.createPodFrom(t, i, sts.Spec.Template, true)
+	}
+}
+
 func hasEvent(res *backend.Result, reason string) bool {
 	return slices.ContainsFunc(res.Events, func(e backend.Event) bool { return string(e.Reason) == reason })
 }
@@ -257,17 +280,7 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 	if err := f.client.CoreV1().Secrets("ns").Delete(ctx, caSecretName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	sts := f.sts(t)
-	delete(sts.Spec.Template.Annotations, "etcdaas.dev/trusted-ca")
-	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := f.client.CoreV1().Pods("ns").Delete(ctx, fmt.Sprintf("db-%d", i), metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		f.createPodFrom(t, i, sts.Spec.Template, true)
-	}
+	f.recreatePodsTrusting(t, "")
 	legacy := f.secret(t, tlsSecretName)
 	res := f.sync(t)
 	if got := f.secret(t, tlsSecretName); got.ResourceVersion != legacy.ResourceVersion || len(res.Events) != 0 || len(f.deleted) != 0 || !res.Converged {
@@ -426,17 +439,7 @@ func TestACANearItsEndIsReplacedBeforeItExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.makeDue(t, aging)
-	sts := f.sts(t)
-	sts.Spec.Template.Annotations["etcdaas.dev/trusted-ca"] = trustRecord(aging.CertPEM)
-	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := f.client.CoreV1().Pods("ns").Delete(ctx, fmt.Sprintf("db-%d", i), metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		f.createPodFrom(t, i, sts.Spec.Template, true)
-	}
+	f.recreatePodsTrusting(t, trustRecord(aging.CertPEM))
 	before := f.secret(t, tlsSecretName)
 
 	res := f.sync(t)
