@@ -54,9 +54,9 @@ func TestGoClientSubresources(t *testing.T) {
 	if err != nil || code != http.StatusAccepted || restoring.Status.Phase != v1beta1.PhaseRestoring {
 		t.Fatalf("restore: %d, phase %q, %v; want 202 and phase Restoring", code, restoring.Status.Phase, err)
 	}
-	e.waitFor(ns, name, 2*time.Minute, "Running after the restore", func(i *v1beta1.ETCDInstance) bool {
-		return i.Status.Phase == v1beta1.PhaseRunning && i.Status.ReadyReplicas == 1
-	})
+	// Running alone proves nothing: a controller look begun before the restore was accepted
+	// may still write it (restoredAndRunning).
+	e.restoredAndRunning(restoring, 2*time.Minute)
 	restored := e.etcdClient(ns, name)
 	if got := getValue(t, restored, "greeting"); got != "before" {
 		t.Fatalf("greeting after the restore: %q, want the snapshot's %q", got, "before")
