@@ -48,11 +48,12 @@ func AddToScheme(s *runtime.Scheme) error {
 }
 
 // selectableFields are the fields kube-apiserver lets field selectors use on Events; kubectl
-// describe selects on involvedObject's kind, namespace, name and uid.
+// describe selects on involvedObject's kind, namespace, name and uid. As in kube-apiserver,
+// source is source.component, or reportingComponent when an Event has no source.
 func selectableFields(e *corev1.Event) fields.Set {
-	source := e.ReportingController
+	source := e.Source.Component
 	if source == "" {
-		source = e.Source.Component
+		source = e.ReportingController
 	}
 	set := fields.Set{
 		"involvedObject.kind":            e.InvolvedObject.Kind,

@@ -57,3 +57,31 @@ func TestFieldSelectors(t *testing.T) {
 		t.Fatalf("fields %v (%v)", fields, err)
 	}
 }
+
+// TestSourceFieldSelector checks that the source field selector selects source.component,
+// and reportingComponent only for an Event without one, as kube-apiserver does: an Event
+// whose two differ is found by its source.component.
+func TestSourceFieldSelector(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		component string
+		reporting string
+		want      string
+	}{
+		{name: "both", component: "kubelet", reporting: "etcdaas.dev/controller", want: "kubelet"},
+		{name: "source only", component: "kubelet", want: "kubelet"},
+		{name: "reporting only", reporting: "etcdaas.dev/controller", want: "etcdaas.dev/controller"},
+	} {
+		_, fields, err := getAttrs(&corev1.Event{
+			ObjectMeta:          metav1.ObjectMeta{Name: "db.1", Namespace: "ns"},
+			Source:              corev1.EventSource{Component: tc.component},
+			ReportingController: tc.reporting,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fields["source"] != tc.want {
+			t.Errorf("%s: source = %q, want %q", tc.name, fields["source"], tc.want)
+		}
+	}
+}
