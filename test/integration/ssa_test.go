@@ -96,3 +96,43 @@ func TestServerSideApply(t *testing.T) {
 		t.Errorf("status apply: phase %q replicas %d", status.Status.Phase, *status.Spec.Replicas)
 	}
 }
+
+// TestServerSideApplyOfRequestAnnotations applies, through the main resource, the annotations
+// only the recover and defrag subresources may set. The server drops them, and nobody is
+// recorded as owning them: otherwise managedFields name an owner of a field the object does
+// not have, and a second applier of the same annotation gets a conflict about it.
+func TestServerSideApplyOfRequestAnnotations(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	for _, version := range []string{"v1beta1", "v1alpha1"} {
+		t.Run(version, func(t *testing.T) {
+			name := "requests-" + version
+			requests := map[string]string{etcdaas.DefragRequestedAnnotation: "2026-01-01T00:00:00Z", etcdaas.RecoverRequestedAnnotation: ""}
+			apply := func(manager string) (metav1.Object, error) {
+				opts := metav1.ApplyOptions{FieldManager: manager}
+				if version == "v1alpha1" {
+					return cs.EtcdaasV1alpha1().ETCDInstances(ns).Apply(ctx, applyv1alpha1.ETCDInstance(name, ns).WithAnnotations(requests), opts)
+				}
+				return cs.EtcdaasV1beta1().ETCDInstances(ns).Apply(ctx, applyv1beta1.ETCDInstance(name, ns).WithAnnotations(requests), opts)
+			}
+			applied, err := apply("first")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key := range requests {
+				if _, ok := applied.GetAnnotations()[key]; ok {
+					t.Errorf("annotation %s stored through the main resource", key)
+				}
+				for _, entry := range applied.GetManagedFields() {
+					if entry.FieldsV1 != nil && strings.Contains(string(entry.FieldsV1.Raw), key) {
+						t.Errorf("%s (%s) owns %s, which was not stored: %s", entry.Manager, entry.Operation, key, entry.FieldsV1.Raw)
+					}
+				}
+			}
+			if _, err := apply("second"); err != nil {
+				t.Errorf("a second applier of the same ignored annotations: %v", err)
+			}
+		})
+	}
+}

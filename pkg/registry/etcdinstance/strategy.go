@@ -71,11 +71,17 @@ var (
 // NamespaceScoped is true: instances live in namespaces.
 func (Strategy) NamespaceScoped() bool { return true }
 
-// GetResetFields declares that the main resource ignores status, in every served version.
+// GetResetFields declares, in every served version, what the main resource ignores: status
+// and the request annotations only the recover and defrag subresources set (keepRequests), so
+// that a client sending them is not recorded in managedFields as owning what was not stored.
 func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	out := make(map[fieldpath.APIVersion]*fieldpath.Set, len(servedVersions))
 	for _, v := range servedVersions {
-		out[v] = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
+		set := fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
+		for _, key := range requestAnnotations {
+			set.Insert(fieldpath.MakePathOrDie("metadata", "annotations", key))
+		}
+		out[v] = set
 	}
 	return out
 }

@@ -197,6 +197,13 @@ func TestResetFields(t *testing.T) {
 			if !set.Has(want) {
 				t.Errorf("%s %s: reset fields %v lack %v", name, v, set, want)
 			}
+			if name == "main" {
+				for _, key := range requestAnnotations {
+					if p := fieldpath.MakePathOrDie("metadata", "annotations", key); !set.Has(p) {
+						t.Errorf("main %s: reset fields %v lack %v, which only a subresource sets", v, set, p)
+					}
+				}
+			}
 		}
 	}
 }
