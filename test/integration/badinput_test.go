@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
 	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
@@ -111,4 +112,49 @@ func TestBodiesGetStatusNever5xx(t *testing.T) {
 		t.Errorf("answers by code %v: want both creates and 400s", codes)
 	}
 	t.Logf("answers by code: %v", codes)
+}
+
+// TestPatchesWithABadPreservedFieldsAnnotation patches a v1alpha1 object with a preserved-fields
+// annotation that is not the JSON the server wrote, through every patch type kubectl sends
+// (strategic merge: kubectl patch and kubectl apply; JSON merge; JSON patch), on the main
+// resource and on status. Each is refused with a 422 naming the annotation, and nothing is
+// written; a strategic merge patch answered 500 (an internal error) before.
+func TestPatchesWithABadPreservedFieldsAnnotation(t *testing.T) {
+	ctx := testContext(t)
+	cs, _ := clients(t)
+	ns := namespace(t)
+	created, err := cs.EtcdaasV1alpha1().ETCDInstances(ns).Create(ctx, &v1alpha1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad-annotation"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := `{\"spec\":{\"tls\":7}}`
+	mergePatch := []byte(`{"metadata":{"annotations":{"etcdaas.dev/v1beta1-fields":"` + bad + `"}}}`)
+	jsonPatch := []byte(`[{"op":"add","path":"/metadata/annotations","value":{"etcdaas.dev/v1beta1-fields":"` + bad + `"}}]`)
+	path := fmt.Sprintf("/apis/etcdaas.dev/v1alpha1/namespaces/%s/etcdinstances/bad-annotation", ns)
+	for _, subresource := range []string{"", "/status"} {
+		for contentType, body := range map[string][]byte{
+			"application/strategic-merge-patch+json": mergePatch,
+			"application/merge-patch+json":           mergePatch,
+			"application/json-patch+json":            jsonPatch,
+		} {
+			what := "PATCH " + subresource + " " + contentType
+			res := do(t, http.MethodPatch, path+subresource, body, "Content-Type", contentType)
+			var status metav1.Status
+			if err := json.Unmarshal(res.body, &status); err != nil || res.code != http.StatusUnprocessableEntity || status.Reason != metav1.StatusReasonInvalid {
+				t.Errorf("%s: %d %s, want 422 Invalid", what, res.code, res.body)
+				continue
+			}
+			if !strings.Contains(status.Message, "metadata.annotations[etcdaas.dev/v1beta1-fields]") {
+				t.Errorf("%s: %q does not name the annotation", what, status.Message)
+			}
+		}
+	}
+	after, err := cs.EtcdaasV1alpha1().ETCDInstances(ns).Get(ctx, "bad-annotation", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != created.ResourceVersion {
+		t.Errorf("refused patches wrote the object: resourceVersion %s, was %s", after.ResourceVersion, created.ResourceVersion)
+	}
 }

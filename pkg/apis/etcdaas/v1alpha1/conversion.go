@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	sigsjson "sigs.k8s.io/json"
 
@@ -199,7 +201,7 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 
 	preserved, err := readPreserved(in.Annotations)
 	if err != nil {
-		return err
+		return invalidPreservedFields(in.Name, err)
 	}
 
 	if p := preserved.Spec; p != nil {
@@ -263,7 +265,7 @@ func readPreserved(annotations map[string]string) (preservedFields, error) {
 		err = errors.Join(strict...)
 	}
 	if err != nil {
-		return preservedFields{}, fmt.Errorf("metadata.annotations[%s]: not the JSON this server wrote, leave it as read or remove it: %w", etcdaas.PreservedFieldsAnnotation, err)
+		return preservedFields{}, fmt.Errorf("not the JSON this server wrote, leave it as read or remove it: %w", err)
 	}
 	// A backup added through the annotation gets the defaults v1beta1 gives it. The rest of
 	// the spec's defaults do not apply: replicas is v1alpha1's, and a version left out keeps
@@ -272,6 +274,15 @@ func readPreserved(annotations map[string]string) (preservedFields, error) {
 		v1beta1.SetDefaults_BackupSpec(p.Backup)
 	}
 	return preserved, nil
+}
+
+// invalidPreservedFields is the 422 Invalid a conversion answers for an annotation readPreserved
+// refuses. It is a Status error so that the request paths that hand a conversion error back
+// as it is (a strategic merge patch: kubectl patch, and kubectl apply through OpenAPI) answer
+// the client's mistake with a 422 naming the annotation instead of a 500.
+func invalidPreservedFields(name string, err error) error {
+	path := field.NewPath("metadata", "annotations").Key(etcdaas.PreservedFieldsAnnotation)
+	return apierrors.NewInvalid(etcdaas.Kind("ETCDInstance"), name, field.ErrorList{field.Invalid(path, field.OmitValueType{}, err.Error())})
 }
 
 func isZeroStatus(status *v1beta1.ETCDInstanceStatus) bool {
