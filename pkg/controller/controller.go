@@ -473,7 +473,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	defragmented, defragErr := c.defrag.step(ctx, inst, res, syncErr)
 	c.recordEvents(inst, res)
 	if res != nil {
-		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members, backend.QuotaBackendBytes(c.opts.Backend))
+		metrics.ObserveMembers(inst.Namespace, inst.Name, res.Members, backend.QuotaBackendBytes(c.opts.Backend, inst))
 	}
 	if ctx.Err() != nil {
 		return 0, ctx.Err()

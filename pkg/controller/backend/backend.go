@@ -57,16 +57,16 @@ const DefaultQuotaBackendBytes int64 = 2 << 30
 
 // Quota is a Backend whose members may run with another database quota than etcd's default.
 type Quota interface {
-	// QuotaBackendBytes is the --quota-backend-bytes its members run with: zero or less for
-	// none (etcd's quota turned off).
-	QuotaBackendBytes() int64
+	// QuotaBackendBytes is the --quota-backend-bytes the members of inst run with: zero or
+	// less for none (etcd's quota turned off).
+	QuotaBackendBytes(inst *v1beta1.ETCDInstance) int64
 }
 
-// QuotaBackendBytes returns the database quota the members of b run with: its own when it is
-// a Quota, else etcd's default (the kubernetes backend sets none).
-func QuotaBackendBytes(b Backend) int64 {
+// QuotaBackendBytes returns the database quota the members of inst run with on b: b's own
+// when it is a Quota, else etcd's default.
+func QuotaBackendBytes(b Backend, inst *v1beta1.ETCDInstance) int64 {
 	if q, ok := b.(Quota); ok {
-		return q.QuotaBackendBytes()
+		return q.QuotaBackendBytes(inst)
 	}
 	return DefaultQuotaBackendBytes
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/server/v3/storage"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 func TestStepReasonChangesMembership(t *testing.T) {
@@ -61,7 +63,7 @@ func TestQuotaBackendBytes(t *testing.T) {
 	if DefaultQuotaBackendBytes != storage.DefaultQuotaBytes {
 		t.Fatalf("DefaultQuotaBackendBytes %d, etcd's default %d", DefaultQuotaBackendBytes, storage.DefaultQuotaBytes)
 	}
-	if got := QuotaBackendBytes(noQuota{}); got != storage.DefaultQuotaBytes {
+	if got := QuotaBackendBytes(noQuota{}, &v1beta1.ETCDInstance{}); got != storage.DefaultQuotaBytes {
 		t.Fatalf("quota of a backend that sets none %d, want etcd's default %d", got, storage.DefaultQuotaBytes)
 	}
 }

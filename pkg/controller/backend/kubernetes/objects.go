@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -364,7 +365,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 }
 
 // memberEnv configures etcd: its name is the pod's, it advertises the pod's DNS name through
-// the headless Service, and it starts with mc when its data directory is empty.
+// the headless Service, its database quota fits its volume, and it starts with mc when its
+// data directory is empty.
 func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev1.EnvVar {
 	scheme := b.scheme(inst)
 	return []corev1.EnvVar{
@@ -380,6 +382,8 @@ func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev
 		{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: mc.clusterState},
 		{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: mc.token},
 		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
+		// A quota the volume holds, with room to defragment (quotaBackendBytes).
+		{Name: "ETCD_QUOTA_BACKEND_BYTES", Value: strconv.FormatInt(quotaBackendBytes(inst), 10)},
 	}
 }
 

@@ -1075,8 +1075,8 @@ var _ backend.Forgetter = &Backend{}
 var _ backend.Quota = &Backend{}
 
 // QuotaBackendBytes implements backend.Quota: Options' QuotaBackendBytes, or etcd's default
-// when it is zero.
-func (b *Backend) QuotaBackendBytes() int64 {
+// when it is zero, for every instance.
+func (b *Backend) QuotaBackendBytes(*v1beta1.ETCDInstance) int64 {
 	if b.opts.QuotaBackendBytes == 0 {
 		return backend.DefaultQuotaBackendBytes
 	}

@@ -566,7 +566,7 @@ func TestQuotaBackendBytesIsTheMembersQuota(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := backend.QuotaBackendBytes(b); got != tc.want {
+		if got := backend.QuotaBackendBytes(b, &v1beta1.ETCDInstance{}); got != tc.want {
 			t.Errorf("--quota-backend-bytes=%d: quota %d, want %d", tc.set, got, tc.want)
 		}
 		_ = b.Close()
