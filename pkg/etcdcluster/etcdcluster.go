@@ -154,12 +154,16 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, peerURL string) (uint
 	return resp.Member.ID, convertMembers(resp.Members), nil
 }
 
+// ErrLearnerNotInSync is returned by Promote when the learner was still behind the leader
+// when its context ended: etcd promotes a learner only once it has caught up.
+var ErrLearnerNotInSync = errors.New("learner still not in sync")
+
 // Promote promotes a learner to a voting member, retrying while etcd answers that the
 // learner is not yet in sync with the leader, until ctx ends. Once the learner was found
-// behind, the error says it is not in sync, also when ctx ends during an attempt.
+// behind, the error wraps ErrLearnerNotInSync, also when ctx ends during an attempt.
 func Promote(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	notInSync := func() error {
-		return fmt.Errorf("promoting member %s: learner still not in sync: %w", FormatID(id), ctx.Err())
+		return fmt.Errorf("promoting member %s: %w: %w", FormatID(id), ErrLearnerNotInSync, ctx.Err())
 	}
 	behind := false
 	for {

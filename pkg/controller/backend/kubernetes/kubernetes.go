@@ -539,12 +539,23 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 		return nil
 	}
 	if err := cluster.Promote(ctx, m.ID); err != nil {
+		if behindLeader(ctx, err) {
+			res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", name)
+			return nil
+		}
 		return err
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
 	b.health.Forget(v.healthKey(m.ID))
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
 	return nil
+}
+
+// behindLeader reports whether err, a failed promotion, means that the learner is still behind
+// its leader: the step is under way, and a later Sync tries again, rather than one waiting
+// for it (a learner receiving a large database takes minutes).
+func behindLeader(ctx context.Context, err error) bool {
+	return errors.Is(err, etcdcluster.ErrLearnerNotInSync) && ctx.Err() == nil
 }
 
 // noteLearnerNotServing reports the instance blocked (reason MemberNotJoining) once m, the

@@ -465,6 +465,10 @@ func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, clust
 		return false, b.recreatePod(ctx, v, rep.Ordinal)
 	}
 	if err := cluster.Promote(ctx, learner.ID); err != nil {
+		if behindLeader(ctx, err) {
+			obs.result.Step = fmt.Sprintf("replacing member %s: waiting for its new member to catch up with the leader", name)
+			return false, nil
+		}
 		return false, err
 	}
 	obs.result.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
