@@ -32,8 +32,9 @@ func newRecoverCommand(f *Factory) *cobra.Command {
 		Short: "Rebuild an ETCDInstance that lost quorum from a surviving member",
 		Long: `Ask the controller to rebuild an ETCDInstance that lost quorum (its Degraded condition's
 reason is QuorumLost) from one surviving member: the most advanced one, or --member. A new
-one-member cluster starts with every key that member has (standalone: the member itself with
-force-new-cluster; on Kubernetes: member 0, rebuilt from the survivor's data); the data of every
+one-member cluster starts with every key that member has (standalone: the member itself, rebuilt
+from its data; on Kubernetes: member 0, rebuilt from the survivor's data), its revision raised
+and the older revisions marked compacted, so that watchers start over; the data of every
 other member is discarded, and new members are added back as learners up to spec.replicas.
 Writes only the lost members had are gone. The server refuses the request (409) while quorum
 holds. Needs the etcdinstances/recover permission (the admin role).

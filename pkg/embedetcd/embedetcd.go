@@ -33,9 +33,6 @@ type Member struct {
 	// embed.StdErrLogOutput (when empty). etcd logs expected events (such as a stopping
 	// member's closed listeners) as errors, which is why callers give it a file of its own.
 	LogLevel, LogOutput string
-	// ForceNewCluster restarts a member with data as the only member of a new cluster that
-	// keeps its data and member ID: etcd's --force-new-cluster, for recovering from quorum loss.
-	ForceNewCluster bool
 	// ContainFailures makes a failure etcd raises through its logger after the member started
 	// (lg.Fatal, such as a database write failing on a full disk, or lg.Panic) end this
 	// member only, reported by Etcd.Failed, instead of the whole process (see failure.go).
@@ -85,7 +82,6 @@ func (m Member) Config() (*embed.Config, error) {
 	if m.MaxLearners != 0 {
 		cfg.MaxLearners = m.MaxLearners
 	}
-	cfg.ForceNewCluster = m.ForceNewCluster
 	cfg.LogLevel = m.LogLevel
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "warn"

@@ -643,8 +643,6 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedet
 	if b.opts.LogToStderr {
 		member.LogOutput = embed.StdErrLogOutput
 	}
-	// The survivor of a recovery restarts as the only member of a new cluster, keeping its data.
-	member.ForceNewCluster = st.Recovery != nil && st.Recovery.Survivor == m.Name
 	if st.TLS {
 		p := filepath.Join(dir, pkiDir)
 		ca := filepath.Join(p, caName+".crt")

@@ -72,12 +72,20 @@ type replacementState struct {
 // recoveryState is a recovery from quorum loss: recorded before anything is stopped, so that
 // a restarted backend finishes it.
 type recoveryState struct {
-	// Survivor is the member the cluster is rebuilt from, with force-new-cluster.
+	// Survivor is the member the cluster is rebuilt from: its database, restored as a new
+	// one-member cluster.
 	Survivor string `json:"survivor"`
 	// Discard are the other members, whose data is deleted.
 	Discard []string `json:"discard,omitempty"`
 	// Request is the ID of the recover request carried out (backend.RecoverRequest.ID).
 	Request string `json:"request,omitempty"`
+	// ID identifies this recovery: it names the copy of the survivor's database.
+	ID string `json:"id,omitempty"`
+	// RevisionBump raises the rebuilt cluster's revision, whose older revisions are marked
+	// compacted: the lost members may have been ahead of the survivor.
+	RevisionBump uint64 `json:"revisionBump,omitempty"`
+	// Rebuilt is set once the survivor's data directory holds the new cluster.
+	Rebuilt bool `json:"rebuilt,omitempty"`
 }
 
 // votingMembers returns a state holding only the members keep selects, each marked voting,
