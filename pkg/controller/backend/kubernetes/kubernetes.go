@@ -534,7 +534,15 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	// is under way, so waiting for it would wait forever. etcd refuses a promotion that
 	// would cost quorum, or of a learner not caught up.
 	if o < 0 || o >= len(obs.statuses) || !obs.statuses[o].Healthy || obs.statuses[o].MemberID != m.ID {
-		// The learner's pod is still starting, or never will.
+		// The learner's pod is still starting, or never will. A pod on a volume claim being
+		// deleted never will: it is the pod of the member a scale-down removed, which the
+		// StatefulSet kept because the scale-up came before it shrank, crash looping on the
+		// removed member's data and holding the claim (recreatePod).
+		if o >= 0 {
+			if err := b.recreatePod(ctx, v, o); err != nil {
+				return err
+			}
+		}
 		b.noteLearnerNotServing(v, res, m, o, len(members))
 		return nil
 	}

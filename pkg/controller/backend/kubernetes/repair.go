@@ -534,9 +534,10 @@ func (b *Backend) oldGone(ctx context.Context, v *instanceView, rep *replacement
 
 // recreatePod deletes the member's pod when it cannot start on a new, empty claim: it is
 // Pending without a claim (created while its old claim was being deleted), or it holds a claim
-// that is being deleted (the StatefulSet recreated it before the old claim was gone, so the
-// claim stays until the pod goes). The StatefulSet then creates it again with a new claim.
-// The pod is not a working member, so it goes at once.
+// that is being deleted (the StatefulSet recreated it before the old claim was gone, or, after
+// a scale-down and up, kept the removed member's pod, so the claim stays until the pod goes).
+// The StatefulSet then creates it again with a new claim. The pod is not a working member, so
+// it goes at once.
 func (b *Backend) recreatePod(ctx context.Context, v *instanceView, o int) error {
 	pods := b.opts.Client.CoreV1().Pods(v.inst.Namespace)
 	pod, err := pods.Get(ctx, backend.MemberName(v.inst.Name, o), metav1.GetOptions{})
