@@ -615,11 +615,39 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 		}
 		return b.deleteVolume(ctx, v.inst, ordinal)
 	}
+	if v.startsNewCluster() {
+		// The cluster exists: a member that comes back without its data must not start
+		// another one (setMembers).
+		if err := b.setMembers(ctx, v, members); err != nil {
+			return err
+		}
+	}
 	if err := b.ensurePDB(ctx, v.inst, len(members)); err != nil {
 		return err
 	}
 	res.Converged = v.podsReady(len(members))
 	return nil
+}
+
+// startsNewCluster reports whether the StatefulSet's pods start a new cluster when their data
+// directory is empty (ETCD_INITIAL_CLUSTER_STATE=new), as the first member of an instance
+// does. Once that member serves, its pod must start with "existing": with "new", a pod whose
+// volume was lost or replaced bootstraps an empty cluster of one under the same name and URL,
+// which then serves every client as if it were the instance, its keys gone and its revisions
+// starting over; with "existing" etcd refuses to start, and the instance reports the member
+// unhealthy until a person restores it.
+func (v *instanceView) startsNewCluster() bool {
+	for _, c := range v.sts.Spec.Template.Spec.Containers {
+		if c.Name != "etcd" {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == "ETCD_INITIAL_CLUSTER_STATE" {
+				return e.Value == "new"
+			}
+		}
+	}
+	return false
 }
 
 // setMembers sets the StatefulSet's replicas to one pod per member and the initial cluster
