@@ -48,6 +48,8 @@ type flags struct {
 	toolsImage        string
 	snapshotCount     uint64
 	quotaBackendBytes int64
+	compactionMode    string
+	compactionKeep    string
 	metricsAddress    string
 	s3CredsFile       string
 	repairGrace       time.Duration
@@ -107,6 +109,8 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.StringVar(&f.toolsImage, "tools-image", "", "Kubernetes backend: the etcdaas image, whose seed-member step restores member data from a backup (spec.restoreFrom, the restore subresource) as an init container. Default: this pod's own image ($POD_NAMESPACE/$POD_NAME); without either, restores are refused.")
 	fs.Uint64Var(&f.snapshotCount, "snapshot-count", 0, "Local backend: etcd --snapshot-count of the members (0: 10000).")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", 0, "Local backend: etcd --quota-backend-bytes of the members (0: etcd's default).")
+	fs.StringVar(&f.compactionMode, "auto-compaction-mode", backend.DefaultAutoCompactionMode, "etcd --auto-compaction-mode of the members: periodic (--auto-compaction-retention is a duration, or a number of hours) or revision (a number of revisions).")
+	fs.StringVar(&f.compactionKeep, "auto-compaction-retention", backend.DefaultAutoCompactionRetention, "etcd --auto-compaction-retention of the members: how much history they keep, compacting older revisions by themselves so that the history does not grow until the database reaches its quota; 0 turns auto-compaction off. Kubernetes backend: a change restarts no member; pods made before keep theirs.")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", ":8080", "Address serving Prometheus metrics on /metrics and the health checks /livez, /readyz and /healthz over plain HTTP (as controller-runtime's default); 0 turns both off. The metrics name instances and members, nothing secret.")
 	fs.StringVar(&f.s3CredsFile, "s3-credentials-file", "", "Against a server without Secrets (a standalone etcdaas-apiserver): the S3 credentials of spec.backup.destination.s3, as an AWS shared credentials file (profile default: aws_access_key_id, aws_secret_access_key). Empty: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment. Against a cluster, credentials always come from the Secret credentialsSecretRef names.")
 	fs.DurationVar(&f.repairGrace, "member-repair-grace-period", backend.DefaultMemberRepairGracePeriod, "How long a voting member may stay unhealthy before it is replaced by a new member (removed, its data discarded, a new member added as a learner and promoted), one at a time and only while quorum holds. Local backend: its embedded server keeps dying or its data is lost or corrupt; kubernetes backend: its pod is not Ready or its volume is gone. 0 turns repair off.")
@@ -266,6 +270,10 @@ func defragOptions(f flags) (controller.DefragOptions, error) {
 // newBackend is the backend f asks for; kube is the cluster of the kubernetes backend, client
 // reads the source instances of spec.restoreFrom for the local backend, with creds.
 func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, creds backup.Credentials) (backend.Backend, error) {
+	compaction := backend.AutoCompaction{Mode: f.compactionMode, Retention: f.compactionKeep}
+	if err := compaction.Validate(); err != nil {
+		return nil, err
+	}
 	switch f.backend {
 	case "local":
 		if f.dataDir == "" {
@@ -274,11 +282,11 @@ func newBackend(f flags, kube kubernetes.Interface, client versioned.Interface, 
 		// The backups spec.restoreFrom names are found as the backup step finds them.
 		restore := controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver}
 		return local.New(local.Options{Dir: f.dataDir, SnapshotCount: f.snapshotCount, QuotaBackendBytes: f.quotaBackendBytes,
-			RestoreSource: restore, MemberRepairGracePeriod: f.repairGraceOption()})
+			AutoCompaction: compaction, RestoreSource: restore, MemberRepairGracePeriod: f.repairGraceOption()})
 	case "kubernetes":
 		b, err := kubebackend.New(kubebackend.Options{Client: kube, Image: f.etcdImage, UpgradeStepTimeout: f.upgradeTimeout, ToolsImage: f.toolsImage,
 			RestoreSource:           controller.BackupRestoreSource{Client: client, Resolver: backupOptions(f, nil, creds).Resolver},
-			MemberRepairGracePeriod: f.repairGraceOption()})
+			MemberRepairGracePeriod: f.repairGraceOption(), AutoCompaction: compaction})
 		if err != nil {
 			return nil, fmt.Errorf("--etcd-image: %w", err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -120,6 +121,62 @@ func TestDefragFlags(t *testing.T) {
 		{"--defrag-free-bytes=-1Mi"}, {"--defrag-timeout=0s"}} {
 		if _, err := defragOptions(parse(args...)); err == nil || !strings.Contains(err.Error(), strings.SplitN(args[0], "=", 2)[0]) {
 			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
+
+// The --auto-compaction-* flags reach the members of either backend (members compact their
+// history older than an hour by default); values etcd would refuse or misread are refused at
+// start by flag name, before any member runs with them.
+func TestAutoCompactionFlags(t *testing.T) {
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Version: "3.6"}}
+	for _, tc := range []struct {
+		args       []string
+		mode, keep string
+	}{
+		{nil, "periodic", "1h"},
+		{[]string{"--auto-compaction-retention=30m"}, "periodic", "30m"},
+		{[]string{"--auto-compaction-mode=revision", "--auto-compaction-retention=10000"}, "revision", "10000"},
+		{[]string{"--auto-compaction-retention=0"}, "periodic", "0"},
+	} {
+		f := flags{}
+		if err := newFlagSet(&f).Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		kube := fake.NewClientset()
+		b, err := newBackend(f, kube, nil, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if _, err := b.Sync(context.Background(), inst); err != nil {
+			t.Fatal(err)
+		}
+		sts, err := kube.AppsV1().StatefulSets("ns").Get(context.Background(), "db", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{}
+		for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		if mode, keep := env["ETCD_AUTO_COMPACTION_MODE"], env["ETCD_AUTO_COMPACTION_RETENTION"]; mode != tc.mode || keep != tc.keep {
+			t.Errorf("%v: members run with mode %q retention %q, want %q %q", tc.args, mode, keep, tc.mode, tc.keep)
+		}
+	}
+	for _, args := range [][]string{{"--auto-compaction-mode=hourly"}, {"--auto-compaction-retention=-1h"},
+		{"--auto-compaction-retention=an hour"}, {"--auto-compaction-mode=revision"}} {
+		want := "--auto-compaction-retention"
+		if args[0] == "--auto-compaction-mode=hourly" {
+			want = "--auto-compaction-mode"
+		}
+		for _, backendArgs := range [][]string{nil, {"--backend=local", "--data-dir=" + t.TempDir()}} {
+			f := flags{}
+			if err := newFlagSet(&f).Parse(append(append([]string{}, backendArgs...), args...)); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := newBackend(f, fake.NewClientset(), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%v %v: %T, %v; want an error naming %s", backendArgs, args, b, err, want)
+			}
 		}
 	}
 }

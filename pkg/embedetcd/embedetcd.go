@@ -29,6 +29,10 @@ type Member struct {
 	SnapshotCount, SnapshotCatchUpEntries uint64
 	QuotaBackendBytes                     int64
 	MaxLearners                           int
+	// AutoCompactionMode and AutoCompactionRetention are etcd's --auto-compaction-mode and
+	// --auto-compaction-retention; an empty retention keeps etcd's default (no
+	// auto-compaction), an empty mode etcd's "periodic".
+	AutoCompactionMode, AutoCompactionRetention string
 	// LogLevel is etcd's log level (default "warn"); LogOutput is a file, or
 	// embed.StdErrLogOutput (when empty). etcd logs expected events (such as a stopping
 	// member's closed listeners) as errors, which is why callers give it a file of its own.
@@ -81,6 +85,12 @@ func (m Member) Config() (*embed.Config, error) {
 	}
 	if m.MaxLearners != 0 {
 		cfg.MaxLearners = m.MaxLearners
+	}
+	if m.AutoCompactionMode != "" {
+		cfg.AutoCompactionMode = m.AutoCompactionMode
+	}
+	if m.AutoCompactionRetention != "" {
+		cfg.AutoCompactionRetention = m.AutoCompactionRetention
 	}
 	cfg.LogLevel = m.LogLevel
 	if cfg.LogLevel == "" {

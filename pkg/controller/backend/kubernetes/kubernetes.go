@@ -57,6 +57,11 @@ type Options struct {
 	// member (0: backend.DefaultMemberRepairGracePeriod; negative: never). A member whose
 	// volume claim is gone or was replaced is replaced at once.
 	MemberRepairGracePeriod time.Duration
+	// AutoCompaction is how members compact their history by themselves (empty fields:
+	// backend.AutoCompaction's defaults, periodic with a retention of an hour). It starts no
+	// roll: pods made before keep theirs until they are made anew from a template that has
+	// it (the StatefulSet's template is written at creation and at each membership change).
+	AutoCompaction backend.AutoCompaction
 }
 
 // Backend runs members as StatefulSet pods.
@@ -92,6 +97,10 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.MemberRepairGracePeriod == 0 {
 		opts.MemberRepairGracePeriod = backend.DefaultMemberRepairGracePeriod
+	}
+	opts.AutoCompaction = opts.AutoCompaction.WithDefaults()
+	if err := opts.AutoCompaction.Validate(); err != nil {
+		return nil, fmt.Errorf("kubernetes backend: %w", err)
 	}
 	image, err := parseImage(opts.Image, opts.ImageTags)
 	if err != nil {

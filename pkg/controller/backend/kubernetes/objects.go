@@ -365,8 +365,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 }
 
 // memberEnv configures etcd: its name is the pod's, it advertises the pod's DNS name through
-// the headless Service, its database quota fits its volume, and it starts with mc when its
-// data directory is empty.
+// the headless Service, its database quota fits its volume, it compacts its history by itself,
+// and it starts with mc when its data directory is empty.
 func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev1.EnvVar {
 	scheme := b.scheme(inst)
 	return []corev1.EnvVar{
@@ -384,6 +384,10 @@ func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev
 		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
 		// A quota the volume holds, with room to defragment (quotaBackendBytes).
 		{Name: "ETCD_QUOTA_BACKEND_BYTES", Value: strconv.FormatInt(quotaBackendBytes(inst), 10)},
+		// Else the history grows until the database reaches that quota unless every client
+		// compacts.
+		{Name: "ETCD_AUTO_COMPACTION_MODE", Value: b.opts.AutoCompaction.Mode},
+		{Name: "ETCD_AUTO_COMPACTION_RETENTION", Value: b.opts.AutoCompaction.Retention},
 	}
 }
 

@@ -44,6 +44,9 @@ type Options struct {
 	SnapshotCatchUpEntries uint64
 	// QuotaBackendBytes is etcd's --quota-backend-bytes (0: etcd's default, 2 GiB).
 	QuotaBackendBytes int64
+	// AutoCompaction is how members compact their history by themselves (empty fields:
+	// backend.AutoCompaction's defaults, periodic with a retention of an hour).
+	AutoCompaction backend.AutoCompaction
 	// LogLevel is the members' log level (default "warn").
 	LogLevel string
 	// LogToStderr sends the members' logs to stderr instead of a file per member,
@@ -125,6 +128,10 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
+	}
+	opts.AutoCompaction = opts.AutoCompaction.WithDefaults()
+	if err := opts.AutoCompaction.Validate(); err != nil {
+		return nil, fmt.Errorf("local backend: %w", err)
 	}
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 60 * time.Second
@@ -631,8 +638,12 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedet
 		SnapshotCount:          b.opts.SnapshotCount,
 		SnapshotCatchUpEntries: b.opts.SnapshotCatchUpEntries,
 		QuotaBackendBytes:      b.opts.QuotaBackendBytes,
-		MaxLearners:            1,
-		LogLevel:               b.opts.LogLevel,
+		// Members compact their history by themselves, else it grows until the database
+		// reaches its quota unless every client compacts.
+		AutoCompactionMode:      b.opts.AutoCompaction.Mode,
+		AutoCompactionRetention: b.opts.AutoCompaction.Retention,
+		MaxLearners:             1,
+		LogLevel:                b.opts.LogLevel,
 		// By default each member logs to a file next to its data rather than into the
 		// controller's log.
 		LogOutput: memberLog(dir, m.Name),
