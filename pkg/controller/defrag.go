@@ -98,10 +98,16 @@ func (t defragThresholds) due(dbSize, inUse int64) bool {
 // round starts when a member's free space passes the thresholds (automatic) or when a person
 // requests one (on demand), and covers every member once, the followers first and the leader
 // last: members hold the same data, so when one has space to return the others have too,
-// even if they report it only at their next commit.
+// even if they report it only at their next commit. Before the leader is defragmented its
+// leadership goes to another member (see handOver): a member being defragmented applies
+// nothing, and as the leader it would hold up every write of the cluster.
 type defragmenter struct {
 	opts   DefragOptions
 	dialer etcdcluster.Dialer
+	// moveLeaderAway and defragment are etcdcluster.MoveLeaderAway and
+	// etcdcluster.Defragment; tests wrap them to see when they run.
+	moveLeaderAway func(ctx context.Context, access *etcdcluster.Access, from uint64, members []etcdcluster.Member, statuses []etcdcluster.EndpointStatus) error
+	defragment     func(ctx context.Context, access *etcdcluster.Access, endpoint string, timeout time.Duration) error
 
 	mu sync.Mutex
 	// rounds are the rounds under way, by instance.
@@ -127,7 +133,9 @@ type defragRound struct {
 }
 
 func newDefragmenter(opts DefragOptions, dialer etcdcluster.Dialer) *defragmenter {
-	return &defragmenter{opts: opts.withDefaults(), dialer: dialer, rounds: map[types.UID]*defragRound{}, oldest: map[types.UID]historyMark{}}
+	return &defragmenter{opts: opts.withDefaults(), dialer: dialer,
+		moveLeaderAway: etcdcluster.MoveLeaderAway, defragment: etcdcluster.Defragment,
+		rounds: map[types.UID]*defragRound{}, oldest: map[types.UID]historyMark{}}
 }
 
 // forget drops the round of the instance with key namespace/name (whatever its UID): the
@@ -299,25 +307,31 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	if !ok || next(res.Members, done, "") < 0 {
 		return false, nil
 	}
-	access, statuses, leaderID, err := d.healthyCluster(ctx, dial)
+	view, err := d.healthyCluster(ctx, dial)
 	if err != nil {
 		klog.V(2).InfoS("Not defragmenting while the cluster is not healthy", "instance", inst.Namespace+"/"+inst.Name, "reason", err)
 		return false, nil
 	}
+	access := view.access
 	// The leader as the members report it now: a member out of space is not ready, and its
 	// result does not flag it as the leader.
-	i := next(res.Members, done, leaderID)
+	i := next(res.Members, done, view.leaderID())
 	target := &res.Members[i]
-	before, ok := statusOf(statuses, target.ID)
+	before, ok := statusOf(view.statuses, target.ID)
 	if !ok {
 		return false, nil
 	}
-	role := "follower"
-	if target.ID == leaderID {
+	role, handedOver := "follower", ""
+	if before.MemberID == view.leader {
 		role = "leader"
+		if handedOver, err = d.handOver(ctx, view, before, res.Members); err != nil {
+			res.Record(backend.ReasonDefragmentFailed, "Not defragmenting member %s (leader) yet: %v; "+
+				"defragmenting the leader would hold up every write of the cluster, so it waits for the next look", target.Name, err)
+			return false, fmt.Errorf("moving leadership away from member %s before defragmenting it: %w", target.Name, err)
+		}
 	}
 	started := time.Now()
-	if err := etcdcluster.Defragment(ctx, access, before.Endpoint, d.opts.Timeout); err != nil {
+	if err := d.defragment(ctx, access, before.Endpoint, d.opts.Timeout); err != nil {
 		res.Record(backend.ReasonDefragmentFailed, "Defragmenting member %s (%s) failed: %v", target.Name, role, err)
 		return false, err
 	}
@@ -331,6 +345,7 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 			target.Name, role, took, bytesString(before.DBSize), after.Err)
 		freed = 0
 	}
+	note += handedOver
 	if slices.Contains(before.Alarms, alarmNoSpace) && after.MemberID != 0 {
 		if freed <= 0 || freed < t.freeBytes {
 			note += fmt.Sprintf("; NOSPACE alarm kept: %s freed, %s needed", bytesString(freed), bytesString(max(t.freeBytes, 1)))
@@ -351,42 +366,85 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	return true, nil
 }
 
+// clusterView is what healthyCluster saw of a cluster: how to reach its members, its
+// membership, their statuses and the leader's ID.
+type clusterView struct {
+	access   *etcdcluster.Access
+	members  []etcdcluster.Member
+	statuses []etcdcluster.EndpointStatus
+	leader   uint64
+}
+
+// leaderID is the leader's hexadecimal ID, as member statuses give it.
+func (v clusterView) leaderID() string { return etcdcluster.FormatID(v.leader) }
+
 // healthyCluster checks, right before a defragmentation, that every member of the cluster is
 // a voting member that serves (a leader and a linearizable read) with no alarm other than
-// NOSPACE. It returns how to reach the members, their statuses and the leader's ID.
-func (d *defragmenter) healthyCluster(ctx context.Context, dial accessFunc) (*etcdcluster.Access, []etcdcluster.EndpointStatus, string, error) {
+// NOSPACE, and returns what it saw.
+func (d *defragmenter) healthyCluster(ctx context.Context, dial accessFunc) (clusterView, error) {
 	access, err := dial()
 	if err != nil {
-		return nil, nil, "", err
+		return clusterView{}, err
 	}
 	cli, err := access.New()
 	if err != nil {
-		return nil, nil, "", err
+		return clusterView{}, err
 	}
 	members, err := etcdcluster.MemberList(ctx, cli)
 	_ = cli.Close()
 	if err != nil {
-		return nil, nil, "", err
+		return clusterView{}, err
 	}
 	statuses := etcdcluster.StatusAll(ctx, access, access.Endpoints)
 	var leader uint64
 	for _, m := range members {
 		if m.IsLearner {
-			return nil, nil, "", fmt.Errorf("member %s is a learner", m.Name)
+			return clusterView{}, fmt.Errorf("member %s is a learner", m.Name)
 		}
 		st, ok := statusOf(statuses, m.IDString())
 		if !ok || !st.Serving {
-			return nil, nil, "", fmt.Errorf("member %s does not serve", m.Name)
+			return clusterView{}, fmt.Errorf("member %s does not serve", m.Name)
 		}
 		if slices.ContainsFunc(st.Alarms, func(a string) bool { return a != alarmNoSpace }) {
-			return nil, nil, "", fmt.Errorf("member %s has alarms %v", m.Name, st.Alarms)
+			return clusterView{}, fmt.Errorf("member %s has alarms %v", m.Name, st.Alarms)
 		}
 		if leader != 0 && st.Leader != leader {
-			return nil, nil, "", fmt.Errorf("members disagree on the leader: %s and %s", etcdcluster.FormatID(leader), etcdcluster.FormatID(st.Leader))
+			return clusterView{}, fmt.Errorf("members disagree on the leader: %s and %s", etcdcluster.FormatID(leader), etcdcluster.FormatID(st.Leader))
 		}
 		leader = st.Leader
 	}
-	return access, statuses, etcdcluster.FormatID(leader), nil
+	return clusterView{access: access, members: members, statuses: statuses, leader: leader}, nil
+}
+
+// handOver moves leadership away from leader, the member a round defragments next, to
+// another healthy voting member, as the upgrade roll does, and checks that leader follows
+// now. It returns what the Defragmented Event adds: which member leads now, or why nothing was
+// moved. A cluster of one member has nobody to hand over to (its writes wait while it is
+// defragmented); a cluster whose NOSPACE alarm refuses writes has nothing to lose by waiting
+// (MoveLeaderAway would find no healthy member; the defragmentation is what lets it disarm the
+// alarm).
+func (d *defragmenter) handOver(ctx context.Context, view clusterView, leader etcdcluster.EndpointStatus, members []v1beta1.MemberStatus) (string, error) {
+	if len(view.members) < 2 {
+		return "", nil
+	}
+	if slices.ContainsFunc(view.statuses, func(st etcdcluster.EndpointStatus) bool { return slices.Contains(st.Alarms, alarmNoSpace) }) {
+		return "; leadership not moved: the NOSPACE alarm refused writes anyway", nil
+	}
+	if err := d.moveLeaderAway(ctx, view.access, leader.MemberID, view.members, view.statuses); err != nil {
+		return "", fmt.Errorf("moving leadership to another member failed: %w", err)
+	}
+	now := etcdcluster.Status(ctx, view.access, leader.Endpoint)
+	if now.MemberID == 0 {
+		return "", fmt.Errorf("its status after moving leadership could not be read: %w", now.Err)
+	}
+	if now.Leader == 0 || now.Leader == leader.MemberID {
+		return "", fmt.Errorf("leadership did not move: the member reports leader %s", etcdcluster.FormatID(now.Leader))
+	}
+	name := etcdcluster.FormatID(now.Leader)
+	if i := slices.IndexFunc(members, func(m v1beta1.MemberStatus) bool { return m.ID == name }); i >= 0 {
+		name = members[i].Name
+	}
+	return fmt.Sprintf("; leadership moved to member %s first, which leads now", name), nil
 }
 
 // statusOf finds the status of the member with the given hexadecimal ID.

@@ -253,7 +253,7 @@ func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
 	calls = 0
 	dial := d.accessOnce(ctx, inst)
 	d.compactedOutOfSpace(ctx, inst, outOfSpace, dial)
-	if _, _, _, err := d.healthyCluster(ctx, dial); err != nil {
+	if _, err := d.healthyCluster(ctx, dial); err != nil {
 		t.Fatalf("health of a one-member cluster: %v", err)
 	}
 	if calls != 1 {
