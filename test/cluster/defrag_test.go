@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ var defragNote = regexp.MustCompile(`^Defragmented member (\S+) \((follower|lead
 
 // testDefrag writes 48 MiB, deletes and compacts it, so that every member's database file
 // holds that much free space, then runs `kubectl etcdaas defrag`: every member is
-// defragmented once, the followers first and the leader last (from the Defragmented Events),
+// defragmented once, the followers first and the leader last once leadership moved to a
+// follower (from the Defragmented Events),
 // each member's file shrinks by most of the freed space (Events and status), and the instance
 // stays Running with its data.
 func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures) {
@@ -126,6 +128,9 @@ func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures)
 			continue
 		}
 		order, roles = append(order, m[1]+"("+m[2]+")"), append(roles, m[2])
+		if m[2] == "leader" && !strings.Contains(ev.Note, "; leadership moved to member ") {
+			t.Errorf("the leader %s was defragmented while it led: %q", m[1], ev.Note)
+		}
 		t.Logf("Defragmented: %s", ev.Note)
 		from, err1 := resource.ParseQuantity(m[3])
 		to, err2 := resource.ParseQuantity(m[4])

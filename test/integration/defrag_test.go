@@ -126,7 +126,7 @@ func keepWriting(t *testing.T, cli *clientv3.Client) (stop func()) {
 }
 
 // checkLeaderLast checks that notes defragmented every one of members once, the followers
-// first and the leader last.
+// first and the leader last, after moving leadership to another member.
 func checkLeaderLast(t *testing.T, notes []string, members int) {
 	t.Helper()
 	if len(notes) != members {
@@ -146,6 +146,10 @@ func checkLeaderLast(t *testing.T, notes []string, members int) {
 		}
 		if role != want {
 			t.Errorf("defragmentation %d of %d was of a %s, want %s: %q", i+1, len(notes), role, want, notes)
+		}
+		if _, to, moved := strings.Cut(note, "; leadership moved to member "); role == "(leader)" &&
+			(!moved || strings.HasPrefix(to, member+" ")) {
+			t.Errorf("the leader %s was defragmented without moving leadership to another member first: %q", member, note)
 		}
 	}
 	if len(seen) != members {
