@@ -11,14 +11,20 @@ export KUBECTL ?= $(BIN)/kubectl
 export ETCDAAS_TOOLS_BIN ?= $(BIN)
 
 GO_TEST_FLAGS ?= -count=1
+# Every build and test make runs uses the settings the images need (static, -trimpath): the
+# tests, the e2e tier's and the integration tests' own builds of the commands, and the images
+# the tests build (hack/images, the cluster tier) then share one compile of each package,
+# where a cgo build of the tests and a static one of the images compiled everything twice.
+export CGO_ENABLED := 0
+export GOFLAGS := -trimpath $(shell $(GO) env GOFLAGS)
 # FUZZTIME is how long `make fuzz` runs each fuzz target; FUZZMINIMIZETIME bounds minimizing each
 # new input (go test's default, 60s, can take a whole run of a target whose executions are slow).
 FUZZTIME ?= 10s
 FUZZMINIMIZETIME ?= 1s
 COMMANDS := etcdaas-apiserver etcdaas-controller kubectl-etcdaas
 
-.PHONY: all build run prefetch tools tools-node images generate verify verify-codegen verify-gofmt vet \
-	test test-unit test-integration test-e2e test-cluster bench fuzz clean
+.PHONY: all build run prefetch tools tools-control-plane tools-node images generate verify verify-codegen verify-gofmt vet \
+	test test-unit test-integration test-e2e test-cluster test-monitoring bench fuzz clean
 
 all: build
 
@@ -43,6 +49,10 @@ prefetch:
 ## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl, versitygw, promtool (pinned; built once)
 tools:
 	hack/tools/build.sh
+
+# tools-control-plane: what the tests before the last step need: `make tools` but promtool.
+tools-control-plane:
+	hack/tools/build.sh --control-plane
 
 ## tools-node: the cluster tier's node: kubelet, kube-proxy, kube-scheduler, etcdctl, containerd,
 ## CoreDNS (pinned; built once), runc, CNI plugins and nft (Debian packages unpacked into _output/root)
@@ -73,23 +83,31 @@ verify-gofmt:
 vet:
 	$(GO) vet ./...
 
-# Every package but the cluster tier, which runs alone afterwards: on 2 cores, a kubelet
-# and its pods next to the e2e tier's control planes would starve both.
-NON_CLUSTER_PACKAGES = $$($(GO) list ./... | grep -v '/test/cluster')
+# The last step: the cluster tier, alone since on 2 cores a kubelet and its pods next to the
+# e2e tier's control planes would starve both, and the alerting rules' check, whose promtool
+# is built while the tests before run. Every other package runs first.
+LAST_PACKAGES = ./test/cluster/... ./test/monitoring/...
+FIRST_PACKAGES = $$($(GO) list ./... | grep -v -e '/test/cluster' -e '/test/monitoring')
+# What only the last step needs: promtool, the node's binaries and Debian packages.
+LATER_TOOLS = hack/tools/build.sh promtool && hack/tools/build.sh --node && hack/tools/debs.sh
 
-## test: everything — verify, unit, integration and e2e, then the cluster tier
-# tools-node is built at the lowest CPU priority while the other packages' tests run:
-# they mostly wait, so on a cold machine the build takes their idle time instead of minutes of
-# its own, and a test that needs the CPU always gets it first. Its log follows theirs. It runs
-# in a process group of its own (set -m), stopped with the tests when make is interrupted.
-test: prefetch verify tools
+## test: everything — verify, unit, integration and e2e, then the cluster tier and the alerting rules
+# The later tools are built from the start at the lowest CPU priority, next to verify, the
+# control plane's build and the tests: those keep the CPU whenever they need it, and the build
+# takes the time they leave idle (module downloads, one-core steps such as code generation and
+# linking, tests waiting for servers) instead of minutes of its own. Its log follows theirs.
+# It runs in a process group of its own (set -m), stopped when a step before the last fails
+# or make is interrupted.
+test: prefetch
 	@mkdir -p $(OUTPUT); set -m; \
-	nice -n 19 bash -c '$(TOOLS_NODE)' > $(OUTPUT)/tools-node.log 2>&1 & node=$$!; set +m; \
-	trap 'kill -- -$$node 2>/dev/null' INT TERM; \
-	$(GO) test $(GO_TEST_FLAGS) -timeout 60m $(NON_CLUSTER_PACKAGES); tests=$$?; \
-	wait $$node; built=$$?; cat $(OUTPUT)/tools-node.log; \
-	[ $$tests -eq 0 ] && [ $$built -eq 0 ]
-	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
+	nice -n 19 bash -c '$(LATER_TOOLS)' > $(OUTPUT)/tools-later.log 2>&1 & later=$$!; set +m; \
+	trap 'kill -- -$$later 2>/dev/null' INT TERM; \
+	$(MAKE) --no-print-directory verify tools-control-plane && \
+	$(GO) test $(GO_TEST_FLAGS) -timeout 60m $(FIRST_PACKAGES); first=$$?; \
+	[ $$first -eq 0 ] || kill -- -$$later 2>/dev/null; \
+	wait $$later; built=$$?; cat $(OUTPUT)/tools-later.log; \
+	[ $$first -eq 0 ] && [ $$built -eq 0 ]
+	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m $(LAST_PACKAGES)
 
 ## test-unit: the packages under pkg/ and cmd/
 test-unit:
@@ -106,6 +124,11 @@ test-e2e: tools build
 ## test-cluster: deploy/aggregated on a real node (kubelet, containerd, kube-proxy, CoreDNS); as root
 test-cluster: tools tools-node
 	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
+
+## test-monitoring: the monitoring component's alerting rules, checked and unit-tested by promtool
+test-monitoring:
+	hack/tools/build.sh promtool
+	$(GO) test $(GO_TEST_FLAGS) ./test/monitoring/...
 
 ## bench: benchmarks; each prints its figures next to a peer measured in the same run
 ## (test/bench also writes them under _output/bench/; ETCDAAS_BENCH_OBJECTS sizes the create/GET/LIST

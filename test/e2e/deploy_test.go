@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
+	"github.com/etcdaas/etcdaas/test/monitoring"
 	"github.com/etcdaas/etcdaas/test/testenv"
 )
 
@@ -111,7 +112,7 @@ func renderDeploy(t *testing.T, kubectl, dir string) *rendered {
 		case "ServiceMonitor":
 			obj = &serviceMonitor{}
 		case "PrometheusRule":
-			obj = &prometheusRule{}
+			obj = &monitoring.PrometheusRule{}
 		default:
 			t.Errorf("unexpected kind %s (%s)", meta.Kind, meta.Name)
 			continue
@@ -477,7 +478,7 @@ func TestMonitoringComponent(t *testing.T) {
 		t.Fatalf("the controller does not serve metrics on its %q port: ports %v, command %v", svc.Spec.Ports[0].TargetPort.StrVal, c.Ports, c.Command)
 	}
 	// The alerts come with the scrape (TestPrometheusRules tests them).
-	if pr, ok := r.objects["PrometheusRule/"+ns+"/etcdaas"].(*prometheusRule); !ok || len(pr.Spec.Groups) == 0 {
+	if pr, ok := r.objects["PrometheusRule/"+ns+"/etcdaas"].(*monitoring.PrometheusRule); !ok || len(pr.Spec.Groups) == 0 {
 		t.Fatal("the monitoring component has no PrometheusRule etcdaas with alerts")
 	}
 	// Without the component, deploy/aggregated has no ServiceMonitor nor PrometheusRule (their

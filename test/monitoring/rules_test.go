@@ -1,4 +1,4 @@
-package e2e
+package monitoring
 
 import (
 	"os"
@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"sigs.k8s.io/yaml"
 
@@ -19,29 +18,6 @@ import (
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 	"github.com/etcdaas/etcdaas/test/testenv"
 )
-
-// prometheusRule is the part of a monitoring.coreos.com/v1 PrometheusRule deploy/ uses.
-type prometheusRule struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Groups []ruleGroup `json:"groups"`
-	} `json:"spec"`
-}
-
-// ruleGroup is a Prometheus rule group: what promtool reads from a rules file.
-type ruleGroup struct {
-	Name  string `json:"name"`
-	Rules []rule `json:"rules"`
-}
-
-type rule struct {
-	Alert       string            `json:"alert"`
-	Expr        string            `json:"expr"`
-	For         string            `json:"for,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-}
 
 // rulesTest is the part of a promtool rules test file this test reads.
 type rulesTest struct {
@@ -65,7 +41,7 @@ func TestPrometheusRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	component := filepath.Join(root, "deploy", "components", "monitoring")
-	var pr prometheusRule
+	var pr PrometheusRule
 	readStrict(t, filepath.Join(component, "prometheusrule.yaml"), &pr)
 	if pr.Kind != "PrometheusRule" || pr.APIVersion != "monitoring.coreos.com/v1" || len(pr.Spec.Groups) == 0 {
 		t.Fatalf("prometheusrule.yaml is a %s %s with %d groups", pr.APIVersion, pr.Kind, len(pr.Spec.Groups))
@@ -124,7 +100,7 @@ func runPromtool(t *testing.T, promtool, dir string, args ...string) {
 
 // testRuleAnnotations checks that every alert says how bad it is and, in its summary and
 // description, which instance (and member) it is about.
-func testRuleAnnotations(t *testing.T, groups []ruleGroup) {
+func testRuleAnnotations(t *testing.T, groups []RuleGroup) {
 	for _, g := range groups {
 		for _, r := range g.Rules {
 			if r.Alert == "" {
@@ -161,7 +137,7 @@ func testRuleAnnotations(t *testing.T, groups []ruleGroup) {
 
 // testEveryAlertFires checks that the rules test file has, for every alert, a case in which
 // it fires: an alert nobody saw fire may never fire.
-func testEveryAlertFires(t *testing.T, groups []ruleGroup, testFile []byte) {
+func testEveryAlertFires(t *testing.T, groups []RuleGroup, testFile []byte) {
 	var rt rulesTest
 	if err := yaml.Unmarshal(testFile, &rt); err != nil {
 		t.Fatal(err)
@@ -188,7 +164,7 @@ var metricName = regexp.MustCompile(`\betcdaas_[a-z_]+\b`)
 // testRuleMetricsExist checks that every etcdaas metric the rules use is one
 // etcdaas-controller serves (once an instance was synced and backed up on a schedule): a
 // renamed metric would leave its alert silent forever.
-func testRuleMetricsExist(t *testing.T, groups []ruleGroup) {
+func testRuleMetricsExist(t *testing.T, groups []RuleGroup) {
 	metrics.Register()
 	const ns, name = "e2e-rules", "db"
 	defer metrics.ForgetInstance(ns, name)
