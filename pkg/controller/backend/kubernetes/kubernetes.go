@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -74,6 +75,9 @@ type Backend struct {
 	now func() time.Time
 	// health is since when members have been unhealthy, by instance and member ID.
 	health *backend.HealthClock
+	// quotas are the database quotas the members of instances run with, by namespace/name,
+	// as their StatefulSets were last seen (QuotaBackendBytes).
+	quotas sync.Map
 }
 
 var _ backend.Backend = &Backend{}
@@ -113,6 +117,7 @@ func New(opts Options) (*Backend, error) {
 // Forget implements backend.Forgetter: it drops the health records of the instance's members.
 func (b *Backend) Forget(namespace, name string) {
 	b.health.ForgetPrefix(healthKeyPrefix(namespace, name))
+	b.quotas.Delete(namespace + "/" + name)
 }
 
 var _ backend.Forgetter = &Backend{}
@@ -128,6 +133,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil || started != nil {
 		return started, err
 	}
+	b.quotas.Store(inst.Namespace+"/"+inst.Name, templateQuota(v.sts, inst))
 	res, err := b.step(ctx, v)
 	if res != nil && len(v.events) > 0 {
 		res.Events = slices.Concat(v.events, res.Events)
@@ -323,9 +329,11 @@ func (v *instanceView) record(reason backend.EventReason, format string, args ..
 	v.events = append(v.events, backend.Event{Reason: reason, Note: fmt.Sprintf(format, args...)})
 }
 
-// statefulSet is the instance's StatefulSet for mc, its pods trusting the view's CAs.
+// statefulSet is the instance's StatefulSet for mc, its pods trusting the view's CAs, with the
+// database quota its members run with (legacyQuota).
 func (v *instanceView) statefulSet(mc memberConfig) *appsv1.StatefulSet {
 	mc.trust = v.trust.record
+	mc.etcdDefaultQuota = legacyQuota(v.sts)
 	return v.b.statefulSet(v.inst, v.image, mc)
 }
 
@@ -646,17 +654,24 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 // starting over; with "existing" etcd refuses to start, and the instance reports the member
 // unhealthy until a person restores it.
 func (v *instanceView) startsNewCluster() bool {
-	for _, c := range v.sts.Spec.Template.Spec.Containers {
+	state, _ := templateEnv(v.sts, "ETCD_INITIAL_CLUSTER_STATE")
+	return state == "new"
+}
+
+// templateEnv is the value of the environment variable name of the etcd container of sts's
+// pod template, and whether it is set.
+func templateEnv(sts *appsv1.StatefulSet, name string) (string, bool) {
+	for _, c := range sts.Spec.Template.Spec.Containers {
 		if c.Name != "etcd" {
 			continue
 		}
 		for _, e := range c.Env {
-			if e.Name == "ETCD_INITIAL_CLUSTER_STATE" {
-				return e.Value == "new"
+			if e.Name == name {
+				return e.Value, true
 			}
 		}
 	}
-	return false
+	return "", false
 }
 
 // setMembers sets the StatefulSet's replicas to one pod per member and the initial cluster

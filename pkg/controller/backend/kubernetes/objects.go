@@ -251,6 +251,10 @@ type memberConfig struct {
 	seed *seed
 	// trust is the record of the CAs member pods trust (annotationTrustedCA), "" without TLS.
 	trust string
+	// etcdDefaultQuota leaves the members' database quota at etcd's default rather than the
+	// one their volume holds (quotaBackendBytes): the StatefulSet was made by a controller
+	// from before the quota followed the volume (legacyQuota).
+	etcdDefaultQuota bool
 }
 
 // statefulSet runs the members.
@@ -365,11 +369,11 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 }
 
 // memberEnv configures etcd: its name is the pod's, it advertises the pod's DNS name through
-// the headless Service, its database quota fits its volume, it compacts its history by itself,
-// and it starts with mc when its data directory is empty.
+// the headless Service, its database quota fits its volume (unless mc keeps etcd's default),
+// it compacts its history by itself, and it starts with mc when its data directory is empty.
 func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev1.EnvVar {
 	scheme := b.scheme(inst)
-	return []corev1.EnvVar{
+	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: "ETCD_NAME", Value: "$(POD_NAME)"},
 		{Name: "ETCD_DATA_DIR", Value: dataDir + "/data"},
@@ -382,13 +386,16 @@ func (b *Backend) memberEnv(inst *v1beta1.ETCDInstance, mc memberConfig) []corev
 		{Name: "ETCD_INITIAL_CLUSTER_STATE", Value: mc.clusterState},
 		{Name: "ETCD_INITIAL_CLUSTER_TOKEN", Value: mc.token},
 		{Name: "ETCD_SNAPSHOT_COUNT", Value: "10000"},
-		// A quota the volume holds, with room to defragment (quotaBackendBytes).
-		{Name: "ETCD_QUOTA_BACKEND_BYTES", Value: strconv.FormatInt(quotaBackendBytes(inst), 10)},
-		// Else the history grows until the database reaches that quota unless every client
-		// compacts.
-		{Name: "ETCD_AUTO_COMPACTION_MODE", Value: b.opts.AutoCompaction.Mode},
-		{Name: "ETCD_AUTO_COMPACTION_RETENTION", Value: b.opts.AutoCompaction.Retention},
 	}
+	if !mc.etcdDefaultQuota {
+		// A quota the volume holds, with room to defragment (quotaBackendBytes).
+		env = append(env, corev1.EnvVar{Name: quotaEnv, Value: strconv.FormatInt(quotaBackendBytes(inst), 10)})
+	}
+	// Else the history grows until the database reaches its quota unless every client
+	// compacts.
+	return append(env,
+		corev1.EnvVar{Name: "ETCD_AUTO_COMPACTION_MODE", Value: b.opts.AutoCompaction.Mode},
+		corev1.EnvVar{Name: "ETCD_AUTO_COMPACTION_RETENTION", Value: b.opts.AutoCompaction.Retention})
 }
 
 // memberTLSEnv turns on client and peer TLS with certificate authentication, with the

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -30,10 +31,41 @@ func quotaBackendBytes(inst *v1beta1.ETCDInstance) int64 {
 	return max(min((bytes-reserve)/2, backend.DefaultQuotaBackendBytes), 1)
 }
 
+// quotaEnv sets a member's database quota (etcd's --quota-backend-bytes).
+const quotaEnv = "ETCD_QUOTA_BACKEND_BYTES"
+
+// legacyQuota reports whether sts, an instance's StatefulSet, was made by a controller from
+// before the quota followed the volume: its pod template sets no quota, so its members run
+// with etcd's default. Its templates keep it so: a member made anew from a template with the
+// volume's quota (after a node drain, say, or in a version roll) could find its database
+// already larger than that quota, which raises the NOSPACE alarm and stops every write of
+// the cluster. A StatefulSet not made yet (nil, or the empty one a failed Get returns) is not.
+func legacyQuota(sts *appsv1.StatefulSet) bool {
+	if sts == nil {
+		return false
+	}
+	_, made := templateEnv(sts, "ETCD_NAME")
+	_, set := templateEnv(sts, quotaEnv)
+	return made && !set
+}
+
+// templateQuota is the database quota the members of inst run with, by sts's pod template:
+// etcd's default for a template that sets none (legacyQuota), else the volume's.
+func templateQuota(sts *appsv1.StatefulSet, inst *v1beta1.ETCDInstance) int64 {
+	if legacyQuota(sts) {
+		return backend.DefaultQuotaBackendBytes
+	}
+	return quotaBackendBytes(inst)
+}
+
 var _ backend.Quota = &Backend{}
 
-// QuotaBackendBytes implements backend.Quota: the quota the members of inst run with, set
-// from their volume's size (quotaBackendBytes).
+// QuotaBackendBytes implements backend.Quota: the quota the members of inst run with, as
+// their StatefulSet's template was last seen (templateQuota), else the one set from their
+// volume's size (quotaBackendBytes).
 func (b *Backend) QuotaBackendBytes(inst *v1beta1.ETCDInstance) int64 {
+	if q, ok := b.quotas.Load(inst.Namespace + "/" + inst.Name); ok {
+		return q.(int64)
+	}
 	return quotaBackendBytes(inst)
 }

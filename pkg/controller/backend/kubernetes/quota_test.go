@@ -2,9 +2,11 @@ package kubernetes
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -68,4 +70,67 @@ func TestMemberQuotaFitsItsVolume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAControllerUpgradeKeepsTheQuotaOfRunningMembers: an instance made by a controller from
+// before the quota followed the volume has a StatefulSet whose pods set no quota, so its
+// members run with etcd's default of 2 GiB, and their databases may be larger than what the
+// volume's quota would be (256 MiB for 1Gi). The first Sync of this controller rewrites the
+// template of a one-member instance (it no longer starts a new cluster), as any membership
+// change does: with the volume's quota in it, the next pod made from it (a node drained, a
+// version roll) found its database above its quota, raised the NOSPACE alarm and refused
+// every write, and the quota exported for the alerts (256 MiB) was not the members' (2 GiB),
+// so EtcdaasMemberDatabaseQuotaExhausted fired while writes went on. Such an instance keeps
+// etcd's default; a new one gets its volume's quota.
+func TestAControllerUpgradeKeepsTheQuotaOfRunningMembers(t *testing.T) {
+	ctx := context.Background()
+	f := oneGiFixture(t)
+	if got := backend.QuotaBackendBytes(f.b, f.inst); got != 256<<20 {
+		t.Fatalf("a new instance's quota %d, want %d", got, 256<<20)
+	}
+	// As an older controller wrote it: no quota in the pod template.
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &sts.Spec.Template.Spec.Containers[0]
+	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == quotaEnv })
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || !res.Converged {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	sts, err = f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = &sts.Spec.Template.Spec.Containers[0]
+	if state := env(t, *c, "ETCD_INITIAL_CLUSTER_STATE"); state != "existing" {
+		t.Fatalf("the template was not rewritten: cluster state %q", state)
+	}
+	if i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == quotaEnv }); i >= 0 {
+		t.Errorf("the rewritten template lowers the quota of members running with etcd's default to %s bytes", c.Env[i].Value)
+	}
+	if got := backend.QuotaBackendBytes(f.b, f.inst); got != backend.DefaultQuotaBackendBytes {
+		t.Errorf("quota exported for the alerts %d, the members run with etcd's default %d", got, backend.DefaultQuotaBackendBytes)
+	}
+	// The quota of a new instance is its volume's at every look, not only at its creation.
+	g := oneGiFixture(t)
+	if _, err := g.b.Sync(ctx, g.inst); err != nil {
+		t.Fatal(err)
+	}
+	if got := backend.QuotaBackendBytes(g.b, g.inst); got != 256<<20 {
+		t.Errorf("a new instance's quota after a Sync %d, want %d", got, 256<<20)
+	}
+}
+
+// oneGiFixture is a converged one-member instance whose volumes are of 1Gi, for which the
+// volume's quota (256 MiB) is below etcd's default.
+func oneGiFixture(t *testing.T) *stepsFixture {
+	t.Helper()
+	f := newStepsFixture(t, 1, 1, 1, healthyCluster(1))
+	f.inst.Spec.Storage.VolumeSize = ptr.To(resource.MustParse("1Gi"))
+	return f
 }
