@@ -30,7 +30,7 @@ func newDefragCommand(f *Factory) *cobra.Command {
 		Long: `Ask the controller to defragment the database of every member of an ETCDInstance, whatever
 its defragmentation thresholds: one member at a time, the followers first and the leader
 last, once leadership moved to another member (a defragmented leader would hold up every
-write), each once every member is healthy. Defragmenting returns to the file system the space
+write; an instance of one member waits for it), each once every member is healthy. Defragmenting returns to the file system the space
 that compaction freed inside a member's database file; a member serves nothing while it is
 defragmented. Each member gets a Defragmented Event with its sizes before and after
 ('kubectl describe etcd NAME'). Needs the etcdinstances/defrag permission (the edit role).

@@ -61,7 +61,8 @@ type Options struct {
 	// AutoCompaction is how members compact their history by themselves (empty fields:
 	// backend.AutoCompaction's defaults, periodic with a retention of an hour). It starts no
 	// roll: pods made before keep theirs until they are made anew from a template that has
-	// it (the StatefulSet's template is written at creation and at each membership change).
+	// it (the StatefulSet's template is written at creation, once the first member serves and
+	// at each membership change).
 	AutoCompaction backend.AutoCompaction
 }
 
