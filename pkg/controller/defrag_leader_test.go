@@ -62,18 +62,15 @@ func writeElsewhere(access *etcdcluster.Access, endpoint string) (time.Duration,
 	return time.Since(started), err
 }
 
-// TestDefragmentingTheLeaderMovesLeadershipFirst runs an on-demand round on a real 3-member
-// instance of the local backend: the followers are defragmented first; before the leader is,
-// leadership goes to another member, so that no member is defragmented while it leads and
-// writes go on during the round. A failed move postpones the leader's defragmentation (a
-// DefragmentFailed Event says why) instead of stalling the cluster's writes; the next look
-// tries again.
-func TestDefragmentingTheLeaderMovesLeadershipFirst(t *testing.T) {
+// filledInstance is a converged 3-member instance of a new local backend with a defragmentation
+// requested (t1) and some data, so that a defragmentation takes a while.
+func filledInstance(t *testing.T) (*local.Backend, *v1beta1.ETCDInstance) {
+	t.Helper()
 	b, err := local.New(local.Options{Dir: t.TempDir(), StepTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = b.Close() }()
+	t.Cleanup(func() { _ = b.Close() })
 	ctx := context.Background()
 	inst := &v1beta1.ETCDInstance{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "db-uid",
@@ -90,63 +87,90 @@ func TestDefragmentingTheLeaderMovesLeadershipFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cli.Close() }()
-	// Some data, so that a defragmentation takes a while.
 	value := strings.Repeat("x", 64<<10)
 	for i := range 48 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/fill/%02d", i), value); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return b, inst
+}
 
-	d := newDefragmenter(DefragOptions{}, b)
-	var calls []string               // "move ID" and "defragment ID", in order
-	var ledWhenDefragmented []string // members that led when their defragmentation started
-	d.defragment = func(ctx context.Context, access *etcdcluster.Access, endpoint string, timeout time.Duration) error {
-		st := etcdcluster.Status(ctx, access, endpoint)
-		id := etcdcluster.FormatID(st.MemberID)
-		calls = append(calls, "defragment "+id)
-		if st.MemberID == 0 || st.Leader == st.MemberID {
-			ledWhenDefragmented = append(ledWhenDefragmented, id)
-		}
-		written := make(chan error, 1)
-		go func() {
-			took, err := writeElsewhere(access, endpoint)
-			t.Logf("a write while member %s is defragmented took %s", id, took)
-			written <- err
-		}()
-		err := etcdcluster.Defragment(ctx, access, endpoint, timeout)
-		if werr := <-written; werr != nil {
-			t.Errorf("a write while member %s was defragmented: %v", id, werr)
-		}
-		return err
-	}
-	moveErr := errors.New("injected: the transferee did not answer")
+// defragRecorder wraps a defragmenter's etcd calls: it records them in order ("move ID",
+// "defragment ID"), the members that led when their defragmentation started, and checks that
+// a write through the other members succeeds during each; moveErr, when set, fails the moves.
+type defragRecorder struct {
+	t                   *testing.T
+	calls               []string
+	ledWhenDefragmented []string
+	moveErr             error
+}
+
+func (r *defragRecorder) wrap(d *defragmenter) {
+	d.defragment = r.defragment
 	d.moveLeaderAway = func(ctx context.Context, access *etcdcluster.Access, from uint64, members []etcdcluster.Member, statuses []etcdcluster.EndpointStatus) error {
-		calls = append(calls, "move "+etcdcluster.FormatID(from))
-		if moveErr != nil {
-			return moveErr
+		r.calls = append(r.calls, "move "+etcdcluster.FormatID(from))
+		if r.moveErr != nil {
+			return r.moveErr
 		}
 		return etcdcluster.MoveLeaderAway(ctx, access, from, members, statuses)
 	}
-	leaderOf := func(res *backend.Result) string {
-		i := slices.IndexFunc(res.Members, func(m v1beta1.MemberStatus) bool { return m.Leader })
-		if i < 0 {
-			t.Fatalf("no leader in %+v", res.Members)
-		}
-		return res.Members[i].ID
+}
+
+func (r *defragRecorder) defragment(ctx context.Context, access *etcdcluster.Access, endpoint string, timeout time.Duration) error {
+	st := etcdcluster.Status(ctx, access, endpoint)
+	id := etcdcluster.FormatID(st.MemberID)
+	r.calls = append(r.calls, "defragment "+id)
+	if st.MemberID == 0 || st.Leader == st.MemberID {
+		r.ledWhenDefragmented = append(r.ledWhenDefragmented, id)
 	}
+	written := make(chan error, 1)
+	go func() {
+		took, err := writeElsewhere(access, endpoint)
+		r.t.Logf("a write while member %s is defragmented took %s", id, took)
+		written <- err
+	}()
+	err := etcdcluster.Defragment(ctx, access, endpoint, timeout)
+	if werr := <-written; werr != nil {
+		r.t.Errorf("a write while member %s was defragmented: %v", id, werr)
+	}
+	return err
+}
+
+// leaderOf is the ID of the member res reports leading.
+func leaderOf(t *testing.T, res *backend.Result) string {
+	t.Helper()
+	i := slices.IndexFunc(res.Members, func(m v1beta1.MemberStatus) bool { return m.Leader })
+	if i < 0 {
+		t.Fatalf("no leader in %+v", res.Members)
+	}
+	return res.Members[i].ID
+}
+
+// TestDefragmentingTheLeaderMovesLeadershipFirst runs an on-demand round on a real 3-member
+// instance of the local backend: the followers are defragmented first; before the leader is,
+// leadership goes to another member, so that no member is defragmented while it leads and
+// writes go on during the round. A failed move postpones the leader's defragmentation (a
+// DefragmentFailed Event says why) instead of stalling the cluster's writes; the next look
+// tries again.
+func TestDefragmentingTheLeaderMovesLeadershipFirst(t *testing.T) {
+	b, inst := filledInstance(t)
+	ctx := context.Background()
+	d := newDefragmenter(DefragOptions{}, b)
+	r := &defragRecorder{t: t, moveErr: errors.New("injected: the transferee did not answer")}
+	r.wrap(d)
 
 	// The followers, one per look; leadership stays.
 	res := convergedSync(t, b, inst)
-	leader := leaderOf(res)
+	leader := leaderOf(t, res)
 	for range 2 {
 		if ok, err := d.step(ctx, inst, res, nil); !ok || err != nil {
 			t.Fatalf("defragmenting a follower: %v %v; events %+v", ok, err, res.Events)
 		}
 		res = convergedSync(t, b, inst)
 	}
-	if len(ledWhenDefragmented) != 0 || len(calls) != 2 || slices.Contains(calls, "defragment "+leader) {
-		t.Fatalf("the followers' defragmentations: calls %v, led by the member defragmented: %v", calls, ledWhenDefragmented)
+	if len(r.ledWhenDefragmented) != 0 || len(r.calls) != 2 || slices.Contains(r.calls, "defragment "+leader) {
+		t.Fatalf("the followers' defragmentations: calls %v, led by the member defragmented: %v", r.calls, r.ledWhenDefragmented)
 	}
 
 	// The leader: the move fails, twice; its defragmentation waits.
@@ -160,28 +184,35 @@ func TestDefragmentingTheLeaderMovesLeadershipFirst(t *testing.T) {
 		if len(failed) != 1 || !strings.Contains(failed[0], "(leader) yet: moving leadership to another member failed: injected") {
 			t.Fatalf("look %d with a failing move: DefragmentFailed events %q", look, failed)
 		}
-		if want := "move " + leader; calls[len(calls)-1] != want {
-			t.Fatalf("look %d with a failing move: calls %v, want %q last", look, calls, want)
+		if want := "move " + leader; r.calls[len(r.calls)-1] != want {
+			t.Fatalf("look %d with a failing move: calls %v, want %q last", look, r.calls, want)
 		}
 	}
-	if slices.Contains(calls, "defragment "+leader) || d.covered(inst.UID, "t1", res.Members) {
-		t.Fatalf("the leader was defragmented although leadership could not move: %v", calls)
+	if slices.Contains(r.calls, "defragment "+leader) || d.covered(inst.UID, "t1", res.Members) {
+		t.Fatalf("the leader was defragmented although leadership could not move: %v", r.calls)
 	}
 
 	// The move works: leadership goes first, then the former leader is defragmented.
-	moveErr = nil
+	r.moveErr = nil
 	res = convergedSync(t, b, inst)
 	if ok, err := d.step(ctx, inst, res, nil); !ok || err != nil {
 		t.Fatalf("defragmenting the leader: %v %v; events %+v", ok, err, res.Events)
 	}
-	if got, want := calls[len(calls)-2:], []string{"move " + leader, "defragment " + leader}; !slices.Equal(got, want) {
-		t.Fatalf("calls %v, want %v last", calls, want)
+	if got, want := r.calls[len(r.calls)-2:], []string{"move " + leader, "defragment " + leader}; !slices.Equal(got, want) {
+		t.Fatalf("calls %v, want %v last", r.calls, want)
 	}
-	if len(ledWhenDefragmented) != 0 {
-		t.Fatalf("members defragmented while they led: %v (calls %v)", ledWhenDefragmented, calls)
+	if len(r.ledWhenDefragmented) != 0 {
+		t.Fatalf("members defragmented while they led: %v (calls %v)", r.ledWhenDefragmented, r.calls)
 	}
-	after := convergedSync(t, b, inst)
-	now := leaderOf(after)
+	checkLeadershipMoved(t, d, convergedSync(t, b, inst), res, inst, leader)
+}
+
+// checkLeadershipMoved checks, after the round's last step res, that another member than
+// leader leads now, that the leader's Defragmented Event names it, and that the round covered
+// every member.
+func checkLeadershipMoved(t *testing.T, d *defragmenter, after, res *backend.Result, inst *v1beta1.ETCDInstance, leader string) {
+	t.Helper()
+	now := leaderOf(t, after)
 	nowName := after.Members[slices.IndexFunc(after.Members, func(m v1beta1.MemberStatus) bool { return m.ID == now })].Name
 	notes := eventNotes(res, backend.ReasonDefragmented)
 	if now == leader || len(notes) != 1 || !strings.Contains(notes[0], " (leader) in ") ||
