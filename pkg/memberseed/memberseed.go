@@ -4,7 +4,8 @@
 // (spec.restoreFrom) or restored from a snapshot (the restore subresource), and when a cluster
 // that lost quorum is rebuilt from a surviving member (the recover subresource): then the
 // snapshot is streamed from the survivor, or is the member's own database when it is the
-// survivor. It copies the snapshot next to the data directory, checks it against the sha256
+// survivor; the local backend calls it in process for the survivor of a recovery. It copies
+// the snapshot next to the data directory, checks it against the sha256
 // the controller expects (when it knows one) and as a snapshot (integrity hash, database
 // check, etcd version), and only then replaces the member's data with etcdutl's restore.
 // Seeding the same request twice does nothing: the member may have started from it already.

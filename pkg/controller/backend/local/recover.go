@@ -10,12 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
@@ -153,80 +152,36 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 	if err := st.save(dir); err != nil {
 		return res, err
 	}
-	if err := os.Remove(recoveryCopy(dir, rec)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		klog.InfoS("Could not remove the copy of a recovery survivor's database", "err", err)
-	}
 	res.Step = fmt.Sprintf("recovered from member %s", rec.Survivor)
 	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d, raised by %d; older revisions marked compacted) as a new cluster; discarded the data of %s; members are added back as learners",
 		rec.Survivor, e.Server.KV().Rev(), rec.RevisionBump, strings.Join(rec.Discard, ", "))
 	return res, nil
 }
 
-// recoveryCopy is where the recovery rec keeps a copy of its survivor's database until the
-// survivor runs the rebuilt cluster.
-func recoveryCopy(dir string, rec *recoveryState) string {
-	return filepath.Join(dir, restoreDir, "recovery-"+rec.ID+".db")
-}
-
 // rebuildSurvivor replaces the data directory of m, the stopped survivor of the recovery
-// under way, with a one-member cluster restored from m's own database: copied first (synced,
-// then renamed, so that a crash never leaves half a copy under its name) and checked, then
-// restored with etcdutl's restore. The copy stays until the recovery ends, so a crash after
-// the old directory went resumes from it.
+// under way, with a one-member cluster restored from m's own database, as the kubernetes
+// backend's seed does it (memberseed.Seed: the database copied, checked and kept beside the
+// data directory until the restore is done, so a crash after the old directory went resumes
+// from it; a data directory seeded already is kept).
 func rebuildSurvivor(ctx context.Context, dir string, st *instanceState, m *memberState) error {
 	rec, data := st.Recovery, filepath.Join(dir, m.Name)
 	if rec.RevisionBump == 0 {
 		rec.RevisionBump = fallbackRevisionBump // recorded by a controller that restarted the survivor as it was
 	}
-	cp := recoveryCopy(dir, rec)
-	if _, err := os.Stat(cp); errors.Is(err, os.ErrNotExist) {
-		// A stop that did not finish in time still holds the database, and may still write it.
-		if err := embedetcd.CheckDatabaseUnlocked(m.Name, data); err != nil {
-			return err
-		}
-		if err := copyDatabase(filepath.Join(data, "member", "snap", "db"), cp); err != nil {
-			return fmt.Errorf("copying the database of survivor %s: %w", m.Name, err)
-		}
-	} else if err != nil {
-		return err
-	}
-	if _, err := snapshot.VerifyDatabase(ctx, cp); err != nil {
-		return fmt.Errorf("the database of survivor %s: %w", m.Name, err)
-	}
-	if err := os.RemoveAll(data); err != nil {
+	// A stop that did not finish in time still holds the database, and may still write it.
+	if err := embedetcd.CheckDatabaseUnlocked(m.Name, data); err != nil {
 		return err
 	}
 	st.ClusterToken = fmt.Sprintf("%s-recover-%s", st.UID, rec.ID)
 	member := snapshot.Member{Name: m.Name, PeerURL: m.peerURL(st.TLS)}
-	if err := snapshot.Restore(snapshot.RestoreConfig{
-		Snapshot: cp, DataDir: data, Member: member, Cluster: []snapshot.Member{member},
-		ClusterToken: st.ClusterToken, RevisionBump: rec.RevisionBump, FromDatabase: true,
-	}, nil); err != nil {
-		return err
+	if _, err := memberseed.Seed(ctx, memberseed.Config{
+		ID: "recover-" + rec.ID, FromOwnData: true, EtcdVersion: EmbeddedVersion(), DataDir: data,
+		Member: member, Cluster: []snapshot.Member{member}, ClusterToken: st.ClusterToken,
+		RevisionBump: rec.RevisionBump,
+	}); err != nil {
+		return fmt.Errorf("rebuilding survivor %s from its database: %w", m.Name, err)
 	}
 	m.ClusterState, m.InitialCluster = "new", snapshot.InitialCluster([]snapshot.Member{member})
 	rec.Rebuilt = true
 	return st.save(dir)
-}
-
-// copyDatabase copies the database file db to cp through a spool file of its directory.
-func copyDatabase(db, cp string) error {
-	src, err := os.Open(db)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = src.Close() }()
-	spool := filepath.Dir(cp)
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return err
-	}
-	tmp, _, err := snapshot.Receive(src, spool, 0)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, cp); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDirectory(spool)
 }

@@ -79,7 +79,7 @@ type recoveryState struct {
 	Discard []string `json:"discard,omitempty"`
 	// Request is the ID of the recover request carried out (backend.RecoverRequest.ID).
 	Request string `json:"request,omitempty"`
-	// ID identifies this recovery: it names the copy of the survivor's database.
+	// ID identifies this recovery: it names the seed that rebuilds the survivor.
 	ID string `json:"id,omitempty"`
 	// RevisionBump raises the rebuilt cluster's revision, whose older revisions are marked
 	// compacted: the lost members may have been ahead of the survivor.
