@@ -180,18 +180,7 @@ func (b *backups) lastSuccess(inst *v1beta1.ETCDInstance) time.Time {
 // run takes one backup and reports it, then prunes old ones after a success. It stops,
 // reporting nothing more, when ctx ends: the controller stops or the instance was forgotten.
 func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1.ETCDInstance, started time.Time) {
-	key := instanceKey(inst)
-	defer func() {
-		b.mu.Lock()
-		forgotten := b.running[inst.UID] != current
-		if !forgotten {
-			delete(b.running, inst.UID)
-		}
-		b.mu.Unlock()
-		if !forgotten {
-			b.enqueue(key)
-		}
-	}()
+	defer b.finish(current, inst)
 	startedAt := metav1.NewTime(started)
 	b.report(ctx, inst, func(s *v1beta1.BackupStatus) { s.LastScheduleTime = &startedAt }, "", "", "")
 
@@ -207,10 +196,45 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 	if ctx.Err() != nil {
 		return // stopping (the next controller retries it) or the instance is gone
 	}
-	b.mu.Lock()
-	if b.running[inst.UID] != current {
-		b.mu.Unlock()
+	n, ok := b.count(current, inst, reason, err)
+	if !ok {
 		return // forgotten while it ended: nothing of it may be remembered or reported
+	}
+	if err != nil {
+		b.reportFailure(ctx, inst, started, n.failures, n.again, reason, err)
+		return
+	}
+	b.reportSuccess(ctx, inst, info, dest, took, n.failedBefore)
+}
+
+// finish ends run: unless inst was forgotten meanwhile, it is no longer running and is
+// queued again for its next backup.
+func (b *backups) finish(current *runningBackup, inst *v1beta1.ETCDInstance) {
+	b.mu.Lock()
+	forgotten := b.running[inst.UID] != current
+	if !forgotten {
+		delete(b.running, inst.UID)
+	}
+	b.mu.Unlock()
+	if !forgotten {
+		b.enqueue(instanceKey(inst))
+	}
+}
+
+// attemptCount is what count tells of an attempt that ended.
+type attemptCount struct {
+	failures     int  // failures in a row, this attempt included (0 after a success)
+	failedBefore bool // the previous attempt failed
+	again        bool // ... with the reason this one failed for
+}
+
+// count records how an attempt that ended with reason and err went: the failures in a row, or
+// the time of a success. ok is false, and nothing recorded, when inst was forgotten meanwhile.
+func (b *backups) count(current *runningBackup, inst *v1beta1.ETCDInstance, reason string, err error) (n attemptCount, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running[inst.UID] != current {
+		return n, false
 	}
 	// Failures before this attempt: this controller's count, or (after a restart) the
 	// condition a previous one left, with the reason it gave.
@@ -225,13 +249,16 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 		delete(b.failures, inst.UID)
 		b.succeeded[inst.UID] = b.now()
 	}
-	failures := b.failures[inst.UID]
-	b.mu.Unlock()
+	n.failures = b.failures[inst.UID]
+	n.failedBefore = failedBefore > 0
+	n.again = n.failedBefore && cond != nil && cond.Reason == reason
+	return n, true
+}
 
-	if err != nil {
-		b.reportFailure(ctx, inst, started, failures, failedBefore > 0 && cond != nil && cond.Reason == reason, reason, err)
-		return
-	}
+// reportSuccess reports the backup info taken in took to dest, after pruning the backups
+// beyond the ones the spec keeps; failedBefore says the previous attempt failed, which an
+// Event notes.
+func (b *backups) reportSuccess(ctx context.Context, inst *v1beta1.ETCDInstance, info backup.Info, dest backup.Destination, took time.Duration, failedBefore bool) {
 	metrics.ObserveBackupSuccess(inst.Namespace, inst.Name, info.Time, took, info.Size)
 	msg := fmt.Sprintf("%s: %d bytes at revision %d in %s", info.Key, info.Size, info.Revision, dest)
 	keep := int(v1beta1.DefaultBackupKeep)
@@ -246,8 +273,8 @@ func (b *backups) run(ctx context.Context, current *runningBackup, inst *v1beta1
 	if pruneErr != nil {
 		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
 	}
-	klog.InfoS("Backup completed", "instance", key, "key", info.Key, "bytes", info.Size, "revision", info.Revision, "deleted", deleted, "pruneErr", pruneErr)
-	if failedBefore > 0 {
+	klog.InfoS("Backup completed", "instance", instanceKey(inst), "key", info.Key, "bytes", info.Size, "revision", info.Revision, "deleted", deleted, "pruneErr", pruneErr)
+	if failedBefore {
 		b.event(inst, backend.ReasonBackupSucceeded, "Scheduled backups succeed again: "+msg)
 	}
 	completed := metav1.NewTime(info.Time)

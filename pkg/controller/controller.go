@@ -192,80 +192,109 @@ func (c *Controller) Run(ctx context.Context) error {
 	if le == nil {
 		return c.run(ctx)
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
-		Client:     le.Client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+	// The elector releases the Lease as soon as its context ends: that context ends when ctx
+	// does only while not leading, and otherwise once the workers have stopped.
+	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElecting()
+	l := &leadership{c: c, ctx: ctx, le: le, stopElecting: stopElecting, ran: make(chan struct{})}
+	stopWaiting := context.AfterFunc(ctx, l.stopUnlessLeading)
+	defer stopWaiting()
+	elector, err := leaderelection.NewLeaderElector(l.config())
+	if err != nil {
+		return err
 	}
+	elector.Run(electCtx)
+	return l.wait()
+}
+
+// leadership is one Run under leader election: whether its workers started, and whether the
+// elector already returned (no worker may start after that).
+type leadership struct {
+	c            *Controller
+	ctx          context.Context // Run's
+	le           *LeaderElection
+	stopElecting context.CancelFunc
+
+	mu            sync.Mutex
+	leading, over bool
+	ran           chan struct{} // closed once the workers stopped
+	runErr        error
+}
+
+// config is the elector's configuration: le's Lease and durations (defaulted), released
+// on cancel, with lead as the callback that starts the workers.
+func (l *leadership) config() leaderelection.LeaderElectionConfig {
+	le := l.le
 	dur := func(d, def time.Duration) time.Duration {
 		if d == 0 {
 			return def
 		}
 		return d
 	}
-	// The elector releases the Lease as soon as its context ends: that context ends when ctx
-	// does only while not leading, and otherwise once the workers have stopped.
-	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopElecting()
-	var mu sync.Mutex
-	leading, over := false, false
-	stopWaiting := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !leading {
-			stopElecting()
-		}
-	})
-	defer stopWaiting()
-	var runErr error
-	ran := make(chan struct{})
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
+	return leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
+			Client:     le.Client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+		},
 		LeaseDuration:   dur(le.LeaseDuration, 15*time.Second),
 		RenewDeadline:   dur(le.RenewDeadline, 10*time.Second),
 		RetryPeriod:     dur(le.RetryPeriod, 2*time.Second),
 		ReleaseOnCancel: true,
 		Name:            le.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(leCtx context.Context) {
-				defer close(ran)
-				defer stopElecting()
-				mu.Lock()
-				if over {
-					// The elector already returned (ctx ended as the Lease was acquired).
-					mu.Unlock()
-					return
-				}
-				leading = true
-				mu.Unlock()
-				klog.InfoS("Became leader", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
-				// The workers stop when the Lease is lost or when ctx ends.
-				runCtx, cancel := context.WithCancel(leCtx)
-				defer cancel()
-				defer context.AfterFunc(ctx, cancel)()
-				runErr = c.run(runCtx)
-			},
+			OnStartedLeading: l.lead,
 			OnStoppedLeading: func() {
 				klog.InfoS("Stopped leading", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
 			},
 		},
-	})
-	if err != nil {
-		return err
 	}
-	elector.Run(electCtx)
-	// The elector returns without waiting for its OnStartedLeading: wait for the workers.
-	mu.Lock()
-	over = true
-	started := leading
-	mu.Unlock()
+}
+
+// stopUnlessLeading stops electing when Run's ctx ends before the workers started; once they
+// did, the elector stops (and releases the Lease) when they have stopped.
+func (l *leadership) stopUnlessLeading() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.leading {
+		l.stopElecting()
+	}
+}
+
+// lead runs the workers while the Lease is held and Run's ctx lasts, then stops electing.
+func (l *leadership) lead(leCtx context.Context) {
+	defer close(l.ran)
+	defer l.stopElecting()
+	l.mu.Lock()
+	if l.over {
+		// The elector already returned (ctx ended as the Lease was acquired).
+		l.mu.Unlock()
+		return
+	}
+	l.leading = true
+	l.mu.Unlock()
+	klog.InfoS("Became leader", "lease", l.le.Namespace+"/"+l.le.Name, "identity", l.le.Identity)
+	// The workers stop when the Lease is lost or when ctx ends.
+	runCtx, cancel := context.WithCancel(leCtx)
+	defer cancel()
+	defer context.AfterFunc(l.ctx, cancel)()
+	l.runErr = l.c.run(runCtx)
+}
+
+// wait is called once the elector returned, which it does without waiting for its
+// OnStartedLeading: it waits for the workers, and reports why Run ends.
+func (l *leadership) wait() error {
+	l.mu.Lock()
+	l.over = true
+	started := l.leading
+	l.mu.Unlock()
 	if started {
-		<-ran
+		<-l.ran
 	}
-	if runErr == nil && ctx.Err() == nil {
+	if l.runErr == nil && l.ctx.Err() == nil {
 		return errors.New("lost leadership")
 	}
-	return runErr
+	return l.runErr
 }
 
 func (c *Controller) run(ctx context.Context) error {
