@@ -51,11 +51,22 @@ func cond(t *testing.T, st v1beta1.ETCDInstanceStatus, typ string) metav1.Condit
 func TestComputeStatus(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	t1 := metav1.NewTime(t0.Add(time.Minute))
+	t2 := metav1.NewTime(t1.Add(time.Minute))
 	inst := &v1beta1.ETCDInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Generation: 4},
 		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)},
 	}
+	st := statusWhileDeploying(t, inst, t0, t1)
+	st = statusWhileScaling(t, inst, st, t1, t2)
+	st = statusWithUnhealthyMembers(t, inst, st, t1, t2)
+	checkStatusOfARunningCluster(t, inst, t2)
+	checkStatusAfterFailedSteps(t, inst, t2)
+	checkStatusOnErrors(t, inst, st, t2)
+}
 
+// statusWhileDeploying checks the status of the first step of a deployment, then once converged;
+// it returns the converged status.
+func statusWhileDeploying(t *testing.T, inst *v1beta1.ETCDInstance, t0, t1 metav1.Time) v1beta1.ETCDInstanceStatus {
 	// First step of a deployment.
 	st := computeStatus(inst, &backend.Result{Members: members(1, 0), Step: "starting the first member db-0", StepReason: "Deploying"}, nil, t0)
 	if st.Phase != v1beta1.PhaseDeploying || st.ObservedGeneration != 4 || st.Replicas != 1 || st.ReadyReplicas != 0 {
@@ -85,20 +96,24 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, st, etcdaas.ConditionDegraded); c.Status != metav1.ConditionFalse {
 		t.Fatalf("degraded when running: %+v", c)
 	}
+	return st
+}
 
+// statusWhileScaling checks the status of a running cluster (st) scaled to 5 at generation 5;
+// it returns that status.
+func statusWhileScaling(t *testing.T, inst *v1beta1.ETCDInstance, st v1beta1.ETCDInstanceStatus, t1, t2 metav1.Time) v1beta1.ETCDInstanceStatus {
 	// Scaling to 5 from a running cluster: still available, progressing, phase Scaling; the
 	// Available condition keeps its transition time.
 	inst.Status = st
 	inst.Spec.Replicas = ptr.To[int32](5)
 	inst.Generation = 5
-	t2 := metav1.NewTime(t1.Add(time.Minute))
 	st = computeStatus(inst, &backend.Result{Members: members(4, 4), Step: "added member db-3", StepReason: "AddingMember"}, nil, t2)
 	if st.Phase != v1beta1.PhaseScaling || st.ObservedGeneration != 5 {
 		t.Fatalf("scaling: %+v", st)
 	}
 	// Available: every member that exists is ready; the message says so, and what the spec
 	// asks for.
-	avail = cond(t, st, etcdaas.ConditionAvailable)
+	avail := cond(t, st, etcdaas.ConditionAvailable)
 	if avail.Status != metav1.ConditionTrue || avail.Message != "4/4 members ready, 5 requested" || !avail.LastTransitionTime.Equal(&t1) || avail.ObservedGeneration != 5 {
 		t.Fatalf("available while scaling: %+v", avail)
 	}
@@ -107,7 +122,13 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "AddingMember" || c.ObservedGeneration != 5 {
 		t.Fatalf("progressing at the new generation: %+v", c)
 	}
+	return st
+}
 
+// statusWithUnhealthyMembers checks the status of a cluster (st) with members down, a quorum
+// of them or not, and with a learner that does not serve yet; it returns the status with one
+// member down.
+func statusWithUnhealthyMembers(t *testing.T, inst *v1beta1.ETCDInstance, st v1beta1.ETCDInstanceStatus, t1, t2 metav1.Time) v1beta1.ETCDInstanceStatus {
 	// A member fails: degraded, still available while a quorum of the voting members serves.
 	inst.Status = st
 	st = computeStatus(inst, &backend.Result{Members: members(4, 3), Unhealthy: "unhealthy members: db-2: connection refused"}, nil, t2)
@@ -130,7 +151,12 @@ func TestComputeStatus(t *testing.T) {
 		etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Reason != ReasonMembersReady || c.Message != "3/4 members ready, 5 requested" {
 		t.Fatalf("available while a learner starts: %+v", c)
 	}
+	return st
+}
 
+// checkStatusOfARunningCluster checks the phase and conditions of a scale settling, a member
+// down, a version roll, a roll that stopped, and a quorum lost.
+func checkStatusOfARunningCluster(t *testing.T, inst *v1beta1.ETCDInstance, t2 metav1.Time) {
 	// Every member of the scale exists, the last one added does not serve yet: still Scaling,
 	// not Deploying, until the members converge.
 	inst.Status = computeStatus(inst, &backend.Result{Members: members(5, 4), Step: "added member db-4", StepReason: backend.StepAddingMember}, nil, t2)
@@ -185,7 +211,10 @@ func TestComputeStatus(t *testing.T) {
 	if c := cond(t, lost, etcdaas.ConditionProgressing); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "etcdinstances/db/recover") {
 		t.Fatalf("progressing after quorum loss: %+v", c)
 	}
+}
 
+// checkStatusAfterFailedSteps checks the status of a running instance whose step failed.
+func checkStatusAfterFailedSteps(t *testing.T, inst *v1beta1.ETCDInstance, t2 metav1.Time) {
 	// A step of a running instance fails (an update conflict, retried): still Running,
 	// Degraded says why.
 	inst.Status = computeStatus(inst, &backend.Result{Members: members(5, 5), Converged: true}, nil, t2)
@@ -205,7 +234,11 @@ func TestComputeStatus(t *testing.T) {
 	if failed.Phase != v1beta1.PhaseScaling {
 		t.Fatalf("phase of a running instance after a failed member addition: %+v", failed)
 	}
+}
 
+// checkStatusOnErrors checks the status after a transient error (of an instance at st), a
+// permanent one, a name taken and a spec.restoreFrom that cannot start the cluster.
+func checkStatusOnErrors(t *testing.T, inst *v1beta1.ETCDInstance, st v1beta1.ETCDInstanceStatus, t2 metav1.Time) {
 	// A transient error keeps the last observed members.
 	inst.Status = st
 	st = computeStatus(inst, nil, errors.New("boom"), t2)
