@@ -24,6 +24,8 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/apiserver"
 	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
+	typedv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1alpha1"
+	typedv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/test/integration/framework"
 )
 
@@ -165,24 +167,7 @@ func TestProtobufClients(t *testing.T) {
 	}
 	defer watchAlpha.Stop()
 
-	beta, err := betaClient.Create(ctx, &v1beta1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "beta", Labels: map[string]string{"team": "a"}}, Spec: fullSpec(),
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !equality.Semantic.DeepEqual(beta.Spec, fullSpec()) || beta.Labels["team"] != "a" || beta.UID == "" {
-		t.Errorf("v1beta1 create answered %+v", beta)
-	}
-	alpha, err := alphaClient.Create(ctx, &v1alpha1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "alpha"}, Spec: v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](5), WithTLSBundle: true},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *alpha.Spec.Replicas != 5 || !alpha.Spec.WithTLSBundle {
-		t.Errorf("v1alpha1 create answered %+v", alpha.Spec)
-	}
+	createInBothVersions(t, ctx, betaClient, alphaClient)
 
 	// Each read in the other version.
 	if got, err := alphaClient.Get(ctx, "beta", metav1.GetOptions{}); err != nil || *got.Spec.Replicas != 3 || !got.Spec.WithTLSBundle {
@@ -209,6 +194,52 @@ func TestProtobufClients(t *testing.T) {
 		t.Errorf("scale: %v %+v", err, scale)
 	}
 
+	checkListsInBothVersions(t, ctx, betaClient, alphaClient, want)
+
+	checkWatchedInBothVersions(t, map[string]watch.Interface{"v1beta1": watchBeta, "v1alpha1": watchAlpha})
+	if bad := rec.notProtobuf(); len(bad) > 0 {
+		t.Errorf("requests or responses not in protobuf: %v", bad)
+	}
+
+	stored := storedValues(t, shared, ns, "alpha", "beta")
+	for _, name := range []string{"alpha", "beta"} {
+		if !bytes.HasPrefix(stored[name], protobufMagic) {
+			t.Fatalf("%s is stored as %.40q, want protobuf", name, stored[name])
+		}
+	}
+	if inst := decodeStored(t, stored["beta"]); !equality.Semantic.DeepEqual(inst.Spec, want) {
+		t.Errorf("stored v1beta1 spec %+v", inst.Spec)
+	}
+}
+
+// createInBothVersions creates "beta" (the full spec) through v1beta1 and "alpha" through
+// v1alpha1, and checks what each create answered.
+func createInBothVersions(t *testing.T, ctx context.Context, betaClient typedv1beta1.ETCDInstanceInterface, alphaClient typedv1alpha1.ETCDInstanceInterface) {
+	t.Helper()
+	beta, err := betaClient.Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "beta", Labels: map[string]string{"team": "a"}}, Spec: fullSpec(),
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(beta.Spec, fullSpec()) || beta.Labels["team"] != "a" || beta.UID == "" {
+		t.Errorf("v1beta1 create answered %+v", beta)
+	}
+	alpha, err := alphaClient.Create(ctx, &v1alpha1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "alpha"}, Spec: v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](5), WithTLSBundle: true},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *alpha.Spec.Replicas != 5 || !alpha.Spec.WithTLSBundle {
+		t.Errorf("v1alpha1 create answered %+v", alpha.Spec)
+	}
+}
+
+// checkListsInBothVersions checks that both versions list "alpha" and "beta" (whose spec is
+// now want).
+func checkListsInBothVersions(t *testing.T, ctx context.Context, betaClient typedv1beta1.ETCDInstanceInterface, alphaClient typedv1alpha1.ETCDInstanceInterface, want v1beta1.ETCDInstanceSpec) {
+	t.Helper()
 	betaList, err := betaClient.List(ctx, metav1.ListOptions{})
 	if err != nil || len(betaList.Items) != 2 || betaList.Items[0].Name != "alpha" || !equality.Semantic.DeepEqual(betaList.Items[1].Spec, want) {
 		t.Errorf("v1beta1 LIST: %v %+v", err, betaList)
@@ -217,8 +248,13 @@ func TestProtobufClients(t *testing.T) {
 	if err != nil || len(alphaList.Items) != 2 || *alphaList.Items[0].Spec.Replicas != 5 || *alphaList.Items[1].Spec.Replicas != 7 {
 		t.Errorf("v1alpha1 LIST: %v %+v", err, alphaList)
 	}
+}
 
-	for version, w := range map[string]watch.Interface{"v1beta1": watchBeta, "v1alpha1": watchAlpha} {
+// checkWatchedInBothVersions checks that each version's watch saw both creations and the
+// update, in order, as objects of its version.
+func checkWatchedInBothVersions(t *testing.T, watches map[string]watch.Interface) {
+	t.Helper()
+	for version, w := range watches {
 		var seen []string
 		for _, ev := range nextEvents(t, w, 3) {
 			meta, err := apimeta.Accessor(ev.Object)
@@ -233,19 +269,6 @@ func TestProtobufClients(t *testing.T) {
 		if strings.Join(seen, ",") != "ADDED beta,ADDED alpha,MODIFIED beta" {
 			t.Errorf("%s watch events %v", version, seen)
 		}
-	}
-	if bad := rec.notProtobuf(); len(bad) > 0 {
-		t.Errorf("requests or responses not in protobuf: %v", bad)
-	}
-
-	stored := storedValues(t, shared, ns, "alpha", "beta")
-	for _, name := range []string{"alpha", "beta"} {
-		if !bytes.HasPrefix(stored[name], protobufMagic) {
-			t.Fatalf("%s is stored as %.40q, want protobuf", name, stored[name])
-		}
-	}
-	if inst := decodeStored(t, stored["beta"]); !equality.Semantic.DeepEqual(inst.Spec, want) {
-		t.Errorf("stored v1beta1 spec %+v", inst.Spec)
 	}
 }
 
@@ -322,23 +345,7 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testContext(t)
-	beta, err := oldClient.EtcdaasV1beta1().ETCDInstances(ns).Create(ctx, &v1beta1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "beta"}, Spec: fullSpec(),
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alpha, err := oldClient.EtcdaasV1alpha1().ETCDInstances(ns).Create(ctx, &v1alpha1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "alpha"}, Spec: v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](5)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, value := range storedValues(t, old, ns, "alpha", "beta") {
-		if !bytes.HasPrefix(value, []byte("{")) {
-			t.Fatalf("the JSON server stored %s as %.40q", name, value)
-		}
-	}
+	beta, alpha := createAsJSON(t, ctx, oldClient, old, ns)
 	stopped = true
 	if err := old.Stop(); err != nil {
 		t.Fatal(err)
@@ -350,24 +357,10 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	betaClient, alphaClient := cs.EtcdaasV1beta1().ETCDInstances(ns), cs.EtcdaasV1alpha1().ETCDInstances(ns)
-	if got, err := betaClient.Get(ctx, "beta", metav1.GetOptions{}); err != nil || !equality.Semantic.DeepEqual(got.Spec, beta.Spec) ||
-		got.ResourceVersion != beta.ResourceVersion || got.UID != beta.UID {
-		t.Errorf("v1beta1 GET of a JSON object: %v %+v", err, got)
-	}
-	if got, err := alphaClient.Get(ctx, "beta", metav1.GetOptions{}); err != nil || *got.Spec.Replicas != 3 || !got.Spec.WithTLSBundle {
-		t.Errorf("v1alpha1 GET of a JSON object: %v %+v", err, got)
-	}
-	betaList, err := betaClient.List(ctx, metav1.ListOptions{})
-	if err != nil || len(betaList.Items) != 2 || betaList.Items[0].UID != alpha.UID || *betaList.Items[0].Spec.Replicas != 5 {
-		t.Fatalf("v1beta1 LIST of JSON objects: %v %+v", err, betaList)
-	}
-	alphaList, err := alphaClient.List(ctx, metav1.ListOptions{})
-	if err != nil || len(alphaList.Items) != 2 || *alphaList.Items[1].Spec.Replicas != 3 {
-		t.Fatalf("v1alpha1 LIST of JSON objects: %v %+v", err, alphaList)
-	}
+	listRV := checkJSONObjectsRead(t, ctx, betaClient, alphaClient, beta, alpha)
 
 	// A watch from the list sees the update that rewrites the object as protobuf.
-	w, err := alphaClient.Watch(ctx, metav1.ListOptions{ResourceVersion: alphaList.ResourceVersion})
+	w, err := alphaClient.Watch(ctx, metav1.ListOptions{ResourceVersion: listRV})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,6 +378,59 @@ func TestJSONStoredObjectsStillRead(t *testing.T) {
 		t.Errorf("v1alpha1 watch: %s %#v", ev.Type, ev.Object)
 	}
 
+	checkStoredAfterRewrite(t, s, ns)
+}
+
+// createAsJSON creates "beta" (v1beta1, the full spec) and "alpha" (v1alpha1) in ns through
+// the server old, which stores JSON, and checks that it stored them as JSON.
+func createAsJSON(t *testing.T, ctx context.Context, oldClient *versioned.Clientset, old *framework.Server, ns string) (*v1beta1.ETCDInstance, *v1alpha1.ETCDInstance) {
+	t.Helper()
+	beta, err := oldClient.EtcdaasV1beta1().ETCDInstances(ns).Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "beta"}, Spec: fullSpec(),
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha, err := oldClient.EtcdaasV1alpha1().ETCDInstances(ns).Create(ctx, &v1alpha1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "alpha"}, Spec: v1alpha1.ETCDInstanceSpec{Replicas: ptr.To[int32](5)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range storedValues(t, old, ns, "alpha", "beta") {
+		if !bytes.HasPrefix(value, []byte("{")) {
+			t.Fatalf("the JSON server stored %s as %.40q", name, value)
+		}
+	}
+	return beta, alpha
+}
+
+// checkJSONObjectsRead checks that beta and alpha, stored as JSON, read and list in both
+// versions as they were created; it returns the resource version of the v1alpha1 list.
+func checkJSONObjectsRead(t *testing.T, ctx context.Context, betaClient typedv1beta1.ETCDInstanceInterface, alphaClient typedv1alpha1.ETCDInstanceInterface, beta *v1beta1.ETCDInstance, alpha *v1alpha1.ETCDInstance) string {
+	t.Helper()
+	if got, err := betaClient.Get(ctx, "beta", metav1.GetOptions{}); err != nil || !equality.Semantic.DeepEqual(got.Spec, beta.Spec) ||
+		got.ResourceVersion != beta.ResourceVersion || got.UID != beta.UID {
+		t.Errorf("v1beta1 GET of a JSON object: %v %+v", err, got)
+	}
+	if got, err := alphaClient.Get(ctx, "beta", metav1.GetOptions{}); err != nil || *got.Spec.Replicas != 3 || !got.Spec.WithTLSBundle {
+		t.Errorf("v1alpha1 GET of a JSON object: %v %+v", err, got)
+	}
+	betaList, err := betaClient.List(ctx, metav1.ListOptions{})
+	if err != nil || len(betaList.Items) != 2 || betaList.Items[0].UID != alpha.UID || *betaList.Items[0].Spec.Replicas != 5 {
+		t.Fatalf("v1beta1 LIST of JSON objects: %v %+v", err, betaList)
+	}
+	alphaList, err := alphaClient.List(ctx, metav1.ListOptions{})
+	if err != nil || len(alphaList.Items) != 2 || *alphaList.Items[1].Spec.Replicas != 3 {
+		t.Fatalf("v1alpha1 LIST of JSON objects: %v %+v", err, alphaList)
+	}
+	return alphaList.ResourceVersion
+}
+
+// checkStoredAfterRewrite checks that alpha, never updated, is still stored as JSON, and
+// beta, rewritten by its update, decodes with the 9 replicas of that update.
+func checkStoredAfterRewrite(t *testing.T, s *framework.Server, ns string) {
+	t.Helper()
 	stored := storedValues(t, s, ns, "alpha", "beta")
 	if !bytes.HasPrefix(stored["alpha"], []byte("{")) {
 		t.Errorf("alpha, not updated, is stored as %.40q: want the JSON it was written as", stored["alpha"])

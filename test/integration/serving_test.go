@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	versioned "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 )
 
 // gvkExtension is the value of x-kubernetes-group-version-kind.
@@ -173,17 +175,6 @@ func TestBadInput(t *testing.T) {
 	base := func(version string) string {
 		return fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances", version, ns)
 	}
-	causes := func(body []byte) []string {
-		var status metav1.Status
-		if err := json.Unmarshal(body, &status); err != nil || status.Details == nil {
-			return nil
-		}
-		var out []string
-		for _, c := range status.Details.Causes {
-			out = append(out, c.Field)
-		}
-		return out
-	}
 
 	cases := []struct {
 		name       string
@@ -227,7 +218,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("body %s does not contain %s", res.body, c.wantInBody)
 			}
 			if c.wantField != "" {
-				if got := causes(res.body); len(got) == 0 || got[0] != c.wantField {
+				if got := causeFields(res.body); len(got) == 0 || got[0] != c.wantField {
 					t.Errorf("causes fields %v, want %s first: %s", got, c.wantField, res.body)
 				}
 			}
@@ -243,6 +234,26 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("bad input stored %d objects", len(list.Items))
 	}
 
+	checkTLSChangeRefused(t, ctx, cs, ns, base)
+}
+
+// causeFields lists the fields of the causes of the Status in body, nil when body is no Status
+// with details.
+func causeFields(body []byte) []string {
+	var status metav1.Status
+	if err := json.Unmarshal(body, &status); err != nil || status.Details == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range status.Details.Causes {
+		out = append(out, c.Field)
+	}
+	return out
+}
+
+// checkTLSChangeRefused checks the answers to TLS changes of an instance created in ns.
+func checkTLSChangeRefused(t *testing.T, ctx context.Context, cs *versioned.Clientset, ns string, base func(version string) string) {
+	t.Helper()
 	// Updates report the field path of the version sent: TLS is immutable, and v1alpha1
 	// calls it with_tls_bundle.
 	if _, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Create(ctx, &v1beta1.ETCDInstance{
@@ -258,7 +269,7 @@ func TestBadInput(t *testing.T) {
 		want := map[string]string{"v1alpha1": "spec.with_tls_bundle", "v1beta1": "spec.tls.enabled"}[version]
 		if res.code != http.StatusUnprocessableEntity {
 			t.Errorf("%s TLS change: %d %s, want 422", version, res.code, res.body)
-		} else if got := causes(res.body); len(got) == 0 || got[0] != want {
+		} else if got := causeFields(res.body); len(got) == 0 || got[0] != want {
 			t.Errorf("%s TLS change: causes %v, want %s: %s", version, got, want, res.body)
 		}
 	}
@@ -286,87 +297,107 @@ func TestProtobufAndTableRequests(t *testing.T) {
 	}
 	for _, version := range []string{"v1beta1", "v1alpha1"} {
 		list := fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances", version, ns)
-		cases := []struct {
-			accept   string
-			wantType string
-			wantKind string
-		}{
-			// The namespace controller and the garbage collector (metadata client).
-			{"application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
-				runtime.ContentTypeProtobuf, "PartialObjectMetadataList"},
-			// Clients that prefer protobuf for everything (kube-controller-manager's defaults).
-			{"application/vnd.kubernetes.protobuf, application/json", runtime.ContentTypeProtobuf, "ETCDInstanceList"},
-			{"application/json;as=Table;v=v1;g=meta.k8s.io", runtime.ContentTypeJSON, "Table"},
-		}
-		for _, c := range cases {
-			res := do(t, http.MethodGet, list, nil, "Accept", c.accept)
-			if res.code != http.StatusOK {
-				t.Errorf("%s Accept %q: %d %s", version, c.accept, res.code, res.body)
-				continue
-			}
-			if got := res.header.Get("Content-Type"); !strings.HasPrefix(got, c.wantType) {
-				t.Errorf("%s Accept %q: content-type %s, want %s", version, c.accept, got, c.wantType)
-				continue
-			}
-			var kind string
-			if c.wantType == runtime.ContentTypeProtobuf {
-				var unknown runtime.Unknown
-				if !bytes.HasPrefix(res.body, protobufMagic) || unknown.Unmarshal(res.body[len(protobufMagic):]) != nil {
-					t.Errorf("%s Accept %q: not protobuf: %.40q", version, c.accept, res.body)
-					continue
-				}
-				kind = unknown.Kind
-			} else {
-				var meta metav1.TypeMeta
-				if err := json.Unmarshal(res.body, &meta); err != nil {
-					t.Errorf("%s Accept %q: not JSON: %v", version, c.accept, err)
-					continue
-				}
-				kind = meta.Kind
-			}
-			if kind != c.wantKind {
-				t.Errorf("%s Accept %q: kind %s, want %s", version, c.accept, kind, c.wantKind)
-			}
-		}
-		// The metadata client, as the garbage collector and namespace controller use it: it
-		// asks for protobuf PartialObjectMetadata with JSON fallbacks.
-		gvr := schema.GroupVersionResource{Group: "etcdaas.dev", Version: version, Resource: "etcdinstances"}
-		metaList, err := mc.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Errorf("%s metadata list: %v", version, err)
-		} else if len(metaList.Items) != 1 || metaList.Items[0].Name != "meta" {
-			t.Errorf("%s metadata list: %+v", version, metaList.Items)
-		}
-		metaObj, err := mc.Resource(gvr).Namespace(ns).Get(ctx, "meta", metav1.GetOptions{})
-		if err != nil || metaObj.Name != "meta" || metaObj.UID == "" {
-			t.Errorf("%s metadata get: %v %+v", version, err, metaObj)
-		}
-
-		res := do(t, http.MethodGet, list+"/meta", nil, "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-		var table metav1.Table
-		if err := json.Unmarshal(res.body, &table); err != nil || res.code != http.StatusOK {
-			t.Fatalf("%s table: %d %v %s", version, res.code, err, res.body)
-		}
-		var names, wide []string
-		for _, c := range table.ColumnDefinitions {
-			if c.Priority == 0 {
-				names = append(names, c.Name)
-			} else {
-				wide = append(wide, c.Name) // shown by kubectl get -o wide
-			}
-		}
-		if strings.Join(names, ",") != "Name,Replicas,Ready,Phase,Version,Age" || strings.Join(wide, ",") != "TLS,Members,Leader" {
-			t.Errorf("%s table columns %v, wide %v", version, names, wide)
-		}
-		if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "meta" || table.Rows[0].Cells[1] != float64(3) || table.Rows[0].Cells[4] != "3.7" {
-			t.Errorf("%s table rows %+v", version, table.Rows)
-		}
+		checkListMediaTypes(t, version, list)
+		checkMetadataClient(t, ctx, mc, version, ns)
+		checkTable(t, version, list+"/meta")
 	}
 	// Only a media type the server does not serve (CBOR, behind its feature gate): a clean 406.
 	res := do(t, http.MethodGet, fmt.Sprintf("/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances", ns), nil,
 		"Accept", "application/cbor")
 	if res.code != http.StatusNotAcceptable {
 		t.Errorf("CBOR only: %d %s, want 406", res.code, res.body)
+	}
+}
+
+// checkListMediaTypes checks that the list at path list answers each Accept its clients send
+// with the media type and kind they ask for.
+func checkListMediaTypes(t *testing.T, version, list string) {
+	t.Helper()
+	cases := []struct {
+		accept   string
+		wantType string
+		wantKind string
+	}{
+		// The namespace controller and the garbage collector (metadata client).
+		{"application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+			runtime.ContentTypeProtobuf, "PartialObjectMetadataList"},
+		// Clients that prefer protobuf for everything (kube-controller-manager's defaults).
+		{"application/vnd.kubernetes.protobuf, application/json", runtime.ContentTypeProtobuf, "ETCDInstanceList"},
+		{"application/json;as=Table;v=v1;g=meta.k8s.io", runtime.ContentTypeJSON, "Table"},
+	}
+	for _, c := range cases {
+		res := do(t, http.MethodGet, list, nil, "Accept", c.accept)
+		if res.code != http.StatusOK {
+			t.Errorf("%s Accept %q: %d %s", version, c.accept, res.code, res.body)
+			continue
+		}
+		if got := res.header.Get("Content-Type"); !strings.HasPrefix(got, c.wantType) {
+			t.Errorf("%s Accept %q: content-type %s, want %s", version, c.accept, got, c.wantType)
+			continue
+		}
+		var kind string
+		if c.wantType == runtime.ContentTypeProtobuf {
+			var unknown runtime.Unknown
+			if !bytes.HasPrefix(res.body, protobufMagic) || unknown.Unmarshal(res.body[len(protobufMagic):]) != nil {
+				t.Errorf("%s Accept %q: not protobuf: %.40q", version, c.accept, res.body)
+				continue
+			}
+			kind = unknown.Kind
+		} else {
+			var meta metav1.TypeMeta
+			if err := json.Unmarshal(res.body, &meta); err != nil {
+				t.Errorf("%s Accept %q: not JSON: %v", version, c.accept, err)
+				continue
+			}
+			kind = meta.Kind
+		}
+		if kind != c.wantKind {
+			t.Errorf("%s Accept %q: kind %s, want %s", version, c.accept, kind, c.wantKind)
+		}
+	}
+}
+
+// checkMetadataClient checks the metadata client, as the garbage collector and namespace
+// controller use it: it asks for protobuf PartialObjectMetadata with JSON fallbacks.
+func checkMetadataClient(t *testing.T, ctx context.Context, mc metadata.Interface, version, ns string) {
+	t.Helper()
+	// The metadata client, as the garbage collector and namespace controller use it: it
+	// asks for protobuf PartialObjectMetadata with JSON fallbacks.
+	gvr := schema.GroupVersionResource{Group: "etcdaas.dev", Version: version, Resource: "etcdinstances"}
+	metaList, err := mc.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("%s metadata list: %v", version, err)
+	} else if len(metaList.Items) != 1 || metaList.Items[0].Name != "meta" {
+		t.Errorf("%s metadata list: %+v", version, metaList.Items)
+	}
+	metaObj, err := mc.Resource(gvr).Namespace(ns).Get(ctx, "meta", metav1.GetOptions{})
+	if err != nil || metaObj.Name != "meta" || metaObj.UID == "" {
+		t.Errorf("%s metadata get: %v %+v", version, err, metaObj)
+	}
+}
+
+// checkTable checks the Table of the instance "meta" at path: its columns, wide ones apart,
+// and its row.
+func checkTable(t *testing.T, version, path string) {
+	t.Helper()
+	res := do(t, http.MethodGet, path, nil, "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	var table metav1.Table
+	if err := json.Unmarshal(res.body, &table); err != nil || res.code != http.StatusOK {
+		t.Fatalf("%s table: %d %v %s", version, res.code, err, res.body)
+	}
+	var names, wide []string
+	for _, c := range table.ColumnDefinitions {
+		if c.Priority == 0 {
+			names = append(names, c.Name)
+		} else {
+			wide = append(wide, c.Name) // shown by kubectl get -o wide
+		}
+	}
+	if strings.Join(names, ",") != "Name,Replicas,Ready,Phase,Version,Age" || strings.Join(wide, ",") != "TLS,Members,Leader" {
+		t.Errorf("%s table columns %v, wide %v", version, names, wide)
+	}
+	if len(table.Rows) != 1 || table.Rows[0].Cells[0] != "meta" || table.Rows[0].Cells[1] != float64(3) || table.Rows[0].Cells[4] != "3.7" {
+		t.Errorf("%s table rows %+v", version, table.Rows)
 	}
 }
 
