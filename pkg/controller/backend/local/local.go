@@ -176,21 +176,9 @@ func checkVersion(v string) error {
 // call left half done, or, once every member is healthy, takes the next step toward the
 // spec. After a step it reports the members as they are after it.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
-	if err := checkVersion(inst.Spec.Version); err != nil {
-		return nil, err
-	}
-	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
-	if err != nil {
-		return nil, backend.Permanent("InvalidName", "%v", err)
-	}
-	st, err := b.loadOrInit(dir, inst)
+	dir, st, err := b.prepare(inst)
 	if err != nil {
 		return nil, err
-	}
-	if st.TLS {
-		if err := ensurePKI(dir, inst.Namespace, inst.Name); err != nil {
-			return nil, err
-		}
 	}
 	// A restore replaces the cluster: nothing else happens until it is done.
 	if res, restoring, err := b.pendingRestoreStep(ctx, dir, st); restoring {
@@ -209,15 +197,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err := b.ensureRunning(ctx, dir, st); err != nil {
 		return nil, err
 	}
-	if res, resumed, err := b.resumeChange(ctx, dir, st, inst); resumed {
-		if err == nil && st.joinWaits(res) {
-			// A join waits for every voting member to be healthy; one that is not may be
-			// due for replacement (or, with repair off, never come back), which must not
-			// wait for the join in turn.
-			if rres, stepped, err := b.repairStep(ctx, dir, st, inst, res, b.noteHealth(dir, st, res)); stepped {
-				return b.withMembers(ctx, dir, st, rres), err
-			}
-		}
+	if res, resumed, err := b.resumeOrRepair(ctx, dir, st, inst); resumed {
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	access, err := accessFor(dir, st, true)
@@ -248,6 +228,44 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	}
 	observed.Converged = true
 	return observed, nil
+}
+
+// prepare checks inst's version and name, and gives its directory and its state, loaded or
+// initialized, with its certificates in place when it serves TLS.
+func (b *Backend) prepare(inst *v1beta1.ETCDInstance) (string, *instanceState, error) {
+	if err := checkVersion(inst.Spec.Version); err != nil {
+		return "", nil, err
+	}
+	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
+	if err != nil {
+		return "", nil, backend.Permanent("InvalidName", "%v", err)
+	}
+	st, err := b.loadOrInit(dir, inst)
+	if err != nil {
+		return "", nil, err
+	}
+	if st.TLS {
+		if err := ensurePKI(dir, inst.Namespace, inst.Name); err != nil {
+			return "", nil, err
+		}
+	}
+	return dir, st, nil
+}
+
+// resumeOrRepair resumes a change an earlier call left half done (resumed is true then); a
+// join that waits for an unhealthy voting member gives way to that member's repair.
+func (b *Backend) resumeOrRepair(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance) (res *backend.Result, resumed bool, err error) {
+	res, resumed, err = b.resumeChange(ctx, dir, st, inst)
+	if !resumed || err != nil || !st.joinWaits(res) {
+		return res, resumed, err
+	}
+	// A join waits for every voting member to be healthy; one that is not may be due for
+	// replacement (or, with repair off, never come back), which must not wait for the join
+	// in turn.
+	if rres, stepped, rerr := b.repairStep(ctx, dir, st, inst, res, b.noteHealth(dir, st, res)); stepped {
+		return rres, true, rerr
+	}
+	return res, true, nil
 }
 
 // withMembers adds the members as they are after a step to the step's result, unless the
