@@ -38,10 +38,7 @@ func expect(t *testing.T, errs field.ErrorList, want ...string) {
 }
 
 func TestValidateETCDInstance(t *testing.T) {
-	for name, tc := range map[string]struct {
-		mutate func(*etcdaas.ETCDInstance)
-		want   []string
-	}{
+	checkInstanceCases(t, map[string]instanceCase{
 		"valid":                 {func(*etcdaas.ETCDInstance) {}, nil},
 		"name of 50 characters": {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 49) }, nil},
 		"name of 51 characters": {func(o *etcdaas.ETCDInstance) { o.Name = "a" + strings.Repeat("b", 50) }, []string{"FieldValueInvalid metadata.name"}},
@@ -77,6 +74,12 @@ func TestValidateETCDInstance(t *testing.T) {
 		"good storage": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Storage = &etcdaas.StorageSpec{VolumeSize: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
 		}, nil},
+	})
+}
+
+// TestValidateETCDInstanceBackup validates spec.backup: schedule, keep and destination.
+func TestValidateETCDInstanceBackup(t *testing.T) {
+	checkInstanceCases(t, map[string]instanceCase{
 		"backup to s3": {withBackup(func(*etcdaas.BackupSpec) {}), nil},
 		"backup to local": {withBackup(func(b *etcdaas.BackupSpec) {
 			b.Destination = etcdaas.BackupDestination{Local: &etcdaas.LocalDestination{}}
@@ -110,6 +113,12 @@ func TestValidateETCDInstance(t *testing.T) {
 		"s3 prefix nested":        {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.Prefix = "team-a/etcd/" }), nil},
 		"s3 bad secret name":      {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.CredentialsSecretRef.Name = "S3 creds" }), []string{"FieldValueInvalid spec.backup.destination.s3.credentialsSecretRef.name"}},
 		"s3 caBundle not PEM":     {withBackup(func(b *etcdaas.BackupSpec) { b.Destination.S3.CABundle = "not a certificate" }), []string{"FieldValueInvalid spec.backup.destination.s3.caBundle"}},
+	})
+}
+
+// TestValidateETCDInstanceRestoreAndDefrag validates spec.restoreFrom and spec.defragmentation.
+func TestValidateETCDInstanceRestoreAndDefrag(t *testing.T) {
+	checkInstanceCases(t, map[string]instanceCase{
 		"restore from the newest": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} }, nil},
 		"restore from a key": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "default/old-etcd/x.db"}
@@ -131,7 +140,19 @@ func TestValidateETCDInstance(t *testing.T) {
 		"defragmentation percent above 100": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.Defragmentation = &etcdaas.DefragmentationSpec{FreePercent: ptr.To[int32](101), FreeBytes: ptr.To(resource.MustParse("-1Mi"))}
 		}, []string{"FieldValueInvalid spec.defragmentation.freePercent", "FieldValueInvalid spec.defragmentation.freeBytes"}},
-	} {
+	})
+}
+
+// instanceCase is a change to a valid instance and the errors validation finds in it, as
+// expect takes them.
+type instanceCase struct {
+	mutate func(*etcdaas.ETCDInstance)
+	want   []string
+}
+
+// checkInstanceCases validates each case's instance in a subtest named after the case.
+func checkInstanceCases(t *testing.T, cases map[string]instanceCase) {
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			obj := validInstance()
 			tc.mutate(obj)
