@@ -104,6 +104,26 @@ func TestMembershipAndSnapshots(t *testing.T) {
 		t.Fatalf("ID round trip: %v %v", id, err)
 	}
 
+	checkLearnerNotPromoted(t, ctx, access, cli)
+
+	statuses := StatusAll(ctx, access, access.Endpoints)
+	if !statuses[0].Healthy || !statuses[0].IsLeader() || statuses[0].Revision < 2 {
+		t.Fatalf("status %+v", statuses[0])
+	}
+	if err := MoveLeaderAway(ctx, access, members[0].ID, members, statuses); err == nil {
+		t.Fatal("moved leadership away from the only member")
+	}
+	if err := MoveLeaderAway(ctx, access, members[0].ID+1, members, statuses); err != nil {
+		t.Fatalf("moving leadership away from a follower is a no-op: %v", err)
+	}
+
+	checkSnapshotSource(t, ctx, endpoint)
+}
+
+// checkLearnerNotPromoted adds a learner that never starts to the cluster cli talks to, checks
+// that Promote says why it cannot promote it, and removes it (twice).
+func checkLearnerNotPromoted(t *testing.T, ctx context.Context, access *Access, cli *clientv3.Client) {
+	t.Helper()
 	// A learner that never starts cannot be promoted; Promote retries until its context ends.
 	learnerPeer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	id, after, err := AddLearner(ctx, cli, learnerPeer)
@@ -141,18 +161,12 @@ func TestMembershipAndSnapshots(t *testing.T) {
 	if err := Remove(ctx, cli, id); err != nil {
 		t.Fatalf("removing a member twice: %v", err)
 	}
+}
 
-	statuses := StatusAll(ctx, access, access.Endpoints)
-	if !statuses[0].Healthy || !statuses[0].IsLeader() || statuses[0].Revision < 2 {
-		t.Fatalf("status %+v", statuses[0])
-	}
-	if err := MoveLeaderAway(ctx, access, members[0].ID, members, statuses); err == nil {
-		t.Fatal("moved leadership away from the only member")
-	}
-	if err := MoveLeaderAway(ctx, access, members[0].ID+1, members, statuses); err != nil {
-		t.Fatalf("moving leadership away from a follower is a no-op: %v", err)
-	}
-
+// checkSnapshotSource checks that the best snapshot source is the member at endpoint when
+// another is unreachable, the errors without one, and the snapshot it gives.
+func checkSnapshotSource(t *testing.T, ctx context.Context, endpoint string) {
+	t.Helper()
 	// The snapshot source skips unreachable members; with none reachable, it says why.
 	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	mixed := &Access{Endpoints: []string{dead, endpoint}}
@@ -181,7 +195,6 @@ func TestMembershipAndSnapshots(t *testing.T) {
 	if err := snap.Close(); err != nil {
 		t.Fatal(err)
 	}
-
 }
 
 func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
