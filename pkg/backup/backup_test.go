@@ -70,6 +70,38 @@ func testDestination(t *testing.T, dest Destination) {
 		t.Fatalf("Newest of an empty destination: %v, want ErrNotFound", err)
 	}
 
+	taken, bodies := takeThree(t, ctx, dest, now)
+
+	// A failing stream leaves nothing behind.
+	broken := io.MultiReader(bytes.NewReader(payload(1000, 9)), &failingReader{})
+	if _, err := Take(ctx, dest, Snapshot{Reader: broken, Revision: 7}, "uid-1", now); err == nil {
+		t.Fatal("a broken stream made a backup")
+	}
+
+	checkListedAndRead(t, ctx, dest, taken, bodies)
+
+	deleted, err := Prune(ctx, dest, "uid-1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != 1 || deleted[0] != taken[0].Key {
+		t.Fatalf("pruned %v, want the oldest %s", deleted, taken[0].Key)
+	}
+	newest, err := Newest(ctx, dest, "uid-1")
+	if err != nil || newest.Key != taken[2].Key {
+		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
+	}
+	if _, err := Prune(ctx, dest, "uid-1", 0); err == nil {
+		t.Fatal("Prune with keep 0 deleted everything")
+	}
+
+	checkForeignBackupsApart(t, ctx, dest, taken, now)
+}
+
+// takeThree takes three backups of instance uid-1 into dest, one larger than an S3 part so that
+// the upload is multipart, and returns their infos and bodies, oldest first.
+func takeThree(t *testing.T, ctx context.Context, dest Destination, now func() time.Time) ([]Info, [][]byte) {
+	t.Helper()
 	// Three backups, one larger than an S3 part so that the upload is multipart.
 	var taken []Info
 	var bodies [][]byte
@@ -85,13 +117,13 @@ func testDestination(t *testing.T, dest Destination) {
 		taken = append(taken, info)
 		bodies = append(bodies, body)
 	}
+	return taken, bodies
+}
 
-	// A failing stream leaves nothing behind.
-	broken := io.MultiReader(bytes.NewReader(payload(1000, 9)), &failingReader{})
-	if _, err := Take(ctx, dest, Snapshot{Reader: broken, Revision: 7}, "uid-1", now); err == nil {
-		t.Fatal("a broken stream made a backup")
-	}
-
+// checkListedAndRead checks that dest lists the backups taken, newest first, and reads one
+// back as it was written.
+func checkListedAndRead(t *testing.T, ctx context.Context, dest Destination, taken []Info, bodies [][]byte) {
+	t.Helper()
 	listed, err := dest.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -119,28 +151,18 @@ func testDestination(t *testing.T, dest Destination) {
 	if _, _, err := dest.Open(ctx, Key(time.Now(), 1)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("opening a missing key: %v, want ErrNotFound", err)
 	}
+}
 
-	deleted, err := Prune(ctx, dest, "uid-1", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(deleted) != 1 || deleted[0] != taken[0].Key {
-		t.Fatalf("pruned %v, want the oldest %s", deleted, taken[0].Key)
-	}
-	newest, err := Newest(ctx, dest, "uid-1")
-	if err != nil || newest.Key != taken[2].Key {
-		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
-	}
-	if _, err := Prune(ctx, dest, "uid-1", 0); err == nil {
-		t.Fatal("Prune with keep 0 deleted everything")
-	}
-
+// checkForeignBackupsApart checks that another instance's backup in dest is neither counted
+// nor deleted by uid-1's pruning, nor taken for uid-1's newest.
+func checkForeignBackupsApart(t *testing.T, ctx context.Context, dest Destination, taken []Info, now func() time.Time) {
+	t.Helper()
 	// Another instance sharing the destination: its backup is neither counted nor deleted.
 	foreign, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(10, 7)), Revision: 5, EtcdVersion: "3.7.3"}, "uid-other", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleted, err = Prune(ctx, dest, "uid-1", 1)
+	deleted, err := Prune(ctx, dest, "uid-1", 1)
 	if err != nil || len(deleted) != 1 || deleted[0] != taken[1].Key {
 		t.Fatalf("pruned %v, %v; want only %s", deleted, err, taken[1].Key)
 	}
