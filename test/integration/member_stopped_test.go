@@ -117,15 +117,7 @@ func TestStoppedMemberOfThree(t *testing.T) {
 		}
 	}
 
-	e.stopController()
-	data := filepath.Join(e.dir, "instances", ns, name, "db-2")
-	if err := os.Rename(data, data+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(data, []byte("stopped by the test"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.startController()
+	data := restartControllerWithoutDB2(t, e, ns, name)
 
 	// The restarted controller restarts db-0 and db-1, which elect a leader: the clients start
 	// once the status says both serve again. Started earlier, their first requests would wait
@@ -175,7 +167,32 @@ func TestStoppedMemberOfThree(t *testing.T) {
 		t.Errorf("%d client errors, first: %s", len(load.errs), load.errs[0])
 	}
 	// The returned member has every acknowledged write, read from it alone.
-	alone := e.etcdClient(ns, name, stoppedURL)
+	checkHoldsAckedWrites(t, e.etcdClient(ns, name, stoppedURL), load.acked)
+	t.Logf("FIGURE stopped member of 3: Degraded (%s: %q) %s after the restart without it; %d writes acknowledged and read back while it was down, %d in all, %d client errors; healthy again %s after its data returned; the returned member holds all %d keys",
+		cond.Reason, cond.Message, degradedAfter.Round(time.Millisecond), whileDown, len(load.acked), len(load.errs), healthyAfter.Round(time.Millisecond), len(load.acked))
+}
+
+// restartControllerWithoutDB2 restarts the controller with ns/name's member db-2 unable to
+// start: its data directory moved away (to the returned path + ".away") and a file in its
+// place.
+func restartControllerWithoutDB2(t *testing.T, e *ctlEnv, ns, name string) string {
+	t.Helper()
+	e.stopController()
+	data := filepath.Join(e.dir, "instances", ns, name, "db-2")
+	if err := os.Rename(data, data+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, []byte("stopped by the test"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startController()
+	return data
+}
+
+// checkHoldsAckedWrites waits up to 30 s for the member alone talks to to hold every
+// acknowledged write, read from it alone (serializable).
+func checkHoldsAckedWrites(t *testing.T, alone *clientv3.Client, acked map[string]string) {
+	t.Helper()
 	var missing []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -188,7 +205,7 @@ func TestStoppedMemberOfThree(t *testing.T) {
 			for _, kv := range got.Kvs {
 				have[string(kv.Key)] = string(kv.Value)
 			}
-			for k, v := range load.acked {
+			for k, v := range acked {
 				if have[k] != v {
 					missing = append(missing, k)
 				}
@@ -198,10 +215,8 @@ func TestStoppedMemberOfThree(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("db-2 lacks %d of %d acknowledged keys (e.g. %v) 30s after it returned: %v", len(missing), len(load.acked), missing[:min(3, len(missing))], err)
+			t.Fatalf("db-2 lacks %d of %d acknowledged keys (e.g. %v) 30s after it returned: %v", len(missing), len(acked), missing[:min(3, len(missing))], err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("FIGURE stopped member of 3: Degraded (%s: %q) %s after the restart without it; %d writes acknowledged and read back while it was down, %d in all, %d client errors; healthy again %s after its data returned; the returned member holds all %d keys",
-		cond.Reason, cond.Message, degradedAfter.Round(time.Millisecond), whileDown, len(load.acked), len(load.errs), healthyAfter.Round(time.Millisecond), len(load.acked))
 }

@@ -164,6 +164,35 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 	ns, name := "restore", "db"
 	ctx := context.Background()
 	cli := e.runningClient(ns, name, 3)
+	good := writeAroundABackup(t, ctx, e, cli, ns, name)
+	current, revBefore := keyValues(t, cli, "/data/")
+
+	raw := checkBadRestoresRefused(t, ctx, e, ns, name, good, current)
+
+	start := time.Now()
+	resp := e.postRestoreFile(ns, name, good)
+	if resp.code != http.StatusAccepted {
+		t.Fatalf("restore: %d %s", resp.code, resp.body)
+	}
+	if resp.instance.Status.Phase != v1beta1.PhaseRestoring {
+		t.Fatalf("the answer's phase is %q, want Restoring", resp.instance.Status.Phase)
+	}
+	e.restoredAndRunning(resp.instance, 2*time.Minute)
+	t.Logf("FIGURE restore of a %d-byte snapshot into 3 members: Running again after %s", len(raw), time.Since(start).Round(time.Millisecond))
+
+	got, rev := keyValues(t, e.etcdClient(ns, name), "/data/")
+	if len(got) != 20 || got["/data/00"] != "before" || got["/data/new"] != "" {
+		t.Fatalf("after the restore: %v, want the 20 keys of the snapshot, all \"before\"", got)
+	}
+	if rev <= revBefore {
+		t.Errorf("the revision went back from %d to %d: watchers of the old cluster would miss events", revBefore, rev)
+	}
+}
+
+// writeAroundABackup writes /data/00../data/19 "before", backs ns/name up to a file, then
+// writes /data/00../data/09 and /data/new "after"; it returns the backup's file.
+func writeAroundABackup(t *testing.T, ctx context.Context, e *ctlEnv, cli *clientv3.Client, ns, name string) string {
+	t.Helper()
 	for i := range 20 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/data/%02d", i), "before"); err != nil {
 			t.Fatal(err)
@@ -178,8 +207,14 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 	if _, err := cli.Put(ctx, "/data/new", "after"); err != nil {
 		t.Fatal(err)
 	}
-	current, revBefore := keyValues(t, cli, "/data/")
+	return good
+}
 
+// checkBadRestoresRefused posts restores of bad snapshots (derived from good) and bad
+// requests to ns/name: each gets its Status error and leaves the data (current), the phase and
+// the restore state as they were. It returns good's content.
+func checkBadRestoresRefused(t *testing.T, ctx context.Context, e *ctlEnv, ns, name, good string, current map[string]string) []byte {
+	t.Helper()
 	dir := t.TempDir()
 	raw, err := os.ReadFile(good)
 	if err != nil {
@@ -240,25 +275,7 @@ func TestRestoreRollsBackAndRefusesBadSnapshots(t *testing.T) {
 		}
 		unchanged(tc.what)
 	}
-
-	start := time.Now()
-	resp := e.postRestoreFile(ns, name, good)
-	if resp.code != http.StatusAccepted {
-		t.Fatalf("restore: %d %s", resp.code, resp.body)
-	}
-	if resp.instance.Status.Phase != v1beta1.PhaseRestoring {
-		t.Fatalf("the answer's phase is %q, want Restoring", resp.instance.Status.Phase)
-	}
-	e.restoredAndRunning(resp.instance, 2*time.Minute)
-	t.Logf("FIGURE restore of a %d-byte snapshot into 3 members: Running again after %s", len(raw), time.Since(start).Round(time.Millisecond))
-
-	got, rev := keyValues(t, e.etcdClient(ns, name), "/data/")
-	if len(got) != 20 || got["/data/00"] != "before" || got["/data/new"] != "" {
-		t.Fatalf("after the restore: %v, want the 20 keys of the snapshot, all \"before\"", got)
-	}
-	if rev <= revBefore {
-		t.Errorf("the revision went back from %d to %d: watchers of the old cluster would miss events", revBefore, rev)
-	}
+	return raw
 }
 
 // TestTwoRestoresAtOnce: a second upload begins before the first is accepted, and the first
@@ -284,49 +301,7 @@ func TestTwoRestoresAtOnce(t *testing.T) {
 	}
 
 	// The second upload sends half its body, then waits.
-	cfg := e.srv.Config()
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, sender := io.Pipe()
-	t.Cleanup(func() { _ = sender.Close() }) // a failed test does not leave the upload hanging
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances/%s/restore", cfg.Host, ns, name), body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.ContentLength = int64(len(second))
-	type answer struct {
-		code int
-		body []byte
-		err  error
-	}
-	answered := make(chan answer, 1)
-	go func() {
-		resp, err := hc.Do(req)
-		if err != nil {
-			answered <- answer{err: err}
-			return
-		}
-		defer func() { _ = resp.Body.Close() }()
-		data, err := io.ReadAll(resp.Body)
-		answered <- answer{resp.StatusCode, data, err}
-	}()
-	if _, err := sender.Write(second[:len(second)/2]); err != nil {
-		t.Fatal(err)
-	}
-	spool := filepath.Join(e.dir, "instances", ns, name, "restore", "snapshot-*.part")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if parts, _ := filepath.Glob(spool); len(parts) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second upload never reached the spool directory")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	answered, sender := startHeldRestore(t, e, ns, name, second)
 
 	first := e.postRestoreFile(ns, name, snaps["first"])
 	if first.code != http.StatusAccepted {
@@ -353,6 +328,59 @@ func TestTwoRestoresAtOnce(t *testing.T) {
 	if got, _ := keyValues(t, e.etcdClient(ns, name), "/k"); got["/k"] != "second" {
 		t.Fatalf("after the second restore /k = %q, want %q", got["/k"], "second")
 	}
+}
+
+// restoreAnswer is the answer to a restore request sent by hand.
+type restoreAnswer struct {
+	code int
+	body []byte
+	err  error
+}
+
+// startHeldRestore posts a restore of ns/name with the snapshot second, sends half of it, and
+// returns once the server spools it: the answer comes on the channel once the rest is sent
+// through the pipe and the restore ends.
+func startHeldRestore(t *testing.T, e *ctlEnv, ns, name string, second []byte) (<-chan restoreAnswer, *io.PipeWriter) {
+	t.Helper()
+	cfg := e.srv.Config()
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, sender := io.Pipe()
+	t.Cleanup(func() { _ = sender.Close() }) // a failed test does not leave the upload hanging
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/apis/etcdaas.dev/v1beta1/namespaces/%s/etcdinstances/%s/restore", cfg.Host, ns, name), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.ContentLength = int64(len(second))
+	answered := make(chan restoreAnswer, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err != nil {
+			answered <- restoreAnswer{err: err}
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		data, err := io.ReadAll(resp.Body)
+		answered <- restoreAnswer{resp.StatusCode, data, err}
+	}()
+	if _, err := sender.Write(second[:len(second)/2]); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(e.dir, "instances", ns, name, "restore", "snapshot-*.part")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if parts, _ := filepath.Glob(spool); len(parts) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second upload never reached the spool directory")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return answered, sender
 }
 
 // TestRestoreOfAMissingOrUndeployedInstance: 404 for an instance that does not exist, 409 for

@@ -44,17 +44,7 @@ func TestStandaloneRestartKeepsObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.EtcdaasV1beta1().ETCDInstances("default").Create(ctx, &v1beta1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "kept"},
-		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](5), Version: "3.6", TLS: &v1beta1.TLSSpec{Enabled: true}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.EtcdaasV1alpha1().ETCDInstances("other").Create(ctx, &v1alpha1.ETCDInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: "old"},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createKeptAndOld(t, ctx, cs)
 	caBefore, err := os.ReadFile(filepath.Join(dir, "pki", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +79,30 @@ func TestStandaloneRestartKeepsObjects(t *testing.T) {
 	if !bytes.Equal(caBefore, caAfter) {
 		t.Error("the CA changed across a restart")
 	}
+	checkKeptAcrossRestart(t, ctx, second)
+	checkKubeconfigReused(t, ctx, dir, kubeconfig)
+}
+
+// createKeptAndOld creates default/kept (v1beta1, 5 replicas, 3.6, TLS) and other/old (v1alpha1).
+func createKeptAndOld(t *testing.T, ctx context.Context, cs *versioned.Clientset) {
+	t.Helper()
+	if _, err := cs.EtcdaasV1beta1().ETCDInstances("default").Create(ctx, &v1beta1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "kept"},
+		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](5), Version: "3.6", TLS: &v1beta1.TLSSpec{Enabled: true}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.EtcdaasV1alpha1().ETCDInstances("other").Create(ctx, &v1alpha1.ETCDInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "old"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkKeptAcrossRestart checks that the restarted server second serves both objects
+// createKeptAndOld created, default/kept's spec as it was.
+func checkKeptAcrossRestart(t *testing.T, ctx context.Context, second *framework.Server) {
+	t.Helper()
 	cs2, err := versioned.NewForConfig(second.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +121,12 @@ func TestStandaloneRestartKeepsObjects(t *testing.T) {
 	if len(all.Items) != 2 {
 		t.Errorf("%d objects after restart, want 2", len(all.Items))
 	}
+}
+
+// checkKubeconfigReused checks that the kubeconfig a restart writes in dir keeps the admin
+// certificate and CA of kubeconfig, the one before, and works.
+func checkKubeconfigReused(t *testing.T, ctx context.Context, dir string, kubeconfig *rest.Config) {
+	t.Helper()
 	// The admin certificate is reused: old kubeconfigs keep working.
 	rewritten, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "kubeconfig"))
 	if err != nil {
