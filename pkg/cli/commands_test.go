@@ -152,6 +152,25 @@ func TestGet(t *testing.T) {
 	in.Status.ReadyReplicas = 2
 	s.add(in)
 
+	checkGetTables(t, s)
+	checkGetObjectFormats(t, s)
+	checkGetTemplates(t, s)
+
+	// The context namespace is used, and --context switches it.
+	r := s.run(t, "get", "my-etcd", "--context", "other")
+	expectCode(t, r, 1)
+	if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"my-etcd\" not found\n" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	reqs := s.recorded()
+	if got := reqs[len(reqs)-1].Path; got != "/apis/etcdaas.dev/v1beta1/namespaces/other-ns/etcdinstances/my-etcd" {
+		t.Errorf("--context: path %s", got)
+	}
+}
+
+// checkGetTables checks the table get prints for team/my-etcd, the server's, plain and wide.
+func checkGetTables(t *testing.T, s *fakeServer) {
+	t.Helper()
 	r := s.run(t, "get", "my-etcd")
 	expectCode(t, r, 0)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -179,7 +198,12 @@ func TestGet(t *testing.T) {
 	if got := strings.Join(strings.Fields(lines[1]), " "); got != "my-etcd 3 2/3 Running 3.7 120m true my-etcd-0 my-etcd-0" {
 		t.Errorf("wide row %q", got)
 	}
+}
 
+// checkGetObjectFormats checks get -o yaml, json and name for team/my-etcd.
+func checkGetObjectFormats(t *testing.T, s *fakeServer) {
+	t.Helper()
+	var r result
 	for _, format := range []string{"yaml", "json"} {
 		r = s.run(t, "get", "my-etcd", "-o", format)
 		expectCode(t, r, 0)
@@ -209,8 +233,13 @@ func TestGet(t *testing.T) {
 	if r.stdout != "etcdinstance.etcdaas.dev/my-etcd\n" {
 		t.Errorf("-o name %q", r.stdout)
 	}
+}
 
-	// Templates, as kubectl get takes them: the plugin refused every one.
+// checkGetTemplates checks get's templates, as kubectl get takes them: the plugin refused every
+// one.
+func checkGetTemplates(t *testing.T, s *fakeServer) {
+	t.Helper()
+	var r result
 	for _, tc := range []struct{ format, want string }{
 		{"jsonpath={.status.phase}", "Running"},
 		{"jsonpath={range .status.members[*]}{.name} {end}", "my-etcd-0 "},
@@ -228,17 +257,6 @@ func TestGet(t *testing.T) {
 	expectCode(t, r, 1)
 	if !strings.Contains(r.stderr, "unclosed action") {
 		t.Errorf("a bad template: %q", r.stderr)
-	}
-
-	// The context namespace is used, and --context switches it.
-	r = s.run(t, "get", "my-etcd", "--context", "other")
-	expectCode(t, r, 1)
-	if r.stderr != "Error from server (NotFound): etcdinstances.etcdaas.dev \"my-etcd\" not found\n" {
-		t.Errorf("stderr %q", r.stderr)
-	}
-	reqs := s.recorded()
-	if got := reqs[len(reqs)-1].Path; got != "/apis/etcdaas.dev/v1beta1/namespaces/other-ns/etcdinstances/my-etcd" {
-		t.Errorf("--context: path %s", got)
 	}
 }
 
