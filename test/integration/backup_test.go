@@ -191,59 +191,6 @@ func TestBackupStreamsWithoutBuffering(t *testing.T) {
 	putLarge(t, cli, total)
 	t.Logf("wrote %d MiB in %s", total>>20, time.Since(start).Round(time.Millisecond))
 
-	var mu sync.Mutex
-	sample := func(stop <-chan struct{}, peak *int64) {
-		for {
-			rss := vmRSS(t)
-			mu.Lock()
-			*peak = max(*peak, rss)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
-
-	apiBackup := func() (int64, time.Duration, int64, int64) {
-		base := vmRSS(t)
-		peak := base
-		stop := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() { sample(stop, &peak); close(sampled) }()
-		start := time.Now()
-		resp := e.backup(ctx, ns, name)
-		if resp.StatusCode != 200 {
-			t.Fatalf("backup: %d", resp.StatusCode)
-		}
-		backupRevision(t, ns, name, resp.Header)
-		n, err := io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		elapsed := time.Since(start)
-		close(stop)
-		<-sampled
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, elapsed, base, peak
-	}
-	directSnapshot := func() (int64, time.Duration) {
-		access := e.access(ns, name)
-		start := time.Now()
-		snap, err := etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, snap)
-		_ = snap.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, time.Since(start)
-	}
-	mbps := func(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
-
 	// The stream allocates garbage (etcd and gRPC allocate every 32 KiB chunk) and Go's GC
 	// lets the heap grow up to twice its live size before collecting, so RSS would also
 	// measure the GC's slack, which depends on what ran before. A soft memory limit a little
@@ -258,11 +205,11 @@ func TestBackupStreamsWithoutBuffering(t *testing.T) {
 
 	var worstGrowth int64
 	for round := 1; round <= 2; round++ {
-		n, d, base, peak := apiBackup()
+		n, d, base, peak := apiBackupRSS(t, ctx, e, ns, name)
 		if n < 200<<20 {
 			t.Fatalf("backup of %d bytes, want >= 200 MiB", n)
 		}
-		dn, dd := directSnapshot()
+		dn, dd := directSnapshot(t, ctx, e, ns, name)
 		growth := peak - base
 		worstGrowth = max(worstGrowth, growth)
 		t.Logf("FIGURE round %d: API backup %d MiB in %s = %.0f MiB/s; direct clientv3 snapshot %d MiB in %s = %.0f MiB/s; RSS %d MiB -> peak %d MiB (+%.1f MiB)",
@@ -271,6 +218,69 @@ func TestBackupStreamsWithoutBuffering(t *testing.T) {
 	if worstGrowth >= 32<<20 {
 		t.Fatalf("RSS grew by %.1f MiB while streaming a backup, want < 32 MiB", float64(worstGrowth)/(1<<20))
 	}
+}
+
+// mbps is n bytes in d as MiB/s.
+func mbps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
+
+// sampleRSS raises *peak (under mu) to this process's RSS every 10 ms until stop is closed.
+func sampleRSS(t *testing.T, mu *sync.Mutex, stop <-chan struct{}, peak *int64) {
+	for {
+		rss := vmRSS(t)
+		mu.Lock()
+		*peak = max(*peak, rss)
+		mu.Unlock()
+		select {
+		case <-stop:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// apiBackupRSS streams a backup of ns/name through the API and discards it: it returns its
+// size, how long it took, this process's RSS before it and the peak RSS during it.
+func apiBackupRSS(t *testing.T, ctx context.Context, e *ctlEnv, ns, name string) (int64, time.Duration, int64, int64) {
+	t.Helper()
+	var mu sync.Mutex
+	base := vmRSS(t)
+	peak := base
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { sampleRSS(t, &mu, stop, &peak); close(sampled) }()
+	start := time.Now()
+	resp := e.backup(ctx, ns, name)
+	if resp.StatusCode != 200 {
+		t.Fatalf("backup: %d", resp.StatusCode)
+	}
+	backupRevision(t, ns, name, resp.Header)
+	n, err := io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	elapsed := time.Since(start)
+	close(stop)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, elapsed, base, peak
+}
+
+// directSnapshot reads a snapshot of ns/name's first member with clientv3 and discards it: it
+// returns its size and how long it took.
+func directSnapshot(t *testing.T, ctx context.Context, e *ctlEnv, ns, name string) (int64, time.Duration) {
+	t.Helper()
+	access := e.access(ns, name)
+	start := time.Now()
+	snap, err := etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, snap)
+	_ = snap.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, time.Since(start)
 }
 
 // TestTLSInstance runs an instance with tls.enabled: a plaintext client and a client without

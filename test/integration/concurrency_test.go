@@ -114,7 +114,7 @@ func TestConcurrentReadModifyWrite(t *testing.T) {
 	ci := &contendedInstance{ns: ns, name: name, alpha: alpha, beta: beta, betaOnly: betaOnly}
 
 	order := []string{"v1alpha1-update", "v1beta1-update", "v1alpha1-apply", "v1beta1-apply"}
-	outcome := raceWriters(ctx, ci.writePaths(), order)
+	outcome := raceWriters(ctx, ci.writePaths(), order, concurrentWriters)
 	if outcome.failure != nil {
 		t.Fatal(outcome.failure)
 	}
@@ -242,12 +242,12 @@ func (ci *contendedInstance) writePaths() map[string]writePath {
 	}
 }
 
-// raceWriters runs concurrentWriters read-modify-write loops, cycling through the paths in
-// order, and tallies what they saw.
-func raceWriters(ctx context.Context, paths map[string]writePath, order []string) *writeOutcome {
+// raceWriters runs writers read-modify-write loops, cycling through the paths in order, and
+// tallies what they saw.
+func raceWriters(ctx context.Context, paths map[string]writePath, order []string, writers int) *writeOutcome {
 	outcome := &writeOutcome{landed: map[string]int{}, conflicts: map[string]int{}, readRVs: map[string]string{}}
 	var wg sync.WaitGroup
-	for i := 0; i < concurrentWriters; i++ {
+	for i := 0; i < writers; i++ {
 		path := order[i%len(order)]
 		write := paths[path]
 		manager := fmt.Sprintf("writer-%d", i)
@@ -287,68 +287,9 @@ func TestScaleRacesSpecUpdates(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// other returns a replica count different from n, so that every landed write changes the
-	// spec and with it the generation.
-	other := func(n int32) int32 { return n%5 + 1 }
-
-	paths := map[string]func(ctx context.Context) (string, error){
-		"v1beta1-scale": func(ctx context.Context) (string, error) {
-			scale, err := beta.GetScale(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return "", err
-			}
-			scale.Spec.Replicas = other(scale.Spec.Replicas)
-			_, err = beta.UpdateScale(ctx, name, scale, metav1.UpdateOptions{})
-			return scale.ResourceVersion, err
-		},
-		"v1alpha1-scale": func(ctx context.Context) (string, error) {
-			scale, err := alpha.GetScale(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return "", err
-			}
-			scale.Spec.Replicas = other(scale.Spec.Replicas)
-			_, err = alpha.UpdateScale(ctx, name, scale, metav1.UpdateOptions{})
-			return scale.ResourceVersion, err
-		},
-		"v1beta1-spec": func(ctx context.Context) (string, error) {
-			obj, err := beta.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return "", err
-			}
-			obj.Spec.Replicas = ptr.To(other(*obj.Spec.Replicas))
-			_, err = beta.Update(ctx, obj, metav1.UpdateOptions{})
-			return obj.ResourceVersion, err
-		},
-		"v1alpha1-spec": func(ctx context.Context) (string, error) {
-			obj, err := alpha.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return "", err
-			}
-			obj.Spec.Replicas = ptr.To(other(*obj.Spec.Replicas))
-			_, err = alpha.Update(ctx, obj, metav1.UpdateOptions{})
-			return obj.ResourceVersion, err
-		},
-	}
+	paths := scaleRaceWrites(beta, alpha, name)
 	order := []string{"v1beta1-scale", "v1alpha1-scale", "v1beta1-spec", "v1alpha1-spec"}
-
-	const writers = 40
-	outcome := &writeOutcome{landed: map[string]int{}, conflicts: map[string]int{}, readRVs: map[string]string{}}
-	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		path := order[i%len(order)]
-		write := paths[path]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for attempt := 0; attempt < attemptsPerWriter && ctx.Err() == nil; attempt++ {
-				readRV, err := write(ctx)
-				if outcome.record(path, readRV, err) {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	outcome := raceWriters(ctx, paths, order, 40)
 	if outcome.failure != nil {
 		t.Fatal(outcome.failure)
 	}
@@ -367,4 +308,51 @@ func TestScaleRacesSpecUpdates(t *testing.T) {
 	}
 	t.Logf("landed %d writes (%v), %d conflicts (%v), generation %d",
 		landed, outcome.landed, outcome.total(outcome.conflicts), outcome.conflicts, final.Generation)
+}
+
+// scaleRaceWrites gives the read-modify-writes TestScaleRacesSpecUpdates races, by path: each
+// changes the replicas of name through its version's scale or spec and returns the
+// resourceVersion it read.
+func scaleRaceWrites(beta typedv1beta1.ETCDInstanceInterface, alpha typedv1alpha1.ETCDInstanceInterface, name string) map[string]writePath {
+	// other returns a replica count different from n, so that every landed write changes the
+	// spec and with it the generation.
+	other := func(n int32) int32 { return n%5 + 1 }
+	return map[string]writePath{
+		"v1beta1-scale": func(ctx context.Context, _ string) (string, error) {
+			scale, err := beta.GetScale(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			scale.Spec.Replicas = other(scale.Spec.Replicas)
+			_, err = beta.UpdateScale(ctx, name, scale, metav1.UpdateOptions{})
+			return scale.ResourceVersion, err
+		},
+		"v1alpha1-scale": func(ctx context.Context, _ string) (string, error) {
+			scale, err := alpha.GetScale(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			scale.Spec.Replicas = other(scale.Spec.Replicas)
+			_, err = alpha.UpdateScale(ctx, name, scale, metav1.UpdateOptions{})
+			return scale.ResourceVersion, err
+		},
+		"v1beta1-spec": func(ctx context.Context, _ string) (string, error) {
+			obj, err := beta.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			obj.Spec.Replicas = ptr.To(other(*obj.Spec.Replicas))
+			_, err = beta.Update(ctx, obj, metav1.UpdateOptions{})
+			return obj.ResourceVersion, err
+		},
+		"v1alpha1-spec": func(ctx context.Context, _ string) (string, error) {
+			obj, err := alpha.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			obj.Spec.Replicas = ptr.To(other(*obj.Spec.Replicas))
+			_, err = alpha.Update(ctx, obj, metav1.UpdateOptions{})
+			return obj.ResourceVersion, err
+		},
+	}
 }

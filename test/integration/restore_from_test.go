@@ -69,7 +69,16 @@ func TestRestoreFromBackup(t *testing.T) {
 		Replicas: ptr.To[int32](3), RestoreFrom: &v1beta1.RestoreSource{Instance: "old"},
 	}})
 	e.running(ns, "new", 3*time.Minute)
-	got, err := e.etcdClient(ns, "new").Get(context.Background(), "/restore/", clientv3.WithPrefix())
+	checkRestoredKeys(t, e, ns, "new", n)
+
+	checkRestoreFromFailures(t, e, ns)
+}
+
+// checkRestoredKeys checks that ns/name holds exactly the n keys /restore/000.. with their
+// values value-0..
+func checkRestoredKeys(t *testing.T, e *ctlEnv, ns, name string, n int) {
+	t.Helper()
+	got, err := e.etcdClient(ns, name).Get(context.Background(), "/restore/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +90,13 @@ func TestRestoreFromBackup(t *testing.T) {
 			t.Fatalf("key %d: %s=%s", i, kv.Key, kv.Value)
 		}
 	}
+}
 
+// checkRestoreFromFailures creates instances restored from a backup that does not exist, an
+// instance that does not, and one without backups: each fails, saying why in its Degraded
+// condition and in one Event, and answers a backup with 409.
+func checkRestoreFromFailures(t *testing.T, e *ctlEnv, ns string) {
+	t.Helper()
 	for _, c := range []struct {
 		name, reason, message string
 		from                  v1beta1.RestoreSource

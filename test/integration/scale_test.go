@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	applyv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/applyconfiguration/etcdaas/v1beta1"
+	typedv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1alpha1"
+	typedv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1beta1"
 )
 
 func TestScale(t *testing.T) {
@@ -32,23 +35,7 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for version, get := range map[string]func() (*autoscalingv1.Scale, error){
-		"v1beta1":  func() (*autoscalingv1.Scale, error) { return beta.GetScale(ctx, "scaled", metav1.GetOptions{}) },
-		"v1alpha1": func() (*autoscalingv1.Scale, error) { return alpha.GetScale(ctx, "scaled", metav1.GetOptions{}) },
-	} {
-		scale, err := get()
-		if err != nil {
-			t.Fatalf("%s GetScale: %v", version, err)
-		}
-		if scale.Spec.Replicas != 3 || scale.Status.Selector != etcdaas.MemberSelector("scaled") || scale.Name != "scaled" {
-			t.Errorf("%s scale = %+v, want replicas 3 and selector %q", version, scale, etcdaas.MemberSelector("scaled"))
-		}
-		res := do(t, http.MethodGet, fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances/scaled/scale", version, ns), nil)
-		var raw metav1.TypeMeta
-		if err := json.Unmarshal(res.body, &raw); err != nil || raw.APIVersion != "autoscaling/v1" || raw.Kind != "Scale" {
-			t.Errorf("%s GET scale: %d %s", version, res.code, res.body)
-		}
-	}
+	checkScaleInBothVersions(t, ctx, beta, alpha, ns)
 
 	scale, err := alpha.GetScale(ctx, "scaled", metav1.GetOptions{})
 	if err != nil {
@@ -77,6 +64,45 @@ func TestScale(t *testing.T) {
 		t.Errorf("UpdateScale with stale resourceVersion: err = %v, want 409", err)
 	}
 
+	checkScalePatchedInBothVersions(t, ns)
+
+	checkBadScalesRefused(t, ctx, beta, ns)
+	instance, err = beta.Get(ctx, "scaled", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *instance.Spec.Replicas != 7 {
+		t.Errorf("replicas after refused scales = %d, want 7", *instance.Spec.Replicas)
+	}
+}
+
+// checkScaleInBothVersions checks the scale of the instance "scaled" (3 replicas) as each
+// version's client and raw GET give it: an autoscaling/v1 Scale with the member selector.
+func checkScaleInBothVersions(t *testing.T, ctx context.Context, beta typedv1beta1.ETCDInstanceInterface, alpha typedv1alpha1.ETCDInstanceInterface, ns string) {
+	t.Helper()
+	for version, get := range map[string]func() (*autoscalingv1.Scale, error){
+		"v1beta1":  func() (*autoscalingv1.Scale, error) { return beta.GetScale(ctx, "scaled", metav1.GetOptions{}) },
+		"v1alpha1": func() (*autoscalingv1.Scale, error) { return alpha.GetScale(ctx, "scaled", metav1.GetOptions{}) },
+	} {
+		scale, err := get()
+		if err != nil {
+			t.Fatalf("%s GetScale: %v", version, err)
+		}
+		if scale.Spec.Replicas != 3 || scale.Status.Selector != etcdaas.MemberSelector("scaled") || scale.Name != "scaled" {
+			t.Errorf("%s scale = %+v, want replicas 3 and selector %q", version, scale, etcdaas.MemberSelector("scaled"))
+		}
+		res := do(t, http.MethodGet, fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances/scaled/scale", version, ns), nil)
+		var raw metav1.TypeMeta
+		if err := json.Unmarshal(res.body, &raw); err != nil || raw.APIVersion != "autoscaling/v1" || raw.Kind != "Scale" {
+			t.Errorf("%s GET scale: %d %s", version, res.code, res.body)
+		}
+	}
+}
+
+// checkScalePatchedInBothVersions merge-patches the scale of "scaled" to 7 replicas through
+// each version and checks the Scale answered.
+func checkScalePatchedInBothVersions(t *testing.T, ns string) {
+	t.Helper()
 	patch := []byte(`{"spec":{"replicas":7}}`)
 	for _, version := range []string{"v1beta1", "v1alpha1"} {
 		res := do(t, http.MethodPatch, fmt.Sprintf("/apis/etcdaas.dev/%s/namespaces/%s/etcdinstances/scaled/scale", version, ns), patch,
@@ -92,9 +118,14 @@ func TestScale(t *testing.T) {
 			t.Errorf("%s patched scale %+v", version, patched)
 		}
 	}
+}
 
+// checkBadScalesRefused checks that a scale to 10 replicas, by update or patch, gets 422, and
+// the scale of a missing instance 404.
+func checkBadScalesRefused(t *testing.T, ctx context.Context, beta typedv1beta1.ETCDInstanceInterface, ns string) {
+	t.Helper()
 	big := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "scaled", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: 10}}
-	_, err = beta.UpdateScale(ctx, "scaled", big, metav1.UpdateOptions{})
+	_, err := beta.UpdateScale(ctx, "scaled", big, metav1.UpdateOptions{})
 	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.replicas") {
 		t.Errorf("scale to 10: err = %v, want 422 on spec.replicas", err)
 	}
@@ -105,13 +136,6 @@ func TestScale(t *testing.T) {
 	}
 	if _, err := beta.GetScale(ctx, "missing", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("scale of a missing instance: err = %v, want 404", err)
-	}
-	instance, err = beta.Get(ctx, "scaled", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *instance.Spec.Replicas != 7 {
-		t.Errorf("replicas after refused scales = %d, want 7", *instance.Spec.Replicas)
 	}
 }
 
