@@ -324,20 +324,7 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	converge(t, b, inst)
 	idir := filepath.Join(dir, "instances", "ns", "q")
 	ctx := context.Background()
-	access, err := b.Access(ctx, "ns", "q")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 50 {
-		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = cli.Close()
+	putKeys(t, ctx, b, "q", 50)
 	if _, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req-0"}); !errors.Is(err, backend.ErrCannotRecover) {
 		t.Fatalf("recover with quorum: %v", err)
 	}
@@ -393,15 +380,42 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	if !slices.Equal(names, []string{"q-0", "q-3", "q-4"}) {
 		t.Fatalf("members after recovery: %v", names)
 	}
-	if access, err = b.Access(ctx, "ns", "q"); err != nil {
+	checkKeysKept(t, ctx, b, "q", 50)
+}
+
+// putKeys writes the n keys k00.. into instance ns/name.
+func putKeys(t *testing.T, ctx context.Context, b *Backend, name string, n int) {
+	t.Helper()
+	access, err := b.Access(ctx, "ns", name)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cli, err = access.New(); err != nil {
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = cli.Close()
+}
+
+// checkKeysKept checks that instance ns/name holds n keys under k.
+func checkKeysKept(t *testing.T, ctx context.Context, b *Backend, name string, n int) {
+	t.Helper()
+	access, err := b.Access(ctx, "ns", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := access.New()
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cli.Close() }()
 	got, err := cli.Get(ctx, "k", clientv3.WithPrefix())
-	if err != nil || len(got.Kvs) != 50 {
+	if err != nil || len(got.Kvs) != n {
 		t.Fatalf("keys after recovery: %v, %v", got, err)
 	}
 }

@@ -170,16 +170,7 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The spool file of a receipt cut short long ago is gone, and so are the leftovers of a
-	// staging cut short; a recent spool file (a receipt that may be in progress) stays.
-	for _, p := range append([]string{stale}, staleStaging...) {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("stale spool file %s: %v, want it deleted", p, err)
-		}
-	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("recent spool file: %v", err)
-	}
+	checkSpoolSwept(t, stale, fresh, staleStaging)
 	if err := stageFrom(t, dir, spool, inst, snapPath, "one", info); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +199,32 @@ func TestRestoreRollsBackEveryMember(t *testing.T) {
 	if len(res.Members) != 3 {
 		t.Fatalf("members after the restore: %+v", res.Members)
 	}
-	cli = client(t, b, "rb")
+	checkRolledBack(t, b, dir, res, revBefore, fresh)
+}
+
+// checkSpoolSwept checks what opening the spool directory swept: the spool file of a receipt
+// cut short long ago (stale) and the leftovers of a staging cut short (staleStaging) are gone;
+// a recent spool file (fresh: a receipt that may be in progress) stays.
+func checkSpoolSwept(t *testing.T, stale, fresh string, staleStaging []string) {
+	t.Helper()
+	// The spool file of a receipt cut short long ago is gone, and so are the leftovers of a
+	// staging cut short; a recent spool file (a receipt that may be in progress) stays.
+	for _, p := range append([]string{stale}, staleStaging...) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale spool file %s: %v, want it deleted", p, err)
+		}
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent spool file: %v", err)
+	}
+}
+
+// checkRolledBack checks instance rb after its restore (res the Sync that converged): k1 and
+// k2 as before on every member, at a revision past revBefore, the restore's files gone, the
+// recent spool file fresh left alone.
+func checkRolledBack(t *testing.T, b *Backend, dir string, res *backend.Result, revBefore int64, fresh string) {
+	t.Helper()
+	cli := client(t, b, "rb")
 	got, rev := values(t, cli)
 	if len(got) != 2 || got["k1"] != "before" || got["k2"] != "before" {
 		t.Fatalf("after the restore: %v, want k1 and k2 as before", got)
