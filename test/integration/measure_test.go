@@ -34,24 +34,8 @@ func TestMeasureStandalone(t *testing.T) {
 	if os.Getenv("ETCDAAS_MEASURE") != "1" {
 		t.Skip("set ETCDAAS_MEASURE=1 to measure start time and memory")
 	}
-	objects := 10000
-	if v := os.Getenv("ETCDAAS_MEASURE_OBJECTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objects = n
-	}
-	bin := filepath.Join(t.TempDir(), "etcdaas-apiserver")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/etcdaas-apiserver")
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	objects := measureObjects(t)
+	bin := buildAPIServer(t)
 	dataDir := t.TempDir()
 
 	proc, ready := startProcess(t, bin, dataDir)
@@ -70,6 +54,61 @@ func TestMeasureStandalone(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	createObjects(t, ctx, cs, objects)
+	listStart := time.Now()
+	list, err := cs.EtcdaasV1beta1().ETCDInstances("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != objects {
+		t.Fatalf("listed %d objects, want %d", len(list.Items), objects)
+	}
+	t.Logf("listed %d objects in %s", len(list.Items), time.Since(listStart).Round(time.Millisecond))
+	time.Sleep(5 * time.Second)
+	t.Logf("RSS with %d objects: %s", objects, rss(t, proc.Process.Pid))
+
+	stopProcess(t, proc)
+	proc, ready = startProcess(t, bin, dataDir)
+	t.Logf("warm restart with %d objects to /readyz: %s", objects, ready.Round(time.Millisecond))
+	time.Sleep(5 * time.Second)
+	t.Logf("RSS after restart with %d objects (watch cache filled): %s", objects, rss(t, proc.Process.Pid))
+	stopProcess(t, proc)
+}
+
+// measureObjects is how many objects to create: $ETCDAAS_MEASURE_OBJECTS, 10000 by default.
+func measureObjects(t *testing.T) int {
+	t.Helper()
+	objects := 10000
+	if v := os.Getenv("ETCDAAS_MEASURE_OBJECTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects = n
+	}
+	return objects
+}
+
+// buildAPIServer builds etcdaas-apiserver into a temporary directory and returns its path.
+func buildAPIServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "etcdaas-apiserver")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/etcdaas-apiserver")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// createObjects creates objects instances (spread over 20 namespaces) with 16 writers, and
+// logs the rate.
+func createObjects(t *testing.T, ctx context.Context, cs *versioned.Clientset, objects int) {
+	t.Helper()
 	start := time.Now()
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -99,24 +138,6 @@ func TestMeasureStandalone(t *testing.T) {
 		t.Fatalf("%d creates failed", failed.Load())
 	}
 	t.Logf("created %d objects in %s (%.0f/s)", objects, time.Since(start).Round(time.Millisecond), float64(objects)/time.Since(start).Seconds())
-	listStart := time.Now()
-	list, err := cs.EtcdaasV1beta1().ETCDInstances("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != objects {
-		t.Fatalf("listed %d objects, want %d", len(list.Items), objects)
-	}
-	t.Logf("listed %d objects in %s", len(list.Items), time.Since(listStart).Round(time.Millisecond))
-	time.Sleep(5 * time.Second)
-	t.Logf("RSS with %d objects: %s", objects, rss(t, proc.Process.Pid))
-
-	stopProcess(t, proc)
-	proc, ready = startProcess(t, bin, dataDir)
-	t.Logf("warm restart with %d objects to /readyz: %s", objects, ready.Round(time.Millisecond))
-	time.Sleep(5 * time.Second)
-	t.Logf("RSS after restart with %d objects (watch cache filled): %s", objects, rss(t, proc.Process.Pid))
-	stopProcess(t, proc)
 }
 
 // startProcess runs the binary standalone on a free port and waits for /readyz.

@@ -181,6 +181,25 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 		"MemberAdded Added member db-2",
 		"MemberPromoted Promoted member db-2",
 	}
+	checkEventsRecorded(t, kube, selector, want)
+	// Another instance's events are not selected.
+	other, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=other"})
+	if err != nil || len(other.Items) != 0 {
+		t.Errorf("events of another name: %v (%v)", other, err)
+	}
+	// An unknown field is refused, as kube-apiserver does.
+	if _, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nope=x"}); !apierrors.IsBadRequest(err) {
+		t.Errorf("unknown field selector: %v, want 400", err)
+	}
+
+	checkKubectlShowsEvents(t, e.srv.KubeconfigPath)
+}
+
+// checkEventsRecorded waits up to 30 s for the Events selector selects in namespace events to
+// be as many as want, and checks that they are the controller's Normal Events with
+// managedFields, one starting with each of want.
+func checkEventsRecorded(t *testing.T, kube kubernetes.Interface, selector string, want []string) {
+	t.Helper()
 	var got []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -213,21 +232,17 @@ func TestStandaloneEventsAndDescribe(t *testing.T) {
 			t.Errorf("no event %q in %q", w, got)
 		}
 	}
-	// Another instance's events are not selected.
-	other, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=other"})
-	if err != nil || len(other.Items) != 0 {
-		t.Errorf("events of another name: %v (%v)", other, err)
-	}
-	// An unknown field is refused, as kube-apiserver does.
-	if _, err := kube.CoreV1().Events("events").List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nope=x"}); !apierrors.IsBadRequest(err) {
-		t.Errorf("unknown field selector: %v, want 400", err)
-	}
+}
 
+// checkKubectlShowsEvents checks, with every kubectl under test, that describe shows the
+// Events of events/db and that get and explain show Events as for kube-apiserver.
+func checkKubectlShowsEvents(t *testing.T, kubeconfig string) {
+	t.Helper()
 	for label, bin := range framework.KubectlBinaries(t) {
 		t.Run(label, func(t *testing.T) {
 			k := newKubectl(t, bin)
 			k.ns = "events"
-			k.env = append(k.env, "KUBECONFIG="+e.srv.KubeconfigPath)
+			k.env = append(k.env, "KUBECONFIG="+kubeconfig)
 			r := k.must("describe", "etcd", "db")
 			r.contains(t, "Events:", "MemberAdded", "MemberPromoted", "Promoted member db-2", "etcdaas-controller")
 			// kubectl get events prints kube-apiserver's columns, by its short name too.
