@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
 
@@ -69,44 +70,51 @@ func TestSyncExplainsWhyTheFirstMemberDoesNotStart(t *testing.T) {
 		{"refused long ago or another pod", []any{bound, stale, otherPod}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			client := fake.NewClientset()
-			b, err := New(Options{Client: client})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			// The first sync creates the objects; the second finds no ready member.
-			if _, err := b.Sync(ctx, inst); err != nil {
-				t.Fatal(err)
-			}
-			for _, o := range c.objects {
-				switch o := o.(type) {
-				case *corev1.PersistentVolumeClaim:
-					_, err = client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, o, metav1.CreateOptions{})
-				case *corev1.Pod:
-					_, err = client.CoreV1().Pods("ns").Create(ctx, o, metav1.CreateOptions{})
-				case *corev1.Event:
-					_, err = client.CoreV1().Events("ns").Create(ctx, o, metav1.CreateOptions{})
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			res, err := b.Sync(ctx, inst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.StepReason != backend.StepDeploying || !strings.HasPrefix(res.Step, "waiting for member db-0 to start") {
-				t.Fatalf("step %q (%s)", res.Step, res.StepReason)
-			}
-			if c.want == nil && (res.Unhealthy != "" || res.Step != "waiting for member db-0 to start") {
-				t.Fatalf("a pod merely starting is explained: step %q, unhealthy %q", res.Step, res.Unhealthy)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(res.Unhealthy, w) || !strings.Contains(res.Step, w) {
-					t.Errorf("step %q / unhealthy %q: want %q in both", res.Step, res.Unhealthy, w)
-				}
-			}
+			checkFirstMemberExplained(t, inst, c.objects, c.want)
 		})
+	}
+}
+
+// checkFirstMemberExplained syncs inst, creates objects (claims, pods, Events), syncs again,
+// and checks that the step waits for db-0 and explains, in the step and as unhealthy, each of
+// want (nothing when want is nil).
+func checkFirstMemberExplained(t *testing.T, inst *v1beta1.ETCDInstance, objects []any, want []string) {
+	client := fake.NewClientset()
+	b, err := New(Options{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The first sync creates the objects; the second finds no ready member.
+	if _, err := b.Sync(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects {
+		switch o := o.(type) {
+		case *corev1.PersistentVolumeClaim:
+			_, err = client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Pod:
+			_, err = client.CoreV1().Pods("ns").Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Event:
+			_, err = client.CoreV1().Events("ns").Create(ctx, o, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := b.Sync(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StepReason != backend.StepDeploying || !strings.HasPrefix(res.Step, "waiting for member db-0 to start") {
+		t.Fatalf("step %q (%s)", res.Step, res.StepReason)
+	}
+	if want == nil && (res.Unhealthy != "" || res.Step != "waiting for member db-0 to start") {
+		t.Fatalf("a pod merely starting is explained: step %q, unhealthy %q", res.Step, res.Unhealthy)
+	}
+	for _, w := range want {
+		if !strings.Contains(res.Unhealthy, w) || !strings.Contains(res.Step, w) {
+			t.Errorf("step %q / unhealthy %q: want %q in both", res.Step, res.Unhealthy, w)
+		}
 	}
 }

@@ -153,32 +153,7 @@ func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
 		t.Fatalf("StatefulSet %d, initial cluster %q", replicas, initial)
 	}
 
-	// The new pod is not serving yet: nothing is promoted, the replacement stays recorded.
-	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
-	res, err = f.b.Sync(ctx, f.inst)
-	if err != nil || len(cluster.promoted) != 0 || !strings.Contains(res.Step, "waiting for its new pod") || f.annotation(t, annotationReplacement) == "" {
-		t.Fatalf("waiting: %+v, %v, promoted %v", res, err, cluster.promoted)
-	}
-	// The StatefulSet recreated the pod before the old claim was gone: the pod holds the claim
-	// being deleted, so it is deleted again for the claim to go.
-	gone := metav1.Now()
-	stuck := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-early", DeletionTimestamp: &gone, Finalizers: []string{"kubernetes.io/pvc-protection"}}}
-	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, stuck, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	early := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-1", UID: "pod-1-early"}}
-	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, early, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.b.Sync(ctx, f.inst); err != nil {
-		t.Fatal(err)
-	}
-	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
-		t.Fatal("the pod holding the claim being deleted is still there")
-	}
-	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	checkReplacementWaitsForItsPod(t, ctx, f, cluster)
 
 	// It serves: promoted, and the replacement is done.
 	cluster.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 201, Leader: 100, IsLearner: true}
@@ -203,6 +178,38 @@ func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
 	}
 	if got := f.annotation(t, annotationMemberVolumes); got != `{"db-0":{"member":"64","claim":"claim-0"},"db-1":{"member":"c9","claim":"claim-1-newer"},"db-2":{"member":"66","claim":"claim-2"}}` {
 		t.Fatalf("volumes recorded after the replacement: %s", got)
+	}
+}
+
+// checkReplacementWaitsForItsPod checks the replacement of db-1 while its new pod does not
+// serve: nothing promoted, the replacement recorded; and a pod holding the old claim being
+// deleted is deleted again.
+func checkReplacementWaitsForItsPod(t *testing.T, ctx context.Context, f *stepsFixture, cluster *fakeMembership) {
+	// The new pod is not serving yet: nothing is promoted, the replacement stays recorded.
+	cluster.statuses[1] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(cluster.promoted) != 0 || !strings.Contains(res.Step, "waiting for its new pod") || f.annotation(t, annotationReplacement) == "" {
+		t.Fatalf("waiting: %+v, %v, promoted %v", res, err, cluster.promoted)
+	}
+	// The StatefulSet recreated the pod before the old claim was gone: the pod holds the claim
+	// being deleted, so it is deleted again for the claim to go.
+	gone := metav1.Now()
+	stuck := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1", UID: "claim-1-early", DeletionTimestamp: &gone, Finalizers: []string{"kubernetes.io/pvc-protection"}}}
+	if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Create(ctx, stuck, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	early := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-1", UID: "pod-1-early"}}
+	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, early, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Sync(ctx, f.inst); err != nil {
+		t.Fatal(err)
+	}
+	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, "db-1", metav1.GetOptions{}); return err }) {
+		t.Fatal("the pod holding the claim being deleted is still there")
+	}
+	if err := f.client.CoreV1().PersistentVolumeClaims("ns").Delete(ctx, "data-db-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
