@@ -24,24 +24,7 @@ func TestAPIHarness(t *testing.T) {
 		t.Fatalf("%d comparisons, want every create and read scenario in both versions against 4 peers, RSS, "+
 			"the fan-out's 5 and the backup's 7", len(r.Comparisons))
 	}
-	for _, c := range r.Comparisons {
-		if c.Scenario == fanoutComplete && (c.Ratio != 1 || c.Of.Min != float64(s.watchers)) {
-			t.Errorf("%s: %s: %+v of %+v watchers got every event", c.Subject, c.Scenario, c.Of, c.PeerOf)
-		}
-		if c.Peer == snapshotSize && c.PeerOf.Min < 1 {
-			t.Errorf("%s: %s against a stream of %+v MiB, want at least the 1 MiB written", c.Subject, c.Scenario, c.PeerOf)
-		}
-		if c.Scenario == rssScenario || c.Scenario == backupRSSScenario || c.Scenario == backupKubeRSS || c.Scenario == backupCPU {
-			// A few objects or a 1 MiB stream need not grow the RSS at all, nor take a clock tick of CPU.
-			if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions {
-				t.Errorf("%s, %s: figures %+v and %+v", c.Scenario, c.Subject, c.Of, c.PeerOf)
-			}
-			continue
-		}
-		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Of.Min <= 0 || c.PeerOf.Min <= 0 || c.Ratio <= 0 {
-			t.Errorf("%s %s, %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Version, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
-		}
-	}
+	checkAPIComparisons(t, r.Comparisons, s)
 	dir := t.TempDir()
 	md, err := r.write(dir)
 	if err != nil {
@@ -60,6 +43,38 @@ func TestAPIHarness(t *testing.T) {
 		t.Error(err)
 	}
 
+	checkAggregatorHop(t, env, s, dir)
+}
+
+// checkAPIComparisons checks every figure of the API run with settings s: sampled each
+// repetition, positive where it is a time, every watcher of the fan-out complete, the backup
+// against a stream of at least what was written.
+func checkAPIComparisons(t *testing.T, comparisons []comparison, s apiSettings) {
+	t.Helper()
+	for _, c := range comparisons {
+		if c.Scenario == fanoutComplete && (c.Ratio != 1 || c.Of.Min != float64(s.watchers)) {
+			t.Errorf("%s: %s: %+v of %+v watchers got every event", c.Subject, c.Scenario, c.Of, c.PeerOf)
+		}
+		if c.Peer == snapshotSize && c.PeerOf.Min < 1 {
+			t.Errorf("%s: %s against a stream of %+v MiB, want at least the 1 MiB written", c.Subject, c.Scenario, c.PeerOf)
+		}
+		if c.Scenario == rssScenario || c.Scenario == backupRSSScenario || c.Scenario == backupKubeRSS || c.Scenario == backupCPU {
+			// A few objects or a 1 MiB stream need not grow the RSS at all, nor take a clock tick of CPU.
+			if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions {
+				t.Errorf("%s, %s: figures %+v and %+v", c.Scenario, c.Subject, c.Of, c.PeerOf)
+			}
+			continue
+		}
+		if len(c.Of.Samples) != s.repetitions || len(c.PeerOf.Samples) != s.repetitions || c.Of.Min <= 0 || c.PeerOf.Min <= 0 || c.Ratio <= 0 {
+			t.Errorf("%s %s, %s against %s: figures %+v and %+v, ratio %v", c.Scenario, c.Version, c.Subject, c.Peer, c.Of, c.PeerOf, c.Ratio)
+		}
+	}
+}
+
+// checkAggregatorHop runs BenchmarkAggregatorHop's scenarios on env's control plane with
+// settings s and checks them, that a wrong answer of the do-nothing backend fails the run, and
+// the markdown written in dir.
+func checkAggregatorHop(t *testing.T, env *apiEnv, s apiSettings, dir string) {
 	// BenchmarkAggregatorHop's scenarios on the same control plane: the do-nothing backend
 	// answers GETs, creates, LISTs (each list decoded holds every object) and the backup stream
 	// (exactly its length) through kube-apiserver, and every target is measured.
@@ -92,7 +107,7 @@ func TestAPIHarness(t *testing.T) {
 	if err := hop.streams(t.Context(), longer, 1, measurements{}); err == nil || !strings.Contains(err.Error(), nullBackend) {
 		t.Errorf("a stream one byte short: err %v, want the do-nothing backend's", err)
 	}
-	md, err = hr.write(dir)
+	md, err := hr.write(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
