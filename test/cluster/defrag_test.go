@@ -39,6 +39,43 @@ var defragNote = regexp.MustCompile(`^Defragmented member (\S+) \((follower|lead
 func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures) {
 	ctx := t.Context()
 	cli := e.memberClient(t, ns, name)
+	fillAndCompact(t, ctx, cli)
+	const freed = defragBulkValues * defragBulkValue * 3 / 4
+	sizeBefore := waitForFreedSpace(t, ctx, e, cli, ns, name, freed)
+
+	start := time.Now()
+	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), "", "etcdaas", "defrag", name, "-n", ns, "--timeout=4m")
+	figs.add(t, fmt.Sprintf("defrag 3 members (%d MiB free each)", defragBulkValues), time.Since(start))
+
+	checkDefragmentedEvents(t, ctx, e, ns, name, start, freed)
+	err := framework.Poll(ctx, time.Second, time.Minute, "the status reports the smaller files", func(ctx context.Context) (bool, error) {
+		inst, err := e.getInstance(ctx, ns, name)
+		if err != nil {
+			return false, err
+		}
+		if !settled(inst, 3) {
+			return false, fmt.Errorf("%s", describe(inst))
+		}
+		for _, m := range inst.Status.Members {
+			if sizeBefore[m.Name]-m.DBSize < freed {
+				return false, fmt.Errorf("member %s: dbSize %d, was %d", m.Name, m.DBSize, sizeBefore[m.Name])
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
+	if got := e.mustClient(t, ns, "get-after-defrag", "", clientURL, "get", "/before-member-failing", "--print-value-only"); got != "kept" {
+		t.Errorf("after the defragmentation /before-member-failing = %q, want kept", got)
+	}
+}
+
+// fillAndCompact writes the bulk values under /defrag/, deletes them and compacts past the
+// deletion, leaving their pages free in every member's database file.
+func fillAndCompact(t *testing.T, ctx context.Context, cli *clientv3.Client) {
+	t.Helper()
 	value := make([]byte, defragBulkValue)
 	for i := range defragBulkValues {
 		if _, err := rand.Read(value); err != nil {
@@ -62,10 +99,16 @@ func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures)
 	if _, err := cli.Compact(ctx, after.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
-	const freed = defragBulkValues * defragBulkValue * 3 / 4
+}
+
+// waitForFreedSpace waits for every member of ns/name to report at least freed bytes free in
+// its database file, writing meanwhile (a follower releases pages only at later commits), and
+// returns each member's file size then.
+func waitForFreedSpace(t *testing.T, ctx context.Context, e *etcdaasInstall, cli *clientv3.Client, ns, name string, freed int64) map[string]int64 {
+	t.Helper()
 	var before *v1beta1.ETCDInstance
 	writes := 0
-	err = framework.Poll(ctx, time.Second, 2*time.Minute, "every member reports the freed space", func(ctx context.Context) (bool, error) {
+	err := framework.Poll(ctx, time.Second, 2*time.Minute, "every member reports the freed space", func(ctx context.Context) (bool, error) {
 		// The leader reports the pages the compaction freed as free at once; a follower only
 		// once later writes (each its own backend commit) released them.
 		writes++
@@ -97,15 +140,17 @@ func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures)
 	for _, m := range before.Status.Members {
 		sizeBefore[m.Name] = m.DBSize
 	}
+	return sizeBefore
+}
 
-	start := time.Now()
-	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), "", "etcdaas", "defrag", name, "-n", ns, "--timeout=4m")
-	figs.add(t, fmt.Sprintf("defrag 3 members (%d MiB free each)", defragBulkValues), time.Since(start))
-
+// checkDefragmentedEvents checks the Defragmented Events of ns/name since start: one per
+// member, the followers first, the leader after its leadership moved, each file shrunk by at
+// least freed bytes.
+func checkDefragmentedEvents(t *testing.T, ctx context.Context, e *etcdaasInstall, ns, name string, start time.Time, freed int64) {
 	// The command returns once the request is done; the Events of its last step are written
 	// by the controller's event broadcaster a moment later.
 	var evs []eventsv1.Event
-	err = framework.Poll(ctx, 500*time.Millisecond, 30*time.Second, "3 Defragmented Events", func(ctx context.Context) (bool, error) {
+	err := framework.Poll(ctx, 500*time.Millisecond, 30*time.Second, "3 Defragmented Events", func(ctx context.Context) (bool, error) {
 		list, err := e.c.Kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"regarding.name": name, "reason": "Defragmented"}.AsSelector().String()})
 		if err != nil {
 			return false, err
@@ -141,27 +186,5 @@ func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures)
 	t.Logf("defragmentation order: %v", order)
 	if !slices.Equal(roles, []string{"follower", "follower", "leader"}) {
 		t.Errorf("Defragmented Events %v, want each member once: the two followers, then the leader", order)
-	}
-	err = framework.Poll(ctx, time.Second, time.Minute, "the status reports the smaller files", func(ctx context.Context) (bool, error) {
-		inst, err := e.getInstance(ctx, ns, name)
-		if err != nil {
-			return false, err
-		}
-		if !settled(inst, 3) {
-			return false, fmt.Errorf("%s", describe(inst))
-		}
-		for _, m := range inst.Status.Members {
-			if sizeBefore[m.Name]-m.DBSize < freed {
-				return false, fmt.Errorf("member %s: dbSize %d, was %d", m.Name, m.DBSize, sizeBefore[m.Name])
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Error(err)
-	}
-	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
-	if got := e.mustClient(t, ns, "get-after-defrag", "", clientURL, "get", "/before-member-failing", "--print-value-only"); got != "kept" {
-		t.Errorf("after the defragmentation /before-member-failing = %q, want kept", got)
 	}
 }

@@ -38,37 +38,7 @@ func testFailedRoll(t *testing.T, e *etcdaasInstall, ns, name, good string, figs
 
 	start := time.Now()
 	mustRun(t, pinned, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+brokenRelease+`"}}`)
-	var stalled *metav1.Condition
-	// What went wrong while the roll ran, reported once after it: the first instance seen in
-	// another phase than Running, and the most members seen not ready at once.
-	var notRunning string
-	maxDown := 0
-	err = framework.Poll(ctx, 500*time.Millisecond, 4*time.Minute, "the roll to "+brokenRelease+" stopped", func(ctx context.Context) (bool, error) {
-		inst, err := e.getInstance(ctx, ns, name)
-		if err != nil {
-			return false, err
-		}
-		if inst.Status.Phase != v1beta1.PhaseRunning && notRunning == "" {
-			notRunning = describe(inst)
-		}
-		maxDown = max(maxDown, notReady(inst))
-		c := meta.FindStatusCondition(inst.Status.Conditions, "Degraded")
-		if inst.Status.ObservedGeneration >= inst.Generation && c != nil && c.Status == metav1.ConditionTrue && c.Reason == "UpgradeFailed" {
-			stalled = c
-			return true, nil
-		}
-		return false, fmt.Errorf("%s", describe(inst))
-	})
-	if err != nil {
-		dumpNamespace(t, e.c, ns)
-		t.Fatal(err)
-	}
-	if notRunning != "" {
-		t.Errorf("not Running during the failed roll: %s", notRunning)
-	}
-	if maxDown > 1 {
-		t.Errorf("%d members not ready at once during the failed roll, want at most one", maxDown)
-	}
+	stalled := waitRollStalled(t, ctx, e, ns, name)
 	figs.add(t, "roll to a broken image -> UpgradeFailed", time.Since(start))
 	t.Logf("Degraded: %s", stalled.Message)
 
@@ -122,6 +92,45 @@ func testFailedRoll(t *testing.T, e *etcdaasInstall, ns, name, good string, figs
 	if got := e.mustClient(t, ns, "get-after-failed-roll", "", clientURL, "get", "/upgrade/during-failed-roll", "--print-value-only"); got != "kept" {
 		t.Errorf("after the failed roll /upgrade/during-failed-roll = %q, want kept", got)
 	}
+}
+
+// waitRollStalled waits for the roll of ns/name to a broken release to stop with Degraded
+// UpgradeFailed, which it returns, and checks that meanwhile the instance stayed Running with
+// at most one member not ready.
+func waitRollStalled(t *testing.T, ctx context.Context, e *etcdaasInstall, ns, name string) *metav1.Condition {
+	t.Helper()
+	var stalled *metav1.Condition
+	// What went wrong while the roll ran, reported once after it: the first instance seen in
+	// another phase than Running, and the most members seen not ready at once.
+	var notRunning string
+	maxDown := 0
+	err := framework.Poll(ctx, 500*time.Millisecond, 4*time.Minute, "the roll to "+brokenRelease+" stopped", func(ctx context.Context) (bool, error) {
+		inst, err := e.getInstance(ctx, ns, name)
+		if err != nil {
+			return false, err
+		}
+		if inst.Status.Phase != v1beta1.PhaseRunning && notRunning == "" {
+			notRunning = describe(inst)
+		}
+		maxDown = max(maxDown, notReady(inst))
+		c := meta.FindStatusCondition(inst.Status.Conditions, "Degraded")
+		if inst.Status.ObservedGeneration >= inst.Generation && c != nil && c.Status == metav1.ConditionTrue && c.Reason == "UpgradeFailed" {
+			stalled = c
+			return true, nil
+		}
+		return false, fmt.Errorf("%s", describe(inst))
+	})
+	if err != nil {
+		dumpNamespace(t, e.c, ns)
+		t.Fatal(err)
+	}
+	if notRunning != "" {
+		t.Errorf("not Running during the failed roll: %s", notRunning)
+	}
+	if maxDown > 1 {
+		t.Errorf("%d members not ready at once during the failed roll, want at most one", maxDown)
+	}
+	return stalled
 }
 
 // notReady counts the members the status reports not ready.

@@ -81,16 +81,7 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 
 	cli := e.memberClient(t, ns, src)
 	ctx := t.Context()
-	for k, v := range map[string]string{"/r/kept": "v1", "/r/deleted-later": "v1"} {
-		if _, err := cli.Put(ctx, k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeBulk(t, cli)
-	written, err := cli.Get(ctx, "/r/kept")
-	if err != nil {
-		t.Fatal(err)
-	}
+	written := writeBeforeBackup(t, ctx, cli)
 	// The scheduled backup (every minute) that follows the writes is what restoreFrom uses; the
 	// next ones hold the changes below, hence its key (and keep: 10, so that it stays).
 	key, err := e.waitBackupAt(ctx, ns, src, written.Header.Revision)
@@ -104,20 +95,7 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What the restores must undo.
-	if _, err := cli.Put(ctx, "/r/kept", "v2"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Put(ctx, "/r/added-later", "x"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Delete(ctx, "/r/deleted-later"); err != nil {
-		t.Fatal(err)
-	}
-	before, err := cli.Get(ctx, "/r/kept")
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := changeAfterBackup(t, ctx, cli)
 	_ = cli.Close()
 
 	t.Run("restoreFrom", func(t *testing.T) {
@@ -151,6 +129,44 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 			t.Errorf("restoring an instance without a backup destination: %s", r)
 		}
 	})
+}
+
+// writeBeforeBackup writes what the restores bring back: /r/kept and /r/deleted-later, and the
+// bulk values; it returns the read of /r/kept after them, at their revision.
+func writeBeforeBackup(t *testing.T, ctx context.Context, cli *clientv3.Client) *clientv3.GetResponse {
+	t.Helper()
+	for k, v := range map[string]string{"/r/kept": "v1", "/r/deleted-later": "v1"} {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeBulk(t, cli)
+	written, err := cli.Get(ctx, "/r/kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return written
+}
+
+// changeAfterBackup makes the changes the restores must undo: /r/kept changed, /r/added-later
+// added, /r/deleted-later deleted; it returns the read of /r/kept after them.
+func changeAfterBackup(t *testing.T, ctx context.Context, cli *clientv3.Client) *clientv3.GetResponse {
+	t.Helper()
+	// What the restores must undo.
+	if _, err := cli.Put(ctx, "/r/kept", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/r/added-later", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/r/deleted-later"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cli.Get(ctx, "/r/kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before
 }
 
 // logSeed logs what member 0's seed init container reported: how long the download, the
