@@ -156,45 +156,13 @@ func testStorageEtcdStopped(t *testing.T, c *framework.Cluster) {
 	if n := w.Tally.Total(); n > 0 {
 		t.Fatalf("%d errors before the fault: %s", n, w.Tally)
 	}
-	stoppedAt := time.Now()
-	if err := storage.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := storage.Signal(syscall.SIGCONT); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	t.Cleanup(resume)
-
-	// /readyz fails, and names an etcd check as the cause: "etcd" (the storage's health) or
-	// "etcd-readiness" (its readiness), whichever notices first.
-	var verbose, etcdCheck string
-	err := framework.Poll(t.Context(), 100*time.Millisecond, storageStop-time.Second, "/readyz to fail naming etcd", func(ctx context.Context) (bool, error) {
-		code, body := readyz.get(t, "/readyz?verbose")
-		verbose = body
-		return code == http.StatusInternalServerError && failedEtcdCheck(body) != "", nil
-	})
-	unreadyAfter := time.Since(stoppedAt)
-	if err != nil {
-		t.Errorf("%v; last answer:\n%s", err, verbose)
-	} else {
-		check := failedEtcdCheck(verbose)
-		if code, body := readyz.get(t, "/readyz/"+check); code != http.StatusInternalServerError {
-			t.Errorf("/readyz/%s does not fail: %d %q", check, code, body)
-		} else {
-			etcdCheck = check + ": " + strings.TrimSpace(body)
-		}
-	}
+	stoppedAt, resume := freeze(t, storage)
+	unreadyAfter, etcdCheck := waitUnreadyNamingEtcd(t, readyz, stoppedAt)
 	time.Sleep(time.Until(stoppedAt.Add(storageStop)))
 	resumedAt := time.Now()
 	resume()
 
-	err = framework.Poll(t.Context(), 50*time.Millisecond, time.Minute, "/readyz to pass again", func(ctx context.Context) (bool, error) {
+	err := framework.Poll(t.Context(), 50*time.Millisecond, time.Minute, "/readyz to pass again", func(ctx context.Context) (bool, error) {
 		code, _ := readyz.get(t, "/readyz")
 		return code == http.StatusOK, nil
 	})
@@ -229,6 +197,53 @@ func testStorageEtcdStopped(t *testing.T, c *framework.Cluster) {
 		"last error %s after the resume; %s",
 		storageStop, unreadyAfter.Round(time.Millisecond), strings.TrimSpace(etcdCheck), readyAgain.Round(time.Millisecond),
 		present+deleted, present, deleted, acksAfter, last.Sub(resumedAt).Round(time.Millisecond), w.Tally)
+}
+
+// freeze stops p (SIGSTOP) and returns when, and the function that resumes it (SIGCONT) once,
+// which also runs at the test's cleanup.
+func freeze(t *testing.T, p *framework.Process) (time.Time, func()) {
+	t.Helper()
+	stoppedAt := time.Now()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := p.Signal(syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	return stoppedAt, resume
+}
+
+// waitUnreadyNamingEtcd waits for /readyz to fail naming an etcd check as the cause: "etcd"
+// (the storage's health) or "etcd-readiness" (its readiness), whichever notices first; that
+// check's own endpoint must fail too. It returns how long after stoppedAt /readyz failed, and
+// the check with its answer.
+func waitUnreadyNamingEtcd(t *testing.T, readyz directClient, stoppedAt time.Time) (time.Duration, string) {
+	t.Helper()
+	var verbose, etcdCheck string
+	err := framework.Poll(t.Context(), 100*time.Millisecond, storageStop-time.Second, "/readyz to fail naming etcd", func(ctx context.Context) (bool, error) {
+		code, body := readyz.get(t, "/readyz?verbose")
+		verbose = body
+		return code == http.StatusInternalServerError && failedEtcdCheck(body) != "", nil
+	})
+	unreadyAfter := time.Since(stoppedAt)
+	if err != nil {
+		t.Errorf("%v; last answer:\n%s", err, verbose)
+	} else {
+		check := failedEtcdCheck(verbose)
+		if code, body := readyz.get(t, "/readyz/"+check); code != http.StatusInternalServerError {
+			t.Errorf("/readyz/%s does not fail: %d %q", check, code, body)
+		} else {
+			etcdCheck = check + ": " + strings.TrimSpace(body)
+		}
+	}
+	return unreadyAfter, etcdCheck
 }
 
 // directClient calls etcdaas-apiserver's own port, not through the aggregator, as the
