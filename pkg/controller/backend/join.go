@@ -3,6 +3,8 @@ package backend
 import (
 	"fmt"
 	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // JoinDeadline is how long a member added by a scale-up may go without serving before the
@@ -27,4 +29,46 @@ func NoteNotJoining(res *Result, member string, desired, back int, what string, 
 		"and nothing changes until a person acts: fix what keeps %s from serving, or set spec.replicas back to %d, which removes it",
 		member, desired, deadline, what, back)
 	return true
+}
+
+// NoteNotCatchingUp records in res, once behind is longer than deadline (as for
+// NoteNotJoining), that the instance is blocked (Blocked, reason ReasonMemberNotJoining) on
+// member, a learner added by a scale-up to desired members which serves but which etcd has
+// refused to promote for that long because it is behind its leader: its disk may be too slow
+// for the writes, or its network may keep dropping the snapshot the leader sends. Each later
+// look still tries to promote it, and it is promoted once it catches up; a person can fix
+// what keeps it behind, or set spec.replicas back to back, which removes it. lag (LearnerLag)
+// names the leader and says how far behind the learner is; it goes to Degraded (res.Unhealthy,
+// after what that says of other members), where it changes as the revisions of the members'
+// status do, while the Blocked message does not change from one look to the next. It reports
+// whether the instance is blocked.
+func NoteNotCatchingUp(res *Result, member string, desired, back int, lag string, behind, deadline time.Duration) bool {
+	if behind <= deadline {
+		return false
+	}
+	res.BlockedReason = ReasonMemberNotJoining
+	res.Blocked = fmt.Sprintf("member %s, added as a learner for spec.replicas %d, serves but has been behind the leader for longer than %s "+
+		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
+		"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to %d, which removes it",
+		member, desired, deadline, back)
+	if lag == "" {
+		lag = "the leader"
+	}
+	behindMsg := fmt.Sprintf("member %s, a learner, serves but is behind %s", member, lag)
+	if res.Unhealthy != "" {
+		behindMsg = res.Unhealthy + "; " + behindMsg
+	}
+	res.Unhealthy = behindMsg
+	return true
+}
+
+// LearnerLag names the leader a learner is behind and by how much, from learner, the
+// learner's status, and leader, its leader's (named leaderName): "the leader db-0 (its
+// revision 7 against the leader's 5000)", the revisions the members' status shows. It is
+// empty when the leader's status is unknown (its MemberID is not the learner's leader).
+func LearnerLag(learner etcdcluster.EndpointStatus, leaderName string, leader etcdcluster.EndpointStatus) string {
+	if leader.MemberID == 0 || leader.MemberID != learner.Leader {
+		return ""
+	}
+	return fmt.Sprintf("the leader %s (its revision %d against the leader's %d)", leaderName, learner.Revision, leader.Revision)
 }

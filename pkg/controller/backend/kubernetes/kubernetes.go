@@ -541,7 +541,7 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 			return err
 		}
 		res.Record(backend.ReasonMemberRemoved, "Removed member %s (ID %s), a learner spec.replicas no longer asks for; its volume is deleted with its pod", name, m.IDString())
-		b.health.Forget(v.healthKey(m.ID))
+		b.forgetLearner(v, m.ID)
 		if err := b.setMembers(ctx, v, members[:len(members)-1]); err != nil {
 			return err
 		}
@@ -567,12 +567,13 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	if err := cluster.Promote(ctx, m.ID); err != nil {
 		if behindLeader(ctx, err) {
 			res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", name)
+			b.noteLearnerBehind(v, obs, m, o)
 			return nil
 		}
 		return err
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
-	b.health.Forget(v.healthKey(m.ID))
+	b.forgetLearner(v, m.ID)
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
 	return nil
 }
@@ -594,6 +595,33 @@ func (b *Backend) noteLearnerNotServing(v *instanceView, res *backend.Result, m 
 		return
 	}
 	backend.NoteNotJoining(res, backend.MemberName(v.inst.Name, o), backend.DesiredReplicas(v.inst), o, "its pod", b.health.Unhealthy(v.healthKey(m.ID)), backend.JoinDeadline)
+}
+
+// noteLearnerBehind reports the instance blocked (reason MemberNotJoining) once m, the
+// learner with ordinal o, the highest (a scale-up's), serves but etcd has refused to promote
+// it as behind its leader for longer than backend.JoinDeadline since this controller first
+// found it so (see backend.NoteNotCatchingUp), with its revision against the leader's. Its
+// own record of the health clock counts the time, apart from the one of a learner that does
+// not serve, so that a pod slow to start does not count against the catching up that follows.
+func (b *Backend) noteLearnerBehind(v *instanceView, obs *observation, m etcdcluster.Member, o int) {
+	if o != len(obs.members)-1 {
+		return
+	}
+	learner, lag := obs.statuses[o], ""
+	for i, st := range obs.statuses {
+		if st.MemberID != 0 && st.MemberID == learner.Leader {
+			lag = backend.LearnerLag(learner, backend.MemberName(v.inst.Name, i), st)
+		}
+	}
+	behind := b.health.Unhealthy(v.behindKey(m.ID))
+	backend.NoteNotCatchingUp(obs.result, backend.MemberName(v.inst.Name, o), backend.DesiredReplicas(v.inst), o, lag, behind, backend.JoinDeadline)
+}
+
+// forgetLearner drops the health clock's records of the learner id, promoted or removed: how
+// long it did not serve, and how long it was behind its leader.
+func (b *Backend) forgetLearner(v *instanceView, id uint64) {
+	b.health.Forget(v.healthKey(id))
+	b.health.Forget(v.behindKey(id))
 }
 
 // stepTowardSpec takes the next step toward spec.replicas on a healthy cluster with no change

@@ -157,3 +157,99 @@ func TestALearnerThatNeverServesIsReportedBlocked(t *testing.T) {
 		})
 	}
 }
+
+// TestALearnerThatNeverCatchesUpIsReportedBlocked: db-3, added as a learner by a scale-up to
+// 4, serves, but etcd refuses every promotion as it stays behind its leader (a disk too slow
+// for the writes, a network that drops the snapshot). It is waited for during JoinDeadline;
+// past it the instance is reported blocked on it (MemberNotJoining), saying that it serves,
+// how far behind it is (Degraded: its revision against the leader's) and what a person can
+// do, instead of "waiting for it to catch up" for ever. Every look still tries the promotion,
+// and the message stays as it is from look to look. Once it catches up it is promoted; a
+// scale back removes it. Either way the clock forgets it.
+func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
+	ctx := context.Background()
+	const wantBlocked = "member db-3, added as a learner for spec.replicas 4, serves but has been behind the leader for longer than 10m0s " +
+		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: " +
+		"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to 3, which removes it"
+	for _, fix := range []string{"catches up", "scale back"} {
+		t.Run(fix, func(t *testing.T) {
+			fake := healthyCluster(4)
+			fake.members[3].IsLearner = true
+			fake.statuses[3].IsLearner = true
+			fake.statuses[0].Revision, fake.statuses[3].Revision = 5000, 1
+			cluster := &behindLearner{fakeMembership: fake, behind: 1 << 30}
+			f := newStepsFixture(t, 4, 4, 3, fake)
+			f.withVolumes(t, 4)
+			f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
+			now := time.Unix(1000, 0)
+			f.b.health.Now = func() time.Time { return now }
+			tries := func() int { return 1<<30 - cluster.behind }
+
+			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
+				now = now.Add(wait)
+				res, err := f.b.Sync(ctx, f.inst)
+				if err != nil || res.Blocked != "" || res.Step != "promoting member db-3: waiting for it to catch up with the leader" || tries() != i+1 {
+					t.Fatalf("learner behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries())
+				}
+			}
+			wantUnhealthy := "member db-3, a learner, serves but is behind the leader db-0 (its revision 1 against the leader's 5000)"
+			for i, wait := range []time.Duration{time.Second, time.Minute} {
+				now = now.Add(wait)
+				res, err := f.b.Sync(ctx, f.inst)
+				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != wantBlocked ||
+					res.Unhealthy != wantUnhealthy || len(fake.promoted) != 0 || tries() != 3+i {
+					t.Fatalf("learner behind past the deadline, look %d: %+v, %v, %d promotions tried", i, res, err, tries())
+				}
+			}
+			// The leader goes on (so do the revisions in the status): only Degraded says so.
+			fake.statuses[0].Revision, fake.statuses[3].Revision = 5100, 40
+			if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != wantBlocked ||
+				res.Unhealthy != "member db-3, a learner, serves but is behind the leader db-0 (its revision 40 against the leader's 5100)" {
+				t.Fatalf("learner still behind: %+v, %v", res, err)
+			}
+
+			if fix == "catches up" {
+				cluster.behind = 0
+				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || res.Unhealthy != "" || !slices.Equal(fake.promoted, []uint64{103}) {
+					t.Fatalf("learner caught up: %+v, %v, promoted %v", res, err, fake.promoted)
+				}
+			} else {
+				f.inst.Spec.Replicas = ptr.To[int32](3)
+				if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !slices.Equal(fake.removed, []uint64{103}) {
+					t.Fatalf("scaled back: %+v, %v, removed %v", res, err, fake.removed)
+				}
+			}
+			if got := f.b.health.Unhealthy(healthKeyPrefix("ns", "db") + etcdcluster.FormatID(103) + "/behind"); got != 0 {
+				t.Fatalf("the learner is still remembered behind for %s", got)
+			}
+		})
+	}
+}
+
+// TestALearnerSlowToStartThenCatchingUpIsNotReportedAtOnce: db-3's pod took 9 minutes to
+// serve (an image pull); then it is behind its leader, as any learner receiving the database
+// is at first. Its catching up gets JoinDeadline of its own: a learner that has just started
+// to serve is not reported as never catching up.
+func TestALearnerSlowToStartThenCatchingUpIsNotReportedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	fake := healthyCluster(4)
+	fake.members[3].IsLearner = true
+	fake.statuses[3] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	cluster := &behindLearner{fakeMembership: fake, behind: 1 << 30}
+	f := newStepsFixture(t, 4, 4, 3, fake)
+	f.withVolumes(t, 4)
+	f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" {
+		t.Fatalf("learner not serving yet: %+v, %v", res, err)
+	}
+	now = now.Add(9 * time.Minute)
+	fake.statuses[3] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
+	for _, wait := range []time.Duration{0, 2 * time.Minute} {
+		now = now.Add(wait)
+		if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !strings.Contains(res.Step, "waiting for it to catch up") {
+			t.Fatalf("learner behind for %s after a slow start: %+v, %v", wait, res, err)
+		}
+	}
+}

@@ -62,6 +62,10 @@ func (v *instanceView) healthKey(id uint64) string {
 	return healthKeyPrefix(v.inst.Namespace, v.inst.Name) + etcdcluster.FormatID(id)
 }
 
+// behindKey identifies in the health clock since when the learner id has been behind its
+// leader (noteLearnerBehind): a record of its own, under the instance's prefix.
+func (v *instanceView) behindKey(id uint64) string { return v.healthKey(id) + "/behind" }
+
 // healthKeyPrefix starts the health clock's key of every member of the instance namespace/name.
 func healthKeyPrefix(namespace, name string) string { return namespace + "/" + name + "/" }
 
