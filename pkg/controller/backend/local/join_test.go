@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // TestAJoinThatNeverStartsIsReportedBlocked: nj-1, added as a learner by a scale-up to 2,
@@ -86,6 +90,76 @@ func TestAJoinThatNeverStartsIsReportedBlocked(t *testing.T) {
 			// Its wait does not count toward replacing the member it may become.
 			if got := b.health.Unhealthy(inTheWay); got != 0 {
 				t.Fatalf("nj-1 is still remembered, unhealthy for %s", got)
+			}
+		})
+	}
+}
+
+// TestALearnerThatNeverCatchesUpIsReportedBlocked: nb-1, added as a learner by a scale-up to
+// 2, starts and serves, but etcd refuses every promotion as it is behind its leader (a disk
+// too slow for the writes, say). Each refusal is an error during JoinDeadline; past it the
+// instance is reported blocked on it (MemberNotJoining), saying that it serves, how far
+// behind it is (Degraded: its revision against the leader's) and what a person can do,
+// instead of "has not served" with a fix for a member that does not start. Every look still
+// tries the promotion, and the message stays as it is from look to look. Once it catches up
+// it is promoted; a scale back removes it. Either way the clock forgets it.
+func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
+	for _, fix := range []string{"catches up", "scale back"} {
+		t.Run(fix, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			b := newBackend(t, dir)
+			defer func() { _ = b.Close() }()
+			now := time.Unix(1000, 0)
+			b.health.Now = func() time.Time { return now }
+			inst := instance("nb", 1, false)
+			converge(t, b, inst)
+			tries := 0
+			b.promote = func(_ context.Context, _ *clientv3.Client, id uint64) error {
+				tries++
+				return fmt.Errorf("promoting member %s: %w: %w", etcdcluster.FormatID(id), etcdcluster.ErrLearnerNotInSync, context.DeadlineExceeded)
+			}
+			inst.Spec.Replicas = ptr.To[int32](2)
+
+			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
+				now = now.Add(wait)
+				res, err := b.Sync(ctx, inst)
+				if !errors.Is(err, etcdcluster.ErrLearnerNotInSync) || res == nil || res.Blocked != "" || tries != i+1 {
+					t.Fatalf("nb-1 behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries)
+				}
+			}
+			want := "member nb-1, added as a learner for spec.replicas 2, serves but has been behind the leader for longer than 10m0s " +
+				"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: " +
+				"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to 1, which removes it"
+			for i, wait := range []time.Duration{time.Second, time.Minute} {
+				now = now.Add(wait)
+				res, err := b.Sync(ctx, inst)
+				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != want || tries != 3+i ||
+					len(res.Members) != 2 || !res.Members[1].Ready || !res.Members[1].Learner || len(res.MemberProblems) != 0 || len(res.Events) != 0 {
+					t.Fatalf("nb-1 behind past the deadline, look %d: %+v, %v, %d promotions tried", i, res, err, tries)
+				}
+				lag := fmt.Sprintf("member nb-1, a learner, serves but is behind the leader nb-0 (its revision %d against the leader's %d)",
+					res.Members[1].Revision, res.Members[0].Revision)
+				if res.Unhealthy != lag {
+					t.Fatalf("Degraded says %q, want %q", res.Unhealthy, lag)
+				}
+			}
+
+			if fix == "catches up" {
+				b.promote = etcdcluster.Promote
+				if res := converge(t, b, inst); len(res.Members) != 2 || res.Members[1].Learner || res.Blocked != "" {
+					t.Fatalf("members once nb-1 caught up: %+v", res)
+				}
+			} else {
+				inst.Spec.Replicas = ptr.To[int32](1)
+				res, err := b.Sync(ctx, inst)
+				if err != nil || res.Blocked != "" || res.Step != "removed member nb-1" {
+					t.Fatalf("scaled back: %+v, %v", res, err)
+				}
+			}
+			m := &memberState{Name: "nb-1"}
+			if got := b.health.Unhealthy(behindKey(filepath.Join(dir, "instances", "ns", "nb"), m)); got != 0 {
+				t.Fatalf("nb-1 is still remembered behind for %s", got)
 			}
 		})
 	}

@@ -64,8 +64,8 @@ type Options struct {
 	// negative: never).
 	MemberRepairGracePeriod time.Duration
 	// JoinDeadline is how long a member added by a scale-up may fail to start or to be
-	// promoted before the instance is reported blocked on it, reason MemberNotJoining
-	// (0: backend.JoinDeadline).
+	// promoted, or be found behind its leader when promoted, before the instance is reported
+	// blocked on it, reason MemberNotJoining (0: backend.JoinDeadline).
 	JoinDeadline time.Duration
 }
 
@@ -85,6 +85,8 @@ type Backend struct {
 	died map[string]bool
 	// health is since when members have been unhealthy, by data directory.
 	health *backend.HealthClock
+	// promote promotes a learner (etcdcluster.Promote); the tests make etcd find it behind.
+	promote func(ctx context.Context, cli *clientv3.Client, id uint64) error
 }
 
 // errClosed is returned for work asked of a closed backend.
@@ -146,7 +148,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embedetcd.Etcd{}, startErrs: map[string]error{},
-		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}}, nil
+		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}, promote: etcdcluster.Promote}, nil
 }
 
 // EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
@@ -816,7 +818,8 @@ func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.A
 
 // finishJoin takes the member name from joining (recorded, maybe added) through learner
 // (added, started) to voting (promoted). A scale-up's learner that cannot start or be
-// promoted for longer than Options.JoinDeadline makes the instance blocked (joinFailed).
+// promoted for longer than Options.JoinDeadline makes the instance blocked (joinFailed), as
+// does one etcd finds behind its leader for that long (promoteFailed).
 func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance, name string) (*backend.Result, error) {
 	m := st.member(name)
 	res := &backend.Result{Step: fmt.Sprintf("adding member %s", name), StepReason: backend.StepAddingMember}
@@ -863,14 +866,14 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 			return res, err
 		}
 	}
-	if err := etcdcluster.Promote(sctx, cli, m.id()); err != nil {
+	if err := b.promote(sctx, cli, m.id()); err != nil {
 		if ctx.Err() != nil {
 			return res, err
 		}
-		return res, b.joinFailed(dir, st, inst, m, res, err.Error(), err)
+		return res, b.promoteFailed(ctx, dir, st, inst, m, access, obs, res, err)
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
-	b.health.Forget(filepath.Join(dir, m.Name))
+	b.forgetLearner(dir, m)
 	m.Phase = phaseVoting
 	replaced := st.Replacement
 	if replaced != nil && replaced.New == name {
@@ -904,6 +907,61 @@ func (b *Backend) joinFailed(dir string, st *instanceState, inst *v1beta1.ETCDIn
 	res.Unhealthy = fmt.Sprintf("unhealthy members: %s: %s", m.Name, problem)
 	res.MemberProblems = map[string]string{m.Name: problem}
 	return nil
+}
+
+// promoteFailed handles err, why the learner m was not promoted. A refusal other than etcd's
+// finding it behind its leader is a join that failed (joinFailed). For that refusal, the
+// health clock counts, in a record of its own (behindKey), how long a scale-up's learner has
+// been found behind; past Options.JoinDeadline the instance is reported blocked on it
+// (MemberNotJoining, see backend.NoteNotCatchingUp) instead of failing with err, with its
+// revision against the leader's (learnerLag; voting observed the voting members), unless it
+// does not answer its status call (joinFailed). Each later look still tries to promote it.
+// Other learners return err.
+func (b *Backend) promoteFailed(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, access *etcdcluster.Access, voting, res *backend.Result, err error) error {
+	if !errors.Is(err, etcdcluster.ErrLearnerNotInSync) {
+		return b.joinFailed(dir, st, inst, m, res, err.Error(), err)
+	}
+	if !st.scaleUpJoin(m) {
+		return err
+	}
+	behind := b.health.Unhealthy(behindKey(dir, m))
+	if behind <= b.opts.JoinDeadline {
+		return err
+	}
+	lag, notServing := learnerLag(ctx, access, st, m, voting)
+	if notServing != nil {
+		return b.joinFailed(dir, st, inst, m, res, notServing.Error(), err)
+	}
+	backend.NoteNotCatchingUp(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, lag, behind, b.opts.JoinDeadline)
+	return nil
+}
+
+// learnerLag asks the learner m and its leader, the voting member voting says leads, for
+// their status, and says how far m is behind (backend.LearnerLag). It returns why m does
+// not serve when it does not answer.
+func learnerLag(ctx context.Context, access *etcdcluster.Access, st *instanceState, m *memberState, voting *backend.Result) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdcluster.DefaultTimeout)
+	defer cancel()
+	learner := etcdcluster.Status(ctx, access, m.clientURL(st.TLS))
+	if learner.Err != nil {
+		return "", learner.Err
+	}
+	for _, ms := range voting.Members {
+		if ms.Leader {
+			return backend.LearnerLag(learner, ms.Name, etcdcluster.Status(ctx, access, ms.ClientURL)), nil
+		}
+	}
+	return "", nil
+}
+
+// behindKey identifies in the health clock since when the learner m has been behind its
+// leader (promoteFailed), apart from its own record of not starting or serving.
+func behindKey(dir string, m *memberState) string { return filepath.Join(dir, m.Name) + "#behind" }
+
+// forgetLearner drops the health clock's records of the learner m, promoted or removed.
+func (b *Backend) forgetLearner(dir string, m *memberState) {
+	b.health.Forget(filepath.Join(dir, m.Name))
+	b.health.Forget(behindKey(dir, m))
 }
 
 // addLearner adds the joining member m to the cluster as a learner (unless an earlier attempt
@@ -990,7 +1048,7 @@ func (b *Backend) finishRemove(ctx context.Context, dir string, st *instanceStat
 	}
 	// The member is out of the cluster: nothing to hand over, stop it at once.
 	b.stop(dir, m, true)
-	b.health.Forget(filepath.Join(dir, m.Name))
+	b.forgetLearner(dir, m)
 	b.setStartError(dir, m, nil)
 	if err := os.RemoveAll(filepath.Join(dir, m.Name)); err != nil {
 		return res, err
