@@ -154,6 +154,20 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, peerURL string) (uint
 	return resp.Member.ID, convertMembers(resp.Members), nil
 }
 
+// PromoteWait bounds how long one look of a controller retries the promotion of a learner
+// etcd finds behind its leader (PromoteWithin). A learner receiving a large database, or one
+// that cannot keep up with the writes, stays behind for minutes; a look waiting for it would
+// hold one of the controller's few workers, and every other instance's steps, repairs and
+// backups with it.
+const PromoteWait = 10 * time.Second
+
+// PromoteWithin is Promote retrying for at most wait.
+func PromoteWithin(ctx context.Context, cli *clientv3.Client, id uint64, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return Promote(ctx, cli, id)
+}
+
 // ErrLearnerNotInSync is returned by Promote when the learner was still behind the leader
 // when its context ended: etcd promotes a learner only once it has caught up.
 var ErrLearnerNotInSync = errors.New("learner still not in sync")

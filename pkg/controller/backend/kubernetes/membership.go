@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -56,18 +55,10 @@ func (e *etcdMembership) AddLearner(ctx context.Context, peerURL string) (uint64
 	return etcdcluster.AddLearner(ctx, e.cli, peerURL)
 }
 
-// promoteWait bounds how long one Sync retries the promotion of a learner etcd finds behind
-// its leader. A learner receiving a large database, or one that cannot keep up with the
-// writes, stays behind for minutes; a Sync waiting for it would hold one of the controller's
-// few workers, and every other instance's steps, repairs and backups with it.
-const promoteWait = 10 * time.Second
-
-// Promote makes a learner a voting member, retrying for at most promoteWait while etcd finds
-// it behind the leader; the error then wraps etcdcluster.ErrLearnerNotInSync.
+// Promote makes a learner a voting member, retrying for at most etcdcluster.PromoteWait while
+// etcd finds it behind the leader; the error then wraps etcdcluster.ErrLearnerNotInSync.
 func (e *etcdMembership) Promote(ctx context.Context, id uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, promoteWait)
-	defer cancel()
-	return etcdcluster.Promote(ctx, e.cli, id)
+	return etcdcluster.PromoteWithin(ctx, e.cli, id, etcdcluster.PromoteWait)
 }
 
 func (e *etcdMembership) MoveLeaderAway(ctx context.Context, id uint64, members []etcdcluster.Member, statuses []etcdcluster.EndpointStatus) error {

@@ -19,7 +19,7 @@ import (
 // The reconcile's context has no deadline, so a promotion retried until the learner catches
 // up held one of the controller's two workers that long, and with them every other
 // instance's steps. A learner that never catches up (here: one whose member never starts)
-// held it for good. The promotion gives up after promoteWait, saying the learner is behind.
+// held it for good. The promotion gives up after etcdcluster.PromoteWait, saying the learner is behind.
 func TestPromotingALearnerBehindItsLeaderIsBounded(t *testing.T) {
 	endpoint := etcdtest.Start(t, nil)
 	cluster, err := connectMembership(&etcdcluster.Access{Endpoints: []string{endpoint}})
@@ -43,11 +43,11 @@ func TestPromotingALearnerBehindItsLeaderIsBounded(t *testing.T) {
 		if !errors.Is(err, etcdcluster.ErrLearnerNotInSync) {
 			t.Fatalf("promoting a learner that is behind: %v, want it reported not in sync", err)
 		}
-		if took := time.Since(started); took > promoteWait+5*time.Second {
-			t.Fatalf("the promotion took %s, more than %s", took, promoteWait)
+		if took := time.Since(started); took > etcdcluster.PromoteWait+5*time.Second {
+			t.Fatalf("the promotion took %s, more than %s", took, etcdcluster.PromoteWait)
 		}
-	case <-time.After(3 * promoteWait):
-		t.Fatalf("the promotion of a learner that never catches up was still waiting after %s", 3*promoteWait)
+	case <-time.After(3 * etcdcluster.PromoteWait):
+		t.Fatalf("the promotion of a learner that never catches up was still waiting after %s", 3*etcdcluster.PromoteWait)
 	}
 }
 

@@ -148,7 +148,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embedetcd.Etcd{}, startErrs: map[string]error{},
-		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}, promote: etcdcluster.Promote}, nil
+		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}, promote: promoteBounded}, nil
 }
 
 // EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
@@ -909,24 +909,33 @@ func (b *Backend) joinFailed(dir string, st *instanceState, inst *v1beta1.ETCDIn
 	return nil
 }
 
+// promoteBounded promotes the learner id, giving up after etcdcluster.PromoteWait while etcd
+// finds it behind its leader, so that a learner catching up a large database does not hold a
+// worker for the whole step.
+func promoteBounded(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	return etcdcluster.PromoteWithin(ctx, cli, id, etcdcluster.PromoteWait)
+}
+
 // promoteFailed handles err, why the learner m was not promoted. A refusal other than etcd's
-// finding it behind its leader is a join that failed (joinFailed). For that refusal, the
-// health clock counts, in a record of its own (behindKey), how long a scale-up's learner has
-// been found behind; past Options.JoinDeadline the instance is reported blocked on it
-// (MemberNotJoining, see backend.NoteNotCatchingUp) instead of failing with err, with its
-// revision against the leader's (learnerLag; voting observed the voting members), unless it
-// does not answer its status call (joinFailed). Each later look still tries to promote it.
-// Other learners return err.
+// finding it behind its leader is a join that failed (joinFailed). That refusal is a step
+// under way (res.Step says so, no error), and the health clock counts, in a record of its own
+// (behindKey), how long a scale-up's learner has been found behind; past
+// Options.JoinDeadline the instance is reported blocked on it (MemberNotJoining, see
+// backend.NoteNotCatchingUp), with its revision against the leader's (learnerLag; voting
+// observed the voting members), unless it does not answer its status call (joinFailed).
+// Each later look still tries to promote it.
 func (b *Backend) promoteFailed(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, access *etcdcluster.Access, voting, res *backend.Result, err error) error {
 	if !errors.Is(err, etcdcluster.ErrLearnerNotInSync) {
 		return b.joinFailed(dir, st, inst, m, res, err.Error(), err)
 	}
+	// Catching up is under way: a later look tries again (the kubernetes backend's way).
+	res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", m.Name)
 	if !st.scaleUpJoin(m) {
-		return err
+		return nil
 	}
 	behind := b.health.Unhealthy(behindKey(dir, m))
 	if behind <= b.opts.JoinDeadline {
-		return err
+		return nil
 	}
 	lag, notServing := learnerLag(ctx, access, st, m, voting)
 	if notServing != nil {
