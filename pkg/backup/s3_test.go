@@ -95,41 +95,9 @@ func TestS3SweepsInterruptedUploads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := minio.Core{Client: client}
-	orphan := func(uid string) (object, upload string) {
-		object = dest.incomplete(uid) + Key(time.Now(), 1)
-		if _, err := client.PutObject(ctx, store.Bucket, object, strings.NewReader("half"), 4, minio.PutObjectOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		upload = dest.incomplete(uid) + Key(time.Now().Add(time.Second), 2)
-		id, err := core.NewMultipartUpload(ctx, store.Bucket, upload, minio.PutObjectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := core.PutObjectPart(ctx, store.Bucket, upload, id, 1, strings.NewReader("part"), 4, minio.PutObjectPartOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		return object, upload
-	}
-	ownObject, ownUpload := orphan("uid-1")
-	otherObject, otherUpload := orphan("uid-2")
-	leftovers := func() []string {
-		var out []string
-		for obj := range client.ListObjects(ctx, store.Bucket, minio.ListObjectsOptions{Prefix: "ns/db/", Recursive: true}) {
-			if obj.Err != nil {
-				t.Fatal(obj.Err)
-			}
-			out = append(out, obj.Key)
-		}
-		for up := range client.ListIncompleteUploads(ctx, store.Bucket, "ns/db/", true) {
-			if up.Err != nil {
-				t.Fatal(up.Err)
-			}
-			out = append(out, "upload "+up.Key)
-		}
-		slices.Sort(out)
-		return out
-	}
+	ownObject, ownUpload := makeOrphans(t, ctx, dest, client, store.Bucket, "uid-1")
+	otherObject, otherUpload := makeOrphans(t, ctx, dest, client, store.Bucket, "uid-2")
+	leftovers := func() []string { return listLeftovers(t, ctx, client, store.Bucket, "ns/db/") }
 	all := []string{ownObject, otherObject, "upload " + ownUpload, "upload " + otherUpload}
 	slices.Sort(all)
 	if got := leftovers(); !slices.Equal(got, all) {
@@ -161,6 +129,47 @@ func TestS3SweepsInterruptedUploads(t *testing.T) {
 			t.Errorf("%s is still there: %v", gone, got)
 		}
 	}
+}
+
+// makeOrphans leaves what an interrupted backup of instance uid leaves in dest's bucket: a
+// half-written object and an incomplete multipart upload with one part. It returns their keys.
+func makeOrphans(t *testing.T, ctx context.Context, dest *S3, client *minio.Client, bucket, uid string) (object, upload string) {
+	t.Helper()
+	core := minio.Core{Client: client}
+	object = dest.incomplete(uid) + Key(time.Now(), 1)
+	if _, err := client.PutObject(ctx, bucket, object, strings.NewReader("half"), 4, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	upload = dest.incomplete(uid) + Key(time.Now().Add(time.Second), 2)
+	id, err := core.NewMultipartUpload(ctx, bucket, upload, minio.PutObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.PutObjectPart(ctx, bucket, upload, id, 1, strings.NewReader("part"), 4, minio.PutObjectPartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return object, upload
+}
+
+// listLeftovers lists, sorted, the objects under prefix in bucket and, as "upload KEY", its
+// incomplete uploads.
+func listLeftovers(t *testing.T, ctx context.Context, client *minio.Client, bucket, prefix string) []string {
+	t.Helper()
+	var out []string
+	for obj := range client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		out = append(out, obj.Key)
+	}
+	for up := range client.ListIncompleteUploads(ctx, bucket, prefix, true) {
+		if up.Err != nil {
+			t.Fatal(up.Err)
+		}
+		out = append(out, "upload "+up.Key)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestS3ListSkipsForeignObjects: an object named like a backup but written by something else
