@@ -75,13 +75,21 @@ func TestCreate(t *testing.T) {
 		t.Errorf("warning not shown: %q", r.stderr)
 	}
 
+	checkCreateDryRuns(t, s)
+	checkCreatePrintsJSON(t, s)
+}
+
+// checkCreateDryRuns checks create --dry-run: the server dry run asks the server and stores
+// nothing, the client dry run sends no request (with -o yaml it writes a manifest).
+func checkCreateDryRuns(t *testing.T, s *fakeServer) {
+	t.Helper()
 	// --dry-run asks the server and stores nothing.
-	r = s.run(t, "create", "dry", "--dry-run")
+	r := s.run(t, "create", "dry", "--dry-run")
 	expectCode(t, r, 0)
 	if r.stdout != "etcdinstance.etcdaas.dev/dry created (server dry run)\n" || s.get("team", "dry") != nil {
 		t.Errorf("dry run: %q", r.stdout)
 	}
-	reqs = s.recorded()
+	reqs := s.recorded()
 	if q := reqs[len(reqs)-1].Query; !strings.Contains(q, "dryRun=All") {
 		t.Errorf("server dry run sent %q", q)
 	}
@@ -102,9 +110,13 @@ func TestCreate(t *testing.T) {
 	if r.stdout != "etcdinstance.etcdaas.dev/x created (dry run)\n" {
 		t.Errorf("client dry run: %q", r.stdout)
 	}
+}
 
-	// -o json prints what the server returned, defaults included.
-	r = s.run(t, "create", "printed", "-o", "json")
+// checkCreatePrintsJSON checks that create -o json prints what the server returned, defaults
+// included.
+func checkCreatePrintsJSON(t *testing.T, s *fakeServer) {
+	t.Helper()
+	r := s.run(t, "create", "printed", "-o", "json")
 	expectCode(t, r, 0)
 	var printed v1beta1.ETCDInstance
 	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
