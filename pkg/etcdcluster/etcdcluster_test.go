@@ -226,7 +226,19 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	if putErr == nil {
 		t.Fatal("16 MiB of writes fit in a 1 MiB quota")
 	}
-	st = Status(ctx, access, endpoint)
+	checkOutOfSpaceStatus(t, access, endpoint)
+	checkDefragmentAndDisarm(t, access, cli, endpoint)
+	if err := Defragment(ctx, &Access{Endpoints: []string{"http://127.0.0.1:1"}}, "http://127.0.0.1:1", time.Second); err == nil {
+		t.Fatal("defragmenting an endpoint nobody listens on succeeded")
+	}
+}
+
+// checkOutOfSpaceStatus checks what the member at endpoint, out of space, reports: the
+// NOSPACE alarm, unhealthy but serving, its probes keeping it ready and live while the plain
+// health check reports the alarm.
+func checkOutOfSpaceStatus(t *testing.T, access *Access, endpoint string) {
+	t.Helper()
+	st := Status(context.Background(), access, endpoint)
 	if st.Healthy || !slices.Equal(st.Alarms, []string{"NOSPACE"}) || st.Err == nil || !strings.Contains(st.Err.Error(), "NOSPACE") {
 		t.Fatalf("status of a member out of space: %+v", st)
 	}
@@ -248,9 +260,14 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 			t.Errorf("GET %s of a member out of space: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
+}
 
-	// Deleting and compacting frees space inside the file; defragmenting returns it, and
-	// disarming the alarm lets writes in again.
+// checkDefragmentAndDisarm checks that, on the member at endpoint out of space, deleting and
+// compacting frees space inside the file, defragmenting returns it, and disarming the alarm
+// (not defragmenting alone) lets writes in again.
+func checkDefragmentAndDisarm(t *testing.T, access *Access, cli *clientv3.Client, endpoint string) {
+	t.Helper()
+	ctx := context.Background()
 	del, err := cli.Delete(ctx, "k", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +294,5 @@ func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	}
 	if _, err := cli.Put(ctx, "after-defrag", "v"); err != nil {
 		t.Fatalf("write after disarming: %v", err)
-	}
-	if err := Defragment(ctx, &Access{Endpoints: []string{"http://127.0.0.1:1"}}, "http://127.0.0.1:1", time.Second); err == nil {
-		t.Fatal("defragmenting an endpoint nobody listens on succeeded")
 	}
 }
