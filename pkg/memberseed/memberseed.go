@@ -100,22 +100,15 @@ type Result struct {
 // existing data directory is removed only once the snapshot has passed every check; a refused
 // snapshot (an *snapshot.InvalidError) leaves it as it was.
 func Seed(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.ID == "" || cfg.DataDir == "" || cfg.Member.Name == "" || len(cfg.Cluster) == 0 {
-		return nil, errors.New("seeding a member needs an ID, a data directory, the member and the cluster")
-	}
-	if !cfg.FromOwnData && (cfg.Source == nil || cfg.Key == "") {
-		return nil, errors.New("seeding a member needs a source and a key, or its own data")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	volume := filepath.Dir(filepath.Clean(cfg.DataDir))
 	marker := filepath.Join(volume, markerName)
-	if done, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(done)) == cfg.ID {
-		// A crash right after the marker was written may have left the copy behind.
-		if err := os.Remove(ownDatabaseCopy(volume, cfg.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		return &Result{AlreadySeeded: true}, nil
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if done, err := seededAlready(volume, marker, cfg.ID); err != nil {
 		return nil, err
+	} else if done {
+		return &Result{AlreadySeeded: true}, nil
 	}
 	// Nothing else writes the volume while the seed runs: a spool file there is what an
 	// earlier attempt left when it crashed (a download or a copy of the own database).
@@ -142,15 +135,7 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Verified = time.Since(start)
 	start = time.Now()
-	if cfg.FromOwnData {
-		// The database replaced is the one restored: its revision was just read.
-		res.ReplacedRevision = res.Info.Revision
-	} else {
-		res.ReplacedRevision, res.ReplacedRevisionErr = replacedRevision(ctx, cfg.DataDir)
-	}
-	if res.ReplacedRevision > 0 {
-		cfg.RevisionBump = max(cfg.RevisionBump, uint64(max(res.ReplacedRevision-res.Info.Revision, 0))+RevisionMargin)
-	}
+	cfg.RevisionBump = bumpPastReplaced(ctx, cfg, res)
 	res.RevisionBump = cfg.RevisionBump
 	if err := replace(cfg, path); err != nil {
 		return nil, err
@@ -165,6 +150,53 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Restored = time.Since(start)
 	return res, nil
+}
+
+// validate says what a Config lacks to seed a member.
+func (cfg Config) validate() error {
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.Member.Name == "" || len(cfg.Cluster) == 0 {
+		return errors.New("seeding a member needs an ID, a data directory, the member and the cluster")
+	}
+	if !cfg.FromOwnData && (cfg.Source == nil || cfg.Key == "") {
+		return errors.New("seeding a member needs a source and a key, or its own data")
+	}
+	return nil
+}
+
+// seededAlready reports whether the seed id built the data directory on volume already, as
+// its marker file records; it then removes the copy of the own database a crash right
+// after the marker was written may have left behind.
+func seededAlready(volume, marker, id string) (bool, error) {
+	done, err := os.ReadFile(marker)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if strings.TrimSpace(string(done)) != id {
+		return false, nil
+	}
+	if err := os.Remove(ownDatabaseCopy(volume, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
+}
+
+// bumpPastReplaced records in res the revision of the data directory the seed replaces, and
+// returns the revision bump to apply: cfg's, raised so that the seeded revisions pass the
+// replaced one by RevisionMargin.
+func bumpPastReplaced(ctx context.Context, cfg Config, res *Result) uint64 {
+	if cfg.FromOwnData {
+		// The database replaced is the one restored: its revision was just read.
+		res.ReplacedRevision = res.Info.Revision
+	} else {
+		res.ReplacedRevision, res.ReplacedRevisionErr = replacedRevision(ctx, cfg.DataDir)
+	}
+	if res.ReplacedRevision > 0 {
+		return max(cfg.RevisionBump, uint64(max(res.ReplacedRevision-res.Info.Revision, 0))+RevisionMargin)
+	}
+	return cfg.RevisionBump
 }
 
 // copyOwnDatabase copies the member's own database next to its data directory and returns

@@ -236,31 +236,7 @@ func TestSeedFromOwnData(t *testing.T) {
 		t.Fatalf("the copy of the database was left on the volume: %v", err)
 	}
 
-	// A crash while the old data directory was being removed (its database gone, the
-	// directory still there), then one after it was removed.
-	for _, removed := range []string{filepath.Join(data, "member", "snap", "db"), data} {
-		cfg.ID = "recover-" + filepath.Base(removed)
-		if err := os.Rename(filepath.Join(data, "member", "snap", "db"), ownDatabaseCopy(volume, cfg.ID)); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.RemoveAll(removed); err != nil {
-			t.Fatal(err)
-		}
-		// What the crashed attempt's copy in progress left.
-		spool := filepath.Join(volume, "snapshot-crashed.part")
-		if err := os.WriteFile(spool, []byte("half a copy"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Seed(ctx, cfg); err != nil {
-			t.Fatalf("resuming from the copy (%s removed): %v", removed, err)
-		}
-		if _, err := os.Stat(spool); !os.IsNotExist(err) {
-			t.Fatalf("the crashed attempt's spool file is still on the volume: %v", err)
-		}
-		if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < len(kvs) {
-			t.Fatalf("resumed (%s removed): %+v, %v", removed, st, err)
-		}
-	}
+	checkResumesFromCopy(t, &cfg, volume, len(kvs))
 	// A crash after the seed was marked done, before its copy was removed.
 	if err := os.WriteFile(ownDatabaseCopy(volume, cfg.ID), []byte("left behind"), 0o600); err != nil {
 		t.Fatal(err)
@@ -278,6 +254,39 @@ func TestSeedFromOwnData(t *testing.T) {
 	cfg.ID = "recover-3"
 	if _, err := Seed(ctx, cfg); err == nil || !strings.Contains(err.Error(), "has no database") {
 		t.Fatalf("no database: %v", err)
+	}
+}
+
+// checkResumesFromCopy checks that a seed from own data (cfg, on volume) resumes from the copy
+// of the database after a crash while the old data directory was being removed (its database
+// gone, the directory still there), then after one once it was removed, rebuilding at least
+// keys keys. It leaves cfg.ID the last seed's.
+func checkResumesFromCopy(t *testing.T, cfg *Config, volume string, keys int) {
+	t.Helper()
+	ctx := context.Background()
+	data := cfg.DataDir
+	for _, removed := range []string{filepath.Join(data, "member", "snap", "db"), data} {
+		cfg.ID = "recover-" + filepath.Base(removed)
+		if err := os.Rename(filepath.Join(data, "member", "snap", "db"), ownDatabaseCopy(volume, cfg.ID)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(removed); err != nil {
+			t.Fatal(err)
+		}
+		// What the crashed attempt's copy in progress left.
+		spool := filepath.Join(volume, "snapshot-crashed.part")
+		if err := os.WriteFile(spool, []byte("half a copy"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Seed(ctx, *cfg); err != nil {
+			t.Fatalf("resuming from the copy (%s removed): %v", removed, err)
+		}
+		if _, err := os.Stat(spool); !os.IsNotExist(err) {
+			t.Fatalf("the crashed attempt's spool file is still on the volume: %v", err)
+		}
+		if st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db")); err != nil || st.TotalKey < keys {
+			t.Fatalf("resumed (%s removed): %+v, %v", removed, st, err)
+		}
 	}
 }
 
