@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -192,20 +193,8 @@ func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cli.Close() }()
-	put := func() int64 {
-		t.Helper()
-		resp, err := cli.Put(ctx, "k", "v")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.Header.Revision
-	}
-	compact := func(rev int64) {
-		t.Helper()
-		if _, err := cli.Compact(ctx, rev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func() int64 { return putK(t, cli) }
+	compact := func(rev int64) { compactTo(t, cli, rev) }
 	var calls int
 	d := newDefragmenter(DefragOptions{}, accessDialer{access, &calls})
 	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "u"}}
@@ -249,15 +238,41 @@ func TestCompactionWhileOutOfSpaceIsSeen(t *testing.T) {
 	if !seen(outOfSpace) {
 		t.Fatal("a history compacted up to its head, first seen out of space: not seen")
 	}
-	// A step reads the history and checks the cluster's health with one answer of the dialer.
-	calls = 0
+	checkOneDialPerStep(t, d, inst, outOfSpace, &calls)
+}
+
+// putK puts key k and returns the revision it made.
+func putK(t *testing.T, cli *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := cli.Put(context.Background(), "k", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// compactTo compacts the history up to rev.
+func compactTo(t *testing.T, cli *clientv3.Client, rev int64) {
+	t.Helper()
+	if _, err := cli.Compact(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkOneDialPerStep checks that a step of d on inst (members outOfSpace) reads the history
+// and checks the cluster's health with one answer of the dialer (calls counts them), and that
+// forgetting the instance forgets its history.
+func checkOneDialPerStep(t *testing.T, d *defragmenter, inst *v1beta1.ETCDInstance, outOfSpace []v1beta1.MemberStatus, calls *int) {
+	t.Helper()
+	ctx := context.Background()
+	*calls = 0
 	dial := d.accessOnce(ctx, inst)
 	d.compactedOutOfSpace(ctx, inst, outOfSpace, dial)
 	if _, err := d.healthyCluster(ctx, dial); err != nil {
 		t.Fatalf("health of a one-member cluster: %v", err)
 	}
-	if calls != 1 {
-		t.Errorf("the dialer was asked %d times in one step, want once", calls)
+	if *calls != 1 {
+		t.Errorf("the dialer was asked %d times in one step, want once", *calls)
 	}
 	d.forget("ns/db")
 	if len(d.oldest) != 0 {

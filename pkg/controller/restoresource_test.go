@@ -42,35 +42,7 @@ func TestBackupRestoreSource(t *testing.T) {
 		restoreInstance("ns", "s3", v1beta1.ETCDInstanceSpec{Backup: s3Backup}),
 		restoreInstance("ns", "reborn", v1beta1.ETCDInstanceSpec{Backup: localBackup}),
 	)
-	dir, err := backup.LocalDir(root, "ns", "old")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dest := backup.NewLocal(dir)
-	start := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
-	var taken []backup.Info
-	for i, body := range []string{"first", "second"} {
-		now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
-		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "old-uid", now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		taken = append(taken, info)
-	}
-	// A newer backup in the same place that another instance (sharing the destination) took:
-	// the newest backup of "old" is still its own.
-	later := func() time.Time { return start.Add(time.Hour) }
-	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader("foreign"), Revision: 99}, "other-uid", later); err != nil {
-		t.Fatal(err)
-	}
-	// "reborn" replaced an earlier instance of its name, whose backups are still there.
-	rebornDir, err := backup.LocalDir(root, "ns", "reborn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.Take(ctx, backup.NewLocal(rebornDir), backup.Snapshot{Reader: strings.NewReader("earlier"), Revision: 3}, "earlier-uid", later); err != nil {
-		t.Fatal(err)
-	}
+	taken := takeRestoreSourceBackups(t, root)
 	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{LocalRoot: root, Credentials: backup.EnvCredentials{Lookup: func(string) (string, bool) { return "", false }}}}
 
 	open := func(from v1beta1.RestoreSource) (string, *backend.BackupProvenance, error) {
@@ -112,6 +84,44 @@ func TestBackupRestoreSource(t *testing.T) {
 			t.Errorf("%+v: %v, want a permanent %s naming the source", c.from, err, c.reason)
 		}
 	}
+}
+
+// takeRestoreSourceBackups takes, in the local backups under root, the two backups of
+// instance ns/old it returns ("first" and "second", a minute apart), a newer one of another
+// instance sharing its destination, and one of an earlier instance named ns/reborn.
+func takeRestoreSourceBackups(t *testing.T, root string) []backup.Info {
+	t.Helper()
+	ctx := context.Background()
+	dir, err := backup.LocalDir(root, "ns", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := backup.NewLocal(dir)
+	start := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	var taken []backup.Info
+	for i, body := range []string{"first", "second"} {
+		now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
+		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "old-uid", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken = append(taken, info)
+	}
+	// A newer backup in the same place that another instance (sharing the destination) took:
+	// the newest backup of "old" is still its own.
+	later := func() time.Time { return start.Add(time.Hour) }
+	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader("foreign"), Revision: 99}, "other-uid", later); err != nil {
+		t.Fatal(err)
+	}
+	// "reborn" replaced an earlier instance of its name, whose backups are still there.
+	rebornDir, err := backup.LocalDir(root, "ns", "reborn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Take(ctx, backup.NewLocal(rebornDir), backup.Snapshot{Reader: strings.NewReader("earlier"), Revision: 3}, "earlier-uid", later); err != nil {
+		t.Fatal(err)
+	}
+	return taken
 }
 
 // TestLocateRestoreSource: a source in a server's local directory is refused for members that
