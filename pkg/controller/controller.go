@@ -98,18 +98,7 @@ func New(opts Options) (*Controller, error) {
 	if opts.Client == nil || opts.Backend == nil {
 		return nil, errors.New("controller: a client and a backend are required")
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = 2
-	}
-	if opts.ResyncPeriod == 0 {
-		opts.ResyncPeriod = 10 * time.Minute
-	}
-	if opts.StepInterval == 0 {
-		opts.StepInterval = 200 * time.Millisecond
-	}
-	if opts.HealthInterval == 0 {
-		opts.HealthInterval = 15 * time.Second
-	}
+	opts = opts.withDefaults()
 	metrics.Register()
 	factory := externalversions.NewSharedInformerFactoryWithOptions(opts.Client, opts.ResyncPeriod, externalversions.WithNamespace(opts.Namespace))
 	inf := factory.Etcdaas().V1beta1().ETCDInstances()
@@ -118,16 +107,8 @@ func New(opts Options) (*Controller, error) {
 		factory:  factory,
 		informer: inf.Informer(),
 		lister:   inf.Lister(),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedMaxOfRateLimiter(
-				// Per instance: 100ms doubling up to 30s, so that a broken member is
-				// retried promptly but not in a hot loop.
-				workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
-				// Overall: 10 qps with bursts of 100, as client-go's default.
-				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
-			),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcdinstances"}),
-		now: metav1.Now,
+		queue:    newInstanceQueue(),
+		now:      metav1.Now,
 	}
 	c.backups = newBackups(opts.Backups)
 	c.backups.writeStatus = c.writeStatus
@@ -156,6 +137,36 @@ func New(opts Options) (*Controller, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// withDefaults returns o with its unset workers and intervals defaulted.
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	if o.ResyncPeriod == 0 {
+		o.ResyncPeriod = 10 * time.Minute
+	}
+	if o.StepInterval == 0 {
+		o.StepInterval = 200 * time.Millisecond
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = 15 * time.Second
+	}
+	return o
+}
+
+// newInstanceQueue returns the queue of instance keys the workers take their work from.
+func newInstanceQueue() workqueue.TypedRateLimitingInterface[string] {
+	return workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedMaxOfRateLimiter(
+			// Per instance: 100ms doubling up to 30s, so that a broken member is
+			// retried promptly but not in a hot loop.
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
+			// Overall: 10 qps with bursts of 100, as client-go's default.
+			&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+		),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcdinstances"})
 }
 
 func (c *Controller) enqueue(obj any) {

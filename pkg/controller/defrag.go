@@ -337,26 +337,13 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	}
 	took := time.Since(started).Round(time.Millisecond)
 	after := etcdcluster.Status(ctx, access, before.Endpoint)
-	freed := before.DBSize - after.DBSize
-	note := fmt.Sprintf("Defragmented member %s (%s) in %s: database file %s -> %s (%s in use)",
-		target.Name, role, took, bytesString(before.DBSize), bytesString(after.DBSize), bytesString(after.DBSizeInUse))
-	if after.MemberID == 0 {
-		note = fmt.Sprintf("Defragmented member %s (%s) in %s: database file was %s; its new size could not be read: %v",
-			target.Name, role, took, bytesString(before.DBSize), after.Err)
-		freed = 0
-	}
+	note, freed := defragmentedNote(target.Name, role, took, before, after)
 	note += handedOver
-	if slices.Contains(before.Alarms, alarmNoSpace) && after.MemberID != 0 {
-		if freed <= 0 || freed < t.freeBytes {
-			note += fmt.Sprintf("; NOSPACE alarm kept: %s freed, %s needed", bytesString(freed), bytesString(max(t.freeBytes, 1)))
-		} else if err := etcdcluster.DisarmNoSpace(ctx, access, before.MemberID); err != nil {
-			res.Record(backend.ReasonDefragmented, "%s", note)
-			return true, err
-		} else {
-			note += "; NOSPACE alarm disarmed"
-		}
+	disarmed, err := disarmIfFreed(ctx, access, before, after, freed, t.freeBytes)
+	res.Record(backend.ReasonDefragmented, "%s", note+disarmed)
+	if err != nil {
+		return true, err
 	}
-	res.Record(backend.ReasonDefragmented, "%s", note)
 	klog.InfoS("Defragmented an etcd member", "instance", inst.Namespace+"/"+inst.Name, "member", target.Name, "role", role,
 		"before", before.DBSize, "after", after.DBSize, "duration", took)
 	if after.MemberID != 0 {
@@ -364,6 +351,34 @@ func (d *defragmenter) step(ctx context.Context, inst *v1beta1.ETCDInstance, res
 	}
 	d.markDone(inst.UID, request, target.Name, res.Members)
 	return true, nil
+}
+
+// defragmentedNote is the note of the Defragmented event of member name (role, defragmented
+// in took; its status before and after), with the bytes the defragmentation freed: 0 when
+// its new size could not be read.
+func defragmentedNote(name, role string, took time.Duration, before, after etcdcluster.EndpointStatus) (string, int64) {
+	if after.MemberID == 0 {
+		return fmt.Sprintf("Defragmented member %s (%s) in %s: database file was %s; its new size could not be read: %v",
+			name, role, took, bytesString(before.DBSize), after.Err), 0
+	}
+	return fmt.Sprintf("Defragmented member %s (%s) in %s: database file %s -> %s (%s in use)",
+		name, role, took, bytesString(before.DBSize), bytesString(after.DBSize), bytesString(after.DBSizeInUse)), before.DBSize - after.DBSize
+}
+
+// disarmIfFreed disarms the NOSPACE alarm a defragmented member raised (its status before
+// and after) once the defragmentation freed at least freeBytes, and returns what to add to
+// the event's note about the alarm: nothing without the alarm, or with an error disarming it.
+func disarmIfFreed(ctx context.Context, access *etcdcluster.Access, before, after etcdcluster.EndpointStatus, freed, freeBytes int64) (string, error) {
+	if !slices.Contains(before.Alarms, alarmNoSpace) || after.MemberID == 0 {
+		return "", nil
+	}
+	if freed <= 0 || freed < freeBytes {
+		return fmt.Sprintf("; NOSPACE alarm kept: %s freed, %s needed", bytesString(freed), bytesString(max(freeBytes, 1))), nil
+	}
+	if err := etcdcluster.DisarmNoSpace(ctx, access, before.MemberID); err != nil {
+		return "", err
+	}
+	return "; NOSPACE alarm disarmed", nil
 }
 
 // clusterView is what healthyCluster saw of a cluster: how to reach its members, its
