@@ -123,25 +123,7 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	if err != nil || res.StepReason != backend.StepRecovering || !strings.Contains(res.Step, "recovering from member db-0") {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
-	sts := f.sts(t)
-	s, err := seedOf(sts.Annotations)
-	if err != nil || s == nil || s.Recover != "db-0" || s.RecoverRequest != "req-1" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != fallbackRevisionBump {
-		t.Fatalf("plan: %+v, %v", s, err)
-	}
-	if *sts.Spec.Replicas != 1 || sts.Annotations[annotationClusterToken] != s.Token || !strings.HasPrefix(s.Token, "ns-db-uid-1-recover-") {
-		t.Fatalf("StatefulSet: %d replicas, token %q", *sts.Spec.Replicas, sts.Annotations[annotationClusterToken])
-	}
-	c, _ := seedContainerOf(t, f.client)
-	if c == nil || !slices.Contains(c.Command, "--from-own-data") || arg(t, *c, "initial-cluster-token") != s.Token ||
-		arg(t, *c, "revision-bump") != fmt.Sprint(fallbackRevisionBump) || arg(t, *c, "member") != "db-0" {
-		t.Fatalf("seed container: %+v", c)
-	}
-	if slices.ContainsFunc(c.Command, func(a string) bool { return strings.HasPrefix(a, "--s3-") }) {
-		t.Errorf("a recovery needs no S3 destination: %v", c.Command)
-	}
-	if env(t, sts.Spec.Template.Spec.Containers[0], "ETCD_INITIAL_CLUSTER_STATE") != "new" {
-		t.Error("member 0 must start a new cluster")
-	}
+	s := checkRecoveryPlanned(t, f)
 
 	// A controller that starts over (a new backend) resumes the recorded plan.
 	restarted, err := New(Options{Client: f.client, ToolsImage: toolsImage})
@@ -164,15 +146,49 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	if reasons(res) != "Recovered" || !strings.Contains(res.Events[0].Note, "Rebuilt the cluster from member db-0 (revision 500, raised by 1000000000)") {
 		t.Fatalf("events %+v", res.Events)
 	}
-	sts = f.sts(t)
+	sts := f.sts(t)
 	if _, ok := sts.Annotations[annotationSeed]; ok || len(sts.Spec.Template.Spec.InitContainers) != 0 || *sts.Spec.Replicas != 1 {
 		t.Fatalf("the recovery did not end: %v, %d init containers, %d replicas", sts.Annotations, len(sts.Spec.Template.Spec.InitContainers), *sts.Spec.Replicas)
 	}
 	if env(t, sts.Spec.Template.Spec.Containers[0], "ETCD_INITIAL_CLUSTER_STATE") != "existing" || env(t, sts.Spec.Template.Spec.Containers[0], "ETCD_INITIAL_CLUSTER_TOKEN") != s.Token {
 		t.Error("members added later must join the new cluster")
 	}
+	checkGrowsBackAfterRecovery(t, f, cluster, sts)
+}
 
-	// The new cluster of one member grows back by learners.
+// checkRecoveryPlanned checks the plan a recovery from member db-0 records on f's StatefulSet
+// (scaled to one member, a new cluster token) and the seed init container that carries it out;
+// it returns the plan.
+func checkRecoveryPlanned(t *testing.T, f *stepsFixture) *seed {
+	t.Helper()
+	sts := f.sts(t)
+	s, err := seedOf(sts.Annotations)
+	if err != nil || s == nil || s.Recover != "db-0" || s.RecoverRequest != "req-1" || s.From != "" || s.Replaced != 3 || s.Revision != 500 || s.RevisionBump != fallbackRevisionBump {
+		t.Fatalf("plan: %+v, %v", s, err)
+	}
+	if *sts.Spec.Replicas != 1 || sts.Annotations[annotationClusterToken] != s.Token || !strings.HasPrefix(s.Token, "ns-db-uid-1-recover-") {
+		t.Fatalf("StatefulSet: %d replicas, token %q", *sts.Spec.Replicas, sts.Annotations[annotationClusterToken])
+	}
+	c, _ := seedContainerOf(t, f.client)
+	if c == nil || !slices.Contains(c.Command, "--from-own-data") || arg(t, *c, "initial-cluster-token") != s.Token ||
+		arg(t, *c, "revision-bump") != fmt.Sprint(fallbackRevisionBump) || arg(t, *c, "member") != "db-0" {
+		t.Fatalf("seed container: %+v", c)
+	}
+	if slices.ContainsFunc(c.Command, func(a string) bool { return strings.HasPrefix(a, "--s3-") }) {
+		t.Errorf("a recovery needs no S3 destination: %v", c.Command)
+	}
+	if env(t, sts.Spec.Template.Spec.Containers[0], "ETCD_INITIAL_CLUSTER_STATE") != "new" {
+		t.Error("member 0 must start a new cluster")
+	}
+	return s
+}
+
+// checkGrowsBackAfterRecovery checks what follows a recovery once its member serves (cluster
+// healthy, sts ready): the request carried out is answered ErrRecoveredAlready, a new one is
+// refused, and the new cluster of one member grows back by learners.
+func checkGrowsBackAfterRecovery(t *testing.T, f *stepsFixture, cluster *fakeMembership, sts *appsv1.StatefulSet) {
+	t.Helper()
+	ctx := context.Background()
 	*cluster = *healthyCluster(1)
 	sts.Status.ReadyReplicas = 1
 	if _, err := f.client.AppsV1().StatefulSets("ns").UpdateStatus(ctx, sts, metav1.UpdateOptions{}); err != nil {
@@ -186,7 +202,7 @@ func TestRecoverFromMemberZero(t *testing.T) {
 	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{ID: "req-2"}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "quorum is not lost") {
 		t.Fatalf("a new request once quorum is back: %v, want ErrCannotRecover", err)
 	}
-	res, err = f.b.Sync(ctx, f.inst)
+	res, err := f.b.Sync(ctx, f.inst)
 	if err != nil || !slices.Equal(cluster.added, []string{fmt.Sprintf(peerURLFormat, 1)}) || reasons(res) != "MemberAdded" {
 		t.Fatalf("after the recovery: %+v, %v, added %v", res, err, cluster.added)
 	}

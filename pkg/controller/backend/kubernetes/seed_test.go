@@ -152,11 +152,44 @@ func TestRestoreFromSeedsTheFirstMember(t *testing.T) {
 	if c == nil {
 		t.Fatal("the StatefulSet has no seed init container")
 	}
+	checkRestoreSeedContainer(t, c, sum(data))
+	s, err := seedOf(annotations)
+	if err != nil || s == nil || s.ID != "uid-1" || s.Restore != "" {
+		t.Fatalf("recorded seed = %+v, %v", s, err)
+	}
+
+	checkSeedTroubleQuoted(t, b, client, inst)
+
+	// Member 0 runs the restored data: the seed ends, the init container goes.
+	if _, err := client.CoreV1().Pods("ns").Update(ctx, readyPod("db-0", "uid-1"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.Sync(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRestored {
+		t.Fatalf("events = %+v, want Restored", res.Events)
+	}
+	if c, annotations := seedContainerOf(t, client); c != nil || annotations[annotationSeed] != "" {
+		t.Fatalf("the seed is still there after it ended: %v %v", c, annotations)
+	}
+	// From now on the ordinary steps grow the cluster.
+	if _, err := b.Sync(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRestoreSeedContainer checks the seed init container c of a restore from backup
+// 20261129T000000.000Z-r42.db of instance old (checksum sum): the tools image running
+// SeedCommand, its arguments, the S3 credentials from the Secret and the data volume.
+func checkRestoreSeedContainer(t *testing.T, c *corev1.Container, sum string) {
+	t.Helper()
 	if c.Image != toolsImage || !slices.Equal(c.Command[:2], SeedCommand) {
 		t.Errorf("seed container runs %s %v, want the tools image and %v", c.Image, c.Command, SeedCommand)
 	}
 	for name, want := range map[string]string{
-		"member": "db-0", "key": "20261129T000000.000Z-r42.db", "sha256": sum(data), "s3-prefix": "ns/old/",
+		"member": "db-0", "key": "20261129T000000.000Z-r42.db", "sha256": sum, "s3-prefix": "ns/old/",
 		"s3-endpoint": "http://s3.test:8333", "s3-bucket": "backups", "data-dir": "/var/lib/etcd/data",
 		"initial-cluster": "db-0=http://db-0.db-peers.ns.svc.cluster.local:2380", "initial-cluster-token": "ns-db-uid-1",
 		"revision-bump": "0", "etcd-version": etcdaas.DefaultVersion,
@@ -178,12 +211,13 @@ func TestRestoreFromSeedsTheFirstMember(t *testing.T) {
 	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].Name != dataVolume {
 		t.Errorf("seed container mounts %v, want the data volume", c.VolumeMounts)
 	}
-	s, err := seedOf(annotations)
-	if err != nil || s == nil || s.ID != "uid-1" || s.Restore != "" {
-		t.Fatalf("recorded seed = %+v, %v", s, err)
-	}
+}
 
-	// Member 0 is not ready yet: the seed is under way, its init container's trouble quoted.
+// checkSeedTroubleQuoted checks that while member 0 is not ready yet, the seed is under way
+// and its init container's trouble is quoted in Unhealthy.
+func checkSeedTroubleQuoted(t *testing.T, b *Backend, client *fake.Clientset, inst *v1beta1.ETCDInstance) {
+	t.Helper()
+	ctx := context.Background()
 	stuck := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0", Annotations: map[string]string{annotationPodSeed: "uid-1"}},
 		Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{{
 			Name:                 seedContainer,
@@ -193,31 +227,12 @@ func TestRestoreFromSeedsTheFirstMember(t *testing.T) {
 	if _, err := client.CoreV1().Pods("ns").Create(ctx, stuck, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = b.Sync(ctx, inst)
+	res, err := b.Sync(ctx, inst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(res.Unhealthy, "container seed CrashLoopBackOff") || !strings.Contains(res.Unhealthy, "S3 access denied") {
 		t.Fatalf("unhealthy = %q, want the seed container's failure", res.Unhealthy)
-	}
-
-	// Member 0 runs the restored data: the seed ends, the init container goes.
-	if _, err := client.CoreV1().Pods("ns").Update(ctx, readyPod("db-0", "uid-1"), metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	res, err = b.Sync(ctx, inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRestored {
-		t.Fatalf("events = %+v, want Restored", res.Events)
-	}
-	if c, annotations := seedContainerOf(t, client); c != nil || annotations[annotationSeed] != "" {
-		t.Fatalf("the seed is still there after it ended: %v %v", c, annotations)
-	}
-	// From now on the ordinary steps grow the cluster.
-	if _, err := b.Sync(ctx, inst); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -47,21 +47,8 @@ func TestStageThroughS3(t *testing.T) {
 		Spec: etcdaas.ETCDInstanceSpec{Backup: &etcdaas.BackupSpec{Destination: etcdaas.BackupDestination{S3: &etcdaas.S3Destination{
 			Endpoint: store.Endpoint, Bucket: store.Bucket, CredentialsSecretRef: &etcdaas.SecretReference{Name: "creds"}}}}}}
 
-	receive := func(id string) (*snapshot.Staged, string) {
-		t.Helper()
-		spool, err := stager.SpoolDir(ctx, inst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := snapshottest.Make(t, spool, id+".db", map[string]string{"k": id})
-		info, err := snapshot.Verify(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &snapshot.Staged{ID: id, InstanceUID: "uid-1", Info: *info, RequestedAt: time.Now().UTC()}, path
-	}
-	first, firstPath := receive("r1")
-	second, secondPath := receive("r2")
+	first, firstPath := receiveSpooled(t, stager, inst, "r1")
+	second, secondPath := receiveSpooled(t, stager, inst, "r2")
 	if err := stager.Stage(ctx, inst, first, firstPath); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +70,44 @@ func TestStageThroughS3(t *testing.T) {
 	if err != nil || req == nil || req.ID != "r1" || req.S3.Prefix != "ns/db/"+RestoresPrefix || req.Info.SHA256 != first.Info.SHA256 {
 		t.Fatalf("recorded request = %+v, %v", req, err)
 	}
-	// Only the first upload is left in the staging area, with its provenance.
+	staging := checkOnlyFirstStaged(t, resolver, req, first)
+
+	// The seed step, given what the request records, builds a data directory from it.
+	data := filepath.Join(t.TempDir(), "data")
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	res, err := memberseed.Seed(ctx, memberseed.Config{ID: req.ID, Source: staging, Key: req.Key, SHA256: req.Info.SHA256,
+		DataDir: data, Member: m, Cluster: []snapshot.Member{m}, ClusterToken: "t", RevisionBump: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Info.TotalKeys != first.Info.TotalKeys {
+		t.Errorf("seeded %d keys, want %d", res.Info.TotalKeys, first.Info.TotalKeys)
+	}
+}
+
+// receiveSpooled writes a snapshot (key k set to id) into the stager's spool directory for
+// inst, as the API server receives one, and returns it verified, with its path.
+func receiveSpooled(t *testing.T, stager Stager, inst *etcdaas.ETCDInstance, id string) (*snapshot.Staged, string) {
+	t.Helper()
+	ctx := context.Background()
+	spool, err := stager.SpoolDir(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := snapshottest.Make(t, spool, id+".db", map[string]string{"k": id})
+	info, err := snapshot.Verify(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapshot.Staged{ID: id, InstanceUID: "uid-1", Info: *info, RequestedAt: time.Now().UTC()}, path
+}
+
+// checkOnlyFirstStaged checks that only the first upload (req, first) is left in the staging
+// area, with its provenance, and that the instance's backups do not include it. It returns
+// the staging area.
+func checkOnlyFirstStaged(t *testing.T, resolver *backup.Resolver, req *RestoreRequest, first *snapshot.Staged) backup.Destination {
+	t.Helper()
+	ctx := context.Background()
 	staging, err := resolver.Destination(ctx, "ns", "db", v1beta1Dest(req))
 	if err != nil {
 		t.Fatal(err)
@@ -105,18 +129,7 @@ func TestStageThroughS3(t *testing.T) {
 	if listed, err := backups.List(ctx); err != nil || len(listed) != 0 {
 		t.Fatalf("the instance's backups: %+v, %v; want none", listed, err)
 	}
-
-	// The seed step, given what the request records, builds a data directory from it.
-	data := filepath.Join(t.TempDir(), "data")
-	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
-	res, err := memberseed.Seed(ctx, memberseed.Config{ID: req.ID, Source: staging, Key: req.Key, SHA256: req.Info.SHA256,
-		DataDir: data, Member: m, Cluster: []snapshot.Member{m}, ClusterToken: "t", RevisionBump: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Info.TotalKeys != first.Info.TotalKeys {
-		t.Errorf("seeded %d keys, want %d", res.Info.TotalKeys, first.Info.TotalKeys)
-	}
+	return staging
 }
 
 // v1beta1Dest is the staging area a request records, as a destination to resolve.

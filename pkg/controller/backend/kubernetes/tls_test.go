@@ -274,25 +274,12 @@ func TestTheCASecretIsNeverMountedIntoAPod(t *testing.T) {
 // then they are issued from it.
 func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T) {
 	f := newTLSRollFixture(t)
-	ctx := context.Background()
 	oldCA := f.keptCA(t)
-	// What an earlier version left: no CA Secret, pods and template without the record.
-	if err := f.client.CoreV1().Secrets("ns").Delete(ctx, caSecretName, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.recreatePodsTrusting(t, "")
-	legacy := f.secret(t, tlsSecretName)
-	res := f.sync(t)
-	if got := f.secret(t, tlsSecretName); got.ResourceVersion != legacy.ResourceVersion || len(res.Events) != 0 || len(f.deleted) != 0 || !res.Converged {
-		t.Fatalf("certificates not due: db-tls rewritten (%s, was %s), restarted %v, %+v", got.ResourceVersion, legacy.ResourceVersion, f.deleted, res)
-	}
-	if _, err := f.client.CoreV1().Secrets("ns").Get(ctx, caSecretName, metav1.GetOptions{}); err == nil {
-		t.Fatal("a CA made for a legacy instance whose certificates are not due")
-	}
+	checkLegacyNotDueLeftAlone(t, f)
 
 	f.makeDue(t, oldCA)
 	before := f.secret(t, tlsSecretName)
-	res = f.sync(t)
+	res := f.sync(t)
 	newCA := f.keptCA(t)
 	if newCA.Cert.Equal(oldCA.Cert) {
 		t.Fatal("the lost CA came back")
@@ -316,7 +303,34 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 	if !slices.Equal(f.deleted, []string{"db-2"}) {
 		t.Fatalf("restarted %v, want one member (db-2) to trust the new CA", f.deleted)
 	}
+	checkRenewedOnceNewCATrusted(t, f, newCA, after)
+}
 
+// checkLegacyNotDueLeftAlone turns f's instance into what an earlier version left (no CA
+// Secret, pods and template without the record) and checks that a sync, its certificates not
+// due, leaves it alone: no Secret rewritten, no restart, no CA made.
+func checkLegacyNotDueLeftAlone(t *testing.T, f *rollFixture) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.client.CoreV1().Secrets("ns").Delete(ctx, caSecretName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.recreatePodsTrusting(t, "")
+	legacy := f.secret(t, tlsSecretName)
+	res := f.sync(t)
+	if got := f.secret(t, tlsSecretName); got.ResourceVersion != legacy.ResourceVersion || len(res.Events) != 0 || len(f.deleted) != 0 || !res.Converged {
+		t.Fatalf("certificates not due: db-tls rewritten (%s, was %s), restarted %v, %+v", got.ResourceVersion, legacy.ResourceVersion, f.deleted, res)
+	}
+	if _, err := f.client.CoreV1().Secrets("ns").Get(ctx, caSecretName, metav1.GetOptions{}); err == nil {
+		t.Fatal("a CA made for a legacy instance whose certificates are not due")
+	}
+}
+
+// checkRenewedOnceNewCATrusted checks the rest of the roll to newCA (after: db-tls once it
+// holds both CAs): the certificates due stay the old CA's while members do not trust the new
+// CA yet, and are renewed from it once every member does, ca.crt unchanged.
+func checkRenewedOnceNewCATrusted(t *testing.T, f *rollFixture, newCA *pki.CA, after *corev1.Secret) {
+	t.Helper()
 	// The certificates due stay the old CA's while members do not trust the new CA yet.
 	due := after
 	for _, next := range []struct {
@@ -324,7 +338,7 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 		deleted []string
 	}{{2, []string{"db-2", "db-0"}}, {0, []string{"db-2", "db-0", "db-1"}}} {
 		f.answer(next.answer, "3.7.3")
-		res = f.sync(t)
+		res := f.sync(t)
 		if !slices.Equal(f.deleted, next.deleted) {
 			t.Fatalf("restarted %v, want %v", f.deleted, next.deleted)
 		}
@@ -334,7 +348,7 @@ func TestALegacyInstanceTrustsANewCABeforeItsCertificatesComeFromIt(t *testing.T
 	}
 	f.moveLeader(0)
 	f.answer(1, "3.7.3")
-	res = f.sync(t)
+	res := f.sync(t)
 	f.checkRenewedFrom(t, newCA)
 	if !hasEvent(res, "CertificatesRenewed") {
 		t.Fatalf("no CertificatesRenewed event once every member trusts the new CA: %+v", res.Events)
