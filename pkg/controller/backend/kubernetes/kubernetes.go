@@ -397,17 +397,9 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 	}
 	v := b.newInstanceView(inst, image)
 	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
-	var restoreFrom *seed
-	if inst.Spec.RestoreFrom != nil {
-		// Nothing is created for a backup that cannot be restored from.
-		_, err := stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			if restoreFrom, err = b.restoreFromSeed(ctx, inst); err != nil {
-				return nil, nil, err
-			}
-		} else if err != nil {
-			return nil, nil, err
-		}
+	restoreFrom, err := b.locateRestoreFrom(ctx, inst)
+	if err != nil {
+		return nil, nil, err
 	}
 	if inst.Spec.TLSEnabled() {
 		if err := b.ensureTLS(ctx, v); err != nil {
@@ -422,27 +414,8 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 	}
 	v.sts, err = stsClient.Get(ctx, statefulSetName(inst), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		mc := memberConfig{
-			replicas:       1,
-			initialCluster: backend.MemberName(inst.Name, 0) + "=" + b.peerURL(inst, 0),
-			clusterState:   "new",
-			token:          clusterToken(inst),
-		}
-		step := fmt.Sprintf("starting the first member %s", backend.MemberName(inst.Name, 0))
-		if inst.Spec.RestoreFrom != nil {
-			// Starting empty would silently ignore what the user asked for.
-			if mc.seed = restoreFrom; mc.seed == nil {
-				return nil, nil, fmt.Errorf("the StatefulSet of %s/%s appeared while its backup was located; retrying", inst.Namespace, inst.Name)
-			}
-			step = fmt.Sprintf("starting the first member %s from backup %s of %s", backend.MemberName(inst.Name, 0), mc.seed.Key, inst.Spec.RestoreFrom.Instance)
-		}
-		if _, err := stsClient.Create(ctx, v.statefulSet(mc), metav1.CreateOptions{}); err != nil {
-			return nil, nil, err
-		}
-		if err := b.ensurePDB(ctx, inst, 1); err != nil {
-			return nil, nil, err
-		}
-		return nil, &backend.Result{Step: step, StepReason: backend.StepDeploying, Events: v.events}, nil
+		started, err := b.startFirstMember(ctx, v, restoreFrom)
+		return nil, started, err
 	}
 	if err != nil {
 		return nil, nil, err
@@ -451,6 +424,48 @@ func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance)
 		return nil, nil, nameConflict("StatefulSet", v.sts)
 	}
 	return v, nil, nil
+}
+
+// locateRestoreFrom returns the seed of an instance restored from a backup
+// (spec.restoreFrom) whose StatefulSet does not exist yet; nil without restoreFrom or once
+// the StatefulSet exists. Nothing is created for a backup that cannot be restored from.
+func (b *Backend) locateRestoreFrom(ctx context.Context, inst *v1beta1.ETCDInstance) (*seed, error) {
+	if inst.Spec.RestoreFrom == nil {
+		return nil, nil
+	}
+	_, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Get(ctx, statefulSetName(inst), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return b.restoreFromSeed(ctx, inst)
+	}
+	return nil, err
+}
+
+// startFirstMember creates v's StatefulSet with the first member, which starts a new cluster
+// on its own (from restoreFrom, the seed locateRestoreFrom returned, for an instance restored
+// from a backup), and its PodDisruptionBudget, and returns that step's result.
+func (b *Backend) startFirstMember(ctx context.Context, v *instanceView, restoreFrom *seed) (*backend.Result, error) {
+	inst := v.inst
+	mc := memberConfig{
+		replicas:       1,
+		initialCluster: backend.MemberName(inst.Name, 0) + "=" + b.peerURL(inst, 0),
+		clusterState:   "new",
+		token:          clusterToken(inst),
+	}
+	step := fmt.Sprintf("starting the first member %s", backend.MemberName(inst.Name, 0))
+	if inst.Spec.RestoreFrom != nil {
+		// Starting empty would silently ignore what the user asked for.
+		if mc.seed = restoreFrom; mc.seed == nil {
+			return nil, fmt.Errorf("the StatefulSet of %s/%s appeared while its backup was located; retrying", inst.Namespace, inst.Name)
+		}
+		step = fmt.Sprintf("starting the first member %s from backup %s of %s", backend.MemberName(inst.Name, 0), mc.seed.Key, inst.Spec.RestoreFrom.Instance)
+	}
+	if _, err := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Create(ctx, v.statefulSet(mc), metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	if err := b.ensurePDB(ctx, inst, 1); err != nil {
+		return nil, err
+	}
+	return &backend.Result{Step: step, StepReason: backend.StepDeploying, Events: v.events}, nil
 }
 
 // observation is what the members reported: the cluster's membership in ordinal order, the
