@@ -100,40 +100,13 @@ type backupHandler struct {
 // then streams it. The request context ends the snapshot when the client goes away.
 func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
-	if h.deleting {
-		h.responder.Error(apierrors.NewConflict(etcdaas.Resource("etcdinstances/backup"), h.name, errors.New("the instance is being deleted")))
-		return
-	}
-	if h.rest.dialer == nil {
-		h.responder.Error(unavailable(h.name, "this server cannot reach etcd members", 0))
-		return
-	}
-	access, err := h.rest.dialer.Access(ctx, h.namespace, h.name)
-	if errors.Is(err, etcdcluster.ErrNoMembers) {
-		h.responder.Error(apierrors.NewConflict(etcdaas.Resource("etcdinstances/backup"), h.name, fmt.Errorf("no member can serve a backup yet: %w", err)))
-		return
-	}
+	snap, err := h.openSnapshot(ctx)
 	if err != nil {
-		h.responder.Error(unavailable(h.name, fmt.Sprintf("cannot reach the members: %v", err), 5))
+		h.responder.Error(err)
 		return
 	}
-	snap, err := etcdcluster.OpenBestSnapshot(ctx, access)
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		if h.quorumLost != "" {
-			// Retrying does not help: only a recovery does (a 503 with Retry-After made
-			// clients retry for a minute and more).
-			klog.V(2).InfoS("No backup after a quorum loss", "instance", h.namespace+"/"+h.name, "err", err)
-			h.responder.Error(apierrors.NewConflict(etcdaas.Resource(BackupResourcePath), h.name, fmt.Errorf(
-				"the instance lost quorum, so no member serves a consistent snapshot (%s); POST etcdinstances/%s/recover "+
-					"('kubectl etcdaas recover %s') rebuilds it from the most advanced surviving member with every key that member has",
-				h.quorumLost, h.name, h.name)))
-			return
-		}
-		h.responder.Error(unavailable(h.name, fmt.Sprintf("no member can serve a backup: %v", err), 5))
-		return
+	if snap == nil {
+		return // the client went away
 	}
 	defer func() { _ = snap.Close() }()
 
@@ -160,6 +133,41 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	klog.V(2).InfoS("Backup streamed", "instance", h.namespace+"/"+h.name, "member", snap.Endpoint, "revision", snap.Revision, "bytes", n, "duration", time.Since(start))
+}
+
+// openSnapshot opens the snapshot of the most advanced member that serves one, or returns the
+// API error to answer with; neither when ctx ended (the client went away).
+func (h *backupHandler) openSnapshot(ctx context.Context) (*etcdcluster.Snapshot, error) {
+	if h.deleting {
+		return nil, apierrors.NewConflict(etcdaas.Resource("etcdinstances/backup"), h.name, errors.New("the instance is being deleted"))
+	}
+	if h.rest.dialer == nil {
+		return nil, unavailable(h.name, "this server cannot reach etcd members", 0)
+	}
+	access, err := h.rest.dialer.Access(ctx, h.namespace, h.name)
+	if errors.Is(err, etcdcluster.ErrNoMembers) {
+		return nil, apierrors.NewConflict(etcdaas.Resource("etcdinstances/backup"), h.name, fmt.Errorf("no member can serve a backup yet: %w", err))
+	}
+	if err != nil {
+		return nil, unavailable(h.name, fmt.Sprintf("cannot reach the members: %v", err), 5)
+	}
+	snap, err := etcdcluster.OpenBestSnapshot(ctx, access)
+	if err == nil {
+		return snap, nil
+	}
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	if h.quorumLost != "" {
+		// Retrying does not help: only a recovery does (a 503 with Retry-After made
+		// clients retry for a minute and more).
+		klog.V(2).InfoS("No backup after a quorum loss", "instance", h.namespace+"/"+h.name, "err", err)
+		return nil, apierrors.NewConflict(etcdaas.Resource(BackupResourcePath), h.name, fmt.Errorf(
+			"the instance lost quorum, so no member serves a consistent snapshot (%s); POST etcdinstances/%s/recover "+
+				"('kubectl etcdaas recover %s') rebuilds it from the most advanced surviving member with every key that member has",
+			h.quorumLost, h.name, h.name))
+	}
+	return nil, unavailable(h.name, fmt.Sprintf("no member can serve a backup: %v", err), 5)
 }
 
 // flushEvery is how much data a backup stream sends between explicit flushes: often enough

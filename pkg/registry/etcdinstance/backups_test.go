@@ -74,21 +74,7 @@ func TestBackupsErrorClasses(t *testing.T) {
 		d.S3.CredentialsSecretRef = &etcdaas.SecretReference{Name: "s3"}
 		return d
 	}
-	localRoot := t.TempDir()
-	damaged, err := backup.LocalDir(localRoot, "ns", "db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := backup.Key(time.Date(2026, 11, 29, 3, 5, 12, 0, time.UTC), 4711)
-	if err := os.MkdirAll(damaged, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(damaged, key), []byte("snapshot"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(damaged, key+".json"), []byte("not json"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	localRoot, key := damagedLocalBackup(t)
 
 	for _, tc := range []struct {
 		what        string
@@ -133,18 +119,47 @@ func TestBackupsErrorClasses(t *testing.T) {
 			if !errors.As(err, &apiStatus) {
 				t.Fatalf("answered %v, want a %d Status", err, tc.code)
 			}
-			status := apiStatus.Status()
-			if int(status.Code) != tc.code || !strings.Contains(status.Message, tc.message) {
-				t.Fatalf("answered %d %q, want %d naming %q", status.Code, status.Message, tc.code, tc.message)
-			}
-			t.Logf("%d %s", status.Code, status.Message)
-			// Written as the API server writes a handler's error: the header a client sees.
-			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/backups", nil)
-			responsewriters.ErrorNegotiated(err, statusCodecs, schema.GroupVersion{Version: "v1"}, rec, req)
-			if rec.Code != tc.code || (rec.Header().Get("Retry-After") != "") != tc.retryAfter {
-				t.Errorf("written as %d with Retry-After %q, want %d with Retry-After: %v", rec.Code, rec.Header().Get("Retry-After"), tc.code, tc.retryAfter)
-			}
+			checkErrorStatus(t, err, apiStatus.Status(), tc.code, tc.message, tc.retryAfter, req)
 		})
+	}
+}
+
+// damagedLocalBackup makes, under a new local backup root it returns, a backup of instance
+// ns/db (key the other result) whose provenance is not JSON.
+func damagedLocalBackup(t *testing.T) (string, string) {
+	t.Helper()
+	localRoot := t.TempDir()
+	damaged, err := backup.LocalDir(localRoot, "ns", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := backup.Key(time.Date(2026, 11, 29, 3, 5, 12, 0, time.UTC), 4711)
+	if err := os.MkdirAll(damaged, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(damaged, key), []byte("snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(damaged, key+".json"), []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return localRoot, key
+}
+
+// checkErrorStatus checks the Status of err, a handler's error: its code and a message naming
+// message, and, written as the API server writes a handler's error in answer to req, the
+// code and the Retry-After header (wanted or not as retryAfter says) a client sees.
+func checkErrorStatus(t *testing.T, err error, status metav1.Status, code int, message string, retryAfter bool, req *http.Request) {
+	t.Helper()
+	if int(status.Code) != code || !strings.Contains(status.Message, message) {
+		t.Fatalf("answered %d %q, want %d naming %q", status.Code, status.Message, code, message)
+	}
+	t.Logf("%d %s", status.Code, status.Message)
+	// Written as the API server writes a handler's error: the header a client sees.
+	rec := httptest.NewRecorder()
+	responsewriters.ErrorNegotiated(err, statusCodecs, schema.GroupVersion{Version: "v1"}, rec, req)
+	if rec.Code != code || (rec.Header().Get("Retry-After") != "") != retryAfter {
+		t.Errorf("written as %d with Retry-After %q, want %d with Retry-After: %v", rec.Code, rec.Header().Get("Retry-After"), code, retryAfter)
 	}
 }
