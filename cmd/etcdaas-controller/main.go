@@ -165,32 +165,50 @@ func run(ctx context.Context, f flags) error {
 	defer stopEvents()
 	opts := controller.Options{Client: client, Backend: b, Namespace: f.namespace, Workers: f.workers, Events: recorder,
 		Backups: backupOptions(f, b, creds), Defrag: defrag}
-	if f.leaderElect {
-		host, err := os.Hostname()
-		if err != nil {
-			return err
-		}
-		opts.LeaderElection = &controller.LeaderElection{
-			Client: kube, Namespace: f.leaseNamespace, Name: f.leaseName,
-			Identity: fmt.Sprintf("%s_%d_%d", host, os.Getpid(), time.Now().UnixNano()),
-		}
+	if opts.LeaderElection, err = leaderElection(f, kube); err != nil {
+		return err
 	}
 	c, err := controller.New(opts)
 	if err != nil {
 		return err
 	}
 	if f.metricsAddress != "0" {
-		l, err := net.Listen("tcp", f.metricsAddress)
-		if err != nil {
-			return fmt.Errorf("serving metrics: %w", err)
+		if err := serveMetrics(ctx, f.metricsAddress, c); err != nil {
+			return err
 		}
-		go func() {
-			if err := metrics.Serve(ctx, l, healthz.NamedCheck("informer-sync", c.CheckSynced)); err != nil {
-				klog.ErrorS(err, "Serving metrics")
-			}
-		}()
 	}
 	return c.Run(ctx)
+}
+
+// leaderElection is the controller's leader election with --leader-elect (a Lease held by
+// this process), nil without.
+func leaderElection(f flags, kube kubernetes.Interface) (*controller.LeaderElection, error) {
+	if !f.leaderElect {
+		return nil, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, err
+	}
+	return &controller.LeaderElection{
+		Client: kube, Namespace: f.leaseNamespace, Name: f.leaseName,
+		Identity: fmt.Sprintf("%s_%d_%d", host, os.Getpid(), time.Now().UnixNano()),
+	}, nil
+}
+
+// serveMetrics serves the metrics and the health of c (its informers synced) on address
+// until ctx ends.
+func serveMetrics(ctx context.Context, address string, c *controller.Controller) error {
+	l, err := net.Listen("tcp", address)
+	if err != nil {
+		return fmt.Errorf("serving metrics: %w", err)
+	}
+	go func() {
+		if err := metrics.Serve(ctx, l, healthz.NamedCheck("informer-sync", c.CheckSynced)); err != nil {
+			klog.ErrorS(err, "Serving metrics")
+		}
+	}()
+	return nil
 }
 
 // backupOptions configures scheduled backups: members are reached like the backup
