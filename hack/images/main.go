@@ -93,24 +93,9 @@ func projectCommand() *cobra.Command {
 			if tag == "" {
 				tag = src.Version
 			}
-			var images []projectImage
-			for _, name := range only {
-				switch name {
-				case "etcdaas":
-					images = append(images, etcdaasImage(src, repository, tag))
-				case "etcd", "etcd-previous":
-					build := etcdImage
-					if name == "etcd-previous" {
-						build = etcdPreviousImage
-					}
-					pi, err := build(ctx, src.Root, etcdRepository)
-					if err != nil {
-						return err
-					}
-					images = append(images, pi)
-				default:
-					return fmt.Errorf("--only %q: want etcdaas, etcd or etcd-previous", name)
-				}
+			images, err := projectImages(ctx, src, only, repository, tag, etcdRepository)
+			if err != nil {
+				return err
 			}
 			for _, pi := range images {
 				b, err := buildProjectImage(ctx, pi, ps, output)
@@ -130,6 +115,31 @@ func projectCommand() *cobra.Command {
 	f.StringVar(&etcdRepository, "etcd-repository", DefaultEtcdRepository, "Repository of the etcd image; its tag is the etcd version.")
 	f.StringSliceVar(&only, "only", []string{"etcdaas", "etcd"}, "Images to build: etcdaas, etcd, and etcd-previous (the etcd server of the previous patch release, hack/tools/etcd-previous, for the cluster tier's upgrade test).")
 	return cmd
+}
+
+// projectImages returns the images of the project named in only (--only): etcdaas (from src,
+// as repository:tag), etcd and etcd-previous (in etcdRepository).
+func projectImages(ctx context.Context, src source, only []string, repository, tag, etcdRepository string) ([]projectImage, error) {
+	var images []projectImage
+	for _, name := range only {
+		switch name {
+		case "etcdaas":
+			images = append(images, etcdaasImage(src, repository, tag))
+		case "etcd", "etcd-previous":
+			build := etcdImage
+			if name == "etcd-previous" {
+				build = etcdPreviousImage
+			}
+			pi, err := build(ctx, src.Root, etcdRepository)
+			if err != nil {
+				return nil, err
+			}
+			images = append(images, pi)
+		default:
+			return nil, fmt.Errorf("--only %q: want etcdaas, etcd or etcd-previous", name)
+		}
+	}
+	return images, nil
 }
 
 func parsePlatforms(ss []string) ([]v1.Platform, error) {
