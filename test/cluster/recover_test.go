@@ -39,22 +39,7 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 	}
 	start := time.Now()
 	mustRun(t, e.kubectl(skewKubectl), "", append([]string{"delete", "pod", "-n", ns, "--wait=false"}, lost...)...)
-	var inst *v1beta1.ETCDInstance
-	err := framework.Poll(ctx, 250*time.Millisecond, 3*time.Minute, "QuorumLost", func(ctx context.Context) (bool, error) {
-		var err error
-		if inst, err = e.getInstance(ctx, ns, name); err != nil {
-			return false, err
-		}
-		c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded)
-		if inst.Status.Phase != v1beta1.PhaseFailed || c == nil || c.Reason != "QuorumLost" {
-			return false, fmt.Errorf("%s", describe(inst))
-		}
-		return true, nil
-	})
-	if err != nil {
-		dumpNamespace(t, e.c, ns)
-		t.Fatal(err)
-	}
+	inst := waitQuorumLost(t, e, ns, name)
 	figs.add(t, "2 of 3 members lost -> QuorumLost", time.Since(start))
 	if msg := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded).Message; !strings.Contains(msg, fmt.Sprintf("(%s, %s)", lost[0], lost[1])) {
 		t.Errorf("the Degraded condition does not name the members down: %s", msg)
@@ -78,6 +63,40 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 		}
 	}
 	e.checkPodsReady(t, ns, name, 3)
+	checkRecoveredData(t, e, ns, name, clientURL, keysBefore)
+	if err := pollEvents(ctx, e, ns, fields.Set{"regarding.name": name, "reason": "Recovered"}.AsSelector().String(), "Rebuilt the cluster from member "+name+"-0"); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitQuorumLost waits for instance ns/name to report its quorum lost (phase Failed,
+// Degraded for QuorumLost), and returns it.
+func waitQuorumLost(t *testing.T, e *etcdaasInstall, ns, name string) *v1beta1.ETCDInstance {
+	t.Helper()
+	var inst *v1beta1.ETCDInstance
+	err := framework.Poll(t.Context(), 250*time.Millisecond, 3*time.Minute, "QuorumLost", func(ctx context.Context) (bool, error) {
+		var err error
+		if inst, err = e.getInstance(ctx, ns, name); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(inst.Status.Conditions, etcdaas.ConditionDegraded)
+		if inst.Status.Phase != v1beta1.PhaseFailed || c == nil || c.Reason != "QuorumLost" {
+			return false, fmt.Errorf("%s", describe(inst))
+		}
+		return true, nil
+	})
+	if err != nil {
+		dumpNamespace(t, e.c, ns)
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// checkRecoveredData checks the data of instance ns/name after its recovery: the keys the
+// survivor had (keysBefore, through clientURL), the key written before the quorum loss, and
+// every member serving the data from its own copy.
+func checkRecoveredData(t *testing.T, e *etcdaasInstall, ns, name, clientURL, keysBefore string) {
+	t.Helper()
 	keysAfter := e.mustClient(t, ns, "keys-after-recovery", "", clientURL, "get", "", "--prefix", "--keys-only")
 	if got, want := strings.Fields(keysAfter), strings.Fields(keysBefore); !slices.Equal(got, want) {
 		t.Errorf("keys after the recovery %v, want the survivor's %v", got, want)
@@ -91,9 +110,6 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 		if got := e.mustClient(t, ns, fmt.Sprintf("get-from-%d-after-recovery", i), "", member, "get", "/greeting", "--consistency=s", "--print-value-only"); got != "written-at-3" {
 			t.Errorf("member %d after the recovery: /greeting = %q", i, got)
 		}
-	}
-	if err := pollEvents(ctx, e, ns, fields.Set{"regarding.name": name, "reason": "Recovered"}.AsSelector().String(), "Rebuilt the cluster from member "+name+"-0"); err != nil {
-		t.Error(err)
 	}
 }
 

@@ -64,13 +64,7 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 	clientURL := fmt.Sprintf("--endpoints=http://%s.%s.svc.cluster.local:2379", name, ns)
 	e.mustClient(t, ns, "put-before-upgrade", "", clientURL, "put", "/upgrade/written-on", from)
 
-	// Refused against what the members report, through the aggregator.
-	for version, want := range map[string]string{"3.6": "downgrades are not supported", "3.9": "skips a minor version"} {
-		r := pinned.Run(ctx, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+version+`"}}`)
-		if r.Err == nil || !strings.Contains(r.Stderr, "spec.version") || !strings.Contains(r.Stderr, want) {
-			t.Errorf("spec.version %s -> %s: %s; want a refusal saying %q", from, version, r, want)
-		}
-	}
+	checkVersionChangesRefused(t, pinned, ns, name, from)
 
 	leader := leaderOf(inst)
 	start := time.Now()
@@ -96,6 +90,28 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 	if got := e.mustClient(t, ns, "get-after-upgrade", "", clientURL, "get", "/upgrade/written-on", "--print-value-only"); got != from {
 		t.Errorf("after the upgrade /upgrade/written-on = %q, want %q", got, from)
 	}
+	checkMembersReportVersion(t, e, ns, inst, to)
+	t.Run("failed roll", func(t *testing.T) { testFailedRoll(t, e, ns, name, to, figs) })
+	mustRun(t, pinned, "", "delete", "etcdinstances.etcdaas.dev", name, "-n", ns, "--wait=true", "--timeout=2m")
+}
+
+// checkVersionChangesRefused checks that a downgrade of instance ns/name from version from,
+// and an upgrade that skips a minor version, are refused against what the members report,
+// through the aggregator.
+func checkVersionChangesRefused(t *testing.T, pinned framework.KubectlClient, ns, name, from string) {
+	t.Helper()
+	for version, want := range map[string]string{"3.6": "downgrades are not supported", "3.9": "skips a minor version"} {
+		r := pinned.Run(t.Context(), "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+version+`"}}`)
+		if r.Err == nil || !strings.Contains(r.Stderr, "spec.version") || !strings.Contains(r.Stderr, want) {
+			t.Errorf("spec.version %s -> %s: %s; want a refusal saying %q", from, version, r, want)
+		}
+	}
+}
+
+// checkMembersReportVersion checks that each of the 3 members of inst (in namespace ns)
+// reports etcd version to etcdctl.
+func checkMembersReportVersion(t *testing.T, e *etcdaasInstall, ns string, inst *v1beta1.ETCDInstance, version string) {
+	t.Helper()
 	var endpoints []string
 	for _, m := range inst.Status.Members {
 		endpoints = append(endpoints, m.ClientURL)
@@ -111,12 +127,10 @@ func testRollingUpgrade(t *testing.T, e *etcdaasInstall, figs *figures) {
 		t.Fatalf("etcdctl endpoint status: %v\n%s", err, out)
 	}
 	for _, st := range statuses {
-		if st.Status.Version != to {
-			t.Errorf("%s reports etcd %s to etcdctl, want %s", st.Endpoint, st.Status.Version, to)
+		if st.Status.Version != version {
+			t.Errorf("%s reports etcd %s to etcdctl, want %s", st.Endpoint, st.Status.Version, version)
 		}
 	}
-	t.Run("failed roll", func(t *testing.T) { testFailedRoll(t, e, ns, name, to, figs) })
-	mustRun(t, pinned, "", "delete", "etcdinstances.etcdaas.dev", name, "-n", ns, "--wait=true", "--timeout=2m")
 }
 
 // releaseOf is the release an etcd image of the harness holds: its tag without the "v".
