@@ -647,6 +647,32 @@ func (b *Backend) isRunning(dir string, m *memberState) bool {
 // start starts the embedded server of m. A member with data restarts from it; the initial
 // cluster settings only matter for an empty data directory.
 func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedetcd.Etcd, error) {
+	member := b.embeddedMember(dir, st, m)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, errClosed
+	}
+	b.mu.Unlock()
+	e, err := embedetcd.Start(member)
+	if err != nil {
+		return nil, fmt.Errorf("starting member %s: %w", m.Name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		e.Close()
+		return nil, errClosed
+	}
+	b.running[member.Dir] = e
+	m.Started = true
+	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
+	return e, nil
+}
+
+// embeddedMember is the configuration of the embedded server of m, a member of the instance
+// in dir (st its state).
+func (b *Backend) embeddedMember(dir string, st *instanceState, m *memberState) embedetcd.Member {
 	member := embedetcd.Member{
 		Name:                   m.Name,
 		Dir:                    filepath.Join(dir, m.Name),
@@ -687,26 +713,7 @@ func (b *Backend) start(dir string, st *instanceState, m *memberState) (*embedet
 			AllowedCNs: []string{peerCommonName(filepath.Base(dir))},
 		}
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil, errClosed
-	}
-	b.mu.Unlock()
-	e, err := embedetcd.Start(member)
-	if err != nil {
-		return nil, fmt.Errorf("starting member %s: %w", m.Name, err)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		e.Close()
-		return nil, errClosed
-	}
-	b.running[member.Dir] = e
-	m.Started = true
-	klog.V(2).InfoS("Started etcd member", "member", m.Name, "client", m.clientURL(st.TLS), "peer", m.peerURL(st.TLS))
-	return e, nil
+	return member
 }
 
 // stop stops the member's server if it runs here. A hard stop skips the leadership
@@ -853,18 +860,8 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		}
 		res.Record(backend.ReasonMemberAdded, "Added member %s (ID %s) as a learner", name, m.ID)
 	}
-	if !b.isRunning(dir, m) {
-		if _, err := b.start(dir, st, m); err != nil {
-			if errors.Is(err, errClosed) {
-				return res, err
-			}
-			b.setStartError(dir, m, err)
-			return res, b.joinFailed(dir, st, inst, m, res, fmt.Sprintf("cannot start: %v", err), err)
-		}
-		b.setStartError(dir, m, nil)
-		if err := st.save(dir); err != nil {
-			return res, err
-		}
+	if started, err := b.startLearner(dir, st, inst, m, res); !started {
+		return res, err
 	}
 	if err := b.promote(sctx, cli, m.id()); err != nil {
 		if ctx.Err() != nil {
@@ -872,22 +869,52 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		}
 		return res, b.promoteFailed(ctx, dir, st, inst, m, access, obs, res, err)
 	}
+	if err := b.markPromoted(dir, st, m, res); err != nil {
+		return res, err
+	}
+	res.Step = fmt.Sprintf("added member %s", name)
+	return res, nil
+}
+
+// startLearner starts learner m of finishJoin (res its result) unless it runs already, and
+// reports whether it runs; if not, finishJoin ends with the error. One that cannot start is
+// recorded as such, and may make the instance blocked (joinFailed: no error).
+func (b *Backend) startLearner(dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result) (bool, error) {
+	if b.isRunning(dir, m) {
+		return true, nil
+	}
+	if _, err := b.start(dir, st, m); err != nil {
+		if errors.Is(err, errClosed) {
+			return false, err
+		}
+		b.setStartError(dir, m, err)
+		return false, b.joinFailed(dir, st, inst, m, res, fmt.Sprintf("cannot start: %v", err), err)
+	}
+	b.setStartError(dir, m, nil)
+	if err := st.save(dir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// markPromoted records that m, just promoted, is a voting member (the end of the replacement
+// whose successor it is), and the Events of finishJoin's result res that say so.
+func (b *Backend) markPromoted(dir string, st *instanceState, m *memberState, res *backend.Result) error {
 	// Its wait as a learner does not count against the voting member it now is (repair).
 	b.forgetLearner(dir, m)
 	m.Phase = phaseVoting
 	replaced := st.Replacement
-	if replaced != nil && replaced.New == name {
+	if replaced != nil && replaced.New == m.Name {
 		st.Replacement = nil
 	}
 	if err := st.save(dir); err != nil {
-		return res, err
+		return err
 	}
-	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, m.ID)
-	if replaced != nil && replaced.New == name {
-		res.Record(backend.ReasonMemberReplaced, "Replaced member %s with %s (ID %s), in sync and voting; %s was %s", replaced.Old, name, m.ID, replaced.Old, replaced.Why)
+	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", m.Name, m.ID)
+	if replaced != nil && replaced.New == m.Name {
+		res.Record(backend.ReasonMemberReplaced, "Replaced member %s with %s (ID %s), in sync and voting; %s was %s", replaced.Old, m.Name, m.ID, replaced.Old, replaced.Why)
 	}
-	res.Step = fmt.Sprintf("added member %s", name)
-	return res, nil
+	return nil
 }
 
 // joinFailed handles err, why the learner m could not start or be promoted (problem says it
