@@ -653,19 +653,7 @@ func TestStatusSpecSeparation(t *testing.T) {
 		t.Errorf("main update: phase %q generation %d labels %v; want status ignored, generation 1, label set", updated.Status.Phase, updated.Generation, updated.Labels)
 	}
 
-	// The status subresource ignores spec and does not move the generation.
-	updated.Spec.Replicas = ptr.To[int32](7)
-	updated.Status = v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRunning, Replicas: 3, ReadyReplicas: 3, ObservedGeneration: 1}
-	updated.Annotations = map[string]string{"controller": "was-here"}
-	status, err := client.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *status.Spec.Replicas != 3 || status.Status.Phase != v1beta1.PhaseRunning || status.Status.ReadyReplicas != 3 ||
-		status.Generation != 1 || status.Annotations["controller"] != "was-here" {
-		t.Errorf("status update: replicas %d phase %q ready %d generation %d annotations %v",
-			*status.Spec.Replicas, status.Status.Phase, status.Status.ReadyReplicas, status.Generation, status.Annotations)
-	}
+	status := checkStatusSubresourceIgnoresSpec(t, ctx, client, updated)
 
 	// A spec change moves the generation and keeps the status.
 	status.Spec.Replicas = ptr.To[int32](5)
@@ -684,8 +672,33 @@ func TestStatusSpecSeparation(t *testing.T) {
 		t.Errorf("ready > replicas: err = %v, want 422 naming status.readyReplicas", err)
 	}
 
-	// v1alpha1 clients write the status through state.
-	alpha := cs.EtcdaasV1alpha1().ETCDInstances(ns)
+	checkV1alpha1StatusThroughState(t, ctx, cs.EtcdaasV1alpha1().ETCDInstances(ns), client)
+}
+
+// checkStatusSubresourceIgnoresSpec checks that the status subresource, given updated with
+// a spec change (7 replicas) and a new status and annotation, ignores the spec and does not
+// move the generation. It returns what the update answered.
+func checkStatusSubresourceIgnoresSpec(t *testing.T, ctx context.Context, client typedv1beta1.ETCDInstanceInterface, updated *v1beta1.ETCDInstance) *v1beta1.ETCDInstance {
+	t.Helper()
+	updated.Spec.Replicas = ptr.To[int32](7)
+	updated.Status = v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRunning, Replicas: 3, ReadyReplicas: 3, ObservedGeneration: 1}
+	updated.Annotations = map[string]string{"controller": "was-here"}
+	status, err := client.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *status.Spec.Replicas != 3 || status.Status.Phase != v1beta1.PhaseRunning || status.Status.ReadyReplicas != 3 ||
+		status.Generation != 1 || status.Annotations["controller"] != "was-here" {
+		t.Errorf("status update: replicas %d phase %q ready %d generation %d annotations %v",
+			*status.Spec.Replicas, status.Status.Phase, status.Status.ReadyReplicas, status.Generation, status.Annotations)
+	}
+	return status
+}
+
+// checkV1alpha1StatusThroughState checks that a v1alpha1 client (alpha) writes the status of
+// instance separate through state, its spec change ignored, as client (v1beta1) reads it.
+func checkV1alpha1StatusThroughState(t *testing.T, ctx context.Context, alpha typedv1alpha1.ETCDInstanceInterface, client typedv1beta1.ETCDInstanceInterface) {
+	t.Helper()
 	old, err := alpha.Get(ctx, "separate", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

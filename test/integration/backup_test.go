@@ -61,19 +61,9 @@ func TestBackupAndRestore(t *testing.T) {
 	ctx := context.Background()
 	cli := e.runningClient(ns, name, 3)
 	const keys = 50000
-	start := time.Now()
-	for batch := 0; batch < keys; batch += 100 {
-		ops := make([]clientv3.Op, 0, 100)
-		for i := batch; i < batch+100; i++ {
-			ops = append(ops, clientv3.OpPut(fmt.Sprintf("/keys/%06d", i), fmt.Sprintf("value-%d", i)))
-		}
-		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("wrote %d keys in %s", keys, time.Since(start).Round(time.Millisecond))
+	writeNumberedKeys(t, ctx, cli, keys)
 
-	start = time.Now()
+	start := time.Now()
 	path, size, resp := e.backupToFile(ns, name)
 	elapsed := time.Since(start)
 	t.Logf("FIGURE backup of %d keys: %d bytes in %s", keys, size, elapsed.Round(time.Millisecond))
@@ -88,6 +78,44 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("snapshot status %+v: want >= %d keys at revision >= %d", st, keys, rev)
 	}
 
+	rcli := startRestoredMember(t, path)
+	count, err := rcli.Get(ctx, "/keys/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count.Count != keys {
+		t.Fatalf("restored member has %d keys, want %d", count.Count, keys)
+	}
+	for _, i := range []int{0, 12345, keys - 1} {
+		got, err := rcli.Get(ctx, fmt.Sprintf("/keys/%06d", i))
+		if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("restored key %d: %v %v", i, got, err)
+		}
+	}
+}
+
+// writeNumberedKeys writes n keys /keys/000000.. (values value-0..) through cli, 100 a
+// transaction.
+func writeNumberedKeys(t *testing.T, ctx context.Context, cli *clientv3.Client, n int) {
+	t.Helper()
+	start := time.Now()
+	for batch := 0; batch < n; batch += 100 {
+		ops := make([]clientv3.Op, 0, 100)
+		for i := batch; i < batch+100; i++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("/keys/%06d", i), fmt.Sprintf("value-%d", i)))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("wrote %d keys in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// startRestoredMember restores the snapshot at path with etcdutl's library into a new data
+// directory, starts an etcd member on it until the test ends, and returns a client of it.
+func startRestoredMember(t *testing.T, path string) *clientv3.Client {
+	t.Helper()
+	lg := zap.NewNop()
 	restored := filepath.Join(t.TempDir(), "restored")
 	ports := freeTestPorts(t, 2)
 	peerPort, clientPort := ports[0], ports[1]
@@ -109,7 +137,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	select {
 	case <-srv.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
@@ -119,20 +147,8 @@ func TestBackupAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = rcli.Close() }()
-	count, err := rcli.Get(ctx, "/keys/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if count.Count != keys {
-		t.Fatalf("restored member has %d keys, want %d", count.Count, keys)
-	}
-	for _, i := range []int{0, 12345, keys - 1} {
-		got, err := rcli.Get(ctx, fmt.Sprintf("/keys/%06d", i))
-		if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != fmt.Sprintf("value-%d", i) {
-			t.Fatalf("restored key %d: %v %v", i, got, err)
-		}
-	}
+	t.Cleanup(func() { _ = rcli.Close() })
+	return rcli
 }
 
 func freeTestPort(t *testing.T) int {

@@ -180,15 +180,7 @@ func TestDefragmentation(t *testing.T) {
 	if notes := e.defragEvents(ns, name, 0, time.Second); len(notes) != 0 {
 		t.Fatalf("defragmented with nothing free: %q", notes)
 	}
-	metricBefore := map[string]float64{}
-	families := e.scrape()
-	for _, m := range full.Status.Members {
-		v, ok := sample(families, "etcdaas_member_db_size_bytes", map[string]string{"namespace": ns, "name": name, "member": m.Name})
-		if !ok || v < keys*size {
-			t.Fatalf("db size metric of %s: %v (%v), want at least %d", m.Name, v, ok, keys*size)
-		}
-		metricBefore[m.Name] = v
-	}
+	metricBefore := checkDBSizeMetrics(t, e, ns, name, full, keys*size)
 
 	start := time.Now()
 	deleteAndCompact(t, cli, "/fill/")
@@ -201,7 +193,7 @@ func TestDefragmentation(t *testing.T) {
 	after := e.waitFor(ns, name, time.Minute, "smaller files reported", func(i *v1beta1.ETCDInstance) bool {
 		return !slices.ContainsFunc(i.Status.Members, func(m v1beta1.MemberStatus) bool { return m.DBSize*4 > keys*size })
 	})
-	families = e.scrape()
+	families := e.scrape()
 	for _, m := range after.Status.Members {
 		v, _ := sample(families, "etcdaas_member_db_size_bytes", map[string]string{"namespace": ns, "name": name, "member": m.Name})
 		if v*4 > metricBefore[m.Name] {
@@ -222,8 +214,30 @@ func TestDefragmentation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// On demand: every member once more, whatever the thresholds, leader last; the request
-	// is consumed once all are done.
+	checkDefragOnDemand(t, e, ns, name)
+}
+
+// checkDBSizeMetrics checks that the database size metric of each member of inst (ns/name)
+// is at least least bytes, and returns them by member.
+func checkDBSizeMetrics(t *testing.T, e *ctlEnv, ns, name string, inst *v1beta1.ETCDInstance, least int) map[string]float64 {
+	t.Helper()
+	sizes := map[string]float64{}
+	families := e.scrape()
+	for _, m := range inst.Status.Members {
+		v, ok := sample(families, "etcdaas_member_db_size_bytes", map[string]string{"namespace": ns, "name": name, "member": m.Name})
+		if !ok || v < float64(least) {
+			t.Fatalf("db size metric of %s: %v (%v), want at least %d", m.Name, v, ok, least)
+		}
+		sizes[m.Name] = v
+	}
+	return sizes
+}
+
+// checkDefragOnDemand checks a defragmentation on demand of ns/name, after the 3 automatic
+// ones: every member once more, whatever the thresholds, leader last; the request is
+// consumed once all are done. A missing instance answers 404.
+func checkDefragOnDemand(t *testing.T, e *ctlEnv, ns, name string) {
+	t.Helper()
 	code, body := e.postDefrag(ns, name)
 	if code != http.StatusAccepted || !strings.Contains(body, "defragmentation of every member of db requested") {
 		t.Fatalf("defrag: %d %s", code, body)
@@ -231,7 +245,7 @@ func TestDefragmentation(t *testing.T) {
 	if code, body := e.postDefrag(ns, "missing"); code != http.StatusNotFound {
 		t.Fatalf("defrag of a missing instance: %d %s", code, body)
 	}
-	notes = e.defragEvents(ns, name, 6, 2*time.Minute)
+	notes := e.defragEvents(ns, name, 6, 2*time.Minute)
 	checkLeaderLast(t, notes[3:], 3)
 	e.waitFor(ns, name, time.Minute, "the defrag request consumed", func(i *v1beta1.ETCDInstance) bool {
 		_, requested := i.Annotations[etcdaas.DefragRequestedAnnotation]

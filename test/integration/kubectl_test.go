@@ -56,75 +56,14 @@ func TestKubectl(t *testing.T) {
 			t.Logf("kubectl version: %s", k.run("version", "--client").out)
 
 			dir := t.TempDir()
-			write := func(name, content string) string {
-				p := filepath.Join(dir, name)
-				if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				return p
-			}
-			alpha := write("alpha.yaml", alphaManifest)
-			beta := write("beta.yaml", betaManifest)
+			alpha := writeFile(t, dir, "alpha.yaml", alphaManifest)
+			beta := writeFile(t, dir, "beta.yaml", betaManifest)
 
 			r := k.must("apply", "-f", alpha, "-f", beta)
 			r.contains(t, "etcdinstance.etcdaas.dev/alpha-one created", "etcdinstance.etcdaas.dev/beta-one created")
-
-			r = k.must("get", "etcd")
-			r.contains(t, "NAME", "REPLICAS", "READY", "PHASE", "VERSION", "AGE", "alpha-one", "beta-one")
-			header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0])
-			if strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE" {
-				t.Errorf("get etcd header %q", header)
-			}
-			r = k.must("get", "etcd", "alpha-one", "-o", "wide")
-			if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE TLS MEMBERS LEADER" {
-				t.Errorf("get etcd -o wide header %q", header)
-			}
-			r.contains(t, "true") // alpha-one has with_tls_bundle: true
-			k.must("get", "etcdaas").contains(t, "alpha-one", "beta-one")
-
-			r = k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "beta-one", "-o", "yaml")
-			r.contains(t, "apiVersion: etcdaas.dev/v1alpha1", "with_tls_bundle: false", "replicas: 3", "etcdaas.dev/v1beta1-fields")
-			r = k.must("get", "etcdinstances.v1beta1.etcdaas.dev", "alpha-one", "-o", "yaml")
-			r.contains(t, "apiVersion: etcdaas.dev/v1beta1", "enabled: true", "version: \"3.7\"")
-			r.lacks(t, "etcdaas.dev/v1beta1-fields")
-
-			k.must("scale", "etcdinstance", "beta-one", "--replicas=5").contains(t, "scaled")
-			k.must("get", "etcdinstance", "beta-one", "-o", "jsonpath={.spec.replicas}").equals(t, "5")
-			// The scale subresource's table, as kube-apiserver prints a Deployment's.
-			r = k.must("get", "etcdinstance", "beta-one", "--subresource=scale")
-			if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME DESIRED AVAILABLE AGE" {
-				t.Errorf("get --subresource=scale header %q", header)
-			}
-			if row := strings.Fields(strings.Split(strings.TrimSpace(r.out), "\n")[1]); len(row) != 4 || row[0] != "beta-one" || row[1] != "5" {
-				t.Errorf("get --subresource=scale row %q", row)
-			}
-			k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "alpha-one", "-o", "jsonpath={.spec.replicas}").equals(t, "1")
-
-			r = k.must("explain", "etcdinstances.spec")
-			r.contains(t, "VERSION:    v1beta1", "Replicas is the number of etcd members", "storage", "tls", "version")
-			r = k.must("explain", "etcdinstances.spec", "--api-version=etcdaas.dev/v1alpha1")
-			r.contains(t, "VERSION:    v1alpha1", "with_tls_bundle", "Replicas is the number of etcd members, from 1 to 9. Defaults to 1")
-			r.lacks(t, "storageClassName")
-
-			ssa := write("ssa.yaml", strings.Replace(ssaManifest, "REPLACE", "one", 1))
-			k.must("apply", "--server-side", "-f", ssa).contains(t, "serverside-applied")
-			ssa = write("ssa.yaml", strings.Replace(ssaManifest, "REPLACE", "two", 1))
-			k.must("apply", "--server-side", "-f", ssa).contains(t, "serverside-applied")
-			k.must("get", "etcd", "ssa-one", "-o", "jsonpath={.metadata.labels.tier}").equals(t, "two")
-			// A second manager changing replicas conflicts with kubectl's ownership.
-			conflict := write("conflict.yaml", strings.Replace(strings.Replace(ssaManifest, "REPLACE", "two", 1), "replicas: 3", "replicas: 5", 1))
-			r = k.run("apply", "--server-side", "--field-manager=other", "-f", conflict)
-			if r.err == nil || !strings.Contains(r.out, "conflict") {
-				t.Errorf("conflicting server-side apply: err %v, output %s", r.err, r.out)
-			}
-
-			editorPath := write("editor.sh", editor)
-			k.env = append(k.env, "EDITOR="+editorPath, "KUBE_EDITOR="+editorPath)
-			k.must("edit", "etcdinstance", "ssa-one").contains(t, "edited")
-			k.must("get", "etcd", "ssa-one", "-o", "jsonpath={.spec.replicas}").equals(t, "7")
-			k.must("edit", "etcdinstances.v1alpha1.etcdaas.dev", "beta-one", "--output-patch=false")
-			// beta-one had 5 replicas: the editor changed nothing, and nothing was lost.
-			k.must("get", "etcd", "beta-one", "-o", "jsonpath={.spec.version} {.spec.storage.size} {.spec.replicas}").equals(t, "3.7 1Gi 5")
+			checkKubectlGet(t, k)
+			checkKubectlScaleAndExplain(t, k)
+			checkKubectlApplyAndEdit(t, k, dir)
 
 			k.must("delete", "etcdinstance", "alpha-one", "beta-one", "ssa-one").contains(t, "deleted")
 			r = k.run("get", "etcdinstance", "alpha-one")
@@ -134,6 +73,88 @@ func TestKubectl(t *testing.T) {
 			k.must("get", "etcd").contains(t, "No resources found")
 		})
 	}
+}
+
+// writeFile writes content to the file name (executable) in dir, and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkKubectlGet checks kubectl get of the instances alpha-one and beta-one: the table and
+// its wide columns, the short names, and each object in the other API version.
+func checkKubectlGet(t *testing.T, k *kubectl) {
+	t.Helper()
+	r := k.must("get", "etcd")
+	r.contains(t, "NAME", "REPLICAS", "READY", "PHASE", "VERSION", "AGE", "alpha-one", "beta-one")
+	header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0])
+	if strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE" {
+		t.Errorf("get etcd header %q", header)
+	}
+	r = k.must("get", "etcd", "alpha-one", "-o", "wide")
+	if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME REPLICAS READY PHASE VERSION AGE TLS MEMBERS LEADER" {
+		t.Errorf("get etcd -o wide header %q", header)
+	}
+	r.contains(t, "true") // alpha-one has with_tls_bundle: true
+	k.must("get", "etcdaas").contains(t, "alpha-one", "beta-one")
+
+	r = k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "beta-one", "-o", "yaml")
+	r.contains(t, "apiVersion: etcdaas.dev/v1alpha1", "with_tls_bundle: false", "replicas: 3", "etcdaas.dev/v1beta1-fields")
+	r = k.must("get", "etcdinstances.v1beta1.etcdaas.dev", "alpha-one", "-o", "yaml")
+	r.contains(t, "apiVersion: etcdaas.dev/v1beta1", "enabled: true", "version: \"3.7\"")
+	r.lacks(t, "etcdaas.dev/v1beta1-fields")
+}
+
+// checkKubectlScaleAndExplain checks kubectl scale of beta-one (to 5 replicas) and the scale
+// subresource's table, and kubectl explain in both API versions.
+func checkKubectlScaleAndExplain(t *testing.T, k *kubectl) {
+	t.Helper()
+	k.must("scale", "etcdinstance", "beta-one", "--replicas=5").contains(t, "scaled")
+	k.must("get", "etcdinstance", "beta-one", "-o", "jsonpath={.spec.replicas}").equals(t, "5")
+	// The scale subresource's table, as kube-apiserver prints a Deployment's.
+	r := k.must("get", "etcdinstance", "beta-one", "--subresource=scale")
+	if header := strings.Fields(strings.SplitN(r.out, "\n", 2)[0]); strings.Join(header, " ") != "NAME DESIRED AVAILABLE AGE" {
+		t.Errorf("get --subresource=scale header %q", header)
+	}
+	if row := strings.Fields(strings.Split(strings.TrimSpace(r.out), "\n")[1]); len(row) != 4 || row[0] != "beta-one" || row[1] != "5" {
+		t.Errorf("get --subresource=scale row %q", row)
+	}
+	k.must("get", "etcdinstances.v1alpha1.etcdaas.dev", "alpha-one", "-o", "jsonpath={.spec.replicas}").equals(t, "1")
+
+	r = k.must("explain", "etcdinstances.spec")
+	r.contains(t, "VERSION:    v1beta1", "Replicas is the number of etcd members", "storage", "tls", "version")
+	r = k.must("explain", "etcdinstances.spec", "--api-version=etcdaas.dev/v1alpha1")
+	r.contains(t, "VERSION:    v1alpha1", "with_tls_bundle", "Replicas is the number of etcd members, from 1 to 9. Defaults to 1")
+	r.lacks(t, "storageClassName")
+}
+
+// checkKubectlApplyAndEdit checks kubectl apply --server-side of ssa-one (files in dir),
+// a second field manager's conflict, and kubectl edit in both API versions.
+func checkKubectlApplyAndEdit(t *testing.T, k *kubectl, dir string) {
+	t.Helper()
+	ssa := writeFile(t, dir, "ssa.yaml", strings.Replace(ssaManifest, "REPLACE", "one", 1))
+	k.must("apply", "--server-side", "-f", ssa).contains(t, "serverside-applied")
+	ssa = writeFile(t, dir, "ssa.yaml", strings.Replace(ssaManifest, "REPLACE", "two", 1))
+	k.must("apply", "--server-side", "-f", ssa).contains(t, "serverside-applied")
+	k.must("get", "etcd", "ssa-one", "-o", "jsonpath={.metadata.labels.tier}").equals(t, "two")
+	// A second manager changing replicas conflicts with kubectl's ownership.
+	conflict := writeFile(t, dir, "conflict.yaml", strings.Replace(strings.Replace(ssaManifest, "REPLACE", "two", 1), "replicas: 3", "replicas: 5", 1))
+	r := k.run("apply", "--server-side", "--field-manager=other", "-f", conflict)
+	if r.err == nil || !strings.Contains(r.out, "conflict") {
+		t.Errorf("conflicting server-side apply: err %v, output %s", r.err, r.out)
+	}
+
+	editorPath := writeFile(t, dir, "editor.sh", editor)
+	k.env = append(k.env, "EDITOR="+editorPath, "KUBE_EDITOR="+editorPath)
+	k.must("edit", "etcdinstance", "ssa-one").contains(t, "edited")
+	k.must("get", "etcd", "ssa-one", "-o", "jsonpath={.spec.replicas}").equals(t, "7")
+	k.must("edit", "etcdinstances.v1alpha1.etcdaas.dev", "beta-one", "--output-patch=false")
+	// beta-one had 5 replicas: the editor changed nothing, and nothing was lost.
+	k.must("get", "etcd", "beta-one", "-o", "jsonpath={.spec.version} {.spec.storage.size} {.spec.replicas}").equals(t, "3.7 1Gi 5")
 }
 
 type kubectl struct {

@@ -75,6 +75,28 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	if c := meta.FindStatusCondition(lost.Status.Conditions, etcdaas.ConditionDegraded); !strings.Contains(c.Message, "db-1, db-2") {
 		t.Fatalf("Degraded does not name the lost members: %+v", c)
 	}
+	checkRefusedAfterQuorumLoss(t, e, ns, name)
+
+	start := time.Now()
+	if code, body := e.postRecover(ns, name, ""); code != http.StatusAccepted {
+		t.Fatalf("recover: %d %s", code, body)
+	}
+	e.waitFor(ns, name, time.Minute, "Recovering", func(i *v1beta1.ETCDInstance) bool {
+		return i.Status.Phase == v1beta1.PhaseRecovering || i.Status.Phase == v1beta1.PhaseRunning
+	})
+	inst := e.running(ns, name, 2*time.Minute)
+	t.Logf("FIGURE recovery from quorum loss (recover POST to Running, 3 members): %s", time.Since(start).Round(time.Millisecond))
+	if _, ok := inst.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
+		t.Fatal("the recover request is still recorded after the recovery")
+	}
+	checkRecoveredFromDB0(t, ctx, e, inst)
+}
+
+// checkRefusedAfterQuorumLoss checks what instance ns/name refuses once it lost quorum: a
+// backup, at once and saying why instead of inviting retries; a defragmentation that could
+// not run before a recovery; a recovery from a member it does not have.
+func checkRefusedAfterQuorumLoss(t *testing.T, e *ctlEnv, ns, name string) {
+	t.Helper()
 	// A backup says why none can be taken, at once, instead of inviting retries.
 	resp := e.backup(context.Background(), ns, name)
 	body, _ := io.ReadAll(resp.Body)
@@ -89,19 +111,12 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	if code, body := e.postRecover(ns, name, "?member=db-9"); code != http.StatusBadRequest {
 		t.Fatalf("recover from an unknown member: %d %s", code, body)
 	}
+}
 
-	start := time.Now()
-	if code, body := e.postRecover(ns, name, ""); code != http.StatusAccepted {
-		t.Fatalf("recover: %d %s", code, body)
-	}
-	e.waitFor(ns, name, time.Minute, "Recovering", func(i *v1beta1.ETCDInstance) bool {
-		return i.Status.Phase == v1beta1.PhaseRecovering || i.Status.Phase == v1beta1.PhaseRunning
-	})
-	inst := e.running(ns, name, 2*time.Minute)
-	t.Logf("FIGURE recovery from quorum loss (recover POST to Running, 3 members): %s", time.Since(start).Round(time.Millisecond))
-	if _, ok := inst.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
-		t.Fatal("the recover request is still recorded after the recovery")
-	}
+// checkRecoveredFromDB0 checks inst, recovered from member db-0: db-0 and two new members,
+// the 100 keys /k/ kept.
+func checkRecoveredFromDB0(t *testing.T, ctx context.Context, e *ctlEnv, inst *v1beta1.ETCDInstance) {
+	t.Helper()
 	var names []string
 	for _, m := range inst.Status.Members {
 		names = append(names, m.Name)
@@ -109,7 +124,7 @@ func TestQuorumLossAndRecovery(t *testing.T) {
 	if strings.Join(names, ",") != "db-0,db-3,db-4" {
 		t.Fatalf("members after recovery: %v", names)
 	}
-	cli = e.etcdClient(ns, name)
+	cli := e.etcdClient(inst.Namespace, inst.Name)
 	got, err := cli.Get(ctx, "/k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || got.Count != 100 {
 		t.Fatalf("keys after recovery: %v, %v", got, err)

@@ -58,33 +58,7 @@ func TestMemberRepairOffSaysWhatBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.startController()
-	stuck := e.waitFor(ns, name, time.Minute, "Progressing=False (MemberRepairDisabled)", func(i *v1beta1.ETCDInstance) bool {
-		return conditionIs(i, etcdaas.ConditionProgressing, metav1.ConditionFalse, "MemberRepairDisabled")
-	})
-	progressing := meta.FindStatusCondition(stuck.Status.Conditions, etcdaas.ConditionProgressing)
-	t.Logf("Progressing while db-2 is lost: %s: %s", progressing.Reason, progressing.Message)
-	for _, want := range []string{"member db-2", "its data directory is lost", "--member-repair-grace-period", "kubectl etcdaas recover"} {
-		if !strings.Contains(progressing.Message, want) {
-			t.Errorf("the Progressing message does not say %q: %s", want, progressing.Message)
-		}
-	}
-	if !conditionIs(stuck, etcdaas.ConditionDegraded, metav1.ConditionTrue, controller.ReasonMemberUnhealthy) ||
-		!strings.Contains(meta.FindStatusCondition(stuck.Status.Conditions, etcdaas.ConditionDegraded).Message, "db-2") {
-		t.Errorf("Degraded does not name db-2: %+v", stuck.Status.Conditions)
-	}
-	if !conditionIs(stuck, etcdaas.ConditionAvailable, metav1.ConditionTrue, controller.ReasonQuorumReady) || stuck.Status.Phase != v1beta1.PhaseRunning {
-		t.Errorf("two of three members serve, yet phase %s, conditions %+v", stuck.Status.Phase, stuck.Status.Conditions)
-	}
-	// The controller keeps looking (with backoff): the Event is recorded once.
-	time.Sleep(5 * time.Second)
-	events := e.waitForEvent(ns, inst, "MemberRepairDisabled ")
-	if n := countEvents(events, "MemberRepairDisabled "); n != 1 {
-		t.Errorf("%d MemberRepairDisabled events, want 1: %q", n, events)
-	}
-	if still, err := e.instances(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil ||
-		!conditionIs(still, etcdaas.ConditionProgressing, metav1.ConditionFalse, "MemberRepairDisabled") {
-		t.Fatalf("no longer blocked while db-2 is still away: %+v, %v", still, err)
-	}
+	checkRepairDisabledReported(t, e, inst)
 
 	// The data is back: the running controller starts db-2 again, and Progressing says so.
 	if err := os.Rename(data+".away", data); err != nil {
@@ -113,8 +87,44 @@ func TestMemberRepairOffSaysWhatBlocks(t *testing.T) {
 		t.Errorf("after the replacement: %+v", replaced.Status.Conditions)
 	}
 	check()
-	events = e.waitForEvent(ns, inst, "MemberReplaced Replaced member db-2 with db-3")
+	events := e.waitForEvent(ns, inst, "MemberReplaced Replaced member db-2 with db-3")
 	if n := countEvents(events, "MemberRepairDisabled "); n != 1 {
 		t.Errorf("%d MemberRepairDisabled events in all, want 1: %q", n, events)
+	}
+}
+
+// checkRepairDisabledReported checks how inst, whose member db-2 lost its data directory with
+// repair off, reports it: Progressing=False (MemberRepairDisabled) saying what blocks and
+// how to unblock it, Degraded naming db-2, Available and Running on two members, and one
+// Event however often the controller looks.
+func checkRepairDisabledReported(t *testing.T, e *ctlEnv, inst *v1beta1.ETCDInstance) {
+	t.Helper()
+	ns, name := inst.Namespace, inst.Name
+	stuck := e.waitFor(ns, name, time.Minute, "Progressing=False (MemberRepairDisabled)", func(i *v1beta1.ETCDInstance) bool {
+		return conditionIs(i, etcdaas.ConditionProgressing, metav1.ConditionFalse, "MemberRepairDisabled")
+	})
+	progressing := meta.FindStatusCondition(stuck.Status.Conditions, etcdaas.ConditionProgressing)
+	t.Logf("Progressing while db-2 is lost: %s: %s", progressing.Reason, progressing.Message)
+	for _, want := range []string{"member db-2", "its data directory is lost", "--member-repair-grace-period", "kubectl etcdaas recover"} {
+		if !strings.Contains(progressing.Message, want) {
+			t.Errorf("the Progressing message does not say %q: %s", want, progressing.Message)
+		}
+	}
+	if !conditionIs(stuck, etcdaas.ConditionDegraded, metav1.ConditionTrue, controller.ReasonMemberUnhealthy) ||
+		!strings.Contains(meta.FindStatusCondition(stuck.Status.Conditions, etcdaas.ConditionDegraded).Message, "db-2") {
+		t.Errorf("Degraded does not name db-2: %+v", stuck.Status.Conditions)
+	}
+	if !conditionIs(stuck, etcdaas.ConditionAvailable, metav1.ConditionTrue, controller.ReasonQuorumReady) || stuck.Status.Phase != v1beta1.PhaseRunning {
+		t.Errorf("two of three members serve, yet phase %s, conditions %+v", stuck.Status.Phase, stuck.Status.Conditions)
+	}
+	// The controller keeps looking (with backoff): the Event is recorded once.
+	time.Sleep(5 * time.Second)
+	events := e.waitForEvent(ns, inst, "MemberRepairDisabled ")
+	if n := countEvents(events, "MemberRepairDisabled "); n != 1 {
+		t.Errorf("%d MemberRepairDisabled events, want 1: %q", n, events)
+	}
+	if still, err := e.instances(ns).Get(t.Context(), name, metav1.GetOptions{}); err != nil ||
+		!conditionIs(still, etcdaas.ConditionProgressing, metav1.ConditionFalse, "MemberRepairDisabled") {
+		t.Fatalf("no longer blocked while db-2 is still away: %+v, %v", still, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -324,41 +325,34 @@ func TestBackupToS3Throughput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	access := e.access(ns, name)
-
-	start := time.Now()
-	snap, err := etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct, err := io.Copy(io.Discard, snap)
-	_ = snap.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	directTime := time.Since(start)
+	direct, directTime := directSnapshot(t, ctx, e, ns, name)
 
 	dest, err := backup.Resolver{Credentials: env(map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey})}.
 		Destination(ctx, ns, name, v1beta1.BackupDestination{S3: &v1beta1.S3Destination{Endpoint: store.Endpoint, Bucket: store.Bucket}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	info, s3Time, base, peak := s3BackupRSS(t, ctx, e, dest, inst)
+	t.Logf("direct clientv3 snapshot: %d MiB in %s (%.1f MiB/s); backup to S3: %d MiB in %s (%.1f MiB/s), ratio %.2f; RSS %d MiB -> peak %d MiB (+%d MiB)",
+		direct>>20, directTime.Round(time.Millisecond), mbps(direct, directTime), info.Size>>20, s3Time.Round(time.Millisecond), mbps(info.Size, s3Time),
+		s3Time.Seconds()/directTime.Seconds(), base>>20, peak>>20, (peak-base)>>20)
+	if growth := peak - base; growth > 64<<20 {
+		t.Errorf("RSS grew by %d MiB during a %d MiB backup: the snapshot is buffered", growth>>20, info.Size>>20)
+	}
+}
+
+// s3BackupRSS takes a backup of inst's first member to dest (an S3 destination): it returns
+// the backup, how long it took, this process's RSS before it and the peak RSS during it.
+func s3BackupRSS(t *testing.T, ctx context.Context, e *ctlEnv, dest backup.Destination, inst *v1beta1.ETCDInstance) (backup.Info, time.Duration, int64, int64) {
+	t.Helper()
+	access := e.access(inst.Namespace, inst.Name)
+	var mu sync.Mutex
 	base := vmRSS(t)
 	peak := base
 	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			peak = max(peak, vmRSS(t))
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-	start = time.Now()
-	snap, err = etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
+	go func() { sampleRSS(t, &mu, stop, &peak); close(sampled) }()
+	start := time.Now()
+	snap, err := etcdcluster.OpenSnapshot(ctx, access, access.Endpoints[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,13 +364,7 @@ func TestBackupToS3Throughput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mib := func(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
-	t.Logf("direct clientv3 snapshot: %d MiB in %s (%.1f MiB/s); backup to S3: %d MiB in %s (%.1f MiB/s), ratio %.2f; RSS %d MiB -> peak %d MiB (+%d MiB)",
-		direct>>20, directTime.Round(time.Millisecond), mib(direct, directTime), info.Size>>20, s3Time.Round(time.Millisecond), mib(info.Size, s3Time),
-		s3Time.Seconds()/directTime.Seconds(), base>>20, peak>>20, (peak-base)>>20)
-	if growth := peak - base; growth > 64<<20 {
-		t.Errorf("RSS grew by %d MiB during a %d MiB backup: the snapshot is buffered", growth>>20, info.Size>>20)
-	}
+	return info, s3Time, base, peak
 }
 
 // TestBackupsSubresourceAndPlugin backs up to the server's local backup directory on a

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	applyv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/applyconfiguration/etcdaas/v1alpha1"
 	applyv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/applyconfiguration/etcdaas/v1beta1"
+	typedv1alpha1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1alpha1"
+	typedv1beta1 "github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/typed/etcdaas/v1beta1"
 )
 
 func TestServerSideApply(t *testing.T) {
@@ -42,8 +45,18 @@ func TestServerSideApply(t *testing.T) {
 		t.Errorf("after v1alpha1 apply: labels %v replicas %d", alphaApplied.Labels, *alphaApplied.Spec.Replicas)
 	}
 
+	checkApplyConflicts(t, ctx, alpha, beta, ns)
+	checkStatusApply(t, ctx, beta, ns)
+}
+
+// checkApplyConflicts checks, on instance ssa that beta-applier (v1beta1) created with 3
+// replicas and version 3.6 and alpha-applier (v1alpha1) labelled: alpha-applier changing
+// replicas conflicts with beta-applier, naming it and the field; forced, it takes the
+// replicas, the version kept, and beta-applier conflicts in turn.
+func checkApplyConflicts(t *testing.T, ctx context.Context, alpha typedv1alpha1.ETCDInstanceInterface, beta typedv1beta1.ETCDInstanceInterface, ns string) {
+	t.Helper()
 	// Two managers disagreeing on replicas: a conflict naming the owner and the field.
-	_, err = alpha.Apply(ctx, applyv1alpha1.ETCDInstance("ssa", ns).
+	_, err := alpha.Apply(ctx, applyv1alpha1.ETCDInstance("ssa", ns).
 		WithSpec(applyv1alpha1.ETCDInstanceSpec().WithReplicas(5)),
 		metav1.ApplyOptions{FieldManager: "alpha-applier"})
 	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "beta-applier") || !strings.Contains(err.Error(), ".spec.replicas") {
@@ -76,6 +89,13 @@ func TestServerSideApply(t *testing.T) {
 		t.Errorf("beta re-apply: err = %v, want a conflict with alpha-applier", err)
 	}
 
+}
+
+// checkStatusApply checks that a status applied (by a new manager, forced) to instance ssa
+// through the main resource is reset (status is not the main resource's), and one applied
+// through the status subresource is kept, with the spec.
+func checkStatusApply(t *testing.T, ctx context.Context, beta typedv1beta1.ETCDInstanceInterface, ns string) {
+	t.Helper()
 	// Status applied through the main resource is reset (status is not the main resource's).
 	withStatus, err := beta.Apply(ctx, applyv1beta1.ETCDInstance("ssa", ns).
 		WithStatus(applyv1beta1.ETCDInstanceStatus().WithPhase("Running")),

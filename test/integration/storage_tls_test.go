@@ -97,18 +97,7 @@ func TestStandaloneStorageEtcdRefusesPlaintextClients(t *testing.T) {
 	if u.Scheme != "https" {
 		t.Errorf("the storage etcd's endpoint is %s, want https", s.EtcdEndpoint)
 	}
-	intruder, err := pki.NewCA("intruder")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := intruder.Issue(pki.Request{CommonName: "etcdaas-apiserver-etcd-client", Usage: pki.ClientUsage})
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherDir := t.TempDir()
-	if err := other.Write(otherDir, "client"); err != nil {
-		t.Fatal(err)
-	}
+	otherDir := clientOfAnotherCA(t)
 	pkiDir := filepath.Join(s.DataDir, "pki")
 	refused := map[string]clientv3.Config{
 		"plaintext":                    {},
@@ -126,6 +115,41 @@ func TestStandaloneStorageEtcdRefusesPlaintextClients(t *testing.T) {
 		}
 	}
 
+	checkPeerPortRefuses(t, s, otherDir, pkiDir)
+
+	if n, err := storageProbe(s.EtcdEndpoint, clientv3.Config{TLS: tlsFor(t, s, pkiDir, server.StandaloneEtcdClientName)}); err != nil || n == 0 {
+		t.Errorf("the API server's etcd client certificate: %d objects, %v", n, err)
+	}
+	checkEtcdCertIsNobody(t, s, ns)
+	if got, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(testContext(t), "kept", metav1.GetOptions{}); err != nil || *got.Spec.Replicas != 5 {
+		t.Errorf("the API server over its TLS storage: %v %+v", err, got)
+	}
+}
+
+// clientOfAnotherCA writes, in a new directory it returns, a client certificate (client.crt,
+// client.key) with the API server's etcd client name, issued by a CA of its own.
+func clientOfAnotherCA(t *testing.T) string {
+	t.Helper()
+	intruder, err := pki.NewCA("intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := intruder.Issue(pki.Request{CommonName: "etcdaas-apiserver-etcd-client", Usage: pki.ClientUsage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDir := t.TempDir()
+	if err := other.Write(otherDir, "client"); err != nil {
+		t.Fatal(err)
+	}
+	return otherDir
+}
+
+// checkPeerPortRefuses checks that the peer port of s's storage etcd lists its members to
+// no client: plaintext, without a certificate, with one of another CA (in otherDir), or with
+// the API server's etcd client certificate (in pkiDir).
+func checkPeerPortRefuses(t *testing.T, s *framework.Server, otherDir, pkiDir string) {
+	t.Helper()
 	// The peer port asks for a certificate of the etcd CA too, and only the member's own: the
 	// API server's etcd client certificate, of the same CA, is refused there.
 	members, err := s.EtcdClient(t).MemberList(testContext(t))
@@ -147,11 +171,12 @@ func TestStandaloneStorageEtcdRefusesPlaintextClients(t *testing.T) {
 			}
 		}
 	}
+}
 
-	if n, err := storageProbe(s.EtcdEndpoint, clientv3.Config{TLS: tlsFor(t, s, pkiDir, server.StandaloneEtcdClientName)}); err != nil || n == 0 {
-		t.Errorf("the API server's etcd client certificate: %d objects, %v", n, err)
-	}
-	// The etcd client certificate is nobody on the API server.
+// checkEtcdCertIsNobody checks that the storage etcd's client certificate of s is nobody on
+// the API server: it cannot read the instance kept in ns.
+func checkEtcdCertIsNobody(t *testing.T, s *framework.Server, ns string) {
+	t.Helper()
 	etcdCert := rest.CopyConfig(s.Config())
 	etcdCert.CertData, etcdCert.KeyData = nil, nil
 	etcdCert.CertFile, etcdCert.KeyFile = s.EtcdTLS.CertFile, s.EtcdTLS.KeyFile
@@ -161,9 +186,6 @@ func TestStandaloneStorageEtcdRefusesPlaintextClients(t *testing.T) {
 	}
 	if _, err := asEtcd.EtcdaasV1beta1().ETCDInstances(ns).Get(testContext(t), "kept", metav1.GetOptions{}); err == nil {
 		t.Error("the storage etcd's client certificate read an instance from the API server")
-	}
-	if got, err := cs.EtcdaasV1beta1().ETCDInstances(ns).Get(testContext(t), "kept", metav1.GetOptions{}); err != nil || *got.Spec.Replicas != 5 {
-		t.Errorf("the API server over its TLS storage: %v %+v", err, got)
 	}
 }
 
