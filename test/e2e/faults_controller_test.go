@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
 
@@ -279,37 +280,10 @@ func testKill9MidBackup(t *testing.T, c *framework.Cluster) {
 		t.Fatal(err)
 	}
 	backupDir := filepath.Join(c.ControllerDataDir(), "backups", controllerNamespace, growName)
-	at := killControllerWhen(t, c, 2*time.Minute, func() (bool, string) {
-		entries, _ := os.ReadDir(backupDir)
-		var partial, whole []string
-		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".tmp") {
-				partial = append(partial, e.Name())
-			} else {
-				whole = append(whole, e.Name())
-			}
-		}
-		return len(partial) > 0 && len(whole) == 0, fmt.Sprintf("%v being written, nothing else in the destination", partial)
-	})
+	at := killControllerWhen(t, c, 2*time.Minute, func() (bool, string) { return onlyPartialBackup(backupDir) })
 	restarted := restartController(t, c)
 
-	var done *v1beta1.ETCDInstance
-	err := framework.Poll(t.Context(), 500*time.Millisecond, 3*time.Minute, "a backup after the kill", func(ctx context.Context) (bool, error) {
-		got, err := cs.EtcdaasV1beta1().ETCDInstances(controllerNamespace).Get(ctx, growName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		done = got
-		b := got.Status.Backup
-		if b == nil || b.LastBackup == nil {
-			return false, fmt.Errorf("status.backup %+v", b)
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := done.Status.Backup.LastBackup
+	last := waitLastBackup(t, cs)
 	entries, err := os.ReadDir(backupDir)
 	if err != nil {
 		t.Fatal(err)
@@ -341,6 +315,43 @@ func testKill9MidBackup(t *testing.T, c *framework.Cluster) {
 	if _, err := cs.EtcdaasV1beta1().ETCDInstances(controllerNamespace).Patch(t.Context(), growName, types.MergePatchType, []byte(`{"spec":{"backup":null}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// onlyPartialBackup reports whether a backup is being written in backupDir (a .tmp file)
+// while nothing else is there, and says what the directory holds.
+func onlyPartialBackup(backupDir string) (bool, string) {
+	entries, _ := os.ReadDir(backupDir)
+	var partial, whole []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			partial = append(partial, e.Name())
+		} else {
+			whole = append(whole, e.Name())
+		}
+	}
+	return len(partial) > 0 && len(whole) == 0, fmt.Sprintf("%v being written, nothing else in the destination", partial)
+}
+
+// waitLastBackup waits for the instance growName to report a backup, and returns it.
+func waitLastBackup(t *testing.T, cs *versioned.Clientset) *v1beta1.BackupInfo {
+	t.Helper()
+	var done *v1beta1.ETCDInstance
+	err := framework.Poll(t.Context(), 500*time.Millisecond, 3*time.Minute, "a backup after the kill", func(ctx context.Context) (bool, error) {
+		got, err := cs.EtcdaasV1beta1().ETCDInstances(controllerNamespace).Get(ctx, growName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		done = got
+		b := got.Status.Backup
+		if b == nil || b.LastBackup == nil {
+			return false, fmt.Errorf("status.backup %+v", b)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done.Status.Backup.LastBackup
 }
 
 // fill writes size bytes of values into the instance, so that its snapshot takes long
