@@ -72,6 +72,9 @@ func (c *Converter) Convert(in runtime.Object, to schema.GroupVersion) (runtime.
 	if err := c.scheme.Convert(versioned, hub, nil); err != nil {
 		return nil, err
 	}
+	if err := unreadPreservedFields(hub); err != nil {
+		return nil, err
+	}
 	out, err := c.scheme.New(to.WithKind(from.Kind))
 	if err != nil {
 		return nil, err
@@ -121,4 +124,24 @@ func (c *Converter) ConvertDocument(data []byte, to schema.GroupVersion, asJSON 
 		return nil, err
 	}
 	return c.Encode(out, asJSON)
+}
+
+// unreadPreservedFields refuses a hub object (or a list of them) that still carries the
+// preserved-fields annotation the v1alpha1 conversion could not read: the fields it stands
+// for were not taken, and the v1beta1 conversion would drop it without a word. The server's
+// validation refuses the same object.
+func unreadPreservedFields(hub runtime.Object) error {
+	var items []etcdaas.ETCDInstance
+	switch h := hub.(type) {
+	case *etcdaas.ETCDInstance:
+		items = []etcdaas.ETCDInstance{*h}
+	case *etcdaas.ETCDInstanceList:
+		items = h.Items
+	}
+	for i := range items {
+		if err := v1alpha1.PreservedFieldsError(items[i].Annotations); err != nil {
+			return fmt.Errorf("%s: metadata.annotations[%s]: %w", items[i].Name, etcdaas.PreservedFieldsAnnotation, err)
+		}
+	}
+	return nil
 }

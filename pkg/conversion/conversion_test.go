@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -188,5 +189,33 @@ func TestBadInput(t *testing.T) {
 	}
 	if gv, err := ParseVersion("etcdaas.dev/v1alpha1"); err != nil || gv != v1alpha1.SchemeGroupVersion {
 		t.Fatalf("ParseVersion(etcdaas.dev/v1alpha1) = %v, %v", gv, err)
+	}
+}
+
+// TestAnUnreadablePreservedFieldsAnnotationIsRefused: converting a v1alpha1 object (or a list
+// holding one) whose preserved-fields annotation is not the JSON the server writes fails,
+// naming the object and the annotation, to either version. Converted to v1beta1 it would
+// otherwise lose, without a word, the fields the annotation stood for (the server refuses the
+// same object with a 422).
+func TestAnUnreadablePreservedFieldsAnnotationIsRefused(t *testing.T) {
+	c := New()
+	bad := func(name string) v1alpha1.ETCDInstance {
+		return v1alpha1.ETCDInstance{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "etcdaas.dev/v1alpha1", Kind: "ETCDInstance"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{etcdaas.PreservedFieldsAnnotation: `{"spec":{"bakup":{"schedule":"@daily"}}}`}},
+		}
+	}
+	one := bad("misspelled")
+	list := &v1alpha1.ETCDInstanceList{TypeMeta: metav1.TypeMeta{APIVersion: "etcdaas.dev/v1alpha1", Kind: "ETCDInstanceList"},
+		Items: []v1alpha1.ETCDInstance{{ObjectMeta: metav1.ObjectMeta{Name: "fine"}}, bad("in-a-list")}}
+	for name, in := range map[string]interface {
+		DeepCopyObject() runtime.Object
+	}{"misspelled": &one, "in-a-list": list} {
+		for _, to := range ServedVersions {
+			_, err := c.Convert(in.DeepCopyObject(), to)
+			if err == nil || !strings.Contains(err.Error(), name+": metadata.annotations[etcdaas.dev/v1beta1-fields]") || !strings.Contains(err.Error(), `unknown field "spec.bakup"`) {
+				t.Errorf("%s to %s: %v, want an error naming the object, the annotation and the unknown field", name, to.Version, err)
+			}
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1alpha1"
@@ -114,11 +115,13 @@ func TestBodiesGetStatusNever5xx(t *testing.T) {
 	t.Logf("answers by code: %v", codes)
 }
 
-// TestPatchesWithABadPreservedFieldsAnnotation patches a v1alpha1 object with a preserved-fields
-// annotation that is not the JSON the server wrote, through every patch type kubectl sends
-// (strategic merge: kubectl patch and kubectl apply; JSON merge; JSON patch), on the main
-// resource and on status. Each is refused with a 422 naming the annotation, and nothing is
-// written; a strategic merge patch answered 500 (an internal error) before.
+// TestPatchesWithABadPreservedFieldsAnnotation writes a v1alpha1 object with a preserved-fields
+// annotation that is not the JSON the server wrote, through every request kubectl and client-go
+// send: server-side apply (kubectl apply --server-side), strategic merge patch (kubectl patch,
+// client-side kubectl apply), JSON merge patch, JSON patch and update (kubectl replace), on the
+// main resource and on status, and create. Each is refused with a 422 naming the annotation
+// and only it, and nothing is written. A server-side apply answered 500 before (the apply
+// machinery wraps a conversion error), and a strategic merge patch once did too.
 func TestPatchesWithABadPreservedFieldsAnnotation(t *testing.T) {
 	ctx := testContext(t)
 	cs, _ := clients(t)
@@ -128,33 +131,76 @@ func TestPatchesWithABadPreservedFieldsAnnotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := `{\"spec\":{\"tls\":7}}`
-	mergePatch := []byte(`{"metadata":{"annotations":{"etcdaas.dev/v1beta1-fields":"` + bad + `"}}}`)
-	jsonPatch := []byte(`[{"op":"add","path":"/metadata/annotations","value":{"etcdaas.dev/v1beta1-fields":"` + bad + `"}}]`)
-	path := fmt.Sprintf("/apis/etcdaas.dev/v1alpha1/namespaces/%s/etcdinstances/bad-annotation", ns)
+	path := fmt.Sprintf("/apis/etcdaas.dev/v1alpha1/namespaces/%s/etcdinstances", ns)
 	for _, subresource := range []string{"", "/status"} {
-		for contentType, body := range map[string][]byte{
-			"application/strategic-merge-patch+json": mergePatch,
-			"application/merge-patch+json":           mergePatch,
-			"application/json-patch+json":            jsonPatch,
-		} {
-			what := "PATCH " + subresource + " " + contentType
-			res := do(t, http.MethodPatch, path+subresource, body, "Content-Type", contentType)
-			var status metav1.Status
-			if err := json.Unmarshal(res.body, &status); err != nil || res.code != http.StatusUnprocessableEntity || status.Reason != metav1.StatusReasonInvalid {
-				t.Errorf("%s: %d %s, want 422 Invalid", what, res.code, res.body)
-				continue
-			}
-			if !strings.Contains(status.Message, "metadata.annotations[etcdaas.dev/v1beta1-fields]") {
-				t.Errorf("%s: %q does not name the annotation", what, status.Message)
-			}
+		for _, w := range badAnnotationWrites(t, "bad-annotation", created.ResourceVersion) {
+			what := w.method + " " + subresource + " " + w.contentType
+			res := do(t, w.method, path+"/bad-annotation"+subresource+w.query, w.body, "Content-Type", w.contentType)
+			checkBadAnnotationRefused(t, what, res)
 		}
 	}
+	create := badAnnotationWrites(t, "bad-annotation-created", "")[0]
+	checkBadAnnotationRefused(t, "POST", do(t, http.MethodPost, path, create.body, "Content-Type", "application/json"))
+
 	after, err := cs.EtcdaasV1alpha1().ETCDInstances(ns).Get(ctx, "bad-annotation", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if after.ResourceVersion != created.ResourceVersion {
-		t.Errorf("refused patches wrote the object: resourceVersion %s, was %s", after.ResourceVersion, created.ResourceVersion)
+		t.Errorf("refused writes wrote the object: resourceVersion %s, was %s", after.ResourceVersion, created.ResourceVersion)
+	}
+	if _, err := cs.EtcdaasV1alpha1().ETCDInstances(ns).Get(ctx, "bad-annotation-created", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused create left an object: %v", err)
+	}
+}
+
+// badAnnotationWrite is one request writing a bad preserved-fields annotation.
+type badAnnotationWrite struct {
+	method, contentType, query string
+	body                       []byte
+}
+
+// badAnnotationWrites are the requests writing {"spec":{"tls":7}} (not the server's JSON: tls
+// is an object) into the annotation of the v1alpha1 object name at resourceVersion rv: the
+// object itself first (an update, or a create without rv), then the patches.
+func badAnnotationWrites(t *testing.T, name, rv string) []badAnnotationWrite {
+	t.Helper()
+	annotations := map[string]string{"etcdaas.dev/v1beta1-fields": `{"spec":{"tls":7}}`}
+	object, err := json.Marshal(map[string]any{
+		"apiVersion": "etcdaas.dev/v1alpha1", "kind": "ETCDInstance",
+		"metadata": map[string]any{"name": name, "resourceVersion": rv, "annotations": annotations},
+		"spec":     map[string]any{"replicas": 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merge, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonPatch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/metadata/annotations", "value": annotations}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []badAnnotationWrite{
+		{method: http.MethodPut, contentType: "application/json", body: object},
+		{method: http.MethodPatch, contentType: "application/apply-patch+yaml", query: "?fieldManager=applier", body: object},
+		{method: http.MethodPatch, contentType: "application/strategic-merge-patch+json", body: merge},
+		{method: http.MethodPatch, contentType: "application/merge-patch+json", body: merge},
+		{method: http.MethodPatch, contentType: "application/json-patch+json", body: jsonPatch},
+	}
+}
+
+// checkBadAnnotationRefused checks that res is a 422 Invalid whose only cause is the
+// annotation.
+func checkBadAnnotationRefused(t *testing.T, what string, res rawResponse) {
+	t.Helper()
+	var status metav1.Status
+	if err := json.Unmarshal(res.body, &status); err != nil || res.code != http.StatusUnprocessableEntity || status.Reason != metav1.StatusReasonInvalid {
+		t.Errorf("%s: %d %s, want 422 Invalid", what, res.code, res.body)
+		return
+	}
+	if status.Details == nil || len(status.Details.Causes) != 1 || status.Details.Causes[0].Field != "metadata.annotations[etcdaas.dev/v1beta1-fields]" {
+		t.Errorf("%s: %s, want one cause, the annotation", what, res.body)
 	}
 }

@@ -171,8 +171,24 @@ func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorL
 	if !ok {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected object %T", obj))}
 	}
+	if errs := unreadPreservedFields(instance); len(errs) > 0 {
+		return errs
+	}
 	errs := s.Versions.restrictVersion(validation.ValidateETCDInstance(instance), instance.Spec.Version)
 	return validation.ForVersion(errs, requestVersion(ctx))
+}
+
+// unreadPreservedFields refuses an instance that still carries the preserved-fields
+// annotation: the v1alpha1 conversion leaves it only when it could not read it (see
+// v1alpha1.PreservedFieldsError), so none of the fields it stands for were taken. It is the
+// only error reported then, as the others would come from those missing fields.
+func unreadPreservedFields(instance *etcdaas.ETCDInstance) field.ErrorList {
+	err := v1alpha1.PreservedFieldsError(instance.Annotations)
+	if err == nil {
+		return nil // none, or one the storage's v1beta1 encoding drops
+	}
+	path := field.NewPath("metadata", "annotations").Key(etcdaas.PreservedFieldsAnnotation)
+	return field.ErrorList{field.Invalid(path, field.OmitValueType{}, err.Error())}
 }
 
 // ValidateUpdate checks an update, reporting field paths of the version the client sent. The
@@ -183,6 +199,9 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
 	if !ok1 || !ok2 {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected objects %T, %T", obj, old))}
+	}
+	if errs := unreadPreservedFields(newObj); len(errs) > 0 {
+		return errs
 	}
 	errs := validation.ValidateETCDInstanceUpdate(newObj, oldObj)
 	if newObj.Spec.Version != oldObj.Spec.Version {
@@ -283,6 +302,9 @@ func (StatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Objec
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
 	if !ok1 || !ok2 {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("unexpected objects %T, %T", obj, old))}
+	}
+	if errs := unreadPreservedFields(newObj); len(errs) > 0 {
+		return errs
 	}
 	return validation.ForVersion(validation.ValidateETCDInstanceStatusUpdate(newObj, oldObj), requestVersion(ctx))
 }

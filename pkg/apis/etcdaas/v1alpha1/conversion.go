@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	sigsjson "sigs.k8s.io/json"
 
@@ -193,6 +191,13 @@ func preserve(in *etcdaas.ETCDInstance, out *ETCDInstance, s conversion.Scope) (
 // Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance converts the v1alpha1 fields, restores
 // the rest from etcdaas.PreservedFieldsAnnotation and drops the annotation. Where a v1alpha1
 // field and the annotation disagree, the v1alpha1 field wins: it is what an old client edited.
+//
+// An annotation that is not the JSON the server writes (PreservedFieldsError) is not an
+// error here: it stays on the internal object, with none of its fields taken, for the
+// strategy's validation to refuse with a 422 naming it. A conversion error would reach the
+// client of a server-side apply as a 500 (the apply machinery wraps it), and of a strategic
+// merge patch as whatever it is. Whoever converts outside a request checks it
+// (pkg/conversion): the v1beta1 conversion drops the annotation.
 func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out *etcdaas.ETCDInstance, s conversion.Scope) error {
 	if err := autoConvert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in, out, s); err != nil {
 		return err
@@ -201,7 +206,8 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 
 	preserved, err := readPreserved(in.Annotations)
 	if err != nil {
-		return invalidPreservedFields(in.Name, err)
+		out.Annotations = in.Annotations
+		preserved = preservedFields{}
 	}
 
 	if p := preserved.Spec; p != nil {
@@ -276,13 +282,13 @@ func readPreserved(annotations map[string]string) (preservedFields, error) {
 	return preserved, nil
 }
 
-// invalidPreservedFields is the 422 Invalid a conversion answers for an annotation readPreserved
-// refuses. It is a Status error so that the request paths that hand a conversion error back
-// as it is (a strategic merge patch: kubectl patch, and kubectl apply through OpenAPI) answer
-// the client's mistake with a 422 naming the annotation instead of a 500.
-func invalidPreservedFields(name string, err error) error {
-	path := field.NewPath("metadata", "annotations").Key(etcdaas.PreservedFieldsAnnotation)
-	return apierrors.NewInvalid(etcdaas.Kind("ETCDInstance"), name, field.ErrorList{field.Invalid(path, field.OmitValueType{}, err.Error())})
+// PreservedFieldsError says why the etcdaas.PreservedFieldsAnnotation of annotations is not
+// the JSON the server writes (nil when it is, or when there is none). On an internal object
+// the annotation is left only by a v1alpha1 conversion that could not read it: validation
+// refuses such an object with this error on the annotation's path.
+func PreservedFieldsError(annotations map[string]string) error {
+	_, err := readPreserved(annotations)
+	return err
 }
 
 func isZeroStatus(status *v1beta1.ETCDInstanceStatus) bool {
