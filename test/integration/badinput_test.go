@@ -119,7 +119,7 @@ func TestBodiesGetStatusNever5xx(t *testing.T) {
 // annotation that is not the JSON the server wrote, through every request kubectl and client-go
 // send: server-side apply (kubectl apply --server-side), strategic merge patch (kubectl patch,
 // client-side kubectl apply), JSON merge patch, JSON patch and update (kubectl replace), on the
-// main resource and on status, and create. Each is refused with a 422 naming the annotation
+// main resource and on status, and create, also in v1beta1. Each is refused with a 422 naming the annotation
 // and only it, and nothing is written. A server-side apply answered 500 before (the apply
 // machinery wraps a conversion error), and a strategic merge patch once did too.
 func TestPatchesWithABadPreservedFieldsAnnotation(t *testing.T) {
@@ -141,6 +141,11 @@ func TestPatchesWithABadPreservedFieldsAnnotation(t *testing.T) {
 	}
 	create := badAnnotationWrites(t, "bad-annotation-created", "")[0]
 	checkBadAnnotationRefused(t, "POST", do(t, http.MethodPost, path, create.body, "Content-Type", "application/json"))
+	// v1beta1 has no use for the annotation and drops one that reads; one that does not is
+	// refused the same way (a mutating webhook's patch of a v1alpha1 write comes back so).
+	betaPath := strings.Replace(path, "/v1alpha1/", "/v1beta1/", 1)
+	betaCreate := bytes.Replace(create.body, []byte("etcdaas.dev/v1alpha1"), []byte("etcdaas.dev/v1beta1"), 1)
+	checkBadAnnotationRefused(t, "POST v1beta1", do(t, http.MethodPost, betaPath, betaCreate, "Content-Type", "application/json"))
 
 	after, err := cs.EtcdaasV1alpha1().ETCDInstances(ns).Get(ctx, "bad-annotation", metav1.GetOptions{})
 	if err != nil {

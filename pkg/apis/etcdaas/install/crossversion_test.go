@@ -140,3 +140,39 @@ func TestHubThroughBothVersionsLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestAnUnreadableAnnotationIsKeptForValidation: a preserved-fields annotation the v1alpha1
+// conversion cannot read stays on the internal object for validation to refuse, also through
+// the round trip to v1beta1 and back that a mutating admission webhook's patch makes of the
+// request's object (the v1beta1 conversion drops only an annotation that reads), and also when
+// a v1beta1 client sends it. A readable one is still dropped from v1beta1.
+func TestAnUnreadableAnnotationIsKeptForValidation(t *testing.T) {
+	scheme := newScheme(t)
+	const unreadable = `{"spec":{"bakup":{"schedule":"@daily"}}}`
+	alpha := &v1alpha1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.PreservedFieldsAnnotation: unreadable}}}
+	var hub etcdaas.ETCDInstance
+	if err := scheme.Convert(alpha, &hub, nil); err != nil {
+		t.Fatal(err)
+	}
+	var beta v1beta1.ETCDInstance
+	if err := scheme.Convert(&hub, &beta, nil); err != nil {
+		t.Fatal(err)
+	}
+	var back etcdaas.ETCDInstance
+	if err := scheme.Convert(&beta, &back, nil); err != nil {
+		t.Fatal(err)
+	}
+	for what, annotations := range map[string]map[string]string{"from v1alpha1": hub.Annotations, "through v1beta1": back.Annotations} {
+		if annotations[etcdaas.PreservedFieldsAnnotation] != unreadable || v1alpha1.PreservedFieldsError(annotations) == nil {
+			t.Errorf("%s: annotations %v, want the unreadable annotation kept", what, annotations)
+		}
+	}
+	readable := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Annotations: map[string]string{etcdaas.PreservedFieldsAnnotation: `{"spec":{"version":"3.6"}}`}}}
+	var fromBeta etcdaas.ETCDInstance
+	if err := scheme.Convert(readable, &fromBeta, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fromBeta.Annotations[etcdaas.PreservedFieldsAnnotation]; ok {
+		t.Errorf("a readable annotation from v1beta1 reached the internal object: %v", fromBeta.Annotations)
+	}
+}

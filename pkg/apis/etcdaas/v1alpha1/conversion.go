@@ -2,14 +2,12 @@ package v1alpha1
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/utils/ptr"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -257,22 +255,13 @@ func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out
 }
 
 // readPreserved decodes etcdaas.PreservedFieldsAnnotation from annotations (empty when
-// absent). It is strict, as the server writes it: a field it does not know, in another case
-// or given twice is an error, since taking the rest would silently drop what the client
-// meant by it (a misspelled "backup" would remove the backup schedule).
+// absent), strictly (v1beta1.ReadPreservedFields).
 func readPreserved(annotations map[string]string) (preservedFields, error) {
-	var preserved preservedFields
-	data, ok := annotations[etcdaas.PreservedFieldsAnnotation]
-	if !ok {
-		return preserved, nil
-	}
-	strict, err := sigsjson.UnmarshalStrict([]byte(data), &preserved, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
-	if err == nil && len(strict) > 0 {
-		err = errors.Join(strict...)
-	}
+	spec, status, err := v1beta1.ReadPreservedFields(annotations)
 	if err != nil {
-		return preservedFields{}, fmt.Errorf("not the JSON this server wrote, leave it as read or remove it: %w", err)
+		return preservedFields{}, err
 	}
+	preserved := preservedFields{Spec: spec, Status: status}
 	// A backup added through the annotation gets the defaults v1beta1 gives it. The rest of
 	// the spec's defaults do not apply: replicas is v1alpha1's, and a version left out keeps
 	// the stored one (the strategy's rule), not the default.
