@@ -124,9 +124,20 @@ func Convert_v1alpha1_ETCDInstanceStatus_To_etcdaas_ETCDInstanceStatus(in *ETCDI
 
 // Convert_etcdaas_ETCDInstance_To_v1alpha1_ETCDInstance converts the fields v1alpha1 has and
 // writes everything else into etcdaas.PreservedFieldsAnnotation, so nothing is lost.
+//
+// An internal object that still carries an annotation that does not read (the v1alpha1
+// conversion left it for validation, see PreservedFieldsError) keeps it as it is, and no
+// other is written: a mutating admission webhook that asked for v1alpha1 gets the request's
+// object through here and its patch comes back through the conversion below, and the object
+// must then still be refused, not carry a fresh annotation that reads and lack the fields the
+// client meant.
 func Convert_etcdaas_ETCDInstance_To_v1alpha1_ETCDInstance(in *etcdaas.ETCDInstance, out *ETCDInstance, s conversion.Scope) error {
 	if err := autoConvert_etcdaas_ETCDInstance_To_v1alpha1_ETCDInstance(in, out, s); err != nil {
 		return err
+	}
+	if PreservedFieldsError(in.Annotations) != nil {
+		out.Annotations = in.Annotations
+		return nil
 	}
 	preserved, err := preserve(in, out, s)
 	if err != nil {
