@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/utils/ptr"
 
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
@@ -28,12 +29,7 @@ func TestAJoinThatNeverStartsIsReportedBlocked(t *testing.T) {
 		t.Run(fix, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			b := newBackend(t, dir)
-			defer func() { _ = b.Close() }()
-			now := time.Unix(1000, 0)
-			b.health.Now = func() time.Time { return now }
-			inst := instance("nj", 1, false)
-			converge(t, b, inst)
+			b, now, inst := convergedOnAClock(t, dir, "nj")
 			idir := filepath.Join(dir, "instances", "ns", "nj")
 			inTheWay := filepath.Join(idir, "nj-1")
 			if err := os.WriteFile(inTheWay, []byte("not a directory"), 0o600); err != nil {
@@ -42,19 +38,19 @@ func TestAJoinThatNeverStartsIsReportedBlocked(t *testing.T) {
 			inst.Spec.Replicas = ptr.To[int32](2)
 
 			for _, wait := range []time.Duration{0, backend.JoinDeadline} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := b.Sync(ctx, inst)
 				if err == nil || res == nil || res.Blocked != "" || res.Step != "adding member nj-1" {
 					t.Fatalf("nj-1 not starting for %s: %+v, %v", wait, res, err)
 				}
 			}
-			now = now.Add(time.Second)
+			*now = now.Add(time.Second)
 			want := "member nj-1, added as a learner for spec.replicas 2, has not served for longer than 10m0s (Degraded says why), " +
 				"and nothing changes until a person acts: fix what keeps it from serving, or set spec.replicas back to 1, which removes it"
 			// Looked at again past the repair grace period: only nj-1 is unhealthy, and the
 			// voting member nj-0 is not taken for unhealthy (nor due for replacement).
 			for _, wait := range []time.Duration{0, backend.DefaultMemberRepairGracePeriod + time.Minute} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := b.Sync(ctx, inst)
 				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != want ||
 					!strings.HasPrefix(res.Unhealthy, "unhealthy members: nj-1: cannot start: starting member nj-1: ") || strings.Contains(res.Unhealthy, "nj-0") ||
@@ -108,12 +104,7 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 		t.Run(fix, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			b := newBackend(t, dir)
-			defer func() { _ = b.Close() }()
-			now := time.Unix(1000, 0)
-			b.health.Now = func() time.Time { return now }
-			inst := instance("nb", 1, false)
-			converge(t, b, inst)
+			b, now, inst := convergedOnAClock(t, dir, "nb")
 			tries := 0
 			b.promote = func(_ context.Context, _ *clientv3.Client, id uint64) error {
 				tries++
@@ -122,7 +113,7 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			inst.Spec.Replicas = ptr.To[int32](2)
 
 			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := b.Sync(ctx, inst)
 				if err != nil || res == nil || res.Blocked != "" || res.Step != "promoting member nb-1: waiting for it to catch up with the leader" || tries != i+1 {
 					t.Fatalf("nb-1 behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries)
@@ -132,7 +123,7 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 				"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: " +
 				"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to 1, which removes it"
 			for i, wait := range []time.Duration{time.Second, time.Minute} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := b.Sync(ctx, inst)
 				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != want || tries != 3+i ||
 					len(res.Members) != 2 || !res.Members[1].Ready || !res.Members[1].Learner || len(res.MemberProblems) != 0 || len(res.Events) != 0 {
@@ -163,4 +154,17 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// convergedOnAClock starts a backend in dir, closed when the test ends, whose health clock
+// reads the returned time (the test moves it), and converges a one-member instance name on it.
+func convergedOnAClock(t *testing.T, dir, name string) (*Backend, *time.Time, *v1beta1.ETCDInstance) {
+	t.Helper()
+	b := newBackend(t, dir)
+	t.Cleanup(func() { _ = b.Close() })
+	now := time.Unix(1000, 0)
+	b.health.Now = func() time.Time { return now }
+	inst := instance(name, 1, false)
+	converge(t, b, inst)
+	return b, &now, inst
 }

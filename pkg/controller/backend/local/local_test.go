@@ -56,7 +56,6 @@ func memberClient(t *testing.T, b *Backend, name string) *clientv3.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cli.Close() })
 	return cli
 }
 
@@ -383,8 +382,8 @@ func TestLostMembersAndQuorumLoss(t *testing.T) {
 	checkKeysKept(t, ctx, b, "q", 50)
 }
 
-// putKeys writes the n keys k00.. into instance ns/name.
-func putKeys(t *testing.T, ctx context.Context, b *Backend, name string, n int) {
+// instanceClient is a client of instance ns/name; the caller closes it.
+func instanceClient(t *testing.T, ctx context.Context, b *Backend, name string) *clientv3.Client {
 	t.Helper()
 	access, err := b.Access(ctx, "ns", name)
 	if err != nil {
@@ -394,25 +393,25 @@ func putKeys(t *testing.T, ctx context.Context, b *Backend, name string, n int) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cli
+}
+
+// putKeys writes the n keys k00.. into instance ns/name.
+func putKeys(t *testing.T, ctx context.Context, b *Backend, name string, n int) {
+	t.Helper()
+	cli := instanceClient(t, ctx, b, name)
+	defer func() { _ = cli.Close() }()
 	for i := range n {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = cli.Close()
 }
 
 // checkKeysKept checks that instance ns/name holds n keys under k.
 func checkKeysKept(t *testing.T, ctx context.Context, b *Backend, name string, n int) {
 	t.Helper()
-	access, err := b.Access(ctx, "ns", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := instanceClient(t, ctx, b, name)
 	defer func() { _ = cli.Close() }()
 	got, err := cli.Get(ctx, "k", clientv3.WithPrefix())
 	if err != nil || len(got.Kvs) != n {
