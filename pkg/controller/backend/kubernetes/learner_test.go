@@ -177,16 +177,11 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			fake.members[3].IsLearner = true
 			fake.statuses[3].IsLearner = true
 			fake.statuses[0].Revision, fake.statuses[3].Revision = 5000, 1
-			cluster := &behindLearner{fakeMembership: fake, behind: 1 << 30}
-			f := newStepsFixture(t, 4, 4, 3, fake)
-			f.withVolumes(t, 4)
-			f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
-			now := time.Unix(1000, 0)
-			f.b.health.Now = func() time.Time { return now }
+			f, cluster, now := behindLearnerFixture(t, fake)
 			tries := func() int { return 1<<30 - cluster.behind }
 
 			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := f.b.Sync(ctx, f.inst)
 				if err != nil || res.Blocked != "" || res.Step != "promoting member db-3: waiting for it to catch up with the leader" || tries() != i+1 {
 					t.Fatalf("learner behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries())
@@ -194,7 +189,7 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			}
 			wantUnhealthy := "member db-3, a learner, serves but is behind the leader db-0 (its revision 1 against the leader's 5000)"
 			for i, wait := range []time.Duration{time.Second, time.Minute} {
-				now = now.Add(wait)
+				*now = now.Add(wait)
 				res, err := f.b.Sync(ctx, f.inst)
 				if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || res.Blocked != wantBlocked ||
 					res.Unhealthy != wantUnhealthy || len(fake.promoted) != 0 || tries() != 3+i {
@@ -235,21 +230,30 @@ func TestALearnerSlowToStartThenCatchingUpIsNotReportedAtOnce(t *testing.T) {
 	fake := healthyCluster(4)
 	fake.members[3].IsLearner = true
 	fake.statuses[3] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	f, _, now := behindLearnerFixture(t, fake)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" {
+		t.Fatalf("learner not serving yet: %+v, %v", res, err)
+	}
+	*now = now.Add(9 * time.Minute)
+	fake.statuses[3] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
+	for _, wait := range []time.Duration{0, 2 * time.Minute} {
+		*now = now.Add(wait)
+		if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !strings.Contains(res.Step, "waiting for it to catch up") {
+			t.Fatalf("learner behind for %s after a slow start: %+v, %v", wait, res, err)
+		}
+	}
+}
+
+// behindLearnerFixture is the steps fixture of fake, four members of which db-3 is a learner
+// etcd refuses to promote as behind its leader (the returned behindLearner counts the
+// tries), with a health clock reading the returned time, which the test moves.
+func behindLearnerFixture(t *testing.T, fake *fakeMembership) (*stepsFixture, *behindLearner, *time.Time) {
+	t.Helper()
 	cluster := &behindLearner{fakeMembership: fake, behind: 1 << 30}
 	f := newStepsFixture(t, 4, 4, 3, fake)
 	f.withVolumes(t, 4)
 	f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
 	now := time.Unix(1000, 0)
 	f.b.health.Now = func() time.Time { return now }
-	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" {
-		t.Fatalf("learner not serving yet: %+v, %v", res, err)
-	}
-	now = now.Add(9 * time.Minute)
-	fake.statuses[3] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
-	for _, wait := range []time.Duration{0, 2 * time.Minute} {
-		now = now.Add(wait)
-		if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !strings.Contains(res.Step, "waiting for it to catch up") {
-			t.Fatalf("learner behind for %s after a slow start: %+v, %v", wait, res, err)
-		}
-	}
+	return f, cluster, &now
 }
