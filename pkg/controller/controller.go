@@ -557,7 +557,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 // back); with backoff after an error, while work is stalled or blocked or while members are unhealthy
 // and no step is under way; after HealthInterval once converged, after NoSpaceInterval (or
 // HealthInterval if shorter) while members are out of space and nothing else is wrong, and
-// after StepInterval while a change is under way.
+// after StepInterval while a change is under way (or the step's own StepWait, when longer).
 func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Duration, error) {
 	if pe, ok := backend.IsPermanent(syncErr); ok {
 		return pe.RetryAfter, nil
@@ -575,6 +575,9 @@ func (c *Controller) requeueAfter(res *backend.Result, syncErr error) (time.Dura
 	}
 	if res != nil && (res.Stalled != "" || res.Blocked != "" || (res.Unhealthy != "" && res.Step == "")) {
 		return 0, errWaiting
+	}
+	if res != nil && res.StepWait > c.opts.StepInterval {
+		return res.StepWait, nil
 	}
 	return c.opts.StepInterval, nil
 }

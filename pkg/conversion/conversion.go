@@ -127,8 +127,8 @@ func (c *Converter) ConvertDocument(data []byte, to schema.GroupVersion, asJSON 
 }
 
 // unreadPreservedFields refuses a hub object (or a list of them) that still carries the
-// preserved-fields annotation the v1alpha1 conversion could not read: the fields it stands
-// for were not taken, and the v1beta1 conversion would drop it without a word. The server's
+// preserved-fields annotation a conversion could not read: the fields it stands for were not
+// taken, and the converted object would carry it, still unread, without them. The server's
 // validation refuses the same object.
 func unreadPreservedFields(hub runtime.Object) error {
 	var items []etcdaas.ETCDInstance

@@ -159,7 +159,7 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, peerURL string) (uint
 // that cannot keep up with the writes, stays behind for minutes; a look waiting for it would
 // hold one of the controller's few workers, and every other instance's steps, repairs and
 // backups with it.
-const PromoteWait = 10 * time.Second
+const PromoteWait = 3 * time.Second
 
 // PromoteWithin is Promote retrying for at most wait.
 func PromoteWithin(ctx context.Context, cli *clientv3.Client, id uint64, wait time.Duration) error {

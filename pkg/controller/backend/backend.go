@@ -122,6 +122,10 @@ type Result struct {
 	Step string
 	// StepReason is the reason matching Step; it becomes the Progressing condition's reason.
 	StepReason StepReason
+	// StepWait, when set, is how long the step under way waits on the members themselves
+	// (a learner catching up with its leader): the controller looks again after it rather
+	// than at its step interval, so that the wait does not keep a worker busy.
+	StepWait time.Duration
 	// Unhealthy explains why some member is not ready, empty when all are.
 	Unhealthy string
 	// MemberProblems says why each member that is not ready is not, by member name.

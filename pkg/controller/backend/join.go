@@ -7,6 +7,12 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
+// CatchUpInterval is how long a look that found a learner behind its leader (its promotion
+// refused) waits before the next look tries again (Result.StepWait). A learner receiving a
+// large database stays behind for minutes; each look spends up to etcdcluster.PromoteWait
+// on the promotion, so the controller's few workers stay free most of the time.
+const CatchUpInterval = 5 * time.Second
+
 // JoinDeadline is how long a member added by a scale-up may go without serving before the
 // instance is reported blocked on it (NoteNotJoining): its pod may be pulling an image or
 // waiting for a node, its server retried after a failed start. Deployment's progress

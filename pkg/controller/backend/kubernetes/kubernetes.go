@@ -582,6 +582,7 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	if err := cluster.Promote(ctx, m.ID); err != nil {
 		if behindLeader(ctx, err) {
 			res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", name)
+			res.StepWait = backend.CatchUpInterval
 			b.noteLearnerBehind(v, obs, m, o)
 			return nil
 		}

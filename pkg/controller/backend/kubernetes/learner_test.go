@@ -183,7 +183,8 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
 				*now = now.Add(wait)
 				res, err := f.b.Sync(ctx, f.inst)
-				if err != nil || res.Blocked != "" || res.Step != "promoting member db-3: waiting for it to catch up with the leader" || tries() != i+1 {
+				if err != nil || res.Blocked != "" || res.Step != "promoting member db-3: waiting for it to catch up with the leader" ||
+					res.StepWait != backend.CatchUpInterval || tries() != i+1 {
 					t.Fatalf("learner behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries())
 				}
 			}

@@ -115,7 +115,8 @@ func TestALearnerThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 			for i, wait := range []time.Duration{0, backend.JoinDeadline} {
 				*now = now.Add(wait)
 				res, err := b.Sync(ctx, inst)
-				if err != nil || res == nil || res.Blocked != "" || res.Step != "promoting member nb-1: waiting for it to catch up with the leader" || tries != i+1 {
+				if err != nil || res == nil || res.Blocked != "" || res.Step != "promoting member nb-1: waiting for it to catch up with the leader" ||
+					res.StepWait != backend.CatchUpInterval || tries != i+1 {
 					t.Fatalf("nb-1 behind for %s: %+v, %v, %d promotions tried", wait, res, err, tries)
 				}
 			}

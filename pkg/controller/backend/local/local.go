@@ -957,6 +957,7 @@ func (b *Backend) promoteFailed(ctx context.Context, dir string, st *instanceSta
 	}
 	// Catching up is under way: a later look tries again (the kubernetes backend's way).
 	res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", m.Name)
+	res.StepWait = backend.CatchUpInterval
 	if !st.scaleUpJoin(m) {
 		return nil
 	}
