@@ -179,13 +179,13 @@ func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorL
 }
 
 // unreadPreservedFields refuses an instance that still carries the preserved-fields
-// annotation: the v1alpha1 conversion leaves it only when it could not read it (see
+// annotation: the conversions leave it only when they could not read it (see
 // v1alpha1.PreservedFieldsError), so none of the fields it stands for were taken. It is the
 // only error reported then, as the others would come from those missing fields.
 func unreadPreservedFields(instance *etcdaas.ETCDInstance) field.ErrorList {
 	err := v1alpha1.PreservedFieldsError(instance.Annotations)
 	if err == nil {
-		return nil // none, or one the storage's v1beta1 encoding drops
+		return nil // none: both conversions to the internal type take off one that reads
 	}
 	path := field.NewPath("metadata", "annotations").Key(etcdaas.PreservedFieldsAnnotation)
 	return field.ErrorList{field.Invalid(path, field.OmitValueType{}, err.Error())}

@@ -206,7 +206,7 @@ func preserve(in *etcdaas.ETCDInstance, out *ETCDInstance, s conversion.Scope) (
 // strategy's validation to refuse with a 422 naming it. A conversion error would reach the
 // client of a server-side apply as a 500 (the apply machinery wraps it), and of a strategic
 // merge patch as whatever it is. Whoever converts outside a request checks it
-// (pkg/conversion): the v1beta1 conversion drops the annotation.
+// (pkg/conversion): the object converted on would carry it, unread, without its fields.
 func Convert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in *ETCDInstance, out *etcdaas.ETCDInstance, s conversion.Scope) error {
 	if err := autoConvert_v1alpha1_ETCDInstance_To_etcdaas_ETCDInstance(in, out, s); err != nil {
 		return err
