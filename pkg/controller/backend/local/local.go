@@ -547,7 +547,7 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 				return err
 			}
 			klog.InfoS("Recorded ports of an etcd member are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
-			m.PeerPort, m.ClientPort = p, c
+			m.move(st.TLS, p, c)
 			if err := st.save(dir); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
@@ -121,6 +122,26 @@ type memberState struct {
 
 // hasData reports whether the member must have a data directory to start from.
 func (m *memberState) hasData() bool { return m.Started || m.Phase == phaseVoting }
+
+// move records new ports for m. A member that never started (a learner added just before the
+// controller stopped) joins with its initial cluster, whose entry for it must name its new
+// peer URL: etcd refuses to start a joining member whose peer URL is not the cluster's one for
+// it, and readvertise tells the cluster the new one. A member with data restarts from it, and
+// its initial cluster no longer matters.
+func (m *memberState) move(tlsOn bool, peerPort, clientPort int) {
+	old := m.Name + "=" + m.peerURL(tlsOn)
+	m.PeerPort, m.ClientPort = peerPort, clientPort
+	if m.hasData() {
+		return
+	}
+	entries := strings.Split(m.InitialCluster, ",")
+	for i, e := range entries {
+		if e == old {
+			entries[i] = m.Name + "=" + m.peerURL(tlsOn)
+		}
+	}
+	m.InitialCluster = strings.Join(entries, ",")
+}
 
 func (m *memberState) scheme(tlsOn bool) string {
 	if tlsOn {
