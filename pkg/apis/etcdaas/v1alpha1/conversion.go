@@ -287,7 +287,7 @@ func readPreserved(annotations map[string]string) (preservedFields, error) {
 // the annotation is left only by a v1alpha1 conversion that could not read it: validation
 // refuses such an object with this error on the annotation's path.
 func PreservedFieldsError(annotations map[string]string) error {
-	_, err := readPreserved(annotations)
+	_, _, err := v1beta1.ReadPreservedFields(annotations)
 	return err
 }
 
