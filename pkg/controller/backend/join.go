@@ -13,8 +13,9 @@ import (
 // on the promotion, so the controller's few workers stay free most of the time.
 const CatchUpInterval = 5 * time.Second
 
-// JoinDeadline is how long a member added by a scale-up may go without serving before the
-// instance is reported blocked on it (NoteNotJoining): its pod may be pulling an image or
+// JoinDeadline is how long a member added by a scale-up, or as the successor of a replaced
+// member, may go without serving before the instance is reported blocked on it
+// (NoteNotJoining, NoteSuccessorNotJoining): its pod may be pulling an image or
 // waiting for a node, its server retried after a failed start. Deployment's progress
 // deadline judges a rollout the same way.
 const JoinDeadline = 10 * time.Minute
@@ -57,6 +58,53 @@ func NoteNotCatchingUp(res *Result, member string, desired, back int, lag string
 		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
 		"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to %d, which removes it",
 		member, desired, deadline, back)
+	noteBehind(res, member, lag)
+	return true
+}
+
+// NoteSuccessorNotJoining records in res, once waited is longer than deadline (as for
+// NoteNotJoining), that the instance is blocked (Blocked, reason ReasonMemberNotJoining) on
+// member, a learner added to replace replaced (a voting member removed as unhealthy: "member
+// db-1 (ID 65)"), which has not served for that long: the replacement goes no further until a
+// person fixes what keeps what ("its pod") from serving, such as causes ("its node, its image,
+// its volume").
+// spec.replicas has nothing to do with it, so the message does not suggest setting it back.
+// Degraded says why it does not serve; the message does not change from one look to the next.
+// It reports whether the instance is blocked.
+func NoteSuccessorNotJoining(res *Result, member, replaced, what, causes string, waited, deadline time.Duration) bool {
+	if waited <= deadline {
+		return false
+	}
+	res.BlockedReason = ReasonMemberNotJoining
+	res.Blocked = fmt.Sprintf("member %s, added as a learner to replace %s, has not served for longer than %s (Degraded says why), "+
+		"and the replacement goes no further until a person acts: fix what keeps %s from serving (%s)",
+		member, replaced, deadline, what, causes)
+	return true
+}
+
+// NoteSuccessorNotCatchingUp records in res, once behind is longer than deadline, that the
+// instance is blocked (Blocked, reason ReasonMemberNotJoining) on member, a learner added to
+// replace replaced (as for NoteSuccessorNotJoining), which serves but which etcd has refused to
+// promote for that long because it is behind its leader. Each later look still tries to
+// promote it; a person can fix what keeps it behind. lag goes to Degraded as for
+// NoteNotCatchingUp, and the Blocked message does not change from one look to the next. It
+// reports whether the instance is blocked.
+func NoteSuccessorNotCatchingUp(res *Result, member, replaced, lag string, behind, deadline time.Duration) bool {
+	if behind <= deadline {
+		return false
+	}
+	res.BlockedReason = ReasonMemberNotJoining
+	res.Blocked = fmt.Sprintf("member %s, added as a learner to replace %s, serves but has been behind the leader for longer than %s "+
+		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
+		"fix what keeps it behind (its disk, its network to the leader)",
+		member, replaced, deadline)
+	noteBehind(res, member, lag)
+	return true
+}
+
+// noteBehind adds to Degraded (res.Unhealthy, after what that says of other members) that
+// member, a learner, serves but is behind lag (LearnerLag; "the leader" when empty).
+func noteBehind(res *Result, member, lag string) {
 	if lag == "" {
 		lag = "the leader"
 	}
@@ -65,7 +113,6 @@ func NoteNotCatchingUp(res *Result, member string, desired, back int, lag string
 		behindMsg = res.Unhealthy + "; " + behindMsg
 	}
 	res.Unhealthy = behindMsg
-	return true
 }
 
 // LearnerLag names the leader a learner is behind and by how much, from learner, the

@@ -579,6 +579,9 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 		b.noteLearnerNotServing(v, res, m, o, len(members))
 		return nil
 	}
+	// It serves: should it stop, its time without serving counts from then, not from when
+	// it was first seen not serving (a slow start is not held against it).
+	b.health.Healthy(v.healthKey(m.ID))
 	if err := cluster.Promote(ctx, m.ID); err != nil {
 		if behindLeader(ctx, err) {
 			res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", name)
@@ -623,14 +626,20 @@ func (b *Backend) noteLearnerBehind(v *instanceView, obs *observation, m etcdclu
 	if o != len(obs.members)-1 {
 		return
 	}
+	behind := b.health.Unhealthy(v.behindKey(m.ID))
+	backend.NoteNotCatchingUp(obs.result, backend.MemberName(v.inst.Name, o), backend.DesiredReplicas(v.inst), o, v.learnerLag(obs, o), behind, backend.JoinDeadline)
+}
+
+// learnerLag says how far the learner with ordinal o, which serves, is behind its leader
+// (backend.LearnerLag), from the members' status obs observed; "" when it cannot tell.
+func (v *instanceView) learnerLag(obs *observation, o int) string {
 	learner, lag := obs.statuses[o], ""
 	for i, st := range obs.statuses {
 		if st.MemberID != 0 && st.MemberID == learner.Leader {
 			lag = backend.LearnerLag(learner, backend.MemberName(v.inst.Name, i), st)
 		}
 	}
-	behind := b.health.Unhealthy(v.behindKey(m.ID))
-	backend.NoteNotCatchingUp(obs.result, backend.MemberName(v.inst.Name, o), backend.DesiredReplicas(v.inst), o, lag, behind, backend.JoinDeadline)
+	return lag
 }
 
 // forgetLearner drops the health clock's records of the learner id, promoted or removed: how

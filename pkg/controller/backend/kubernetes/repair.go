@@ -457,7 +457,10 @@ func (b *Backend) replacementMember(ctx context.Context, v *instanceView, cluste
 }
 
 // promoteWhenServing promotes learner, the new member of rep, once its pod serves. It returns
-// false, and no error, while it waits for the pod.
+// false, and no error, while it waits for the pod, or for the learner to catch up with its
+// leader: past backend.JoinDeadline of either (each counted by the health clock, as for a
+// scale-up's learner) the instance is reported blocked on it (MemberNotJoining), and each
+// later look still waits for it and tries the promotion.
 func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, cluster membership, obs *observation, rep *replacement, learner etcdcluster.Member) (bool, error) {
 	name := backend.MemberName(v.inst.Name, rep.Ordinal)
 	st := etcdcluster.EndpointStatus{}
@@ -466,17 +469,40 @@ func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, clust
 	}
 	if !st.Healthy || st.MemberID != learner.ID {
 		obs.result.Step = fmt.Sprintf("replacing member %s: waiting for its new pod", name)
-		return false, b.recreatePod(ctx, v, rep.Ordinal)
+		if err := b.recreatePod(ctx, v, rep.Ordinal); err != nil {
+			return false, err
+		}
+		waited := b.health.Unhealthy(v.healthKey(learner.ID))
+		backend.NoteSuccessorNotJoining(obs.result, successorName(name, learner), replacedName(name, rep), "its pod", "its node, its image, its volume", waited, backend.JoinDeadline)
+		return false, nil
 	}
+	// It serves: should it stop, its time without serving counts from then.
+	b.health.Healthy(v.healthKey(learner.ID))
 	if err := cluster.Promote(ctx, learner.ID); err != nil {
 		if behindLeader(ctx, err) {
 			obs.result.Step = fmt.Sprintf("replacing member %s: waiting for its new member to catch up with the leader", name)
+			obs.result.StepWait = backend.CatchUpInterval
+			behind := b.health.Unhealthy(v.behindKey(learner.ID))
+			backend.NoteSuccessorNotCatchingUp(obs.result, successorName(name, learner), replacedName(name, rep), v.learnerLag(obs, rep.Ordinal), behind, backend.JoinDeadline)
 			return false, nil
 		}
 		return false, err
 	}
+	// Its wait as a learner does not count against the voting member it now is (repair).
+	b.forgetLearner(v, learner.ID)
 	obs.result.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
 	return true, nil
+}
+
+// successorName names learner, the new member of the name of a member replaced, by its ID
+// as well: "db-1 (ID c9)".
+func successorName(name string, learner etcdcluster.Member) string {
+	return fmt.Sprintf("%s (ID %s)", name, learner.IDString())
+}
+
+// replacedName names the member rep replaces, name, by its ID as well: "member db-1 (ID 65)".
+func replacedName(name string, rep *replacement) string {
+	return fmt.Sprintf("member %s (ID %s)", name, rep.OldID)
 }
 
 // finishReplacement forgets rep, whose new member, learner when it was added, now votes.
