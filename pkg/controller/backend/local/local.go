@@ -63,9 +63,10 @@ type Options struct {
 	// before it is replaced by a new member (0: backend.DefaultMemberRepairGracePeriod;
 	// negative: never).
 	MemberRepairGracePeriod time.Duration
-	// JoinDeadline is how long a member added by a scale-up may fail to start or to be
-	// promoted, or be found behind its leader when promoted, before the instance is reported
-	// blocked on it, reason MemberNotJoining (0: backend.JoinDeadline).
+	// JoinDeadline is how long a member added by a scale-up or as the successor of a
+	// replaced member may fail to start or to be promoted, or be found behind its leader when
+	// promoted, before the instance is reported blocked on it, reason MemberNotJoining (0:
+	// backend.JoinDeadline).
 	JoinDeadline time.Duration
 }
 
@@ -918,22 +919,31 @@ func (b *Backend) markPromoted(dir string, st *instanceState, m *memberState, re
 }
 
 // joinFailed handles err, why the learner m could not start or be promoted (problem says it
-// for Degraded). The health clock counts how long a scale-up's learner has been failing so;
-// past Options.JoinDeadline the instance is reported blocked on it (MemberNotJoining, with
-// res saying which member is unhealthy and why) instead of failing with err: nothing changes
-// until a person fixes it or scales back. Each later look still tries to start and promote
-// it. Other failures, and the successor of a replaced member, return err.
+// for Degraded). The health clock counts how long the learner, a scale-up's or the successor
+// of a replaced member, has been failing so; past Options.JoinDeadline the instance is
+// reported blocked on it (MemberNotJoining, see noteNotJoining, with res saying which member
+// is unhealthy and why) instead of failing with err: nothing changes until a person fixes it
+// (or, for a scale-up, scales back). Each later look still tries to start and promote it.
+// Until then it returns err.
 func (b *Backend) joinFailed(dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result, problem string, err error) error {
-	if !st.scaleUpJoin(m) {
-		return err
-	}
 	waited := b.health.Unhealthy(filepath.Join(dir, m.Name))
-	if !backend.NoteNotJoining(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, "it", waited, b.opts.JoinDeadline) {
+	if !b.noteNotJoining(st, inst, m, res, waited) {
 		return err
 	}
 	res.Unhealthy = fmt.Sprintf("unhealthy members: %s: %s", m.Name, problem)
 	res.MemberProblems = map[string]string{m.Name: problem}
 	return nil
+}
+
+// noteNotJoining reports in res, once waited is longer than Options.JoinDeadline, the
+// instance blocked on the learner m, which has not served for that long: a scale-up's
+// (backend.NoteNotJoining) or the successor of a replaced member
+// (backend.NoteSuccessorNotJoining). It reports whether the instance is blocked.
+func (b *Backend) noteNotJoining(st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result, waited time.Duration) bool {
+	if !st.scaleUpJoin(m) {
+		return backend.NoteSuccessorNotJoining(res, m.Name, "member "+st.Replacement.Old, "it", "its data directory, its disk, its ports", waited, b.opts.JoinDeadline)
+	}
+	return backend.NoteNotJoining(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, "it", waited, b.opts.JoinDeadline)
 }
 
 // promoteBounded promotes the learner id, giving up after etcdcluster.PromoteWait while etcd
@@ -945,12 +955,13 @@ func promoteBounded(ctx context.Context, cli *clientv3.Client, id uint64) error 
 
 // promoteFailed handles err, why the learner m was not promoted. A refusal other than etcd's
 // finding it behind its leader is a join that failed (joinFailed). That refusal is a step
-// under way (res.Step says so, no error), and the health clock counts, in a record of its own
-// (behindKey), how long a scale-up's learner has been found behind; past
+// under way (res.Step says so, no error). A learner that answers its status call then serves:
+// its time without serving, should it stop, counts from then. The health clock counts, in a
+// record of its own (behindKey), how long the learner has been found behind; past
 // Options.JoinDeadline the instance is reported blocked on it (MemberNotJoining, see
-// backend.NoteNotCatchingUp), with its revision against the leader's (learnerLag; voting
-// observed the voting members), unless it does not answer its status call (joinFailed).
-// Each later look still tries to promote it.
+// noteNotCatchingUp), with its revision against the leader's (learnerLag; voting observed the
+// voting members), unless it does not answer (joinFailed). Each later look still tries to
+// promote it.
 func (b *Backend) promoteFailed(ctx context.Context, dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, access *etcdcluster.Access, voting, res *backend.Result, err error) error {
 	if !errors.Is(err, etcdcluster.ErrLearnerNotInSync) {
 		return b.joinFailed(dir, st, inst, m, res, err.Error(), err)
@@ -958,19 +969,31 @@ func (b *Backend) promoteFailed(ctx context.Context, dir string, st *instanceSta
 	// Catching up is under way: a later look tries again (the kubernetes backend's way).
 	res.Step = fmt.Sprintf("promoting member %s: waiting for it to catch up with the leader", m.Name)
 	res.StepWait = backend.CatchUpInterval
-	if !st.scaleUpJoin(m) {
-		return nil
+	lag, notServing := learnerLag(ctx, access, st, m, voting)
+	if notServing == nil {
+		b.health.Healthy(filepath.Join(dir, m.Name))
 	}
 	behind := b.health.Unhealthy(behindKey(dir, m))
 	if behind <= b.opts.JoinDeadline {
 		return nil
 	}
-	lag, notServing := learnerLag(ctx, access, st, m, voting)
 	if notServing != nil {
 		return b.joinFailed(dir, st, inst, m, res, notServing.Error(), err)
 	}
-	backend.NoteNotCatchingUp(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, lag, behind, b.opts.JoinDeadline)
+	b.noteNotCatchingUp(st, inst, m, res, lag, behind)
 	return nil
+}
+
+// noteNotCatchingUp reports in res, once behind is longer than Options.JoinDeadline, the
+// instance blocked on the learner m, which serves but has been behind its leader (lag) for
+// that long: a scale-up's (backend.NoteNotCatchingUp) or the successor of a replaced member
+// (backend.NoteSuccessorNotCatchingUp).
+func (b *Backend) noteNotCatchingUp(st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result, lag string, behind time.Duration) {
+	if !st.scaleUpJoin(m) {
+		backend.NoteSuccessorNotCatchingUp(res, m.Name, "member "+st.Replacement.Old, lag, behind, b.opts.JoinDeadline)
+		return
+	}
+	backend.NoteNotCatchingUp(res, m.Name, backend.DesiredReplicas(inst), len(st.Members)-1, lag, behind, b.opts.JoinDeadline)
 }
 
 // learnerLag asks the learner m and its leader, the voting member voting says leads, for
