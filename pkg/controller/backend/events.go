@@ -21,9 +21,10 @@ const (
 	// ReasonMemberRepairDisabled: a member will not come back by itself (its data is lost,
 	// or it stayed unhealthy for long) and member repair is off, so nothing replaces it.
 	ReasonMemberRepairDisabled EventReason = "MemberRepairDisabled"
-	// ReasonMemberNotJoining: a member added by a scale-up has not served for long, or
-	// serves but has stayed behind its leader for long so that etcd does not promote it, and
-	// nothing changes until a person acts (fixes its pod, disk or network, or scales back).
+	// ReasonMemberNotJoining: a member added by a scale-up, or as the successor of a replaced
+	// member, has not served for long, or serves but has stayed behind its leader for long so
+	// that etcd does not promote it, and nothing changes until a person acts (fixes its pod,
+	// disk or network, or, for a scale-up, scales back).
 	ReasonMemberNotJoining EventReason = "MemberNotJoining"
 	// ReasonReplacementCancelled: a member whose replacement was decided is healthy again
 	// before the replacement touched it, so it is kept.
