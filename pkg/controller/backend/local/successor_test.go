@@ -191,8 +191,11 @@ func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 			if err := os.Remove(inTheWay); err != nil {
 				t.Fatal(err)
 			}
+			// Served for a minute: seen serving for 30 seconds at least, even should the
+			// first look come before the learner answers.
 			look(0, true, false)
-			look(time.Minute, true, false)
+			look(30*time.Second, true, false)
+			look(30*time.Second, true, false)
 			loseMember(t, b, idir, tc.learner)
 			look(time.Minute, false, false) // 11 minutes after it was first seen not serving
 			look(backend.JoinDeadline, false, false)
