@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,5 +30,29 @@ func TestNoteNotCatchingUpKeepsWhatDegradedSaidOfOtherMembers(t *testing.T) {
 		if !NoteNotCatchingUp(res, "db-3", 4, 3, lag, JoinDeadline+time.Second, JoinDeadline) || res.BlockedReason != ReasonMemberNotJoining || res.Unhealthy != tc.want {
 			t.Errorf("behind past the deadline: Degraded %q, want %q (%+v)", res.Unhealthy, tc.want, res)
 		}
+	}
+}
+
+// TestSuccessorNotesWaitForTheDeadline: the successor of a replaced member is reported only
+// past the deadline, with the member it replaces and without spec.replicas advice (a scale
+// back does not remove a successor); Degraded says how far behind it is, after what it said
+// of other members.
+func TestSuccessorNotesWaitForTheDeadline(t *testing.T) {
+	res := &Result{Unhealthy: "unhealthy members: db-2: connection refused"}
+	if NoteSuccessorNotJoining(res, "db-1 (ID c9)", "member db-1 (ID 65)", "its pod", "its node", JoinDeadline, JoinDeadline) ||
+		NoteSuccessorNotCatchingUp(res, "db-1 (ID c9)", "member db-1 (ID 65)", "", JoinDeadline, JoinDeadline) || res.Blocked != "" ||
+		res.Unhealthy != "unhealthy members: db-2: connection refused" {
+		t.Fatalf("for the deadline only: %+v", res)
+	}
+	if !NoteSuccessorNotJoining(res, "db-1 (ID c9)", "member db-1 (ID 65)", "its pod", "its node", JoinDeadline+time.Second, JoinDeadline) ||
+		res.BlockedReason != ReasonMemberNotJoining || !strings.Contains(res.Blocked, "to replace member db-1 (ID 65)") ||
+		!strings.Contains(res.Blocked, "fix what keeps its pod from serving (its node)") || strings.Contains(res.Blocked, "spec.replicas") {
+		t.Fatalf("not serving past the deadline: %+v", res)
+	}
+	res = &Result{Unhealthy: "unhealthy members: db-2: connection refused"}
+	if !NoteSuccessorNotCatchingUp(res, "db-1 (ID c9)", "member db-1 (ID 65)", "", JoinDeadline+time.Second, JoinDeadline) ||
+		res.BlockedReason != ReasonMemberNotJoining || strings.Contains(res.Blocked, "spec.replicas") ||
+		res.Unhealthy != "unhealthy members: db-2: connection refused; member db-1 (ID c9), a learner, serves but is behind the leader" {
+		t.Fatalf("behind past the deadline: %+v", res)
 	}
 }
