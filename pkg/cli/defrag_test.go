@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,12 +9,14 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
 // serveDefrag answers the defrag subresource as the server does (404 for a missing instance,
-// else the annotation is set and 202), and then consumes the request as the controller does
+// 409 for one without members, else the annotation is set and 202), and then consumes the request as the controller does
 // once every member is done, unless stuck.
 func (s *fakeServer) serveDefrag(stuck bool) {
 	s.defrag = func(w http.ResponseWriter, r *http.Request) {
@@ -21,12 +24,18 @@ func (s *fakeServer) serveDefrag(stuck bool) {
 		ns, name := parts[5], parts[7]
 		s.mu.Lock()
 		in := s.objects[ns+"/"+name]
-		if in != nil {
+		deployed := in != nil && len(in.Status.Members) > 0
+		if deployed {
 			in.Annotations = map[string]string{etcdaas.DefragRequestedAnnotation: "2026-11-29T07:00:00Z"}
 		}
 		s.mu.Unlock()
-		if in == nil {
+		switch {
+		case in == nil:
 			s.writeStatus(w, apierrors.NewNotFound(etcdinstancesResource, name))
+			return
+		case !deployed:
+			s.writeStatus(w, apierrors.NewConflict(schema.GroupResource{Group: etcdaas.GroupName, Resource: "etcdinstances/defrag"}, name,
+				errors.New("there is no running cluster to defragment yet: the instance has no members (status.members is empty)")))
 			return
 		}
 		s.writeJSON(w, http.StatusAccepted, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusAccepted,
@@ -47,6 +56,9 @@ func TestDefrag(t *testing.T) {
 	defragPollInterval = 10 * time.Millisecond
 	s := newFakeServer(t)
 	s.add(instance("team", "db", 3))
+	undeployed := instance("team", "new", 1)
+	undeployed.Status = v1beta1.ETCDInstanceStatus{}
+	s.add(undeployed)
 	s.serveDefrag(false)
 
 	r := s.run(t, "defrag", "db")
@@ -87,6 +99,9 @@ func TestDefrag(t *testing.T) {
 	}{
 		{"no name", []string{"defrag"}, "error: exactly one NAME is required, got 0\nSee 'kubectl etcdaas defrag -h' for help and examples\n"},
 		{"not found", []string{"defrag", "nope"}, "Error from server (NotFound): etcdinstances.etcdaas.dev \"nope\" not found\n"},
+		// Never deployed: the server's 409 reads as kubectl prints a conflict.
+		{"no members", []string{"defrag", "new"}, "Error from server (Conflict): Operation cannot be fulfilled on etcdinstances/defrag.etcdaas.dev \"new\": " +
+			"there is no running cluster to defragment yet: the instance has no members (status.members is empty)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.run(t, tc.args...)

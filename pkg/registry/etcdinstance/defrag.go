@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
 
 // DefragResourcePath is the storage map key of the defrag subresource.
@@ -23,8 +24,10 @@ const DefragResourcePath = "etcdinstances/defrag"
 // an instance now, whatever its thresholds. It records the request in
 // etcdaas.DefragRequestedAnnotation through the status store; the controller defragments the
 // members one at a time, followers first and the leader last, each once the cluster is
-// healthy, and removes the annotation when all are done. RBAC authorizes it as the
-// etcdinstances/defrag subresource.
+// healthy, and removes the annotation when all are done. An instance being deleted, Failed,
+// or without members in its status (never deployed) is refused with 409 Conflict, as restore
+// and recover refuse one they cannot act on. RBAC authorizes it as the etcdinstances/defrag
+// subresource.
 type DefragREST struct {
 	status statusStore
 	now    func() time.Time
@@ -89,6 +92,12 @@ func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 			// wait, and a client with it, until something else brought the instance back.
 			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
 				"the instance is Failed (%s): a defragmentation runs only while every member serves", failure(instance)))
+		}
+		if len(instance.Status.Members) == 0 {
+			// Never deployed (or not yet): no member to defragment, and the request would wait
+			// for a cluster nobody may ever start. Restore and recover answer 409 alike.
+			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
+				"there is no running cluster to defragment yet: %w (status.members is empty)", etcdcluster.ErrNoMembers))
 		}
 		if requested, ok := instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
 			since = requested

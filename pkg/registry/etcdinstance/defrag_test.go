@@ -27,8 +27,32 @@ func postDefrag(t *testing.T, r *DefragREST, name string) *recoverResponder {
 	return resp
 }
 
+// deployed is the status of an instance whose one member serves.
+var deployed = etcdaas.ETCDInstanceStatus{Phase: etcdaas.PhaseRunning, Replicas: 1, ReadyReplicas: 1,
+	Members: []etcdaas.MemberStatus{{Name: "db-0", ID: "8e9e05c52164694d", Ready: true, Leader: true}}}
+
+// TestDefragOfAnInstanceNeverDeployedConflicts: an instance no member ever served (its status
+// lists none) has nothing to defragment; the request is refused with 409, as restore and
+// recover refuse it, instead of being accepted and waiting for good.
+func TestDefragOfAnInstanceNeverDeployedConflicts(t *testing.T) {
+	for _, status := range []etcdaas.ETCDInstanceStatus{{}, {Phase: etcdaas.PhaseDeploying}} {
+		store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}, Status: status}}
+		resp := postDefrag(t, NewDefragREST(store), "db")
+		if !apierrors.IsConflict(resp.err) || resp.code == http.StatusAccepted {
+			t.Fatalf("defrag of an instance without members (phase %q): %d %v, want 409", status.Phase, resp.code, resp.err)
+		}
+		if want := `Operation cannot be fulfilled on etcdinstances/defrag.etcdaas.dev "db": there is no running cluster to defragment yet: the instance has no members`; !strings.Contains(resp.err.Error(), want) {
+			t.Errorf("message %q lacks %q", resp.err.Error(), want)
+		}
+		if _, ok := store.instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok || store.updates != 0 {
+			t.Errorf("a defragmentation without members was recorded: %v, %d updates", store.instance.Annotations, store.updates)
+		}
+	}
+}
+
 func TestDefragRecordsOneRequest(t *testing.T) {
-	store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Annotations: map[string]string{"other": "x"}}}}
+	store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Annotations: map[string]string{"other": "x"}},
+		Status: deployed}}
 	r := NewDefragREST(store)
 	r.now = func() time.Time { return time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC) }
 	if resp := postDefrag(t, r, "nope"); !apierrors.IsNotFound(resp.err) {
@@ -59,7 +83,7 @@ func TestDefragRecordsOneRequest(t *testing.T) {
 	if _, ok := store.instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
 		t.Fatal("a defragmentation of a Failed instance was recorded")
 	}
-	store.instance.Status = etcdaas.ETCDInstanceStatus{}
+	store.instance.Status = deployed
 	// An instance being deleted is not defragmented.
 	delete(store.instance.Annotations, etcdaas.DefragRequestedAnnotation)
 	store.instance.DeletionTimestamp = &metav1.Time{Time: time.Now()}
