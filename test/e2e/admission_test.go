@@ -200,8 +200,9 @@ func checkOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, messag
 }
 
 // createOddReplicasPolicy creates a ValidatingAdmissionPolicy that wants an odd spec.replicas
-// of etcdinstances and deployments (and their scale subresources), and its binding, limited
-// to ns; both are deleted when the test ends.
+// of etcdinstances (registered for v1beta1, matchPolicy Equivalent) and deployments, and of
+// their scale subresources, and its binding, limited to ns; both are deleted when the test
+// ends.
 func createOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, message string) {
 	t.Helper()
 	policies := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies()
@@ -211,16 +212,11 @@ func createOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, messa
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups:   []string{framework.Group, appsv1.GroupName},
-							APIVersions: []string{"*"},
-							Resources:   []string{"etcdinstances", "etcdinstances/scale", "deployments", "deployments/scale"},
-						},
-					},
-				}},
+				// etcdinstances in v1beta1 only: requests in v1alpha1 match as equivalent.
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+					createOrUpdate(framework.Group, "v1beta1", "etcdinstances", "etcdinstances/scale"),
+					createOrUpdate(appsv1.GroupName, "v1", "deployments", "deployments/scale"),
+				},
 			},
 			Validations: []admissionregistrationv1.Validation{{Expression: "object.spec.replicas % 2 == 1", Message: message}},
 		},
@@ -248,6 +244,14 @@ func createOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, messa
 			t.Errorf("deleting the policy: %v", err)
 		}
 	})
+}
+
+// createOrUpdate is a policy rule for creations and updates of resources in group/version.
+func createOrUpdate(group, version string, resources ...string) admissionregistrationv1.NamedRuleWithOperations {
+	return admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{version}, Resources: resources},
+	}}
 }
 
 // newDeployment is a Deployment with replicas pods (nothing runs them in the test cluster: it
