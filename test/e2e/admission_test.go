@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 	"github.com/etcdaas/etcdaas/test/e2e/framework"
 )
@@ -693,6 +694,94 @@ func createLabelPolicy(t *testing.T, c *framework.Cluster, ns, name string) {
 		}
 		if err := api.MutatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Errorf("deleting the mutating policy: %v", err)
+		}
+	})
+}
+
+// testConnectPolicy checks that a ValidatingAdmissionPolicy on the CONNECT operation of the
+// action subresources (defrag, recover, restore) applies to them as kube-apiserver applies it
+// to services/proxy: in a namespace whose actions the policy freezes, each answers its
+// refusal with the same code and message, and nothing is recorded.
+func testConnectPolicy(t *testing.T, c *framework.Cluster) {
+	const ns, name = "e2e-admission-connect", "e2e-frozen-actions"
+	const message = "actions are frozen in this namespace"
+	createAdmissionNamespace(t, c, ns)
+	createFrozenActionsPolicy(t, c, ns, name, message)
+	if _, err := c.Dynamic.Resource(instanceGVR("v1beta1")).Namespace(ns).Create(t.Context(), newInstance("v1beta1", "db", 1, nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Kube.CoreV1().Services(ns).Create(t.Context(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := etcdaasClient(t, c).EtcdaasV1beta1().RESTClient()
+	post := func(ctx context.Context, sub string) error {
+		return rc.Post().Namespace(ns).Resource("etcdinstances").Name("db").SubResource(sub).
+			SetHeader("Content-Type", "application/octet-stream").Body([]byte("not a snapshot")).Do(ctx).Error()
+	}
+	proxy := func(ctx context.Context) error {
+		return c.Kube.CoreV1().RESTClient().Post().Namespace(ns).Resource("services").Name("db").SubResource("proxy").Do(ctx).Error()
+	}
+	pollRefused(t, "the policy in force in etcdaas-apiserver", message, func(ctx context.Context) error { return post(ctx, "defrag") })
+	pollRefused(t, "the policy in force in kube-apiserver", message, proxy)
+	theirs := proxy(t.Context())
+	for _, sub := range []string{"defrag", "recover", "restore"} {
+		sameRefusal(t, "POST "+sub, post(t.Context(), sub), theirs, "services", message)
+	}
+	got, err := c.Dynamic.Resource(instanceGVR("v1beta1")).Namespace(ns).Get(t.Context(), "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{etcdaas.DefragRequestedAnnotation, etcdaas.RecoverRequestedAnnotation} {
+		if v, ok := got.GetAnnotations()[key]; ok {
+			t.Errorf("a refused action was recorded: %s=%q", key, v)
+		}
+	}
+}
+
+// createFrozenActionsPolicy creates a ValidatingAdmissionPolicy refusing CONNECT requests to
+// etcdinstances' action subresources and to services/proxy, and its binding limited to ns;
+// both are deleted when the test ends.
+func createFrozenActionsPolicy(t *testing.T, c *framework.Cluster, ns, name, message string) {
+	t.Helper()
+	connect := func(group, version string, resources ...string) admissionregistrationv1.NamedRuleWithOperations {
+		r := createOrUpdate(group, version, resources...)
+		r.Operations = []admissionregistrationv1.OperationType{admissionregistrationv1.Connect}
+		return r
+	}
+	policies := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+	bindings := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	_, err := policies.Create(t.Context(), &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+				connect(framework.Group, "v1beta1", "etcdinstances/defrag", "etcdinstances/recover", "etcdinstances/restore"),
+				connect("", "v1", "services/proxy"),
+			}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "request.userInfo.username == 'nobody'", Message: message}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bindings.Create(t.Context(), &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceOnly(ns)}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := bindings.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting the policy binding: %v", err)
+		}
+		if err := policies.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting the policy: %v", err)
 		}
 	})
 }

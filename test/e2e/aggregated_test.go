@@ -61,6 +61,7 @@ func TestAggregated(t *testing.T) {
 	t.Run("AdmissionPolicy", func(t *testing.T) { testAdmissionPolicy(t, c) })
 	t.Run("AdmissionWebhooks", func(t *testing.T) { testAdmissionWebhooks(t, c) })
 	t.Run("MutatingAdmissionPolicy", func(t *testing.T) { testMutatingAdmissionPolicy(t, c) })
+	t.Run("ConnectPolicy", func(t *testing.T) { testConnectPolicy(t, c) })
 	t.Run("NamespaceLifecycle", func(t *testing.T) { testNamespaceLifecycle(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })

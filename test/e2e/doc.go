@@ -14,7 +14,7 @@
 // TestDeployManifests checks deploy/ offline; TestAggregated runs, on one control plane,
 // in order: APIServicesAvailable, Discovery, KubectlScenario, Plugin, Auth, the cluster's
 // admission configurations applied to etcdinstances (AdmissionPolicy, AdmissionWebhooks,
-// MutatingAdmissionPolicy), NamespaceDeletion, DeployDryRun, RestartAPIServer and NoForbiddenInLogs. TestFaults
+// MutatingAdmissionPolicy, ConnectPolicy), NamespaceDeletion, DeployDryRun, RestartAPIServer and NoForbiddenInLogs. TestFaults
 // runs, on a control plane of its own, kill -9 of etcdaas-apiserver and a 10s stop of its
 // storage etcd under 16 writers, then kill -9 of etcdaas-controller in the middle of a
 // scale-up, a scale-down and a backup (docs/reliability.md has its figures).
