@@ -283,8 +283,11 @@ const (
 
 // webhookCall is what a webhook was asked.
 type webhookCall struct {
-	Path        string
-	Name        string
+	Path string
+	Name string
+	// Operation is the request's operation: the test's creations, or the controller's
+	// update that adds its finalizer to an instance it has just seen.
+	Operation   admissionv1.Operation
 	Kind        metav1.GroupVersionKind
 	RequestKind metav1.GroupVersionKind
 	// ObjectAPIVersion is the apiVersion of the object the webhook was sent.
@@ -341,7 +344,7 @@ func (w *webhookServer) serve(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	call := webhookCall{Path: r.URL.Path, Name: req.Name, Kind: req.Kind, ObjectAPIVersion: obj.GetAPIVersion(), Labels: obj.GetLabels()}
+	call := webhookCall{Path: r.URL.Path, Name: req.Name, Operation: req.Operation, Kind: req.Kind, ObjectAPIVersion: obj.GetAPIVersion(), Labels: obj.GetLabels()}
 	if req.RequestKind != nil {
 		call.RequestKind = *req.RequestKind
 	}
@@ -373,13 +376,15 @@ func addLabelPatch(labels map[string]string, key, value string) []byte {
 	return patch
 }
 
-// callsFor returns the recorded calls about the ETCDInstance name, in order.
-func (w *webhookServer) callsFor(name string) []webhookCall {
+// creationsOf returns the recorded calls about the creation of the ETCDInstance name, in
+// order: not those about the controller's update of it (its finalizer), which may come at any
+// moment once it is created.
+func (w *webhookServer) creationsOf(name string) []webhookCall {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []webhookCall
 	for _, c := range w.calls {
-		if c.Name == name && c.Kind.Group == framework.Group {
+		if c.Name == name && c.Kind.Group == framework.Group && c.Operation == admissionv1.Create {
 			out = append(out, c)
 		}
 	}
@@ -487,7 +492,7 @@ func checkValidatingWebhook(t *testing.T, c *framework.Cluster, w *webhookServer
 	_, theirs := c.Kube.CoreV1().ConfigMaps(ns).Create(t.Context(), newRefusedConfigMap(name), metav1.CreateOptions{})
 	sameRefusal(t, "create labelled "+refuseLabel, ours, theirs, "configmaps", `admission webhook "`+validateName+`" denied the request: `+refusal)
 	// The webhooks registered for the other version saw the request converted.
-	checkCalls(t, w.callsFor(name), version, map[string]string{"/mutate/v1beta1": "v1beta1", "/mutate/v1alpha1": "v1alpha1", "/validate": "v1beta1"})
+	checkCalls(t, w.creationsOf(name), version, map[string]string{"/mutate/v1beta1": "v1beta1", "/mutate/v1alpha1": "v1alpha1", "/validate": "v1beta1"})
 	manifest := fmt.Sprintf("apiVersion: etcdaas.dev/%s\nkind: ETCDInstance\nmetadata:\n  name: %s-kubectl\n  labels:\n    %s: \"yes\"\n", version, name, refuseLabel)
 	stderr := mustFail(t, c.AdminKubectl(), manifest, "create", "-n", ns, "-f", "-")
 	if !strings.Contains(stderr, `admission webhook "`+validateName+`" denied the request: `+refusal) {
@@ -546,7 +551,7 @@ func checkMutated(t *testing.T, c *framework.Cluster, w *webhookServer, ns, vers
 	if _, err := c.Dynamic.Resource(instanceGVR(version)).Namespace(ns).Create(t.Context(), obj, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create %s: %v", version, err)
 	}
-	calls := w.callsFor(name)
+	calls := w.creationsOf(name)
 	checkCalls(t, calls, version, map[string]string{"/mutate/v1beta1": "v1beta1", "/mutate/v1alpha1": "v1alpha1", "/validate": "v1beta1"})
 	for _, call := range calls {
 		if call.Path == "/validate" && (call.Labels[mutatedLabel+"v1beta1"] == "" || call.Labels[mutatedLabel+"v1alpha1"] == "") {
