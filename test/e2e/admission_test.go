@@ -721,14 +721,18 @@ func testConnectPolicy(t *testing.T, c *framework.Cluster) {
 		t.Fatal(err)
 	}
 	rc := etcdaasClient(t, c).EtcdaasV1beta1().RESTClient()
-	post := func(ctx context.Context, sub string) error {
-		return rc.Post().Namespace(ns).Resource("etcdinstances").Name("db").SubResource(sub).
+	postTo := func(ctx context.Context, name, sub string) error {
+		return rc.Post().Namespace(ns).Resource("etcdinstances").Name(name).SubResource(sub).
 			SetHeader("Content-Type", "application/octet-stream").Body([]byte("not a snapshot")).Do(ctx).Error()
 	}
+	post := func(ctx context.Context, sub string) error { return postTo(ctx, "db", sub) }
 	proxy := func(ctx context.Context) error {
 		return c.Kube.CoreV1().RESTClient().Post().Namespace(ns).Resource("services").Name("db").SubResource("proxy").Do(ctx).Error()
 	}
-	pollRefused(t, "the policy in force in etcdaas-apiserver", message, func(ctx context.Context) error { return post(ctx, "defrag") })
+	// The probe names an instance that does not exist (404 until the policy is in force,
+	// which admission decides first): a probe of db before then would be accepted once its
+	// member serves, and record the defragmentation this test checks is never recorded.
+	pollRefused(t, "the policy in force in etcdaas-apiserver", message, func(ctx context.Context) error { return postTo(ctx, "absent", "defrag") })
 	pollRefused(t, "the policy in force in kube-apiserver", message, proxy)
 	theirs := proxy(t.Context())
 	for _, sub := range []string{"defrag", "recover", "restore"} {
