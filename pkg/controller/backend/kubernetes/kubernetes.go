@@ -589,6 +589,7 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 			b.noteLearnerBehind(v, obs, m, o)
 			return nil
 		}
+		b.promotionUnanswered(v, m.ID)
 		return err
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
@@ -640,6 +641,16 @@ func (v *instanceView) learnerLag(obs *observation, o int) string {
 		}
 	}
 	return lag
+}
+
+// promotionUnanswered forgets how long the learner id, which served at this look, did not
+// serve, after its promotion failed for a reason other than its being behind its leader: the
+// promotion may have gone through with its answer lost (a timeout), and the next look then
+// finds a voting member, whose wait as a learner must not count against it (repair would
+// replace it at its first failure). Should it still be a learner, its clock starts again from
+// a look at which it served.
+func (b *Backend) promotionUnanswered(v *instanceView, id uint64) {
+	b.health.Forget(v.healthKey(id))
 }
 
 // forgetLearner drops the health clock's records of the learner id, promoted or removed: how

@@ -486,6 +486,7 @@ func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, clust
 			backend.NoteSuccessorNotCatchingUp(obs.result, successorName(name, learner), replacedName(name, rep), v.learnerLag(obs, rep.Ordinal), behind, backend.JoinDeadline)
 			return false, nil
 		}
+		b.promotionUnanswered(v, learner.ID)
 		return false, err
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).

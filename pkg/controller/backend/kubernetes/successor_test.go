@@ -199,3 +199,71 @@ func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 		})
 	}
 }
+
+// lostPromotion is a membership whose promotions succeed but whose answer is lost (a timeout
+// after etcd committed the change).
+type lostPromotion struct{ *behindLearner }
+
+func (l lostPromotion) Promote(ctx context.Context, id uint64) error {
+	if err := l.behindLearner.Promote(ctx, id); err != nil {
+		return err
+	}
+	return errors.New("etcdserver: request timed out")
+}
+
+// TestALearnerPromotedWithoutAnAnswerIsNotReplacedAtOnce: a learner did not serve for over
+// 10 minutes (a slow pod), then served and was promoted, but the answer was lost, so that
+// the next look finds it voting. Its wait as a learner does not count against the voting
+// member it now is: stopped a moment later, it is waited for the grace period like any
+// member, not replaced at once (its volume deleted) as unhealthy for over 10 minutes. So for
+// a scale-up's learner (db-3) and for the successor of a replaced member (db-1, ID c9).
+func TestALearnerPromotedWithoutAnAnswerIsNotReplacedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		learner func(*testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus)
+	}{
+		{"scale-up", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
+			fake := healthyCluster(4)
+			fake.members[3].IsLearner = true
+			fake.statuses[3] = notAnswering
+			f, cluster, now := behindLearnerFixture(t, fake)
+			cluster.behind = 0
+			return f, cluster, now, 3, etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
+		}},
+		{"successor", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
+			f, cluster, now := replacingFixture(t)
+			return f, cluster, now, 1, servingSuccessor
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, cluster, now, o, serving := tc.learner(t)
+			f.b.connect = func(*etcdcluster.Access) (membership, error) { return lostPromotion{cluster}, nil }
+			removed := len(cluster.removed)
+			for _, wait := range []time.Duration{0, backend.JoinDeadline + time.Second} {
+				*now = now.Add(wait)
+				if _, err := f.b.Sync(ctx, f.inst); err != nil {
+					t.Fatalf("learner not serving for %s: %v", wait, err)
+				}
+			}
+			*now = now.Add(5 * time.Second)
+			cluster.statuses[o] = serving
+			if _, err := f.b.Sync(ctx, f.inst); err == nil || len(cluster.promoted) != 1 {
+				t.Fatalf("promotion whose answer is lost: %v, promoted %v", err, cluster.promoted)
+			}
+			*now = now.Add(5 * time.Second)
+			i := slices.IndexFunc(cluster.members, func(m etcdcluster.Member) bool { return m.ID == serving.MemberID })
+			cluster.members[i].IsLearner = false
+			cluster.statuses[o].IsLearner = false
+			if _, err := f.b.Sync(ctx, f.inst); err != nil {
+				t.Fatalf("learner found voting: %v", err)
+			}
+			*now = now.Add(5 * time.Second)
+			cluster.statuses[o] = notAnswering
+			res, err := f.b.Sync(ctx, f.inst)
+			if err != nil || len(cluster.removed) != removed || strings.Contains(reasons(res), "MemberUnhealthy") {
+				t.Fatalf("the new voting member, down for a moment, is replaced: %v, %v, removed %v", reasons(res), err, cluster.removed)
+			}
+		})
+	}
+}
