@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/rest"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -71,11 +70,12 @@ func (r *DefragREST) Connect(ctx context.Context, name string, _ runtime.Object,
 	}), nil
 }
 
-// request records the request on the instance, retrying on conflicts, and returns its time. A
+// request records the request on the instance, retrying on write conflicts (a refusal is
+// final), and returns its time. A
 // request made while another is pending joins it: the pending one covers every member.
 func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 	var since string
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retryWriteConflicts(func() error {
 		obj, err := r.status.Get(ctx, name, &metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -85,19 +85,19 @@ func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 			return apierrors.NewInternalError(fmt.Errorf("unexpected object %T", obj))
 		}
 		if instance.DeletionTimestamp != nil {
-			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf("the instance is being deleted"))
+			return refusal{apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf("the instance is being deleted"))}
 		}
 		if instance.Status.Phase == etcdaas.PhaseFailed {
 			// The controller defragments only while every member serves: the request would
 			// wait, and a client with it, until something else brought the instance back.
-			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
-				"the instance is Failed (%s): a defragmentation runs only while every member serves", failure(instance)))
+			return refusal{apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
+				"the instance is Failed (%s): a defragmentation runs only while every member serves", failure(instance)))}
 		}
 		if len(instance.Status.Members) == 0 {
 			// Never deployed (or not yet): no member to defragment, and the request would wait
 			// for a cluster nobody may ever start. Restore and recover answer 409 alike.
-			return apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
-				"there is no running cluster to defragment yet: %w (status.members is empty)", etcdcluster.ErrNoMembers))
+			return refusal{apierrors.NewConflict(etcdaas.Resource(DefragResourcePath), name, fmt.Errorf(
+				"there is no running cluster to defragment yet: %w (status.members is empty)", etcdcluster.ErrNoMembers))}
 		}
 		if requested, ok := instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok {
 			since = requested

@@ -47,6 +47,11 @@ func TestDefragOfAnInstanceNeverDeployedConflicts(t *testing.T) {
 		if _, ok := store.instance.Annotations[etcdaas.DefragRequestedAnnotation]; ok || store.updates != 0 {
 			t.Errorf("a defragmentation without members was recorded: %v, %d updates", store.instance.Annotations, store.updates)
 		}
+		// The refusal is an answer, not a write conflict to retry: one read to find the
+		// instance, one to decide.
+		if store.gets != 2 {
+			t.Errorf("the refusal read the instance %d times, want 2", store.gets)
+		}
 	}
 }
 
@@ -109,5 +114,18 @@ func TestOnlyTheDefragSubresourceRequestsADefragmentation(t *testing.T) {
 	Strategy{}.PrepareForUpdate(ctx, requested, &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}})
 	if requested.Annotations != nil {
 		t.Fatalf("an update requested a defragmentation: %v", requested.Annotations)
+	}
+}
+
+// TestDefragRetriesAWriteThatConflicts: a write of the request that conflicts with another
+// (the controller's status update) is tried again on the instance read anew, and recorded.
+func TestDefragRetriesAWriteThatConflicts(t *testing.T) {
+	store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}, Status: deployed}, conflicts: 2}
+	resp := postDefrag(t, NewDefragREST(store), "db")
+	if resp.err != nil || resp.code != http.StatusAccepted || store.updates != 1 || store.gets != 4 {
+		t.Fatalf("defrag whose write conflicted twice: %d %v, %d updates, %d reads", resp.code, resp.err, store.updates, store.gets)
+	}
+	if _, ok := store.instance.Annotations[etcdaas.DefragRequestedAnnotation]; !ok {
+		t.Fatalf("the request is not recorded: %v", store.instance.Annotations)
 	}
 }

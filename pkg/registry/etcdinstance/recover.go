@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/registry/rest"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 )
@@ -82,11 +81,12 @@ func (r *RecoverREST) Connect(ctx context.Context, name string, _ runtime.Object
 	}), nil
 }
 
-// request records the recovery request on the instance, retrying on conflicts. A request
+// request records the recovery request on the instance, retrying on write conflicts (a
+// refusal is final). A request
 // identical to one already recorded succeeds again; a different one conflicts.
 func (r *RecoverREST) request(ctx context.Context, name, member string) error {
 	resource := etcdaas.Resource(RecoverResourcePath)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return retryWriteConflicts(func() error {
 		obj, err := r.status.Get(ctx, name, &metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -96,13 +96,13 @@ func (r *RecoverREST) request(ctx context.Context, name, member string) error {
 			return apierrors.NewInternalError(fmt.Errorf("unexpected object %T", obj))
 		}
 		if err := recoverable(instance, member); err != nil {
-			return err
+			return refusal{err}
 		}
 		if requested, ok := instance.Annotations[etcdaas.RecoverRequestedAnnotation]; ok {
 			if requested == member {
 				return nil
 			}
-			return apierrors.NewConflict(resource, name, fmt.Errorf("a recovery from %q is already requested", requested))
+			return refusal{apierrors.NewConflict(resource, name, fmt.Errorf("a recovery from %q is already requested", requested))}
 		}
 		instance = instance.DeepCopy()
 		if instance.Annotations == nil {

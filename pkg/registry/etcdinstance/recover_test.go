@@ -2,6 +2,7 @@ package etcdinstance
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,9 +20,14 @@ import (
 type fakeStatusStore struct {
 	instance *etcdaas.ETCDInstance
 	updates  int
+	// gets counts the reads.
+	gets int
+	// conflicts is how many writes to refuse next as conflicting with another.
+	conflicts int
 }
 
 func (f *fakeStatusStore) Get(_ context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	f.gets++
 	if f.instance == nil || f.instance.Name != name {
 		return nil, apierrors.NewNotFound(etcdaas.Resource("etcdinstances"), name)
 	}
@@ -29,6 +35,10 @@ func (f *fakeStatusStore) Get(_ context.Context, name string, _ *metav1.GetOptio
 }
 
 func (f *fakeStatusStore) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, _ rest.ValidateObjectFunc, _ rest.ValidateObjectUpdateFunc, _ bool, _ *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	if f.conflicts > 0 {
+		f.conflicts--
+		return nil, false, apierrors.NewConflict(etcdaas.Resource("etcdinstances"), name, errors.New("the object has been modified"))
+	}
 	obj, err := objInfo.UpdatedObject(ctx, f.instance.DeepCopy())
 	if err != nil {
 		return nil, false, err
@@ -83,6 +93,11 @@ func TestRecoverRecordsTheRequestOnlyAfterQuorumLoss(t *testing.T) {
 	if store.updates != 0 {
 		t.Fatal("a refused recovery changed the instance")
 	}
+	// The refusal is an answer, not a write conflict to retry: one read to find the
+	// instance, one to decide.
+	if store.gets != 2 {
+		t.Errorf("the refusal read the instance %d times, want 2", store.gets)
+	}
 
 	// Missing instance: 404; unknown member: 400.
 	store.instance = quorumLostInstance("QuorumLost")
@@ -113,8 +128,9 @@ func TestRecoverRecordsTheRequestOnlyAfterQuorumLoss(t *testing.T) {
 	if got := store.instance.Annotations[etcdaas.RecoverRequestIDAnnotation]; got != id {
 		t.Fatalf("the same request again changed its ID from %q to %q", id, got)
 	}
-	if resp := postRecover(t, r, "db", ""); !apierrors.IsConflict(resp.err) {
-		t.Fatalf("a second, different recover: %v", resp.err)
+	store.gets = 0
+	if resp := postRecover(t, r, "db", ""); !apierrors.IsConflict(resp.err) || store.gets != 2 {
+		t.Fatalf("a second, different recover: %v, %d reads of the instance (want 2)", resp.err, store.gets)
 	}
 }
 
