@@ -206,21 +206,28 @@ func checkOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, messag
 // ends.
 func createOddReplicasPolicy(t *testing.T, c *framework.Cluster, ns, name, message string) {
 	t.Helper()
+	createValidatingPolicy(t, c, ns, name, admissionregistrationv1.ValidatingAdmissionPolicySpec{
+		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+		MatchConstraints: &admissionregistrationv1.MatchResources{
+			// etcdinstances in v1beta1 only: requests in v1alpha1 match as equivalent.
+			ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+				createOrUpdate(framework.Group, "v1beta1", "etcdinstances", "etcdinstances/scale"),
+				createOrUpdate(appsv1.GroupName, "v1", "deployments", "deployments/scale"),
+			},
+		},
+		Validations: []admissionregistrationv1.Validation{{Expression: "object.spec.replicas % 2 == 1", Message: message}},
+	})
+}
+
+// createValidatingPolicy creates the ValidatingAdmissionPolicy name with spec, and its binding
+// (deny) limited to ns; both are deleted when the test ends.
+func createValidatingPolicy(t *testing.T, c *framework.Cluster, ns, name string, spec admissionregistrationv1.ValidatingAdmissionPolicySpec) {
+	t.Helper()
 	policies := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies()
 	bindings := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
 	_, err := policies.Create(t.Context(), &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				// etcdinstances in v1beta1 only: requests in v1alpha1 match as equivalent.
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
-					createOrUpdate(framework.Group, "v1beta1", "etcdinstances", "etcdinstances/scale"),
-					createOrUpdate(appsv1.GroupName, "v1", "deployments", "deployments/scale"),
-				},
-			},
-			Validations: []admissionregistrationv1.Validation{{Expression: "object.spec.replicas % 2 == 1", Message: message}},
-		},
+		Spec:       spec,
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -759,38 +766,12 @@ func createFrozenActionsPolicy(t *testing.T, c *framework.Cluster, ns, name, mes
 		r.Operations = []admissionregistrationv1.OperationType{admissionregistrationv1.Connect}
 		return r
 	}
-	policies := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies()
-	bindings := c.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
-	_, err := policies.Create(t.Context(), &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
-				connect(framework.Group, "v1beta1", "etcdinstances/defrag", "etcdinstances/recover", "etcdinstances/restore"),
-				connect("", "v1", "services/proxy"),
-			}},
-			Validations: []admissionregistrationv1.Validation{{Expression: "request.userInfo.username == 'nobody'", Message: message}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = bindings.Create(t.Context(), &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceOnly(ns)}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		if err := bindings.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("deleting the policy binding: %v", err)
-		}
-		if err := policies.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("deleting the policy: %v", err)
-		}
+	createValidatingPolicy(t, c, ns, name, admissionregistrationv1.ValidatingAdmissionPolicySpec{
+		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+		MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+			connect(framework.Group, "v1beta1", "etcdinstances/defrag", "etcdinstances/recover", "etcdinstances/restore"),
+			connect("", "v1", "services/proxy"),
+		}},
+		Validations: []admissionregistrationv1.Validation{{Expression: "request.userInfo.username == 'nobody'", Message: message}},
 	})
 }

@@ -142,6 +142,29 @@ func TestASuccessorThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 	checkReplacementFinishes(t, f, cluster)
 }
 
+// learnerCases are the two kinds of learner the tests below follow: a scale-up's (db-3) and
+// the successor of a replaced member (db-1). learner sets up the fixture with the learner not
+// answering and etcd refusing its first behind promotions as behind its leader; it returns
+// the learner's ordinal and its status once it serves.
+var learnerCases = []struct {
+	name    string
+	learner func(t *testing.T, behind int) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus)
+}{
+	{"scale-up", func(t *testing.T, behind int) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
+		fake := healthyCluster(4)
+		fake.members[3].IsLearner = true
+		fake.statuses[3] = notAnswering
+		f, cluster, now := behindLearnerFixture(t, fake)
+		cluster.behind = behind
+		return f, cluster, now, 3, etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
+	}},
+	{"successor", func(t *testing.T, behind int) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
+		f, cluster, now := replacingFixture(t)
+		cluster.behind = behind
+		return f, cluster, now, 1, servingSuccessor
+	}},
+}
+
 // TestALearnerThatServedThenStoppedGetsTheDeadlineAgain: a learner whose pod took 9 minutes
 // to serve, then served (behind its leader) for a minute, then stopped serving: it has not
 // served for a moment, not for 11 minutes, so it is not reported at once; its not-serving
@@ -149,25 +172,9 @@ func TestASuccessorThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 // since. So for a scale-up's learner (db-3) and for the successor of a replaced member (db-1).
 func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name    string
-		learner func(*testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus)
-	}{
-		{"scale-up", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
-			fake := healthyCluster(4)
-			fake.members[3].IsLearner = true
-			fake.statuses[3] = notAnswering
-			f, cluster, now := behindLearnerFixture(t, fake)
-			return f, cluster, now, 3, etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
-		}},
-		{"successor", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
-			f, cluster, now := replacingFixture(t)
-			cluster.behind = 1 << 30
-			return f, cluster, now, 1, servingSuccessor
-		}},
-	} {
+	for _, tc := range learnerCases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, cluster, now, o, serving := tc.learner(t)
+			f, cluster, now, o, serving := tc.learner(t, 1<<30)
 			look := func(wait time.Duration, status etcdcluster.EndpointStatus) *backend.Result {
 				t.Helper()
 				*now = now.Add(wait)
@@ -219,25 +226,9 @@ func (l lostPromotion) Promote(ctx context.Context, id uint64) error {
 // a scale-up's learner (db-3) and for the successor of a replaced member (db-1, ID c9).
 func TestALearnerPromotedWithoutAnAnswerIsNotReplacedAtOnce(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name    string
-		learner func(*testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus)
-	}{
-		{"scale-up", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
-			fake := healthyCluster(4)
-			fake.members[3].IsLearner = true
-			fake.statuses[3] = notAnswering
-			f, cluster, now := behindLearnerFixture(t, fake)
-			cluster.behind = 0
-			return f, cluster, now, 3, etcdcluster.EndpointStatus{Healthy: true, MemberID: 103, Leader: 100, IsLearner: true}
-		}},
-		{"successor", func(t *testing.T) (*stepsFixture, *behindLearner, *time.Time, int, etcdcluster.EndpointStatus) {
-			f, cluster, now := replacingFixture(t)
-			return f, cluster, now, 1, servingSuccessor
-		}},
-	} {
+	for _, tc := range learnerCases {
 		t.Run(tc.name, func(t *testing.T) {
-			f, cluster, now, o, serving := tc.learner(t)
+			f, cluster, now, o, serving := tc.learner(t, 0)
 			f.b.connect = func(*etcdcluster.Access) (membership, error) { return lostPromotion{cluster}, nil }
 			removed := len(cluster.removed)
 			for _, wait := range []time.Duration{0, backend.JoinDeadline + time.Second} {
