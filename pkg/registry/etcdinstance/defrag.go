@@ -71,8 +71,8 @@ func (r *DefragREST) Connect(ctx context.Context, name string, _ runtime.Object,
 }
 
 // request records the request on the instance, retrying on write conflicts (a refusal is
-// final), and returns its time. A
-// request made while another is pending joins it: the pending one covers every member.
+// final), and returns its time. A request made while another is pending joins it: the
+// pending one covers every member.
 func (r *DefragREST) request(ctx context.Context, name string) (string, error) {
 	var since string
 	err := retryWriteConflicts(func() error {

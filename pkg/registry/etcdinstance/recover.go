@@ -82,8 +82,8 @@ func (r *RecoverREST) Connect(ctx context.Context, name string, _ runtime.Object
 }
 
 // request records the recovery request on the instance, retrying on write conflicts (a
-// refusal is final). A request
-// identical to one already recorded succeeds again; a different one conflicts.
+// refusal is final). A request identical to one already recorded succeeds again; a
+// different one conflicts.
 func (r *RecoverREST) request(ctx context.Context, name, member string) error {
 	resource := etcdaas.Resource(RecoverResourcePath)
 	return retryWriteConflicts(func() error {
