@@ -850,6 +850,9 @@ func (b *Backend) finishJoin(ctx context.Context, dir string, st *instanceState,
 		res.Members, res.Unhealthy, res.MemberProblems, res.QuorumLost = obs.Members, obs.Unhealthy, obs.MemberProblems, obs.QuorumLost
 		return res, nil
 	}
+	// Degraded still names those, whatever becomes of the learner (joinFailed and noteBehind
+	// add it after them).
+	res.Unhealthy, res.MemberProblems = obs.Unhealthy, maps.Clone(obs.MemberProblems)
 	if m.Phase == phaseJoining {
 		added, err := b.addLearner(sctx, cli, dir, st, m)
 		if err != nil {
@@ -921,18 +924,36 @@ func (b *Backend) markPromoted(dir string, st *instanceState, m *memberState, re
 // joinFailed handles err, why the learner m could not start or be promoted (problem says it
 // for Degraded). The health clock counts how long the learner, a scale-up's or the successor
 // of a replaced member, has been failing so; past Options.JoinDeadline the instance is
-// reported blocked on it (MemberNotJoining, see noteNotJoining, with res saying which member
-// is unhealthy and why) instead of failing with err: nothing changes until a person fixes it
-// (or, for a scale-up, scales back). Each later look still tries to start and promote it.
-// Until then it returns err.
+// reported blocked on it (MemberNotJoining, see noteNotJoining, with res adding the learner
+// and why to the unhealthy voting members it names already) instead of failing with err:
+// nothing changes until a person fixes it (or, for a scale-up, scales back). Each later look
+// still tries to start and promote it. Until then it returns err.
 func (b *Backend) joinFailed(dir string, st *instanceState, inst *v1beta1.ETCDInstance, m *memberState, res *backend.Result, problem string, err error) error {
 	waited := b.health.Unhealthy(filepath.Join(dir, m.Name))
 	if !b.noteNotJoining(st, inst, m, res, waited) {
 		return err
 	}
-	res.Unhealthy = fmt.Sprintf("unhealthy members: %s: %s", m.Name, problem)
-	res.MemberProblems = map[string]string{m.Name: problem}
+	noteUnhealthy(res, m.Name, problem)
 	return nil
+}
+
+// noteUnhealthy adds member, unhealthy because of problem, to res.Unhealthy after the
+// members it names already, and to res.MemberProblems.
+func noteUnhealthy(res *backend.Result, member, problem string) {
+	const prefix = "unhealthy members: "
+	entry := member + ": " + problem
+	switch {
+	case res.Unhealthy == "":
+		res.Unhealthy = prefix + entry
+	case strings.HasPrefix(res.Unhealthy, prefix):
+		res.Unhealthy += "; " + entry
+	default:
+		res.Unhealthy += "; " + prefix + entry
+	}
+	if res.MemberProblems == nil {
+		res.MemberProblems = map[string]string{}
+	}
+	res.MemberProblems[member] = problem
 }
 
 // noteNotJoining reports in res, once waited is longer than Options.JoinDeadline, the

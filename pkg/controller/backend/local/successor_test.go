@@ -25,13 +25,20 @@ import (
 // name-3. It returns the backend, the clock, the instance and its directory.
 func replacingOnAClock(t *testing.T, dir, name string) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
 	t.Helper()
+	return replacingOfOnAClock(t, dir, name, 3)
+}
+
+// replacingOfOnAClock is replacingOnAClock with an instance of replicas members: the
+// successor of name-2 is name-<replicas>.
+func replacingOfOnAClock(t *testing.T, dir, name string, replicas int32) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
+	t.Helper()
 	ctx := context.Background()
 	b := newBackend(t, dir)
 	t.Cleanup(func() { _ = b.Close() })
 	setRepairGrace(b, time.Minute)
 	now := time.Unix(1000, 0)
 	b.health.Now = func() time.Time { return now }
-	inst := instance(name, 3, false)
+	inst := instance(name, replicas, false)
 	converge(t, b, inst)
 	idir := filepath.Join(dir, "instances", "ns", name)
 	loseMember(t, b, idir, name+"-2")
@@ -42,7 +49,7 @@ func replacingOnAClock(t *testing.T, dir, name string) (*Backend, *time.Time, *v
 		}
 	}
 	st, err := loadState(idir)
-	if err != nil || st.Replacement == nil || st.Replacement.New != name+"-3" || len(st.Members) != 2 {
+	if err != nil || st.Replacement == nil || st.Replacement.New != fmt.Sprintf("%s-%d", name, replicas) || len(st.Members) != int(replicas)-1 {
 		t.Fatalf("%s-2 is not being replaced: %+v, %v", name, st, err)
 	}
 	return b, &now, inst, idir
@@ -202,4 +209,94 @@ func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 			look(time.Second, false, true)
 		})
 	}
+}
+
+// replacingBesideALostMember is replacingOfOnAClock with five members d-0 to d-4, d-2
+// replaced by d-5, and then d-1 lost as well (its data directory gone): three of the four
+// voting members are healthy, a quorum, so the successor joins while d-1 stays unhealthy.
+func replacingBesideALostMember(t *testing.T) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
+	t.Helper()
+	b, now, inst, idir := replacingOfOnAClock(t, t.TempDir(), "d", 5)
+	loseMember(t, b, idir, "d-1")
+	return b, now, inst, idir
+}
+
+// checkNamesBoth fails unless res, a look at d (look says which), reports in Degraded
+// (res.Unhealthy, which the controller writes as the condition's message) and
+// MemberProblems both the lost voting member d-1 and the successor d-5 (problem says how
+// d-5's entry starts), and shows d-1 not ready in the members.
+func checkNamesBoth(t *testing.T, look string, res *backend.Result, problem string) {
+	t.Helper()
+	d1 := "d-1: cannot start: "
+	if !strings.HasPrefix(res.Unhealthy, "unhealthy members: "+d1) || !strings.Contains(res.Unhealthy, problem) ||
+		!strings.HasPrefix(res.MemberProblems["d-1"], "cannot start: ") {
+		t.Fatalf("%s: Degraded does not name d-1 and d-5: %q, problems %q", look, res.Unhealthy, res.MemberProblems)
+	}
+	i := slices.IndexFunc(res.Members, func(m v1beta1.MemberStatus) bool { return m.Name == "d-1" })
+	if i < 0 || res.Members[i].Ready {
+		t.Fatalf("%s: members %+v do not show d-1 unhealthy", look, res.Members)
+	}
+}
+
+// TestABlockedSuccessorDoesNotHideAnotherUnhealthyMember: d-2 is replaced by d-5 while d-1,
+// another voting member, is lost too (quorum holds). d-5 cannot start (a file stands where
+// its data directory goes); past JoinDeadline the instance is blocked on it, and Degraded
+// names both d-1 and d-5 with their problems, the same from one look to the next, instead of
+// d-5 alone (the person reading it must learn that d-1 is down too).
+func TestABlockedSuccessorDoesNotHideAnotherUnhealthyMember(t *testing.T) {
+	ctx := context.Background()
+	b, now, inst, idir := replacingBesideALostMember(t)
+	if err := os.WriteFile(filepath.Join(idir, "d-5"), []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, wait := range []time.Duration{0, backend.JoinDeadline} {
+		*now = now.Add(wait)
+		if res, err := b.Sync(ctx, inst); err == nil || res == nil || res.Blocked != "" || res.Step != "adding member d-5" {
+			t.Fatalf("d-5 not starting for %s: %+v, %v", wait, res, err)
+		}
+	}
+	var previous string
+	for _, wait := range []time.Duration{time.Second, time.Minute} {
+		*now = now.Add(wait)
+		res, err := b.Sync(ctx, inst)
+		look := fmt.Sprintf("d-5 not starting past the deadline, %s more", wait)
+		if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining || !strings.HasPrefix(res.Blocked, "member d-5, added as a learner to replace member d-2,") {
+			t.Fatalf("%s: %+v, %v", look, res, err)
+		}
+		checkNamesBoth(t, look, res, "; d-5: cannot start: starting member d-5: ")
+		if !strings.Contains(res.MemberProblems["d-5"], "not a directory") || len(res.MemberProblems) != 2 {
+			t.Fatalf("%s: member problems %q", look, res.MemberProblems)
+		}
+		if previous != "" && res.Unhealthy != previous {
+			t.Fatalf("%s: Degraded changed from %q to %q", look, previous, res.Unhealthy)
+		}
+		previous = res.Unhealthy
+	}
+}
+
+// TestASuccessorCatchingUpDoesNotHideAnotherUnhealthyMember: d-2 is replaced by d-5 while
+// d-1, another voting member, is lost too (quorum holds); d-5 serves but etcd refuses its
+// promotion as it is behind. While it catches up Degraded names d-1 (not "every member is
+// healthy"), and past JoinDeadline it names d-1 and then how far behind d-5 is.
+func TestASuccessorCatchingUpDoesNotHideAnotherUnhealthyMember(t *testing.T) {
+	ctx := context.Background()
+	b, now, inst, _ := replacingBesideALostMember(t)
+	b.promote = func(_ context.Context, _ *clientv3.Client, id uint64) error {
+		return fmt.Errorf("promoting member %s: %w", etcdcluster.FormatID(id), etcdcluster.ErrLearnerNotInSync)
+	}
+	for _, wait := range []time.Duration{0, backend.JoinDeadline} {
+		*now = now.Add(wait)
+		res, err := b.Sync(ctx, inst)
+		look := fmt.Sprintf("d-5 behind for %s", wait)
+		if err != nil || res.Blocked != "" || res.Step != "promoting member d-5: waiting for it to catch up with the leader" {
+			t.Fatalf("%s: %+v, %v", look, res, err)
+		}
+		checkNamesBoth(t, look, res, "")
+	}
+	*now = now.Add(time.Second)
+	res, err := b.Sync(ctx, inst)
+	if err != nil || res.BlockedReason != backend.ReasonMemberNotJoining {
+		t.Fatalf("d-5 behind past the deadline: %+v, %v", res, err)
+	}
+	checkNamesBoth(t, "d-5 behind past the deadline", res, "; member d-5, a learner, serves but is behind the leader")
 }
