@@ -105,9 +105,15 @@ func reasons(res *backend.Result) string {
 // synced once to Converged so that its volumes are recorded.
 func convergedWithVolumes(t *testing.T) (*stepsFixture, *fakeMembership) {
 	t.Helper()
-	cluster := healthyCluster(3)
-	f := newStepsFixture(t, 3, 3, 3, cluster)
-	f.withVolumes(t, 3)
+	return convergedWithVolumesOf(t, 3)
+}
+
+// convergedWithVolumesOf is convergedWithVolumes with n members.
+func convergedWithVolumesOf(t *testing.T, n int32) (*stepsFixture, *fakeMembership) {
+	t.Helper()
+	cluster := healthyCluster(int(n))
+	f := newStepsFixture(t, n, n, n, cluster)
+	f.withVolumes(t, int(n))
 	if res, err := f.b.Sync(context.Background(), f.inst); err != nil || !res.Converged {
 		t.Fatalf("sync: %+v, %v", res, err)
 	}

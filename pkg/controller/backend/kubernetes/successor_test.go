@@ -29,8 +29,14 @@ var servingSuccessor = etcdcluster.EndpointStatus{Healthy: true, MemberID: 201, 
 // behind its leader while the returned behindLearner says so (never, at first).
 func replacingFixture(t *testing.T) (*stepsFixture, *behindLearner, *time.Time) {
 	t.Helper()
+	return replacingFixtureOf(t, 3)
+}
+
+// replacingFixtureOf is replacingFixture with an instance of n members.
+func replacingFixtureOf(t *testing.T, n int32) (*stepsFixture, *behindLearner, *time.Time) {
+	t.Helper()
 	ctx := context.Background()
-	f, fake := convergedWithVolumes(t)
+	f, fake := convergedWithVolumesOf(t, n)
 	cluster := &behindLearner{fakeMembership: fake}
 	f.b.connect = func(*etcdcluster.Access) (membership, error) { return cluster, nil }
 	now := time.Unix(1000, 0)
@@ -140,6 +146,30 @@ func TestASuccessorThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 		}
 	}
 	checkReplacementFinishes(t, f, cluster)
+}
+
+// TestABlockedSuccessorDoesNotHideAnotherUnhealthyMember: in an instance of five members,
+// db-1 lost its volume and was replaced by a new member db-1 (ID c9) whose pod never serves,
+// while db-3, a voting member, does not answer either (a quorum does). Past JoinDeadline the
+// instance is blocked on the successor, and Degraded still names both db-1 and db-3 with
+// why, the same from one look to the next, so that a person learns that db-3 is down too.
+func TestABlockedSuccessorDoesNotHideAnotherUnhealthyMember(t *testing.T) {
+	ctx := context.Background()
+	f, cluster, now := replacingFixtureOf(t, 5)
+	cluster.statuses[3] = notAnswering
+	const unhealthy = "unhealthy members: db-1: not answering: connection refused; db-3: not answering: connection refused"
+	look := func(wait time.Duration, blocked bool) {
+		t.Helper()
+		*now = now.Add(wait)
+		res, err := f.b.Sync(ctx, f.inst)
+		if err != nil || (res.BlockedReason == backend.ReasonMemberNotJoining) != blocked || res.Unhealthy != unhealthy || len(cluster.promoted) != 0 {
+			t.Fatalf("successor not serving beside db-3 down, %s more: %+v, %v; want blocked %v", wait, res, err, blocked)
+		}
+	}
+	look(0, false)
+	look(backend.JoinDeadline, false)
+	look(time.Second, true)
+	look(time.Minute, true)
 }
 
 // learnerCases are the two kinds of learner the tests below follow: a scale-up's (db-3) and
