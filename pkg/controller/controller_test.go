@@ -225,6 +225,11 @@ func checkStatusAfterFailedSteps(t *testing.T, inst *v1beta1.ETCDInstance, t2 me
 	if c := cond(t, failed, etcdaas.ConditionDegraded); c.Status != metav1.ConditionTrue || c.Reason != ReasonReconcileError {
 		t.Fatalf("degraded after a failed step: %+v", c)
 	}
+	// A failed step that found a member down still names it after the error.
+	failed = computeStatus(inst, &backend.Result{Members: members(5, 4), Unhealthy: "unhealthy members: m-1: not answering"}, errors.New("starting member m-5: address in use"), t2)
+	if c := cond(t, failed, etcdaas.ConditionDegraded); c.Reason != ReasonReconcileError || c.Message != "starting member m-5: address in use; unhealthy members: m-1: not answering" {
+		t.Fatalf("degraded after a failed step with a member down: %+v", c)
+	}
 	// The cluster still serves: a failed step does not make it unavailable.
 	if c := cond(t, computeStatus(inst, nil, errors.New("reading the StatefulSet: timeout"), t2), etcdaas.ConditionAvailable); c.Status != metav1.ConditionTrue || c.Message != "5/5 members ready" {
 		t.Fatalf("available after a step that failed before observing the members: %+v", c)

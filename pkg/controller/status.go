@@ -217,7 +217,7 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 		progress, progressReason = metav1.ConditionFalse, res.StalledReason
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
-		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, syncErr.Error())
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, errorAndUnhealthy(syncErr, res))
 	case res != nil && res.Blocked != "":
 		// Nothing will change by itself: Progressing says what a person can do, Degraded
 		// still says which members are unhealthy and why.
@@ -229,6 +229,16 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 	}
 	conds.set(etcdaas.ConditionProgressing, progress, progressReason, progressMsg)
+}
+
+// errorAndUnhealthy is Degraded's message for a step that failed with syncErr: the error,
+// then which members the step found unhealthy, if any (res.Unhealthy), so that a failing step
+// does not hide a member that is down.
+func errorAndUnhealthy(syncErr error, res *backend.Result) string {
+	if res == nil || res.Unhealthy == "" {
+		return syncErr.Error()
+	}
+	return syncErr.Error() + "; " + res.Unhealthy
 }
 
 // setAvailableInProgress sets the Available condition of an instance that has not converged,
