@@ -28,14 +28,9 @@ const JoinDeadline = 10 * time.Minute
 // says why it does not serve. The message does not change from one look to the next, so that
 // neither does the status. It reports whether the instance is blocked.
 func NoteNotJoining(res *Result, member string, desired, back int, what string, waited, deadline time.Duration) bool {
-	if waited <= deadline {
-		return false
-	}
-	res.BlockedReason = ReasonMemberNotJoining
-	res.Blocked = fmt.Sprintf("member %s, added as a learner for spec.replicas %d, has not served for longer than %s (Degraded says why), "+
+	return blockOnLearner(res, waited, deadline, "member %s, added as a learner for spec.replicas %d, has not served for longer than %s (Degraded says why), "+
 		"and nothing changes until a person acts: fix what keeps %s from serving, or set spec.replicas back to %d, which removes it",
 		member, desired, deadline, what, back)
-	return true
 }
 
 // NoteNotCatchingUp records in res, once behind is longer than deadline (as for
@@ -50,14 +45,12 @@ func NoteNotJoining(res *Result, member string, desired, back int, what string, 
 // status do, while the Blocked message does not change from one look to the next. It reports
 // whether the instance is blocked.
 func NoteNotCatchingUp(res *Result, member string, desired, back int, lag string, behind, deadline time.Duration) bool {
-	if behind <= deadline {
-		return false
-	}
-	res.BlockedReason = ReasonMemberNotJoining
-	res.Blocked = fmt.Sprintf("member %s, added as a learner for spec.replicas %d, serves but has been behind the leader for longer than %s "+
+	if !blockOnLearner(res, behind, deadline, "member %s, added as a learner for spec.replicas %d, serves but has been behind the leader for longer than %s "+
 		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
 		"fix what keeps it behind (its disk, its network to the leader), or set spec.replicas back to %d, which removes it",
-		member, desired, deadline, back)
+		member, desired, deadline, back) {
+		return false
+	}
 	noteBehind(res, member, lag)
 	return true
 }
@@ -72,14 +65,9 @@ func NoteNotCatchingUp(res *Result, member string, desired, back int, lag string
 // Degraded says why it does not serve; the message does not change from one look to the next.
 // It reports whether the instance is blocked.
 func NoteSuccessorNotJoining(res *Result, member, replaced, what, causes string, waited, deadline time.Duration) bool {
-	if waited <= deadline {
-		return false
-	}
-	res.BlockedReason = ReasonMemberNotJoining
-	res.Blocked = fmt.Sprintf("member %s, added as a learner to replace %s, has not served for longer than %s (Degraded says why), "+
+	return blockOnLearner(res, waited, deadline, "member %s, added as a learner to replace %s, has not served for longer than %s (Degraded says why), "+
 		"and the replacement goes no further until a person acts: fix what keeps %s from serving (%s)",
 		member, replaced, deadline, what, causes)
-	return true
 }
 
 // NoteSuccessorNotCatchingUp records in res, once behind is longer than deadline, that the
@@ -90,15 +78,25 @@ func NoteSuccessorNotJoining(res *Result, member, replaced, what, causes string,
 // NoteNotCatchingUp, and the Blocked message does not change from one look to the next. It
 // reports whether the instance is blocked.
 func NoteSuccessorNotCatchingUp(res *Result, member, replaced, lag string, behind, deadline time.Duration) bool {
-	if behind <= deadline {
+	if !blockOnLearner(res, behind, deadline, "member %s, added as a learner to replace %s, serves but has been behind the leader for longer than %s "+
+		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
+		"fix what keeps it behind (its disk, its network to the leader)",
+		member, replaced, deadline) {
+		return false
+	}
+	noteBehind(res, member, lag)
+	return true
+}
+
+// blockOnLearner records in res, once waited is longer than deadline, that the instance is
+// blocked (reason ReasonMemberNotJoining) on a learner, with the message format and args
+// give; it reports whether it is. The Note functions above word the message.
+func blockOnLearner(res *Result, waited, deadline time.Duration, format string, args ...any) bool {
+	if waited <= deadline {
 		return false
 	}
 	res.BlockedReason = ReasonMemberNotJoining
-	res.Blocked = fmt.Sprintf("member %s, added as a learner to replace %s, serves but has been behind the leader for longer than %s "+
-		"(Degraded says how far), so etcd does not promote it; it is promoted once it catches up, which it may never do by itself: "+
-		"fix what keeps it behind (its disk, its network to the leader)",
-		member, replaced, deadline)
-	noteBehind(res, member, lag)
+	res.Blocked = fmt.Sprintf(format, args...)
 	return true
 }
 

@@ -20,17 +20,10 @@ import (
 
 // replacingOnAClock starts a backend in dir, closed when the test ends, with a repair grace
 // period of a minute and a health clock reading the returned time (the test moves it),
-// converges a three-member instance name on it, and loses name-2 (its data directory gone),
-// which is replaced: once the Sync that removed it returns, the next Sync adds its successor
-// name-3. It returns the backend, the clock, the instance and its directory.
-func replacingOnAClock(t *testing.T, dir, name string) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
-	t.Helper()
-	return replacingOfOnAClock(t, dir, name, 3)
-}
-
-// replacingOfOnAClock is replacingOnAClock with an instance of replicas members: the
-// successor of name-2 is name-<replicas>.
-func replacingOfOnAClock(t *testing.T, dir, name string, replicas int32) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
+// converges an instance name of replicas members on it, and loses name-2 (its data directory
+// gone), which is replaced: once the Sync that removed it returns, the next Sync adds its
+// successor name-<replicas>. It returns the backend, the clock, the instance and its directory.
+func replacingOnAClock(t *testing.T, dir, name string, replicas int32) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
 	t.Helper()
 	ctx := context.Background()
 	b := newBackend(t, dir)
@@ -90,7 +83,7 @@ func checkReplaced(t *testing.T, b *Backend, inst *v1beta1.ETCDInstance, idir st
 // promoted and the instance converges.
 func TestASuccessorThatNeverStartsIsReportedBlocked(t *testing.T) {
 	ctx := context.Background()
-	b, now, inst, idir := replacingOnAClock(t, t.TempDir(), "s")
+	b, now, inst, idir := replacingOnAClock(t, t.TempDir(), "s", 3)
 	inTheWay := filepath.Join(idir, "s-3")
 	if err := os.WriteFile(inTheWay, []byte("not a directory"), 0o600); err != nil {
 		t.Fatal(err)
@@ -126,7 +119,7 @@ func TestASuccessorThatNeverStartsIsReportedBlocked(t *testing.T) {
 // up it is promoted and the instance converges.
 func TestASuccessorThatNeverCatchesUpIsReportedBlocked(t *testing.T) {
 	ctx := context.Background()
-	b, now, inst, idir := replacingOnAClock(t, t.TempDir(), "s")
+	b, now, inst, idir := replacingOnAClock(t, t.TempDir(), "s", 3)
 	tries := 0
 	b.promote = func(_ context.Context, _ *clientv3.Client, id uint64) error {
 		tries++
@@ -175,7 +168,7 @@ func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 				b, now, inst = convergedOnAClock(t, dir, "j")
 				inst.Spec.Replicas = ptr.To[int32](2)
 			} else {
-				b, now, inst, _ = replacingOnAClock(t, dir, "s")
+				b, now, inst, _ = replacingOnAClock(t, dir, "s", 3)
 			}
 			inTheWay := filepath.Join(idir, tc.learner)
 			if err := os.WriteFile(inTheWay, []byte("not a directory"), 0o600); err != nil {
@@ -216,7 +209,7 @@ func TestALearnerThatServedThenStoppedGetsTheDeadlineAgain(t *testing.T) {
 // voting members are healthy, a quorum, so the successor joins while d-1 stays unhealthy.
 func replacingBesideALostMember(t *testing.T) (*Backend, *time.Time, *v1beta1.ETCDInstance, string) {
 	t.Helper()
-	b, now, inst, idir := replacingOfOnAClock(t, t.TempDir(), "d", 5)
+	b, now, inst, idir := replacingOnAClock(t, t.TempDir(), "d", 5)
 	loseMember(t, b, idir, "d-1")
 	return b, now, inst, idir
 }
