@@ -127,7 +127,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return fmt.Errorf("loading the client configuration: %w", err)
 	}
-	config.UserAgent = "etcdaas-controller"
+	config.UserAgent = controller.Component
 	client, err := versioned.NewForConfig(config)
 	if err != nil {
 		return err

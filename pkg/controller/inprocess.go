@@ -20,8 +20,11 @@ import (
 // standalone server has no Secrets; spec.restoreFrom reads the source instance's backups
 // from the same places. It returns once the controller is started; the controller runs
 // until ctx ends, then stops the members (keeping their data). The returned channel is
-// closed when everything has stopped.
+// closed when everything has stopped. Its requests carry the user agent Component, as
+// etcdaas-controller's do: managedFields and audit name the controller, not the server.
 func StartLocal(ctx context.Context, config *rest.Config, opts local.Options, backupDir string) (<-chan struct{}, error) {
+	config = rest.CopyConfig(config)
+	config.UserAgent = Component
 	client, err := versioned.NewForConfig(config)
 	if err != nil {
 		return nil, fmt.Errorf("building the controller's client: %w", err)
