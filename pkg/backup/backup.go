@@ -96,6 +96,11 @@ func skipForeign(err error) bool {
 	return true
 }
 
+// skipDeleted reports whether a listing passes over the entry err was returned for: a backup
+// deleted between the listing and the read of its provenance (retention, of this controller
+// or of a previous leader still finishing, deletes backups while others list them).
+func skipDeleted(err error) bool { return errors.Is(err, ErrNotFound) }
+
 // keyTimeLayout names backups so that keys sort by time: UTC, fixed width, milliseconds.
 const keyTimeLayout = "20060102T150405.000Z"
 

@@ -154,7 +154,7 @@ func (l *Local) List(ctx context.Context) ([]Info, error) {
 			continue
 		}
 		info, err := l.stat(e.Name())
-		if skipForeign(err) {
+		if skipForeign(err) || skipDeleted(err) {
 			continue
 		}
 		if err != nil {

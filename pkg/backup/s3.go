@@ -197,7 +197,7 @@ func (s *S3) List(ctx context.Context) ([]Info, error) {
 			continue
 		}
 		info, err := s.stat(ctx, key)
-		if skipForeign(err) {
+		if skipForeign(err) || skipDeleted(err) {
 			continue
 		}
 		if err != nil {

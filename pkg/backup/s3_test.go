@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +239,58 @@ func TestS3DoesNotQuoteWhatIsNotAnS3Error(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), strconv.Itoa(c.status)) || !errors.Is(err, c.class) {
 			t.Errorf("an endpoint answering %d: %v, want its status, class %v, and not its body", c.status, err, c.class)
 		}
+	}
+}
+
+// TestS3ListWhileRetentionDeletes: a backup that retention (of this controller or of a
+// previous leader still finishing) deletes between the listing of the prefix and the read of
+// its provenance is gone, not an error. Such an error made GET /backups a 500 "no such
+// backup", and spec.restoreFrom's Newest fail with NoBackups, while backups were there.
+func TestS3ListWhileRetentionDeletes(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	cfg := S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket, Prefix: "ns/db/",
+		AccessKeyID: store.AccessKeyID, SecretAccessKey: store.SecretAccessKey}
+	direct, err := NewS3(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, _ := takeThree(t, ctx, direct, clock(time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)))
+	oldest := taken[0].Key
+
+	// Retention deletes the oldest backup just before the listing reads its provenance.
+	target, err := url.Parse(store.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/"+oldest) {
+			once.Do(func() {
+				if err := direct.Delete(ctx, oldest); err != nil {
+					t.Errorf("deleting %s: %v", oldest, err)
+				}
+			})
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	cfg.Endpoint = srv.URL
+	dest, err := NewS3(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	listed, err := dest.List(ctx)
+	if err != nil {
+		t.Fatalf("List while retention deletes %s: %v, want the other backups", oldest, err)
+	}
+	var keys []string
+	for _, b := range listed {
+		keys = append(keys, b.Key)
+	}
+	if want := []string{taken[2].Key, taken[1].Key}; !slices.Equal(keys, want) {
+		t.Errorf("listed %v, want %v", keys, want)
 	}
 }
