@@ -394,37 +394,38 @@ func MoveLeaderAway(ctx context.Context, access *Access, from uint64, members []
 	return nil
 }
 
-// BestSnapshotSource returns the status of the healthy voting member with the highest revision
+// BestSnapshotSource returns the status of the serving voting member with the highest revision
 // (ties broken by the highest applied raft index, then by endpoint order), or an error wrapping
-// ErrNoHealthyMember with every member's reason.
+// ErrNoHealthyMember with every member's reason. A member out of space (NOSPACE) serves: it
+// refuses writes only, and a backup is wanted most then.
 func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, error) {
 	if len(access.Endpoints) == 0 {
 		return EndpointStatus{}, ErrNoMembers
 	}
 	statuses := StatusAll(ctx, access, access.Endpoints)
-	var healthy []EndpointStatus
+	var serving []EndpointStatus
 	var reasons []error
 	for _, st := range statuses {
 		switch {
-		case st.Healthy && st.IsLearner:
+		case st.Serving && st.IsLearner:
 			// A learner may lag behind: never back up from one.
 			reasons = append(reasons, fmt.Errorf("%s: is a learner", st.Endpoint))
-		case st.Healthy:
-			healthy = append(healthy, st)
+		case st.Serving:
+			serving = append(serving, st)
 		default:
 			reasons = append(reasons, fmt.Errorf("%s: %w", st.Endpoint, st.Err))
 		}
 	}
-	if len(healthy) == 0 {
+	if len(serving) == 0 {
 		return EndpointStatus{}, fmt.Errorf("%w: %w", ErrNoHealthyMember, errors.Join(reasons...))
 	}
-	sort.SliceStable(healthy, func(i, j int) bool {
-		if healthy[i].Revision != healthy[j].Revision {
-			return healthy[i].Revision > healthy[j].Revision
+	sort.SliceStable(serving, func(i, j int) bool {
+		if serving[i].Revision != serving[j].Revision {
+			return serving[i].Revision > serving[j].Revision
 		}
-		return healthy[i].RaftAppliedIndex > healthy[j].RaftAppliedIndex
+		return serving[i].RaftAppliedIndex > serving[j].RaftAppliedIndex
 	})
-	return healthy[0], nil
+	return serving[0], nil
 }
 
 // Snapshot is an open snapshot stream from one member. Read it to the end and close it; the
@@ -519,7 +520,7 @@ func OpenSnapshot(ctx context.Context, access *Access, endpoint string) (*Snapsh
 	}, nil
 }
 
-// OpenBestSnapshot picks the healthy member with the highest revision and starts streaming a
+// OpenBestSnapshot picks the serving voting member with the highest revision and starts streaming a
 // snapshot from it.
 func OpenBestSnapshot(ctx context.Context, access *Access) (*Snapshot, error) {
 	best, err := BestSnapshotSource(ctx, access)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/etcdaas/etcdaas/pkg/etcdtest"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
 func freePort(t *testing.T) int {
@@ -294,5 +297,57 @@ func checkDefragmentAndDisarm(t *testing.T, access *Access, cli *clientv3.Client
 	}
 	if _, err := cli.Put(ctx, "after-defrag", "v"); err != nil {
 		t.Fatalf("write after disarming: %v", err)
+	}
+}
+
+// TestSnapshotOfAMemberOutOfSpace: a member whose database reached its quota (NOSPACE) refuses
+// writes but still serves reads and snapshots, so a backup (scheduled or GET /backup) is taken
+// from it, with every key: that is when one is wanted most, before keys are deleted to free
+// space. It was refused as "no healthy member" while the alarm was raised.
+func TestSnapshotOfAMemberOutOfSpace(t *testing.T) {
+	ctx := context.Background()
+	endpoint := etcdtest.Start(t, func(cfg *embed.Config) {
+		cfg.QuotaBackendBytes = 1 << 20
+		cfg.BackendBatchLimit = 1 // commit after every write, as in TestStatusReportsVersionSizesAndAlarms
+	})
+	access := &Access{Endpoints: []string{endpoint}}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	value := strings.Repeat("x", 64*1024)
+	written := 0
+	for ; written < 256; written++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%03d", written), value); err != nil {
+			break
+		}
+	}
+	if st := Status(ctx, access, endpoint); !slices.Equal(st.Alarms, []string{"NOSPACE"}) || written == 0 {
+		t.Fatalf("after %d writes the member is not out of space: %+v", written, st)
+	}
+
+	snap, err := OpenBestSnapshot(ctx, access)
+	if err != nil {
+		t.Fatalf("snapshot of a member out of space: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(f, snap)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err := errors.Join(err, snap.Close()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := snapshot.Verify(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.TotalKeys < written {
+		t.Fatalf("the snapshot holds %d keys, want the %d written", info.TotalKeys, written)
 	}
 }
