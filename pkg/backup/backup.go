@@ -185,12 +185,7 @@ func Prune(ctx context.Context, dest Destination, instanceUID string, keep int) 
 	if err != nil {
 		return nil, err
 	}
-	var own []Info
-	for _, b := range listed {
-		if b.InstanceUID == instanceUID {
-			own = append(own, b)
-		}
-	}
+	own := ownNewestFirst(listed, instanceUID)
 	var deleted []string
 	for _, old := range own[min(keep, len(own)):] {
 		if err := dest.Delete(ctx, old.Key); err != nil {
@@ -209,15 +204,34 @@ func Newest(ctx context.Context, dest Destination, instanceUID string) (Info, er
 	if err != nil {
 		return Info{}, err
 	}
-	for _, b := range backups {
-		if b.InstanceUID == instanceUID {
-			return b, nil
-		}
+	if own := ownNewestFirst(backups, instanceUID); len(own) > 0 {
+		return own[0], nil
 	}
 	if len(backups) > 0 {
 		return Info{}, fmt.Errorf("none of the %d backups in %s is of instance UID %s: %w", len(backups), dest, instanceUID, ErrNotFound)
 	}
 	return Info{}, fmt.Errorf("%s holds no backup: %w", dest, ErrNotFound)
+}
+
+// ownNewestFirst returns the backups of the instance instanceUID among backups, newest first:
+// by revision, which only grows over an instance's life (a restore or a recovery raises it
+// above the replaced cluster's), then by key. A key's time is the clock of the controller
+// that took it, which may have been wrong: a backup taken with a clock a year ahead would
+// otherwise stay the newest, restored from and kept, while retention deleted every later one.
+func ownNewestFirst(backups []Info, instanceUID string) []Info {
+	var own []Info
+	for _, b := range backups {
+		if b.InstanceUID == instanceUID {
+			own = append(own, b)
+		}
+	}
+	sort.SliceStable(own, func(i, j int) bool {
+		if own[i].Revision != own[j].Revision {
+			return own[i].Revision > own[j].Revision
+		}
+		return own[i].Key > own[j].Key
+	})
+	return own
 }
 
 // sortNewestFirst orders backups by key, newest first: keys sort by time.

@@ -343,3 +343,40 @@ func TestLocalListSkipsForeignFiles(t *testing.T) {
 		t.Errorf("List with a damaged sidecar = %v, want an error naming %s", err, badSidecar)
 	}
 }
+
+// TestNewestIsByRevisionNotByClock: a backup taken while the controller's clock was wrong (a
+// year ahead, then corrected) has a key that sorts after every later one. The instance's
+// newest backup is still the one with the most recent data, by revision (which only grows
+// over an instance's life: a restore or a recovery raises it above the replaced cluster's):
+// spec.restoreFrom restored the stale backup, and retention with keep 1 deleted every new
+// backup right after it was taken.
+func TestNewestIsByRevisionNotByClock(t *testing.T) {
+	ctx := context.Background()
+	dest := NewLocal(t.TempDir())
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	take := func(at time.Time, revision int64) Info {
+		t.Helper()
+		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(512, revision)), Revision: revision}, "uid-1", func() time.Time { return at })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	take(now, 100)
+	stale := take(now.AddDate(1, 0, 0), 200) // the clock a year ahead
+	latest := take(now.Add(time.Hour), 300)  // corrected
+
+	if newest, err := Newest(ctx, dest, "uid-1"); err != nil || newest.Key != latest.Key {
+		t.Fatalf("newest %s (revision %d), %v; want %s (revision 300)", newest.Key, newest.Revision, err, latest.Key)
+	}
+	deleted, err := Prune(ctx, dest, "uid-1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(deleted, latest.Key) || !slices.Contains(deleted, stale.Key) {
+		t.Fatalf("keep 1 deleted %v, want the backups older than %s (revision 300) only", deleted, latest.Key)
+	}
+	if left, err := dest.List(ctx); err != nil || len(left) != 1 || left[0].Key != latest.Key {
+		t.Fatalf("left %+v, %v; want %s", left, err, latest.Key)
+	}
+}
