@@ -172,12 +172,15 @@ func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID stri
 	return info, nil
 }
 
-// Prune deletes all but the newest keep backups that the instance instanceUID took in dest and
-// returns the deleted keys. Backups another instance wrote (two instances sharing a bucket and
-// prefix, or an earlier instance of the same name) are never deleted nor counted. It is meant
-// to run only after a new backup succeeded, so that a failing schedule never eats into the
-// backups that exist.
-func Prune(ctx context.Context, dest Destination, instanceUID string, keep int) ([]string, error) {
+// Prune deletes all but the newest keep backups that the instance of taken (its provenance's
+// instance UID) took in dest, and returns the deleted keys. taken is the backup that instance
+// just took, never deleted even when keep newer ones exist: an instance whose revision fell
+// (its data lost and started anew under the same UID) would otherwise see every new backup
+// deleted right after it was taken. Backups another instance wrote (two instances sharing a
+// bucket and prefix, or an earlier instance of the same name) are never deleted nor counted.
+// It is meant to run only after a new backup succeeded, so that a failing schedule never eats
+// into the backups that exist.
+func Prune(ctx context.Context, dest Destination, taken Info, keep int) ([]string, error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("keep must be at least 1, not %d", keep)
 	}
@@ -185,9 +188,12 @@ func Prune(ctx context.Context, dest Destination, instanceUID string, keep int) 
 	if err != nil {
 		return nil, err
 	}
-	own := ownNewestFirst(listed, instanceUID)
+	own := ownNewestFirst(listed, taken.InstanceUID)
 	var deleted []string
 	for _, old := range own[min(keep, len(own)):] {
+		if old.Key == taken.Key {
+			continue
+		}
 		if err := dest.Delete(ctx, old.Key); err != nil {
 			return deleted, fmt.Errorf("deleting %s from %s: %w", old.Key, dest, err)
 		}

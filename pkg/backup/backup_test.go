@@ -80,7 +80,7 @@ func testDestination(t *testing.T, dest Destination) {
 
 	checkListedAndRead(t, ctx, dest, taken, bodies)
 
-	deleted, err := Prune(ctx, dest, "uid-1", 2)
+	deleted, err := Prune(ctx, dest, taken[2], 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func testDestination(t *testing.T, dest Destination) {
 	if err != nil || newest.Key != taken[2].Key {
 		t.Fatalf("newest %+v, %v; want %s", newest, err, taken[2].Key)
 	}
-	if _, err := Prune(ctx, dest, "uid-1", 0); err == nil {
+	if _, err := Prune(ctx, dest, taken[2], 0); err == nil {
 		t.Fatal("Prune with keep 0 deleted everything")
 	}
 
@@ -162,11 +162,11 @@ func checkForeignBackupsApart(t *testing.T, ctx context.Context, dest Destinatio
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := Prune(ctx, dest, "uid-1", 1)
+	deleted, err := Prune(ctx, dest, taken[2], 1)
 	if err != nil || len(deleted) != 1 || deleted[0] != taken[1].Key {
 		t.Fatalf("pruned %v, %v; want only %s", deleted, err, taken[1].Key)
 	}
-	if _, err := Prune(ctx, dest, "uid-other", 1); err != nil {
+	if _, err := Prune(ctx, dest, foreign, 1); err != nil {
 		t.Fatal(err)
 	}
 	left, err := dest.List(ctx)
@@ -369,7 +369,7 @@ func TestNewestIsByRevisionNotByClock(t *testing.T) {
 	if newest, err := Newest(ctx, dest, "uid-1"); err != nil || newest.Key != latest.Key {
 		t.Fatalf("newest %s (revision %d), %v; want %s (revision 300)", newest.Key, newest.Revision, err, latest.Key)
 	}
-	deleted, err := Prune(ctx, dest, "uid-1", 1)
+	deleted, err := Prune(ctx, dest, latest, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,5 +378,37 @@ func TestNewestIsByRevisionNotByClock(t *testing.T) {
 	}
 	if left, err := dest.List(ctx); err != nil || len(left) != 1 || left[0].Key != latest.Key {
 		t.Fatalf("left %+v, %v; want %s", left, err, latest.Key)
+	}
+}
+
+// TestPruneNeverDeletesTheBackupJustTaken: an instance whose data was lost and started anew
+// under the same UID takes backups at revisions below its earlier ones. Retention keeps the
+// newest by revision, yet never the backup just taken: with keep 1, the new backups were
+// deleted right after they were taken, and the instance's only recent data was in none.
+func TestPruneNeverDeletesTheBackupJustTaken(t *testing.T) {
+	ctx := context.Background()
+	dest := NewLocal(t.TempDir())
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	take := func(at time.Time, revision int64) Info {
+		t.Helper()
+		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(512, revision)), Revision: revision}, "uid-1", func() time.Time { return at })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	before := take(now, 5000)
+	first := take(now.Add(time.Hour), 10)
+	if deleted, err := Prune(ctx, dest, first, 1); err != nil || len(deleted) != 0 {
+		t.Fatalf("keep 1 after %s (revision 10) deleted %v, %v; want nothing: it was just taken, %s is the newest by revision", first.Key, deleted, err, before.Key)
+	}
+	second := take(now.Add(2*time.Hour), 20)
+	deleted, err := Prune(ctx, dest, second, 1)
+	if err != nil || !slices.Equal(deleted, []string{first.Key}) {
+		t.Fatalf("keep 1 after %s deleted %v, %v; want %s only", second.Key, deleted, err, first.Key)
+	}
+	left, err := dest.List(ctx)
+	if err != nil || len(left) != 2 {
+		t.Fatalf("left %+v, %v; want %s and %s", left, err, before.Key, second.Key)
 	}
 }

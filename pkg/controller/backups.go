@@ -268,7 +268,7 @@ func (b *backups) reportSuccess(ctx context.Context, inst *v1beta1.ETCDInstance,
 	// Retention is bounded like the backup: a store that stops answering must not hold the
 	// instance's schedule (its next backup waits for this one to end).
 	pruneCtx, cancelPrune := context.WithTimeout(ctx, b.opts.Timeout)
-	deleted, pruneErr := backup.Prune(pruneCtx, dest, string(inst.UID), keep)
+	deleted, pruneErr := backup.Prune(pruneCtx, dest, info, keep)
 	cancelPrune()
 	if pruneErr != nil {
 		msg += fmt.Sprintf("; deleting backups beyond the newest %d failed: %v", keep, pruneErr)
