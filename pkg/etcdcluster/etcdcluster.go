@@ -397,7 +397,9 @@ func MoveLeaderAway(ctx context.Context, access *Access, from uint64, members []
 // BestSnapshotSource returns the status of the serving voting member with the highest revision
 // (ties broken by the highest applied raft index, then by endpoint order), or an error wrapping
 // ErrNoHealthyMember with every member's reason. A member out of space (NOSPACE) serves: it
-// refuses writes only, and a backup is wanted most then.
+// refuses writes only, and a backup is wanted most then. A member with any other alarm of its
+// own (CORRUPT: its data failed etcd's corruption check) is never a source, though it still
+// answers reads.
 func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, error) {
 	if len(access.Endpoints) == 0 {
 		return EndpointStatus{}, ErrNoMembers
@@ -410,6 +412,8 @@ func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, er
 		case st.Serving && st.IsLearner:
 			// A learner may lag behind: never back up from one.
 			reasons = append(reasons, fmt.Errorf("%s: is a learner", st.Endpoint))
+		case st.Serving && !onlyOutOfSpace(st.Alarms):
+			reasons = append(reasons, fmt.Errorf("%s: %w", st.Endpoint, st.Err))
 		case st.Serving:
 			serving = append(serving, st)
 		default:
@@ -426,6 +430,16 @@ func BestSnapshotSource(ctx context.Context, access *Access) (EndpointStatus, er
 		return serving[i].RaftAppliedIndex > serving[j].RaftAppliedIndex
 	})
 	return serving[0], nil
+}
+
+// onlyOutOfSpace reports whether alarms, a member's own, are none or NOSPACE alone.
+func onlyOutOfSpace(alarms []string) bool {
+	for _, a := range alarms {
+		if a != etcdserverpb.AlarmType_NOSPACE.String() {
+			return false
+		}
+	}
+	return true
 }
 
 // Snapshot is an open snapshot stream from one member. Read it to the end and close it; the

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -349,5 +350,36 @@ func TestSnapshotOfAMemberOutOfSpace(t *testing.T) {
 	}
 	if info.TotalKeys < written {
 		t.Fatalf("the snapshot holds %d keys, want the %d written", info.TotalKeys, written)
+	}
+}
+
+// TestNoSnapshotOfACorruptMember: a member with a CORRUPT alarm raised on it still answers
+// reads (etcd refuses its writes only), but its data failed etcd's corruption check: no
+// backup is taken from it, where a member out of space serves one.
+func TestNoSnapshotOfACorruptMember(t *testing.T) {
+	ctx := context.Background()
+	endpoint := etcdtest.Start(t, nil)
+	access := &Access{Endpoints: []string{endpoint}}
+	cli, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cli.Close() }()
+	st := Status(ctx, access, endpoint)
+	if _, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{
+		Action: pb.AlarmRequest_ACTIVATE, MemberID: st.MemberID, Alarm: pb.AlarmType_CORRUPT,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st := Status(ctx, access, endpoint); !slices.Equal(st.Alarms, []string{"CORRUPT"}) {
+		t.Fatalf("the member does not report its CORRUPT alarm: %+v", st)
+	}
+	snap, err := OpenBestSnapshot(ctx, access)
+	if err == nil {
+		_ = snap.Close()
+		t.Fatal("a snapshot was taken of a member with a CORRUPT alarm")
+	}
+	if !errors.Is(err, ErrNoHealthyMember) || !strings.Contains(err.Error(), "CORRUPT") {
+		t.Fatalf("snapshot of a corrupt member: %v, want ErrNoHealthyMember naming the alarm", err)
 	}
 }
