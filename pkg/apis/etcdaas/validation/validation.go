@@ -76,6 +76,12 @@ func ValidateName(name string, prefix bool) []string {
 func ValidateETCDInstance(obj *etcdaas.ETCDInstance) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&obj.ObjectMeta, true, ValidateName, field.NewPath("metadata"))
 	allErrs = append(allErrs, validateSpec(&obj.Spec, field.NewPath("spec"))...)
+	if from := obj.Spec.RestoreFrom; from != nil && from.Instance == obj.Name && from.Key == "" {
+		// The newest backup the instance took itself: a new instance has taken none, so it
+		// would wait for one forever. A key names a backup of an earlier instance of the name.
+		allErrs = append(allErrs, field.Required(field.NewPath("spec", "restoreFrom", "key"),
+			"an instance restoring from its own destination must name the backup: it has taken none yet"))
+	}
 	return allErrs
 }
 

@@ -123,6 +123,11 @@ func TestValidateETCDInstanceRestoreAndDefrag(t *testing.T) {
 		"restore from a key": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "default/old-etcd/x.db"}
 		}, nil},
+		"restore from itself without a key": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "my-etcd"} },
+			[]string{"FieldValueRequired spec.restoreFrom.key"}},
+		"restore from an earlier instance of its name": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "my-etcd", Key: "default/my-etcd/x.db"}
+		}, nil},
 		"restore without instance": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Key: "x.db"} }, []string{"FieldValueRequired spec.restoreFrom.instance"}},
 		"restore from a bad name":  {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "Old.etcd"} }, []string{"FieldValueInvalid spec.restoreFrom.instance"}},
 		"restore from a climbing key": {func(o *etcdaas.ETCDInstance) {
