@@ -356,6 +356,19 @@ func (v *instanceView) podsReady(n int) bool {
 	return true
 }
 
+// terminatingMember names a member of obs other than except whose pod is being deleted (a
+// node drain evicted it, a person deleted it), "" when there is none, from the pods the Sync
+// listed. Its etcd may still answer, so it counts as healthy, but it is about to stop: a step
+// that stops or removes another member then waits, or quorum would be lost until it is back.
+func (v *instanceView) terminatingMember(obs *observation, except string) string {
+	for _, m := range obs.result.Members {
+		if pod := v.pods[m.Name]; m.Name != except && pod != nil && pod.DeletionTimestamp != nil {
+			return m.Name
+		}
+	}
+	return ""
+}
+
 // replicas is the StatefulSet's replica count: the members that have (or will have) a pod.
 func (v *instanceView) replicas() int { return int(ptr.Deref(v.sts.Spec.Replicas, 1)) }
 
@@ -685,6 +698,10 @@ func (b *Backend) stepTowardSpec(ctx context.Context, v *instanceView, cluster m
 		victim := members[len(members)-1] // highest ordinal
 		ordinal := v.ordinal(victim, len(members))
 		res.Step, res.StepReason = fmt.Sprintf("removing member %s", backend.MemberName(v.inst.Name, ordinal)), backend.StepRemovingMember
+		if name := v.terminatingMember(obs, backend.MemberName(v.inst.Name, ordinal)); name != "" {
+			res.Step += fmt.Sprintf(": waiting for the pod of member %s, being deleted, to come back", name)
+			return nil
+		}
 		if err := cluster.MoveLeaderAway(ctx, victim.ID, members, obs.statuses); err != nil {
 			return err
 		}

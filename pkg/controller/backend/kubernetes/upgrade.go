@@ -100,6 +100,11 @@ func (b *Backend) rollMembers(ctx context.Context, v *instanceView, cluster memb
 		// Another member is unhealthy: the roll waits, and other steps (or a person) act.
 		return false, nil
 	}
+	if name := v.terminatingMember(obs, ""); name != "" {
+		obs.result.StepReason = backend.StepUpgrading
+		obs.result.Step = r.progress(len(outdated)) + fmt.Sprintf("; waiting for the pod of member %s, being deleted, to come back", name)
+		return true, nil
+	}
 	if !templateObserved(v.sts) {
 		obs.result.StepReason = backend.StepUpgrading
 		obs.result.Step = r.progress(len(outdated)) + "; waiting for the StatefulSet controller to take the new pod template"

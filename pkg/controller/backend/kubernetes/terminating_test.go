@@ -1,0 +1,88 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+)
+
+// terminate marks the pod of member ordinal as being deleted (a node drain evicted it, a
+// person deleted it): its etcd still answers during the pod's termination grace period, but
+// it is about to stop.
+func (f *stepsFixture) terminate(t *testing.T, ordinal int) {
+	t.Helper()
+	ctx := context.Background()
+	pods := f.client.CoreV1().Pods("ns")
+	name := fmt.Sprintf("db-%d", ordinal)
+	pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: etcdaas.MemberLabels("db")}}
+		if pod, err = pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod.DeletionTimestamp = &metav1.Time{Time: pod.CreationTimestamp.Add(1)}
+	pod.Finalizers = []string{"example.com/graceful"}
+	if _, err := pods.Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRollWaitsForAMemberWhosePodIsBeingDeleted: db-0's pod is being deleted (a node drain
+// evicted it: the PodDisruptionBudget allowed it, every pod being Ready), and its member still
+// answers while it shuts down. Restarting db-2 for the roll now would stop two of three
+// members at once: quorum lost until one is back. The roll waits for db-0's pod to come back,
+// then goes on.
+func TestRollWaitsForAMemberWhosePodIsBeingDeleted(t *testing.T) {
+	f := newRollFixture(t)
+	f.stepsFixture.terminate(t, 0)
+	res := f.sync(t)
+	if len(f.deleted) != 0 || res.Converged || !strings.Contains(res.Step, "db-0") {
+		t.Fatalf("restarted %v while db-0's pod is being deleted: %+v", f.deleted, res)
+	}
+
+	// db-0's pod is gone (its member with it) and comes back from the new template, its
+	// member serving again.
+	if err := f.client.CoreV1().Pods("ns").Delete(context.Background(), "db-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.cluster.statuses[0] = etcdcluster.EndpointStatus{Err: errors.New("connection refused")}
+	f.sync(t)
+	f.answer(0, "3.7.3")
+	res = f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-0", "db-2"}) || !strings.Contains(res.Step, "restarting member db-2") {
+		t.Fatalf("after db-0 came back: restarted %v, %+v", f.deleted, res)
+	}
+}
+
+// TestScaleDownWaitsForAMemberWhosePodIsBeingDeleted: spec.replicas goes from 3 to 2 while
+// db-0's pod is being deleted (evicted by a drain) and its member still answers. Removing
+// db-2 now would leave a cluster of two whose db-0 is about to stop: quorum lost until it is
+// back. The removal waits for db-0's pod to come back.
+func TestScaleDownWaitsForAMemberWhosePodIsBeingDeleted(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 2, 3, 3, cluster)
+	f.terminate(t, 0)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(cluster.removed) != 0 || len(cluster.movedOff) != 0 || res.Converged || !strings.Contains(res.Step, "db-0") {
+		t.Fatalf("sync while db-0's pod is being deleted: removed %v, moved leadership off %v: %+v, %v", cluster.removed, cluster.movedOff, res, err)
+	}
+
+	if err := f.client.CoreV1().Pods("ns").Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.b.Sync(ctx, f.inst)
+	if err != nil || !slices.Equal(cluster.removed, []uint64{102}) {
+		t.Fatalf("sync once db-0's pod is back: removed %v: %+v, %v", cluster.removed, res, err)
+	}
+}
