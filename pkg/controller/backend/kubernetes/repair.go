@@ -226,6 +226,8 @@ func (b *Backend) repairStep(ctx context.Context, v *instanceView, cluster membe
 		b.noteRepairOff(v, obs, health)
 		return false, b.recordVolumes(ctx, v, obs, health)
 	}
+	// A roll stopped on this member (stalledOnADownMember) goes on once it is replaced.
+	obs.result.Stalled, obs.result.StalledReason = "", ""
 	return true, b.startReplacement(ctx, v, cluster, obs, r, lost)
 }
 

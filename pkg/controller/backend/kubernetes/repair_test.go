@@ -41,6 +41,26 @@ func (f *failingAdd) AddLearner(ctx context.Context, peerURL string) (uint64, []
 func (f *stepsFixture) withVolumes(t *testing.T, n int) {
 	t.Helper()
 	ctx := context.Background()
+	f.honourUIDPreconditions()
+	for i := range n {
+		pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, fmt.Sprintf("data-db-%d", i), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pvc.UID, pvc.Status.Phase = types.UID(fmt.Sprintf("claim-%d", i)), corev1.ClaimBound
+		if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("db-%d", i), UID: types.UID(fmt.Sprintf("pod-%d", i))}}
+		if _, err := f.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// honourUIDPreconditions makes deletes of pods and claims honour UID preconditions, as the
+// API server does (the fake clientset ignores them).
+func (f *stepsFixture) honourUIDPreconditions() {
 	for _, resource := range []string{"pods", "persistentvolumeclaims"} {
 		f.client.PrependReactor("delete", resource, func(action k8stesting.Action) (bool, runtime.Object, error) {
 			del := action.(k8stesting.DeleteAction)
@@ -57,20 +77,6 @@ func (f *stepsFixture) withVolumes(t *testing.T, n int) {
 			}
 			return false, nil, nil
 		})
-	}
-	for i := range n {
-		pvc, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(ctx, fmt.Sprintf("data-db-%d", i), metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pvc.UID, pvc.Status.Phase = types.UID(fmt.Sprintf("claim-%d", i)), corev1.ClaimBound
-		if _, err := f.client.CoreV1().PersistentVolumeClaims("ns").Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("db-%d", i), UID: types.UID(fmt.Sprintf("pod-%d", i))}}
-		if _, err := f.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

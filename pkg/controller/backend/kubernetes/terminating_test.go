@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,5 +85,51 @@ func TestScaleDownWaitsForAMemberWhosePodIsBeingDeleted(t *testing.T) {
 	res, err = f.b.Sync(ctx, f.inst)
 	if err != nil || !slices.Equal(cluster.removed, []uint64{102}) {
 		t.Fatalf("sync once db-0's pod is back: removed %v: %+v, %v", cluster.removed, res, err)
+	}
+}
+
+// TestARollStalledOnAMemberDownBeforeItDoesNotKeepItFromRepair: db-2 is down (its node is
+// gone: its pod stays Pending) when spec.version changes, before repair replaced it (a
+// controller restart starts the repair clock anew). The roll restarts it first, since a new
+// pod may bring it back; it does not come back, and the roll stops with UpgradeFailed. Repair
+// then replaces it as it would have without the roll, rather than never: the roll's failed
+// step held every later step, a change of spec.version back restarted it again, and the
+// instance stayed with two members of three for as long as the node was gone.
+func TestARollStalledOnAMemberDownBeforeItDoesNotKeepItFromRepair(t *testing.T) {
+	f := newRollFixture(t)
+	f.honourUIDPreconditions()
+	f.b.health.Now = func() time.Time { return f.clock }
+	f.cluster.statuses[2] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	f.sync(t)
+	if !slices.Equal(f.deleted, []string{"db-2"}) {
+		t.Fatalf("restarted %v, want db-2, down, first", f.deleted)
+	}
+	f.clock = f.clock.Add(DefaultUpgradeStepTimeout + time.Second)
+	if res := f.sync(t); res.StalledReason != "UpgradeFailed" || len(f.cluster.removed) != 0 {
+		t.Fatalf("past the step timeout: %+v, removed %v", res, f.cluster.removed)
+	}
+	for range 2 {
+		f.clock = f.clock.Add(DefaultUpgradeStepTimeout)
+		f.sync(t)
+	}
+	if !slices.Equal(f.cluster.removed, []uint64{102}) {
+		t.Fatalf("db-2, down for %s and not up after its restart, is not replaced: removed %v", 3*DefaultUpgradeStepTimeout, f.cluster.removed)
+	}
+
+	// Its successor joins on the new image, and the roll goes on with the next member.
+	res := f.sync(t)
+	if len(f.cluster.added) != 1 {
+		t.Fatalf("no successor added: %+v", res)
+	}
+	f.answer(2, "3.7.3")
+	f.cluster.statuses[2].MemberID, f.cluster.statuses[2].IsLearner = f.cluster.nextID, true
+	res = f.sync(t)
+	if reasons(res) != "MemberPromoted,MemberReplaced" {
+		t.Fatalf("successor not promoted: %+v", res)
+	}
+	f.cluster.statuses[2].IsLearner, f.cluster.members[2].IsLearner = false, false
+	res = f.sync(t)
+	if reasons(res) != "MemberUpgraded" || !strings.Contains(res.Step, "restarting member db-0") || res.Stalled != "" {
+		t.Fatalf("the roll does not go on after the replacement: restarted %v, %+v", f.deleted, res)
 	}
 }

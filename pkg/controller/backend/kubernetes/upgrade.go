@@ -47,6 +47,9 @@ type rollStep struct {
 	Trust string `json:"trust,omitempty"`
 	// Leader is set when the member led the cluster (leadership was moved away first).
 	Leader bool `json:"leader,omitempty"`
+	// Down is set when the member did not serve when it was restarted: should it not come
+	// back, the roll did not take it down, and repair may replace it (stalledOnADownMember).
+	Down bool `json:"down,omitempty"`
 	// Started is when its pod was deleted.
 	Started metav1.Time `json:"started"`
 	// Failed is set once the step has been reported as failed (Event UpgradeFailed), so
@@ -87,8 +90,11 @@ func (b *Backend) rollMembers(ctx context.Context, v *instanceView, cluster memb
 	}
 	if r.step != nil {
 		done, err := b.checkRollStep(ctx, r)
-		if !done || err != nil {
+		if err != nil {
 			return true, err
+		}
+		if !done {
+			return !r.stalledOnADownMember(), nil
 		}
 	}
 	outdated := r.outdated()
@@ -111,6 +117,16 @@ func (b *Backend) rollMembers(ctx context.Context, v *instanceView, cluster memb
 		return true, nil
 	}
 	return true, b.restartMember(ctx, r, cluster, next, len(outdated))
+}
+
+// stalledOnADownMember reports whether the roll stopped (UpgradeFailed) on a member that did
+// not serve when the roll restarted it, and still does not: the roll did not take it down, so
+// repair may replace it, as it would have without the roll (its successor is made from the new
+// template), rather than wait for it as long as it is down. Every other step still waits: the
+// member is unhealthy.
+func (r *roll) stalledOnADownMember() bool {
+	ms, _ := r.member(r.step.Member)
+	return r.step.Down && r.obs.result.Stalled != "" && !ms.Ready
 }
 
 // templateObserved reports whether the StatefulSet controller has seen the StatefulSet's
@@ -329,7 +345,7 @@ func (b *Backend) restartMember(ctx context.Context, r *roll, cluster membership
 		}
 	}
 	pod := r.pods[ms.Name]
-	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Trust: r.v.trust.record, Leader: ms.Leader, Started: metav1.NewTime(b.now())}
+	step := &rollStep{Member: ms.Name, From: ms.Version, Image: r.v.image, Resources: r.v.resourcesRecord, Trust: r.v.trust.record, Leader: ms.Leader, Down: !ms.Ready, Started: metav1.NewTime(b.now())}
 	if err := b.writeRollStep(ctx, r.v, step); err != nil {
 		return err
 	}
