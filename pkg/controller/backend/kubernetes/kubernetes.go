@@ -588,6 +588,9 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 			if err := b.recreatePod(ctx, v, o); err != nil {
 				return err
 			}
+			if err := b.renewLearnerPod(ctx, v, o); err != nil {
+				return err
+			}
 		}
 		b.noteLearnerNotServing(v, res, m, o, len(members))
 		return nil

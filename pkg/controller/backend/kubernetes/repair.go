@@ -474,6 +474,9 @@ func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, clust
 		if err := b.recreatePod(ctx, v, rep.Ordinal); err != nil {
 			return false, err
 		}
+		if err := b.renewLearnerPod(ctx, v, rep.Ordinal); err != nil {
+			return false, err
+		}
 		waited := b.health.Unhealthy(v.healthKey(learner.ID))
 		backend.NoteSuccessorNotJoining(obs.result, successorName(name, learner), replacedName(name, rep), "its pod", "its node, its image, its volume", waited, backend.JoinDeadline)
 		return false, nil

@@ -133,3 +133,66 @@ func TestARollStalledOnAMemberDownBeforeItDoesNotKeepItFromRepair(t *testing.T) 
 		t.Fatalf("the roll does not go on after the replacement: restarted %v, %+v", f.deleted, res)
 	}
 }
+
+// TestALearnerPodOfAnOlderTemplateIsMadeAnew: a learner (db-1's successor, or db-3 of a
+// scale-up) got its pod while spec.version named a release whose image cannot be pulled; the
+// person set spec.version back. The learner serves nothing, so nothing waits for it: its pod
+// is made anew from the template of what the spec asks for now. Before, the StatefulSet kept
+// the template of the release that cannot be pulled and, its strategy being OnDelete, the pod
+// for ever: the replacement waited on it for ever (spec.replicas cannot remove a successor),
+// the scale-up until the person scaled back.
+func TestALearnerPodOfAnOlderTemplateIsMadeAnew(t *testing.T) {
+	t.Run("successor", func(t *testing.T) {
+		f, _, _ := replacingFixture(t)
+		checkLearnerPodMadeAnew(t, f, 1)
+	})
+	t.Run("scale-up", func(t *testing.T) {
+		cluster := healthyCluster(4)
+		cluster.members[3].IsLearner = true
+		cluster.statuses[3] = notAnswering
+		f := newStepsFixture(t, 4, 4, 3, cluster)
+		f.honourUIDPreconditions()
+		checkLearnerPodMadeAnew(t, f, 3)
+	})
+}
+
+// checkLearnerPodMadeAnew gives the StatefulSet a template of an image that cannot be pulled
+// and the learner with ordinal o a pod of it, then checks that a Sync puts the template back
+// to the spec's and deletes the pod.
+func checkLearnerPodMadeAnew(t *testing.T, f *stepsFixture, o int) {
+	t.Helper()
+	ctx := context.Background()
+	const unpullable = "gcr.io/etcd-development/etcd:v3.7.99"
+	sts, err := f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sts.Spec.Template.Spec.Containers[0].Image
+	sts.Spec.Template.Spec.Containers[0].Image = unpullable
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("db-%d", o)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: "learner-pod", Labels: etcdaas.MemberLabels("db"), Annotations: sts.Spec.Template.Annotations},
+		Spec: *sts.Spec.Template.Spec.DeepCopy()}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "etcd", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+	_ = f.client.CoreV1().Pods("ns").Delete(ctx, name, metav1.DeleteOptions{})
+	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	sts, err = f.client.AppsV1().StatefulSets("ns").Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sts.Spec.Template.Spec.Containers[0].Image; got != want {
+		t.Fatalf("template image %s, want %s", got, want)
+	}
+	if f.exists(t, func() error { _, err := f.client.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{}); return err }) {
+		t.Fatalf("the learner's pod of image %s is kept: %+v", unpullable, res)
+	}
+}

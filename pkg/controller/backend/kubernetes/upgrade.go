@@ -193,8 +193,31 @@ func (b *Backend) setTemplate(ctx context.Context, v *instanceView) error {
 
 // podOutdated reports whether a member pod was made from an older template than the roll's:
 // it runs another image, or other resources, or trusts other CAs.
-func (r *roll) podOutdated(pod *corev1.Pod) bool {
-	return podImage(pod) != r.v.image || podResourcesRecord(pod) != r.v.resourcesRecord || !r.v.trust.accepts(podTrustRecord(pod))
+func (r *roll) podOutdated(pod *corev1.Pod) bool { return r.v.podOutdated(pod) }
+
+// podOutdated reports whether a member pod was made from an older template than the view's.
+func (v *instanceView) podOutdated(pod *corev1.Pod) bool {
+	return podImage(pod) != v.image || podResourcesRecord(pod) != v.resourcesRecord || !v.trust.accepts(podTrustRecord(pod))
+}
+
+// renewLearnerPod makes the pod of the learner with ordinal o, which does not serve, anew when
+// it was made from an older template than the spec's (its image cannot be pulled, and
+// spec.version was set back, say): the template is brought up to date first (the roll, which
+// would do it, waits for the learner), and the pod deleted once the StatefulSet controller took
+// the template. The StatefulSet's OnDelete strategy would otherwise keep the pod, and the
+// learner waited for, for ever. A learner that does not serve loses nothing; its volume stays.
+func (b *Backend) renewLearnerPod(ctx context.Context, v *instanceView, o int) error {
+	if err := b.setTemplate(ctx, v); err != nil {
+		return err
+	}
+	pod, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).Get(ctx, backend.MemberName(v.inst.Name, o), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || pod.DeletionTimestamp != nil || !v.podOutdated(pod) || !templateObserved(v.sts) {
+		return err
+	}
+	return b.deletePod(ctx, pod)
 }
 
 // target says what the roll moves the members to, for people.
