@@ -354,14 +354,7 @@ func TestNewestIsByRevisionNotByClock(t *testing.T) {
 	ctx := context.Background()
 	dest := NewLocal(t.TempDir())
 	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
-	take := func(at time.Time, revision int64) Info {
-		t.Helper()
-		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(512, revision)), Revision: revision}, "uid-1", func() time.Time { return at })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info
-	}
+	take := func(at time.Time, revision int64) Info { return takeAt(t, dest, at, revision) }
 	take(now, 100)
 	stale := take(now.AddDate(1, 0, 0), 200) // the clock a year ahead
 	latest := take(now.Add(time.Hour), 300)  // corrected
@@ -389,14 +382,7 @@ func TestPruneNeverDeletesTheBackupJustTaken(t *testing.T) {
 	ctx := context.Background()
 	dest := NewLocal(t.TempDir())
 	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
-	take := func(at time.Time, revision int64) Info {
-		t.Helper()
-		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(payload(512, revision)), Revision: revision}, "uid-1", func() time.Time { return at })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info
-	}
+	take := func(at time.Time, revision int64) Info { return takeAt(t, dest, at, revision) }
 	before := take(now, 5000)
 	first := take(now.Add(time.Hour), 10)
 	if deleted, err := Prune(ctx, dest, first, 1); err != nil || len(deleted) != 0 {
@@ -411,4 +397,15 @@ func TestPruneNeverDeletesTheBackupJustTaken(t *testing.T) {
 	if err != nil || len(left) != 2 {
 		t.Fatalf("left %+v, %v; want %s and %s", left, err, before.Key, second.Key)
 	}
+}
+
+// takeAt takes a backup of instance uid-1 at revision into dest, with the clock at at.
+func takeAt(t *testing.T, dest Destination, at time.Time, revision int64) Info {
+	t.Helper()
+	snap := Snapshot{Reader: bytes.NewReader(payload(512, revision)), Revision: revision}
+	info, err := Take(context.Background(), dest, snap, "uid-1", func() time.Time { return at })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }

@@ -87,15 +87,31 @@ func learnerBehindThenDeadline(deadline *deadlineOnCue, calls *atomic.Int32) grp
 	}
 }
 
-func TestMembershipAndSnapshots(t *testing.T) {
-	ctx := context.Background()
-	endpoint := etcdtest.Start(t, nil)
+// startMember starts a one-member cluster configured by configure (nil: etcd's defaults) and
+// returns its endpoint, its Access and a client closed when the test ends.
+func startMember(t *testing.T, configure func(*embed.Config)) (string, *Access, *clientv3.Client) {
+	t.Helper()
+	endpoint := etcdtest.Start(t, configure)
 	access := &Access{Endpoints: []string{endpoint}}
 	cli, err := access.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cli.Close() }()
+	t.Cleanup(func() { _ = cli.Close() })
+	return endpoint, access, cli
+}
+
+// smallQuota gives a member a database quota of 1 MiB, reached by a few writes. The quota is
+// checked against the database file, which grows only when the backend commits: it commits
+// after every write, so that fast writes cannot all land in one batch.
+func smallQuota(cfg *embed.Config) {
+	cfg.QuotaBackendBytes = 1 << 20
+	cfg.BackendBatchLimit = 1
+}
+
+func TestMembershipAndSnapshots(t *testing.T) {
+	ctx := context.Background()
+	endpoint, access, cli := startMember(t, nil)
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,18 +219,7 @@ func checkSnapshotSource(t *testing.T, ctx context.Context, endpoint string) {
 
 func TestStatusReportsVersionSizesAndAlarms(t *testing.T) {
 	ctx := context.Background()
-	endpoint := etcdtest.Start(t, func(cfg *embed.Config) {
-		cfg.QuotaBackendBytes = 1 << 20
-		// The quota is checked against the database file, which grows only when the backend
-		// commits; commit after every write so that fast writes cannot all land in one batch.
-		cfg.BackendBatchLimit = 1
-	})
-	access := &Access{Endpoints: []string{endpoint}}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	endpoint, access, cli := startMember(t, smallQuota)
 
 	st := Status(ctx, access, endpoint)
 	if !st.Healthy || st.Version != version.Version || st.DBSize <= 0 || st.DBSizeInUse <= 0 || st.DBSizeInUse > st.DBSize || len(st.Alarms) != 0 {
@@ -307,16 +312,7 @@ func checkDefragmentAndDisarm(t *testing.T, access *Access, cli *clientv3.Client
 // space. It was refused as "no healthy member" while the alarm was raised.
 func TestSnapshotOfAMemberOutOfSpace(t *testing.T) {
 	ctx := context.Background()
-	endpoint := etcdtest.Start(t, func(cfg *embed.Config) {
-		cfg.QuotaBackendBytes = 1 << 20
-		cfg.BackendBatchLimit = 1 // commit after every write, as in TestStatusReportsVersionSizesAndAlarms
-	})
-	access := &Access{Endpoints: []string{endpoint}}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	endpoint, access, cli := startMember(t, smallQuota)
 	value := strings.Repeat("x", 64*1024)
 	written := 0
 	for ; written < 256; written++ {
@@ -358,13 +354,7 @@ func TestSnapshotOfAMemberOutOfSpace(t *testing.T) {
 // backup is taken from it, where a member out of space serves one.
 func TestNoSnapshotOfACorruptMember(t *testing.T) {
 	ctx := context.Background()
-	endpoint := etcdtest.Start(t, nil)
-	access := &Access{Endpoints: []string{endpoint}}
-	cli, err := access.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cli.Close() }()
+	endpoint, access, cli := startMember(t, nil)
 	st := Status(ctx, access, endpoint)
 	if _, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{
 		Action: pb.AlarmRequest_ACTIVATE, MemberID: st.MemberID, Alarm: pb.AlarmType_CORRUPT,
