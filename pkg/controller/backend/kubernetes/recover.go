@@ -74,6 +74,11 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 	if err != nil {
 		return res, err
 	}
+	if survivor == 0 && statuses[0].MemberID == 0 {
+		if err := b.checkOwnData(ctx, v); err != nil {
+			return res, err
+		}
+	}
 	s = b.recoveryPlan(v, statuses, survivor)
 	s.RecoverRequest = req.ID
 	if err := b.startRecovery(ctx, v, s, survivor); err != nil {
@@ -146,6 +151,34 @@ func (v *instanceView) chooseSurvivor(statuses []etcdcluster.EndpointStatus, mem
 			"name member %s to rebuild the cluster from its own database, or restore a backup", backend.ErrCannotRecover, first)
 	}
 	return best, nil
+}
+
+// checkOwnData refuses to rebuild the cluster from member 0's own database, member 0 not
+// answering, when the StatefulSet records that its volume does not hold the cluster's data:
+// member 0 is being replaced (it is a learner on a new volume, or not a member yet), or its
+// volume claim is not the one it was seen healthy on. The other members' volumes are deleted
+// before member 0's database is read, so theirs would be lost for it.
+func (b *Backend) checkOwnData(ctx context.Context, v *instanceView) error {
+	first := backend.MemberName(v.inst.Name, 0)
+	why := ""
+	if rep := v.replacement(); rep != nil && rep.Ordinal == 0 {
+		why = fmt.Sprintf("is being replaced (%s): it runs on a new volume as a learner, which may lack committed data", rep.Why)
+	} else if rec, ok := v.memberVolumes()[first]; ok {
+		pvc, err := b.claim(ctx, v, 0)
+		switch {
+		case err != nil:
+			return err
+		case pvc == nil || pvc.DeletionTimestamp != nil:
+			why = fmt.Sprintf("lost its volume claim %s", v.claimName(0))
+		case pvc.UID != rec.Claim:
+			why = fmt.Sprintf("has a new volume claim %s (UID %s, was %s), without the cluster's data", v.claimName(0), pvc.UID, rec.Claim)
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: member %s does not answer and %s; name a voting member that answers, or restore a backup",
+		backend.ErrCannotRecover, first, why)
 }
 
 // recoveryPlan is the seed that rebuilds member 0 from the survivor. The revision is raised by

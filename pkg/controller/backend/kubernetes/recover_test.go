@@ -325,3 +325,44 @@ func TestRecoverInitContainerUsesTheClientCertificate(t *testing.T) {
 		t.Fatalf("from its own data: command %v, mounts %v, env %v", c.Command, c.VolumeMounts, c.Env)
 	}
 }
+
+// Member 0 named while it does not answer is rebuilt from its own database, and the other
+// members' volumes are deleted first: it is refused when the StatefulSet records that member
+// 0 does not hold the cluster's data — a replacement of member 0 under way (it is a learner
+// on a new volume, or not even that yet) or its volume claim replaced since it was seen
+// healthy — while a voting member that answers still holds it. Nothing is planned or deleted.
+func TestRecoverRefusesMemberZeroWithoutItsData(t *testing.T) {
+	ctx := context.Background()
+	for name, annotations := range map[string]map[string]string{
+		"member 0 being replaced":   {annotationReplacement: `{"ordinal":0,"oldID":"64","why":"down"}`},
+		"member 0's claim replaced": {annotationMemberVolumes: `{"db-0":{"member":"64","claim":"claim-old"},"db-1":{"member":"65","claim":"claim-1"}}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cluster := lostQuorum(3, map[int]int64{1: 500})
+			f := newStepsFixture(t, 3, 3, 1, cluster)
+			f.withVolumes(t, 3)
+			f.b.opts.ToolsImage = toolsImage
+			sts := f.sts(t)
+			for k, val := range annotations {
+				sts.Annotations[k] = val
+			}
+			if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{ID: "req-1", Member: "db-0"})
+			if !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "member db-0") {
+				t.Fatalf("recover from db-0: %v, want ErrCannotRecover naming db-0", err)
+			}
+			if _, ok := f.sts(t).Annotations[annotationSeed]; ok {
+				t.Error("a refused recovery recorded a plan")
+			}
+			if got := f.volumes(t); !slices.Equal(got, []string{"data-db-0", "data-db-1", "data-db-2"}) {
+				t.Errorf("volumes %v after a refused recovery", got)
+			}
+			// Unnamed, the voting member that answers is chosen.
+			if o, err := f.view(t).chooseSurvivor(cluster.statuses, ""); err != nil || o != 1 {
+				t.Errorf("survivor %d, %v; want db-1", o, err)
+			}
+		})
+	}
+}
