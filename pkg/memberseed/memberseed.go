@@ -108,7 +108,8 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	if done, err := seededAlready(volume, marker, cfg.ID); err != nil {
 		return nil, err
 	} else if done {
-		return &Result{AlreadySeeded: true}, nil
+		// A crash right after the marker was written leaves the data replaced aside.
+		return &Result{AlreadySeeded: true}, removeReplaced(cfg.DataDir)
 	}
 	// Nothing else writes the volume while the seed runs: a spool file there is what an
 	// earlier attempt left when it crashed (a download or a copy of the own database).
@@ -141,6 +142,9 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if err := writeMarker(marker, cfg.ID); err != nil {
+		return nil, err
+	}
+	if err := removeReplaced(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if cfg.FromOwnData {
@@ -277,6 +281,10 @@ func verify(ctx context.Context, cfg Config, path string) (*snapshot.Info, error
 // read the cluster's revision before the members stopped, and writes may have committed
 // since; the restored revision must pass those too. It returns 0 when there is no database.
 func replacedRevision(ctx context.Context, dataDir string) (int64, error) {
+	if _, err := os.Stat(replacedDir(dataDir)); err == nil {
+		// An earlier attempt moved the data replaced aside (replace).
+		dataDir = replacedDir(dataDir)
+	}
 	db := filepath.Join(dataDir, "member", "snap", "db")
 	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -290,9 +298,13 @@ func replacedRevision(ctx context.Context, dataDir string) (int64, error) {
 	return st.Revision, nil
 }
 
-// replace restores the snapshot next to the data directory, then swaps it in: a crash at
-// any point leaves either the old data, or the restored data without the marker (seeded
-// again on the next start, from the same snapshot).
+// replace restores the snapshot next to the data directory, then swaps it in: the old data
+// directory is moved aside (replacedDir) rather than removed, and only deleted once the
+// marker says the seed is done (removeReplaced). A crash at any point leaves either the old
+// data, or the old data aside and the restored data (or none) in its place without the
+// marker: the next start seeds again from the same snapshot, and still reads the revision of
+// the data aside. Data aside never served since it was moved: the seed that moved it did not
+// finish, so etcd did not start.
 func replace(cfg Config, path string) error {
 	next := cfg.DataDir + ".seed"
 	if err := os.RemoveAll(next); err != nil {
@@ -304,17 +316,38 @@ func replace(cfg Config, path string) error {
 	}, nil); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(cfg.DataDir); err != nil {
+	aside := replacedDir(cfg.DataDir)
+	switch _, err := os.Stat(aside); {
+	case err == nil:
+		// An earlier attempt moved the old data aside: what is in its place was restored by
+		// it and never served.
+		if err := os.RemoveAll(cfg.DataDir); err != nil {
+			return err
+		}
+	case !errors.Is(err, os.ErrNotExist):
 		return err
+	default:
+		if err := rename(cfg.DataDir, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	if err := syncDir(filepath.Dir(cfg.DataDir)); err != nil {
 		return err
 	}
-	if err := os.Rename(next, cfg.DataDir); err != nil {
+	if err := rename(next, cfg.DataDir); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(cfg.DataDir))
 }
+
+// replacedDir is where replace keeps the data directory it replaces until the seed is done.
+func replacedDir(dataDir string) string { return filepath.Clean(dataDir) + ".replaced" }
+
+// removeReplaced deletes the data directory a finished seed replaced.
+func removeReplaced(dataDir string) error { return os.RemoveAll(replacedDir(dataDir)) }
+
+// rename is os.Rename; tests stop a seed at a rename.
+var rename = os.Rename
 
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)

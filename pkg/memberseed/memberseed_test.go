@@ -2,6 +2,7 @@ package memberseed
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,5 +313,64 @@ func TestSeedWithoutAnExpectedSHA256(t *testing.T) {
 	other := oldData(t, filepath.Join(dir, "volume2"))
 	if _, err := Seed(context.Background(), config(cutDest, cutInfo.Key, "", other)); !snapshot.IsInvalid(err) {
 		t.Fatalf("a truncated snapshot: %v", err)
+	}
+}
+
+// A seed stopped after the old data directory was taken away and before the restored one took
+// its place (the pod killed there) still raises the revision above the replaced data's when it
+// runs again: the replaced data's revision is not lost with the crash. Nothing of the old data
+// is left on the volume once the seed is done.
+func TestSeedInterruptedWhileSwappingKeepsTheRevisionAbove(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
+	dest, info := store(t, filepath.Join(dir, "backups"), snap)
+	volume := filepath.Join(dir, "volume")
+	data := filepath.Join(volume, "data")
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	// The replaced cluster's data, far above the controller's bump of 5000.
+	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m},
+		ClusterToken: "old", RevisionBump: 1_000_000}, nil); err != nil {
+		t.Fatal(err)
+	}
+	old, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The restored data directory never takes its place: the pod is killed there.
+	rename = func(from, to string) error {
+		if to == data {
+			return errors.New("killed")
+		}
+		return os.Rename(from, to)
+	}
+	t.Cleanup(func() { rename = os.Rename })
+	cfg := config(dest, info.Key, info.SHA256, data)
+	if _, err := Seed(ctx, cfg); err == nil {
+		t.Fatal("the interrupted seed succeeded")
+	}
+	rename = os.Rename
+	res, err := Seed(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision <= old.Revision+RevisionMargin-1 || res.ReplacedRevision != old.Revision {
+		t.Fatalf("restored at revision %d (replaced revision read: %d), want above the replaced data's %d by the margin",
+			st.Revision, res.ReplacedRevision, old.Revision)
+	}
+	entries, err := os.ReadDir(volume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != "data,seeded" {
+		t.Fatalf("volume holds %v after the seed, want only the data directory and the marker", names)
 	}
 }
