@@ -119,16 +119,37 @@ func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, stage
 		return err
 	})
 	if err != nil {
-		if derr := staging.Delete(context.WithoutCancel(ctx), key); derr != nil {
-			klog.ErrorS(derr, "Deleting a staged snapshot that was not requested", "destination", staging.String(), "key", key)
+		if err := s.unrecorded(ctx, instance, staged.ID, staging, key, err); err != nil {
+			return err
 		}
-		return err
 	}
 	// The request is recorded: the spool file is only a leftover now.
 	if err := os.Remove(path); err != nil {
 		klog.ErrorS(err, "Deleting the spool file of a staged restore", "path", path)
 	}
 	return nil
+}
+
+// unrecorded handles err, the failure to record the restore request id staged under key:
+// an update whose answer was lost (a timeout) may have gone through, and the controller then
+// carries the request out, reading the staged snapshot. The snapshot is deleted only once the
+// StatefulSet is read without the request; with it, the restore is accepted (nil).
+func (s Stager) unrecorded(ctx context.Context, instance *etcdaas.ETCDInstance, id string, staging backup.Destination, key string, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	sts, gerr := s.Client.AppsV1().StatefulSets(instance.Namespace).Get(ctx, instance.Name, metav1.GetOptions{})
+	if gerr != nil && !apierrors.IsNotFound(gerr) {
+		klog.ErrorS(gerr, "Keeping a staged snapshot whose request may be recorded", "destination", staging.String(), "key", key)
+		return err
+	}
+	if gerr == nil && ownedByUID(sts, instance) {
+		if req, rerr := restoreRequestOf(sts.Annotations); rerr == nil && req != nil && req.ID == id {
+			return nil
+		}
+	}
+	if derr := staging.Delete(ctx, key); derr != nil {
+		klog.ErrorS(derr, "Deleting a staged snapshot that was not requested", "destination", staging.String(), "key", key)
+	}
+	return err
 }
 
 // upload writes the snapshot file under key with its provenance.

@@ -278,3 +278,45 @@ func TestUploadAbortsWhatItCannotCommit(t *testing.T) {
 		t.Errorf("the upload that could not be committed was aborted %d times, want once", dest.aborted)
 	}
 }
+
+// TestStageWhoseRecordAnswerIsLost: the update that records the restore request goes through
+// but its answer is lost (a timeout). The request is recorded, so the controller will carry
+// it out: the staged snapshot must stay for member 0 to read, and the restore is accepted,
+// not answered with an error a retry of which would be a 409 naming this very restore.
+func TestStageWhoseRecordAnswerIsLost(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+	lost := true
+	f.client.PrependReactor("update", "statefulsets", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		if !lost {
+			return false, nil, nil
+		}
+		lost = false
+		obj := action.(clienttesting.UpdateAction).GetObject()
+		if err := f.client.Tracker().Update(action.GetResource(), obj, action.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		return true, nil, apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
+	})
+	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
+	}}}
+	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
+	staged, path := stagerSnapshot(t)
+	if err := stager.Stage(ctx, inst, staged, path); err != nil {
+		t.Fatalf("Stage = %v, want the restore accepted: its request is recorded", err)
+	}
+	req, err := restoreRequestOf(f.sts(t).Annotations)
+	if err != nil || req == nil || req.ID != staged.ID {
+		t.Fatalf("recorded request = %+v, %v", req, err)
+	}
+	client, err := store.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.StatObject(ctx, store.Bucket, req.S3.Prefix+req.Key, minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("the staged snapshot of the recorded request: %v", err)
+	}
+}
