@@ -74,6 +74,8 @@ type Options struct {
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
+	// replacedFlagsSet are the flags given that standalone mode would ignore (replacedFlags).
+	replacedFlagsSet []string
 }
 
 // NewOptions returns the default options.
@@ -145,6 +147,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 		return err
 	}
 	if o.Standalone.Enabled {
+		o.replacedFlagsSet = replacedFlagsSet(fs)
 		return o.completeStandalone()
 	}
 	return nil

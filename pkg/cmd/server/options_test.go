@@ -40,3 +40,50 @@ func TestWatchBufferSizeFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestStandaloneRefusesFlagsItWouldIgnore checks that --standalone refuses, naming them, the
+// flags of the option sets it replaces with its own (authentication by its CA, authorization
+// of every holder of its certificates, no admission, no kube-apiserver): the server used to
+// start and silently ignore them, even a --client-ca-file that does not exist.
+func TestStandaloneRefusesFlagsItWouldIgnore(t *testing.T) {
+	for _, flag := range []string{
+		"--client-ca-file=/nonexistent/ca.crt",
+		"--requestheader-client-ca-file=/nonexistent/front-proxy-ca.crt",
+		"--authentication-kubeconfig=/nonexistent/kubeconfig",
+		"--authorization-kubeconfig=/nonexistent/kubeconfig",
+		"--authorization-always-allow-paths=/",
+		"--enable-admission-plugins=NamespaceLifecycle",
+		"--admission-control-config-file=/nonexistent/admission.yaml",
+		"--kubeconfig=/nonexistent/kubeconfig",
+	} {
+		t.Run(flag, func(t *testing.T) {
+			err := parseAndValidate(t, "--standalone", "--data-dir", t.TempDir(), flag)
+			name := strings.SplitN(flag, "=", 2)[0]
+			if err == nil || !strings.Contains(err.Error(), name+" cannot be used with --standalone") {
+				t.Fatalf("err = %v, want one saying %s cannot be used with --standalone", err, name)
+			}
+		})
+	}
+	// The same flags stay valid in aggregated mode, and standalone mode without them is valid.
+	if err := parseAndValidate(t, "--standalone", "--data-dir", t.TempDir()); err != nil {
+		t.Fatalf("standalone without those flags: %v", err)
+	}
+	if err := parseAndValidate(t, "--etcd-servers=https://127.0.0.1:2379", "--authorization-always-allow-paths=/healthz"); err != nil {
+		t.Fatalf("aggregated mode with --authorization-always-allow-paths: %v", err)
+	}
+}
+
+// parseAndValidate parses args as etcdaas-apiserver's flags, then completes and validates them.
+func parseAndValidate(t *testing.T, args ...string) error {
+	t.Helper()
+	o := NewOptions()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(fs); err != nil {
+		return err
+	}
+	return o.Validate()
+}

@@ -25,6 +25,7 @@ import (
 	authzunion "k8s.io/apiserver/pkg/authorization/union"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -129,6 +130,27 @@ func (o *Options) completeStandalone() error {
 	return nil
 }
 
+// replacedFlagsSet returns the flags set in fs of the option sets standalone mode replaces
+// with its own (standaloneRecommendedOptions): delegated authentication and authorization,
+// admission and the kube-apiserver connection. None when fs is nil (options built in code).
+func replacedFlagsSet(fs *pflag.FlagSet) []string {
+	if fs == nil {
+		return nil
+	}
+	replaced := pflag.NewFlagSet("replaced", pflag.ContinueOnError)
+	genericoptions.NewDelegatingAuthenticationOptions().AddFlags(replaced)
+	genericoptions.NewDelegatingAuthorizationOptions().AddFlags(replaced)
+	genericoptions.NewAdmissionOptions().AddFlags(replaced)
+	genericoptions.NewCoreAPIOptions().AddFlags(replaced)
+	var set []string
+	fs.Visit(func(f *pflag.Flag) {
+		if replaced.Lookup(f.Name) != nil {
+			set = append(set, f.Name)
+		}
+	})
+	return set
+}
+
 // validateStandalone checks the options that matter in standalone mode.
 func (o *Options) validateStandalone() []error {
 	var errs []error
@@ -151,6 +173,11 @@ func (o *Options) validateStandalone() []error {
 	}
 	if servers := o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList; len(servers) > 0 {
 		errs = append(errs, fmt.Errorf("--etcd-servers %v cannot be used with --standalone: standalone mode stores objects in its embedded etcd under --data-dir", servers))
+	}
+	if len(o.replacedFlagsSet) > 0 {
+		errs = append(errs, fmt.Errorf("--%s cannot be used with --standalone: standalone mode authenticates clients by its own CA, "+
+			"authorizes every holder of its certificates, runs no admission plugins and reaches no kube-apiserver, so it would ignore them "+
+			"(the aggregated mode uses them)", strings.Join(o.replacedFlagsSet, ", --")))
 	}
 	if o.Standalone.EtcdClientPort != 0 && o.Standalone.EtcdClientPort == o.Standalone.EtcdPeerPort {
 		errs = append(errs, errors.New("--standalone-etcd-client-port and --standalone-etcd-peer-port must differ"))
