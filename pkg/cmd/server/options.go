@@ -74,8 +74,10 @@ type Options struct {
 
 	// bindAddressSet records that --bind-address was given explicitly.
 	bindAddressSet bool
-	// replacedFlagsSet are the flags given that standalone mode would ignore (replacedFlags).
+	// replacedFlagsSet are the flags given that standalone mode would ignore (replacedFlagsSet).
 	replacedFlagsSet []string
+	// aggregatedFlagsSet are the flags given of the aggregated mode only (aggregatedFlagsSet).
+	aggregatedFlagsSet []string
 }
 
 // NewOptions returns the default options.
@@ -148,6 +150,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 	}
 	if o.Standalone.Enabled {
 		o.replacedFlagsSet = replacedFlagsSet(fs)
+		o.aggregatedFlagsSet = aggregatedFlagsSet(fs)
 		return o.completeStandalone()
 	}
 	return nil

@@ -55,6 +55,9 @@ func TestStandaloneRefusesFlagsItWouldIgnore(t *testing.T) {
 		"--enable-admission-plugins=NamespaceLifecycle",
 		"--admission-control-config-file=/nonexistent/admission.yaml",
 		"--kubeconfig=/nonexistent/kubeconfig",
+		"--backup-dir=/var/lib/backups",
+		"--backup-local-data-dir=/var/lib/etcdaas",
+		"--alternate-dns=etcdaas.example",
 	} {
 		t.Run(flag, func(t *testing.T) {
 			err := parseAndValidate(t, "--standalone", "--data-dir", t.TempDir(), flag)

@@ -151,6 +151,20 @@ func replacedFlagsSet(fs *pflag.FlagSet) []string {
 	return set
 }
 
+// aggregatedOnlyFlags are etcdaas-apiserver's own flags of the aggregated mode.
+var aggregatedOnlyFlags = []string{"alternate-dns", "backup-dir", "backup-local-data-dir"}
+
+// aggregatedFlagsSet returns the flags of aggregatedOnlyFlags set in fs, none when fs is nil.
+func aggregatedFlagsSet(fs *pflag.FlagSet) []string {
+	var set []string
+	for _, name := range aggregatedOnlyFlags {
+		if fs != nil && fs.Changed(name) {
+			set = append(set, name)
+		}
+	}
+	return set
+}
+
 // validateStandalone checks the options that matter in standalone mode.
 func (o *Options) validateStandalone() []error {
 	var errs []error
@@ -178,6 +192,10 @@ func (o *Options) validateStandalone() []error {
 		errs = append(errs, fmt.Errorf("--%s cannot be used with --standalone: standalone mode authenticates clients by its own CA, "+
 			"authorizes every holder of its certificates, runs no admission plugins and reaches no kube-apiserver, so it would ignore them "+
 			"(the aggregated mode uses them)", strings.Join(o.replacedFlagsSet, ", --")))
+	}
+	if len(o.aggregatedFlagsSet) > 0 {
+		errs = append(errs, fmt.Errorf("--%s cannot be used with --standalone: they configure the aggregated mode, while standalone mode "+
+			"issues its own serving certificate and keeps its members and backups under --data-dir", strings.Join(o.aggregatedFlagsSet, ", --")))
 	}
 	if o.Standalone.EtcdClientPort != 0 && o.Standalone.EtcdClientPort == o.Standalone.EtcdPeerPort {
 		errs = append(errs, errors.New("--standalone-etcd-client-port and --standalone-etcd-peer-port must differ"))
