@@ -115,7 +115,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Extra DNS names for the self-signed serving certificate generated when none is given (aggregated mode).")
 	fs.StringVar(&o.BackupDir, "backup-dir", o.BackupDir,
 		"Directory of the local backup destinations (DIR/<namespace>/<name>/) that etcdinstances/backups lists: the controller's --backup-dir "+
-			"(aggregated mode; default with --backup-local-data-dir: that directory's backups/).")
+			"(aggregated mode; default with --backup-local-data-dir: that directory's backups/). Standalone mode: where its in-process "+
+			"controller writes them too (default --data-dir's backups/).")
 	fs.StringVar(&o.BackupLocalDataDir, "backup-local-data-dir", o.BackupLocalDataDir,
 		"Serve etcdinstances/backup from the members of an etcdaas-controller running --backend=local with this --data-dir "+
 			"on the same machine, instead of the kubernetes backend's StatefulSets (aggregated mode); restores are then handed to that controller "+

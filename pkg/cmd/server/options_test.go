@@ -55,7 +55,6 @@ func TestStandaloneRefusesFlagsItWouldIgnore(t *testing.T) {
 		"--enable-admission-plugins=NamespaceLifecycle",
 		"--admission-control-config-file=/nonexistent/admission.yaml",
 		"--kubeconfig=/nonexistent/kubeconfig",
-		"--backup-dir=/var/lib/backups",
 		"--backup-local-data-dir=/var/lib/etcdaas",
 		"--alternate-dns=etcdaas.example",
 	} {
@@ -89,4 +88,39 @@ func parseAndValidate(t *testing.T, args ...string) error {
 		return err
 	}
 	return o.Validate()
+}
+
+// TestStandaloneBackupDirFlag: --backup-dir puts a standalone server's local backups where it
+// says (a disk other than the members' data), for the in-process controller's writes and for
+// what etcdinstances/backups lists and spec.restoreFrom reads; the default stays
+// --data-dir's backups/. The flag was ignored in standalone mode.
+func TestStandaloneBackupDirFlag(t *testing.T) {
+	dataDir, backups := t.TempDir(), t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--standalone", "--data-dir", dataDir, "--backup-dir", backups}, backups},
+		{[]string{"--standalone", "--data-dir", dataDir}, StandaloneBackupDir(dataDir)},
+	} {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Complete(fs); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Validate(); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		extra, err := o.standaloneExtraConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := extra.BackupResolver.LocalRoot; got != tc.want {
+			t.Errorf("%v: local backups in %s, want %s", tc.args, got, tc.want)
+		}
+	}
 }

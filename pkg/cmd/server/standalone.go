@@ -93,9 +93,19 @@ func repairGrace(flag time.Duration) time.Duration {
 	return flag
 }
 
-// StandaloneBackupDir is where a standalone server keeps the backups of local destinations:
-// DataDir/backups/<namespace>/<name>/.
+// StandaloneBackupDir is where a standalone server keeps the backups of local destinations
+// unless --backup-dir says otherwise: DataDir/backups/<namespace>/<name>/.
 func StandaloneBackupDir(dataDir string) string { return filepath.Join(dataDir, "backups") }
+
+// standaloneBackupDir is where this standalone server keeps the backups of local
+// destinations: --backup-dir (a disk other than the members' data, say), or
+// StandaloneBackupDir of dataDir.
+func (o *Options) standaloneBackupDir(dataDir string) (string, error) {
+	if o.BackupDir == "" {
+		return StandaloneBackupDir(dataDir), nil
+	}
+	return filepath.Abs(o.BackupDir)
+}
 
 // PostStartHook is a function run once the standalone server serves.
 type PostStartHook struct {
@@ -152,7 +162,7 @@ func replacedFlagsSet(fs *pflag.FlagSet) []string {
 }
 
 // aggregatedOnlyFlags are etcdaas-apiserver's own flags of the aggregated mode.
-var aggregatedOnlyFlags = []string{"alternate-dns", "backup-dir", "backup-local-data-dir"}
+var aggregatedOnlyFlags = []string{"alternate-dns", "backup-local-data-dir"}
 
 // aggregatedFlagsSet returns the flags of aggregatedOnlyFlags set in fs, none when fs is nil.
 func aggregatedFlagsSet(fs *pflag.FlagSet) []string {
@@ -195,7 +205,7 @@ func (o *Options) validateStandalone() []error {
 	}
 	if len(o.aggregatedFlagsSet) > 0 {
 		errs = append(errs, fmt.Errorf("--%s cannot be used with --standalone: they configure the aggregated mode, while standalone mode "+
-			"issues its own serving certificate and keeps its members and backups under --data-dir", strings.Join(o.aggregatedFlagsSet, ", --")))
+			"issues its own serving certificate and reaches its members under --data-dir", strings.Join(o.aggregatedFlagsSet, ", --")))
 	}
 	if o.Standalone.EtcdClientPort != 0 && o.Standalone.EtcdClientPort == o.Standalone.EtcdPeerPort {
 		errs = append(errs, errors.New("--standalone-etcd-client-port and --standalone-etcd-peer-port must differ"))
@@ -530,6 +540,10 @@ func (o *Options) standaloneExtraConfig() (apiserver.ExtraConfig, error) {
 	if err != nil {
 		return apiserver.ExtraConfig{}, err
 	}
+	backupDir, err := o.standaloneBackupDir(dataDir)
+	if err != nil {
+		return apiserver.ExtraConfig{}, err
+	}
 	hooks := o.Standalone.PostStartHooks
 	// Without the in-process controller another controller (and backend) runs the
 	// instances, so every version the API allows is accepted.
@@ -537,7 +551,7 @@ func (o *Options) standaloneExtraConfig() (apiserver.ExtraConfig, error) {
 	if o.Standalone.Controller {
 		versions = etcdinstance.VersionPolicy{Supported: []string{local.EmbeddedVersion(), local.EmbeddedRelease()}, Reason: "standalone, local backend", InProcess: true}
 		hooks = append(hooks, PostStartHook{Name: "start-etcdaas-controller", Run: func(ctx context.Context, config *rest.Config) error {
-			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir, MemberRepairGracePeriod: repairGrace(o.Standalone.MemberRepairGracePeriod)}, StandaloneBackupDir(dataDir))
+			_, err := controller.StartLocal(ctx, config, local.Options{Dir: dataDir, MemberRepairGracePeriod: repairGrace(o.Standalone.MemberRepairGracePeriod)}, backupDir)
 			return err
 		}})
 	}
@@ -547,7 +561,7 @@ func (o *Options) standaloneExtraConfig() (apiserver.ExtraConfig, error) {
 		BackupDialer:    local.Dialer{Dir: dataDir},
 		WatchBufferSize: o.WatchBufferSize,
 		Restore:         etcdinstance.RestoreOptions{Stager: local.Stager{Dir: dataDir}, MaxBytes: maxRestore},
-		BackupResolver:  &backup.Resolver{LocalRoot: StandaloneBackupDir(dataDir), Credentials: backup.EnvCredentials{}},
+		BackupResolver:  &backup.Resolver{LocalRoot: backupDir, Credentials: backup.EnvCredentials{}},
 		Versions:        versions,
 	}, nil
 }
