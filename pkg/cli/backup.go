@@ -34,7 +34,9 @@ the bbolt database, as 'etcdutl snapshot status' does) and only then renamed to 
 never holds a partial or corrupt snapshot. Restore it with 'etcdutl snapshot restore FILE'.
 With -o -, the snapshot is checked the same way in a temporary directory and only then
 written to standard output (nothing is written if a check fails); the summary goes to
-standard error.
+standard error. So is a FILE that is not a regular file (a FIFO, a device such as /dev/null,
+/dev/stdout on a pipe, a shell's >(...)), which is written into, not replaced; a symbolic
+link is followed.
 On a terminal, a progress line shows bytes received and the transfer rate.`,
 		Example: `  # Back up my-etcd
   kubectl etcdaas backup my-etcd -o my-etcd.db
@@ -61,9 +63,25 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if toStdout && f.isTerminal != nil && f.isTerminal(f.IOStreams.Out) {
 		return usageErrorf(cmd, "standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
 	}
-	if info, err := os.Stat(o.output); err == nil && info.IsDir() {
+	path, through, err := outputTarget(o.output)
+	if errors.Is(err, errIsDirectory) {
 		// Checked before the download, not by the rename at its end.
 		return usageErrorf(cmd, "%s is a directory: -o needs the name of the file to write", o.output)
+	}
+	if err != nil {
+		return err
+	}
+	var out io.Writer = f.IOStreams.Out
+	if through && !toStdout {
+		file, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = file.Close() }()
+		if f.isTerminal != nil && f.isTerminal(file) {
+			return usageErrorf(cmd, "%s is a terminal: give -o the name of a file, or redirect standard output with -o -", o.output)
+		}
+		out = file
 	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
@@ -88,14 +106,18 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 		progress = bar
 	}
 	save, summary, where := saveSnapshot, f.IOStreams.Out, o.output
-	if toStdout {
-		// The snapshot is the output: the summary goes to standard error.
+	if through {
+		// The snapshot goes through a stream (standard output, a pipe, a device), which may
+		// be standard output: the summary goes to standard error.
 		save = func(ctx context.Context, src io.Reader, _ string, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
-			return writeVerified(ctx, src, f.IOStreams.Out, progress, verify)
+			return writeVerified(ctx, src, out, progress, verify)
 		}
-		summary, where = f.IOStreams.ErrOut, "standard output"
+		summary = f.IOStreams.ErrOut
+		if toStdout {
+			where = "standard output"
+		}
 	}
-	result, err := save(ctx, stream, o.output, progress, f.verifySnapshot)
+	result, err := save(ctx, stream, path, progress, f.verifySnapshot)
 	if bar != nil {
 		bar.finish(err == nil)
 	}
@@ -108,6 +130,33 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	fmt.Fprintf(summary, "Snapshot of %s/%s saved to %s (%s, revision %d, %d keys, hash %08x)\n",
 		ns, name, where, formatBytes(result.size), result.status.Revision, result.status.TotalKey, result.status.Hash)
 	return nil
+}
+
+// errIsDirectory is outputTarget's error for a directory.
+var errIsDirectory = errors.New("is a directory")
+
+// outputTarget tells how backup writes to -o output: the path to write and whether the
+// snapshot goes through it once checked (as for "-") rather than by renaming FILE.part over
+// it. A path that exists and is not a regular file (a device such as /dev/null, a FIFO,
+// /dev/stdout on a pipe, the /dev/fd/N of a process substitution) is written through, since
+// the rename would replace it with a regular file; a symbolic link to a regular file is
+// followed, so that the rename replaces the file it names and not the link.
+func outputTarget(output string) (path string, through bool, err error) {
+	if output == "-" {
+		return output, true, nil
+	}
+	info, err := os.Stat(output)
+	switch {
+	case err != nil:
+		// Not there (yet): FILE.part is created next to it, and fails as it would.
+		return output, false, nil
+	case info.IsDir():
+		return "", false, errIsDirectory
+	case !info.Mode().IsRegular():
+		return output, true, nil
+	}
+	path, err = filepath.EvalSymlinks(output)
+	return path, false, err
 }
 
 // writeVerified saves src as saveSnapshot does, in a temporary directory, and only once it

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -520,5 +521,68 @@ func TestBackupToStandardOutput(t *testing.T) {
 	}
 	if len(s.recorded()) != requests {
 		t.Error("a backup to a terminal reached the server")
+	}
+}
+
+// TestBackupToAPipeOrALink: -o naming something that is not a regular file (a FIFO here; a
+// device such as /dev/null, /dev/stdout on a pipe or a shell's >(...) are the same) gets the
+// checked snapshot written into it, and stays what it was, instead of being replaced by a
+// regular file renamed over it (as root, -o /dev/stdout used to replace the /dev/stdout
+// symlink); the summary then goes to standard error, since the stream may be standard output.
+// A symbolic link to a regular file stays a link, and the file it names gets the snapshot.
+func TestBackupToAPipeOrALink(t *testing.T) {
+	snap := testSnapshot(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+	dir := t.TempDir()
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	received := make(chan []byte, 1)
+	go func() {
+		data, _ := os.ReadFile(fifo) // blocks until the plugin opens it for writing
+		received <- data
+	}()
+	r := s.run(t, "backup", "my-etcd", "-o", fifo)
+	expectCode(t, r, 0)
+	select {
+	case data := <-received:
+		if !bytes.Equal(data, snap) {
+			t.Errorf("the FIFO's reader got %d bytes, want the %d of the snapshot", len(data), len(snap))
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("nothing was written to the FIFO")
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = f.Close() // unblock the reader
+		}
+	}
+	if info, err := os.Lstat(fifo); err != nil || info.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v, %v", info.Mode(), err)
+	}
+	if _, err := os.Stat(fifo + ".part"); !os.IsNotExist(err) {
+		t.Errorf("%s.part left behind: %v", fifo, err)
+	}
+	if r.stdout != "" || !strings.HasPrefix(r.stderr, "Snapshot of team/my-etcd saved to "+fifo+" (") {
+		t.Errorf("stdout %q, stderr %q: want the summary on stderr only", r.stdout, r.stderr)
+	}
+
+	target, link := filepath.Join(dir, "target.db"), filepath.Join(dir, "link.db")
+	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "backup", "my-etcd", "-o", link)
+	expectCode(t, r, 0)
+	if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v, %v", info.Mode(), err)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, snap) {
+		t.Errorf("the link's target holds %d bytes, want the %d of the snapshot", len(got), len(snap))
 	}
 }
