@@ -49,6 +49,7 @@ type fakeServer struct {
 	recover   http.HandlerFunc                // serves POST .../recover when set
 	defrag    http.HandlerFunc                // serves POST .../defrag when set
 	restore   http.HandlerFunc                // serves POST .../restore when set (its body is recorded)
+	watch     http.HandlerFunc                // serves GET .../etcdinstances?watch=true when set
 	backups   *v1beta1.ETCDInstanceBackupList // GET .../backups answers it for any instance
 	conflicts int                             // UpdateScale answers 409 this many times first
 	// deleteDelay is how many GETs a deleted object survives (a finalizer at work).
@@ -170,6 +171,8 @@ func (s *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ns := parts[1]
 	switch {
+	case len(parts) == 3 && r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true" && s.watch != nil:
+		s.watch(w, r)
 	case len(parts) == 3 && r.Method == http.MethodGet:
 		s.list(w, r, ns)
 	case len(parts) == 3 && r.Method == http.MethodPost:

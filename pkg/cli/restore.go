@@ -114,7 +114,12 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	defer cancel()
 	done, err := waitRestored(wctx, client, accepted)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// watchtools.Until ends on the timeout with its own "timed out waiting for the
+		// condition" or ErrWatchClosed, not with the context's error.
+		if wctx.Err() != nil || errors.Is(err, watchtools.ErrWatchClosed) {
 			return fmt.Errorf("%s/%s did not run again within %s: the restore goes on, see 'kubectl etcdaas get %s'", ns, name, o.timeout, name)
 		}
 		return err

@@ -78,3 +78,33 @@ func TestRestoreFromStandardInput(t *testing.T) {
 		t.Errorf("restore -f DIR: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestRestoreWaitTimesOut: when the instance does not run again within --timeout, the
+// command says so and that the restore goes on, rather than client-go's bare "timed out
+// waiting for the condition", which reads as if the restore had failed.
+func TestRestoreWaitTimesOut(t *testing.T) {
+	snap := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(snap, testSnapshot(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newFakeServer(t)
+	s.restore = func(w http.ResponseWriter, r *http.Request) {
+		accepted := &v1beta1.ETCDInstance{TypeMeta: metav1.TypeMeta{APIVersion: "etcdaas.dev/v1beta1", Kind: "ETCDInstance"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "db", ResourceVersion: "7"}, Status: v1beta1.ETCDInstanceStatus{Phase: v1beta1.PhaseRestoring}}
+		s.writeJSON(w, http.StatusAccepted, accepted)
+	}
+	// A watch on which nothing happens: the controller never gets the instance running.
+	s.watch = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}
+	for range 3 { // the timeout reaches the watch in more than one way
+		r := s.run(t, "restore", "db", "-f", snap, "--timeout", "300ms")
+		want := "error: team/db did not run again within 300ms: the restore goes on, see 'kubectl etcdaas get db'\n"
+		if r.code != 1 || r.stderr != want {
+			t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+		}
+	}
+}
