@@ -110,7 +110,7 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 		// The snapshot goes through a stream (standard output, a pipe, a device), which may
 		// be standard output: the summary goes to standard error.
 		save = func(ctx context.Context, src io.Reader, _ string, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
-			return writeVerified(ctx, src, out, progress, verify)
+			return writeVerified(ctx, src, out, where, progress, verify)
 		}
 		summary = f.IOStreams.ErrOut
 		if toStdout {
@@ -160,9 +160,9 @@ func outputTarget(output string) (path string, through bool, err error) {
 }
 
 // writeVerified saves src as saveSnapshot does, in a temporary directory, and only once it
-// passed the checks copies it to out: standard output never carries a snapshot that failed
-// them, and carries nothing at all then.
-func writeVerified(ctx context.Context, src io.Reader, out io.Writer, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
+// passed the checks copies it to out (named name in errors): standard output never carries a
+// snapshot that failed them, and carries nothing at all then.
+func writeVerified(ctx context.Context, src io.Reader, out io.Writer, name string, progress io.Writer, verify verifyFunc) (savedSnapshot, error) {
 	dir, err := os.MkdirTemp("", "kubectl-etcdaas-backup-")
 	if err != nil {
 		return savedSnapshot{}, err
@@ -178,8 +178,11 @@ func writeVerified(ctx context.Context, src io.Reader, out io.Writer, progress i
 		return result, err
 	}
 	defer func() { _ = file.Close() }()
+	// Only the open file holds the copy from now on: a plugin killed while writing it out
+	// (SIGPIPE when the reader of a pipe exits early) leaves no copy of the data behind.
+	_ = os.RemoveAll(dir)
 	if _, err := io.Copy(out, contextReader{ctx: ctx, r: file}); err != nil {
-		return result, fmt.Errorf("writing the verified snapshot to standard output: %w", err)
+		return result, fmt.Errorf("writing the verified snapshot to %s: %w", name, err)
 	}
 	return result, nil
 }

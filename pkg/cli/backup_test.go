@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
@@ -586,3 +587,45 @@ func TestBackupToAPipeOrALink(t *testing.T) {
 		t.Errorf("the link's target holds %d bytes, want the %d of the snapshot", len(got), len(snap))
 	}
 }
+
+// TestBackupToStandardOutputLeavesNoCopy: by the time the first byte of the snapshot reaches
+// standard output, its checked copy is gone from the temporary directory (kept only as an
+// open file), so that a plugin killed while writing it (SIGPIPE when the reader of
+// `backup -o - | ...` exits early, as `| head` does) leaves no copy of the instance's data
+// behind in $TMPDIR.
+func TestBackupToStandardOutputLeavesNoCopy(t *testing.T) {
+	snap := testSnapshot(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+
+	var out bytes.Buffer
+	var leftAtFirstWrite []string
+	first := true
+	stdout := writerFunc(func(p []byte) (int, error) {
+		if first {
+			first = false
+			leftAtFirstWrite, _ = filepath.Glob(filepath.Join(tmp, "kubectl-etcdaas-backup-*", "*"))
+		}
+		return out.Write(p)
+	})
+	var errOut bytes.Buffer
+	f := NewFactory(genericiooptions.IOStreams{In: strings.NewReader(""), Out: stdout, ErrOut: &errOut})
+	f.isTerminal = func(io.Writer) bool { return false }
+	f.verifySnapshot = verifyInChildProcess
+	if code := run(context.Background(), f, []string{"--kubeconfig", s.kubeconfig(t, "team"), "backup", "my-etcd", "-o", "-"}); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	if !bytes.Equal(out.Bytes(), snap) {
+		t.Errorf("stdout has %d bytes, want the %d of the snapshot", out.Len(), len(snap))
+	}
+	if len(leftAtFirstWrite) != 0 {
+		t.Errorf("while the snapshot was written out, its copy was still on disk: %v", leftAtFirstWrite)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
