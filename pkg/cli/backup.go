@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,7 +30,7 @@ func newBackupCommand(f *Factory) *cobra.Command {
 		Long: `Save a point-in-time etcd snapshot of an ETCDInstance, streamed from its backup
 subresource, to FILE.
 
-The snapshot is written to FILE.part first, checked (its sha256 trailer and the integrity of
+The snapshot is written to FILE.NNN.part first, checked (its sha256 trailer and the integrity of
 the bbolt database, as 'etcdutl snapshot status' does) and only then renamed to FILE: FILE
 never holds a partial or corrupt snapshot. Restore it with 'etcdutl snapshot restore FILE'.
 With -o -, the snapshot is checked the same way in a temporary directory and only then
@@ -136,7 +137,7 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 var errIsDirectory = errors.New("is a directory")
 
 // outputTarget tells how backup writes to -o output: the path to write and whether the
-// snapshot goes through it once checked (as for "-") rather than by renaming FILE.part over
+// snapshot goes through it once checked (as for "-") rather than by renaming a part file over
 // it. A path that exists and is not a regular file (a device such as /dev/null, a FIFO,
 // /dev/stdout on a pipe, the /dev/fd/N of a process substitution) is written through, since
 // the rename would replace it with a regular file; a symbolic link to a regular file is
@@ -148,7 +149,7 @@ func outputTarget(output string) (path string, through bool, err error) {
 	info, err := os.Stat(output)
 	switch {
 	case err != nil:
-		// Not there (yet): FILE.part is created next to it, and fails as it would.
+		// Not there (yet): the part file is created next to it, and fails as it would.
 		return output, false, nil
 	case info.IsDir():
 		return "", false, errIsDirectory
@@ -197,14 +198,19 @@ type savedSnapshot struct {
 	status snapshot.Status
 }
 
-// saveSnapshot copies src to path+".part", checks it with verify and renames it to path. On any error
-// the .part file is removed and path is left as it was.
+// saveSnapshot copies src to a part file beside path (path.NNN.part, its own: backups run at
+// once to the same path do not write into each other's), checks it with verify and renames it
+// to path. On any error the part file is removed and path is left as it was.
 func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.Writer, verify verifyFunc) (result savedSnapshot, err error) {
-	part := path + ".part"
-	file, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	file, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.part")
 	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = &fs.PathError{Op: "open", Path: pathErr.Path, Err: pathErr.Err}
+		}
 		return result, err
 	}
+	part := file.Name()
 	defer func() {
 		if err != nil {
 			_ = file.Close()

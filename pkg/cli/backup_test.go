@@ -113,13 +113,20 @@ func serveBytes(data []byte) http.HandlerFunc {
 	}
 }
 
-// expectNoFiles fails if FILE or FILE.part exist.
+// expectNoFiles fails if FILE or a part file of it exist.
 func expectNoFiles(t *testing.T, file string) {
 	t.Helper()
-	for _, p := range []string{file, file + ".part"} {
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("%s exists after a failed backup (err=%v)", p, err)
-		}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("%s exists after a failed backup (err=%v)", file, err)
+	}
+	expectNoPartFiles(t, file)
+}
+
+// expectNoPartFiles fails if a part file of FILE (FILE.NNN.part) exists.
+func expectNoPartFiles(t *testing.T, file string) {
+	t.Helper()
+	if parts, err := filepath.Glob(file + ".*.part"); err != nil || len(parts) != 0 {
+		t.Errorf("part files left behind: %v (err=%v)", parts, err)
 	}
 }
 
@@ -142,9 +149,7 @@ func TestBackup(t *testing.T) {
 	if !bytes.Equal(got, snap) {
 		t.Errorf("saved %d bytes, want the %d streamed", len(got), len(snap))
 	}
-	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
-		t.Errorf(".part left behind: %v", err)
-	}
+	expectNoPartFiles(t, file)
 	if info, _ := os.Stat(file); info.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600: a snapshot holds all the data", info.Mode().Perm())
 	}
@@ -273,9 +278,7 @@ func testBackupFailureKeepsFile(t *testing.T, flipped []byte) {
 	if got, _ := os.ReadFile(file); string(got) != "previous backup" {
 		t.Errorf("a failed backup replaced FILE: %q", got)
 	}
-	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
-		t.Errorf(".part left: %v", err)
-	}
+	expectNoPartFiles(t, file)
 }
 
 // testBackupOfAMissingInstance checks the NotFound error of a backup of a missing instance.
@@ -564,9 +567,7 @@ func TestBackupToAPipeOrALink(t *testing.T) {
 	if info, err := os.Lstat(fifo); err != nil || info.Mode()&os.ModeNamedPipe == 0 {
 		t.Errorf("the FIFO was replaced: %v, %v", info.Mode(), err)
 	}
-	if _, err := os.Stat(fifo + ".part"); !os.IsNotExist(err) {
-		t.Errorf("%s.part left behind: %v", fifo, err)
-	}
+	expectNoPartFiles(t, fifo)
 	if r.stdout != "" || !strings.HasPrefix(r.stderr, "Snapshot of team/my-etcd saved to "+fifo+" (") {
 		t.Errorf("stdout %q, stderr %q: want the summary on stderr only", r.stdout, r.stderr)
 	}
@@ -629,3 +630,40 @@ func TestBackupToStandardOutputLeavesNoCopy(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestConcurrentBackupsToOneFile: two backups to the same FILE at once (a cron job and a
+// hand-run one) each write their own part file, so both succeed and FILE ends up holding one
+// whole snapshot; a shared FILE.part made one of them fail (its part file renamed away under
+// it, or checked while the other rewrote it) or both, and could leave FILE mixing the two.
+func TestConcurrentBackupsToOneFile(t *testing.T) {
+	snap := testSnapshot(t)
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	s.backup = func(w http.ResponseWriter, r *http.Request) {
+		arrived.Done()
+		arrived.Wait() // both downloads run side by side
+		serveBytes(snap)(w, r)
+	}
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+	results := make([]result, 2)
+	var done sync.WaitGroup
+	for i := range results {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			results[i] = s.run(t, "backup", "my-etcd", "-o", file)
+		}()
+	}
+	done.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("backup %d: exit %d, stderr %q", i, r.code, r.stderr)
+		}
+	}
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, snap) {
+		t.Errorf("FILE holds %d bytes, want the %d of the snapshot", len(got), len(snap))
+	}
+	expectNoPartFiles(t, file)
+}
