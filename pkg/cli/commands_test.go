@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
@@ -506,5 +510,26 @@ func TestMainEntryPoint(t *testing.T) {
 	code := Main(t.Context(), IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, []string{"convert", "-f", "-", "--output-version", "v9"})
 	if code != 1 || errOut.String() != "error: unknown version \"v9\": served versions are etcdaas.dev/v1beta1 and etcdaas.dev/v1alpha1\n" {
 		t.Errorf("code %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestDeleteInterrupted: an interrupt (Ctrl-C) while delete waits says the command was
+// canceled, not that the wait timed out, with --timeout as with --timeout=0 (no timeout).
+func TestDeleteInterrupted(t *testing.T) {
+	s := newFakeServer(t)
+	s.deleteDelay = 1 << 20 // a finalizer that never finishes
+	for i, timeout := range []string{"5m", "0"} {
+		name := fmt.Sprintf("x%d", i)
+		s.add(instance("team", name, 1))
+		var out, errOut bytes.Buffer
+		f := NewFactory(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+		ctx, cancel := context.WithCancel(context.Background())
+		interrupt := time.AfterFunc(700*time.Millisecond, cancel) // as main's signal.NotifyContext
+		code := run(ctx, f, []string{"--kubeconfig", s.kubeconfig(t, "team"), "delete", name, "--timeout", timeout})
+		interrupt.Stop()
+		cancel()
+		if code != 1 || errOut.String() != "error: context canceled\n" {
+			t.Errorf("--timeout %s: exit %d, stderr %q; want 1 and the interrupt, not a timeout", timeout, code, errOut.String())
+		}
 	}
 }

@@ -97,6 +97,8 @@ func (o *deleteOptions) run(cmd *cobra.Command, f *Factory, names []string) erro
 
 // waitGone polls until the instance with this UID no longer exists.
 func (o *deleteOptions) waitGone(ctx context.Context, client versioned.Interface, ns, name string, uid types.UID) error {
+	// The command's context, which an interrupt cancels, unlike the timeout below.
+	interrupted := ctx.Err
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
@@ -117,7 +119,7 @@ func (o *deleteOptions) waitGone(ctx context.Context, client versioned.Interface
 			return current.UID != uid, nil
 		}
 	})
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && interrupted() == nil {
 		return fmt.Errorf("timed out waiting for %s %q to be deleted (its members may still be stopping)", qualifiedResource, name)
 	}
 	return err
