@@ -157,39 +157,25 @@ func TestSeedRefusesAndLeavesTheDataAlone(t *testing.T) {
 // cluster's revision): the restore lands above it, and says so.
 func TestSeedRaisesTheBumpAboveTheDataItReplaces(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
-	dest, info := store(t, filepath.Join(dir, "backups"), snap)
-	volume := filepath.Join(dir, "volume")
-	data := filepath.Join(volume, "data")
-	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
-	// The replaced cluster's data, at a revision above 1,000,000.
-	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m},
-		ClusterToken: "old", RevisionBump: 1_000_000}, nil); err != nil {
-		t.Fatal(err)
-	}
-	old, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dest, info, data, oldRevision := replacedFarAbove(t)
 	cfg := config(dest, info.Key, info.SHA256, data) // the controller's bump: 5000
 	res, err := Seed(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ReplacedRevision != old.Revision || res.ReplacedRevisionErr != nil || res.RevisionBump < uint64(old.Revision)+RevisionMargin-uint64(res.Info.Revision) {
-		t.Fatalf("result %+v: want the replaced revision %d read and the bump raised above it", res, old.Revision)
+	if res.ReplacedRevision != oldRevision || res.ReplacedRevisionErr != nil || res.RevisionBump < uint64(oldRevision)+RevisionMargin-uint64(res.Info.Revision) {
+		t.Fatalf("result %+v: want the replaced revision %d read and the bump raised above it", res, oldRevision)
 	}
 	st, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Revision <= old.Revision+RevisionMargin-1 {
-		t.Fatalf("restored at revision %d, want above the replaced data's %d by the margin", st.Revision, old.Revision)
+	if st.Revision <= oldRevision+RevisionMargin-1 {
+		t.Fatalf("restored at revision %d, want above the replaced data's %d by the margin", st.Revision, oldRevision)
 	}
 
 	// Without data to replace, the controller's bump stands.
-	fresh := filepath.Join(dir, "fresh", "data")
+	fresh := filepath.Join(t.TempDir(), "fresh", "data")
 	if err := os.MkdirAll(filepath.Dir(fresh), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -322,21 +308,7 @@ func TestSeedWithoutAnExpectedSHA256(t *testing.T) {
 // is left on the volume once the seed is done.
 func TestSeedInterruptedWhileSwappingKeepsTheRevisionAbove(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
-	dest, info := store(t, filepath.Join(dir, "backups"), snap)
-	volume := filepath.Join(dir, "volume")
-	data := filepath.Join(volume, "data")
-	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
-	// The replaced cluster's data, far above the controller's bump of 5000.
-	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m},
-		ClusterToken: "old", RevisionBump: 1_000_000}, nil); err != nil {
-		t.Fatal(err)
-	}
-	old, err := snapshot.Status(ctx, filepath.Join(data, "member", "snap", "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dest, info, data, oldRevision := replacedFarAbove(t)
 	// The restored data directory never takes its place: the pod is killed there.
 	rename = func(from, to string) error {
 		if to == data {
@@ -358,11 +330,11 @@ func TestSeedInterruptedWhileSwappingKeepsTheRevisionAbove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Revision <= old.Revision+RevisionMargin-1 || res.ReplacedRevision != old.Revision {
+	if st.Revision <= oldRevision+RevisionMargin-1 || res.ReplacedRevision != oldRevision {
 		t.Fatalf("restored at revision %d (replaced revision read: %d), want above the replaced data's %d by the margin",
-			st.Revision, res.ReplacedRevision, old.Revision)
+			st.Revision, res.ReplacedRevision, oldRevision)
 	}
-	entries, err := os.ReadDir(volume)
+	entries, err := os.ReadDir(filepath.Dir(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,4 +345,26 @@ func TestSeedInterruptedWhileSwappingKeepsTheRevisionAbove(t *testing.T) {
 	if strings.Join(names, ",") != "data,seeded" {
 		t.Fatalf("volume holds %v after the seed, want only the data directory and the marker", names)
 	}
+}
+
+// replacedFarAbove stores a snapshot in a local destination and puts, where a seed restores it,
+// the data of the cluster it replaces at a revision above 1,000,000, far above the controller's
+// bump of 5000. It returns the destination, the snapshot's backup, the data directory and the
+// revision of the replaced data.
+func replacedFarAbove(t *testing.T) (*backup.Local, backup.Info, string, int64) {
+	t.Helper()
+	dir := t.TempDir()
+	snap := snapshottest.Make(t, dir, "snap.db", map[string]string{"a": "1"})
+	dest, info := store(t, filepath.Join(dir, "backups"), snap)
+	data := filepath.Join(dir, "volume", "data")
+	m := snapshot.Member{Name: "db-0", PeerURL: "http://db-0.db-peers.ns.svc.cluster.local:2380"}
+	if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: snap, DataDir: data, Member: m, Cluster: []snapshot.Member{m},
+		ClusterToken: "old", RevisionBump: 1_000_000}, nil); err != nil {
+		t.Fatal(err)
+	}
+	old, err := snapshot.Status(context.Background(), filepath.Join(data, "member", "snap", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dest, info, data, old.Revision
 }
