@@ -60,30 +60,12 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.output == "" {
 		return usageErrorf(cmd, "--output (-o) FILE is required")
 	}
-	toStdout := o.output == "-"
-	if toStdout && f.isTerminal != nil && f.isTerminal(f.IOStreams.Out) {
-		return usageErrorf(cmd, "standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
-	}
-	path, through, err := outputTarget(o.output)
-	if errors.Is(err, errIsDirectory) {
-		// Checked before the download, not by the rename at its end.
-		return usageErrorf(cmd, "%s is a directory: -o needs the name of the file to write", o.output)
-	}
+	path, out, closeOut, err := o.openTarget(cmd, f)
 	if err != nil {
 		return err
 	}
-	var out io.Writer = f.IOStreams.Out
-	if through && !toStdout {
-		file, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = file.Close() }()
-		if f.isTerminal != nil && f.isTerminal(file) {
-			return usageErrorf(cmd, "%s is a terminal: give -o the name of a file, or redirect standard output with -o -", o.output)
-		}
-		out = file
-	}
+	defer closeOut()
+	through, toStdout := out != nil, o.output == "-"
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
@@ -131,6 +113,38 @@ func (o *backupOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	fmt.Fprintf(summary, "Snapshot of %s/%s saved to %s (%s, revision %d, %d keys, hash %08x)\n",
 		ns, name, where, formatBytes(result.size), result.status.Revision, result.status.TotalKey, result.status.Hash)
 	return nil
+}
+
+// openTarget checks -o before anything is downloaded and opens what the snapshot goes through
+// once checked: standard output for "-", or a FIFO, device or pipe that exists (outputTarget).
+// out is nil when the snapshot is renamed into place at path instead. closeOut closes what was
+// opened.
+func (o *backupOptions) openTarget(cmd *cobra.Command, f *Factory) (path string, out io.Writer, closeOut func(), err error) {
+	closeOut = func() {}
+	if o.output == "-" && f.isTerminal != nil && f.isTerminal(f.IOStreams.Out) {
+		return "", nil, closeOut, usageErrorf(cmd, "standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
+	}
+	path, through, err := outputTarget(o.output)
+	if errors.Is(err, errIsDirectory) {
+		// Checked before the download, not by the rename at its end.
+		return "", nil, closeOut, usageErrorf(cmd, "%s is a directory: -o needs the name of the file to write", o.output)
+	}
+	if err != nil || !through {
+		return path, nil, closeOut, err
+	}
+	if o.output == "-" {
+		return path, f.IOStreams.Out, closeOut, nil
+	}
+	file, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return "", nil, closeOut, err
+	}
+	closeOut = func() { _ = file.Close() }
+	if f.isTerminal != nil && f.isTerminal(file) {
+		closeOut()
+		return "", nil, func() {}, usageErrorf(cmd, "%s is a terminal: give -o the name of a file, or redirect standard output with -o -", o.output)
+	}
+	return path, file, closeOut, nil
 }
 
 // errIsDirectory is outputTarget's error for a directory.
