@@ -271,10 +271,10 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 			return res, err
 		}
 	}
-	cluster := make([]snapshot.Member, len(st.Members))
-	for i := range st.Members {
-		cluster[i] = snapshot.Member{Name: st.Members[i].Name, PeerURL: st.Members[i].peerURL(st.TLS)}
+	if err := b.movePlannedPorts(dir, st); err != nil {
+		return res, err
 	}
+	cluster := restoreCluster(st)
 	for i := range st.Members {
 		m := &st.Members[i]
 		if slices.Contains(st.Restore.Restored, m.Name) {
@@ -314,6 +314,44 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	res.Record(backend.ReasonRestored, "Restored the snapshot of revision %d (%d keys, restore %s) into every member (%s), a new cluster",
 		staged.Info.Revision, staged.Info.TotalKeys, staged.ID, memberNames(st.Members))
 	return res, nil
+}
+
+// movePlannedPorts moves the members of the restore under way that do not run here and whose
+// recorded ports another process took meanwhile (while the controller was down, say) to free
+// ones. Every restored data directory names every member's peer URL, so every member is then
+// restored again for the new ports.
+func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
+	moved := false
+	for i := range st.Members {
+		m := &st.Members[i]
+		if b.isRunning(dir, m) || (loopback.PortFree(m.PeerPort) && loopback.PortFree(m.ClientPort)) {
+			continue
+		}
+		p, c, err := freePorts()
+		if err != nil {
+			return err
+		}
+		klog.InfoS("Recorded ports of a member being restored are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
+		m.PeerPort, m.ClientPort, moved = p, c, true
+	}
+	if !moved {
+		return nil
+	}
+	initial := snapshot.InitialCluster(restoreCluster(st))
+	for i := range st.Members {
+		st.Members[i].InitialCluster = initial
+	}
+	st.Restore.Restored = nil
+	return st.save(dir)
+}
+
+// restoreCluster is the cluster a restore rebuilds: every member of st, with its peer URL.
+func restoreCluster(st *instanceState) []snapshot.Member {
+	cluster := make([]snapshot.Member, len(st.Members))
+	for i := range st.Members {
+		cluster[i] = snapshot.Member{Name: st.Members[i].Name, PeerURL: st.Members[i].peerURL(st.TLS)}
+	}
+	return cluster
 }
 
 // planRestore records the new cluster: the members of the old one keep their names (members

@@ -1,0 +1,112 @@
+package local
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
+)
+
+// planStagedRestore converges a three-member instance, writes k=snap, snapshots it, writes
+// k=later, stages the snapshot and plans its restore as a controller stopped right after
+// would have: it returns the instance directory, the recorded state and the snapshot path.
+func planStagedRestore(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDInstance) (string, *instanceState, string) {
+	t.Helper()
+	converge(t, b, inst)
+	ctx := context.Background()
+	cli := client(t, b, inst.Name)
+	if _, err := cli.Put(ctx, "k", "snap"); err != nil {
+		t.Fatal(err)
+	}
+	snapPath := filepath.Join(t.TempDir(), "snap.db")
+	info := saveSnapshot(t, b, inst.Name, snapPath)
+	if _, err := cli.Put(ctx, "k", "later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(t, dir, inst, snapPath, "r1", info); err != nil {
+		t.Fatal(err)
+	}
+	idir := filepath.Join(dir, "instances", "ns", inst.Name)
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, path, err := pendingRestore(idir)
+	if err != nil || staged == nil {
+		t.Fatalf("pending restore: %v %v", staged, err)
+	}
+	if err := b.planRestore(ctx, idir, st, staged); err != nil {
+		t.Fatal(err)
+	}
+	return idir, st, path
+}
+
+// convergeWithin calls Sync until it converges or within passes, returning the last result
+// and error when it does not.
+func convergeWithin(b *Backend, inst *v1beta1.ETCDInstance, within time.Duration) (*backend.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var res *backend.Result
+	var err error
+	for ctx.Err() == nil {
+		res, err = b.Sync(ctx, inst)
+		if err == nil && res.Converged {
+			return res, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return res, err
+}
+
+// checkEveryMemberServes checks that every member of res, asked alone, serves k=snap.
+func checkEveryMemberServes(t *testing.T, res *backend.Result) {
+	t.Helper()
+	for _, m := range res.Members {
+		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := values(t, one)
+		_ = one.Close()
+		if got["k"] != "snap" {
+			t.Errorf("member %s alone serves %v after the restore, want k=snap", m.Name, got)
+		}
+	}
+}
+
+// TestARestoreResumesWhenAPlannedPortWasTaken stops the controller after it planned a restore
+// (members stopped, new ports recorded); another process takes a recorded port before the
+// next controller starts. The restore must still finish, on other ports, not fail forever
+// with "address already in use".
+func TestARestoreResumesWhenAPlannedPortWasTaken(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("rport", 3, false)
+	idir, st, _ := planStagedRestore(t, b, dir, inst)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	taken := st.Members[1]
+	l, err := net.Listen("tcp", loopback.HostPort(taken.PeerPort))
+	if err != nil {
+		t.Fatalf("occupying port %d: %v", taken.PeerPort, err)
+	}
+	defer func() { _ = l.Close() }()
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	res, err := convergeWithin(b, inst, 45*time.Second)
+	if err != nil || res == nil || !res.Converged {
+		t.Fatalf("the restore did not finish with a taken port: %+v, %v", res, err)
+	}
+	checkEveryMemberServes(t, res)
+	if st, err = loadState(idir); err != nil || st.member(taken.Name).PeerPort == taken.PeerPort {
+		t.Fatalf("member %s kept its taken peer port: %+v, %v", taken.Name, st, err)
+	}
+}
