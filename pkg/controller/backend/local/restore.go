@@ -277,9 +277,12 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	cluster := restoreCluster(st)
 	for i := range st.Members {
 		m := &st.Members[i]
-		if slices.Contains(st.Restore.Restored, m.Name) {
+		if slices.Contains(st.Restore.Restored, m.Name) && dataExists(filepath.Join(dir, m.Name)) {
 			continue
 		}
+		// A member recorded as restored whose data directory is gone (deleted by hand) is
+		// restored again: started empty, it would join the new cluster without the data.
+		st.Restore.Restored = slices.DeleteFunc(st.Restore.Restored, func(n string) bool { return n == m.Name })
 		b.stop(dir, m, true)
 		data := filepath.Join(dir, m.Name)
 		if err := os.RemoveAll(data); err != nil {
@@ -352,6 +355,12 @@ func restoreCluster(st *instanceState) []snapshot.Member {
 		cluster[i] = snapshot.Member{Name: st.Members[i].Name, PeerURL: st.Members[i].peerURL(st.TLS)}
 	}
 	return cluster
+}
+
+// dataExists reports whether the data directory data is there.
+func dataExists(data string) bool {
+	fi, err := os.Stat(data)
+	return err == nil && fi.IsDir()
 }
 
 // planRestore records the new cluster: the members of the old one keep their names (members

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
 // planStagedRestore converges a three-member instance, writes k=snap, snapshots it, writes
@@ -109,4 +111,43 @@ func TestARestoreResumesWhenAPlannedPortWasTaken(t *testing.T) {
 	if st, err = loadState(idir); err != nil || st.member(taken.Name).PeerPort == taken.PeerPort {
 		t.Fatalf("member %s kept its taken peer port: %+v, %v", taken.Name, st, err)
 	}
+}
+
+// TestARestoredMemberWhoseDataWentIsRestoredAgain stops the controller after it restored
+// every member's data, before it started them; a member's data directory is then deleted.
+// That member must not start empty (it would join the restored cluster without its data and
+// serve an empty keyspace): it is restored from the snapshot again.
+func TestARestoredMemberWhoseDataWentIsRestoredAgain(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	inst := instance("rgone", 3, false)
+	idir, st, path := planStagedRestore(t, b, dir, inst)
+	cluster := []snapshot.Member{}
+	for _, o := range st.Members {
+		cluster = append(cluster, snapshot.Member{Name: o.Name, PeerURL: o.peerURL(false)})
+	}
+	for i, m := range st.Members {
+		data := filepath.Join(idir, m.Name)
+		if err := os.RemoveAll(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: data, Member: cluster[i], Cluster: cluster, ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
+			t.Fatal(err)
+		}
+		st.Restore.Restored = append(st.Restore.Restored, m.Name)
+	}
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(idir, st.Members[2].Name)); err != nil {
+		t.Fatal(err)
+	}
+
+	b = newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	res := converge(t, b, inst)
+	checkEveryMemberServes(t, res)
 }
