@@ -10,10 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
+	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
@@ -131,6 +134,9 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 			return res, err
 		}
 	}
+	if err := moveSurvivor(dir, st, survivor); err != nil {
+		return res, err
+	}
 	if !rec.Rebuilt {
 		if err := rebuildSurvivor(ctx, dir, st, survivor); err != nil {
 			return res, err
@@ -156,6 +162,23 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d, raised by %d; older revisions marked compacted) as a new cluster; discarded the data of %s; members are added back as learners",
 		rec.Survivor, e.Server.KV().Rev(), rec.RevisionBump, strings.Join(rec.Discard, ", "))
 	return res, nil
+}
+
+// moveSurvivor moves the stopped survivor of the recovery under way to free ports when
+// another process took its recorded ones meanwhile (while the controller was down, say). A
+// survivor rebuilt already restarts from its data, a one-member cluster, and the next Sync
+// tells it its new peer URL (readvertise); one not yet rebuilt is rebuilt with it.
+func moveSurvivor(dir string, st *instanceState, m *memberState) error {
+	if loopback.PortFree(m.PeerPort) && loopback.PortFree(m.ClientPort) {
+		return nil
+	}
+	p, c, err := freePorts()
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Recorded ports of the survivor of a recovery are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
+	m.move(st.TLS, p, c)
+	return st.save(dir)
 }
 
 // rebuildSurvivor replaces the data directory of m, the stopped survivor of the recovery
