@@ -141,6 +141,10 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 		if err := rebuildSurvivor(ctx, dir, st, survivor); err != nil {
 			return res, err
 		}
+	} else if err := checkData(filepath.Join(dir, survivor.Name)); err != nil {
+		// The rebuilt data is all that is left of the cluster: started without it, the
+		// survivor would be a new, empty cluster.
+		return res, fmt.Errorf("survivor %s cannot start: %w", survivor.Name, err)
 	}
 	e, err := b.start(dir, st, survivor)
 	if err != nil {

@@ -2,7 +2,9 @@ package local
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -64,4 +66,29 @@ func TestARecoveryResumesWhenTheSurvivorsPortWasTaken(t *testing.T) {
 		t.Fatalf("the recovery did not finish with the survivor's port taken: %+v, %v", res, err)
 	}
 	checkKeysKept(t, context.Background(), b, "vport", 20)
+}
+
+// TestARecoveryDoesNotStartTheSurvivorEmpty: the controller stops after it rebuilt the
+// survivor of a recovery; the survivor's data directory is then deleted. The next controller
+// must say that the survivor's data is lost, not start it empty as a new cluster and report
+// the recovery done: every key would be gone without a word.
+func TestARecoveryDoesNotStartTheSurvivorEmpty(t *testing.T) {
+	dir := t.TempDir()
+	idir, survivor := rebuiltRecovery(t, dir, "vgone")
+	if err := os.RemoveAll(filepath.Join(idir, survivor.Name)); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	res, err := b.Sync(context.Background(), instance("vgone", 3, false))
+	if !errors.Is(err, errDataLost) {
+		t.Fatalf("sync with the rebuilt survivor's data gone: %+v, %v; want errDataLost", res, err)
+	}
+	if st, err := loadState(idir); err != nil || st.Recovery == nil {
+		t.Fatalf("the recovery is no longer recorded: %+v, %v", st, err)
+	}
+	if running := b.Running(); len(running) != 0 {
+		t.Fatalf("running with the survivor's data gone: %v", running)
+	}
 }
