@@ -542,11 +542,9 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 				continue
 			}
 		}
-		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
-			p, c, err := freePorts()
-			if err != nil {
-				return err
-			}
+		if p, c, moved, err := replaceTakenPorts(m); err != nil {
+			return err
+		} else if moved {
 			klog.InfoS("Recorded ports of an etcd member are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
 			m.move(st.TLS, p, c)
 			if err := st.save(dir); err != nil {
@@ -572,6 +570,40 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 		}
 	}
 	return b.readvertise(ctx, dir, st)
+}
+
+// replaceTakenPorts returns the ports m is to start on: its recorded ones, but for a port taken
+// meanwhile, replaced by a free one. Only a taken port moves: members restarting from their
+// data reach each other at the peer URLs their data records until readvertise, which needs a
+// quorum, so a peer port that moves without need may leave too few members able to reach
+// each other.
+func replaceTakenPorts(m *memberState) (peer, client int, moved bool, err error) {
+	peer, client = m.PeerPort, m.ClientPort
+	peerTaken, clientTaken := !loopback.PortFree(peer), !loopback.PortFree(client)
+	if !peerTaken && !clientTaken {
+		return peer, client, false, nil
+	}
+	p, c, err := freePorts()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	switch {
+	case peerTaken && clientTaken:
+		peer, client = p, c
+	case peerTaken:
+		peer = otherThan(client, p, c)
+	default:
+		client = otherThan(peer, c, p)
+	}
+	return peer, client, true, nil
+}
+
+// otherThan returns a, or b when a is kept: of two distinct free ports, one that is not kept.
+func otherThan(kept, a, b int) int {
+	if a == kept {
+		return b
+	}
+	return a
 }
 
 // readvertise updates the peer URL the cluster has for members that moved to new ports. It
