@@ -268,34 +268,8 @@ func TestRestoreResumesAfterARestart(t *testing.T) {
 	dir := t.TempDir()
 	b := newBackend(t, dir)
 	inst := instance("resume", 3, false)
-	converge(t, b, inst)
-	ctx := context.Background()
-	cli := client(t, b, "resume")
-	if _, err := cli.Put(ctx, "k", "snap"); err != nil {
-		t.Fatal(err)
-	}
-	snapPath := filepath.Join(t.TempDir(), "snap.db")
-	info := saveSnapshot(t, b, "resume", snapPath)
-	if _, err := cli.Put(ctx, "k", "later"); err != nil {
-		t.Fatal(err)
-	}
-	if err := stage(t, dir, inst, snapPath, "r1", info); err != nil {
-		t.Fatal(err)
-	}
-
 	// The controller stops after planning and restoring the first member only.
-	idir := filepath.Join(dir, "instances", "ns", "resume")
-	st, err := loadState(idir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	staged, path, err := pendingRestore(idir)
-	if err != nil || staged == nil {
-		t.Fatalf("pending restore: %v %v", staged, err)
-	}
-	if err := b.planRestore(ctx, idir, st, staged); err != nil {
-		t.Fatal(err)
-	}
+	idir, st, path := planStagedRestore(t, b, dir, inst)
 	m := st.Members[0]
 	cluster := []snapshot.Member{}
 	for _, o := range st.Members {
@@ -322,7 +296,7 @@ func TestRestoreResumesAfterARestart(t *testing.T) {
 	if got["k"] != "snap" {
 		t.Fatalf("after the resumed restore k = %q, want %q", got["k"], "snap")
 	}
-	st, err = loadState(idir)
+	st, err := loadState(idir)
 	if err != nil || st.Restore != nil {
 		t.Fatalf("the restore is still recorded: %+v, %v", st.Restore, err)
 	}
