@@ -16,7 +16,6 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
-	"github.com/etcdaas/etcdaas/pkg/loopback"
 	"github.com/etcdaas/etcdaas/pkg/memberseed"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
@@ -168,16 +167,13 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 	return res, nil
 }
 
-// moveSurvivor moves the stopped survivor of the recovery under way to free ports when
-// another process took its recorded ones meanwhile (while the controller was down, say). A
+// moveSurvivor moves the stopped survivor of the recovery under way off a recorded port
+// another process took meanwhile (while the controller was down, say; replaceTakenPorts). A
 // survivor rebuilt already restarts from its data, a one-member cluster, and the next Sync
 // tells it its new peer URL (readvertise); one not yet rebuilt is rebuilt with it.
 func moveSurvivor(dir string, st *instanceState, m *memberState) error {
-	if loopback.PortFree(m.PeerPort) && loopback.PortFree(m.ClientPort) {
-		return nil
-	}
-	p, c, err := freePorts()
-	if err != nil {
+	p, c, moved, err := replaceTakenPorts(m)
+	if err != nil || !moved {
 		return err
 	}
 	klog.InfoS("Recorded ports of the survivor of a recovery are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)

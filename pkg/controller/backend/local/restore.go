@@ -319,20 +319,23 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	return res, nil
 }
 
-// movePlannedPorts moves the members of the restore under way that do not run here and whose
-// recorded ports another process took meanwhile (while the controller was down, say) to free
-// ones. Every restored data directory names every member's peer URL, so every member is then
+// movePlannedPorts moves the members of the restore under way that do not run here off the
+// recorded ports another process took meanwhile (while the controller was down, say;
+// replaceTakenPorts). Every restored data directory names every member's peer URL, so every member is then
 // restored again for the new ports.
 func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 	moved := false
 	for i := range st.Members {
 		m := &st.Members[i]
-		if b.isRunning(dir, m) || (loopback.PortFree(m.PeerPort) && loopback.PortFree(m.ClientPort)) {
+		if b.isRunning(dir, m) {
 			continue
 		}
-		p, c, err := freePorts()
+		p, c, taken, err := replaceTakenPorts(m)
 		if err != nil {
 			return err
+		}
+		if !taken {
+			continue
 		}
 		klog.InfoS("Recorded ports of a member being restored are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
 		m.PeerPort, m.ClientPort, moved = p, c, true
