@@ -337,11 +337,7 @@ func (b *Backend) deletePodOnce(ctx context.Context, pod *corev1.Pod) error {
 	if pod.DeletionTimestamp != nil {
 		return nil
 	}
-	err := b.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
+	return b.deletePod(ctx, pod)
 }
 
 // recoverInitContainer rebuilds member 0's data directory from the survivor of a quorum loss
