@@ -78,6 +78,8 @@ type Options struct {
 	replacedFlagsSet []string
 	// aggregatedFlagsSet are the flags given of the aggregated mode only (aggregatedFlagsSet).
 	aggregatedFlagsSet []string
+	// standaloneFlagsSet are the flags given of the standalone mode only (standaloneFlagsSet).
+	standaloneFlagsSet []string
 }
 
 // NewOptions returns the default options.
@@ -154,6 +156,7 @@ func (o *Options) Complete(fs *pflag.FlagSet) error {
 		o.aggregatedFlagsSet = aggregatedFlagsSet(fs)
 		return o.completeStandalone()
 	}
+	o.standaloneFlagsSet = standaloneFlagsSet(fs)
 	return nil
 }
 
@@ -169,6 +172,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, o.RecommendedOptions.Validate()...)
 		errs = append(errs, o.ServerRun.Validate()...)
 		errs = append(errs, o.validateWatchBuffer()...)
+		errs = append(errs, o.validateAggregatedFlags()...)
 	}
 	return utilerrors.NewAggregate(errs)
 }

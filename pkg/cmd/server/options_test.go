@@ -124,3 +124,41 @@ func TestStandaloneBackupDirFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestAggregatedRefusesStandaloneFlags checks that the aggregated mode (no --standalone)
+// refuses, naming them, the flags only standalone mode reads: the server used to start
+// and silently ignore them, so `--data-dir DIR` without --standalone ran an aggregated
+// server that stored nothing under DIR.
+func TestAggregatedRefusesStandaloneFlags(t *testing.T) {
+	for _, flag := range []string{
+		"--data-dir=/var/lib/etcdaas",
+		"--controller=false",
+		"--standalone-etcd-client-port=2379",
+		"--standalone-etcd-peer-port=2380",
+		"--member-repair-grace-period=1m",
+		"--standalone=false --data-dir=/var/lib/etcdaas",
+	} {
+		t.Run(flag, func(t *testing.T) {
+			args := append([]string{"--etcd-servers=https://127.0.0.1:2379"}, strings.Fields(flag)...)
+			err := parseAndValidate(t, args...)
+			last := strings.Fields(flag)
+			name := strings.SplitN(last[len(last)-1], "=", 2)[0]
+			if err == nil || !strings.Contains(err.Error(), name+" can be used only with --standalone") {
+				t.Fatalf("err = %v, want one saying %s can be used only with --standalone", err, name)
+			}
+		})
+	}
+	// Every flag is named in one error.
+	err := parseAndValidate(t, "--etcd-servers=https://127.0.0.1:2379", "--data-dir=/d", "--controller=false")
+	if err == nil || !strings.Contains(err.Error(), "--controller, --data-dir can be used only with --standalone") {
+		t.Fatalf("err = %v, want one naming --controller and --data-dir", err)
+	}
+	// --backup-dir serves both modes, and the standalone flags stay valid with --standalone.
+	if err := parseAndValidate(t, "--etcd-servers=https://127.0.0.1:2379", "--backup-dir=/var/lib/etcdaas-backups"); err != nil {
+		t.Fatalf("aggregated mode with --backup-dir: %v", err)
+	}
+	if err := parseAndValidate(t, "--standalone", "--data-dir", t.TempDir(), "--controller=false",
+		"--standalone-etcd-client-port=2379", "--standalone-etcd-peer-port=2380", "--member-repair-grace-period=1m"); err != nil {
+		t.Fatalf("standalone with its own flags: %v", err)
+	}
+}

@@ -175,6 +175,34 @@ func aggregatedFlagsSet(fs *pflag.FlagSet) []string {
 	return set
 }
 
+// standaloneFlagsSet returns the flags set in fs that only standalone mode reads: those
+// StandaloneOptions.AddFlags registers, but --standalone itself. None when fs is nil.
+func standaloneFlagsSet(fs *pflag.FlagSet) []string {
+	if fs == nil {
+		return nil
+	}
+	own := pflag.NewFlagSet("standalone", pflag.ContinueOnError)
+	(&StandaloneOptions{}).AddFlags(own)
+	var set []string
+	fs.Visit(func(f *pflag.Flag) {
+		if f.Name != "standalone" && own.Lookup(f.Name) != nil {
+			set = append(set, f.Name)
+		}
+	})
+	return set
+}
+
+// validateAggregatedFlags refuses the standalone flags given without --standalone, which
+// the aggregated mode would ignore.
+func (o *Options) validateAggregatedFlags() []error {
+	if len(o.standaloneFlagsSet) == 0 {
+		return nil
+	}
+	return []error{fmt.Errorf("--%s can be used only with --standalone: they configure the standalone mode's data directory, "+
+		"embedded storage etcd and in-process controller, which the aggregated mode does not run, so it would ignore them "+
+		"(etcdaas-controller has its own --data-dir and --member-repair-grace-period)", strings.Join(o.standaloneFlagsSet, ", --"))}
+}
+
 // validateStandalone checks the options that matter in standalone mode.
 func (o *Options) validateStandalone() []error {
 	var errs []error
