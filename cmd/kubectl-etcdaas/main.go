@@ -12,9 +12,10 @@ import (
 )
 
 func main() {
-	// The first interrupt cancels the command (a backup then removes its .part file); a
-	// second one kills the process as usual.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first interrupt (Ctrl-C), kill (SIGTERM) or hangup (the terminal closed, the ssh
+	// session dropped) cancels the command (a backup then removes its .part file); a second
+	// one kills the process as usual.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		<-ctx.Done()
 		stop()
