@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/durable"
 )
 
 // metaSuffix names the sidecar file that holds a local backup's provenance.
@@ -121,13 +123,13 @@ func (u *localUpload) Commit(ctx context.Context, info Info) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(u.final+metaSuffix, data); err != nil {
+	if err := durable.WriteFile(u.final+metaSuffix, data, 0o600); err != nil {
 		return err
 	}
 	if err := os.Rename(u.tmp, u.final); err != nil {
 		return errors.Join(err, os.Remove(u.final+metaSuffix))
 	}
-	return syncDir(u.dest.dir)
+	return durable.SyncDir(u.dest.dir)
 }
 
 // Abort removes the temporary file.
@@ -222,37 +224,7 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p + metaSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(l.dir)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if closeErr := f.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
+	return durable.SyncDir(l.dir)
 }
 
 // contextReader ends a copy when ctx is done.

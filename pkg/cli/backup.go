@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+
+	"github.com/etcdaas/etcdaas/pkg/durable"
 )
 
 // backupOptions are the flags of `backup`.
@@ -255,7 +257,8 @@ func saveSnapshot(ctx context.Context, src io.Reader, path string, progress io.W
 	if result.status, err = verify(ctx, part); err != nil {
 		return result, fmt.Errorf("snapshot integrity check failed: %w", err)
 	}
-	if err = os.Rename(part, path); err != nil {
+	// The rename is made durable too: a power loss right after "saved" must not lose FILE.
+	if err = durable.Rename(part, path); err != nil {
 		return result, err
 	}
 	return result, nil

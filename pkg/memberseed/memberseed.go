@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/etcdaas/etcdaas/pkg/backup"
+	"github.com/etcdaas/etcdaas/pkg/durable"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
@@ -141,7 +142,7 @@ func Seed(ctx context.Context, cfg Config) (*Result, error) {
 	if err := replace(cfg, path); err != nil {
 		return nil, err
 	}
-	if err := writeMarker(marker, cfg.ID); err != nil {
+	if err := durable.WriteFile(marker, []byte(cfg.ID+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	if err := removeReplaced(cfg.DataDir); err != nil {
@@ -231,7 +232,7 @@ func copyOwnDatabase(cfg Config, volume string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("copying the database of member %s: %w", cfg.Member.Name, err)
 	}
-	return path, syncDir(volume)
+	return path, durable.SyncDir(volume)
 }
 
 // download copies the snapshot into a file on the member's volume.
@@ -331,13 +332,13 @@ func replace(cfg Config, path string) error {
 			return err
 		}
 	}
-	if err := syncDir(filepath.Dir(cfg.DataDir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(cfg.DataDir)); err != nil {
 		return err
 	}
 	if err := rename(next, cfg.DataDir); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(cfg.DataDir))
+	return durable.SyncDir(filepath.Dir(cfg.DataDir))
 }
 
 // replacedDir is where replace keeps the data directory it replaces until the seed is done.
@@ -360,38 +361,6 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// writeMarker records id durably.
-func writeMarker(path, id string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(id + "\n"); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
 }
 
 // MemberSource streams snapshots from running etcd members: the key is the member's client

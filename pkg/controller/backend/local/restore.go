@@ -16,6 +16,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/durable"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -155,7 +156,7 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 	}
 	// The request is recorded: a failure to make it durable is logged, not reported as a
 	// failed request the controller would carry out anyway.
-	if err := syncDirectory(spool); err != nil {
+	if err := durable.SyncDir(spool); err != nil {
 		klog.ErrorS(err, "Syncing the restore spool directory after recording a request", "directory", spool)
 	}
 	return nil
@@ -191,15 +192,6 @@ func writeSynced(dir string, data []byte) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
 }
 
 // pendingRestore returns the restore staged for the instance in dir and its snapshot file,

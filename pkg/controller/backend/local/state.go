@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
+	"github.com/etcdaas/etcdaas/pkg/durable"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
 )
@@ -192,7 +193,8 @@ func loadState(dir string) (*instanceState, error) {
 	return st, nil
 }
 
-// save writes the state atomically (temporary file, fsync, rename).
+// save writes the state so that a crash or a power loss leaves the old state or the new
+// one, and never forgets the new one once save returned (durable.WriteFile).
 func (st *instanceState) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -201,25 +203,7 @@ func (st *instanceState) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, stateFile+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, stateFile))
+	return durable.WriteFile(filepath.Join(dir, stateFile), data, 0o600)
 }
 
 func (st *instanceState) member(name string) *memberState {
