@@ -385,6 +385,18 @@ var ErrCannotStage = errors.New("the snapshot cannot be handed to the instance's
 // ErrRestorePending is returned when an instance already has a restore that has not finished.
 var ErrRestorePending = errors.New("a restore of the instance is already under way")
 
+// ErrRecoveryUnderWay is returned when a recovery of the instance from quorum loss is
+// requested or recorded and has not finished: a restore would take it over halfway, with
+// volumes of the old cluster still to be discarded.
+var ErrRecoveryUnderWay = errors.New("a recovery of the instance from quorum loss is under way")
+
+// RecoveryError is ErrRecoveryUnderWay naming where the recovery rebuilds the cluster from
+// (a member, or "the most advanced surviving member"), for the 409 of a restore refused
+// because of it.
+func RecoveryError(from string) error {
+	return fmt.Errorf("%w (from %s); nothing was restored: restore once the instance is Running again", ErrRecoveryUnderWay, from)
+}
+
 // PendingError is ErrRestorePending naming the restore that has not finished, for the 409 of
 // a restore refused because of it.
 func PendingError(pending *Staged) error {

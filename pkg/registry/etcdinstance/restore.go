@@ -49,15 +49,16 @@ type RestoreStager interface {
 	// SpoolDir returns the directory to receive a snapshot for the instance in, on the
 	// filesystem Stage keeps it on. It returns an error wrapping etcdcluster.ErrNoMembers when
 	// the instance (this UID) has no members to restore yet, one wrapping
-	// snapshot.ErrRestorePending (naming it) when a restore is pending already, and one wrapping
-	// snapshot.ErrCannotStage when the instance cannot be restored as it is configured. Two
+	// snapshot.ErrRestorePending (naming it) when a restore is pending already, one wrapping
+	// snapshot.ErrRecoveryUnderWay when a recovery from quorum loss is recorded and has not
+	// finished, and one wrapping snapshot.ErrCannotStage when the instance cannot be restored as it is configured. Two
 	// uploads may both pass it; the end of a restore must not disturb the other's spool file.
 	// An error about the destination the snapshot travels through keeps its class
 	// (backup.ErrStoreUnavailable first of all: it is answered with a 503, not a 409).
 	SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error)
 	// Stage makes the verified snapshot file at path the pending restore of the instance and
 	// takes the file over. It returns an error wrapping snapshot.ErrRestorePending when one is
-	// pending already; errors about the destination keep their class, as SpoolDir's.
+	// pending already, snapshot.ErrRecoveryUnderWay when a recovery was recorded meanwhile; errors about the destination keep their class, as SpoolDir's.
 	Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error
 }
 
@@ -172,6 +173,8 @@ func (h *restoreHandler) accept(req *http.Request) (*snapshot.Staged, error) {
 		return nil, negotiation.NewUnsupportedMediaTypeError([]string{RestoreMediaType})
 	case h.instance.DeletionTimestamp != nil:
 		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, errors.New("the instance is being deleted"))
+	case recoveryRequested(h.instance):
+		return nil, apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, snapshot.RecoveryError(recoveryFrom(h.instance)))
 	case h.rest.opts.Stager == nil:
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("restore of %q: this server cannot hand snapshots to the controller's backend: "+
 			"it needs the local backend's data directory (standalone mode, or --backup-local-data-dir) or a cluster whose StatefulSets it reads", name))
@@ -244,18 +247,34 @@ func (h *restoreHandler) goneMeanwhile(ctx context.Context) error {
 // subresource answers it, by who can fix it (503 with Retry-After for a store or credentials
 // Secret unavailable for now, 409 for a configuration to change); the Kubernetes API failing
 // for now to give or take the instance's StatefulSet a 503 with Retry-After too; a restore
-// pending, an instance that cannot be restored as it is configured or has no members (any
+// pending, a recovery under way, an instance that cannot be restored as it is configured or has no members (any
 // more) a 409; anything else a 500. Nothing is staged in any of these cases.
 func stagingError(name string, err error) error {
 	switch {
 	case isDestinationError(err):
 		return stagingRestore.answer(name, err)
-	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrCannotStage), errors.Is(err, etcdcluster.ErrNoMembers):
+	case errors.Is(err, snapshot.ErrRestorePending), errors.Is(err, snapshot.ErrRecoveryUnderWay),
+		errors.Is(err, snapshot.ErrCannotStage), errors.Is(err, etcdcluster.ErrNoMembers):
 		return apierrors.NewConflict(etcdaas.Resource(RestoreResourcePath), name, err)
 	case backup.TransientAPIError(err):
 		return stagingRestore.unavailable(name, err)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("restore of %q: %w", name, err))
+}
+
+// recoveryRequested reports whether a recovery requested through the recover subresource
+// waits for the controller: a restore accepted now would race it for the members.
+func recoveryRequested(instance *etcdaas.ETCDInstance) bool {
+	_, requested := instance.Annotations[etcdaas.RecoverRequestedAnnotation]
+	return requested
+}
+
+// recoveryFrom says which member the requested recovery rebuilds the cluster from.
+func recoveryFrom(instance *etcdaas.ETCDInstance) string {
+	if member := instance.Annotations[etcdaas.RecoverRequestedAnnotation]; member != "" {
+		return "member " + member
+	}
+	return "the most advanced surviving member"
 }
 
 // acceptedMediaType reports whether a restore's Content-Type is the snapshot's media type (any

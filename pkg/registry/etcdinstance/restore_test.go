@@ -221,6 +221,8 @@ func TestRestoreDestinationErrorClasses(t *testing.T) {
 		{"the server's own failure, when staging", nil, diskFull, http.StatusInternalServerError, "no space left on device"},
 		{"the Kubernetes API unavailable for now, before the body", apiDown, nil, http.StatusServiceUnavailable, "etcd is down"},
 		{"the Kubernetes API timing out, when staging", nil, apiSlow, http.StatusServiceUnavailable, "did not complete within 60s"},
+		{"a recovery under way, before the body", snapshot.RecoveryError("member db-2"), nil, http.StatusConflict, "recovery of the instance from quorum loss is under way (from member db-2)"},
+		{"a recovery recorded during the upload, when staging", nil, snapshot.RecoveryError("member db-2"), http.StatusConflict, "recovery of the instance from quorum loss is under way (from member db-2)"},
 	} {
 		t.Run(tc.what, func(t *testing.T) { checkRestoreErrorClass(t, snap, tc.spoolErr, tc.stageErr, tc.code, tc.message) })
 	}
@@ -307,5 +309,43 @@ func TestRestoreOfAnInstanceDeletedDuringTheUpload(t *testing.T) {
 				t.Errorf("staged %+v for an instance deleted during the upload", stager.staged)
 			}
 		})
+	}
+}
+
+// TestRestoreWhileARecoveryIsRequested: a restore of an instance whose recovery from quorum
+// loss was requested through the recover subresource, and not yet carried out, is a 409
+// saying so before a byte of its body is read, as a restore during another restore is;
+// nothing is staged or reported. Once the request is consumed, the backend's own record of
+// the recovery refuses it (the stagers' tests).
+func TestRestoreWhileARecoveryIsRequested(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for member, from := range map[string]string{"db-2": "member db-2", "": "the most advanced surviving member"} {
+		spool := t.TempDir()
+		stager := &fakeStager{dir: spool}
+		store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1",
+			Annotations: map[string]string{etcdaas.RecoverRequestedAnnotation: member, etcdaas.RecoverRequestIDAnnotation: "rec-1"}}}}
+		resp := &recoverResponder{}
+		h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := &countingReader{r: bytes.NewReader(snap)}
+		req := httptest.NewRequest(http.MethodPost, "/restore", body)
+		req.ContentLength = int64(len(snap))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+
+		var apiStatus apierrors.APIStatus
+		if !errors.As(resp.err, &apiStatus) {
+			t.Fatalf("answered %d %v, want a 409 Status", resp.code, resp.err)
+		}
+		want := "a recovery of the instance from quorum loss is under way (from " + from + ")"
+		checkErrorStatus(t, resp.err, apiStatus.Status(), http.StatusConflict, want, false,
+			httptest.NewRequest(http.MethodPost, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/restore", nil))
+		if body.n != 0 || stager.staged != nil || store.updates != 0 {
+			t.Errorf("read %d bytes, staged %v, wrote status %d times; want nothing", body.n, stager.staged, store.updates)
+		}
 	}
 }

@@ -246,8 +246,8 @@ func TestRecoverFromAnotherMember(t *testing.T) {
 		t.Fatalf("replicas %d: the pods up to the survivor's stay while member 0 is rebuilt", *sts.Spec.Replicas)
 	}
 	// While it is under way, neither a restore nor a recovery from another member takes over.
-	if err := restoreRefused(sts); !errors.Is(err, snapshot.ErrRestorePending) {
-		t.Fatalf("a restore during the recovery: %v, want ErrRestorePending", err)
+	if err := restoreRefused(sts); !errors.Is(err, snapshot.ErrRecoveryUnderWay) || !strings.Contains(err.Error(), "from member db-2") {
+		t.Fatalf("a restore during the recovery: %v, want ErrRecoveryUnderWay naming db-2", err)
 	}
 	if _, err := f.b.Recover(ctx, f.inst, backend.RecoverRequest{Member: "db-1"}); !errors.Is(err, backend.ErrCannotRecover) || !strings.Contains(err.Error(), "db-2") {
 		t.Fatalf("a recovery from db-1 during the one from db-2: %v, want ErrCannotRecover", err)

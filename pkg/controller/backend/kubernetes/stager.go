@@ -84,7 +84,8 @@ func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (s
 // Stage uploads the verified snapshot at path to the staging area of the instance's
 // destination and records the restore request on its StatefulSet. Of two concurrent
 // requests, one is recorded; the other's upload is deleted and it gets
-// snapshot.ErrRestorePending.
+// snapshot.ErrRestorePending (snapshot.ErrRecoveryUnderWay when a recovery was recorded
+// meanwhile).
 func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
 	dest, staging, err := s.destination(ctx, instance)
 	if err != nil {
@@ -229,8 +230,12 @@ func restoreRefused(sts *appsv1.StatefulSet) error {
 		}
 		return snapshot.ErrRestorePending
 	}
-	if s, err := seedOf(sts.Annotations); err != nil || (s != nil && s.Recover != "") {
-		return fmt.Errorf("%w: a recovery from quorum loss is under way; restore once the instance is Running again", snapshot.ErrRestorePending)
+	s, err := seedOf(sts.Annotations)
+	if err != nil {
+		return fmt.Errorf("%w: the seed recorded on the StatefulSet cannot be read: %v", snapshot.ErrRestorePending, err)
+	}
+	if s != nil && s.Recover != "" {
+		return snapshot.RecoveryError("member " + s.Recover)
 	}
 	return nil
 }

@@ -320,3 +320,33 @@ func TestStageWhoseRecordAnswerIsLost(t *testing.T) {
 		t.Fatalf("the staged snapshot of the recorded request: %v", err)
 	}
 }
+
+// TestStagerRefusesARestoreDuringARecovery: a recovery from quorum loss recorded on the
+// StatefulSet (the seed, with the survivor) while a snapshot uploads makes Stage refuse it
+// with ErrRecoveryUnderWay naming the survivor, not a restore that is not there, and nothing
+// is left in the staging area or recorded; the next restore is refused before its upload.
+func TestStagerRefusesARestoreDuringARecovery(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
+	}}}
+	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
+	staged, path := receiveSpooled(t, stager, inst, "r1")
+
+	sts := f.sts(t).DeepCopy()
+	sts.Annotations[annotationSeed] = (&seed{ID: "rec-1", Recover: "db-2"}).annotation()
+	if _, err := f.client.AppsV1().StatefulSets("ns").Update(ctx, sts, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := stager.Stage(ctx, inst, staged, path)
+	if !errors.Is(err, snapshot.ErrRecoveryUnderWay) || errors.Is(err, snapshot.ErrRestorePending) || !strings.Contains(err.Error(), "from member db-2") {
+		t.Fatalf("Stage during a recovery: %v, want ErrRecoveryUnderWay naming db-2", err)
+	}
+	checkNothingStaged(t, f, store, "ns/db/")
+	if _, err := stager.SpoolDir(ctx, inst); !errors.Is(err, snapshot.ErrRecoveryUnderWay) {
+		t.Fatalf("SpoolDir during a recovery: %v, want ErrRecoveryUnderWay", err)
+	}
+}

@@ -183,13 +183,15 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if err != nil {
 		return nil, err
 	}
-	// A restore replaces the cluster: nothing else happens until it is done.
-	if res, restoring, err := b.pendingRestoreStep(ctx, dir, st); restoring {
-		return b.withMembers(ctx, dir, st, res), err
-	}
-	// So does a recovery from quorum loss under way.
+	// A recovery from quorum loss under way is finished first: a restore staged meanwhile
+	// (neither refuses the other when both pass their checks at once) runs after it, on a
+	// cluster whose discarded members are gone.
 	if st.Recovery != nil {
 		res, err := b.finishRecovery(ctx, dir, st)
+		return b.withMembers(ctx, dir, st, res), err
+	}
+	// A restore replaces the cluster: nothing else happens until it is done.
+	if res, restoring, err := b.pendingRestoreStep(ctx, dir, st); restoring {
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	if len(st.Members) == 0 || st.Members[0].ID == "" {

@@ -38,6 +38,9 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 		return nil, fmt.Errorf("%w: recover request %s", backend.ErrRecoveredAlready, req.ID)
 	}
 	if st.Recovery == nil {
+		if err := restoreUnderWay(dir, st); err != nil {
+			return nil, err
+		}
 		if err := b.ensureRunning(ctx, dir, st); err != nil {
 			return nil, err
 		}
@@ -71,6 +74,20 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 	}
 	res, err := b.finishRecovery(ctx, dir, st)
 	return b.withMembers(ctx, dir, st, res), err
+}
+
+// restoreUnderWay returns an error wrapping backend.ErrCannotRecover when a restore of the
+// instance is staged or under way: the recovery would rebuild a cluster the restore replaces.
+func restoreUnderWay(dir string, st *instanceState) error {
+	staged, _, err := pendingRestore(dir)
+	if err != nil {
+		return err
+	}
+	pending := staged != nil && staged.InstanceUID == st.UID && staged.ID != st.LastRestore
+	if pending || st.Restore != nil {
+		return fmt.Errorf("%w: a restore of the instance is under way", backend.ErrCannotRecover)
+	}
+	return nil
 }
 
 // chooseSurvivor returns the voting member to rebuild from: member when named, else the one

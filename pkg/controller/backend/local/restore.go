@@ -59,8 +59,10 @@ type Stager struct {
 }
 
 // SpoolDir returns the directory to receive a snapshot for the instance in. The instance must
-// have been deployed by the backend (a member with an ID), as this UID, and have no restore
-// pending (snapshot.ErrRestorePending), so that a second restore is refused before its upload.
+// have been deployed by the backend (a member with an ID), as this UID, have no restore
+// pending (snapshot.ErrRestorePending), so that a second restore is refused before its upload,
+// and no recovery from quorum loss under way (snapshot.ErrRecoveryUnderWay), which a restore
+// would otherwise take over halfway.
 func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (string, error) {
 	namespace, name, uid := instance.Namespace, instance.Name, instance.UID
 	dir, err := instanceDir(s.Dir, namespace, name)
@@ -76,6 +78,9 @@ func (s Stager) SpoolDir(_ context.Context, instance *etcdaas.ETCDInstance) (str
 	}
 	if st.UID != string(uid) || !st.deployed() {
 		return "", fmt.Errorf("%w: instance %s/%s has not been deployed yet", etcdcluster.ErrNoMembers, namespace, name)
+	}
+	if err := st.recoveryUnderWay(); err != nil {
+		return "", err // Stage checks again: a recovery may be recorded while the snapshot uploads
 	}
 	staged, _, err := pendingRestore(dir)
 	if err != nil {
@@ -121,13 +126,19 @@ func removeStaleStaging(spool string, before time.Time, pending *snapshot.Staged
 }
 
 // Stage makes the verified snapshot at path the pending restore of the instance, taking the
-// file over. It returns snapshot.ErrRestorePending when one is pending already.
+// file over. It returns snapshot.ErrRestorePending when one is pending already and
+// snapshot.ErrRecoveryUnderWay when a recovery was recorded while the snapshot uploaded; the
+// file is deleted then.
 func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
 	dir, err := instanceDir(s.Dir, instance.Namespace, instance.Name)
 	if err != nil {
 		return err
 	}
 	spool := filepath.Join(dir, restoreDir)
+	if st, err := loadState(dir); err == nil && st.recoveryUnderWay() != nil {
+		_ = os.Remove(path)
+		return st.recoveryUnderWay()
+	}
 	if _, err := os.Stat(filepath.Join(spool, pendingRequest)); err == nil {
 		_ = os.Remove(path)
 		return pendingErrorIn(dir)
@@ -160,6 +171,15 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 		klog.ErrorS(err, "Syncing the restore spool directory after recording a request", "directory", spool)
 	}
 	return nil
+}
+
+// recoveryUnderWay returns snapshot.RecoveryError when a recovery from quorum loss is
+// recorded and has not finished, nil otherwise.
+func (st *instanceState) recoveryUnderWay() error {
+	if st.Recovery == nil {
+		return nil
+	}
+	return snapshot.RecoveryError("member " + st.Recovery.Survivor)
 }
 
 // pendingErrorIn is snapshot.PendingError for the restore pending in the instance directory dir, or
