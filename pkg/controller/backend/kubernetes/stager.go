@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -26,7 +27,9 @@ import (
 
 // RestoresPrefix is the staging area of accepted restores below an instance's S3 prefix. A
 // listing of the instance's backups does not descend into it, so staged snapshots are never
-// listed, pruned or restored from as backups.
+// listed, pruned or restored from as backups. Each request stages below a prefix of its own,
+// RestoresPrefix + its ID + "/", so that two requests never share an object, whatever their
+// time and revision.
 const RestoresPrefix = "restores/"
 
 // Stager hands the snapshots the API server accepted for the kubernetes backend's instances to
@@ -48,7 +51,7 @@ type Stager struct {
 // SpoolDir checks that the instance can be restored (it runs members, it has an S3
 // destination, no restore is pending) and returns the directory to receive the snapshot in.
 func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (string, error) {
-	if _, _, err := s.destination(ctx, instance); err != nil {
+	if _, _, err := s.destination(ctx, instance, ""); err != nil {
 		return "", err
 	}
 	sts, err := s.Client.AppsV1().StatefulSets(instance.Namespace).Get(ctx, instance.Name, metav1.GetOptions{})
@@ -87,7 +90,10 @@ func (s Stager) SpoolDir(ctx context.Context, instance *etcdaas.ETCDInstance) (s
 // snapshot.ErrRestorePending (snapshot.ErrRecoveryUnderWay when a recovery was recorded
 // meanwhile).
 func (s Stager) Stage(ctx context.Context, instance *etcdaas.ETCDInstance, staged *snapshot.Staged, path string) error {
-	dest, staging, err := s.destination(ctx, instance)
+	if staged.ID == "" || strings.ContainsAny(staged.ID, "/\\") || staged.ID == "." || staged.ID == ".." {
+		return fmt.Errorf("restore ID %q cannot name a staging prefix", staged.ID)
+	}
+	dest, staging, err := s.destination(ctx, instance, staged.ID)
 	if err != nil {
 		return err
 	}
@@ -178,9 +184,10 @@ func upload(ctx context.Context, dest backup.Destination, key string, staged *sn
 	return nil
 }
 
-// destination is the staging area of the instance: its S3 destination with the prefix
-// resolved and RestoresPrefix below it, and that destination opened with its credentials.
-func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance) (*v1beta1.S3Destination, backup.Destination, error) {
+// destination is the staging area of the instance's restore id (of the whole staging area when
+// id is empty): its S3 destination with the prefix resolved and RestoresPrefix, then id, below
+// it, and that destination opened with its credentials.
+func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance, id string) (*v1beta1.S3Destination, backup.Destination, error) {
 	if instance.Spec.Backup == nil || instance.Spec.Backup.Destination.S3 == nil {
 		return nil, nil, fmt.Errorf("%w: the instance has no S3 backup destination: the kubernetes backend's members read a restored snapshot from it (spec.backup.destination.s3)", snapshot.ErrCannotStage)
 	}
@@ -197,6 +204,9 @@ func (s Stager) destination(ctx context.Context, instance *etcdaas.ETCDInstance)
 		s3.Prefix += "/"
 	}
 	s3.Prefix += RestoresPrefix
+	if id != "" {
+		s3.Prefix += id + "/"
+	}
 	// The credentials must be readable now: a request the members could not read would stop
 	// the cluster for nothing. A Secret the Kubernetes API cannot give for now is an error
 	// about credentials too, but the instance can be restored as it is configured: it keeps

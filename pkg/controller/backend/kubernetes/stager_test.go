@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -67,7 +69,7 @@ func TestStageThroughS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, err := restoreRequestOf(sts.Annotations)
-	if err != nil || req == nil || req.ID != "r1" || req.S3.Prefix != "ns/db/"+RestoresPrefix || req.Info.SHA256 != first.Info.SHA256 {
+	if err != nil || req == nil || req.ID != "r1" || req.S3.Prefix != "ns/db/"+RestoresPrefix+"r1/" || req.Info.SHA256 != first.Info.SHA256 {
 		t.Fatalf("recorded request = %+v, %v", req, err)
 	}
 	staging := checkOnlyFirstStaged(t, resolver, req, first)
@@ -348,5 +350,89 @@ func TestStagerRefusesARestoreDuringARecovery(t *testing.T) {
 	checkNothingStaged(t, f, store, "ns/db/")
 	if _, err := stager.SpoolDir(ctx, inst); !errors.Is(err, snapshot.ErrRecoveryUnderWay) {
 		t.Fatalf("SpoolDir during a recovery: %v, want ErrRecoveryUnderWay", err)
+	}
+}
+
+// TestStagingsOfTheSameTimeAndRevisionKeepApart: two restores accepted in the same
+// millisecond with snapshots of the same revision (different data) stage distinct objects.
+// The second, refused as the first is pending, deletes only its own upload: the first's
+// snapshot stays for member 0 to read, with the first's data; and of two staged uploads,
+// deleting one leaves the other.
+func TestStagingsOfTheSameTimeAndRevisionKeepApart(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
+	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
+	}}}
+	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
+	first, firstPath := receiveSpooled(t, stager, inst, "r1")
+	second, secondPath := receiveSpooled(t, stager, inst, "r2")
+	second.RequestedAt = first.RequestedAt
+	if first.Info.Revision != second.Info.Revision || first.Info.SHA256 == second.Info.SHA256 {
+		t.Fatalf("want two different snapshots of one revision: %+v, %+v", first.Info, second.Info)
+	}
+
+	if err := stager.Stage(ctx, inst, first, firstPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := stager.Stage(ctx, inst, second, secondPath); !errors.Is(err, snapshot.ErrRestorePending) {
+		t.Fatalf("the second restore: %v, want ErrRestorePending", err)
+	}
+	req, err := restoreRequestOf(f.sts(t).Annotations)
+	if err != nil || req == nil || req.ID != "r1" {
+		t.Fatalf("recorded request = %+v, %v", req, err)
+	}
+	checkStagedSum(t, resolver, v1beta1Dest(req).S3, req.Key, first.Info.SHA256)
+
+	// Two uploads staged at once: deleting one leaves the other.
+	keys := map[string]backup.Destination{}
+	for _, staged := range []*snapshot.Staged{first, second} {
+		_, staging, err := stager.destination(ctx, inst, staged.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": staged.ID})
+		info, err := snapshot.Verify(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged.Info = *info
+		if err := upload(ctx, staging, backup.Key(staged.RequestedAt, staged.Info.Revision), staged, path); err != nil {
+			t.Fatal(err)
+		}
+		keys[staged.ID] = staging
+	}
+	key := backup.Key(first.RequestedAt, first.Info.Revision)
+	if err := keys["r2"].Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := keys["r2"].Open(ctx, key); !errors.Is(err, backup.ErrNotFound) {
+		t.Fatalf("the deleted upload: %v, want ErrNotFound", err)
+	}
+	checkStagedSum(t, resolver, v1beta1Dest(req).S3, key, first.Info.SHA256)
+}
+
+// checkStagedSum reads the staged object key of the staging area s3 and checks that it holds
+// the snapshot of sha256 sum, as its provenance says.
+func checkStagedSum(t *testing.T, resolver *backup.Resolver, s3 *v1beta1.S3Destination, key, sum string) {
+	t.Helper()
+	ctx := context.Background()
+	staging, err := resolver.Destination(ctx, "ns", "db", v1beta1.BackupDestination{S3: s3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, info, err := staging.Open(ctx, key)
+	if err != nil {
+		t.Fatalf("the first restore's staged snapshot: %v", err)
+	}
+	defer func() { _ = r.Close() }()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum || info.SHA256 != sum {
+		t.Fatalf("the first restore's staged snapshot hashes to %s (provenance %s), want %s", got, info.SHA256, sum)
 	}
 }
