@@ -7,11 +7,8 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -19,6 +16,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
 // Info describes one backup: where it is and its provenance.
@@ -135,8 +134,11 @@ type Snapshot struct {
 	EtcdVersion string
 }
 
-// Take streams snap into dest under a new key and commits it with its provenance. On any
-// error nothing becomes visible and what was written is removed.
+// Take streams snap into dest under a new key and commits it with its provenance. The stream
+// is checked as it is written (snapshot.Verifier): a stream shorter than a snapshot can be, or
+// whose trailing sha256 does not match its database, fails the write before its last 32 bytes
+// reach dest, and the error (an *snapshot.InvalidError) says it is truncated or corrupt. On
+// any error nothing becomes visible and what was written is removed.
 func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID string, now func() time.Time) (Info, error) {
 	key := Key(now(), snap.Revision)
 	if sw, ok := dest.(sweeper); ok {
@@ -149,27 +151,44 @@ func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID stri
 			klog.InfoS("Deleted interrupted backup uploads", "destination", dest.String(), "instanceUID", instanceUID, "deleted", swept)
 		}
 	}
-	body := &hashingReader{r: snap.Reader, h: sha256.New()}
+	body := snapshot.NewVerifier(snap.Reader)
 	upload, err := dest.Write(ctx, key, instanceUID, body)
+	if verr := body.Err(); snapshot.IsInvalid(verr) {
+		switch {
+		case err == nil:
+			err = abort(ctx, upload) // a destination that did not fail on the stream's error
+		case errors.Is(err, verr):
+			err = nil // the destination returned the reader's error: said once is enough
+		}
+		return Info{}, errors.Join(fmt.Errorf("backup %s not written to %s: %w", key, dest, verr), err)
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("writing %s to %s: %w", key, dest, err)
+	}
+	if verr := body.Err(); verr != nil {
+		return Info{}, errors.Join(fmt.Errorf("writing %s to %s: %w", key, dest, verr), abort(ctx, upload))
 	}
 	info := Info{
 		Key:         key,
 		InstanceUID: instanceUID,
 		Revision:    snap.Revision,
 		EtcdVersion: snap.EtcdVersion,
-		SHA256:      hex.EncodeToString(body.h.Sum(nil)),
-		Size:        body.n,
+		SHA256:      body.SHA256(),
+		Size:        body.Size(),
 		Time:        now().UTC().Truncate(time.Second),
 	}
 	if err := upload.Commit(ctx, info); err != nil {
-		// A fresh context: the abort must happen even when ctx is what failed the commit.
-		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		return Info{}, errors.Join(fmt.Errorf("completing %s in %s: %w", key, dest, err), upload.Abort(abortCtx))
+		return Info{}, errors.Join(fmt.Errorf("completing %s in %s: %w", key, dest, err), abort(ctx, upload))
 	}
 	return info, nil
+}
+
+// abort removes what upload wrote, with a fresh context: the abort must happen even when ctx
+// is what failed the upload.
+func abort(ctx context.Context, upload Upload) error {
+	abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return upload.Abort(abortCtx)
 }
 
 // Prune deletes all but the newest keep backups that the instance of taken (its provenance's
@@ -243,18 +262,4 @@ func ownNewestFirst(backups []Info, instanceUID string) []Info {
 // sortNewestFirst orders backups by key, newest first: keys sort by time.
 func sortNewestFirst(backups []Info) {
 	sort.Slice(backups, func(i, j int) bool { return backups[i].Key > backups[j].Key })
-}
-
-// hashingReader hashes and counts what is read through it.
-type hashingReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
-}
-
-func (h *hashingReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	h.n += int64(n)
-	return n, err
 }

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
+	"github.com/etcdaas/etcdaas/pkg/snapshot"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
+	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
 // clock returns a time that moves one minute per call, so that keys differ and sort.
@@ -27,10 +30,12 @@ func clock(start time.Time) func() time.Time {
 	}
 }
 
+// payload is n random bytes shaped as an etcd snapshot: padded to whole 512-byte blocks and
+// followed by their sha256, which Take checks.
 func payload(n int, seed int64) []byte {
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
-	return b
+	return snapshottest.WithHash(b)
 }
 
 func sum(b []byte) string {
@@ -78,6 +83,7 @@ func testDestination(t *testing.T, dest Destination) {
 		t.Fatal("a broken stream made a backup")
 	}
 
+	checkDamagedStreamsRefused(t, ctx, dest, now)
 	checkListedAndRead(t, ctx, dest, taken, bodies)
 
 	deleted, err := Prune(ctx, dest, taken[2], 2)
@@ -111,7 +117,7 @@ func takeThree(t *testing.T, ctx context.Context, dest Destination, now func() t
 		if err != nil {
 			t.Fatalf("backup %d: %v", i, err)
 		}
-		if info.SHA256 != sum(body) || info.Size != int64(size) || info.Revision != int64(100+i) {
+		if info.SHA256 != sum(body) || info.Size != int64(len(body)) || info.Revision != int64(100+i) {
 			t.Fatalf("backup %d: info %+v does not describe what was written", i, info)
 		}
 		taken = append(taken, info)
@@ -179,6 +185,36 @@ func checkForeignBackupsApart(t *testing.T, ctx context.Context, dest Destinatio
 	}
 	if _, err := Newest(ctx, dest, "uid-never"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "uid-never") {
 		t.Fatalf("newest of an instance without backups: %v, want ErrNotFound naming its UID", err)
+	}
+}
+
+// checkDamagedStreamsRefused checks that Take refuses a stream that is not an intact
+// snapshot (a byte changed, cut short, shorter than a snapshot can be, a large one whose first
+// parts were uploaded already), saying it is truncated or corrupt; what is listed afterwards
+// is checked by the caller.
+func checkDamagedStreamsRefused(t *testing.T, ctx context.Context, dest Destination, now func() time.Time) {
+	t.Helper()
+	flip := func(b []byte, at int) []byte {
+		b = bytes.Clone(b)
+		b[at] ^= 0xFF
+		return b
+	}
+	good := payload(2000, 11)
+	large := payload(S3PartSize+12345, 12)
+	for name, stream := range map[string][]byte{
+		"a byte changed":           flip(good, 700),
+		"its hash changed":         flip(good, len(good)-1),
+		"cut at a block":           good[:len(good)-512],
+		"cut in a block":           good[:len(good)-100],
+		"shorter than a snapshot":  good[:10],
+		"empty":                    nil,
+		"larger than a part, cut":  large[:len(large)-512],
+		"larger than a part, flip": flip(large, len(large)-600),
+	} {
+		_, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(stream), Revision: 8, EtcdVersion: "3.7.3"}, "uid-1", now)
+		if !snapshot.IsInvalid(err) || !strings.Contains(err.Error(), "truncated or corrupt") {
+			t.Errorf("%s: Take = %v, want an InvalidError saying the stream is truncated or corrupt", name, err)
+		}
 	}
 }
 
@@ -408,4 +444,35 @@ func takeAt(t *testing.T, dest Destination, at time.Time, revision int64) Info {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// TestTakeRecordsARealSnapshot: a real etcd snapshot goes through Take's check into a local
+// directory and an S3 bucket unchanged, recorded with its own sha256 and size.
+func TestTakeRecordsARealSnapshot(t *testing.T) {
+	ctx := context.Background()
+	raw, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"a": "1", "b": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := s3server.Start(t)
+	s3, err := NewS3(S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket, Prefix: "ns/db",
+		AccessKeyID: store.AccessKeyID, SecretAccessKey: store.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []Destination{NewLocal(t.TempDir()), s3} {
+		info, err := Take(ctx, dest, Snapshot{Reader: bytes.NewReader(raw), Revision: 3, EtcdVersion: "3.7.3"}, "uid-1", time.Now)
+		if err != nil || info.SHA256 != sum(raw) || info.Size != int64(len(raw)) {
+			t.Fatalf("%s: Take = %+v, %v; want sha256 %s and size %d", dest, info, err, sum(raw), len(raw))
+		}
+		r, stored, err := dest.Open(ctx, info.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		_ = r.Close()
+		if err != nil || !bytes.Equal(data, raw) || stored.SHA256 != info.SHA256 || stored.Size != info.Size {
+			t.Fatalf("%s: read back %d bytes (%v), provenance %+v; want the snapshot as taken", dest, len(data), err, stored)
+		}
+	}
 }

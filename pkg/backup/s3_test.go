@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
@@ -52,6 +54,9 @@ func TestS3(t *testing.T) {
 	}
 	if len(keys) != 2 {
 		t.Fatalf("bucket holds %v, want the two kept backups", keys)
+	}
+	for up := range client.ListIncompleteUploads(context.Background(), store.Bucket, "", true) {
+		t.Errorf("multipart upload left behind: %s (%v)", up.Key, up.Err)
 	}
 	for _, k := range keys {
 		if !strings.HasPrefix(k, "default/my-etcd/") || strings.Contains(k, incompletePrefix) {
@@ -108,7 +113,9 @@ func TestS3SweepsInterruptedUploads(t *testing.T) {
 	}
 
 	// A backup now: the leftovers are younger than OrphanAge and stay.
-	snap := func(body string) Snapshot { return Snapshot{Reader: strings.NewReader(body), Revision: 5} }
+	snap := func(body string) Snapshot {
+		return Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte(body))), Revision: 5}
+	}
 	if _, err := Take(ctx, dest, snap("young"), "uid-1", time.Now); err != nil {
 		t.Fatal(err)
 	}

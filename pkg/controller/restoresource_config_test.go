@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
 	"github.com/etcdaas/etcdaas/pkg/pki"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
@@ -186,7 +188,7 @@ func TestMisconfiguredRestoreSourceIsReportedOnceAndRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader("snapshot"), Revision: 7}, string(source.UID), time.Now); err != nil {
+	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte("snapshot"))), Revision: 7}, string(source.UID), time.Now); err != nil {
 		t.Fatal(err)
 	}
 	inst := restoreInstance("ns", "db", v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), RestoreFrom: &v1beta1.RestoreSource{Instance: "src"}})

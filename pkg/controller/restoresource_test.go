@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/backup"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/generated/clientset/versioned/fake"
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 )
 
 // restoreInstance is an instance whose UID is its name followed by "-uid".
@@ -62,7 +64,7 @@ func TestBackupRestoreSource(t *testing.T) {
 		if err != nil {
 			t.Fatalf("key %q: %v", c.key, err)
 		}
-		if body != c.body || prov.Key != c.want.Key || prov.SHA256 != c.want.SHA256 || prov.Revision != c.want.Revision {
+		if body != string(snapshottest.WithHash([]byte(c.body))) || prov.Key != c.want.Key || prov.SHA256 != c.want.SHA256 || prov.Revision != c.want.Revision {
 			t.Errorf("key %q: %q %+v, want %q %+v", c.key, body, prov, c.body, c.want)
 		}
 	}
@@ -101,7 +103,7 @@ func takeRestoreSourceBackups(t *testing.T, root string) []backup.Info {
 	var taken []backup.Info
 	for i, body := range []string{"first", "second"} {
 		now := func() time.Time { return start.Add(time.Duration(i) * time.Minute) }
-		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader(body), Revision: int64(10 + i)}, "old-uid", now)
+		info, err := backup.Take(ctx, dest, backup.Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte(body))), Revision: int64(10 + i)}, "old-uid", now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +112,7 @@ func takeRestoreSourceBackups(t *testing.T, root string) []backup.Info {
 	// A newer backup in the same place that another instance (sharing the destination) took:
 	// the newest backup of "old" is still its own.
 	later := func() time.Time { return start.Add(time.Hour) }
-	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: strings.NewReader("foreign"), Revision: 99}, "other-uid", later); err != nil {
+	if _, err := backup.Take(ctx, dest, backup.Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte("foreign"))), Revision: 99}, "other-uid", later); err != nil {
 		t.Fatal(err)
 	}
 	// "reborn" replaced an earlier instance of its name, whose backups are still there.
@@ -118,7 +120,7 @@ func takeRestoreSourceBackups(t *testing.T, root string) []backup.Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Take(ctx, backup.NewLocal(rebornDir), backup.Snapshot{Reader: strings.NewReader("earlier"), Revision: 3}, "earlier-uid", later); err != nil {
+	if _, err := backup.Take(ctx, backup.NewLocal(rebornDir), backup.Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte("earlier"))), Revision: 3}, "earlier-uid", later); err != nil {
 		t.Fatal(err)
 	}
 	return taken
@@ -142,7 +144,7 @@ func TestLocateRestoreSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Take(ctx, backup.NewLocal(dir), backup.Snapshot{Reader: strings.NewReader("x"), Revision: 1}, "local-uid", time.Now); err != nil {
+	if _, err := backup.Take(ctx, backup.NewLocal(dir), backup.Snapshot{Reader: bytes.NewReader(snapshottest.WithHash([]byte("x"))), Revision: 1}, "local-uid", time.Now); err != nil {
 		t.Fatal(err)
 	}
 	src := BackupRestoreSource{Client: client, Resolver: backup.Resolver{LocalRoot: root}}

@@ -6,10 +6,8 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -183,10 +181,10 @@ func Verify(ctx context.Context, path string) (*Info, error) {
 		return nil, err
 	}
 	info.Size = st.Size()
-	if info.Size%512 != hashSize {
+	if !validSize(info.Size) {
 		return nil, invalid("the file is not an etcd snapshot with an integrity hash (%d bytes: a snapshot from the etcd snapshot API, etcdctl snapshot save or the backup subresource is a multiple of 512 bytes plus a 32-byte sha256)", info.Size)
 	}
-	sum, err := checkTrailingHash(path, info.Size)
+	sum, err := checkTrailingHash(path)
 	if err != nil {
 		return nil, err
 	}
@@ -218,26 +216,19 @@ func databaseInfo(ctx context.Context, path string, size int64) (*Info, error) {
 }
 
 // checkTrailingHash compares the sha256 of the database part of the file with the digest that
-// follows it, and returns the hex sha256 of the whole file.
-func checkTrailingHash(path string, size int64) (string, error) {
+// follows it (through a Verifier, as a backup checks its stream), and returns the hex sha256 of
+// the whole file.
+func checkTrailingHash(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = f.Close() }()
-	db, whole := sha256.New(), sha256.New()
-	if _, err := io.CopyBuffer(io.MultiWriter(db, whole), io.LimitReader(f, size-hashSize), make([]byte, copyBuffer)); err != nil {
+	v := NewVerifier(f)
+	if _, err := io.CopyBuffer(io.Discard, v, make([]byte, copyBuffer)); err != nil {
 		return "", err
 	}
-	trailer := make([]byte, hashSize)
-	if _, err := io.ReadFull(f, trailer); err != nil {
-		return "", err
-	}
-	whole.Write(trailer)
-	if got := db.Sum(nil); !bytes.Equal(got, trailer) {
-		return "", invalid("the snapshot's integrity hash does not match its content (sha256 %x recorded, %x computed): it is truncated or corrupt", trailer, got)
-	}
-	return hex.EncodeToString(whole.Sum(nil)), nil
+	return v.SHA256(), nil
 }
 
 // CheckVersion refuses a snapshot written by an etcd minor newer than runs, such as "3.7": an
