@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -165,8 +166,10 @@ func outputTarget(output string) (path string, through bool, err error) {
 	info, err := os.Stat(output)
 	switch {
 	case err != nil:
-		// Not there (yet): the part file is created next to it, and fails as it would.
-		return output, false, nil
+		// Not there (yet): the part file is created next to it, and fails as it would; a
+		// link to a file not there yet is written where it points, as a shell's > would.
+		path, err = danglingLinkTarget(output)
+		return path, false, err
 	case info.IsDir():
 		return "", false, errIsDirectory
 	case !info.Mode().IsRegular():
@@ -174,6 +177,34 @@ func outputTarget(output string) (path string, through bool, err error) {
 	}
 	path, err = filepath.EvalSymlinks(output)
 	return path, false, err
+}
+
+// maxLinks is how many symbolic links danglingLinkTarget follows, as Linux's path lookup.
+const maxLinks = 40
+
+// danglingLinkTarget returns the path of the file output names once the symbolic links it
+// goes through are followed: output itself when it is no link (or cannot be read as one).
+func danglingLinkTarget(output string) (string, error) {
+	for range maxLinks {
+		info, err := os.Lstat(output)
+		if err != nil || info.Mode()&os.ModeSymlink == 0 {
+			return output, nil
+		}
+		dest, err := os.Readlink(output)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(dest) {
+			// Relative to the directory that holds the link, itself maybe reached by links.
+			parent, err := filepath.EvalSymlinks(filepath.Dir(output))
+			if err != nil {
+				return "", err
+			}
+			dest = filepath.Join(parent, dest)
+		}
+		output = dest
+	}
+	return "", &fs.PathError{Op: "open", Path: output, Err: syscall.ELOOP}
 }
 
 // writeVerified saves src as saveSnapshot does, in a temporary directory, and only once it

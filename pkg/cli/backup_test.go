@@ -589,6 +589,40 @@ func TestBackupToAPipeOrALink(t *testing.T) {
 	}
 }
 
+// TestBackupThroughALinkToAFileNotYetThere: -o names a symbolic link whose file does not
+// exist yet (a "latest.db" link to the name of today's backup, say). The snapshot is written
+// to the file the link names, as a shell's > would, and the link stays a link: renaming the
+// part file over it would replace the link with a regular file and leave its file unwritten.
+func TestBackupThroughALinkToAFileNotYetThere(t *testing.T) {
+	snap := testSnapshot(t)
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(snap)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "daily"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ link, dest, target string }{
+		{"latest.db", filepath.Join(dir, "daily", "today.db"), filepath.Join(dir, "daily", "today.db")},
+		{"relative.db", filepath.Join("daily", "relative-target.db"), filepath.Join(dir, "daily", "relative-target.db")},
+	} {
+		link := filepath.Join(dir, c.link)
+		if err := os.Symlink(c.dest, link); err != nil {
+			t.Fatal(err)
+		}
+		r := s.run(t, "backup", "my-etcd", "-o", link)
+		expectCode(t, r, 0)
+		if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: the link was replaced: %v, %v", c.link, info.Mode(), err)
+		}
+		if got, err := os.ReadFile(c.target); err != nil || !bytes.Equal(got, snap) {
+			t.Errorf("%s: the file the link names holds %d bytes (%v), want the %d of the snapshot", c.link, len(got), err, len(snap))
+		}
+		expectNoPartFiles(t, link)
+		expectNoPartFiles(t, c.target)
+	}
+}
+
 // TestBackupToStandardOutputLeavesNoCopy: by the time the first byte of the snapshot reaches
 // standard output, its checked copy is gone from the temporary directory (kept only as an
 // open file), so that a plugin killed while writing it (SIGPIPE when the reader of
