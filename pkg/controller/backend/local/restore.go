@@ -333,10 +333,12 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 
 // movePlannedPorts moves the members of the restore under way that do not run here off the
 // recorded ports another process took meanwhile (while the controller was down, say;
-// replaceTakenPorts). Every restored data directory names every member's peer URL, so every member is then
-// restored again for the new ports.
+// replaceTakenPorts). Every restored data directory names every member's peer URL, so every
+// member is restored again when a peer port moves; a client port is in no restored data, and
+// the members restored (and maybe started, serving what they accepted) are kept when only
+// client ports move.
 func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
-	moved := false
+	moved, peerMoved := false, false
 	for i := range st.Members {
 		m := &st.Members[i]
 		if b.isRunning(dir, m) {
@@ -350,10 +352,14 @@ func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 			continue
 		}
 		klog.InfoS("Recorded ports of a member being restored are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
+		peerMoved = peerMoved || p != m.PeerPort
 		m.PeerPort, m.ClientPort, moved = p, c, true
 	}
 	if !moved {
 		return nil
+	}
+	if !peerMoved {
+		return st.save(dir)
 	}
 	initial := snapshot.InitialCluster(restoreCluster(st))
 	for i := range st.Members {

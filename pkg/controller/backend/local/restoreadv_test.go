@@ -151,3 +151,62 @@ func TestARestoredMemberWhoseDataWentIsRestoredAgain(t *testing.T) {
 	res := converge(t, b, inst)
 	checkEveryMemberServes(t, res)
 }
+
+// TestARestoreWhoseClientPortWasTakenKeepsWhatItsStartedMembersServed: the restore's members
+// 0 and 1 have started (a quorum of the restored cluster, which serves) when member 2 cannot
+// start, as its client port was taken meanwhile. Only a member's peer URL is in the restored
+// data, so member 2 moves to a new client port and joins: the restore must not restore every
+// member again, which would wipe what members 0 and 1 accepted and hand out its revisions a
+// second time with other data.
+func TestARestoreWhoseClientPortWasTakenKeepsWhatItsStartedMembersServed(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("rclient", 3, false)
+	idir, st, path := planStagedRestore(t, b, dir, inst)
+	cluster := restoreCluster(st)
+	for i, m := range st.Members {
+		if err := os.RemoveAll(filepath.Join(idir, m.Name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: filepath.Join(idir, m.Name), Member: cluster[i], Cluster: cluster,
+			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
+			t.Fatal(err)
+		}
+		st.Restore.Restored = append(st.Restore.Restored, m.Name)
+	}
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	var endpoints []string
+	for i := range st.Members[:2] {
+		if _, err := b.start(idir, st, &st.Members[i]); err != nil {
+			t.Fatal(err)
+		}
+		endpoints = append(endpoints, "http://"+loopback.HostPort(st.Members[i].ClientPort))
+	}
+	started, err := (&etcdcluster.Access{Endpoints: endpoints}).New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = started.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := started.Put(ctx, "k", "served"); err != nil {
+		t.Fatalf("the restored cluster's started members do not serve: %v", err)
+	}
+	l, err := net.Listen("tcp", loopback.HostPort(st.Members[2].ClientPort))
+	if err != nil {
+		t.Fatalf("occupying port %d: %v", st.Members[2].ClientPort, err)
+	}
+	defer func() { _ = l.Close() }()
+
+	res, err := convergeWithin(b, inst, 45*time.Second)
+	if err != nil || res == nil || !res.Converged {
+		t.Fatalf("the restore did not finish with a taken client port: %+v, %v", res, err)
+	}
+	got, _ := values(t, client(t, b, inst.Name))
+	if got["k"] != "served" {
+		t.Errorf("after the restore k = %q, want %q, which the restored cluster served before", got["k"], "served")
+	}
+}
