@@ -4,10 +4,12 @@
 package durable
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 )
@@ -73,4 +75,34 @@ func SyncDir(dir string) error {
 	}
 	defer func() { _ = d.Close() }()
 	return fileutil.Fsync(d)
+}
+
+// MkdirAll creates path and any missing parents with mode perm (before the umask), as
+// os.MkdirAll does, and syncs the parent of each directory it creates, so that the new
+// directories survive a crash or a power loss once it returns. A directory that exists is
+// left as it is; a file in the way is an error (syscall.ENOTDIR).
+func MkdirAll(path string, perm fs.FileMode) error {
+	path = filepath.Clean(path)
+	info, err := os.Stat(path)
+	switch {
+	case err == nil && info.IsDir():
+		return nil
+	case err == nil:
+		return &fs.PathError{Op: "mkdir", Path: path, Err: syscall.ENOTDIR}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	parent := filepath.Dir(path)
+	if parent != path {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(path, perm); err != nil {
+		// Another process may have created it meanwhile: its entry is synced below all the same.
+		if info, statErr := os.Stat(path); statErr != nil || !info.IsDir() {
+			return err
+		}
+	}
+	return SyncDir(parent)
 }

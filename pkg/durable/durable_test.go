@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 )
 
@@ -121,4 +122,41 @@ func TestRename(t *testing.T) {
 		t.Errorf("renaming a missing file: err = %v, want os.ErrNotExist", err)
 	}
 	expectFile(t, dst, "snapshot")
+}
+
+// TestMkdirAll: the missing directories are created with the mode asked for, the existing
+// ones are left as they are, and a file in the way is an error that creates nothing.
+func TestMkdirAll(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "instances", "ns", "name")
+	if err := MkdirAll(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(root, "instances"), filepath.Join(root, "instances", "ns"), path} {
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() || info.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v (err=%v), want a directory of mode 0700", dir, info.Mode(), err)
+		}
+	}
+	if info, err := os.Stat(root); err != nil || info.Mode().Perm() != 0o750 {
+		t.Errorf("the existing %s: mode %v (err=%v), want it left 0750", root, info.Mode(), err)
+	}
+	if err := MkdirAll(path, 0o755); err != nil {
+		t.Errorf("MkdirAll of an existing directory: %v", err)
+	}
+
+	file := filepath.Join(root, "state.json")
+	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{file, filepath.Join(file, "pki")} {
+		if err := MkdirAll(p, 0o700); !errors.Is(err, syscall.ENOTDIR) {
+			t.Errorf("MkdirAll(%s) with a file in the way: err = %v, want ENOTDIR", p, err)
+		}
+	}
+	if got, err := os.ReadFile(file); err != nil || string(got) != "{}" {
+		t.Errorf("the file in the way holds %q (err=%v), want it untouched", got, err)
+	}
 }
