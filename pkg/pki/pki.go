@@ -22,6 +22,8 @@ import (
 
 	"k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/etcdaas/etcdaas/pkg/durable"
 )
 
 // DefaultValidity is how long issued certificates are valid unless a request says otherwise.
@@ -138,7 +140,8 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 	return keyutil.MarshalPrivateKeyToPEM(ca.Key)
 }
 
-// Write stores the CA as dir/name.crt and dir/name.key (mode 0600 for the key).
+// Write stores the CA as dir/name.crt and dir/name.key (mode 0600 for the key), each
+// replaced crash-safely (KeyPair.Write).
 func (ca *CA) Write(dir, name string) error {
 	keyPEM, err := ca.KeyPEM()
 	if err != nil {
@@ -147,15 +150,20 @@ func (ca *CA) Write(dir, name string) error {
 	return (&KeyPair{CertPEM: ca.CertPEM, KeyPEM: keyPEM}).Write(dir, name)
 }
 
-// Write stores the pair as dir/name.crt and dir/name.key (mode 0600 for the key).
+// Write stores the pair as dir/name.key (mode 0600) then dir/name.crt (mode 0644), creating
+// dir (mode 0700) when missing. Each file is replaced whole (durable.WriteFile), so a crash
+// or a power loss leaves the old file or the new, never a truncated one; between the two a
+// new key can sit beside the old certificate, a torn pair the loaders (LoadCA, LoadOrReissue)
+// detect. The key goes first so that a CA written for the first time is never left as a
+// certificate without its key.
 func (kp *KeyPair) Write(dir, name string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := cert.WriteCert(filepath.Join(dir, name+".crt"), kp.CertPEM); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, name+".key"), kp.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return keyutil.WriteKey(filepath.Join(dir, name+".key"), kp.KeyPEM)
+	return durable.WriteFile(filepath.Join(dir, name+".crt"), kp.CertPEM, 0o644)
 }
 
 // LoadCA reads a CA written by (*CA).Write.
