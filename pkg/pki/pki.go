@@ -166,25 +166,40 @@ func (kp *KeyPair) Write(dir, name string) error {
 	return durable.WriteFile(filepath.Join(dir, name+".crt"), kp.CertPEM, 0o644)
 }
 
-// LoadCA reads a CA written by (*CA).Write.
+// LoadCA reads a CA written by (*CA).Write. It fails unless the certificate is a CA's and
+// the key is its own: a key of another CA beside it (a torn pair) would sign certificates
+// that nothing verifies.
 func LoadCA(dir, name string) (*CA, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, name+".crt"))
+	certFile, keyFile := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
 	}
 	certs, err := cert.ParseCertsPEM(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("parsing %s.crt: %w", name, err)
+		return nil, fmt.Errorf("parsing %s: %w", certFile, err)
 	}
-	key, err := keyutil.PrivateKeyFromFile(filepath.Join(dir, name+".key"))
+	key, err := keyutil.PrivateKeyFromFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%s.key is not a signing key", name)
+		return nil, fmt.Errorf("%s is not a signing key", keyFile)
+	}
+	if !certs[0].IsCA {
+		return nil, fmt.Errorf("%s is not a CA's certificate", certFile)
+	}
+	if !ownKey(signer, certs[0]) {
+		return nil, fmt.Errorf("%s is not the key of %s", keyFile, certFile)
 	}
 	return &CA{Cert: certs[0], Key: signer, CertPEM: certPEM}, nil
+}
+
+// ownKey reports whether key is the private key of c.
+func ownKey(key crypto.Signer, c *x509.Certificate) bool {
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(c.PublicKey)
 }
 
 // ParseCA reads a CA from its certificate and key in PEM form, as (*CA).KeyPEM and CertPEM
@@ -203,9 +218,8 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, errors.New("the CA key is not a signing key")
 	}
 	ca := certs[0]
-	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	switch {
-	case !ok || !pub.Equal(ca.PublicKey):
+	case !ownKey(signer, ca):
 		return nil, errors.New("the CA key does not belong to the CA certificate")
 	case !ca.IsCA:
 		return nil, errors.New("the CA certificate is not a CA's")
@@ -220,15 +234,22 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 // trusted, before certificates it issues for DefaultValidity could outlive it.
 func (ca *CA) DueForRenewal() bool { return dueForRenewal(ca.Cert, time.Now()) }
 
-// LoadOrCreateCA loads the CA dir/name.{crt,key}, creating and writing it when absent, so a
-// restarted server keeps the CA its clients trust.
+// LoadOrCreateCA loads the CA dir/name.{crt,key}, creating and writing it when its
+// certificate is absent, so a restarted server keeps the CA its clients trust. A CA whose
+// files are damaged, whose key is missing or is not its own, is an error naming the files
+// rather than replaced: a new CA would invalidate every certificate the old one issued, the
+// client certificates handed out with them (kubeadm, too, refuses CA files it cannot load).
+// Write puts the key first, so a crash while creating a CA leaves a key without its
+// certificate, which is created anew here.
 func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 	ca, err := LoadCA(dir, name)
 	if err == nil {
 		return ca, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	certFile := filepath.Join(dir, name+".crt")
+	if _, statErr := os.Stat(certFile); !errors.Is(statErr, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: restore the CA's files, or delete %s and %s to create a new CA, "+
+			"which invalidates every certificate the old one issued", err, certFile, filepath.Join(dir, name+".key"))
 	}
 	ca, err = NewCA(commonName)
 	if err != nil {
@@ -240,10 +261,13 @@ func LoadOrCreateCA(dir, name, commonName string) (*CA, error) {
 	return ca, nil
 }
 
-// LoadOrIssue returns dir/name.{crt,key} when both exist, else issues them from ca and writes
-// them.
+// LoadOrIssue returns dir/name.{crt,key} when both exist and are a pair (the key is the
+// certificate's), else issues them from ca and writes them.
 func (ca *CA) LoadOrIssue(dir, name string, req Request) (*KeyPair, error) {
-	return ca.loadOrIssue(dir, name, req, func(_, _ []byte) bool { return true })
+	return ca.loadOrIssue(dir, name, req, func(certPEM, keyPEM []byte) bool {
+		_, err := tls.X509KeyPair(certPEM, keyPEM)
+		return err == nil
+	})
 }
 
 // loadOrIssue returns dir/name.{crt,key} when both exist and keep accepts them, else issues
