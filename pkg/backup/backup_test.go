@@ -476,3 +476,39 @@ func TestTakeRecordsARealSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalCreatesItsDirectory: the first backup of an instance creates its directory and
+// the missing ones above it (mode 0700, each synced into its parent by durable.MkdirAll); a
+// file where the directory goes is an error, and nothing is written.
+func TestLocalCreatesItsDirectory(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir, err := LocalDir(root, "default", "my-etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := Key(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 7)
+	up, err := NewLocal(dir).Write(ctx, key, "uid", strings.NewReader("snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != root; d = filepath.Dir(d) {
+		if info, err := os.Stat(d); err != nil || !info.IsDir() || info.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v (err=%v), want a directory of mode 0700", d, info.Mode(), err)
+		}
+	}
+
+	blocked := filepath.Join(t.TempDir(), "backups")
+	if err := os.WriteFile(blocked, []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLocal(filepath.Join(blocked, "default", "my-etcd")).Write(ctx, key, "uid", strings.NewReader("snapshot")); err == nil {
+		t.Fatal("a backup was written below a file")
+	}
+	if got, _ := os.ReadFile(blocked); string(got) != "in the way" {
+		t.Errorf("the file in the way holds %q", got)
+	}
+}

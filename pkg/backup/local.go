@@ -58,7 +58,7 @@ func (l *Local) Write(ctx context.Context, key, _ string, body io.Reader) (Uploa
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(l.dir, 0o700); err != nil {
+	if err := durable.MkdirAll(l.dir, 0o700); err != nil {
 		return nil, err
 	}
 	if err := l.removeInterrupted(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,6 +37,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
+	"github.com/etcdaas/etcdaas/pkg/durable"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 	"github.com/etcdaas/etcdaas/pkg/registry/etcdinstance"
@@ -356,7 +356,7 @@ func (o *Options) prepareStandalone() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := durable.MkdirAll(dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("creating data directory: %w", err)
 	}
 	return dataDir, nil

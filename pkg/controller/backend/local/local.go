@@ -27,6 +27,7 @@ import (
 
 	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
+	"github.com/etcdaas/etcdaas/pkg/durable"
 	"github.com/etcdaas/etcdaas/pkg/embedetcd"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	"github.com/etcdaas/etcdaas/pkg/loopback"
@@ -145,7 +146,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.JoinDeadline == 0 {
 		opts.JoinDeadline = backend.JoinDeadline
 	}
-	if err := os.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
+	if err := durable.MkdirAll(filepath.Join(abs, "instances"), 0o700); err != nil {
 		return nil, err
 	}
 	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embedetcd.Etcd{}, startErrs: map[string]error{},

@@ -194,9 +194,10 @@ func loadState(dir string) (*instanceState, error) {
 }
 
 // save writes the state so that a crash or a power loss leaves the old state or the new
-// one, and never forgets the new one once save returned (durable.WriteFile).
+// one, and never forgets the new one once save returned (durable.WriteFile), nor the
+// instance directory its first save creates (durable.MkdirAll).
 func (st *instanceState) save(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
