@@ -629,7 +629,9 @@ func wrapHooks(hooks []PostStartHook) map[string]genericapiserver.PostStartHookF
 	return out
 }
 
-// writeKubeconfig writes a kubeconfig for config (client certificate and CA inline).
+// writeKubeconfig writes a kubeconfig for config (client certificate and CA inline), mode
+// 0600, replacing the old one whole (durable.WriteFile): a kubectl reading it meanwhile, or
+// a crash, never sees half a file.
 func writeKubeconfig(path string, config *rest.Config) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[standaloneContext] = &clientcmdapi.Cluster{
@@ -646,7 +648,11 @@ func writeKubeconfig(path string, config *rest.Config) error {
 		Namespace: "default",
 	}
 	kc.CurrentContext = standaloneContext
-	return clientcmd.WriteToFile(*kc, path)
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(path, data, 0o600)
 }
 
 // waitReady polls /readyz until it answers 200, the server stops, or the timeout passes.

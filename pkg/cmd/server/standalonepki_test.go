@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
@@ -130,5 +134,45 @@ func TestStandalonePKIRefusesADamagedCA(t *testing.T) {
 				t.Error("the damaged CA was replaced")
 			}
 		})
+	}
+}
+
+// TestWriteKubeconfigReplacesItWhole: the kubeconfig written again at start (with the admin
+// certificate issued again) replaces the old file, mode 0600, instead of rewriting it in
+// place: a kubectl that opened the old one reads it whole.
+func TestWriteKubeconfigReplacesItWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	write := func(certData string) {
+		t.Helper()
+		config := &rest.Config{Host: "https://127.0.0.1:6443", TLSClientConfig: rest.TLSClientConfig{
+			CAData: []byte("ca"), CertData: []byte(certData), KeyData: []byte("key"),
+		}}
+		if err := writeKubeconfig(path, config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("old admin certificate")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = open.Close() }()
+	write("new admin certificate")
+	if got, err := io.ReadAll(open); err != nil || !bytes.Equal(got, old) {
+		t.Errorf("the kubeconfig opened before reads %d bytes (err=%v), not the old file whole", len(got), err)
+	}
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(kc.AuthInfos[StandaloneAdminUser].ClientCertificateData); got != "new admin certificate" {
+		t.Errorf("the kubeconfig holds the certificate %q, want the new one", got)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v (err=%v), want 0600", info.Mode(), err)
 	}
 }
