@@ -89,6 +89,9 @@ type Backend struct {
 	health *backend.HealthClock
 	// promote promotes a learner (etcdcluster.Promote); the tests make etcd find it behind.
 	promote func(ctx context.Context, cli *clientv3.Client, id uint64) error
+	// ports returns n distinct TCP ports on 127.0.0.1 that are free (loopback.FreePorts); the
+	// tests make it return ports recorded for members.
+	ports func(n int) ([]int, error)
 }
 
 // errClosed is returned for work asked of a closed backend.
@@ -150,7 +153,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	return &Backend{Dialer: Dialer{Dir: abs}, opts: opts, running: map[string]*embedetcd.Etcd{}, startErrs: map[string]error{},
-		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}, promote: promoteBounded}, nil
+		died: map[string]bool{}, health: &backend.HealthClock{Grace: opts.MemberRepairGracePeriod}, promote: promoteBounded, ports: loopback.FreePorts}, nil
 }
 
 // EmbeddedVersion is the etcd minor version the local backend runs, such as "3.7".
@@ -366,7 +369,7 @@ func (b *Backend) stepTowardSpec(ctx context.Context, dir string, st *instanceSt
 	case len(st.Members) < desired:
 		m := memberState{Name: backend.MemberName(inst.Name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
 		var err error
-		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+		if m.PeerPort, m.ClientPort, err = b.freePorts(recordedPorts(st.Members)); err != nil {
 			return nil, true, err
 		}
 		st.NextOrdinal++
@@ -450,15 +453,6 @@ func peerCommonName(name string) string {
 	return name + "-peer"
 }
 
-// freePorts returns a free peer port and a free client port on 127.0.0.1.
-func freePorts() (peer, client int, err error) {
-	ports, err := loopback.FreePorts(2)
-	if err != nil {
-		return 0, 0, err
-	}
-	return ports[0], ports[1], nil
-}
-
 func (b *Backend) stepContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.opts.StepTimeout)
 }
@@ -469,7 +463,7 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 	if len(st.Members) == 0 {
 		m := memberState{Name: backend.MemberName(filepath.Base(dir), st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseVoting, ClusterState: "new"}
 		var err error
-		if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+		if m.PeerPort, m.ClientPort, err = b.freePorts(recordedPorts(st.Members)); err != nil {
 			return nil, err
 		}
 		m.InitialCluster = m.Name + "=" + m.peerURL(st.TLS)
@@ -487,7 +481,7 @@ func (b *Backend) startFirstMember(ctx context.Context, dir string, st *instance
 	b.mu.Unlock()
 	if e == nil {
 		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
-			p, c, err := freePorts()
+			p, c, err := b.freePorts(recordedPorts(st.Members))
 			if err != nil {
 				return res, err
 			}
@@ -545,7 +539,7 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 				continue
 			}
 		}
-		if p, c, moved, err := replaceTakenPorts(m); err != nil {
+		if p, c, moved, err := b.replaceTakenPorts(st, m); err != nil {
 			return err
 		} else if moved {
 			klog.InfoS("Recorded ports of an etcd member are taken, moving it", "member", m.Name, "peerPort", p, "clientPort", c)
@@ -573,40 +567,6 @@ func (b *Backend) ensureRunning(ctx context.Context, dir string, st *instanceSta
 		}
 	}
 	return b.readvertise(ctx, dir, st)
-}
-
-// replaceTakenPorts returns the ports m is to start on: its recorded ones, but for a port taken
-// meanwhile, replaced by a free one. Only a taken port moves: members restarting from their
-// data reach each other at the peer URLs their data records until readvertise, which needs a
-// quorum, so a peer port that moves without need may leave too few members able to reach
-// each other.
-func replaceTakenPorts(m *memberState) (peer, client int, moved bool, err error) {
-	peer, client = m.PeerPort, m.ClientPort
-	peerTaken, clientTaken := !loopback.PortFree(peer), !loopback.PortFree(client)
-	if !peerTaken && !clientTaken {
-		return peer, client, false, nil
-	}
-	p, c, err := freePorts()
-	if err != nil {
-		return 0, 0, false, err
-	}
-	switch {
-	case peerTaken && clientTaken:
-		peer, client = p, c
-	case peerTaken:
-		peer = otherThan(client, p, c)
-	default:
-		client = otherThan(peer, c, p)
-	}
-	return peer, client, true, nil
-}
-
-// otherThan returns a, or b when a is kept: of two distinct free ports, one that is not kept.
-func otherThan(kept, a, b int) int {
-	if a == kept {
-		return b
-	}
-	return a
 }
 
 // readvertise updates the peer URL the cluster has for members that moved to new ports. It

@@ -203,7 +203,7 @@ func TestResumesHalfDoneChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := memberState{Name: backend.MemberName("resume", st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
-	if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+	if m.PeerPort, m.ClientPort, err = b.freePorts(recordedPorts(st.Members)); err != nil {
 		t.Fatal(err)
 	}
 	st.NextOrdinal++

@@ -150,7 +150,7 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 			return res, err
 		}
 	}
-	if err := moveSurvivor(dir, st, survivor); err != nil {
+	if err := b.moveSurvivor(dir, st, survivor); err != nil {
 		return res, err
 	}
 	if !rec.Rebuilt {
@@ -188,8 +188,8 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 // another process took meanwhile (while the controller was down, say; replaceTakenPorts). A
 // survivor rebuilt already restarts from its data, a one-member cluster, and the next Sync
 // tells it its new peer URL (readvertise); one not yet rebuilt is rebuilt with it.
-func moveSurvivor(dir string, st *instanceState, m *memberState) error {
-	p, c, moved, err := replaceTakenPorts(m)
+func (b *Backend) moveSurvivor(dir string, st *instanceState, m *memberState) error {
+	p, c, moved, err := b.replaceTakenPorts(st, m)
 	if err != nil || !moved {
 		return err
 	}

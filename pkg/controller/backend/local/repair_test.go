@@ -16,14 +16,14 @@ import (
 
 // recordJoin records the next member of the instance in idir as joining (not added to the
 // cluster yet), as a scale-up interrupted right after its first record leaves it.
-func recordJoin(t *testing.T, idir, name string) string {
+func recordJoin(t *testing.T, b *Backend, idir, name string) string {
 	t.Helper()
 	st, err := loadState(idir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := memberState{Name: backend.MemberName(name, st.NextOrdinal), Ordinal: st.NextOrdinal, Phase: phaseJoining, ClusterState: "existing"}
-	if m.PeerPort, m.ClientPort, err = freePorts(); err != nil {
+	if m.PeerPort, m.ClientPort, err = b.freePorts(recordedPorts(st.Members)); err != nil {
 		t.Fatal(err)
 	}
 	st.NextOrdinal++
@@ -52,7 +52,7 @@ func TestAJoinDoesNotHoldUpRepair(t *testing.T) {
 	converge(t, b, inst)
 	ctx := context.Background()
 	idir := filepath.Join(dir, "instances", "ns", "j")
-	joining := recordJoin(t, idir, "j")
+	joining := recordJoin(t, b, idir, "j")
 	inst.Spec.Replicas = ptr.To[int32](4)
 	loseMember(t, b, idir, "j-2")
 
@@ -104,7 +104,7 @@ func TestAJoinDoesNotHoldUpRepair(t *testing.T) {
 
 	// Two of four voting members lost while a join waits: quorum is lost, and said so.
 	setRepairGrace(b, -1)
-	recordJoin(t, idir, "j")
+	recordJoin(t, b, idir, "j")
 	inst.Spec.Replicas = ptr.To[int32](5)
 	loseMember(t, b, idir, "j-3")
 	loseMember(t, b, idir, "j-4")

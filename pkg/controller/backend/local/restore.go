@@ -344,7 +344,7 @@ func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 		if b.isRunning(dir, m) {
 			continue
 		}
-		p, c, taken, err := replaceTakenPorts(m)
+		p, c, taken, err := b.replaceTakenPorts(st, m)
 		if err != nil {
 			return err
 		}
@@ -403,10 +403,13 @@ func (b *Backend) planRestore(ctx context.Context, dir string, st *instanceState
 	if len(keep) == 0 {
 		return backend.Permanent("NothingToRestore", "the instance has no member to restore")
 	}
+	// A new port must be none recorded for a member: the kept ones are free while they are
+	// stopped, and a member given another's port would share its URL.
+	avoid := recordedPorts(st.Members)
 	for i := range keep {
 		m := &keep[i]
 		if !loopback.PortFree(m.PeerPort) || !loopback.PortFree(m.ClientPort) {
-			p, c, err := freePorts()
+			p, c, err := b.freePorts(avoid)
 			if err != nil {
 				return err
 			}

@@ -15,10 +15,29 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
-// planStagedRestore converges a three-member instance, writes k=snap, snapshots it, writes
-// k=later, stages the snapshot and plans its restore as a controller stopped right after
-// would have: it returns the instance directory, the recorded state and the snapshot path.
+// planStagedRestore stages a restore (stageRestore) and plans it as a controller stopped
+// right after would have: it returns the instance directory, the recorded state and the
+// snapshot path.
 func planStagedRestore(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDInstance) (string, *instanceState, string) {
+	t.Helper()
+	idir := stageRestore(t, b, dir, inst)
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, path, err := pendingRestore(idir)
+	if err != nil || staged == nil {
+		t.Fatalf("pending restore: %v %v", staged, err)
+	}
+	if err := b.planRestore(context.Background(), idir, st, staged); err != nil {
+		t.Fatal(err)
+	}
+	return idir, st, path
+}
+
+// stageRestore converges a three-member instance, writes k=snap, snapshots it, writes
+// k=later and stages the snapshot: it returns the instance directory.
+func stageRestore(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDInstance) string {
 	t.Helper()
 	converge(t, b, inst)
 	ctx := context.Background()
@@ -34,19 +53,7 @@ func planStagedRestore(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDI
 	if err := stage(t, dir, inst, snapPath, "r1", info); err != nil {
 		t.Fatal(err)
 	}
-	idir := filepath.Join(dir, "instances", "ns", inst.Name)
-	st, err := loadState(idir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	staged, path, err := pendingRestore(idir)
-	if err != nil || staged == nil {
-		t.Fatalf("pending restore: %v %v", staged, err)
-	}
-	if err := b.planRestore(ctx, idir, st, staged); err != nil {
-		t.Fatal(err)
-	}
-	return idir, st, path
+	return filepath.Join(dir, "instances", "ns", inst.Name)
 }
 
 // convergeWithin calls Sync until it converges or within passes, returning the last result
