@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/klog/v2"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
@@ -286,7 +287,7 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 	if err := b.movePlannedPorts(dir, st); err != nil {
 		return res, err
 	}
-	cluster := restoreCluster(st)
+	cluster := restoredCluster(st)
 	for i := range st.Members {
 		m := &st.Members[i]
 		if slices.Contains(st.Restore.Restored, m.Name) && dataExists(filepath.Join(dir, m.Name)) {
@@ -334,9 +335,11 @@ func (b *Backend) restore(ctx context.Context, dir string, st *instanceState, st
 // movePlannedPorts moves the members of the restore under way that do not run here off the
 // recorded ports another process took meanwhile (while the controller was down, say;
 // replaceTakenPorts). Every restored data directory names every member's peer URL, so every
-// member is restored again when a peer port moves; a client port is in no restored data, and
-// the members restored (and maybe started, serving what they accepted) are kept when only
-// client ports move.
+// member is restored again for a moved peer port as long as none of them has started from
+// its restored data. Once one has, the restored cluster may have accepted writes, so the
+// members' data is kept: a member restarts from it on its new peer port and startRestored
+// tells the cluster its new peer URL (readvertiseRestored). A client port is in no restored
+// data: members whose client port alone moved keep their data in any case.
 func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 	moved, peerMoved := false, false
 	for i := range st.Members {
@@ -358,7 +361,7 @@ func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 	if !moved {
 		return nil
 	}
-	if !peerMoved {
+	if !peerMoved || restoreStarted(st) {
 		return st.save(dir)
 	}
 	initial := snapshot.InitialCluster(restoreCluster(st))
@@ -369,11 +372,35 @@ func (b *Backend) movePlannedPorts(dir string, st *instanceState) error {
 	return st.save(dir)
 }
 
+// restoreStarted reports whether a member of the restore under way may have started from its
+// restored data (startRestored records it before it starts one): from then on the restored
+// cluster may have accepted writes, which restoring its members again would wipe.
+func restoreStarted(st *instanceState) bool {
+	return slices.ContainsFunc(st.Members, func(m memberState) bool { return m.Started })
+}
+
 // restoreCluster is the cluster a restore rebuilds: every member of st, with its peer URL.
 func restoreCluster(st *instanceState) []snapshot.Member {
 	cluster := make([]snapshot.Member, len(st.Members))
 	for i := range st.Members {
 		cluster[i] = snapshot.Member{Name: st.Members[i].Name, PeerURL: st.Members[i].peerURL(st.TLS)}
+	}
+	return cluster
+}
+
+// restoredCluster is the cluster the restore under way wrote into the members' data: every
+// member with the peer URL its initial cluster names for it, which a peer port moved since
+// (movePlannedPorts) does not change. A member restored again must be given these, else its
+// member ID (derived from its peer URL) is not the one the other members know.
+func restoredCluster(st *instanceState) []snapshot.Member {
+	cluster := restoreCluster(st)
+	for i := range st.Members {
+		m := &st.Members[i]
+		for _, entry := range strings.Split(m.InitialCluster, ",") {
+			if name, url, ok := strings.Cut(entry, "="); ok && name == m.Name {
+				cluster[i].PeerURL = url
+			}
+		}
 	}
 	return cluster
 }
@@ -415,7 +442,8 @@ func (b *Backend) planRestore(ctx context.Context, dir string, st *instanceState
 			}
 			m.PeerPort, m.ClientPort = p, c
 		}
-		m.ID, m.Phase, m.ClusterState = "", phaseVoting, "new"
+		// Started says from now on whether the member started from its restored data.
+		m.ID, m.Phase, m.ClusterState, m.Started = "", phaseVoting, "new", false
 	}
 	cluster := make([]snapshot.Member, len(keep))
 	for i := range keep {
@@ -448,8 +476,11 @@ func (b *Backend) revisionBump(ctx context.Context, dir string, st *instanceStat
 	return uint64(max(best.Revision-snapRevision, 0)) + 10_000
 }
 
-// startRestored starts every member of the restored cluster and waits until each serves, then
-// records their new IDs.
+// startRestored starts every member of the restored cluster, tells it the peer URLs of members
+// that moved since their data was restored (readvertiseRestored), waits until each serves,
+// and records their new IDs. A member is recorded as started before it starts: with a
+// quorum of members started, the restored cluster may accept writes, which movePlannedPorts
+// must then keep.
 func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceState) error {
 	servers := make([]*embedetcd.Etcd, len(st.Members))
 	for i := range st.Members {
@@ -458,6 +489,12 @@ func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceSta
 		e := b.running[filepath.Join(dir, m.Name)]
 		b.mu.Unlock()
 		if e == nil {
+			if !m.Started {
+				m.Started = true
+				if err := st.save(dir); err != nil {
+					return err
+				}
+			}
 			var err error
 			if e, err = b.start(dir, st, m); err != nil {
 				return err
@@ -467,6 +504,9 @@ func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceSta
 	}
 	sctx, cancel := b.stepContext(ctx)
 	defer cancel()
+	if err := readvertiseRestored(sctx, dir, st); err != nil {
+		return err
+	}
 	for i, e := range servers {
 		select {
 		case <-e.Server.ReadyNotify():
@@ -474,6 +514,62 @@ func (b *Backend) startRestored(ctx context.Context, dir string, st *instanceSta
 			return fmt.Errorf("restored member %s did not become ready: %w", st.Members[i].Name, sctx.Err())
 		}
 		st.Members[i].ID = etcdcluster.FormatID(uint64(e.Server.MemberID()))
+	}
+	return nil
+}
+
+// readvertiseRestored tells the restored cluster, through its quorum, the peer URL of each
+// member whose peer port moved after its data was restored (movePlannedPorts): the cluster
+// knows the member by its old one and would not reach it, so it could not catch up. Members
+// are known by name: their IDs are recorded only once every member serves. It retries until
+// the cluster answers or ctx ends.
+func readvertiseRestored(ctx context.Context, dir string, st *instanceState) error {
+	restored := restoredCluster(st)
+	if slices.Equal(restored, restoreCluster(st)) {
+		return nil
+	}
+	access, err := accessFor(dir, st, false)
+	if err != nil {
+		return err
+	}
+	cli, err := access.New()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cli.Close() }()
+	for {
+		err := updateRestoredPeerURLs(ctx, cli, st)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("telling the restored cluster its members' new peer URLs: %w", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// updateRestoredPeerURLs updates the peer URL the cluster has for every member of st named in
+// it whose recorded peer URL is another.
+func updateRestoredPeerURLs(ctx context.Context, cli *clientv3.Client, st *instanceState) error {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	members, err := etcdcluster.MemberList(lctx, cli)
+	if err != nil {
+		return err
+	}
+	for _, cm := range members {
+		m := st.member(cm.Name)
+		if m == nil {
+			continue
+		}
+		if want := m.peerURL(st.TLS); len(cm.PeerURLs) != 1 || cm.PeerURLs[0] != want {
+			if err := etcdcluster.UpdatePeerURL(lctx, cli, cm.ID, want); err != nil {
+				return err
+			}
+			klog.InfoS("Told the restored cluster the new peer URL of a member", "member", m.Name, "peerURL", want)
+		}
 	}
 	return nil
 }

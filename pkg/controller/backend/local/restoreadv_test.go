@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -76,6 +77,12 @@ func convergeWithin(b *Backend, inst *v1beta1.ETCDInstance, within time.Duration
 // checkEveryMemberServes checks that every member of res, asked alone, serves k=snap.
 func checkEveryMemberServes(t *testing.T, res *backend.Result) {
 	t.Helper()
+	checkEveryMemberServesValue(t, res, "snap")
+}
+
+// checkEveryMemberServesValue checks that every member of res, asked alone, serves k=want.
+func checkEveryMemberServesValue(t *testing.T, res *backend.Result, want string) {
+	t.Helper()
 	for _, m := range res.Members {
 		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
 		if err != nil {
@@ -83,8 +90,8 @@ func checkEveryMemberServes(t *testing.T, res *backend.Result) {
 		}
 		got, _ := values(t, one)
 		_ = one.Close()
-		if got["k"] != "snap" {
-			t.Errorf("member %s alone serves %v after the restore, want k=snap", m.Name, got)
+		if got["k"] != want {
+			t.Errorf("member %s alone serves %v after the restore, want k=%s", m.Name, got, want)
 		}
 	}
 }
@@ -170,38 +177,7 @@ func TestARestoreWhoseClientPortWasTakenKeepsWhatItsStartedMembersServed(t *test
 	b := newBackend(t, dir)
 	defer func() { _ = b.Close() }()
 	inst := instance("rclient", 3, false)
-	idir, st, path := planStagedRestore(t, b, dir, inst)
-	cluster := restoreCluster(st)
-	for i, m := range st.Members {
-		if err := os.RemoveAll(filepath.Join(idir, m.Name)); err != nil {
-			t.Fatal(err)
-		}
-		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: filepath.Join(idir, m.Name), Member: cluster[i], Cluster: cluster,
-			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
-			t.Fatal(err)
-		}
-		st.Restore.Restored = append(st.Restore.Restored, m.Name)
-	}
-	if err := st.save(idir); err != nil {
-		t.Fatal(err)
-	}
-	var endpoints []string
-	for i := range st.Members[:2] {
-		if _, err := b.start(idir, st, &st.Members[i]); err != nil {
-			t.Fatal(err)
-		}
-		endpoints = append(endpoints, "http://"+loopback.HostPort(st.Members[i].ClientPort))
-	}
-	started, err := (&etcdcluster.Access{Endpoints: endpoints}).New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = started.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := started.Put(ctx, "k", "served"); err != nil {
-		t.Fatalf("the restored cluster's started members do not serve: %v", err)
-	}
+	st := startTwoRestoredMembers(t, b, dir, inst)
 	l, err := net.Listen("tcp", loopback.HostPort(st.Members[2].ClientPort))
 	if err != nil {
 		t.Fatalf("occupying port %d: %v", st.Members[2].ClientPort, err)
@@ -216,4 +192,89 @@ func TestARestoreWhoseClientPortWasTakenKeepsWhatItsStartedMembersServed(t *test
 	if got["k"] != "served" {
 		t.Errorf("after the restore k = %q, want %q, which the restored cluster served before", got["k"], "served")
 	}
+}
+
+// TestARestoreWhosePeerPortWasTakenKeepsWhatItsStartedMembersServed: as above, but member 2's
+// peer port was taken, with the controller running on or restarted, and member 2's restored
+// data there or deleted. Every restored data directory names member 2's old peer URL, yet
+// members 0 and 1 have served: they must be kept, with what they accepted, and member 2
+// brought in on a new peer port (restored again for its old peer URL, the one its ID comes
+// from, when its data went), not every member restored again for the new peer URL.
+func TestARestoreWhosePeerPortWasTakenKeepsWhatItsStartedMembersServed(t *testing.T) {
+	for _, tc := range []struct{ restart, dataGone bool }{{false, false}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("restart=%t,dataGone=%t", tc.restart, tc.dataGone), func(t *testing.T) {
+			dir := t.TempDir()
+			b := newBackend(t, dir)
+			defer func() { _ = b.Close() }()
+			inst := instance("rpeer", 3, false)
+			st := startTwoRestoredMembers(t, b, dir, inst)
+			if tc.restart {
+				if err := b.Close(); err != nil {
+					t.Fatal(err)
+				}
+				b = newBackend(t, dir)
+			}
+			if tc.dataGone {
+				if err := os.RemoveAll(filepath.Join(dir, "instances", "ns", inst.Name, st.Members[2].Name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			taken := st.Members[2].PeerPort
+			l, err := net.Listen("tcp", loopback.HostPort(taken))
+			if err != nil {
+				t.Fatalf("occupying port %d: %v", taken, err)
+			}
+			defer func() { _ = l.Close() }()
+
+			res, err := convergeWithin(b, inst, 60*time.Second)
+			if err != nil || res == nil || !res.Converged {
+				t.Fatalf("the restore did not finish with a taken peer port: %+v, %v", res, err)
+			}
+			checkEveryMemberServesValue(t, res, "served")
+			if p := res.Members[2].PeerURL; p == "http://"+loopback.HostPort(taken) {
+				t.Errorf("member %s kept its taken peer URL %s", res.Members[2].Name, p)
+			}
+		})
+	}
+}
+
+// startTwoRestoredMembers plans the restore of a three-member instance (planStagedRestore),
+// restores every member's data, and starts members 0 and 1 as startRestored does, recording
+// them as started; they are a quorum of the restored cluster, and k=served is written
+// through them. It returns the recorded state.
+func startTwoRestoredMembers(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDInstance) *instanceState {
+	t.Helper()
+	idir, st, path := planStagedRestore(t, b, dir, inst)
+	cluster := restoreCluster(st)
+	for i, m := range st.Members {
+		if err := os.RemoveAll(filepath.Join(idir, m.Name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: filepath.Join(idir, m.Name), Member: cluster[i], Cluster: cluster,
+			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
+			t.Fatal(err)
+		}
+		st.Restore.Restored = append(st.Restore.Restored, m.Name)
+	}
+	var endpoints []string
+	for i := range st.Members[:2] {
+		if _, err := b.start(idir, st, &st.Members[i]); err != nil {
+			t.Fatal(err)
+		}
+		endpoints = append(endpoints, "http://"+loopback.HostPort(st.Members[i].ClientPort))
+	}
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
+	}
+	started, err := (&etcdcluster.Access{Endpoints: endpoints}).New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = started.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := started.Put(ctx, "k", "served"); err != nil {
+		t.Fatalf("the restored cluster's started members do not serve: %v", err)
+	}
+	return st
 }
