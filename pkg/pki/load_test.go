@@ -7,19 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// truncate cuts path to half its size, as a write cut short in place would leave it.
-func truncate(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, info.Size()/2); err != nil {
-		t.Fatal(err)
-	}
-}
+	"github.com/etcdaas/etcdaas/pkg/pki/pkitest"
+)
 
 // TestLoadOrReissueIssuesATornOrDamagedPairAgain: a certificate beside another certificate's
 // key (a renewal torn between its two files), a truncated certificate and a truncated key are
@@ -36,8 +26,8 @@ func TestLoadOrReissueIssuesATornOrDamagedPairAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		"truncated certificate": func(t *testing.T, _ *CA, dir string) { truncate(t, filepath.Join(dir, "server.crt")) },
-		"truncated key":         func(t *testing.T, _ *CA, dir string) { truncate(t, filepath.Join(dir, "server.key")) },
+		"truncated certificate": func(t *testing.T, _ *CA, dir string) { pkitest.Halve(t, filepath.Join(dir, "server.crt")) },
+		"truncated key":         func(t *testing.T, _ *CA, dir string) { pkitest.Halve(t, filepath.Join(dir, "server.key")) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -118,8 +108,8 @@ func TestLoadOrCreateCARefusesADamagedCA(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		"truncated certificate": func(t *testing.T, dir string) { truncate(t, filepath.Join(dir, "ca.crt")) },
-		"truncated key":         func(t *testing.T, dir string) { truncate(t, filepath.Join(dir, "ca.key")) },
+		"truncated certificate": func(t *testing.T, dir string) { pkitest.Halve(t, filepath.Join(dir, "ca.crt")) },
+		"truncated key":         func(t *testing.T, dir string) { pkitest.Halve(t, filepath.Join(dir, "ca.key")) },
 		"missing key": func(t *testing.T, dir string) {
 			if err := os.Remove(filepath.Join(dir, "ca.key")); err != nil {
 				t.Fatal(err)

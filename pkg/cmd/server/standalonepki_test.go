@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/etcdaas/etcdaas/pkg/pki"
+	"github.com/etcdaas/etcdaas/pkg/pki/pkitest"
 )
 
 // copyFile copies from over to, as a renewal torn between a key and its certificate leaves
@@ -26,18 +27,6 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(to, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// halveFile cuts path to half its size, as a write cut short in place would leave it.
-func halveFile(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, info.Size()/2); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -80,9 +69,9 @@ func TestStandalonePKIIssuesATornOrDamagedPairAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join(dir, "admin.key"), filepath.Join(dir, "serving.key"))
-	halveFile(t, filepath.Join(dir, "admin.crt"))
-	halveFile(t, filepath.Join(etcdDir, etcdServerName+".crt"))
-	halveFile(t, filepath.Join(dir, StandaloneEtcdClientName+".key"))
+	pkitest.Halve(t, filepath.Join(dir, "admin.crt"))
+	pkitest.Halve(t, filepath.Join(etcdDir, etcdServerName+".crt"))
+	pkitest.Halve(t, filepath.Join(dir, StandaloneEtcdClientName+".key"))
 
 	again, err := standalonePKI(dir, net.ParseIP("127.0.0.1"))
 	if err != nil {
@@ -115,7 +104,7 @@ func TestStandalonePKIRefusesADamagedCA(t *testing.T) {
 		},
 		"truncated storage etcd CA": func(t *testing.T, dir string) string {
 			etcdDir := filepath.Join(dir, StandaloneEtcdPKIDir)
-			halveFile(t, filepath.Join(etcdDir, "ca.crt"))
+			pkitest.Halve(t, filepath.Join(etcdDir, "ca.crt"))
 			return etcdDir
 		},
 	} {

@@ -10,19 +10,8 @@ import (
 	"testing"
 
 	"github.com/etcdaas/etcdaas/pkg/pki"
+	"github.com/etcdaas/etcdaas/pkg/pki/pkitest"
 )
-
-// halve cuts path to half its size, as a write cut short in place would leave it.
-func halve(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, info.Size()/2); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestSyncIssuesATornOrDamagedPairAgain: on a running TLS instance, a server certificate
 // beside another certificate's key (a renewal torn between its files), a truncated peer key
@@ -48,8 +37,8 @@ func TestSyncIssuesATornOrDamagedPairAgain(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(p, serverName+".key"), other.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	halve(t, filepath.Join(p, peerName+".key"))
-	halve(t, filepath.Join(p, clientName+".crt"))
+	pkitest.Halve(t, filepath.Join(p, peerName+".key"))
+	pkitest.Halve(t, filepath.Join(p, clientName+".crt"))
 
 	res := converge(t, b, inst)
 	if again, err := pki.LoadCA(p, caName); err != nil || !again.Cert.Equal(ca.Cert) {
