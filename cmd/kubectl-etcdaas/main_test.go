@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcdaas/etcdaas/pkg/snapshot/snapshottest"
 )
 
 // pluginEnv makes the test binary run main, so that the tests run the plugin's real
@@ -132,4 +134,55 @@ func waitForPartFile(t *testing.T, file string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no part file of %s within 20s", file)
+}
+
+// TestBackupUnderNohupSurvivesHangup runs `kubectl etcdaas backup` as nohup does, with
+// SIGHUP ignored, sends it a hangup halfway through the snapshot (the terminal closed, the
+// ssh session dropped) and lets the server send the rest: the backup must go on and save
+// FILE, as nohup promises. Asking for SIGHUP used to undo the ignore, so the hangup
+// cancelled the backup that nohup was run to keep alive.
+func TestBackupUnderNohupSurvivesHangup(t *testing.T) {
+	snap, err := os.ReadFile(snapshottest.Make(t, t.TempDir(), "snap.db", map[string]string{"k": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(snap[:len(snap)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-release:
+		}
+		_, _ = w.Write(snap[len(snap)/2:])
+	}))
+	t.Cleanup(srv.Close)
+	kubeconfig := writeKubeconfig(t, srv.URL)
+	file := filepath.Join(t.TempDir(), "my-etcd.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The shell ignores SIGHUP and execs the plugin, which inherits the ignore: nohup's way.
+	cmd := exec.CommandContext(ctx, "sh", "-c", `trap "" HUP; exec "$@"`, "sh",
+		os.Args[0], "--kubeconfig", kubeconfig, "backup", "my-etcd", "-o", file)
+	cmd.Env = append(os.Environ(), pluginEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForPartFile(t, file)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // time for a hangup that is not ignored to stop it
+	close(release)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the backup run under nohup stopped on a hangup: %v (stderr %q)", err, stderr.String())
+	}
+	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, snap) {
+		t.Errorf("%s: %d bytes (err=%v), want the %d-byte snapshot", file, len(got), err, len(snap))
+	}
 }
