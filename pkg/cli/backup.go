@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -183,7 +184,8 @@ func outputTarget(output string) (path string, through bool, err error) {
 const maxLinks = 40
 
 // danglingLinkTarget returns the path of the file output names once the symbolic links it
-// goes through are followed: output itself when it is no link (or cannot be read as one).
+// goes through are followed: output itself when it is no link (or cannot be read as one),
+// errIsDirectory when a link names a directory ("DIR/").
 func danglingLinkTarget(output string) (string, error) {
 	for range maxLinks {
 		info, err := os.Lstat(output)
@@ -193,6 +195,10 @@ func danglingLinkTarget(output string) (string, error) {
 		dest, err := os.Readlink(output)
 		if err != nil {
 			return "", err
+		}
+		if strings.HasSuffix(dest, string(filepath.Separator)) {
+			// A link to "DIR/" names a directory, there or not, as a shell's > finds.
+			return "", errIsDirectory
 		}
 		if !filepath.IsAbs(dest) {
 			// Relative to the directory that holds the link, itself maybe reached by links.

@@ -623,6 +623,32 @@ func TestBackupThroughALinkToAFileNotYetThere(t *testing.T) {
 	}
 }
 
+// TestBackupThroughALinkToADirectoryNotYetThere: -o names a symbolic link to "backups/", a
+// directory that does not exist yet. A shell's > answers "Is a directory"; so must backup,
+// before the download, and write nothing: a regular file named backups would leave the link
+// naming a directory that is a file, which nothing can open through it, after "saved to".
+func TestBackupThroughALinkToADirectoryNotYetThere(t *testing.T) {
+	s := newFakeServer(t)
+	s.add(instance("team", "my-etcd", 1))
+	s.backup = serveBytes(testSnapshot(t))
+	dir := t.TempDir()
+	link := filepath.Join(dir, "latest")
+	if err := os.Symlink("backups/", link); err != nil {
+		t.Fatal(err)
+	}
+	r := s.run(t, "backup", "my-etcd", "-o", link)
+	expectCode(t, r, 1)
+	if !strings.HasPrefix(r.stderr, "error: "+link+" is a directory: -o needs the name of the file to write\n") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "backups")); !os.IsNotExist(err) {
+		t.Errorf("%s was created (err=%v)", filepath.Join(dir, "backups"), err)
+	}
+	if len(s.recorded()) != 0 {
+		t.Error("the backup reached the server")
+	}
+}
+
 // TestBackupToStandardOutputLeavesNoCopy: by the time the first byte of the snapshot reaches
 // standard output, its checked copy is gone from the temporary directory (kept only as an
 // open file), so that a plugin killed while writing it (SIGPIPE when the reader of
