@@ -204,6 +204,15 @@ func TestStagerDestinationErrorClasses(t *testing.T) {
 }
 
 // stagerInstance is instance ns/db (UID uid-1, as the steps fixture deploys it) with an S3
+// envStager is a Stager of f's cluster whose S3 credentials for store come from the
+// environment, as etcdaas-apiserver's own may.
+func envStager(t *testing.T, f *stepsFixture, store *s3server.Server) Stager {
+	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
+		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
+	}}}
+	return Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+}
+
 // destination.
 func stagerInstance(endpoint, bucket string, creds *etcdaas.SecretReference) *etcdaas.ETCDInstance {
 	return &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-1"},
@@ -301,10 +310,7 @@ func TestStageWhoseRecordAnswerIsLost(t *testing.T) {
 		}
 		return true, nil, apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
 	})
-	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
-		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
-	}}}
-	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	stager := envStager(t, f, store)
 	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
 	staged, path := stagerSnapshot(t)
 	if err := stager.Stage(ctx, inst, staged, path); err != nil {
@@ -331,10 +337,7 @@ func TestStagerRefusesARestoreDuringARecovery(t *testing.T) {
 	ctx := context.Background()
 	store := s3server.Start(t)
 	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
-	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
-		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
-	}}}
-	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	stager := envStager(t, f, store)
 	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
 	staged, path := receiveSpooled(t, stager, inst, "r1")
 
@@ -362,10 +365,7 @@ func TestStagingsOfTheSameTimeAndRevisionKeepApart(t *testing.T) {
 	ctx := context.Background()
 	store := s3server.Start(t)
 	f := newStepsFixture(t, 3, 3, 3, healthyCluster(3))
-	resolver := &backup.Resolver{Credentials: backup.EnvCredentials{Lookup: func(name string) (string, bool) {
-		return map[string]string{backup.EnvAccessKeyID: store.AccessKeyID, backup.EnvSecretAccessKey: store.SecretAccessKey}[name], true
-	}}}
-	stager := Stager{Client: f.client, Resolver: resolver, Dir: t.TempDir()}
+	stager := envStager(t, f, store)
 	inst := stagerInstance(store.Endpoint, store.Bucket, nil)
 	first, firstPath := receiveSpooled(t, stager, inst, "r1")
 	second, secondPath := receiveSpooled(t, stager, inst, "r2")
@@ -384,7 +384,7 @@ func TestStagingsOfTheSameTimeAndRevisionKeepApart(t *testing.T) {
 	if err != nil || req == nil || req.ID != "r1" {
 		t.Fatalf("recorded request = %+v, %v", req, err)
 	}
-	checkStagedSum(t, resolver, v1beta1Dest(req).S3, req.Key, first.Info.SHA256)
+	checkStagedSum(t, stager.Resolver, v1beta1Dest(req).S3, req.Key, first.Info.SHA256)
 
 	// Two uploads staged at once: deleting one leaves the other.
 	keys := map[string]backup.Destination{}
@@ -411,7 +411,7 @@ func TestStagingsOfTheSameTimeAndRevisionKeepApart(t *testing.T) {
 	if _, _, err := keys["r2"].Open(ctx, key); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("the deleted upload: %v, want ErrNotFound", err)
 	}
-	checkStagedSum(t, resolver, v1beta1Dest(req).S3, key, first.Info.SHA256)
+	checkStagedSum(t, stager.Resolver, v1beta1Dest(req).S3, key, first.Info.SHA256)
 }
 
 // checkStagedSum reads the staged object key of the staging area s3 and checks that it holds
