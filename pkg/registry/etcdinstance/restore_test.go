@@ -228,6 +228,18 @@ func TestRestoreDestinationErrorClasses(t *testing.T) {
 	}
 }
 
+// expectRestoreStatus fails unless the restore subresource answered a Status of code naming
+// message (with Retry-After for a 503).
+func expectRestoreStatus(t *testing.T, resp *recoverResponder, code int, message string) {
+	t.Helper()
+	var apiStatus apierrors.APIStatus
+	if !errors.As(resp.err, &apiStatus) {
+		t.Fatalf("answered %d %v, want a %d Status", resp.code, resp.err, code)
+	}
+	checkErrorStatus(t, resp.err, apiStatus.Status(), code, message, code == http.StatusServiceUnavailable,
+		httptest.NewRequest(http.MethodPost, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/restore", nil))
+}
+
 // checkRestoreErrorClass posts snapshot snap to the restore subresource through a stager
 // failing with spoolErr before the body or with stageErr when staging, and checks the refusal:
 // a Status of code naming message, no byte of the body read when refused before it, nothing
@@ -237,22 +249,8 @@ func checkRestoreErrorClass(t *testing.T, snap []byte, spoolErr, stageErr error,
 	spool := t.TempDir()
 	stager := &failingStager{fakeStager: fakeStager{dir: spool}, spoolErr: spoolErr, stageErr: stageErr}
 	store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}}
-	resp := &recoverResponder{}
-	h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
-	if err != nil {
-		t.Fatal(err)
-	}
 	body := &countingReader{r: bytes.NewReader(snap)}
-	req := httptest.NewRequest(http.MethodPost, "/restore", body)
-	req.ContentLength = int64(len(snap))
-	h.ServeHTTP(httptest.NewRecorder(), req)
-
-	var apiStatus apierrors.APIStatus
-	if !errors.As(resp.err, &apiStatus) {
-		t.Fatalf("answered %d %v, want a %d Status", resp.code, resp.err, code)
-	}
-	checkErrorStatus(t, resp.err, apiStatus.Status(), code, message, code == http.StatusServiceUnavailable,
-		httptest.NewRequest(http.MethodPost, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/restore", nil))
+	expectRestoreStatus(t, postRestore(t, NewRestoreREST(store, RestoreOptions{Stager: stager}), body, int64(len(snap))), code, message)
 	if spoolErr != nil && body.n != 0 {
 		t.Errorf("read %d bytes of the body, want none when refused before it", body.n)
 	}
@@ -288,20 +286,13 @@ func TestRestoreOfAnInstanceDeletedDuringTheUpload(t *testing.T) {
 			}
 			stager := &fakeStager{dir: spool}
 			store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1"}}}
-			resp := &recoverResponder{}
-			h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
-			if err != nil {
-				t.Fatal(err)
-			}
 			body := &countingReader{r: bytes.NewReader(snap), atEOF: func() {
 				tc.after(store)
 				if err := os.RemoveAll(spool); err != nil { // what the instance's deletion does
 					t.Error(err)
 				}
 			}}
-			req := httptest.NewRequest(http.MethodPost, "/restore", body)
-			req.ContentLength = int64(len(snap))
-			h.ServeHTTP(httptest.NewRecorder(), req)
+			resp := postRestore(t, NewRestoreREST(store, RestoreOptions{Stager: stager}), body, int64(len(snap)))
 			if !apierrors.IsConflict(resp.err) || !strings.Contains(resp.err.Error(), tc.want) || strings.Contains(resp.err.Error(), spool) {
 				t.Fatalf("answered %d %v, want a 409 saying the instance %s, without server paths", resp.code, resp.err, tc.want)
 			}
@@ -327,23 +318,9 @@ func TestRestoreWhileARecoveryIsRequested(t *testing.T) {
 		stager := &fakeStager{dir: spool}
 		store := &fakeStatusStore{instance: &etcdaas.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", UID: "uid-1",
 			Annotations: map[string]string{etcdaas.RecoverRequestedAnnotation: member, etcdaas.RecoverRequestIDAnnotation: "rec-1"}}}}
-		resp := &recoverResponder{}
-		h, err := NewRestoreREST(store, RestoreOptions{Stager: stager}).Connect(context.Background(), "db", nil, resp)
-		if err != nil {
-			t.Fatal(err)
-		}
 		body := &countingReader{r: bytes.NewReader(snap)}
-		req := httptest.NewRequest(http.MethodPost, "/restore", body)
-		req.ContentLength = int64(len(snap))
-		h.ServeHTTP(httptest.NewRecorder(), req)
-
-		var apiStatus apierrors.APIStatus
-		if !errors.As(resp.err, &apiStatus) {
-			t.Fatalf("answered %d %v, want a 409 Status", resp.code, resp.err)
-		}
 		want := "a recovery of the instance from quorum loss is under way (from " + from + ")"
-		checkErrorStatus(t, resp.err, apiStatus.Status(), http.StatusConflict, want, false,
-			httptest.NewRequest(http.MethodPost, "/apis/etcdaas.dev/v1beta1/namespaces/ns/etcdinstances/db/restore", nil))
+		expectRestoreStatus(t, postRestore(t, NewRestoreREST(store, RestoreOptions{Stager: stager}), body, int64(len(snap))), http.StatusConflict, want)
 		if body.n != 0 || stager.staged != nil || store.updates != 0 {
 			t.Errorf("read %d bytes, staged %v, wrote status %d times; want nothing", body.n, stager.staged, store.updates)
 		}
