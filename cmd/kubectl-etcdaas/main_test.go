@@ -87,16 +87,7 @@ func TestBackupStoppedBySignal(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "--kubeconfig", kubeconfig, "backup", "my-etcd", "-o", file)
-			cmd.Env = append(os.Environ(), pluginEnv+"=1")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			waitForPartFile(t, file)
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
+			stderr := signalMidBackup(t, cmd, file, sig)
 			err := cmd.Wait()
 			if ctx.Err() != nil {
 				t.Fatalf("the plugin did not stop within 30s of %s", sig)
@@ -117,6 +108,24 @@ func TestBackupStoppedBySignal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signalMidBackup starts cmd, a run of the plugin's backup to file, waits until the backup
+// is receiving the snapshot (waitForPartFile) and sends it sig. It returns the plugin's
+// standard error, filled as it runs.
+func signalMidBackup(t *testing.T, cmd *exec.Cmd, file string, sig syscall.Signal) *bytes.Buffer {
+	t.Helper()
+	cmd.Env = append(os.Environ(), pluginEnv+"=1")
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForPartFile(t, file)
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return stderr
 }
 
 // waitForPartFile waits up to 20s for a non-empty part file of file: the backup is then
@@ -167,16 +176,7 @@ func TestBackupUnderNohupSurvivesHangup(t *testing.T) {
 	// The shell ignores SIGHUP and execs the plugin, which inherits the ignore: nohup's way.
 	cmd := exec.CommandContext(ctx, "sh", "-c", `trap "" HUP; exec "$@"`, "sh",
 		os.Args[0], "--kubeconfig", kubeconfig, "backup", "my-etcd", "-o", file)
-	cmd.Env = append(os.Environ(), pluginEnv+"=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForPartFile(t, file)
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	stderr := signalMidBackup(t, cmd, file, syscall.SIGHUP)
 	time.Sleep(500 * time.Millisecond) // time for a hangup that is not ignored to stop it
 	close(release)
 	if err := cmd.Wait(); err != nil {
