@@ -355,13 +355,7 @@ func TestRestoreFromStartsTheNewClusterFromTheBackup(t *testing.T) {
 	expectRestoredEvent(t, res, "fresh-0", "of old", "2 keys")
 	res = converge(t, b, inst)
 	for _, m := range res.Members {
-		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := values(t, one)
-		_ = one.Close()
-		if len(got) != 2 || got["k1"] != "from-backup" {
+		if got := servedAlone(t, m.ClientURL); len(got) != 2 || got["k1"] != "from-backup" {
 			t.Errorf("member %s serves %v, want the backup's two keys", m.Name, got)
 		}
 	}

@@ -84,15 +84,43 @@ func checkEveryMemberServes(t *testing.T, res *backend.Result) {
 func checkEveryMemberServesValue(t *testing.T, res *backend.Result, want string) {
 	t.Helper()
 	for _, m := range res.Members {
-		one, err := (&etcdcluster.Access{Endpoints: []string{m.ClientURL}}).New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := values(t, one)
-		_ = one.Close()
-		if got["k"] != want {
+		if got := servedAlone(t, m.ClientURL); got["k"] != want {
 			t.Errorf("member %s alone serves %v after the restore, want k=%s", m.Name, got, want)
 		}
+	}
+}
+
+// servedAlone returns the keys and values the member at clientURL serves, asked alone.
+func servedAlone(t *testing.T, clientURL string) map[string]string {
+	t.Helper()
+	one, err := (&etcdcluster.Access{Endpoints: []string{clientURL}}).New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = one.Close() }()
+	got, _ := values(t, one)
+	return got
+}
+
+// restoreEveryMember does what the planned restore st does to each member's data, as the
+// controller would before it starts them: every member's data directory under idir restored
+// from the snapshot at path and recorded as restored.
+func restoreEveryMember(t *testing.T, idir string, st *instanceState, path string) {
+	t.Helper()
+	cluster := restoreCluster(st)
+	for i, m := range st.Members {
+		data := filepath.Join(idir, m.Name)
+		if err := os.RemoveAll(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: data, Member: cluster[i], Cluster: cluster,
+			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
+			t.Fatal(err)
+		}
+		st.Restore.Restored = append(st.Restore.Restored, m.Name)
+	}
+	if err := st.save(idir); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -136,23 +164,7 @@ func TestARestoredMemberWhoseDataWentIsRestoredAgain(t *testing.T) {
 	b := newBackend(t, dir)
 	inst := instance("rgone", 3, false)
 	idir, st, path := planStagedRestore(t, b, dir, inst)
-	cluster := []snapshot.Member{}
-	for _, o := range st.Members {
-		cluster = append(cluster, snapshot.Member{Name: o.Name, PeerURL: o.peerURL(false)})
-	}
-	for i, m := range st.Members {
-		data := filepath.Join(idir, m.Name)
-		if err := os.RemoveAll(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: data, Member: cluster[i], Cluster: cluster, ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
-			t.Fatal(err)
-		}
-		st.Restore.Restored = append(st.Restore.Restored, m.Name)
-	}
-	if err := st.save(idir); err != nil {
-		t.Fatal(err)
-	}
+	restoreEveryMember(t, idir, st, path)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -245,17 +257,7 @@ func TestARestoreWhosePeerPortWasTakenKeepsWhatItsStartedMembersServed(t *testin
 func startTwoRestoredMembers(t *testing.T, b *Backend, dir string, inst *v1beta1.ETCDInstance) *instanceState {
 	t.Helper()
 	idir, st, path := planStagedRestore(t, b, dir, inst)
-	cluster := restoreCluster(st)
-	for i, m := range st.Members {
-		if err := os.RemoveAll(filepath.Join(idir, m.Name)); err != nil {
-			t.Fatal(err)
-		}
-		if err := snapshot.Restore(snapshot.RestoreConfig{Snapshot: path, DataDir: filepath.Join(idir, m.Name), Member: cluster[i], Cluster: cluster,
-			ClusterToken: st.ClusterToken, RevisionBump: st.Restore.RevisionBump}, nil); err != nil {
-			t.Fatal(err)
-		}
-		st.Restore.Restored = append(st.Restore.Restored, m.Name)
-	}
+	restoreEveryMember(t, idir, st, path)
 	var endpoints []string
 	for i := range st.Members[:2] {
 		if _, err := b.start(idir, st, &st.Members[i]); err != nil {
