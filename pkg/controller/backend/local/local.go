@@ -587,17 +587,31 @@ func (b *Backend) readvertise(ctx context.Context, dir string, st *instanceState
 	if err != nil {
 		return nil // no quorum yet: observe reports the members as unhealthy
 	}
-	for _, cm := range members {
+	return updatePeerURLs(ctx, cli, st, members, func(cm etcdcluster.Member) *memberState {
 		for i := range st.Members {
-			m := &st.Members[i]
-			if m.id() != cm.ID || m.Phase == phaseRemoving || len(cm.PeerURLs) == 0 {
-				continue
+			if m := &st.Members[i]; m.id() == cm.ID && m.Phase != phaseRemoving {
+				return m
 			}
-			if want := m.peerURL(st.TLS); len(cm.PeerURLs) != 1 || cm.PeerURLs[0] != want {
-				if err := etcdcluster.UpdatePeerURL(ctx, cli, cm.ID, want); err != nil {
-					return err
-				}
+		}
+		return nil
+	})
+}
+
+// updatePeerURLs tells the cluster cli reaches the peer URL st records for each of its members
+// (of the member list members) whose advertised one is another: memberOf says which member
+// of st a cluster member is, nil for none.
+func updatePeerURLs(ctx context.Context, cli *clientv3.Client, st *instanceState, members []etcdcluster.Member,
+	memberOf func(etcdcluster.Member) *memberState) error {
+	for _, cm := range members {
+		m := memberOf(cm)
+		if m == nil || len(cm.PeerURLs) == 0 {
+			continue
+		}
+		if want := m.peerURL(st.TLS); len(cm.PeerURLs) != 1 || cm.PeerURLs[0] != want {
+			if err := etcdcluster.UpdatePeerURL(ctx, cli, cm.ID, want); err != nil {
+				return err
 			}
+			klog.InfoS("Told the cluster the new peer URL of a member", "member", m.Name, "peerURL", want)
 		}
 	}
 	return nil

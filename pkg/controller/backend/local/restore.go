@@ -559,19 +559,7 @@ func updateRestoredPeerURLs(ctx context.Context, cli *clientv3.Client, st *insta
 	if err != nil {
 		return err
 	}
-	for _, cm := range members {
-		m := st.member(cm.Name)
-		if m == nil {
-			continue
-		}
-		if want := m.peerURL(st.TLS); len(cm.PeerURLs) != 1 || cm.PeerURLs[0] != want {
-			if err := etcdcluster.UpdatePeerURL(lctx, cli, cm.ID, want); err != nil {
-				return err
-			}
-			klog.InfoS("Told the restored cluster the new peer URL of a member", "member", m.Name, "peerURL", want)
-		}
-	}
-	return nil
+	return updatePeerURLs(lctx, cli, st, members, func(cm etcdcluster.Member) *memberState { return st.member(cm.Name) })
 }
 
 // memberNames lists the members' names, comma-separated.
