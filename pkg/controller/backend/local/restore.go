@@ -136,9 +136,11 @@ func (s Stager) Stage(_ context.Context, instance *etcdaas.ETCDInstance, staged 
 		return err
 	}
 	spool := filepath.Join(dir, restoreDir)
-	if st, err := loadState(dir); err == nil && st.recoveryUnderWay() != nil {
-		_ = os.Remove(path)
-		return st.recoveryUnderWay()
+	if st, err := loadState(dir); err == nil {
+		if recovering := st.recoveryUnderWay(); recovering != nil {
+			_ = os.Remove(path)
+			return recovering
+		}
 	}
 	if _, err := os.Stat(filepath.Join(spool, pendingRequest)); err == nil {
 		_ = os.Remove(path)
