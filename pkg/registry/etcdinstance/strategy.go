@@ -211,29 +211,32 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 }
 
 // WarningsOnCreate warns about an even number of replicas, about fractional bytes in
-// spec.resources, and about spec.resources on a server whose members run in-process.
+// spec.resources, about spec.resources on a server whose members run in-process, and about
+// finalizer names without a domain or a path, as for a custom resource.
 func (s Strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
 	instance, ok := obj.(*etcdaas.ETCDInstance)
 	if !ok {
 		return nil
 	}
-	warnings := validation.ReplicasWarnings(instance.Spec.Replicas, field.NewPath("spec", "replicas"))
+	warnings := validation.FinalizerWarnings(instance.Finalizers, nil)
+	warnings = append(warnings, validation.ReplicasWarnings(instance.Spec.Replicas, field.NewPath("spec", "replicas"))...)
 	warnings = append(warnings, validation.ResourcesWarnings(instance.Spec.Resources, field.NewPath("spec", "resources"))...)
 	return append(warnings, s.Versions.resourcesWarnings(instance.Spec.Resources, nil)...)
 }
 
-// WarningsOnUpdate warns about an even number of replicas when the update changes replicas,
-// and, when it changes spec.resources, about fractional bytes in them and about them on a
-// server whose members run in-process.
+// WarningsOnUpdate warns about the finalizers the update adds whose names have no domain or
+// no path, about an even number of replicas when the update changes replicas, and, when it
+// changes spec.resources, about fractional bytes in them and about them on a server whose
+// members run in-process.
 func (s Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
 	newObj, ok1 := obj.(*etcdaas.ETCDInstance)
 	oldObj, ok2 := old.(*etcdaas.ETCDInstance)
 	if !ok1 || !ok2 {
 		return nil
 	}
-	var warnings []string
+	warnings := validation.FinalizerWarnings(newObj.Finalizers, oldObj.Finalizers)
 	if newObj.Spec.Replicas != oldObj.Spec.Replicas {
-		warnings = validation.ReplicasWarnings(newObj.Spec.Replicas, field.NewPath("spec", "replicas"))
+		warnings = append(warnings, validation.ReplicasWarnings(newObj.Spec.Replicas, field.NewPath("spec", "replicas"))...)
 	}
 	if !apiequality.Semantic.DeepEqual(newObj.Spec.Resources, oldObj.Spec.Resources) {
 		warnings = append(warnings, validation.ResourcesWarnings(newObj.Spec.Resources, field.NewPath("spec", "resources"))...)
