@@ -719,7 +719,8 @@ func checkStepEvents(t *testing.T, recorder *events.FakeRecorder) {
 
 // TestDeleteWithOtherFinalizers checks that an instance another finalizer keeps after the
 // controller removed its members says so, instead of listing the members it no longer has as
-// ready (with client URLs that may serve another instance by then), and that an instance
+// ready (with client URLs that may serve another instance by then) and reports the generation
+// the deletion gave it as observed, and that an instance
 // without other finalizers gets no status write beyond the Deleting phase.
 func TestDeleteWithOtherFinalizers(t *testing.T) {
 	ctx := context.Background()
@@ -752,6 +753,9 @@ func TestDeleteWithOtherFinalizers(t *testing.T) {
 	}
 	if got.Status.Phase != v1beta1.PhaseDeleting || len(got.Status.Members) != 0 || got.Status.Replicas != 0 || got.Status.ReadyReplicas != 0 {
 		t.Errorf("status of an instance without members: %+v", got.Status)
+	}
+	if got.Status.ObservedGeneration != held.Generation {
+		t.Errorf("observedGeneration %d of a deleting instance, want its generation %d", got.Status.ObservedGeneration, held.Generation)
 	}
 	if p := cond(t, got.Status, etcdaas.ConditionProgressing); p.Status != metav1.ConditionFalse || p.Reason != ReasonMembersDeleted ||
 		!strings.Contains(p.Message, "example.com/hold") {

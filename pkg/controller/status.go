@@ -279,10 +279,13 @@ func readyVoters(members []v1beta1.MemberStatus) (ready, voters int) {
 	return ready, voters
 }
 
-// deletingStatus is the status written while the members of inst are being removed.
+// deletingStatus is the status written while the members of inst are being removed. The
+// deletion is what the controller acts on, so observedGeneration follows the generation the
+// deletion gave the object, as kube-controller-manager's workload controllers report it.
 func deletingStatus(inst *v1beta1.ETCDInstance, now metav1.Time) v1beta1.ETCDInstanceStatus {
 	status := *inst.Status.DeepCopy()
 	status.Phase = v1beta1.PhaseDeleting
+	status.ObservedGeneration = inst.Generation
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 		Type: etcdaas.ConditionProgressing, Status: metav1.ConditionTrue, Reason: ReasonDeleting,
 		Message: "stopping the members and removing their data", ObservedGeneration: inst.Generation, LastTransitionTime: now,
