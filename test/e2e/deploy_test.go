@@ -224,6 +224,7 @@ func testDeployServerRBAC(t *testing.T, r *rendered) {
 	role := r.clusterRoles["etcdaas-apiserver"]
 	for _, want := range []struct{ group, resource string }{
 		{"", "namespaces"},
+		{"", "resourcequotas"},
 		{"admissionregistration.k8s.io", "validatingwebhookconfigurations"},
 		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations"},
 		{"admissionregistration.k8s.io", "validatingadmissionpolicies"},
@@ -238,6 +239,11 @@ func testDeployServerRBAC(t *testing.T, r *rendered) {
 				t.Errorf("etcdaas-apiserver cannot %s %s.%s", verb, want.resource, want.group)
 			}
 		}
+	}
+	// The ResourceQuota admission plugin adds what it admits to the quota's status.used,
+	// and only that: the resourcequota controller of kube-controller-manager writes the rest.
+	if !grants(role.Rules, "", "resourcequotas/status", "update") || grants(role.Rules, "", "resourcequotas", "update") {
+		t.Errorf("etcdaas-apiserver must update resourcequotas/status and not resourcequotas: %+v", role.Rules)
 	}
 	backup := r.clusterRoles["etcdaas-apiserver:backup"]
 	if !grants(backup.Rules, "apps", "statefulsets", "get") || !grants(backup.Rules, "", "secrets", "get") {

@@ -98,6 +98,7 @@ func NewOptions() *Options {
 		WatchBufferSize: watchbuffer.DefaultSize,
 	}
 	o.RecommendedOptions.SecureServing.BindPort = DefaultSecurePort
+	addResourceQuotaAdmission(o.RecommendedOptions)
 	// Open watches (kubectl get -w, informers, the garbage collector's) would otherwise hold a
 	// SIGTERM for the whole request timeout.
 	o.ServerRun.ShutdownWatchTerminationGracePeriod = DefaultShutdownWatchTerminationGracePeriod
