@@ -62,6 +62,7 @@ func TestAggregated(t *testing.T) {
 	t.Run("AdmissionWebhooks", func(t *testing.T) { testAdmissionWebhooks(t, c) })
 	t.Run("MutatingAdmissionPolicy", func(t *testing.T) { testMutatingAdmissionPolicy(t, c) })
 	t.Run("ConnectPolicy", func(t *testing.T) { testConnectPolicy(t, c) })
+	t.Run("Quota", func(t *testing.T) { testQuota(t, c) })
 	t.Run("NamespaceLifecycle", func(t *testing.T) { testNamespaceLifecycle(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })

@@ -131,9 +131,10 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context, etcdPort int) error {
 }
 
 // controllers are the kube-controller-manager controllers a node running StatefulSets,
-// Deployments and volumes needs.
+// Deployments and volumes needs, and the resourcequota controller that keeps the
+// ResourceQuotas' status.used (of ETCDInstances too) that admission checks.
 const controllers = "namespace-controller,garbage-collector-controller,serviceaccount-controller," +
-	"clusterrole-aggregation-controller,root-ca-certificate-publisher-controller," +
+	"clusterrole-aggregation-controller,root-ca-certificate-publisher-controller,resourcequota-controller," +
 	"statefulset-controller,replicaset-controller,deployment-controller,disruption-controller," +
 	"endpoints-controller,endpointslice-controller," +
 	"node-ipam-controller,node-lifecycle-controller," +

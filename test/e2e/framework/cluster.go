@@ -462,12 +462,15 @@ func (c *Cluster) startKubeControllerManager(port int) {
 		"--bind-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(port),
 		"--cert-dir="+filepath.Join(c.Dir, "kube-controller-manager-certs"),
-		"--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,clusterrole-aggregation-controller",
+		"--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,clusterrole-aggregation-controller,resourcequota-controller",
 		"--service-account-private-key-file="+p("sa.key"),
 		"--root-ca-file="+p("ca.crt"),
 		"--use-service-account-credentials=false",
 		"--leader-elect=false",
 		"--concurrent-namespace-syncs=2",
+		// A quota created before the controller discovered a resource (etcdinstances, a
+		// CRD: discovery is re-read every 30s) is counted for it at the next full resync.
+		"--resource-quota-sync-period=10s",
 		"--v=1",
 	)
 }
