@@ -65,6 +65,7 @@ func TestAggregated(t *testing.T) {
 	t.Run("Quota", func(t *testing.T) { testQuota(t, c) })
 	t.Run("NamespaceLifecycle", func(t *testing.T) { testNamespaceLifecycle(t, c) })
 	t.Run("NamespaceDeletion", func(t *testing.T) { testNamespaceDeletion(t, c) })
+	t.Run("GarbageCollection", func(t *testing.T) { testGarbageCollection(t, c) })
 	t.Run("DeployDryRun", func(t *testing.T) { testDeployDryRun(t, c) })
 	t.Run("RestartAPIServer", func(t *testing.T) { testRestartAPIServer(t, c) })
 	t.Run("NoForbiddenInLogs", func(t *testing.T) { testNoForbidden(t, c) })
