@@ -35,10 +35,19 @@ const controllerFinalizer = "etcdaas.dev/members"
 func testGarbageCollection(t *testing.T, c *framework.Cluster) {
 	const ns = "e2e-gc"
 	createAdmissionNamespace(t, c, ns)
-	checkGCDependentOfInstance(t, c, ns)
-	checkGCInstanceOwnedByConfigMap(t, c, ns)
-	checkGCForeground(t, c, ns)
-	checkGCOrphan(t, c, ns)
+	for _, step := range []struct {
+		what  string
+		check func(*testing.T, *framework.Cluster, string)
+	}{
+		{"dependent of a deleted instance collected", checkGCDependentOfInstance},
+		{"instance owned by a deleted ConfigMap collected", checkGCInstanceOwnedByConfigMap},
+		{"foreground deletion held by a blocking dependent", checkGCForeground},
+		{"orphaning deletion", checkGCOrphan},
+	} {
+		start := time.Now()
+		step.check(t, c, ns)
+		t.Logf("%s: %s", step.what, time.Since(start).Round(100*time.Millisecond))
+	}
 }
 
 // checkGCDependentOfInstance deletes an instance with the API's default DeleteOptions and
@@ -173,6 +182,9 @@ func waitInstanceFinalizers(t *testing.T, c *framework.Cluster, ns, name, what s
 	var got *unstructured.Unstructured
 	err := framework.Poll(t.Context(), 200*time.Millisecond, gcTimeout, ns+"/"+name+": "+what, func(ctx context.Context) (bool, error) {
 		u, err := c.Dynamic.Resource(instanceGVR("v1beta1")).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			t.Fatalf("ETCDInstance %s/%s is gone, want it there until %s", ns, name, what)
+		}
 		if err != nil {
 			return false, err
 		}
@@ -217,6 +229,9 @@ func waitConfigMapGone(t *testing.T, c *framework.Cluster, ns, name, what string
 		}
 		if err != nil {
 			return false, err
+		}
+		if cm.DeletionTimestamp == nil && len(cm.OwnerReferences) == 0 {
+			t.Fatalf("ConfigMap %s was orphaned (no ownerReferences left), want it deleted: %s", name, what)
 		}
 		return false, fmt.Errorf("ConfigMap %s still there: deletionTimestamp=%v finalizers=%v ownerReferences=%+v", name, cm.DeletionTimestamp, cm.Finalizers, cm.OwnerReferences)
 	})
