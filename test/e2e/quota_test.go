@@ -149,8 +149,9 @@ func checkQuotaFreed(t *testing.T, c *framework.Cluster, ns string) {
 }
 
 // waitQuotaCounted waits until kube-controller-manager has filled in the quota q's
-// status.hard and status.used for the resources of want with those values: until then
-// kube-apiserver and etcdaas-apiserver refuse creations ("status unknown for quota").
+// status.hard and status.used for the resources of want with those values: before, a creation
+// is admitted uncounted (no status.hard yet) or refused ("status unknown for quota": a limit
+// in status.hard not counted in status.used), by kube-apiserver and etcdaas-apiserver alike.
 func waitQuotaCounted(t *testing.T, c *framework.Cluster, ns string, want map[string]int64) {
 	t.Helper()
 	err := framework.Poll(t.Context(), 500*time.Millisecond, 2*time.Minute, "the quota counted by kube-controller-manager", func(ctx context.Context) (bool, error) {
