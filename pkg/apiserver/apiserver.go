@@ -137,6 +137,7 @@ func (cfg *Config) Complete() CompletedConfig {
 			c.IgnorePrefixes = append(c.IgnorePrefixes, genericapiserver.DefaultLegacyAPIPrefix+"/")
 		}
 	}
+	documentSubresources(&cfg.GenericConfig.Config)
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,

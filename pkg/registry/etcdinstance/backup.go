@@ -23,6 +23,9 @@ import (
 // BackupResourcePath is the storage map key of the backup subresource.
 const BackupResourcePath = "etcdinstances/backup"
 
+// BackupMediaType is the media type of a backup's body, a raw etcd snapshot.
+const BackupMediaType = "application/octet-stream"
+
 // backupCopyBuffer is the size of the one buffer a backup stream goes through.
 const backupCopyBuffer = 64 * 1024
 
@@ -62,7 +65,7 @@ func (r *BackupREST) NewConnectOptions() (runtime.Object, bool, string) { return
 
 // ProducesMIMETypes returns application/octet-stream: the body is a raw etcd snapshot.
 func (r *BackupREST) ProducesMIMETypes(verb string) []string {
-	return []string{"application/octet-stream"}
+	return []string{BackupMediaType}
 }
 
 // ProducesObject returns the documented response type: a byte stream.
@@ -112,7 +115,7 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	filename := fmt.Sprintf("%s-%s-%d.db", h.namespace, h.name, snap.Revision)
 	header := w.Header()
-	header.Set("Content-Type", "application/octet-stream")
+	header.Set("Content-Type", BackupMediaType)
 	header.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", filename))
 	header.Set("X-Etcd-Revision", strconv.FormatInt(snap.Revision, 10))
 	header.Set("X-Content-Type-Options", "nosniff")

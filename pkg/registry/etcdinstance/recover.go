@@ -18,6 +18,10 @@ import (
 // RecoverResourcePath is the storage map key of the recover subresource.
 const RecoverResourcePath = "etcdinstances/recover"
 
+// RecoverMemberParameter is the optional query parameter of a recovery naming the surviving
+// member to rebuild the cluster from.
+const RecoverMemberParameter = "member"
+
 // reasonQuorumLost is the Degraded condition's reason the controller sets when the
 // instance lost quorum; only then is a recovery accepted.
 const reasonQuorumLost = "QuorumLost"
@@ -64,7 +68,7 @@ func (r *RecoverREST) Connect(ctx context.Context, name string, _ runtime.Object
 		return nil, err // 404 for a missing instance
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		member := req.URL.Query().Get("member")
+		member := req.URL.Query().Get(RecoverMemberParameter)
 		if err := r.request(ctx, name, member); err != nil {
 			responder.Error(err)
 			return
