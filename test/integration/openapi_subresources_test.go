@@ -38,15 +38,7 @@ func TestOpenAPIConnectSubresourcesV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := func(sub, method string) operation {
-		var o operation
-		raw, ok := doc.Paths[instancePath(sub)][method]
-		if !ok {
-			t.Fatalf("/openapi/v2 has no %s %s", method, instancePath(sub))
-		}
-		if err := json.Unmarshal(raw, &o); err != nil {
-			t.Fatal(err)
-		}
-		return o
+		return openAPIOperation[operation](t, "/openapi/v2", doc.Paths, sub, method)
 	}
 	if got := op("backup", "get").Produces; !slices.Equal(got, []string{"application/octet-stream"}) {
 		t.Errorf("GET backup produces %v, want [application/octet-stream]", got)
@@ -95,15 +87,7 @@ func TestOpenAPIConnectSubresourcesV3(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := func(sub, method string) operation {
-		var o operation
-		raw, ok := doc.Paths[instancePath(sub)][method]
-		if !ok {
-			t.Fatalf("/openapi/v3 has no %s %s", method, instancePath(sub))
-		}
-		if err := json.Unmarshal(raw, &o); err != nil {
-			t.Fatal(err)
-		}
-		return o
+		return openAPIOperation[operation](t, "/openapi/v3", doc.Paths, sub, method)
 	}
 	ok := op("backup", "get").Responses["200"].Content
 	if _, found := ok["application/octet-stream"]; !found || len(ok) != 1 {
@@ -121,4 +105,19 @@ func TestOpenAPIConnectSubresourcesV3(t *testing.T) {
 	if !found {
 		t.Errorf("POST recover documents no query parameter member: %+v", params)
 	}
+}
+
+// openAPIOperation decodes the operation method of the v1beta1 etcdinstances subresource sub
+// from the paths of the OpenAPI document named doc, failing the test when it is missing.
+func openAPIOperation[O any](t *testing.T, doc string, paths map[string]map[string]json.RawMessage, sub, method string) O {
+	t.Helper()
+	var o O
+	raw, ok := paths[instancePath(sub)][method]
+	if !ok {
+		t.Fatalf("%s has no %s %s", doc, method, instancePath(sub))
+	}
+	if err := json.Unmarshal(raw, &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
