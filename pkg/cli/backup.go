@@ -349,9 +349,12 @@ type contextReader struct {
 	r   io.Reader
 }
 
+// Read reads from r until ctx is done, then returns why it is (context.Cause: "hangup signal
+// received" for the plugin's signals), as the transport's own error says when it notices
+// first.
 func (c contextReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
 	}
 	return c.r.Read(p)
 }

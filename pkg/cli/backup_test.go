@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -726,4 +727,18 @@ func TestConcurrentBackupsToOneFile(t *testing.T) {
 		t.Errorf("FILE holds %d bytes, want the %d of the snapshot", len(got), len(snap))
 	}
 	expectNoPartFiles(t, file)
+}
+
+// TestContextReaderSaysWhyItStopped: a backup or restore copy stopped by a signal says which
+// signal ("hangup signal received", the cause signal.NotifyContext gives its context) whether
+// the transport or the copy's own check notices first; the copy's check used to answer only
+// "context canceled", which made the message depend on a race.
+func TestContextReaderSaysWhyItStopped(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("hangup signal received")
+	cancel(cause)
+	n, err := contextReader{ctx: ctx, r: strings.NewReader("snapshot")}.Read(make([]byte, 8))
+	if n != 0 || !errors.Is(err, cause) {
+		t.Fatalf("Read after the signal: %d bytes, %v; want 0 and %q", n, err, cause)
+	}
 }

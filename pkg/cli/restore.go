@@ -115,7 +115,7 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	done, err := waitRestored(wctx, client, accepted)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 		// watchtools.Until ends on the timeout with its own "timed out waiting for the
 		// condition" or ErrWatchClosed, not with the context's error.

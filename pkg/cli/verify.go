@@ -63,7 +63,7 @@ func verifyInChildProcess(ctx context.Context, path string) (snapshot.Status, er
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return status, ctx.Err()
+			return status, context.Cause(ctx)
 		}
 		var exitErr *exec.ExitError
 		if !errors.As(err, &exitErr) {
