@@ -101,28 +101,24 @@ func producesOnly(op *spec3.Operation, mediaType string) {
 // subresources truthfully, after any post-processing c already does.
 func documentSubresources(c *genericapiserver.Config) {
 	if v2 := c.OpenAPIConfig; v2 != nil {
-		previous := v2.PostProcessSpec
-		v2.PostProcessSpec = func(s *spec.Swagger) (*spec.Swagger, error) {
-			if previous != nil {
-				var err error
-				if s, err = previous(s); err != nil {
-					return nil, err
-				}
-			}
-			return documentSubresourcesV2(s)
-		}
+		v2.PostProcessSpec = thenDo(v2.PostProcessSpec, documentSubresourcesV2)
 	}
 	if v3 := c.OpenAPIV3Config; v3 != nil {
-		previous := v3.PostProcessSpec
-		v3.PostProcessSpec = func(s *spec3.OpenAPI) (*spec3.OpenAPI, error) {
-			if previous != nil {
-				var err error
-				if s, err = previous(s); err != nil {
-					return nil, err
-				}
-			}
-			return documentSubresourcesV3(s)
+		v3.PostProcessSpec = thenDo(v3.PostProcessSpec, documentSubresourcesV3)
+	}
+}
+
+// thenDo returns the post-processing step that runs previous (when there is one), then next.
+func thenDo[T any](previous, next func(T) (T, error)) func(T) (T, error) {
+	if previous == nil {
+		return next
+	}
+	return func(s T) (T, error) {
+		s, err := previous(s)
+		if err != nil {
+			return s, err
 		}
+		return next(s)
 	}
 }
 
