@@ -184,7 +184,7 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 		// race with the StatefulSet controller, retried at once): Degraded says what failed. A
 		// failed scale or replacement shows Scaling below.
 		return v1beta1.PhaseRunning
-	case status.Phase == "" || status.Phase == v1beta1.PhasePending || status.Phase == v1beta1.PhaseDeploying || status.Phase == v1beta1.PhaseFailed:
+	case newCluster(status):
 		return v1beta1.PhaseDeploying
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
 		return v1beta1.PhaseScaling
@@ -194,9 +194,28 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 		// running cluster keeps running; Available and Degraded say what is wrong. Deploying
 		// is only the start of a new cluster.
 		return status.Phase
+	case status.Phase == v1beta1.PhaseFailed:
+		// A cluster in service that lost quorum and got it back by itself (its lost members
+		// restarted): it serves again, Degraded says what is still wrong.
+		return v1beta1.PhaseRunning
 	default:
 		return v1beta1.PhaseDeploying
 	}
+}
+
+// newCluster reports whether status is that of a cluster being deployed: no phase, Pending or
+// Deploying, or Failed by a permanent error (such as spec.restoreFrom's backup missing, before
+// the cluster ran). A Failed cluster whose Degraded condition says QuorumLost was in service:
+// it is not deployed anew when its members come back.
+func newCluster(status *v1beta1.ETCDInstanceStatus) bool {
+	switch status.Phase {
+	case "", v1beta1.PhasePending, v1beta1.PhaseDeploying:
+		return true
+	case v1beta1.PhaseFailed:
+		c := meta.FindStatusCondition(status.Conditions, etcdaas.ConditionDegraded)
+		return c == nil || c.Reason != ReasonQuorumLost
+	}
+	return false
 }
 
 // setInProgress sets the conditions of an instance that has not converged: Available from

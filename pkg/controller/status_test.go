@@ -183,3 +183,41 @@ func TestStalledRollKeepsItsTransitionTime(t *testing.T) {
 		t.Fatalf("progressing still stalled a minute later: %+v", c)
 	}
 }
+
+// TestQuorumRegainedIsNotANewCluster: a cluster that lost quorum (phase Failed, Degraded
+// QuorumLost) and got it back by itself, its lost members restarting, is a cluster in service
+// again as soon as a majority of its voting members is ready: Running and Available (reason
+// QuorumReady), with Degraded naming the member still down. It was reported as a new cluster
+// being deployed (phase Deploying, Available False "the new cluster is still being
+// deployed") until every member was back, though it served its clients.
+func TestQuorumRegainedIsNotANewCluster(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: 1}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, t0)
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(3, 0), Unhealthy: "unhealthy members: m-1: not answering; m-2: not answering",
+		QuorumLost: "quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"}, nil, t0)
+
+	back := computeStatus(inst, &backend.Result{Members: members(3, 2), Unhealthy: "unhealthy members: m-2: not answering"}, nil, t1)
+	if back.Phase != v1beta1.PhaseRunning {
+		t.Errorf("phase once quorum is back = %s, want Running", back.Phase)
+	}
+	if c := meta.FindStatusCondition(back.Conditions, etcdaas.ConditionAvailable); c == nil || c.Status != metav1.ConditionTrue || c.Reason != ReasonQuorumReady {
+		t.Errorf("available once quorum is back: %+v, want True (%s)", c, ReasonQuorumReady)
+	}
+	if c := meta.FindStatusCondition(back.Conditions, etcdaas.ConditionDegraded); c == nil || c.Reason != ReasonMemberUnhealthy || !strings.Contains(c.Message, "m-2") {
+		t.Errorf("degraded once quorum is back: %+v, want it to name m-2", c)
+	}
+	// Members to add still make it a scale, not a deployment.
+	short := computeStatus(inst, &backend.Result{Members: members(2, 2), Unhealthy: "unhealthy members: m-2: removed"}, nil, t1)
+	if short.Phase != v1beta1.PhaseScaling {
+		t.Errorf("phase once quorum is back with a member to add = %s, want Scaling", short.Phase)
+	}
+
+	// A new cluster that failed before it ever ran still deploys when it goes on.
+	fresh := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: 1}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	fresh.Status = computeStatus(fresh, nil, backend.Permanent("NoBackups", "no backup yet"), t0)
+	if st := computeStatus(fresh, &backend.Result{Members: members(1, 0), Step: "starting member db-0"}, nil, t1); st.Phase != v1beta1.PhaseDeploying {
+		t.Errorf("phase of a new cluster going on after a failure = %s, want Deploying", st.Phase)
+	}
+}
