@@ -186,6 +186,9 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 		return v1beta1.PhaseRunning
 	case newCluster(status):
 		return v1beta1.PhaseDeploying
+	case status.Phase == v1beta1.PhaseFailed && !quorumReady(status.Members):
+		// It lost quorum and nothing seen since says it is back.
+		return v1beta1.PhaseFailed
 	case int(status.Replicas) != desired || (res != nil && res.StepReason.ChangesMembership()):
 		return v1beta1.PhaseScaling
 	case status.Phase == v1beta1.PhaseRunning || status.Phase == v1beta1.PhaseScaling:
@@ -205,17 +208,24 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 
 // newCluster reports whether status is that of a cluster being deployed: no phase, Pending or
 // Deploying, or Failed by a permanent error (such as spec.restoreFrom's backup missing, before
-// the cluster ran). A Failed cluster whose Degraded condition says QuorumLost was in service:
-// it is not deployed anew when its members come back.
+// the cluster ran). A Failed cluster whose Available condition says why quorum is missing
+// (QuorumLost, or MembersNotReady after a look that did not see it back) was in service: it
+// is not deployed anew when its members come back.
 func newCluster(status *v1beta1.ETCDInstanceStatus) bool {
 	switch status.Phase {
 	case "", v1beta1.PhasePending, v1beta1.PhaseDeploying:
 		return true
 	case v1beta1.PhaseFailed:
-		c := meta.FindStatusCondition(status.Conditions, etcdaas.ConditionDegraded)
-		return c == nil || c.Reason != ReasonQuorumLost
+		c := meta.FindStatusCondition(status.Conditions, etcdaas.ConditionAvailable)
+		return c == nil || (c.Reason != ReasonQuorumLost && c.Reason != ReasonMembersNotReady)
 	}
 	return false
+}
+
+// quorumReady reports whether a majority of the voting members is ready.
+func quorumReady(members []v1beta1.MemberStatus) bool {
+	ready, voters := readyVoters(members)
+	return voters > 0 && ready >= backend.Quorum(voters)
 }
 
 // setInProgress sets the conditions of an instance that has not converged: Available from

@@ -214,6 +214,20 @@ func TestQuorumRegainedIsNotANewCluster(t *testing.T) {
 		t.Errorf("phase once quorum is back with a member to add = %s, want Scaling", short.Phase)
 	}
 
+	// A look that fails before it sees quorum back, then one that sees it: Failed until then,
+	// neither a new cluster nor in service.
+	failed := *inst
+	failed.Status = computeStatus(inst, nil, errors.New("listing the members: context deadline exceeded"), t1)
+	if failed.Status.Phase != v1beta1.PhaseFailed {
+		t.Errorf("phase after a failed look at a cluster without quorum = %s, want Failed", failed.Status.Phase)
+	}
+	if c := meta.FindStatusCondition(failed.Status.Conditions, etcdaas.ConditionAvailable); c == nil || c.Status != metav1.ConditionFalse || c.Reason == ReasonDeploying {
+		t.Errorf("available after a failed look at a cluster without quorum: %+v", c)
+	}
+	if st := computeStatus(&failed, &backend.Result{Members: members(3, 2), Unhealthy: "unhealthy members: m-2: not answering"}, nil, t1); st.Phase != v1beta1.PhaseRunning {
+		t.Errorf("phase once quorum is back after a failed look = %s, want Running", st.Phase)
+	}
+
 	// A new cluster that failed before it ever ran still deploys when it goes on.
 	fresh := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: 1}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
 	fresh.Status = computeStatus(fresh, nil, backend.Permanent("NoBackups", "no backup yet"), t0)
