@@ -130,3 +130,49 @@ func checkRecoveredFromDB0(t *testing.T, ctx context.Context, e *ctlEnv, inst *v
 		t.Fatalf("keys after recovery: %v, %v", got, err)
 	}
 }
+
+// TestQuorumRegainedByItself loses two of three members while the controller is down, then
+// gives one back its data: quorum is back without a recovery, and the instance is in service
+// again (Running, Available with reason QuorumReady, Degraded naming the member still lost)
+// rather than a new cluster being deployed (it was Deploying with Available False, "the new
+// cluster is still being deployed", until every member was back).
+func TestQuorumRegainedByItself(t *testing.T) {
+	t.Parallel()
+	e := ctlStart(t, local.Options{})
+	ns, name := "regain", "db"
+	e.runningClient(ns, name, 3)
+
+	e.stopController()
+	dir := filepath.Join(e.dir, "instances", ns, name)
+	for _, member := range []string{"db-1", "db-2"} {
+		if err := os.Rename(filepath.Join(dir, member), filepath.Join(dir, member+".aside")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, member), []byte("lost"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startController()
+	e.waitFor(ns, name, time.Minute, "QuorumLost", func(i *v1beta1.ETCDInstance) bool {
+		c := meta.FindStatusCondition(i.Status.Conditions, etcdaas.ConditionDegraded)
+		return i.Status.Phase == v1beta1.PhaseFailed && c != nil && c.Reason == "QuorumLost"
+	})
+
+	// db-1's data is back: it starts again and, with db-0, makes a quorum.
+	if err := os.Remove(filepath.Join(dir, "db-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "db-1.aside"), filepath.Join(dir, "db-1")); err != nil {
+		t.Fatal(err)
+	}
+	back := e.waitFor(ns, name, time.Minute, "2 of 3 members ready", func(i *v1beta1.ETCDInstance) bool {
+		return i.Status.ReadyReplicas == 2
+	})
+	available := meta.FindStatusCondition(back.Status.Conditions, etcdaas.ConditionAvailable)
+	degraded := meta.FindStatusCondition(back.Status.Conditions, etcdaas.ConditionDegraded)
+	if back.Status.Phase != v1beta1.PhaseRunning || available == nil || available.Status != "True" || available.Reason != "QuorumReady" ||
+		degraded == nil || !strings.Contains(degraded.Message, "db-2") {
+		t.Fatalf("quorum back with db-2 still lost: phase %s, Available %+v, Degraded %+v; want Running, True (QuorumReady), db-2 named",
+			back.Status.Phase, available, degraded)
+	}
+}
