@@ -129,14 +129,19 @@ func quorumLost(instance *etcdaas.ETCDInstance) (message string, lost bool) {
 	return c.Message, true
 }
 
-// recoverable checks that instance lost quorum (409 otherwise) and that member, when set,
-// is one of its members (400 otherwise).
+// recoverable checks that instance lost quorum (409 otherwise, saying so when a recovery is
+// under way) and that member, when set, is one of its members (400 otherwise).
 func recoverable(instance *etcdaas.ETCDInstance, member string) error {
 	resource := etcdaas.Resource(RecoverResourcePath)
 	if instance.DeletionTimestamp != nil {
 		return apierrors.NewConflict(resource, instance.Name, fmt.Errorf("the instance is being deleted"))
 	}
-	if _, lost := quorumLost(instance); !lost {
+	_, lost := quorumLost(instance)
+	if !lost && instance.Status.Phase == etcdaas.PhaseRecovering {
+		return apierrors.NewConflict(resource, instance.Name, fmt.Errorf("a recovery is under way (phase %s): the controller is rebuilding the cluster "+
+			"from a survivor and adding the members back; another recovery runs only once the Degraded condition's reason is %s", etcdaas.PhaseRecovering, reasonQuorumLost))
+	}
+	if !lost {
 		return apierrors.NewConflict(resource, instance.Name, fmt.Errorf("quorum is not lost: a recovery only runs when the Degraded condition's reason is %s", reasonQuorumLost))
 	}
 	if member == "" {

@@ -163,3 +163,20 @@ func TestOnlyTheRecoverSubresourceRequestsARecovery(t *testing.T) {
 		t.Fatalf("an update changed the recover request's ID to %q", got)
 	}
 }
+
+// TestRecoverWhileRecovering: a recovery asked for again once the controller took the first
+// one (phase Recovering: the request consumed, quorum back, the members being added back) is
+// a 409 saying a recovery is under way, not only that quorum is not lost, which reads as if
+// the first request had been refused.
+func TestRecoverWhileRecovering(t *testing.T) {
+	inst := quorumLostInstance("MemberUnhealthy")
+	inst.Status.Phase = etcdaas.PhaseRecovering
+	store := &fakeStatusStore{instance: inst}
+	resp := postRecover(t, NewRecoverREST(store), "db", "")
+	if !apierrors.IsConflict(resp.err) || !strings.Contains(resp.err.Error(), "a recovery is under way") {
+		t.Fatalf("recover while Recovering: %v, want a 409 saying a recovery is under way", resp.err)
+	}
+	if store.updates != 0 {
+		t.Fatal("a refused recovery changed the instance")
+	}
+}
