@@ -191,7 +191,7 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	// (neither refuses the other when both pass their checks at once) runs after it, on a
 	// cluster whose discarded members are gone.
 	if st.Recovery != nil {
-		res, err := b.finishRecovery(ctx, dir, st)
+		res, err := b.finishRecovery(ctx, dir, st, backend.DesiredReplicas(inst))
 		return b.withMembers(ctx, dir, st, res), err
 	}
 	// A restore replaces the cluster: nothing else happens until it is done.

@@ -72,7 +72,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 			return observed, err
 		}
 	}
-	res, err := b.finishRecovery(ctx, dir, st)
+	res, err := b.finishRecovery(ctx, dir, st, backend.DesiredReplicas(inst))
 	return b.withMembers(ctx, dir, st, res), err
 }
 
@@ -130,8 +130,9 @@ func (b *Backend) chooseSurvivor(dir string, st *instanceState, member string) (
 // survivor's revision: the members lost may have been ahead of it, so revisions their clients
 // saw would come again with other data, and a watcher resuming from one would miss what was
 // written meanwhile. Each part is idempotent, so a recovery interrupted anywhere finishes on
-// the next call.
-func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceState) (*backend.Result, error) {
+// the next call. desired is the number of members the spec asks for, which the Recovered
+// Event counts the members to add back by.
+func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceState, desired int) (*backend.Result, error) {
 	rec := st.Recovery
 	res := &backend.Result{Step: fmt.Sprintf("recovering from member %s", rec.Survivor), StepReason: backend.StepRecovering}
 	survivor := st.member(rec.Survivor)
@@ -179,8 +180,8 @@ func (b *Backend) finishRecovery(ctx context.Context, dir string, st *instanceSt
 		return res, err
 	}
 	res.Step = fmt.Sprintf("recovered from member %s", rec.Survivor)
-	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d, raised by %d; older revisions marked compacted) as a new cluster; discarded the data of %s; members are added back as learners",
-		rec.Survivor, e.Server.KV().Rev(), rec.RevisionBump, strings.Join(rec.Discard, ", "))
+	res.Record(backend.ReasonRecovered, "Rebuilt the cluster from member %s (revision %d, raised by %d; older revisions marked compacted) as a new cluster; discarded the data of %s; %s",
+		rec.Survivor, e.Server.KV().Rev(), rec.RevisionBump, strings.Join(rec.Discard, ", "), rejoining(desired-1))
 	return res, nil
 }
 
@@ -224,4 +225,16 @@ func rebuildSurvivor(ctx context.Context, dir string, st *instanceState, m *memb
 	m.ClusterState, m.InitialCluster = "new", snapshot.InitialCluster([]snapshot.Member{member})
 	rec.Rebuilt = true
 	return st.save(dir)
+}
+
+// rejoining is what the Recovered Event says of the n members to add back to the rebuilt
+// one-member cluster (spec.replicas less one).
+func rejoining(n int) string {
+	switch {
+	case n <= 0:
+		return "spec.replicas asks for no other member"
+	case n == 1:
+		return "1 more member joins it as a learner"
+	}
+	return fmt.Sprintf("%d more members join it as learners", n)
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -70,11 +72,17 @@ func TestRecoveryNeverTakesRevisionsBack(t *testing.T) {
 	loseMember(t, b, idir, "rev-2")
 
 	ctx := context.Background()
-	res, err := b.Recover(ctx, inst, backend.RecoverRequest{ID: "req"})
+	// Scaled down to one member meanwhile: the Recovered Event said "members are added back
+	// as learners" whatever spec.replicas asked for.
+	one := inst.DeepCopy()
+	one.Spec.Replicas = ptr.To[int32](1)
+	res, err := b.Recover(ctx, one, backend.RecoverRequest{ID: "req"})
 	if err != nil || len(res.Events) != 1 || res.Events[0].Reason != backend.ReasonRecovered {
 		t.Fatalf("recover: %+v, %v", res, err)
 	}
-	t.Logf("recovered: %s", res.Events[0].Note)
+	if note := res.Events[0].Note; !strings.HasSuffix(note, "; discarded the data of rev-1, rev-2; spec.replicas asks for no other member") {
+		t.Fatalf("Recovered Event of a one-member instance: %q", note)
+	}
 	cli := memberClient(t, b, "rev")
 	got, err := cli.Get(ctx, "a", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || got.Count != 10 {
@@ -97,5 +105,14 @@ func TestRecoveryNeverTakesRevisionsBack(t *testing.T) {
 	}
 	if st, err := loadState(idir); err != nil || st.Recovery != nil || len(st.Members) != 1 || st.Members[0].ID != members[0].IDString() {
 		t.Fatalf("state after the recovery: %+v, %v; etcd's member %s", st, err, members[0].IDString())
+	}
+}
+
+// TestRejoiningCountsTheMembersToAdd: the Recovered Event counts the members added back.
+func TestRejoiningCountsTheMembersToAdd(t *testing.T) {
+	for n, want := range map[int]string{0: "spec.replicas asks for no other member", 1: "1 more member joins it as a learner", 4: "4 more members join it as learners"} {
+		if got := rejoining(n); got != want {
+			t.Errorf("rejoining(%d) = %q, want %q", n, got, want)
+		}
 	}
 }
