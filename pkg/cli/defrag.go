@@ -47,11 +47,14 @@ The command waits until every member was defragmented unless --wait=false.`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until every member was defragmented.")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait (with --wait).")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, timeoutUsage("How long to wait (with --wait)"))
 	return cmd
 }
 
 func (o *defragOptions) run(cmd *cobra.Command, f *Factory, name string) error {
+	if err := checkTimeout(cmd, o.timeout); err != nil {
+		return err
+	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
@@ -65,7 +68,7 @@ func (o *defragOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if !o.wait {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	wctx, cancel := waitContext(ctx, o.timeout)
 	defer cancel()
 	// The controller removes the request once every member was defragmented.
 	_, err = pollInstance(wctx, client, ns, name, "defragmentation", defragPollInterval, func(inst *v1beta1.ETCDInstance) (bool, error) {

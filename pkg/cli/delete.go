@@ -45,12 +45,15 @@ the object goes away; by default the command waits until it has (--wait=false re
 		},
 	}
 	cmd.Flags().BoolVar(&o.wait, "wait", true, "Wait until the instances are gone (the controller has removed their members).")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait with --wait; 0 waits forever.")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, timeoutUsage("How long to wait with --wait"))
 	cmd.Flags().BoolVar(&o.ignoreNotFound, "ignore-not-found", false, "Treat an instance that does not exist as deleted.")
 	return cmd
 }
 
 func (o *deleteOptions) run(cmd *cobra.Command, f *Factory, names []string) error {
+	if err := checkTimeout(cmd, o.timeout); err != nil {
+		return err
+	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
@@ -99,11 +102,8 @@ func (o *deleteOptions) run(cmd *cobra.Command, f *Factory, names []string) erro
 func (o *deleteOptions) waitGone(ctx context.Context, client versioned.Interface, ns, name string, uid types.UID) error {
 	// The command's context, which an interrupt cancels, unlike the timeout below.
 	interrupted := ctx.Err
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
+	ctx, cancel := waitContext(ctx, o.timeout)
+	defer cancel()
 	err := wait.PollUntilContextCancel(ctx, o.pollInterval, true, func(ctx context.Context) (bool, error) {
 		current, err := client.EtcdaasV1beta1().ETCDInstances(ns).Get(ctx, name, metav1.GetOptions{})
 		switch {

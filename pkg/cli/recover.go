@@ -52,11 +52,14 @@ The command waits until the instance runs again (phase Running) unless --wait=fa
 	}
 	cmd.Flags().StringVar(&o.member, "member", "", "The surviving member to rebuild from (default: the one with the highest revision).")
 	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until the instance runs again.")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait for the instance to run again (with --wait).")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, timeoutUsage("How long to wait for the instance to run again (with --wait)"))
 	return cmd
 }
 
 func (o *recoverOptions) run(cmd *cobra.Command, f *Factory, name string) error {
+	if err := checkTimeout(cmd, o.timeout); err != nil {
+		return err
+	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
@@ -74,7 +77,7 @@ func (o *recoverOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	if !o.wait {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	wctx, cancel := waitContext(ctx, o.timeout)
 	defer cancel()
 	done, err := o.waitRecovered(wctx, client, ns, name)
 	if err != nil {

@@ -65,13 +65,16 @@ runs again (phase Running) unless --wait=false.`,
 	}
 	cmd.Flags().StringVarP(&o.file, "filename", "f", "", "The snapshot file to restore, or - for standard input (required).")
 	cmd.Flags().BoolVar(&o.wait, "wait", o.wait, "Wait until the instance runs again from the restored data.")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "How long to wait for the instance to run again (with --wait).")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", o.timeout, timeoutUsage("How long to wait for the instance to run again (with --wait)"))
 	return cmd
 }
 
 func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.file == "" {
 		return usageErrorf(cmd, "--filename (-f) FILE is required")
+	}
+	if err := checkTimeout(cmd, o.timeout); err != nil {
+		return err
 	}
 	input, size, err := o.open(f)
 	if err != nil {
@@ -110,7 +113,7 @@ func (o *restoreOptions) run(cmd *cobra.Command, f *Factory, name string) error 
 	if !o.wait {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	wctx, cancel := waitContext(ctx, o.timeout)
 	defer cancel()
 	done, err := waitRestored(wctx, client, accepted)
 	if err != nil {
