@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
@@ -32,6 +33,7 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend/local"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 	e2eframework "github.com/etcdaas/etcdaas/test/e2e/framework"
+	"github.com/etcdaas/etcdaas/test/integration/framework"
 	"github.com/etcdaas/etcdaas/test/s3server"
 )
 
@@ -416,8 +418,37 @@ func TestBackupsSubresourceAndPlugin(t *testing.T) {
 	if fields[0] != last.Key || fields[1] != last.CompletionTime.UTC().Format(time.RFC3339) || fields[3] != strconv.FormatInt(last.Revision, 10) || fields[4] != last.EtcdVersion {
 		t.Errorf("first row %q, want %+v", lines[1], last)
 	}
+	checkKubectlGetBackups(t, e.srv.KubeconfigPath, ns, name, last)
 	expectPlugin(t, plugin.run(t, ns, "backups", "plain"), 0, "", "No backups of plain in "+ns+" namespace: it has no spec.backup")
 	expectPlugin(t, plugin.run(t, ns, "backups", "plain", "-o", "yaml"), 0,
 		"apiVersion: etcdaas.dev/v1beta1\nitems: []\nkind: ETCDInstanceBackupList\nmetadata: {}\n", "")
 	expectPlugin(t, plugin.run(t, ns, "backups", "missing"), 1, "", "Error from server (NotFound)")
+}
+
+// checkKubectlGetBackups checks `kubectl get etcdinstance NAME --subresource=backups` with
+// the real kubectl binaries: the server's table of the backups, newest (last) first, with the
+// plugin's columns, and SHA256 and INSTANCE UID with -o wide. Without a table of its own,
+// the server rendered one empty NAME and an AGE of <unknown> per backup.
+func checkKubectlGetBackups(t *testing.T, kubeconfig, ns, name string, last *v1beta1.BackupInfo) {
+	t.Helper()
+	for label, bin := range framework.KubectlBinaries(t) {
+		t.Run("kubectl-"+label, func(t *testing.T) {
+			k := newKubectl(t, bin)
+			k.ns, k.env = ns, append(k.env, "KUBECONFIG="+kubeconfig) // the last KUBECONFIG wins
+			lines := strings.Split(strings.TrimSpace(k.mustStdout("get", "etcdinstance", name, "--subresource=backups")), "\n")
+			if len(lines) < 2 || !regexp.MustCompile(`^KEY\s+TIME\s+SIZE\s+REVISION\s+ETCD VERSION$`).MatchString(lines[0]) {
+				t.Fatalf("get --subresource=backups: %q", lines)
+			}
+			want := []string{last.Key, last.CompletionTime.UTC().Format(time.RFC3339), resource.NewQuantity(last.SizeBytes, resource.BinarySI).String(),
+				strconv.FormatInt(last.Revision, 10), last.EtcdVersion}
+			if got := strings.Fields(lines[1]); !slices.Equal(got, want) {
+				t.Errorf("first row %q, want %q", got, want)
+			}
+			wide := strings.Split(strings.TrimSpace(k.mustStdout("get", "etcdinstance", name, "--subresource=backups", "-o", "wide")), "\n")
+			if len(wide) < 2 || !regexp.MustCompile(`ETCD VERSION\s+SHA256\s+INSTANCE UID$`).MatchString(wide[0]) ||
+				!slices.Equal(strings.Fields(wide[1]), append(want, last.SHA256, last.InstanceUID)) {
+				t.Errorf("get --subresource=backups -o wide: %q", wide)
+			}
+		})
+	}
 }

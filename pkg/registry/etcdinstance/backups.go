@@ -26,7 +26,10 @@ type BackupsREST struct {
 	resolver *backup.Resolver
 }
 
-var _ rest.Getter = &BackupsREST{}
+var (
+	_ rest.Getter         = &BackupsREST{}
+	_ rest.TableConvertor = &BackupsREST{}
+)
 
 // NewBackupsREST returns the backups subresource over the main resource's store. A nil
 // resolver serves no destination: listing one is a 409 saying so.
@@ -42,6 +45,12 @@ func (r *BackupsREST) New() runtime.Object { return &etcdaas.ETCDInstanceBackupL
 
 // Destroy does nothing: the store is shared with REST, which destroys it.
 func (r *BackupsREST) Destroy() {}
+
+// ConvertToTable renders the backups as `kubectl get etcd NAME --subresource=backups` prints
+// them, one row per backup (the default table would print one empty NAME per backup).
+func (r *BackupsREST) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
+	return BackupsTableConvertor{}.ConvertToTable(ctx, object, tableOptions)
+}
 
 // Get lists the backups of the named instance. An instance without spec.backup has none.
 func (r *BackupsREST) Get(ctx context.Context, name string, options *metav1.GetOptions) (runtime.Object, error) {
