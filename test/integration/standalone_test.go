@@ -3,8 +3,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +195,30 @@ func TestStandaloneRefusesBadOptions(t *testing.T) {
 		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: err = %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestStandalonePortInUseFailsBeforeStartingStorage: `make run` on a machine where
+// 127.0.0.1:6443 is taken (a kubeadm control plane, another server) fails with the bind
+// error alone. The serving port used to be bound only once the storage etcd had started,
+// which then stopped again while its clients connected, so the error came after grpc
+// warnings ("authentication handshake failed") that read as the cause.
+func TestStandalonePortInUseFailsBeforeStartingStorage(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = taken.Close() }()
+	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	cmd := server.NewCommand(context.Background(), &out, &errOut)
+	cmd.SetArgs([]string{"--standalone", "--data-dir", dir, "--secure-port", port})
+	err = cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+port) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err = %v, want the bind error naming 127.0.0.1:%s", err, port)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); !os.IsNotExist(err) {
+		t.Errorf("the storage etcd was started before the port was found taken (%s/etcd: %v)", dir, err)
 	}
 }

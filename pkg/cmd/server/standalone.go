@@ -314,13 +314,19 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 	if err != nil {
 		return nil, err
 	}
+	listener, err := o.listenFirst()
+	if err != nil {
+		return nil, err
+	}
 	creds, err := standalonePKI(filepath.Join(dataDir, "pki"), o.RecommendedOptions.SecureServing.BindAddress)
 	if err != nil {
+		_ = listener.Close()
 		return nil, err
 	}
 
 	etcd, err := startEmbeddedEtcd(filepath.Join(dataDir, "etcd"), o.Standalone.EtcdClientPort, o.Standalone.EtcdPeerPort, creds.etcd)
 	if err != nil {
+		_ = listener.Close()
 		return nil, err
 	}
 	// From here on, etcd must be closed on every path.
@@ -331,6 +337,7 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 	if err != nil {
 		cancel()
 		etcd.Close()
+		_ = listener.Close()
 		return nil, err
 	}
 	go s.serve(runCtx, run, etcd)
@@ -340,6 +347,25 @@ func (o *Options) StartStandalone(ctx context.Context) (*Standalone, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// listenFirst binds the serving address (a free port when none was given) before anything
+// starts, so that a port in use fails the start at once with the bind error alone, before
+// the storage etcd starts and stops again (its clients' failed handshakes logged on the way);
+// the server serves on the returned listener, which the caller closes should the start fail
+// before the server runs.
+func (o *Options) listenFirst() (net.Listener, error) {
+	ss := o.RecommendedOptions.SecureServing
+	if ss.Listener != nil {
+		return ss.Listener, nil
+	}
+	addr := net.JoinHostPort(ss.BindAddress.String(), strconv.Itoa(ss.BindPort))
+	l, _, err := genericoptions.CreateListener(ss.BindNetwork, addr, net.ListenConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("failed to create listener: %w", err)
+	}
+	ss.Listener = l
+	return l, nil
 }
 
 // prepareStandalone completes and validates the standalone options and creates the data
@@ -503,7 +529,7 @@ func (o *Options) standaloneConfig(etcd *embedetcd.Etcd, creds *standaloneCreds)
 }
 
 // standaloneRecommendedOptions points the generic options at the embedded etcd (with the
-// etcd client certificate of creds) and the serving certificate of creds, listens on a free port when none was given, and turns off
+// etcd client certificate of creds) and the serving certificate of creds, listens (listenFirst) unless StartStandalone did, and turns off
 // what needs a kube-apiserver (admission, delegated authentication and authorization, the
 // garbage collector's finalizers).
 func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *standaloneCreds) error {
@@ -515,12 +541,10 @@ func (o *Options) standaloneRecommendedOptions(etcd *embedetcd.Etcd, creds *stan
 	storage.TrustedCAFile = creds.etcd.Client.TrustedCAFile
 	ro.SecureServing.ServerCert.CertKey.CertFile = filepath.Join(creds.dir, "serving.crt")
 	ro.SecureServing.ServerCert.CertKey.KeyFile = filepath.Join(creds.dir, "serving.key")
-	if ro.SecureServing.BindPort == 0 && ro.SecureServing.Listener == nil {
-		l, err := net.Listen("tcp", net.JoinHostPort(ro.SecureServing.BindAddress.String(), "0"))
-		if err != nil {
+	if ro.SecureServing.Listener == nil {
+		if _, err := o.listenFirst(); err != nil {
 			return err
 		}
-		ro.SecureServing.Listener = l
 	}
 	ro.Authentication = nil
 	ro.Authorization = nil
