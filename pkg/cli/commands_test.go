@@ -477,6 +477,10 @@ func TestScale(t *testing.T) {
 		{"invalid", []string{"scale", "my-etcd", "--replicas", "0"}, "The ETCDInstance \"my-etcd\" is invalid: spec.replicas: Invalid value: 0: must be between 1 and 9, inclusive\n"},
 		{"not found", []string{"scale", "nope", "--replicas", "1"}, "Error from server (NotFound): etcdinstances.etcdaas.dev \"nope\" not found\n"},
 		{"precondition", []string{"scale", "my-etcd", "--current-replicas", "5", "--replicas", "1"}, "error: expected replicas to be 5, was 3\n"},
+		// A precondition below -1 (a typo for 3, say) was dropped and the scale went ahead;
+		// kubectl scale refuses it with these words.
+		{"bad precondition", []string{"scale", "my-etcd", "--current-replicas=-3", "--replicas", "1"},
+			"error: The --current-replicas must specify an integer of -1 or greater\nSee 'kubectl etcdaas scale -h' for help and examples\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.run(t, tc.args...)

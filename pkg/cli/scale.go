@@ -42,6 +42,9 @@ func (o *scaleOptions) run(cmd *cobra.Command, f *Factory, name string) error {
 	if o.replicas < 0 {
 		return usageErrorf(cmd, "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
 	}
+	if o.currentReplicas < -1 {
+		return usageErrorf(cmd, "The --current-replicas must specify an integer of -1 or greater")
+	}
 	ns, client, err := f.NamespacedClient()
 	if err != nil {
 		return err
