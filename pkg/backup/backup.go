@@ -11,12 +11,11 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
 
+	"github.com/etcdaas/etcdaas/pkg/backup/backupkey"
 	"github.com/etcdaas/etcdaas/pkg/snapshot"
 )
 
@@ -100,30 +99,12 @@ func skipForeign(err error) bool {
 // or of a previous leader still finishing, deletes backups while others list them).
 func skipDeleted(err error) bool { return errors.Is(err, ErrNotFound) }
 
-// keyTimeLayout names backups so that keys sort by time: UTC, fixed width, milliseconds.
-const keyTimeLayout = "20060102T150405.000Z"
-
-// keySuffix ends every backup key; it also tells backups from anything else in a bucket.
-const keySuffix = ".db"
-
 // Key returns the key of a backup taken at t of the given revision, such as
-// "20261129T030512.123Z-r4711.db".
-func Key(t time.Time, revision int64) string {
-	return t.UTC().Format(keyTimeLayout) + "-r" + strconv.FormatInt(revision, 10) + keySuffix
-}
+// "20261129T030512.123Z-r4711.db" (backupkey.New).
+func Key(t time.Time, revision int64) string { return backupkey.New(t, revision) }
 
-// IsKey reports whether name is a key Key returns.
-func IsKey(name string) bool {
-	stamp, rest, ok := strings.Cut(name, "-r")
-	if !ok || !strings.HasSuffix(rest, keySuffix) {
-		return false
-	}
-	if _, err := time.Parse(keyTimeLayout, stamp); err != nil {
-		return false
-	}
-	_, err := strconv.ParseInt(strings.TrimSuffix(rest, keySuffix), 10, 64)
-	return err == nil
-}
+// IsKey reports whether name is a key Key returns (backupkey.Valid).
+func IsKey(name string) bool { return backupkey.Valid(name) }
 
 // Snapshot is an open snapshot stream and what is known about it before it is read.
 type Snapshot struct {

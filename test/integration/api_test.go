@@ -444,7 +444,7 @@ func (v *crossVersion) oldClientKeepsRestoreFrom(t *testing.T) {
 	ctx, beta, alpha := v.ctx, v.beta, v.alpha
 	// restoreFrom is immutable and v1alpha1 cannot express it: an update that does not
 	// carry the annotation cannot mean to drop it, and must not fail over it.
-	restoreFrom := &v1beta1.RestoreSource{Instance: "beta-first", Key: "snapshot-1"}
+	restoreFrom := &v1beta1.RestoreSource{Instance: "beta-first", Key: "20261129T030512.123Z-r4711.db"}
 	if _, err := beta.Create(ctx, &v1beta1.ETCDInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: "restored"},
 		Spec:       v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](1), RestoreFrom: restoreFrom},

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
+	"github.com/etcdaas/etcdaas/pkg/backup/backupkey"
 	"github.com/etcdaas/etcdaas/pkg/backup/schedule"
 )
 
@@ -81,6 +82,13 @@ func ValidateETCDInstance(obj *etcdaas.ETCDInstance) field.ErrorList {
 		// would wait for one forever. A key names a backup of an earlier instance of the name.
 		allErrs = append(allErrs, field.Required(field.NewPath("spec", "restoreFrom", "key"),
 			"an instance restoring from its own destination must name the backup: it has taken none yet"))
+	}
+	if from := obj.Spec.RestoreFrom; from != nil && from.Key != "" && !backupkey.Valid(from.Key) && keyProblem(from.Key) == "" {
+		// Checked at creation only: restoreFrom cannot change afterwards, and an instance
+		// stored with such a key before this check must stay updatable.
+		allErrs = append(allErrs, field.Invalid(field.NewPath("spec", "restoreFrom", "key"), from.Key,
+			fmt.Sprintf("must be the key of a backup as the backups subresource of the source instance lists it, such as %q, without the destination's prefix: no other key names a backup",
+				backupkey.Example)))
 	}
 	return allErrs
 }

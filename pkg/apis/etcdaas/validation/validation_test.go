@@ -121,15 +121,25 @@ func TestValidateETCDInstanceRestoreAndDefrag(t *testing.T) {
 	checkInstanceCases(t, map[string]instanceCase{
 		"restore from the newest": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} }, nil},
 		"restore from a key": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "default/old-etcd/x.db"}
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "20261129T030512.123Z-r4711.db"}
 		}, nil},
 		"restore from itself without a key": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "my-etcd"} },
 			[]string{"FieldValueRequired spec.restoreFrom.key"}},
 		"restore from an earlier instance of its name": {func(o *etcdaas.ETCDInstance) {
-			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "my-etcd", Key: "default/my-etcd/x.db"}
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "my-etcd", Key: "20261129T030512.123Z-r4711.db"}
 		}, nil},
-		"restore without instance": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Key: "x.db"} }, []string{"FieldValueRequired spec.restoreFrom.instance"}},
-		"restore from a bad name":  {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "Old.etcd"} }, []string{"FieldValueInvalid spec.restoreFrom.instance"}},
+		// The key as the backups subresource lists it, never an object's name in the bucket:
+		// a key of another form names no backup, and restoreFrom cannot be changed later.
+		"restore from an object name": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "default/old-etcd/20261129T030512.123Z-r4711.db"}
+		}, []string{"FieldValueInvalid spec.restoreFrom.key"}},
+		"restore from a file name": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "snapshot.db"}
+		}, []string{"FieldValueInvalid spec.restoreFrom.key"}},
+		"restore without instance": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Key: "20261129T030512.123Z-r4711.db"}
+		}, []string{"FieldValueRequired spec.restoreFrom.instance"}},
+		"restore from a bad name": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "Old.etcd"} }, []string{"FieldValueInvalid spec.restoreFrom.instance"}},
 		"restore from a climbing key": {func(o *etcdaas.ETCDInstance) {
 			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "../x.db"}
 		},
@@ -211,6 +221,10 @@ func TestValidateETCDInstanceUpdate(t *testing.T) {
 			func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = nil }, []string{"FieldValueForbidden spec.restoreFrom"}},
 		"keep restoreFrom": {func(o *etcdaas.ETCDInstance) { o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd"} },
 			func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
+		// A key stored before creation refused keys that name no backup does not block updates.
+		"scale with a stored restoreFrom key that names no backup": {func(o *etcdaas.ETCDInstance) {
+			o.Spec.RestoreFrom = &etcdaas.RestoreSource{Instance: "old-etcd", Key: "snapshot.db"}
+		}, func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
 		// A schedule stored before validation refused it does not block other updates…
 		"scale with a stored schedule that never fires": {withBackup(func(b *etcdaas.BackupSpec) { b.Schedule = "0 0 30 2 *" }),
 			func(o *etcdaas.ETCDInstance) { o.Spec.Replicas = 5 }, nil},
