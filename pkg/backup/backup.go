@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -115,13 +116,15 @@ type Snapshot struct {
 	EtcdVersion string
 }
 
-// Take streams snap into dest under a new key and commits it with its provenance. The stream
+// Take streams snap into dest under a new key (one no other backup this process is taking
+// holds: see reserveKey) and commits it with its provenance. The stream
 // is checked as it is written (snapshot.Verifier): a stream shorter than a snapshot can be, or
 // whose trailing sha256 does not match its database, fails the write before its last 32 bytes
 // reach dest, and the error (an *snapshot.InvalidError) says it is truncated or corrupt. On
 // any error nothing becomes visible and what was written is removed.
 func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID string, now func() time.Time) (Info, error) {
-	key := Key(now(), snap.Revision)
+	key, release := reserveKey(now(), snap.Revision)
+	defer release()
 	if sw, ok := dest.(sweeper); ok {
 		// What the instance's earlier uploads left when the process writing them died. A
 		// failure to delete it is no reason to skip this backup.
@@ -162,6 +165,35 @@ func Take(ctx context.Context, dest Destination, snap Snapshot, instanceUID stri
 		return Info{}, errors.Join(fmt.Errorf("completing %s in %s: %w", key, dest, err), abort(ctx, upload))
 	}
 	return info, nil
+}
+
+// takingKeys holds the keys of the backups this process is taking: instances may share an S3
+// bucket and prefix, and two of them backed up in the same millisecond at the same revision
+// (instances created together, with the same schedule) would otherwise commit under one key,
+// the second replacing the first instance's backup.
+var takingKeys = struct {
+	sync.Mutex
+	keys map[string]struct{}
+}{keys: map[string]struct{}{}}
+
+// reserveKey returns the key of a backup taken at t of revision, one millisecond later (or
+// more) when another backup this process is taking holds it, and the function that releases
+// it once the backup is committed or abandoned. One controller takes every scheduled backup,
+// so no other process writes a key at the same time.
+func reserveKey(t time.Time, revision int64) (string, func()) {
+	takingKeys.Lock()
+	defer takingKeys.Unlock()
+	key := Key(t, revision)
+	for _, taken := takingKeys.keys[key]; taken; _, taken = takingKeys.keys[key] {
+		t = t.Add(time.Millisecond)
+		key = Key(t, revision)
+	}
+	takingKeys.keys[key] = struct{}{}
+	return key, func() {
+		takingKeys.Lock()
+		defer takingKeys.Unlock()
+		delete(takingKeys.keys, key)
+	}
 }
 
 // abort removes what upload wrote, with a fresh context: the abort must happen even when ctx

@@ -301,3 +301,73 @@ func TestS3ListWhileRetentionDeletes(t *testing.T) {
 		t.Errorf("listed %v, want %v", keys, want)
 	}
 }
+
+// gatedReader is a snapshot stream whose first Read says it started (started is closed)
+// and waits until wait is closed.
+type gatedReader struct {
+	r             io.Reader
+	started, wait chan struct{}
+	once          bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if !g.once {
+		g.once = true
+		close(g.started)
+		<-g.wait
+	}
+	return g.r.Read(p)
+}
+
+// TestS3ConcurrentBackupsOfTwoInstancesKeepBoth takes backups of two instances sharing a
+// bucket and prefix at the same millisecond and revision, as two instances created together
+// with the same schedule do: each must get a key of its own. With one key for both, the
+// second commit replaced the first instance's backup with its own, and the first instance's
+// status named a backup that was no longer its.
+func TestS3ConcurrentBackupsOfTwoInstancesKeepBoth(t *testing.T) {
+	ctx := context.Background()
+	store := s3server.Start(t)
+	dest, err := NewS3(S3Config{Endpoint: store.Endpoint, Bucket: store.Bucket, Prefix: "shared/",
+		AccessKeyID: store.AccessKeyID, SecretAccessKey: store.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 6, 20, 17, 48e6, time.UTC)
+	now := func() time.Time { return at }
+	firstStarted, secondStarted := make(chan struct{}), make(chan struct{})
+	first := &gatedReader{r: bytes.NewReader(payload(2048, 1)), started: firstStarted, wait: secondStarted}
+	second := &gatedReader{r: bytes.NewReader(payload(4096, 2)), started: secondStarted, wait: make(chan struct{})}
+	close(second.wait)
+
+	type result struct {
+		info Info
+		err  error
+	}
+	results := make(chan result, 1)
+	go func() {
+		info, err := Take(ctx, dest, Snapshot{Reader: first, Revision: 1, EtcdVersion: "3.7.0"}, "uid-a", now)
+		results <- result{info, err}
+	}()
+	<-firstStarted // the first backup has its key and is streaming
+	b, err := Take(ctx, dest, Snapshot{Reader: second, Revision: 1, EtcdVersion: "3.7.0"}, "uid-b", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-results
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	a := r.info
+	if a.Key == b.Key {
+		t.Fatalf("both backups got key %s: the second replaced the first", a.Key)
+	}
+	for _, want := range []Info{a, b} {
+		_, got, err := dest.Open(ctx, want.Key)
+		if err != nil {
+			t.Fatalf("opening %s: %v", want.Key, err)
+		}
+		if got.InstanceUID != want.InstanceUID || got.SHA256 != want.SHA256 {
+			t.Errorf("%s holds the backup of %s (sha256 %s), want the one of %s (sha256 %s)", want.Key, got.InstanceUID, got.SHA256, want.InstanceUID, want.SHA256)
+		}
+	}
+}
