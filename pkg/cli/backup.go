@@ -350,13 +350,17 @@ type contextReader struct {
 }
 
 // Read reads from r until ctx is done, then returns why it is (context.Cause: "hangup signal
-// received" for the plugin's signals), as the transport's own error says when it notices
-// first.
+// received" for the plugin's signals), also when r noticed first: an HTTP transport's read
+// then fails with a bare "context canceled".
 func (c contextReader) Read(p []byte) (int, error) {
 	if c.ctx.Err() != nil {
 		return 0, context.Cause(c.ctx)
 	}
-	return c.r.Read(p)
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF && c.ctx.Err() != nil {
+		err = context.Cause(c.ctx)
+	}
+	return n, err
 }
 
 // progressBar draws one self-overwriting line on a terminal: bytes transferred (of total

@@ -742,3 +742,28 @@ func TestContextReaderSaysWhyItStopped(t *testing.T) {
 		t.Fatalf("Read after the signal: %d bytes, %v; want 0 and %q", n, err, cause)
 	}
 }
+
+// cancellingReader cancels its context with cause on its first Read and fails that Read with
+// context.Canceled, as an HTTP transport does when it notices the cancellation first.
+type cancellingReader struct {
+	cancel context.CancelCauseFunc
+	cause  error
+}
+
+func (r cancellingReader) Read([]byte) (int, error) {
+	r.cancel(r.cause)
+	return 0, context.Canceled
+}
+
+// TestContextReaderSaysWhyTheTransportStopped: when the transport notices the signal first
+// (its read fails with "context canceled"), the copy still says which signal stopped it:
+// `kubectl etcdaas backup` sent SIGHUP said "receiving the snapshot (after 6569984 bytes):
+// context canceled".
+func TestContextReaderSaysWhyTheTransportStopped(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("hangup signal received")
+	_, err := io.Copy(io.Discard, contextReader{ctx: ctx, r: cancellingReader{cancel: cancel, cause: cause}})
+	if !errors.Is(err, cause) {
+		t.Fatalf("copy stopped by the transport: %v; want %q", err, cause)
+	}
+}

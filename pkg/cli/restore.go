@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -168,7 +169,8 @@ func postRestore(ctx context.Context, config *rest.Config, client versioned.Inte
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url.String(), contextReader{ctx: ctx, r: body})
+	sent := &endReader{r: contextReader{ctx: ctx, r: body}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url.String(), sent)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +178,9 @@ func postRestore(ctx context.Context, config *rest.Config, client versioned.Inte
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Accept", "application/json")
 	resp, err := httpClient.Do(req)
+	if err != nil && ctx.Err() != nil {
+		return nil, stoppedError(ns, name, sent.ended.Load(), context.Cause(ctx))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +197,33 @@ func postRestore(ctx context.Context, config *rest.Config, client versioned.Inte
 		return nil, fmt.Errorf("reading the server's answer: %w", err)
 	}
 	return inst, nil
+}
+
+// endReader reads r and records whether it reached its end (atomically: the transport reads
+// the body in a goroutine of its own, which may still run when the request has failed).
+type endReader struct {
+	r     io.Reader
+	ended atomic.Bool
+}
+
+// Read implements io.Reader.
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.ended.Store(true)
+	}
+	return n, err
+}
+
+// stoppedError says that a restore was stopped (by a signal: cause) before the server
+// answered, and what became of it: a snapshot not sent in full is never restored, one sent in
+// full may have been accepted. Without it, client-go's "Unable to connect to the server"
+// would read as if the server could not be reached.
+func stoppedError(ns, name string, sentInFull bool, cause error) error {
+	if !sentInFull {
+		return fmt.Errorf("restore of %s/%s stopped while sending the snapshot, so nothing is restored: %w", ns, name, cause)
+	}
+	return fmt.Errorf("restore of %s/%s stopped before the server answered, so it may have been accepted (see 'kubectl etcdaas get %s'): %w", ns, name, name, cause)
 }
 
 // responseError turns an error answer into the API error it carries.

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -8,6 +12,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
@@ -107,4 +112,39 @@ func TestRestoreWaitTimesOut(t *testing.T) {
 			t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
 		}
 	}
+}
+
+// TestRestoreStoppedBySignal: a restore stopped by a signal during the upload says which
+// signal and what became of the restore, not client-go's "Unable to connect to the server:
+// context canceled", which reads as if the server could not be reached.
+func TestRestoreStoppedBySignal(t *testing.T) {
+	snap := testSnapshot(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	s := newFakeServer(t)
+	var out, errOut bytes.Buffer
+	// The snapshot comes from standard input, a stream the plugin is still reading when the
+	// signal comes.
+	stdin := io.MultiReader(bytes.NewReader(snap), signalReader{ctx: ctx, cancel: cancel, cause: errors.New("hangup signal received")})
+	f := NewFactory(genericiooptions.IOStreams{In: stdin, Out: &out, ErrOut: &errOut})
+	f.isTerminal = func(io.Writer) bool { return false }
+	code := run(ctx, f, []string{"--kubeconfig", s.kubeconfig(t, "team"), "restore", "db", "-f", "-"})
+	want := "error: restore of team/db stopped while sending the snapshot, so nothing is restored: hangup signal received\n"
+	if code != 1 || errOut.String() != want {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, errOut.String(), want)
+	}
+}
+
+// signalReader cancels ctx with cause, as the plugin's signal handling does, then blocks as
+// standard input does when nothing more comes, until ctx is done.
+type signalReader struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	cause  error
+}
+
+func (r signalReader) Read([]byte) (int, error) {
+	r.cancel(r.cause)
+	<-r.ctx.Done()
+	return 0, io.ErrUnexpectedEOF
 }
