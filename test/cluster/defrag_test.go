@@ -44,7 +44,7 @@ func testDefrag(t *testing.T, e *etcdaasInstall, ns, name string, figs *figures)
 	sizeBefore := waitForFreedSpace(t, ctx, e, cli, ns, name, freed)
 
 	start := time.Now()
-	mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), "", "etcdaas", "defrag", name, "-n", ns, "--timeout=4m")
+	mustRunWaiting(t, e.kubectl(e.c.Tools[framework.Kubectl]), 4*time.Minute, "etcdaas", "defrag", name, "-n", ns)
 	figs.add(t, fmt.Sprintf("defrag 3 members (%d MiB free each)", defragBulkValues), time.Since(start))
 
 	checkDefragmentedEvents(t, ctx, e, ns, name, start, freed)

@@ -27,6 +27,15 @@ func mustRun(t *testing.T, k framework.KubectlClient, stdin string, args ...stri
 	return r.Stdout
 }
 
+// mustRunWaiting runs a kubectl etcdaas command that waits up to wait for what it asked
+// (its --timeout) and fails the test when it fails; kubectl itself is given a minute more,
+// so that the command's own timeout, with its message, comes first.
+func mustRunWaiting(t *testing.T, k framework.KubectlClient, wait time.Duration, args ...string) string {
+	t.Helper()
+	k.Timeout = wait + time.Minute
+	return mustRun(t, k, "", append(args, "--timeout="+wait.String())...)
+}
+
 // getInstance reads an ETCDInstance through the aggregator with kubectl.
 func (e *etcdaasInstall) getInstance(ctx context.Context, ns, name string) (*v1beta1.ETCDInstance, error) {
 	r := e.kubectl(e.c.Tools[framework.Kubectl]).Run(ctx, "", "get", "etcdinstances.etcdaas.dev", name, "-n", ns, "-o", "json")

@@ -49,7 +49,7 @@ func testQuorumLossRecovered(t *testing.T, e *etcdaasInstall, ns, name string, f
 	}
 
 	start = time.Now()
-	out := mustRun(t, e.kubectl(e.c.Tools[framework.Kubectl]), "", "etcdaas", "recover", name, "-n", ns, "--timeout=6m")
+	out := mustRunWaiting(t, e.kubectl(e.c.Tools[framework.Kubectl]), 6*time.Minute, "etcdaas", "recover", name, "-n", ns)
 	figs.add(t, "recover -> Running (3 members)", time.Since(start))
 	t.Logf("kubectl etcdaas recover: %s", strings.TrimSpace(out))
 	after, err := e.waitSettled(ctx, ns, name, 3, 2*time.Minute, nil)

@@ -112,7 +112,7 @@ func testRestore(t *testing.T, e *etcdaasInstall, figs *figures) {
 
 	t.Run("restore subresource", func(t *testing.T) {
 		start := time.Now()
-		out := mustRun(t, pinned, "", "etcdaas", "restore", src, "-n", ns, "-f", snap, "--timeout=10m")
+		out := mustRunWaiting(t, pinned, 10*time.Minute, "etcdaas", "restore", src, "-n", ns, "-f", snap)
 		figs.add(t, fmt.Sprintf("/restore %d MiB -> Running (3)", st.Size()>>20), time.Since(start))
 		t.Logf("kubectl etcdaas restore: %s", strings.TrimSpace(out))
 		if _, err := e.waitSettled(t.Context(), ns, src, 3, 4*time.Minute, nil); err != nil {

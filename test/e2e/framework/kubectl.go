@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// KubectlTimeout bounds every kubectl invocation.
+// KubectlTimeout bounds a kubectl invocation of a client whose Timeout is zero.
 const KubectlTimeout = 2 * time.Minute
 
 // KubectlClient runs one kubectl binary with one kubeconfig.
@@ -22,6 +22,9 @@ type KubectlClient struct {
 	Kubeconfig string
 	// Env is added to the environment (such as KUBECTL_EXTERNAL_DIFF or EDITOR).
 	Env []string
+	// Timeout bounds each run (KubectlTimeout when zero): a run that waits longer on
+	// purpose, such as a plugin command with a --timeout of its own, needs more.
+	Timeout time.Duration
 }
 
 // Result is the outcome of one kubectl run.
@@ -39,7 +42,11 @@ func (r Result) String() string {
 
 // Run runs kubectl with args, stdin as its input (may be empty).
 func (k KubectlClient) Run(ctx context.Context, stdin string, args ...string) Result {
-	ctx, cancel := context.WithTimeout(ctx, KubectlTimeout)
+	timeout := k.Timeout
+	if timeout == 0 {
+		timeout = KubectlTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k.Path, args...)
 	// A clean environment apart from what kubectl needs: no user kubeconfig, and a home
