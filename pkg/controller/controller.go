@@ -537,6 +537,7 @@ func (c *Controller) syncAndReport(ctx context.Context, inst *v1beta1.ETCDInstan
 	c.notePermanentFailure(previous, syncErr)
 	c.noteQuorumLoss(previous, res)
 	c.noteBlocked(previous, res)
+	c.noteRefused(previous, res)
 	if pe, ok := backend.IsPermanent(syncErr); ok {
 		klog.InfoS("ETCDInstance cannot be reconciled", "key", cache.MetaObjectToName(inst).String(), "err", syncErr, "retryAfter", pe.RetryAfter)
 	}

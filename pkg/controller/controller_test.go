@@ -254,8 +254,11 @@ func checkStatusOnErrors(t *testing.T, inst *v1beta1.ETCDInstance, st v1beta1.ET
 		t.Fatalf("degraded on error: %+v", c)
 	}
 
-	// A permanent error fails the instance with the reason as the Available message.
-	inst.Status = st
+	checkStatusOfARefusedVersion(t, inst, t2)
+
+	// A permanent error fails the instance with the reason as the Available message: a new
+	// instance whose version has no etcd to run cannot start.
+	inst.Status = v1beta1.ETCDInstanceStatus{}
 	st = computeStatus(inst, nil, backend.Permanent("UnsupportedVersion", "etcd version %q is not available", "3.4"), t2)
 	if st.Phase != v1beta1.PhaseFailed {
 		t.Fatalf("failed: %+v", st)
@@ -286,6 +289,48 @@ func checkStatusOnErrors(t *testing.T, inst *v1beta1.ETCDInstance, st v1beta1.ET
 	if c := cond(t, st, etcdaas.ConditionProgressing); c.Reason != ReasonNoBackups || !strings.HasPrefix(c.Message, "spec.restoreFrom is immutable: the controller looks at the source again") {
 		t.Fatalf("progressing when spec.restoreFrom cannot start the cluster: %+v", c)
 	}
+}
+
+// checkStatusOfARefusedVersion checks the status of a running instance whose spec.version
+// the backend cannot run: the members keep serving on theirs and the backend keeps managing
+// them, so the phase stays Running, Available says what the members say, and Progressing
+// (once no step is under way) and Degraded say the version is refused.
+func checkStatusOfARefusedVersion(t *testing.T, inst *v1beta1.ETCDInstance, t2 metav1.Time) {
+	t.Helper()
+	const refusal = `etcd version "3.8" is not available: the kubernetes backend runs 3.6, 3.7; the members keep running image etcd:v3.7.3`
+	running := inst.DeepCopy()
+	running.Status = computeStatus(running, &backend.Result{Members: members(5, 5), Converged: true}, nil, t2)
+	res := &backend.Result{Members: members(5, 5), Converged: true}
+	res.Refuse(&backend.PermanentError{Reason: "UnsupportedVersion", Message: `etcd version "3.8" is not available: the kubernetes backend runs 3.6, 3.7`}, "the members keep running image etcd:v3.7.3")
+	check := func(what string, st v1beta1.ETCDInstanceStatus, available, progressing, degraded string) {
+		t.Helper()
+		got := string(st.Phase)
+		for _, typ := range []string{etcdaas.ConditionAvailable, etcdaas.ConditionProgressing, etcdaas.ConditionDegraded} {
+			c := cond(t, st, typ)
+			got += fmt.Sprintf(" | %s %s: %s", c.Status, c.Reason, c.Message)
+		}
+		if want := fmt.Sprintf("Running | %s | %s | %s", available, progressing, degraded); got != want {
+			t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+		}
+	}
+	check("a refused version", computeStatus(running, res, nil, t2), "True MembersReady: 5/5 members ready",
+		"False UnsupportedVersion: "+refusal, "True UnsupportedVersion: "+refusal)
+	// A member down: Degraded names it after the refusal; Available counts the members.
+	res.Members, res.Converged, res.Unhealthy = members(5, 4), false, "unhealthy members: m-4: connection refused"
+	check("a refused version with a member down", computeStatus(running, res, nil, t2), "True QuorumReady: 4/5 members ready; a quorum of the voting members (4 of 5) ready",
+		"False UnsupportedVersion: "+refusal, "True UnsupportedVersion: "+refusal+"; unhealthy members: m-4: connection refused")
+	// A step under way (a resources change rolled) is what Progressing says.
+	res.Step, res.StepReason = "rolling the members to image etcd:v3.7.3 with requests cpu=1: 4 of 5 members rolled; waiting for member m-4", backend.StepUpgrading
+	check("a refused version during a roll", computeStatus(running, res, nil, t2), "True QuorumReady: 4/5 members ready; a quorum of the voting members (4 of 5) ready",
+		"True Upgrading: "+res.Step, "True UnsupportedVersion: "+refusal+"; unhealthy members: m-4: connection refused")
+	// An instance an earlier controller failed for the version, its members serving: Running.
+	running.Status = computeStatus(running, nil, backend.Permanent("UnsupportedVersion", `etcd version "3.8" is not available`), t2)
+	res.Members, res.Converged, res.Unhealthy, res.Step, res.StepReason = members(5, 5), true, "", "", ""
+	check("a refused version of an instance failed for it", computeStatus(running, res, nil, t2), "True MembersReady: 5/5 members ready",
+		"False UnsupportedVersion: "+refusal, "True UnsupportedVersion: "+refusal)
+	res.Converged = false
+	check("a refused version of an instance failed for it, not converged", computeStatus(running, res, nil, t2), "True MembersReady: 5/5 members ready",
+		"False UnsupportedVersion: "+refusal, "True UnsupportedVersion: "+refusal)
 }
 
 // TestComputeStatusNewCluster follows the deployment of a new cluster of 3: its first members
@@ -370,9 +415,12 @@ type fakeBackend struct {
 	conflicts map[string]bool
 	// quorumLost names the instances whose Syncs answer that their cluster lost quorum.
 	quorumLost map[string]bool
-	deleted    []string
-	recovered  []string
-	forgotten  []string
+	// refused names the instances whose Syncs refuse their spec.version while their members,
+	// which run another, converge.
+	refused   map[string]bool
+	deleted   []string
+	recovered []string
+	forgotten []string
 }
 
 // Forget records which instance was forgotten.
@@ -412,6 +460,9 @@ func (f *fakeBackend) Sync(_ context.Context, inst *v1beta1.ETCDInstance) (*back
 	f.steps++
 	n := min(f.steps, backend.DesiredReplicas(inst))
 	res := &backend.Result{Members: members(n, n)}
+	if f.refused[inst.Name] {
+		res.Refuse(&backend.PermanentError{Reason: "UnsupportedVersion", Message: `etcd version "3.8" is not available`}, "the members keep theirs")
+	}
 	if n == backend.DesiredReplicas(inst) {
 		res.Converged = true
 	} else {
@@ -489,6 +540,23 @@ func TestALossOfQuorumIsReportedOnce(t *testing.T) {
 				waitCondition(t, ctx, instances, "db", etcdaas.ConditionDegraded, ReasonQuorumLost)
 			})
 		if want := "Warning QuorumLost quorum lost: 2 of 3 voting members do not answer (m-1, m-2); 2 are needed"; len(warnings) != 1 || warnings[0] != want {
+			t.Fatalf("run %d: Warning Events %q, want one %q", i, warnings, want)
+		}
+	}
+}
+
+// TestARefusedVersionIsReportedOnce: a spec.version the backend refuses while the members go
+// on is one Warning Event, however often the controller looks again; the instance runs.
+func TestARefusedVersionIsReportedOnce(t *testing.T) {
+	for i := range 5 {
+		warnings := warningsOfAFailureThatGoesOn(t, i, 3, &fakeBackend{refused: map[string]bool{"db": true}}, 200*time.Millisecond,
+			func(ctx context.Context, instances typedv1beta1.ETCDInstanceInterface) {
+				waitCondition(t, ctx, instances, "db", etcdaas.ConditionProgressing, "UnsupportedVersion")
+				if got := waitPhase(t, ctx, instances, "db", v1beta1.PhaseRunning); meta.IsStatusConditionFalse(got.Status.Conditions, etcdaas.ConditionAvailable) {
+					t.Errorf("run %d: an instance whose members converged is not available: %+v", i, got.Status.Conditions)
+				}
+			})
+		if want := `Warning UnsupportedVersion etcd version "3.8" is not available; the members keep theirs`; len(warnings) != 1 || warnings[0] != want {
 			t.Fatalf("run %d: Warning Events %q, want one %q", i, warnings, want)
 		}
 	}

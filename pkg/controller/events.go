@@ -116,3 +116,21 @@ func (c *Controller) notePermanentFailure(inst *v1beta1.ETCDInstance, syncErr er
 	}
 	c.opts.Events.Eventf(inst, nil, backend.EventTypeWarning, reason, "Reconcile", "%s", pe.Message)
 }
+
+// noteRefused records a Warning Event, named by the refusal's reason, when the backend has
+// just refused a change of the spec it cannot make while it runs the members as they are
+// (res.Refused: a spec.version without an etcd to run) and neither the Progressing nor the
+// Degraded condition of inst, the status the write replaced, said so yet. Later syncs of the
+// same refusal record nothing more, also while a scale or a repair has Progressing say what it
+// does.
+func (c *Controller) noteRefused(inst *v1beta1.ETCDInstance, res *backend.Result) {
+	if res == nil || res.Refused == "" || c.opts.Events == nil {
+		return
+	}
+	for _, typ := range []string{etcdaas.ConditionProgressing, etcdaas.ConditionDegraded} {
+		if cond := meta.FindStatusCondition(inst.Status.Conditions, typ); cond != nil && cond.Reason == res.RefusedReason && strings.HasPrefix(cond.Message, res.Refused) {
+			return
+		}
+	}
+	c.opts.Events.Eventf(inst, nil, backend.EventTypeWarning, res.RefusedReason, "Upgrade", "%s", res.Refused)
+}

@@ -243,3 +243,39 @@ func expectEvents(t *testing.T, recorder *events.FakeRecorder, what, want string
 	default:
 	}
 }
+
+// TestNoteRefusedOnlyOnTheTransition: a spec.version the backend cannot run, refused while
+// the members go on, is one Warning Event, not one per look: neither while a step under way
+// has Progressing say what it does, nor while a failed step has Degraded say why; once the
+// version is accepted and refused again, another.
+func TestNoteRefusedOnlyOnTheTransition(t *testing.T) {
+	recorder := events.NewFakeRecorder(10)
+	c := &Controller{opts: Options{Events: recorder}}
+	inst := &v1beta1.ETCDInstance{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: v1beta1.ETCDInstanceSpec{Replicas: ptr.To[int32](3)}}
+	inst.Status = computeStatus(inst, &backend.Result{Members: members(3, 3), Converged: true}, nil, metav1.Now())
+	refused := func(res *backend.Result) *backend.Result {
+		res.Refuse(&backend.PermanentError{Reason: "UnsupportedVersion", Message: `etcd version "3.8" is not available: the kubernetes backend runs 3.6, 3.7`}, "the members keep running image etcd:v3.7.3")
+		return res
+	}
+	want := "Warning UnsupportedVersion " + refused(&backend.Result{}).Refused
+	expect := func(what string, n int) {
+		t.Helper()
+		expectEvents(t, recorder, what, want, n)
+	}
+	look := func(res *backend.Result, syncErr error) {
+		c.noteRefused(inst, res)
+		inst.Status = computeStatus(inst, res, syncErr, metav1.Now())
+	}
+	look(refused(&backend.Result{Members: members(3, 3), Converged: true}), nil)
+	expect("refusing the version", 1)
+	look(refused(&backend.Result{Members: members(3, 3), Converged: true}), nil)
+	look(refused(&backend.Result{Members: members(4, 3), Step: "added member db-3", StepReason: backend.StepAddingMember}), nil)
+	look(refused(&backend.Result{Members: members(4, 4), Converged: true}), nil)
+	look(refused(&backend.Result{Members: members(4, 4)}), errors.New("updating the StatefulSet: conflict"))
+	look(refused(&backend.Result{Members: members(4, 3), Unhealthy: "unhealthy members: m-3: connection refused"}), nil)
+	look(refused(&backend.Result{Members: members(4, 4), Converged: true}), nil)
+	expect("still refused: a scale, a failed step, a member down", 0)
+	look(&backend.Result{Members: members(4, 4), Converged: true}, nil)
+	look(refused(&backend.Result{Members: members(4, 4), Converged: true}), nil)
+	expect("refused again", 1)
+}

@@ -58,7 +58,7 @@ func computeStatus(inst *v1beta1.ETCDInstance, res *backend.Result, syncErr erro
 	}
 	if res != nil && res.Converged && syncErr == nil {
 		status.Phase = v1beta1.PhaseRunning
-		setConverged(conds, &status, desired)
+		setConverged(conds, &status, desired, res)
 		return status
 	}
 	status.Phase = progressPhase(&status, desired, res, syncErr)
@@ -159,9 +159,15 @@ func setQuorumLost(conds conditionSetter, inst *v1beta1.ETCDInstance, res *backe
 	conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonQuorumLost, res.QuorumLost+"; "+res.Unhealthy)
 }
 
-// setConverged sets the conditions of an instance whose members are as its spec asks.
-func setConverged(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int) {
+// setConverged sets the conditions of an instance whose members are as its spec asks, but
+// for a change the backend refused (res.Refused), which Progressing and Degraded then say.
+func setConverged(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result) {
 	conds.set(etcdaas.ConditionAvailable, metav1.ConditionTrue, ReasonMembersReady, readyMessage(status, desired))
+	if res.Refused != "" {
+		conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, res.RefusedReason, res.Refused)
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.RefusedReason, res.Refused)
+		return
+	}
 	conds.set(etcdaas.ConditionProgressing, metav1.ConditionFalse, ReasonConverged, countMembers(desired)+" as requested")
 	conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 }
@@ -183,6 +189,10 @@ func progressPhase(status *v1beta1.ETCDInstanceStatus, desired int, res *backend
 		// A step that failed without changing the membership (such as an update that lost a
 		// race with the StatefulSet controller, retried at once): Degraded says what failed. A
 		// failed scale or replacement shows Scaling below.
+		return v1beta1.PhaseRunning
+	case res != nil && res.Refused != "" && status.Phase == v1beta1.PhaseFailed && quorumReady(status.Members):
+		// Failed by a controller that stopped at a version it could not run, though the
+		// members kept serving: they still do, and the refusal no longer stops the controller.
 		return v1beta1.PhaseRunning
 	case newCluster(status):
 		return v1beta1.PhaseDeploying
@@ -229,8 +239,9 @@ func quorumReady(members []v1beta1.MemberStatus) bool {
 }
 
 // setInProgress sets the conditions of an instance that has not converged: Available from
-// its ready members, Progressing from the step res is in (False when it stopped or is blocked:
-// nothing changes by itself), Degraded from what stops it. Each condition is set once, so that
+// its ready members, Progressing from the step res is in (False when it stopped or is blocked,
+// or with no step under way when a change was refused: nothing changes by itself), Degraded
+// from what stops it. Each condition is set once, so that
 // one that stays as it was keeps its lastTransitionTime.
 func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, desired int, res *backend.Result, syncErr error) {
 	setAvailableInProgress(conds, status, desired)
@@ -241,12 +252,22 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 			progressReason = string(res.StepReason)
 		}
 	}
+	if res != nil && res.Refused != "" && res.Step == "" && res.Stalled == "" {
+		// Nothing under way (a scale, a repair, a roll would say what it does): the refusal.
+		progress, progressReason, progressMsg = metav1.ConditionFalse, res.RefusedReason, res.Refused
+	}
 	switch {
 	case res != nil && res.Stalled != "":
 		progress, progressReason = metav1.ConditionFalse, res.StalledReason
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.StalledReason, res.Stalled)
 	case syncErr != nil:
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, errorAndUnhealthy(syncErr, res))
+	case res != nil && res.Refused != "":
+		// The members go on as they are: a block says what a person can do for them.
+		if res.Blocked != "" {
+			progress, progressReason, progressMsg = metav1.ConditionFalse, string(res.BlockedReason), res.Blocked
+		}
+		conds.set(etcdaas.ConditionDegraded, metav1.ConditionTrue, res.RefusedReason, refusedAndUnhealthy(res))
 	case res != nil && res.Blocked != "":
 		// Nothing will change by itself: Progressing says what a person can do, Degraded
 		// still says which members are unhealthy and why.
@@ -258,6 +279,15 @@ func setInProgress(conds conditionSetter, status *v1beta1.ETCDInstanceStatus, de
 		conds.set(etcdaas.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "every member is healthy")
 	}
 	conds.set(etcdaas.ConditionProgressing, progress, progressReason, progressMsg)
+}
+
+// refusedAndUnhealthy is Degraded's message for a change the backend refused: the refusal,
+// then which members are unhealthy and why, if any.
+func refusedAndUnhealthy(res *backend.Result) string {
+	if res.Unhealthy == "" {
+		return res.Refused
+	}
+	return res.Refused + "; " + res.Unhealthy
 }
 
 // errorAndUnhealthy is Degraded's message for a step that failed with syncErr: the error,

@@ -147,6 +147,17 @@ type Result struct {
 	// QuorumLost explains that fewer than a majority of the voting members answer, so the
 	// cluster cannot serve nor change until a person recovers it; empty otherwise.
 	QuorumLost string
+	// Refused explains a change the spec asks for that the backend does not make while it
+	// goes on running the members as they are, such as a spec.version it has no etcd for
+	// (the members keep theirs): Progressing turns False with it once no step is under way,
+	// and Degraded says it. RefusedReason is its CamelCase reason. Empty otherwise.
+	Refused, RefusedReason string
+}
+
+// Refuse records on r that the backend does not make the change pe explains, and what it
+// does instead (keeps).
+func (r *Result) Refuse(pe *PermanentError, keeps string) {
+	r.Refused, r.RefusedReason = pe.Message+"; "+keeps, pe.Reason
 }
 
 // ErrCannotRecover wraps why a requested recovery cannot be carried out; asking again with
