@@ -139,7 +139,45 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 	if res != nil && len(v.events) > 0 {
 		res.Events = slices.Concat(v.events, res.Events)
 	}
+	if res != nil && v.refusal != nil {
+		res.Refuse(v.refusal, fmt.Sprintf("the members keep running image %s", v.image))
+	}
 	return res, err
+}
+
+// memberImage is the image the members of inst run: spec.version's. For a spec.version
+// without an image (Image's PermanentError) an instance whose StatefulSet exists keeps
+// running its template's image, and refusal says why: health checks, repair, scaling and
+// backups go on, and only the version change is refused. A new instance cannot start: the
+// error is returned.
+func (b *Backend) memberImage(ctx context.Context, inst *v1beta1.ETCDInstance) (image string, refusal *backend.PermanentError, err error) {
+	image, err = b.Image(inst)
+	pe, permanent := backend.IsPermanent(err)
+	if err == nil || !permanent {
+		return image, nil, err
+	}
+	sts, getErr := b.opts.Client.AppsV1().StatefulSets(inst.Namespace).Get(ctx, statefulSetName(inst), metav1.GetOptions{})
+	if apierrors.IsNotFound(getErr) {
+		return "", nil, err
+	}
+	if getErr != nil {
+		return "", nil, getErr
+	}
+	if current := templateImage(sts); current != "" && metav1.IsControlledBy(sts, inst) {
+		return current, pe, nil
+	}
+	return "", nil, err
+}
+
+// templateImage is the image of the etcd container of the StatefulSet's pod template, ""
+// when it has none.
+func templateImage(sts *appsv1.StatefulSet) string {
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == "etcd" {
+			return c.Image
+		}
+	}
+	return ""
 }
 
 // step observes the members of the instance of v, whose objects exist, then either resumes
@@ -316,6 +354,9 @@ type instanceView struct {
 	events []backend.Event
 	// pods are the member pods by name, as the Sync listed them (nil before).
 	pods map[string]*corev1.Pod
+	// refusal, when set, says why spec.version cannot be run (it has no image): image is
+	// then the StatefulSet template's, the one the members run already (memberImage).
+	refusal *backend.PermanentError
 }
 
 // newInstanceView is the view of inst, whose members run image, with the resources its
@@ -404,11 +445,12 @@ func (v *instanceView) ordinal(m etcdcluster.Member, members int) int {
 // exist. When the StatefulSet is missing it creates it with the first member, which starts
 // a new cluster on its own, and returns that step's result instead of a view.
 func (b *Backend) ensureObjects(ctx context.Context, inst *v1beta1.ETCDInstance) (*instanceView, *backend.Result, error) {
-	image, err := b.Image(inst)
+	image, refusal, err := b.memberImage(ctx, inst)
 	if err != nil {
 		return nil, nil, err
 	}
 	v := b.newInstanceView(inst, image)
+	v.refusal = refusal
 	stsClient := b.opts.Client.AppsV1().StatefulSets(inst.Namespace)
 	restoreFrom, err := b.locateRestoreFrom(ctx, inst)
 	if err != nil {

@@ -89,7 +89,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 
 // recoveryView is the view a recovery works from; it changes nothing.
 func (b *Backend) recoveryView(ctx context.Context, inst *v1beta1.ETCDInstance) (*instanceView, error) {
-	image, err := b.Image(inst)
+	image, refusal, err := b.memberImage(ctx, inst)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (b *Backend) recoveryView(ctx context.Context, inst *v1beta1.ETCDInstance) 
 		return nil, fmt.Errorf("%w: StatefulSet %s/%s is not owned by this instance", backend.ErrCannotRecover, sts.Namespace, sts.Name)
 	}
 	v := b.newInstanceView(inst, image)
-	v.sts = sts
+	v.sts, v.refusal = sts, refusal
 	if inst.Spec.TLSEnabled() {
 		secret, err := b.opts.Client.CoreV1().Secrets(inst.Namespace).Get(ctx, TLSSecretName(inst), metav1.GetOptions{})
 		if err != nil {

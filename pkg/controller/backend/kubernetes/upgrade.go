@@ -137,9 +137,12 @@ func templateObserved(sts *appsv1.StatefulSet) bool {
 
 // observeRoll reads the instance's member pods and the recorded roll step.
 func (b *Backend) observeRoll(ctx context.Context, v *instanceView, obs *observation) (*roll, error) {
-	release, err := b.Release(v.inst)
-	if err != nil {
-		return nil, err
+	release := "" // the release of the template's image, kept for a refused spec.version, is not known
+	if v.refusal == nil {
+		var err error
+		if release, err = b.Release(v.inst); err != nil {
+			return nil, err
+		}
 	}
 	r := &roll{v: v, obs: obs, release: release, pods: map[string]*corev1.Pod{}}
 	pods, err := b.opts.Client.CoreV1().Pods(v.inst.Namespace).List(ctx, metav1.ListOptions{LabelSelector: etcdaas.MemberSelector(v.inst.Name)})
