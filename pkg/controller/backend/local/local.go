@@ -183,6 +183,16 @@ func checkVersion(v string) error {
 // call left half done, or, once every member is healthy, takes the next step toward the
 // spec. After a step it reports the members as they are after it.
 func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
+	res, err := b.sync(ctx, inst)
+	if pe, refused := backend.IsPermanent(checkVersion(inst.Spec.Version)); refused && res != nil {
+		// prepare let an instance that has members go on with them: they run the embedded etcd.
+		res.Refuse(pe, fmt.Sprintf("the members keep running the embedded etcd %s", version.Version))
+	}
+	return res, err
+}
+
+// sync is Sync but for the report of a spec.version the backend cannot run.
+func (b *Backend) sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backend.Result, error) {
 	dir, st, err := b.prepare(inst)
 	if err != nil {
 		return nil, err
@@ -240,14 +250,16 @@ func (b *Backend) Sync(ctx context.Context, inst *v1beta1.ETCDInstance) (*backen
 }
 
 // prepare checks inst's version and name, and gives its directory and its state, loaded or
-// initialized, with its certificates in place when it serves TLS.
+// initialized, with its certificates in place when it serves TLS. A version the backend
+// cannot run stops only a new instance: one that has members goes on with them (Sync reports
+// the version refused).
 func (b *Backend) prepare(inst *v1beta1.ETCDInstance) (string, *instanceState, error) {
-	if err := checkVersion(inst.Spec.Version); err != nil {
-		return "", nil, err
-	}
 	dir, err := instanceDir(b.opts.Dir, inst.Namespace, inst.Name)
 	if err != nil {
 		return "", nil, backend.Permanent("InvalidName", "%v", err)
+	}
+	if err := checkVersion(inst.Spec.Version); err != nil && !hasMembers(dir, inst) {
+		return "", nil, err
 	}
 	st, err := b.loadOrInit(dir, inst)
 	if err != nil {
@@ -259,6 +271,13 @@ func (b *Backend) prepare(inst *v1beta1.ETCDInstance) (string, *instanceState, e
 		}
 	}
 	return dir, st, nil
+}
+
+// hasMembers reports whether the instance inst, whose directory is dir, has started its
+// first member.
+func hasMembers(dir string, inst *v1beta1.ETCDInstance) bool {
+	st, err := loadState(dir)
+	return err == nil && st.UID == string(inst.UID) && len(st.Members) > 0 && st.Members[0].ID != ""
 }
 
 // resumeOrRepair resumes a change an earlier call left half done (resumed is true then); a

@@ -174,6 +174,19 @@ func TestTLSAndUnsupportedVersion(t *testing.T) {
 		t.Fatal("a client without the instance's certificate was served")
 	}
 
+	// A version the backend cannot run is refused for an instance that has members: they go
+	// on running the embedded etcd, and the backend keeps managing them (a scale here).
+	inst.Spec.Version = "3.4"
+	res, err = b.Sync(ctx, inst)
+	if err != nil || !res.Converged || len(res.Members) != 1 || res.RefusedReason != "UnsupportedVersion" ||
+		res.Refused != fmt.Sprintf(`etcd version "3.4" is not available: the local backend only runs the embedded etcd %s (spec.version %q or empty); the members keep running the embedded etcd %s`, version.Version, EmbeddedVersion(), version.Version) {
+		t.Fatalf("version 3.4 of an instance with members: %+v, %v", res, err)
+	}
+	inst.Spec.Replicas = ptr.To[int32](2)
+	if res := converge(t, b, inst); len(res.Members) != 2 || res.Refused == "" {
+		t.Fatalf("scale-up of an instance asking for 3.4: %+v", res)
+	}
+
 	bad := instance("old", 1, false)
 	bad.Spec.Version = "3.4"
 	_, err = b.Sync(ctx, bad)
