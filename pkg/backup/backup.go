@@ -29,7 +29,7 @@ type Info struct {
 	InstanceUID string
 	// Revision is the etcd revision the snapshot was taken at.
 	Revision int64
-	// EtcdVersion is the version of the member that took the snapshot.
+	// EtcdVersion is the etcd storage version recorded in the snapshot, such as "3.7.0".
 	EtcdVersion string
 	// SHA256 is the hex SHA-256 of the snapshot bytes.
 	SHA256 string
@@ -112,7 +112,7 @@ type Snapshot struct {
 	io.Reader
 	// Revision is the revision the snapshot was taken at.
 	Revision int64
-	// EtcdVersion is the version of the member that takes it.
+	// EtcdVersion is the etcd storage version the snapshot records, such as "3.7.0".
 	EtcdVersion string
 }
 

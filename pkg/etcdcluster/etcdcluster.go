@@ -452,7 +452,8 @@ type Snapshot struct {
 	// reports it or, for members that leave it out, the revision the member reported just
 	// before the snapshot began (the snapshot holds at least that revision).
 	Revision int64
-	// Version is the etcd version of the member that took it.
+	// Version is the etcd storage version the member records in it, such as "3.7.0" (its
+	// major and minor, patch 0), as the stream reports it.
 	Version string
 
 	closers []func() error

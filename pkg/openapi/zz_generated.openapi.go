@@ -382,7 +382,7 @@ func schema_pkg_apis_etcdaas_v1beta1_BackupInfo(ref common.ReferenceCallback) co
 					},
 					"etcdVersion": {
 						SchemaProps: spec.SchemaProps{
-							Description: "EtcdVersion is the version of the etcd member the snapshot was taken from.",
+							Description: "EtcdVersion is the etcd storage version recorded in the snapshot, such as \"3.7.0\": the major and minor of the member that took it, with patch 0. A restore refuses a snapshot whose minor is newer than the etcd the instance runs.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

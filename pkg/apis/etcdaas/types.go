@@ -197,7 +197,7 @@ type BackupInfo struct {
 	SizeBytes int64
 	// SHA256 is the hex SHA-256 of the snapshot.
 	SHA256 string
-	// EtcdVersion is the version of the etcd member the snapshot was taken from.
+	// EtcdVersion is the etcd storage version recorded in the snapshot, such as "3.7.0".
 	EtcdVersion string
 	// CompletionTime is when the backup was complete in the destination.
 	CompletionTime metav1.Time

@@ -309,7 +309,9 @@ type BackupInfo struct {
 	// SHA256 is the hex-encoded SHA-256 of the snapshot; a restore checks it.
 	// +optional
 	SHA256 string `json:"sha256,omitempty" protobuf:"bytes,4,opt,name=sha256"`
-	// EtcdVersion is the version of the etcd member the snapshot was taken from.
+	// EtcdVersion is the etcd storage version recorded in the snapshot, such as "3.7.0": the
+	// major and minor of the member that took it, with patch 0. A restore refuses a snapshot
+	// whose minor is newer than the etcd the instance runs.
 	// +optional
 	EtcdVersion string `json:"etcdVersion,omitempty" protobuf:"bytes,5,opt,name=etcdVersion"`
 	// CompletionTime is when the backup was complete in its destination.

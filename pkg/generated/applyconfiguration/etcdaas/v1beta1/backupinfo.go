@@ -36,7 +36,9 @@ type BackupInfoApplyConfiguration struct {
 	SizeBytes *int64 `json:"sizeBytes,omitempty"`
 	// SHA256 is the hex-encoded SHA-256 of the snapshot; a restore checks it.
 	SHA256 *string `json:"sha256,omitempty"`
-	// EtcdVersion is the version of the etcd member the snapshot was taken from.
+	// EtcdVersion is the etcd storage version recorded in the snapshot, such as "3.7.0": the
+	// major and minor of the member that took it, with patch 0. A restore refuses a snapshot
+	// whose minor is newer than the etcd the instance runs.
 	EtcdVersion *string `json:"etcdVersion,omitempty"`
 	// CompletionTime is when the backup was complete in its destination.
 	CompletionTime *v1.Time `json:"completionTime,omitempty"`
