@@ -346,6 +346,33 @@ func testDeployControllerRBAC(t *testing.T, r *rendered) {
 	if le, _ := r.has(t, "Role", ns, "etcdaas-controller:leader-election").(*rbacv1.Role); le != nil && !grants(le.Rules, "coordination.k8s.io", "leases", "update") {
 		t.Error("the controller cannot hold its leader-election Lease")
 	}
+	checkControllerSecretVerbs(t, role.Rules)
+}
+
+// controllerSecretVerbs are all the controller does with Secrets, each by the name of an
+// instance's Secret (NAME-tls, NAME-client-tls, NAME-ca): it never lists or watches them,
+// which cluster-wide would hand whoever holds its token every Secret of the cluster at once.
+var controllerSecretVerbs = []string{"get", "create", "update", "delete"}
+
+// checkControllerSecretVerbs checks that the controller's rules grant exactly
+// controllerSecretVerbs on Secrets.
+func checkControllerSecretVerbs(t *testing.T, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	for _, verb := range controllerSecretVerbs {
+		if !grants(rules, "", "secrets", verb) {
+			t.Errorf("etcdaas-controller cannot %s Secrets", verb)
+		}
+	}
+	for _, rule := range rules {
+		if !slices.Contains(rule.APIGroups, "") || !(slices.Contains(rule.Resources, "secrets") || slices.Contains(rule.Resources, "*")) {
+			continue
+		}
+		for _, verb := range rule.Verbs {
+			if !slices.Contains(controllerSecretVerbs, verb) {
+				t.Errorf("etcdaas-controller may %s Secrets, which it never does: %+v", verb, rule)
+			}
+		}
+	}
 }
 
 // testDeployWorkloads checks the two Deployments: replicas, service accounts, probes, ports

@@ -478,3 +478,37 @@ func TestACANearItsEndIsReplacedBeforeItExpires(t *testing.T) {
 		t.Fatalf("restarted %v, want one member (db-2) to trust the new CA", f.deleted)
 	}
 }
+
+// TestSecretsAreOnlyReadAndWrittenByName: a TLS instance's life (its Secrets made, its
+// certificates renewed, a backup's access, deletion) gets, creates, updates and deletes its
+// Secrets by name and never lists, watches or patches Secrets, so the controller's ClusterRole
+// (deploy/aggregated/rbac/controller-rbac.yaml) grants only those four verbs on them.
+func TestSecretsAreOnlyReadAndWrittenByName(t *testing.T) {
+	f := newTLSRollFixture(t)
+	f.makeDue(t, f.keptCA(t))
+	f.sync(t)
+	f.checkRenewedFrom(t, f.keptCA(t))
+	if _, err := f.b.Access(context.Background(), "ns", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Delete(context.Background(), f.inst); err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, a := range f.client.Actions() {
+		if a.GetResource().Resource == "secrets" {
+			used[a.GetVerb()] = true
+		}
+	}
+	allowed := []string{"get", "create", "update", "delete"}
+	for verb := range used {
+		if !slices.Contains(allowed, verb) {
+			t.Errorf("the backend may %s Secrets: the controller's ClusterRole grants only %v", verb, allowed)
+		}
+	}
+	for _, verb := range allowed {
+		if !used[verb] {
+			t.Errorf("the backend never did %s on a Secret: the life of the fixture no longer covers it", verb)
+		}
+	}
+}
