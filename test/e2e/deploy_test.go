@@ -346,30 +346,43 @@ func testDeployControllerRBAC(t *testing.T, r *rendered) {
 	if le, _ := r.has(t, "Role", ns, "etcdaas-controller:leader-election").(*rbacv1.Role); le != nil && !grants(le.Rules, "coordination.k8s.io", "leases", "update") {
 		t.Error("the controller cannot hold its leader-election Lease")
 	}
-	checkControllerSecretVerbs(t, role.Rules)
+	checkControllerObjectVerbs(t, role.Rules)
 }
 
-// controllerSecretVerbs are all the controller does with Secrets, each by the name of an
-// instance's Secret (NAME-tls, NAME-client-tls, NAME-ca): it never lists or watches them,
-// which cluster-wide would hand whoever holds its token every Secret of the cluster at once.
-var controllerSecretVerbs = []string{"get", "create", "update", "delete"}
+// controllerObjectVerbs are all the controller does with an instance's StatefulSet,
+// Services, PodDisruptionBudget and Secrets (NAME-tls, NAME-client-tls, NAME-ca, and the S3
+// credentials its spec.backup names): each by name (a Service is never changed once made).
+// It has no informer for them and never lists, watches or patches them; list and watch
+// cluster-wide would hand whoever holds its token every Secret of the cluster, and every
+// workload's pod template, at once.
+var controllerObjectVerbs = []struct {
+	group, resource string
+	verbs           []string
+}{
+	{"apps", "statefulsets", []string{"get", "create", "update", "delete"}},
+	{"", "services", []string{"get", "create", "delete"}},
+	{"policy", "poddisruptionbudgets", []string{"get", "create", "update", "delete"}},
+	{"", "secrets", []string{"get", "create", "update", "delete"}},
+}
 
-// checkControllerSecretVerbs checks that the controller's rules grant exactly
-// controllerSecretVerbs on Secrets.
-func checkControllerSecretVerbs(t *testing.T, rules []rbacv1.PolicyRule) {
+// checkControllerObjectVerbs checks that the controller's rules grant exactly the verbs of
+// controllerObjectVerbs on each of its resources.
+func checkControllerObjectVerbs(t *testing.T, rules []rbacv1.PolicyRule) {
 	t.Helper()
-	for _, verb := range controllerSecretVerbs {
-		if !grants(rules, "", "secrets", verb) {
-			t.Errorf("etcdaas-controller cannot %s Secrets", verb)
+	for _, o := range controllerObjectVerbs {
+		for _, verb := range o.verbs {
+			if !grants(rules, o.group, o.resource, verb) {
+				t.Errorf("etcdaas-controller cannot %s %s.%s", verb, o.resource, o.group)
+			}
 		}
-	}
-	for _, rule := range rules {
-		if !slices.Contains(rule.APIGroups, "") || !(slices.Contains(rule.Resources, "secrets") || slices.Contains(rule.Resources, "*")) {
-			continue
-		}
-		for _, verb := range rule.Verbs {
-			if !slices.Contains(controllerSecretVerbs, verb) {
-				t.Errorf("etcdaas-controller may %s Secrets, which it never does: %+v", verb, rule)
+		for _, rule := range rules {
+			if !slices.Contains(rule.APIGroups, o.group) || !(slices.Contains(rule.Resources, o.resource) || slices.Contains(rule.Resources, "*")) {
+				continue
+			}
+			for _, verb := range rule.Verbs {
+				if !slices.Contains(o.verbs, verb) {
+					t.Errorf("etcdaas-controller may %s %s.%s, which it never does: %+v", verb, o.resource, o.group, rule)
+				}
 			}
 		}
 	}

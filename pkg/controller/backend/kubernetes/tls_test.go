@@ -479,11 +479,21 @@ func TestACANearItsEndIsReplacedBeforeItExpires(t *testing.T) {
 	}
 }
 
-// TestSecretsAreOnlyReadAndWrittenByName: a TLS instance's life (its Secrets made, its
-// certificates renewed, a backup's access, deletion) gets, creates, updates and deletes its
-// Secrets by name and never lists, watches or patches Secrets, so the controller's ClusterRole
-// (deploy/aggregated/rbac/controller-rbac.yaml) grants only those four verbs on them.
-func TestSecretsAreOnlyReadAndWrittenByName(t *testing.T) {
+// controllerObjectVerbs are the verbs the controller's ClusterRole
+// (deploy/aggregated/rbac/controller-rbac.yaml) grants on the objects of an instance, which
+// it reads and writes by name only: no informer, so no list or watch, and no patch.
+var controllerObjectVerbs = map[string][]string{
+	"statefulsets":         {"get", "create", "update", "delete"},
+	"services":             {"get", "create", "delete"},
+	"poddisruptionbudgets": {"get", "create", "update", "delete"},
+	"secrets":              {"get", "create", "update", "delete"},
+}
+
+// TestObjectsAreOnlyReadAndWrittenByName: a TLS instance's life (its objects made, its
+// certificates renewed, a backup's access, deletion) uses no verb on its StatefulSet,
+// Services, PodDisruptionBudget and Secrets beyond controllerObjectVerbs, and every verb the
+// role grants on Secrets.
+func TestObjectsAreOnlyReadAndWrittenByName(t *testing.T) {
 	f := newTLSRollFixture(t)
 	f.makeDue(t, f.keptCA(t))
 	f.sync(t)
@@ -494,20 +504,22 @@ func TestSecretsAreOnlyReadAndWrittenByName(t *testing.T) {
 	if err := f.b.Delete(context.Background(), f.inst); err != nil {
 		t.Fatal(err)
 	}
-	used := map[string]bool{}
+	usedOnSecrets := map[string]bool{}
 	for _, a := range f.client.Actions() {
-		if a.GetResource().Resource == "secrets" {
-			used[a.GetVerb()] = true
+		resource := a.GetResource().Resource
+		allowed, ok := controllerObjectVerbs[resource]
+		if !ok {
+			continue
+		}
+		if !slices.Contains(allowed, a.GetVerb()) {
+			t.Errorf("the backend may %s %s: the controller's ClusterRole grants only %v", a.GetVerb(), resource, allowed)
+		}
+		if resource == "secrets" {
+			usedOnSecrets[a.GetVerb()] = true
 		}
 	}
-	allowed := []string{"get", "create", "update", "delete"}
-	for verb := range used {
-		if !slices.Contains(allowed, verb) {
-			t.Errorf("the backend may %s Secrets: the controller's ClusterRole grants only %v", verb, allowed)
-		}
-	}
-	for _, verb := range allowed {
-		if !used[verb] {
+	for _, verb := range controllerObjectVerbs["secrets"] {
+		if !usedOnSecrets[verb] {
 			t.Errorf("the backend never did %s on a Secret: the life of the fixture no longer covers it", verb)
 		}
 	}
