@@ -332,6 +332,31 @@ func TestMembersRunUnprivilegedAndCanReadTheirSecret(t *testing.T) {
 	}
 }
 
+// TestMemberPodsGetNoServiceAccountToken: nothing in a member pod (etcd, the seed init
+// container of a restore or a recovery) talks to the Kubernetes API, so the token of the
+// namespace's default ServiceAccount is not mounted into it: whoever took over a member, or
+// read its filesystem, would otherwise act as that ServiceAccount.
+func TestMemberPodsGetNoServiceAccountToken(t *testing.T) {
+	b, err := New(Options{Client: fake.NewClientset()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testInstance()
+	plain.Spec.TLS = nil
+	for _, inst := range []*v1beta1.ETCDInstance{testInstance(), plain} {
+		for _, mc := range []memberConfig{
+			{replicas: 1, initialCluster: "x", clusterState: "new", token: "t"},
+			{replicas: 3, initialCluster: "x", clusterState: "existing", token: "t"},
+		} {
+			spec := b.statefulSet(inst, "img", mc).Spec.Template.Spec
+			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+				t.Errorf("TLS %v, %s cluster: member pods mount the ServiceAccount token (automountServiceAccountToken %v)",
+					inst.Spec.TLSEnabled(), mc.clusterState, spec.AutomountServiceAccountToken)
+			}
+		}
+	}
+}
+
 // TestRestoreFromIsRefusedNotIgnored: a controller that cannot seed members from a backup (no
 // access to backups, no tools image) fails an instance asking for it with the reason, and
 // creates nothing: it only looks for the StatefulSet.

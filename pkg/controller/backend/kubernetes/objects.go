@@ -346,6 +346,9 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			},
 		}},
 		Volumes: volumes,
+		// Nothing in a member pod (etcd, the seed init container) talks to the Kubernetes
+		// API: the namespace's default ServiceAccount token stays out of it.
+		AutomountServiceAccountToken: ptr.To(false),
 		// An unprivileged user whatever the image's default, with the data volume and the
 		// TLS Secret owned by its group.
 		SecurityContext: &corev1.PodSecurityContext{
