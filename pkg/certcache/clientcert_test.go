@@ -339,7 +339,7 @@ func TestStandaloneUnionHasNoAuthenticatedGroup(t *testing.T) {
 	provider := newSwappableCA(t, ca)
 	// The standalone mode's union: client certificates, then anonymous for a few paths.
 	h := newClientHarness(t, ClientCertConfig{CA: provider}, func() (authenticator.Request, error) {
-		return union.New(x509request.NewDynamic(provider.VerifyOptions, x509request.CommonNameUserConversion), anonymous.NewAuthenticator(nil)), nil
+		return union.NewFailOnError(x509request.NewDynamic(provider.VerifyOptions, x509request.CommonNameUserConversion), anonymous.NewAuthenticator(nil)), nil
 	})
 	nb, na := validNow()
 	chain := []*x509.Certificate{clientCert(t, ca, subject("admin", user.SystemPrivilegedGroup), nb, na)}

@@ -308,4 +308,10 @@ func TestStandaloneModeAuthenticatesItsClientCertificates(t *testing.T) {
 	if resp, ok, err := authn.AuthenticateRequest(req); !ok || err != nil || resp.User.GetName() != user.Anonymous {
 		t.Fatalf("/readyz without a certificate: %v %v %v, want %s", resp, ok, err, user.Anonymous)
 	}
+	// A certificate that does not verify is refused there too, not taken for anonymous: as
+	// kube-apiserver does (union.NewFailOnError), a bad credential is a 401 on every path.
+	req.TLS = &tls.ConnectionState{PeerCertificates: issue(t, stranger, "someone")}
+	if resp, ok, err := authn.AuthenticateRequest(req); ok || err == nil {
+		t.Fatalf("/readyz with a certificate of another CA: %v %v %v, want an error", resp, ok, err)
+	}
 }

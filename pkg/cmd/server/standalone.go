@@ -568,9 +568,11 @@ func standaloneAuthentication(c *genericapiserver.RecommendedConfig, creds *stan
 	if err := c.Authentication.ApplyClientCert(clientCA, c.SecureServing); err != nil {
 		return err
 	}
-	authn := union.New(
+	// Anonymous only for the health and version endpoints, and only without a credential: a
+	// certificate that does not verify is refused on every path, as kube-apiserver refuses a
+	// bad credential rather than take its bearer for anonymous (union.NewFailOnError).
+	authn := union.NewFailOnError(
 		x509request.NewDynamic(clientCA.VerifyOptions, x509request.CommonNameUserConversion),
-		// Anonymous only for the health and version endpoints.
 		anonymous.NewAuthenticator(anonymousPaths()),
 	)
 	// Every request of a client presents its certificate chain: verify it once.
