@@ -355,10 +355,14 @@ func testDeployControllerRBAC(t *testing.T, r *rendered) {
 // It has no informer for them and never lists, watches or patches them; list and watch
 // cluster-wide would hand whoever holds its token every Secret of the cluster, and every
 // workload's pod template, at once.
+// The instances themselves are watched and written with update (finalizer, request
+// annotations, status), never patched.
 var controllerObjectVerbs = []struct {
 	group, resource string
 	verbs           []string
 }{
+	{framework.Group, "etcdinstances", []string{"get", "list", "watch", "update"}},
+	{framework.Group, "etcdinstances/status", []string{"update"}},
 	{"apps", "statefulsets", []string{"get", "create", "update", "delete"}},
 	{"", "services", []string{"get", "create", "delete"}},
 	{"policy", "poddisruptionbudgets", []string{"get", "create", "update", "delete"}},
