@@ -13,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
@@ -535,5 +536,25 @@ func TestDeleteInterrupted(t *testing.T) {
 		if code != 1 || errOut.String() != "error: context canceled\n" {
 			t.Errorf("--timeout %s: exit %d, stderr %q; want 1 and the interrupt, not a timeout", timeout, code, errOut.String())
 		}
+	}
+}
+
+// TestCreateHelpNamesTheServersDefaults: a create without --version is given the server's
+// default etcd version (v1beta1's defaulting, etcdaas.DefaultVersion), as without --replicas
+// its default member count; the help said the controller's, which picks none.
+func TestCreateHelpNamesTheServersDefaults(t *testing.T) {
+	s := newFakeServer(t)
+	r := s.run(t, "create", "--help")
+	expectCode(t, r, 0)
+	for _, want := range []string{
+		"without --version, the server's default (" + etcdaas.DefaultVersion + ")",
+		"(default: the server's, " + etcdaas.DefaultVersion + ")",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), want) {
+			t.Errorf("create --help does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "controller's") {
+		t.Errorf("create --help names the controller's default:\n%s", r.stdout)
 	}
 }

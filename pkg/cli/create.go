@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas"
 	"github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 )
 
@@ -26,7 +27,7 @@ func newCreateCommand(f *Factory) *cobra.Command {
 		Long: `Create an ETCDInstance: the controller then starts an etcd cluster of --replicas members.
 
 Without --replicas the server's default applies (3 members); without --version, the
-controller's default etcd version.`,
+server's default (` + etcdaas.DefaultVersion + `).`,
 		Example: `  # A three-member cluster with client and peer TLS
   kubectl etcdaas create my-etcd --replicas 3 --tls
 
@@ -42,7 +43,7 @@ controller's default etcd version.`,
 	}
 	cmd.Flags().Int32Var(&o.replicas, "replicas", 0, "Number of etcd members, 1 to 9 (default: the server's, 3).")
 	cmd.Flags().BoolVar(&o.tls, "tls", false, "Enable client and peer TLS with a CA generated for the instance.")
-	cmd.Flags().StringVar(&o.version, "version", "", "etcd version to run: a minor version such as 3.7 or a release such as 3.7.3 (default: the controller's).")
+	cmd.Flags().StringVar(&o.version, "version", "", "etcd version to run: a minor version such as 3.7 or a release such as 3.7.3 (default: the server's, "+etcdaas.DefaultVersion+").")
 	cmd.Flags().StringVar(&o.dryRun, "dry-run", "none", `Must be "none", "server", or "client". With "client", only print the object; with "server", have the server validate and default it without persisting it.`)
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Print the created object as yaml, json or name instead of a message.")
