@@ -266,7 +266,17 @@ func (b *Backend) prepare(inst *v1beta1.ETCDInstance) (string, *instanceState, e
 		return "", nil, err
 	}
 	if st.TLS {
-		if err := ensurePKI(dir, inst.Namespace, inst.Name); err != nil {
+		newCA, err := ensurePKI(dir, inst.Namespace, inst.Name)
+		if newCA && len(st.Members) > 0 {
+			// The CA's files were deleted (the fix for a damaged CA) and a new CA issued the
+			// certificates again. etcd reads its trusted CA only at start: running members
+			// would refuse each other's and the controller's new certificates, so they
+			// restart, all at once since no mix of old and new trust can talk, and the
+			// ensureRunning that follows starts them again from their data.
+			klog.InfoS("A new CA was made for the instance: restarting its members to trust it", "instance", klog.KObj(inst))
+			b.stopInstance(dir, st)
+		}
+		if err != nil {
 			return "", nil, err
 		}
 	}
@@ -443,26 +453,29 @@ func (b *Backend) loadOrInit(dir string, inst *v1beta1.ETCDInstance) (*instanceS
 // issues a certificate again once two thirds of its lifetime (a year) passed, or when it is
 // damaged or no longer fits: the members read their files at each handshake, so a renewed
 // certificate is served without a restart, and the client certificate users copy stays
-// valid until its own end.
-func ensurePKI(dir, namespace, name string) error {
+// valid until its own end. It reports whether it made a new CA, which the members, reading
+// their trusted CA only at start, do not trust until they restart.
+func ensurePKI(dir, namespace, name string) (newCA bool, err error) {
 	p := filepath.Join(dir, pkiDir)
+	_, statErr := os.Stat(filepath.Join(p, caName+".crt"))
+	newCA = errors.Is(statErr, os.ErrNotExist)
 	ca, err := pki.LoadOrCreateCA(p, caName, fmt.Sprintf("etcdaas %s/%s CA", namespace, name))
 	if err != nil {
-		return err
+		return false, err
 	}
 	hosts := pki.Request{DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
 	server := hosts
 	server.CommonName, server.Usage = name+"-server", pki.ServerUsage
 	if _, err := ca.LoadOrReissue(p, serverName, server); err != nil {
-		return err
+		return newCA, err
 	}
 	peer := hosts
 	peer.CommonName, peer.Usage = peerCommonName(name), pki.ServerUsage|pki.ClientUsage
 	if _, err := ca.LoadOrReissue(p, peerName, peer); err != nil {
-		return err
+		return newCA, err
 	}
 	_, err = ca.LoadOrReissue(p, clientName, pki.Request{CommonName: "root", Usage: pki.ClientUsage})
-	return err
+	return newCA, err
 }
 
 // peerCommonName is the common name of the members' peer certificate of instance name, the

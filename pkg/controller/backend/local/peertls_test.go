@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/pki"
 )
 
@@ -140,4 +142,46 @@ func servedCertificate(t *testing.T, url string) *x509.Certificate {
 	}
 	defer func() { _ = conn.Close() }()
 	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// TestDeletedCAFilesGiveANewCAMembersTrust: deleting a TLS instance's CA files is how a
+// person replaces a damaged CA (pki.LoadOrCreateCA's error says so). The next Sync makes a
+// new CA and issues the certificates again from it; the running members, which read their
+// trusted CA only at start, must restart onto it. Before, they kept the old CA and refused
+// each other's and the controller's new certificates: every member unreachable (0/3 ready)
+// until the whole server was restarted.
+func TestDeletedCAFilesGiveANewCAMembersTrust(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	defer func() { _ = b.Close() }()
+	inst := instance("newca", 3, true)
+	converge(t, b, inst)
+	pkiDir := filepath.Join(dir, "instances", "ns", "newca", pkiDir)
+	old := certFile(t, pkiDir, caName)
+	for _, f := range []string{caName + ".crt", caName + ".key"} {
+		if err := os.Remove(filepath.Join(pkiDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var res *backend.Result
+	var err error
+	for ctx.Err() == nil {
+		if res, err = b.Sync(ctx, inst); err == nil && res.Converged && res.Ready() == 3 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil || res == nil || !res.Converged || res.Ready() != 3 {
+		t.Fatalf("after the CA files were deleted: %+v, %v; want 3 ready members trusting the new CA", res, err)
+	}
+	if certFile(t, pkiDir, caName).Equal(old) {
+		t.Fatal("the CA was not made anew")
+	}
+	for _, m := range res.Members {
+		if code, err := getWithCert(t, pkiDir, "client", m.ClientURL+"/version"); err != nil || code != http.StatusOK {
+			t.Fatalf("%s with the new client certificate: %d, %v", m.Name, code, err)
+		}
+	}
 }
