@@ -309,14 +309,6 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(inst), DefaultMode: ptr.To[int32](0o440)},
 		}})
 	}
-	probe := func(path string, failures int32) *corev1.Probe {
-		return &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: path, Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
-			}},
-			PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
-		}
-	}
 	return corev1.PodSpec{
 		Containers: []corev1.Container{{
 			Name:    "etcd",
@@ -335,8 +327,8 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 			// reports once one raises it and which the controller clears by defragmenting
 			// (an unready cluster could not be defragmented). Live: it serves local reads;
 			// restarting a member never cleared an alarm.
-			ReadinessProbe: probe(etcdcluster.ReadinessPath, 3),
-			LivenessProbe:  probe(etcdcluster.LivenessPath, 8),
+			ReadinessProbe: memberProbe(etcdcluster.ReadinessPath, 3),
+			LivenessProbe:  memberProbe(etcdcluster.LivenessPath, 8),
 			// spec.resources, with the backend's defaults (memberResources).
 			Resources: memberResources(inst),
 			SecurityContext: &corev1.SecurityContext{
@@ -368,6 +360,17 @@ func (b *Backend) memberPodSpec(inst *v1beta1.ETCDInstance, image string, mc mem
 				},
 			}},
 		}},
+	}
+}
+
+// memberProbe asks a member's metrics port for path every 5 seconds and fails after
+// failures answers in a row that are not a success.
+func memberProbe(path string, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromInt32(MetricsPort), Scheme: corev1.URISchemeHTTP,
+		}},
+		PeriodSeconds: 5, TimeoutSeconds: 3, FailureThreshold: failures,
 	}
 }
 
