@@ -163,21 +163,10 @@ func (b *Backend) memberImage(ctx context.Context, inst *v1beta1.ETCDInstance) (
 	if getErr != nil {
 		return "", nil, getErr
 	}
-	if current := templateImage(sts); current != "" && metav1.IsControlledBy(sts, inst) {
+	if current := etcdImage(&sts.Spec.Template.Spec); current != "" && metav1.IsControlledBy(sts, inst) {
 		return current, pe, nil
 	}
 	return "", nil, err
-}
-
-// templateImage is the image of the etcd container of the StatefulSet's pod template, ""
-// when it has none.
-func templateImage(sts *appsv1.StatefulSet) string {
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == "etcd" {
-			return c.Image
-		}
-	}
-	return ""
 }
 
 // step observes the members of the instance of v, whose objects exist, then either resumes

@@ -23,7 +23,7 @@ func TestUnsupportedVersionKeepsTheMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := templateImage(sts)
+	image := etcdImage(&sts.Spec.Template.Spec)
 	for i := range 3 {
 		if err := f.client.CoreV1().Pods("ns").Delete(ctx, "db-"+string(rune('0'+i)), metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
@@ -55,7 +55,7 @@ func TestUnsupportedVersionKeepsTheMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := templateImage(sts); got != image || *sts.Spec.Replicas != 4 {
+	if got := etcdImage(&sts.Spec.Template.Spec); got != image || *sts.Spec.Replicas != 4 {
 		t.Fatalf("StatefulSet after the scale-up: image %s, %d replicas; want %s, 4", got, *sts.Spec.Replicas, image)
 	}
 

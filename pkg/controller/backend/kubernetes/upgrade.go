@@ -200,7 +200,7 @@ func (r *roll) podOutdated(pod *corev1.Pod) bool { return r.v.podOutdated(pod) }
 
 // podOutdated reports whether a member pod was made from an older template than the view's.
 func (v *instanceView) podOutdated(pod *corev1.Pod) bool {
-	return podImage(pod) != v.image || podResourcesRecord(pod) != v.resourcesRecord || !v.trust.accepts(podTrustRecord(pod))
+	return etcdImage(&pod.Spec) != v.image || podResourcesRecord(pod) != v.resourcesRecord || !v.trust.accepts(podTrustRecord(pod))
 }
 
 // renewLearnerPod makes the pod of the learner with ordinal o, which does not serve, anew when
@@ -249,9 +249,10 @@ func stepResources(step *rollStep) string {
 	return step.Resources
 }
 
-// podImage is the image of a member pod's etcd container, "" when it has none.
-func podImage(pod *corev1.Pod) string {
-	for _, c := range pod.Spec.Containers {
+// etcdImage is the image of the etcd container of a member pod, or of the StatefulSet's pod
+// template, "" when it has none.
+func etcdImage(spec *corev1.PodSpec) string {
+	for _, c := range spec.Containers {
 		if c.Name == "etcd" {
 			return c.Image
 		}
@@ -279,8 +280,8 @@ func (r *roll) upToDate(name string) (bool, string) {
 	switch {
 	case pod == nil || pod.DeletionTimestamp != nil:
 		return false, "its pod is being recreated"
-	case podImage(pod) != r.v.image:
-		return false, fmt.Sprintf("its pod runs %s", podImage(pod))
+	case etcdImage(&pod.Spec) != r.v.image:
+		return false, fmt.Sprintf("its pod runs %s", etcdImage(&pod.Spec))
 	case podResourcesRecord(pod) != r.v.resourcesRecord:
 		return false, fmt.Sprintf("its pod has %s", describeRecord(podResourcesRecord(pod)))
 	case !r.v.trust.accepts(podTrustRecord(pod)):
