@@ -240,16 +240,18 @@ func (b *Backend) connectView(v *instanceView) (membership, error) {
 	return b.connect(access)
 }
 
-// reportQuorumLoss asks every member for its status and, when fewer than a quorum of the
-// voting members answer, fills res with the loss (the members that answer, why the others'
-// pods do not run, and with listUnhealthy what each member that did not answer said) and
-// reports true.
+// reportQuorumLoss asks every member for its status, for a look that could not list the
+// members, and sets res.Members to what each answered: a member that answers is ready though
+// the list failed (a linearizable list can time out while the leader changes, say, during a
+// roll). When fewer than a quorum of the voting members answer it fills res with the loss
+// (why the others' pods do not run, and with listUnhealthy what each member that did not
+// answer said) and reports true.
 func (b *Backend) reportQuorumLoss(ctx context.Context, v *instanceView, cluster membership, res *backend.Result, listUnhealthy bool) (bool, error) {
 	statuses := cluster.Statuses(ctx)
+	res.Members = v.answeringMembers(statuses)
 	if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost == "" {
 		return false, nil
 	}
-	res.Members = v.answeringMembers(statuses)
 	if listUnhealthy {
 		var unhealthy []string
 		for i, st := range statuses {

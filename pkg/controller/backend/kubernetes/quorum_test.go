@@ -70,3 +70,22 @@ func TestQuorumLossWithoutAReadyPod(t *testing.T) {
 		t.Fatalf("a first member starting: %+v, %v", res, err)
 	}
 }
+
+// A look whose member list fails (a linearizable request, which can time out while the
+// leader changes) reports the members as they answered their status: two of three serving
+// during a member's restart are ready, not three members down (READY 0/3 for a moment of a
+// healthy roll), and the list's error says what is wrong.
+func TestFailedMemberListReportsTheMembersThatAnswer(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	cluster.listErr = errors.New("listing members: context deadline exceeded")
+	cluster.statuses[2] = etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	f := newStepsFixture(t, 3, 3, 2, cluster)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || res.QuorumLost != "" || res.Unhealthy != cluster.listErr.Error() || res.Step != "" {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	if len(res.Members) != 3 || res.Ready() != 2 || res.Members[2].Ready || res.Members[0].ID != "64" || !res.Members[0].Leader {
+		t.Errorf("members %+v: want db-0 (the leader) and db-1 ready, db-2 not", res.Members)
+	}
+}
