@@ -46,11 +46,11 @@ prefetch:
 	@mkdir -p $(OUTPUT)
 	@hack/tools/prefetch.sh > $(OUTPUT)/prefetch.log 2>&1 &
 
-## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl, versitygw, promtool (pinned; built once)
+## tools: kube-apiserver, kube-controller-manager, kubectl, etcd, etcdutl, versitygw, promtool, gotestsum (pinned; built once)
 tools:
 	hack/tools/build.sh
 
-# tools-control-plane: what the tests before the last step need: `make tools` but promtool.
+# tools-control-plane: what the tests before the last step need: `make tools` but promtool and gotestsum.
 tools-control-plane:
 	hack/tools/build.sh --control-plane
 
@@ -93,8 +93,11 @@ LAST_PACKAGES = ./test/cluster/... ./test/monitoring/...
 SLOW_PACKAGES = ./test/integration ./pkg/controller/backend/local ./test/e2e ./hack/images
 FIRST_PACKAGES = $$({ $(GO) list $(SLOW_PACKAGES); $(GO) list ./...; } | grep -v -e '/test/cluster' -e '/test/monitoring' | awk '!seen[$$0]++')
 FIRST_PARALLEL = 3
-# What only the last step needs: promtool, the node's binaries and Debian packages.
-LATER_TOOLS = hack/tools/build.sh promtool && hack/tools/build.sh --node && hack/tools/debs.sh
+# What only the last step needs: promtool, gotestsum, the node's binaries and Debian packages.
+LATER_TOOLS = hack/tools/build.sh promtool gotestsum && hack/tools/build.sh --node && hack/tools/debs.sh
+# The last step's runner: `go test -v` as it prints, then every failed test's output again at
+# the end, where a log read from its end shows what failed.
+LAST_STEP_RUN = $(BIN)/gotestsum --format standard-verbose --raw-command -- $(GO) test -json
 
 ## test: everything — verify, unit, integration and e2e, then the cluster tier and the alerting rules
 # The later tools are built from the start at the lowest CPU priority, next to verify, the
@@ -112,7 +115,7 @@ test: prefetch
 	[ $$first -eq 0 ] || kill -- -$$later 2>/dev/null; \
 	wait $$later; built=$$?; cat $(OUTPUT)/tools-later.log; \
 	[ $$first -eq 0 ] && [ $$built -eq 0 ]
-	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m $(LAST_PACKAGES)
+	$(LAST_STEP_RUN) $(GO_TEST_FLAGS) -timeout 30m $(LAST_PACKAGES)
 
 ## test-unit: the packages under pkg/ and cmd/
 test-unit:
@@ -128,7 +131,7 @@ test-e2e: tools build
 
 ## test-cluster: deploy/aggregated on a real node (kubelet, containerd, kube-proxy, CoreDNS); as root
 test-cluster: tools tools-node
-	$(GO) test $(GO_TEST_FLAGS) -v -timeout 30m ./test/cluster/...
+	$(LAST_STEP_RUN) $(GO_TEST_FLAGS) -timeout 30m ./test/cluster/...
 
 ## test-monitoring: the monitoring component's alerting rules, checked and unit-tested by promtool
 test-monitoring:

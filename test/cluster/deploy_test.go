@@ -170,25 +170,37 @@ func waitAPIServiceAvailable(ctx context.Context, c *node.Cluster, name string) 
 	})
 }
 
-// dumpNamespace logs the pods, events and logs of a namespace, for failures.
+// dumpNamespace writes the ETCDInstances, pods, events and pod logs of a namespace, for a
+// failure, to a file of the work directory (kept after a failure) and logs its path: the
+// test's output stays short enough that its failures are read at its end.
 func dumpNamespace(t *testing.T, c *node.Cluster, ns string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	k := c.AdminKubectl()
+	var out strings.Builder
 	for _, args := range [][]string{
+		{"get", "etcdinstances.etcdaas.dev", "-n", ns, "-o", "yaml"},
 		{"get", "pods,pvc,statefulsets,deployments", "-n", ns, "-o", "wide"},
 		{"get", "events", "-n", ns, "--sort-by=.lastTimestamp"},
 	} {
-		t.Logf("%s", k.Run(ctx, "", args...))
+		fmt.Fprintf(&out, "%s\n", k.Run(ctx, "", args...))
 	}
-	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
+	if pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(&out, "%s\n", k.Run(ctx, "", "logs", "-n", ns, p.Name, "--all-containers", "--tail=30"))
+		}
+	}
+	path := filepath.Join(c.Dir, "dumps", fmt.Sprintf("%s-%s.txt", ns, time.Now().Format("150405.000")))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Logf("dumping namespace %s: %v\n%s", ns, err, out.String())
 		return
 	}
-	for _, p := range pods.Items {
-		t.Logf("%s", k.Run(ctx, "", "logs", "-n", ns, p.Name, "--all-containers", "--tail=30"))
+	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+		t.Logf("dumping namespace %s: %v\n%s", ns, err, out.String())
+		return
 	}
+	t.Logf("namespace %s (ETCDInstances, pods, events, pod logs) dumped to %s", ns, path)
 }
 
 // kubectl returns the kubectl at path for the admin, with kubectl-etcdaas on its PATH.

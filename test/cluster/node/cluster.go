@@ -259,9 +259,6 @@ func (c *Cluster) stop(names ...string) error {
 // cleanupHost stops everything and undoes every host change, even after a failure.
 func (c *Cluster) cleanupHost() {
 	start := time.Now()
-	if c.t.Failed() {
-		c.DumpLogs(80)
-	}
 	c.drainWorkloads()
 	if c.provisioner != nil {
 		c.provisioner.Stop()
@@ -281,7 +278,9 @@ func (c *Cluster) cleanupHost() {
 		if err := trimWorkDir(c.Dir); err != nil {
 			c.t.Errorf("removing the images and volumes of %s: %v", c.Dir, err)
 		}
-		c.t.Logf("work directory kept for inspection (logs and configuration; images and volumes removed): %s", c.Dir)
+		// The logs are read there, not here: the output of the test stays short enough that
+		// the failures printed at its end are read.
+		c.t.Logf("work directory kept for inspection (images and volumes removed): %s: the components' logs in logs/, the pods' in pod-logs/, namespaces dumped at failures in dumps/", c.Dir)
 	} else if err := os.RemoveAll(c.Dir); err != nil {
 		c.t.Errorf("removing %s: %v", c.Dir, err)
 	}
