@@ -69,15 +69,13 @@ func testFailedRoll(t *testing.T, e *etcdaasInstall, ns, name, good string, figs
 
 	resumed := time.Now()
 	mustRun(t, pinned, "", "patch", "etcdinstances.etcdaas.dev", name, "-n", ns, "--type=merge", "-p", `{"spec":{"version":"`+good+`"}}`)
-	_, err = e.waitVersion(ctx, ns, name, good, 4*time.Minute, func(inst *v1beta1.ETCDInstance) {
-		if inst.Status.Phase != v1beta1.PhaseRunning {
-			t.Errorf("phase %s while the roll goes back: %s", inst.Status.Phase, describe(inst))
-		}
-	})
+	var back rollObserver
+	_, err = e.waitVersion(ctx, ns, name, good, 4*time.Minute, back.observe)
 	if err != nil {
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
 	}
+	back.check(t, "the roll back")
 	figs.add(t, "spec.version back -> Running", time.Since(resumed))
 	if img := e.podImage(t, ns, victim); img == image {
 		t.Errorf("member %s still runs the broken image", victim)
@@ -100,19 +98,13 @@ func testFailedRoll(t *testing.T, e *etcdaasInstall, ns, name, good string, figs
 func waitRollStalled(t *testing.T, ctx context.Context, e *etcdaasInstall, ns, name string) *metav1.Condition {
 	t.Helper()
 	var stalled *metav1.Condition
-	// What went wrong while the roll ran, reported once after it: the first instance seen in
-	// another phase than Running, and the most members seen not ready at once.
-	var notRunning string
-	maxDown := 0
+	var roll rollObserver
 	err := framework.Poll(ctx, 500*time.Millisecond, 4*time.Minute, "the roll to "+brokenRelease+" stopped", func(ctx context.Context) (bool, error) {
 		inst, err := e.getInstance(ctx, ns, name)
 		if err != nil {
 			return false, err
 		}
-		if inst.Status.Phase != v1beta1.PhaseRunning && notRunning == "" {
-			notRunning = describe(inst)
-		}
-		maxDown = max(maxDown, notReady(inst))
+		roll.observe(inst)
 		c := meta.FindStatusCondition(inst.Status.Conditions, "Degraded")
 		if inst.Status.ObservedGeneration >= inst.Generation && c != nil && c.Status == metav1.ConditionTrue && c.Reason == "UpgradeFailed" {
 			stalled = c
@@ -124,13 +116,39 @@ func waitRollStalled(t *testing.T, ctx context.Context, e *etcdaasInstall, ns, n
 		dumpNamespace(t, e.c, ns)
 		t.Fatal(err)
 	}
-	if notRunning != "" {
-		t.Errorf("not Running during the failed roll: %s", notRunning)
-	}
-	if maxDown > 1 {
-		t.Errorf("%d members not ready at once during the failed roll, want at most one", maxDown)
-	}
+	roll.check(t, "the failed roll")
 	return stalled
+}
+
+// rollObserver keeps what went wrong while a roll ran, to report once after it: the first
+// instance seen in another phase than Running, and the one seen with the most members not
+// ready at once.
+type rollObserver struct {
+	notRunning string
+	maxDown    int
+	worst      string
+}
+
+// observe notes one look at the instance during the roll.
+func (o *rollObserver) observe(inst *v1beta1.ETCDInstance) {
+	if inst.Status.Phase != v1beta1.PhaseRunning && o.notRunning == "" {
+		o.notRunning = describe(inst)
+	}
+	if n := notReady(inst); n > o.maxDown {
+		o.maxDown, o.worst = n, describe(inst)
+	}
+}
+
+// check fails t if the instance left the Running phase, or had more than one member not
+// ready at once, during the roll (what names it).
+func (o *rollObserver) check(t *testing.T, what string) {
+	t.Helper()
+	if o.notRunning != "" {
+		t.Errorf("not Running during %s: %s", what, o.notRunning)
+	}
+	if o.maxDown > 1 {
+		t.Errorf("%d members not ready at once during %s, want at most one: %s", o.maxDown, what, o.worst)
+	}
 }
 
 // notReady counts the members the status reports not ready.
