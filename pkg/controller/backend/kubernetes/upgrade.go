@@ -439,7 +439,7 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 		why += ": " + problem
 	}
 	res.StalledReason = string(backend.ReasonUpgradeFailed)
-	res.Stalled = fmt.Sprintf("the roll to image %s with %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version or spec.resources changes",
+	res.Stalled = fmt.Sprintf("The roll to image %s with %s stopped: member %s is not up to date %s after its restart: %s; no other member is restarted until it is, or spec.version or spec.resources changes",
 		step.Image, describeRecord(stepResources(step)), step.Member, waited.Round(time.Second), why)
 	if step.Failed {
 		return nil
