@@ -271,7 +271,7 @@ func (c *Cluster) cleanupHost() {
 	errs = append(errs, c.stop(framework.KubeControllerManager, framework.KubeAPIServer, framework.Etcd))
 	errs = append(errs, tearDownHost(c.state, c.nft))
 	if err := errors.Join(errs...); err != nil {
-		c.t.Errorf("cleaning the host up: %v", err)
+		c.t.Errorf("cleaning the host up: %v (work directory kept whole: %s)", err, c.Dir)
 		return
 	}
 	if c.t.Failed() {
