@@ -643,8 +643,20 @@ func (b *Backend) resumeLearner(ctx context.Context, v *instanceView, cluster me
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
 	b.forgetLearner(v, m.ID)
+	markPromoted(res, name)
 	res.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, etcdcluster.FormatID(m.ID))
 	return nil
+}
+
+// markPromoted has the member name of res, a learner the step promoted, report as the voting
+// member it now is: the status the look writes then says so, and a later look that cannot
+// list the members does not take it for a learner (presumedLearner).
+func markPromoted(res *backend.Result, name string) {
+	for i := range res.Members {
+		if res.Members[i].Name == name {
+			res.Members[i].Learner = false
+		}
+	}
 }
 
 // behindLeader reports whether err, a failed promotion, means that the learner is still behind

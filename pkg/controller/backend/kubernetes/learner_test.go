@@ -33,6 +33,11 @@ func TestALearnerIsPromotedWhileAnotherMemberIsDown(t *testing.T) {
 	if err != nil || !slices.Equal(cluster.promoted, []uint64{103}) {
 		t.Fatalf("sync: %+v, %v, promoted %v", res, err, cluster.promoted)
 	}
+	// The status says what the step did: db-3 votes (a later look that cannot list the
+	// members does not take it for a learner).
+	if m := res.Members[3]; m.Name != "db-3" || m.Learner {
+		t.Fatalf("the promoted member reports %+v, want db-3 voting", m)
+	}
 
 	// A learner that does not serve yet is not promoted.
 	cluster = healthyCluster(4)

@@ -496,6 +496,7 @@ func (b *Backend) promoteWhenServing(ctx context.Context, v *instanceView, clust
 	}
 	// Its wait as a learner does not count against the voting member it now is (repair).
 	b.forgetLearner(v, learner.ID)
+	markPromoted(obs.result, name)
 	obs.result.Record(backend.ReasonMemberPromoted, "Promoted member %s (ID %s) to a voting member", name, learner.IDString())
 	return true, nil
 }

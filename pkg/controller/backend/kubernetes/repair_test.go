@@ -173,6 +173,9 @@ func TestRepairReplacesAMemberWhoseVolumeWasReplaced(t *testing.T) {
 	if err != nil || !slices.Equal(cluster.promoted, []uint64{201}) || reasons(res) != "MemberPromoted,MemberReplaced" {
 		t.Fatalf("promotion: %+v, %v, promoted %v", res, err, cluster.promoted)
 	}
+	if m := res.Members[1]; m.Name != "db-1" || m.ID != "c9" || m.Learner {
+		t.Fatalf("the promoted member reports %+v, want db-1 (ID c9) voting", m)
+	}
 	if note := res.Events[1].Note; !strings.Contains(note, "Replaced member db-1 (ID 65) with a new member db-1 (ID c9)") {
 		t.Fatalf("MemberReplaced %q", note)
 	}
