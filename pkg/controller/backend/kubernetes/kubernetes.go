@@ -285,11 +285,13 @@ func (b *Backend) noReadyMember(ctx context.Context, v *instanceView, cluster me
 }
 
 // answeringMembers describes the members that have a pod with what each reported about
-// itself (statuses in ordinal order), when the membership cannot be listed.
+// itself (statuses in ordinal order), when the membership cannot be listed. A member that
+// does not answer is a learner when it is taken for one (presumedLearner).
 func (v *instanceView) answeringMembers(statuses []etcdcluster.EndpointStatus) []v1beta1.MemberStatus {
 	members := v.podMembers()
 	for i := range members {
 		if i >= len(statuses) || statuses[i].MemberID == 0 {
+			members[i].Learner = v.presumedLearner(i)
 			continue
 		}
 		st := statuses[i]
@@ -312,17 +314,46 @@ func downOrdinals(statuses []etcdcluster.EndpointStatus) []int {
 }
 
 // quorumLoss explains, when the membership cannot be listed, that fewer than a majority of
-// the members with a pod answer at all (statuses in ordinal order), or returns "".
+// the voting members with a pod answer at all (statuses in ordinal order), or returns "". A
+// learner is not a voting member: one that answers says it is one, one that does not is one
+// when it is taken for one (presumedLearner), such as the learner of a scale-up whose pod
+// is starting.
 func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string {
 	var voting, down []string
 	for i := range v.replicas() {
 		name := backend.MemberName(v.inst.Name, i)
+		answered := i < len(statuses) && statuses[i].MemberID != 0
+		if (answered && statuses[i].IsLearner) || (!answered && v.presumedLearner(i)) {
+			continue
+		}
 		voting = append(voting, name)
-		if i >= len(statuses) || statuses[i].MemberID == 0 {
+		if !answered {
 			down = append(down, name)
 		}
 	}
 	return backend.QuorumLoss(voting, down)
+}
+
+// presumedLearner reports whether the member of the pod with ordinal o, which did not answer
+// at a look that could not list the members, is taken for a learner: the instance's status,
+// as the last look wrote it, lists members and either has it as a learner or does not have
+// it at all (a member added since, which etcd adds as a learner). The look that promotes a
+// learner writes it as voting (markPromoted), so only a status older than that (the copy of
+// the instance this look works from lagging the last write) takes a voting member for a
+// learner; with an odd number of voting members, leaving one that does not answer out of
+// both the voting members and those down does not change whether a quorum answers.
+func (v *instanceView) presumedLearner(o int) bool {
+	last := v.inst.Status.Members
+	if len(last) == 0 {
+		return false
+	}
+	name := backend.MemberName(v.inst.Name, o)
+	for _, m := range last {
+		if m.Name == name {
+			return m.Learner
+		}
+	}
+	return true
 }
 
 // instanceView is what a Sync works from: the instance, its etcd image, its StatefulSet and,

@@ -3,12 +3,15 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1beta1 "github.com/etcdaas/etcdaas/pkg/apis/etcdaas/v1beta1"
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
 )
@@ -87,5 +90,57 @@ func TestFailedMemberListReportsTheMembersThatAnswer(t *testing.T) {
 	}
 	if len(res.Members) != 3 || res.Ready() != 2 || res.Members[2].Ready || res.Members[0].ID != "64" || !res.Members[0].Leader {
 		t.Errorf("members %+v: want db-0 (the leader) and db-1 ready, db-2 not", res.Members)
+	}
+}
+
+// A look whose member list fails while a learner's pod starts (a scale-up) does not count the
+// learner as a voting member that is down: one voting member serving with a learner starting
+// is not a quorum loss (it was: phase Failed and a QuorumLost Warning Event for a look), nor
+// are two of three voting members serving while a fourth member's learner starts. The
+// learner is the one the last status recorded as such, or did not record at all (added
+// since). Two of three voting members down is still a loss, the learner aside.
+func TestFailedMemberListDoesNotCountAStartingLearnerAsVoting(t *testing.T) {
+	ctx := context.Background()
+	down := etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")}
+	voter := func(name string) v1beta1.MemberStatus { return v1beta1.MemberStatus{Name: name, Ready: true} }
+	for _, tc := range []struct {
+		name     string
+		voters   int
+		last     []v1beta1.MemberStatus
+		down     []int
+		lost     string
+		learners []int
+	}{
+		{name: "a scale-up's learner, recorded", voters: 1, last: []v1beta1.MemberStatus{voter("db-0"), {Name: "db-1", Learner: true}}, learners: []int{1}},
+		{name: "a scale-up's learner, added since the last status", voters: 1, last: []v1beta1.MemberStatus{voter("db-0")}, learners: []int{1}},
+		{name: "a voting member down and a learner starting", voters: 3, last: []v1beta1.MemberStatus{voter("db-0"), voter("db-1"), voter("db-2")}, down: []int{2}, learners: []int{3}},
+		{name: "two of three voting members down", voters: 3, last: []v1beta1.MemberStatus{voter("db-0"), voter("db-1"), voter("db-2")}, down: []int{1, 2}, learners: []int{3},
+			lost: "quorum lost: 2 of 3 voting members do not answer (db-1, db-2); 2 are needed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster := healthyCluster(tc.voters)
+			cluster.members = append(cluster.members, etcdcluster.Member{ID: 201, PeerURLs: []string{fmt.Sprintf(peerURLFormat, tc.voters)}, IsLearner: true})
+			cluster.statuses = append(cluster.statuses, down) // the learner's pod starts
+			for _, o := range tc.down {
+				cluster.statuses[o] = down
+			}
+			cluster.listErr = errors.New("listing members: context deadline exceeded")
+			pods := int32(tc.voters + 1)
+			f := newStepsFixture(t, pods, pods, pods-1-int32(len(tc.down)), cluster)
+			f.inst.Status.Members = tc.last
+			res, err := f.b.Sync(ctx, f.inst)
+			if err != nil || res.QuorumLost != tc.lost {
+				t.Fatalf("sync: quorum lost %q (want %q), %v", res.QuorumLost, tc.lost, err)
+			}
+			var learners []int
+			for i, m := range res.Members {
+				if m.Learner {
+					learners = append(learners, i)
+				}
+			}
+			if !slices.Equal(learners, tc.learners) {
+				t.Errorf("members %+v: learners %v, want %v", res.Members, learners, tc.learners)
+			}
+		})
 	}
 }
