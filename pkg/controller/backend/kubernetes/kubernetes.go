@@ -288,10 +288,10 @@ func (b *Backend) noReadyMember(ctx context.Context, v *instanceView, cluster me
 // itself (statuses in ordinal order), when the membership cannot be listed. A member that
 // does not answer is a learner when it is taken for one (presumedLearner).
 func (v *instanceView) answeringMembers(statuses []etcdcluster.EndpointStatus) []v1beta1.MemberStatus {
-	members := v.podMembers()
+	members, learner := v.podMembers(), v.presumedLearner(statuses)
 	for i := range members {
 		if i >= len(statuses) || statuses[i].MemberID == 0 {
-			members[i].Learner = v.presumedLearner(i)
+			members[i].Learner = i == learner
 			continue
 		}
 		st := statuses[i]
@@ -320,10 +320,11 @@ func downOrdinals(statuses []etcdcluster.EndpointStatus) []int {
 // is starting.
 func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string {
 	var voting, down []string
+	learner := v.presumedLearner(statuses)
 	for i := range v.replicas() {
 		name := backend.MemberName(v.inst.Name, i)
 		answered := i < len(statuses) && statuses[i].MemberID != 0
-		if (answered && statuses[i].IsLearner) || (!answered && v.presumedLearner(i)) {
+		if (answered && statuses[i].IsLearner) || i == learner {
 			continue
 		}
 		voting = append(voting, name)
@@ -334,26 +335,41 @@ func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string 
 	return backend.QuorumLoss(voting, down)
 }
 
-// presumedLearner reports whether the member of the pod with ordinal o, which did not answer
-// at a look that could not list the members, is taken for a learner: the instance's status,
-// as the last look wrote it, lists members and either has it as a learner or does not have
-// it at all (a member added since, which etcd adds as a learner). The look that promotes a
-// learner writes it as voting (markPromoted), so only a status older than that (the copy of
-// the instance this look works from lagging the last write) takes a voting member for a
-// learner; with an odd number of voting members, leaving one that does not answer out of
-// both the voting members and those down does not change whether a quorum answers.
-func (v *instanceView) presumedLearner(o int) bool {
-	last := v.inst.Status.Members
-	if len(last) == 0 {
-		return false
+// presumedLearner is the ordinal of the member taken for a learner, at a look that could not
+// list the members (statuses in ordinal order), -1 for none. etcd has one learner at a time:
+// when a member answers as a learner, that one; otherwise a member that does not answer and
+// that the instance's status, as the last look wrote it, does not have at all (a member added
+// since, which etcd adds as a learner: the highest such ordinal, since the controller adds
+// them in order), or else has as a learner. Without members in the status none is. The look
+// that promotes a learner writes it as voting (markPromoted), so only a status older than
+// that (the copy of the instance this look works from lagging the last write) takes a voting
+// member for a learner; with an odd number of voting members, leaving one that does not
+// answer out of both the voting members and those down does not change whether a quorum
+// answers.
+func (v *instanceView) presumedLearner(statuses []etcdcluster.EndpointStatus) int {
+	last := map[string]v1beta1.MemberStatus{}
+	for _, m := range v.inst.Status.Members {
+		last[m.Name] = m
 	}
-	name := backend.MemberName(v.inst.Name, o)
-	for _, m := range last {
-		if m.Name == name {
-			return m.Learner
+	if len(last) == 0 || slices.ContainsFunc(statuses, func(st etcdcluster.EndpointStatus) bool { return st.MemberID != 0 && st.IsLearner }) {
+		return -1
+	}
+	added, recorded := -1, -1
+	for o := range v.replicas() {
+		if o < len(statuses) && statuses[o].MemberID != 0 {
+			continue
+		}
+		switch m, ok := last[backend.MemberName(v.inst.Name, o)]; {
+		case !ok:
+			added = o
+		case m.Learner:
+			recorded = o
 		}
 	}
-	return true
+	if added >= 0 {
+		return added
+	}
+	return recorded
 }
 
 // instanceView is what a Sync works from: the instance, its etcd image, its StatefulSet and,
