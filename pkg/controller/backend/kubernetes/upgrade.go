@@ -419,8 +419,13 @@ func (b *Backend) checkRollStep(ctx context.Context, r *roll) (bool, error) {
 		if !r.v.trust.single && r.v.trust.record != "" {
 			trusting = fmt.Sprintf(", trusting every CA of Secret %s", TLSSecretName(r.v.inst))
 		}
+		// Recorded once the step's end is written: a look that fails to write it leaves the
+		// step to the next, which finds it as it was and records it then, once.
+		if err := b.writeRollStep(ctx, r.v, nil); err != nil {
+			return true, err
+		}
 		res.Record(backend.ReasonMemberUpgraded, "Member %s runs etcd %s (was %s) on image %s with %s%s", member, ms.Version, from, r.v.image, describeResources(r.v.resources), trusting)
-		return true, b.writeRollStep(ctx, r.v, nil)
+		return true, nil
 	}
 	res.StepReason = backend.StepUpgrading
 	res.Step = fmt.Sprintf("%s; waiting for member %s: %s", r.progress(len(r.outdated())), step.Member, why)
@@ -444,10 +449,14 @@ func (b *Backend) failStepAfterTimeout(ctx context.Context, v *instanceView, ste
 	if step.Failed {
 		return nil
 	}
-	res.Record(backend.ReasonUpgradeFailed, "%s", res.Stalled)
+	// Recorded once the failure is written (step.Failed), so that it is recorded once.
 	failed := *step
 	failed.Failed = true
-	return b.writeRollStep(ctx, v, &failed)
+	if err := b.writeRollStep(ctx, v, &failed); err != nil {
+		return err
+	}
+	res.Record(backend.ReasonUpgradeFailed, "%s", res.Stalled)
+	return nil
 }
 
 // rollWithoutReadyMember follows a roll step while no member pod is ready, which is how a

@@ -486,3 +486,50 @@ func TestRollStepSurvivesAConflictingStatefulSetUpdate(t *testing.T) {
 		t.Fatalf("after the conflict: status %+v, roll step %q", sts.Status, sts.Annotations[annotationRollStep])
 	}
 }
+
+// failStatefulSetUpdateOnce makes the next update of the StatefulSet fail with a server
+// timeout, an error the update is not retried on.
+func failStatefulSetUpdateOnce(f *stepsFixture) {
+	armed := true
+	f.client.PrependReactor("update", "statefulsets", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if !armed || action.GetSubresource() != "" {
+			return false, nil, nil
+		}
+		armed = false
+		return true, nil, apierrors.NewServerTimeout(action.GetResource().GroupResource(), "update", 1)
+	})
+}
+
+// TestRollStepEventsAreRecordedOnceTheStepIsWritten: a roll step that ends (MemberUpgraded)
+// or fails (UpgradeFailed) is recorded on the StatefulSet; a look whose write of that record
+// fails once records no Event, and the next look, which finds the step as it was, records it
+// once. Before, the first look's Event was recorded anyway and the second recorded it again:
+// two MemberUpgraded Events for one member (two UpgradeFailed Warnings for one failure).
+func TestRollStepEventsAreRecordedOnceTheStepIsWritten(t *testing.T) {
+	ctx := context.Background()
+	f := newRollFixture(t)
+	f.sync(t)
+	f.answer(2, "3.7.3")
+	failStatefulSetUpdateOnce(f.stepsFixture)
+	res, err := f.b.Sync(ctx, f.inst)
+	if err == nil || len(res.Events) != 0 {
+		t.Fatalf("a look whose write of the step's end fails: %v, events %+v", err, res.Events)
+	}
+	if res := f.sync(t); reasons(res) != "MemberUpgraded" || !slices.Equal(f.deleted, []string{"db-2", "db-0"}) {
+		t.Fatalf("the next look: restarted %v, %+v", f.deleted, res)
+	}
+
+	// db-0 does not come back: the step fails once its timeout is past.
+	f.clock = f.clock.Add(DefaultUpgradeStepTimeout + time.Second)
+	failStatefulSetUpdateOnce(f.stepsFixture)
+	res, err = f.b.Sync(ctx, f.inst)
+	if err == nil || len(res.Events) != 0 {
+		t.Fatalf("a look whose write of the failed step fails: %v, events %+v", err, res.Events)
+	}
+	if res := f.sync(t); reasons(res) != "UpgradeFailed" || res.Stalled == "" {
+		t.Fatalf("the next look: %+v", res)
+	}
+	if res := f.sync(t); len(res.Events) != 0 || res.Stalled == "" {
+		t.Fatalf("a later look: %+v", res)
+	}
+}
