@@ -195,6 +195,7 @@ func (b *Backend) step(ctx context.Context, v *instanceView) (*backend.Result, e
 		_, err := b.reportQuorumLoss(ctx, v, cluster, res, false)
 		return res, err
 	}
+	b.noteHealthy(v, obs)
 	if obs.result.Unhealthy != "" {
 		if err := b.explainUnready(ctx, inst, obs.result, unreadyOrdinals(inst, obs.result)); err != nil {
 			return obs.result, err
@@ -226,6 +227,18 @@ func (b *Backend) step(ctx context.Context, v *instanceView) (*backend.Result, e
 		return obs.result, nil // every member must be healthy before the next step
 	}
 	return obs.result, b.stepTowardSpec(ctx, v, cluster, obs)
+}
+
+// noteHealthy notes on the health clock every member obs found healthy, whatever step the
+// look then takes: a look that stops before the repair step (a roll, a scale, a replacement
+// under way, for minutes) still saw them serve, so that a member failing again after such a
+// step is unhealthy from then, not from a failure before it (repair would replace it at once).
+func (b *Backend) noteHealthy(v *instanceView, obs *observation) {
+	for _, m := range obs.members {
+		if o := v.ordinal(m, len(obs.members)); o >= 0 && o < len(obs.statuses) && obs.statuses[o].Healthy && obs.statuses[o].MemberID == m.ID {
+			b.health.Healthy(v.healthKey(m.ID))
+		}
+	}
 }
 
 // connectView opens the etcd cluster of the members that have a pod.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 	"github.com/etcdaas/etcdaas/pkg/etcdcluster"
@@ -593,5 +594,49 @@ func TestRepairOffReportsAMemberUnhealthyForLongAsBlocking(t *testing.T) {
 	cluster.statuses[1] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 101, Leader: 100}
 	if res, err := f.b.Sync(ctx, f.inst); err != nil || res.Blocked != "" || !res.Converged {
 		t.Fatalf("serving again: %+v, %v", res, err)
+	}
+}
+
+// TestAMemberSeenHealthyDuringALongStepIsNotReplacedAtItsNextFailure: db-1 fails once, then
+// serves all through a scale-up whose learner takes six minutes to serve (the looks of the
+// scale-up stop before the repair step); once the scale is done, it fails once more. That is
+// a new failure, not one that lasted six minutes: it was seen healthy in between, so it is not
+// replaced (it was: a MemberUnhealthy Warning "unhealthy for 6m0s" and its data discarded).
+func TestAMemberSeenHealthyDuringALongStepIsNotReplacedAtItsNextFailure(t *testing.T) {
+	ctx := context.Background()
+	cluster := healthyCluster(3)
+	f := newStepsFixture(t, 3, 3, 3, cluster)
+	now := time.Unix(1000, 0)
+	f.b.health.Now = func() time.Time { return now }
+	blip := etcdcluster.EndpointStatus{MemberID: 101, Err: errors.New("linearizable read failed: context deadline exceeded")}
+	healthy := cluster.statuses[1]
+
+	cluster.statuses[1] = blip
+	if _, err := f.b.Sync(ctx, f.inst); err != nil {
+		t.Fatal(err)
+	}
+	cluster.statuses[1] = healthy
+	f.inst.Spec.Replicas = ptr.To[int32](4)
+	if res, err := f.b.Sync(ctx, f.inst); err != nil || len(cluster.added) != 1 {
+		t.Fatalf("scale-up: %+v, %v", res, err)
+	}
+	// The learner's pod takes its time; db-1 serves.
+	cluster.statuses = append(cluster.statuses, etcdcluster.EndpointStatus{Err: errors.New("not answering: connection refused")})
+	for range 6 {
+		now = now.Add(time.Minute)
+		if res, err := f.b.Sync(ctx, f.inst); err != nil || res.StepReason != backend.StepAddingMember {
+			t.Fatalf("waiting for the learner: %+v, %v", res, err)
+		}
+	}
+	cluster.statuses[3] = etcdcluster.EndpointStatus{Healthy: true, MemberID: 201, Leader: 100, IsLearner: true}
+	if _, err := f.b.Sync(ctx, f.inst); err != nil || len(cluster.promoted) != 1 {
+		t.Fatalf("promotion: %v, promoted %v", err, cluster.promoted)
+	}
+	cluster.members[3].IsLearner, cluster.statuses[3].IsLearner = false, false
+
+	cluster.statuses[1] = blip
+	res, err := f.b.Sync(ctx, f.inst)
+	if err != nil || len(cluster.removed) != 0 || len(res.Events) != 0 {
+		t.Fatalf("db-1 failing once more: removed %v, %+v, %v", cluster.removed, res, err)
 	}
 }
