@@ -809,6 +809,10 @@ func (b *Backend) stopInstance(dir string, st *instanceState) {
 
 // observe asks every member of st for its health and, when all are healthy, lists the
 // cluster's members. Members that cannot be reached make the result Unhealthy, not an error.
+// A voting member that serves is noted healthy on the repair clock by every look, whatever
+// step it then takes: a join's looks stop before the repair step (for minutes, with a large
+// database), and a member seen serving meanwhile is unhealthy from its next failure on, not
+// from one before (repair would replace it at once).
 func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.Access, st *instanceState) (*backend.Result, []etcdcluster.Member, error) {
 	res := &backend.Result{}
 	endpoints := make([]string, len(st.Members))
@@ -838,6 +842,9 @@ func (b *Backend) observe(ctx context.Context, dir string, access *etcdcluster.A
 		ms = backend.WithEndpointStatus(ms, s)
 		if s.Healthy {
 			ms.Learner = s.IsLearner
+			if m.Phase == phaseVoting {
+				b.health.Healthy(filepath.Join(dir, m.Name))
+			}
 		} else {
 			unhealthy = append(unhealthy, fmt.Sprintf("%s: %v", m.Name, s.Err))
 			if res.MemberProblems == nil {

@@ -112,3 +112,34 @@ func TestAJoinDoesNotHoldUpRepair(t *testing.T) {
 		t.Fatalf("quorum lost while a join waits: %+v, %v", res, err)
 	}
 }
+
+// TestALookThatSeesAMemberServeRestartsItsRepairClock: hc-0 failed once; looks that stop
+// before the repair step (a scale-up's join, for minutes) then see it serve. Its next failure
+// is a new one, not one that lasted since the first: repair would replace it at once
+// ("unhealthy for 6m0s", its data discarded).
+func TestALookThatSeesAMemberServeRestartsItsRepairClock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, now, _ := convergedOnAClock(t, dir, "hc")
+	idir := filepath.Join(dir, "instances", "ns", "hc")
+	key := filepath.Join(idir, "hc-0")
+	b.health.Unhealthy(key)
+	st, err := loadState(idir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	access, err := accessFor(idir, st, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		*now = now.Add(time.Minute)
+		if res, _, err := b.observe(ctx, idir, access, st); err != nil || res.Unhealthy != "" {
+			t.Fatalf("look: %+v, %v", res, err)
+		}
+	}
+	*now = now.Add(time.Second)
+	if got := b.health.Unhealthy(key); got != 0 {
+		t.Fatalf("hc-0 failing again counts as unhealthy for %s, want a new failure", got)
+	}
+}
