@@ -262,7 +262,7 @@ func (b *Backend) connectView(v *instanceView) (membership, error) {
 func (b *Backend) reportQuorumLoss(ctx context.Context, v *instanceView, cluster membership, res *backend.Result, listUnhealthy bool) (bool, error) {
 	statuses := cluster.Statuses(ctx)
 	res.Members = v.answeringMembers(statuses)
-	if res.QuorumLost = v.quorumLoss(statuses); res.QuorumLost == "" {
+	if res.QuorumLost = quorumLoss(res.Members); res.QuorumLost == "" {
 		return false, nil
 	}
 	if listUnhealthy {
@@ -327,22 +327,19 @@ func downOrdinals(statuses []etcdcluster.EndpointStatus) []int {
 }
 
 // quorumLoss explains, when the membership cannot be listed, that fewer than a majority of
-// the voting members with a pod answer at all (statuses in ordinal order), or returns "". A
-// learner is not a voting member: one that answers says it is one, one that does not is one
-// when it is taken for one (presumedLearner), such as the learner of a scale-up whose pod
-// is starting.
-func (v *instanceView) quorumLoss(statuses []etcdcluster.EndpointStatus) string {
+// the voting members with a pod answer at all, or returns "". members are answeringMembers'
+// (one per pod, in ordinal order): one that answered has its ID; a learner is not a voting
+// member, whether it said so or is taken for one (presumedLearner), such as the learner of a
+// scale-up whose pod is starting.
+func quorumLoss(members []v1beta1.MemberStatus) string {
 	var voting, down []string
-	learner := v.presumedLearner(statuses)
-	for i := range v.replicas() {
-		name := backend.MemberName(v.inst.Name, i)
-		answered := i < len(statuses) && statuses[i].MemberID != 0
-		if (answered && statuses[i].IsLearner) || i == learner {
+	for _, m := range members {
+		if m.Learner {
 			continue
 		}
-		voting = append(voting, name)
-		if !answered {
-			down = append(down, name)
+		voting = append(voting, m.Name)
+		if m.ID == "" {
+			down = append(down, m.Name)
 		}
 	}
 	return backend.QuorumLoss(voting, down)

@@ -67,7 +67,7 @@ func (b *Backend) Recover(ctx context.Context, inst *v1beta1.ETCDInstance, req b
 	if _, err := cluster.MemberList(ctx); err == nil {
 		return res, fmt.Errorf("%w: quorum is not lost: the members list their membership", backend.ErrCannotRecover)
 	}
-	if v.quorumLoss(statuses) == "" {
+	if quorumLoss(res.Members) == "" {
 		return res, fmt.Errorf("%w: quorum is not lost: a majority of the voting members answer", backend.ErrCannotRecover)
 	}
 	survivor, err := v.chooseSurvivor(statuses, member)
