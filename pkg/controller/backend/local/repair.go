@@ -10,8 +10,9 @@ import (
 	"github.com/etcdaas/etcdaas/pkg/controller/backend"
 )
 
-// noteHealth feeds what observe saw about the voting members into the health clock and
-// returns each voting member's health for backend.ChooseReplacement.
+// noteHealth feeds what observe saw about the unhealthy voting members into the health
+// clock (observe noted the healthy ones) and returns each voting member's health for
+// backend.ChooseReplacement.
 func (b *Backend) noteHealth(dir string, st *instanceState, observed *backend.Result) []backend.MemberHealth {
 	ready := map[string]bool{}
 	for _, ms := range observed.Members {
@@ -23,12 +24,9 @@ func (b *Backend) noteHealth(dir string, st *instanceState, observed *backend.Re
 		if m.Phase != phaseVoting {
 			continue
 		}
-		key := filepath.Join(dir, m.Name)
 		h := backend.MemberHealth{Name: m.Name, Healthy: ready[m.Name]}
-		if h.Healthy {
-			b.health.Healthy(key)
-		} else {
-			h.UnhealthyFor, h.Problem = b.health.Unhealthy(key), observed.MemberProblems[m.Name]
+		if !h.Healthy {
+			h.UnhealthyFor, h.Problem = b.health.Unhealthy(filepath.Join(dir, m.Name)), observed.MemberProblems[m.Name]
 			err := b.startError(dir, m)
 			h.DataLost = errors.Is(err, errDataLost) || errors.Is(err, errDataCorrupt)
 		}
